@@ -1,0 +1,145 @@
+"""Herald's configuration: one typed object, built once at start-up and passed down.
+
+Every field can be set from the environment: ``HERALD_`` + the path joined with ``__``, for
+example ``HERALD_ENGINE__MAX_LATENESS_S=3600`` or
+``HERALD_FACEBOOK__BASE_URL=http://127.0.0.1:8801/v23.0``. Durations carry their unit in the
+name (``_s`` for seconds). Platform limits default to the platforms' documented limits
+(docs/platforms.md); set the ones your app was granted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from herald.domain import Platform
+
+__all__ = [
+    "EngineSettings",
+    "FacebookSettings",
+    "InstagramSettings",
+    "LinkedInSettings",
+    "PlatformSettings",
+    "Settings",
+    "YouTubeSettings",
+]
+
+class EngineSettings(BaseModel):
+    max_lateness_s: float = Field(86_400.0, gt=0, description="older than this: expired, unsent")
+    claim_batch: int = Field(500, gt=0, le=5000, description="deliveries claimed per round trip")
+    max_in_flight: int = Field(4000, gt=0, description="claimed deliveries held in memory")
+    lease_s: float = Field(300.0, ge=10, description="claim lease; renewed while held")
+    hold_s: float = Field(30.0, ge=0, description="longer rate-limit waits go back to the store")
+    max_retries: int = Field(6, ge=0, description="transient failures before a delivery fails")
+    backoff_base_s: float = Field(2.0, gt=0)
+    backoff_cap_s: float = Field(900.0, gt=0)
+    check_delay_s: float = Field(
+        5.0, ge=0, description="wait after an unknown outcome before looking the post up"
+    )
+    max_checks: int = Field(8, ge=1, description="failed look-ups before leaving it to the user")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="time in-flight requests get to end")
+    idle_recheck_s: float = Field(
+        5.0, gt=0, description="longest sleep, to see work added by other processes"
+    )
+    limit_margin_s: float = Field(
+        2.0, ge=0, description="slack added to rolling windows for send delays and clock skew"
+    )
+    throttle_pause_s: float = Field(
+        60.0, gt=0, description="pause when a platform throttles without saying for how long"
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+    @model_validator(mode="after")
+    def _hold_below_lease(self) -> EngineSettings:
+        if self.hold_s >= self.lease_s / 2:
+            raise ValueError("engine.hold_s must be below half of engine.lease_s")
+        return self
+
+
+class PlatformSettings(BaseModel):
+    base_url: str
+    concurrency: int = Field(gt=0, description="requests in flight at once, app-wide")
+    timeout_s: float = Field(30.0, gt=0, description="whole request, connect included")
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("base_url must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class FacebookSettings(PlatformSettings):
+    base_url: str = "https://graph.facebook.com/v23.0"
+    concurrency: int = 8
+    # Graph API limits scale with audience (platform-apis.md section 1): calls per Page per
+    # rolling 24 h = 4800 x engaged users; calls per app per rolling hour = 200 x daily users.
+    page_engaged_users: int = Field(1, gt=0)
+    app_daily_active_users: int = Field(100, gt=0)
+
+
+class InstagramSettings(PlatformSettings):
+    base_url: str = "https://graph.facebook.com/v23.0"
+    concurrency: int = 5
+    publishes_per_24h: int = Field(100, gt=0, description="content_publishing_limit quota")
+    containers_per_24h: int = Field(400, gt=0)
+    poll_initial_s: float = Field(0.05, gt=0, description="first container status poll")
+    poll_max_s: float = Field(10.0, gt=0, description="poll interval grows up to this")
+    poll_timeout_s: float = Field(300.0, gt=0, description="give up on a container after this")
+
+
+class LinkedInSettings(PlatformSettings):
+    base_url: str = "https://api.linkedin.com"
+    concurrency: int = 4
+    api_version: str = Field("202510", pattern=r"^\d{6}$", description="LinkedIn-Version header")
+    # LinkedIn does not publish its numbers (they show in the developer portal); these are the
+    # commonly quoted ones. Both reset at 00:00 UTC.
+    member_posts_per_day: int = Field(150, gt=0)
+    app_posts_per_day: int | None = Field(None, gt=0)
+
+
+class YouTubeSettings(PlatformSettings):
+    base_url: str = "https://www.googleapis.com"
+    upload_url: str = "https://www.googleapis.com"
+    token_url: str = "https://oauth2.googleapis.com/token"
+    concurrency: int = 4
+    timeout_s: float = 600.0
+    # Two quota models appear in Google's documentation (platform-apis.md section 4):
+    # "bucket": videos.insert has its own 100 calls/day; "units": each insert costs 1600 of
+    # the 10,000 daily units. Both reset at midnight Pacific Time.
+    quota_model: Literal["bucket", "units"] = "bucket"
+    insert_calls_per_day: int = Field(100, gt=0)
+    units_per_day: int = Field(10_000, gt=0)
+    insert_cost_units: int = Field(1600, gt=0)
+    uploads_per_channel_per_day: int | None = Field(None, gt=0)
+    privacy_status: Literal["public", "unlisted", "private"] = "public"
+    category_id: str = "22"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HERALD_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    database_url: str = "sqlite:///herald.db"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    facebook: FacebookSettings = Field(default_factory=FacebookSettings)
+    instagram: InstagramSettings = Field(default_factory=InstagramSettings)
+    linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)
+    youtube: YouTubeSettings = Field(default_factory=YouTubeSettings)
+
+    def platform(self, platform: Platform) -> PlatformSettings:
+        section: PlatformSettings = getattr(self, platform.value)
+        return section
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
+            raise ValueError("database_url must start with sqlite://, postgresql:// or memory://")
+        return value

@@ -1,0 +1,273 @@
+"""The domain vocabulary: channels, posts, deliveries, attempts and the work items built from them.
+
+A *post* is what the user wrote; a *delivery* is that post on one channel, the unit that is
+scheduled, published, retried and reported. All instants are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from herald.states import DeliveryState
+
+__all__ = [
+    "Attempt",
+    "Channel",
+    "ChannelStatus",
+    "ClaimBatch",
+    "Content",
+    "ContentOverride",
+    "Delivery",
+    "Job",
+    "Media",
+    "MediaKind",
+    "NewPost",
+    "Platform",
+    "Post",
+    "Transition",
+    "new_id",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A random, URL-safe identifier such as ``dlv_3f9c...``; unguessable across tenants."""
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Platform(StrEnum):
+    FACEBOOK = "facebook"
+    INSTAGRAM = "instagram"
+    LINKEDIN = "linkedin"
+    YOUTUBE = "youtube"
+
+
+class ChannelStatus(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"  # the platform refused the token; deliveries wait for the user
+    DISABLED = "disabled"  # switched off by the user; deliveries wait
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """A media file on a public URL (platforms such as Instagram fetch it themselves)."""
+
+    url: str
+    kind: MediaKind
+    alt_text: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"url": self.url, "kind": self.kind.value}
+        if self.alt_text is not None:
+            out["alt_text"] = self.alt_text
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Media:
+        return cls(url=raw["url"], kind=MediaKind(raw["kind"]), alt_text=raw.get("alt_text"))
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What is published. ``title`` is used where a platform wants one (YouTube)."""
+
+    text: str = ""
+    link: str | None = None
+    media: tuple[Media, ...] = ()
+    title: str | None = None
+
+    def fingerprint(self) -> str:
+        """A stable digest of the content, used to recognise the post on the platform."""
+        digest = hashlib.sha256()
+        for part in (self.title or "", self.text, self.link or ""):
+            digest.update(part.encode())
+            digest.update(b"\x00")
+        for item in self.media:
+            digest.update(item.url.encode())
+            digest.update(b"\x00")
+        return digest.hexdigest()[:32]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text}
+        if self.link is not None:
+            out["link"] = self.link
+        if self.media:
+            out["media"] = [m.to_dict() for m in self.media]
+        if self.title is not None:
+            out["title"] = self.title
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Content:
+        return cls(
+            text=raw.get("text", ""),
+            link=raw.get("link"),
+            media=tuple(Media.from_dict(m) for m in raw.get("media", ())),
+            title=raw.get("title"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContentOverride:
+    """Per-platform replacement of some content fields; ``None`` keeps the post's own value."""
+
+    text: str | None = None
+    link: str | None = None
+    media: tuple[Media, ...] | None = None
+    title: str | None = None
+
+    def apply(self, base: Content) -> Content:
+        return Content(
+            text=base.text if self.text is None else self.text,
+            link=base.link if self.link is None else self.link,
+            media=base.media if self.media is None else self.media,
+            title=base.title if self.title is None else self.title,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.link is not None:
+            out["link"] = self.link
+        if self.media is not None:
+            out["media"] = [m.to_dict() for m in self.media]
+        if self.title is not None:
+            out["title"] = self.title
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ContentOverride:
+        media = raw.get("media")
+        return cls(
+            text=raw.get("text"),
+            link=raw.get("link"),
+            media=None if media is None else tuple(Media.from_dict(m) for m in media),
+            title=raw.get("title"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A social account Herald publishes to: a Facebook Page, an IG account, a member, ..."""
+
+    id: str
+    platform: Platform
+    external_id: str  # the platform's id: Page id, IG user id, author URN, YouTube channel id
+    name: str
+    timezone: str  # IANA name, e.g. "Europe/Paris"
+    credentials_ref: str  # where the token lives; see herald.credentials
+    status: ChannelStatus = ChannelStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: str
+    content: Content
+    overrides: Mapping[Platform, ContentOverride] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+
+    def content_for(self, platform: Platform) -> Content:
+        override = self.overrides.get(platform)
+        return self.content if override is None else override.apply(self.content)
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    """A post to store together with one delivery per target channel, all due at ``due_at``."""
+
+    post: Post
+    targets: tuple[tuple[str, str], ...]  # (delivery id, channel id)
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    post_id: str
+    channel_id: str
+    platform: Platform
+    due_at: datetime
+    state: DeliveryState = DeliveryState.SCHEDULED
+    next_attempt_at: datetime | None = None  # when it may be claimed; None: nothing planned
+    attempts: int = 0  # publish requests sent so far
+    retries: int = 0  # transient failures spent from the retry budget
+    check_first: bool = False  # the last send had an unknown outcome: look before resending
+    check_since: datetime | None = None  # the platform post, if any, is not older than this
+    external_id: str | None = None
+    reconciled: bool = False  # published status was established by looking the post up
+    last_error: str | None = None
+    published_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def with_state(self, state: DeliveryState, **changes: Any) -> Delivery:
+        return replace(self, state=state, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One publish request (or one look-up) for a delivery, with its outcome."""
+
+    delivery_id: str
+    number: int
+    started_at: datetime
+    finished_at: datetime
+    outcome: str  # published | found | not_found | rate_limited | auth | rejected | transient | unknown
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed delivery with everything a worker needs to publish it."""
+
+    delivery: Delivery
+    channel: Channel
+    content: Content
+    claim_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimBatch:
+    jobs: list[Job]
+    expired: list[Delivery]  # deliveries found too late and marked expired while claiming
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A guarded state change of one delivery, written by :meth:`Store.apply`.
+
+    The write happens only if the delivery is in one of the states from which ``target`` is
+    allowed and, when ``claim_token`` is set, still holds that claim. That compare-and-set is
+    what stops two engines, or a stale one, from acting on the same delivery.
+    """
+
+    delivery_id: str
+    target: DeliveryState
+    claim_token: str | None = None
+    next_attempt_at: datetime | None = None
+    lease_until: datetime | None = None
+    external_id: str | None = None
+    error: str | None = None
+    sent: bool = False  # this change records a request going out: attempts += 1
+    retry_spent: bool = False  # retries += 1
+    check_first: bool | None = None  # None leaves the flag unchanged
+    check_since: datetime | None = None
+    reconciled: bool = False
+    published_at: datetime | None = None
+    attempt: Attempt | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)

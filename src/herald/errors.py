@@ -1,0 +1,177 @@
+"""Herald's exception tree.
+
+Every error Herald raises on purpose derives from :class:`HeraldError`. Driver and HTTP errors
+are translated at the boundary into the most specific class below, keeping the original as
+``__cause__``.
+
+    HeraldError
+    ├── ConfigError                 bad or unsafe configuration
+    ├── InvalidInput                bad input from a user or a caller (HTTP 4xx, CLI message)
+    │   ├── ScheduleError           a publish time that cannot be used
+    │   │   ├── UnknownTimeZone
+    │   │   ├── NonexistentLocalTime    wall time inside a DST gap
+    │   │   └── TimeInPast
+    │   └── ContentInvalid          content a platform would refuse (checked before storing)
+    ├── NotFound                    no such object (or not visible to the caller)
+    ├── InvalidTransition           a delivery state change the state machine forbids
+    ├── StoreError                  the store failed (database unreachable, corrupt, ...)
+    ├── QueueError                  the work queue failed
+    └── PlatformError               a platform refused a publish or could not be reached
+        ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
+        ├── AuthExpired             token expired or revoked: the channel needs re-authorisation
+        ├── ContentRejected         permanent refusal of this content: never retried
+        ├── TransientPlatformError  temporary failure, safe to retry with backoff
+        ├── OutcomeUnknown          the request was sent, the answer never came
+        └── ReconcileUnsupported    the platform offers no way to look a post up
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = [
+    "AuthExpired",
+    "ConfigError",
+    "ContentInvalid",
+    "ContentRejected",
+    "HeraldError",
+    "InvalidInput",
+    "InvalidTransition",
+    "NonexistentLocalTime",
+    "NotFound",
+    "OutcomeUnknown",
+    "PlatformError",
+    "QueueError",
+    "RateLimited",
+    "ReconcileUnsupported",
+    "ScheduleError",
+    "StoreError",
+    "TimeInPast",
+    "TransientPlatformError",
+    "UnknownTimeZone",
+]
+
+#: Who a rate limit applies to: one channel (a Page, an account, a member) or the whole app.
+LimitScope = Literal["channel", "app"]
+
+
+class HeraldError(Exception):
+    """Root of every error Herald raises on purpose."""
+
+
+class ConfigError(HeraldError):
+    """The configuration is invalid or unsafe."""
+
+
+class InvalidInput(HeraldError):
+    """Input from a caller is invalid. ``field`` names the offending field when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ScheduleError(InvalidInput):
+    """A publish time cannot be used."""
+
+
+class UnknownTimeZone(ScheduleError):
+    """The IANA time-zone name is not known."""
+
+
+class NonexistentLocalTime(ScheduleError):
+    """The local wall time falls in a daylight-saving gap and does not exist."""
+
+
+class TimeInPast(ScheduleError):
+    """The publish time is further in the past than the allowed grace."""
+
+
+class ContentInvalid(InvalidInput):
+    """Content that the target platform would refuse, caught before it is stored."""
+
+
+class NotFound(HeraldError):
+    """No such object, or one the caller may not see."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(f"{kind} {object_id!r} not found")
+        self.kind = kind
+        self.object_id = object_id
+
+
+class InvalidTransition(HeraldError):
+    """A delivery state change that the state machine forbids."""
+
+
+class StoreError(HeraldError):
+    """The store failed to read or write."""
+
+
+class QueueError(HeraldError):
+    """The work queue failed."""
+
+
+class PlatformError(HeraldError):
+    """A platform call failed. ``code`` is the platform's own error code, when it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        platform: str = "",
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.platform = platform
+        self.code = code
+        self.status = status
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.code is not None:
+            parts.append(f"code={self.code}")
+        if self.status is not None:
+            parts.append(f"http={self.status}")
+        return " ".join(parts)
+
+
+class RateLimited(PlatformError):
+    """The platform throttled us. Pause ``scope`` for ``retry_after`` seconds; not a failure."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        scope: LimitScope,
+        platform: str = "",
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, platform=platform, code=code, status=status)
+        self.retry_after = max(0.0, retry_after)
+        self.scope: LimitScope = scope
+
+
+class AuthExpired(PlatformError):
+    """The channel's token is expired, revoked or lacks a permission: it needs re-authorisation."""
+
+
+class ContentRejected(PlatformError):
+    """The platform refused this content for good; retrying cannot help."""
+
+
+class TransientPlatformError(PlatformError):
+    """A temporary failure (5xx, connection refused before sending): safe to retry."""
+
+
+class OutcomeUnknown(PlatformError):
+    """The publish request was sent but no answer came: the post may or may not exist."""
+
+
+class ReconcileUnsupported(PlatformError):
+    """The platform offers no way to check whether a post already exists."""

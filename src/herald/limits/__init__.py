@@ -1,0 +1,1 @@
+"""Limiters: when a request may go out without breaking a platform limit."""

@@ -1,0 +1,1 @@
+"""Queues: carry claimed deliveries from the dispatcher to the workers."""
