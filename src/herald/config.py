@@ -26,6 +26,7 @@ __all__ = [
     "YouTubeSettings",
 ]
 
+
 class EngineSettings(BaseModel):
     max_lateness_s: float = Field(86_400.0, gt=0, description="older than this: expired, unsent")
     claim_batch: int = Field(500, gt=0, le=5000, description="deliveries claimed per round trip")
@@ -86,7 +87,9 @@ class InstagramSettings(PlatformSettings):
     concurrency: int = 5
     publishes_per_24h: int = Field(100, gt=0, description="content_publishing_limit quota")
     containers_per_24h: int = Field(400, gt=0)
-    poll_initial_s: float = Field(0.05, gt=0, description="first container status poll")
+    poll_initial_s: float = Field(
+        1.0, gt=0, description="wait before the second container status poll (doubling)"
+    )
     poll_max_s: float = Field(10.0, gt=0, description="poll interval grows up to this")
     poll_timeout_s: float = Field(300.0, gt=0, description="give up on a container after this")
 

@@ -207,6 +207,7 @@ class Delivery:
     next_attempt_at: datetime | None = None  # when it may be claimed; None: nothing planned
     attempts: int = 0  # publish requests sent so far
     retries: int = 0  # transient failures spent from the retry budget
+    checks: int = 0  # look-ups that failed (platform errors) while a check is owed
     check_first: bool = False  # the last send had an unknown outcome: look before resending
     check_since: datetime | None = None  # the platform post, if any, is not older than this
     external_id: str | None = None
@@ -227,7 +228,9 @@ class Attempt:
     number: int
     started_at: datetime
     finished_at: datetime
-    outcome: str  # published | found | not_found | rate_limited | auth | rejected | transient | unknown
+    outcome: (
+        str  # published | found | not_found | rate_limited | auth | rejected | transient | unknown
+    )
     error: str | None = None
 
 
@@ -265,9 +268,11 @@ class Transition:
     error: str | None = None
     sent: bool = False  # this change records a request going out: attempts += 1
     retry_spent: bool = False  # retries += 1
+    check_failed: bool = False  # checks += 1
     check_first: bool | None = None  # None leaves the flag unchanged
     check_since: datetime | None = None
     reconciled: bool = False
     published_at: datetime | None = None
+    reset_retries: bool = False  # an explicit user retry starts a fresh retry budget
+    due_at: datetime | None = None  # a reschedule moves the due time itself
     attempt: Attempt | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)

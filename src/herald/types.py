@@ -106,8 +106,9 @@ class Store(Protocol):
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         """Keep the leases of deliveries an engine still holds; return how many."""
 
-    async def recover_expired_leases(self, now: datetime) -> int:
-        """Release deliveries whose lease ran out: unsent ones become claimable again, ones
+    async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
+        """Release deliveries whose lease ran out (``every``: all leased ones, for an engine
+        that has the store to itself at start-up). Unsent ones become claimable again; ones
         that may have been sent become ``unconfirmed`` and are checked before any resend."""
 
 
@@ -134,11 +135,15 @@ class JobQueue(Protocol):
 class RateLimiter(Protocol):
     """Grants requests against platform limits so that none is ever exceeded."""
 
-    async def reserve(self, claims: Sequence[LimitClaim], now: float) -> float:
+    async def reserve(
+        self, claims: Sequence[LimitClaim], now: float, *, pauses: Sequence[str] = ()
+    ) -> float:
         """Grant every claim at once, or none.
 
         Return 0.0 when granted (usage recorded), else how many seconds to wait before a new
-        try could succeed (nothing recorded). ``now`` is Unix time in seconds.
+        try could succeed (nothing recorded); ``math.inf`` if a claim can never fit. Keys in
+        ``pauses`` that are blocked (see :meth:`block`) refuse the whole reservation. ``now``
+        is Unix time in seconds.
         """
 
     async def block(self, key: str, until: float) -> None:

@@ -130,20 +130,31 @@ def default_rules(settings: Settings) -> dict[Platform, tuple[LimitRule, ...]]:
     ig_margin = margin + ig.poll_timeout_s
     instagram = (
         LimitRule(
-            "publishes", "publishes", "channel",
+            "publishes",
+            "publishes",
+            "channel",
             RollingWindow(ig.publishes_per_24h, _DAY_S, ig_margin),
         ),
         LimitRule(
-            "containers", "containers", "channel",
+            "containers",
+            "containers",
+            "channel",
             RollingWindow(ig.containers_per_24h, _DAY_S, margin),
         ),
     )
     linkedin: tuple[LimitRule, ...] = (
-        LimitRule("member_posts", "posts", "channel", CalendarQuota(li.member_posts_per_day, "UTC", margin)),
+        LimitRule(
+            "member_posts",
+            "posts",
+            "channel",
+            CalendarQuota(li.member_posts_per_day, "UTC", margin),
+        ),
     )
     if li.app_posts_per_day is not None:
         linkedin += (
-            LimitRule("app_posts", "posts", "app", CalendarQuota(li.app_posts_per_day, "UTC", margin)),
+            LimitRule(
+                "app_posts", "posts", "app", CalendarQuota(li.app_posts_per_day, "UTC", margin)
+            ),
         )
     youtube: tuple[LimitRule, ...] = (
         LimitRule("units", "units", "app", CalendarQuota(yt.units_per_day, PACIFIC, margin)),
@@ -151,14 +162,18 @@ def default_rules(settings: Settings) -> dict[Platform, tuple[LimitRule, ...]]:
     if yt.quota_model == "bucket":
         youtube += (
             LimitRule(
-                "insert_calls", "insert_calls", "app",
+                "insert_calls",
+                "insert_calls",
+                "app",
                 CalendarQuota(yt.insert_calls_per_day, PACIFIC, margin),
             ),
         )
     if yt.uploads_per_channel_per_day is not None:
         youtube += (
             LimitRule(
-                "channel_uploads", "uploads", "channel",
+                "channel_uploads",
+                "uploads",
+                "channel",
                 CalendarQuota(yt.uploads_per_channel_per_day, PACIFIC, margin),
             ),
         )

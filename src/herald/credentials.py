@@ -1,0 +1,83 @@
+"""Channel secrets: a channel stores a *reference*, resolved to its tokens when publishing.
+
+References:
+
+- ``env:NAME``: the environment variable ``NAME`` holds a JSON object or a bare access token;
+- ``file:/path/secrets.json#key``: the JSON object under ``key`` in that file (no ``#key``: the
+  whole file is the object).
+
+Secrets are cached for ``ttl_s`` and dropped at once when a platform refuses them, so a user
+who re-authorises a channel is picked up at the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from herald.domain import Channel
+from herald.errors import AuthExpired
+from herald.types import Credentials
+
+__all__ = ["RefResolver"]
+
+
+def _parse(raw: str, ref: str) -> dict[str, str]:
+    raw = raw.strip()
+    if raw.startswith("{"):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise AuthExpired(f"credentials at {ref!r} are not valid JSON") from exc
+        if not isinstance(value, dict):
+            raise AuthExpired(f"credentials at {ref!r} are not a JSON object")
+        return {str(k): str(v) for k, v in value.items()}
+    if not raw:
+        raise AuthExpired(f"credentials at {ref!r} are empty")
+    return {"access_token": raw}
+
+
+class RefResolver:
+    """Implements :class:`herald.types.CredentialResolver` for ``env:`` and ``file:`` refs."""
+
+    def __init__(self, *, ttl_s: float = 60.0, environ: Mapping[str, str] | None = None) -> None:
+        self._ttl_s = ttl_s
+        self._environ = environ if environ is not None else os.environ
+        self._cache: dict[str, tuple[float, dict[str, str]]] = {}
+
+    async def resolve(self, channel: Channel) -> Credentials:
+        ref = channel.credentials_ref
+        hit = self._cache.get(ref)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        secrets = self._load(ref)
+        self._cache[ref] = (now + self._ttl_s, secrets)
+        return secrets
+
+    def forget(self, channel: Channel) -> None:
+        self._cache.pop(channel.credentials_ref, None)
+
+    def _load(self, ref: str) -> dict[str, str]:
+        scheme, _, rest = ref.partition(":")
+        if scheme == "env":
+            if rest not in self._environ:
+                raise AuthExpired(f"environment variable {rest!r} is not set")
+            return _parse(self._environ[rest], ref)
+        if scheme == "file":
+            path, _, key = rest.partition("#")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
+            if not key:
+                return _parse(text, ref)
+            try:
+                entry = json.loads(text)[key]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise AuthExpired(f"no credentials under {key!r} in {path!r}") from exc
+            return _parse(json.dumps(entry) if isinstance(entry, dict) else str(entry), ref)
+        raise AuthExpired(f"unsupported credentials reference scheme {scheme!r}")

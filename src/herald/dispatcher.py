@@ -1,0 +1,145 @@
+"""The dispatcher: claims due deliveries in batches and hands them to the workers.
+
+It sleeps until the earliest due time the store knows, or until something wakes it (new posts,
+a retry written for later, room freed in memory). It never polls on a fixed beat; the one
+bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from herald.config import EngineSettings
+from herald.domain import Delivery, Job, utcnow
+from herald.metrics import Metrics
+from herald.types import JobQueue, Store
+from herald.wakeup import wait_first
+
+__all__ = ["Dispatcher", "InFlight"]
+
+log = logging.getLogger("herald.dispatcher")
+
+
+class InFlight:
+    """Claimed deliveries this engine holds, counted by claim token for lease renewal."""
+
+    def __init__(self) -> None:
+        self._tokens: Counter[str] = Counter()
+        self.count = 0
+        self._listeners: list[asyncio.Event] = []
+
+    def subscribe(self) -> asyncio.Event:
+        """An event set at every change of the count; each listener clears its own."""
+        event = asyncio.Event()
+        self._listeners.append(event)
+        return event
+
+    def _changed(self) -> None:
+        for event in self._listeners:
+            event.set()
+
+    def add(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self._tokens[job.claim_token] += 1
+            self.count += 1
+        self._changed()
+
+    def done(self, job: Job) -> None:
+        self._tokens[job.claim_token] -= 1
+        if self._tokens[job.claim_token] <= 0:
+            del self._tokens[job.claim_token]
+        self.count -= 1
+        self._changed()
+
+    def tokens(self) -> list[str]:
+        return list(self._tokens)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        queue: JobQueue,
+        in_flight: InFlight,
+        settings: EngineSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._in_flight = in_flight
+        self._settings = settings
+        self._metrics = metrics
+        self._wake = asyncio.Event()
+        self._room = in_flight.subscribe()
+        self._wake_at: datetime | None = None
+        self.rounds = 0  # claim round trips, for benchmarks
+
+    def notify(self, at: datetime | None = None) -> None:
+        """New work is due at ``at`` (now if None): claim then, or now if that is earlier."""
+        if at is not None and (self._wake_at is None or at < self._wake_at):
+            self._wake_at = at
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            self._wake.clear()
+            room = self._settings.max_in_flight - self._in_flight.count
+            if room <= 0:
+                self._room.clear()
+                await wait_first(self._room, stopping, within_s=None)
+                continue
+            asked = min(room, self._settings.claim_batch)
+            claimed = await self._claim(asked)
+            if claimed == asked:
+                continue  # more may be due right now
+            await wait_first(self._wake, stopping, within_s=await self._idle_timeout())
+
+    async def _claim(self, limit: int) -> int:
+        now = utcnow()
+        batch = await self._store.claim_due(
+            now=now,
+            limit=limit,
+            lease_until=now + timedelta(seconds=self._settings.lease_s),
+            expire_before=now - timedelta(seconds=self._settings.max_lateness_s),
+        )
+        self.rounds += 1
+        self._report_expired(batch.expired)
+        if batch.jobs:
+            self._in_flight.add(batch.jobs)
+            await self._queue.put(batch.jobs)
+            self._metrics.claimed.inc(len(batch.jobs))
+            self._metrics.queue_depth.set(self._queue.depth())
+            self._metrics.in_flight.set(self._in_flight.count)
+        return len(batch.jobs)
+
+    def _report_expired(self, expired: list[Delivery]) -> None:
+        for delivery in expired:
+            self._metrics.deliveries.labels(delivery.platform.value, "expired").inc()
+            log.warning(
+                "delivery.expired",
+                extra={
+                    "delivery_id": delivery.id,
+                    "post_id": delivery.post_id,
+                    "channel_id": delivery.channel_id,
+                    "platform": delivery.platform.value,
+                    "due_at": delivery.due_at.isoformat(),
+                },
+            )
+
+    async def _idle_timeout(self) -> float:
+        """Seconds until the earliest known due time, capped by ``idle_recheck_s``."""
+        now = utcnow()
+        candidates = [self._settings.idle_recheck_s]
+        next_due = await self._store.next_due_at()
+        if next_due is not None:
+            candidates.append((next_due - now).total_seconds())
+        if self._wake_at is not None:
+            if self._wake_at <= now:
+                self._wake_at = None
+                return 0.0
+            candidates.append((self._wake_at - now).total_seconds())
+        return max(0.0, min(candidates))

@@ -1,0 +1,201 @@
+"""The engine: dispatcher, queue, workers and writer, started and stopped as one.
+
+Lifecycle of :meth:`Engine.run`:
+
+1. recover deliveries left claimed by a previous run (all of them when this engine has the
+   store to itself, else only those whose lease ran out);
+2. run the writer, the workers, the dispatcher and the lease keeper;
+3. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
+   to do: stop claiming, let in-flight requests finish within ``shutdown_grace_s``, hand every
+   other claimed delivery back to the store, flush the writer. Nothing is lost: what was on the
+   wire when time ran out becomes ``unconfirmed`` and is looked up before any resend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from herald.config import Settings
+from herald.credentials import RefResolver
+from herald.dispatcher import Dispatcher, InFlight
+from herald.domain import Channel, Job, Platform, utcnow
+from herald.limits.memory import MemoryLimiter
+from herald.limits.rules import LimitRule, default_rules
+from herald.metrics import Metrics
+from herald.policy import Policy
+from herald.queues.memory import MemoryQueue
+from herald.types import Connector, CredentialResolver, JobQueue, RateLimiter, Store
+from herald.wakeup import wait_first
+from herald.worker import WorkerContext, WorkerPool
+from herald.writer import TransitionWriter
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("herald.engine")
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        connectors: Mapping[Platform, Connector],
+        *,
+        limiter: RateLimiter | None = None,
+        queue: JobQueue | None = None,
+        credentials: CredentialResolver | None = None,
+        metrics: Metrics | None = None,
+        rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
+        exclusive: bool = False,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.exclusive = exclusive  # no other engine uses this store: every claim is stale
+        self._connectors = connectors
+        self._queue = queue or MemoryQueue()
+        self._credentials = credentials or RefResolver()
+        self._in_flight = InFlight()
+        self._writer = TransitionWriter(store)
+        self._stopping = asyncio.Event()
+        self.dispatcher = Dispatcher(
+            store, self._queue, self._in_flight, settings.engine, self.metrics
+        )
+        self.pool = WorkerPool(
+            WorkerContext(
+                store=store,
+                queue=self._queue,
+                writer=self._writer,
+                limiter=limiter or MemoryLimiter(),
+                rules=rules or default_rules(settings),
+                connectors=connectors,
+                credentials=self._credentials,
+                concurrency={p: settings.platform(p).concurrency for p in connectors},
+                hold_s=settings.engine.hold_s,
+                policy=Policy(settings.engine, rng),
+                metrics=self.metrics,
+                finish=self._finish,
+                dispatcher_notify=self.dispatcher.notify,
+                forget_credentials=self._forget,
+            )
+        )
+
+    # -- control ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Begin a graceful stop; :meth:`run` returns once it is complete."""
+        self._stopping.set()
+
+    def notify(self, at: datetime | None = None) -> None:
+        """Deliveries were added or rescheduled in this process: claim them on time."""
+        self.dispatcher.notify(at)
+
+    @property
+    def writes(self) -> int:
+        return self._writer.batches
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight.count
+
+    async def is_idle(self, horizon_s: float = 0.0) -> bool:
+        """Nothing held in memory and nothing due within ``horizon_s`` (0: nothing at all)."""
+        if self._in_flight.count:
+            return False
+        if horizon_s <= 0:
+            return await self.store.next_due_at() is None
+        return not await self._due_within(horizon_s)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self, *, burst: bool = False, burst_horizon_s: float = 60.0) -> None:
+        """Publish until stopped.
+
+        With ``burst``, stop once nothing is in flight and nothing is due within
+        ``burst_horizon_s`` (retries after short backoffs included): a cron-style drain.
+        """
+        recovered = await self.store.recover_expired_leases(utcnow(), every=self.exclusive)
+        if recovered:
+            log.warning("engine.recovered", extra={"deliveries": recovered})
+        tasks = {
+            asyncio.create_task(self._writer.run(), name="herald-writer"),
+            asyncio.create_task(self.pool.run(), name="herald-workers"),
+            asyncio.create_task(self.dispatcher.run(self._stopping), name="herald-dispatcher"),
+            asyncio.create_task(self._keep_leases(), name="herald-leases"),
+        }
+        if burst:
+            tasks.add(
+                asyncio.create_task(self._stop_when_idle(burst_horizon_s), name="herald-burst")
+            )
+        log.info("engine.started", extra={"burst": burst, "exclusive": self.exclusive})
+        stop_waiter = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({stop_waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            crashed = [t for t in done if t is not stop_waiter and t.exception() is not None]
+            self._stopping.set()
+            await self._shutdown(tasks)
+            if crashed:
+                raise crashed[0].exception()  # type: ignore[misc]
+        finally:
+            stop_waiter.cancel()
+            for task in tasks:
+                task.cancel()
+        log.info("engine.stopped")
+
+    async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
+        by_name = {t.get_name(): t for t in tasks}
+        dispatcher = by_name["herald-dispatcher"]
+        if not dispatcher.done():
+            await dispatcher
+        leftovers = await self._queue.close()
+        await self.pool.drain(self.settings.engine.shutdown_grace_s, leftovers)
+        for name in ("herald-leases", "herald-burst"):
+            if name in by_name:
+                by_name[name].cancel()
+        workers = by_name["herald-workers"]
+        await asyncio.gather(workers, return_exceptions=True)
+        await self._writer.close()
+        await asyncio.gather(by_name["herald-writer"], return_exceptions=True)
+
+    async def _finish(self, job: Job) -> None:
+        self._in_flight.done(job)
+        await self._queue.ack(job)
+        self.metrics.in_flight.set(self._in_flight.count)
+        self.metrics.queue_depth.set(self._queue.depth())
+
+    def _forget(self, channel: Channel) -> None:
+        forget = getattr(self._credentials, "forget", None)
+        if callable(forget):
+            forget(channel)
+
+    async def _due_within(self, horizon_s: float) -> bool:
+        next_due = await self.store.next_due_at()
+        return next_due is not None and next_due <= utcnow() + timedelta(seconds=horizon_s)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases this engine holds; release those of engines that died."""
+        every_s = self.settings.engine.lease_s / 3
+        while not self._stopping.is_set():
+            await wait_first(self._stopping, within_s=every_s)
+            now = utcnow()
+            tokens = self._in_flight.tokens()
+            if tokens:
+                lease = now + timedelta(seconds=self.settings.engine.lease_s)
+                await self.store.extend_leases(tokens, lease)
+            if await self.store.recover_expired_leases(now):
+                self.dispatcher.notify()
+
+    async def _stop_when_idle(self, horizon_s: float) -> None:
+        changed = self._in_flight.subscribe()
+        while True:
+            changed.clear()
+            idle = await self.is_idle(horizon_s)
+            # The count may have moved while the store answered: only stop on a quiet read.
+            if idle and self._in_flight.count == 0:
+                log.info("engine.idle")
+                self._stopping.set()
+                return
+            await wait_first(changed, self._stopping, within_s=self.settings.engine.idle_recheck_s)

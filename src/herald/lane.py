@@ -1,0 +1,118 @@
+"""A lane: one platform's share of the workers.
+
+A job enters a lane ready to go, or deferred until a rate limit lets it through. The lane takes
+a concurrency slot *first*, then asks the limiter, and sends at once when granted: a grant is
+never spent while waiting for a slot, so requests reach the platform in the order and at the
+times the limiter counted them. When the limiter says wait, the slot is given back and the job
+sleeps on a timer heap (short waits) or goes back to the store (long ones): a waiting delivery
+never holds a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from herald.domain import Job
+from herald.wakeup import wait_first
+
+__all__ = ["Lane", "Slot"]
+
+
+class Slot:
+    """One of a lane's concurrency slots; release is idempotent."""
+
+    __slots__ = ("_released", "_semaphore")
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._semaphore.release()
+
+
+#: Decides whether a job may go now: returns True (go), or has deferred or finished it.
+Admit = Callable[[Job], Awaitable[bool]]
+#: Runs an admitted job; must release the slot once the platform call is over.
+Execute = Callable[[Job, Slot], Coroutine[Any, Any, None]]
+
+
+class Lane:
+    def __init__(self, name: str, concurrency: int, admit: Admit, execute: Execute) -> None:
+        self.name = name
+        self._admit = admit
+        self._execute = execute
+        self._slots = asyncio.Semaphore(concurrency)
+        self._ready: deque[Job] = deque()
+        self._timers: list[tuple[float, int, Job]] = []
+        self._seq = itertools.count()
+        self._signal = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: Job) -> None:
+        self._ready.append(job)
+        self._signal.set()
+
+    def defer(self, job: Job, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        heapq.heappush(self._timers, (loop.time() + delay_s, next(self._seq), job))
+        self._signal.set()
+
+    def waiting(self) -> int:
+        return len(self._ready) + len(self._timers)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def take_waiting(self) -> list[tuple[Job, float]]:
+        """Empty the lane: each waiting job with the delay after which it was to run."""
+        now = asyncio.get_running_loop().time()
+        left = [(job, 0.0) for job in self._ready]
+        left += [(job, max(0.0, at - now)) for at, _, job in self._timers]
+        self._ready.clear()
+        self._timers.clear()
+        return left
+
+    async def run(self) -> None:
+        while (job := await self._next()) is not None:
+            await self._slots.acquire()
+            slot = Slot(self._slots)
+            try:
+                go = await self._admit(job)
+            except BaseException:
+                slot.release()
+                raise
+            if not go:
+                slot.release()
+                continue
+            task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
+            self.tasks.add(task)
+            task.add_done_callback(self._task_done(slot))
+
+    def _task_done(self, slot: Slot) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            slot.release()
+            self.tasks.discard(task)
+
+        return done
+
+    async def _next(self) -> Job | None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            now = loop.time()
+            while self._timers and self._timers[0][0] <= now:
+                self._ready.append(heapq.heappop(self._timers)[2])
+            if self._ready:
+                return self._ready.popleft()
+            timeout = self._timers[0][0] - now if self._timers else None
+            self._signal.clear()
+            await wait_first(self._signal, self._stopping, within_s=timeout)
+        return None

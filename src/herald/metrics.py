@@ -1,0 +1,60 @@
+"""Prometheus metrics of one engine, on a registry of its own (no import-time globals).
+
+Names follow Prometheus conventions: ``herald_`` prefix, base units, ``_total`` for counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_LATENESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter(
+            "herald_deliveries_total",
+            "Delivery steps finished, by platform and outcome.",
+            ["platform", "outcome"],
+            registry=r,
+        )
+        self.publish_seconds = Histogram(
+            "herald_publish_duration_seconds",
+            "Time a publish took at the platform, request sent to answer.",
+            ["platform"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lateness_seconds = Histogram(
+            "herald_delivery_lateness_seconds",
+            "How long after its due time a delivery was published.",
+            ["platform"],
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "herald_queue_depth", "Claimed deliveries waiting for a worker.", registry=r
+        )
+        self.in_flight = Gauge(
+            "herald_in_flight_deliveries", "Claimed deliveries held by this engine.", registry=r
+        )
+        self.rate_limit_waits = Counter(
+            "herald_rate_limit_waits_total",
+            "Deliveries made to wait by a rate limit or a platform pause.",
+            ["platform"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "herald_retries_total",
+            "Retries scheduled after transient errors.",
+            ["platform"],
+            registry=r,
+        )
+        self.claimed = Counter(
+            "herald_claimed_deliveries_total", "Deliveries claimed by the dispatcher.", registry=r
+        )

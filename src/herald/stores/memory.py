@@ -1,0 +1,248 @@
+"""The in-memory store: the reference implementation of the Store contract, for unit tests.
+
+It keeps nothing across restarts, so it is never the engine's store in production.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from herald.domain import (
+    Attempt,
+    Channel,
+    ChannelStatus,
+    ClaimBatch,
+    Delivery,
+    Job,
+    NewPost,
+    Post,
+    Transition,
+    utcnow,
+)
+from herald.errors import InvalidInput, NotFound
+from herald.states import CLAIMABLE, DeliveryState, allowed_sources
+
+__all__ = ["MemoryStore"]
+
+S = DeliveryState
+
+
+def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
+    """``delivery`` after transition ``t``: the effects every store must reproduce."""
+    check_first = delivery.check_first if t.check_first is None else t.check_first
+    # check_since bounds the look-up: it stays while a check is owed and is renewed by each send.
+    keep_since = check_first or t.target is S.PUBLISHING
+    return replace(
+        delivery,
+        state=t.target,
+        due_at=t.due_at or delivery.due_at,
+        next_attempt_at=t.next_attempt_at,
+        external_id=t.external_id or delivery.external_id,
+        last_error=t.error,
+        attempts=delivery.attempts + (1 if t.sent else 0),
+        retries=0 if t.reset_retries else delivery.retries + (1 if t.retry_spent else 0),
+        checks=(
+            0
+            if t.reset_retries or t.check_first is False
+            else delivery.checks + (1 if t.check_failed else 0)
+        ),
+        check_first=check_first,
+        check_since=(t.check_since or delivery.check_since) if keep_since else None,
+        reconciled=t.reconciled if t.target is S.PUBLISHED else delivery.reconciled,
+        published_at=t.published_at or delivery.published_at,
+        updated_at=now,
+    )
+
+
+class MemoryStore:
+    """Implements :class:`herald.types.Store` in process memory."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, Channel] = {}
+        self._posts: dict[str, Post] = {}
+        self._deliveries: dict[str, Delivery] = {}
+        self._attempts: dict[str, list[Attempt]] = {}
+        self._claims: dict[str, tuple[str, datetime]] = {}  # delivery id -> (token, lease)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def add_channels(self, channels: Sequence[Channel]) -> None:
+        ids = [c.id for c in channels]
+        if len(set(ids)) != len(ids) or any(i in self._channels for i in ids):
+            raise InvalidInput("channel id already exists", field="id")
+        taken = {(c.platform, c.external_id) for c in self._channels.values()}
+        for channel in channels:
+            if (channel.platform, channel.external_id) in taken:
+                raise InvalidInput("this account is already a channel", field="external_id")
+            taken.add((channel.platform, channel.external_id))
+        for channel in channels:
+            self._channels[channel.id] = channel
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        try:
+            return self._channels[channel_id]
+        except KeyError:
+            raise NotFound("channel", channel_id) from None
+
+    async def list_channels(self) -> list[Channel]:
+        return sorted(self._channels.values(), key=lambda c: c.id)
+
+    async def set_channel_status(
+        self, channel_id: str, status: ChannelStatus, *, credentials_ref: str | None = None
+    ) -> None:
+        channel = await self.get_channel(channel_id)
+        self._channels[channel_id] = replace(
+            channel, status=status, credentials_ref=credentials_ref or channel.credentials_ref
+        )
+
+    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
+        created: list[Delivery] = []
+        for new in posts:
+            if new.post.id in self._posts:
+                raise InvalidInput("post id already exists", field="id")
+            for delivery_id, channel_id in new.targets:
+                channel = await self.get_channel(channel_id)
+                created.append(
+                    Delivery(
+                        id=delivery_id,
+                        post_id=new.post.id,
+                        channel_id=channel_id,
+                        platform=channel.platform,
+                        due_at=new.due_at,
+                        next_attempt_at=new.due_at,
+                        updated_at=utcnow(),
+                    )
+                )
+        for new in posts:
+            self._posts[new.post.id] = new.post
+        for delivery in created:
+            self._deliveries[delivery.id] = delivery
+        return created
+
+    async def get_post(self, post_id: str) -> Post:
+        try:
+            return self._posts[post_id]
+        except KeyError:
+            raise NotFound("post", post_id) from None
+
+    async def get_delivery(self, delivery_id: str) -> Delivery:
+        try:
+            return self._deliveries[delivery_id]
+        except KeyError:
+            raise NotFound("delivery", delivery_id) from None
+
+    async def list_deliveries(
+        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
+    ) -> list[Delivery]:
+        rows = sorted(
+            (d for d in self._deliveries.values() if state is None or d.state is state),
+            key=lambda d: d.id,
+        )
+        return [d for d in rows if d.id > after_id][:limit]
+
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        return list(self._attempts.get(delivery_id, ()))
+
+    async def count_by_state(self) -> dict[DeliveryState, int]:
+        counts: dict[DeliveryState, int] = {}
+        for delivery in self._deliveries.values():
+            counts[delivery.state] = counts.get(delivery.state, 0) + 1
+        return counts
+
+    def _due(self, now: datetime) -> list[Delivery]:
+        return sorted(
+            (
+                d
+                for d in self._deliveries.values()
+                if d.state in CLAIMABLE
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+            ),
+            key=lambda d: (d.next_attempt_at or now, d.id),
+        )
+
+    async def claim_due(
+        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
+    ) -> ClaimBatch:
+        token = secrets.token_hex(12)
+        jobs: list[Job] = []
+        expired: list[Delivery] = []
+        for delivery in self._due(now):
+            if delivery.due_at < expire_before and not delivery.check_first:
+                gone = replace(delivery, state=S.EXPIRED, next_attempt_at=None, updated_at=now)
+                self._deliveries[delivery.id] = gone
+                expired.append(gone)
+                continue
+            channel = self._channels[delivery.channel_id]
+            if len(jobs) >= limit or channel.status is not ChannelStatus.ACTIVE:
+                continue
+            claimed = replace(delivery, state=S.CLAIMED, updated_at=now)
+            self._deliveries[delivery.id] = claimed
+            self._claims[delivery.id] = (token, lease_until)
+            post = self._posts[delivery.post_id]
+            jobs.append(Job(claimed, channel, post.content_for(channel.platform), token))
+        return ClaimBatch(jobs=jobs, expired=expired)
+
+    async def next_due_at(self) -> datetime | None:
+        times = [
+            d.next_attempt_at
+            for d in self._deliveries.values()
+            if d.state in CLAIMABLE
+            and d.next_attempt_at is not None
+            and self._channels[d.channel_id].status is ChannelStatus.ACTIVE
+        ]
+        return min(times, default=None)
+
+    def _apply_one(self, t: Transition, now: datetime) -> bool:
+        delivery = self._deliveries.get(t.delivery_id)
+        if delivery is None or delivery.state not in allowed_sources(t.target):
+            return False
+        claim = self._claims.get(t.delivery_id)
+        if t.claim_token is not None and (claim is None or claim[0] != t.claim_token):
+            return False
+        self._deliveries[t.delivery_id] = applied(delivery, t, now)
+        if t.target in (S.CLAIMED, S.PUBLISHING) and claim is not None:
+            self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
+        else:
+            self._claims.pop(t.delivery_id, None)
+        if t.attempt is not None:
+            self._attempts.setdefault(t.delivery_id, []).append(t.attempt)
+        return True
+
+    async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
+        now = utcnow()
+        return [self._apply_one(t, now) for t in transitions]
+
+    async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
+        wanted = set(claim_tokens)
+        held = [i for i, (token, _) in self._claims.items() if token in wanted]
+        for delivery_id in held:
+            self._claims[delivery_id] = (self._claims[delivery_id][0], lease_until)
+        return len(held)
+
+    async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
+        stale = [i for i, (_, lease) in self._claims.items() if every or lease < now]
+        for delivery_id in stale:
+            del self._claims[delivery_id]
+            delivery = self._deliveries[delivery_id]
+            if delivery.state is S.PUBLISHING:
+                target, check = S.UNCONFIRMED, True
+            elif delivery.check_first:
+                target, check = S.UNCONFIRMED, True
+            else:
+                target, check = (S.RETRY_WAIT if delivery.attempts else S.SCHEDULED), False
+            self._deliveries[delivery_id] = replace(
+                delivery,
+                state=target,
+                check_first=check,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        return len(stale)

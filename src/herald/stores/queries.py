@@ -1,0 +1,22 @@
+"""Loads named SQL queries from ``stores/sql/<dialect>.sql`` (``-- name: <name>`` blocks)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib.resources import files
+
+__all__ = ["load_queries"]
+
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+
+
+@cache
+def load_queries(dialect: str) -> dict[str, str]:
+    text = files("herald.stores").joinpath("sql", f"{dialect}.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.strip().splitlines() if not line.startswith("--")]
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries

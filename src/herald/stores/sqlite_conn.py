@@ -1,0 +1,137 @@
+"""A SQLite connection owned by one thread, driven from asyncio.
+
+Each call runs a whole unit of work (a transaction, a batch) in the connection's thread with a
+single hop, so transactions never interleave and the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib.resources import files
+from typing import TypeVar
+
+from herald.errors import StoreError
+
+__all__ = ["ThreadedConnection", "apply_migrations"]
+
+T = TypeVar("T")
+
+
+class ThreadedConnection:
+    def __init__(self, path: str, *, synchronous: str, name: str) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self._synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA temp_store=MEMORY",
+            "PRAGMA cache_size=-65536",
+        ):
+            conn.execute(pragma)
+        self._conn = conn
+        return conn
+
+    async def open(self) -> None:
+        await self.run(lambda _conn: None)
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            return work(self._conn or self._connect())
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite: {exc}") from exc
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+
+        def atomic(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self.run(atomic)
+
+    async def close(self) -> None:
+        def shut(conn: sqlite3.Connection) -> None:
+            conn.close()
+
+        if self._conn is not None:
+            await self.run(shut)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+
+def _migration_files() -> list[tuple[int, str, str]]:
+    folder = files("herald.stores").joinpath("migrations", "sqlite")
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded in ``schema_migrations``; return their names.
+
+    Each migration runs in its own transaction with its bookkeeping row, so a failure leaves
+    the schema at the previous version. Two processes migrating at once serialise on the
+    write lock; the loser sees the version recorded and skips it.
+    """
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    done: list[str] = []
+    for version, name, sql in _migration_files():
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seen = conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
+            ).fetchone()
+            if seen is None:
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                    (version, name),
+                )
+                done.append(name)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return done
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (sqlite3 knows where one ends)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
+    ):
+        raise StoreError("migration ends with an incomplete statement")
+    return statements

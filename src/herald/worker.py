@@ -1,0 +1,315 @@
+"""The worker pool: takes claimed deliveries off the queue and carries each one through.
+
+Per delivery: admission (expired? valid? paused? within limits?), then either a look-up (when
+the last request had an unknown outcome) or a publish, then the outcome decided by
+:mod:`herald.policy` and written through the group-commit writer. The ``publishing`` state is
+committed before a request leaves, which is what lets a crash never cause a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
+from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError
+from herald.lane import Lane, Slot
+from herald.limits.rules import LimitRule, claims_for, pause_key
+from herald.metrics import Metrics
+from herald.policy import Decision, Policy
+from herald.types import (
+    Connector,
+    CredentialResolver,
+    JobQueue,
+    Published,
+    PublishRequest,
+    RateLimiter,
+    Store,
+)
+from herald.writer import TransitionWriter
+
+__all__ = ["WorkerContext", "WorkerPool"]
+
+log = logging.getLogger("herald.worker")
+
+_LOOKUP_SKEW = timedelta(minutes=5)
+
+
+def _fields(job: Job, **more: object) -> dict[str, object]:
+    delivery = job.delivery
+    return {
+        "delivery_id": delivery.id,
+        "post_id": delivery.post_id,
+        "channel_id": delivery.channel_id,
+        "platform": delivery.platform.value,
+        **more,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    """What the workers use, wired by the engine."""
+
+    store: Store
+    queue: JobQueue
+    writer: TransitionWriter
+    limiter: RateLimiter
+    rules: Mapping[Platform, tuple[LimitRule, ...]]
+    connectors: Mapping[Platform, Connector]
+    credentials: CredentialResolver
+    concurrency: Mapping[Platform, int]
+    hold_s: float
+    policy: Policy
+    metrics: Metrics
+    finish: Callable[[Job], Awaitable[None]]  # the job is over for this engine
+    dispatcher_notify: Callable[[datetime], None]
+    forget_credentials: Callable[[Channel], None]
+
+
+class WorkerPool:
+    def __init__(self, engine: WorkerContext) -> None:
+        self._e = engine
+        self._policy = engine.policy
+        self._stopping = False
+        self._jobs: dict[str, Job] = {}  # every job currently executing
+        self._parked: set[str] = set()  # channels found needing re-authorisation
+        self._lane_tasks: list[asyncio.Task[None]] = []
+        self.lanes = {
+            platform: Lane(
+                platform.value,
+                engine.concurrency[platform],
+                self._admit,
+                self._execute,
+            )
+            for platform in engine.connectors
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Feed the lanes from the queue until the queue closes, the lanes running alongside."""
+        self._lane_tasks = [asyncio.create_task(lane.run()) for lane in self.lanes.values()]
+        try:
+            while True:
+                try:
+                    job = await self._e.queue.get()
+                except QueueError:
+                    break
+                self.lanes[job.delivery.platform].submit(job)
+            await asyncio.gather(*self._lane_tasks)
+        finally:
+            for task in self._lane_tasks:
+                task.cancel()
+
+    def stop_taking(self) -> None:
+        self._stopping = True
+        for lane in self.lanes.values():
+            lane.stop()
+
+    async def drain(self, grace_s: float, leftovers: list[Job]) -> None:
+        """Let in-flight requests finish (up to ``grace_s``), then hand everything back."""
+        self.stop_taking()
+        # A lane may be admitting one last job: let it finish so no task starts after this.
+        await asyncio.gather(*self._lane_tasks, return_exceptions=True)
+        tasks = {t for lane in self.lanes.values() for t in lane.tasks}
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        now = utcnow()
+        waiting = [(job, 0.0) for job in leftovers]
+        for lane in self.lanes.values():
+            waiting += lane.take_waiting()
+        waiting += [(job, 0.0) for job in self._jobs.values()]
+        await self._hand_back(waiting, now)
+
+    async def _hand_back(self, waiting: list[tuple[Job, float]], now: datetime) -> None:
+        releases = [
+            self._policy.release(job, now + timedelta(seconds=delay)) for job, delay in waiting
+        ]
+        done = await self._e.store.apply(releases)
+        # A job that could not be released unsent had its request on the wire: look it up.
+        unsure = [job for (job, _), ok in zip(waiting, done, strict=True) if not ok]
+        if unsure:
+            await self._e.store.apply([self._policy.abandoned(job, now) for job in unsure])
+        for job, _ in waiting:
+            await self._e.finish(job)
+        log.info("engine.released", extra={"released": sum(done), "unconfirmed": len(unsure)})
+
+    # -- admission --------------------------------------------------------------------------
+    async def _admit(self, job: Job) -> bool:
+        now = utcnow()
+        connector = self._e.connectors[job.delivery.platform]
+        if job.channel.id in self._parked and not await self._unparked(job):
+            # Claimed before its channel was parked: hand it back rather than send a request
+            # the platform is bound to refuse. The store holds it until the user re-authorises.
+            await self._e.writer.write(self._policy.release(job, now))
+            await self._e.finish(job)
+            return False
+        if not job.delivery.check_first:
+            if self._policy.is_expired(job, now):
+                await self._carry_out(job, self._policy.expire(job, now))
+                return False
+            try:
+                connector.validate(job.content)
+            except ContentInvalid as exc:
+                await self._carry_out(job, self._policy.rejected_unsent(job, exc))
+                return False
+        usage = (
+            connector.lookup_usage()
+            if job.delivery.check_first
+            else connector.usage_of(job.content)
+        )
+        return await self._reserve(job, usage)
+
+    async def _unparked(self, job: Job) -> bool:
+        channel = await self._e.store.get_channel(job.channel.id)
+        if channel.status is ChannelStatus.ACTIVE:
+            self._parked.discard(channel.id)
+            return True
+        return False
+
+    async def _reserve(self, job: Job, usage: Mapping[str, int]) -> bool:
+        platform, account = job.delivery.platform, job.channel.external_id
+        claims = claims_for(platform, self._e.rules[platform], account, usage)
+        pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
+        wait = await self._e.limiter.reserve(claims, time.time(), pauses=pauses)
+        if wait <= 0:
+            return True
+        if math.isinf(wait):
+            error = ContentRejected(f"one publish needs more than a {platform.value} limit allows")
+            await self._carry_out(job, self._policy.rejected_unsent(job, error))
+            return False
+        self._e.metrics.rate_limit_waits.labels(platform.value).inc()
+        await self._defer(job, wait)
+        return False
+
+    async def _defer(self, job: Job, wait_s: float) -> None:
+        if wait_s <= self._e.hold_s and not self._stopping:
+            self.lanes[job.delivery.platform].defer(job, wait_s)
+            return
+        next_at = utcnow() + timedelta(seconds=wait_s)
+        if await self._e.writer.write(self._policy.release(job, next_at)):
+            self._e.dispatcher_notify(next_at)
+        log.info("delivery.deferred", extra=_fields(job, wait_s=round(wait_s, 3)))
+        await self._e.finish(job)
+
+    # -- execution --------------------------------------------------------------------------
+    async def _execute(self, job: Job, slot: Slot) -> None:
+        self._jobs[job.delivery.id] = job
+        try:
+            if job.delivery.check_first:
+                await self._check(job, slot)
+            else:
+                await self._publish(job, slot, None)
+        except asyncio.CancelledError:
+            raise  # drain() hands the job back
+        except Exception:
+            # A bug, not a platform answer. The lease and the sweeper recover the delivery;
+            # if a request may have left, it is looked up before any resend.
+            log.exception("delivery.worker_error", extra=_fields(job))
+        self._jobs.pop(job.delivery.id, None)
+        await self._e.finish(job)
+
+    async def _credentials(self, job: Job) -> PublishRequest | None:
+        try:
+            secrets = await self._e.credentials.resolve(job.channel)
+        except AuthExpired as exc:
+            await self._carry_out(job, self._policy.auth_unsent(job, exc, utcnow()))
+            return None
+        delivery = job.delivery
+        since = (delivery.check_since or delivery.due_at) - _LOOKUP_SKEW
+        return PublishRequest(
+            delivery_id=delivery.id,
+            channel=job.channel,
+            credentials=secrets,
+            content=job.content,
+            attempt=delivery.attempts + 1,
+            since=since,
+        )
+
+    async def _publish(self, job: Job, slot: Slot, looked_up: Attempt | None) -> None:
+        request = await self._credentials(job)
+        if request is None:
+            return
+        if not await self._e.writer.write(
+            self._policy.publishing(job, utcnow(), looked_up=looked_up)
+        ):
+            log.info("delivery.claim_lost", extra=_fields(job))  # cancelled or taken over
+            return
+        connector = self._e.connectors[job.delivery.platform]
+        started, clock = utcnow(), time.perf_counter()
+        try:
+            result: Published | Exception = await connector.publish(request)
+        except Exception as exc:
+            result = exc
+        finally:
+            slot.release()
+        self._e.metrics.publish_seconds.labels(job.delivery.platform.value).observe(
+            time.perf_counter() - clock
+        )
+        decision = self._policy.after_publish(job, started, utcnow(), result)
+        await self._carry_out(job, decision)
+
+    async def _check(self, job: Job, slot: Slot) -> None:
+        request = await self._credentials(job)
+        if request is None:
+            return
+        connector = self._e.connectors[job.delivery.platform]
+        started = utcnow()
+        try:
+            found: Published | Exception | None = await connector.find(request)
+        except Exception as exc:
+            found = exc
+        result = self._policy.after_check(job, started, utcnow(), found)
+        if isinstance(result, Decision):
+            slot.release()
+            await self._carry_out(job, result)
+            return
+        # Absent, and still in time: publish now if the limits allow, else wait without
+        # owing a check any more (nothing was sent since the look-up).
+        checked = replace(job, delivery=replace(job.delivery, check_first=False))
+        if await self._reserve(checked, connector.usage_of(job.content)):
+            await self._publish(checked, slot, result)
+
+    async def _carry_out(self, job: Job, decision: Decision) -> None:
+        platform, channel = job.delivery.platform, job.channel
+        for scope, until in decision.pauses:
+            await self._e.limiter.block(
+                pause_key(platform, scope, channel.external_id), until.timestamp()
+            )
+        if decision.channel_status is not None:
+            await self._e.store.set_channel_status(channel.id, decision.channel_status)
+            self._e.forget_credentials(channel)
+            self._parked.add(channel.id)
+        t = decision.transition
+        applied = await self._e.writer.write(t)
+        self._e.metrics.deliveries.labels(platform.value, decision.outcome).inc()
+        if decision.outcome == "retry":
+            self._e.metrics.retries.labels(platform.value).inc()
+        if t.published_at is not None and applied:
+            lateness = (t.published_at - job.delivery.due_at).total_seconds()
+            self._e.metrics.lateness_seconds.labels(platform.value).observe(max(0.0, lateness))
+        if applied and t.next_attempt_at is not None:
+            self._e.dispatcher_notify(t.next_attempt_at)
+        level = (
+            logging.INFO
+            if decision.outcome in ("published", "reconciled", "retry")
+            else logging.WARNING
+        )
+        log.log(
+            level,
+            decision.event,
+            extra=_fields(
+                job,
+                outcome=decision.outcome,
+                applied=applied,
+                error=t.error,
+                external_id=t.external_id,
+            ),
+        )
