@@ -1,0 +1,314 @@
+"""What Facebook and Instagram share: the Graph API error envelope, usage headers and calls.
+
+Graph reports throttling in the body (``code`` 4, 17, 32, 613, ...), usually with HTTP 400,
+so classification branches on ``code``, not on the HTTP status (docs/platforms.md). The
+usage headers are percentages of the app's and the Page's limits; when a throttling error
+says nothing else, the wait is ``estimated_time_to_regain_access`` (minutes) or, when that
+is 0 or absent, ``engine.throttle_pause_s``.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from herald.errors import (
+    AuthExpired,
+    ContentRejected,
+    LimitScope,
+    OutcomeUnknown,
+    PlatformError,
+    RateLimited,
+    TransientPlatformError,
+)
+from herald.platforms.http import HttpClient, bearer, header, json_body, retry_after_s
+from herald.platforms.lookup import Candidate, parse_time
+from herald.types import Credentials, PlatformUsage
+
+__all__ = [
+    "APP_LIMIT_CODES",
+    "AUTH_CODES",
+    "CHANNEL_LIMIT_CODES",
+    "POLICY_BLOCK_S",
+    "Classifier",
+    "GraphAnswer",
+    "GraphApi",
+    "GraphError",
+    "candidates",
+    "classify",
+    "merge_usage",
+    "parse_error",
+    "parse_usage",
+    "throttle_wait",
+    "without_envelope",
+]
+
+APP_LIMIT_CODES = frozenset({4, 17, 341})
+CHANNEL_LIMIT_CODES = frozenset({32, 613, 80001})
+POLICY_BLOCK_CODE = 368
+POLICY_BLOCK_S = 3600.0
+TRANSIENT_CODES = frozenset({1, 2})
+AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
+
+
+@dataclass(frozen=True, slots=True)
+class GraphError:
+    code: int | None
+    subcode: int | None
+    message: str
+    is_transient: bool = False
+
+    @property
+    def label(self) -> str:
+        return str(self.code) if self.subcode is None else f"{self.code}/{self.subcode}"
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_error(body: bytes | Mapping[str, Any] | None) -> GraphError | None:
+    """The ``{"error": {...}}`` envelope, or ``None`` when the body is not one."""
+    data = json_body(body)
+    if not isinstance(data, Mapping) or not isinstance(data.get("error"), Mapping):
+        return None
+    err: Mapping[str, Any] = data["error"]
+    message = err.get("message")
+    return GraphError(
+        code=_int(err.get("code")),
+        subcode=_int(err.get("error_subcode")),
+        message=str(message)[:300] if message is not None else "",
+        is_transient=err.get("is_transient") is True,
+    )
+
+
+def _pct(entry: Mapping[str, Any]) -> float | None:
+    values = [
+        float(v)
+        for key in ("call_count", "total_cputime", "total_time")
+        if isinstance(v := entry.get(key), int | float) and not isinstance(v, bool)
+    ]
+    return max(values) if values else None
+
+
+def _max(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _json_header(headers: Mapping[str, str], name: str) -> Any:
+    raw = header(headers, name)
+    if raw is None:
+        return None
+    try:
+        return jsonlib.loads(raw)
+    except ValueError:
+        return None
+
+
+def _buc_entries(headers: Mapping[str, str], channel_id: str | None) -> list[Mapping[str, Any]]:
+    buc = _json_header(headers, "X-Business-Use-Case-Usage")
+    if not isinstance(buc, Mapping):
+        return []
+    # The header is keyed by the Page (or business) id; when ours is absent every entry
+    # counts, since a business-level limit binds the channel too.
+    keys = [channel_id] if channel_id is not None and channel_id in buc else list(buc)
+    return [e for k in keys if isinstance(buc[k], list) for e in buc[k] if isinstance(e, Mapping)]
+
+
+def parse_usage(headers: Mapping[str, str], channel_id: str | None = None) -> PlatformUsage | None:
+    """``X-App-Usage`` and ``X-Business-Use-Case-Usage`` as one :class:`PlatformUsage`."""
+    app = _json_header(headers, "X-App-Usage")
+    app_pct = _pct(app) if isinstance(app, Mapping) else None
+    entries = _buc_entries(headers, channel_id)
+    channel_pct = _max(*(_pct(e) for e in entries))
+    minutes = _max(
+        *(
+            float(m)
+            for e in entries
+            if isinstance(m := e.get("estimated_time_to_regain_access"), int | float)
+        )
+    )
+    regain = minutes * 60.0 if minutes else None
+    if app_pct is None and channel_pct is None and regain is None:
+        return None
+    return PlatformUsage(app_pct=app_pct, channel_pct=channel_pct, regain_after_s=regain)
+
+
+def merge_usage(a: PlatformUsage | None, b: PlatformUsage | None) -> PlatformUsage | None:
+    """The highest usage of two answers (several calls make one publish)."""
+    if a is None or b is None:
+        return a or b
+    return PlatformUsage(
+        app_pct=_max(a.app_pct, b.app_pct),
+        channel_pct=_max(a.channel_pct, b.channel_pct),
+        regain_after_s=_max(a.regain_after_s, b.regain_after_s),
+    )
+
+
+def throttle_wait(
+    status: int, headers: Mapping[str, str], *, now: datetime, pause_s: float,
+    channel_id: str | None = None,
+) -> float:
+    explicit = retry_after_s(status, headers, now)
+    if explicit is not None:
+        return explicit
+    usage = parse_usage(headers, channel_id)
+    if usage is not None and usage.regain_after_s:
+        return usage.regain_after_s
+    return pause_s
+
+
+def _limited(
+    platform: str, err: GraphError, scope: LimitScope, wait: float, status: int
+) -> RateLimited:
+    return RateLimited(
+        f"{platform}: {err.message or 'request limit reached'}",
+        retry_after=wait, scope=scope, platform=platform, code=err.label, status=status,
+    )
+
+
+def _by_code(
+    platform: str, err: GraphError, status: int, wait: float
+) -> PlatformError:
+    code, label = err.code, err.label
+    message = f"{platform}: {err.message or 'error'}"
+    if code in APP_LIMIT_CODES:
+        return _limited(platform, err, "app", wait, status)
+    if code in CHANNEL_LIMIT_CODES:
+        return _limited(platform, err, "channel", wait, status)
+    if code == POLICY_BLOCK_CODE:
+        return _limited(platform, err, "channel", POLICY_BLOCK_S, status)
+    if code in AUTH_CODES:
+        return AuthExpired(message, platform=platform, code=label, status=status)
+    if code in TRANSIENT_CODES or err.is_transient:
+        return TransientPlatformError(message, platform=platform, code=label, status=status)
+    return ContentRejected(message, platform=platform, code=label, status=status)
+
+
+def without_envelope(
+    platform: str, status: int, headers: Mapping[str, str], *, now: datetime, pause_s: float,
+    creates_post: bool,
+) -> PlatformError:
+    """An error answer that carries no platform envelope (a proxy, a crash, an empty 5xx)."""
+    message = f"{platform}: HTTP {status}"
+    explicit = retry_after_s(status, headers, now)
+    if status == 429:
+        wait = pause_s if explicit is None else explicit
+        return RateLimited(message, retry_after=wait, scope="app", platform=platform, status=status)
+    if status >= 500 or status < 400:
+        if creates_post:
+            # The publish request reached the platform and the answer says nothing: the
+            # post may exist. docs/platforms.md: look it up before anything is sent again.
+            return OutcomeUnknown(message, platform=platform, status=status)
+        if explicit is not None:
+            return RateLimited(
+                message, retry_after=explicit, scope="app", platform=platform, status=status
+            )
+        return TransientPlatformError(message, platform=platform, status=status)
+    if status in (401, 403):
+        return AuthExpired(message, platform=platform, status=status)
+    return ContentRejected(message, platform=platform, status=status)
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    pause_s: float,
+    creates_post: bool = False,
+    channel_id: str | None = None,
+    platform: str = "facebook",
+) -> PlatformError:
+    """The Facebook table of docs/platforms.md: one error answer -> one Herald error."""
+    err = parse_error(body)
+    if err is None or err.code is None:
+        return without_envelope(
+            platform, status, headers, now=now, pause_s=pause_s, creates_post=creates_post
+        )
+    wait = throttle_wait(status, headers, now=now, pause_s=pause_s, channel_id=channel_id)
+    return _by_code(platform, err, status, wait)
+
+
+#: ``classify`` as a connector calls it (instagram adds its own codes in front).
+Classifier = Callable[..., PlatformError]
+
+
+@dataclass(slots=True)
+class GraphAnswer:
+    data: Mapping[str, Any]
+    usage: PlatformUsage | None
+
+
+class GraphApi:
+    """Authenticated Graph calls whose failures are classified by ``classifier``."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        base_url: str,
+        *,
+        pause_s: float,
+        classifier: Classifier,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.http = http
+        self.base_url = base_url
+        self._pause_s = pause_s
+        self._classify = classifier
+        self._clock = clock
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        credentials: Credentials,
+        *,
+        channel_id: str,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        creates_post: bool = False,
+    ) -> GraphAnswer:
+        platform = self.http.platform
+        resp = await self.http.request(
+            method, f"{self.base_url}/{path}", creates_post=creates_post,
+            headers=bearer(credentials, platform), json=json, params=params,
+        )
+        if not resp.ok:
+            raise self._classify(
+                resp.status, resp.headers, resp.body, now=self._clock(), pause_s=self._pause_s,
+                creates_post=creates_post, channel_id=channel_id, platform=platform,
+            )
+        data = resp.json()
+        if not isinstance(data, Mapping):
+            cls = OutcomeUnknown if creates_post else TransientPlatformError
+            raise cls(f"{platform}: unreadable answer", platform=platform, status=resp.status)
+        return GraphAnswer(data, parse_usage(resp.headers, channel_id))
+
+
+def candidates(data: Mapping[str, Any], text_field: str, time_field: str) -> list[Candidate]:
+    """A Graph list answer (``{"data": [...]}``) as look-up candidates."""
+    items = data.get("data")
+    if not isinstance(items, list):
+        return []
+    return [
+        Candidate(
+            str(item["id"]), str(item.get(text_field) or ""), parse_time(item.get(time_field))
+        )
+        for item in items
+        if isinstance(item, Mapping) and item.get("id") is not None
+    ]

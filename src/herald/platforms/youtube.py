@@ -1,0 +1,335 @@
+"""YouTube connector (Data API v3): one video per post, uploaded with the resumable protocol.
+
+A publish downloads the video from its media URL, opens an upload session and ``PUT``s the
+bytes (:mod:`herald.platforms.youtube_upload` handles drops and resumes). Every call that
+YouTube answers with 401 is repeated once with a refreshed access token
+(:mod:`herald.platforms.google_auth`). Look-ups read the channel's uploads playlist, whose id
+is cached per channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from yarl import URL
+
+from herald.config import YouTubeSettings
+from herald.domain import Content, MediaKind, Platform, utcnow
+from herald.errors import (
+    AuthExpired,
+    ContentInvalid,
+    ContentRejected,
+    OutcomeUnknown,
+    PlatformError,
+    RateLimited,
+    TransientPlatformError,
+)
+from herald.platforms.content import ensure_valid, with_link
+from herald.platforms.google_auth import GoogleTokens
+from herald.platforms.http import HttpClient, HttpResponse, header, json_body, retry_after_s
+from herald.platforms.lookup import Candidate, find_match, normalise, parse_time
+from herald.platforms.youtube_upload import VIDEO_TYPE, ResumableUpload
+from herald.types import Published, PublishRequest
+
+__all__ = [
+    "MAX_DESCRIPTION_BYTES",
+    "MAX_TITLE_CHARS",
+    "YouTubeConnector",
+    "classify",
+    "description_of",
+    "seconds_to_pacific_midnight",
+    "title_of",
+    "validate",
+]
+
+_PLATFORM = Platform.YOUTUBE.value
+MAX_TITLE_CHARS = 100
+MAX_DESCRIPTION_BYTES = 5000
+UPLOAD_CAP_WAIT_S = 86_400.0
+QUOTA_TIMEZONE = "America/Los_Angeles"
+_SEP = "\x1f"  # joins title and description for matching; never whitespace-normalised away
+
+
+def seconds_to_pacific_midnight(now: datetime) -> float:
+    """Seconds until the YouTube quota day ends: the next midnight in Pacific Time."""
+    zone = ZoneInfo(QUOTA_TIMEZONE)
+    local = now.astimezone(zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=zone)
+    return (midnight.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
+
+
+def _reasons(data: object) -> list[str]:
+    err = data.get("error") if isinstance(data, Mapping) else None
+    items = err.get("errors") if isinstance(err, Mapping) else None
+    if not isinstance(items, list):
+        return []
+    return [str(i["reason"]) for i in items if isinstance(i, Mapping) and "reason" in i]
+
+
+def _message(data: object, status: int) -> str:
+    err = data.get("error") if isinstance(data, Mapping) else None
+    message = err.get("message") if isinstance(err, Mapping) else None
+    return f"{_PLATFORM}: {str(message)[:300] if message else f'HTTP {status}'}"
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes | Mapping[str, Any] | None,
+    *,
+    now: datetime,
+    pause_s: float,
+    creates_post: bool = False,
+) -> PlatformError:
+    """The YouTube table of docs/platforms.md: one error answer -> one Herald error."""
+    data = json_body(body)
+    reasons = _reasons(data)
+    message = _message(data, status)
+    kw: dict[str, Any] = {"platform": _PLATFORM, "status": status,
+                          "code": reasons[0] if reasons else None}
+    explicit = retry_after_s(status, headers, now)
+    if "quotaExceeded" in reasons:
+        wait = seconds_to_pacific_midnight(now)
+        return RateLimited(message, retry_after=wait, scope="app", **kw)
+    if {"rateLimitExceeded", "userRateLimitExceeded"} & set(reasons):
+        wait = pause_s if explicit is None else explicit
+        return RateLimited(message, retry_after=wait, scope="channel", **kw)
+    if "uploadLimitExceeded" in reasons:
+        return RateLimited(message, retry_after=UPLOAD_CAP_WAIT_S, scope="channel", **kw)
+    if status == 429:
+        wait = pause_s if explicit is None else explicit
+        return RateLimited(message, retry_after=wait, scope="app", **kw)
+    if status in (401, 403):
+        return AuthExpired(message, **kw)
+    if 400 <= status < 500:
+        return ContentRejected(message, **kw)
+    if creates_post:
+        return OutcomeUnknown(message, **kw)
+    if explicit is not None:
+        return RateLimited(message, retry_after=explicit, scope="app", **kw)
+    return TransientPlatformError(message, **kw)
+
+
+def title_of(content: Content) -> str:
+    """``title``, else the first line of the text cut at 100 characters, without < and >."""
+    if content.title is not None and content.title.strip():
+        return content.title
+    first = next((line for line in content.text.splitlines() if line.strip()), "")
+    return first.replace("<", "").replace(">", "").strip()[:MAX_TITLE_CHARS].strip()
+
+
+def description_of(content: Content) -> str:
+    return with_link(content.text, content.link)
+
+
+def validate(content: Content) -> None:
+    videos = sum(1 for m in content.media if m.kind is MediaKind.VIDEO)
+    if videos != 1:
+        raise ContentInvalid(f"a YouTube upload needs exactly one video, got {videos}",
+                             field="media")
+    if len(content.media) > 1:
+        raise ContentInvalid("a YouTube upload takes no images besides its video", field="media")
+    title = title_of(content)
+    if not title:
+        raise ContentInvalid("a YouTube video needs a title: set title or write text",
+                             field="title")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ContentInvalid(
+            f"YouTube title is {len(title)} characters; the limit is {MAX_TITLE_CHARS}",
+            field="title",
+        )
+    if "<" in title or ">" in title:
+        raise ContentInvalid("YouTube titles cannot contain < or >", field="title")
+    size = len(description_of(content).encode())
+    if size > MAX_DESCRIPTION_BYTES:
+        raise ContentInvalid(
+            f"YouTube description is {size} bytes (text and link); "
+            f"the limit is {MAX_DESCRIPTION_BYTES}",
+            field="text",
+        )
+
+
+def _fingerprint(title: str, description: str) -> str:
+    return f"{normalise(title)}{_SEP}{normalise(description)}"
+
+
+class YouTubeConnector:
+    platform = Platform.YOUTUBE
+
+    def __init__(
+        self,
+        settings: YouTubeSettings,
+        *,
+        throttle_pause_s: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._pause_s = throttle_pause_s
+        self._clock = clock
+        self._http = HttpClient(_PLATFORM, settings)
+        self._tokens = GoogleTokens(
+            self._http, settings.token_url, pause_s=throttle_pause_s, clock=clock
+        )
+        self._playlists: dict[str, str] = {}  # channel id -> uploads playlist id
+
+    def usage_of(self, content: Content) -> Mapping[str, int]:
+        if self._settings.quota_model == "units":
+            return {"units": self._settings.insert_cost_units, "uploads": 1}
+        return {"insert_calls": 1, "uploads": 1}
+
+    def lookup_usage(self) -> Mapping[str, int]:
+        return {"units": 2}  # channels.list + playlistItems.list, 1 unit each
+
+    def validate(self, content: Content) -> None:
+        validate(content)
+
+    def _fail(self, resp: HttpResponse, *, creates_post: bool = False) -> PlatformError:
+        return classify(resp.status, resp.headers, resp.body, now=self._clock(),
+                        pause_s=self._pause_s, creates_post=creates_post)
+
+    def _sender(self, request: PublishRequest) -> _AuthorisedSender:
+        return _AuthorisedSender(self._http, self._tokens, request)
+
+    async def publish(self, request: PublishRequest) -> Published:
+        ensure_valid(validate, request.content, _PLATFORM)
+        send = self._sender(request)
+        video_url = next(m.url for m in request.content.media if m.kind is MediaKind.VIDEO)
+        video = await self._http.fetch_media(video_url)
+        session_uri = await self._start_session(send, request.content, len(video))
+        resource = await ResumableUpload(send, session_uri, video, fail=self._fail).run()
+        video_id = str(resource["id"])
+        return Published(video_id, url=f"https://www.youtube.com/watch?v={video_id}")
+
+    async def _start_session(self, send: _AuthorisedSender, content: Content, size: int) -> str:
+        base = self._settings.upload_url
+        body = {
+            "snippet": {
+                "title": title_of(content),
+                "description": description_of(content),
+                "categoryId": self._settings.category_id,
+            },
+            "status": {
+                "privacyStatus": self._settings.privacy_status,
+                "selfDeclaredMadeForKids": False,
+            },
+        }
+        resp = await send(
+            "POST", f"{base}/upload/youtube/v3/videos",
+            params={"uploadType": "resumable", "part": "snippet,status"},
+            headers={"X-Upload-Content-Length": str(size), "X-Upload-Content-Type": VIDEO_TYPE},
+            json=body,
+        )
+        if not resp.ok:
+            raise self._fail(resp)
+        location = header(resp.headers, "Location")
+        if not location:
+            raise TransientPlatformError(
+                "youtube: upload session answered without Location", platform=_PLATFORM
+            )
+        return str(URL(base).join(URL(location)))
+
+    async def find(self, request: PublishRequest) -> Published | None:
+        send = self._sender(request)
+        playlist = await self._uploads_playlist(send, request.channel.external_id)
+        resp = await send(
+            "GET", f"{self._settings.base_url}/youtube/v3/playlistItems",
+            params={"part": "snippet", "playlistId": playlist, "maxResults": "25"},
+        )
+        if resp.status == 404:  # a stale cached playlist id: read it again next time
+            self._playlists.pop(request.channel.external_id, None)
+        if not resp.ok:
+            raise self._fail(resp)
+        wanted = _fingerprint(title_of(request.content), description_of(request.content))
+        found = find_match(_candidates(resp.json()), wanted, request.since)
+        if found is None:
+            return None
+        return Published(found, url=f"https://www.youtube.com/watch?v={found}")
+
+    async def _uploads_playlist(self, send: _AuthorisedSender, channel_id: str) -> str:
+        cached = self._playlists.get(channel_id)
+        if cached is not None:
+            return cached
+        resp = await send(
+            "GET", f"{self._settings.base_url}/youtube/v3/channels",
+            params={"part": "contentDetails", "mine": "true"},
+        )
+        if not resp.ok:
+            raise self._fail(resp)
+        playlist = _uploads_of(resp.json(), channel_id)
+        if playlist is None:
+            raise TransientPlatformError(
+                "youtube: channels.list gave no uploads playlist", platform=_PLATFORM
+            )
+        self._playlists[channel_id] = playlist
+        return playlist
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class _AuthorisedSender:
+    """Sends one publish's or look-up's calls; a 401 refreshes the token and repeats once."""
+
+    def __init__(self, http: HttpClient, tokens: GoogleTokens, request: PublishRequest) -> None:
+        self._http = http
+        self._tokens = tokens
+        self._channel = request.channel.external_id
+        self._credentials = request.credentials
+
+    async def __call__(
+        self,
+        method: str,
+        url: str,
+        *,
+        creates_post: bool = False,
+        headers: Mapping[str, str] | None = None,
+        data: bytes | None = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> HttpResponse:
+        def once(token: str) -> Awaitable[HttpResponse]:
+            return self._http.request(
+                method, url, creates_post=creates_post, data=data, json=json, params=params,
+                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            )
+
+        token = self._tokens.current(self._channel, self._credentials)
+        resp = await once(token)
+        if resp.status != 401:
+            return resp
+        token = await self._tokens.refresh(self._channel, self._credentials, failed=token)
+        return await once(token)
+
+
+def _uploads_of(data: object, channel_id: str) -> str | None:
+    items = data.get("items") if isinstance(data, Mapping) else None
+    if not isinstance(items, list):
+        return None
+    channels = [i for i in items if isinstance(i, Mapping)]
+    ours = [i for i in channels if i.get("id") == channel_id] or channels[:1]
+    for item in ours:
+        details = item.get("contentDetails")
+        related = details.get("relatedPlaylists") if isinstance(details, Mapping) else None
+        uploads = related.get("uploads") if isinstance(related, Mapping) else None
+        if isinstance(uploads, str) and uploads:
+            return uploads
+    return None
+
+
+def _candidates(data: object) -> list[Candidate]:
+    items = data.get("items") if isinstance(data, Mapping) else None
+    out: list[Candidate] = []
+    for item in items if isinstance(items, list) else []:
+        snippet = item.get("snippet") if isinstance(item, Mapping) else None
+        if not isinstance(snippet, Mapping):
+            continue
+        resource = snippet.get("resourceId")
+        video_id = resource.get("videoId") if isinstance(resource, Mapping) else None
+        if not isinstance(video_id, str):
+            continue
+        text = _fingerprint(str(snippet.get("title") or ""), str(snippet.get("description") or ""))
+        out.append(Candidate(video_id, text, parse_time(snippet.get("publishedAt"))))
+    return out

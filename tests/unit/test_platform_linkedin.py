@@ -1,0 +1,306 @@
+"""LinkedIn connector: classification, little-text escaping, validation and the flows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from herald.config import LinkedInSettings
+from herald.domain import Content, Media, MediaKind, Platform
+from herald.errors import (
+    AuthExpired,
+    ContentInvalid,
+    ContentRejected,
+    OutcomeUnknown,
+    PlatformError,
+    RateLimited,
+    TransientPlatformError,
+)
+from herald.platforms.linkedin import (
+    LinkedInConnector,
+    classify,
+    commentary_of,
+    escape_little_text,
+    validate,
+)
+from herald.types import PublishRequest
+from tests.unit.test_platform_fakes import NOW, FakeApi, Seen, drop, make_request, reply
+
+PAUSE = 60.0
+URN = "urn:li:person:abc"
+TO_MIDNIGHT = 7 * 3600.0  # NOW is 17:00 UTC
+
+
+def run(
+    status: int,
+    body: object = None,
+    headers: dict[str, str] | None = None,
+    *,
+    creates_post: bool = False,
+) -> PlatformError:
+    raw = json.dumps(body).encode() if body is not None else b""
+    return classify(status, headers or {}, raw, now=NOW, pause_s=PAUSE, creates_post=creates_post)
+
+
+def throttle(kind: str) -> dict[str, object]:
+    return {
+        "message": f"Resource level throttle {kind} limit for calls to this resource is reached.",
+        "status": 429,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "scope", "wait"),
+    [
+        (throttle("MEMBER DAY"), {}, "channel", TO_MIDNIGHT),
+        (throttle("APPLICATION DAY"), {}, "app", TO_MIDNIGHT),
+        ({"message": "Too many requests", "status": 429}, {}, "app", PAUSE),
+        (None, {}, "app", PAUSE),
+        (None, {"Retry-After": "12"}, "app", 12.0),
+        (throttle("MEMBER DAY"), {"Retry-After": "90"}, "channel", 90.0),
+    ],
+)
+def test_throttling(body: object, headers: dict[str, str], scope: str, wait: float) -> None:
+    err = run(429, body, headers, creates_post=True)
+    assert isinstance(err, RateLimited)
+    assert (err.scope, err.retry_after) == (scope, wait)
+
+
+def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:
+    late = datetime(2026, 3, 8, 23, 59, 30, tzinfo=UTC)
+    err = classify(429, {}, json.dumps(throttle("MEMBER DAY")).encode(), now=late, pause_s=PAUSE)
+    assert isinstance(err, RateLimited)
+    assert err.retry_after == 30.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "creates_post", "expected"),
+    [
+        (
+            401,
+            {"status": 401, "serviceErrorCode": 65600, "code": "INVALID_ACCESS_TOKEN"},
+            False,
+            AuthExpired,
+        ),
+        (
+            401,
+            {"status": 401, "serviceErrorCode": 65601, "code": "REVOKED_ACCESS_TOKEN"},
+            True,
+            AuthExpired,
+        ),
+        (403, {"serviceErrorCode": 100, "message": "Not enough permissions"}, False, AuthExpired),
+        (400, {"message": "bad"}, True, ContentRejected),
+        (422, {"message": "Content is a duplicate of urn:li:share:1"}, True, ContentRejected),
+        (426, {"message": "version sunset"}, True, ContentRejected),
+        (500, None, False, TransientPlatformError),
+        (503, None, False, TransientPlatformError),
+        (500, None, True, OutcomeUnknown),
+        (502, {"message": "bad gateway"}, True, OutcomeUnknown),
+    ],
+)
+def test_classification(status: int, body: object, creates_post: bool, expected: type) -> None:
+    assert type(run(status, body, creates_post=creates_post)) is expected
+
+
+def test_classification_keeps_the_service_code() -> None:
+    err = run(401, {"status": 401, "serviceErrorCode": 65600, "message": "Invalid access token"})
+    assert err.code == "65600"
+    assert "Invalid access token" in str(err)
+    assert "api_version" in str(run(426, {"message": "sunset"}))
+
+
+def test_escaping() -> None:
+    reserved = "\\|{}@[]()<>#*_~"
+    assert escape_little_text(reserved) == "".join(f"\\{c}" for c in reserved)
+    assert escape_little_text("Hi (all) #launch @Ann_B") == "Hi \\(all\\) \\#launch \\@Ann\\_B"
+    assert escape_little_text("plain, text. ok!") == "plain, text. ok!"
+
+
+def test_commentary_carries_the_link_only_on_image_posts() -> None:
+    image = Media("https://cdn.example/a.jpg", MediaKind.IMAGE)
+    assert commentary_of(Content(text="a", link="https://x.io/a_b")) == "a"
+    assert commentary_of(Content(text="a", link="https://x.io/a_b", media=(image,))) == (
+        "a\n\nhttps://x.io/a\\_b"
+    )
+
+
+IMAGE = Media("https://cdn.example/a.jpg", MediaKind.IMAGE, alt_text="a cat")
+VIDEO = Media("https://cdn.example/v.mp4", MediaKind.VIDEO)
+
+
+@pytest.mark.parametrize(
+    ("content", "field", "words"),
+    [
+        (Content(text="x", media=(VIDEO,)), "media", "video"),
+        (Content(text="x", media=(IMAGE, IMAGE)), "media", "at most one image"),
+        (Content(), "text", "needs text"),
+        (Content(text="x" * 3001), "text", "3000"),
+        (Content(text="#" * 1501), "text", "escaped"),  # 3,002 characters once escaped
+    ],
+)
+def test_validate_refuses(content: Content, field: str, words: str) -> None:
+    with pytest.raises(ContentInvalid, match=words) as info:
+        validate(content)
+    assert info.value.field == field
+
+
+def test_validate_and_usage() -> None:
+    validate(Content(text="x" * 3000))
+    validate(Content(link="https://example.com"))
+    validate(Content(media=(IMAGE,)))
+    li = LinkedInConnector(LinkedInSettings(), throttle_pause_s=PAUSE)
+    assert li.usage_of(Content(text="x", media=(IMAGE,))) == {"posts": 1}
+    assert li.lookup_usage() == {}
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeApi]:
+    async with FakeApi() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def li(api: FakeApi) -> AsyncIterator[LinkedInConnector]:
+    conn = LinkedInConnector(
+        LinkedInSettings(base_url=api.url, api_version="202510"),
+        throttle_pause_s=PAUSE,
+        clock=lambda: NOW,
+    )
+    yield conn
+    await conn.aclose()
+
+
+def req(content: Content) -> PublishRequest:
+    return make_request(Platform.LINKEDIN, content, external_id=URN)
+
+
+def assert_linkedin_headers(seen: Seen) -> None:
+    assert seen.headers["Authorization"] == "Bearer SECRET-TOKEN"
+    assert seen.headers["LinkedIn-Version"] == "202510"
+    assert seen.headers["X-Restli-Protocol-Version"] == "2.0.0"
+
+
+async def test_article_post(api: FakeApi, li: LinkedInConnector) -> None:
+    api.on("POST", "/rest/posts", reply(201, b"", {"x-restli-id": "urn:li:share:7"}))
+    published = await li.publish(req(Content(text="Read (this)", link="https://x.io")))
+    assert published.external_id == "urn:li:share:7"
+    (seen,) = api.seen
+    assert_linkedin_headers(seen)
+    assert seen.json() == {
+        "author": URN,
+        "commentary": "Read \\(this\\)",
+        "visibility": "PUBLIC",
+        "distribution": {
+            "feedDistribution": "MAIN_FEED",
+            "targetEntities": [],
+            "thirdPartyDistributionChannels": [],
+        },
+        "lifecycleState": "PUBLISHED",
+        "isReshareDisabledByAuthor": False,
+        "content": {"article": {"source": "https://x.io", "title": "https://x.io"}},
+    }
+
+
+async def test_image_post_uploads_the_downloaded_bytes(api: FakeApi, li: LinkedInConnector) -> None:
+    image = Media(f"{api.url}/media/a.jpg", MediaKind.IMAGE, alt_text="a cat")
+    api.on("GET", "/media/a.jpg", reply(200, b"JPEGBYTES"))
+    api.on(
+        "POST",
+        "/rest/images",
+        reply(
+            200,
+            {
+                "value": {
+                    "uploadUrl": f"{api.url}/upload/1",
+                    "image": "urn:li:image:1",
+                    "uploadUrlExpiresAt": 1,
+                }
+            },
+        ),
+    )
+    api.on("PUT", "/upload/1", reply(201, b""))
+    api.on("POST", "/rest/posts", reply(201, b"", {"x-restli-id": "urn:li:share:8"}))
+    published = await li.publish(req(Content(text="pic", media=(image,))))
+    assert published.external_id == "urn:li:share:8"
+    assert "Authorization" not in api.calls("GET", "/media/a.jpg")[0].headers
+    init = api.calls("POST", "/rest/images")[0]
+    assert init.query == {"action": "initializeUpload"}
+    assert init.json() == {"initializeUploadRequest": {"owner": URN}}
+    assert api.calls("PUT", "/upload/1")[0].body == b"JPEGBYTES"
+    body = api.calls("POST", "/rest/posts")[0].json()
+    assert body["content"] == {"media": {"id": "urn:li:image:1", "altText": "a cat"}}
+
+
+async def test_post_failures(api: FakeApi, li: LinkedInConnector) -> None:
+    api.on("POST", "/rest/posts", reply(500, b""))
+    with pytest.raises(OutcomeUnknown):
+        await li.publish(req(Content(text="x")))
+    api.on("POST", "/rest/posts", drop())
+    with pytest.raises(OutcomeUnknown):
+        await li.publish(req(Content(text="x")))
+    api.on("POST", "/rest/posts", reply(201, b""))  # committed, but which post is it?
+    with pytest.raises(OutcomeUnknown):
+        await li.publish(req(Content(text="x")))
+    api.on("POST", "/rest/posts", reply(429, throttle("MEMBER DAY")))
+    with pytest.raises(RateLimited) as info:
+        await li.publish(req(Content(text="x")))
+    assert info.value.scope == "channel"
+
+
+async def test_image_upload_failure_is_not_unknown(api: FakeApi, li: LinkedInConnector) -> None:
+    api.on("GET", "/media/a.jpg", reply(200, b"JPEG"))
+    api.on("POST", "/rest/images", reply(500, b""))
+    with pytest.raises(TransientPlatformError) as info:
+        await li.publish(req(Content(media=(Media(f"{api.url}/media/a.jpg", MediaKind.IMAGE),))))
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert not api.calls("POST", "/rest/posts")
+
+
+async def test_find_compares_the_escaped_commentary(api: FakeApi, li: LinkedInConnector) -> None:
+    ms = int((NOW - timedelta(minutes=3)).timestamp() * 1000)
+    old = int((NOW - timedelta(minutes=10)).timestamp() * 1000)
+    api.on(
+        "GET",
+        "/rest/posts",
+        reply(
+            200,
+            {
+                "elements": [
+                    {
+                        "id": "urn:li:share:3",
+                        "author": URN,
+                        "commentary": "Hi \\#all",
+                        "createdAt": old,
+                        "lifecycleState": "PUBLISHED",
+                    },
+                    {
+                        "id": "urn:li:share:2",
+                        "author": URN,
+                        "commentary": "Hi \\#all",
+                        "createdAt": ms,
+                        "lifecycleState": "PUBLISHED",
+                    },
+                    {
+                        "id": "urn:li:share:1",
+                        "author": URN,
+                        "commentary": "Hi #all",
+                        "createdAt": ms,
+                        "lifecycleState": "PUBLISHED",
+                    },
+                ],
+                "paging": {"start": 0, "count": 20},
+            },
+        ),
+    )
+    found = await li.find(req(Content(text="Hi  #all")))
+    assert found is not None
+    assert found.external_id == "urn:li:share:2"
+    seen = api.seen[0]
+    assert seen.raw_query == (
+        "q=author&author=urn%3Ali%3Aperson%3Aabc&count=20&sortBy=LAST_MODIFIED"
+    )
+    assert_linkedin_headers(seen)
+    assert await li.find(req(Content(text="nothing like it"))) is None

@@ -1,0 +1,409 @@
+"""YouTube connector: classification, quota day, titles, validation, upload and token flows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs
+
+import pytest
+
+from herald.config import YouTubeSettings
+from herald.domain import Content, Media, MediaKind, Platform
+from herald.errors import (
+    AuthExpired,
+    ContentInvalid,
+    ContentRejected,
+    OutcomeUnknown,
+    PlatformError,
+    RateLimited,
+    TransientPlatformError,
+)
+from herald.platforms.google_auth import classify_refresh
+from herald.platforms.youtube import (
+    YouTubeConnector,
+    classify,
+    seconds_to_pacific_midnight,
+    title_of,
+    validate,
+)
+from herald.types import PublishRequest
+from tests.unit.test_platform_fakes import NOW, FakeApi, Reply, drop, make_request, reply
+
+PAUSE = 60.0
+VIDEO = Media("https://cdn.example/v.mp4", MediaKind.VIDEO)
+IMAGE = Media("https://cdn.example/a.jpg", MediaKind.IMAGE)
+
+
+def google_error(status: int, reason: str) -> bytes:
+    return json.dumps(
+        {
+            "error": {
+                "code": status,
+                "message": f"{reason}!",
+                "errors": [{"domain": "youtube", "reason": reason, "message": "m"}],
+            }
+        }
+    ).encode()
+
+
+def run(status: int, reason: str | None, headers: dict[str, str] | None = None) -> PlatformError:
+    body = google_error(status, reason) if reason else b""
+    return classify(status, headers or {}, body, now=NOW, pause_s=PAUSE)
+
+
+@pytest.mark.parametrize(
+    ("now", "wait"),
+    [
+        (NOW, 15 * 3600.0),  # 09:00 PST
+        (datetime(2026, 3, 7, 20, 0, tzinfo=UTC), 12 * 3600.0),  # noon PST, eve of DST
+        (datetime(2026, 3, 8, 12, 0, tzinfo=UTC), 19 * 3600.0),  # 05:00 PDT, a 23-hour day
+        (datetime(2026, 11, 1, 8, 0, tzinfo=UTC), 24 * 3600.0),  # 01:00 PDT, a 25-hour day
+        (datetime(2026, 7, 1, 6, 59, 59, tzinfo=UTC), 1.0),  # one second to PDT midnight
+    ],
+)
+def test_quota_resets_at_pacific_midnight(now: datetime, wait: float) -> None:
+    assert seconds_to_pacific_midnight(now) == wait
+    err = classify(403, {}, google_error(403, "quotaExceeded"), now=now, pause_s=PAUSE)
+    assert isinstance(err, RateLimited)
+    assert (err.scope, err.retry_after) == ("app", wait)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "scope", "wait"),
+    [
+        (403, "rateLimitExceeded", "channel", PAUSE),
+        (403, "userRateLimitExceeded", "channel", PAUSE),
+        (400, "uploadLimitExceeded", "channel", 86_400.0),
+        (429, None, "app", PAUSE),
+    ],
+)
+def test_throttling(status: int, reason: str | None, scope: str, wait: float) -> None:
+    err = run(status, reason)
+    assert isinstance(err, RateLimited)
+    assert (err.scope, err.retry_after) == (scope, wait)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        (401, "authError", AuthExpired),
+        (403, "forbidden", AuthExpired),
+        (400, "invalidTitle", ContentRejected),
+        (400, "invalidDescription", ContentRejected),
+        (400, "mediaBodyRequired", ContentRejected),
+        (400, "somethingElse", ContentRejected),
+        (500, "backendError", TransientPlatformError),
+        (503, "backendError", TransientPlatformError),
+        (502, None, TransientPlatformError),
+    ],
+)
+def test_classification(status: int, reason: str | None, expected: type) -> None:
+    err = run(status, reason)
+    assert err.code == reason
+    assert type(err) is expected
+
+
+def test_503_with_retry_after_pauses_the_app() -> None:
+    err = run(503, "backendError", {"Retry-After": "20"})
+    assert isinstance(err, RateLimited)
+    assert (err.scope, err.retry_after) == ("app", 20.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (400, {"error": "invalid_grant"}, AuthExpired),
+        (401, {"error": "invalid_client"}, AuthExpired),
+        (429, None, RateLimited),
+        (500, None, TransientPlatformError),
+    ],
+)
+def test_refresh_classification(status: int, body: object, expected: type) -> None:
+    raw = json.dumps(body).encode() if body else b""
+    assert type(classify_refresh(status, {}, raw, now=NOW, pause_s=PAUSE)) is expected
+
+
+@pytest.mark.parametrize(
+    ("content", "title"),
+    [
+        (Content(text="body", title="My title"), "My title"),
+        (Content(text="First line\nsecond"), "First line"),
+        (Content(text="\n\n  Spaced first  \nnext"), "Spaced first"),
+        (Content(text="a <b> c"), "a b c"),
+        (Content(text="x" * 150), "x" * 100),
+        (Content(text=""), ""),
+    ],
+)
+def test_title_derivation(content: Content, title: str) -> None:
+    assert title_of(content) == title
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (Content(text="t"), "media"),
+        (Content(text="t", media=(VIDEO, VIDEO)), "media"),
+        (Content(text="t", media=(VIDEO, IMAGE)), "media"),
+        (Content(media=(VIDEO,)), "title"),
+        (Content(text="t", title="x" * 101, media=(VIDEO,)), "title"),
+        (Content(text="t", title="a <b>", media=(VIDEO,)), "title"),
+        (Content(text="é" * 2501, media=(VIDEO,)), "text"),  # 2,501 characters, 5,002 bytes
+    ],
+)
+def test_validate_refuses(content: Content, field: str) -> None:
+    with pytest.raises(ContentInvalid) as info:
+        validate(content)
+    assert info.value.field == field
+
+
+def test_validate_accepts_and_usage_models() -> None:
+    validate(Content(text="é" * 2500, media=(VIDEO,)))
+    validate(Content(title="x" * 100, media=(VIDEO,)))
+    bucket = YouTubeConnector(YouTubeSettings(), throttle_pause_s=PAUSE)
+    units = YouTubeConnector(
+        YouTubeSettings(quota_model="units", insert_cost_units=1600), throttle_pause_s=PAUSE
+    )
+    content = Content(text="t", media=(VIDEO,))
+    assert bucket.usage_of(content) == {"insert_calls": 1, "uploads": 1}
+    assert units.usage_of(content) == {"units": 1600, "uploads": 1}
+    assert bucket.lookup_usage() == units.lookup_usage() == {"units": 2}
+
+
+# -- flows against a local fake ------------------------------------------------------------
+
+UPLOAD = "/upload/youtube/v3/videos"
+BYTES = b"0123456789"
+CREDS = {"access_token": "OLD", "refresh_token": "R", "client_id": "C", "client_secret": "S"}
+VIDEO_RESOURCE = {
+    "kind": "youtube#video",
+    "id": "vid12345678",
+    "status": {"uploadStatus": "uploaded"},
+}
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeApi]:
+    async with FakeApi() as fake:
+        fake.on("GET", "/media/v.mp4", reply(200, BYTES))
+        fake.on("POST", UPLOAD, reply(200, b"", {"Location": f"{UPLOAD}?upload_id=S1"}))
+        yield fake
+
+
+@pytest.fixture
+async def yt(api: FakeApi) -> AsyncIterator[YouTubeConnector]:
+    settings = YouTubeSettings(base_url=api.url, upload_url=api.url, token_url=f"{api.url}/token")
+    conn = YouTubeConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW)
+    yield conn
+    await conn.aclose()
+
+
+def req(api: FakeApi, since: datetime = NOW) -> PublishRequest:
+    content = Content(
+        text="Launch day\nAll the details",
+        title=None,
+        media=(Media(f"{api.url}/media/v.mp4", MediaKind.VIDEO),),
+    )
+    return make_request(
+        Platform.YOUTUBE, content, external_id="UC1", credentials=CREDS, since=since
+    )
+
+
+async def test_upload(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on("PUT", UPLOAD, reply(201, VIDEO_RESOURCE))
+    published = await yt.publish(req(api))
+    assert published.external_id == "vid12345678"
+    start = api.calls("POST", UPLOAD)[0]
+    assert start.query == {"uploadType": "resumable", "part": "snippet,status"}
+    assert start.headers["X-Upload-Content-Length"] == "10"
+    assert start.headers["X-Upload-Content-Type"] == "video/*"
+    assert start.json() == {
+        "snippet": {
+            "title": "Launch day",
+            "description": "Launch day\nAll the details",
+            "categoryId": "22",
+        },
+        "status": {"privacyStatus": "public", "selfDeclaredMadeForKids": False},
+    }
+    put = api.calls("PUT", UPLOAD)[0]
+    assert put.query == {"upload_id": "S1"}
+    assert put.body == BYTES
+    assert put.headers["Content-Type"] == "video/*"
+    assert put.headers["Authorization"] == "Bearer OLD"
+    assert "Authorization" not in api.calls("GET", "/media/v.mp4")[0].headers
+
+
+async def test_dropped_put_then_status_says_complete(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on("PUT", UPLOAD, drop(), reply(200, VIDEO_RESOURCE))
+    assert (await yt.publish(req(api))).external_id == "vid12345678"
+    status = api.calls("PUT", UPLOAD)[1]
+    assert status.body == b""
+    assert status.headers["Content-Range"] == "bytes */10"
+
+
+async def test_dropped_put_then_resume_from_range(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on(
+        "PUT", UPLOAD, drop(), reply(308, b"", {"Range": "bytes=0-3"}), reply(201, VIDEO_RESOURCE)
+    )
+    assert (await yt.publish(req(api))).external_id == "vid12345678"
+    resume = api.calls("PUT", UPLOAD)[2]
+    assert resume.headers["Content-Range"] == "bytes 4-9/10"
+    assert resume.body == BYTES[4:]
+
+
+async def test_server_error_on_put_checks_the_session(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on(
+        "PUT",
+        UPLOAD,
+        reply(503, google_error(503, "backendError")),
+        reply(308, b""),
+        reply(201, VIDEO_RESOURCE),
+    )
+    assert (await yt.publish(req(api))).external_id == "vid12345678"
+    assert api.calls("PUT", UPLOAD)[2].body == BYTES  # 308 without Range: start from 0
+
+
+async def test_dropped_put_and_session_gone_is_transient(
+    api: FakeApi, yt: YouTubeConnector
+) -> None:
+    api.on("PUT", UPLOAD, drop(), reply(404, b""))
+    with pytest.raises(TransientPlatformError) as info:
+        await yt.publish(req(api))
+    assert not isinstance(info.value, OutcomeUnknown)
+
+
+@pytest.mark.parametrize("status_reply", [drop(), reply(500, b"")])
+async def test_dropped_put_and_failed_status_is_unknown(
+    api: FakeApi, yt: YouTubeConnector, status_reply: Reply
+) -> None:
+    api.on("PUT", UPLOAD, drop(), status_reply)
+    with pytest.raises(OutcomeUnknown):
+        await yt.publish(req(api))
+
+
+async def test_session_start_drop_is_transient(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on("POST", UPLOAD, drop())
+    with pytest.raises(TransientPlatformError) as info:
+        await yt.publish(req(api))
+    assert not isinstance(info.value, OutcomeUnknown)
+
+
+async def test_quota_exceeded_on_session_start(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on("POST", UPLOAD, reply(403, json.loads(google_error(403, "quotaExceeded"))))
+    with pytest.raises(RateLimited) as info:
+        await yt.publish(req(api))
+    assert (info.value.scope, info.value.retry_after) == ("app", 15 * 3600.0)
+
+
+async def test_token_refresh_then_repeat_and_cache(api: FakeApi, yt: YouTubeConnector) -> None:
+    auth_error = json.loads(google_error(401, "authError"))
+    api.on(
+        "POST",
+        UPLOAD,
+        reply(401, auth_error),
+        reply(200, b"", {"Location": f"{UPLOAD}?upload_id=S1"}),
+    )
+    api.on(
+        "POST",
+        "/token",
+        reply(200, {"access_token": "NEW", "expires_in": 3599, "token_type": "Bearer"}),
+    )
+    api.on("PUT", UPLOAD, reply(201, VIDEO_RESOURCE))
+    await yt.publish(req(api))
+    starts = api.calls("POST", UPLOAD)
+    assert [s.headers["Authorization"] for s in starts] == ["Bearer OLD", "Bearer NEW"]
+    (refresh,) = api.calls("POST", "/token")
+    assert parse_qs(refresh.body.decode()) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": ["R"],
+        "client_id": ["C"],
+        "client_secret": ["S"],
+    }
+    assert "R" not in refresh.raw_query
+    await yt.publish(req(api))  # the refreshed token is reused: no second refresh
+    assert len(api.calls("POST", "/token")) == 1
+    assert api.calls("POST", UPLOAD)[-1].headers["Authorization"] == "Bearer NEW"
+
+
+async def test_refresh_refused_is_auth_expired(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on("POST", UPLOAD, reply(401, json.loads(google_error(401, "authError"))))
+    api.on(
+        "POST",
+        "/token",
+        reply(400, {"error": "invalid_grant", "error_description": "Token has been expired"}),
+    )
+    with pytest.raises(AuthExpired):
+        await yt.publish(req(api))
+    assert len(api.calls("POST", UPLOAD)) == 1
+
+
+async def test_find_uses_the_cached_uploads_playlist(api: FakeApi, yt: YouTubeConnector) -> None:
+    api.on(
+        "GET",
+        "/youtube/v3/channels",
+        reply(
+            200,
+            {"items": [{"id": "UC1", "contentDetails": {"relatedPlaylists": {"uploads": "UU1"}}}]},
+        ),
+    )
+    recent = (NOW + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    api.on(
+        "GET",
+        "/youtube/v3/playlistItems",
+        reply(
+            200,
+            {
+                "items": [
+                    {
+                        "snippet": {
+                            "title": "Launch day",
+                            "description": "other",
+                            "publishedAt": recent,
+                            "resourceId": {"kind": "youtube#video", "videoId": "vidA"},
+                        }
+                    },
+                    {
+                        "snippet": {
+                            "title": "Launch  day",
+                            "description": "Launch day All the details",
+                            "publishedAt": recent,
+                            "resourceId": {"kind": "youtube#video", "videoId": "vidB"},
+                        }
+                    },
+                ]
+            },
+        ),
+    )
+    found = await yt.find(req(api))
+    assert found is not None
+    assert found.external_id == "vidB"
+    assert api.calls("GET", "/youtube/v3/channels")[0].query == {
+        "part": "contentDetails",
+        "mine": "true",
+    }
+    assert api.calls("GET", "/youtube/v3/playlistItems")[0].query == {
+        "part": "snippet",
+        "playlistId": "UU1",
+        "maxResults": "25",
+    }
+    assert await yt.find(req(api, since=NOW + timedelta(minutes=7))) is None
+    assert len(api.calls("GET", "/youtube/v3/channels")) == 1
+
+
+async def test_concurrent_401s_refresh_once(api: FakeApi, yt: YouTubeConnector) -> None:
+    auth_error = json.loads(google_error(401, "authError"))
+    channels = {"items": [{"id": "UC1", "contentDetails": {"relatedPlaylists": {"uploads": "U"}}}]}
+    api.on(
+        "GET",
+        "/youtube/v3/channels",
+        reply(401, auth_error),
+        reply(401, auth_error),
+        reply(200, channels),
+    )
+    api.on("GET", "/youtube/v3/playlistItems", reply(200, {"items": []}))
+    api.on("POST", "/token", reply(200, {"access_token": "NEW", "expires_in": 3599}))
+    results = await asyncio.gather(yt.find(req(api)), yt.find(req(api)))
+    assert results == [None, None]
+    assert len(api.calls("POST", "/token")) == 1
