@@ -1,0 +1,187 @@
+"""What the simulated platforms received: the judge for tests and benchmarks.
+
+Everything here is counted on the receiving side. A post is recorded the moment it is
+committed, together with whether its answer was handed back (``delivered``) or deliberately
+withheld by a drop or timeout fault. Limit *violations* are refusals of a limit the simulator
+was configured with; injected throttles are faults, counted apart, and never violations.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from herald.domain import Platform
+
+__all__ = ["Audit", "PostRecord", "RequestRecord", "Violation"]
+
+
+@dataclass(frozen=True, slots=True)
+class PostRecord:
+    platform: Platform
+    account: str  # external id
+    post_id: str
+    text: str  # message, caption, commentary, or the video description
+    created_at: float  # Unix time on the simulator clock
+    delivered: bool  # False: the post exists but its answer was dropped
+    title: str | None = None  # YouTube only
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["platform"] = self.platform.value
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PostRecord:
+        return cls(**{**raw, "platform": Platform(raw["platform"])})
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    platform: Platform
+    account: str
+    rule: str  # named as in herald.limits.rules.default_rules: "page_calls", "units", ...
+    at: float  # Unix time on the simulator clock
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "platform": self.platform.value}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Violation:
+        return cls(**{**raw, "platform": Platform(raw["platform"])})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    at: float  # time.monotonic() when the request arrived
+    platform: Platform
+    account: str | None
+    method: str
+    path: str
+    status: int  # 0: no answer (dropped, hung up, or the client went away)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "platform": self.platform.value}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RequestRecord:
+        return cls(**{**raw, "platform": Platform(raw["platform"])})
+
+
+class Audit:
+    def __init__(self, request_log_limit: int = 1_000_000) -> None:
+        self._log_limit = request_log_limit
+        # In-flight gauges survive a reset: requests on the wire still end later.
+        self._in_flight: Counter[Platform] = Counter()
+        self._account_in_flight: Counter[tuple[Platform, str]] = Counter()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything recorded so far (the platforms keep their posts)."""
+        self._posts: list[PostRecord] = []
+        self._post_counts: Counter[Platform] = Counter()
+        self._undelivered = 0
+        self._texts: Counter[tuple[Platform, str, str | None, str]] = Counter()
+        self._duplicates = 0
+        self.duplicates_refused = 0
+        self._violations: list[Violation] = []
+        self._injected: dict[Platform, Counter[str]] = {p: Counter() for p in Platform}
+        self._requests: deque[RequestRecord] = deque(maxlen=self._log_limit)
+        self._request_counts: Counter[Platform] = Counter()
+        self._max_in_flight: Counter[Platform] = Counter(self._in_flight)
+        self._account_max: Counter[tuple[Platform, str]] = Counter(self._account_in_flight)
+
+    # -- recording (called by the handlers) ----------------------------------------------
+    def post(self, record: PostRecord) -> None:
+        self._posts.append(record)
+        self._post_counts[record.platform] += 1
+        if not record.delivered:
+            self._undelivered += 1
+        key = (record.platform, record.account, record.title, record.text)
+        self._texts[key] += 1
+        if self._texts[key] > 1:
+            self._duplicates += 1
+
+    def violation(self, platform: Platform, account: str, rule: str, at: float) -> None:
+        self._violations.append(Violation(platform, account, rule, at))
+
+    def injected_fault(self, platform: Platform, kind: str) -> None:
+        self._injected[platform][kind] += 1
+
+    def request_started(self, platform: Platform) -> None:
+        current = self._in_flight[platform] + 1
+        self._in_flight[platform] = current
+        self._max_in_flight[platform] = max(self._max_in_flight[platform], current)
+
+    def account_started(self, platform: Platform, account: str) -> None:
+        key = (platform, account)
+        self._account_in_flight[key] += 1
+        self._account_max[key] = max(self._account_max[key], self._account_in_flight[key])
+
+    def request_finished(self, record: RequestRecord) -> None:
+        self._in_flight[record.platform] -= 1
+        if record.account is not None:
+            self._account_in_flight[(record.platform, record.account)] -= 1
+        self._request_counts[record.platform] += 1
+        self._requests.append(record)
+
+    # -- reading ---------------------------------------------------------------------------
+    def posts(
+        self, platform: Platform | None = None, account: str | None = None
+    ) -> list[PostRecord]:
+        return [
+            p
+            for p in self._posts
+            if (platform is None or p.platform is platform)
+            and (account is None or p.account == account)
+        ]
+
+    def duplicates(self) -> int:
+        """Extra posts with the same (platform, account, title, text) as an earlier one."""
+        return self._duplicates
+
+    def violations(self, platform: Platform | None = None) -> list[Violation]:
+        return [v for v in self._violations if platform is None or v.platform is platform]
+
+    def requests(
+        self, platform: Platform | None = None, account: str | None = None
+    ) -> list[RequestRecord]:
+        return [
+            r
+            for r in self._requests
+            if (platform is None or r.platform is platform)
+            and (account is None or r.account == account)
+        ]
+
+    def injected(self, platform: Platform) -> dict[str, int]:
+        return dict(self._injected[platform])
+
+    def max_concurrency(self, platform: Platform, account: str | None = None) -> int:
+        if account is None:
+            return self._max_in_flight[platform]
+        return self._account_max[(platform, account)]
+
+    def in_flight(self, platform: Platform) -> int:
+        return self._in_flight[platform]
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready totals, cheap to take often; per-platform detail where a benchmark
+        needs it."""
+        by_rule: Counter[str] = Counter(f"{v.platform.value}:{v.rule}" for v in self._violations)
+        account_max: dict[str, int] = {p.value: 0 for p in Platform}
+        for (platform, _), peak in self._account_max.items():
+            account_max[platform.value] = max(account_max[platform.value], peak)
+        return {
+            "posts": len(self._posts),
+            "posts_by_platform": {p.value: self._post_counts[p] for p in Platform},
+            "undelivered": self._undelivered,
+            "duplicates": self._duplicates,
+            "duplicates_refused": self.duplicates_refused,
+            "limit_violations": len(self._violations),
+            "violations_by_rule": dict(by_rule),
+            "max_concurrency": {p.value: self._max_in_flight[p] for p in Platform},
+            "max_concurrency_per_account": account_max,
+            "injected": {p.value: dict(self._injected[p]) for p in Platform},
+            "requests": {p.value: self._request_counts[p] for p in Platform},
+        }

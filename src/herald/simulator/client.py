@@ -1,0 +1,180 @@
+"""A client for a simulator in another process: the in-process API, async, over the admin
+port (see :mod:`.admin`).
+
+    async with SimulatorClient(admin_url) as sim:
+        account = await sim.add_account(Platform.FACEBOOK)
+        summary = await sim.audit.summary()
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from herald.domain import MediaKind, Platform
+from herald.simulator.accounts import SimAccount, UnknownAccount
+from herald.simulator.audit import PostRecord, RequestRecord, Violation
+from herald.simulator.config import FaultConfig
+from herald.simulator.server import SimulatorUrls
+
+__all__ = ["RemoteAudit", "SimulatorClient", "SimulatorClientError"]
+
+
+class SimulatorClientError(RuntimeError):
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"simulator admin API answered {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+class _Transport:
+    def __init__(self, admin_url: str, session: aiohttp.ClientSession | None) -> None:
+        self.base = admin_url.rstrip("/")
+        self._session = session
+        self._owned = session is None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        async with self._session.request(
+            method, self.base + path, json=json, params=params
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise SimulatorClientError(response.status, text)
+            return await response.json() if text else None
+
+    async def aclose(self) -> None:
+        if self._owned and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+
+class RemoteAudit:
+    """The simulator's :class:`~.audit.Audit`, read over HTTP."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    async def summary(self) -> dict[str, Any]:
+        params = {"posts": "false", "violations": "false"}
+        raw = await self._t.call("GET", "/_sim/audit", params=params)
+        summary: dict[str, Any] = raw["summary"]
+        return summary
+
+    async def posts(
+        self, platform: Platform | str | None = None, account: str | None = None
+    ) -> list[PostRecord]:
+        raw = (await self._t.call("GET", "/_sim/audit", params={"violations": "false"}))["posts"]
+        posts = [PostRecord.from_dict(item) for item in raw]
+        return [
+            p
+            for p in posts
+            if (platform is None or p.platform is Platform(platform))
+            and (account is None or p.account == account)
+        ]
+
+    async def duplicates(self) -> int:
+        return int((await self.summary())["duplicates"])
+
+    async def violations(self, platform: Platform | str | None = None) -> list[Violation]:
+        raw = (await self._t.call("GET", "/_sim/audit", params={"posts": "false"}))["violations"]
+        found = [Violation.from_dict(item) for item in raw]
+        return [v for v in found if platform is None or v.platform is Platform(platform)]
+
+    async def requests(
+        self, platform: Platform | str | None = None, account: str | None = None
+    ) -> list[RequestRecord]:
+        params = {}
+        if platform is not None:
+            params["platform"] = Platform(platform).value
+        if account is not None:
+            params["account"] = account
+        raw = await self._t.call("GET", "/_sim/audit/requests", params=params)
+        return [RequestRecord.from_dict(item) for item in raw["requests"]]
+
+    async def reset(self) -> None:
+        await self._t.call("POST", "/_sim/audit/reset")
+
+
+class SimulatorClient:
+    def __init__(self, admin_url: str, *, session: aiohttp.ClientSession | None = None) -> None:
+        self._t = _Transport(admin_url, session)
+        self.audit = RemoteAudit(self._t)
+
+    async def __aenter__(self) -> SimulatorClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._t.aclose()
+
+    async def health(self) -> bool:
+        return bool((await self._t.call("GET", "/_sim/health"))["ok"])
+
+    async def urls(self) -> SimulatorUrls:
+        return SimulatorUrls.model_validate(await self._t.call("GET", "/_sim/urls"))
+
+    async def settings_overrides(self) -> dict[str, dict[str, str]]:
+        overrides: dict[str, dict[str, str]] = await self._t.call("GET", "/_sim/settings-overrides")
+        return overrides
+
+    async def add_account(self, platform: Platform | str, name: str | None = None) -> SimAccount:
+        body = {"platform": Platform(platform).value, "name": name}
+        return SimAccount.from_dict(await self._t.call("POST", "/_sim/accounts", json=body))
+
+    async def accounts(self, platform: Platform | str | None = None) -> list[SimAccount]:
+        params = {} if platform is None else {"platform": Platform(platform).value}
+        raw = await self._t.call("GET", "/_sim/accounts", params=params)
+        return [SimAccount.from_dict(item) for item in raw["accounts"]]
+
+    async def revoke(self, platform: Platform | str, external_id: str) -> None:
+        await self._account_call(platform, external_id, "revoke")
+
+    async def reauthorize(self, platform: Platform | str, external_id: str) -> dict[str, str]:
+        raw = await self._account_call(platform, external_id, "reauthorize")
+        return dict(raw["credentials"])
+
+    async def faults(self, platform: Platform | str) -> FaultConfig:
+        raw = await self._t.call("GET", "/_sim/faults")
+        return FaultConfig.model_validate(raw[Platform(platform).value])
+
+    async def set_faults(self, platform: Platform | str, faults: FaultConfig) -> None:
+        body = {"platform": Platform(platform).value, "faults": faults.model_dump(mode="json")}
+        await self._t.call("PUT", "/_sim/faults", json=body)
+
+    async def media_url(self, kind: MediaKind | str, name: str, *, size: int | None = None) -> str:
+        params = {"kind": MediaKind(kind).value, "name": name}
+        if size is not None:
+            params["bytes"] = str(size)
+        return str((await self._t.call("GET", "/_sim/media-url", params=params))["url"])
+
+    async def advance_clock(self, seconds: float) -> float:
+        raw = await self._t.call("POST", "/_sim/clock/advance", json={"seconds": seconds})
+        return float(raw["now"])
+
+    async def _account_call(self, platform: Platform | str, external_id: str, action: str) -> Any:
+        kind = Platform(platform)
+        path = f"/_sim/accounts/{kind.value}/{external_id}/{action}"
+        try:
+            return await self._t.call("POST", path)
+        except SimulatorClientError as exc:
+            if exc.status == 404:
+                raise UnknownAccount(kind, external_id) from exc
+            raise

@@ -1,0 +1,235 @@
+"""Facebook Pages on the Graph API: feed posts, photos, and the published-posts listing.
+
+Every authenticated request on a Page is one call against the Page's rolling-24 h limit
+(4800 x engaged users) and the app's rolling-1 h limit (200 x daily active users), as in
+docs/platforms.md. Both are checked before anything else happens; over either, the answer is
+HTTP 400 with code 32 (Page) or 4 (app) and a limit violation is recorded. Usage headers go
+out once usage is above zero, in floored percent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, TypeGuard
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.audit import PostRecord
+from herald.simulator.context import SimContext
+from herald.simulator.graph import (
+    VERSION,
+    GraphFaultAnswers,
+    authenticate,
+    buc_header,
+    catch_all,
+    graph_bool,
+    graph_error,
+    graph_params,
+    require_node,
+    usage_value,
+)
+from herald.simulator.pipeline import Reply, with_faults
+from herald.simulator.quotas import RollingCounter, admit
+from herald.simulator.wire import graph_time, int_param
+
+__all__ = ["FacebookSim"]
+
+_FB = Platform.FACEBOOK
+_DAY_S = 86_400.0
+_HOUR_S = 3_600.0
+_POST_BASE = 122_100_000_000_000_000
+_PHOTO_BASE = 122_200_000_000_000_000
+_DEFAULT_FIELDS = ("id", "message", "created_time")
+
+
+@dataclass(slots=True)
+class _Post:
+    id: str
+    message: str
+    created: float
+
+
+@dataclass(slots=True)
+class _Photo:
+    id: str
+    url: str
+    published: bool
+    attached: bool = False
+
+
+@dataclass(slots=True)
+class _Page:
+    calls: RollingCounter
+    posts: list[_Post] = field(default_factory=list)
+    photos: dict[str, _Photo] = field(default_factory=dict)
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (text, link) for code 506
+
+
+def _is_url(value: Any) -> TypeGuard[str]:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def _invalid(message: str) -> Reply:
+    return Reply(graph_error(400, 100, f"(#100) {message}"))
+
+
+class FacebookSim:
+    def __init__(self, ctx: SimContext) -> None:
+        self._ctx = ctx
+        self._config = ctx.config.facebook
+        self._app_calls = RollingCounter("app_calls", self._config.app_calls_per_1h, _HOUR_S)
+        self._pages: dict[str, _Page] = defaultdict(self._new_page)
+        self._answers = GraphFaultAnswers(ctx, _FB, "pages")
+
+    def _new_page(self) -> _Page:
+        return _Page(RollingCounter("page_calls", self._config.page_calls_per_24h, _DAY_S))
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(VERSION + "/{node}/feed", self.feed),
+            web.post(VERSION + "/{node}/photos", self.photos),
+            web.get(VERSION + "/{node}/published_posts", self.published_posts),
+            web.route("*", "/{tail:.*}", catch_all),
+        ]
+
+    # -- handlers -------------------------------------------------------------------------
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        node, headers = self._enter(request)
+        page = self._pages[node]
+        params = await graph_params(request)
+        message, link = params.get("message"), params.get("link")
+        if message is not None and not isinstance(message, str):
+            raise _invalid("param message must be a string")
+        if link is not None and not _is_url(link):
+            raise _invalid("param link must be a valid URL")
+        if graph_bool(params.get("published"), True) is not True:
+            raise _invalid("the simulator publishes feed posts at once (published=true)")
+        photos = self._attachments(page, params.get("attached_media"))
+        if not message and not link and not photos:
+            raise _invalid("Missing message or attachment")
+        text = message or ""
+        self._refuse_duplicate(page, text, link or "", headers)
+
+        def commit(delivered: bool) -> web.StreamResponse:
+            post_id = self._publish(node, page, text, link or "", delivered)
+            for photo in photos:
+                photo.attached = True
+            return web.json_response({"id": post_id}, headers=headers)
+
+        return await with_faults(self._ctx, _FB, node, self._answers, commit)
+
+    async def photos(self, request: web.Request) -> web.StreamResponse:
+        node, headers = self._enter(request)
+        page = self._pages[node]
+        params = await graph_params(request)
+        url = params.get("url")
+        if not _is_url(url):
+            raise _invalid("param url must be a valid image URL")
+        caption = params.get("caption", params.get("message")) or ""
+        if not isinstance(caption, str):
+            raise _invalid("param caption must be a string")
+        published = graph_bool(params.get("published"), True)
+        if published is None:
+            raise _invalid("param published must be a boolean")
+        if published:
+            self._refuse_duplicate(page, caption, url, headers)
+
+        def commit(delivered: bool) -> web.StreamResponse:
+            photo = _Photo(self._ctx.ids.serial(_PHOTO_BASE), url, published)
+            page.photos[photo.id] = photo
+            if not published:
+                return web.json_response({"id": photo.id}, headers=headers)
+            post_id = self._publish(node, page, caption, url, delivered)
+            return web.json_response({"id": photo.id, "post_id": post_id}, headers=headers)
+
+        return await with_faults(self._ctx, _FB, node, self._answers, commit)
+
+    async def published_posts(self, request: web.Request) -> web.StreamResponse:
+        node, headers = self._enter(request)
+        page = self._pages[node]
+        limit = int_param(request.query.get("limit"), 25, low=1, high=100)
+        if limit is None:
+            raise _invalid("param limit must be an integer between 1 and 100")
+        raw_fields = request.query.get("fields")
+        fields = tuple(raw_fields.split(",")) if raw_fields else _DEFAULT_FIELDS
+        data = [self._render(post, fields) for post in islice(reversed(page.posts), limit)]
+        return web.json_response({"data": data, "paging": {}}, headers=headers)
+
+    # -- steps ----------------------------------------------------------------------------
+    def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:
+        """Authenticate, check the Page, meter the call; the usage headers to answer with."""
+        account = authenticate(request, self._ctx, _FB)
+        node = request.match_info["node"]
+        require_node(self._ctx, _FB, account, node)
+        now = self._ctx.clock.now()
+        page_calls = self._pages[node].calls
+        refused = admit(now, [(page_calls, 1), (self._app_calls, 1)])
+        if refused is page_calls:
+            self._ctx.audit.violation(_FB, node, "page_calls", now)
+            regain = math.ceil(page_calls.regain_s(now) / 60)
+            headers = {"X-Business-Use-Case-Usage": buc_header(node, "pages", 100, regain)}
+            raise Reply(graph_error(400, 32, "(#32) Page request limit reached", headers=headers))
+        if refused is self._app_calls:
+            self._ctx.audit.violation(_FB, node, "app_calls", now)
+            headers = {"X-App-Usage": json.dumps(usage_value(100))}
+            raise Reply(
+                graph_error(400, 4, "(#4) Application request limit reached", headers=headers)
+            )
+        return node, self._usage_headers(node, page_calls, now)
+
+    def _usage_headers(self, node: str, page_calls: RollingCounter, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        app_pct = self._app_calls.percent(now)
+        if app_pct > 0:
+            headers["X-App-Usage"] = json.dumps(usage_value(app_pct))
+        page_pct = page_calls.percent(now)
+        if page_pct > 0:
+            headers["X-Business-Use-Case-Usage"] = buc_header(node, "pages", page_pct, 0)
+        return headers
+
+    def _attachments(self, page: _Page, raw: Any) -> list[_Photo]:
+        if raw is None:
+            return []
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise _invalid("param attached_media must be a JSON array") from None
+        if not isinstance(raw, list):
+            raise _invalid("param attached_media must be an array")
+        photos: list[_Photo] = []
+        for index, item in enumerate(raw):
+            fbid = item.get("media_fbid") if isinstance(item, dict) else None
+            photo = page.photos.get(str(fbid))
+            if photo is None or photo.published or photo.attached or photo in photos:
+                raise _invalid(f"param attached_media[{index}] has invalid media_fbid")
+            photos.append(photo)
+        return photos
+
+    def _refuse_duplicate(self, page: _Page, text: str, link: str, headers: dict[str, str]) -> None:
+        if self._config.reject_duplicates and text and (text, link) in page.seen:
+            self._ctx.audit.duplicates_refused += 1
+            raise Reply(graph_error(400, 506, "(#506) Duplicate status message", headers=headers))
+
+    def _publish(self, node: str, page: _Page, text: str, link: str, delivered: bool) -> str:
+        now = self._ctx.clock.now()
+        post_id = f"{node}_{self._ctx.ids.serial(_POST_BASE)}"
+        page.posts.append(_Post(post_id, text, now))
+        if text:
+            page.seen.add((text, link))
+        self._ctx.audit.post(PostRecord(_FB, node, post_id, text, now, delivered))
+        return post_id
+
+    @staticmethod
+    def _render(post: _Post, fields: tuple[str, ...]) -> dict[str, str]:
+        out = {"id": post.id}
+        if "message" in fields and post.message:
+            out["message"] = post.message
+        if "created_time" in fields:
+            out["created_time"] = graph_time(post.created)
+        return out

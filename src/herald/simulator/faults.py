@@ -1,0 +1,71 @@
+"""The simulator's dice: injected faults and service latency, one seeded generator each.
+
+Each platform draws from its own generators, so switching faults on for one platform does not
+shift the latency or fault sequence of another, and a seed replays a run.
+
+A fault is drawn once per post-creating call, *before* anything is committed, and decides
+the whole story of that call:
+
+- ``error``: a platform-shaped transient 5xx; nothing is committed.
+- ``throttle``: a platform-shaped short throttle; nothing is committed; not a violation.
+- ``drop``: commit, then close the connection without an answer.
+- ``timeout``: decide now whether to commit (``timeout_commit_share``), commit at once if so,
+  then hold the request for ``hang_s`` and close it without an answer. Nothing is ever
+  committed after the delay, so a client that timed out can trust a later look-up.
+"""
+
+from __future__ import annotations
+
+import random
+from enum import StrEnum
+
+from herald.domain import Platform
+from herald.simulator.config import FaultConfig, SimulatorConfig
+
+__all__ = ["Dice", "Fault"]
+
+
+class Fault(StrEnum):
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    DROP = "drop"
+    THROTTLE = "throttle"
+
+
+class Dice:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self._faults = {p: config.faults_for(p) for p in Platform}
+        self._latency = {p: config.latency_for(p) for p in Platform}
+        self._fault_rng = {p: random.Random(f"{config.seed}:{p.value}:faults") for p in Platform}
+        self._latency_rng = {p: random.Random(f"{config.seed}:{p.value}:latency") for p in Platform}
+
+    def faults(self, platform: Platform) -> FaultConfig:
+        return self._faults[platform]
+
+    def set_faults(self, platform: Platform, faults: FaultConfig) -> None:
+        self._faults[platform] = faults
+
+    def draw(self, platform: Platform) -> Fault | None:
+        config = self._faults[platform]
+        if not config.active:
+            return None
+        roll = self._fault_rng[platform].random()
+        for fault, rate in (
+            (Fault.ERROR, config.error_rate),
+            (Fault.TIMEOUT, config.timeout_rate),
+            (Fault.DROP, config.drop_rate),
+            (Fault.THROTTLE, config.throttle_rate),
+        ):
+            if roll < rate:
+                return fault
+            roll -= rate
+        return None
+
+    def commit_before_hang(self, platform: Platform) -> bool:
+        return self._fault_rng[platform].random() < self._faults[platform].timeout_commit_share
+
+    def graph_throttle_code(self, platform: Platform) -> int:
+        return self._fault_rng[platform].choice(self._faults[platform].graph_throttle_codes)
+
+    def latency_s(self, platform: Platform) -> float:
+        return self._latency[platform].sample(self._latency_rng[platform])

@@ -1,0 +1,195 @@
+"""What Facebook and Instagram share: the Graph API's URL shape, tokens, parameters and
+error envelope, and the Graph way of throttling.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.accounts import TokenStatus
+from herald.simulator.context import SimContext
+from herald.simulator.pipeline import Reply, identify
+from herald.simulator.wire import bearer_token, read_json_object
+
+__all__ = [
+    "VERSION",
+    "GraphFaultAnswers",
+    "authenticate",
+    "buc_header",
+    "catch_all",
+    "graph_bool",
+    "graph_error",
+    "graph_params",
+    "not_found",
+    "require_node",
+    "usage_value",
+]
+
+#: Any Graph version prefix, as the real host accepts every live version.
+VERSION = r"/{version:v\d+\.\d+}"
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+_THROTTLE_MESSAGES = {
+    4: "(#4) Application request limit reached",
+    17: "(#17) User request limit reached",
+    32: "(#32) Page request limit reached",
+    341: "(#341) Application limit reached",
+    613: "(#613) Calls to this api have exceeded the rate limit.",
+    80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try "
+    "again.",
+}
+_APP_CODES = frozenset({4, 17, 341})
+
+
+def graph_error(
+    status: int,
+    code: int,
+    message: str,
+    *,
+    subcode: int | None = None,
+    transient: bool | None = None,
+    user_title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if transient is not None:
+        error["is_transient"] = transient
+    if user_title is not None:
+        error["error_user_title"] = user_title
+    error["fbtrace_id"] = secrets.token_urlsafe(9)
+    return web.json_response({"error": error}, status=status, headers=headers)
+
+
+def usage_value(percent: int, regain_minutes: int | None = None) -> dict[str, int]:
+    # The simulator meters calls only; CPU and time shares follow the call share so that a
+    # client reading any of the three sees the same story.
+    value = {"call_count": percent, "total_cputime": percent, "total_time": percent}
+    if regain_minutes is not None:
+        value["estimated_time_to_regain_access"] = regain_minutes
+    return value
+
+
+def buc_header(node: str, kind: str, percent: int, regain_minutes: int) -> str:
+    return json.dumps({node: [{"type": kind, **usage_value(percent, regain_minutes)}]})
+
+
+def graph_bool(value: Any, default: bool) -> bool | None:
+    """Graph booleans arrive as JSON booleans or as strings; ``None`` if neither."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    return None
+
+
+async def graph_params(request: web.Request) -> dict[str, Any]:
+    """Query, JSON body or form body, merged as Graph does; the token is not a parameter."""
+    params: dict[str, Any] = dict(request.query)
+    if request.body_exists:
+        if request.content_type in _FORM_TYPES:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        else:
+            body = await read_json_object(request)
+            if body is None:
+                raise Reply(graph_error(400, 100, "(#100) The request body is not a JSON object"))
+            params.update(body)
+    params.pop("access_token", None)
+    return params
+
+
+def authenticate(request: web.Request, ctx: SimContext, platform: Platform) -> str:
+    """The external id the token acts for; answers with Graph's code 190 family otherwise."""
+    token = bearer_token(request) or request.query.get("access_token")
+    check = ctx.accounts.check(platform, token)
+    if check.ok and check.account is not None:
+        identify(request, ctx, platform, check.account)
+        return check.account
+    if check.status is TokenStatus.MISSING:
+        raise Reply(graph_error(400, 104, "An access token is required to request this resource."))
+    if check.status is TokenStatus.REVOKED:
+        raise Reply(
+            graph_error(
+                400,
+                190,
+                "Error validating access token: The session has been invalidated because the "
+                "user changed their password or Facebook has changed the session for security "
+                "reasons.",
+                subcode=460,
+            )
+        )
+    if check.status is TokenStatus.EXPIRED:
+        raise Reply(
+            graph_error(
+                400, 190, "Error validating access token: Session has expired.", subcode=463
+            )
+        )
+    raise Reply(graph_error(400, 190, "Invalid OAuth access token - Cannot parse access token"))
+
+
+def not_found(node: str) -> Reply:
+    return Reply(
+        graph_error(
+            400,
+            100,
+            f"Unsupported request. Object with ID '{node}' does not exist, cannot be loaded due "
+            "to missing permissions, or does not support this operation.",
+            subcode=33,
+        )
+    )
+
+
+def require_node(ctx: SimContext, platform: Platform, account: str, node: str) -> None:
+    """The token must act for the node in the path (its own Page or IG user)."""
+    if node == account:
+        return
+    if ctx.accounts.get(platform, node) is None:
+        raise not_found(node)
+    raise Reply(
+        graph_error(
+            403,
+            200,
+            "(#200) The user hasn't authorized the application to perform this action",
+        )
+    )
+
+
+class GraphFaultAnswers:
+    """Injected Graph faults: code 2 with HTTP 500, or a throttle with a BUC header."""
+
+    def __init__(self, ctx: SimContext, platform: Platform, buc_type: str) -> None:
+        self._ctx = ctx
+        self._platform = platform
+        self._buc_type = buc_type
+
+    def transient(self, account: str) -> web.StreamResponse:
+        return graph_error(
+            500,
+            2,
+            "An unexpected error has occurred. Please retry your request later.",
+            transient=True,
+        )
+
+    def throttle(self, account: str) -> web.StreamResponse:
+        code = self._ctx.dice.graph_throttle_code(self._platform)
+        regain = self._ctx.dice.faults(self._platform).regain_minutes
+        headers = {"X-Business-Use-Case-Usage": buc_header(account, self._buc_type, 100, regain)}
+        if code in _APP_CODES:
+            headers["X-App-Usage"] = json.dumps(usage_value(100))
+        message = _THROTTLE_MESSAGES.get(code, f"(#{code}) Request limit reached")
+        return graph_error(400, code, message, headers=headers)
+
+
+async def catch_all(request: web.Request) -> web.Response:
+    """Unknown paths answer like Graph does, not with aiohttp's plain-text 404."""
+    return graph_error(400, 100, f"Unsupported {request.method.lower()} request: {request.path}")

@@ -1,0 +1,336 @@
+"""Instagram content publishing on the Graph API: containers, their states, media_publish.
+
+A container is ``IN_PROGRESS`` for the configured processing time, then ``FINISHED``; it
+becomes ``PUBLISHED`` once published and ``EXPIRED`` when left unpublished for 24 h. A media
+URL whose file name starts with ``broken`` gives a container in ``ERROR`` (the way to test a
+failed download). Every container created counts against ``containers_per_24h`` (a carousel
+of N is N + 1); every successful ``media_publish`` counts against ``publishes_per_24h``, both
+rolling. Only ``media_publish`` creates a post, so only it draws faults.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.audit import PostRecord
+from herald.simulator.context import SimContext
+from herald.simulator.graph import (
+    VERSION,
+    GraphFaultAnswers,
+    authenticate,
+    catch_all,
+    graph_bool,
+    graph_error,
+    graph_params,
+    not_found,
+    require_node,
+)
+from herald.simulator.pipeline import Reply, with_faults
+from herald.simulator.quotas import RollingCounter
+from herald.simulator.wire import graph_time, int_param
+
+__all__ = ["InstagramSim"]
+
+_IG = Platform.INSTAGRAM
+_DAY_S = 86_400.0
+_CONTAINER_BASE = 17_900_000_000_000_000
+_MEDIA_BASE = 17_950_000_000_000_000
+_CAPTION_MAX = 2200
+_CAROUSEL_MIN, _CAROUSEL_MAX = 2, 10
+# A published container's type as the media listing names it.
+_LISTED_TYPES = {"IMAGE": "IMAGE", "REELS": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM"}
+_STATUS_TEXT = {
+    "IN_PROGRESS": "In Progress",
+    "FINISHED": "Finished",
+    "PUBLISHED": "Published",
+    "EXPIRED": "Expired: the container was not published within 24 hours",
+    "ERROR": "Error: Media download has failed. The media URI doesn't meet our requirements. "
+    "(2207052)",
+}
+
+
+@dataclass(slots=True)
+class _Container:
+    id: str
+    owner: str
+    media_type: str  # IMAGE, REELS, VIDEO (carousel items only) or CAROUSEL
+    carousel_item: bool
+    caption: str
+    created: float
+    ready_at: float
+    broken: bool = False
+    media_id: str | None = None
+
+
+@dataclass(slots=True)
+class _Media:
+    id: str
+    caption: str
+    media_type: str
+    created: float
+
+
+@dataclass(slots=True)
+class _User:
+    containers: RollingCounter
+    publishes: RollingCounter
+    media: list[_Media] = field(default_factory=list)
+
+
+def _invalid(message: str) -> Reply:
+    return Reply(graph_error(400, 100, f"(#100) {message}"))
+
+
+def _media_url(value: Any, name: str) -> tuple[str, bool]:
+    """The URL and whether it names a file the simulator treats as undownloadable."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise Reply(
+            graph_error(
+                400,
+                9004,
+                f"Media download has failed. The {name} doesn't meet our requirements.",
+                subcode=2207052,
+            )
+        )
+    file_name = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return value, file_name.startswith("broken")
+
+
+class InstagramSim:
+    def __init__(self, ctx: SimContext) -> None:
+        self._ctx = ctx
+        self._config = ctx.config.instagram
+        self._users: dict[str, _User] = defaultdict(self._new_user)
+        self._containers: dict[str, _Container] = {}
+        self._answers = GraphFaultAnswers(ctx, _IG, "instagram")
+
+    def _new_user(self) -> _User:
+        return _User(
+            RollingCounter("containers", self._config.containers_per_24h, _DAY_S),
+            RollingCounter("publishes", self._config.publishes_per_24h, _DAY_S),
+        )
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(VERSION + "/{node}/media", self.create_container),
+            web.post(VERSION + "/{node}/media_publish", self.publish),
+            web.get(VERSION + "/{node}/media", self.list_media),
+            web.get(VERSION + "/{node}/content_publishing_limit", self.publishing_limit),
+            web.get(VERSION + "/{node}", self.container_status),
+            web.route("*", "/{tail:.*}", catch_all),
+        ]
+
+    def status(self, container: _Container, now: float) -> str:
+        if container.media_id is not None:
+            return "PUBLISHED"
+        if container.broken:
+            return "ERROR"
+        if now >= container.created + self._config.container_ttl_s:
+            return "EXPIRED"
+        return "FINISHED" if now >= container.ready_at else "IN_PROGRESS"
+
+    # -- handlers -------------------------------------------------------------------------
+    async def create_container(self, request: web.Request) -> web.StreamResponse:
+        node = self._enter(request)
+        params = await graph_params(request)
+        now = self._ctx.clock.now()
+        if str(params.get("media_type", "")).upper() == "CAROUSEL":
+            container = self._carousel(node, params, now)
+        else:
+            container = self._single(node, params, now)
+        user = self._users[node]
+        if not user.containers.fits(now):
+            self._ctx.audit.violation(_IG, node, "containers", now)
+            raise Reply(
+                graph_error(
+                    400,
+                    9,
+                    f"(#9) The maximum number of containers ({user.containers.limit}) per 24 "
+                    "hours has been reached.",
+                    subcode=2207042,
+                )
+            )
+        user.containers.take(now)
+        self._containers[container.id] = container
+        return web.json_response({"id": container.id})
+
+    async def publish(self, request: web.Request) -> web.StreamResponse:
+        node = self._enter(request)
+        params = await graph_params(request)
+        creation_id = str(params.get("creation_id", ""))
+        container = self._containers.get(creation_id)
+        if container is None or container.owner != node:
+            raise not_found(creation_id)
+        now = self._ctx.clock.now()
+        self._refuse_unpublishable(container, now)
+        user = self._users[node]
+        if not user.publishes.fits(now):
+            self._ctx.audit.violation(_IG, node, "publishes", now)
+            raise Reply(
+                graph_error(
+                    400,
+                    9,
+                    "(#9) The maximum number of posts that can be published through the API "
+                    "in a 24-hour period has been reached.",
+                    subcode=2207042,
+                    user_title="Publishing limit reached",
+                )
+            )
+
+        def commit(delivered: bool) -> web.StreamResponse:
+            at = self._ctx.clock.now()
+            user.publishes.take(at)
+            media = _Media(
+                self._ctx.ids.serial(_MEDIA_BASE), container.caption, container.media_type, at
+            )
+            container.media_id = media.id
+            user.media.append(media)
+            self._ctx.audit.post(PostRecord(_IG, node, media.id, media.caption, at, delivered))
+            return web.json_response({"id": media.id})
+
+        return await with_faults(self._ctx, _IG, node, self._answers, commit)
+
+    async def container_status(self, request: web.Request) -> web.StreamResponse:
+        account = authenticate(request, self._ctx, _IG)
+        node = request.match_info["node"]
+        container = self._containers.get(node)
+        if container is None or container.owner != account:
+            raise not_found(node)
+        fields = request.query.get("fields", "status_code").split(",")
+        status = self.status(container, self._ctx.clock.now())
+        out = {"id": container.id}
+        if "status_code" in fields:
+            out["status_code"] = status
+        if "status" in fields:
+            out["status"] = _STATUS_TEXT[status]
+        return web.json_response(out)
+
+    async def publishing_limit(self, request: web.Request) -> web.StreamResponse:
+        node = self._enter(request)
+        publishes = self._users[node].publishes
+        now = self._ctx.clock.now()
+        since = request.query.get("since")
+        used = publishes.used(now)
+        if since is not None and since.isdigit():
+            used = publishes.used_since(now, float(since))
+        fields = request.query.get("fields", "quota_usage,config").split(",")
+        item: dict[str, Any] = {}
+        if "quota_usage" in fields:
+            item["quota_usage"] = used
+        if "config" in fields:
+            item["config"] = {"quota_total": publishes.limit, "quota_duration": int(_DAY_S)}
+        return web.json_response({"data": [item]})
+
+    async def list_media(self, request: web.Request) -> web.StreamResponse:
+        node = self._enter(request)
+        limit = int_param(request.query.get("limit"), 25, low=1, high=100)
+        if limit is None:
+            raise _invalid("param limit must be an integer between 1 and 100")
+        fields = request.query.get("fields", "id,caption,timestamp").split(",")
+        media = self._users[node].media
+        data = [self._render(item, fields) for item in islice(reversed(media), limit)]
+        return web.json_response({"data": data, "paging": {}})
+
+    # -- steps ----------------------------------------------------------------------------
+    def _enter(self, request: web.Request) -> str:
+        account = authenticate(request, self._ctx, _IG)
+        node = request.match_info["node"]
+        require_node(self._ctx, _IG, account, node)
+        return node
+
+    def _single(self, owner: str, params: dict[str, Any], now: float) -> _Container:
+        media_type = str(params.get("media_type", "IMAGE") or "IMAGE").upper()
+        item = graph_bool(params.get("is_carousel_item"), False)
+        if item is None:
+            raise _invalid("param is_carousel_item must be a boolean")
+        caption = "" if item else self._caption(params)
+        if media_type == "IMAGE":
+            if "image_url" not in params:
+                raise _invalid("The parameter image_url is required.")
+            _, broken = _media_url(params["image_url"], "image_url")
+            ready = now + self._config.image_processing_s
+        elif media_type == "REELS" or (media_type == "VIDEO" and item):
+            if item and media_type != "VIDEO":
+                raise _invalid("carousel video items take media_type=VIDEO")
+            _, broken = _media_url(params.get("video_url"), "video_url")
+            ready = now + self._config.video_processing_s
+        else:
+            raise _invalid(f"media_type {media_type} is not supported here")
+        return _Container(
+            self._ctx.ids.serial(_CONTAINER_BASE),
+            owner,
+            media_type,
+            item,
+            caption,
+            now,
+            ready,
+            broken,
+        )
+
+    def _carousel(self, owner: str, params: dict[str, Any], now: float) -> _Container:
+        raw = params.get("children")
+        ids = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(ids, list) or not _CAROUSEL_MIN <= len(ids) <= _CAROUSEL_MAX:
+            raise _invalid(f"param children must list {_CAROUSEL_MIN} to {_CAROUSEL_MAX} ids")
+        ready = now + self._config.image_processing_s
+        for child_id in ids:
+            child = self._containers.get(str(child_id).strip())
+            if child is None or child.owner != owner or not child.carousel_item:
+                raise _invalid(f"child {child_id} is not a carousel item of this user")
+            if self.status(child, now) in ("ERROR", "EXPIRED", "PUBLISHED"):
+                raise _invalid(f"child {child_id} cannot be used")
+            ready = max(ready, child.ready_at)
+        return _Container(
+            self._ctx.ids.serial(_CONTAINER_BASE),
+            owner,
+            "CAROUSEL",
+            False,
+            self._caption(params),
+            now,
+            ready,
+        )
+
+    @staticmethod
+    def _caption(params: dict[str, Any]) -> str:
+        caption = params.get("caption") or ""
+        if not isinstance(caption, str) or len(caption) > _CAPTION_MAX:
+            raise _invalid(f"param caption must be a string of at most {_CAPTION_MAX} chars")
+        return caption
+
+    def _refuse_unpublishable(self, container: _Container, now: float) -> None:
+        if container.carousel_item:
+            raise _invalid("a carousel item cannot be published on its own")
+        status = self.status(container, now)
+        if status == "IN_PROGRESS":
+            raise Reply(
+                graph_error(
+                    400,
+                    9007,
+                    "The requested resource does not exist",
+                    subcode=2207027,
+                    user_title="Media ID is not available",
+                )
+            )
+        if status == "PUBLISHED":
+            raise _invalid("the container has already been published")
+        if status == "EXPIRED":
+            raise Reply(graph_error(400, -2, "The container has expired", subcode=2207020))
+        if status == "ERROR":
+            raise Reply(graph_error(400, 9004, _STATUS_TEXT["ERROR"], subcode=2207052))
+
+    @staticmethod
+    def _render(media: _Media, fields: list[str]) -> dict[str, str]:
+        out = {"id": media.id}
+        if "caption" in fields and media.caption:
+            out["caption"] = media.caption
+        if "timestamp" in fields:
+            out["timestamp"] = graph_time(media.created)
+        if "media_type" in fields:
+            out["media_type"] = _LISTED_TYPES[media.media_type]
+        return out

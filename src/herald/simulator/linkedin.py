@@ -1,0 +1,282 @@
+"""LinkedIn's Posts API: posts, image uploads, and the author's posts listing.
+
+Every ``POST /rest/posts`` that passes authentication and the version headers is one call
+against the member's daily counter (and the app's, when configured), days in UTC, checked
+before the body is even read: the platform meters calls, not successes. Over either, the
+answer is the 429 ``Resource level throttle ... DAY limit`` body and a limit violation.
+Image uploads are not metered. The upload URL points back at this same server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.accounts import TokenStatus
+from herald.simulator.audit import PostRecord
+from herald.simulator.context import SimContext
+from herald.simulator.linkedin_body import PostBody, validate_post
+from herald.simulator.pipeline import Reply, identify, with_faults
+from herald.simulator.quotas import Counter, DailyCounter, admit
+from herald.simulator.wire import bearer_token, int_param, read_json_object
+
+__all__ = ["LinkedInSim", "li_error"]
+
+_LI = Platform.LINKEDIN
+_SHARE_BASE = 7_400_000_000_000_000_000
+_VERSION = re.compile(r"^\d{6}$")
+_SORTS = ("LAST_MODIFIED", "CREATED")
+_AUTH_ERRORS = {
+    TokenStatus.MISSING: (65604, "EMPTY_ACCESS_TOKEN", "Empty oauth2 access token"),
+    TokenStatus.UNKNOWN: (65600, "INVALID_ACCESS_TOKEN", "Invalid access token"),
+    TokenStatus.EXPIRED: (
+        65600,
+        "EXPIRED_ACCESS_TOKEN",
+        "The token used in the request has expired",
+    ),
+    TokenStatus.REVOKED: (
+        65601,
+        "REVOKED_ACCESS_TOKEN",
+        "The token used in the request has been revoked by the user",
+    ),
+}
+
+
+def li_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    service_code: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, object] = {"status": status, "message": message}
+    if code is not None:
+        body["code"] = code
+    if service_code is not None:
+        body["serviceErrorCode"] = service_code
+    return web.json_response(body, status=status, headers=headers)
+
+
+@dataclass(slots=True)
+class _Post:
+    id: str
+    body: PostBody
+    created_ms: int
+
+
+@dataclass(slots=True)
+class _Image:
+    owner: str
+    expires_at: float
+    size: int = 0
+
+
+@dataclass(slots=True)
+class _Member:
+    day_posts: DailyCounter
+    posts: list[_Post] = field(default_factory=list)
+
+
+class LinkedInFaultAnswers:
+    def __init__(self, ctx: SimContext) -> None:
+        self._ctx = ctx
+
+    def transient(self, account: str) -> web.StreamResponse:
+        return li_error(503, "Service Unavailable")
+
+    def throttle(self, account: str) -> web.StreamResponse:
+        retry_after = self._ctx.dice.faults(_LI).retry_after_s
+        headers = None if retry_after is None else {"Retry-After": str(retry_after)}
+        return li_error(429, "Too Many Requests", headers=headers)
+
+
+class LinkedInSim:
+    def __init__(self, ctx: SimContext) -> None:
+        self._ctx = ctx
+        self._config = ctx.config.linkedin
+        limit = self._config.app_posts_per_day
+        self._app_posts = None if limit is None else DailyCounter("app_posts", limit, "UTC")
+        self._members: dict[str, _Member] = defaultdict(self._new_member)
+        self._images: dict[str, _Image] = {}
+        self._answers = LinkedInFaultAnswers(ctx)
+
+    def _new_member(self) -> _Member:
+        return _Member(DailyCounter("member_posts", self._config.member_posts_per_day, "UTC"))
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/rest/posts", self.create_post),
+            web.get("/rest/posts", self.list_posts),
+            web.post("/rest/images", self.images_action),
+            web.put("/dms-uploads/{key}", self.upload_image),
+            web.route("*", "/{tail:.*}", self.not_found),
+        ]
+
+    # -- handlers -------------------------------------------------------------------------
+    async def create_post(self, request: web.Request) -> web.StreamResponse:
+        author = self._enter(request)
+        self._meter(author)
+        raw = await read_json_object(request)
+        if raw is None:
+            raise Reply(li_error(400, "The request body must be a JSON object"))
+        body = validate_post(raw, author, self._image_ready)
+        member = self._members[author]
+
+        def commit(delivered: bool) -> web.StreamResponse:
+            now = self._ctx.clock.now()
+            urn = f"urn:li:share:{self._ctx.ids.serial(_SHARE_BASE)}"
+            member.posts.append(_Post(urn, body, int(now * 1000)))
+            self._ctx.audit.post(PostRecord(_LI, author, urn, body.commentary, now, delivered))
+            return web.Response(status=201, headers={"x-restli-id": urn, "x-linkedin-id": urn})
+
+        return await with_faults(self._ctx, _LI, author, self._answers, commit)
+
+    async def list_posts(self, request: web.Request) -> web.StreamResponse:
+        author = self._enter(request)
+        query = request.query
+        if query.get("q") != "author":
+            raise Reply(li_error(400, "Unsupported finder: use q=author", code="ILLEGAL_ARGUMENT"))
+        if query.get("author") != author:
+            raise Reply(self._forbidden("FINDER-author"))
+        count = int_param(query.get("count"), 10, low=1, high=100)
+        start = int_param(query.get("start"), 0, low=0, high=10_000)
+        if count is None or start is None or query.get("sortBy", "LAST_MODIFIED") not in _SORTS:
+            raise Reply(li_error(400, "Invalid count, start or sortBy", code="ILLEGAL_ARGUMENT"))
+        posts = self._members[author].posts
+        newest = islice(reversed(posts), start, start + count)
+        elements = [self._render(author, post) for post in newest]
+        return web.json_response(
+            {"elements": elements, "paging": {"start": start, "count": count, "links": []}}
+        )
+
+    async def images_action(self, request: web.Request) -> web.StreamResponse:
+        author = self._enter(request)
+        if request.query.get("action") != "initializeUpload":
+            raise Reply(li_error(400, "Unsupported action", code="ILLEGAL_ARGUMENT"))
+        raw = await read_json_object(request)
+        init = raw.get("initializeUploadRequest") if raw else None
+        if not isinstance(init, dict) or not isinstance(init.get("owner"), str):
+            raise Reply(li_error(422, "ERROR :: /initializeUploadRequest/owner :: missing"))
+        if init["owner"] != author:
+            raise Reply(self._forbidden("ACTION-initializeUpload"))
+        now = self._ctx.clock.now()
+        key = self._ctx.ids.chars("D4E10AQ", 16)
+        expires = now + self._config.upload_url_ttl_s
+        self._images[key] = _Image(author, expires)
+        return web.json_response(
+            {
+                "value": {
+                    "uploadUrlExpiresAt": int(expires * 1000),
+                    "uploadUrl": f"{request.url.origin()}/dms-uploads/{key}",
+                    "image": f"urn:li:image:{key}",
+                }
+            }
+        )
+
+    async def upload_image(self, request: web.Request) -> web.StreamResponse:
+        token = self._ctx.accounts.check(_LI, bearer_token(request))
+        image = self._images.get(request.match_info["key"])
+        if image is None:
+            raise Reply(li_error(404, "No such upload"))
+        if not token.ok or token.account != image.owner:
+            raise Reply(li_error(401, "Invalid access token", service_code=65600))
+        identify(request, self._ctx, _LI, image.owner)
+        if self._ctx.clock.now() >= image.expires_at:
+            raise Reply(li_error(400, "The upload URL has expired"))
+        data = await request.read()
+        if not data:
+            raise Reply(li_error(400, "The upload is empty"))
+        image.size = len(data)
+        return web.Response(status=201)
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return li_error(404, "No virtual resource found")
+
+    # -- steps ----------------------------------------------------------------------------
+    def _enter(self, request: web.Request) -> str:
+        """Authenticate, then check the versioning headers every ``/rest`` call needs."""
+        check = self._ctx.accounts.check(_LI, bearer_token(request))
+        if not check.ok or check.account is None:
+            service, code, message = _AUTH_ERRORS[check.status]
+            raise Reply(li_error(401, message, code=code, service_code=service))
+        identify(request, self._ctx, _LI, check.account)
+        self._check_version(request)
+        return check.account
+
+    def _check_version(self, request: web.Request) -> None:
+        version = request.headers.get("LinkedIn-Version")
+        if not version:
+            raise Reply(
+                li_error(
+                    400,
+                    "A version must be present. Please specify a version by adding the "
+                    "LinkedIn-Version header.",
+                    code="VERSION_MISSING",
+                )
+            )
+        current = datetime.fromtimestamp(self._ctx.clock.now(), UTC).strftime("%Y%m")
+        if not _VERSION.match(version):
+            raise Reply(li_error(400, f"Invalid version {version}", code="INVALID_VERSION"))
+        if not self._config.oldest_version <= version <= current:
+            raise Reply(
+                li_error(
+                    426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
+                )
+            )
+        if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
+            raise Reply(li_error(400, "X-Restli-Protocol-Version must be 2.0.0"))
+
+    def _meter(self, author: str) -> None:
+        now = self._ctx.clock.now()
+        member_day = self._members[author].day_posts
+        claims: list[tuple[Counter, int]] = [(member_day, 1)]
+        if self._app_posts is not None:
+            claims.append((self._app_posts, 1))
+        refused = admit(now, claims)
+        if refused is None:
+            return
+        scope = "MEMBER" if refused is member_day else "APPLICATION"
+        self._ctx.audit.violation(_LI, author, refused.name, now)
+        raise Reply(
+            li_error(
+                429,
+                f"Resource level throttle {scope} DAY limit for calls to this resource is reached.",
+            )
+        )
+
+    def _image_ready(self, urn: str, author: str) -> bool:
+        image = self._images.get(urn.removeprefix("urn:li:image:"))
+        return image is not None and image.owner == author and image.size > 0
+
+    def _forbidden(self, what: str) -> web.Response:
+        return li_error(
+            403,
+            f"Not enough permissions to access: partnerApiPostsExternal.{what}",
+            code="ACCESS_DENIED",
+            service_code=100,
+        )
+
+    @staticmethod
+    def _render(author: str, post: _Post) -> dict[str, object]:
+        out: dict[str, object] = {
+            "id": post.id,
+            "author": author,
+            "commentary": post.body.commentary,
+            "createdAt": post.created_ms,
+            "lastModifiedAt": post.created_ms,
+            "publishedAt": post.created_ms,
+            "lifecycleState": "PUBLISHED",
+            "visibility": post.body.visibility,
+            "isReshareDisabledByAuthor": post.body.reshare_disabled,
+            "distribution": post.body.distribution,
+        }
+        if post.body.content is not None:
+            out["content"] = post.body.content
+        return out

@@ -1,0 +1,151 @@
+"""What happens around every platform request: latency, in-flight gauges, the request log,
+and the fault story of post-creating calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from herald.domain import Platform
+from herald.simulator.audit import RequestRecord
+from herald.simulator.context import SimContext
+from herald.simulator.faults import Fault
+from herald.simulator.wire import bearer_token
+
+__all__ = [
+    "ConnectionDropped",
+    "FaultAnswers",
+    "Reply",
+    "identify",
+    "pipeline",
+    "token_owner",
+    "with_faults",
+]
+
+_ACCOUNT = web.RequestKey("herald_sim_account", str)
+
+
+class ConnectionDropped(Exception):
+    """Raised by a handler to end the request with a closed connection and no answer."""
+
+
+class Reply(Exception):
+    """Raised by a check deep in a handler to answer at once with ``response``."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+class FaultAnswers(Protocol):
+    """A platform's own shapes of an injected transient error and throttle."""
+
+    def transient(self, account: str) -> web.StreamResponse: ...
+
+    def throttle(self, account: str) -> web.StreamResponse: ...
+
+
+Who = Callable[[web.Request], str | None]
+
+
+def token_owner(ctx: SimContext, platform: Platform) -> Who:
+    """The account a request's token acts for (bearer, or Graph's ``access_token`` query)."""
+
+    def who(request: web.Request) -> str | None:
+        token = bearer_token(request) or request.query.get("access_token")
+        check = ctx.accounts.check(platform, token)
+        return check.account if check.ok else None
+
+    return who
+
+
+def pipeline(
+    ctx: SimContext,
+    platform: Platform,
+    *,
+    exempt_prefix: str = "",
+    who: Who | None = None,
+) -> Middleware:
+    """Latency, gauges and the request log; paths under ``exempt_prefix`` skip all three.
+
+    The account is found before the latency is served, so the per-account gauges see the
+    whole time a request holds; handlers still authenticate on their own.
+    """
+    audit = ctx.audit
+    dice = ctx.dice
+    owner = who or token_owner(ctx, platform)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if exempt_prefix and request.path.startswith(exempt_prefix):
+            return await handler(request)
+        arrived = time.monotonic()
+        audit.request_started(platform)
+        account = owner(request)
+        if account is not None:
+            identify(request, ctx, platform, account)
+        status = 0
+        try:
+            delay = dice.latency_s(platform)
+            if delay > 0:
+                await asyncio.sleep(delay)
+            try:
+                response = await handler(request)
+            except Reply as reply:
+                response = reply.response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            except ConnectionDropped:
+                if request.transport is not None:
+                    request.transport.close()
+                # Never written: aiohttp skips writing to a closed transport.
+                return web.Response()
+            status = response.status
+            return response
+        finally:
+            audit.request_finished(
+                RequestRecord(
+                    arrived, platform, request.get(_ACCOUNT), request.method, request.path, status
+                )
+            )
+
+    return middleware
+
+
+def identify(request: web.Request, ctx: SimContext, platform: Platform, account: str) -> None:
+    """Mark the request as acting for ``account``, for the per-account gauges and the log."""
+    if _ACCOUNT not in request:
+        request[_ACCOUNT] = account
+        ctx.audit.account_started(platform, account)
+
+
+async def with_faults(
+    ctx: SimContext,
+    platform: Platform,
+    account: str,
+    answers: FaultAnswers,
+    commit: Callable[[bool], web.StreamResponse],
+) -> web.StreamResponse:
+    """Run ``commit(delivered)`` under the fault drawn for this call (see :mod:`.faults`)."""
+    fault = ctx.dice.draw(platform)
+    if fault is None:
+        return commit(True)
+    ctx.audit.injected_fault(platform, fault.value)
+    if fault is Fault.ERROR:
+        return answers.transient(account)
+    if fault is Fault.THROTTLE:
+        return answers.throttle(account)
+    if fault is Fault.DROP:
+        commit(False)
+        raise ConnectionDropped
+    if ctx.dice.commit_before_hang(platform):
+        commit(False)
+    await ctx.hang(ctx.dice.faults(platform).hang_s)
+    raise ConnectionDropped

@@ -1,0 +1,257 @@
+"""The simulator's lifecycle: one aiohttp server per platform plus an admin port, and the
+in-process API that tests, the demo and benchmarks drive.
+
+Facebook and Instagram both speak Graph but get a port each, so that their request logs,
+gauges and faults stay apart. YouTube's port also serves the Google token endpoint and the
+media files. A simulator runs once: platform state lives as long as its servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from herald.domain import MediaKind, Platform
+from herald.simulator.accounts import SimAccount
+from herald.simulator.admin import build_admin_app
+from herald.simulator.audit import Audit
+from herald.simulator.clock import SimClock
+from herald.simulator.config import FaultConfig, SimulatorConfig
+from herald.simulator.context import SimContext
+from herald.simulator.facebook import FacebookSim
+from herald.simulator.instagram import InstagramSim
+from herald.simulator.linkedin import LinkedInSim
+from herald.simulator.pipeline import pipeline
+from herald.simulator.youtube import MEDIA_PREFIX, YouTubeSim
+
+__all__ = ["PORT_NAMES", "Simulator", "SimulatorUrls", "serve"]
+
+PORT_NAMES = ("facebook", "instagram", "linkedin", "youtube", "admin")
+_MAX_BODY = 512 * 1024 * 1024  # images and videos arrive whole in one PUT
+_SHUTDOWN_S = 2.0
+_BACKLOG = 1024
+
+
+class SimulatorUrls(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    facebook: str
+    instagram: str
+    linkedin: str
+    youtube: str
+    youtube_upload: str
+    youtube_token: str
+    media: str
+    admin: str
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class Simulator:
+    """Fake Facebook, Instagram, LinkedIn and YouTube on local ports.
+
+    Use as ``async with Simulator(config) as sim:``. Ports are free ones unless ``ports``
+    names them (keys from :data:`PORT_NAMES`).
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        ports: Mapping[str, int] | None = None,
+        clock: SimClock | None = None,
+    ) -> None:
+        unknown = set(ports or {}) - set(PORT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown port names: {sorted(unknown)}")
+        self.config = config or SimulatorConfig()
+        self._host = host
+        self._ports = dict(ports or {})
+        self._ctx = SimContext(self.config, clock)
+        self._runners: list[web.AppRunner] = []
+        self._urls: SimulatorUrls | None = None
+        self._started = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("a simulator runs once; make a new one")
+        self._started = True
+        bound: dict[str, int] = {}
+        try:
+            for name, app in self._apps().items():
+                bound[name] = await self._serve(app, self._ports.get(name, 0))
+        except BaseException:
+            await self.stop()
+            raise
+        self._urls = self._make_urls(bound)
+
+    async def stop(self) -> None:
+        self._ctx.close()  # releases hung requests at once
+        runners, self._runners = self._runners, []
+        for runner in reversed(runners):
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- the in-process API ---------------------------------------------------------------
+    @property
+    def urls(self) -> SimulatorUrls:
+        if self._urls is None:
+            raise RuntimeError("the simulator is not running")
+        return self._urls
+
+    @property
+    def audit(self) -> Audit:
+        return self._ctx.audit
+
+    @property
+    def clock(self) -> SimClock:
+        return self._ctx.clock
+
+    def settings_overrides(self) -> dict[str, dict[str, str]]:
+        """Merge into Herald's ``Settings`` to point every connector at this simulator."""
+        urls = self.urls
+        return {
+            "facebook": {"base_url": urls.facebook},
+            "instagram": {"base_url": urls.instagram},
+            "linkedin": {"base_url": urls.linkedin},
+            "youtube": {
+                "base_url": urls.youtube,
+                "upload_url": urls.youtube_upload,
+                "token_url": urls.youtube_token,
+            },
+        }
+
+    def add_account(self, platform: Platform | str, name: str | None = None) -> SimAccount:
+        return self._ctx.accounts.add(Platform(platform), name)
+
+    def accounts(self, platform: Platform | str | None = None) -> list[SimAccount]:
+        return self._ctx.accounts.list(None if platform is None else Platform(platform))
+
+    def revoke(self, platform: Platform | str, external_id: str) -> None:
+        self._ctx.accounts.revoke(Platform(platform), external_id)
+
+    def reauthorize(self, platform: Platform | str, external_id: str) -> dict[str, str]:
+        return self._ctx.accounts.reauthorize(Platform(platform), external_id)
+
+    def media_url(self, kind: MediaKind | str, name: str, *, size: int | None = None) -> str:
+        """A URL on this simulator that serves ``size`` deterministic bytes."""
+        url = f"{self.urls.media}/{MediaKind(kind).value}/{name}"
+        return url if size is None else f"{url}?bytes={size}"
+
+    def faults(self, platform: Platform | str) -> FaultConfig:
+        return self._ctx.dice.faults(Platform(platform))
+
+    def set_faults(self, platform: Platform | str, faults: FaultConfig) -> None:
+        self._ctx.dice.set_faults(Platform(platform), faults)
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the simulated platforms' clock forward; returns the new Unix time."""
+        return self._ctx.clock.advance(seconds)
+
+    # -- internals --------------------------------------------------------------------------
+    def _apps(self) -> dict[str, web.Application]:
+        ctx = self._ctx
+        return {
+            "facebook": self._platform_app(Platform.FACEBOOK, FacebookSim(ctx).routes()),
+            "instagram": self._platform_app(Platform.INSTAGRAM, InstagramSim(ctx).routes()),
+            "linkedin": self._platform_app(Platform.LINKEDIN, LinkedInSim(ctx).routes()),
+            "youtube": self._youtube_app(YouTubeSim(ctx)),
+            "admin": build_admin_app(self),
+        }
+
+    def _platform_app(self, platform: Platform, routes: list[web.RouteDef]) -> web.Application:
+        app = web.Application(
+            middlewares=[pipeline(self._ctx, platform)], client_max_size=_MAX_BODY
+        )
+        app.add_routes(routes)
+        return app
+
+    def _youtube_app(self, youtube: YouTubeSim) -> web.Application:
+        middleware = pipeline(
+            self._ctx, Platform.YOUTUBE, exempt_prefix=MEDIA_PREFIX, who=youtube.who
+        )
+        app = web.Application(middlewares=[middleware], client_max_size=_MAX_BODY)
+        app.add_routes(youtube.routes())
+        return app
+
+    async def _serve(self, app: web.Application, port: int) -> int:
+        # handler_cancellation: a client that hangs up ends its request here too, so the
+        # in-flight gauges measure what clients really hold open.
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=_SHUTDOWN_S
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        sock = _bind(self._host, port)
+        try:
+            await web.SockSite(runner, sock, backlog=_BACKLOG).start()
+        except BaseException:
+            sock.close()
+            raise
+        bound: int = sock.getsockname()[1]
+        return bound
+
+    def _make_urls(self, ports: dict[str, int]) -> SimulatorUrls:
+        host = self._host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+
+        def origin(name: str) -> str:
+            return f"http://{host}:{ports[name]}"
+
+        version = self.config.graph_version
+        youtube = origin("youtube")
+        return SimulatorUrls(
+            facebook=f"{origin('facebook')}/{version}",
+            instagram=f"{origin('instagram')}/{version}",
+            linkedin=origin("linkedin"),
+            youtube=youtube,
+            youtube_upload=youtube,
+            youtube_token=f"{youtube}/token",
+            media=f"{youtube}{MEDIA_PREFIX.rstrip('/')}",
+            admin=origin("admin"),
+        )
+
+
+async def serve(
+    config: SimulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    on_ready: Callable[[Simulator], None] | None = None,
+) -> None:
+    """Run a simulator until cancelled; ``on_ready`` is called once every port listens."""
+    async with Simulator(config, host=host, ports=ports) as sim:
+        if on_ready is not None:
+            on_ready(sim)
+        await asyncio.Event().wait()

@@ -1,0 +1,132 @@
+"""YouTube Data API v3 as Herald uses it, plus the Google token endpoint and media files,
+all on one port: uploads (see :mod:`.youtube_upload`), ``channels.list`` for the uploads
+playlist, and ``playlistItems.list`` to look videos up. Each list call costs 1 unit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import islice
+from typing import Any
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.context import SimContext
+from herald.simulator.google import TokenEndpoint, authenticate, google_error
+from herald.simulator.media import serve_media
+from herald.simulator.pipeline import Reply, token_owner
+from herald.simulator.wire import int_param
+from herald.simulator.youtube_quota import YouTubeQuota
+from herald.simulator.youtube_upload import UploadSessions
+
+__all__ = ["MEDIA_PREFIX", "YouTubeSim"]
+
+MEDIA_PREFIX = "/media/"
+_YT = Platform.YOUTUBE
+
+
+def _bad_request(reason: str, message: str) -> Reply:
+    return Reply(google_error(400, reason, message))
+
+
+class YouTubeSim:
+    def __init__(self, ctx: SimContext) -> None:
+        self._ctx = ctx
+        self._quota = YouTubeQuota(ctx)
+        self._videos: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._uploads = UploadSessions(ctx, self._quota, self._videos)
+        self._token = TokenEndpoint(ctx)
+        self._token_owner = token_owner(ctx, _YT)
+
+    def who(self, request: web.Request) -> str | None:
+        """The channel a request acts for, by its token or by its upload session."""
+        return self._token_owner(request) or self._uploads.channel_of(request)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/upload/youtube/v3/videos", self._uploads.start),
+            web.put("/upload/youtube/v3/videos", self._uploads.put),
+            web.get("/youtube/v3/channels", self.channels),
+            web.get("/youtube/v3/playlistItems", self.playlist_items),
+            web.post("/token", self._token.token),
+            web.get(MEDIA_PREFIX + "{path:.+}", serve_media),
+            web.route("*", "/{tail:.*}", self.not_found),
+        ]
+
+    async def channels(self, request: web.Request) -> web.StreamResponse:
+        channel = authenticate(request, self._ctx)
+        self._quota.charge_list(channel)
+        parts = request.query.get("part", "").split(",")
+        if not {"id", "contentDetails", "snippet"} & set(parts):
+            raise _bad_request("required", "Required parameter: part")
+        if request.query.get("mine") != "true":
+            raise _bad_request("missingRequiredParameter", "No filter selected: use mine=true.")
+        item: dict[str, Any] = {"kind": "youtube#channel", "id": channel}
+        if "contentDetails" in parts:
+            uploads = "UU" + channel.removeprefix("UC")
+            item["contentDetails"] = {"relatedPlaylists": {"likes": "", "uploads": uploads}}
+        if "snippet" in parts:
+            account = self._ctx.accounts.get(_YT, channel)
+            item["snippet"] = {"title": account.name if account else channel}
+        return web.json_response(
+            {
+                "kind": "youtube#channelListResponse",
+                "pageInfo": {"totalResults": 1, "resultsPerPage": 5},
+                "items": [item],
+            }
+        )
+
+    async def playlist_items(self, request: web.Request) -> web.StreamResponse:
+        channel = authenticate(request, self._ctx)
+        self._quota.charge_list(channel)
+        query = request.query
+        if "snippet" not in query.get("part", "").split(","):
+            raise _bad_request("required", "Required parameter: part (snippet)")
+        playlist = query.get("playlistId", "")
+        owner = "UC" + playlist.removeprefix("UU")
+        if not playlist.startswith("UU") or self._ctx.accounts.get(_YT, owner) is None:
+            raise Reply(
+                google_error(
+                    404,
+                    "playlistNotFound",
+                    "The playlist identified with the request's playlistId parameter cannot "
+                    "be found.",
+                    domain="youtube.playlistItem",
+                )
+            )
+        per_page = int_param(query.get("maxResults"), 5, low=0, high=50)
+        if per_page is None:
+            raise _bad_request("invalidParameter", "maxResults must be between 0 and 50.")
+        videos = self._videos[owner]
+        items = [
+            self._item(playlist, len(videos) - 1 - index, video)
+            for index, video in enumerate(islice(reversed(videos), per_page))
+        ]
+        return web.json_response(
+            {
+                "kind": "youtube#playlistItemListResponse",
+                "pageInfo": {"totalResults": len(videos), "resultsPerPage": per_page},
+                "items": items,
+            }
+        )
+
+    async def not_found(self, request: web.Request) -> web.StreamResponse:
+        return google_error(404, "notFound", "Not Found")
+
+    @staticmethod
+    def _item(playlist: str, position: int, video: dict[str, Any]) -> dict[str, Any]:
+        snippet = video["snippet"]
+        return {
+            "kind": "youtube#playlistItem",
+            "id": f"{playlist}.{video['id']}",
+            "snippet": {
+                "publishedAt": snippet["publishedAt"],
+                "channelId": snippet["channelId"],
+                "title": snippet["title"],
+                "description": snippet["description"],
+                "playlistId": playlist,
+                "position": position,
+                "resourceId": {"kind": "youtube#video", "videoId": video["id"]},
+            },
+        }

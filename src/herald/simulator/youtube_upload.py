@@ -1,0 +1,232 @@
+"""YouTube's resumable upload protocol: sessions, byte ranges, and the status query.
+
+``POST /upload/youtube/v3/videos?uploadType=resumable`` is the videos.insert call: it is
+charged to the quota and answers 200 with the session URI in ``Location``. ``PUT`` on that
+URI carries bytes (whole, or in ``Content-Range`` chunks); the PUT that completes the file
+creates the video and is the one call that draws faults. ``PUT`` with
+``Content-Range: bytes */N`` and no body asks for the session's state: 308 (+ ``Range`` once
+bytes arrived), 200 with the video once complete, 404 once the session is gone.
+
+The session URI is the credential for the PUTs, as with Google: an access token that expired
+during a long upload does not stop it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from herald.domain import Platform
+from herald.simulator.audit import PostRecord
+from herald.simulator.context import SimContext
+from herald.simulator.google import authenticate, google_error
+from herald.simulator.pipeline import Reply, identify, with_faults
+from herald.simulator.wire import google_time, read_json_object
+from herald.simulator.youtube_quota import YouTubeQuota
+
+__all__ = ["UploadSessions"]
+
+_YT = Platform.YOUTUBE
+_TITLE_MAX = 100
+_DESCRIPTION_MAX_BYTES = 5000
+_PRIVACY = ("private", "unlisted", "public")
+_STATUS_QUERY = re.compile(r"^bytes \*/(\d+)$")
+_CHUNK = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+@dataclass(slots=True)
+class _Session:
+    id: str
+    channel: str
+    snippet: dict[str, Any]
+    status: dict[str, Any]
+    total: int | None
+    created: float
+    received: int = 0
+    video: dict[str, Any] | None = None
+
+
+def _bad(reason: str, message: str, domain: str = "youtube.video") -> Reply:
+    return Reply(google_error(400, reason, message, domain=domain))
+
+
+def _check_text(value: Any, reason: str, limit: int, *, required: bool) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise _bad(reason, f"The request metadata specifies an invalid value ({reason}).")
+    if "<" in value or ">" in value or len(value.encode()) > limit:
+        raise _bad(reason, f"The request metadata specifies an invalid value ({reason}).")
+    return value
+
+
+class UploadSessions:
+    def __init__(
+        self,
+        ctx: SimContext,
+        quota: YouTubeQuota,
+        videos: defaultdict[str, list[dict[str, Any]]],
+    ) -> None:
+        self._ctx = ctx
+        self._quota = quota
+        self._videos = videos
+        self._sessions: dict[str, _Session] = {}
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        channel = authenticate(request, self._ctx)
+        part = request.query.get("part", "")
+        if request.query.get("uploadType") != "resumable":
+            raise _bad("badRequest", "The simulator supports uploadType=resumable only.", "global")
+        self._quota.charge_insert(channel)
+        body = await read_json_object(request)
+        if body is None or "snippet" not in part.split(","):
+            raise _bad("invalidVideoMetadata", "The request must carry snippet metadata.")
+        snippet, status = self._metadata(body)
+        total = self._declared_length(request)
+        session = _Session(
+            self._ctx.ids.alnum(48), channel, snippet, status, total, self._ctx.clock.now()
+        )
+        self._sessions[session.id] = session
+        location = (
+            f"{request.url.origin()}/upload/youtube/v3/videos?uploadType=resumable"
+            f"&part={part}&upload_id={session.id}"
+        )
+        return web.Response(
+            status=200, headers={"Location": location, "X-GUploader-UploadID": session.id}
+        )
+
+    def channel_of(self, request: web.Request) -> str | None:
+        """The channel an upload PUT acts for: the session URI says it."""
+        session = self._sessions.get(request.query.get("upload_id", ""))
+        return None if session is None else session.channel
+
+    async def put(self, request: web.Request) -> web.StreamResponse:
+        session = self._sessions.get(request.query.get("upload_id", ""))
+        now = self._ctx.clock.now()
+        if session is None or now >= session.created + self._ctx.config.youtube.session_ttl_s:
+            raise Reply(google_error(404, "notFound", "Not Found"))
+        identify(request, self._ctx, _YT, session.channel)
+        data = await request.read()
+        content_range = request.headers.get("Content-Range", "")
+        if session.video is not None:
+            return web.json_response(session.video, status=200)
+        if not data and _STATUS_QUERY.match(content_range):
+            return self._incomplete(session)
+        first, total = self._range(session, content_range, len(data))
+        if first != session.received:
+            return self._incomplete(session)
+        if first + len(data) < total:
+            session.received += len(data)
+            return self._incomplete(session)
+        if first + len(data) > total:
+            raise _bad("badRequest", "More bytes than the declared length.", "global")
+
+        def commit(delivered: bool) -> web.StreamResponse:
+            session.received = total
+            video = self._publish(session, delivered)
+            return web.json_response(video, status=201)
+
+        return await with_faults(self._ctx, _YT, session.channel, _ANSWERS, commit)
+
+    # -- steps ----------------------------------------------------------------------------
+    @staticmethod
+    def _metadata(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        snippet = body.get("snippet")
+        status = body.get("status", {})
+        if not isinstance(snippet, dict) or not isinstance(status, dict):
+            raise _bad("invalidVideoMetadata", "snippet and status must be objects.")
+        _check_text(snippet.get("title"), "invalidTitle", _TITLE_MAX, required=True)
+        _check_text(
+            snippet.get("description"),
+            "invalidDescription",
+            _DESCRIPTION_MAX_BYTES,
+            required=False,
+        )
+        if status.get("privacyStatus", "private") not in _PRIVACY:
+            raise _bad("invalidVideoMetadata", "status.privacyStatus is not valid.")
+        return snippet, status
+
+    @staticmethod
+    def _declared_length(request: web.Request) -> int | None:
+        raw = request.headers.get("X-Upload-Content-Length")
+        kind = request.headers.get("X-Upload-Content-Type", "video/*")
+        if not (kind.startswith("video/") or kind == "application/octet-stream"):
+            raise _bad("invalidContentType", f"{kind} is not a video type.")
+        if raw is None:
+            return None
+        if not raw.isdigit() or int(raw) == 0:
+            raise _bad(
+                "badRequest", "X-Upload-Content-Length must be a positive integer.", "global"
+            )
+        return int(raw)
+
+    @staticmethod
+    def _range(session: _Session, content_range: str, size: int) -> tuple[int, int]:
+        """(offset of this chunk, total length of the file)."""
+        match = _CHUNK.match(content_range)
+        if match is None:
+            if size == 0:
+                raise _bad("mediaBodyRequired", "The request does not include the video content.")
+            # No Content-Range: this body is the whole file.
+            return session.received, session.total or session.received + size
+        first, last, total_raw = match.groups()
+        if int(last) - int(first) + 1 != size:
+            raise _bad("badRequest", "Content-Range does not match the body length.", "global")
+        total = session.total or (None if total_raw == "*" else int(total_raw))
+        if total is None:
+            # "*": the client does not know the length yet, so this chunk is not the last.
+            total = int(first) + size + 1
+        return int(first), total
+
+    @staticmethod
+    def _incomplete(session: _Session) -> web.StreamResponse:
+        headers = {} if session.received == 0 else {"Range": f"bytes=0-{session.received - 1}"}
+        return web.Response(status=308, headers=headers)
+
+    def _publish(self, session: _Session, delivered: bool) -> dict[str, Any]:
+        now = self._ctx.clock.now()
+        title = str(session.snippet.get("title", ""))
+        description = str(session.snippet.get("description") or "")
+        video_id = self._ctx.ids.video_id()
+        video = {
+            "kind": "youtube#video",
+            "etag": self._ctx.ids.alnum(27),
+            "id": video_id,
+            "snippet": {
+                "publishedAt": google_time(now),
+                "channelId": session.channel,
+                "title": title,
+                "description": description,
+                "categoryId": str(session.snippet.get("categoryId", "22")),
+                "liveBroadcastContent": "none",
+            },
+            "status": {
+                "uploadStatus": "uploaded",
+                "privacyStatus": session.status.get("privacyStatus", "private"),
+                "license": "youtube",
+                "embeddable": True,
+                "publicStatsViewable": True,
+                "selfDeclaredMadeForKids": bool(session.status.get("selfDeclaredMadeForKids")),
+            },
+        }
+        session.video = video
+        self._videos[session.channel].append(video)
+        self._ctx.audit.post(
+            PostRecord(_YT, session.channel, video_id, description, now, delivered, title)
+        )
+        return video
+
+
+class _YouTubeFaultAnswers:
+    def transient(self, account: str) -> web.StreamResponse:
+        return google_error(503, "backendError", "Backend Error")
+
+    def throttle(self, account: str) -> web.StreamResponse:
+        return google_error(403, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits")
+
+
+_ANSWERS = _YouTubeFaultAnswers()
