@@ -22,7 +22,7 @@ from herald.domain import Channel
 from herald.errors import AuthExpired
 from herald.types import Credentials
 
-__all__ = ["RefResolver"]
+__all__ = ["RefResolver", "SecretsFile"]
 
 
 def _parse(raw: str, ref: str) -> dict[str, str]:
@@ -81,3 +81,36 @@ class RefResolver:
                 raise AuthExpired(f"no credentials under {key!r} in {path!r}") from exc
             return _parse(json.dumps(entry) if isinstance(entry, dict) else str(entry), ref)
         raise AuthExpired(f"unsupported credentials reference scheme {scheme!r}")
+
+
+class SecretsFile:
+    """A JSON file of per-channel secrets that ``file:<path>#<channel id>`` refs point into.
+
+    Written atomically (rename) with owner-only permissions, so a resolver never reads half a
+    file and other users never read it at all.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, str]] = {}
+        if path.exists():
+            self._entries = json.loads(path.read_text(encoding="utf-8"))
+
+    def ref(self, channel_id: str) -> str:
+        return f"file:{self.path}#{channel_id}"
+
+    def put(self, channel_id: str, credentials: Mapping[str, str]) -> str:
+        self._entries[channel_id] = dict(credentials)
+        self._write()
+        return self.ref(channel_id)
+
+    def put_many(self, entries: Mapping[str, Mapping[str, str]]) -> None:
+        self._entries.update({k: dict(v) for k, v in entries.items()})
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(self._entries, out)
+        tmp.replace(self.path)

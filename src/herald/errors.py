@@ -20,6 +20,7 @@ are translated at the boundary into the most specific class below, keeping the o
         ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
         ├── AuthExpired             token expired or revoked: the channel needs re-authorisation
         ├── ContentRejected         permanent refusal of this content: never retried
+        │   └── DuplicateRejected   refused as a repeat of a post that already exists
         ├── TransientPlatformError  temporary failure, safe to retry with backoff
         ├── OutcomeUnknown          the request was sent, the answer never came
         └── ReconcileUnsupported    the platform offers no way to look a post up
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigError",
     "ContentInvalid",
     "ContentRejected",
+    "DuplicateRejected",
     "HeraldError",
     "InvalidInput",
     "InvalidTransition",
@@ -163,6 +165,12 @@ class AuthExpired(PlatformError):
 
 class ContentRejected(PlatformError):
     """The platform refused this content for good; retrying cannot help."""
+
+
+class DuplicateRejected(ContentRejected):
+    """The platform refused the post as a repeat of one it already holds (Graph 506,
+    LinkedIn 422 duplicate). After an earlier send of the same delivery, that post is most
+    likely Herald's own: it is looked up rather than failed."""
 
 
 class TransientPlatformError(PlatformError):

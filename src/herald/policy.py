@@ -27,6 +27,7 @@ from herald.domain import Attempt, ChannelStatus, Job, Transition
 from herald.errors import (
     AuthExpired,
     ContentRejected,
+    DuplicateRejected,
     LimitScope,
     OutcomeUnknown,
     PlatformError,
@@ -215,6 +216,8 @@ class Policy:
             return Decision(
                 t, "auth", "channel.needs_reauth", channel_status=ChannelStatus.NEEDS_REAUTH
             )
+        if isinstance(exc, DuplicateRejected) and delivery.attempts > 0:
+            return self._duplicate(job, message, now, attempt)
         if isinstance(exc, ContentRejected):
             t = Transition(
                 delivery.id,
@@ -239,6 +242,35 @@ class Policy:
             check_first=True,
             error=message,
             attempt=attempt("unknown", message),
+        )
+        return Decision(t, "unconfirmed", "delivery.unconfirmed")
+
+    def _duplicate(
+        self, job: Job, message: str, now: datetime, attempt: AttemptFactory
+    ) -> Decision:
+        """Refused as a repeat after an earlier send: that send most likely landed. Look the
+        post up again instead of failing; if it stays out of sight, leave it to the user."""
+        delivery, token = job.delivery, job.claim_token
+        if delivery.retries + 1 > self.settings.max_retries:
+            t = Transition(
+                delivery.id,
+                S.UNCONFIRMED,
+                claim_token=token,
+                next_attempt_at=None,
+                check_first=True,
+                error=f"the platform says this post exists but it cannot be found: {message}",
+                attempt=attempt("duplicate", message),
+            )
+            return Decision(t, "unconfirmed", "delivery.needs_decision")
+        t = Transition(
+            delivery.id,
+            S.UNCONFIRMED,
+            claim_token=token,
+            next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
+            check_first=True,
+            retry_spent=True,
+            error=message,
+            attempt=attempt("duplicate", message),
         )
         return Decision(t, "unconfirmed", "delivery.unconfirmed")
 

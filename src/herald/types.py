@@ -146,6 +146,10 @@ class RateLimiter(Protocol):
         is Unix time in seconds.
         """
 
+    async def refund(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+        """Give back the units of refundable claims granted at ``granted_at`` (the request
+        definitely failed and the platform counts only successes)."""
+
     async def block(self, key: str, until: float) -> None:
         """Refuse every claim on ``key`` until Unix time ``until`` (a platform told us so)."""
 

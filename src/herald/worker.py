@@ -19,9 +19,10 @@ from datetime import datetime, timedelta
 from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
 from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError
 from herald.lane import Lane, Slot
-from herald.limits.rules import LimitRule, claims_for, pause_key
+from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
 from herald.metrics import Metrics
 from herald.policy import Decision, Policy
+from herald.states import DeliveryState as S
 from herald.types import (
     Connector,
     CredentialResolver,
@@ -79,6 +80,7 @@ class WorkerPool:
         self._jobs: dict[str, Job] = {}  # every job currently executing
         self._parked: set[str] = set()  # channels found needing re-authorisation
         self._lane_tasks: list[asyncio.Task[None]] = []
+        self._grants: dict[str, tuple[list[LimitClaim], float]] = {}  # by delivery id
         self.lanes = {
             platform: Lane(
                 platform.value,
@@ -178,8 +180,10 @@ class WorkerPool:
         platform, account = job.delivery.platform, job.channel.external_id
         claims = claims_for(platform, self._e.rules[platform], account, usage)
         pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
-        wait = await self._e.limiter.reserve(claims, time.time(), pauses=pauses)
+        now = time.time()
+        wait = await self._e.limiter.reserve(claims, now, pauses=pauses)
         if wait <= 0:
+            self._grants[job.delivery.id] = (claims, now)
             return True
         if math.isinf(wait):
             error = ContentRejected(f"one publish needs more than a {platform.value} limit allows")
@@ -214,6 +218,7 @@ class WorkerPool:
             # if a request may have left, it is looked up before any resend.
             log.exception("delivery.worker_error", extra=_fields(job))
         self._jobs.pop(job.delivery.id, None)
+        self._grants.pop(job.delivery.id, None)
         await self._e.finish(job)
 
     async def _credentials(self, job: Job) -> PublishRequest | None:
@@ -236,10 +241,12 @@ class WorkerPool:
     async def _publish(self, job: Job, slot: Slot, looked_up: Attempt | None) -> None:
         request = await self._credentials(job)
         if request is None:
+            await self._refund(job)
             return
         if not await self._e.writer.write(
             self._policy.publishing(job, utcnow(), looked_up=looked_up)
         ):
+            await self._refund(job)
             log.info("delivery.claim_lost", extra=_fields(job))  # cancelled or taken over
             return
         connector = self._e.connectors[job.delivery.platform]
@@ -254,7 +261,14 @@ class WorkerPool:
             time.perf_counter() - clock
         )
         decision = self._policy.after_publish(job, started, utcnow(), result)
+        if decision.transition.target in (S.RETRY_WAIT, S.FAILED):
+            await self._refund(job)  # definitely not published
         await self._carry_out(job, decision)
+
+    async def _refund(self, job: Job) -> None:
+        grant = self._grants.pop(job.delivery.id, None)
+        if grant is not None:
+            await self._e.limiter.refund(*grant)
 
     async def _check(self, job: Job, slot: Slot) -> None:
         request = await self._credentials(job)

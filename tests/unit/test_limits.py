@@ -149,3 +149,26 @@ async def test_block_never_shortens_an_existing_pause():
     await limiter.block("k", 100.0)
     await limiter.block("k", 10.0)
     assert await limiter.blocked_until("k", 0.0) == 100.0
+
+
+async def test_refund_gives_back_units_of_refundable_rules_only():
+    limiter = MemoryLimiter()
+    counted = LimitRule(
+        "publishes", "publishes", "channel", RollingWindow(1, 100.0), refundable=True
+    )
+    every_call = LimitRule("calls", "calls", "channel", RollingWindow(1, 100.0))
+    claims = [LimitClaim("a", counted, 1), LimitClaim("b", every_call, 1)]
+    assert await limiter.reserve(claims, 10.0) == 0.0
+    await limiter.refund(claims, 10.0)
+    # The success-counted quota is free again; the every-request one is not.
+    assert await limiter.reserve([claims[0]], 11.0) == 0.0
+    assert await limiter.reserve([claims[1]], 11.0) == 99.0
+
+
+async def test_refund_of_a_calendar_quota():
+    rule = LimitRule("d", "posts", "channel", CalendarQuota(1, "UTC"), refundable=True)
+    limiter = MemoryLimiter()
+    now = ts(2026, 7, 1, 12, 0)
+    assert await limiter.reserve([LimitClaim("k", rule, 1)], now) == 0.0
+    await limiter.refund([LimitClaim("k", rule, 1)], now)
+    assert await limiter.reserve([LimitClaim("k", rule, 1)], now + 1) == 0.0

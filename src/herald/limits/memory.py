@@ -51,6 +51,14 @@ class _SlidingLog:
         self.entries.append((now, cost))
         self.total += cost
 
+    def refund(self, cost: int, granted_at: float) -> None:
+        # Recent grants are at the right end: search from there.
+        for index in range(len(self.entries) - 1, -1, -1):
+            if self.entries[index] == (granted_at, cost):
+                del self.entries[index]
+                self.total -= cost
+                return
+
 
 class _DayCounter:
     """Units used per calendar day in one zone."""
@@ -88,6 +96,11 @@ class _DayCounter:
         oldest = min(days)
         for d in [d for d in self.days if d < oldest]:
             del self.days[d]
+
+    def refund(self, rule: CalendarQuota, cost: int, granted_at: float) -> None:
+        for d in self._days(rule, granted_at):
+            if d in self.days:
+                self.days[d] = max(0, self.days[d] - cost)
 
 
 class _Gcra:
@@ -166,6 +179,16 @@ class MemoryLimiter:
         for claim in claims:
             self._record(claim, now)
         return 0.0
+
+    async def refund(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+        for claim in claims:
+            if not claim.rule.refundable:
+                continue
+            state, algorithm = self._states.get(claim.key), claim.rule.algorithm
+            if isinstance(state, _SlidingLog):
+                state.refund(claim.cost, granted_at)
+            elif isinstance(state, _DayCounter) and isinstance(algorithm, CalendarQuota):
+                state.refund(algorithm, claim.cost, granted_at)
 
     async def block(self, key: str, until: float) -> None:
         self._blocks[key] = max(until, self._blocks.get(key, 0.0))

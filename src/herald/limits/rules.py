@@ -67,6 +67,9 @@ class LimitRule:
     meter: str  # which usage it counts, e.g. "calls"
     scope: LimitScope
     algorithm: Algorithm
+    # The platform counts only requests that succeed (Instagram's publishing quota): a
+    # request that definitely failed gives its units back.
+    refundable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ def default_rules(settings: Settings) -> dict[Platform, tuple[LimitRule, ...]]:
             "publishes",
             "channel",
             RollingWindow(ig.publishes_per_24h, _DAY_S, ig_margin),
+            refundable=True,
         ),
         LimitRule(
             "containers",

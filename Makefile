@@ -1,0 +1,37 @@
+# One entry point per task; CI calls the same ones (.ci/run).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench services clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## make demo: set up, then publish 500 posts to the simulator on the embedded store
+demo: $(STAMP)
+	$(BIN)/herald demo
+
+## make test: set up, start the services the tests need, run every test
+test: $(STAMP) services
+	$(BIN)/pytest
+
+## make lint: ruff and mypy (strict on the package)
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+## make bench: throughput and lateness figures (see docs/benchmarks.md)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+services:
+	@scripts/services.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,178 @@
+"""The ``herald`` command line. ``asyncio.run`` lives here and nowhere else.
+
+Every option has an environment twin (shown in ``--help``); engine and platform settings come
+from ``HERALD_*`` variables (see :mod:`herald.config`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from herald.config import Settings
+from herald.errors import HeraldError
+from herald.logs import configure_logging
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="herald",
+    help="Schedule and publish social-media posts: never lost, never twice, within every limit.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+
+
+def _settings(database_url: str | None = None) -> Settings:
+    try:
+        return Settings() if database_url is None else Settings(database_url=database_url)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        err.print("[red]invalid configuration:[/]\n" + "\n".join(lines))
+        raise typer.Exit(2) from exc
+
+
+def _database_url(db: Path | None, database_url: str | None) -> str | None:
+    if db is not None and database_url is not None:
+        err.print("[red]give --db or --database-url, not both[/]")
+        raise typer.Exit(2)
+    if db is not None:
+        return f"sqlite:///{db}"
+    return database_url
+
+
+def _install_stop(stop: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop)
+
+
+@app.command()
+def run(
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option(help="Stop once nothing is left to do.", envvar="HERALD_BURST")
+    ] = False,
+) -> None:
+    """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
+    settings = _settings(database_url=_database_url(db, database_url))
+    configure_logging(settings.log_level, settings.log_format)
+    from herald.bootstrap import running_engine  # heavy imports only for this command
+
+    async def main() -> None:
+        async with running_engine(settings) as engine:
+            _install_stop(engine.request_stop)
+            await engine.run(burst=burst)
+
+    _run(main())
+
+
+@app.command()
+def migrate(
+    db: Annotated[
+        Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")
+    ] = None,
+) -> None:
+    """Create the database or bring its schema up to date."""
+    settings = _settings(database_url=_database_url(db, database_url))
+    from herald.bootstrap import open_store
+
+    async def main() -> None:
+        store = open_store(settings)
+        await store.open()
+        await store.close()
+
+    _run(main())
+    err.print("schema up to date")
+
+
+@app.command()
+def simulate(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Simulator configuration (JSON).", envvar="HERALD_SIMULATOR_CONFIG"),
+    ] = None,
+    host: Annotated[str, typer.Option(envvar="HERALD_SIMULATOR_HOST")] = "127.0.0.1",
+    port: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PORT for facebook, instagram, linkedin, youtube or admin (default: free).",
+            envvar="HERALD_SIMULATOR_PORTS",
+        ),
+    ] = None,
+) -> None:
+    """Serve the platform simulator until SIGINT/SIGTERM; print its URLs as one JSON line."""
+    from herald.simulator.__main__ import main as simulator_main
+
+    argv = [str(config)] if config is not None else []
+    argv += ["--host", host]
+    for item in port or []:
+        argv += ["--port", item]
+    raise typer.Exit(simulator_main(argv))
+
+
+@app.command()
+def demo(
+    posts: Annotated[
+        int, typer.Option(min=1, help="Posts to schedule.", envvar="HERALD_DEMO_POSTS")
+    ] = 500,
+    faults: Annotated[
+        bool, typer.Option(help="Inject platform faults.", envvar="HERALD_DEMO_FAULTS")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON.", envvar="HERALD_DEMO_JSON")
+    ] = False,
+    seed: Annotated[int, typer.Option(envvar="HERALD_DEMO_SEED")] = 7,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="Keep the demo database here.", envvar="HERALD_DEMO_DB"),
+    ] = None,
+) -> None:
+    """Start the simulator and the embedded engine, publish posts, print what happened."""
+    from herald.demo import DemoOptions, run_demo
+
+    options = DemoOptions(posts=posts, faults=faults, as_json=as_json, seed=seed, db=db)
+    summary = _run(run_demo(options))
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except HeraldError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The decisions after each step, pinned down without any I/O."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from herald.config import EngineSettings
+from herald.domain import ChannelStatus, Content, Delivery, Job, Platform, utcnow
+from herald.errors import (
+    AuthExpired,
+    ContentRejected,
+    DuplicateRejected,
+    OutcomeUnknown,
+    RateLimited,
+    ReconcileUnsupported,
+    TransientPlatformError,
+)
+from herald.policy import Decision, Policy
+from herald.states import DeliveryState
+from herald.types import PlatformUsage, Published
+from tests.factories import channel
+
+S = DeliveryState
+NOW = utcnow()
+
+
+def job(**delivery) -> Job:
+    ch = channel(Platform.FACEBOOK)
+    base = {
+        "id": "dlv_1",
+        "post_id": "post_1",
+        "channel_id": ch.id,
+        "platform": Platform.FACEBOOK,
+        "due_at": NOW - timedelta(seconds=5),
+        "state": S.CLAIMED,
+    }
+    base.update(delivery)
+    return Job(Delivery(**base), ch, Content(text="hi"), "token-1")
+
+
+def policy(**settings) -> Policy:
+    base = {
+        "backoff_base_s": 2.0,
+        "backoff_cap_s": 60.0,
+        "max_retries": 3,
+        "check_delay_s": 5.0,
+        "throttle_pause_s": 30.0,
+        "max_checks": 3,
+    }
+    base.update(settings)
+    return Policy(EngineSettings(**base), random.Random(1))
+
+
+def after(exc, **delivery) -> Decision:
+    return policy().after_publish(job(**delivery), NOW, NOW, exc)
+
+
+def test_published_records_the_platform_id_and_the_attempt():
+    d = after(Published("123_456"))
+    t = d.transition
+    assert (t.target, t.external_id, t.published_at, t.claim_token) == (
+        S.PUBLISHED,
+        "123_456",
+        NOW,
+        "token-1",
+    )
+    assert t.attempt.outcome == "published"
+    assert t.attempt.number == 1
+    assert d.pauses == ()
+
+
+def test_usage_at_the_limit_pauses_even_on_success():
+    usage = PlatformUsage(app_pct=100, channel_pct=40, regain_after_s=120)
+    d = after(Published("1", usage=usage))
+    assert d.pauses == (("app", NOW + timedelta(seconds=120)),)
+    d = after(Published("1", usage=PlatformUsage(channel_pct=100)))
+    assert d.pauses == (("channel", NOW + timedelta(seconds=30)),)
+
+
+def test_rate_limited_pauses_the_scope_and_spends_no_retry():
+    d = after(RateLimited("(#32)", retry_after=90, scope="channel"))
+    t = d.transition
+    assert (t.target, t.next_attempt_at, t.retry_spent) == (
+        S.RETRY_WAIT,
+        NOW + timedelta(seconds=90),
+        False,
+    )
+    assert d.pauses == (("channel", NOW + timedelta(seconds=90)),)
+
+
+def test_rate_limited_without_a_wait_uses_the_configured_pause():
+    d = after(RateLimited("429", retry_after=0, scope="app"))
+    assert d.pauses == (("app", NOW + timedelta(seconds=30)),)
+
+
+def test_auth_expired_parks_the_channel():
+    d = after(AuthExpired("code 190"))
+    assert d.channel_status is ChannelStatus.NEEDS_REAUTH
+    assert d.transition.target is S.RETRY_WAIT
+    assert not d.transition.retry_spent
+
+
+def test_rejected_content_fails_for_good():
+    d = after(ContentRejected("(#100) invalid parameter"))
+    assert d.transition.target is S.FAILED
+    assert d.outcome == "failed"
+
+
+def test_transient_error_retries_within_the_backoff_ceiling():
+    for retries in range(3):
+        d = after(TransientPlatformError("503"), retries=retries)
+        t = d.transition
+        assert t.target is S.RETRY_WAIT
+        assert t.retry_spent
+        delay = (t.next_attempt_at - NOW).total_seconds()
+        assert 0 <= delay <= 2.0 * 2**retries
+
+
+def test_transient_error_fails_once_retries_are_used_up():
+    d = after(TransientPlatformError("503"), retries=3)
+    assert d.transition.target is S.FAILED
+    assert "gave up after 3 retries" in d.transition.error
+
+
+@pytest.mark.parametrize("exc", [OutcomeUnknown("timeout"), RuntimeError("bug")])
+def test_unknown_outcome_is_checked_later_never_resent(exc):
+    d = after(exc)
+    t = d.transition
+    assert (t.target, t.check_first, t.next_attempt_at) == (
+        S.UNCONFIRMED,
+        True,
+        NOW + timedelta(seconds=5),
+    )
+
+
+def test_duplicate_after_an_earlier_send_is_looked_up_again():
+    d = after(DuplicateRejected("(#506)"), attempts=1)
+    assert (d.transition.target, d.transition.check_first) == (S.UNCONFIRMED, True)
+    assert d.transition.retry_spent
+
+
+def test_duplicate_on_a_first_send_is_someone_else_s_post():
+    assert after(DuplicateRejected("(#506)"), attempts=0).transition.target is S.FAILED
+
+
+def test_duplicate_that_stays_out_of_sight_is_left_to_the_user():
+    d = after(DuplicateRejected("(#506)"), attempts=4, retries=3)
+    assert (d.transition.target, d.transition.next_attempt_at) == (S.UNCONFIRMED, None)
+
+
+def check(result, **delivery):
+    base = {"check_first": True, "attempts": 1, "check_since": NOW - timedelta(seconds=30)}
+    base.update(delivery)
+    return policy().after_check(job(**base), NOW, NOW, result)
+
+
+def test_check_that_finds_the_post_records_it_as_published():
+    d = check(Published("777"))
+    t = d.transition
+    assert (t.target, t.external_id, t.reconciled, t.check_first) == (
+        S.PUBLISHED,
+        "777",
+        True,
+        False,
+    )
+    assert t.published_at == NOW - timedelta(seconds=30)
+
+
+def test_check_that_finds_nothing_hands_back_the_record_to_publish_with():
+    record = check(None)
+    assert not isinstance(record, Decision)
+    assert record.outcome == "not_found"
+
+
+def test_check_that_finds_nothing_too_late_expires():
+    d = check(None, due_at=NOW - timedelta(days=2))
+    assert d.transition.target is S.EXPIRED
+
+
+def test_failed_check_is_retried_then_left_to_the_user():
+    d = check(TransientPlatformError("500"), checks=0)
+    assert (d.transition.target, d.transition.check_failed) == (S.UNCONFIRMED, True)
+    assert d.transition.next_attempt_at >= NOW + timedelta(seconds=5)
+    d = check(TransientPlatformError("500"), checks=2)
+    assert (d.transition.target, d.transition.next_attempt_at) == (S.UNCONFIRMED, None)
+
+
+def test_unsupported_check_is_left_to_the_user_at_once():
+    d = check(ReconcileUnsupported("no listing"))
+    assert d.transition.next_attempt_at is None
+
+
+def test_throttled_check_keeps_the_check_owed():
+    d = check(RateLimited("429", retry_after=60, scope="app"))
+    assert (d.transition.target, d.transition.check_first) == (S.UNCONFIRMED, True)
+    assert d.pauses == (("app", NOW + timedelta(seconds=60)),)
+
+
+def test_release_keeps_an_owed_check():
+    p = policy()
+    assert p.release(job(check_first=True), NOW).target is S.UNCONFIRMED
+    assert p.release(job(check_first=True), NOW, checked=True).target is S.SCHEDULED
+    assert p.release(job(attempts=2), NOW).target is S.RETRY_WAIT
+    assert p.release(job(), NOW).target is S.SCHEDULED
