@@ -49,6 +49,9 @@ class InFlight:
         self._changed()
 
     def done(self, job: Job) -> None:
+        if self._tokens[job.claim_token] <= 0:
+            # Finishing a job twice would make the engine believe work is still held forever.
+            raise RuntimeError(f"delivery {job.delivery.id} finished twice")
         self._tokens[job.claim_token] -= 1
         if self._tokens[job.claim_token] <= 0:
             del self._tokens[job.claim_token]

@@ -175,7 +175,7 @@ class PublishRequest:
     credentials: Credentials
     content: Content
     attempt: int  # 1 for the first request sent for this delivery
-    since: datetime  # a matching post older than this cannot be ours (look-ups)
+    since: datetime  # when the uncertain attempt started; connectors allow for clock skew
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,6 @@ __all__ = ["WorkerContext", "WorkerPool"]
 
 log = logging.getLogger("herald.worker")
 
-_LOOKUP_SKEW = timedelta(minutes=5)
-
 
 def _fields(job: Job, **more: object) -> dict[str, object]:
     delivery = job.delivery
@@ -145,6 +143,7 @@ class WorkerPool:
 
     # -- admission --------------------------------------------------------------------------
     async def _admit(self, job: Job) -> bool:
+        """True: send now. False: the job was deferred in this lane, or settled and finished."""
         now = utcnow()
         connector = self._e.connectors[job.delivery.platform]
         if job.channel.id in self._parked and not await self._unparked(job):
@@ -155,19 +154,26 @@ class WorkerPool:
             return False
         if not job.delivery.check_first:
             if self._policy.is_expired(job, now):
-                await self._carry_out(job, self._policy.expire(job, now))
+                await self._settle(job, self._policy.expire(job, now))
                 return False
             try:
                 connector.validate(job.content)
             except ContentInvalid as exc:
-                await self._carry_out(job, self._policy.rejected_unsent(job, exc))
+                await self._settle(job, self._policy.rejected_unsent(job, exc))
                 return False
-        usage = (
-            connector.lookup_usage()
-            if job.delivery.check_first
-            else connector.usage_of(job.content)
-        )
-        return await self._reserve(job, usage)
+        check = job.delivery.check_first
+        usage = connector.lookup_usage() if check else connector.usage_of(job.content)
+        wait = await self._reserve(job, usage)
+        if wait <= 0:
+            return True
+        if math.isinf(wait):
+            await self._settle(job, self._too_big(job))
+        elif wait <= self._e.hold_s and not self._stopping:
+            self.lanes[job.delivery.platform].defer(job, wait)
+        else:
+            await self._release(job, wait)
+            await self._e.finish(job)
+        return False
 
     async def _unparked(self, job: Job) -> bool:
         channel = await self._e.store.get_channel(job.channel.id)
@@ -176,7 +182,8 @@ class WorkerPool:
             return True
         return False
 
-    async def _reserve(self, job: Job, usage: Mapping[str, int]) -> bool:
+    async def _reserve(self, job: Job, usage: Mapping[str, int]) -> float:
+        """Ask the limiter; 0.0 when granted (the grant is kept for a refund), else the wait."""
         platform, account = job.delivery.platform, job.channel.external_id
         claims = claims_for(platform, self._e.rules[platform], account, usage)
         pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
@@ -184,23 +191,25 @@ class WorkerPool:
         wait = await self._e.limiter.reserve(claims, now, pauses=pauses)
         if wait <= 0:
             self._grants[job.delivery.id] = (claims, now)
-            return True
-        if math.isinf(wait):
-            error = ContentRejected(f"one publish needs more than a {platform.value} limit allows")
-            await self._carry_out(job, self._policy.rejected_unsent(job, error))
-            return False
+            return 0.0
         self._e.metrics.rate_limit_waits.labels(platform.value).inc()
-        await self._defer(job, wait)
-        return False
+        return wait
 
-    async def _defer(self, job: Job, wait_s: float) -> None:
-        if wait_s <= self._e.hold_s and not self._stopping:
-            self.lanes[job.delivery.platform].defer(job, wait_s)
-            return
+    def _too_big(self, job: Job) -> Decision:
+        platform = job.delivery.platform.value
+        error = ContentRejected(f"one publish needs more than a {platform} limit allows")
+        return self._policy.rejected_unsent(job, error)
+
+    async def _release(self, job: Job, wait_s: float) -> None:
+        """Hand an unsent job back to the store, due again after ``wait_s``."""
         next_at = utcnow() + timedelta(seconds=wait_s)
         if await self._e.writer.write(self._policy.release(job, next_at)):
             self._e.dispatcher_notify(next_at)
         log.info("delivery.deferred", extra=_fields(job, wait_s=round(wait_s, 3)))
+
+    async def _settle(self, job: Job, decision: Decision) -> None:
+        """Write a decision taken before anything was sent, and let the job go."""
+        await self._carry_out(job, decision)
         await self._e.finish(job)
 
     # -- execution --------------------------------------------------------------------------
@@ -228,7 +237,7 @@ class WorkerPool:
             await self._carry_out(job, self._policy.auth_unsent(job, exc, utcnow()))
             return None
         delivery = job.delivery
-        since = (delivery.check_since or delivery.due_at) - _LOOKUP_SKEW
+        since = delivery.check_since or delivery.due_at  # connectors widen it by clock skew
         return PublishRequest(
             delivery_id=delivery.id,
             channel=job.channel,
@@ -285,11 +294,18 @@ class WorkerPool:
             slot.release()
             await self._carry_out(job, result)
             return
-        # Absent, and still in time: publish now if the limits allow, else wait without
-        # owing a check any more (nothing was sent since the look-up).
+        # Absent, and still in time: publish now if the limits allow, else back to the store
+        # without owing a check any more (nothing was sent since the look-up).
         checked = replace(job, delivery=replace(job.delivery, check_first=False))
-        if await self._reserve(checked, connector.usage_of(job.content)):
+        wait = await self._reserve(checked, connector.usage_of(job.content))
+        if wait <= 0:
             await self._publish(checked, slot, result)
+            return
+        slot.release()
+        if math.isinf(wait):
+            await self._carry_out(checked, self._too_big(checked))
+        else:
+            await self._release(checked, wait)
 
     async def _carry_out(self, job: Job, decision: Decision) -> None:
         platform, channel = job.delivery.platform, job.channel

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from herald.errors import (
     AuthExpired,
     ContentInvalid,
     ContentRejected,
+    DuplicateRejected,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
@@ -105,23 +106,27 @@ async def sim() -> AsyncIterator[Simulator]:
 RigFactory = Callable[..., Any]
 
 
+def new_rig(sim: Simulator, platform: Platform, made: list[Connector], **overrides: Any) -> Rig:
+    account = sim.add_account(platform)
+    connector = build_connectors(settings_for(sim, platform, **overrides))[platform]
+    made.append(connector)
+    channel = Channel(
+        id=f"ch_{platform.value}",
+        platform=platform,
+        external_id=account.external_id,
+        name=account.name,
+        timezone="UTC",
+        credentials_ref="sim",
+    )
+    return Rig(sim, platform, connector, channel, dict(account.credentials))
+
+
 @pytest.fixture
 async def make_rig(sim: Simulator) -> AsyncIterator[RigFactory]:
     made: list[Connector] = []
 
     def make(platform: Platform, **overrides: Any) -> Rig:
-        account = sim.add_account(platform)
-        connector = build_connectors(settings_for(sim, platform, **overrides))[platform]
-        made.append(connector)
-        channel = Channel(
-            id=f"ch_{platform.value}",
-            platform=platform,
-            external_id=account.external_id,
-            name=account.name,
-            timezone="UTC",
-            credentials_ref="sim",
-        )
-        return Rig(sim, platform, connector, channel, dict(account.credentials))
+        return new_rig(sim, platform, made, **overrides)
 
     yield make
     for connector in made:
@@ -302,3 +307,88 @@ async def test_media_posts(make_rig: RigFactory) -> None:
         assert found is not None
         assert found.external_id == published.external_id
     assert sim.audit.violations() == []
+
+
+# -- look-ups on a busy channel ---------------------------------------------------------------
+
+#: Other posts published after the one looked up: more than one listing page of each platform
+#: (100 a page on Graph and LinkedIn, 50 on YouTube).
+BUSY = {
+    Platform.FACEBOOK: 120,
+    Platform.INSTAGRAM: 120,
+    Platform.LINKEDIN: 120,
+    Platform.YOUTUBE: 60,
+}
+#: The request path of each platform's listing (GET).
+LISTING = {
+    Platform.FACEBOOK: "/published_posts",
+    Platform.INSTAGRAM: "/media",
+    Platform.LINKEDIN: "/rest/posts",
+    Platform.YOUTUBE: "/youtube/v3/playlistItems",
+}
+
+
+@pytest.fixture(params=PLATFORMS, ids=[p.value for p in PLATFORMS])
+async def busy_rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    """A rig on a simulator whose daily limits leave room for a busy channel: connectors
+    meter nothing themselves, and these tests are about look-ups, not limits."""
+    config = SimulatorConfig.from_settings(
+        Settings(),
+        latency=LatencyModel(median_s=0.0, p99_s=0.0),
+        seed=7,
+        instagram={"publishes_per_24h": 1000, "containers_per_24h": 1000},
+        youtube={"insert_calls_per_day": 1000, "units_per_day": 100_000},
+    )
+    made: list[Connector] = []
+    async with Simulator(config) as running:
+        yield new_rig(running, request.param, made)
+        for connector in made:
+            await connector.aclose()
+
+
+def listing_calls(rig: Rig) -> int:
+    path = LISTING[rig.platform]
+    return sum(
+        1
+        for r in rig.sim.audit.requests(rig.platform)
+        if r.method == "GET" and r.path.endswith(path)
+    )
+
+
+async def test_find_pages_through_a_busy_channel(busy_rig: Rig) -> None:
+    """The post looked up was pushed out of the newest page by later posts: the look-up
+    still finds it, and proves a never-published text absent only after paging everything."""
+    rig = busy_rig
+    target = good_content(rig.sim, rig.platform)
+    request = rig.request(target)  # since: before the target was published
+    published = await rig.connector.publish(request)
+    for _ in range(BUSY[rig.platform]):
+        await rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
+    assert len(rig.posts()) == BUSY[rig.platform] + 1
+
+    found = await rig.connector.find(replace(request, attempt=2))
+    assert found is not None
+    assert found.external_id == published.external_id
+    assert listing_calls(rig) == 2  # the newest page, then the one holding the target
+
+    never = replace(request, content=good_content(rig.sim, rig.platform), attempt=2)
+    assert await rig.connector.find(never) is None
+    assert listing_calls(rig) == 4  # both pages again: absent only once all were seen
+    assert rig.sim.audit.violations() == []
+
+
+@pytest.mark.parametrize(
+    "platform", [Platform.FACEBOOK, Platform.LINKEDIN], ids=["facebook", "linkedin"]
+)
+async def test_repeat_is_refused_as_a_duplicate(make_rig: RigFactory, platform: Platform) -> None:
+    rig: Rig = make_rig(platform)
+    content = good_content(rig.sim, platform)
+    published = await rig.connector.publish(rig.request(content))
+    with pytest.raises(DuplicateRejected):
+        await rig.connector.publish(rig.request(content, attempt=2))
+    (post,) = rig.posts()
+    assert post.post_id == published.external_id
+    assert rig.sim.audit.summary()["duplicates_refused"] == 1
+    found = await rig.connector.find(rig.request(content, attempt=3))
+    assert found is not None
+    assert found.external_id == published.external_id

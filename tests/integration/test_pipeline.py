@@ -299,4 +299,3 @@ async def _status(pipe, channel):
         return (await store.get_channel(channel.id)).status
     finally:
         await store.close()
-

@@ -250,10 +250,45 @@ async def test_app_day_limit(http: aiohttp.ClientSession) -> None:
         assert [v.rule for v in sim.audit.violations()] == ["app_posts"]
 
 
-async def test_duplicate_commentary_is_counted(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    member = sim.add_account(LI)
-    for _ in range(3):
+async def test_duplicate_commentary_is_refused_for_24_hours(http: aiohttp.ClientSession) -> None:
+    async with Simulator(SimulatorConfig(latency=NO_LATENCY)) as sim:
+        member, other = sim.add_account(LI), sim.add_account(LI)
+        status, _, hdrs = await create_post(
+            sim, http, member, post_body(member.external_id, "same")
+        )
+        assert status == 201
+        first = hdrs["x-restli-id"]
+        status, text, _ = await create_post(
+            sim, http, member, post_body(member.external_id, "same")
+        )
+        body = json.loads(text)
+        assert (status, body["status"]) == (422, 422)
+        assert body["message"].endswith(f"Content is a duplicate of {first}")
+        assert body["errorDetails"]["inputErrors"][0]["code"] == "DUPLICATE_POST"
+        # Another author, other text, or no text at all is not a duplicate.
+        for account, text in ((other, "same"), (member, "different"), (member, "")):
+            status, _, _ = await create_post(
+                sim, http, account, post_body(account.external_id, text)
+            )
+            assert status == 201
+        status, _, _ = await create_post(sim, http, member, post_body(member.external_id, ""))
+        assert status == 201
+        sim.advance_clock(86_400)
         status, _, _ = await create_post(sim, http, member, post_body(member.external_id, "same"))
         assert status == 201
-    assert sim.audit.duplicates() == 2
-    assert sim.audit.summary()["duplicates"] == 2
+        assert sim.audit.summary()["duplicates_refused"] == 1
+        assert sim.audit.duplicates() == 2  # the empty commentary twice, "same" a day later
+
+
+async def test_duplicate_commentary_is_counted(http: aiohttp.ClientSession) -> None:
+    config = SimulatorConfig(latency=NO_LATENCY, linkedin=LinkedInSim(reject_duplicates=False))
+    async with Simulator(config) as sim:
+        member = sim.add_account(LI)
+        for _ in range(3):
+            status, _, _ = await create_post(
+                sim, http, member, post_body(member.external_id, "same")
+            )
+            assert status == 201
+        assert sim.audit.duplicates() == 2
+        assert sim.audit.summary()["duplicates"] == 2
+        assert sim.audit.summary()["duplicates_refused"] == 0

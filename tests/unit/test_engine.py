@@ -378,3 +378,31 @@ async def test_a_crashed_engine_s_deliveries_are_recovered(store, world):
     assert got[sent.delivery.id].reconciled
     assert {d.state for d in got.values()} == {S.PUBLISHED}
     assert world.duplicates() == 0
+
+
+async def test_a_check_then_a_limit_wait_hands_the_delivery_back_and_finishes(store, world):
+    from herald.errors import OutcomeUnknown
+
+    fb = channel()
+    await store.add_channels([fb])
+    await store.add_posts([new_post([fb], text="unsure")])
+    rule = LimitRule("page_calls", "calls", "channel", RollingWindow(1, 0.5))
+    conn = FakeConnector(Platform.FACEBOOK, world, script={"unsure": [OutcomeUnknown("timeout")]})
+    await drain(engine_for(store, {Platform.FACEBOOK: conn}, rules={Platform.FACEBOOK: (rule,)}))
+    (d,) = (await states(store)).values()
+    assert (d.state, d.attempts) == (S.PUBLISHED, 2)
+    assert [kind for kind, _ in world.calls] == ["publish", "find", "publish"]
+
+
+async def test_a_delivery_that_expires_while_waiting_for_a_limit_settles(store, world):
+    fb = channel()
+    await store.add_channels([fb])
+    await store.add_posts([new_post([fb], due_at=utcnow()) for _ in range(2)])
+    rule = LimitRule("page_calls", "calls", "channel", RollingWindow(1, 1.5))
+    conn = FakeConnector(Platform.FACEBOOK, world)
+    cfg = settings(max_lateness_s=1.0, hold_s=3.0)
+    await drain(
+        engine_for(store, {Platform.FACEBOOK: conn}, cfg, rules={Platform.FACEBOOK: (rule,)})
+    )
+    assert sorted(d.state for d in (await states(store)).values()) == [S.EXPIRED, S.PUBLISHED]
+    assert world.published() == 1

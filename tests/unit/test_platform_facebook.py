@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -14,6 +15,7 @@ from herald.errors import (
     AuthExpired,
     ContentInvalid,
     ContentRejected,
+    DuplicateRejected,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
@@ -96,6 +98,17 @@ def test_rejected_codes(code: int) -> None:
     err = run(400, graph_error(code))
     assert isinstance(err, ContentRejected)
     assert err.code == str(code)
+
+
+@pytest.mark.parametrize("creates_post", [False, True])
+def test_506_is_a_duplicate_refusal(creates_post: bool) -> None:
+    # docs/platforms.md: after an earlier send, the engine looks the post up instead of
+    # failing the delivery; only 506 says "this post already exists".
+    err = run(400, graph_error(506), creates_post=creates_post)
+    assert type(err) is DuplicateRejected
+    assert err.code == "506"
+    assert not isinstance(run(400, graph_error(100)), DuplicateRejected)
+    assert not isinstance(run(400, graph_error(1609005)), DuplicateRejected)
 
 
 def buc(minutes: int, pct: int = 100) -> dict[str, str]:
@@ -293,7 +306,12 @@ async def test_find(api: FakeApi, fb: FacebookConnector) -> None:
     found = await fb.find(request)
     assert found is not None
     assert found.external_id == "123_2"
-    assert api.seen[0].query == {"fields": "id,message,created_time", "limit": "25"}
+    window_start = NOW - timedelta(minutes=5)  # since minus the clock skew
+    assert api.seen[0].query == {
+        "fields": "id,message,created_time",
+        "limit": "100",
+        "since": str(int(window_start.timestamp())),
+    }
     assert await fb.find(make_request(Platform.FACEBOOK, Content(text="absent"))) is None
     late = make_request(
         Platform.FACEBOOK, Content(text="hello world"), since=NOW + timedelta(minutes=2)
@@ -306,3 +324,51 @@ async def test_find_errors_are_never_unknown(api: FakeApi, fb: FacebookConnector
     with pytest.raises(TransientPlatformError) as info:
         await fb.find(make_request(Platform.FACEBOOK, Content(text="x")))
     assert not isinstance(info.value, OutcomeUnknown)
+
+
+def listing(*ids: str, following: str | None = None) -> dict[str, object]:
+    stamp = NOW.strftime("%Y-%m-%dT%H:%M:%S+0000")
+    paging: dict[str, object] = {"cursors": {"before": "b", "after": "a"}}
+    if following is not None:
+        paging["next"] = following
+    data = [{"id": i, "message": f"post {i}", "created_time": stamp} for i in ids]
+    return {"data": data, "paging": paging}
+
+
+async def test_find_follows_paging_next_without_the_token_in_the_url(
+    api: FakeApi, fb: FacebookConnector
+) -> None:
+    # Graph writes the token into its links; Herald sends it in the header only.
+    path = "/v23.0/123/published_posts"
+    following = f"{api.url}{path}?fields=id%2Cmessage&limit=100&access_token=LEAK&after=QUFB"
+    pages = (
+        reply(200, listing("123_9", "123_8", following=following)),
+        reply(200, listing("123_7", "123_6")),
+    )
+    api.on("GET", path, *pages)
+    found = await fb.find(make_request(Platform.FACEBOOK, Content(text="post 123_6")))
+    assert found is not None
+    assert found.external_id == "123_6"
+    first, second = api.calls("GET", path)
+    assert "after" not in first.query
+    assert parse_qs(second.raw_query) == {
+        "fields": ["id,message"],
+        "limit": ["100"],
+        "after": ["QUFB"],
+    }
+    assert second.headers["Authorization"] == "Bearer SECRET-TOKEN"
+    assert "LEAK" not in second.raw_query
+    api.seen.clear()
+    api.on("GET", path, *pages)
+    assert await fb.find(make_request(Platform.FACEBOOK, Content(text="absent"))) is None
+    assert len(api.seen) == 2  # the last page has no next link
+
+
+async def test_find_never_follows_a_link_to_another_host(
+    api: FakeApi, fb: FacebookConnector
+) -> None:
+    away = "http://198.51.100.7/v23.0/123/published_posts?after=QUFB"
+    api.on("GET", "/v23.0/123/published_posts", reply(200, listing("123_9", following=away)))
+    with pytest.raises(TransientPlatformError, match="away from the API host"):
+        await fb.find(make_request(Platform.FACEBOOK, Content(text="absent")))
+    assert len(api.seen) == 1

@@ -288,4 +288,9 @@ async def test_find(api: FakeApi, ig: InstagramConnector) -> None:
     found = await ig.find(REQ)
     assert found is not None
     assert found.external_id == "m8"
-    assert api.seen[0].query == {"fields": "id,caption,timestamp", "limit": "25"}
+    window_start = NOW - timedelta(minutes=5)  # since minus the clock skew
+    assert api.seen[0].query == {
+        "fields": "id,caption,timestamp",
+        "limit": "100",
+        "since": str(int(window_start.timestamp())),
+    }

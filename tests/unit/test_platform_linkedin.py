@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
 from herald.config import LinkedInSettings
 from herald.domain import Content, Media, MediaKind, Platform
@@ -14,6 +15,7 @@ from herald.errors import (
     AuthExpired,
     ContentInvalid,
     ContentRejected,
+    DuplicateRejected,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
@@ -27,7 +29,15 @@ from herald.platforms.linkedin import (
     validate,
 )
 from herald.types import PublishRequest
-from tests.unit.test_platform_fakes import NOW, FakeApi, Seen, drop, make_request, reply
+from tests.unit.test_platform_fakes import (
+    NOW,
+    FakeApi,
+    Reply,
+    Seen,
+    drop,
+    make_request,
+    reply,
+)
 
 PAUSE = 60.0
 URN = "urn:li:person:abc"
@@ -93,7 +103,8 @@ def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:
         ),
         (403, {"serviceErrorCode": 100, "message": "Not enough permissions"}, False, AuthExpired),
         (400, {"message": "bad"}, True, ContentRejected),
-        (422, {"message": "Content is a duplicate of urn:li:share:1"}, True, ContentRejected),
+        (422, {"message": "Content is a duplicate of urn:li:share:1"}, True, DuplicateRejected),
+        (422, {"message": "ERROR :: /commentary :: too long"}, True, ContentRejected),
         (426, {"message": "version sunset"}, True, ContentRejected),
         (500, None, False, TransientPlatformError),
         (503, None, False, TransientPlatformError),
@@ -103,6 +114,48 @@ def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:
 )
 def test_classification(status: int, body: object, creates_post: bool, expected: type) -> None:
     assert type(run(status, body, creates_post=creates_post)) is expected
+
+
+# LinkedIn's own body for a repeated commentary (a 422 from the Posts API).
+DUPLICATE_BODY = {
+    "errorDetailType": "com.linkedin.common.error.BadRequest",
+    "message": "com.linkedin.content.common.exception.BadRequestResponseException: "
+    "Content is a duplicate of urn:li:share:7141138937766391808",
+    "errorDetails": {
+        "inputErrors": [
+            {"description": "Duplicate post is detected", "input": {}, "code": "DUPLICATE_POST"}
+        ]
+    },
+    "status": 422,
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "duplicate"),
+    [
+        (422, DUPLICATE_BODY, True),
+        (422, {"message": "content is a DUPLICATE of urn:li:ugcPost:9"}, True),
+        (
+            422,
+            {
+                "message": "Unprocessable",
+                "errorDetails": {"inputErrors": [{"code": "DUPLICATE_POST"}]},
+            },
+            True,
+        ),
+        (422, {"message": "ERROR :: /content/article/source :: a URL is required"}, False),
+        (400, {"message": "Content is a duplicate of urn:li:share:1"}, False),
+    ],
+)
+def test_duplicate_refusal(status: int, body: object, duplicate: bool) -> None:
+    for creates_post in (False, True):
+        err = run(status, body, creates_post=creates_post)
+        assert isinstance(err, ContentRejected)
+        assert isinstance(err, DuplicateRejected) is duplicate
+
+
+def test_duplicate_refusal_names_the_existing_post() -> None:
+    assert "urn:li:share:7141138937766391808" in str(run(422, DUPLICATE_BODY))
 
 
 def test_classification_keeps_the_service_code() -> None:
@@ -300,7 +353,69 @@ async def test_find_compares_the_escaped_commentary(api: FakeApi, li: LinkedInCo
     assert found.external_id == "urn:li:share:2"
     seen = api.seen[0]
     assert seen.raw_query == (
-        "q=author&author=urn%3Ali%3Aperson%3Aabc&count=20&sortBy=LAST_MODIFIED"
+        "q=author&author=urn%3Ali%3Aperson%3Aabc&count=100&start=0&sortBy=LAST_MODIFIED"
     )
     assert_linkedin_headers(seen)
     assert await li.find(req(Content(text="nothing like it"))) is None
+
+
+def element(
+    n: int, *, created: timedelta, modified: timedelta, text: str = ""
+) -> dict[str, object]:
+    return {
+        "id": f"urn:li:share:{n}",
+        "author": URN,
+        "commentary": text or f"post {n}",
+        "createdAt": int((NOW + created).timestamp() * 1000),
+        "lastModifiedAt": int((NOW + modified).timestamp() * 1000),
+        "lifecycleState": "PUBLISHED",
+    }
+
+
+def by_start(pages: dict[int, list[dict[str, object]]], total: int | None) -> Reply:
+    """Answer the finder like LinkedIn: the page at ``start``, with ``count`` and ``total``."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        start, count = int(request.query["start"]), int(request.query["count"])
+        paging: dict[str, object] = {"start": start, "count": count}
+        if total is not None:
+            paging["total"] = total
+        return web.json_response({"elements": pages.get(start, []), "paging": paging})
+
+    return respond
+
+
+RECENT = timedelta(minutes=-1)
+
+
+async def test_find_pages_by_start_until_a_short_page(api: FakeApi, li: LinkedInConnector) -> None:
+    first = [element(n, created=RECENT, modified=RECENT) for n in range(100)]
+    second = [element(n, created=RECENT, modified=RECENT) for n in range(100, 130)]
+    api.on("GET", "/rest/posts", by_start({0: first, 100: second}, total=None))
+    found = await li.find(req(Content(text="post 129")))
+    assert found is not None
+    assert found.external_id == "urn:li:share:129"
+    assert [s.query["start"] for s in api.seen] == ["0", "100"]
+    api.seen.clear()
+    assert await li.find(req(Content(text="absent"))) is None
+    assert [s.query["start"] for s in api.seen] == ["0", "100"]  # page 2 is short: the end
+
+
+async def test_find_stops_at_the_total(api: FakeApi, li: LinkedInConnector) -> None:
+    full = [element(n, created=RECENT, modified=RECENT) for n in range(100)]
+    api.on("GET", "/rest/posts", by_start({0: full}, total=100))
+    assert await li.find(req(Content(text="absent"))) is None
+    assert len(api.seen) == 1
+
+
+async def test_find_stops_by_last_modification_not_by_creation(
+    api: FakeApi, li: LinkedInConnector
+) -> None:
+    # Sorted by LAST_MODIFIED: an old post edited a minute ago proves nothing about the
+    # pages after it; a post last modified before the window does.
+    edited = [element(n, created=timedelta(days=-30), modified=RECENT) for n in range(100)]
+    stale = [element(n, created=RECENT, modified=RECENT) for n in range(100, 199)]
+    stale.append(element(199, created=timedelta(days=-2), modified=timedelta(minutes=-6)))
+    api.on("GET", "/rest/posts", by_start({0: edited, 100: stale}, total=None))
+    assert await li.find(req(Content(text="absent"))) is None
+    assert [s.query["start"] for s in api.seen] == ["0", "100"]  # page 3 is never asked for

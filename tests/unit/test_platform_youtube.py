@@ -386,7 +386,7 @@ async def test_find_uses_the_cached_uploads_playlist(api: FakeApi, yt: YouTubeCo
     assert api.calls("GET", "/youtube/v3/playlistItems")[0].query == {
         "part": "snippet",
         "playlistId": "UU1",
-        "maxResults": "25",
+        "maxResults": "50",
     }
     assert await yt.find(req(api, since=NOW + timedelta(minutes=7))) is None
     assert len(api.calls("GET", "/youtube/v3/channels")) == 1
@@ -407,3 +407,54 @@ async def test_concurrent_401s_refresh_once(api: FakeApi, yt: YouTubeConnector) 
     results = await asyncio.gather(yt.find(req(api)), yt.find(req(api)))
     assert results == [None, None]
     assert len(api.calls("POST", "/token")) == 1
+
+
+def playlist_page(
+    names: list[str], published: datetime, token: str | None = None
+) -> dict[str, object]:
+    stamp = published.strftime("%Y-%m-%dT%H:%M:%SZ")
+    items = [
+        {
+            "snippet": {
+                "title": name,
+                "description": f"about {name}",
+                "publishedAt": stamp,
+                "resourceId": {"kind": "youtube#video", "videoId": name},
+            }
+        }
+        for name in names
+    ]
+    body: dict[str, object] = {"items": items, "pageInfo": {"totalResults": 999}}
+    if token is not None:
+        body["nextPageToken"] = token
+    return body
+
+
+async def test_find_follows_next_page_token_until_before_the_window(
+    api: FakeApi, yt: YouTubeConnector
+) -> None:
+    channels = {
+        "items": [{"id": "UC1", "contentDetails": {"relatedPlaylists": {"uploads": "UU1"}}}]
+    }
+    api.on("GET", "/youtube/v3/channels", reply(200, channels))
+    recent, before = NOW - timedelta(minutes=1), NOW - timedelta(minutes=6)
+    pages = (
+        reply(200, playlist_page([f"v{n}" for n in range(50)], recent, "T2")),
+        reply(200, playlist_page(["v50", "v51"], recent, "T3")),
+        reply(200, playlist_page(["v52"], before, "T4")),  # before the window: the end
+        reply(500, {}),  # never asked for
+    )
+    api.on("GET", "/youtube/v3/playlistItems", *pages)
+    assert await yt.find(req(api)) is None
+    asked = [s.query.get("pageToken") for s in api.calls("GET", "/youtube/v3/playlistItems")]
+    assert asked == [None, "T2", "T3"]
+    api.seen.clear()
+    api.on("GET", "/youtube/v3/playlistItems", *pages)
+    content = Content(
+        title="v51", text="about v51", media=(Media(f"{api.url}/v.mp4", MediaKind.VIDEO),)
+    )
+    request = make_request(Platform.YOUTUBE, content, external_id="UC1", credentials=CREDS)
+    found = await yt.find(request)
+    assert found is not None
+    assert found.external_id == "v51"
+    assert len(api.calls("GET", "/youtube/v3/playlistItems")) == 2

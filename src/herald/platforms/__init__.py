@@ -2,7 +2,9 @@
 
 - :mod:`.http`: the HTTP boundary (one aiohttp session per connector, errors translated);
 - :mod:`.graph`: what Facebook and Instagram share (Graph error envelope, usage headers);
-- :mod:`.lookup`: recognising a delivery's post among a channel's recent posts;
+- :mod:`.graph_listing`: looking a post up in a Graph edge listing, page by page;
+- :mod:`.lookup`: recognising a delivery's post among a channel's posts over the whole
+  look-up window, paging through the platform's listing;
 - :mod:`.content`: what every connector does to content before sending;
 - :mod:`.facebook`, :mod:`.instagram`, :mod:`.linkedin`, :mod:`.youtube` (with
   :mod:`.youtube_upload` and :mod:`.google_auth`): the platforms, wire format in

@@ -17,8 +17,9 @@ from herald.errors import ContentInvalid, OutcomeUnknown, PlatformError, Transie
 from herald.platforms import graph
 from herald.platforms.content import ensure_valid, with_link
 from herald.platforms.graph import GraphApi, merge_usage
+from herald.platforms.graph_listing import find_post
 from herald.platforms.http import HttpClient
-from herald.platforms.lookup import find_match, require_text
+from herald.platforms.lookup import require_text
 from herald.types import PlatformUsage, Published, PublishRequest
 
 __all__ = ["FacebookConnector", "classify", "message_of", "validate"]
@@ -38,8 +39,14 @@ def classify(
 ) -> PlatformError:
     """One Graph error answer -> one Herald error (the Facebook table of docs/platforms.md)."""
     return graph.classify(
-        status, headers, body, now=now, pause_s=pause_s, creates_post=creates_post,
-        channel_id=channel_id, platform=_PLATFORM,
+        status,
+        headers,
+        body,
+        now=now,
+        pause_s=pause_s,
+        creates_post=creates_post,
+        channel_id=channel_id,
+        platform=_PLATFORM,
     )
 
 
@@ -67,8 +74,11 @@ class FacebookConnector:
     ) -> None:
         self._http = HttpClient(_PLATFORM, settings)
         self._graph = GraphApi(
-            self._http, settings.base_url, pause_s=throttle_pause_s,
-            classifier=graph.classify, clock=clock,
+            self._http,
+            settings.base_url,
+            pause_s=throttle_pause_s,
+            classifier=graph.classify,
+            clock=clock,
         )
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
@@ -76,6 +86,8 @@ class FacebookConnector:
         return {"calls": photos + 1 if photos > 1 else 1}
 
     def lookup_usage(self) -> Mapping[str, int]:
+        # Reserved before the look-up: its first page. Each further page of 100 posts in
+        # the window is one more call, known only while paging (docs/platforms.md).
         return {"calls": 1}
 
     def validate(self, content: Content) -> None:
@@ -110,7 +122,10 @@ class FacebookConnector:
         attached: list[dict[str, str]] = []
         for item in request.content.media:
             answer = await self._graph.call(
-                "POST", f"{page}/photos", request.credentials, channel_id=page,
+                "POST",
+                f"{page}/photos",
+                request.credentials,
+                channel_id=page,
                 json={"url": item.url, "published": False},
             )
             usage = merge_usage(usage, answer.usage)
@@ -132,7 +147,11 @@ class FacebookConnector:
     ) -> Published:
         page = request.channel.external_id
         answer = await self._graph.call(
-            "POST", f"{page}/{edge}", request.credentials, channel_id=page, json=body,
+            "POST",
+            f"{page}/{edge}",
+            request.credentials,
+            channel_id=page,
+            json=body,
             creates_post=True,
         )
         post_id = answer.data.get("post_id") or answer.data.get("id")
@@ -145,18 +164,19 @@ class FacebookConnector:
         )
 
     async def find(self, request: PublishRequest) -> Published | None:
-        page = request.channel.external_id
-        require_text(message_of(request.content), _PLATFORM)
-        answer = await self._graph.call(
-            "GET", f"{page}/published_posts", request.credentials, channel_id=page,
-            params={"fields": "id,message,created_time", "limit": "25"},
+        text = message_of(request.content)
+        require_text(text, _PLATFORM)
+        found, usage = await find_post(
+            self._graph,
+            request,
+            "published_posts",
+            text,
+            text_field="message",
+            time_field="created_time",
         )
-        posts = graph.candidates(answer.data, "message", "created_time")
-        found = find_match(posts, message_of(request.content), request.since)
         if found is None:
             return None
-        return Published(found, url=f"https://www.facebook.com/{found}", usage=answer.usage)
+        return Published(found, url=f"https://www.facebook.com/{found}", usage=usage)
 
     async def aclose(self) -> None:
         await self._http.aclose()
-

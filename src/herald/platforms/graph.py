@@ -5,6 +5,9 @@ so classification branches on ``code``, not on the HTTP status (docs/platforms.m
 usage headers are percentages of the app's and the Page's limits; when a throttling error
 says nothing else, the wait is ``estimated_time_to_regain_access`` (minutes) or, when that
 is 0 or absent, ``engine.throttle_pause_s``.
+
+:meth:`GraphApi.follow` reads the ``paging.next`` links of an edge listing
+(:mod:`.graph_listing`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from yarl import URL
+
 from herald.errors import (
     AuthExpired,
     ContentRejected,
+    DuplicateRejected,
     LimitScope,
     OutcomeUnknown,
     PlatformError,
@@ -25,19 +31,18 @@ from herald.errors import (
     TransientPlatformError,
 )
 from herald.platforms.http import HttpClient, bearer, header, json_body, retry_after_s
-from herald.platforms.lookup import Candidate, parse_time
 from herald.types import Credentials, PlatformUsage
 
 __all__ = [
     "APP_LIMIT_CODES",
     "AUTH_CODES",
     "CHANNEL_LIMIT_CODES",
+    "DUPLICATE_CODE",
     "POLICY_BLOCK_S",
     "Classifier",
     "GraphAnswer",
     "GraphApi",
     "GraphError",
-    "candidates",
     "classify",
     "merge_usage",
     "parse_error",
@@ -52,6 +57,7 @@ POLICY_BLOCK_CODE = 368
 POLICY_BLOCK_S = 3600.0
 TRANSIENT_CODES = frozenset({1, 2})
 AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
+DUPLICATE_CODE = 506
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +165,11 @@ def merge_usage(a: PlatformUsage | None, b: PlatformUsage | None) -> PlatformUsa
 
 
 def throttle_wait(
-    status: int, headers: Mapping[str, str], *, now: datetime, pause_s: float,
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    now: datetime,
+    pause_s: float,
     channel_id: str | None = None,
 ) -> float:
     explicit = retry_after_s(status, headers, now)
@@ -176,13 +186,15 @@ def _limited(
 ) -> RateLimited:
     return RateLimited(
         f"{platform}: {err.message or 'request limit reached'}",
-        retry_after=wait, scope=scope, platform=platform, code=err.label, status=status,
+        retry_after=wait,
+        scope=scope,
+        platform=platform,
+        code=err.label,
+        status=status,
     )
 
 
-def _by_code(
-    platform: str, err: GraphError, status: int, wait: float
-) -> PlatformError:
+def _by_code(platform: str, err: GraphError, status: int, wait: float) -> PlatformError:
     code, label = err.code, err.label
     message = f"{platform}: {err.message or 'error'}"
     if code in APP_LIMIT_CODES:
@@ -195,11 +207,18 @@ def _by_code(
         return AuthExpired(message, platform=platform, code=label, status=status)
     if code in TRANSIENT_CODES or err.is_transient:
         return TransientPlatformError(message, platform=platform, code=label, status=status)
+    if code == DUPLICATE_CODE:
+        return DuplicateRejected(message, platform=platform, code=label, status=status)
     return ContentRejected(message, platform=platform, code=label, status=status)
 
 
 def without_envelope(
-    platform: str, status: int, headers: Mapping[str, str], *, now: datetime, pause_s: float,
+    platform: str,
+    status: int,
+    headers: Mapping[str, str],
+    *,
+    now: datetime,
+    pause_s: float,
     creates_post: bool,
 ) -> PlatformError:
     """An error answer that carries no platform envelope (a proxy, a crash, an empty 5xx)."""
@@ -283,32 +302,75 @@ class GraphApi:
         params: Mapping[str, str] | None = None,
         creates_post: bool = False,
     ) -> GraphAnswer:
+        return await self._send(
+            method,
+            f"{self.base_url}/{path}",
+            credentials,
+            channel_id=channel_id,
+            json=json,
+            params=params,
+            creates_post=creates_post,
+        )
+
+    async def follow(self, link: str, credentials: Credentials, *, channel_id: str) -> GraphAnswer:
+        """GET a ``paging.next`` link, which carries every parameter of the listing."""
+        return await self._send("GET", self._own_link(link), credentials, channel_id=channel_id)
+
+    def _own_link(self, link: str) -> URL:
+        # The token goes with every request, so a link is followed only on the API's own
+        # host; Graph writes ``access_token`` into its links, and a secret never travels in
+        # a URL here: the header carries it.
+        platform = self.http.platform
+        try:
+            url = URL(link, encoded=True)
+            same_host = url.is_absolute() and url.origin() == URL(self.base_url).origin()
+        except ValueError:
+            same_host = False
+        if not same_host:
+            raise TransientPlatformError(
+                f"{platform}: a paging link leads away from the API host", platform=platform
+            )
+        kept = [
+            part
+            for part in url.raw_query_string.split("&")
+            if part and not part.startswith("access_token=")
+        ]
+        bare = str(url.with_query(None).with_fragment(None))
+        return URL(f"{bare}?{'&'.join(kept)}" if kept else bare, encoded=True)
+
+    async def _send(
+        self,
+        method: str,
+        url: str | URL,
+        credentials: Credentials,
+        *,
+        channel_id: str,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        creates_post: bool = False,
+    ) -> GraphAnswer:
         platform = self.http.platform
         resp = await self.http.request(
-            method, f"{self.base_url}/{path}", creates_post=creates_post,
-            headers=bearer(credentials, platform), json=json, params=params,
+            method,
+            url,
+            creates_post=creates_post,
+            headers=bearer(credentials, platform),
+            json=json,
+            params=params,
         )
         if not resp.ok:
             raise self._classify(
-                resp.status, resp.headers, resp.body, now=self._clock(), pause_s=self._pause_s,
-                creates_post=creates_post, channel_id=channel_id, platform=platform,
+                resp.status,
+                resp.headers,
+                resp.body,
+                now=self._clock(),
+                pause_s=self._pause_s,
+                creates_post=creates_post,
+                channel_id=channel_id,
+                platform=platform,
             )
         data = resp.json()
         if not isinstance(data, Mapping):
             cls = OutcomeUnknown if creates_post else TransientPlatformError
             raise cls(f"{platform}: unreadable answer", platform=platform, status=resp.status)
         return GraphAnswer(data, parse_usage(resp.headers, channel_id))
-
-
-def candidates(data: Mapping[str, Any], text_field: str, time_field: str) -> list[Candidate]:
-    """A Graph list answer (``{"data": [...]}``) as look-up candidates."""
-    items = data.get("data")
-    if not isinstance(items, list):
-        return []
-    return [
-        Candidate(
-            str(item["id"]), str(item.get(text_field) or ""), parse_time(item.get(time_field))
-        )
-        for item in items
-        if isinstance(item, Mapping) and item.get("id") is not None
-    ]

@@ -29,8 +29,9 @@ from herald.errors import (
 from herald.platforms import graph
 from herald.platforms.content import ensure_valid, with_link
 from herald.platforms.graph import GraphApi, GraphError, merge_usage
+from herald.platforms.graph_listing import find_post
 from herald.platforms.http import HttpClient
-from herald.platforms.lookup import find_match, require_text
+from herald.platforms.lookup import require_text
 from herald.types import PlatformUsage, Published, PublishRequest
 
 __all__ = [
@@ -99,8 +100,14 @@ def classify(
         if specific is not None:
             return specific
     return graph.classify(
-        status, headers, body, now=now, pause_s=pause_s, creates_post=creates_post,
-        channel_id=channel_id, platform=platform,
+        status,
+        headers,
+        body,
+        now=now,
+        pause_s=pause_s,
+        creates_post=creates_post,
+        channel_id=channel_id,
+        platform=platform,
     )
 
 
@@ -172,8 +179,11 @@ class InstagramConnector:
         self._settings = settings
         self._http = HttpClient(_PLATFORM, settings)
         self._graph = GraphApi(
-            self._http, settings.base_url, pause_s=throttle_pause_s,
-            classifier=classify, clock=clock,
+            self._http,
+            settings.base_url,
+            pause_s=throttle_pause_s,
+            classifier=classify,
+            clock=clock,
         )
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
@@ -244,14 +254,12 @@ class InstagramConnector:
             interval = min(interval * 2, self._settings.poll_max_s)
 
     async def find(self, request: PublishRequest) -> Published | None:
-        require_text(caption_of(request.content), _PLATFORM)
-        calls = _Calls(self._graph, request)
-        data = await calls.call(
-            "GET", "media", params={"fields": "id,caption,timestamp", "limit": "25"}
+        text = caption_of(request.content)
+        require_text(text, _PLATFORM)
+        found, usage = await find_post(
+            self._graph, request, "media", text, text_field="caption", time_field="timestamp"
         )
-        posts = graph.candidates(data, "caption", "timestamp")
-        found = find_match(posts, caption_of(request.content), request.since)
-        return None if found is None else Published(found, usage=calls.usage)
+        return None if found is None else Published(found, usage=usage)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -277,8 +285,13 @@ class _Calls:
         creates_post: bool = False,
     ) -> Mapping[str, Any]:
         answer = await self._api.call(
-            method, path or f"{self.user}/{edge}", self._request.credentials,
-            channel_id=self.user, json=json, params=params, creates_post=creates_post,
+            method,
+            path or f"{self.user}/{edge}",
+            self._request.credentials,
+            channel_id=self.user,
+            json=json,
+            params=params,
+            creates_post=creates_post,
         )
         self.usage = merge_usage(self.usage, answer.usage)
         return answer.data
@@ -291,4 +304,3 @@ class _Calls:
                 f"{_PLATFORM}: container answer without an id", platform=_PLATFORM
             )
         return str(container)
-

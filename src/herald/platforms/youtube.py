@@ -4,7 +4,8 @@ A publish downloads the video from its media URL, opens an upload session and ``
 bytes (:mod:`herald.platforms.youtube_upload` handles drops and resumes). Every call that
 YouTube answers with 401 is repeated once with a refreshed access token
 (:mod:`herald.platforms.google_auth`). Look-ups read the channel's uploads playlist, whose id
-is cached per channel.
+is cached per channel, 50 videos a page, newest first, until a page reaches back before the
+look-up window.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from herald.errors import (
 from herald.platforms.content import ensure_valid, with_link
 from herald.platforms.google_auth import GoogleTokens
 from herald.platforms.http import HttpClient, HttpResponse, header, json_body, retry_after_s
-from herald.platforms.lookup import Candidate, find_match, normalise, parse_time
+from herald.platforms.lookup import Candidate, Page, normalise, oldest, parse_time, scan
 from herald.platforms.youtube_upload import VIDEO_TYPE, ResumableUpload
 from herald.types import Published, PublishRequest
 
 __all__ = [
     "MAX_DESCRIPTION_BYTES",
     "MAX_TITLE_CHARS",
+    "PAGE_SIZE",
     "YouTubeConnector",
     "classify",
     "description_of",
@@ -49,6 +51,8 @@ _PLATFORM = Platform.YOUTUBE.value
 MAX_TITLE_CHARS = 100
 MAX_DESCRIPTION_BYTES = 5000
 UPLOAD_CAP_WAIT_S = 86_400.0
+#: Videos per playlistItems page a look-up asks for: the API's maximum ``maxResults``.
+PAGE_SIZE = 50
 QUOTA_TIMEZONE = "America/Los_Angeles"
 _SEP = "\x1f"  # joins title and description for matching; never whitespace-normalised away
 
@@ -88,8 +92,11 @@ def classify(
     data = json_body(body)
     reasons = _reasons(data)
     message = _message(data, status)
-    kw: dict[str, Any] = {"platform": _PLATFORM, "status": status,
-                          "code": reasons[0] if reasons else None}
+    kw: dict[str, Any] = {
+        "platform": _PLATFORM,
+        "status": status,
+        "code": reasons[0] if reasons else None,
+    }
     explicit = retry_after_s(status, headers, now)
     if "quotaExceeded" in reasons:
         wait = seconds_to_pacific_midnight(now)
@@ -128,14 +135,16 @@ def description_of(content: Content) -> str:
 def validate(content: Content) -> None:
     videos = sum(1 for m in content.media if m.kind is MediaKind.VIDEO)
     if videos != 1:
-        raise ContentInvalid(f"a YouTube upload needs exactly one video, got {videos}",
-                             field="media")
+        raise ContentInvalid(
+            f"a YouTube upload needs exactly one video, got {videos}", field="media"
+        )
     if len(content.media) > 1:
         raise ContentInvalid("a YouTube upload takes no images besides its video", field="media")
     title = title_of(content)
     if not title:
-        raise ContentInvalid("a YouTube video needs a title: set title or write text",
-                             field="title")
+        raise ContentInvalid(
+            "a YouTube video needs a title: set title or write text", field="title"
+        )
     if len(title) > MAX_TITLE_CHARS:
         raise ContentInvalid(
             f"YouTube title is {len(title)} characters; the limit is {MAX_TITLE_CHARS}",
@@ -181,14 +190,23 @@ class YouTubeConnector:
         return {"insert_calls": 1, "uploads": 1}
 
     def lookup_usage(self) -> Mapping[str, int]:
-        return {"units": 2}  # channels.list + playlistItems.list, 1 unit each
+        # Reserved before the look-up: channels.list (skipped once the playlist id is cached)
+        # and the first playlistItems page, 1 unit each. Each further page of 50 videos in
+        # the window costs 1 unit more, known only while paging (docs/platforms.md).
+        return {"units": 2}
 
     def validate(self, content: Content) -> None:
         validate(content)
 
     def _fail(self, resp: HttpResponse, *, creates_post: bool = False) -> PlatformError:
-        return classify(resp.status, resp.headers, resp.body, now=self._clock(),
-                        pause_s=self._pause_s, creates_post=creates_post)
+        return classify(
+            resp.status,
+            resp.headers,
+            resp.body,
+            now=self._clock(),
+            pause_s=self._pause_s,
+            creates_post=creates_post,
+        )
 
     def _sender(self, request: PublishRequest) -> _AuthorisedSender:
         return _AuthorisedSender(self._http, self._tokens, request)
@@ -217,7 +235,8 @@ class YouTubeConnector:
             },
         }
         resp = await send(
-            "POST", f"{base}/upload/youtube/v3/videos",
+            "POST",
+            f"{base}/upload/youtube/v3/videos",
             params={"uploadType": "resumable", "part": "snippet,status"},
             headers={"X-Upload-Content-Length": str(size), "X-Upload-Content-Type": VIDEO_TYPE},
             json=body,
@@ -233,17 +252,24 @@ class YouTubeConnector:
 
     async def find(self, request: PublishRequest) -> Published | None:
         send = self._sender(request)
-        playlist = await self._uploads_playlist(send, request.channel.external_id)
-        resp = await send(
-            "GET", f"{self._settings.base_url}/youtube/v3/playlistItems",
-            params={"part": "snippet", "playlistId": playlist, "maxResults": "25"},
-        )
-        if resp.status == 404:  # a stale cached playlist id: read it again next time
-            self._playlists.pop(request.channel.external_id, None)
-        if not resp.ok:
-            raise self._fail(resp)
+        channel = request.channel.external_id
+        playlist = await self._uploads_playlist(send, channel)
+
+        async def fetch(token: str | None) -> Page[str]:
+            params = {"part": "snippet", "playlistId": playlist, "maxResults": str(PAGE_SIZE)}
+            if token is not None:
+                params["pageToken"] = token
+            resp = await send(
+                "GET", f"{self._settings.base_url}/youtube/v3/playlistItems", params=params
+            )
+            if resp.status == 404:  # a stale cached playlist id: read it again next time
+                self._playlists.pop(channel, None)
+            if not resp.ok:
+                raise self._fail(resp)
+            return _page(resp.json())
+
         wanted = _fingerprint(title_of(request.content), description_of(request.content))
-        found = find_match(_candidates(resp.json()), wanted, request.since)
+        found = await scan(fetch, wanted, request.since, _PLATFORM)
         if found is None:
             return None
         return Published(found, url=f"https://www.youtube.com/watch?v={found}")
@@ -253,7 +279,8 @@ class YouTubeConnector:
         if cached is not None:
             return cached
         resp = await send(
-            "GET", f"{self._settings.base_url}/youtube/v3/channels",
+            "GET",
+            f"{self._settings.base_url}/youtube/v3/channels",
             params={"part": "contentDetails", "mine": "true"},
         )
         if not resp.ok:
@@ -292,7 +319,12 @@ class _AuthorisedSender:
     ) -> HttpResponse:
         def once(token: str) -> Awaitable[HttpResponse]:
             return self._http.request(
-                method, url, creates_post=creates_post, data=data, json=json, params=params,
+                method,
+                url,
+                creates_post=creates_post,
+                data=data,
+                json=json,
+                params=params,
                 headers={**(headers or {}), "Authorization": f"Bearer {token}"},
             )
 
@@ -317,6 +349,16 @@ def _uploads_of(data: object, channel_id: str) -> str | None:
         if isinstance(uploads, str) and uploads:
             return uploads
     return None
+
+
+def _page(data: object) -> Page[str]:
+    posts = _candidates(data)
+    token = data.get("nextPageToken") if isinstance(data, Mapping) else None
+    return Page(
+        posts,
+        oldest(p.created_at for p in posts),
+        token if isinstance(token, str) and token else None,
+    )
 
 
 def _candidates(data: object) -> list[Candidate]:

@@ -106,7 +106,8 @@ class ResumableUpload:
             return resp
         raise OutcomeUnknown(
             f"youtube: upload interrupted; session status answered HTTP {resp.status}",
-            platform=_PLATFORM, status=resp.status,
+            platform=_PLATFORM,
+            status=resp.status,
         ) from cause
 
     def _finished(self, resp: HttpResponse) -> Mapping[str, Any]:
@@ -120,6 +121,7 @@ class ResumableUpload:
         if not isinstance(data, Mapping) or not isinstance(data.get("id"), str) or not data["id"]:
             raise OutcomeUnknown(
                 "youtube: upload complete but the answer carries no video id",
-                platform=_PLATFORM, status=resp.status,
+                platform=_PLATFORM,
+                status=resp.status,
             )
         return data

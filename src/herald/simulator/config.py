@@ -148,6 +148,10 @@ class LinkedInSim(BaseModel):
         default="202401", pattern=r"^\d{6}$", description="older LinkedIn-Version -> 426"
     )
     upload_url_ttl_s: float = Field(default=3600.0, gt=0)
+    reject_duplicates: bool = Field(
+        default=True,
+        description="same commentary by the same author within 24 h -> 422 DUPLICATE_POST",
+    )
 
 
 class YouTubeSim(BaseModel):

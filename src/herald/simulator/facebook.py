@@ -13,7 +13,6 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -29,13 +28,14 @@ from herald.simulator.graph import (
     catch_all,
     graph_bool,
     graph_error,
+    graph_listing,
     graph_params,
     require_node,
     usage_value,
 )
 from herald.simulator.pipeline import Reply, with_faults
 from herald.simulator.quotas import RollingCounter, admit
-from herald.simulator.wire import graph_time, int_param
+from herald.simulator.wire import graph_time
 
 __all__ = ["FacebookSim"]
 
@@ -151,14 +151,15 @@ class FacebookSim:
 
     async def published_posts(self, request: web.Request) -> web.StreamResponse:
         node, headers = self._enter(request)
-        page = self._pages[node]
-        limit = int_param(request.query.get("limit"), 25, low=1, high=100)
-        if limit is None:
-            raise _invalid("param limit must be an integer between 1 and 100")
         raw_fields = request.query.get("fields")
         fields = tuple(raw_fields.split(",")) if raw_fields else _DEFAULT_FIELDS
-        data = [self._render(post, fields) for post in islice(reversed(page.posts), limit)]
-        return web.json_response({"data": data, "paging": {}}, headers=headers)
+        listing = graph_listing(
+            request,
+            self._pages[node].posts,
+            lambda post: post.created,
+            lambda post: self._render(post, fields),
+        )
+        return web.json_response(listing, headers=headers)
 
     # -- steps ----------------------------------------------------------------------------
     def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:

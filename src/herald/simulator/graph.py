@@ -1,12 +1,13 @@
 """What Facebook and Instagram share: the Graph API's URL shape, tokens, parameters and
-error envelope, and the Graph way of throttling.
+error envelope, the Graph way of throttling, and edge listings with cursor paging.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -14,7 +15,13 @@ from herald.domain import Platform
 from herald.simulator.accounts import TokenStatus
 from herald.simulator.context import SimContext
 from herald.simulator.pipeline import Reply, identify
-from herald.simulator.wire import bearer_token, read_json_object
+from herald.simulator.wire import (
+    bearer_token,
+    decode_position,
+    encode_position,
+    int_param,
+    read_json_object,
+)
 
 __all__ = [
     "VERSION",
@@ -24,6 +31,7 @@ __all__ = [
     "catch_all",
     "graph_bool",
     "graph_error",
+    "graph_listing",
     "graph_params",
     "not_found",
     "require_node",
@@ -45,6 +53,10 @@ _THROTTLE_MESSAGES = {
     "again.",
 }
 _APP_CODES = frozenset({4, 17, 341})
+LISTING_DEFAULT_LIMIT = 25
+LISTING_MAX_LIMIT = 100
+
+Item = TypeVar("Item")
 
 
 def graph_error(
@@ -193,3 +205,64 @@ class GraphFaultAnswers:
 async def catch_all(request: web.Request) -> web.Response:
     """Unknown paths answer like Graph does, not with aiohttp's plain-text 404."""
     return graph_error(400, 100, f"Unsupported {request.method.lower()} request: {request.path}")
+
+
+def _unix_param(query: Mapping[str, str], name: str) -> int | None:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit():
+        raise Reply(graph_error(400, 100, f"(#100) param {name} must be a Unix timestamp"))
+    return int(raw)
+
+
+def _first_index(query: Mapping[str, str], size: int) -> int:
+    """Where a newest-first page starts: the newest item, or just past the ``after`` cursor."""
+    after = query.get("after")
+    if after is None:
+        return size - 1
+    position = decode_position(after)
+    if position is None or position >= size:
+        raise Reply(graph_error(400, 100, "(#100) Invalid cursor: after"))
+    return position - 1
+
+
+def graph_listing(
+    request: web.Request,
+    items: Sequence[Item],
+    created: Callable[[Item], float],
+    render: Callable[[Item], dict[str, Any]],
+) -> dict[str, Any]:
+    """One page of an edge listing, newest first, as Graph pages it.
+
+    ``since`` and ``until`` (Unix seconds, inclusive) bound the creation time as listed
+    (whole seconds), ``limit``
+    (1-100, default 25) the page, ``after`` continues past a cursor. More results: a
+    ``paging.next`` link (the same query plus ``after``); the last page has none. ``items``
+    are in creation order on a clock that never runs backwards, so the walk stops at the
+    first item older than ``since``.
+    """
+    query = request.query
+    limit = int_param(query.get("limit"), LISTING_DEFAULT_LIMIT, low=1, high=LISTING_MAX_LIMIT)
+    if limit is None:
+        raise Reply(graph_error(400, 100, "(#100) param limit must be an integer from 1 to 100"))
+    since, until = _unix_param(query, "since"), _unix_param(query, "until")
+    picked: list[int] = []
+    more = False
+    for index in range(_first_index(query, len(items)), -1, -1):
+        at = int(created(items[index]))  # the second that created_time shows
+        if since is not None and at < since:
+            break
+        if until is not None and at > until:
+            continue
+        if len(picked) == limit:
+            more = True
+            break
+        picked.append(index)
+    paging: dict[str, Any] = {}
+    if picked:
+        after = encode_position(picked[-1])
+        paging["cursors"] = {"before": encode_position(picked[0]), "after": after}
+        if more:
+            paging["next"] = str(request.url.update_query(after=after))
+    return {"data": [render(items[i]) for i in picked], "paging": paging}

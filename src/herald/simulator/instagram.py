@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from aiohttp import web
@@ -27,13 +26,14 @@ from herald.simulator.graph import (
     catch_all,
     graph_bool,
     graph_error,
+    graph_listing,
     graph_params,
     not_found,
     require_node,
 )
 from herald.simulator.pipeline import Reply, with_faults
 from herald.simulator.quotas import RollingCounter
-from herald.simulator.wire import graph_time, int_param
+from herald.simulator.wire import graph_time
 
 __all__ = ["InstagramSim"]
 
@@ -229,13 +229,14 @@ class InstagramSim:
 
     async def list_media(self, request: web.Request) -> web.StreamResponse:
         node = self._enter(request)
-        limit = int_param(request.query.get("limit"), 25, low=1, high=100)
-        if limit is None:
-            raise _invalid("param limit must be an integer between 1 and 100")
         fields = request.query.get("fields", "id,caption,timestamp").split(",")
-        media = self._users[node].media
-        data = [self._render(item, fields) for item in islice(reversed(media), limit)]
-        return web.json_response({"data": data, "paging": {}})
+        listing = graph_listing(
+            request,
+            self._users[node].media,
+            lambda item: item.created,
+            lambda item: self._render(item, fields),
+        )
+        return web.json_response(listing)
 
     # -- steps ----------------------------------------------------------------------------
     def _enter(self, request: web.Request) -> str:

@@ -5,6 +5,11 @@ against the member's daily counter (and the app's, when configured), days in UTC
 before the body is even read: the platform meters calls, not successes. Over either, the
 answer is the 429 ``Resource level throttle ... DAY limit`` body and a limit violation.
 Image uploads are not metered. The upload URL points back at this same server.
+
+With ``reject_duplicates`` (the default), a post whose non-empty commentary equals one the
+same author made in the last 24 hours is refused with LinkedIn's 422 ``DUPLICATE_POST``
+body, naming the existing share. The author's posts are listed newest first, ``count`` (at
+most 100) from offset ``start``, with the ``total`` in ``paging``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
 from aiohttp import web
 
@@ -30,6 +36,8 @@ __all__ = ["LinkedInSim", "li_error"]
 
 _LI = Platform.LINKEDIN
 _SHARE_BASE = 7_400_000_000_000_000_000
+_DUPLICATE_WINDOW_MS = 86_400_000
+_MAX_START = 1_000_000
 _VERSION = re.compile(r"^\d{6}$")
 _SORTS = ("LAST_MODIFIED", "CREATED")
 _AUTH_ERRORS = {
@@ -82,6 +90,23 @@ class _Image:
 class _Member:
     day_posts: DailyCounter
     posts: list[_Post] = field(default_factory=list)
+    latest: dict[str, _Post] = field(default_factory=dict)  # commentary -> its newest post
+
+
+def _duplicate(existing: str) -> Reply:
+    # LinkedIn's own body: the Rest.li exception text, then the input error's code.
+    body: dict[str, Any] = {
+        "errorDetailType": "com.linkedin.common.error.BadRequest",
+        "message": "com.linkedin.content.common.exception.BadRequestResponseException: "
+        f"Content is a duplicate of {existing}",
+        "errorDetails": {
+            "inputErrors": [
+                {"description": "Duplicate post is detected", "input": {}, "code": "DUPLICATE_POST"}
+            ]
+        },
+        "status": 422,
+    }
+    return Reply(web.json_response(body, status=422))
 
 
 class LinkedInFaultAnswers:
@@ -128,11 +153,15 @@ class LinkedInSim:
             raise Reply(li_error(400, "The request body must be a JSON object"))
         body = validate_post(raw, author, self._image_ready)
         member = self._members[author]
+        self._refuse_duplicate(member, body.commentary)
 
         def commit(delivered: bool) -> web.StreamResponse:
             now = self._ctx.clock.now()
             urn = f"urn:li:share:{self._ctx.ids.serial(_SHARE_BASE)}"
-            member.posts.append(_Post(urn, body, int(now * 1000)))
+            post = _Post(urn, body, int(now * 1000))
+            member.posts.append(post)
+            if body.commentary:
+                member.latest[body.commentary] = post
             self._ctx.audit.post(PostRecord(_LI, author, urn, body.commentary, now, delivered))
             return web.Response(status=201, headers={"x-restli-id": urn, "x-linkedin-id": urn})
 
@@ -146,15 +175,14 @@ class LinkedInSim:
         if query.get("author") != author:
             raise Reply(self._forbidden("FINDER-author"))
         count = int_param(query.get("count"), 10, low=1, high=100)
-        start = int_param(query.get("start"), 0, low=0, high=10_000)
+        start = int_param(query.get("start"), 0, low=0, high=_MAX_START)
         if count is None or start is None or query.get("sortBy", "LAST_MODIFIED") not in _SORTS:
             raise Reply(li_error(400, "Invalid count, start or sortBy", code="ILLEGAL_ARGUMENT"))
         posts = self._members[author].posts
         newest = islice(reversed(posts), start, start + count)
         elements = [self._render(author, post) for post in newest]
-        return web.json_response(
-            {"elements": elements, "paging": {"start": start, "count": count, "links": []}}
-        )
+        paging = {"start": start, "count": count, "total": len(posts), "links": []}
+        return web.json_response({"elements": elements, "paging": paging})
 
     async def images_action(self, request: web.Request) -> web.StreamResponse:
         author = self._enter(request)
@@ -250,6 +278,15 @@ class LinkedInSim:
                 f"Resource level throttle {scope} DAY limit for calls to this resource is reached.",
             )
         )
+
+    def _refuse_duplicate(self, member: _Member, commentary: str) -> None:
+        if not self._config.reject_duplicates or not commentary:
+            return
+        earlier = member.latest.get(commentary)
+        now_ms = int(self._ctx.clock.now() * 1000)
+        if earlier is not None and now_ms - earlier.created_ms < _DUPLICATE_WINDOW_MS:
+            self._ctx.audit.duplicates_refused += 1
+            raise _duplicate(earlier.id)
 
     def _image_ready(self, urn: str, author: str) -> bool:
         image = self._images.get(urn.removeprefix("urn:li:image:"))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["bearer_token", "google_time", "graph_time", "int_param", "read_json_object"]
+__all__ = [
+    "bearer_token",
+    "decode_position",
+    "encode_position",
+    "google_time",
+    "graph_time",
+    "int_param",
+    "read_json_object",
+]
+
+_POSITION_PREFIX = "pos:"
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -50,3 +62,25 @@ def graph_time(unix: float) -> str:
 def google_time(unix: float) -> str:
     """Google API timestamps: ``2026-11-28T17:08:01Z``."""
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode_position(index: int) -> str:
+    """An opaque paging cursor or page token for an index into an append-only list.
+
+    Indexes into a list that only grows stay valid while new posts arrive, so a client
+    paging newest-first never skips a post that was already there when it started.
+    """
+    raw = f"{_POSITION_PREFIX}{index}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_position(token: str) -> int | None:
+    """The index :func:`encode_position` wrote, or ``None`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    digits = raw.removeprefix(_POSITION_PREFIX)
+    if digits == raw or not digits.isdigit():
+        return None
+    return int(digits)

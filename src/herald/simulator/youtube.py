@@ -1,12 +1,12 @@
 """YouTube Data API v3 as Herald uses it, plus the Google token endpoint and media files,
 all on one port: uploads (see :mod:`.youtube_upload`), ``channels.list`` for the uploads
-playlist, and ``playlistItems.list`` to look videos up. Each list call costs 1 unit.
+playlist, and ``playlistItems.list`` to look videos up, newest first, ``maxResults`` (at most
+50) a page, with ``nextPageToken`` while more remain. Each list call (each page) costs 1 unit.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import islice
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +16,7 @@ from herald.simulator.context import SimContext
 from herald.simulator.google import TokenEndpoint, authenticate, google_error
 from herald.simulator.media import serve_media
 from herald.simulator.pipeline import Reply, token_owner
-from herald.simulator.wire import int_param
+from herald.simulator.wire import decode_position, encode_position, int_param
 from herald.simulator.youtube_quota import YouTubeQuota
 from herald.simulator.youtube_upload import UploadSessions
 
@@ -99,17 +99,32 @@ class YouTubeSim:
         if per_page is None:
             raise _bad_request("invalidParameter", "maxResults must be between 0 and 50.")
         videos = self._videos[owner]
+        # Positions count from the newest video; the token holds an index into the
+        # append-only list instead, so uploads arriving between pages shift nothing.
+        first = self._page_start(query.get("pageToken"), len(videos))
+        last = max(first - per_page, -1)
         items = [
-            self._item(playlist, len(videos) - 1 - index, video)
-            for index, video in enumerate(islice(reversed(videos), per_page))
+            self._item(playlist, len(videos) - 1 - index, videos[index])
+            for index in range(first, last, -1)
         ]
-        return web.json_response(
-            {
-                "kind": "youtube#playlistItemListResponse",
-                "pageInfo": {"totalResults": len(videos), "resultsPerPage": per_page},
-                "items": items,
-            }
-        )
+        body: dict[str, Any] = {
+            "kind": "youtube#playlistItemListResponse",
+            "pageInfo": {"totalResults": len(videos), "resultsPerPage": per_page},
+            "items": items,
+        }
+        if items and last >= 0:
+            body["nextPageToken"] = encode_position(last)
+        return web.json_response(body)
+
+    @staticmethod
+    def _page_start(token: str | None, size: int) -> int:
+        """The index of the newest video on the page ``token`` asks for."""
+        if token is None or token == "":
+            return size - 1
+        index = decode_position(token)
+        if index is None or index >= size:
+            raise _bad_request("invalidPageToken", "The request specifies an invalid page token.")
+        return index
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
         return google_error(404, "notFound", "Not Found")

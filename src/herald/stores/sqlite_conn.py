@@ -24,7 +24,8 @@ class ThreadedConnection:
     def __init__(self, path: str, *, synchronous: str, name: str) -> None:
         self._path = path
         self._synchronous = synchronous
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -48,6 +49,8 @@ class ThreadedConnection:
         def call() -> T:
             return work(self._conn or self._connect())
 
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.Error as exc:
@@ -75,7 +78,9 @@ class ThreadedConnection:
         if self._conn is not None:
             await self.run(shut)
             self._conn = None
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def _migration_files() -> list[tuple[int, str, str]]:

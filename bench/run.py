@@ -1,0 +1,300 @@
+"""Herald's benchmarks: the embedded pipeline (SQLite engine) against the platform simulator.
+
+    python bench/run.py                       # every scenario, 3 repetitions each
+    python bench/run.py --scenario burst --posts 20000 --reps 5
+
+The simulator runs in its own process so it does not share the engine's event loop. Each run
+prints its figures, the median and min-max over repetitions are printed at the end, and
+everything is written to bench/results/<scenario>-<date>.json. Figures are judged by the
+simulator's audit (lost, duplicates, limit violations are counted on the receiving side).
+
+Scenarios:
+- burst: every post due at once, simulator latency ~2 ms: what the engine itself can do.
+- burst-latency: every post due at once, latency lognormal median 80 ms, p99 1 s: what the
+  per-platform concurrency caps allow against realistic platforms.
+- precision: posts due at random instants over a minute, below capacity: how late they go out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from herald.bootstrap import running_engine
+from herald.config import Settings
+from herald.credentials import SecretsFile
+from herald.domain import Channel, MediaKind, NewPost, new_id, utcnow
+from herald.logs import configure_logging
+from herald.report import all_deliveries, judge, percentile
+from herald.simproc import SimulatorProcess
+from herald.simulator import LatencyModel, SimulatorConfig
+from herald.stores.sqlite import SQLiteStore
+from herald.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    posts: int
+    latency: LatencyModel
+    spread_s: float  # due times spread over this many seconds (0: all at once)
+    random_times: bool = False
+
+
+SCENARIOS = {
+    "burst": Scenario("burst", 5000, LatencyModel(median_s=0.002, p99_s=0.02), 0.0),
+    "burst-latency": Scenario("burst-latency", 1000, LatencyModel(median_s=0.08, p99_s=1.0), 0.0),
+    "precision": Scenario(
+        "precision", 600, LatencyModel(median_s=0.08, p99_s=1.0), 60.0, random_times=True
+    ),
+}
+
+
+def bench_settings(overrides: dict[str, dict[str, str]]) -> Settings:
+    raw: dict[str, Any] = {
+        "engine": {"sqlite_synchronous": "FULL", "idle_recheck_s": 1.0},
+        **{k: dict(v) for k, v in overrides.items()},
+    }
+    raw["instagram"].update({"poll_initial_s": 0.05, "poll_max_s": 0.5})
+    return Settings(**raw)
+
+
+async def _channels(
+    sim: SimulatorProcess, settings: Settings, posts: int, secrets: SecretsFile
+) -> list[Channel]:
+    channels = []
+    entries = {}
+    for i, (platform, count) in enumerate(plan_channel_counts(posts, settings).items()):
+        for n in range(count):
+            account = await sim.client.add_account(platform)
+            channel_id = new_id("ch")
+            entries[channel_id] = account.credentials
+            channels.append(
+                Channel(
+                    channel_id,
+                    platform,
+                    account.external_id,
+                    f"{platform.value} {n}",
+                    ZONES[(i + n) % len(ZONES)],
+                    secrets.ref(channel_id),
+                )
+            )
+    secrets.put_many(entries)
+    return channels
+
+
+def _randomise_due(
+    posts: list[NewPost], start: datetime, spread_s: float, seed: int
+) -> list[NewPost]:
+    rng = random.Random(seed)
+    return [
+        NewPost(p.post, p.targets, start + timedelta(seconds=rng.uniform(0, spread_s)))
+        for p in posts
+    ]
+
+
+async def run_once(scenario: Scenario, posts: int, seed: int) -> dict[str, Any]:
+    configure_logging("ERROR")
+    plain = Settings()
+    sim_config = SimulatorConfig.from_settings(plain, latency=scenario.latency, seed=seed)
+    async with SimulatorProcess(sim_config) as sim:
+        settings = bench_settings(await sim.client.settings_overrides())
+        with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
+            work = Path(tmp)
+            secrets = SecretsFile(work / "secrets.json")
+            channels = await _channels(sim, settings, posts, secrets)
+            media = MediaUrls(
+                await sim.client.media_url(MediaKind.IMAGE, "b.jpg", size=8192),
+                await sim.client.media_url(MediaKind.VIDEO, "b.mp4", size=32768),
+            )
+            start = utcnow() + timedelta(seconds=2)
+            workload = plan_posts(
+                channels,
+                posts,
+                start_at=start,
+                spread_s=scenario.spread_s,
+                media_urls=media,
+                youtube_limit=youtube_cap(settings),
+                seed=seed,
+            )
+            new_posts = workload.posts
+            if scenario.random_times:
+                new_posts = _randomise_due(new_posts, start, scenario.spread_s, seed)
+            store = SQLiteStore(work / "bench.db", synchronous=settings.engine.sqlite_synchronous)
+            await store.open()
+            try:
+                await store.add_channels(channels)
+                for i in range(0, len(new_posts), 2000):
+                    await store.add_posts(new_posts[i : i + 2000])
+                figures = await _measure(settings, store, start)
+                summary = judge(
+                    posts,
+                    workload.deliveries,
+                    await all_deliveries(store),
+                    await sim.client.audit.posts(),
+                    await sim.client.audit.violations(),
+                    elapsed_s=figures["drain_s"],
+                    settled_at=utcnow() + timedelta(seconds=60),
+                )
+                peak = (await sim.client.audit.summary())["max_concurrency"]
+                dispatch = await _dispatch_lateness(store)
+            finally:
+                await store.close()
+    return {
+        "scenario": scenario.name,
+        "posts": posts,
+        "deliveries": summary.deliveries,
+        "published": summary.published,
+        "lost": summary.lost,
+        "duplicates": summary.duplicates,
+        "limit_violations": summary.limit_violations,
+        "deliveries_per_s": round(summary.deliveries / figures["drain_s"], 1),
+        "drain_s": round(figures["drain_s"], 3),
+        "lateness_p50_s": round(summary.lateness_p50_s, 3),
+        "lateness_p99_s": round(summary.lateness_p99_s, 3),
+        "lateness_max_s": round(summary.lateness_max_s, 3),
+        "cpu_s_per_1k": round(figures["cpu_s"] / summary.deliveries * 1000, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "store_writes": figures["writes"],
+        "claim_rounds": figures["rounds"],
+        "dispatch_p50_s": round(percentile(dispatch, 0.5), 3),
+        "dispatch_p99_s": round(percentile(dispatch, 0.99), 3),
+        "dispatch_max_s": round(max(dispatch, default=0.0), 3),
+        "max_concurrency": peak,
+        "by_platform": summary.by_platform,
+    }
+
+
+async def _dispatch_lateness(store: SQLiteStore) -> list[float]:
+    """Seconds from due time to the request that published: Herald's own share of lateness
+    (the rest is the platform's answer time)."""
+    out = []
+    for delivery in (await all_deliveries(store)).values():
+        sent = [a for a in await store.list_attempts(delivery.id) if a.outcome == "published"]
+        if sent:
+            out.append((sent[-1].started_at - delivery.due_at).total_seconds())
+    return out
+
+
+async def _measure(settings: Settings, store: SQLiteStore, start: datetime) -> dict[str, Any]:
+    async with running_engine(settings, store) as engine:
+        cpu0 = time.process_time()
+        task = asyncio.create_task(engine.run(burst=True, burst_horizon_s=120))
+        await task
+        cpu = time.process_time() - cpu0
+        writes, rounds = engine.writes, engine.dispatcher.rounds
+    last = max(
+        (d.published_at or d.updated_at or start for d in (await all_deliveries(store)).values()),
+        default=start,
+    )
+    return {
+        "drain_s": max(1e-6, (last - start).total_seconds()),
+        "cpu_s": cpu,
+        "writes": writes,
+        "rounds": rounds,
+    }
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [
+        "deliveries_per_s",
+        "drain_s",
+        "lateness_p50_s",
+        "lateness_p99_s",
+        "lateness_max_s",
+        "dispatch_p50_s",
+        "dispatch_p99_s",
+        "dispatch_max_s",
+        "cpu_s_per_1k",
+        "peak_rss_mb",
+    ]
+    out: dict[str, Any] = {"runs": len(runs)}
+    for key in keys:
+        values = [r[key] for r in runs]
+        out[key] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+    for key in ("lost", "duplicates", "limit_violations"):
+        out[key] = sum(r[key] for r in runs)
+    return out
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    print(
+        f"  {run['scenario']:<14} {run['deliveries']:>6} deliveries  "
+        f"{run['deliveries_per_s']:>8.1f}/s  drain {run['drain_s']:>7.2f} s  "
+        f"lateness p50 {run['lateness_p50_s']:.3f} p99 {run['lateness_p99_s']:.3f} "
+        f"max {run['lateness_max_s']:.3f} s  dispatch p99 {run['dispatch_p99_s']:.3f} s  "
+        f"cpu {run['cpu_s_per_1k']:.2f} s/1k  "
+        f"rss {run['peak_rss_mb']:.0f} MB  lost {run['lost']} dup {run['duplicates']} "
+        f"viol {run['limit_violations']}",
+        flush=True,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser.add_argument("--posts", type=int, help="override the scenario's post count")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    RESULTS.mkdir(exist_ok=True)
+    failed = False
+    for name in names:
+        scenario = SCENARIOS[name]
+        posts = args.posts or scenario.posts
+        print(f"{name}: {posts} posts, {args.reps} repetitions", flush=True)
+        runs = []
+        for rep in range(args.reps):
+            run = uvloop.run(run_once(scenario, posts, args.seed + rep))
+            _print_run(run)
+            runs.append(run)
+        agg = _aggregate(runs)
+        failed |= bool(agg["lost"] or agg["duplicates"] or agg["limit_violations"])
+        med = {k: v["median"] for k, v in agg.items() if isinstance(v, dict)}
+        rate = agg["deliveries_per_s"]
+        print(
+            f"  median: {med['deliveries_per_s']:.1f} deliveries/s "
+            f"(min {rate['min']:.1f}, max {rate['max']:.1f}); "
+            f"lateness p99 {med['lateness_p99_s']:.3f} s "
+            f"(dispatch p99 {med['dispatch_p99_s']:.3f} s); "
+            f"cpu {med['cpu_s_per_1k']:.2f} s per 1k deliveries",
+            flush=True,
+        )
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        out = RESULTS / f"{name}-{stamp}.json"
+        out.write_text(
+            json.dumps(
+                {
+                    "scenario": name,
+                    "posts": posts,
+                    "summary": agg,
+                    "runs": runs,
+                    "python": sys.version.split()[0],
+                },
+                indent=2,
+            )
+        )
+        print(f"  written to {out}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
