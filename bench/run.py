@@ -103,7 +103,7 @@ def _randomise_due(
 ) -> list[NewPost]:
     rng = random.Random(seed)
     return [
-        NewPost(p.post, p.targets, start + timedelta(seconds=rng.uniform(0, spread_s)))
+        NewPost.at(p.post, p.targets, start + timedelta(seconds=rng.uniform(0, spread_s)))
         for p in posts
     ]
 

@@ -42,8 +42,8 @@ def new_post(
     platforms = {c.platform for c in channels}
     media = next((_PLATFORM_MEDIA[p] for p in platforms if p in _PLATFORM_MEDIA), ())
     content = Content(text=text or f"hello from {post_id}", media=media, title="A title")
-    return NewPost(
-        post=Post(id=post_id, content=content),
-        targets=tuple((new_id("dlv"), c.id) for c in channels),
-        due_at=due_at or utcnow() - timedelta(seconds=1),
+    return NewPost.at(
+        Post(id=post_id, content=content),
+        [(new_id("dlv"), c.id) for c in channels],
+        due_at or utcnow() - timedelta(seconds=1),
     )

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from enum import StrEnum
 from typing import Any
 
 from herald.states import DeliveryState
 
 __all__ = [
+    "DEFAULT_WORKSPACE",
+    "ApiKey",
     "Attempt",
     "Channel",
     "ChannelStatus",
@@ -27,13 +29,22 @@ __all__ = [
     "Job",
     "Media",
     "MediaKind",
+    "NewDelivery",
     "NewPost",
     "Platform",
     "Post",
+    "PostingSlot",
     "Transition",
+    "Webhook",
+    "WebhookEvent",
+    "Workspace",
     "new_id",
     "utcnow",
 ]
+
+
+#: The workspace of channels and posts created without one (the embedded, single-tenant use).
+DEFAULT_WORKSPACE = "ws_default"
 
 
 def utcnow() -> datetime:
@@ -173,6 +184,8 @@ class Channel:
     timezone: str  # IANA name, e.g. "Europe/Paris"
     credentials_ref: str  # where the token lives; see herald.credentials
     status: ChannelStatus = ChannelStatus.ACTIVE
+    workspace_id: str = DEFAULT_WORKSPACE
+    deleted_at: datetime | None = None  # deleted channels keep their history, unseen
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +194,7 @@ class Post:
     content: Content
     overrides: Mapping[Platform, ContentOverride] = field(default_factory=dict)
     created_at: datetime = field(default_factory=utcnow)
+    workspace_id: str = DEFAULT_WORKSPACE
 
     def content_for(self, platform: Platform) -> Content:
         override = self.overrides.get(platform)
@@ -188,12 +202,31 @@ class Post:
 
 
 @dataclass(frozen=True, slots=True)
+class NewDelivery:
+    id: str
+    channel_id: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NewPost:
-    """A post to store together with one delivery per target channel, all due at ``due_at``."""
+    """A post to store together with one delivery per target channel."""
 
     post: Post
-    targets: tuple[tuple[str, str], ...]  # (delivery id, channel id)
-    due_at: datetime
+    deliveries: tuple[NewDelivery, ...]
+
+    @classmethod
+    def at(cls, post: Post, targets: Iterable[tuple[str, str]], due_at: datetime) -> NewPost:
+        """Every target (delivery id, channel id) due at the same instant."""
+        return cls(post, tuple(NewDelivery(d, c, due_at) for d, c in targets))
+
+    @property
+    def targets(self) -> tuple[tuple[str, str], ...]:
+        return tuple((d.id, d.channel_id) for d in self.deliveries)
+
+    @property
+    def due_at(self) -> datetime:
+        return min(d.due_at for d in self.deliveries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,3 +309,55 @@ class Transition:
     reset_retries: bool = False  # an explicit user retry starts a fresh retry budget
     due_at: datetime | None = None  # a reschedule moves the due time itself
     attempt: Attempt | None = None
+    event: str | None = None  # webhook event to record with the change, e.g. delivery.published
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """A tenant: its channels, posts, keys and webhooks are invisible to every other one."""
+
+    id: str
+    name: str
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's public part; the secret is kept only as a hash."""
+
+    id: str
+    workspace_id: str
+    prefix: str  # shown in listings, used to find the key
+    name: str
+    created_at: datetime = field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostingSlot:
+    """A weekly posting time in the channel's own zone (Buffer-style queues)."""
+
+    weekday: int  # 0 = Monday ... 6 = Sunday
+    time: time  # local wall time, naive
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    id: str
+    workspace_id: str
+    url: str
+    events: tuple[str, ...]
+    created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One event to send to one webhook (the outbox row written with the state change)."""
+
+    id: str
+    webhook_id: str
+    workspace_id: str
+    event: str
+    payload: Mapping[str, Any]
+    attempts: int = 0
+    created_at: datetime = field(default_factory=utcnow)

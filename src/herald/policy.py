@@ -37,7 +37,15 @@ from herald.errors import (
 from herald.states import DeliveryState
 from herald.types import Published
 
-__all__ = ["Decision", "Policy"]
+__all__ = ["WEBHOOK_EVENTS", "Decision", "Policy", "webhook_event"]
+
+#: Events a workspace's webhooks can subscribe to.
+WEBHOOK_EVENTS = (
+    "delivery.published",
+    "delivery.failed",
+    "delivery.unconfirmed",
+    "channel.needs_reauth",
+)
 
 S = DeliveryState
 log = logging.getLogger("herald.policy")
@@ -54,6 +62,19 @@ class Decision:
 
 #: Builds the attempt record of a step from its outcome label and error message.
 AttemptFactory = Callable[[str, str | None], Attempt]
+
+
+def webhook_event(decision: Decision) -> str | None:
+    """The webhook event a decision reports, if any. ``delivery.unconfirmed`` fires when Herald
+    stops checking on its own and the user has to decide."""
+    if decision.outcome in ("published", "reconciled"):
+        return "delivery.published"
+    if decision.outcome == "failed":
+        return "delivery.failed"
+    t = decision.transition
+    if t.target is S.UNCONFIRMED and t.next_attempt_at is None:
+        return "delivery.unconfirmed"
+    return None
 
 
 class Policy:

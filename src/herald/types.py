@@ -1,6 +1,8 @@
 """The plug-in points of Herald, one Protocol each, and the values that cross them.
 
-- :class:`Store`: the source of truth (SQLite embedded, PostgreSQL at scale).
+- :class:`Store`: the source of truth (SQLite embedded, PostgreSQL at scale), with three faces:
+  :class:`EngineStore` (claims, guarded writes, leases), :class:`Catalog` (what the API
+  manages) and :class:`Outbox` (webhook events).
 - :class:`JobQueue`: carries claimed deliveries from the dispatcher to the workers.
 - :class:`RateLimiter`: decides when a request may go out without breaking a platform limit.
 - :class:`Connector`: speaks one platform's publishing API.
@@ -17,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from herald.domain import (
+    ApiKey,
     Attempt,
     Channel,
     ChannelStatus,
@@ -27,7 +30,11 @@ from herald.domain import (
     NewPost,
     Platform,
     Post,
+    PostingSlot,
     Transition,
+    Webhook,
+    WebhookEvent,
+    Workspace,
 )
 from herald.states import DeliveryState
 
@@ -35,10 +42,13 @@ if TYPE_CHECKING:
     from herald.limits.rules import LimitClaim
 
 __all__ = [
+    "Catalog",
     "Connector",
     "CredentialResolver",
     "Credentials",
+    "EngineStore",
     "JobQueue",
+    "Outbox",
     "PlatformUsage",
     "PublishRequest",
     "Published",
@@ -51,43 +61,28 @@ Credentials = Mapping[str, str]
 
 
 @runtime_checkable
-class Store(Protocol):
-    """Durable home of channels, posts and deliveries. All writes are atomic."""
+class EngineStore(Protocol):
+    """What the engine needs from the store: claims, guarded writes, leases."""
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (migrations)."""
 
     async def close(self) -> None: ...
 
-    # -- catalogue --------------------------------------------------------------------------
-    async def add_channels(self, channels: Sequence[Channel]) -> None: ...
-
     async def get_channel(self, channel_id: str) -> Channel:
         """Raise :class:`~herald.errors.NotFound` if there is no such channel."""
 
-    async def list_channels(self) -> list[Channel]: ...
-
     async def set_channel_status(
-        self, channel_id: str, status: ChannelStatus, *, credentials_ref: str | None = None
-    ) -> None: ...
+        self,
+        channel_id: str,
+        status: ChannelStatus,
+        *,
+        credentials_ref: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        """Change a channel's status; ``event`` (e.g. ``channel.needs_reauth``) is recorded for
+        the workspace's webhooks in the same transaction."""
 
-    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
-        """Store posts and their deliveries in one transaction; return the deliveries."""
-
-    async def get_post(self, post_id: str) -> Post: ...
-
-    async def get_delivery(self, delivery_id: str) -> Delivery: ...
-
-    async def list_deliveries(
-        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
-    ) -> list[Delivery]:
-        """Deliveries ordered by id, for paging: pass the last id seen as ``after_id``."""
-
-    async def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
-
-    async def count_by_state(self) -> dict[DeliveryState, int]: ...
-
-    # -- engine -----------------------------------------------------------------------------
     async def claim_due(
         self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
     ) -> ClaimBatch:
@@ -101,7 +96,10 @@ class Store(Protocol):
         """The earliest ``next_attempt_at`` among claimable deliveries of active channels."""
 
     async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
-        """Write guarded state changes in one transaction; say which ones took effect."""
+        """Write guarded state changes in one transaction; say which ones took effect.
+
+        A transition with an ``event`` that takes effect also records that event for every
+        webhook of the delivery's workspace subscribed to it, in the same transaction."""
 
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         """Keep the leases of deliveries an engine still holds; return how many."""
@@ -110,6 +108,113 @@ class Store(Protocol):
         """Release deliveries whose lease ran out (``every``: all leased ones, for an engine
         that has the store to itself at start-up). Unsent ones become claimable again; ones
         that may have been sent become ``unconfirmed`` and are checked before any resend."""
+
+    async def get_channel_secret(self, channel_id: str) -> bytes | None:
+        """The channel's encrypted credentials, when the store keeps them (``vault:`` refs)."""
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    """Workspaces, keys, channels, posts, posting slots and webhooks: what the API manages.
+
+    The store does not scope reads by workspace; the API checks every object it returns
+    against the caller's workspace and answers 404 otherwise.
+    """
+
+    async def add_workspace(self, workspace: Workspace) -> None: ...
+
+    async def get_workspace(self, workspace_id: str) -> Workspace: ...
+
+    async def add_api_key(self, key: ApiKey, secret_hash: str) -> None: ...
+
+    async def api_key_by_prefix(self, prefix: str) -> tuple[ApiKey, str] | None:
+        """The key with this prefix and its secret's hash, revoked or not."""
+
+    async def list_api_keys(self, workspace_id: str) -> list[ApiKey]: ...
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> None: ...
+
+    async def add_channels(self, channels: Sequence[Channel]) -> None: ...
+
+    async def list_channels(self, workspace_id: str | None = None) -> list[Channel]:
+        """Channels, ordered by id; deleted ones excluded."""
+
+    async def update_channel(self, channel: Channel) -> None:
+        """Store the channel's name, time zone and credentials reference."""
+
+    async def delete_channel(self, channel_id: str, at: datetime) -> int:
+        """Mark the channel deleted and cancel its pending deliveries; return how many."""
+
+    async def set_channel_secret(self, channel_id: str, ciphertext: bytes) -> None: ...
+
+    async def set_schedule(self, channel_id: str, slots: Sequence[PostingSlot]) -> None: ...
+
+    async def get_schedule(self, channel_id: str) -> list[PostingSlot]: ...
+
+    async def busy_times(self, channel_id: str, start: datetime, end: datetime) -> set[datetime]:
+        """Due times in ``[start, end)`` already taken by live deliveries of the channel."""
+
+    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
+        """Store posts and their deliveries in one transaction; return the deliveries."""
+
+    async def get_post(self, post_id: str) -> Post: ...
+
+    async def list_posts(
+        self,
+        workspace_id: str,
+        *,
+        state: DeliveryState | None = None,
+        channel_id: str | None = None,
+        due_from: datetime | None = None,
+        due_to: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[Post]:
+        """Posts ordered by (created_at, id), after the cursor ``after``; the filters keep posts
+        with at least one delivery in ``state``, on ``channel_id``, due in the range."""
+
+    async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]: ...
+
+    async def get_delivery(self, delivery_id: str) -> Delivery: ...
+
+    async def list_deliveries(
+        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
+    ) -> list[Delivery]:
+        """Deliveries ordered by id, for paging: pass the last id seen as ``after_id``."""
+
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
+
+    async def count_by_state(self) -> dict[DeliveryState, int]: ...
+
+    async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None: ...
+
+    async def list_webhooks(self, workspace_id: str) -> list[Webhook]: ...
+
+    async def get_webhook_secret(self, webhook_id: str) -> bytes: ...
+
+    async def delete_webhook(self, webhook_id: str) -> None: ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """Webhook events waiting to be sent, written together with the changes they report."""
+
+    async def claim_webhook_events(
+        self, *, now: datetime, limit: int, lease_until: datetime
+    ) -> list[WebhookEvent]: ...
+
+    async def settle_webhook_event(
+        self, event_id: str, *, sent: bool, next_attempt_at: datetime | None, error: str | None
+    ) -> None:
+        """Sent, or failed: retried at ``next_attempt_at``, or given up when it is None."""
+
+    async def next_webhook_event_at(self) -> datetime | None: ...
+
+
+@runtime_checkable
+class Store(EngineStore, Catalog, Outbox, Protocol):
+    """The source of truth; every store implements the three faces and passes one contract
+    suite (tests/unit/test_store_contract.py, tests/integration for PostgreSQL)."""
 
 
 @runtime_checkable

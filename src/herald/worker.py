@@ -21,7 +21,7 @@ from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueErr
 from herald.lane import Lane, Slot
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
 from herald.metrics import Metrics
-from herald.policy import Decision, Policy
+from herald.policy import Decision, Policy, webhook_event
 from herald.states import DeliveryState as S
 from herald.types import (
     Connector,
@@ -314,10 +314,12 @@ class WorkerPool:
                 pause_key(platform, scope, channel.external_id), until.timestamp()
             )
         if decision.channel_status is not None:
-            await self._e.store.set_channel_status(channel.id, decision.channel_status)
+            await self._e.store.set_channel_status(
+                channel.id, decision.channel_status, event="channel.needs_reauth"
+            )
             self._e.forget_credentials(channel)
             self._parked.add(channel.id)
-        t = decision.transition
+        t = replace(decision.transition, event=webhook_event(decision))
         applied = await self._e.writer.write(t)
         self._e.metrics.deliveries.labels(platform.value, decision.outcome).inc()
         if decision.outcome == "retry":

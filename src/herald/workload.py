@@ -218,6 +218,6 @@ def plan_posts(
         due = resolve(LocalTime(wall, zone), on_gap="shift")
         post = _content(index, zone, targets, media_urls)
         ids = [new_id("dlv") for _ in targets]
-        new_posts.append(NewPost(post, tuple(zip(ids, (c.id for c in targets), strict=True)), due))
+        new_posts.append(NewPost.at(post, zip(ids, (c.id for c in targets), strict=True), due))
         planned += [PlannedDelivery(i, index, c) for i, c in zip(ids, targets, strict=True)]
     return Workload(new_posts, planned)

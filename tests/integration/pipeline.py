@@ -94,7 +94,7 @@ class Pipeline:
             text = f"Post number {self._posts} from the pipeline test suite"
             targets = tuple((new_id("dlv"), c.id) for c in channels)
             post = self.content(channels, text)
-            posts.append(NewPost(post, targets, due_at or utcnow() - timedelta(seconds=1)))
+            posts.append(NewPost.at(post, targets, due_at or utcnow() - timedelta(seconds=1)))
         created = await self.store.add_posts(posts)
         return [d.id for d in created]
 

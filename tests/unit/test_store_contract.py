@@ -80,7 +80,9 @@ async def test_add_posts_is_atomic_on_unknown_channel(store):
     fb = channel()
     await store.add_channels([fb])
     good = new_post([fb])
-    bad = NewPost(Post(new_id("post"), good.post.content), ((new_id("dlv"), "ch_nope"),), utcnow())
+    bad = NewPost.at(
+        Post(new_id("post"), good.post.content), [(new_id("dlv"), "ch_nope")], utcnow()
+    )
     with pytest.raises(NotFound):
         await store.add_posts([good, bad])
     assert await store.count_by_state() == {}
@@ -122,7 +124,7 @@ async def test_claim_applies_platform_overrides(store):
         base.post.content,
         overrides={Platform.LINKEDIN: ContentOverride(text="For my network")},
     )
-    await store.add_posts([NewPost(post, base.targets, base.due_at)])
+    await store.add_posts([NewPost.at(post, base.targets, base.due_at)])
     jobs = {j.channel.platform: j for j in (await claim(store)).jobs}
     assert jobs[Platform.FACEBOOK].content.text == base.post.content.text
     assert jobs[Platform.LINKEDIN].content.text == "For my network"

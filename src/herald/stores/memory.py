@@ -24,6 +24,7 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import CLAIMABLE, DeliveryState, allowed_sources
+from herald.stores.memory_catalog import MemoryCatalog
 
 __all__ = ["MemoryStore"]
 
@@ -57,7 +58,7 @@ def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
     )
 
 
-class MemoryStore:
+class MemoryStore(MemoryCatalog):
     """Implements :class:`herald.types.Store` in process memory."""
 
     def __init__(self) -> None:
@@ -66,6 +67,7 @@ class MemoryStore:
         self._deliveries: dict[str, Delivery] = {}
         self._attempts: dict[str, list[Attempt]] = {}
         self._claims: dict[str, tuple[str, datetime]] = {}  # delivery id -> (token, lease)
+        self._init_catalog()
 
     async def open(self) -> None:
         return None
@@ -91,32 +93,37 @@ class MemoryStore:
         except KeyError:
             raise NotFound("channel", channel_id) from None
 
-    async def list_channels(self) -> list[Channel]:
-        return sorted(self._channels.values(), key=lambda c: c.id)
-
     async def set_channel_status(
-        self, channel_id: str, status: ChannelStatus, *, credentials_ref: str | None = None
+        self,
+        channel_id: str,
+        status: ChannelStatus,
+        *,
+        credentials_ref: str | None = None,
+        event: str | None = None,
     ) -> None:
         channel = await self.get_channel(channel_id)
-        self._channels[channel_id] = replace(
+        changed = replace(
             channel, status=status, credentials_ref=credentials_ref or channel.credentials_ref
         )
+        self._channels[channel_id] = changed
+        if event is not None:
+            self._emit_channel(changed, event, utcnow())
 
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
         created: list[Delivery] = []
         for new in posts:
             if new.post.id in self._posts:
                 raise InvalidInput("post id already exists", field="id")
-            for delivery_id, channel_id in new.targets:
-                channel = await self.get_channel(channel_id)
+            for target in new.deliveries:
+                channel = await self.get_channel(target.channel_id)
                 created.append(
                     Delivery(
-                        id=delivery_id,
+                        id=target.id,
                         post_id=new.post.id,
-                        channel_id=channel_id,
+                        channel_id=target.channel_id,
                         platform=channel.platform,
-                        due_at=new.due_at,
-                        next_attempt_at=new.due_at,
+                        due_at=target.due_at,
+                        next_attempt_at=target.due_at,
                         updated_at=utcnow(),
                     )
                 )
@@ -207,13 +214,15 @@ class MemoryStore:
         claim = self._claims.get(t.delivery_id)
         if t.claim_token is not None and (claim is None or claim[0] != t.claim_token):
             return False
-        self._deliveries[t.delivery_id] = applied(delivery, t, now)
+        self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
         if t.target in (S.CLAIMED, S.PUBLISHING) and claim is not None:
             self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
         else:
             self._claims.pop(t.delivery_id, None)
         if t.attempt is not None:
             self._attempts.setdefault(t.delivery_id, []).append(t.attempt)
+        if t.event is not None:
+            self._emit_delivery(changed, t.event, now)
         return True
 
     async def apply(self, transitions: Sequence[Transition]) -> list[bool]:

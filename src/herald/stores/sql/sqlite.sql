@@ -2,29 +2,74 @@
 -- Delivery columns are always selected in the order of DELIVERY_COLUMNS in sqlite.py.
 
 -- name: insert_channel
-INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
+                      created_at, workspace_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: get_channel
-SELECT id, platform, external_id, name, timezone, credentials_ref, status
-FROM channels WHERE id = ?;
+SELECT {channel_columns} FROM channels WHERE id = ?;
 
 -- name: list_channels
-SELECT id, platform, external_id, name, timezone, credentials_ref, status
-FROM channels ORDER BY id;
+SELECT {channel_columns} FROM channels WHERE deleted_at IS NULL ORDER BY id;
+
+-- name: list_workspace_channels
+SELECT {channel_columns} FROM channels WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY id;
 
 -- name: set_channel_status
 UPDATE channels SET status = ?, credentials_ref = COALESCE(?, credentials_ref) WHERE id = ?;
 
+-- name: update_channel
+UPDATE channels SET name = ?, timezone = ?, credentials_ref = ? WHERE id = ?;
+
+-- name: delete_channel
+UPDATE channels SET deleted_at = ?, status = 'disabled' WHERE id = ? AND deleted_at IS NULL;
+
+-- name: cancel_channel_deliveries
+UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
+    lease_until = NULL, last_error = 'the channel was deleted', updated_at = ?
+WHERE channel_id = ? AND state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed');
+
+-- name: set_channel_secret
+UPDATE channels SET secret = ? WHERE id = ?;
+
+-- name: get_channel_secret
+SELECT secret FROM channels WHERE id = ?;
+
+-- name: channel_event
+-- Record ``event`` about a channel for every webhook of its workspace subscribed to it.
+INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                            created_at)
+SELECT 'evt_' || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
+       json_object('event', :event, 'channel_id', c.id, 'platform', c.platform,
+                   'status', c.status, 'occurred_at', :now_iso),
+       :now, :now
+FROM channels c JOIN webhooks w ON w.workspace_id = c.workspace_id
+WHERE c.id = :id AND w.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = :event);
+
+-- name: delivery_event
+INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                            created_at)
+SELECT 'evt_' || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
+       json_object('event', :event, 'delivery_id', d.id, 'post_id', d.post_id,
+                   'channel_id', d.channel_id, 'platform', d.platform, 'state', d.state,
+                   'external_id', d.external_id, 'error', d.last_error,
+                   'occurred_at', :now_iso),
+       :now, :now
+FROM deliveries d JOIN posts p ON p.id = d.post_id
+     JOIN webhooks w ON w.workspace_id = p.workspace_id
+WHERE d.id = :id AND w.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = :event);
+
 -- name: insert_post
-INSERT INTO posts (id, content, overrides, created_at) VALUES (?, ?, ?, ?);
+INSERT INTO posts (id, content, overrides, created_at, workspace_id) VALUES (?, ?, ?, ?, ?);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at, updated_at)
 SELECT ?, ?, c.id, c.platform, ?, 'scheduled', ?, ? FROM channels c WHERE c.id = ?;
 
 -- name: get_post
-SELECT id, content, overrides, created_at FROM posts WHERE id = ?;
+SELECT {post_columns} FROM posts WHERE id = ?;
 
 -- name: get_delivery
 SELECT {columns} FROM deliveries WHERE id = ?;
@@ -113,3 +158,73 @@ UPDATE deliveries SET
     lease_until = NULL,
     updated_at = :now
 WHERE state IN ('claimed', 'publishing') AND (:every OR lease_until < :now);
+
+-- name: insert_workspace
+INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?);
+
+-- name: get_workspace
+SELECT id, name, created_at FROM workspaces WHERE id = ?;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: api_key_by_prefix
+SELECT id, workspace_id, prefix, name, created_at, revoked_at, secret_hash
+FROM api_keys WHERE prefix = ?;
+
+-- name: list_api_keys
+SELECT id, workspace_id, prefix, name, created_at, revoked_at
+FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?;
+
+-- name: delete_schedule
+DELETE FROM posting_slots WHERE channel_id = ?;
+
+-- name: insert_slot
+INSERT INTO posting_slots (channel_id, weekday, minute) VALUES (?, ?, ?);
+
+-- name: get_schedule
+SELECT weekday, minute FROM posting_slots WHERE channel_id = ? ORDER BY weekday, minute;
+
+-- name: busy_times
+SELECT due_at FROM deliveries
+WHERE channel_id = ? AND due_at >= ? AND due_at < ? AND state NOT IN ('cancelled', 'expired');
+
+-- name: insert_webhook
+INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: list_webhooks
+SELECT id, workspace_id, url, events, created_at FROM webhooks
+WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: get_webhook_secret
+SELECT secret FROM webhooks WHERE id = ? AND deleted_at IS NULL;
+
+-- name: delete_webhook
+UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL;
+
+-- name: recover_webhook_events
+UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = :now
+WHERE state = 'sending' AND lease_until < :now;
+
+-- name: claim_webhook_events
+UPDATE webhook_events SET state = 'sending', lease_until = :lease_until, attempts = attempts + 1
+WHERE id IN (
+    SELECT id FROM webhook_events
+    WHERE state = 'pending' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit
+)
+RETURNING id, webhook_id, workspace_id, event, payload, attempts, created_at;
+
+-- name: settle_webhook_event
+UPDATE webhook_events SET
+    state = CASE WHEN :sent THEN 'sent' WHEN :next_attempt_at IS NULL THEN 'failed'
+                 ELSE 'pending' END,
+    next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
+WHERE id = :id AND state = 'sending';
+
+-- name: next_webhook_event_at
+SELECT min(next_attempt_at) FROM webhook_events WHERE state = 'pending';
