@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from herald.backoff import full_jitter
 from herald.config import EngineSettings
@@ -121,14 +122,21 @@ class Policy:
             error=delivery.last_error,
         )
 
-    def abandoned(self, job: Job, now: datetime) -> Transition:
-        """The engine stopped while this delivery's request was in flight: look it up later."""
+    def _unconfirmed(self, job: Job, **fields: Any) -> Transition:
+        """The outcome is unknown: nothing is sent again before the post is looked up."""
         return Transition(
             job.delivery.id,
             S.UNCONFIRMED,
             claim_token=job.claim_token,
-            next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
             check_first=True,
+            **fields,
+        )
+
+    def abandoned(self, job: Job, now: datetime) -> Transition:
+        """The engine stopped while this delivery's request was in flight: look it up later."""
+        return self._unconfirmed(
+            job,
+            next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
             error="the engine stopped while the publish request was in flight",
         )
 
@@ -255,12 +263,9 @@ class Policy:
         if not isinstance(exc, OutcomeUnknown):
             log.error("delivery.unexpected_error", exc_info=exc, extra={"delivery_id": delivery.id})
         next_at = now + timedelta(seconds=self.settings.check_delay_s)
-        t = Transition(
-            delivery.id,
-            S.UNCONFIRMED,
-            claim_token=token,
+        t = self._unconfirmed(
+            job,
             next_attempt_at=next_at,
-            check_first=True,
             error=message,
             attempt=attempt("unknown", message),
         )
@@ -271,24 +276,18 @@ class Policy:
     ) -> Decision:
         """Refused as a repeat after an earlier send: that send most likely landed. Look the
         post up again instead of failing; if it stays out of sight, leave it to the user."""
-        delivery, token = job.delivery, job.claim_token
+        delivery = job.delivery
         if delivery.retries + 1 > self.settings.max_retries:
-            t = Transition(
-                delivery.id,
-                S.UNCONFIRMED,
-                claim_token=token,
+            t = self._unconfirmed(
+                job,
                 next_attempt_at=None,
-                check_first=True,
                 error=f"the platform says this post exists but it cannot be found: {message}",
                 attempt=attempt("duplicate", message),
             )
             return Decision(t, "unconfirmed", "delivery.needs_decision")
-        t = Transition(
-            delivery.id,
-            S.UNCONFIRMED,
-            claim_token=token,
+        t = self._unconfirmed(
+            job,
             next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
-            check_first=True,
             retry_spent=True,
             error=message,
             attempt=attempt("duplicate", message),
@@ -361,18 +360,15 @@ class Policy:
     def _check_failed(
         self, job: Job, exc: BaseException, now: datetime, record: AttemptFactory
     ) -> Decision:
-        delivery, token = job.delivery, job.claim_token
+        delivery = job.delivery
         message = str(exc) or type(exc).__name__
         if isinstance(exc, RateLimited | AuthExpired):
             decision = self._failure(job, exc, now, record)
             t = decision.transition
             return Decision(
-                Transition(
-                    delivery.id,
-                    S.UNCONFIRMED,
-                    claim_token=token,
+                self._unconfirmed(
+                    job,
                     next_attempt_at=t.next_attempt_at,
-                    check_first=True,
                     error=message,
                     attempt=t.attempt,
                 ),
@@ -385,12 +381,9 @@ class Policy:
             isinstance(exc, ReconcileUnsupported) or delivery.checks + 1 >= self.settings.max_checks
         )
         if give_up:
-            t = Transition(
-                delivery.id,
-                S.UNCONFIRMED,
-                claim_token=token,
+            t = self._unconfirmed(
+                job,
                 next_attempt_at=None,
-                check_first=True,
                 check_failed=True,
                 error=f"could not confirm whether the post exists: {message}",
                 attempt=record("check_failed", message),
@@ -402,12 +395,9 @@ class Policy:
             cap_s=self.settings.backoff_cap_s,
             rng=self._rng,
         )
-        t = Transition(
-            delivery.id,
-            S.UNCONFIRMED,
-            claim_token=token,
+        t = self._unconfirmed(
+            job,
             next_attempt_at=now + timedelta(seconds=max(delay, self.settings.check_delay_s)),
-            check_first=True,
             check_failed=True,
             error=message,
             attempt=record("check_failed", message),
