@@ -308,14 +308,15 @@ def print_summary(console: Console, summary: Summary) -> None:
         ("duplicates (judged by the platforms)", summary.duplicates),
         ("rate-limit violations", summary.limit_violations),
         ("channels re-authorised", summary.reauthorized),
-        ("wall time", f"{summary.elapsed_s:.2f} s"),
+        ("wall time (1 s lead before the first due post)", f"{summary.elapsed_s:.2f} s"),
+        ("first due to last outcome", f"{summary.drain_s:.2f} s"),
         ("throughput", f"{summary.deliveries_per_s:.0f} deliveries/s"),
         ("lateness p50 / p99", f"{summary.lateness_p50_s:.3f} s / {summary.lateness_p99_s:.3f} s"),
     ]
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
-    if summary.injected_faults:
+    if any(summary.injected_faults.values()):
         injected = ", ".join(f"{k}: {v}" for k, v in sorted(summary.injected_faults.items()))
         console.print(f"faults injected by the platforms: {injected}")
     verdict = "[green]nothing lost, nothing twice[/]" if summary.ok else "[red]FAILED[/]"
