@@ -26,9 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## make bench: throughput and lateness figures (see docs/benchmarks.md)
+## make bench: throughput and lateness figures (see docs/benchmarks.md). On PostgreSQL too:
+##   make services bench BENCH_ARGS="--scenario burst --store both"  (SQLite and PostgreSQL)
+##   $(BIN)/python bench/drivers.py                   (asyncpg vs psycopg on the store's queries)
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 services:
 	@scripts/services.sh

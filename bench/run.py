@@ -1,7 +1,12 @@
-"""Herald's benchmarks: the embedded pipeline (SQLite engine) against the platform simulator.
+"""Herald's benchmarks: the engine on its store against the platform simulator.
 
-    python bench/run.py                       # every scenario, 3 repetitions each
+    python bench/run.py                       # every scenario, 3 repetitions each, SQLite
     python bench/run.py --scenario burst --posts 20000 --reps 5
+    python bench/run.py --scenario burst --store postgres   # PostgreSQL (scripts/services.sh)
+    python bench/run.py --scenario burst --store both       # SQLite, PostgreSQL alternately
+
+With ``--store postgres`` each run gets a fresh schema (dropped afterwards) on
+``--database-url`` (default: ``$HERALD_BENCH_DATABASE_URL`` or the local test server).
 
 The simulator runs in its own process so it does not share the engine's event loop. Each run
 prints its figures, the median and min-max over repetitions are printed at the end, and
@@ -20,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
+import secrets
 import statistics
 import sys
 import tempfile
@@ -31,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import uvloop
 
 from herald.bootstrap import running_engine
@@ -41,10 +49,15 @@ from herald.logs import configure_logging
 from herald.report import all_deliveries, judge, percentile
 from herald.simproc import SimulatorProcess
 from herald.simulator import LatencyModel, SimulatorConfig
+from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
+from herald.types import Store
 from herald.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_PG_URL = os.environ.get(
+    "HERALD_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 @dataclass(frozen=True)
@@ -108,7 +121,28 @@ def _randomise_due(
     ]
 
 
-async def run_once(scenario: Scenario, posts: int, seed: int) -> dict[str, Any]:
+async def _open_store(kind: str, work: Path, settings: Settings, pg_url: str) -> Store:
+    if kind == "postgres":
+        store: Store = PostgresStore(pg_url, schema=f"herald_bench_{secrets.token_hex(4)}")
+    else:
+        store = SQLiteStore(work / "bench.db", synchronous=settings.engine.sqlite_synchronous)
+    await store.open()
+    return store
+
+
+async def _close_store(store: Store, pg_url: str) -> None:
+    await store.close()
+    if isinstance(store, PostgresStore):
+        conn = await asyncpg.connect(pg_url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+        finally:
+            await conn.close()
+
+
+async def run_once(
+    scenario: Scenario, posts: int, seed: int, kind: str = "sqlite", pg_url: str = DEFAULT_PG_URL
+) -> dict[str, Any]:
     configure_logging("ERROR")
     plain = Settings()
     sim_config = SimulatorConfig.from_settings(plain, latency=scenario.latency, seed=seed)
@@ -135,8 +169,7 @@ async def run_once(scenario: Scenario, posts: int, seed: int) -> dict[str, Any]:
             new_posts = workload.posts
             if scenario.random_times:
                 new_posts = _randomise_due(new_posts, start, scenario.spread_s, seed)
-            store = SQLiteStore(work / "bench.db", synchronous=settings.engine.sqlite_synchronous)
-            await store.open()
+            store = await _open_store(kind, work, settings, pg_url)
             try:
                 await store.add_channels(channels)
                 for i in range(0, len(new_posts), 2000):
@@ -154,9 +187,10 @@ async def run_once(scenario: Scenario, posts: int, seed: int) -> dict[str, Any]:
                 peak = (await sim.client.audit.summary())["max_concurrency"]
                 dispatch = await _dispatch_lateness(store)
             finally:
-                await store.close()
+                await _close_store(store, pg_url)
     return {
         "scenario": scenario.name,
+        "store": kind,
         "posts": posts,
         "deliveries": summary.deliveries,
         "published": summary.published,
@@ -180,7 +214,7 @@ async def run_once(scenario: Scenario, posts: int, seed: int) -> dict[str, Any]:
     }
 
 
-async def _dispatch_lateness(store: SQLiteStore) -> list[float]:
+async def _dispatch_lateness(store: Store) -> list[float]:
     """Seconds from due time to the request that published: Herald's own share of lateness
     (the rest is the platform's answer time)."""
     out = []
@@ -191,7 +225,7 @@ async def _dispatch_lateness(store: SQLiteStore) -> list[float]:
     return out
 
 
-async def _measure(settings: Settings, store: SQLiteStore, start: datetime) -> dict[str, Any]:
+async def _measure(settings: Settings, store: Store, start: datetime) -> dict[str, Any]:
     async with running_engine(settings, store) as engine:
         cpu0 = time.process_time()
         task = asyncio.create_task(engine.run(burst=True, burst_horizon_s=120))
@@ -234,7 +268,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _print_run(run: dict[str, Any]) -> None:
     print(
-        f"  {run['scenario']:<14} {run['deliveries']:>6} deliveries  "
+        f"  {run['scenario']:<14} {run['store']:<8} {run['deliveries']:>6} deliveries  "
         f"{run['deliveries_per_s']:>8.1f}/s  drain {run['drain_s']:>7.2f} s  "
         f"lateness p50 {run['lateness_p50_s']:.3f} p99 {run['lateness_p99_s']:.3f} "
         f"max {run['lateness_max_s']:.3f} s  dispatch p99 {run['dispatch_p99_s']:.3f} s  "
@@ -245,6 +279,39 @@ def _print_run(run: dict[str, Any]) -> None:
     )
 
 
+def _report(name: str, kind: str, posts: int, runs: list[dict[str, Any]]) -> bool:
+    """Print the median over ``runs``, write them to bench/results; True if any failed."""
+    agg = _aggregate(runs)
+    med = {k: v["median"] for k, v in agg.items() if isinstance(v, dict)}
+    rate = agg["deliveries_per_s"]
+    print(
+        f"  median {kind}: {med['deliveries_per_s']:.1f} deliveries/s "
+        f"(min {rate['min']:.1f}, max {rate['max']:.1f}); "
+        f"lateness p99 {med['lateness_p99_s']:.3f} s "
+        f"(dispatch p99 {med['dispatch_p99_s']:.3f} s); "
+        f"cpu {med['cpu_s_per_1k']:.2f} s per 1k deliveries",
+        flush=True,
+    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    label = name if kind == "sqlite" else f"{name}-{kind}"
+    out = RESULTS / f"{label}-{stamp}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "scenario": name,
+                "store": kind,
+                "posts": posts,
+                "summary": agg,
+                "runs": runs,
+                "python": sys.version.split()[0],
+            },
+            indent=2,
+        )
+    )
+    print(f"  written to {out}", flush=True)
+    return bool(agg["lost"] or agg["duplicates"] or agg["limit_violations"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -253,46 +320,33 @@ def main() -> int:
     parser.add_argument("--posts", type=int, help="override the scenario's post count")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--store",
+        choices=["sqlite", "postgres", "both"],
+        default="sqlite",
+        help="the engine's store; both: SQLite and PostgreSQL alternately, same seeds",
+    )
+    parser.add_argument("--database-url", default=DEFAULT_PG_URL, help="PostgreSQL server")
     args = parser.parse_args()
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     RESULTS.mkdir(exist_ok=True)
     failed = False
     for name in names:
         scenario = SCENARIOS[name]
         posts = args.posts or scenario.posts
-        print(f"{name}: {posts} posts, {args.reps} repetitions", flush=True)
-        runs = []
+        print(f"{name}: {posts} posts, {args.reps} repetitions on {', '.join(kinds)}", flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         for rep in range(args.reps):
-            run = uvloop.run(run_once(scenario, posts, args.seed + rep))
-            _print_run(run)
-            runs.append(run)
-        agg = _aggregate(runs)
-        failed |= bool(agg["lost"] or agg["duplicates"] or agg["limit_violations"])
-        med = {k: v["median"] for k, v in agg.items() if isinstance(v, dict)}
-        rate = agg["deliveries_per_s"]
-        print(
-            f"  median: {med['deliveries_per_s']:.1f} deliveries/s "
-            f"(min {rate['min']:.1f}, max {rate['max']:.1f}); "
-            f"lateness p99 {med['lateness_p99_s']:.3f} s "
-            f"(dispatch p99 {med['dispatch_p99_s']:.3f} s); "
-            f"cpu {med['cpu_s_per_1k']:.2f} s per 1k deliveries",
-            flush=True,
-        )
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        out = RESULTS / f"{name}-{stamp}.json"
-        out.write_text(
-            json.dumps(
-                {
-                    "scenario": name,
-                    "posts": posts,
-                    "summary": agg,
-                    "runs": runs,
-                    "python": sys.version.split()[0],
-                },
-                indent=2,
-            )
-        )
-        print(f"  written to {out}", flush=True)
+            # Alternate which store goes first, so drift (heat, caches) favours neither.
+            for kind in kinds if rep % 2 == 0 else reversed(kinds):
+                run = uvloop.run(
+                    run_once(scenario, posts, args.seed + rep, kind, args.database_url)
+                )
+                _print_run(run)
+                runs[kind].append(run)
+        for kind in kinds:
+            failed |= _report(name, kind, posts, runs[kind])
     return 1 if failed else 0
 
 

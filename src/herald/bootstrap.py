@@ -5,7 +5,9 @@ Kept apart from the CLI so tests, the demo and the API server start Herald the s
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,10 +18,15 @@ from herald.engine import Engine
 from herald.errors import ConfigError
 from herald.platforms import build_connectors
 from herald.stores.memory import MemoryStore
+from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.types import Store
+from herald.vault import VAULT_REF, Vault, build_resolver
+from herald.webhooks import WebhookSender
 
-__all__ = ["EngineLock", "open_store", "running_engine"]
+__all__ = ["EngineLock", "open_store", "run_publishing", "running_engine", "webhook_sender"]
+
+log = logging.getLogger("herald.bootstrap")
 
 
 def open_store(settings: Settings) -> Store:
@@ -27,6 +34,10 @@ def open_store(settings: Settings) -> Store:
     url = settings.database_url
     if url.startswith("sqlite://"):
         return SQLiteStore(sqlite_path(url), synchronous=settings.engine.sqlite_synchronous)
+    if url.startswith(("postgresql://", "postgres://")):
+        # Several engines may share it: running_engine takes no lock and runs them with
+        # exclusive=False, so each recovers only the leases that ran out.
+        return PostgresStore(url)
     if url.startswith("memory://"):
         return MemoryStore()
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")
@@ -74,7 +85,14 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
     try:
         if own_store:
             await store.open()
-        yield Engine(settings, store, connectors, exclusive=lock is not None)
+        await _vault_usable(settings, store)
+        yield Engine(
+            settings,
+            store,
+            connectors,
+            exclusive=lock is not None,
+            credentials=build_resolver(settings, store),
+        )
     finally:
         for connector in connectors.values():
             await connector.aclose()
@@ -82,3 +100,59 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             await store.close()
         if lock is not None:
             lock.release()
+
+
+async def _vault_usable(settings: Settings, store: Store) -> None:
+    """The engine needs a secret key only when a channel keeps its credentials in the vault;
+    then starting without one is refused rather than parking every such channel."""
+    if settings.secret_keys:
+        return
+    if any(c.credentials_ref == VAULT_REF for c in await store.list_channels()):
+        raise ConfigError(
+            "channels keep their credentials encrypted in the store: set HERALD_SECRET_KEYS "
+            "(the keys the API uses)"
+        )
+
+
+def webhook_sender(
+    settings: Settings, store: Store, engine: Engine | None = None
+) -> WebhookSender | None:
+    """A sender for the store's webhook outbox, woken by ``engine`` when it records events.
+
+    None without a secret key: webhook secrets are encrypted, so nothing could be signed.
+    Events then wait in the outbox until a process with the key sends them.
+    """
+    if not settings.secret_keys:
+        log.warning("webhooks.disabled", extra={"reason": "no secret key (HERALD_SECRET_KEYS)"})
+        return None
+    sender = WebhookSender(store, Vault.from_settings(settings), settings.webhooks)
+    if engine is not None:
+        engine.on_events(sender.notify)
+    return sender
+
+
+async def run_publishing(
+    engine: Engine,
+    sender: WebhookSender | None,
+    *,
+    burst: bool = False,
+    burst_horizon_s: float = 60.0,
+) -> None:
+    """Run the engine and the webhook sender side by side (each its own tasks, so a slow
+    receiver never holds up publishing) until the engine stops; in burst mode the sender
+    then sends what is left before returning."""
+    if sender is None:
+        await engine.run(burst=burst, burst_horizon_s=burst_horizon_s)
+        return
+    sending = asyncio.create_task(sender.run(), name="herald-webhooks")
+    try:
+        await engine.run(burst=burst, burst_horizon_s=burst_horizon_s)
+    except BaseException:
+        sender.request_stop()
+        raise
+    finally:
+        if burst:
+            sender.drain()
+        else:
+            sender.request_stop()
+        await sending

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -21,6 +21,9 @@ from rich.console import Console
 from herald.config import Settings
 from herald.errors import HeraldError
 from herald.logs import configure_logging
+
+if TYPE_CHECKING:
+    from herald.types import Store
 
 __all__ = ["app", "main"]
 
@@ -33,6 +36,21 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
+admin = typer.Typer(
+    name="admin",
+    help="Workspaces, API keys and the keys that encrypt secrets at rest.",
+    no_args_is_help=True,
+)
+app.add_typer(admin)
+
+DbOption = Annotated[Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")]
+UrlOption = Annotated[str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")]
+HostOption = Annotated[
+    str | None, typer.Option(help="Listen on this address.", envvar="HERALD_API__HOST")
+]
+PortOption = Annotated[
+    int | None, typer.Option(help="Listen on this port.", envvar="HERALD_API__PORT")
+]
 
 
 def _settings(database_url: str | None = None) -> Settings:
@@ -75,12 +93,20 @@ def run(
     """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
     settings = _settings(database_url=_database_url(db, database_url))
     configure_logging(settings.log_level, settings.log_format)
-    from herald.bootstrap import running_engine  # heavy imports only for this command
+    # heavy imports only for this command
+    from herald.bootstrap import run_publishing, running_engine, webhook_sender
 
     async def main() -> None:
         async with running_engine(settings) as engine:
-            _install_stop(engine.request_stop)
-            await engine.run(burst=burst)
+            sender = webhook_sender(settings, engine.store, engine)
+
+            def stop() -> None:
+                engine.request_stop()
+                if sender is not None:
+                    sender.request_stop()
+
+            _install_stop(stop)
+            await run_publishing(engine, sender, burst=burst)
 
     _run(main())
 
@@ -158,6 +184,132 @@ def demo(
         print(json.dumps(summary.as_dict()))
     if not summary.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+def api(
+    db: DbOption = None,
+    database_url: UrlOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+) -> None:
+    """Serve the REST API only (an engine runs elsewhere: `herald run`), until SIGINT/SIGTERM."""
+    settings = _settings(database_url=_database_url(db, database_url))
+    configure_logging(settings.log_level, settings.log_format)
+    from herald.server import serve_api
+
+    _run(serve_api(settings, install_stop=_install_stop, host=host, port=port))
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    database_url: UrlOption = None,
+    host: HostOption = None,
+    port: PortOption = None,
+) -> None:
+    """Serve the API with the engine and the webhook sender in one process, until SIGINT/SIGTERM.
+
+    The single-box deployment; a signal stops all three gracefully.
+    """
+    settings = _settings(database_url=_database_url(db, database_url))
+    configure_logging(settings.log_level, settings.log_format)
+    from herald.server import serve_all
+
+    _run(serve_all(settings, install_stop=_install_stop, host=host, port=port))
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    from herald.bootstrap import open_store
+
+    store = open_store(settings)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+@admin.command("create-workspace")
+def create_workspace(
+    name: Annotated[str, typer.Argument(help="The workspace's name.")],
+    key_name: Annotated[
+        str, typer.Option(help="Name of its first API key.", envvar="HERALD_KEY_NAME")
+    ] = "first key",
+    db: DbOption = None,
+    database_url: UrlOption = None,
+) -> None:
+    """Make a workspace and its first API key; the key is printed alone on the last line."""
+    from herald.tenancy import Tenancy
+
+    settings = _settings(database_url=_database_url(db, database_url))
+    issued = _run(
+        _with_store(settings, lambda s: Tenancy(s).create_workspace(name, key_name=key_name))
+    )
+    print(f"workspace: {issued.key.workspace_id}")
+    print(f"key id: {issued.key.id} (the key below is shown once)")
+    print(issued.token)
+
+
+@admin.command("create-key")
+def create_key(
+    workspace_id: Annotated[str, typer.Argument(help="The workspace's id (ws_...).")],
+    name: Annotated[str, typer.Option(help="The key's name.", envvar="HERALD_KEY_NAME")] = "key",
+    db: DbOption = None,
+    database_url: UrlOption = None,
+) -> None:
+    """Make another API key for a workspace; the key is printed alone on the last line."""
+    from herald.tenancy import Tenancy
+
+    settings = _settings(database_url=_database_url(db, database_url))
+    issued = _run(_with_store(settings, lambda s: Tenancy(s).issue_key(workspace_id, name)))
+    print(f"key id: {issued.key.id} (the key below is shown once)")
+    print(issued.token)
+
+
+@admin.command("revoke-key")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    db: DbOption = None,
+    database_url: UrlOption = None,
+) -> None:
+    """Revoke an API key at once."""
+    from herald.tenancy import Tenancy
+
+    settings = _settings(database_url=_database_url(db, database_url))
+    _run(_with_store(settings, lambda s: Tenancy(s).revoke_key(None, key_id)))
+    err.print(f"revoked {key_id}")
+
+
+@admin.command("rotate-keys")
+def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
+    """Re-encrypt stored secrets with the first of HERALD_SECRET_KEYS (put the new key first,
+    keep the old ones after it until this has run)."""
+    from herald.vault import Vault, rotate_secrets
+
+    settings = _settings(database_url=_database_url(db, database_url))
+    try:
+        vault = Vault.from_settings(settings)
+    except HeraldError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    report = _run(_with_store(settings, lambda s: rotate_secrets(s, vault)))
+    print(f"channel secrets re-encrypted: {report.channels_rotated}")
+    print(f"webhook secrets under the first key: {report.webhooks_current}")
+    if not report.complete:
+        err.print(
+            f"[yellow]{report.webhooks_stale} webhook secret(s) are still under an older key "
+            "(the store cannot rewrite them yet): keep that key configured[/]"
+        )
+        raise typer.Exit(1)
+
+
+@admin.command("new-secret-key")
+def new_secret_key() -> None:
+    """Print a new random key for HERALD_SECRET_KEYS."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

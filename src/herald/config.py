@@ -9,20 +9,25 @@ name (``_s`` for seconds). Platform limits default to the platforms' documented 
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+import json
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from herald.domain import Platform
 
 __all__ = [
+    "ApiSettings",
     "EngineSettings",
     "FacebookSettings",
     "InstagramSettings",
     "LinkedInSettings",
     "PlatformSettings",
     "Settings",
+    "WebhookSettings",
     "YouTubeSettings",
 ]
 
@@ -122,9 +127,69 @@ class YouTubeSettings(PlatformSettings):
     category_id: str = "22"
 
 
+class ApiSettings(BaseModel):
+    """The REST API (``herald api``, ``herald serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    past_grace_s: float = Field(
+        300.0, ge=0, description="a publish time this far in the past is accepted (sent at once)"
+    )
+    max_horizon_days: int = Field(
+        730, ge=1, le=3650, description="publish times and free-slot searches stop this far ahead"
+    )
+    max_page_size: int = Field(200, ge=1, le=1000, description="largest page of a listing")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest JSON request body")
+    import_max_bytes: int = Field(16_777_216, ge=1024, description="largest CSV import body")
+    import_max_rows: int = Field(10_000, ge=1, description="most rows in one CSV import")
+    readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
+
+
+class WebhookSettings(BaseModel):
+    """The webhook sender: outbox events POSTed to subscribers, signed, retried."""
+
+    concurrency: int = Field(8, gt=0, le=256, description="requests in flight at once")
+    batch: int = Field(100, gt=0, le=1000, description="events claimed per round trip")
+    lease_s: float = Field(60.0, ge=5, description="a claimed event is re-sent after this")
+    timeout_s: float = Field(10.0, gt=0, description="whole request, connect included")
+    max_attempts: int = Field(12, ge=1, description="attempts before an event is given up")
+    backoff_base_s: float = Field(5.0, gt=0)
+    backoff_cap_s: float = Field(3600.0, gt=0)
+    idle_recheck_s: float = Field(
+        5.0, gt=0, description="longest sleep, to see events written by other processes"
+    )
+    shutdown_grace_s: float = Field(10.0, ge=0, description="time requests in flight get to end")
+
+    @model_validator(mode="after")
+    def _timeout_below_lease(self) -> WebhookSettings:
+        if self.timeout_s >= self.lease_s:
+            raise ValueError("webhooks.timeout_s must be below webhooks.lease_s")
+        return self
+
+
+def _split_keys(value: Any) -> Any:
+    """``HERALD_SECRET_KEYS``: a JSON list, or keys separated by commas or whitespace."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def _is_fernet_key(value: str) -> bool:
+    try:
+        return len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HERALD_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="HERALD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        hide_input_in_errors=True,  # errors must never echo a secret key
     )
 
     database_url: str = "sqlite:///herald.db"
@@ -135,6 +200,13 @@ class Settings(BaseSettings):
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
     linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)
     youtube: YouTubeSettings = Field(default_factory=YouTubeSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    #: Keys that encrypt channel credentials and webhook secrets at rest (Fernet, 32 url-safe
+    #: base64-encoded bytes each). The first encrypts; every one decrypts, so a new key goes
+    #: first and the old ones stay until ``herald admin rotate-keys`` has re-encrypted. No
+    #: default: the API refuses to start without one.
+    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 
     def platform(self, platform: Platform) -> PlatformSettings:
         section: PlatformSettings = getattr(self, platform.value)
@@ -145,4 +217,20 @@ class Settings(BaseSettings):
     def _known_scheme(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
             raise ValueError("database_url must start with sqlite://, postgresql:// or memory://")
+        return value
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        return _split_keys(value)
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(value):
+            if not _is_fernet_key(key.get_secret_value()):
+                raise ValueError(
+                    f"secret key #{index + 1} is not a Fernet key (32 url-safe base64-encoded "
+                    "bytes); make one with `herald admin new-secret-key`"
+                )
         return value

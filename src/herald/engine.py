@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from herald.config import Settings
@@ -63,6 +63,7 @@ class Engine:
         self._in_flight = InFlight()
         self._writer = TransitionWriter(store)
         self._stopping = asyncio.Event()
+        self._event_listeners: list[Callable[[], None]] = []
         self.dispatcher = Dispatcher(
             store, self._queue, self._in_flight, settings.engine, self.metrics
         )
@@ -82,6 +83,7 @@ class Engine:
                 finish=self._finish,
                 dispatcher_notify=self.dispatcher.notify,
                 forget_credentials=self._forget,
+                events_recorded=self._events_recorded,
             )
         )
 
@@ -93,6 +95,15 @@ class Engine:
     def notify(self, at: datetime | None = None) -> None:
         """Deliveries were added or rescheduled in this process: claim them on time."""
         self.dispatcher.notify(at)
+
+    def on_events(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever this engine records webhook events (the webhook sender's
+        wake-up: it never has to poll for them)."""
+        self._event_listeners.append(listener)
+
+    def _events_recorded(self) -> None:
+        for listener in self._event_listeners:
+            listener()
 
     @property
     def writes(self) -> int:

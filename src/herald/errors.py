@@ -6,13 +6,16 @@ are translated at the boundary into the most specific class below, keeping the o
 
     HeraldError
     ├── ConfigError                 bad or unsafe configuration
-    ├── InvalidInput                bad input from a user or a caller (HTTP 4xx, CLI message)
+    ├── InvalidInput                bad input from a user or a caller (HTTP 422, CLI message)
     │   ├── ScheduleError           a publish time that cannot be used
     │   │   ├── UnknownTimeZone
     │   │   ├── NonexistentLocalTime    wall time inside a DST gap
     │   │   └── TimeInPast
-    │   └── ContentInvalid          content a platform would refuse (checked before storing)
+    │   ├── ContentInvalid          content a platform would refuse (checked before storing)
+    │   └── InputErrors             several problems at once, each with its field (and line)
+    ├── Unauthenticated             no valid API key (HTTP 401)
     ├── NotFound                    no such object (or not visible to the caller)
+    ├── Conflict                    the object's current state forbids the request (HTTP 409)
     ├── InvalidTransition           a delivery state change the state machine forbids
     ├── StoreError                  the store failed (database unreachable, corrupt, ...)
     ├── QueueError                  the work queue failed
@@ -28,15 +31,20 @@ are translated at the boundary into the most specific class below, keeping the o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
     "AuthExpired",
     "ConfigError",
+    "Conflict",
     "ContentInvalid",
     "ContentRejected",
     "DuplicateRejected",
+    "FieldProblem",
     "HeraldError",
+    "InputErrors",
     "InvalidInput",
     "InvalidTransition",
     "NonexistentLocalTime",
@@ -50,6 +58,7 @@ __all__ = [
     "StoreError",
     "TimeInPast",
     "TransientPlatformError",
+    "Unauthenticated",
     "UnknownTimeZone",
 ]
 
@@ -92,6 +101,38 @@ class TimeInPast(ScheduleError):
 
 class ContentInvalid(InvalidInput):
     """Content that the target platform would refuse, caught before it is stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One problem with one field of an input; ``line`` for rows of an imported file."""
+
+    field: str | None
+    message: str
+    line: int | None = None
+
+
+class InputErrors(InvalidInput):
+    """Several problems with one input, reported together (nothing was stored)."""
+
+    def __init__(self, message: str, problems: Sequence[FieldProblem]) -> None:
+        first = problems[0].field if problems else None
+        super().__init__(message, field=first)
+        self.problems = tuple(problems)
+
+
+class Unauthenticated(HeraldError):
+    """The caller gave no API key, or one that is unknown or revoked."""
+
+
+class Conflict(HeraldError):
+    """The request cannot be applied to the object in its current state (e.g. cancelling a
+    post that is already published). ``field`` names the offending field when there is one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 class NotFound(HeraldError):

@@ -28,11 +28,11 @@ OnFold = Literal["earlier", "later"]
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``; :class:`UnknownTimeZone` if there is none."""
-    if not name or name != name.strip() or name.startswith("/") or ".." in name:
-        raise UnknownTimeZone(f"unknown time zone {name!r}", field="timezone")
+    if not name or len(name) > 64 or name != name.strip() or name.startswith("/") or ".." in name:
+        raise UnknownTimeZone(f"unknown time zone {name[:64]!r}", field="timezone")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder
         raise UnknownTimeZone(f"unknown time zone {name!r}", field="timezone") from exc
 
 

@@ -68,6 +68,7 @@ class WorkerContext:
     finish: Callable[[Job], Awaitable[None]]  # the job is over for this engine
     dispatcher_notify: Callable[[datetime], None]
     forget_credentials: Callable[[Channel], None]
+    events_recorded: Callable[[], None]  # a webhook event was written (wakes the sender)
 
 
 class WorkerPool:
@@ -317,6 +318,7 @@ class WorkerPool:
             await self._e.store.set_channel_status(
                 channel.id, decision.channel_status, event="channel.needs_reauth"
             )
+            self._e.events_recorded()
             self._e.forget_credentials(channel)
             self._parked.add(channel.id)
         t = replace(decision.transition, event=webhook_event(decision))
@@ -329,6 +331,8 @@ class WorkerPool:
             self._e.metrics.lateness_seconds.labels(platform.value).observe(max(0.0, lateness))
         if applied and t.next_attempt_at is not None:
             self._e.dispatcher_notify(t.next_attempt_at)
+        if applied and t.event is not None:
+            self._e.events_recorded()
         level = (
             logging.INFO
             if decision.outcome in ("published", "reconciled", "retry")

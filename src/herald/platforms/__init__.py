@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from herald.domain import Platform
+from herald.domain import Content, Platform
+from herald.platforms import facebook, instagram, linkedin, youtube
 from herald.platforms.facebook import FacebookConnector
 from herald.platforms.instagram import InstagramConnector
 from herald.platforms.linkedin import LinkedInConnector
@@ -26,12 +29,26 @@ if TYPE_CHECKING:
     from herald.types import Connector
 
 __all__ = [
+    "VALIDATORS",
     "FacebookConnector",
     "InstagramConnector",
     "LinkedInConnector",
     "YouTubeConnector",
     "build_connectors",
 ]
+
+
+#: Each platform's content rules (raising :class:`~herald.errors.ContentInvalid` with the
+#: field), the very ones its connector applies again before sending. The API checks posts
+#: with them before anything is stored.
+VALIDATORS: Mapping[Platform, Callable[[Content], None]] = MappingProxyType(
+    {
+        Platform.FACEBOOK: facebook.validate,
+        Platform.INSTAGRAM: instagram.validate,
+        Platform.LINKEDIN: linkedin.validate,
+        Platform.YOUTUBE: youtube.validate,
+    }
+)
 
 
 def build_connectors(settings: Settings) -> dict[Platform, Connector]:

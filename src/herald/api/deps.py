@@ -1,0 +1,167 @@
+"""Dependencies of the routes: who is calling, and the services they call.
+
+The services are built once by :func:`herald.api.app.create_app` and kept on
+``app.state.services``; these functions hand them to routes as ``Annotated`` aliases
+(``PostsDep``, ``CallerDep``...), so a route names what it needs and nothing more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException
+
+from herald.api.metrics import ApiMetrics
+from herald.channels import ChannelService
+from herald.config import Settings
+from herald.deliveries import DeliveryActions
+from herald.errors import InvalidInput, Unauthenticated
+from herald.posts import PostService
+from herald.subscriptions import WebhookRegistry
+from herald.tenancy import Tenancy
+from herald.types import Store
+
+__all__ = [
+    "Authenticated",
+    "Caller",
+    "CallerDep",
+    "ChannelsDep",
+    "DeliveriesDep",
+    "JsonBody",
+    "KeysDep",
+    "PostsDep",
+    "Services",
+    "ServicesDep",
+    "WebhooksDep",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """Everything the routes use, wired once per app."""
+
+    settings: Settings
+    store: Store
+    tenancy: Tenancy
+    channels: ChannelService
+    posts: PostService
+    deliveries: DeliveryActions
+    webhooks: WebhookRegistry
+    metrics: ApiMetrics
+    engine_registry: CollectorRegistry | None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The workspace an API key acts for."""
+
+    workspace_id: str
+    key_id: str
+
+
+def get_services(request: Request) -> Services:
+    return cast(Services, request.app.state.services)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A workspace API key: `Authorization: Bearer hk_...`",
+)
+
+
+async def get_caller(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    if credentials is None:
+        raise Unauthenticated("give an API key: Authorization: Bearer <key>")
+    key = await services.tenancy.authenticate(credentials.credentials)
+    return Caller(key.workspace_id, key.id)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def get_channels(services: ServicesDep) -> ChannelService:
+    return services.channels
+
+
+def get_posts(services: ServicesDep) -> PostService:
+    return services.posts
+
+
+def get_deliveries(services: ServicesDep) -> DeliveryActions:
+    return services.deliveries
+
+
+def get_keys(services: ServicesDep) -> Tenancy:
+    return services.tenancy
+
+
+def get_webhooks(services: ServicesDep) -> WebhookRegistry:
+    return services.webhooks
+
+
+ChannelsDep = Annotated[ChannelService, Depends(get_channels)]
+PostsDep = Annotated[PostService, Depends(get_posts)]
+DeliveriesDep = Annotated[DeliveryActions, Depends(get_deliveries)]
+KeysDep = Annotated[Tenancy, Depends(get_keys)]
+WebhooksDep = Annotated[WebhookRegistry, Depends(get_webhooks)]
+
+
+def require_json(request: Request) -> None:
+    """415 for a body that is not JSON (FastAPI would otherwise report a shapeless 422)."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise HTTPException(415, "send the body as application/json")
+
+
+def require_csv(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media not in ("text/csv", "application/csv"):
+        raise HTTPException(415, "send the file as text/csv (UTF-8)")
+
+
+def reject_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: ``?stauts=failed`` must not list
+    every post as if no filter had been asked for."""
+    if not request.query_params:
+        return
+    known = _query_names(request.scope.get("route"))
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+
+
+def _query_names(route: object) -> frozenset[str]:
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return frozenset()
+    names = _QUERY_NAMES.get(id(dependant))
+    if names is None:
+        names = _QUERY_NAMES[id(dependant)] = frozenset(_walk_query(dependant))
+    return names
+
+
+def _walk_query(dependant: Dependant) -> list[str]:
+    names = [p.alias for p in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _walk_query(sub)
+    return names
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+#: Router dependencies of every ``/v1`` router: the caller is known (or refused, 401) before
+#: anything else about the request is judged; unknown query parameters are refused.
+Authenticated = [Depends(get_caller), Depends(reject_unknown_query)]
+#: Route dependencies of routes with a JSON body.
+JsonBody = [Depends(require_json)]

@@ -1,0 +1,64 @@
+"""``/v1/api-keys`` and ``/v1/workspace``: the caller's workspace and its keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel
+
+from herald.api.deps import Authenticated, CallerDep, JsonBody, KeysDep, ServicesDep
+from herald.api.problems import responses
+from herald.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["workspace"], responses=responses(401), dependencies=Authenticated)
+KeyId = Annotated[str, Path(max_length=200)]
+
+
+class WorkspacePublic(BaseModel):
+    id: str
+    name: str
+
+
+@router.get("/v1/workspace", summary="The workspace the API key acts for")
+async def get_workspace(caller: CallerDep, services: ServicesDep) -> WorkspacePublic:
+    workspace = await services.store.get_workspace(caller.workspace_id)
+    return WorkspacePublic(id=workspace.id, name=workspace.name)
+
+
+@router.get("/v1/api-keys", summary="The workspace's API keys (never their secrets)")
+async def list_keys(caller: CallerDep, keys: KeysDep) -> list[ApiKeyPublic]:
+    return [ApiKeyPublic.of(k) for k in await keys.list_keys(caller.workspace_id)]
+
+
+@router.post(
+    "/v1/api-keys",
+    status_code=201,
+    dependencies=JsonBody,
+    responses=responses(415, 422),
+    summary="Make a new key; the answer is the only time its secret is shown",
+)
+async def create_key(
+    body: ApiKeyCreate, caller: CallerDep, keys: KeysDep, response: Response
+) -> ApiKeyCreated:
+    issued = await keys.issue_key(caller.workspace_id, body.name)
+    response.headers["Location"] = f"/v1/api-keys/{issued.key.id}"
+    return ApiKeyCreated.issued(issued.key, issued.token)
+
+
+@router.get("/v1/api-keys/{key_id}", responses=responses(404, 422))
+async def get_key(key_id: KeyId, caller: CallerDep, keys: KeysDep) -> ApiKeyPublic:
+    return ApiKeyPublic.of(await keys.get_key(caller.workspace_id, key_id))
+
+
+@router.delete(
+    "/v1/api-keys/{key_id}",
+    status_code=204,
+    responses=responses(404, 422),
+    summary="Revoke a key (at once; it stays listed with revoked_at)",
+)
+async def revoke_key(key_id: KeyId, caller: CallerDep, keys: KeysDep) -> Response:
+    await keys.revoke_key(caller.workspace_id, key_id)
+    return Response(status_code=204)

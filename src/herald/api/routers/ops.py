@@ -1,0 +1,56 @@
+"""``/healthz``, ``/readyz``, ``/metrics``: for load balancers and Prometheus (no API key)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from herald.api.deps import ServicesDep
+from herald.api.metrics import render
+from herald.api.problems import problem_response, responses
+from herald.domain import DEFAULT_WORKSPACE
+from herald.errors import HeraldError, NotFound
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", responses=responses(503), summary="The store answers")
+async def readyz(services: ServicesDep) -> Response:
+    try:
+        await asyncio.wait_for(
+            services.store.get_workspace(DEFAULT_WORKSPACE),
+            services.settings.api.readiness_timeout_s,
+        )
+    except NotFound:
+        pass  # the store answered
+    except (HeraldError, TimeoutError):
+        return problem_response(503, "the store does not answer")
+    return Response(Health(status="ready").model_dump_json(), media_type="application/json")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+    summary="Prometheus metrics: API, store, and the engine when it runs in this process",
+)
+async def metrics(services: ServicesDep) -> Response:
+    await services.metrics.refresh(services.store)
+    registries = [services.metrics.registry]
+    if services.engine_registry is not None:
+        registries.append(services.engine_registry)
+    return Response(render(*registries), media_type=CONTENT_TYPE_LATEST)

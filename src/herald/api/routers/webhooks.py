@@ -1,0 +1,58 @@
+"""``/v1/webhooks``: where the workspace's events are POSTed, signed (docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from herald.api.deps import Authenticated, CallerDep, JsonBody, WebhooksDep
+from herald.api.problems import responses
+from herald.api.schemas.webhooks import WebhookCreate, WebhookCreated, WebhookPublic
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], responses=responses(401), dependencies=Authenticated
+)
+WebhookId = Annotated[str, Path(max_length=200)]
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=JsonBody,
+    responses=responses(415, 422),
+    summary="Subscribe a URL to events; the answer is the only time its secret is shown",
+)
+async def create_webhook(
+    body: WebhookCreate, caller: CallerDep, webhooks: WebhooksDep, response: Response
+) -> WebhookCreated:
+    made = await webhooks.create(caller.workspace_id, body.url, list(body.events))
+    response.headers["Location"] = f"/v1/webhooks/{made.webhook.id}"
+    return WebhookCreated.issued(made.webhook, made.secret)
+
+
+@router.get("", summary="The workspace's webhooks")
+async def list_webhooks(caller: CallerDep, webhooks: WebhooksDep) -> list[WebhookPublic]:
+    return [WebhookPublic.of(w) for w in await webhooks.list_webhooks(caller.workspace_id)]
+
+
+@router.get("/{webhook_id}", responses=responses(404, 422))
+async def get_webhook(
+    webhook_id: WebhookId, caller: CallerDep, webhooks: WebhooksDep
+) -> WebhookPublic:
+    return WebhookPublic.of(await webhooks.get(caller.workspace_id, webhook_id))
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=204,
+    responses=responses(404, 422),
+    summary="Unsubscribe; events not yet sent to it are dropped",
+)
+async def delete_webhook(
+    webhook_id: WebhookId, caller: CallerDep, webhooks: WebhooksDep
+) -> Response:
+    await webhooks.delete(caller.workspace_id, webhook_id)
+    return Response(status_code=204)

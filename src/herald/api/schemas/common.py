@@ -1,0 +1,46 @@
+"""Field types every schema shares: text that can be stored, bounded identifiers."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, StringConstraints
+
+__all__ = ["IsoDateTime", "Name", "ObjectId", "Text", "Timezone", "storable"]
+
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def iso_only(value: Any) -> Any:
+    """Date-times as ISO 8601 text only: no Unix numbers, no bare dates, no guessing."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_TIME.match(value):
+        raise ValueError("give an ISO 8601 date and time, e.g. 2030-03-01T09:00:00Z")
+    return value
+
+
+def storable(value: str) -> str:
+    """Refuse text that cannot be encoded as UTF-8 (a JSON ``\\ud800`` escape decodes to a
+    lone surrogate, which no database accepts)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogate code points)") from None
+    return value
+
+
+#: Any text the store can hold.
+Text = Annotated[str, AfterValidator(storable)]
+#: A display name.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
+#: An object id given in a body (``ch_3f9c...``).
+ObjectId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+]
+#: An IANA time-zone name; checked against the zone database by the services.
+Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
+#: An ISO 8601 date and time (with or without offset, as the field says).
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]

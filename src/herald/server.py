@@ -1,0 +1,107 @@
+"""Serving the API in this process: alone (``herald api``), or beside the engine and the
+webhook sender (``herald serve``, the single-box deployment).
+
+Uvicorn runs inside Herald's event loop. Its own signal handling is switched off: one stop
+(SIGINT/SIGTERM, installed by the caller) ends everything gracefully and in order: the API
+stops accepting requests and finishes those in flight, the engine stops claiming and lets its
+requests in flight finish (``engine.shutdown_grace_s``), the webhook sender does the same;
+then the store is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from herald.api import create_app
+from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
+from herald.config import Settings
+
+__all__ = ["InstallStop", "serve_all", "serve_api"]
+
+#: Registers the function that stops everything (the CLI binds it to SIGINT and SIGTERM).
+InstallStop = Callable[[Callable[[], None]], None]
+
+log = logging.getLogger("herald.server")
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn without its own signal handlers: Herald stops it together with the rest."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _server(app: object, settings: Settings, host: str | None, port: int | None) -> _Server:
+    host, port = host or settings.api.host, port or settings.api.port
+    log.info("api.listening", extra={"host": host, "port": port})
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
+    return _Server(config)
+
+
+async def serve_api(
+    settings: Settings,
+    *,
+    install_stop: InstallStop,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """The API alone, until stopped. New posts reach an engine in another process
+    (``herald run``) within its ``engine.idle_recheck_s``."""
+    store = open_store(settings)
+    await store.open()
+    try:
+        server = _server(create_app(settings, store), settings, host, port)
+
+        def stop() -> None:
+            server.should_exit = True
+
+        install_stop(stop)
+        await server.serve()
+    finally:
+        await store.close()
+
+
+async def serve_all(
+    settings: Settings,
+    *,
+    install_stop: InstallStop,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """API, engine and webhook sender on one store, until stopped."""
+    store = open_store(settings)
+    await store.open()
+    try:
+        async with running_engine(settings, store) as engine:
+            sender = webhook_sender(settings, store, engine)
+            server = _server(create_app(settings, store, engine=engine), settings, host, port)
+
+            def stop() -> None:
+                server.should_exit = True
+                engine.request_stop()
+                if sender is not None:
+                    sender.request_stop()
+
+            install_stop(stop)
+            publishing = asyncio.create_task(run_publishing(engine, sender), name="herald-publish")
+            serving = asyncio.create_task(server.serve(), name="herald-api")
+            await asyncio.wait({publishing, serving}, return_when=asyncio.FIRST_COMPLETED)
+            stop()  # one part ended (a stop, or a crash): end the other one too
+            await asyncio.gather(publishing, serving)
+    finally:
+        await store.close()
+    log.info("server.stopped")

@@ -1,0 +1,138 @@
+-- Herald's PostgreSQL schema, version 1: the same tables as the SQLite store after its
+-- migration 0002, with native types (timestamptz, boolean, jsonb, bytea) and the foreign keys
+-- SQLite could not add afterwards. Instants are timestamptz (microseconds, UTC on the wire).
+-- Identifiers compare byte by byte (COLLATE "C"), as in SQLite: listings paged by id keep the
+-- same order whatever the database's locale.
+-- Runs in one transaction under the migration runner's advisory lock.
+
+CREATE TABLE workspaces (
+    id          text COLLATE "C" PRIMARY KEY,
+    name        text NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+-- Channels and posts created without a workspace belong to this one (embedded, single tenant).
+INSERT INTO workspaces (id, name, created_at) VALUES ('ws_default', 'Default', now());
+
+CREATE TABLE api_keys (
+    id           text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    prefix       text NOT NULL UNIQUE,
+    secret_hash  text NOT NULL,  -- SHA-256 of the secret part: keys are random, 160 bits
+    name         text NOT NULL,
+    created_at   timestamptz NOT NULL,
+    revoked_at   timestamptz
+);
+CREATE INDEX api_keys_workspace ON api_keys (workspace_id, id);
+
+CREATE TABLE channels (
+    id              text COLLATE "C" PRIMARY KEY,
+    workspace_id    text COLLATE "C" NOT NULL DEFAULT 'ws_default' REFERENCES workspaces (id),
+    platform        text NOT NULL
+                    CHECK (platform IN ('facebook', 'instagram', 'linkedin', 'youtube')),
+    external_id     text NOT NULL,
+    name            text NOT NULL,
+    timezone        text NOT NULL,
+    credentials_ref text NOT NULL,
+    status          text NOT NULL DEFAULT 'active'
+                    CHECK (status IN ('active', 'needs_reauth', 'disabled')),
+    secret          bytea,  -- encrypted credentials (vault: references)
+    created_at      timestamptz NOT NULL,
+    deleted_at      timestamptz,
+    UNIQUE (platform, external_id)
+);
+CREATE INDEX channels_workspace ON channels (workspace_id, id);
+
+CREATE TABLE posts (
+    id           text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL DEFAULT 'ws_default' REFERENCES workspaces (id),
+    content      jsonb NOT NULL,  -- text, link, media, title
+    overrides    jsonb NOT NULL,  -- platform -> partial content
+    created_at   timestamptz NOT NULL
+);
+CREATE INDEX posts_workspace ON posts (workspace_id, created_at, id);
+
+CREATE TABLE deliveries (
+    id              text COLLATE "C" PRIMARY KEY,
+    post_id         text COLLATE "C" NOT NULL REFERENCES posts (id),
+    channel_id      text COLLATE "C" NOT NULL REFERENCES channels (id),
+    platform        text NOT NULL,
+    due_at          timestamptz NOT NULL,
+    state           text NOT NULL DEFAULT 'scheduled' CHECK (state IN (
+                        'scheduled', 'claimed', 'publishing', 'published', 'retry_wait',
+                        'failed', 'expired', 'unconfirmed', 'cancelled')),
+    next_attempt_at timestamptz,
+    attempts        integer NOT NULL DEFAULT 0,
+    retries         integer NOT NULL DEFAULT 0,
+    checks          integer NOT NULL DEFAULT 0,
+    check_first     boolean NOT NULL DEFAULT false,
+    check_since     timestamptz,
+    claim_token     text,
+    lease_until     timestamptz,
+    external_id     text,
+    reconciled      boolean NOT NULL DEFAULT false,
+    last_error      text,
+    published_at    timestamptz,
+    updated_at      timestamptz NOT NULL
+);
+-- The dispatchers' claim: due deliveries in due order. Partial, so finished deliveries (the
+-- vast majority over time) cost nothing to skip.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL;
+-- The claim's expiry check: due deliveries too late to send, found without walking the
+-- whole backlog of due ones (which the index above would do on every claim).
+CREATE INDEX deliveries_stale ON deliveries (due_at)
+    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+      AND NOT check_first;
+CREATE INDEX deliveries_leased ON deliveries (lease_until)
+    WHERE state IN ('claimed', 'publishing');
+CREATE INDEX deliveries_claim_token ON deliveries (claim_token) WHERE claim_token IS NOT NULL;
+CREATE INDEX deliveries_post ON deliveries (post_id);
+CREATE INDEX deliveries_state ON deliveries (state, id);
+CREATE INDEX deliveries_channel_due ON deliveries (channel_id, due_at);
+
+CREATE TABLE attempts (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id  text COLLATE "C" NOT NULL REFERENCES deliveries (id),
+    number       integer NOT NULL,  -- publish requests sent so far, this one included
+    started_at   timestamptz NOT NULL,
+    finished_at  timestamptz NOT NULL,
+    outcome      text NOT NULL,
+    error        text
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+CREATE TABLE posting_slots (
+    channel_id  text COLLATE "C" NOT NULL REFERENCES channels (id),
+    weekday     integer NOT NULL CHECK (weekday BETWEEN 0 AND 6),  -- 0 = Monday
+    minute      integer NOT NULL CHECK (minute BETWEEN 0 AND 1439),  -- local wall time
+    PRIMARY KEY (channel_id, weekday, minute)
+);
+
+CREATE TABLE webhooks (
+    id           text COLLATE "C" PRIMARY KEY,
+    workspace_id text COLLATE "C" NOT NULL REFERENCES workspaces (id),
+    url          text NOT NULL,
+    events       jsonb NOT NULL,  -- array of event names
+    secret       bytea NOT NULL,  -- encrypted signing secret
+    created_at   timestamptz NOT NULL,
+    deleted_at   timestamptz
+);
+CREATE INDEX webhooks_workspace ON webhooks (workspace_id, id);
+
+-- The outbox: one row per event and webhook, written in the transaction that made the change.
+CREATE TABLE webhook_events (
+    id              text COLLATE "C" PRIMARY KEY,
+    webhook_id      text COLLATE "C" NOT NULL REFERENCES webhooks (id),
+    workspace_id    text COLLATE "C" NOT NULL,
+    event           text NOT NULL,
+    payload         jsonb NOT NULL,
+    state           text NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    lease_until     timestamptz,
+    last_error      text,
+    created_at      timestamptz NOT NULL
+);
+CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';

@@ -1,0 +1,370 @@
+"""The PostgreSQL store: Herald's source of truth when it runs at scale.
+
+Any number of engines, on any number of machines, may share one database (run each with
+``Engine(exclusive=False)``, which :func:`herald.bootstrap.running_engine` does for this store):
+
+- claims pick due deliveries with ``FOR UPDATE SKIP LOCKED`` in batches, so concurrent
+  dispatchers never claim the same delivery twice, never wait on each other and never skip one
+  for good (a skipped row is one another claimer is taking);
+- every claim carries a lease (``lease_until``) that its engine renews; the lease keeper of any
+  engine releases the deliveries of an engine whose lease ran out
+  (:meth:`recover_expired_leases`). ``every=True`` releases *all* leased deliveries: only for
+  an engine that has the database to itself, never with several engines;
+- guarded writes (:meth:`apply`) are one statement per batch: the compare-and-set on state
+  and claim token, the attempts and the webhook events, all in one round trip.
+
+Queries live in ``stores/sql/postgres.sql``, migrations in ``stores/migrations/postgres/``
+(applied at :meth:`open` under an advisory lock), the driver behind
+:mod:`herald.stores.postgres_conn`, the catalogue and outbox in
+:mod:`herald.stores.postgres_catalog`.
+
+Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process adds posts
+(``LISTEN``/``NOTIFY`` on a per-schema channel); without it, such posts are seen within
+``engine.idle_recheck_s``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from herald.domain import (
+    Attempt,
+    Channel,
+    ChannelStatus,
+    ClaimBatch,
+    Content,
+    Delivery,
+    Job,
+    NewPost,
+    Platform,
+    Post,
+    Transition,
+    utcnow,
+)
+from herald.errors import NotFound
+from herald.states import CLAIMABLE, DeliveryState
+from herald.stores import postgres_rows as rows
+from herald.stores.postgres_catalog import PostgresCatalog
+from herald.stores.postgres_conn import Connection, Database
+from herald.stores.postgres_listen import DueListener
+
+__all__ = ["NOTIFY_PREFIX", "PostgresStore"]
+
+#: ``LISTEN``/``NOTIFY`` channel of a schema's new due work: this prefix + the schema name.
+#: The payload is the earliest due instant, ISO 8601.
+NOTIFY_PREFIX = "herald.v1.due."
+
+
+class PostgresStore(PostgresCatalog):
+    """Implements :class:`herald.types.Store` on a PostgreSQL database.
+
+    ``schema``: where Herald's tables live (created if missing); default: the URL's
+    ``?schema=`` parameter, else the connection's current schema (``public``).
+    ``pool_size``: connections per process; an engine uses a few at once (claims, the writer,
+    leases, reads), the API one per request in flight.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 10,
+        command_timeout_s: float = 60.0,
+    ) -> None:
+        self._db = Database(
+            url, schema=schema, pool_size=pool_size, command_timeout_s=command_timeout_s
+        )
+        self._listeners: list[DueListener] = []
+
+    @property
+    def schema(self) -> str | None:
+        return self._db.schema
+
+    @property
+    def notify_channel(self) -> str:
+        # PostgreSQL cuts LISTEN names at 63 bytes but refuses longer NOTIFY ones: cut here.
+        # Two long schema names sharing 49 characters would only wake each other needlessly.
+        return f"{NOTIFY_PREFIX}{self._db.schema}"[:63]
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        for listener in self._listeners:
+            await listener.close()
+        self._listeners.clear()
+        await self._db.close()
+
+    async def listen(self, notify: Callable[[datetime | None], None]) -> DueListener:
+        """Call ``notify(at)`` whenever any process adds deliveries due at ``at`` or makes
+        deliveries claimable again, until the listener or the store is closed.
+
+        Pass :meth:`herald.engine.Engine.notify`. Uses one connection of its own, reconnected
+        if it drops (then ``notify(None)``: something may have been missed). Returns once
+        listening; raises :class:`~herald.errors.StoreError` if it cannot connect.
+        """
+        listener = DueListener(
+            self._db.url, self._db.server_settings(), self.notify_channel, notify
+        )
+        await listener.start()
+        self._listeners.append(listener)
+        return listener
+
+    async def _notify_due(self, conn: Connection, at: datetime | None) -> None:
+        """Tell listeners work is due at ``at``; PostgreSQL sends it when the transaction
+        commits, and not at all if it rolls back."""
+        payload = "" if at is None else at.astimezone(UTC).isoformat()
+        await conn.fetchval(self._db.q["notify_due"], channel=self.notify_channel, payload=payload)
+
+    # -- channels, as the engine sees them --------------------------------------------------
+    async def add_channels(self, channels: Sequence[Channel]) -> None:
+        now = utcnow()
+        async with self._db.transaction(
+            "a channel with this id or platform account already exists", field="external_id"
+        ) as conn:
+            await conn.execute(
+                self._db.q["insert_channels"],
+                ids=[c.id for c in channels],
+                platforms=[c.platform.value for c in channels],
+                external_ids=[c.external_id for c in channels],
+                names=[c.name for c in channels],
+                timezones=[c.timezone for c in channels],
+                credentials_refs=[c.credentials_ref for c in channels],
+                statuses=[c.status.value for c in channels],
+                created_at=[now] * len(channels),
+                workspace_ids=[c.workspace_id for c in channels],
+            )
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        row = await self._db.fetchrow("get_channel", id=channel_id)
+        if row is None:
+            raise NotFound("channel", channel_id)
+        return rows.channel(row)
+
+    async def set_channel_status(
+        self,
+        channel_id: str,
+        status: ChannelStatus,
+        *,
+        credentials_ref: str | None = None,
+        event: str | None = None,
+    ) -> None:
+        now = utcnow()
+        async with self._db.transaction() as conn:
+            found = await conn.fetchval(
+                self._db.q["set_channel_status"],
+                id=channel_id,
+                status=status.value,
+                credentials_ref=credentials_ref,
+                event=event,
+                now=now,
+                now_iso=now.isoformat(),
+            )
+            if not found:
+                raise NotFound("channel", channel_id)
+            if status is ChannelStatus.ACTIVE:
+                await self._notify_due(conn, None)  # its deliveries are claimable again
+
+    # -- posts and deliveries ---------------------------------------------------------------
+    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
+        now = utcnow()
+        targets = [(d, new.post.id) for new in posts for d in new.deliveries]
+        async with self._db.transaction("a post or delivery with this id already exists") as conn:
+            await conn.execute(
+                self._db.q["insert_posts"],
+                ids=[new.post.id for new in posts],
+                contents=[rows.dumps(new.post.content.to_dict()) for new in posts],
+                overrides=[rows.overrides_json(new.post) for new in posts],
+                created_at=[new.post.created_at for new in posts],
+                workspace_ids=[new.post.workspace_id for new in posts],
+            )
+            inserted = await conn.fetch(
+                self._db.q["insert_deliveries"],
+                ids=[d.id for d, _ in targets],
+                post_ids=[post_id for _, post_id in targets],
+                channel_ids=[d.channel_id for d, _ in targets],
+                due_at=[d.due_at for d, _ in targets],
+                now=now,
+            )
+            if len(inserted) != len(targets):
+                raise NotFound("channel", await self._missing_channel(conn, targets))
+            if targets:
+                await self._notify_due(conn, min(d.due_at for d, _ in targets))
+        found = {row[0]: rows.delivery(row) for row in inserted}
+        return [found[d.id] for d, _ in targets]
+
+    async def _missing_channel(self, conn: Connection, targets: Sequence[tuple[Any, str]]) -> str:
+        wanted = [d.channel_id for d, _ in targets]
+        existing = {r[0] for r in await conn.fetch(self._db.q["existing_channels"], ids=wanted)}
+        return next((c for c in wanted if c not in existing), "?")
+
+    async def get_post(self, post_id: str) -> Post:
+        row = await self._db.fetchrow("get_post", id=post_id)
+        if row is None:
+            raise NotFound("post", post_id)
+        return rows.post(row)
+
+    async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        grouped: dict[str, list[Delivery]] = {p: [] for p in post_ids}
+        for row in await self._db.fetch("deliveries_of", post_ids=list(post_ids)):
+            delivery = rows.delivery(row)
+            grouped[delivery.post_id].append(delivery)
+        return grouped
+
+    async def get_delivery(self, delivery_id: str) -> Delivery:
+        row = await self._db.fetchrow("get_delivery", id=delivery_id)
+        if row is None:
+            raise NotFound("delivery", delivery_id)
+        return rows.delivery(row)
+
+    async def list_deliveries(
+        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
+    ) -> list[Delivery]:
+        if state is None:
+            found = await self._db.fetch("list_deliveries", after_id=after_id, limit=limit)
+        else:
+            found = await self._db.fetch(
+                "list_deliveries_in_state", state=state.value, after_id=after_id, limit=limit
+            )
+        return [rows.delivery(r) for r in found]
+
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        return [rows.attempt(r) for r in await self._db.fetch("list_attempts", id=delivery_id)]
+
+    async def count_by_state(self) -> dict[DeliveryState, int]:
+        return {DeliveryState(s): n for s, n in await self._db.fetch("count_by_state")}
+
+    # -- engine -----------------------------------------------------------------------------
+    async def claim_due(
+        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
+    ) -> ClaimBatch:
+        token = secrets.token_hex(12)
+        found = await self._db.fetch(
+            "claim_due",
+            now=now,
+            limit=limit,
+            token=token,
+            lease_until=lease_until,
+            expire_before=expire_before,
+        )
+        jobs: list[Job] = []
+        expired: list[Delivery] = []
+        contents: dict[tuple[str, Platform], Content] = {}  # one post, many channels
+        for row in found:
+            delivery = rows.delivery(row, 1)
+            if not row[0]:
+                expired.append(delivery)
+                continue
+            channel = rows.channel(row, 1 + rows.DELIVERY_WIDTH)
+            key = (delivery.post_id, delivery.platform)
+            content = contents.get(key)
+            if content is None:
+                at = 1 + rows.DELIVERY_WIDTH + rows.CHANNEL_WIDTH
+                content = contents[key] = rows.content_for(delivery.platform, row[at], row[at + 1])
+            jobs.append(Job(delivery, channel, content, token))
+        jobs.sort(key=lambda j: (j.delivery.next_attempt_at or j.delivery.due_at, j.delivery.id))
+        return ClaimBatch(jobs=jobs, expired=expired)
+
+    async def next_due_at(self) -> datetime | None:
+        at: datetime | None = await self._db.fetchval("next_due_at")
+        return at
+
+    async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
+        if not transitions:
+            return []
+        now = utcnow()
+        rounds = _rounds(transitions)
+        done = [False] * len(transitions)
+        async with self._db.connection() as conn:
+            # One round: a single statement, atomic by itself. Several (a delivery appears
+            # twice and its changes must apply in order): one transaction around them.
+            if len(rounds) == 1:
+                await self._apply_round(conn, transitions, rounds[0], done, now)
+            else:
+                async with conn.transaction():
+                    for positions in rounds:
+                        await self._apply_round(conn, transitions, positions, done, now)
+        return done
+
+    async def _apply_round(
+        self,
+        conn: Connection,
+        transitions: Sequence[Transition],
+        positions: list[int],
+        done: list[bool],
+        now: datetime,
+    ) -> None:
+        batch = [transitions[i] for i in positions]
+        found = await conn.fetch(self._db.q["apply_transitions"], **_transition_arrays(batch, now))
+        woken: list[datetime] = []
+        for row in found:
+            index = positions[row[0] - 1]
+            done[index] = True
+            t = transitions[index]
+            if t.claim_token is None and t.target in CLAIMABLE and t.next_attempt_at is not None:
+                woken.append(t.next_attempt_at)  # a user's retry or reschedule: wake dispatchers
+        if woken:
+            await self._notify_due(conn, min(woken))
+
+    async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
+        if not claim_tokens:
+            return 0
+        return await self._db.execute(
+            "extend_leases", tokens=list(claim_tokens), lease_until=lease_until
+        )
+
+    async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
+        return await self._db.execute("recover_expired_leases", now=now, every=every)
+
+
+def _rounds(transitions: Sequence[Transition]) -> list[list[int]]:
+    """Positions of ``transitions`` in consecutive groups that name each delivery once.
+
+    One statement updates a row at most once, so a delivery named twice in a batch needs a
+    second statement that sees the first one's effect: the same result as applying the
+    transitions one after the other, in order.
+    """
+    rounds: list[list[int]] = [[]]
+    seen: set[str] = set()
+    for i, t in enumerate(transitions):
+        if t.delivery_id in seen:
+            rounds.append([])
+            seen = set()
+        seen.add(t.delivery_id)
+        rounds[-1].append(i)
+    return rounds
+
+
+def _transition_arrays(batch: Sequence[Transition], now: datetime) -> dict[str, Any]:
+    """The arguments of ``apply_transitions``: one array per Transition field."""
+    attempts = [t.attempt for t in batch]
+    return {
+        "ids": [t.delivery_id for t in batch],
+        "targets": [t.target.value for t in batch],
+        "tokens": [t.claim_token for t in batch],
+        "due_at": [t.due_at for t in batch],
+        "next_attempt_at": [t.next_attempt_at for t in batch],
+        "lease_until": [t.lease_until for t in batch],
+        "external_ids": [t.external_id for t in batch],
+        "errors": [t.error for t in batch],
+        "sent": [t.sent for t in batch],
+        "retry_spent": [t.retry_spent for t in batch],
+        "check_failed": [t.check_failed for t in batch],
+        "reset_retries": [t.reset_retries for t in batch],
+        "check_first": [t.check_first for t in batch],
+        "check_since": [t.check_since for t in batch],
+        "reconciled": [t.reconciled for t in batch],
+        "published_at": [t.published_at for t in batch],
+        "attempt_numbers": [a.number if a else None for a in attempts],
+        "attempt_started": [a.started_at if a else None for a in attempts],
+        "attempt_finished": [a.finished_at if a else None for a in attempts],
+        "attempt_outcomes": [a.outcome if a else None for a in attempts],
+        "attempt_errors": [a.error if a else None for a in attempts],
+        "events": [t.event for t in batch],
+        "now": now,
+        "now_iso": now.astimezone(UTC).isoformat(),
+    }

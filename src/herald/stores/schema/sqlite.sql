@@ -1,0 +1,128 @@
+-- The declared schema of the SQLite store: what applying every migration in
+-- migrations/sqlite/ must yield (tests/unit/test_migrations.py compares the two catalogues:
+-- columns, types, defaults, keys, foreign keys, CHECK constraints, indexes). Change a table
+-- here and in a new migration, together. Data the migrations seed is not here.
+-- Instants are integer microseconds since the Unix epoch, UTC.
+
+CREATE TABLE channels (
+    id              TEXT PRIMARY KEY,
+    platform        TEXT NOT NULL CHECK (platform IN ('facebook', 'instagram', 'linkedin', 'youtube')),
+    external_id     TEXT NOT NULL,
+    name            TEXT NOT NULL,
+    timezone        TEXT NOT NULL,
+    credentials_ref TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'active'
+                    CHECK (status IN ('active', 'needs_reauth', 'disabled')),
+    created_at      INTEGER NOT NULL,
+    -- No REFERENCES: SQLite cannot add one with a default to an existing table, so the
+    -- application keeps it consistent.
+    workspace_id    TEXT NOT NULL DEFAULT 'ws_default',
+    secret          BLOB,  -- encrypted credentials (vault: references)
+    deleted_at      INTEGER,
+    UNIQUE (platform, external_id)
+);
+CREATE INDEX channels_workspace ON channels (workspace_id, id);
+
+CREATE TABLE posts (
+    id           TEXT PRIMARY KEY,
+    content      TEXT NOT NULL,  -- JSON: text, link, media, title
+    overrides    TEXT NOT NULL,  -- JSON: platform -> partial content
+    created_at   INTEGER NOT NULL,
+    workspace_id TEXT NOT NULL DEFAULT 'ws_default'
+);
+CREATE INDEX posts_workspace ON posts (workspace_id, created_at, id);
+
+CREATE TABLE deliveries (
+    id              TEXT PRIMARY KEY,
+    post_id         TEXT NOT NULL REFERENCES posts (id),
+    channel_id      TEXT NOT NULL REFERENCES channels (id),
+    platform        TEXT NOT NULL,
+    due_at          INTEGER NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'scheduled' CHECK (state IN (
+                        'scheduled', 'claimed', 'publishing', 'published', 'retry_wait',
+                        'failed', 'expired', 'unconfirmed', 'cancelled')),
+    next_attempt_at INTEGER,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    retries         INTEGER NOT NULL DEFAULT 0,
+    checks          INTEGER NOT NULL DEFAULT 0,
+    check_first     INTEGER NOT NULL DEFAULT 0,
+    check_since     INTEGER,
+    claim_token     TEXT,
+    lease_until     INTEGER,
+    external_id     TEXT,
+    reconciled      INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    published_at    INTEGER,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL;
+CREATE INDEX deliveries_leased ON deliveries (lease_until)
+    WHERE state IN ('claimed', 'publishing');
+CREATE INDEX deliveries_claim_token ON deliveries (claim_token) WHERE claim_token IS NOT NULL;
+CREATE INDEX deliveries_post ON deliveries (post_id);
+CREATE INDEX deliveries_state ON deliveries (state, id);
+CREATE INDEX deliveries_channel_due ON deliveries (channel_id, due_at);
+
+CREATE TABLE attempts (
+    id           INTEGER PRIMARY KEY,
+    delivery_id  TEXT NOT NULL REFERENCES deliveries (id),
+    number       INTEGER NOT NULL,  -- publish requests sent so far, this one included
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER NOT NULL,
+    outcome      TEXT NOT NULL,
+    error        TEXT
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+CREATE TABLE workspaces (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    prefix       TEXT NOT NULL UNIQUE,
+    secret_hash  TEXT NOT NULL,  -- SHA-256 of the secret part: keys are random, 160 bits
+    name         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+CREATE INDEX api_keys_workspace ON api_keys (workspace_id, id);
+
+CREATE TABLE posting_slots (
+    channel_id  TEXT NOT NULL REFERENCES channels (id),
+    weekday     INTEGER NOT NULL CHECK (weekday BETWEEN 0 AND 6),  -- 0 = Monday
+    minute      INTEGER NOT NULL CHECK (minute BETWEEN 0 AND 1439),  -- local wall time
+    PRIMARY KEY (channel_id, weekday, minute)
+);
+
+CREATE TABLE webhooks (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    url          TEXT NOT NULL,
+    events       TEXT NOT NULL,  -- JSON array of event names
+    secret       BLOB NOT NULL,  -- encrypted signing secret
+    created_at   INTEGER NOT NULL,
+    deleted_at   INTEGER
+);
+CREATE INDEX webhooks_workspace ON webhooks (workspace_id, id);
+
+CREATE TABLE webhook_events (
+    id              TEXT PRIMARY KEY,
+    webhook_id      TEXT NOT NULL REFERENCES webhooks (id),
+    workspace_id    TEXT NOT NULL,
+    event           TEXT NOT NULL,
+    payload         TEXT NOT NULL,  -- JSON
+    state           TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_until     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';

@@ -1,0 +1,375 @@
+-- Named queries of the PostgreSQL store. Each starts with "-- name: <name>".
+-- Parameters are written :name and bound by name (herald.stores.postgres_conn.Query);
+-- "::type" is a cast, never a parameter. Delivery columns come in the order of
+-- postgres_rows.DELIVERY_COLUMNS ({columns}), channel and post columns likewise.
+--
+-- Locking, for any number of engines on any number of machines:
+-- - claims and recoveries pick their rows with FOR UPDATE SKIP LOCKED: they never wait, never
+--   take a row another transaction holds, and a row they skip is still there for the next one;
+-- - every statement that may wait on several delivery rows (guarded writes, lease renewals,
+--   cancellations) locks them in id order first, so two of them can never deadlock.
+
+-- name: insert_channels
+INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
+                      created_at, workspace_id)
+SELECT * FROM unnest(:ids::text[], :platforms::text[], :external_ids::text[], :names::text[],
+                     :timezones::text[], :credentials_refs::text[], :statuses::text[],
+                     :created_at::timestamptz[], :workspace_ids::text[]);
+
+-- name: get_channel
+SELECT {channel_columns} FROM channels WHERE id = :id;
+
+-- name: list_channels
+SELECT {channel_columns} FROM channels WHERE deleted_at IS NULL ORDER BY id;
+
+-- name: list_workspace_channels
+SELECT {channel_columns} FROM channels
+WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY id;
+
+-- name: set_channel_status
+-- Change the status and record ``event`` for every webhook of the channel's workspace
+-- subscribed to it, in one statement; the count says whether the channel exists.
+WITH changed AS (
+    UPDATE channels
+    SET status = :status, credentials_ref = coalesce(:credentials_ref, credentials_ref)
+    WHERE id = :id
+    RETURNING id, workspace_id, platform, status
+), recorded AS (
+    INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                                created_at)
+    SELECT 'evt_' || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+           :event::text,
+           jsonb_build_object('event', :event::text, 'channel_id', c.id,
+                              'platform', c.platform, 'status', c.status,
+                              'occurred_at', :now_iso::text),
+           :now, :now
+    FROM changed c JOIN webhooks w ON w.workspace_id = c.workspace_id
+    WHERE :event::text IS NOT NULL AND w.deleted_at IS NULL AND w.events ? :event::text
+)
+SELECT count(*) FROM changed;
+
+-- name: notify_due
+-- Wake the dispatchers listening on this schema's channel (sent at commit; see postgres.py).
+SELECT pg_notify(:channel, :payload);
+
+-- name: update_channel
+UPDATE channels SET name = :name, timezone = :timezone, credentials_ref = :credentials_ref
+WHERE id = :id;
+
+-- name: delete_channel
+-- Mark the channel deleted and cancel its pending deliveries; return how many, or no row if
+-- there is no such (live) channel.
+WITH deleted AS (
+    UPDATE channels SET deleted_at = :at, status = 'disabled'
+    WHERE id = :id AND deleted_at IS NULL
+    RETURNING id
+), pending AS MATERIALIZED (
+    SELECT d.id FROM deliveries d JOIN deleted ON deleted.id = d.channel_id
+    WHERE d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+    ORDER BY d.id
+    FOR UPDATE OF d
+), cancelled AS (
+    UPDATE deliveries d SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
+        lease_until = NULL, last_error = 'the channel was deleted', updated_at = :at
+    FROM pending WHERE d.id = pending.id
+      AND d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM cancelled) AS cancelled FROM deleted;
+
+-- name: set_channel_secret
+UPDATE channels SET secret = :secret WHERE id = :id;
+
+-- name: get_channel_secret
+SELECT secret FROM channels WHERE id = :id;
+
+-- name: insert_posts
+INSERT INTO posts (id, content, overrides, created_at, workspace_id)
+SELECT * FROM unnest(:ids::text[], :contents::jsonb[], :overrides::jsonb[],
+                     :created_at::timestamptz[], :workspace_ids::text[]);
+
+-- name: insert_deliveries
+-- One delivery per (id, post, channel, due); a target whose channel does not exist inserts
+-- nothing, which the caller detects by counting.
+INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at,
+                        updated_at)
+SELECT t.id, t.post_id, c.id, c.platform, t.due_at, 'scheduled', t.due_at, :now
+FROM unnest(:ids::text[], :post_ids::text[], :channel_ids::text[], :due_at::timestamptz[])
+     AS t (id, post_id, channel_id, due_at)
+JOIN channels c ON c.id = t.channel_id
+RETURNING {columns};
+
+-- name: existing_channels
+SELECT id FROM channels WHERE id = ANY(:ids::text[]);
+
+-- name: get_post
+SELECT {post_columns} FROM posts WHERE id = :id;
+
+-- name: deliveries_of
+SELECT {columns} FROM deliveries WHERE post_id = ANY(:post_ids::text[]) ORDER BY due_at, id;
+
+-- name: get_delivery
+SELECT {columns} FROM deliveries WHERE id = :id;
+
+-- name: list_deliveries
+SELECT {columns} FROM deliveries WHERE id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: list_deliveries_in_state
+SELECT {columns} FROM deliveries WHERE state = :state AND id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: list_attempts
+SELECT delivery_id, number, started_at, finished_at, outcome, error
+FROM attempts WHERE delivery_id = :id ORDER BY id;
+
+-- name: count_by_state
+SELECT state, count(*) FROM deliveries GROUP BY state;
+
+-- name: claim_due
+-- One statement, so one round trip and atomic without BEGIN/COMMIT:
+-- 1. ``stale``: too late to publish and nothing owed to the platform: expired, not claimed.
+--    A delivery that owes a check is claimed instead, so the check can still record a post
+--    that exists.
+-- 2. ``picked``: up to :limit due deliveries of active channels, in due order, skipping the
+--    rows other claimers hold. Its predicate excludes the stale rows, so no row is written
+--    twice by this statement.
+-- Rows come back claimed first (with channel and post), then expired (``claimed`` false).
+WITH stale AS MATERIALIZED (
+    SELECT id FROM deliveries
+    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+      AND next_attempt_at <= :now AND due_at < :expire_before AND NOT check_first
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+    UPDATE deliveries d SET state = 'expired', next_attempt_at = NULL, updated_at = :now
+    FROM stale WHERE d.id = stale.id
+    RETURNING {d_columns}
+), picked AS MATERIALIZED (
+    SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
+    WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+      AND d.next_attempt_at <= :now AND c.status = 'active'
+      AND (d.due_at >= :expire_before OR d.check_first)
+    ORDER BY d.next_attempt_at
+    LIMIT :limit
+    FOR UPDATE OF d SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries d
+    SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
+    FROM picked WHERE d.id = picked.id
+    RETURNING {d_columns}
+)
+SELECT true AS claimed, {claimed_columns}, {c_channel_columns}, p.content, p.overrides
+FROM claimed JOIN channels c ON c.id = claimed.channel_id JOIN posts p ON p.id = claimed.post_id
+UNION ALL
+SELECT false, {expired_columns}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL
+FROM expired;
+
+-- name: next_due_at
+SELECT min(d.next_attempt_at) FROM deliveries d JOIN channels c ON c.id = d.channel_id
+WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+  AND c.status = 'active';
+
+-- name: apply_transitions
+-- Guarded state changes, their attempts and their webhook events in one statement. Each row
+-- of ``t`` is a Transition (no delivery twice: the caller splits such batches). A change takes
+-- effect only if the delivery may enter the target from its current state ({allowed} lists
+-- the (target, source) pairs of herald.states) and, with a token, still holds that claim.
+-- ``changed`` returns the ordinal of every transition that took effect.
+WITH t AS (
+    SELECT * FROM unnest(
+        :ids::text[], :targets::text[], :tokens::text[], :due_at::timestamptz[],
+        :next_attempt_at::timestamptz[], :lease_until::timestamptz[], :external_ids::text[],
+        :errors::text[], :sent::boolean[], :retry_spent::boolean[], :check_failed::boolean[],
+        :reset_retries::boolean[], :check_first::boolean[], :check_since::timestamptz[],
+        :reconciled::boolean[], :published_at::timestamptz[], :attempt_numbers::integer[],
+        :attempt_started::timestamptz[], :attempt_finished::timestamptz[],
+        :attempt_outcomes::text[], :attempt_errors::text[], :events::text[]
+    ) WITH ORDINALITY AS t (id, target, token, due_at, next_attempt_at, lease_until,
+                            external_id, error, sent, retry_spent, check_failed, reset_retries,
+                            check_first, check_since, reconciled, published_at, attempt_number,
+                            attempt_started, attempt_finished, attempt_outcome, attempt_error,
+                            event, ord)
+), locked AS MATERIALIZED (
+    SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
+    WHERE (t.target, d.state) IN ({allowed})
+      AND (t.token IS NULL OR d.claim_token = t.token)
+    ORDER BY d.id
+    FOR UPDATE OF d
+), changed AS (
+    UPDATE deliveries d SET
+        state = t.target,
+        due_at = coalesce(t.due_at, d.due_at),
+        next_attempt_at = t.next_attempt_at,
+        lease_until = CASE WHEN t.target IN ('claimed', 'publishing')
+                           THEN coalesce(t.lease_until, d.lease_until) END,
+        claim_token = CASE WHEN t.target IN ('claimed', 'publishing') THEN d.claim_token END,
+        external_id = coalesce(t.external_id, d.external_id),
+        last_error = t.error,
+        attempts = d.attempts + t.sent::integer,
+        retries = CASE WHEN t.reset_retries THEN 0 ELSE d.retries + t.retry_spent::integer END,
+        checks = CASE WHEN t.reset_retries OR t.check_first = false THEN 0
+                      ELSE d.checks + t.check_failed::integer END,
+        check_since = CASE WHEN coalesce(t.check_first, d.check_first) OR t.target = 'publishing'
+                           THEN coalesce(t.check_since, d.check_since) END,
+        check_first = coalesce(t.check_first, d.check_first),
+        reconciled = CASE WHEN t.target = 'published' THEN t.reconciled ELSE d.reconciled END,
+        published_at = coalesce(t.published_at, d.published_at),
+        updated_at = :now
+    FROM t, locked
+    WHERE d.id = t.id AND d.id = locked.id
+      AND (t.target, d.state) IN ({allowed})
+      AND (t.token IS NULL OR d.claim_token = t.token)
+    RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
+              t.attempt_outcome, t.attempt_error, d.id, d.post_id, d.channel_id, d.platform,
+              d.state, d.external_id, d.last_error
+), recorded_attempts AS (
+    INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
+    SELECT id, attempt_number, attempt_started, attempt_finished, attempt_outcome, attempt_error
+    FROM changed WHERE attempt_number IS NOT NULL
+    ORDER BY ord
+), recorded_events AS (
+    INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                                created_at)
+    SELECT 'evt_' || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+           c.event,
+           jsonb_build_object('event', c.event, 'delivery_id', c.id, 'post_id', c.post_id,
+                              'channel_id', c.channel_id, 'platform', c.platform,
+                              'state', c.state, 'external_id', c.external_id,
+                              'error', c.last_error, 'occurred_at', :now_iso::text),
+           :now, :now
+    FROM changed c JOIN posts p ON p.id = c.post_id
+         JOIN webhooks w ON w.workspace_id = p.workspace_id
+    WHERE c.event IS NOT NULL AND w.deleted_at IS NULL AND w.events ? c.event
+)
+SELECT ord FROM changed;
+
+-- name: extend_leases
+WITH held AS MATERIALIZED (
+    SELECT id FROM deliveries
+    WHERE claim_token = ANY(:tokens::text[]) AND state IN ('claimed', 'publishing')
+    ORDER BY id
+    FOR UPDATE
+)
+UPDATE deliveries d SET lease_until = :lease_until
+FROM held WHERE d.id = held.id AND d.state IN ('claimed', 'publishing');
+
+-- name: recover_expired_leases
+-- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
+-- one that may have been sent (publishing) or still owes a check is looked up before any
+-- resend. Rows another transaction holds are skipped: their holder is alive and writing.
+WITH stale AS MATERIALIZED (
+    SELECT id FROM deliveries
+    WHERE state IN ('claimed', 'publishing') AND (:every::boolean OR lease_until < :now)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET
+    state = CASE WHEN d.state = 'publishing' OR d.check_first THEN 'unconfirmed'
+                 WHEN d.attempts > 0 THEN 'retry_wait'
+                 ELSE 'scheduled' END,
+    check_first = d.check_first OR d.state = 'publishing',
+    next_attempt_at = :now,
+    claim_token = NULL,
+    lease_until = NULL,
+    updated_at = :now
+FROM stale WHERE d.id = stale.id;
+
+-- name: insert_workspace
+INSERT INTO workspaces (id, name, created_at) VALUES (:id, :name, :created_at);
+
+-- name: get_workspace
+SELECT id, name, created_at FROM workspaces WHERE id = :id;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
+VALUES (:id, :workspace_id, :prefix, :secret_hash, :name, :created_at);
+
+-- name: api_key_by_prefix
+SELECT id, workspace_id, prefix, name, created_at, revoked_at, secret_hash
+FROM api_keys WHERE prefix = :prefix;
+
+-- name: list_api_keys
+SELECT id, workspace_id, prefix, name, created_at, revoked_at
+FROM api_keys WHERE workspace_id = :workspace_id ORDER BY created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, :at) WHERE id = :id;
+
+-- name: lock_channel
+SELECT 1 FROM channels WHERE id = :id FOR UPDATE;
+
+-- name: delete_schedule
+DELETE FROM posting_slots WHERE channel_id = :id;
+
+-- name: insert_slots
+INSERT INTO posting_slots (channel_id, weekday, minute)
+SELECT :id, * FROM unnest(:weekdays::integer[], :minutes::integer[]);
+
+-- name: get_schedule
+SELECT weekday, minute FROM posting_slots WHERE channel_id = :id ORDER BY weekday, minute;
+
+-- name: busy_times
+SELECT due_at FROM deliveries
+WHERE channel_id = :id AND due_at >= :start AND due_at < :end
+  AND state NOT IN ('cancelled', 'expired');
+
+-- name: list_posts
+-- Posts of a workspace after the cursor; with :filtered, only those with at least one
+-- delivery matching every filter given (a NULL filter matches anything).
+SELECT {p_post_columns} FROM posts p
+WHERE p.workspace_id = :workspace_id
+  AND (:after_at::timestamptz IS NULL OR (p.created_at, p.id) > (:after_at, :after_id::text))
+  AND (NOT :filtered::boolean OR EXISTS (
+      SELECT 1 FROM deliveries d
+      WHERE d.post_id = p.id
+        AND (:state::text IS NULL OR d.state = :state)
+        AND (:channel_id::text IS NULL OR d.channel_id = :channel_id)
+        AND (:due_from::timestamptz IS NULL OR d.due_at >= :due_from)
+        AND (:due_to::timestamptz IS NULL OR d.due_at < :due_to)))
+ORDER BY p.created_at, p.id
+LIMIT :limit;
+
+-- name: insert_webhook
+INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at)
+VALUES (:id, :workspace_id, :url, :events, :secret, :created_at);
+
+-- name: list_webhooks
+SELECT id, workspace_id, url, events, created_at FROM webhooks
+WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: get_webhook_secret
+SELECT secret FROM webhooks WHERE id = :id AND deleted_at IS NULL;
+
+-- name: delete_webhook
+UPDATE webhooks SET deleted_at = :at WHERE id = :id AND deleted_at IS NULL;
+
+-- name: recover_webhook_events
+UPDATE webhook_events e SET state = 'pending', lease_until = NULL, next_attempt_at = :now
+FROM (
+    SELECT id FROM webhook_events WHERE state = 'sending' AND lease_until < :now
+    FOR UPDATE SKIP LOCKED
+) AS stale
+WHERE e.id = stale.id;
+
+-- name: claim_webhook_events
+WITH picked AS MATERIALIZED (
+    SELECT id FROM webhook_events
+    WHERE state = 'pending' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE webhook_events e
+SET state = 'sending', lease_until = :lease_until, attempts = e.attempts + 1
+FROM picked WHERE e.id = picked.id
+RETURNING e.id, e.webhook_id, e.workspace_id, e.event, e.payload, e.attempts, e.created_at,
+          e.next_attempt_at;
+
+-- name: settle_webhook_event
+UPDATE webhook_events SET
+    state = CASE WHEN :sent::boolean THEN 'sent'
+                 WHEN :next_attempt_at::timestamptz IS NULL THEN 'failed'
+                 ELSE 'pending' END,
+    next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
+WHERE id = :id AND state = 'sending';
+
+-- name: next_webhook_event_at
+SELECT min(next_attempt_at) FROM webhook_events WHERE state = 'pending';

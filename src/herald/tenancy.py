@@ -1,0 +1,97 @@
+"""Workspaces and their API keys: issued once, stored hashed, found by a public prefix.
+
+A key reads ``hk_<8 hex>_<40 hex>``: ``hk_<8 hex>`` is its public *prefix* (shown in listings,
+used to find the key), the rest a 160-bit random secret of which only the SHA-256 is stored.
+The secret is shown once, when the key is made; a lost key is revoked and replaced. Keys are
+compared in constant time, and a revoked key is refused like an unknown one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from herald.domain import ApiKey, Workspace, new_id, utcnow
+from herald.errors import InvalidInput, NotFound, Unauthenticated
+from herald.types import Catalog
+
+__all__ = ["KEY_PATTERN", "IssuedKey", "Tenancy", "hash_secret"]
+
+#: What a well-formed key looks like; anything else is refused before the store is asked.
+KEY_PATTERN = re.compile(r"^(hk_[0-9a-f]{8})_([0-9a-f]{40})$")
+_PREFIX_TRIES = 5  # a new random prefix on the (rare) clash with an existing key
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key and its secret, which is never shown again."""
+
+    key: ApiKey
+    token: str  # the whole key, as the caller sends it: ``Authorization: Bearer <token>``
+
+
+class Tenancy:
+    def __init__(self, store: Catalog, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create_workspace(self, name: str, *, key_name: str = "first key") -> IssuedKey:
+        """A new workspace with its first API key."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("a workspace name has 1 to 200 characters", field="name")
+        workspace = Workspace(new_id("ws"), name, created_at=self._clock())
+        await self._store.add_workspace(workspace)
+        return await self.issue_key(workspace.id, key_name)
+
+    async def issue_key(self, workspace_id: str, name: str) -> IssuedKey:
+        await self._store.get_workspace(workspace_id)  # NotFound for an unknown workspace
+        for _ in range(_PREFIX_TRIES):
+            prefix = f"hk_{secrets.token_hex(4)}"
+            secret = secrets.token_hex(20)  # 160 bits
+            key = ApiKey(new_id("key"), workspace_id, prefix, name, created_at=self._clock())
+            if await self._store.api_key_by_prefix(prefix) is not None:
+                continue
+            await self._store.add_api_key(key, hash_secret(secret))
+            return IssuedKey(key, f"{prefix}_{secret}")
+        raise InvalidInput("could not find a free key prefix; try again")  # pragma: no cover
+
+    async def authenticate(self, token: str) -> ApiKey:
+        """The live key ``token`` stands for; :class:`Unauthenticated` otherwise."""
+        match = KEY_PATTERN.match(token)
+        if match is None:
+            raise Unauthenticated("the API key is malformed")
+        found = await self._store.api_key_by_prefix(match.group(1))
+        if found is None:
+            raise Unauthenticated("the API key is unknown or revoked")
+        key, digest = found
+        if not hmac.compare_digest(digest, hash_secret(match.group(2))) or key.revoked_at:
+            raise Unauthenticated("the API key is unknown or revoked")
+        return key
+
+    async def list_keys(self, workspace_id: str) -> list[ApiKey]:
+        return await self._store.list_api_keys(workspace_id)
+
+    async def get_key(self, workspace_id: str, key_id: str) -> ApiKey:
+        for key in await self._store.list_api_keys(workspace_id):
+            if key.id == key_id:
+                return key
+        raise NotFound("api key", key_id)
+
+    async def revoke_key(self, workspace_id: str | None, key_id: str) -> ApiKey | None:
+        """Revoke a key of ``workspace_id`` (None: any workspace, for operators)."""
+        if workspace_id is None:
+            await self._store.revoke_api_key(key_id, self._clock())
+            return None
+        await self.get_key(workspace_id, key_id)
+        await self._store.revoke_api_key(key_id, self._clock())
+        return await self.get_key(workspace_id, key_id)

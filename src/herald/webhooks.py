@@ -1,0 +1,297 @@
+"""Webhook delivery: outbox events POSTed to their subscribers, signed, retried, at least once.
+
+The store writes one outbox row per (event, subscribed webhook) in the transaction of the
+change it reports (:class:`~herald.types.Outbox`). The :class:`WebhookSender` claims due rows
+in batches under a lease, POSTs each one, and settles it: sent, retried later (exponential
+backoff with full jitter, :mod:`herald.backoff`), or given up after
+``webhooks.max_attempts``. It runs as its own task with its own concurrency cap, so a slow
+receiver never holds up publishing, and it sleeps until the next event is due or it is woken
+(the engine wakes it when it records an event), never on a fixed beat.
+
+The request (wire format v1):
+
+- body: the event's JSON payload plus ``"id"``, the event id;
+- ``Herald-Event-Id``, ``Herald-Event``: the event id and name;
+- ``Herald-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, keyed with
+  the webhook's secret (the ``whsec_...`` string, as UTF-8).
+
+Receivers check the signature with :func:`verify` (or its few lines in another language),
+refuse timestamps too far from their clock (replays), and dedupe by event id: a request that
+timed out may have been received, and is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from herald.backoff import full_jitter
+from herald.config import WebhookSettings
+from herald.domain import Webhook, WebhookEvent, utcnow
+from herald.errors import NotFound
+from herald.types import Store
+from herald.vault import SecretUnreadable, Vault
+from herald.wakeup import wait_first
+
+__all__ = [
+    "EVENT_HEADER",
+    "EVENT_ID_HEADER",
+    "SIGNATURE_HEADER",
+    "WebhookSender",
+    "sign",
+    "verify",
+]
+
+SIGNATURE_HEADER = "Herald-Signature"
+EVENT_ID_HEADER = "Herald-Event-Id"
+EVENT_HEADER = "Herald-Event"
+USER_AGENT = "Herald-Webhooks/1"
+
+log = logging.getLogger("herald.webhooks")
+
+
+def _digest(secret: str, timestamp: int, body: bytes) -> str:
+    signed = str(timestamp).encode() + b"." + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, *, timestamp: int) -> str:
+    """The ``Herald-Signature`` header value for ``body`` sent at ``timestamp``."""
+    return f"t={timestamp},v1={_digest(secret, timestamp, body)}"
+
+
+def verify(
+    secret: str, body: bytes, header: str, *, tolerance_s: float = 300.0, now: float | None = None
+) -> bool:
+    """Whether ``header`` signs ``body`` with ``secret``, within ``tolerance_s`` of ``now``."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        return False
+    expected = _digest(secret, timestamp, body)
+    return any(hmac.compare_digest(expected, given) for given in fields.get("v1", []))
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    webhook: Webhook
+    secret: str
+
+
+class WebhookSender:
+    """Sends the outbox: claims, POSTs, settles. One per process, beside the engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        vault: Vault,
+        settings: WebhookSettings,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._store = store
+        self._vault = vault
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._freed = asyncio.Event()
+        self.idle = asyncio.Event()  # set while it sleeps with nothing due (tests wait on it)
+        self.sent = 0
+        self.failed = 0
+
+    # -- control ----------------------------------------------------------------------------
+    def notify(self) -> None:
+        """Events were recorded: look for due ones now."""
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        """Stop claiming; requests in flight get ``shutdown_grace_s``; the rest are re-sent
+        by whoever claims them once their lease runs out."""
+        self._stopping.set()
+
+    def drain(self) -> None:
+        """Stop once nothing is in flight and nothing is due (a burst run's end)."""
+        self._draining = True
+        self._wake.set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def run(self, *, burst: bool = False) -> None:
+        """Send until stopped (or, with ``burst``, until nothing is left to send)."""
+        self._draining = self._draining or burst
+        timeout = aiohttp.ClientTimeout(total=self._settings.timeout_s)
+        connector = aiohttp.TCPConnector(limit=self._settings.concurrency)
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, headers={"User-Agent": USER_AGENT}
+        ) as session:
+            log.info("webhooks.started", extra={"concurrency": self._settings.concurrency})
+            try:
+                await self._loop(session)
+            finally:
+                await self._finish_in_flight()
+        log.info("webhooks.stopped", extra={"sent": self.sent, "failed": self.failed})
+
+    async def _loop(self, session: aiohttp.ClientSession) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            self._freed.clear()
+            free = self._settings.concurrency - len(self._tasks)
+            claimed = await self._claim(session, free) if free > 0 else 0
+            if claimed and claimed == min(free, self._settings.batch):
+                if len(self._tasks) >= self._settings.concurrency:
+                    await wait_first(self._freed, self._stopping, within_s=None)
+                continue  # a full batch: there may be more due
+            if self._draining and not self._tasks and await self._nothing_due():
+                return
+            sleep_s = await self._sleep_s()
+            if not self._tasks:
+                self.idle.set()
+            await wait_first(self._wake, self._stopping, self._freed, within_s=sleep_s)
+            self.idle.clear()
+
+    async def _claim(self, session: aiohttp.ClientSession, free: int) -> int:
+        now = self._clock()
+        events = await self._store.claim_webhook_events(
+            now=now,
+            limit=min(free, self._settings.batch),
+            lease_until=now + timedelta(seconds=self._settings.lease_s),
+        )
+        if not events:
+            return 0
+        targets = await self._targets(events)
+        for event in events:
+            task = asyncio.create_task(self._send(session, event, targets.get(event.webhook_id)))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+        return len(events)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("webhooks.sender_error", exc_info=task.exception())
+
+    async def _sleep_s(self) -> float:
+        """Until the next event is due, at most ``idle_recheck_s`` (events written by other
+        processes cannot wake us)."""
+        upper = self._settings.idle_recheck_s
+        next_at = await self._store.next_webhook_event_at()
+        if next_at is None:
+            return upper
+        return max(0.0, min(upper, (next_at - self._clock()).total_seconds()))
+
+    async def _nothing_due(self) -> bool:
+        next_at = await self._store.next_webhook_event_at()
+        return next_at is None or next_at > self._clock()
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, late = await asyncio.wait(set(self._tasks), timeout=self._settings.shutdown_grace_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+
+    # -- one event --------------------------------------------------------------------------
+    async def _targets(self, events: list[WebhookEvent]) -> dict[str, _Target]:
+        """Each webhook of the batch with its decrypted secret; deleted ones are absent."""
+        wanted = {e.webhook_id for e in events}
+        found: dict[str, _Target] = {}
+        for workspace_id in sorted({e.workspace_id for e in events}):
+            for webhook in await self._store.list_webhooks(workspace_id):
+                if webhook.id not in wanted:
+                    continue
+                try:
+                    secret = self._vault.decrypt(await self._store.get_webhook_secret(webhook.id))
+                except (NotFound, SecretUnreadable):
+                    log.error("webhooks.secret_unusable", extra={"webhook_id": webhook.id})
+                    continue
+                found[webhook.id] = _Target(webhook, secret.decode())
+        return found
+
+    async def _send(
+        self, session: aiohttp.ClientSession, event: WebhookEvent, target: _Target | None
+    ) -> None:
+        if target is None:
+            await self._settle(event, sent=False, error="the webhook was deleted", final=True)
+            return
+        body = _body(event)
+        stamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_ID_HEADER: event.id,
+            EVENT_HEADER: event.event,
+            SIGNATURE_HEADER: sign(target.secret, body, timestamp=stamp),
+        }
+        error: str | None = None
+        try:
+            async with session.post(
+                target.webhook.url, data=body, headers=headers, allow_redirects=False
+            ) as response:
+                await response.read()
+                if not 200 <= response.status < 300:
+                    error = f"the receiver answered HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = f"the request failed: {type(exc).__name__}"
+        await self._settle(event, sent=error is None, error=error)
+
+    async def _settle(
+        self, event: WebhookEvent, *, sent: bool, error: str | None, final: bool = False
+    ) -> None:
+        fields: dict[str, Any] = {
+            "event_id": event.id,
+            "webhook_id": event.webhook_id,
+            "event": event.event,
+            "attempt": event.attempts,
+        }
+        if sent:
+            self.sent += 1
+            await self._store.settle_webhook_event(
+                event.id, sent=True, next_attempt_at=None, error=None
+            )
+            log.info("webhook.sent", extra=fields)
+            return
+        next_at: datetime | None = None
+        if not final and event.attempts < self._settings.max_attempts:
+            delay = full_jitter(
+                max(1, event.attempts),
+                base_s=self._settings.backoff_base_s,
+                cap_s=self._settings.backoff_cap_s,
+                rng=self._rng,
+            )
+            next_at = self._clock() + timedelta(seconds=delay)
+        await self._store.settle_webhook_event(
+            event.id, sent=False, next_attempt_at=next_at, error=error
+        )
+        if next_at is None:
+            self.failed += 1
+            log.warning("webhook.given_up", extra={**fields, "error": error})
+        else:
+            log.info("webhook.retry", extra={**fields, "error": error})
+
+
+def _body(event: WebhookEvent) -> bytes:
+    payload: Mapping[str, Any] = {**event.payload, "id": event.id}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()

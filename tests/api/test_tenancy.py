@@ -1,0 +1,118 @@
+"""A key never sees or changes another workspace's data: 404, as if it did not exist.
+
+Every route that takes an object id is called with a second workspace's key on objects of the
+first; the answer must be the very 404 a made-up id gets, and nothing may change.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from herald.domain import Platform
+from tests.api.conftest import IMAGE, assert_problem, later
+
+
+@pytest.fixture
+async def objects(tenant, api_store):
+    channel = await tenant.channel(Platform.FACEBOOK)
+    post = await tenant.post_on([channel])
+    webhook = (
+        await tenant.post(
+            "/v1/webhooks", {"url": "https://h.test/x", "events": ["delivery.failed"]}
+        )
+    ).json()
+    key = (await tenant.post("/v1/api-keys", {"name": "second"})).json()
+    return {
+        "channel": channel["id"],
+        "post": post["id"],
+        "delivery": post["deliveries"][0]["id"],
+        "webhook": webhook["id"],
+        "key": key["id"],
+    }
+
+
+ROUTES = [
+    ("GET", "/v1/channels/{channel}", None),
+    ("PATCH", "/v1/channels/{channel}", {"name": "stolen"}),
+    ("PATCH", "/v1/channels/{channel}", {"credentials": {"access_token": "x"}}),
+    ("DELETE", "/v1/channels/{channel}", None),
+    ("GET", "/v1/channels/{channel}/schedule", None),
+    ("PUT", "/v1/channels/{channel}/schedule", {"slots": [{"day": "monday", "time": "09:00"}]}),
+    ("GET", "/v1/posts/{post}", None),
+    ("POST", "/v1/posts/{post}/cancel", None),
+    ("POST", "/v1/posts/{post}/reschedule", {"scheduled_at": "LATER"}),
+    ("GET", "/v1/deliveries/{delivery}", None),
+    ("POST", "/v1/deliveries/{delivery}/retry", None),
+    ("POST", "/v1/deliveries/{delivery}/cancel", None),
+    ("GET", "/v1/webhooks/{webhook}", None),
+    ("DELETE", "/v1/webhooks/{webhook}", None),
+    ("GET", "/v1/api-keys/{key}", None),
+    ("DELETE", "/v1/api-keys/{key}", None),
+]
+
+
+def _body(body):
+    if body and body.get("scheduled_at") == "LATER":
+        return {"scheduled_at": later()}
+    return body
+
+
+@pytest.mark.parametrize(("method", "template", "body"), ROUTES)
+async def test_another_workspace_gets_404_as_if_nothing_existed(
+    tenant, other, objects, *, method, template, body
+):
+    url = template.format(**objects)
+    fake = template.format(**{k: f"{v[:3]}doesnotexist" for k, v in objects.items()})
+    response = await other.client.request(method, url, headers=other.headers, json=_body(body))
+    problem = assert_problem(response, 404)
+    made_up = await other.client.request(method, fake, headers=other.headers, json=_body(body))
+    assert problem["detail"] == assert_problem(made_up, 404)["detail"].replace(
+        fake.split("/")[3], url.split("/")[3]
+    )
+    # ... and the owner still sees everything unchanged.
+    assert (await tenant.get(f"/v1/channels/{objects['channel']}")).json()["name"] != "stolen"
+    post = (await tenant.get(f"/v1/posts/{objects['post']}")).json()
+    assert post["deliveries"][0]["status"] == "scheduled"
+    assert (await tenant.get(f"/v1/webhooks/{objects['webhook']}")).status_code == 200
+    assert (await tenant.get(f"/v1/api-keys/{objects['key']}")).json()["revoked_at"] is None
+    schedule = (await tenant.get(f"/v1/channels/{objects['channel']}/schedule")).json()
+    assert schedule["slots"] == []
+
+
+async def test_listings_and_exports_show_only_the_callers_data(tenant, other, objects):
+    assert (await other.get("/v1/channels")).json() == []
+    assert (await other.get("/v1/posts")).json()["items"] == []
+    assert (await other.get("/v1/posts", params={"channel_id": objects["channel"]})).json()[
+        "items"
+    ] == []
+    assert (await other.get("/v1/webhooks")).json() == []
+    assert [k["name"] for k in (await other.get("/v1/api-keys")).json()] == ["first key"]
+    export = (await other.get("/v1/posts/export")).text
+    assert objects["post"] not in export
+    assert (await other.get("/v1/workspace")).json()["id"] == other.workspace_id
+
+
+async def test_other_workspaces_channels_cannot_be_post_targets(tenant, other, objects):
+    body = {
+        "channel_ids": [objects["channel"]],
+        "content": {"text": "x", "media": [IMAGE]},
+        "scheduled_at": later(),
+    }
+    assert_problem(await other.post("/v1/posts", body), 404)
+    csv = f"channel_ids,text,scheduled_at\n{objects['channel']},x,{later()}\n"
+    response = await other.client.post(
+        "/v1/posts/import",
+        headers={**other.headers, "content-type": "text/csv"},
+        content=csv.encode(),
+    )
+    problem = assert_problem(response, 422, "channel_ids")
+    assert "not found" in problem["errors"][0]["message"]
+
+
+async def test_a_cursor_from_another_workspace_reveals_nothing(tenant, other, objects):
+    page = (await tenant.get("/v1/posts", params={"limit": 1})).json()
+    await tenant.post_on([{"id": objects["channel"]}])
+    cursor = (await tenant.get("/v1/posts", params={"limit": 1})).json()["next_cursor"]
+    assert cursor is not None
+    assert page["items"]
+    assert (await other.get("/v1/posts", params={"cursor": cursor})).json()["items"] == []
