@@ -82,18 +82,25 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
     if lock is not None:
         lock.acquire()
     connectors = build_connectors(settings)
+    listener = None
     try:
         if own_store:
             await store.open()
         await _vault_usable(settings, store)
-        yield Engine(
+        engine = Engine(
             settings,
             store,
             connectors,
             exclusive=lock is not None,
             credentials=build_resolver(settings, store),
         )
+        if isinstance(store, PostgresStore):
+            # Posts added by API processes or other machines wake this engine at once.
+            listener = await store.listen(engine.notify)
+        yield engine
     finally:
+        if listener is not None:
+            await listener.close()
         for connector in connectors.values():
             await connector.aclose()
         if own_store:

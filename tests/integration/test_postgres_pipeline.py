@@ -16,7 +16,7 @@ from herald.credentials import SecretsFile
 from herald.domain import Platform
 from herald.simulator import FaultConfig, Simulator
 from herald.states import DeliveryState
-from tests.integration.pipeline import Pipeline, pipeline_settings
+from tests.integration.pipeline import Pipeline, pipeline_settings, wait_for
 from tests.integration.test_pipeline import sim_config
 
 S = DeliveryState
@@ -98,3 +98,21 @@ async def test_two_engines_at_once_publish_each_delivery_once(tmp_path, pg_store
         assert all(n > 0 for n in claimed), claimed  # both engines did part of the work
         # Posts committed without an answer were found by a look-up, not sent again.
         assert sum(d.reconciled for d in deliveries.values()) > 0
+
+
+async def test_posts_added_by_another_process_wake_the_engine_at_once(sim, tmp_path, pg_stores):
+    # The engine would otherwise look again only after idle_recheck_s (a minute here).
+    engine_side = pg_pipeline(sim, tmp_path, await pg_stores.open(), engine={"idle_recheck_s": 60})
+    api_side = pg_pipeline(sim, tmp_path, await pg_stores.open())
+    page = await api_side.channel(Platform.FACEBOOK)
+    async with running_engine(engine_side.settings, engine_side.store) as engine:
+        task = asyncio.create_task(engine.run())
+        try:
+            # The dispatcher has looked once and found nothing: it now sleeps a minute.
+            await wait_for(lambda: engine.dispatcher.rounds >= 1, within_s=10)
+            await api_side.schedule([page], 1)
+            await wait_for(lambda: sim.audit.summary()["posts"] == 1, within_s=5)
+        finally:
+            engine.request_stop()
+            await task
+
