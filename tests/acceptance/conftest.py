@@ -1,9 +1,8 @@
 """Fixtures of the end-to-end tier: a database URL, a store opened on it, the simulator.
 
-``database_url`` is the one switch between back ends: the PostgreSQL store plugs in through
-``herald.bootstrap.open_store``, so running these tests on PostgreSQL is a one-line change here
-(return the ``postgresql://`` URL of the test database, e.g. from ``HERALD_TEST_POSTGRES_URL``,
-instead of the SQLite file).
+``database_url`` is the one switch between back ends. The end-to-end tier runs on PostgreSQL,
+the store of multi-machine deployments, in a schema of its own dropped after each test; the
+API tests (tests/api) and the pipeline tests cover SQLite.
 """
 
 from __future__ import annotations
@@ -15,11 +14,12 @@ import pytest
 from herald.bootstrap import open_store
 from herald.config import Settings
 from herald.types import Store
+from tests.conftest import PG_URL
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'herald.db'}"
+def database_url(pg_schema) -> str:
+    return f"{PG_URL}?schema={pg_schema}"
 
 
 @pytest.fixture
