@@ -81,8 +81,9 @@ class ChannelService:
         try:
             await self._store.add_channels([channel])
         except InvalidInput as exc:
+            # Accounts are unique per workspace, so this never tells of another workspace's.
             raise Conflict(
-                f"this {draft.platform.value} account is already connected as a channel",
+                f"this {draft.platform.value} account is already a channel of this workspace",
                 field="external_id",
             ) from exc
         await self._store.set_channel_secret(

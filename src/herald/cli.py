@@ -295,11 +295,12 @@ def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
         raise typer.Exit(2) from exc
     report = _run(_with_store(settings, lambda s: rotate_secrets(s, vault)))
     print(f"channel secrets re-encrypted: {report.channels_rotated}")
-    print(f"webhook secrets under the first key: {report.webhooks_current}")
+    print(f"webhook secrets re-encrypted: {report.webhooks_rotated}")
     if not report.complete:
+        # Rotation went on with the others; these were unusable before it and stay so.
         err.print(
-            f"[yellow]{report.webhooks_stale} webhook secret(s) are still under an older key "
-            "(the store cannot rewrite them yet): keep that key configured[/]"
+            "[yellow]no configured key decrypts these secrets: re-authorise the channels and "
+            "re-create the webhooks:[/]\n  " + "\n  ".join(report.unreadable)
         )
         raise typer.Exit(1)
 

@@ -125,6 +125,10 @@ class Catalog(Protocol):
 
     async def get_workspace(self, workspace_id: str) -> Workspace: ...
 
+    async def list_workspaces(self) -> list[Workspace]:
+        """Every workspace, ordered by id, the default one included: for the operations that
+        span tenants (re-encrypting secrets under a new key), never for an API caller."""
+
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None: ...
 
     async def api_key_by_prefix(self, prefix: str) -> tuple[ApiKey, str] | None:
@@ -191,6 +195,10 @@ class Catalog(Protocol):
     async def list_webhooks(self, workspace_id: str) -> list[Webhook]: ...
 
     async def get_webhook_secret(self, webhook_id: str) -> bytes: ...
+
+    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
+        """Replace the encrypted signing secret of a webhook (the same secret re-encrypted under
+        a new key); raise :class:`~herald.errors.NotFound` if there is no such live webhook."""
 
     async def delete_webhook(self, webhook_id: str) -> None: ...
 

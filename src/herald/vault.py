@@ -9,7 +9,8 @@
   ``store.get_channel_secret`` and decrypts it.
 - :class:`CompositeResolver`: routes each reference to the resolver of its scheme, so one
   engine resolves ``vault:``, ``env:`` and ``file:`` channels side by side.
-- :func:`rotate_secrets`: re-encrypts what the store lets us rewrite under the first key.
+- :func:`rotate_secrets`: re-encrypts every stored secret (channels' and webhooks', in every
+  workspace) under the first key.
 
 Plaintext secrets never reach a log line, an exception message or an API response.
 """
@@ -19,15 +20,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from herald.config import Settings
 from herald.credentials import RefResolver
-from herald.domain import DEFAULT_WORKSPACE, Channel
+from herald.domain import Channel
 from herald.errors import AuthExpired, ConfigError, HeraldError, NotFound
 from herald.types import CredentialResolver, Credentials, EngineStore, Store
 
@@ -182,40 +184,68 @@ def build_resolver(settings: Settings, store: EngineStore) -> CompositeResolver:
 @dataclass(frozen=True, slots=True)
 class RotationReport:
     channels_rotated: int
-    webhooks_current: int
-    webhooks_stale: int  # still under an older key: the store cannot rewrite them yet
+    webhooks_rotated: int
+    #: ``channel <id>`` / ``webhook <id>`` whose secret no configured key decrypts: left as it
+    #: was, and unusable whatever the keys until it is given again (re-authorise the channel,
+    #: re-create the webhook). The others are rotated all the same.
+    unreadable: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        return self.webhooks_stale == 0
+        return not self.unreadable
 
 
 async def rotate_secrets(store: Store, vault: Vault) -> RotationReport:
-    """Re-encrypt every channel secret under the first key; count webhook secrets by key.
+    """Re-encrypt under the first key every stored secret still under an older one: the
+    credentials of every channel and the signing secret of every webhook, in every workspace
+    (deleted channels and webhooks, whose secrets are never read again, are left alone).
 
-    The store offers no way to rewrite a webhook's secret (or to list every workspace), so
-    webhook secrets of the workspaces reachable through their channels are checked, and those
-    under an older key reported: that key must stay configured until they are rewritten.
+    Running it again rewrites nothing. Once it has run, only the first key is needed to read
+    any secret it could read: the older keys can be dropped. Run it while nobody changes
+    credentials: a channel re-authorised between its read and its write here would get its
+    previous credentials back.
     """
-    channels = await store.list_channels()
-    rotated = 0
-    for channel in channels:
-        if channel.credentials_ref != VAULT_REF:
-            continue
+    unreadable: list[str] = []
+    channels = webhooks = 0
+    for channel in await store.list_channels():
+        # Whatever the channel's reference says now: no secret may stay that only an old key
+        # can read.
         ciphertext = await store.get_channel_secret(channel.id)
-        if ciphertext is None or vault.is_current(ciphertext):
-            continue
-        await store.set_channel_secret(channel.id, vault.rotate(ciphertext))
-        rotated += 1
-    current = stale = 0
-    for workspace_id in sorted({c.workspace_id for c in channels} | {DEFAULT_WORKSPACE}):
-        for webhook in await store.list_webhooks(workspace_id):
-            if vault.is_current(await store.get_webhook_secret(webhook.id)):
-                current += 1
-            else:
-                stale += 1
+        done = await _reencrypt(vault, ciphertext, partial(store.set_channel_secret, channel.id))
+        if done is None:
+            unreadable.append(f"channel {channel.id}")
+        elif done:
+            channels += 1
+    # Every workspace, not only those with channels: a webhook needs none.
+    for workspace in await store.list_workspaces():
+        for webhook in await store.list_webhooks(workspace.id):
+            try:
+                ciphertext = await store.get_webhook_secret(webhook.id)
+                write = partial(store.set_webhook_secret, webhook.id)
+                done = await _reencrypt(vault, ciphertext, write)
+            except NotFound:
+                continue  # deleted meanwhile: its secret will never be read again
+            if done is None:
+                unreadable.append(f"webhook {webhook.id}")
+            elif done:
+                webhooks += 1
     log.info(
         "vault.rotated",
-        extra={"channels": rotated, "webhooks_current": current, "webhooks_stale": stale},
+        extra={"channels": channels, "webhooks": webhooks, "unreadable": len(unreadable)},
     )
-    return RotationReport(rotated, current, stale)
+    return RotationReport(channels, webhooks, tuple(unreadable))
+
+
+async def _reencrypt(
+    vault: Vault, ciphertext: bytes | None, write: Callable[[bytes], Awaitable[None]]
+) -> bool | None:
+    """Write ``ciphertext`` back under the first key. True: rewritten; False: nothing to do
+    (no secret, or already under the first key); None: no configured key decrypts it."""
+    if ciphertext is None or vault.is_current(ciphertext):
+        return False
+    try:
+        rotated = vault.rotate(ciphertext)
+    except SecretUnreadable:
+        return None
+    await write(rotated)
+    return True

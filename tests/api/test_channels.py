@@ -101,6 +101,27 @@ async def test_the_same_account_twice_is_a_conflict(tenant):
     assert_problem(await tenant.post("/v1/channels", body), 409, "external_id")
 
 
+async def test_another_workspace_may_connect_the_same_account(tenant, other, api_store):
+    # An agency and its client both connect the client's Page.
+    mine = await tenant.channel(external_id="page-1")
+    theirs = await other.channel(external_id="page-1")
+    assert [c["id"] for c in (await other.get("/v1/channels")).json()] == [theirs["id"]]
+    assert (await api_store.get_channel(theirs["id"])).workspace_id == other.workspace_id
+    # A conflict comes only from the caller's own channels, and names nothing of another's.
+    body = {
+        "platform": "facebook",
+        "external_id": "page-1",
+        "name": "again",
+        "credentials": {"access_token": "t"},
+    }
+    again = await other.post("/v1/channels", body)
+    problem = assert_problem(again, 409, "external_id")
+    assert "this workspace" in problem["detail"]
+    assert mine["id"] not in again.text
+    assert tenant.workspace_id not in again.text
+    assert len(await api_store.list_channels()) == 2
+
+
 async def test_reauthorisation_sets_the_channel_active(tenant, api_store, secret_key):
     channel = await tenant.channel()
     await api_store.set_channel_status(channel["id"], ChannelStatus.NEEDS_REAUTH)

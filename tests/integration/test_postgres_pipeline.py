@@ -115,4 +115,3 @@ async def test_posts_added_by_another_process_wake_the_engine_at_once(sim, tmp_p
         finally:
             engine.request_stop()
             await task
-

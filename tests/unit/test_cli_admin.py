@@ -8,6 +8,7 @@ from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from herald.cli import app
+from herald.domain import Webhook, new_id
 from herald.stores.sqlite import SQLiteStore
 from herald.tenancy import KEY_PATTERN, Tenancy
 from herald.vault import VAULT_REF, Vault
@@ -54,35 +55,61 @@ def test_create_workspace_prints_the_key_alone_on_its_last_line(tmp_path):
     assert invoke("admin", "create-key", "ws_nope", "--db", str(db)).exit_code == 2
 
 
-def test_rotate_keys(tmp_path):
+async def _opened(db, work):
+    store = SQLiteStore(db)
+    await store.open()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def test_rotate_keys_leaves_every_secret_readable_with_the_new_key_alone(tmp_path):
     db = tmp_path / "h.db"
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     ch = channel(credentials_ref=VAULT_REF)
+    hook_id = new_id("wh")
 
-    async def seed():
-        store = SQLiteStore(db)
-        await store.open()
+    async def seed(store):
         await store.add_channels([ch])
         await store.set_channel_secret(ch.id, Vault([old]).encrypt_json({"access_token": "t"}))
-        await store.close()
+        # A workspace with a webhook and no channel: rotation must reach it too.
+        issued = await Tenancy(store).create_workspace("No channels")
+        hook = Webhook(hook_id, issued.key.workspace_id, "https://h.test", ("delivery.failed",))
+        await store.add_webhook(hook, Vault([old]).encrypt(b"whsec_1"))
 
-    asyncio.run(seed())
+    asyncio.run(_opened(db, seed))
     result = invoke(
         "admin", "rotate-keys", "--db", str(db), env={"HERALD_SECRET_KEYS": f"{new},{old}"}
     )
     assert result.exit_code == 0, result.output
     assert "channel secrets re-encrypted: 1" in result.output
+    assert "webhook secrets re-encrypted: 1" in result.output
 
-    async def read():
-        store = SQLiteStore(db)
-        await store.open()
-        try:
-            return await store.get_channel_secret(ch.id)
-        finally:
-            await store.close()
+    async def read(store):
+        return await store.get_channel_secret(ch.id), await store.get_webhook_secret(hook_id)
 
-    assert Vault([new]).decrypt_json(asyncio.run(read())) == {"access_token": "t"}
+    channel_secret, webhook_secret = asyncio.run(_opened(db, read))
+    assert Vault([new]).decrypt_json(channel_secret) == {"access_token": "t"}
+    assert Vault([new]).decrypt(webhook_secret) == b"whsec_1"
     assert invoke("admin", "rotate-keys", "--db", str(db)).exit_code == 2  # no key configured
+
+
+def test_rotate_keys_names_the_secrets_no_key_reads(tmp_path):
+    db = tmp_path / "h.db"
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    lost = channel(credentials_ref=VAULT_REF)
+
+    async def seed(store):
+        await store.add_channels([lost])
+        await store.set_channel_secret(lost.id, Vault([old]).encrypt_json({"access_token": "t"}))
+
+    asyncio.run(_opened(db, seed))
+    # The old key was dropped before rotating: nothing can read that secret any more.
+    result = invoke("admin", "rotate-keys", "--db", str(db), env={"HERALD_SECRET_KEYS": new})
+    assert result.exit_code == 1, result.output
+    assert "channel secrets re-encrypted: 0" in result.output
+    assert f"channel {lost.id}" in result.output
 
 
 def test_new_secret_key_is_a_fernet_key():

@@ -8,9 +8,11 @@ from datetime import time, timedelta
 import pytest
 
 from herald.domain import (
+    DEFAULT_WORKSPACE,
     ApiKey,
     ChannelStatus,
     NewPost,
+    Platform,
     Post,
     PostingSlot,
     Transition,
@@ -40,6 +42,15 @@ async def test_workspaces(store):
         await store.get_workspace("ws_nope")
     with pytest.raises(InvalidInput):
         await store.add_workspace(ws)
+
+
+async def test_list_workspaces_lists_every_one_by_id(store):
+    assert [w.id for w in await store.list_workspaces()] == [DEFAULT_WORKSPACE]  # seeded
+    b, a = await workspace(store, "B"), await workspace(store, "A")
+    listed = await store.list_workspaces()
+    assert [w.id for w in listed] == sorted([DEFAULT_WORKSPACE, a.id, b.id])
+    assert a in listed
+    assert b in listed
 
 
 async def test_api_keys_are_found_by_prefix_and_revoked(store):
@@ -73,6 +84,28 @@ async def test_channels_by_workspace_update_and_delete(store):
     assert await store.list_channels(a.id) == []
     with pytest.raises(NotFound):
         await store.delete_channel(ca.id, utcnow())
+
+
+async def test_an_account_is_unique_per_workspace(store):
+    agency, client = await workspace(store, "Agency"), await workspace(store, "Client")
+    page = channel(workspace_id=agency.id, external_id="page-1")
+    await store.add_channels([page])
+    # An agency and its client may both connect the same Page.
+    theirs = channel(workspace_id=client.id, external_id="page-1")
+    await store.add_channels([theirs])
+    assert [c.id for c in await store.list_channels(client.id)] == [theirs.id]
+    assert await store.get_channel(theirs.id) == theirs
+    with pytest.raises(InvalidInput):
+        await store.add_channels([channel(workspace_id=agency.id, external_id="page-1")])
+    twice = [channel(workspace_id=client.id, external_id="p2") for _ in range(2)]
+    with pytest.raises(InvalidInput):
+        await store.add_channels(twice)
+    assert [c.id for c in await store.list_channels(client.id)] == [theirs.id]  # all or nothing
+    # The same id on another platform is another account.
+    await store.add_channels(
+        [channel(Platform.INSTAGRAM, workspace_id=agency.id, external_id="page-1")]
+    )
+    assert len(await store.list_channels(agency.id)) == 2
 
 
 async def test_channel_secret(store):
@@ -140,6 +173,20 @@ async def test_webhooks(store):
     assert await store.list_webhooks(ws.id) == []
     with pytest.raises(NotFound):
         await store.delete_webhook(hook.id)
+
+
+async def test_webhook_secret_is_replaced(store):
+    ws = await workspace(store)
+    hook = Webhook(new_id("wh"), ws.id, "https://example.com/hook", ("delivery.failed",))
+    await store.add_webhook(hook, b"old-cipher")
+    await store.set_webhook_secret(hook.id, b"\x00new-cipher")
+    assert await store.get_webhook_secret(hook.id) == b"\x00new-cipher"
+    assert await store.list_webhooks(ws.id) == [hook]  # nothing else changed
+    with pytest.raises(NotFound):
+        await store.set_webhook_secret("wh_nope", b"x")
+    await store.delete_webhook(hook.id)
+    with pytest.raises(NotFound):
+        await store.set_webhook_secret(hook.id, b"x")
 
 
 async def test_events_are_recorded_for_subscribed_webhooks_of_the_workspace(store):
@@ -239,3 +286,15 @@ async def test_outbox_gives_up(store):
     (event,) = await store.claim_webhook_events(now=t0, limit=5, lease_until=t0 + HOUR)
     await store.settle_webhook_event(event.id, sent=False, next_attempt_at=None, error="410")
     assert await store.next_webhook_event_at() is None
+
+
+async def test_a_deleted_channel_s_account_can_be_connected_again(store):
+    ws = await workspace(store)
+    first = channel(workspace_id=ws.id, external_id="page-7")
+    await store.add_channels([first])
+    with pytest.raises(InvalidInput):
+        await store.add_channels([channel(workspace_id=ws.id, external_id="page-7")])
+    await store.delete_channel(first.id, utcnow())
+    again = channel(workspace_id=ws.id, external_id="page-7")
+    await store.add_channels([again])
+    assert [c.id for c in await store.list_channels(ws.id)] == [again.id]

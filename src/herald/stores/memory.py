@@ -79,11 +79,20 @@ class MemoryStore(MemoryCatalog):
         ids = [c.id for c in channels]
         if len(set(ids)) != len(ids) or any(i in self._channels for i in ids):
             raise InvalidInput("channel id already exists", field="id")
-        taken = {(c.platform, c.external_id) for c in self._channels.values()}
+        # An account is unique among a workspace's live channels: another workspace may hold
+        # the same one, and a deleted channel's account may be connected again.
+        taken = {
+            (c.workspace_id, c.platform, c.external_id)
+            for c in self._channels.values()
+            if c.deleted_at is None
+        }
         for channel in channels:
-            if (channel.platform, channel.external_id) in taken:
-                raise InvalidInput("this account is already a channel", field="external_id")
-            taken.add((channel.platform, channel.external_id))
+            account = (channel.workspace_id, channel.platform, channel.external_id)
+            if account in taken:
+                raise InvalidInput(
+                    "this account is already a channel of the workspace", field="external_id"
+                )
+            taken.add(account)
         for channel in channels:
             self._channels[channel.id] = channel
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from herald.domain import (
+    DEFAULT_WORKSPACE,
     ApiKey,
     Channel,
     ChannelStatus,
@@ -46,7 +47,10 @@ class MemoryCatalog:
     _claims: dict[str, tuple[str, datetime]]
 
     def _init_catalog(self) -> None:
-        self._workspaces: dict[str, Workspace] = {}
+        # Seeded like the SQL stores' first migration: channels and posts made without a
+        # workspace belong to it, and every store lists it.
+        default = Workspace(DEFAULT_WORKSPACE, "Default")
+        self._workspaces: dict[str, Workspace] = {default.id: default}
         self._keys: dict[str, tuple[ApiKey, str]] = {}
         self._secrets: dict[str, bytes] = {}
         self._slots: dict[str, list[PostingSlot]] = {}
@@ -64,6 +68,9 @@ class MemoryCatalog:
             return self._workspaces[workspace_id]
         except KeyError:
             raise NotFound("workspace", workspace_id) from None
+
+    async def list_workspaces(self) -> list[Workspace]:
+        return [self._workspaces[k] for k in sorted(self._workspaces)]
 
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
         if any(k.prefix == key.prefix or k.id == key.id for k, _ in self._keys.values()):
@@ -208,6 +215,13 @@ class MemoryCatalog:
             return self._webhooks[webhook_id][1]
         except KeyError:
             raise NotFound("webhook", webhook_id) from None
+
+    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
+        try:
+            webhook, _ = self._webhooks[webhook_id]
+        except KeyError:
+            raise NotFound("webhook", webhook_id) from None
+        self._webhooks[webhook_id] = (webhook, ciphertext)
 
     async def delete_webhook(self, webhook_id: str) -> None:
         if self._webhooks.pop(webhook_id, None) is None:

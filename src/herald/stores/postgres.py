@@ -124,7 +124,8 @@ class PostgresStore(PostgresCatalog):
     async def add_channels(self, channels: Sequence[Channel]) -> None:
         now = utcnow()
         async with self._db.transaction(
-            "a channel with this id or platform account already exists", field="external_id"
+            "a channel with this id, or this account in its workspace, already exists",
+            field="external_id",
         ) as conn:
             await conn.execute(
                 self._db.q["insert_channels"],

@@ -45,6 +45,9 @@ class PostgresCatalog:
             raise NotFound("workspace", workspace_id)
         return rows.workspace(row)
 
+    async def list_workspaces(self) -> list[Workspace]:
+        return [rows.workspace(r) for r in await self._db.fetch("list_workspaces")]
+
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
         async with self._db.connection("an API key with this prefix exists") as conn:
             await conn.execute(
@@ -177,6 +180,10 @@ class PostgresCatalog:
         if row is None:
             raise NotFound("webhook", webhook_id)
         return bytes(row[0])
+
+    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
+        if await self._db.execute("set_webhook_secret", id=webhook_id, secret=ciphertext) == 0:
+            raise NotFound("webhook", webhook_id)
 
     async def delete_webhook(self, webhook_id: str) -> None:
         if await self._db.execute("delete_webhook", id=webhook_id, at=utcnow()) == 0:

@@ -98,7 +98,7 @@ class SQLiteStore(SQLiteCatalog):
                 conn.executemany(self._q["insert_channel"], values)
             except sqlite3.IntegrityError as exc:
                 raise InvalidInput(
-                    "a channel with this id or platform account already exists",
+                    "a channel with this id, or this account in its workspace, already exists",
                     field="external_id",
                 ) from exc
 

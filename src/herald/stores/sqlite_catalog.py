@@ -43,6 +43,9 @@ class SQLiteCatalog:
             raise NotFound("workspace", workspace_id)
         return rows.workspace(row)
 
+    async def list_workspaces(self) -> list[Workspace]:
+        return [rows.workspace(r) for r in await self._all("list_workspaces", ())]
+
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
         values = (
             key.id,
@@ -165,6 +168,9 @@ class SQLiteCatalog:
         if row is None:
             raise NotFound("webhook", webhook_id)
         return bytes(row[0])
+
+    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
+        await self._change("set_webhook_secret", (ciphertext, webhook_id), "webhook", webhook_id)
 
     async def delete_webhook(self, webhook_id: str) -> None:
         await self._change("delete_webhook", (rows.us(utcnow()), webhook_id), "webhook", webhook_id)

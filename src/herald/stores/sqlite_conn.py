@@ -93,12 +93,13 @@ def _migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+def apply_migrations(conn: sqlite3.Connection, *, target: int | None = None) -> list[str]:
     """Apply every migration not yet recorded in ``schema_migrations``; return their names.
 
     Each migration runs in its own transaction with its bookkeeping row, so a failure leaves
     the schema at the previous version. Two processes migrating at once serialise on the
-    write lock; the loser sees the version recorded and skips it.
+    write lock; the loser sees the version recorded and skips it. ``target`` stops after that
+    version (tests migrate a database holding data from one version to the next).
     """
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -106,6 +107,8 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     )
     done: list[str] = []
     for version, name, sql in _migration_files():
+        if target is not None and version > target:
+            break
         conn.execute("BEGIN IMMEDIATE")
         try:
             seen = conn.execute(
@@ -119,10 +122,13 @@ def apply_migrations(conn: sqlite3.Connection) -> list[str]:
                     (version, name),
                 )
                 done.append(name)
+            # Inside the try: a COMMIT refused (deferred foreign keys still violated) leaves the
+            # transaction open, and it must be rolled back like any other failure.
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
     return done
 
 

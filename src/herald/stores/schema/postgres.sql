@@ -34,10 +34,13 @@ CREATE TABLE channels (
                     CHECK (status IN ('active', 'needs_reauth', 'disabled')),
     secret          bytea,  -- encrypted credentials (vault: references)
     created_at      timestamptz NOT NULL,
-    deleted_at      timestamptz,
-    UNIQUE (platform, external_id)
+    deleted_at      timestamptz
 );
 CREATE INDEX channels_workspace ON channels (workspace_id, id);
+-- Per workspace and among live channels: two workspaces may connect the same account, and a
+-- deleted channel's account may be connected again (migration 0002).
+CREATE UNIQUE INDEX channels_account ON channels (workspace_id, platform, external_id)
+    WHERE deleted_at IS NULL;
 
 CREATE TABLE posts (
     id           text COLLATE "C" PRIMARY KEY,

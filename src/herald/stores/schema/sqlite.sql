@@ -14,14 +14,17 @@ CREATE TABLE channels (
     status          TEXT NOT NULL DEFAULT 'active'
                     CHECK (status IN ('active', 'needs_reauth', 'disabled')),
     created_at      INTEGER NOT NULL,
-    -- No REFERENCES: SQLite cannot add one with a default to an existing table, so the
-    -- application keeps it consistent.
+    -- No REFERENCES: migration 0002 could not add one with a default to the existing table,
+    -- and 0003 rebuilt the table as it was; the application keeps it consistent.
     workspace_id    TEXT NOT NULL DEFAULT 'ws_default',
     secret          BLOB,  -- encrypted credentials (vault: references)
-    deleted_at      INTEGER,
-    UNIQUE (platform, external_id)
+    deleted_at      INTEGER
 );
 CREATE INDEX channels_workspace ON channels (workspace_id, id);
+-- Per workspace and among live channels: two workspaces may connect the same account, and a
+-- deleted channel's account may be connected again (migration 0003).
+CREATE UNIQUE INDEX channels_account ON channels (workspace_id, platform, external_id)
+    WHERE deleted_at IS NULL;
 
 CREATE TABLE posts (
     id           TEXT PRIMARY KEY,
@@ -57,6 +60,9 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
     WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL;
+CREATE INDEX deliveries_stale ON deliveries (due_at)
+    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+      AND check_first = 0;
 CREATE INDEX deliveries_leased ON deliveries (lease_until)
     WHERE state IN ('claimed', 'publishing');
 CREATE INDEX deliveries_claim_token ON deliveries (claim_token) WHERE claim_token IS NOT NULL;

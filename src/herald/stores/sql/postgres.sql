@@ -278,6 +278,9 @@ INSERT INTO workspaces (id, name, created_at) VALUES (:id, :name, :created_at);
 -- name: get_workspace
 SELECT id, name, created_at FROM workspaces WHERE id = :id;
 
+-- name: list_workspaces
+SELECT id, name, created_at FROM workspaces ORDER BY id;
+
 -- name: insert_api_key
 INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
 VALUES (:id, :workspace_id, :prefix, :secret_hash, :name, :created_at);
@@ -337,6 +340,9 @@ WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY created_at, i
 
 -- name: get_webhook_secret
 SELECT secret FROM webhooks WHERE id = :id AND deleted_at IS NULL;
+
+-- name: set_webhook_secret
+UPDATE webhooks SET secret = :secret WHERE id = :id AND deleted_at IS NULL;
 
 -- name: delete_webhook
 UPDATE webhooks SET deleted_at = :at WHERE id = :id AND deleted_at IS NULL;

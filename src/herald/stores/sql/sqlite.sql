@@ -90,7 +90,12 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 -- name: expire_due
 -- Too late to publish and nothing owed to the platform: expire without claiming. A delivery
 -- that owes a check is claimed instead, so the check can still record a post that exists.
-UPDATE deliveries
+-- INDEXED BY, here and in claim_due: without statistics SQLite's planner prefers
+-- deliveries_state (equality on state) to the partial indexes made for these queries, and then
+-- walks every claimable delivery, future ones included, on every claim (and sorts them for
+-- claim_due). The named index finds only the stale ones (deliveries_stale) or the due ones in
+-- due order (deliveries_due); a query edited so that its index no longer applies fails at once.
+UPDATE deliveries INDEXED BY deliveries_stale
 SET state = 'expired', next_attempt_at = NULL, updated_at = :now
 WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
   AND next_attempt_at <= :now AND due_at < :expire_before AND check_first = 0
@@ -100,7 +105,7 @@ RETURNING {columns};
 UPDATE deliveries
 SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
 WHERE id IN (
-    SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
+    SELECT d.id FROM deliveries d INDEXED BY deliveries_due JOIN channels c ON c.id = d.channel_id
     WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
       AND d.next_attempt_at <= :now AND c.status = 'active'
     ORDER BY d.next_attempt_at
@@ -109,9 +114,14 @@ WHERE id IN (
 RETURNING {columns};
 
 -- name: next_due_at
-SELECT min(d.next_attempt_at) FROM deliveries d JOIN channels c ON c.id = d.channel_id
+-- In due order, stopping at the first of an active channel: not min() over every row.
+-- CROSS JOIN keeps deliveries as the outer loop (SQLite never reorders it).
+SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due
+CROSS JOIN channels c ON c.id = d.channel_id
 WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
-  AND c.status = 'active';
+  AND c.status = 'active'
+ORDER BY d.next_attempt_at
+LIMIT 1;
 
 -- name: apply_transition
 -- {sources} is the list of states the target may be entered from (herald.states).
@@ -165,6 +175,9 @@ INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?);
 -- name: get_workspace
 SELECT id, name, created_at FROM workspaces WHERE id = ?;
 
+-- name: list_workspaces
+SELECT id, name, created_at FROM workspaces ORDER BY id;
+
 -- name: insert_api_key
 INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
 VALUES (?, ?, ?, ?, ?, ?);
@@ -202,6 +215,9 @@ WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY created_at, id;
 
 -- name: get_webhook_secret
 SELECT secret FROM webhooks WHERE id = ? AND deleted_at IS NULL;
+
+-- name: set_webhook_secret
+UPDATE webhooks SET secret = ? WHERE id = ? AND deleted_at IS NULL;
 
 -- name: delete_webhook
 UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL;

@@ -1,0 +1,88 @@
+"""The SQLite claim uses the indexes made for it, as EXPLAIN QUERY PLAN tells.
+
+Left to itself, SQLite's planner (no statistics) took deliveries_state for both claim queries:
+every claimable delivery walked on every claim, future ones included, and sorted for
+claim_due. The queries now name their index; these tests keep it so, with and without the
+statistics ANALYZE would give the planner.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+from herald.stores import sqlite_rows as rows
+from herald.stores.queries import load_queries
+from herald.stores.sqlite_conn import apply_migrations
+
+US, DAY = 1_000_000, 86_400_000_000
+NOW = 1_700_000_000 * US
+PARAMS = {
+    "now": NOW,
+    "expire_before": NOW - DAY,
+    "token": "t",
+    "lease_until": NOW + 3600 * US,
+    "limit": 100,
+}
+
+
+def _query(name: str) -> str:
+    return load_queries("sqlite")[name].replace("{columns}", rows.DELIVERY_COLUMNS)
+
+
+def _plan(conn: sqlite3.Connection, name: str) -> list[str]:
+    return [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {_query(name)}", PARAMS)]
+
+
+@pytest.fixture(params=[False, True], ids=["no-statistics", "analyzed"])
+def conn(request) -> Iterator[sqlite3.Connection]:
+    """Finished deliveries, a backlog of due ones, a few stale ones and a week's schedule."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("PRAGMA foreign_keys=ON")
+    apply_migrations(db)
+    db.execute(
+        "INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, "
+        "created_at) VALUES ('ch', 'facebook', 'page', 'n', 'UTC', 'env:T', 0)"
+    )
+    db.execute("INSERT INTO posts (id, content, overrides, created_at) VALUES ('p', '{}', '{}', 0)")
+    shapes = (
+        [("published", NOW - i * 1000, None) for i in range(3000)]
+        + [("scheduled", NOW - i * 1000, NOW - i * 1000) for i in range(2000)]
+        + [("retry_wait", NOW - 2 * DAY - i, NOW - 2 * DAY - i) for i in range(20)]
+        + [("scheduled", NOW + i * 1000, NOW + i * 1000) for i in range(3000)]
+    )
+    db.executemany(
+        "INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, "
+        "next_attempt_at, updated_at) VALUES (?, 'p', 'ch', 'facebook', ?, ?, ?, 0)",
+        [(f"d{i:05d}", due, state, nxt) for i, (state, due, nxt) in enumerate(shapes)],
+    )
+    if request.param:
+        db.execute("ANALYZE")
+    yield db
+    db.close()
+
+
+def test_the_expiry_check_finds_stale_deliveries_by_due_time(conn):
+    assert _plan(conn, "expire_due") == [
+        "SEARCH deliveries USING INDEX deliveries_stale (due_at<?)"
+    ]
+    assert len(conn.execute(_query("expire_due"), PARAMS).fetchall()) == 20
+
+
+def test_the_claim_takes_due_deliveries_in_due_order_without_sorting(conn):
+    plan = _plan(conn, "claim_due")
+    assert any("USING INDEX deliveries_due (next_attempt_at" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    claimed = conn.execute(_query("claim_due"), PARAMS).fetchall()
+    assert len(claimed) == 100
+    assert max(r[6] for r in claimed) <= NOW  # next_attempt_at: only due ones
+
+
+def test_the_next_due_time_is_read_from_the_front_of_the_due_index(conn):
+    plan = _plan(conn, "next_due_at")
+    assert any("USING INDEX deliveries_due (next_attempt_at" in step for step in plan), plan
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    (earliest,) = conn.execute(_query("next_due_at")).fetchone()
+    assert earliest == NOW - 2 * DAY - 19
