@@ -1,7 +1,8 @@
 """API throughput: posts created per second, one request per post and by CSV import.
 
 In process (httpx's ASGI transport, no sockets), on a fresh SQLite file with the production
-setting ``synchronous=FULL``: what the API, the services and the store cost per post.
+setting ``synchronous=FULL`` and on a fresh PostgreSQL schema: what the API, the services and
+the store cost per post.
 
     .venv/bin/python bench/api.py [--posts 1000] [--rows 10000] [--concurrency 1 16]
 """
@@ -12,24 +13,34 @@ import argparse
 import asyncio
 import csv
 import io
+import os
+import secrets
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
+import uvloop
 from cryptography.fernet import Fernet
 
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import utcnow
+from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.tenancy import Tenancy
+from herald.types import Store
 
 
-async def bench(posts: int, rows: int, concurrency: list[int], synchronous: str) -> None:
+async def bench(args: argparse.Namespace, store_kind: str) -> None:
+    posts, rows, concurrency, pg_url = args.posts, args.rows, args.concurrency, args.database_url
     with tempfile.TemporaryDirectory() as folder:
-        store = SQLiteStore(Path(folder) / "bench.db", synchronous=synchronous)
+        if store_kind == "postgres":
+            store: Store = PostgresStore(pg_url, schema=f"herald_bench_{secrets.token_hex(4)}")
+        else:
+            store = SQLiteStore(Path(folder) / "bench.db", synchronous=args.synchronous)
         await store.open()
         try:
             settings = Settings(secret_keys=[Fernet.generate_key().decode()])
@@ -41,6 +52,7 @@ async def bench(posts: int, rows: int, concurrency: list[int], synchronous: str)
                 transport=transport, base_url="http://bench", headers=headers
             ) as client:
                 channel = await _channel(client)
+                print(f"store: {store_kind}")
                 for clients in concurrency:
                     rate = await _singles(client, channel, posts, clients)
                     print(f"POST /v1/posts, {clients:>2} at a time: {rate:8.0f} posts/s")
@@ -48,6 +60,12 @@ async def bench(posts: int, rows: int, concurrency: list[int], synchronous: str)
                 print(f"POST /v1/posts/import, {rows} rows:  {rate:8.0f} posts/s")
         finally:
             await store.close()
+            if isinstance(store, PostgresStore):
+                conn = await asyncpg.connect(pg_url)
+                try:
+                    await conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+                finally:
+                    await conn.close()
 
 
 async def _channel(client: httpx.AsyncClient) -> str:
@@ -104,8 +122,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("HERALD_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/test"),
+    )
     args = parser.parse_args()
-    asyncio.run(bench(args.posts, args.rows, args.concurrency, args.synchronous))
+    kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
+    for kind in kinds:
+        uvloop.run(bench(args, kind))
 
 
 if __name__ == "__main__":
