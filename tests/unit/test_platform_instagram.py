@@ -294,3 +294,18 @@ async def test_find(api: FakeApi, ig: InstagramConnector) -> None:
         "limit": "100",
         "since": str(int(window_start.timestamp())),
     }
+
+
+@pytest.mark.parametrize(("code", "subcode"), [(-1, 2207001), (-2, 2207003), (2, None)])
+def test_a_server_error_on_media_publish_is_an_unknown_outcome(
+    code: int, subcode: int | None
+) -> None:
+    # Instagram refuses no repeat the way Facebook does (506): resending on a guess could
+    # publish twice, so the post is looked up first.
+    err = classify(500, {}, ig_error(code, subcode), now=NOW, pause_s=PAUSE, creates_post=True)
+    assert type(err) is OutcomeUnknown
+
+
+def test_not_ready_on_media_publish_is_a_refusal_not_an_unknown() -> None:
+    err = classify(400, {}, ig_error(9007, 2207027), now=NOW, pause_s=PAUSE, creates_post=True)
+    assert type(err) is MediaNotReady

@@ -260,7 +260,18 @@ def classify(
             platform, status, headers, now=now, pause_s=pause_s, creates_post=creates_post
         )
     wait = throttle_wait(status, headers, now=now, pause_s=pause_s, channel_id=channel_id)
-    return _by_code(platform, err, status, wait)
+    return unknown_if_sent(_by_code(platform, err, status, wait), creates_post=creates_post)
+
+
+def unknown_if_sent(error: PlatformError, *, creates_post: bool) -> PlatformError:
+    """A temporary error answered to the call that creates the post does not prove the post
+    was not made (Graph may commit and still answer code 1 or 2): look it up before any
+    resend. Refusals that name a reason (limits, auth, content, not ready) stay as they are."""
+    if creates_post and type(error) is TransientPlatformError:
+        return OutcomeUnknown(
+            error.message, platform=error.platform, code=error.code, status=error.status
+        )
+    return error
 
 
 #: ``classify`` as a connector calls it (instagram adds its own codes in front).

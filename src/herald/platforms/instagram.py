@@ -98,7 +98,7 @@ def classify(
         wait = graph.throttle_wait(status, headers, now=now, pause_s=pause_s, channel_id=channel_id)
         specific = _instagram_code(err, status, wait)
         if specific is not None:
-            return specific
+            return graph.unknown_if_sent(specific, creates_post=creates_post)
     return graph.classify(
         status,
         headers,
