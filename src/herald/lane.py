@@ -11,6 +11,7 @@ never holds a worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 from collections import deque
@@ -42,13 +43,18 @@ class Slot:
 Admit = Callable[[Job], Awaitable[bool]]
 #: Runs an admitted job; must release the slot once the platform call is over.
 Execute = Callable[[Job, Slot], Coroutine[Any, Any, None]]
+#: Lets go of a job whose admission raised.
+Failed = Callable[[Job, Exception], Awaitable[None]]
 
 
 class Lane:
-    def __init__(self, name: str, concurrency: int, admit: Admit, execute: Execute) -> None:
+    def __init__(
+        self, name: str, concurrency: int, admit: Admit, execute: Execute, failed: Failed
+    ) -> None:
         self.name = name
         self._admit = admit
         self._execute = execute
+        self._failed = failed
         self._slots = asyncio.Semaphore(concurrency)
         self._ready: deque[Job] = deque()
         self._timers: list[tuple[float, int, Job]] = []
@@ -83,10 +89,18 @@ class Lane:
 
     async def run(self) -> None:
         while (job := await self._next()) is not None:
-            await self._slots.acquire()
-            slot = Slot(self._slots)
+            slot = await self._slot()
+            if slot is None:
+                self._ready.appendleft(job)  # stopping: drain() hands it back unsent
+                return
             try:
                 go = await self._admit(job)
+            except Exception as exc:
+                # One job's trouble (the store refused a write, say) must not stop the lane:
+                # the job is let go, and its lease brings the delivery back.
+                slot.release()
+                await self._failed(job, exc)
+                continue
             except BaseException:
                 slot.release()
                 raise
@@ -96,6 +110,27 @@ class Lane:
             task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
             self.tasks.add(task)
             task.add_done_callback(self._task_done(slot))
+
+    async def _slot(self) -> Slot | None:
+        """A free concurrency slot, or None once the lane is stopping (waiting for one must
+        not outlast a shutdown, nor start a request after it began)."""
+        if self._stopping.is_set():
+            return None
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not acquire.done():
+                acquire.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acquire
+        got = acquire.done() and not acquire.cancelled()
+        if got and self._stopping.is_set():
+            self._slots.release()
+            return None
+        return Slot(self._slots) if got else None
 
     def _task_done(self, slot: Slot) -> Callable[[asyncio.Task[None]], None]:
         def done(task: asyncio.Task[None]) -> None:

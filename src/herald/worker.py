@@ -86,25 +86,42 @@ class WorkerPool:
                 engine.concurrency[platform],
                 self._admit,
                 self._execute,
+                self._admission_failed,
             )
             for platform in engine.connectors
         }
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
-        """Feed the lanes from the queue until the queue closes, the lanes running alongside."""
-        self._lane_tasks = [asyncio.create_task(lane.run()) for lane in self.lanes.values()]
+        """Feed the lanes from the queue until the queue closes, the lanes running alongside.
+
+        A lane that dies takes the pool down with it, and the engine with the pool: failing
+        loudly beats holding its deliveries' leases, unserved, for as long as the process lives.
+        """
+        self._lane_tasks = [
+            asyncio.create_task(lane.run(), name=f"herald-lane-{lane.name}")
+            for lane in self.lanes.values()
+        ]
+        feeding = asyncio.create_task(self._feed(), name="herald-feed")
         try:
-            while True:
-                try:
-                    job = await self._e.queue.get()
-                except QueueError:
-                    break
-                self.lanes[job.delivery.platform].submit(job)
-            await asyncio.gather(*self._lane_tasks)
+            await asyncio.gather(feeding, *self._lane_tasks)
         finally:
+            feeding.cancel()
             for task in self._lane_tasks:
                 task.cancel()
+
+    async def _feed(self) -> None:
+        while True:
+            try:
+                job = await self._e.queue.get()
+            except QueueError:
+                return
+            self.lanes[job.delivery.platform].submit(job)
+
+    async def _admission_failed(self, job: Job, exc: Exception) -> None:
+        log.error("delivery.admission_error", exc_info=exc, extra=_fields(job))
+        self._grants.pop(job.delivery.id, None)
+        await self._e.finish(job)
 
     def stop_taking(self) -> None:
         self._stopping = True
@@ -114,11 +131,17 @@ class WorkerPool:
     async def drain(self, grace_s: float, leftovers: list[Job]) -> None:
         """Let in-flight requests finish (up to ``grace_s``), then hand everything back."""
         self.stop_taking()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
         # A lane may be admitting one last job: let it finish so no task starts after this.
-        await asyncio.gather(*self._lane_tasks, return_exceptions=True)
+        if self._lane_tasks:
+            _, stuck = await asyncio.wait(self._lane_tasks, timeout=grace_s)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*self._lane_tasks, return_exceptions=True)
         tasks = {t for lane in self.lanes.values() for t in lane.tasks}
         if tasks:
-            _, late = await asyncio.wait(tasks, timeout=grace_s)
+            _, late = await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)

@@ -406,3 +406,56 @@ async def test_a_delivery_that_expires_while_waiting_for_a_limit_settles(store, 
     )
     assert sorted(d.state for d in (await states(store)).values()) == [S.EXPIRED, S.PUBLISHED]
     assert world.published() == 1
+
+
+async def test_a_store_error_during_admission_does_not_stop_the_lane(world):
+    from herald.domain import Content, NewPost, Post
+    from herald.errors import StoreError
+    from herald.stores.memory import MemoryStore
+
+    class FlakyStore(MemoryStore):
+        failures = 1
+
+        async def apply(self, transitions):
+            if self.failures and any(t.target is S.FAILED for t in transitions):
+                self.failures -= 1
+                raise StoreError("disk full")
+            return await super().apply(transitions)
+
+    store = FlakyStore()
+    fb = channel()
+    await store.add_channels([fb])
+    empty = new_post([fb])
+    empty = NewPost.at(Post(empty.post.id, Content(text="")), empty.targets, empty.due_at)
+    await store.add_posts([empty])  # refused at admission, and that write fails
+    ok = [new_post([fb], due_at=utcnow() + timedelta(seconds=0.3)) for _ in range(3)]
+    await store.add_posts(ok)
+    conn = FakeConnector(Platform.FACEBOOK, world)
+    engine = engine_for(store, {Platform.FACEBOOK: conn})
+    engine._writer._retry_delays_s = ()  # give up at once: this test is about the lane
+    await drain(engine)
+    assert world.published() == 3  # the lane went on after the failed admission
+    got = await states(store)
+    stuck = [d for d in got.values() if d.state is S.CLAIMED]
+    assert len(stuck) == 1  # let go: its lease brings it back
+    assert engine.in_flight == 0
+
+
+async def test_stop_is_prompt_and_sends_nothing_after_it(store, world):
+    fb = channel()
+    await store.add_channels([fb])
+    await store.add_posts([new_post([fb], text=f"slow {i}") for i in range(3)])
+    conn = FakeConnector(Platform.FACEBOOK, world, latency_s=3.0)
+    cfg = settings(shutdown_grace_s=0.2)
+    cfg.facebook.concurrency = 1
+    engine = engine_for(store, {Platform.FACEBOOK: conn}, cfg)
+    task = asyncio.create_task(engine.run())
+    await world.wait_until(lambda: conn.in_flight == 1)
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    engine.request_stop()
+    await asyncio.wait_for(task, 5)
+    assert loop.time() - asked < 1.5  # not the 3 s the request in flight would take
+    assert len(world.arrivals) == 1  # the queued ones were never sent
+    got = sorted(d.state for d in (await states(store)).values())
+    assert got == [S.SCHEDULED, S.SCHEDULED, S.UNCONFIRMED]
