@@ -38,7 +38,7 @@ from herald.errors import (
 from herald.states import DeliveryState
 from herald.types import Published
 
-__all__ = ["WEBHOOK_EVENTS", "Decision", "Policy", "webhook_event"]
+__all__ = ["WEBHOOK_EVENTS", "Decision", "Policy", "describe", "webhook_event"]
 
 #: Events a workspace's webhooks can subscribe to.
 WEBHOOK_EVENTS = (
@@ -63,6 +63,17 @@ class Decision:
 
 #: Builds the attempt record of a step from its outcome label and error message.
 AttemptFactory = Callable[[str, str | None], Attempt]
+
+
+_MAX_ERROR_CHARS = 2000
+
+
+def describe(exc: BaseException) -> str:
+    """An error as text every store can hold: platforms answer with arbitrary bytes, and one
+    NUL or lone surrogate would make the database refuse a whole batch of outcomes."""
+    text = str(exc) or type(exc).__name__
+    text = text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    return text[:_MAX_ERROR_CHARS]
 
 
 def webhook_event(decision: Decision) -> str | None:
@@ -153,7 +164,9 @@ class Policy:
 
     def rejected_unsent(self, job: Job, error: Exception) -> Decision:
         """Content that can never be sent (caught at the last moment): nothing was sent."""
-        t = Transition(job.delivery.id, S.FAILED, claim_token=job.claim_token, error=str(error))
+        t = Transition(
+            job.delivery.id, S.FAILED, claim_token=job.claim_token, error=describe(error)
+        )
         return Decision(t, "failed", "delivery.failed")
 
     def auth_unsent(self, job: Job, error: Exception, now: datetime) -> Decision:
@@ -166,7 +179,7 @@ class Policy:
                 claim_token=t.claim_token,
                 next_attempt_at=now,
                 check_first=t.check_first,
-                error=str(error),
+                error=describe(error),
             ),
             "auth",
             "channel.needs_reauth",
@@ -219,7 +232,7 @@ class Policy:
         self, job: Job, exc: BaseException, now: datetime, attempt: AttemptFactory
     ) -> Decision:
         delivery, token = job.delivery, job.claim_token
-        message = str(exc) or type(exc).__name__
+        message = describe(exc)
         if isinstance(exc, RateLimited):
             until = now + timedelta(seconds=exc.retry_after or self.settings.throttle_pause_s)
             t = Transition(
@@ -361,7 +374,7 @@ class Policy:
         self, job: Job, exc: BaseException, now: datetime, record: AttemptFactory
     ) -> Decision:
         delivery = job.delivery
-        message = str(exc) or type(exc).__name__
+        message = describe(exc)
         if isinstance(exc, RateLimited | AuthExpired):
             decision = self._failure(job, exc, now, record)
             t = decision.transition

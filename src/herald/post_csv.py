@@ -152,6 +152,11 @@ def parse_posts(data: bytes, *, max_rows: int) -> list[Row]:
             "the file is not UTF-8 text",
             [FieldProblem("body", "the file is not valid UTF-8", line)],
         ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputErrors(
+            "the file holds a NUL character", [FieldProblem("body", "no NUL characters", line)]
+        )
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = _header(next(reader, []))

@@ -70,16 +70,30 @@ class TransitionWriter:
             self._pending.clear()
 
     async def _commit(self, batch: list[tuple[Transition, asyncio.Future[bool]]]) -> None:
+        error = await self._write(batch, self._retry_delays_s)
+        if error is None:
+            return
+        if len(batch) > 1:
+            # One change the store refuses must not sink the others with it: write them one
+            # by one, so only the refused one fails.
+            log.warning("store.batch_refused", extra={"error": str(error), "size": len(batch)})
+            for item in batch:
+                self._fail_on_error([item], await self._write([item], ()))
+            return
+        self._fail_on_error(batch, error)
+
+    async def _write(
+        self, batch: list[tuple[Transition, asyncio.Future[bool]]], delays: Sequence[float]
+    ) -> StoreError | None:
+        """Write ``batch`` in one transaction, retrying after each of ``delays``; settle the
+        futures on success, return the last error otherwise."""
         transitions = [t for t, _ in batch]
-        for delay in (*self._retry_delays_s, None):
+        for delay in (*delays, None):
             try:
                 results = await self._store.apply(transitions)
             except StoreError as exc:
                 if delay is None:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    return
+                    return exc
                 log.warning("store.write_retry", extra={"error": str(exc), "delay_s": delay})
                 await asyncio.sleep(delay)
                 continue
@@ -87,7 +101,18 @@ class TransitionWriter:
             for (_, future), ok in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(ok)
+            return None
+        return None  # pragma: no cover - the loop always returns
+
+    @staticmethod
+    def _fail_on_error(
+        batch: list[tuple[Transition, asyncio.Future[bool]]], error: StoreError | None
+    ) -> None:
+        if error is None:
             return
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def close(self) -> None:
         """Write what is pending, then stop the loop (``run`` returns)."""

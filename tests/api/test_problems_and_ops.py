@@ -134,3 +134,27 @@ async def test_unknown_query_parameters_are_refused(tenant):
     assert problem["field"] == "stauts"
     assert_problem(await tenant.get("/v1/channels", params={"page": "2"}), 422, "page")
     assert (await tenant.get("/v1/posts", params={"status": "failed"})).status_code == 200
+
+
+async def test_text_no_database_can_hold_is_refused_naming_the_field(tenant, api_store):
+    channel = await tenant.channel()
+    body = {"channel_ids": [channel["id"]], "content": {"text": "nul \x00 inside"}}
+    problem = assert_problem(await tenant.post("/v1/posts", body), 422)
+    assert "content.text" in str(problem)
+    renamed = await tenant.patch(f"/v1/channels/{channel['id']}", {"name": "a\x00b"})
+    assert_problem(renamed, 422)
+    csv = "channel_ids,text\n" + f"{channel['id']},fine\n" + f"{channel['id']},bad \x00 row\n"
+    response = await tenant.client.post(
+        "/v1/posts/import",
+        headers={**tenant.headers, "content-type": "text/csv"},
+        content=csv.encode(),
+    )
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["line"] == 3
+    assert (await api_store.count_by_state()) == {}
+
+
+@pytest.mark.parametrize("path", ["/v1/posts/abc%00", "/v1/deliveries/x%00", "/v1/channels/a%20b"])
+async def test_ids_of_the_wrong_shape_are_refused(tenant, path):
+    assert_problem(await tenant.get(path), 422)
+    assert_problem(await tenant.get("/v1/posts", params={"channel_id": "a\x00b"}), 422)

@@ -9,12 +9,13 @@ from pydantic import BaseModel
 
 from herald.api.deps import Authenticated, CallerDep, JsonBody, KeysDep, ServicesDep
 from herald.api.problems import responses
+from herald.api.schemas.common import ID_PATTERN
 from herald.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["workspace"], responses=responses(401), dependencies=Authenticated)
-KeyId = Annotated[str, Path(max_length=200)]
+KeyId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 
 class WorkspacePublic(BaseModel):

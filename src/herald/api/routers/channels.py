@@ -15,13 +15,14 @@ from herald.api.schemas.channels import (
     SchedulePublic,
     ScheduleUpdate,
 )
+from herald.api.schemas.common import ID_PATTERN
 
 __all__ = ["router"]
 
 router = APIRouter(
     prefix="/v1/channels", tags=["channels"], responses=responses(401), dependencies=Authenticated
 )
-ChannelId = Annotated[str, Path(max_length=200)]
+ChannelId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 
 @router.post(

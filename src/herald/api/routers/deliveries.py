@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from herald.api.deps import Authenticated, CallerDep, DeliveriesDep
 from herald.api.problems import responses
+from herald.api.schemas.common import ID_PATTERN
 from herald.api.schemas.posts import DeliveryDetail, DeliveryPublic
 
 __all__ = ["router"]
@@ -18,7 +19,7 @@ router = APIRouter(
     responses=responses(401),
     dependencies=Authenticated,
 )
-DeliveryId = Annotated[str, Path(max_length=200)]
+DeliveryId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 
 @router.get("/{delivery_id}", responses=responses(404, 422))

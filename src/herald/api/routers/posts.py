@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from herald.api.deps import Authenticated, CallerDep, DeliveriesDep, JsonBody, PostsDep, ServicesDep
 from herald.api.problems import responses
-from herald.api.schemas.common import IsoDateTime
+from herald.api.schemas.common import ID_PATTERN, IsoDateTime
 from herald.api.schemas.posts import (
     PostCreate,
     PostDetail,
@@ -27,7 +27,7 @@ __all__ = ["PostQuery", "router"]
 router = APIRouter(
     prefix="/v1/posts", tags=["posts"], responses=responses(401), dependencies=Authenticated
 )
-PostId = Annotated[str, Path(max_length=200)]
+PostId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -49,7 +49,8 @@ class PostQuery:
             Query(description="Posts with at least one delivery in this state"),
         ] = None,
         channel_id: Annotated[
-            str | None, Query(max_length=200, description="Posts with a delivery on it")
+            str | None,
+            Query(max_length=64, pattern=ID_PATTERN, description="Posts with a delivery on it"),
         ] = None,
         scheduled_from: Annotated[
             IsoDateTime | None, Query(description="A delivery due at or after this instant")

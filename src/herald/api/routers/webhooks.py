@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Response
 
 from herald.api.deps import Authenticated, CallerDep, JsonBody, WebhooksDep
 from herald.api.problems import responses
+from herald.api.schemas.common import ID_PATTERN
 from herald.api.schemas.webhooks import WebhookCreate, WebhookCreated, WebhookPublic
 
 __all__ = ["router"]
@@ -15,7 +16,7 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/v1/webhooks", tags=["webhooks"], responses=responses(401), dependencies=Authenticated
 )
-WebhookId = Annotated[str, Path(max_length=200)]
+WebhookId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 
 @router.post(

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
-__all__ = ["IsoDateTime", "Name", "ObjectId", "Text", "Timezone", "storable"]
+__all__ = ["ID_PATTERN", "IsoDateTime", "Name", "ObjectId", "Text", "Timezone", "storable"]
 
 _ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -23,12 +23,14 @@ def iso_only(value: Any) -> Any:
 
 
 def storable(value: str) -> str:
-    """Refuse text that cannot be encoded as UTF-8 (a JSON ``\\ud800`` escape decodes to a
-    lone surrogate, which no database accepts)."""
+    """Refuse text a database cannot hold: a lone surrogate (a JSON ``\\ud800`` escape
+    decodes to one) is not UTF-8, and PostgreSQL refuses the NUL character."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("text must be valid Unicode (no lone surrogate code points)") from None
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character")
     return value
 
 
@@ -36,10 +38,10 @@ def storable(value: str) -> str:
 Text = Annotated[str, AfterValidator(storable)]
 #: A display name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
-#: An object id given in a body (``ch_3f9c...``).
-ObjectId = Annotated[
-    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
-]
+#: The shape of every id Herald hands out (``ch_3f9c...``).
+ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
+#: An object id given in a body.
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]
 #: An IANA time-zone name; checked against the zone database by the services.
 Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
 #: An ISO 8601 date and time (with or without offset, as the field says).
