@@ -82,7 +82,14 @@ class DeliveryActions:
             when, channels, self._scheduler.book(), ignore=[d.due_at for d in deliveries]
         )
         moves = [
-            Transition(d.id, S.SCHEDULED, due_at=at, next_attempt_at=at, error=d.last_error)
+            Transition(
+                d.id,
+                S.SCHEDULED,
+                due_at=at,
+                next_attempt_at=at,
+                error=d.last_error,
+                unclaimed=True,
+            )
             for d, at in zip(deliveries, due, strict=True)
         ]
         done = await self._store.apply(moves)
@@ -118,7 +125,12 @@ class DeliveryActions:
         # Due now, not at its old time: a delivery that failed long ago must not expire the
         # moment it is claimed (max_lateness_s counts from the due time).
         retry = Transition(
-            delivery.id, S.SCHEDULED, next_attempt_at=now, due_at=now, reset_retries=True
+            delivery.id,
+            S.SCHEDULED,
+            next_attempt_at=now,
+            due_at=now,
+            reset_retries=True,
+            unclaimed=True,  # an engine may have claimed it for its look-up meanwhile
         )
         if not (await self._store.apply([retry]))[0]:
             raise Conflict(_cannot("retried", await self._store.get_delivery(delivery_id)))

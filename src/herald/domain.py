@@ -34,6 +34,7 @@ __all__ = [
     "Platform",
     "Post",
     "PostingSlot",
+    "SentRecord",
     "Transition",
     "Webhook",
     "WebhookEvent",
@@ -268,6 +269,23 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class SentRecord:
+    """One request the store knows was sent, publish or look-up: what the rate limiter is
+    rebuilt from when an engine starts (:meth:`herald.types.EngineStore.sent_since`)."""
+
+    delivery_id: str
+    number: int  # the attempt's number: a look-up carries the number of the send it looks for
+    platform: Platform
+    channel_external_id: str  # the account whose limits the request counted against
+    started_at: datetime
+    # An attempt's outcome; None for a send whose outcome is not recorded (the request is on
+    # the wire, or its engine stopped or died before the answer): ``started_at`` is when the
+    # delivery entered ``publishing``.
+    outcome: str | None
+    content: Content  # what was sent: the post's content with the platform's override
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A claimed delivery with everything a worker needs to publish it."""
 
@@ -310,6 +328,9 @@ class Transition:
     due_at: datetime | None = None  # a reschedule moves the due time itself
     attempt: Attempt | None = None
     event: str | None = None  # webhook event to record with the change, e.g. delivery.published
+    # Only if no engine holds the delivery: a user's reschedule or retry must not take a
+    # delivery out of an engine's hands (a cancel may: the engine's next write then fails).
+    unclaimed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

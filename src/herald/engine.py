@@ -4,8 +4,10 @@ Lifecycle of :meth:`Engine.run`:
 
 1. recover deliveries left claimed by a previous run (all of them when this engine has the
    store to itself, else only those whose lease ran out);
-2. run the writer, the workers, the dispatcher and the lease keeper;
-3. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
+2. rebuild the limiter from what the store says was sent within the rules' reach, so that a
+   restart never grants a fresh quota (:mod:`herald.limits.replay`; first run only);
+3. run the writer, the workers, the dispatcher and the lease keeper;
+4. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
    to do: stop claiming, let in-flight requests finish within ``shutdown_grace_s``, hand every
    other claimed delivery back to the store, flush the writer. Nothing is lost: what was on the
    wire when time ran out becomes ``unconfirmed`` and is looked up before any resend.
@@ -24,6 +26,7 @@ from herald.credentials import RefResolver
 from herald.dispatcher import Dispatcher, InFlight
 from herald.domain import Channel, Job, Platform, utcnow
 from herald.limits.memory import MemoryLimiter
+from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.metrics import Metrics
 from herald.policy import Policy
@@ -64,6 +67,9 @@ class Engine:
         self._writer = TransitionWriter(store)
         self._stopping = asyncio.Event()
         self._event_listeners: list[Callable[[], None]] = []
+        self._limiter = limiter or MemoryLimiter()
+        self._rules = rules or default_rules(settings)
+        self._limits_restored = False
         self.dispatcher = Dispatcher(
             store, self._queue, self._in_flight, settings.engine, self.metrics
         )
@@ -72,8 +78,8 @@ class Engine:
                 store=store,
                 queue=self._queue,
                 writer=self._writer,
-                limiter=limiter or MemoryLimiter(),
-                rules=rules or default_rules(settings),
+                limiter=self._limiter,
+                rules=self._rules,
                 connectors=connectors,
                 credentials=self._credentials,
                 concurrency={p: settings.platform(p).concurrency for p in connectors},
@@ -131,6 +137,7 @@ class Engine:
         recovered = await self.store.recover_expired_leases(utcnow(), every=self.exclusive)
         if recovered:
             log.warning("engine.recovered", extra={"deliveries": recovered})
+        await self._restore_limits()
         tasks = {
             asyncio.create_task(self._writer.run(), name="herald-writer"),
             asyncio.create_task(self.pool.run(), name="herald-workers"),
@@ -155,6 +162,16 @@ class Engine:
             for task in tasks:
                 task.cancel()
         log.info("engine.stopped")
+
+    async def _restore_limits(self) -> None:
+        """Replay what was sent within the rules' reach, once: later runs of this engine keep
+        the limiter they had."""
+        if self._limits_restored:
+            return
+        now = utcnow()
+        requests = await restore(self._limiter, self.store, self._connectors, self._rules, now)
+        self._limits_restored = True
+        log.info("engine.limits_restored", extra={"requests": requests})
 
     async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
         by_name = {t.get_name(): t for t in tasks}

@@ -31,6 +31,7 @@ from herald.domain import (
     Platform,
     Post,
     PostingSlot,
+    SentRecord,
     Transition,
     Webhook,
     WebhookEvent,
@@ -111,6 +112,13 @@ class EngineStore(Protocol):
 
     async def get_channel_secret(self, channel_id: str) -> bytes | None:
         """The channel's encrypted credentials, when the store keeps them (``vault:`` refs)."""
+
+    async def sent_since(self, since: datetime) -> list[SentRecord]:
+        """What was sent from ``since`` on, oldest first: every recorded attempt (publish or
+        look-up) that started then or later, and every send whose outcome is not recorded
+        (a delivery still ``publishing``, or owing a look-up, since ``since`` or later).
+
+        An engine rebuilds its rate limiter from it at start-up: the platforms remember."""
 
 
 @runtime_checkable
@@ -262,6 +270,14 @@ class RateLimiter(Protocol):
     async def refund(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         """Give back the units of refundable claims granted at ``granted_at`` (the request
         definitely failed and the platform counts only successes)."""
+
+    async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+        """Record claims granted at ``granted_at`` by an earlier run, without checking them.
+
+        How an engine that starts rebuilds what the platforms still count (see
+        :mod:`herald.limits.replay`): called in time order, before any :meth:`reserve`. A
+        limiter whose state outlives the engine (shared by several) may ignore grants it holds.
+        """
 
     async def block(self, key: str, until: float) -> None:
         """Refuse every claim on ``key`` until Unix time ``until`` (a platform told us so)."""

@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
 from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError
 from herald.lane import Lane, Slot
+from herald.limits.replay import gives_back
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
 from herald.metrics import Metrics
 from herald.policy import Decision, Policy, webhook_event
-from herald.states import DeliveryState as S
 from herald.types import (
     Connector,
     CredentialResolver,
@@ -294,8 +294,9 @@ class WorkerPool:
             time.perf_counter() - clock
         )
         decision = self._policy.after_publish(job, started, utcnow(), result)
-        if decision.transition.target in (S.RETRY_WAIT, S.FAILED):
-            await self._refund(job)  # definitely not published
+        attempt = decision.transition.attempt
+        if attempt is not None and gives_back(attempt.outcome):
+            await self._refund(job)  # definitely not published (a restart's replay agrees)
         await self._carry_out(job, decision)
 
     async def _refund(self, job: Job) -> None:

@@ -172,3 +172,49 @@ async def test_refund_of_a_calendar_quota():
     assert await limiter.reserve([LimitClaim("k", rule, 1)], now) == 0.0
     await limiter.refund([LimitClaim("k", rule, 1)], now)
     assert await limiter.reserve([LimitClaim("k", rule, 1)], now + 1) == 0.0
+
+
+# -- replay: grants of an earlier run, recorded without checking ------------------------------
+async def test_replayed_grants_fill_a_rolling_window_like_live_ones():
+    limiter, rule = MemoryLimiter(), rolling(3, 10.0, margin_s=1.0)
+    for t in (0.0, 1.0, 2.0):
+        await limiter.replay([claim(rule)], t)
+    assert await limiter.reserve([claim(rule)], 5.0) == 6.0  # the grant at t=0 leaves at 11
+    assert await limiter.reserve([claim(rule)], 11.0) == 0.0
+
+
+async def test_replay_records_without_checking():
+    # An earlier run may have been granted more than this one's rules allow (they changed):
+    # every replayed unit counts, and the window stays full until enough of them leave it.
+    limiter, rule = MemoryLimiter(), rolling(2, 10.0)
+    for t in (0.0, 1.0, 2.0):
+        await limiter.replay([claim(rule)], t)
+    assert await limiter.reserve([claim(rule)], 3.0) == 8.0  # two must leave: t=1 at 11
+
+
+async def test_a_grant_replayed_late_keeps_the_log_in_time_order():
+    limiter, rule = MemoryLimiter(), rolling(2, 10.0)
+    assert await limiter.reserve([claim(rule)], 5.0) == 0.0
+    await limiter.replay([claim(rule)], 1.0)
+    # Full; the oldest grant is the replayed one (t=1): room at t=11, not at t=15.
+    assert await limiter.reserve([claim(rule)], 6.0) == 5.0
+    assert await limiter.reserve([claim(rule)], 11.0) == 0.0
+
+
+async def test_replay_counts_the_days_of_the_grant_with_the_margin_rule():
+    rule = LimitRule("posts", "posts", "channel", CalendarQuota(1, "UTC", margin_s=5.0))
+    limiter = MemoryLimiter()
+    await limiter.replay([claim(rule)], ts(2026, 7, 1, 23, 59, 58))
+    # Counted against July 1 and July 2: full until 00:00:05 on July 3.
+    wait = await limiter.reserve([claim(rule)], ts(2026, 7, 2, 12, 0))
+    assert math.isclose(wait, ts(2026, 7, 3, 0, 0, 5) - ts(2026, 7, 2, 12, 0))
+    assert await limiter.reserve([claim(rule)], ts(2026, 7, 3, 0, 0, 5)) == 0.0
+
+
+async def test_replay_sets_the_gcra_arrival_time():
+    rule = LimitRule("pace", "calls", "app", Pacing(rate_per_s=10.0, burst=2))
+    limiter = MemoryLimiter()
+    await limiter.replay([claim(rule)], 0.0)
+    await limiter.replay([claim(rule)], 0.0)
+    assert math.isclose(await limiter.reserve([claim(rule)], 0.05), 0.05)
+    assert await limiter.reserve([claim(rule)], 0.1) == 0.0

@@ -86,3 +86,19 @@ def test_the_next_due_time_is_read_from_the_front_of_the_due_index(conn):
     assert not any("TEMP B-TREE" in step for step in plan), plan
     (earliest,) = conn.execute(_query("next_due_at")).fetchone()
     assert earliest == NOW - 2 * DAY - 19
+
+
+def test_what_was_sent_is_read_from_the_window_of_attempts_not_the_history(conn):
+    # A week of attempts, one every 2 minutes: the window of the last day is a fifth of them.
+    conn.executemany(
+        "INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome) "
+        "VALUES (?, 1, ?, ?, 'published')",
+        [(f"d{i:05d}", NOW - i * 120 * US, NOW - i * 120 * US) for i in range(3000)],
+    )
+    params = {"since": NOW - DAY}
+    sql = _query("sent_since")
+    plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert "SEARCH a USING INDEX attempts_started (started_at>?)" in plan, plan
+    assert "SEARCH d USING INDEX deliveries_state (state=?)" in plan, plan
+    assert not any(step.startswith(("SCAN a", "SCAN d")) for step in plan), plan
+    assert len(conn.execute(sql, params).fetchall()) == 721  # 0 to 720 two-minute steps back

@@ -382,3 +382,69 @@ async def test_missing_objects_raise_not_found(store):
     for call in (store.get_delivery("dlv_x"), store.get_post("post_x")):
         with pytest.raises(NotFound):
             await call
+
+
+async def test_an_unclaimed_only_change_leaves_claimed_deliveries_alone(store):
+    fb = channel()
+    await store.add_channels([fb])
+    now = utcnow()
+    claimed, free = await store.add_posts([new_post([fb]), new_post([fb], due_at=now + HOUR)])
+    (job,) = (await claim(store, now=now)).jobs
+    assert job.delivery.id == claimed.id
+    later = now + 2 * HOUR
+    moves = [
+        Transition(d.id, S.SCHEDULED, due_at=later, next_attempt_at=later, unclaimed=True)
+        for d in (claimed, free)
+    ]
+    assert await store.apply(moves) == [False, True]
+    assert (await store.get_delivery(claimed.id)).state is S.CLAIMED
+    assert (await store.get_delivery(free.id)).due_at == later
+
+
+async def test_sent_since_reports_attempts_and_unresolved_sends_oldest_first(store):
+    fb, li = channel(Platform.FACEBOOK), channel(Platform.LINKEDIN)
+    await store.add_channels([fb, li])
+    base = new_post([fb, li])
+    override = {Platform.LINKEDIN: ContentOverride(text="For my network")}
+    shared = Post(base.post.id, base.post.content, overrides=override)
+    old, open_ = new_post([fb], text="old"), new_post([fb], text="open")
+    await store.add_posts([NewPost.at(shared, base.targets, base.due_at), old, open_])
+    jobs = {(j.delivery.post_id, j.channel.id): j for j in (await claim(store)).jobs}
+    on_li, on_fb = jobs[(shared.id, li.id)], jobs[(shared.id, fb.id)]
+    gone, flying = jobs[(old.post.id, fb.id)], jobs[(open_.post.id, fb.id)]
+    since = utcnow() - HOUR
+    t = [since + timedelta(minutes=m) for m in range(6)]
+
+    def outcome(job, target, at, label, **kw):
+        attempt = Attempt(job.delivery.id, 1, at, at, label)
+        return Transition(
+            job.delivery.id, target, claim_token=job.claim_token, attempt=attempt, **kw
+        )
+
+    await store.apply([publishing(gone, since - timedelta(minutes=2))])
+    await store.apply([outcome(gone, S.PUBLISHED, since - timedelta(minutes=1), "published")])
+    await store.apply([publishing(on_li, t[1]), publishing(on_fb, t[2]), publishing(flying, t[4])])
+    await store.apply([outcome(on_li, S.PUBLISHED, t[1], "published")])
+    unsure = {"check_first": True, "next_attempt_at": t[0]}
+    await store.apply([outcome(on_fb, S.UNCONFIRMED, t[3], "unknown", **unsure)])
+    (check,) = (await claim(store)).jobs
+    await store.apply([outcome(check, S.UNCONFIRMED, t[5], "check_failed", **unsure)])
+
+    got = await store.sent_since(since)
+    assert [(r.delivery_id, r.number, r.started_at, r.outcome) for r in got] == [
+        (on_li.delivery.id, 1, t[1], "published"),
+        (on_fb.delivery.id, 1, t[2], None),  # sent at t2, owes a look-up: unresolved
+        (on_fb.delivery.id, 1, t[3], "unknown"),
+        (flying.delivery.id, 1, t[4], None),  # still publishing
+        (on_fb.delivery.id, 1, t[5], "check_failed"),
+    ]
+    assert [(r.platform, r.channel_external_id) for r in got[:2]] == [
+        (Platform.LINKEDIN, li.external_id),
+        (Platform.FACEBOOK, fb.external_id),
+    ]
+    # What the connector sent: the post's content with the platform's override.
+    assert got[0].content == shared.content_for(Platform.LINKEDIN)
+    assert got[0].content.text == "For my network"
+    assert got[1].content == shared.content
+    assert got[3].content.text == "open"
+    assert await store.sent_since(t[5] + timedelta(seconds=1)) == []

@@ -47,8 +47,14 @@ class _SlidingLog:
                 return granted_at + span - now
         return math.inf  # pragma: no cover - cost > limit is refused before this
 
-    def record(self, cost: int, now: float) -> None:
-        self.entries.append((now, cost))
+    def record(self, cost: int, at: float) -> None:
+        entries = self.entries
+        index = len(entries)
+        # Live grants arrive in time order; an earlier one (the wall clock stepped back, or a
+        # replay after live grants) is slotted in so that the oldest stays first.
+        while index and entries[index - 1][0] > at:
+            index -= 1
+        entries.insert(index, (at, cost))
         self.total += cost
 
     def refund(self, cost: int, granted_at: float) -> None:
@@ -189,6 +195,10 @@ class MemoryLimiter:
                 state.refund(claim.cost, granted_at)
             elif isinstance(state, _DayCounter) and isinstance(algorithm, CalendarQuota):
                 state.refund(algorithm, claim.cost, granted_at)
+
+    async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+        for claim in claims:
+            self._record(claim, granted_at)
 
     async def block(self, key: str, until: float) -> None:
         self._blocks[key] = max(until, self._blocks.get(key, 0.0))

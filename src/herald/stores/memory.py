@@ -19,6 +19,7 @@ from herald.domain import (
     Job,
     NewPost,
     Post,
+    SentRecord,
     Transition,
     utcnow,
 )
@@ -29,6 +30,8 @@ from herald.stores.memory_catalog import MemoryCatalog
 __all__ = ["MemoryStore"]
 
 S = DeliveryState
+#: States a delivery may be in while its last send has no recorded outcome (``check_since``).
+_UNRESOLVED = (S.CLAIMED, S.PUBLISHING, S.UNCONFIRMED)
 
 
 def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
@@ -223,6 +226,8 @@ class MemoryStore(MemoryCatalog):
         claim = self._claims.get(t.delivery_id)
         if t.claim_token is not None and (claim is None or claim[0] != t.claim_token):
             return False
+        if t.unclaimed and claim is not None:
+            return False
         self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
         if t.target in (S.CLAIMED, S.PUBLISHING) and claim is not None:
             self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
@@ -237,6 +242,25 @@ class MemoryStore(MemoryCatalog):
     async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
         now = utcnow()
         return [self._apply_one(t, now) for t in transitions]
+
+    async def sent_since(self, since: datetime) -> list[SentRecord]:
+        def record(d: Delivery, number: int, at: datetime, outcome: str | None) -> SentRecord:
+            channel = self._channels[d.channel_id]
+            content = self._posts[d.post_id].content_for(d.platform)
+            return SentRecord(d.id, number, d.platform, channel.external_id, at, outcome, content)
+
+        found = [
+            record(self._deliveries[a.delivery_id], a.number, a.started_at, a.outcome)
+            for attempts in self._attempts.values()
+            for a in attempts
+            if a.started_at >= since
+        ]
+        found += [
+            record(d, d.attempts, d.check_since, None)
+            for d in self._deliveries.values()
+            if d.state in _UNRESOLVED and d.check_since is not None and d.check_since >= since
+        ]
+        return sorted(found, key=lambda r: r.started_at)
 
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         wanted = set(claim_tokens)

@@ -41,6 +41,7 @@ from herald.domain import (
     NewPost,
     Platform,
     Post,
+    SentRecord,
     Transition,
     utcnow,
 )
@@ -311,6 +312,9 @@ class PostgresStore(PostgresCatalog):
         if woken:
             await self._notify_due(conn, min(woken))
 
+    async def sent_since(self, since: datetime) -> list[SentRecord]:
+        return rows.sent(await self._db.fetch("sent_since", since=since))
+
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         if not claim_tokens:
             return 0
@@ -366,6 +370,7 @@ def _transition_arrays(batch: Sequence[Transition], now: datetime) -> dict[str, 
         "attempt_outcomes": [a.outcome if a else None for a in attempts],
         "attempt_errors": [a.error if a else None for a in attempts],
         "events": [t.event for t in batch],
+        "unclaimed": [t.unclaimed for t in batch],
         "now": now,
         "now_iso": now.astimezone(UTC).isoformat(),
     }

@@ -7,7 +7,7 @@ JSON as text (jsonb, decoded here).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import time
 from typing import Any
 
@@ -22,6 +22,7 @@ from herald.domain import (
     Platform,
     Post,
     PostingSlot,
+    SentRecord,
     Webhook,
     WebhookEvent,
     Workspace,
@@ -42,6 +43,7 @@ __all__ = [
     "overrides_json",
     "post",
     "prefixed",
+    "sent",
     "slot",
     "webhook",
     "workspace",
@@ -128,6 +130,19 @@ def content_for(platform: Platform, content: str, overrides: str) -> Content:
     base = Content.from_dict(json.loads(content))
     override = _overrides(overrides).get(platform)
     return base if override is None else override.apply(base)
+
+
+def sent(found: Iterable[Sequence[Any]]) -> list[SentRecord]:
+    """Rows of ``sent_since``; each post's content is read once per platform."""
+    contents: dict[tuple[str, str], Content] = {}
+    records = []
+    for row in found:
+        platform = Platform(row[2])
+        content = contents.get((row[6], row[2]))
+        if content is None:
+            content = contents[(row[6], row[2])] = content_for(platform, row[7], row[8])
+        records.append(SentRecord(row[0], row[1], platform, row[3], row[4], row[5], content))
+    return records
 
 
 def attempt(row: Sequence[Any]) -> Attempt:

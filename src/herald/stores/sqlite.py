@@ -24,6 +24,7 @@ from herald.domain import (
     Job,
     NewPost,
     Post,
+    SentRecord,
     Transition,
     utcnow,
 )
@@ -293,6 +294,10 @@ class SQLiteStore(SQLiteCatalog):
 
         return await self._writer.transaction(write)
 
+    async def sent_since(self, since: datetime) -> list[SentRecord]:
+        sql, params = self._q["sent_since"], {"since": rows.us(since)}
+        return rows.sent(await self._reader.run(lambda c: c.execute(sql, params).fetchall()))
+
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         values = [(rows.us(lease_until), token) for token in claim_tokens]
 
@@ -331,6 +336,7 @@ def _transition_params(t: Transition, now: int | None) -> dict[str, Any]:
         "sent": 1 if t.sent else 0,
         "retry_spent": 1 if t.retry_spent else 0,
         "check_failed": 1 if t.check_failed else 0,
+        "unclaimed": 1 if t.unclaimed else 0,
         "reset_retries": 1 if t.reset_retries else 0,
         "check_first": None if t.check_first is None else int(t.check_first),
         "check_since": rows.us(t.check_since),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from herald.domain import (
     Platform,
     Post,
     PostingSlot,
+    SentRecord,
     Webhook,
     WebhookEvent,
     Workspace,
@@ -32,12 +33,14 @@ __all__ = [
     "at",
     "attempt",
     "channel",
+    "content_for",
     "delivery",
     "dt",
     "event",
     "placeholders",
     "post",
     "post_row",
+    "sent",
     "slot",
     "us",
     "webhook",
@@ -120,6 +123,26 @@ def post(row: Sequence[Any]) -> Post:
         created_at=at(row[3]),
         workspace_id=row[4],
     )
+
+
+def content_for(platform: Platform, content: str, overrides: str) -> Content:
+    """The content a delivery on ``platform`` publishes, from a post's two JSON columns."""
+    base = Content.from_dict(json.loads(content))
+    override = json.loads(overrides).get(platform.value)
+    return base if override is None else ContentOverride.from_dict(override).apply(base)
+
+
+def sent(found: Iterable[Sequence[Any]]) -> list[SentRecord]:
+    """Rows of ``sent_since``; each post's content is read once per platform."""
+    contents: dict[tuple[str, str], Content] = {}
+    records = []
+    for row in found:
+        platform = Platform(row[2])
+        content = contents.get((row[6], row[2]))
+        if content is None:
+            content = contents[(row[6], row[2])] = content_for(platform, row[7], row[8])
+        records.append(SentRecord(row[0], row[1], platform, row[3], at(row[4]), row[5], content))
+    return records
 
 
 def post_row(p: Post) -> tuple[Any, ...]:

@@ -100,6 +100,8 @@ CREATE TABLE attempts (
     error        text
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+-- What was sent within the limits' reach, read at engine start-up (migration 0003).
+CREATE INDEX attempts_started ON attempts (started_at);
 
 CREATE TABLE posting_slots (
     channel_id  text COLLATE "C" NOT NULL REFERENCES channels (id),

@@ -80,6 +80,8 @@ CREATE TABLE attempts (
     error        TEXT
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+-- What was sent within the limits' reach, read at engine start-up (migration 0005).
+CREATE INDEX attempts_started ON attempts (started_at);
 
 CREATE TABLE workspaces (
     id          TEXT PRIMARY KEY,

@@ -182,16 +182,18 @@ WITH t AS (
         :reset_retries::boolean[], :check_first::boolean[], :check_since::timestamptz[],
         :reconciled::boolean[], :published_at::timestamptz[], :attempt_numbers::integer[],
         :attempt_started::timestamptz[], :attempt_finished::timestamptz[],
-        :attempt_outcomes::text[], :attempt_errors::text[], :events::text[]
+        :attempt_outcomes::text[], :attempt_errors::text[], :events::text[],
+        :unclaimed::boolean[]
     ) WITH ORDINALITY AS t (id, target, token, due_at, next_attempt_at, lease_until,
                             external_id, error, sent, retry_spent, check_failed, reset_retries,
                             check_first, check_since, reconciled, published_at, attempt_number,
                             attempt_started, attempt_finished, attempt_outcome, attempt_error,
-                            event, ord)
+                            event, unclaimed, ord)
 ), locked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
     WHERE (t.target, d.state) IN ({allowed})
       AND (t.token IS NULL OR d.claim_token = t.token)
+      AND (NOT t.unclaimed OR d.claim_token IS NULL)
     ORDER BY d.id
     FOR UPDATE OF d
 ), changed AS (
@@ -218,6 +220,7 @@ WITH t AS (
     WHERE d.id = t.id AND d.id = locked.id
       AND (t.target, d.state) IN ({allowed})
       AND (t.token IS NULL OR d.claim_token = t.token)
+      AND (NOT t.unclaimed OR d.claim_token IS NULL)
     RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
               t.attempt_outcome, t.attempt_error, d.id, d.post_id, d.channel_id, d.platform,
               d.state, d.external_id, d.last_error
@@ -271,6 +274,27 @@ UPDATE deliveries d SET
     lease_until = NULL,
     updated_at = :now
 FROM stale WHERE d.id = stale.id;
+
+-- name: sent_since
+-- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
+-- attempt (publish or look-up) that started then or later (attempts_started), and every send
+-- with no outcome recorded (outcome NULL: the delivery is publishing, or owes a look-up, since
+-- check_since; deliveries_state), each with its account and its post's content, oldest first.
+SELECT a.delivery_id, a.number, d.platform, c.external_id, a.started_at, a.outcome,
+       d.post_id, p.content, p.overrides, a.id
+FROM attempts a
+JOIN deliveries d ON d.id = a.delivery_id
+JOIN channels c ON c.id = d.channel_id
+JOIN posts p ON p.id = d.post_id
+WHERE a.started_at >= :since
+UNION ALL
+SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
+       d.post_id, p.content, p.overrides, 0
+FROM deliveries d
+JOIN channels c ON c.id = d.channel_id
+JOIN posts p ON p.id = d.post_id
+WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
+ORDER BY 5, 10;
 
 -- name: insert_workspace
 INSERT INTO workspaces (id, name, created_at) VALUES (:id, :name, :created_at);

@@ -145,7 +145,8 @@ UPDATE deliveries SET
     published_at = coalesce(:published_at, published_at),
     updated_at = :now
 WHERE id = :id AND state IN ({sources})
-  AND (:token IS NULL OR claim_token = :token);
+  AND (:token IS NULL OR claim_token = :token)
+  AND (:unclaimed = 0 OR claim_token IS NULL);
 
 -- name: insert_attempt
 INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
@@ -168,6 +169,29 @@ UPDATE deliveries SET
     lease_until = NULL,
     updated_at = :now
 WHERE state IN ('claimed', 'publishing') AND (:every OR lease_until < :now);
+
+-- name: sent_since
+-- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
+-- attempt (publish or look-up) that started then or later, and every send with no outcome
+-- recorded (outcome NULL: the delivery is publishing, or owes a look-up, since check_since),
+-- each with its account and its post's content. attempts_started finds the window's attempts
+-- without reading the whole history (named, as for the claim); deliveries_state the few
+-- deliveries in those states.
+SELECT a.delivery_id, a.number, d.platform, c.external_id, a.started_at, a.outcome,
+       d.post_id, p.content, p.overrides, a.id
+FROM attempts a INDEXED BY attempts_started
+JOIN deliveries d ON d.id = a.delivery_id
+JOIN channels c ON c.id = d.channel_id
+JOIN posts p ON p.id = d.post_id
+WHERE a.started_at >= :since
+UNION ALL
+SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
+       d.post_id, p.content, p.overrides, 0
+FROM deliveries d INDEXED BY deliveries_state
+JOIN channels c ON c.id = d.channel_id
+JOIN posts p ON p.id = d.post_id
+WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
+ORDER BY 5, 10;
 
 -- name: insert_workspace
 INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?);
