@@ -63,6 +63,7 @@ class FakeConnector:
         latency_s: float = 0.0,
         find_script: list[BaseException] | None = None,
         usage: Callable[[Content], Mapping[str, int]] | None = None,
+        page_usage: Mapping[str, int] | None = None,
     ) -> None:
         self.platform = platform
         self.world = world
@@ -70,6 +71,7 @@ class FakeConnector:
         self.find_script = list(find_script or [])
         self.latency_s = latency_s
         self._usage = usage
+        self.page_usage = page_usage  # a look-up reads a second listing page costing this
         self.in_flight = 0
         self.max_in_flight = 0
         self.closed = False
@@ -107,6 +109,8 @@ class FakeConnector:
 
     async def find(self, request: PublishRequest) -> Published | None:
         self.world.calls.append(("find", request.delivery_id))
+        if self.page_usage is not None and request.meter is not None:
+            await request.meter(self.page_usage)
         if self.find_script:
             raise self.find_script.pop(0)
         ids = self.world.posts.get((request.channel.external_id, request.content.text))

@@ -194,10 +194,13 @@ class RateLimited(PlatformError):
         platform: str = "",
         code: str | None = None,
         status: int | None = None,
+        pause: bool = True,
     ) -> None:
         super().__init__(message, platform=platform, code=code, status=status)
         self.retry_after = max(0.0, retry_after)
         self.scope: LimitScope = scope
+        # False when Herald's own limiter said wait (not the platform): nothing to pause.
+        self.pause = pause
 
 
 class AuthExpired(PlatformError):

@@ -243,9 +243,8 @@ class Policy:
                 error=message,
                 attempt=attempt("rate_limited", message),
             )
-            return Decision(
-                t, "rate_limited", "delivery.rate_limited", pauses=((exc.scope, until),)
-            )
+            pauses = ((exc.scope, until),) if exc.pause else ()
+            return Decision(t, "rate_limited", "delivery.rate_limited", pauses=pauses)
         if isinstance(exc, AuthExpired):
             t = Transition(
                 delivery.id,

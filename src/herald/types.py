@@ -13,7 +13,7 @@ Every implementation of a Protocol passes the same contract test suite in ``test
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -305,6 +305,9 @@ class PublishRequest:
     content: Content
     attempt: int  # 1 for the first request sent for this delivery
     since: datetime  # when the uncertain attempt started; connectors allow for clock skew
+    # Look-ups: called before each listing page after the first with what that page consumes,
+    # returns once the rate limiter grants it (the first page was reserved with the job).
+    meter: Callable[[Mapping[str, int]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

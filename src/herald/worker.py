@@ -9,6 +9,7 @@ committed before a request leaves, which is what lets a crash never cause a dupl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
-from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError
+from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError, RateLimited
 from herald.lane import Lane, Slot
 from herald.limits.replay import gives_back
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
@@ -269,7 +270,26 @@ class WorkerPool:
             content=job.content,
             attempt=delivery.attempts + 1,
             since=since,
+            meter=functools.partial(self._meter_page, job),
         )
+
+    async def _meter_page(self, job: Job, usage: Mapping[str, int]) -> None:
+        """Reserve one more listing page of a look-up. Short waits are waited out (holding the
+        slot: the look-up is under way); a long one ends the look-up as throttled by Herald's
+        own limiter, to be tried again when the limit allows."""
+        while True:
+            wait = await self._reserve(job, usage)
+            if wait <= 0:
+                return
+            if wait > self._e.hold_s or math.isinf(wait):
+                raise RateLimited(
+                    f"{job.delivery.platform.value}: the look-up's next page waits for the limit",
+                    retry_after=wait if math.isfinite(wait) else self._e.hold_s,
+                    scope="channel",
+                    platform=job.delivery.platform.value,
+                    pause=False,
+                )
+            await asyncio.sleep(wait)  # a computed deadline, not a polling beat
 
     async def _publish(self, job: Job, slot: Slot, looked_up: Attempt | None) -> None:
         request = await self._credentials(job)

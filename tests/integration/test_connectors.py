@@ -356,6 +356,15 @@ def listing_calls(rig: Rig) -> int:
     )
 
 
+#: What the limiter is asked for the second listing page (meters with no known limit: none).
+PAGE_USAGE = {
+    Platform.FACEBOOK: [{"calls": 1}],
+    Platform.INSTAGRAM: [],
+    Platform.LINKEDIN: [],
+    Platform.YOUTUBE: [{"units": 1}],
+}
+
+
 async def test_find_pages_through_a_busy_channel(busy_rig: Rig) -> None:
     """The post looked up was pushed out of the newest page by later posts: the look-up
     still finds it, and proves a never-published text absent only after paging everything."""
@@ -367,10 +376,17 @@ async def test_find_pages_through_a_busy_channel(busy_rig: Rig) -> None:
         await rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
     assert len(rig.posts()) == BUSY[rig.platform] + 1
 
-    found = await rig.connector.find(replace(request, attempt=2))
+    metered: list[dict[str, int]] = []
+
+    async def meter(usage):
+        metered.append(dict(usage))
+
+    found = await rig.connector.find(replace(request, attempt=2, meter=meter))
     assert found is not None
     assert found.external_id == published.external_id
     assert listing_calls(rig) == 2  # the newest page, then the one holding the target
+    # The first page was reserved with the job; the second asked the limiter first.
+    assert metered == PAGE_USAGE[rig.platform]
 
     never = replace(request, content=good_content(rig.sim, rig.platform), attempt=2)
     assert await rig.connector.find(never) is None

@@ -459,3 +459,25 @@ async def test_stop_is_prompt_and_sends_nothing_after_it(store, world):
     assert len(world.arrivals) == 1  # the queued ones were never sent
     got = sorted(d.state for d in (await states(store)).values())
     assert got == [S.SCHEDULED, S.SCHEDULED, S.UNCONFIRMED]
+
+
+async def test_a_look_up_page_over_the_limit_waits_without_pausing_the_channel(store, world):
+    from herald.errors import OutcomeUnknown
+
+    fb = channel()
+    await store.add_channels([fb])
+    await store.add_posts([new_post([fb], text="unsure")])
+    rule = LimitRule("page_calls", "calls", "channel", RollingWindow(1, 3600))
+    conn = FakeConnector(
+        Platform.FACEBOOK,
+        world,
+        script={"unsure": [OutcomeUnknown("timeout")]},
+        page_usage={"calls": 1},
+    )
+    engine = engine_for(store, {Platform.FACEBOOK: conn}, rules={Platform.FACEBOOK: (rule,)})
+    await drain(engine)
+    (d,) = (await states(store)).values()
+    # The send used the hour's only call; the look-up's second page must wait for the window.
+    assert (d.state, d.check_first, d.checks) == (S.UNCONFIRMED, True, 0)
+    assert d.next_attempt_at > utcnow() + timedelta(minutes=50)
+    assert [kind for kind, _ in world.calls] == ["publish", "find"]

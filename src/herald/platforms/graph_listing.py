@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from herald.platforms.graph import GraphApi, merge_usage
-from herald.platforms.lookup import Candidate, Page, oldest, parse_time, scan, window_start
+from herald.platforms.lookup import (
+    Candidate,
+    Page,
+    oldest,
+    page_meter,
+    parse_time,
+    scan,
+    window_start,
+)
 from herald.types import PlatformUsage, PublishRequest
 
 __all__ = ["LISTING_LIMIT", "candidates", "find_post", "listing_page"]
@@ -85,5 +93,7 @@ async def find_post(
         usage = merge_usage(usage, answer.usage)
         return listing_page(answer.data, text_field, time_field)
 
-    found = await scan(fetch, text, request.since, api.http.platform)
+    # Facebook meters every Graph call; Instagram's listing calls have no known limit.
+    meter = page_meter(request, {"calls": 1}) if api.http.platform == "facebook" else None
+    found = await scan(fetch, text, request.since, api.http.platform, next_page=meter)
     return found, usage

@@ -17,12 +17,13 @@ not end within :data:`MAX_PAGES` is a :class:`TransientPlatformError`, never "ab
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from herald.errors import ReconcileUnsupported, TransientPlatformError
+from herald.types import PublishRequest
 
 __all__ = [
     "CLOCK_SKEW",
@@ -33,6 +34,7 @@ __all__ = [
     "from_epoch_ms",
     "normalise",
     "oldest",
+    "page_meter",
     "parse_time",
     "require_text",
     "scan",
@@ -138,6 +140,8 @@ async def scan(
     text: str,
     since: datetime,
     platform: str,
+    *,
+    next_page: Callable[[], Awaitable[None]] | None = None,
 ) -> str | None:
     """Page through a listing with ``fetch`` (``None``: the first page) until the post is
     found, or the window is known to be covered; ``None`` only in the latter case.
@@ -150,6 +154,8 @@ async def scan(
     cursor: Cursor | None = None
     seen: set[Cursor] = set()
     for _ in range(MAX_PAGES):
+        if cursor is not None and next_page is not None:
+            await next_page()  # every page after the first counts against the limits
         page = await fetch(cursor)
         found = find_match(page.candidates, text, since)
         if found is not None:
@@ -166,3 +172,13 @@ async def scan(
         f"{platform}: more than {MAX_PAGES} pages of posts in the look-up window",
         platform=platform,
     )
+
+
+def page_meter(request: PublishRequest, usage: Mapping[str, int]) -> Callable[[], Awaitable[None]]:
+    """The ``next_page`` hook of :func:`scan` for a request: reserve ``usage`` per page."""
+
+    async def reserve() -> None:
+        if request.meter is not None:
+            await request.meter(usage)
+
+    return reserve

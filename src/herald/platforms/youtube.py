@@ -31,7 +31,7 @@ from herald.errors import (
 from herald.platforms.content import ensure_valid, with_link
 from herald.platforms.google_auth import GoogleTokens
 from herald.platforms.http import HttpClient, HttpResponse, header, json_body, retry_after_s
-from herald.platforms.lookup import Candidate, Page, normalise, oldest, parse_time, scan
+from herald.platforms.lookup import Candidate, Page, normalise, oldest, page_meter, parse_time, scan
 from herald.platforms.youtube_upload import VIDEO_TYPE, ResumableUpload
 from herald.types import Published, PublishRequest
 
@@ -269,7 +269,8 @@ class YouTubeConnector:
             return _page(resp.json())
 
         wanted = _fingerprint(title_of(request.content), description_of(request.content))
-        found = await scan(fetch, wanted, request.since, _PLATFORM)
+        meter = page_meter(request, {"units": 1})  # 1 unit per playlistItems page
+        found = await scan(fetch, wanted, request.since, _PLATFORM, next_page=meter)
         if found is None:
             return None
         return Published(found, url=f"https://www.youtube.com/watch?v={found}")
