@@ -55,6 +55,15 @@ class EngineSettings(BaseModel):
     throttle_pause_s: float = Field(
         60.0, gt=0, description="pause when a platform throttles without saying for how long"
     )
+    limit_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "share of every platform limit this engine may use: 1/N when N engines share one "
+            "PostgreSQL database, so that together they never exceed a limit"
+        ),
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     @model_validator(mode="after")

@@ -218,3 +218,19 @@ async def test_replay_sets_the_gcra_arrival_time():
     await limiter.replay([claim(rule)], 0.0)
     assert math.isclose(await limiter.reserve([claim(rule)], 0.05), 0.05)
     assert await limiter.reserve([claim(rule)], 0.1) == 0.0
+
+
+def test_each_of_several_engines_keeps_to_its_share_of_every_limit():
+    from herald.config import EngineSettings, Settings
+    from herald.domain import Platform
+    from herald.limits.rules import default_rules
+
+    whole = default_rules(Settings())
+    half = default_rules(Settings(engine=EngineSettings(limit_share=0.5)))
+    ig_whole = {r.name: r.algorithm.limit for r in whole[Platform.INSTAGRAM]}
+    ig_half = {r.name: r.algorithm.limit for r in half[Platform.INSTAGRAM]}
+    assert ig_whole == {"publishes": 100, "containers": 400}
+    assert ig_half == {"publishes": 50, "containers": 200}
+    third = default_rules(Settings(engine=EngineSettings(limit_share=1 / 3)))
+    # Rounded down: three engines at 33 each never reach 100 together.
+    assert {r.name: r.algorithm.limit for r in third[Platform.INSTAGRAM]}["publishes"] == 33
