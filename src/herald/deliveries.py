@@ -25,13 +25,12 @@ from herald.errors import Conflict, NotFound
 from herald.ownership import owned_delivery, owned_post
 from herald.posts import Notify, PostView
 from herald.scheduling import Scheduler, When
-from herald.states import DeliveryState
+from herald.states import CANCELLABLE, DeliveryState
 from herald.types import Store
 
 __all__ = ["CANCELLABLE", "MOVABLE", "RETRYABLE", "DeliveryActions"]
 
 S = DeliveryState
-CANCELLABLE = frozenset({S.SCHEDULED, S.RETRY_WAIT, S.CLAIMED, S.UNCONFIRMED})
 MOVABLE = frozenset({S.SCHEDULED, S.RETRY_WAIT})
 RETRYABLE = frozenset({S.FAILED, S.UNCONFIRMED})
 

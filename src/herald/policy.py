@@ -116,10 +116,11 @@ class Policy:
             attempt=looked_up,
         )
 
-    def release(self, job: Job, next_at: datetime, *, checked: bool = False) -> Transition:
-        """Give an unsent delivery back to the store, due again at ``next_at``."""
+    def release(self, job: Job, next_at: datetime) -> Transition:
+        """Give an unsent delivery back to the store, due again at ``next_at``; one that
+        still owes a look-up goes back ``unconfirmed``."""
         delivery = job.delivery
-        owes_check = delivery.check_first and not checked
+        owes_check = delivery.check_first
         if owes_check:
             target = S.UNCONFIRMED
         else:

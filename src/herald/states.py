@@ -22,6 +22,7 @@ from enum import StrEnum
 from herald.errors import InvalidTransition
 
 __all__ = [
+    "CANCELLABLE",
     "CLAIMABLE",
     "FINAL",
     "IN_FLIGHT",
@@ -70,6 +71,11 @@ _TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
 
 #: States from which the dispatcher may claim a delivery (when ``next_attempt_at`` is due).
 CLAIMABLE: frozenset[DeliveryState] = frozenset({S.SCHEDULED, S.RETRY_WAIT, S.UNCONFIRMED})
+#: States a user may cancel from: everything not yet published nor finished. A claimed one
+#: too; the engine's next guarded write for it then fails and nothing is sent.
+CANCELLABLE: frozenset[DeliveryState] = frozenset(
+    {S.SCHEDULED, S.RETRY_WAIT, S.CLAIMED, S.UNCONFIRMED}
+)
 #: States held by a live engine under a lease.
 IN_FLIGHT: frozenset[DeliveryState] = frozenset({S.CLAIMED, S.PUBLISHING})
 #: States that need nothing more from the engine.

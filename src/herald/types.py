@@ -282,9 +282,6 @@ class RateLimiter(Protocol):
     async def block(self, key: str, until: float) -> None:
         """Refuse every claim on ``key`` until Unix time ``until`` (a platform told us so)."""
 
-    async def blocked_until(self, key: str, now: float) -> float:
-        """Unix time until which ``key`` is blocked, or 0.0."""
-
 
 @dataclass(frozen=True, slots=True)
 class PlatformUsage:

@@ -202,6 +202,5 @@ def test_throttled_check_keeps_the_check_owed():
 def test_release_keeps_an_owed_check():
     p = policy()
     assert p.release(job(check_first=True), NOW).target is S.UNCONFIRMED
-    assert p.release(job(check_first=True), NOW, checked=True).target is S.SCHEDULED
     assert p.release(job(attempts=2), NOW).target is S.RETRY_WAIT
     assert p.release(job(), NOW).target is S.SCHEDULED

@@ -202,10 +202,3 @@ class MemoryLimiter:
 
     async def block(self, key: str, until: float) -> None:
         self._blocks[key] = max(until, self._blocks.get(key, 0.0))
-
-    async def blocked_until(self, key: str, now: float) -> float:
-        until = self._blocks.get(key, 0.0)
-        if until <= now:
-            self._blocks.pop(key, None)
-            return 0.0
-        return until

@@ -21,12 +21,11 @@ from herald.domain import (
     Workspace,
 )
 from herald.errors import InvalidInput, NotFound
-from herald.states import DeliveryState
+from herald.states import CANCELLABLE, DeliveryState
 
 __all__ = ["MemoryCatalog"]
 
 S = DeliveryState
-_CANCELLABLE = (S.SCHEDULED, S.RETRY_WAIT, S.CLAIMED, S.UNCONFIRMED)
 
 
 class _Outgoing:
@@ -123,7 +122,7 @@ class MemoryCatalog:
         self._channels[channel_id] = replace(old, deleted_at=at, status=ChannelStatus.DISABLED)
         cancelled = 0
         for d in list(self._deliveries.values()):
-            if d.channel_id == channel_id and d.state in _CANCELLABLE:
+            if d.channel_id == channel_id and d.state in CANCELLABLE:
                 self._deliveries[d.id] = replace(
                     d,
                     state=S.CANCELLED,

@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -30,6 +29,7 @@ from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError
 from herald.states import DeliveryState, allowed_sources
 from herald.stores import postgres_rows as rows
 from herald.stores.queries import load_queries
+from herald.stores.queries import migration_files as load_migration_files
 
 __all__ = [
     "PARAM",
@@ -311,13 +311,7 @@ class Database:
 # -- migrations -------------------------------------------------------------------------------
 def migration_files() -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of every PostgreSQL migration, in order."""
-    folder = files("herald.stores").joinpath("migrations", "postgres")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return load_migration_files("postgres")
 
 
 async def apply_migrations(conn: Connection, schema: str) -> list[str]:

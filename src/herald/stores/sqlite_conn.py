@@ -10,10 +10,10 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from importlib.resources import files
 from typing import TypeVar
 
 from herald.errors import StoreError
+from herald.stores.queries import migration_files
 
 __all__ = ["ThreadedConnection", "apply_migrations"]
 
@@ -84,13 +84,7 @@ class ThreadedConnection:
 
 
 def _migration_files() -> list[tuple[int, str, str]]:
-    folder = files("herald.stores").joinpath("migrations", "sqlite")
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return migration_files("sqlite")
 
 
 def apply_migrations(conn: sqlite3.Connection, *, target: int | None = None) -> list[str]:
