@@ -28,9 +28,9 @@ from cryptography.fernet import Fernet
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import utcnow
+from herald.service.tenancy import Tenancy
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
-from herald.tenancy import Tenancy
 from herald.types import Store
 
 

@@ -43,16 +43,16 @@ import uvloop
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
-from herald.credentials import SecretsFile
+from herald.demo.judge import all_deliveries, judge, percentile
+from herald.demo.simulator_process import SimulatorProcess
+from herald.demo.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
 from herald.domain import Channel, MediaKind, NewPost, new_id, utcnow
 from herald.logs import configure_logging
-from herald.report import all_deliveries, judge, percentile
-from herald.simproc import SimulatorProcess
+from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
-from herald.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_PG_URL = os.environ.get(

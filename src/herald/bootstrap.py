@@ -17,12 +17,12 @@ from herald.config import Settings
 from herald.engine import Engine
 from herald.errors import ConfigError
 from herald.platforms import build_connectors
+from herald.service.vault import VAULT_REF, Vault, build_resolver
+from herald.service.webhook_sender import WebhookSender
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.types import Store
-from herald.vault import VAULT_REF, Vault, build_resolver
-from herald.webhooks import WebhookSender
 
 __all__ = ["EngineLock", "open_store", "run_publishing", "running_engine", "webhook_sender"]
 

@@ -176,7 +176,7 @@ def demo(
     ] = None,
 ) -> None:
     """Start the simulator and the embedded engine, publish posts, print what happened."""
-    from herald.demo import DemoOptions, run_demo
+    from herald.demo.runner import DemoOptions, run_demo
 
     options = DemoOptions(posts=posts, faults=faults, as_json=as_json, seed=seed, db=db)
     summary = _run(run_demo(options))
@@ -240,7 +240,7 @@ def create_workspace(
     database_url: UrlOption = None,
 ) -> None:
     """Make a workspace and its first API key; the key is printed alone on the last line."""
-    from herald.tenancy import Tenancy
+    from herald.service.tenancy import Tenancy
 
     settings = _settings(database_url=_database_url(db, database_url))
     issued = _run(
@@ -259,7 +259,7 @@ def create_key(
     database_url: UrlOption = None,
 ) -> None:
     """Make another API key for a workspace; the key is printed alone on the last line."""
-    from herald.tenancy import Tenancy
+    from herald.service.tenancy import Tenancy
 
     settings = _settings(database_url=_database_url(db, database_url))
     issued = _run(_with_store(settings, lambda s: Tenancy(s).issue_key(workspace_id, name)))
@@ -274,7 +274,7 @@ def revoke_key(
     database_url: UrlOption = None,
 ) -> None:
     """Revoke an API key at once."""
-    from herald.tenancy import Tenancy
+    from herald.service.tenancy import Tenancy
 
     settings = _settings(database_url=_database_url(db, database_url))
     _run(_with_store(settings, lambda s: Tenancy(s).revoke_key(None, key_id)))
@@ -285,7 +285,7 @@ def revoke_key(
 def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     """Re-encrypt stored secrets with the first of HERALD_SECRET_KEYS (put the new key first,
     keep the old ones after it until this has run)."""
-    from herald.vault import Vault, rotate_secrets
+    from herald.service.vault import Vault, rotate_secrets
 
     settings = _settings(database_url=_database_url(db, database_url))
     try:

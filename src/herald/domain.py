@@ -183,7 +183,7 @@ class Channel:
     external_id: str  # the platform's id: Page id, IG user id, author URN, YouTube channel id
     name: str
     timezone: str  # IANA name, e.g. "Europe/Paris"
-    credentials_ref: str  # where the token lives; see herald.credentials
+    credentials_ref: str  # where the token lives; see herald.service.credentials
     status: ChannelStatus = ChannelStatus.ACTIVE
     workspace_id: str = DEFAULT_WORKSPACE
     deleted_at: datetime | None = None  # deleted channels keep their history, unseen

@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import Platform, new_id, utcnow
+from herald.service.tenancy import Tenancy
 from herald.stores.sqlite import SQLiteStore
-from herald.tenancy import Tenancy
 
 CREDENTIALS: dict[Platform, dict[str, str]] = {
     Platform.FACEBOOK: {"access_token": "fb-token"},

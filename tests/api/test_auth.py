@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from herald.tenancy import Tenancy
+from herald.service.tenancy import Tenancy
 from tests.api.conftest import assert_problem
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from herald.api import create_app
 from herald.domain import Platform, Transition, utcnow
-from herald.metrics import Metrics
+from herald.engine.metrics import Metrics
 from herald.states import DeliveryState
 from tests.api.conftest import IMAGE, VIDEO, Tenant, assert_problem, later
 
@@ -237,7 +237,7 @@ async def slotted(settings, api_store):
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://herald.test"
     ) as client:
-        from herald.tenancy import Tenancy
+        from herald.service.tenancy import Tenancy
 
         issued = await Tenancy(api_store).create_workspace("Slots")
         yield Tenant(issued.key.workspace_id, issued.token, client), engine

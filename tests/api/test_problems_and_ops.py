@@ -7,8 +7,8 @@ import pytest
 
 from herald.api import create_app
 from herald.config import Settings
+from herald.engine.metrics import Metrics
 from herald.errors import ConfigError, StoreError
-from herald.metrics import Metrics
 from tests.api.conftest import assert_problem
 
 

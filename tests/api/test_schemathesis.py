@@ -25,8 +25,8 @@ from schemathesis.config import SchemathesisConfig
 
 from herald.api import create_app
 from herald.domain import Channel, Platform, PostingSlot, new_id
-from herald.tenancy import Tenancy
-from herald.vault import VAULT_REF, Vault
+from herald.service.tenancy import Tenancy
+from herald.service.vault import VAULT_REF, Vault
 from tests.api.conftest import CREDENTIALS
 
 EXAMPLE_CHANNELS = {

@@ -11,7 +11,6 @@ from typing import Any
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
-from herald.credentials import SecretsFile
 from herald.domain import (
     Channel,
     Content,
@@ -26,6 +25,7 @@ from herald.domain import (
     utcnow,
 )
 from herald.engine import Engine
+from herald.service.credentials import SecretsFile
 from herald.simulator import Simulator
 from herald.stores.sqlite import SQLiteStore
 

@@ -12,8 +12,8 @@ import asyncio
 import pytest
 
 from herald.bootstrap import running_engine
-from herald.credentials import SecretsFile
 from herald.domain import Platform
+from herald.service.credentials import SecretsFile
 from herald.simulator import FaultConfig, Simulator
 from herald.states import DeliveryState
 from tests.integration.pipeline import Pipeline, pipeline_settings, wait_for

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from herald.cli import app
 from herald.domain import Webhook, new_id
+from herald.service.tenancy import KEY_PATTERN, Tenancy
+from herald.service.vault import VAULT_REF, Vault
 from herald.stores.sqlite import SQLiteStore
-from herald.tenancy import KEY_PATTERN, Tenancy
-from herald.vault import VAULT_REF, Vault
 from tests.factories import channel
 
 runner = CliRunner()

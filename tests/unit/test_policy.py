@@ -9,6 +9,7 @@ import pytest
 
 from herald.config import EngineSettings
 from herald.domain import ChannelStatus, Content, Delivery, Job, Platform, utcnow
+from herald.engine.policy import Decision, Policy
 from herald.errors import (
     AuthExpired,
     ContentRejected,
@@ -18,7 +19,6 @@ from herald.errors import (
     ReconcileUnsupported,
     TransientPlatformError,
 )
-from herald.policy import Decision, Policy
 from herald.states import DeliveryState
 from herald.types import PlatformUsage, Published
 from tests.factories import channel

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from herald.demo.judge import judge, percentile
+from herald.demo.workload import PlannedDelivery, tag_of
 from herald.domain import Delivery, Platform, utcnow
-from herald.report import judge, percentile
 from herald.simulator import PostRecord
 from herald.states import DeliveryState
-from herald.workload import PlannedDelivery, tag_of
 from tests.factories import channel
 
 S = DeliveryState

@@ -9,7 +9,7 @@ import pytest
 from herald.config import ApiSettings
 from herald.domain import PostingSlot
 from herald.errors import ScheduleError
-from herald.scheduling import AtInstant, AtLocal, NextFreeSlot, Scheduler
+from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, Scheduler
 from tests.factories import channel
 
 NOW = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)  # a Monday

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from herald.config import Settings
 from herald.domain import DEFAULT_WORKSPACE, Webhook, Workspace, new_id
 from herald.errors import AuthExpired, ConfigError
-from herald.vault import (
+from herald.service.vault import (
     VAULT_REF,
     CompositeResolver,
     SecretUnreadable,

@@ -14,9 +14,8 @@ from cryptography.fernet import Fernet
 
 from herald.config import WebhookSettings
 from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
-from herald.states import DeliveryState
-from herald.vault import Vault
-from herald.webhooks import (
+from herald.service.vault import Vault
+from herald.service.webhook_sender import (
     EVENT_HEADER,
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -24,6 +23,7 @@ from herald.webhooks import (
     sign,
     verify,
 )
+from herald.states import DeliveryState
 from tests.factories import channel, new_post
 
 S = DeliveryState

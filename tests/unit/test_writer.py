@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from herald.domain import Transition
+from herald.engine.writer import TransitionWriter
 from herald.errors import StoreError
 from herald.states import DeliveryState
 from herald.stores.memory import MemoryStore
-from herald.writer import TransitionWriter
 from tests.factories import channel, new_post
 
 S = DeliveryState
@@ -68,7 +68,7 @@ async def test_a_refused_change_fails_alone():
 
 @pytest.mark.parametrize("raw", ["boom\x00", "half \ud800 a pair", "x" * 5000])
 def test_errors_are_described_as_storable_text(raw):
-    from herald.policy import describe
+    from herald.engine.policy import describe
 
     text = describe(RuntimeError(raw))
     text.encode("utf-8")

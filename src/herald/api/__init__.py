@@ -4,9 +4,9 @@
 - :mod:`.problems`: every error as ``application/problem+json``;
 - :mod:`.guards`: request body limits; :mod:`.metrics`: ``/metrics`` and request counters;
 - :mod:`.schemas`: request and response models (``XCreate``, ``XUpdate``, ``XPublic``);
-- :mod:`.routers`: one module per resource. Business logic lives in the service modules
-  (:mod:`herald.posts`, :mod:`herald.deliveries`, :mod:`herald.channels`,
-  :mod:`herald.tenancy`, :mod:`herald.subscriptions`, :mod:`herald.post_csv`).
+- :mod:`.routers`: one module per resource, translating HTTP to calls of
+  :mod:`herald.service`, which holds the rules. Nothing here imports the engine or the
+  connectors: what the API needs of them is injected (see :func:`create_app`).
 """
 
 from herald.api.app import create_app

@@ -28,19 +28,19 @@ from herald.api.routers import (
     posts,
     webhooks,
 )
-from herald.channels import ChannelService
 from herald.config import Settings
-from herald.deliveries import DeliveryActions
 from herald.domain import utcnow
 from herald.engine import Engine
-from herald.metrics import Metrics
+from herald.engine.metrics import Metrics
 from herald.platforms import VALIDATORS
-from herald.posts import PostService
-from herald.scheduling import Scheduler
-from herald.subscriptions import WebhookRegistry
-from herald.tenancy import Tenancy
+from herald.service.channels import ChannelService
+from herald.service.deliveries import DeliveryActions
+from herald.service.posts import PostService
+from herald.service.scheduling import Scheduler
+from herald.service.subscriptions import WebhookRegistry
+from herald.service.tenancy import Tenancy
+from herald.service.vault import Vault
 from herald.types import Store
-from herald.vault import Vault
 
 __all__ = ["create_app"]
 

@@ -17,13 +17,13 @@ from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from herald.api.metrics import ApiMetrics
-from herald.channels import ChannelService
 from herald.config import Settings
-from herald.deliveries import DeliveryActions
 from herald.errors import InvalidInput, Unauthenticated
-from herald.posts import PostService
-from herald.subscriptions import WebhookRegistry
-from herald.tenancy import Tenancy
+from herald.service.channels import ChannelService
+from herald.service.deliveries import DeliveryActions
+from herald.service.posts import PostService
+from herald.service.subscriptions import WebhookRegistry
+from herald.service.tenancy import Tenancy
 from herald.types import Store
 
 __all__ = [

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from herald import post_csv
 from herald.api.deps import Authenticated, CallerDep, PostsDep, ServicesDep, require_csv
 from herald.api.problems import responses
 from herald.api.routers.posts import QueryDep
 from herald.api.schemas.posts import ImportedPost, ImportPublic, PostPublic
-from herald.post_csv import EXPORT_COLUMNS, IMPORT_COLUMNS, export_rows, to_csv
-from herald.posts import Cursor, PostFilter, PostService
+from herald.service import post_csv
+from herald.service.post_csv import EXPORT_COLUMNS, IMPORT_COLUMNS, export_rows, to_csv
+from herald.service.posts import Cursor, PostFilter, PostService
 
 __all__ = ["router"]
 

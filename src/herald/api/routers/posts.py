@@ -18,7 +18,7 @@ from herald.api.schemas.posts import (
     PostReschedule,
 )
 from herald.errors import InvalidInput, ScheduleError
-from herald.posts import Cursor, PostFilter
+from herald.service.posts import Cursor, PostFilter
 from herald.states import DeliveryState
 from herald.timing import to_utc
 

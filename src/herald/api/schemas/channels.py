@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from herald.api.schemas.common import Name, Timezone, storable
-from herald.channels import ChannelChanges, ChannelDraft
 from herald.domain import Channel, ChannelStatus, Platform, PostingSlot
+from herald.service.channels import ChannelChanges, ChannelDraft
 
 __all__ = [
     "ChannelCreate",

@@ -19,7 +19,7 @@ from herald.domain import (
     Platform,
 )
 from herald.errors import InvalidInput
-from herald.posts import (
+from herald.service.posts import (
     MAX_MEDIA,
     MAX_TARGETS,
     MAX_TEXT_CHARS,
@@ -29,7 +29,7 @@ from herald.posts import (
     PostView,
     check_url,
 )
-from herald.scheduling import AtInstant, AtLocal, NextFreeSlot, When
+from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, When
 
 __all__ = [
     "AttemptPublic",

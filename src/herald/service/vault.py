@@ -28,9 +28,9 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from herald.config import Settings
-from herald.credentials import RefResolver
 from herald.domain import Channel
 from herald.errors import AuthExpired, ConfigError, HeraldError, NotFound
+from herald.service.credentials import RefResolver
 from herald.types import CredentialResolver, Credentials, EngineStore, Store
 
 __all__ = [

@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from herald.demo.workload import PlannedDelivery, tag_of
 from herald.domain import Delivery
 from herald.simulator import PostRecord, Violation
 from herald.states import DeliveryState
 from herald.types import Store
-from herald.workload import PlannedDelivery, tag_of
 
 __all__ = ["Summary", "all_deliveries", "judge", "percentile"]
 

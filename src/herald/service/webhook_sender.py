@@ -40,8 +40,8 @@ from herald.backoff import full_jitter
 from herald.config import WebhookSettings
 from herald.domain import Webhook, WebhookEvent, utcnow
 from herald.errors import NotFound
+from herald.service.vault import SecretUnreadable, Vault
 from herald.types import Store
-from herald.vault import SecretUnreadable, Vault
 from herald.wakeup import wait_first
 
 __all__ = [

@@ -22,7 +22,7 @@ list cells are separated by spaces or ``;``):
 ========================  ===================================================================
 
 Parsing never raises for a bad row: it yields the row's problems with the column as field, and
-:meth:`herald.posts.PostService.import_drafts` validates the rest, so a file is reported in
+:meth:`herald.service.posts.PostService.import_drafts` validates the rest, so a file is reported in
 one go and imported all or nothing.
 """
 
@@ -36,7 +36,7 @@ from typing import TypeVar, cast
 
 from herald.domain import Content, ContentOverride, Media, MediaKind, Platform
 from herald.errors import FieldProblem, InputErrors, InvalidInput
-from herald.posts import (
+from herald.service.posts import (
     MAX_MEDIA,
     MAX_TARGETS,
     MAX_TEXT_CHARS,
@@ -46,7 +46,7 @@ from herald.posts import (
     PostView,
     check_url,
 )
-from herald.scheduling import AtInstant, AtLocal, NextFreeSlot, OnFold, OnGap, When
+from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, OnFold, OnGap, When
 
 __all__ = [
     "EXPORT_COLUMNS",

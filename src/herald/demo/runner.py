@@ -6,7 +6,7 @@
 3. run the engine on a fresh SQLite database with a live view per platform; with ``--faults``
    the platforms fail, time out, drop connections after committing, throttle and revoke a
    token, and the demo plays the user who re-authorises;
-4. judge the run from both ends (:mod:`herald.report`) and print the summary.
+4. judge the run from both ends (:mod:`herald.demo.judge`) and print the summary.
 """
 
 from __future__ import annotations
@@ -27,15 +27,9 @@ from rich.table import Table
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
-from herald.credentials import SecretsFile
-from herald.domain import Channel, ChannelStatus, MediaKind, Platform, new_id, utcnow
-from herald.engine import Engine
-from herald.logs import configure_logging
-from herald.report import Summary, all_deliveries, judge
-from herald.simproc import SimulatorProcess
-from herald.simulator import FaultConfig, LatencyModel, SimulatorClient, SimulatorConfig
-from herald.stores.sqlite import SQLiteStore
-from herald.workload import (
+from herald.demo.judge import Summary, all_deliveries, judge
+from herald.demo.simulator_process import SimulatorProcess
+from herald.demo.workload import (
     ZONES,
     MediaUrls,
     Workload,
@@ -43,6 +37,12 @@ from herald.workload import (
     plan_posts,
     youtube_cap,
 )
+from herald.domain import Channel, ChannelStatus, MediaKind, Platform, new_id, utcnow
+from herald.engine import Engine
+from herald.logs import configure_logging
+from herald.service.credentials import SecretsFile
+from herald.simulator import FaultConfig, LatencyModel, SimulatorClient, SimulatorConfig
+from herald.stores.sqlite import SQLiteStore
 
 __all__ = ["DemoOptions", "run_demo"]
 

@@ -2,7 +2,7 @@
 
 Per delivery: admission (expired? valid? paused? within limits?), then either a look-up (when
 the last request had an unknown outcome) or a publish, then the outcome decided by
-:mod:`herald.policy` and written through the group-commit writer. The ``publishing`` state is
+:mod:`herald.engine.policy` and written through the group-commit writer. The ``publishing`` state is
 committed before a request leaves, which is what lets a crash never cause a duplicate.
 """
 
@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
+from herald.engine.lane import Lane, Slot
+from herald.engine.metrics import Metrics
+from herald.engine.policy import Decision, Policy, webhook_event
+from herald.engine.writer import TransitionWriter
 from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueError, RateLimited
-from herald.lane import Lane, Slot
 from herald.limits.replay import gives_back
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
-from herald.metrics import Metrics
-from herald.policy import Decision, Policy, webhook_event
 from herald.types import (
     Connector,
     CredentialResolver,
@@ -33,7 +34,6 @@ from herald.types import (
     RateLimiter,
     Store,
 )
-from herald.writer import TransitionWriter
 
 __all__ = ["WorkerContext", "WorkerPool"]
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from herald.config import EngineSettings
 from herald.domain import Delivery, Job, utcnow
-from herald.metrics import Metrics
+from herald.engine.metrics import Metrics
 from herald.types import JobQueue, Store
 from herald.wakeup import wait_first
 

@@ -9,7 +9,7 @@ left to believe otherwise. Nothing here sends anything: the engine does, when it
   become ``cancelled``. A claimed delivery's engine loses its claim and sends nothing; one
   being published right now (``publishing``) cannot be stopped.
 - **reschedule**: deliveries still waiting (scheduled, retry_wait) get a new due time, given
-  in any of the forms of :mod:`herald.scheduling`.
+  in any of the forms of :mod:`herald.service.scheduling`.
 - **retry**: a failed or unconfirmed delivery is scheduled again, due now, with a fresh retry
   budget. An unconfirmed one keeps its duty to be looked up first: Herald never resends on a
   guess, even when asked to retry.
@@ -22,9 +22,9 @@ from datetime import datetime
 
 from herald.domain import Attempt, Delivery, Transition, utcnow
 from herald.errors import Conflict, NotFound
-from herald.ownership import owned_delivery, owned_post
-from herald.posts import Notify, PostView
-from herald.scheduling import Scheduler, When
+from herald.service.ownership import owned_delivery, owned_post
+from herald.service.posts import Notify, PostView
+from herald.service.scheduling import Scheduler, When
 from herald.states import CANCELLABLE, DeliveryState
 from herald.types import Store
 

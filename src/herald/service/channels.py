@@ -1,10 +1,10 @@
 """Channels as a workspace manages them: connected with credentials that are encrypted at rest,
 re-authorised, paused, deleted, and given weekly posting slots.
 
-Credentials given through the API are encrypted with the :class:`~herald.vault.Vault` and kept
-in the store; the channel's ``credentials_ref`` is ``vault:``. They are never returned, never
-logged. Giving new credentials is a re-authorisation: the channel is ``active`` again and its
-waiting deliveries are claimed at once.
+Credentials given through the API are encrypted with the :class:`~herald.service.vault.Vault`
+and kept in the store; the channel's ``credentials_ref`` is ``vault:``. They are never returned,
+never logged. Giving new credentials is a re-authorisation: the channel is ``active`` again and
+its waiting deliveries are claimed at once.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from datetime import datetime
 
 from herald.domain import Channel, ChannelStatus, Platform, PostingSlot, new_id, utcnow
 from herald.errors import Conflict, InvalidInput
-from herald.ownership import owned_channel
+from herald.service.ownership import owned_channel
+from herald.service.vault import VAULT_REF, Vault
 from herald.timing import zone
 from herald.types import Store
-from herald.vault import VAULT_REF, Vault
 
 __all__ = ["REQUIRED_CREDENTIALS", "ChannelChanges", "ChannelDraft", "ChannelService"]
 

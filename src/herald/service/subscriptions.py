@@ -1,10 +1,10 @@
 """Webhook subscriptions of a workspace: a URL, the events it wants, a signing secret.
 
 The secret (``whsec_`` + 256 random bits) is generated here, shown once to the caller, and
-stored encrypted (:class:`~herald.vault.Vault`); :mod:`herald.webhooks` decrypts it to sign
-each request. Events are recorded by the store for every subscribed webhook in the same
-transaction as the change they report (the outbox), so a webhook sees every event that
-happens after it was created, at least once.
+stored encrypted (:class:`~herald.service.vault.Vault`); :mod:`herald.service.webhook_sender`
+decrypts it to sign each request. Events are recorded by the store for every subscribed webhook
+in the same transaction as the change they report (the outbox), so a webhook sees every event
+that happens after it was created, at least once.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from herald.domain import Webhook, new_id, utcnow
+from herald.engine.policy import WEBHOOK_EVENTS
 from herald.errors import InvalidInput, NotFound
-from herald.policy import WEBHOOK_EVENTS
+from herald.service.vault import Vault
 from herald.types import Catalog
-from herald.vault import Vault
 
 __all__ = ["NewWebhook", "WebhookRegistry", "check_webhook_url"]
 

@@ -3,7 +3,7 @@
 A :class:`PostDraft` is checked completely before the store is touched: every target channel
 belongs to the caller's workspace, the content (with each platform's overrides) passes that
 platform's own rules (:data:`herald.platforms.VALIDATORS`, the connectors' rules), and each
-target gets a due time (:mod:`herald.scheduling`). Every problem is reported at once, each
+target gets a due time (:mod:`herald.service.scheduling`). Every problem is reported at once, each
 with its field; a file import reports them per line. Then one ``store.add_posts`` call stores
 everything, or nothing, and the engine (when it runs in this process) is told.
 """
@@ -38,8 +38,8 @@ from herald.errors import (
     NotFound,
     ScheduleError,
 )
-from herald.ownership import owned_channel, owned_post
-from herald.scheduling import Scheduler, SlotBook, When
+from herald.service.ownership import owned_channel, owned_post
+from herald.service.scheduling import Scheduler, SlotBook, When
 from herald.states import DeliveryState
 from herald.types import Store
 

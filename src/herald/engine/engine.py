@@ -22,19 +22,19 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from herald.config import Settings
-from herald.credentials import RefResolver
-from herald.dispatcher import Dispatcher, InFlight
 from herald.domain import Channel, Job, Platform, utcnow
+from herald.engine.dispatcher import Dispatcher, InFlight
+from herald.engine.metrics import Metrics
+from herald.engine.policy import Policy
+from herald.engine.worker import WorkerContext, WorkerPool
+from herald.engine.writer import TransitionWriter
 from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
-from herald.metrics import Metrics
-from herald.policy import Policy
 from herald.queues.memory import MemoryQueue
+from herald.service.credentials import RefResolver
 from herald.types import Connector, CredentialResolver, JobQueue, RateLimiter, Store
 from herald.wakeup import wait_first
-from herald.worker import WorkerContext, WorkerPool
-from herald.writer import TransitionWriter
 
 __all__ = ["Engine"]
 
