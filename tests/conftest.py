@@ -1,8 +1,11 @@
-"""Shared fixtures: stores for the contract suite, settings for engine tests.
+"""Fixtures shared by every tier: stores by kind, PostgreSQL schemas.
 
-PostgreSQL tests use the server at ``HERALD_TEST_DATABASE_URL`` (default: the local one that
-``scripts/services.sh`` starts). Each test gets a schema of its own, dropped afterwards, so
-tests are independent and several pytest processes can share one server.
+Each tier's conftest defines the ``store`` fixture over the kinds it runs on (tests/unit: memory
+and SQLite; tests/integration: PostgreSQL), so the shared suites of tests/suites run on every
+store. PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the server at
+``HERALD_TEST_DATABASE_URL`` (default: the local one that ``scripts/services.sh`` starts). Each
+test gets a schema of its own, dropped afterwards, so tests are independent and several pytest
+processes can share one server.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,7 +24,6 @@ from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
 
-STORE_KINDS = ["memory", "sqlite", "postgres"]
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -35,9 +39,21 @@ def new_schema() -> str:
     return f"herald_test_{secrets.token_hex(6)}"
 
 
+def needs_server(request: pytest.FixtureRequest, marker: str) -> None:
+    """Fail a test that uses a server without carrying its marker: ``-m "not postgres"`` must
+    be able to leave out every test that needs one, and tests/unit must need none."""
+    if request.node.get_closest_marker(marker) is None:
+        pytest.fail(
+            f"this test needs a {marker} server: mark it @pytest.mark.{marker} and keep it in "
+            "tests/integration or tests/acceptance",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
+async def pg_schema(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """A fresh, unique schema name; the schema (created by whoever uses it) is dropped after."""
+    needs_server(request, "postgres")
     schema = new_schema()
     try:
         yield schema
@@ -74,9 +90,10 @@ async def pg_stores(pg_schema) -> AsyncIterator[PgStores]:
         await stores.close()
 
 
-@pytest.fixture(params=STORE_KINDS)
-async def store(request, tmp_path) -> AsyncIterator[Store]:
-    kind = request.param
+@asynccontextmanager
+async def opened_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open store of ``kind`` (memory, sqlite or postgres, the last in a schema of its own,
+    dropped on exit): what each tier's ``store`` fixture yields, one kind per parameter."""
     if kind == "postgres":
         stores = PgStores(new_schema())
         try:
@@ -85,10 +102,11 @@ async def store(request, tmp_path) -> AsyncIterator[Store]:
             await stores.close()
             await drop_schema(stores.schema)
         return
-    if kind == "memory":
-        s: Store = MemoryStore()
-    else:
-        s = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
+    s: Store = (
+        MemoryStore()
+        if kind == "memory"
+        else SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
+    )
     await s.open()
     try:
         yield s

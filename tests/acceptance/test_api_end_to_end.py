@@ -33,7 +33,7 @@ from herald.service.webhook_sender import EVENT_ID_HEADER, SIGNATURE_HEADER, ver
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from tests.integration.pipeline import FAST_ENGINE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 CSV_ROWS = 1000
 LIMITS: dict[str, dict[str, Any]] = {

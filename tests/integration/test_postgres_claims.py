@@ -20,6 +20,8 @@ from herald.stores.postgres import PostgresStore
 from tests.conftest import PG_URL
 from tests.factories import channel, new_post
 
+pytestmark = pytest.mark.postgres
+
 S = DeliveryState
 LEASE = timedelta(seconds=30)
 

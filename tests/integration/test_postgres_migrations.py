@@ -17,6 +17,8 @@ import herald.stores
 from herald.stores.postgres import PostgresStore
 from tests.conftest import PG_URL, drop_schema, new_schema
 
+pytestmark = pytest.mark.postgres
+
 DECLARED = Path(herald.stores.__file__).parent / "schema" / "postgres.sql"
 
 COLUMNS = """

@@ -19,6 +19,8 @@ from herald.states import DeliveryState
 from tests.integration.pipeline import Pipeline, pipeline_settings, wait_for
 from tests.integration.test_pipeline import sim_config
 
+pytestmark = pytest.mark.postgres
+
 S = DeliveryState
 
 

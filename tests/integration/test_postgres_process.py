@@ -15,6 +15,8 @@ from tests.conftest import PG_URL
 from tests.integration.test_postgres_pipeline import assert_each_published_once, pg_pipeline
 from tests.integration.test_process import engine_env
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 async def sim():

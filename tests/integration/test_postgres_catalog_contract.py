@@ -1,0 +1,13 @@
+"""The catalog and outbox faces of the store contract on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.suites.catalog_contract import CatalogContract
+
+pytestmark = pytest.mark.postgres
+
+
+class TestCatalogContractOnPostgres(CatalogContract):
+    pass

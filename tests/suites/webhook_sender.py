@@ -1,0 +1,225 @@
+"""The webhook sender against a real local receiver, on every store: signed, retried with
+backoff, given up at the bound, woken by the engine, within its concurrency cap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from herald.config import WebhookSettings
+from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
+from herald.service.vault import Vault
+from herald.service.webhook_sender import (
+    EVENT_HEADER,
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    WebhookSender,
+    verify,
+)
+from herald.states import DeliveryState
+from tests.factories import channel, new_post
+
+S = DeliveryState
+SECRET = "whsec_test-secret"
+
+
+class Receiver:
+    """A webhook endpoint that records what it gets and answers as told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.statuses: list[int] = []  # answered in turn; 200 once used up
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.release: asyncio.Event | None = None
+        self.got_one = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            body = await request.read()
+            self.requests.append((dict(request.headers), body))
+            self.got_one.set()
+            if self.release is not None:
+                await self.release.wait()
+            status = self.statuses.pop(0) if self.statuses else 200
+            return web.Response(status=status)
+        finally:
+            self.in_flight -= 1
+
+
+FAST = WebhookSettings(
+    backoff_base_s=0.01, backoff_cap_s=0.05, idle_recheck_s=0.2, max_attempts=3, timeout_s=2.0
+)
+
+
+async def subscribe(store, vault, url, events=("delivery.published",)) -> Webhook:
+    hook = Webhook(new_id("wh"), DEFAULT_WORKSPACE, url, tuple(events))
+    await store.add_webhook(hook, vault.encrypt(SECRET.encode()))
+    return hook
+
+
+async def publish(store, count: int = 1) -> list[str]:
+    """Make ``count`` deliveries and publish them, recording delivery.published events."""
+    ch = channel()
+    await store.add_channels([ch])
+    await store.add_posts([new_post([ch]) for _ in range(count)])
+    now = utcnow()
+    batch = await store.claim_due(
+        now=now,
+        limit=count,
+        lease_until=now + timedelta(minutes=5),
+        expire_before=now - timedelta(days=1),
+    )
+    await store.apply(
+        [
+            Transition(j.delivery.id, S.PUBLISHING, claim_token=j.claim_token, sent=True)
+            for j in batch.jobs
+        ]
+    )
+    await store.apply(
+        [
+            Transition(
+                j.delivery.id,
+                S.PUBLISHED,
+                claim_token=j.claim_token,
+                external_id=f"ext-{j.delivery.id}",
+                published_at=now,
+                event="delivery.published",
+            )
+            for j in batch.jobs
+        ]
+    )
+    return [j.delivery.id for j in batch.jobs]
+
+
+async def wait_until(predicate, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class WebhookSenderSuite:
+    """Runs on every store a tier provides (its ``store`` fixture)."""
+
+    @pytest.fixture
+    async def receiver(self):
+        rec = Receiver()
+        app = web.Application()
+        app.router.add_post("/hook", rec.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        rec.url = f"http://127.0.0.1:{port}/hook"
+        yield rec
+        if rec.release is not None:
+            rec.release.set()
+        await runner.cleanup()
+
+    @pytest.fixture
+    def vault(self):
+        return Vault([Fernet.generate_key().decode()])
+
+    async def test_events_are_sent_signed_with_their_id(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        [delivery_id] = await publish(store)
+        sender = WebhookSender(store, vault, FAST)
+        await asyncio.wait_for(sender.run(burst=True), 10)
+        assert sender.sent == 1
+        [(headers, body)] = receiver.requests
+        payload = json.loads(body)
+        assert payload["event"] == "delivery.published"
+        assert payload["delivery_id"] == delivery_id
+        assert payload["external_id"] == f"ext-{delivery_id}"
+        assert headers[EVENT_ID_HEADER] == payload["id"]
+        assert headers[EVENT_HEADER] == "delivery.published"
+        assert headers["Content-Type"] == "application/json"
+        assert verify(SECRET, body, headers[SIGNATURE_HEADER])
+        assert await store.next_webhook_event_at() is None
+
+    async def test_failures_are_retried_with_backoff_then_sent(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        await publish(store)
+        receiver.statuses = [500, 503]
+        sender = WebhookSender(store, vault, FAST)
+        task = asyncio.create_task(sender.run())
+        try:
+            await wait_until(lambda: sender.sent == 1)
+        finally:
+            sender.request_stop()
+            await task
+        ids = [h[EVENT_ID_HEADER] for h, _ in receiver.requests]
+        assert len(ids) == 3
+        assert len(set(ids)) == 1  # the same event, at least once: receivers dedupe by id
+
+    async def test_an_event_is_given_up_after_max_attempts(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        await publish(store)
+        receiver.statuses = [500] * 10
+        sender = WebhookSender(store, vault, FAST)
+        task = asyncio.create_task(sender.run())
+        try:
+            await wait_until(lambda: sender.failed == 1)
+        finally:
+            sender.request_stop()
+            await task
+        assert len(receiver.requests) == FAST.max_attempts
+        assert await store.next_webhook_event_at() is None
+
+    async def test_an_unreachable_receiver_is_retried(self, store, vault):
+        await subscribe(store, vault, "http://127.0.0.1:9/nothing-listens-here")
+        await publish(store)
+        sender = WebhookSender(store, vault, FAST)
+        task = asyncio.create_task(sender.run())
+        try:
+            await wait_until(lambda: sender.failed == 1)
+        finally:
+            sender.request_stop()
+            await task
+
+    async def test_events_of_a_deleted_webhook_are_dropped(self, store, vault, receiver):
+        hook = await subscribe(store, vault, receiver.url)
+        await publish(store)
+        await store.delete_webhook(hook.id)
+        sender = WebhookSender(store, vault, FAST)
+        await asyncio.wait_for(sender.run(burst=True), 10)
+        assert receiver.requests == []
+        assert await store.next_webhook_event_at() is None
+
+    async def test_the_sender_sleeps_until_woken(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        slow_poll = FAST.model_copy(update={"idle_recheck_s": 60.0})
+        sender = WebhookSender(store, vault, slow_poll)
+        task = asyncio.create_task(sender.run())
+        try:
+            await asyncio.wait_for(sender.idle.wait(), 5)  # asleep on an empty outbox
+            await publish(store)
+            sender.notify()
+            await asyncio.wait_for(receiver.got_one.wait(), 5)  # far less than idle_recheck_s
+        finally:
+            sender.request_stop()
+            await task
+
+    async def test_concurrency_is_capped(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        await publish(store, 12)
+        receiver.release = asyncio.Event()
+        capped = FAST.model_copy(update={"concurrency": 4, "batch": 3})
+        sender = WebhookSender(store, vault, capped)
+        task = asyncio.create_task(sender.run(burst=True))
+        await wait_until(lambda: receiver.in_flight == 4)
+        receiver.release.set()
+        await asyncio.wait_for(task, 10)
+        assert receiver.max_in_flight == 4
+        assert sender.sent == 12
