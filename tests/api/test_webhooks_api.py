@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 from cryptography.fernet import Fernet
 
+from herald.api.schemas.webhooks import Event
+from herald.constants import WEBHOOK_EVENTS
 from tests.api.conftest import assert_problem
 
 
@@ -46,3 +50,7 @@ async def test_create_list_get_delete(tenant, api_store, secret_key):
 async def test_create_is_validated(tenant, body, field):
     assert_problem(await tenant.post("/v1/webhooks", body), 422, field)
     assert (await tenant.get("/v1/webhooks")).json() == []
+
+
+def test_the_schema_offers_exactly_the_events_herald_sends():
+    assert get_args(Event) == WEBHOOK_EVENTS

@@ -24,6 +24,12 @@ from typing import Any
 
 from herald.backoff import full_jitter
 from herald.config import EngineSettings
+from herald.constants import (
+    CHANNEL_NEEDS_REAUTH,
+    DELIVERY_FAILED,
+    DELIVERY_PUBLISHED,
+    DELIVERY_UNCONFIRMED,
+)
 from herald.domain import Attempt, ChannelStatus, Job, Transition
 from herald.errors import (
     AuthExpired,
@@ -38,15 +44,7 @@ from herald.errors import (
 from herald.states import DeliveryState
 from herald.types import Published
 
-__all__ = ["WEBHOOK_EVENTS", "Decision", "Policy", "describe", "webhook_event"]
-
-#: Events a workspace's webhooks can subscribe to.
-WEBHOOK_EVENTS = (
-    "delivery.published",
-    "delivery.failed",
-    "delivery.unconfirmed",
-    "channel.needs_reauth",
-)
+__all__ = ["Decision", "Policy", "describe", "webhook_event"]
 
 S = DeliveryState
 log = logging.getLogger("herald.policy")
@@ -80,12 +78,12 @@ def webhook_event(decision: Decision) -> str | None:
     """The webhook event a decision reports, if any. ``delivery.unconfirmed`` fires when Herald
     stops checking on its own and the user has to decide."""
     if decision.outcome in ("published", "reconciled"):
-        return "delivery.published"
+        return DELIVERY_PUBLISHED
     if decision.outcome == "failed":
-        return "delivery.failed"
+        return DELIVERY_FAILED
     t = decision.transition
     if t.target is S.UNCONFIRMED and t.next_attempt_at is None:
-        return "delivery.unconfirmed"
+        return DELIVERY_UNCONFIRMED
     return None
 
 
@@ -168,7 +166,7 @@ class Policy:
         t = Transition(
             job.delivery.id, S.FAILED, claim_token=job.claim_token, error=describe(error)
         )
-        return Decision(t, "failed", "delivery.failed")
+        return Decision(t, "failed", DELIVERY_FAILED)
 
     def auth_unsent(self, job: Job, error: Exception, now: datetime) -> Decision:
         """The channel's secrets could not be had: it needs the user; nothing was sent."""
@@ -183,7 +181,7 @@ class Policy:
                 error=describe(error),
             ),
             "auth",
-            "channel.needs_reauth",
+            CHANNEL_NEEDS_REAUTH,
             channel_status=ChannelStatus.NEEDS_REAUTH,
         )
 
@@ -203,7 +201,7 @@ class Policy:
                 attempt=Attempt(delivery.id, delivery.attempts + 1, started, finished, "published"),
             )
             return Decision(
-                t, "published", "delivery.published", pauses=self._usage_pauses(result, finished)
+                t, "published", DELIVERY_PUBLISHED, pauses=self._usage_pauses(result, finished)
             )
         number = delivery.attempts + 1
 
@@ -256,7 +254,7 @@ class Policy:
                 attempt=attempt("auth", message),
             )
             return Decision(
-                t, "auth", "channel.needs_reauth", channel_status=ChannelStatus.NEEDS_REAUTH
+                t, "auth", CHANNEL_NEEDS_REAUTH, channel_status=ChannelStatus.NEEDS_REAUTH
             )
         if isinstance(exc, DuplicateRejected) and delivery.attempts > 0:
             return self._duplicate(job, message, now, attempt)
@@ -268,7 +266,7 @@ class Policy:
                 error=message,
                 attempt=attempt("rejected", message),
             )
-            return Decision(t, "failed", "delivery.failed")
+            return Decision(t, "failed", DELIVERY_FAILED)
         if isinstance(exc, PlatformError) and not isinstance(exc, OutcomeUnknown):
             return self._transient(job, message, now, attempt)
         # OutcomeUnknown, or anything unexpected after the request may have left: the post
@@ -282,7 +280,7 @@ class Policy:
             error=message,
             attempt=attempt("unknown", message),
         )
-        return Decision(t, "unconfirmed", "delivery.unconfirmed")
+        return Decision(t, "unconfirmed", DELIVERY_UNCONFIRMED)
 
     def _duplicate(
         self, job: Job, message: str, now: datetime, attempt: AttemptFactory
@@ -305,7 +303,7 @@ class Policy:
             error=message,
             attempt=attempt("duplicate", message),
         )
-        return Decision(t, "unconfirmed", "delivery.unconfirmed")
+        return Decision(t, "unconfirmed", DELIVERY_UNCONFIRMED)
 
     def _transient(
         self, job: Job, message: str, now: datetime, attempt: AttemptFactory
@@ -320,7 +318,7 @@ class Policy:
                 error=f"gave up after {delivery.retries} retries: {message}",
                 attempt=attempt("transient", message),
             )
-            return Decision(t, "failed", "delivery.failed")
+            return Decision(t, "failed", DELIVERY_FAILED)
         delay = full_jitter(
             retry,
             base_s=self.settings.backoff_base_s,

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from herald.constants import CHANNEL_NEEDS_REAUTH
 from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
 from herald.engine.lane import Lane, Slot
 from herald.engine.metrics import Metrics
@@ -360,7 +361,7 @@ class WorkerPool:
             )
         if decision.channel_status is not None:
             await self._e.store.set_channel_status(
-                channel.id, decision.channel_status, event="channel.needs_reauth"
+                channel.id, decision.channel_status, event=CHANNEL_NEEDS_REAUTH
             )
             self._e.events_recorded()
             self._e.forget_credentials(channel)

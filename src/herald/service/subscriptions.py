@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from herald.constants import WEBHOOK_EVENTS
 from herald.domain import Webhook, new_id, utcnow
-from herald.engine.policy import WEBHOOK_EVENTS
 from herald.errors import InvalidInput, NotFound
 from herald.service.vault import Vault
 from herald.types import Catalog

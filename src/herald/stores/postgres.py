@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from herald.constants import NOTIFY_PREFIX
 from herald.domain import (
     Attempt,
     Channel,
@@ -52,11 +53,10 @@ from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database
 from herald.stores.postgres_listen import DueListener
 
-__all__ = ["NOTIFY_PREFIX", "PostgresStore"]
+__all__ = ["PostgresStore"]
 
 #: ``LISTEN``/``NOTIFY`` channel of a schema's new due work: this prefix + the schema name.
 #: The payload is the earliest due instant, ISO 8601.
-NOTIFY_PREFIX = "herald.v1.due."
 
 
 class PostgresStore(PostgresCatalog):

@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError
 from herald.states import DeliveryState, allowed_sources
 from herald.stores import postgres_rows as rows
@@ -323,7 +324,7 @@ async def apply_migrations(conn: Connection, schema: str) -> list[str]:
     version. The schema itself is created under the same lock.
     """
     raw = conn.raw
-    key = f"herald.migrations:{schema}"
+    key = f"{MIGRATION_LOCK_PREFIX}{schema}"
     await raw.execute("SELECT pg_advisory_lock(hashtext($1))", key)
     try:
         await raw.execute(
