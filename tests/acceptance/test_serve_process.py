@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet
 from herald.config import Settings
 from herald.domain import Platform, utcnow
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
-from tests.integration.pipeline import wait_for
+from herald.testing import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ async def test_serve_publishes_what_the_api_schedules_and_stops_on_sigterm(sim, 
                 except httpx.TransportError:
                     return False
 
-            await wait_for(up, within_s=30, every_s=0.1)
+            await eventually(up, within_s=30, every_s=0.1)
             account = sim.add_account(Platform.FACEBOOK)
             channel = (
                 await api.post(
@@ -118,7 +118,7 @@ async def test_serve_publishes_what_the_api_schedules_and_stops_on_sigterm(sim, 
                 return post["deliveries"][0]["status"] == "published"
 
             # The in-process engine is woken by the API: no wait for its idle recheck.
-            await wait_for(published, within_s=20, every_s=0.05)
+            await eventually(published, within_s=20, every_s=0.05)
             metrics = (await api.get("/metrics")).text
             assert 'herald_deliveries_total{outcome="published",platform="facebook"} 1.0' in metrics
     finally:

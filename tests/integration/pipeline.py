@@ -118,18 +118,3 @@ async def open_pipeline(sim: Simulator, tmp_path: Path, **sections: dict[str, An
     store = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
     await store.open()
     return Pipeline(sim, settings, store, SecretsFile(tmp_path / "secrets.json"))
-
-
-async def wait_for(predicate: Any, *, within_s: float = 20.0, every_s: float = 0.02) -> None:
-    """Wait until ``predicate()`` (sync or async) holds; fail after ``within_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(every_s)

@@ -11,7 +11,8 @@ import pytest
 from herald.domain import ChannelStatus, Platform, utcnow
 from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
-from tests.integration.pipeline import open_pipeline, wait_for
+from herald.testing import eventually
+from tests.integration.pipeline import open_pipeline
 
 S = DeliveryState
 
@@ -106,12 +107,14 @@ async def test_graph_page_throttle_pauses_that_page_only(sim, tmp_path):
         )
         await pipe.schedule([throttled], 1)
         engine, task, context = await pipe.start()
-        await wait_for(lambda: sim.audit.injected(Platform.FACEBOOK).get("throttle", 0) >= 1)
+        await eventually(
+            lambda: sim.audit.injected(Platform.FACEBOOK).get("throttle", 0) >= 1, within_s=20
+        )
         sim.set_faults(Platform.FACEBOOK, FaultConfig())
         await pipe.schedule([throttled], 2)
         await pipe.schedule([other], 2)
         engine.notify()
-        await wait_for(lambda: sim.audit.summary()["posts"] == 5)
+        await eventually(lambda: sim.audit.summary()["posts"] == 5, within_s=20)
         engine.request_stop()
         await task
         await context.__aexit__(None, None, None)
@@ -134,12 +137,14 @@ async def test_graph_app_throttle_pauses_every_page(sim, tmp_path):
         sim.set_faults(Platform.FACEBOOK, FaultConfig(throttle_rate=1.0, graph_throttle_codes=(4,)))
         await pipe.schedule([pages[0]], 1)
         engine, task, context = await pipe.start()
-        await wait_for(lambda: sim.audit.injected(Platform.FACEBOOK).get("throttle", 0) >= 1)
+        await eventually(
+            lambda: sim.audit.injected(Platform.FACEBOOK).get("throttle", 0) >= 1, within_s=20
+        )
         sim.set_faults(Platform.FACEBOOK, FaultConfig())
         for page in pages:
             await pipe.schedule([page], 1)
         engine.notify()
-        await wait_for(lambda: sim.audit.summary()["posts"] == 4)
+        await eventually(lambda: sim.audit.summary()["posts"] == 4, within_s=20)
         engine.request_stop()
         await task
         await context.__aexit__(None, None, None)
@@ -158,9 +163,11 @@ async def test_linkedin_retry_after_is_obeyed(sim, tmp_path):
         sim.set_faults(Platform.LINKEDIN, FaultConfig(throttle_rate=1.0, retry_after_s=2))
         await pipe.schedule([member], 1)
         engine, task, context = await pipe.start()
-        await wait_for(lambda: sim.audit.injected(Platform.LINKEDIN).get("throttle", 0) >= 1)
+        await eventually(
+            lambda: sim.audit.injected(Platform.LINKEDIN).get("throttle", 0) >= 1, within_s=20
+        )
         sim.set_faults(Platform.LINKEDIN, FaultConfig())
-        await wait_for(lambda: sim.audit.summary()["posts"] == 1)
+        await eventually(lambda: sim.audit.summary()["posts"] == 1, within_s=20)
         engine.request_stop()
         await task
         await context.__aexit__(None, None, None)
@@ -282,7 +289,7 @@ async def test_youtube_expired_access_token_is_refreshed(tmp_path):
         try:
             channel = await pipe.channel(Platform.YOUTUBE)
             issued = sim.clock.now()
-            await wait_for(lambda: sim.clock.now() > issued + 0.3)
+            await eventually(lambda: sim.clock.now() > issued + 0.3, within_s=20)
             ids = await pipe.schedule([channel], 2)
             await pipe.run()
             deliveries = await pipe.deliveries()

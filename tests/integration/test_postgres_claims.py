@@ -17,8 +17,8 @@ from herald.domain import Transition, utcnow
 from herald.errors import InvalidInput, StoreError
 from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
+from herald.testing import channel, new_post
 from tests.conftest import PG_URL
-from tests.factories import channel, new_post
 
 pytestmark = pytest.mark.postgres
 

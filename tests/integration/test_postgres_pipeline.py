@@ -16,7 +16,8 @@ from herald.domain import Platform
 from herald.service.credentials import SecretsFile
 from herald.simulator import FaultConfig, Simulator
 from herald.states import DeliveryState
-from tests.integration.pipeline import Pipeline, pipeline_settings, wait_for
+from herald.testing import eventually
+from tests.integration.pipeline import Pipeline, pipeline_settings
 from tests.integration.test_pipeline import sim_config
 
 pytestmark = pytest.mark.postgres
@@ -111,9 +112,9 @@ async def test_posts_added_by_another_process_wake_the_engine_at_once(sim, tmp_p
         task = asyncio.create_task(engine.run())
         try:
             # The dispatcher has looked once and found nothing: it now sleeps a minute.
-            await wait_for(lambda: engine.dispatcher.rounds >= 1, within_s=10)
+            await eventually(lambda: engine.dispatcher.rounds >= 1, within_s=10)
             await api_side.schedule([page], 1)
-            await wait_for(lambda: sim.audit.summary()["posts"] == 1, within_s=5)
+            await eventually(lambda: sim.audit.summary()["posts"] == 1, within_s=5)
         finally:
             engine.request_stop()
             await task

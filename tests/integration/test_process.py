@@ -13,7 +13,8 @@ from herald.config import Settings
 from herald.domain import Platform
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
-from tests.integration.pipeline import open_pipeline, wait_for
+from herald.testing import eventually
+from tests.integration.pipeline import open_pipeline
 
 S = DeliveryState
 POSTS = 240
@@ -85,7 +86,7 @@ async def test_sigterm_finishes_in_flight_work_and_hands_the_rest_back(sim, tmp_
     pipe = await prepared(sim, tmp_path)
     env = engine_env(sim, str(tmp_path / "herald.db"))
     process = await spawn(env)
-    await wait_for(lambda: sim.audit.summary()["posts"] >= 40, within_s=30)
+    await eventually(lambda: sim.audit.summary()["posts"] >= 40, within_s=30)
     process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(process.wait(), 30) == 0
     await pipe.store.open()
@@ -104,7 +105,7 @@ async def test_kill_9_loses_nothing_and_duplicates_nothing(sim, tmp_path):
     pipe = await prepared(sim, tmp_path)
     env = engine_env(sim, str(tmp_path / "herald.db"))
     process = await spawn(env)
-    await wait_for(lambda: sim.audit.summary()["posts"] >= 60, within_s=30)
+    await eventually(lambda: sim.audit.summary()["posts"] >= 60, within_s=30)
     process.kill()
     await process.wait()
     await pipe.store.open()

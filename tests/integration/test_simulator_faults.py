@@ -7,7 +7,7 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,7 @@ from herald.simulator import (
     Simulator,
     SimulatorConfig,
 )
+from herald.testing import eventually
 
 FB = Platform.FACEBOOK
 IG = Platform.INSTAGRAM
@@ -40,14 +41,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator(SimulatorConfig(latency=NO_LATENCY)) as simulator:
         yield simulator
-
-
-async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
-    """Wait for ``condition`` to hold; fail after ``within_s`` seconds."""
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def auth(account: SimAccount) -> dict[str, str]:
@@ -137,7 +130,7 @@ async def test_timeout_hangs_and_commits_only_before(
         await fb_post(sim, http, page, "maybe", timeout=aiohttp.ClientTimeout(total=0.3))
     assert time.monotonic() - started < 5
     # The client gave up: the server lets the request go instead of holding it for 60 s.
-    await until(lambda: sim.audit.in_flight(FB) == 0)
+    await eventually(lambda: sim.audit.in_flight(FB) == 0)
     posts = sim.audit.posts()
     if share == 1.0:
         assert [(p.text, p.delivered) for p in posts] == [("maybe", False)]
@@ -152,7 +145,7 @@ async def test_stop_releases_hung_requests(http: aiohttp.ClientSession) -> None:
     page = sim.add_account(FB)
     sim.set_faults(FB, FaultConfig(timeout_rate=1.0, hang_s=600))
     pending = asyncio.create_task(fb_post(sim, http, page, "stuck"))
-    await until(lambda: sim.audit.injected(FB).get("timeout") == 1)
+    await eventually(lambda: sim.audit.injected(FB).get("timeout") == 1)
     started = time.monotonic()
     await sim.stop()
     with pytest.raises(aiohttp.ServerDisconnectedError):

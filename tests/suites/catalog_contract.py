@@ -23,7 +23,7 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import DeliveryState
-from tests.factories import channel, new_post
+from herald.testing import channel, new_post
 
 S = DeliveryState
 HOUR = timedelta(hours=1)

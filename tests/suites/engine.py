@@ -18,8 +18,7 @@ from herald.errors import (
 )
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
-from tests.factories import channel, new_post
-from tests.fakes import FakeConnector, FakePlatform, StaticCredentials
+from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
 
 S = DeliveryState
 

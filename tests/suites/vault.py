@@ -16,7 +16,7 @@ from herald.service.vault import (
     build_resolver,
     rotate_secrets,
 )
-from tests.factories import channel
+from herald.testing import channel
 
 
 def key() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from herald.service.webhook_sender import (
     verify,
 )
 from herald.states import DeliveryState
-from tests.factories import channel, new_post
+from herald.testing import channel, eventually, new_post
 
 S = DeliveryState
 SECRET = "whsec_test-secret"
@@ -100,14 +99,6 @@ async def publish(store, count: int = 1) -> list[str]:
     return [j.delivery.id for j in batch.jobs]
 
 
-async def wait_until(predicate, within_s: float = 10.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 class WebhookSenderSuite:
     """Runs on every store a tier provides (its ``store`` fixture)."""
 
@@ -155,7 +146,7 @@ class WebhookSenderSuite:
         sender = WebhookSender(store, vault, FAST)
         task = asyncio.create_task(sender.run())
         try:
-            await wait_until(lambda: sender.sent == 1)
+            await eventually(lambda: sender.sent == 1)
         finally:
             sender.request_stop()
             await task
@@ -170,7 +161,7 @@ class WebhookSenderSuite:
         sender = WebhookSender(store, vault, FAST)
         task = asyncio.create_task(sender.run())
         try:
-            await wait_until(lambda: sender.failed == 1)
+            await eventually(lambda: sender.failed == 1)
         finally:
             sender.request_stop()
             await task
@@ -183,7 +174,7 @@ class WebhookSenderSuite:
         sender = WebhookSender(store, vault, FAST)
         task = asyncio.create_task(sender.run())
         try:
-            await wait_until(lambda: sender.failed == 1)
+            await eventually(lambda: sender.failed == 1)
         finally:
             sender.request_stop()
             await task
@@ -218,7 +209,7 @@ class WebhookSenderSuite:
         capped = FAST.model_copy(update={"concurrency": 4, "batch": 3})
         sender = WebhookSender(store, vault, capped)
         task = asyncio.create_task(sender.run(burst=True))
-        await wait_until(lambda: receiver.in_flight == 4)
+        await eventually(lambda: receiver.in_flight == 4)
         receiver.release.set()
         await asyncio.wait_for(task, 10)
         assert receiver.max_in_flight == 4

@@ -12,7 +12,7 @@ from herald.domain import Webhook, new_id
 from herald.service.tenancy import KEY_PATTERN, Tenancy
 from herald.service.vault import VAULT_REF, Vault
 from herald.stores.sqlite import SQLiteStore
-from tests.factories import channel
+from herald.testing import channel
 
 runner = CliRunner()
 

@@ -7,8 +7,7 @@ from datetime import timedelta
 from herald.domain import Content, NewPost, Platform, Post, utcnow
 from herald.errors import StoreError
 from herald.stores.memory import MemoryStore
-from tests.factories import channel, new_post
-from tests.fakes import FakeConnector, FakePlatform
+from herald.testing import FakeConnector, FakePlatform, channel, new_post
 from tests.suites.engine import EngineSuite, S, drain, engine_for, states
 
 

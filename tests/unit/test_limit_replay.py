@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from herald.domain import Content, Media, MediaKind, Platform, SentRecord
 from herald.limits.replay import gives_back, horizon_s, replayed_grants
 from herald.limits.rules import CalendarQuota, LimitRule, Pacing, RollingWindow
-from tests.fakes import FakeConnector, FakePlatform
+from herald.testing import FakeConnector, FakePlatform
 
 IG = Platform.INSTAGRAM
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)

@@ -20,8 +20,8 @@ from herald.errors import (
     TransientPlatformError,
 )
 from herald.states import DeliveryState
+from herald.testing import channel
 from herald.types import PlatformUsage, Published
-from tests.factories import channel
 
 S = DeliveryState
 NOW = utcnow()

@@ -10,7 +10,7 @@ from herald.demo.workload import PlannedDelivery, tag_of
 from herald.domain import Delivery, Platform, utcnow
 from herald.simulator import PostRecord
 from herald.states import DeliveryState
-from tests.factories import channel
+from herald.testing import channel
 
 S = DeliveryState
 NOW = utcnow()

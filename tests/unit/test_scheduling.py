@@ -10,7 +10,7 @@ from herald.config import ApiSettings
 from herald.domain import PostingSlot
 from herald.errors import ScheduleError
 from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, Scheduler
-from tests.factories import channel
+from herald.testing import channel
 
 NOW = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)  # a Monday
 

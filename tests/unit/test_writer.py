@@ -11,7 +11,7 @@ from herald.engine.writer import TransitionWriter
 from herald.errors import StoreError
 from herald.states import DeliveryState
 from herald.stores.memory import MemoryStore
-from tests.factories import channel, new_post
+from herald.testing import channel, new_post
 
 S = DeliveryState
 

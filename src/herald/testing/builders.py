@@ -1,8 +1,10 @@
-"""Builders for domain objects in tests."""
+"""Domain objects with sensible defaults, for tests that care about one or two fields."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from herald.domain import (
     Channel,
@@ -16,28 +18,33 @@ from herald.domain import (
     utcnow,
 )
 
+__all__ = ["channel", "new_post"]
+
+# Instagram and YouTube refuse a post without media: give them some.
 _PLATFORM_MEDIA = {
     Platform.INSTAGRAM: (Media("https://cdn.example/p.jpg", MediaKind.IMAGE),),
     Platform.YOUTUBE: (Media("https://cdn.example/v.mp4", MediaKind.VIDEO),),
 }
 
 
-def channel(platform: Platform = Platform.FACEBOOK, **kw) -> Channel:
-    cid = kw.pop("id", new_id("ch"))
+def channel(platform: Platform = Platform.FACEBOOK, **fields: Any) -> Channel:
+    """A channel on ``platform``; any :class:`~herald.domain.Channel` field can be given."""
+    cid = fields.pop("id", new_id("ch"))
     return Channel(
         id=cid,
         platform=platform,
-        external_id=kw.pop("external_id", cid),
-        name=kw.pop("name", f"{platform.value} {cid}"),
-        timezone=kw.pop("timezone", "Europe/Paris"),
-        credentials_ref=kw.pop("credentials_ref", "env:TOKEN"),
-        **kw,
+        external_id=fields.pop("external_id", cid),
+        name=fields.pop("name", f"{platform.value} {cid}"),
+        timezone=fields.pop("timezone", "Europe/Paris"),
+        credentials_ref=fields.pop("credentials_ref", "env:TOKEN"),
+        **fields,
     )
 
 
 def new_post(
-    channels: list[Channel], *, due_at: datetime | None = None, text: str | None = None
+    channels: Sequence[Channel], *, due_at: datetime | None = None, text: str | None = None
 ) -> NewPost:
+    """A post on ``channels`` with text unique to it, due at ``due_at`` (default: just now)."""
     post_id = new_id("post")
     platforms = {c.platform for c in channels}
     media = next((_PLATFORM_MEDIA[p] for p in platforms if p in _PLATFORM_MEDIA), ())
