@@ -20,6 +20,7 @@ import uvicorn
 from herald.api import create_app
 from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
 from herald.config import Settings
+from herald.platforms import VALIDATORS
 
 __all__ = ["InstallStop", "serve_all", "serve_api"]
 
@@ -64,7 +65,7 @@ async def serve_api(
     store = open_store(settings)
     await store.open()
     try:
-        server = _server(create_app(settings, store), settings, host, port)
+        server = _server(create_app(settings, store, validators=VALIDATORS), settings, host, port)
 
         def stop() -> None:
             server.should_exit = True
@@ -88,7 +89,14 @@ async def serve_all(
     try:
         async with running_engine(settings, store) as engine:
             sender = webhook_sender(settings, store, engine)
-            server = _server(create_app(settings, store, engine=engine), settings, host, port)
+            app = create_app(
+                settings,
+                store,
+                validators=VALIDATORS,
+                notify=engine.notify,
+                engine_registry=engine.metrics.registry,
+            )
+            server = _server(app, settings, host, port)
 
             def stop() -> None:
                 server.should_exit = True

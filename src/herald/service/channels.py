@@ -18,7 +18,7 @@ from herald.errors import Conflict, InvalidInput
 from herald.service.ownership import owned_channel
 from herald.service.vault import VAULT_REF, Vault
 from herald.timing import zone
-from herald.types import Store
+from herald.types import Notify, Store
 
 __all__ = ["REQUIRED_CREDENTIALS", "ChannelChanges", "ChannelDraft", "ChannelService"]
 
@@ -56,7 +56,7 @@ class ChannelService:
         store: Store,
         vault: Vault,
         *,
-        notify: Callable[[datetime], None] | None = None,
+        notify: Notify | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._store = store

@@ -23,10 +23,10 @@ from datetime import datetime
 from herald.domain import Attempt, Delivery, Transition, utcnow
 from herald.errors import Conflict, NotFound
 from herald.service.ownership import owned_delivery, owned_post
-from herald.service.posts import Notify, PostView
+from herald.service.posts import PostView
 from herald.service.scheduling import Scheduler, When
 from herald.states import CANCELLABLE, DeliveryState
-from herald.types import Store
+from herald.types import Notify, Store
 
 __all__ = ["CANCELLABLE", "MOVABLE", "RETRYABLE", "DeliveryActions"]
 

@@ -2,10 +2,11 @@
 
 A :class:`PostDraft` is checked completely before the store is touched: every target channel
 belongs to the caller's workspace, the content (with each platform's overrides) passes that
-platform's own rules (:data:`herald.platforms.VALIDATORS`, the connectors' rules), and each
-target gets a due time (:mod:`herald.service.scheduling`). Every problem is reported at once, each
-with its field; a file import reports them per line. Then one ``store.add_posts`` call stores
-everything, or nothing, and the engine (when it runs in this process) is told.
+platform's own rules (a :data:`~herald.types.Validator` per platform: the connectors' rules,
+passed in), and each target gets a due time (:mod:`herald.service.scheduling`). Every problem
+is reported at once, each with its field; a file import reports them per line. Then one
+``store.add_posts`` call stores everything, or nothing, and the engine (when it runs in this
+process) is told.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from herald.errors import (
 from herald.service.ownership import owned_channel, owned_post
 from herald.service.scheduling import Scheduler, SlotBook, When
 from herald.states import DeliveryState
-from herald.types import Store
+from herald.types import Notify, Store, Validator
 
 __all__ = [
     "MAX_MEDIA",
@@ -54,7 +55,6 @@ __all__ = [
     "PostFilter",
     "PostService",
     "PostView",
-    "Validator",
     "check_url",
 ]
 
@@ -65,11 +65,6 @@ MAX_TEXT_CHARS = 63_206  # Facebook's limit, the largest of the four platforms
 MAX_TITLE_CHARS = 1_000
 MAX_MEDIA = 20
 MAX_URL_CHARS = 2_048
-
-#: A platform's content rules: raises :class:`~herald.errors.ContentInvalid` naming the field.
-Validator = Callable[[Content], None]
-#: Told the earliest due time of new or moved deliveries (``Engine.notify``).
-Notify = Callable[[datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
