@@ -92,9 +92,11 @@ def create_app(
         settings=settings,
         store=store,
         tenancy=Tenancy(store, clock=clock),
-        channels=ChannelService(store, vault, notify=notify, clock=clock),
-        posts=PostService(store, scheduler, validators, notify=notify, clock=clock),
-        deliveries=DeliveryActions(store, scheduler, notify=notify, clock=clock),
+        channels=ChannelService(store=store, vault=vault, notify=notify, clock=clock),
+        posts=PostService(
+            store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
+        ),
+        deliveries=DeliveryActions(store=store, scheduler=scheduler, notify=notify, clock=clock),
         webhooks=WebhookRegistry(store, vault, clock=clock),
         metrics=ApiMetrics(),
         engine_registry=engine_registry,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -29,7 +29,6 @@ from herald.domain import (
     Platform,
     Post,
     new_id,
-    utcnow,
 )
 from herald.errors import (
     ContentInvalid,
@@ -39,10 +38,11 @@ from herald.errors import (
     NotFound,
     ScheduleError,
 )
+from herald.service.base import Service
 from herald.service.ownership import owned_channel, owned_post
 from herald.service.scheduling import Scheduler, SlotBook, When
 from herald.states import DeliveryState
-from herald.types import Notify, Store, Validator
+from herald.types import Validator
 
 __all__ = [
     "MAX_MEDIA",
@@ -126,32 +126,21 @@ class _Checked:
     problems: list[FieldProblem] = field(default_factory=list)
 
 
-class PostService:
-    def __init__(
-        self,
-        store: Store,
-        scheduler: Scheduler,
-        validators: Mapping[Platform, Validator],
-        *,
-        notify: Notify | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._store = store
-        self._scheduler = scheduler
-        self._validators = validators
-        self._notify = notify
-        self._clock = clock
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostService(Service):
+    scheduler: Scheduler
+    validators: Mapping[Platform, Validator]
 
     # -- creating -------------------------------------------------------------------------
     async def create(self, workspace_id: str, draft: PostDraft) -> PostView:
         """Check and store one post; :class:`NotFound` for a target outside the workspace,
         :class:`InputErrors` listing every other problem."""
-        channels = [await owned_channel(self._store, workspace_id, c) for c in draft.channel_ids]
-        checked = await self._check(workspace_id, draft, channels, self._scheduler.book())
+        channels = [await owned_channel(self.store, workspace_id, c) for c in draft.channel_ids]
+        checked = await self._check(workspace_id, draft, channels, self.scheduler.book())
         if checked.new is None:
             raise InputErrors(_summary(checked.problems), checked.problems)
-        deliveries = await self._store.add_posts([checked.new])
-        self._notified(deliveries)
+        deliveries = await self.store.add_posts([checked.new])
+        self.wake(d.due_at for d in deliveries)
         return PostView(checked.new.post, deliveries)
 
     async def import_drafts(
@@ -159,8 +148,8 @@ class PostService:
     ) -> list[PostView]:
         """Store every row's post in one transaction, or none: each row is a draft, or the
         problems found while parsing it, with its line number."""
-        known = {c.id: c for c in await self._store.list_channels(workspace_id)}
-        book = self._scheduler.book()
+        known = {c.id: c for c in await self.store.list_channels(workspace_id)}
+        book = self.scheduler.book()
         problems: list[FieldProblem] = []
         ready: list[NewPost] = []
         for line, row in rows:
@@ -177,8 +166,8 @@ class PostService:
             )
         if not ready:
             raise InvalidInput("the file holds no posts", field="body")
-        deliveries = await self._store.add_posts(ready)
-        self._notified(deliveries)
+        deliveries = await self.store.add_posts(ready)
+        self.wake(d.due_at for d in deliveries)
         by_post: dict[str, list[Delivery]] = {new.post.id: [] for new in ready}
         for delivery in deliveries:
             by_post[delivery.post_id].append(delivery)
@@ -200,7 +189,7 @@ class PostService:
     ) -> _Checked:
         problems = _target_problems(draft) + self._content_problems(draft, channels)
         try:
-            due = await self._scheduler.due_times(draft.when, channels, book)
+            due = await self.scheduler.due_times(draft.when, channels, book)
         except ScheduleError as exc:
             problems.append(FieldProblem(exc.field, exc.message))
         if problems:
@@ -209,7 +198,7 @@ class PostService:
             id=new_id("post"),
             content=draft.content,
             overrides=dict(draft.overrides),
-            created_at=self._clock(),
+            created_at=self.clock(),
             workspace_id=workspace_id,
         )
         targets = tuple(
@@ -225,29 +214,25 @@ class PostService:
             override = draft.overrides.get(platform)
             content = draft.content if override is None else override.apply(draft.content)
             try:
-                self._validators[platform](content)
+                self.validators[platform](content)
             except ContentInvalid as exc:
                 name = _content_field(platform, exc.field, override)
                 problems.append(FieldProblem(name, f"{platform.value}: {exc.message}"))
         return problems
 
-    def _notified(self, deliveries: Sequence[Delivery]) -> None:
-        if self._notify is not None and deliveries:
-            self._notify(min(d.due_at for d in deliveries))
-
     # -- reading --------------------------------------------------------------------------
     async def get(self, workspace_id: str, post_id: str) -> PostView:
         """The post with every delivery and each delivery's attempts."""
-        post = await owned_post(self._store, workspace_id, post_id)
-        deliveries = (await self._store.deliveries_of([post.id]))[post.id]
-        attempts = {d.id: await self._store.list_attempts(d.id) for d in deliveries}
+        post = await owned_post(self.store, workspace_id, post_id)
+        deliveries = (await self.store.deliveries_of([post.id]))[post.id]
+        attempts = {d.id: await self.store.list_attempts(d.id) for d in deliveries}
         return PostView(post, deliveries, attempts)
 
     async def page(
         self, workspace_id: str, where: PostFilter, *, after: Cursor | None, limit: int
     ) -> tuple[list[PostView], Cursor | None]:
         """One page of posts (oldest first) and the cursor of the next page, if any."""
-        posts = await self._store.list_posts(
+        posts = await self.store.list_posts(
             workspace_id,
             state=where.state,
             channel_id=where.channel_id,
@@ -258,7 +243,7 @@ class PostService:
         )
         more = len(posts) > limit
         posts = posts[:limit]
-        grouped = await self._store.deliveries_of([p.id for p in posts]) if posts else {}
+        grouped = await self.store.deliveries_of([p.id for p in posts]) if posts else {}
         views = [PostView(p, grouped.get(p.id, [])) for p in posts]
         following = Cursor(posts[-1].created_at, posts[-1].id) if more else None
         return views, following
