@@ -1,4 +1,4 @@
-"""API keys of a workspace."""
+"""The caller's workspace and its API keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from pydantic import BaseModel, Field
 from herald.api.schemas.common import Name, Public, request_config
 from herald.domain import ApiKey
 
-__all__ = ["ApiKeyCreate", "ApiKeyCreated", "ApiKeyPublic"]
+__all__ = ["ApiKeyCreate", "ApiKeyCreated", "ApiKeyPublic", "WorkspacePublic"]
+
+
+class WorkspacePublic(Public):
+    id: str
+    name: str
 
 
 class ApiKeyCreate(BaseModel):
