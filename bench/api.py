@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import utcnow
+from herald.platforms import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
@@ -44,7 +45,7 @@ async def bench(args: argparse.Namespace, store_kind: str) -> None:
         await store.open()
         try:
             settings = Settings(secret_keys=[Fernet.generate_key().decode()])
-            app = create_app(settings, store)
+            app = create_app(settings, store, validators=VALIDATORS)
             token = (await Tenancy(store).create_workspace("Bench")).token
             transport = httpx.ASGITransport(app=app)
             headers = {"Authorization": f"Bearer {token}"}

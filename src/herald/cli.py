@@ -53,7 +53,9 @@ PortOption = Annotated[
 ]
 
 
-def _settings(database_url: str | None = None) -> Settings:
+def _settings(db: Path | None, database_url: str | None) -> Settings:
+    """Settings from the environment, on the database the command line names (if it does)."""
+    database_url = _database_url(db, database_url)
     try:
         return Settings() if database_url is None else Settings(database_url=database_url)
     except ValidationError as exc:
@@ -80,18 +82,14 @@ def _install_stop(stop: Callable[[], None]) -> None:
 
 @app.command()
 def run(
-    db: Annotated[
-        Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")
-    ] = None,
+    db: DbOption = None,
+    database_url: UrlOption = None,
     burst: Annotated[
         bool, typer.Option(help="Stop once nothing is left to do.", envvar="HERALD_BURST")
     ] = False,
 ) -> None:
     """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     configure_logging(settings.log_level, settings.log_format)
     # heavy imports only for this command
     from herald.bootstrap import run_publishing, running_engine, webhook_sender
@@ -112,16 +110,9 @@ def run(
 
 
 @app.command()
-def migrate(
-    db: Annotated[
-        Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")
-    ] = None,
-    database_url: Annotated[
-        str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")
-    ] = None,
-) -> None:
+def migrate(db: DbOption = None, database_url: UrlOption = None) -> None:
     """Create the database or bring its schema up to date."""
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     from herald.bootstrap import open_store
 
     async def main() -> None:
@@ -186,37 +177,42 @@ def demo(
         raise typer.Exit(1)
 
 
-@app.command()
-def api(
-    db: DbOption = None,
-    database_url: UrlOption = None,
-    host: HostOption = None,
-    port: PortOption = None,
-) -> None:
-    """Serve the REST API only (an engine runs elsewhere: `herald run`), until SIGINT/SIGTERM."""
-    settings = _settings(database_url=_database_url(db, database_url))
-    configure_logging(settings.log_level, settings.log_format)
-    from herald.server import serve_api
+def _server_command(*, with_engine: bool, doc: str) -> Callable[..., None]:
+    """``herald api`` and ``herald serve`` take the same options; one runs an engine too."""
 
-    _run(serve_api(settings, install_stop=_install_stop, host=host, port=port))
+    def command(
+        db: DbOption = None,
+        database_url: UrlOption = None,
+        host: HostOption = None,
+        port: PortOption = None,
+    ) -> None:
+        settings = _settings(db, database_url)
+        configure_logging(settings.log_level, settings.log_format)
+        from herald.server import serve
+
+        serving = serve(
+            settings, install_stop=_install_stop, with_engine=with_engine, host=host, port=port
+        )
+        _run(serving)
+
+    command.__doc__ = doc  # the command's --help
+    return command
 
 
-@app.command()
-def serve(
-    db: DbOption = None,
-    database_url: UrlOption = None,
-    host: HostOption = None,
-    port: PortOption = None,
-) -> None:
-    """Serve the API with the engine and the webhook sender in one process, until SIGINT/SIGTERM.
-
-    The single-box deployment; a signal stops all three gracefully.
-    """
-    settings = _settings(database_url=_database_url(db, database_url))
-    configure_logging(settings.log_level, settings.log_format)
-    from herald.server import serve_all
-
-    _run(serve_all(settings, install_stop=_install_stop, host=host, port=port))
+app.command("api")(
+    _server_command(
+        with_engine=False,
+        doc="Serve the REST API only (an engine runs elsewhere: `herald run`), until "
+        "SIGINT/SIGTERM.",
+    )
+)
+app.command("serve")(
+    _server_command(
+        with_engine=True,
+        doc="Serve the API with the engine and the webhook sender in one process, until "
+        "SIGINT/SIGTERM.\n\nThe single-box deployment; a signal stops all three gracefully.",
+    )
+)
 
 
 async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -242,7 +238,7 @@ def create_workspace(
     """Make a workspace and its first API key; the key is printed alone on the last line."""
     from herald.service.tenancy import Tenancy
 
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     issued = _run(
         _with_store(settings, lambda s: Tenancy(s).create_workspace(name, key_name=key_name))
     )
@@ -261,7 +257,7 @@ def create_key(
     """Make another API key for a workspace; the key is printed alone on the last line."""
     from herald.service.tenancy import Tenancy
 
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     issued = _run(_with_store(settings, lambda s: Tenancy(s).issue_key(workspace_id, name)))
     print(f"key id: {issued.key.id} (the key below is shown once)")
     print(issued.token)
@@ -276,7 +272,7 @@ def revoke_key(
     """Revoke an API key at once."""
     from herald.service.tenancy import Tenancy
 
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     _run(_with_store(settings, lambda s: Tenancy(s).revoke_key(None, key_id)))
     err.print(f"revoked {key_id}")
 
@@ -287,7 +283,7 @@ def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     keep the old ones after it until this has run)."""
     from herald.service.vault import Vault, rotate_secrets
 
-    settings = _settings(database_url=_database_url(db, database_url))
+    settings = _settings(db, database_url)
     try:
         vault = Vault.from_settings(settings)
     except HeraldError as exc:

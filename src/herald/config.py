@@ -31,6 +31,20 @@ __all__ = [
     "YouTubeSettings",
 ]
 
+# Durations that mean the same in every section that has them.
+#: Full-jitter backoff (:func:`herald.backoff.full_jitter`): retry n waits up to
+#: min(cap, base x 2^(n-1)) seconds.
+BackoffSeconds = Annotated[float, Field(gt=0)]
+#: The longest sleep of a loop that notifications wake: work written by other processes
+#: cannot wake it, so it looks again this often.
+RecheckSeconds = Annotated[
+    float, Field(gt=0, description="longest sleep, to see work written by other processes")
+]
+#: On a stop, the time requests in flight get to end before the rest is handed back.
+GraceSeconds = Annotated[float, Field(ge=0, description="time requests in flight get to end")]
+#: The whole of one HTTP request, connecting included.
+TimeoutSeconds = Annotated[float, Field(gt=0, description="whole request, connect included")]
+
 
 class EngineSettings(BaseModel):
     max_lateness_s: float = Field(86_400.0, gt=0, description="older than this: expired, unsent")
@@ -39,16 +53,14 @@ class EngineSettings(BaseModel):
     lease_s: float = Field(300.0, ge=10, description="claim lease; renewed while held")
     hold_s: float = Field(30.0, ge=0, description="longer rate-limit waits go back to the store")
     max_retries: int = Field(6, ge=0, description="transient failures before a delivery fails")
-    backoff_base_s: float = Field(2.0, gt=0)
-    backoff_cap_s: float = Field(900.0, gt=0)
+    backoff_base_s: BackoffSeconds = 2.0
+    backoff_cap_s: BackoffSeconds = 900.0
     check_delay_s: float = Field(
         5.0, ge=0, description="wait after an unknown outcome before looking the post up"
     )
     max_checks: int = Field(8, ge=1, description="failed look-ups before leaving it to the user")
-    shutdown_grace_s: float = Field(30.0, ge=0, description="time in-flight requests get to end")
-    idle_recheck_s: float = Field(
-        5.0, gt=0, description="longest sleep, to see work added by other processes"
-    )
+    shutdown_grace_s: GraceSeconds = 30.0
+    idle_recheck_s: RecheckSeconds = 5.0
     limit_margin_s: float = Field(
         2.0, ge=0, description="slack added to rolling windows for send delays and clock skew"
     )
@@ -76,7 +88,7 @@ class EngineSettings(BaseModel):
 class PlatformSettings(BaseModel):
     base_url: str
     concurrency: int = Field(gt=0, description="requests in flight at once, app-wide")
-    timeout_s: float = Field(30.0, gt=0, description="whole request, connect included")
+    timeout_s: TimeoutSeconds = 30.0
     connect_timeout_s: float = Field(5.0, gt=0)
 
     @field_validator("base_url")
@@ -160,14 +172,12 @@ class WebhookSettings(BaseModel):
     concurrency: int = Field(8, gt=0, le=256, description="requests in flight at once")
     batch: int = Field(100, gt=0, le=1000, description="events claimed per round trip")
     lease_s: float = Field(60.0, ge=5, description="a claimed event is re-sent after this")
-    timeout_s: float = Field(10.0, gt=0, description="whole request, connect included")
+    timeout_s: TimeoutSeconds = 10.0
     max_attempts: int = Field(12, ge=1, description="attempts before an event is given up")
-    backoff_base_s: float = Field(5.0, gt=0)
-    backoff_cap_s: float = Field(3600.0, gt=0)
-    idle_recheck_s: float = Field(
-        5.0, gt=0, description="longest sleep, to see events written by other processes"
-    )
-    shutdown_grace_s: float = Field(10.0, ge=0, description="time requests in flight get to end")
+    backoff_base_s: BackoffSeconds = 5.0
+    backoff_cap_s: BackoffSeconds = 3600.0
+    idle_recheck_s: RecheckSeconds = 5.0
+    shutdown_grace_s: GraceSeconds = 10.0
 
     @model_validator(mode="after")
     def _timeout_below_lease(self) -> WebhookSettings:

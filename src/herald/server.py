@@ -20,8 +20,11 @@ import uvicorn
 from herald.api import create_app
 from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
 from herald.config import Settings
+from herald.engine import Engine
+from herald.platforms import VALIDATORS
+from herald.types import Store
 
-__all__ = ["InstallStop", "serve_all", "serve_api"]
+__all__ = ["InstallStop", "serve"]
 
 #: Registers the function that stops everything (the CLI binds it to SIGINT and SIGTERM).
 InstallStop = Callable[[Callable[[], None]], None]
@@ -52,56 +55,64 @@ def _server(app: object, settings: Settings, host: str | None, port: int | None)
     return _Server(config)
 
 
-async def serve_api(
+async def serve(
     settings: Settings,
     *,
     install_stop: InstallStop,
+    with_engine: bool,
     host: str | None = None,
     port: int | None = None,
 ) -> None:
-    """The API alone, until stopped. New posts reach an engine in another process
-    (``herald run``) within its ``engine.idle_recheck_s``."""
+    """Serve the API until stopped: alone (new posts reach an engine in another process, such
+    as ``herald run``, within its ``engine.idle_recheck_s``), or ``with_engine``: the engine
+    and the webhook sender beside it on the same store, woken at once by new posts."""
     store = open_store(settings)
     await store.open()
     try:
-        server = _server(create_app(settings, store), settings, host, port)
-
-        def stop() -> None:
-            server.should_exit = True
-
-        install_stop(stop)
-        await server.serve()
-    finally:
-        await store.close()
-
-
-async def serve_all(
-    settings: Settings,
-    *,
-    install_stop: InstallStop,
-    host: str | None = None,
-    port: int | None = None,
-) -> None:
-    """API, engine and webhook sender on one store, until stopped."""
-    store = open_store(settings)
-    await store.open()
-    try:
-        async with running_engine(settings, store) as engine:
-            sender = webhook_sender(settings, store, engine)
-            server = _server(create_app(settings, store, engine=engine), settings, host, port)
-
-            def stop() -> None:
-                server.should_exit = True
-                engine.request_stop()
-                if sender is not None:
-                    sender.request_stop()
-
-            install_stop(stop)
-            publishing = asyncio.create_task(run_publishing(engine, sender), name="herald-publish")
-            serving = asyncio.create_task(server.serve(), name="herald-api")
-            await asyncio.wait({publishing, serving}, return_when=asyncio.FIRST_COMPLETED)
-            stop()  # one part ended (a stop, or a crash): end the other one too
-            await asyncio.gather(publishing, serving)
+        if with_engine:
+            async with running_engine(settings, store) as engine:
+                await _until_stopped(settings, store, engine, install_stop, host=host, port=port)
+        else:
+            await _until_stopped(settings, store, None, install_stop, host=host, port=port)
     finally:
         await store.close()
     log.info("server.stopped")
+
+
+async def _until_stopped(
+    settings: Settings,
+    store: Store,
+    engine: Engine | None,
+    install_stop: InstallStop,
+    *,
+    host: str | None,
+    port: int | None,
+) -> None:
+    """The API, and the engine and its webhook sender when ``engine`` is given, until one
+    stop ends them all (or one of them ends, and the others with it)."""
+    sender = None if engine is None else webhook_sender(settings, store, engine)
+    app = create_app(
+        settings,
+        store,
+        validators=VALIDATORS,
+        notify=None if engine is None else engine.notify,
+        engine_registry=None if engine is None else engine.metrics.registry,
+    )
+    server = _server(app, settings, host, port)
+
+    def stop() -> None:
+        server.should_exit = True
+        if engine is not None:
+            engine.request_stop()
+        if sender is not None:
+            sender.request_stop()
+
+    install_stop(stop)
+    if engine is None:
+        await server.serve()
+        return
+    publishing = asyncio.create_task(run_publishing(engine, sender), name="herald-publish")
+    serving = asyncio.create_task(server.serve(), name="herald-api")
+    await asyncio.wait({publishing, serving}, return_when=asyncio.FIRST_COMPLETED)
+    stop()  # one part ended (a stop, or a crash): end the other one too
+    await asyncio.gather(publishing, serving)

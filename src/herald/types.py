@@ -8,6 +8,9 @@
 - :class:`Connector`: speaks one platform's publishing API.
 - :class:`CredentialResolver`: turns a channel's ``credentials_ref`` into its secrets.
 
+Two callables cross the seam between the API and the engine: :data:`Notify` (wake the engine
+for new or moved deliveries) and :data:`Validator` (one platform's content rules).
+
 Every implementation of a Protocol passes the same contract test suite in ``tests/``.
 """
 
@@ -49,16 +52,23 @@ __all__ = [
     "Credentials",
     "EngineStore",
     "JobQueue",
+    "Notify",
     "Outbox",
     "PlatformUsage",
     "PublishRequest",
     "Published",
     "RateLimiter",
     "Store",
+    "Validator",
 ]
 
 #: A channel's secrets, e.g. ``{"access_token": "..."}``. Never logged.
 Credentials = Mapping[str, str]
+#: Deliveries were added or moved: claim them on time. Called with the earliest due time among
+#: them (None: look for due work now); an engine running in the process passes its ``notify``.
+Notify = Callable[[datetime | None], None]
+#: One platform's content rules: raises :class:`~herald.errors.ContentInvalid` naming the field.
+Validator = Callable[[Content], None]
 
 
 @runtime_checkable

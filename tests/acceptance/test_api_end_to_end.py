@@ -29,6 +29,7 @@ from herald.bootstrap import run_publishing, running_engine, webhook_sender
 from herald.cli import app as cli_app
 from herald.config import Settings
 from herald.domain import Platform, utcnow
+from herald.platforms import VALIDATORS
 from herald.service.webhook_sender import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from tests.integration.pipeline import FAST_ENGINE
@@ -145,7 +146,7 @@ async def test_api_engine_and_webhooks_end_to_end(
     sim, settings, database_url, acceptance_store, receiver
 ):
     token = await admin_create_workspace(database_url)
-    app = create_app(settings, acceptance_store)
+    app = create_app(settings, acceptance_store, validators=VALIDATORS)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as http:
         api = Client(http, token)

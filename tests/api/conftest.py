@@ -1,10 +1,14 @@
-"""The API against a SQLite store in tmp_path, driven through httpx's ASGI transport."""
+"""The API against a SQLite store in tmp_path, driven through httpx's ASGI transport.
+
+The app gets the connectors' content rules, as every process that serves it does, and a
+``notify`` that records what an engine in the process would have been told (``notified``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +18,7 @@ from cryptography.fernet import Fernet
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import Platform, new_id, utcnow
+from herald.platforms import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.stores.sqlite import SQLiteStore
 
@@ -106,8 +111,14 @@ async def api_store(tmp_path) -> AsyncIterator[SQLiteStore]:
 
 
 @pytest.fixture
-def app(settings, api_store):
-    return create_app(settings, api_store)
+def notified() -> list[datetime | None]:
+    """Every due time the app told the engine about, in order."""
+    return []
+
+
+@pytest.fixture
+def app(settings, api_store, notified):
+    return create_app(settings, api_store, validators=VALIDATORS, notify=notified.append)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 
 from herald.api import create_app
 from herald.domain import Platform, Transition, utcnow
-from herald.engine.metrics import Metrics
+from herald.platforms import VALIDATORS
 from herald.states import DeliveryState
 from tests.api.conftest import IMAGE, VIDEO, Tenant, assert_problem, later
 
@@ -222,29 +222,22 @@ NOW = datetime(2030, 3, 27, 12, 0, tzinfo=UTC)  # a Wednesday; Paris springs for
 
 
 @pytest.fixture
-async def slotted(settings, api_store):
-    """A tenant on an app whose clock stands at NOW, with a recording engine stub."""
-
-    class Engine:
-        metrics = Metrics()
-        notified: list[datetime] = []
-
-        def notify(self, at=None):
-            self.notified.append(at)
-
-    engine = Engine()
-    app = create_app(settings, api_store, engine=engine, clock=lambda: NOW)  # type: ignore[arg-type]
+async def slotted(settings, api_store, notified):
+    """A tenant on an app whose clock stands at NOW, and what the app told the engine."""
+    app = create_app(
+        settings, api_store, validators=VALIDATORS, notify=notified.append, clock=lambda: NOW
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://herald.test"
     ) as client:
         from herald.service.tenancy import Tenancy
 
         issued = await Tenancy(api_store).create_workspace("Slots")
-        yield Tenant(issued.key.workspace_id, issued.token, client), engine
+        yield Tenant(issued.key.workspace_id, issued.token, client), notified
 
 
 async def test_next_free_slot_per_channel_skips_taken_ones(slotted):
-    tenant, engine = slotted
+    tenant, notified = slotted
     paris = await tenant.channel(timezone="Europe/Paris")
     tokyo = await tenant.channel(Platform.LINKEDIN, timezone="Asia/Tokyo")
     slots = [{"day": "thursday", "time": "09:00"}, {"day": "sunday", "time": "02:30"}]
@@ -258,7 +251,7 @@ async def test_next_free_slot_per_channel_skips_taken_ones(slotted):
     assert second["deliveries"][0]["scheduled_at"] == "2030-03-31T01:30:00Z"
     third = await tenant.post_on([paris], next_free_slot=True)
     assert third["deliveries"][0]["scheduled_at"] == "2030-04-04T07:00:00Z"
-    assert engine.notified[-1] == datetime(2030, 4, 4, 7, 0, tzinfo=UTC)
+    assert notified[-1] == datetime(2030, 4, 4, 7, 0, tzinfo=UTC)
 
 
 async def test_a_channel_without_slots_is_a_clear_error(slotted, api_store):

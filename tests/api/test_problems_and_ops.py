@@ -7,8 +7,10 @@ import pytest
 
 from herald.api import create_app
 from herald.config import Settings
+from herald.domain import Platform
 from herald.engine.metrics import Metrics
 from herald.errors import ConfigError, StoreError
+from herald.platforms import VALIDATORS
 from tests.api.conftest import assert_problem
 
 
@@ -58,7 +60,7 @@ async def test_bodies_over_the_limit_are_refused_even_when_chunked(tenant, app):
 
 
 async def test_an_unexpected_error_is_a_500_with_no_details(settings, api_store):
-    app = create_app(settings, api_store)
+    app = create_app(settings, api_store, validators=VALIDATORS)
 
     async def boom() -> None:
         raise RuntimeError("secret internals: token=abc")
@@ -85,7 +87,13 @@ async def test_a_failing_store_is_a_503(settings, api_store, tenant, monkeypatch
 
 def test_the_api_refuses_to_start_without_a_secret_key(api_store):
     with pytest.raises(ConfigError, match="HERALD_SECRET_KEYS"):
-        create_app(Settings(), api_store)
+        create_app(Settings(), api_store, validators=VALIDATORS)
+
+
+def test_the_api_refuses_to_start_without_every_platforms_content_rules(settings, api_store):
+    some = {p: v for p, v in VALIDATORS.items() if p is not Platform.YOUTUBE}
+    with pytest.raises(ConfigError, match="youtube"):
+        create_app(settings, api_store, validators=some)
 
 
 async def test_health_and_readiness(client, api_store, monkeypatch):
@@ -113,7 +121,9 @@ async def test_metrics(client, tenant, settings, api_store):
 
     engine_metrics = Metrics()
     engine_metrics.deliveries.labels("facebook", "published").inc(3)
-    app = create_app(settings, api_store, metrics=engine_metrics)
+    app = create_app(
+        settings, api_store, validators=VALIDATORS, engine_registry=engine_metrics.registry
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         merged = (await c.get("/metrics")).text
     assert 'herald_deliveries_total{outcome="published",platform="facebook"} 3.0' in merged

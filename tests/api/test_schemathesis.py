@@ -25,6 +25,7 @@ from schemathesis.config import SchemathesisConfig
 
 from herald.api import create_app
 from herald.domain import Channel, Platform, PostingSlot, new_id
+from herald.platforms import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.service.vault import VAULT_REF, Vault
 from tests.api.conftest import CREDENTIALS
@@ -57,7 +58,7 @@ async def api_schema(settings, api_store):
             channel.id, vault.encrypt_json(CREDENTIALS[channel.platform])
         )
         await api_store.set_schedule(channel.id, [PostingSlot(d, time(9, 0)) for d in range(7)])
-    app = create_app(settings, api_store)
+    app = create_app(settings, api_store, validators=VALIDATORS)
     config = SchemathesisConfig.from_dict(
         {"auth": {"openapi": {"ApiKey": {"bearer": issued.token}}, "auto-signup": False}}
     )

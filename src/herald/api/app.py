@@ -1,18 +1,21 @@
 """The application factory: :func:`create_app` wires settings, store and services into FastAPI.
 
 Nothing happens at import time. The store is opened and closed by whoever owns it (the CLI,
-a test): the app only uses it. When an engine runs in the same process (``herald serve``),
-new and moved deliveries wake it at once and ``/metrics`` includes its registry.
+a test): the app only uses it. Nothing of the engine or the connectors is imported here: the
+caller passes the platforms' content rules, and when an engine runs in the same process
+(``herald serve``) its ``notify`` (new and moved deliveries wake it at once) and its metrics
+registry (``/metrics`` includes it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
 
 from herald import __version__
 from herald.api import problems
@@ -29,10 +32,8 @@ from herald.api.routers import (
     webhooks,
 )
 from herald.config import Settings
-from herald.domain import utcnow
-from herald.engine import Engine
-from herald.engine.metrics import Metrics
-from herald.platforms import VALIDATORS
+from herald.domain import Platform, utcnow
+from herald.errors import ConfigError
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.posts import PostService
@@ -40,7 +41,7 @@ from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
 from herald.service.vault import Vault
-from herald.types import Store
+from herald.types import Notify, Store, Validator
 
 __all__ = ["create_app"]
 
@@ -56,13 +57,27 @@ def create_app(
     settings: Settings,
     store: Store,
     *,
-    engine: Engine | None = None,
-    metrics: Metrics | None = None,
+    validators: Mapping[Platform, Validator],
+    notify: Notify | None = None,
+    engine_registry: CollectorRegistry | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
-    """The API on ``store`` (already open). Refuses to start without a secret key
-    (:class:`~herald.errors.ConfigError`): channel credentials are encrypted with it."""
+    """The API on ``store`` (already open), given what it needs from the rest of Herald.
+
+    - ``validators``: each platform's content rules; posts are checked with them before
+      anything is stored, so an API without them for every platform refuses to start;
+    - ``notify``: wakes an engine running in this process when deliveries are added or moved
+      (other engines learn of them from the store: PostgreSQL's ``NOTIFY``, or within their
+      ``engine.idle_recheck_s``);
+    - ``engine_registry``: that engine's Prometheus metrics, served on ``/metrics`` too.
+
+    Refuses to start without a secret key (:class:`~herald.errors.ConfigError`): channel
+    credentials are encrypted with it.
+    """
     vault = Vault.from_settings(settings)
+    missing = [p.value for p in Platform if p not in validators]
+    if missing:
+        raise ConfigError(f"no content rules for {', '.join(missing)}: posts cannot be checked")
     app = FastAPI(
         title="Herald",
         version=__version__,
@@ -72,8 +87,19 @@ def create_app(
             {"name": "channels", "description": "Social accounts and posting slots"},
         ],
     )
-    app.state.services = _services(
-        settings, store, vault=vault, engine=engine, metrics=metrics, clock=clock
+    scheduler = Scheduler(store, settings.api, clock=clock)
+    app.state.services = Services(
+        settings=settings,
+        store=store,
+        tenancy=Tenancy(store, clock=clock),
+        channels=ChannelService(store=store, vault=vault, notify=notify, clock=clock),
+        posts=PostService(
+            store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
+        ),
+        deliveries=DeliveryActions(store=store, scheduler=scheduler, notify=notify, clock=clock),
+        webhooks=WebhookRegistry(store, vault, clock=clock),
+        metrics=ApiMetrics(),
+        engine_registry=engine_registry,
     )
     problems.install(app)
     for module in (ops, api_keys, channels, post_files, posts, deliveries, webhooks):
@@ -86,33 +112,6 @@ def create_app(
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _services(
-    settings: Settings,
-    store: Store,
-    *,
-    vault: Vault,
-    engine: Engine | None,
-    metrics: Metrics | None,
-    clock: Callable[[], datetime],
-) -> Services:
-    notify = None if engine is None else engine.notify
-    scheduler = Scheduler(store, settings.api, clock=clock)
-    registry = metrics.registry if metrics is not None else None
-    if registry is None and engine is not None:
-        registry = engine.metrics.registry
-    return Services(
-        settings=settings,
-        store=store,
-        tenancy=Tenancy(store, clock=clock),
-        channels=ChannelService(store, vault, notify=notify, clock=clock),
-        posts=PostService(store, scheduler, VALIDATORS, notify=notify, clock=clock),
-        deliveries=DeliveryActions(store, scheduler, notify=notify, clock=clock),
-        webhooks=WebhookRegistry(store, vault, clock=clock),
-        metrics=ApiMetrics(),
-        engine_registry=registry,
-    )
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

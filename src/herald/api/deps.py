@@ -10,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
 from herald.api.metrics import ApiMetrics
+from herald.api.problems import responses
+from herald.api.schemas.common import ID_PATTERN
 from herald.config import Settings
 from herald.errors import InvalidInput, Unauthenticated
 from herald.service.channels import ChannelService
@@ -34,10 +36,12 @@ __all__ = [
     "DeliveriesDep",
     "JsonBody",
     "KeysDep",
+    "PathId",
     "PostsDep",
     "Services",
     "ServicesDep",
     "WebhooksDep",
+    "workspace_router",
 ]
 
 
@@ -165,3 +169,13 @@ _QUERY_NAMES: dict[int, frozenset[str]] = {}
 Authenticated = [Depends(get_caller), Depends(reject_unknown_query)]
 #: Route dependencies of routes with a JSON body.
 JsonBody = [Depends(require_json)]
+#: An object id in a path (``/v1/posts/{post_id}``): the shape of every id Herald hands out.
+PathId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+
+
+def workspace_router(prefix: str = "", *, tag: str) -> APIRouter:
+    """A router of a workspace's resources: every route answers only a caller with an API key
+    (401 otherwise), and refuses query parameters it does not take."""
+    return APIRouter(
+        prefix=prefix, tags=[tag], responses=responses(401), dependencies=Authenticated
+    )

@@ -5,8 +5,11 @@
 - :mod:`.scheduling`: the time forms of a post (instant, wall time, posting slot);
 - :mod:`.channels`, :mod:`.credentials`, :mod:`.vault`: channels and their secrets;
 - :mod:`.tenancy`, :mod:`.ownership`: workspaces, API keys, and who may see what;
-- :mod:`.subscriptions`, :mod:`.webhook_sender`: webhooks, registered and sent.
+- :mod:`.subscriptions`, :mod:`.webhook_sender`: webhooks, registered and sent;
+- :mod:`.base`: what the services that make deliveries due share (store, clock, the engine's
+  wake-up).
 
-Nothing here imports the engine or HTTP framework code; the API injects what it needs from an
-engine (a ``notify`` callable) when one runs in the same process.
+Nothing here imports the engine, a connector or HTTP framework code (the webhook sender alone
+uses an HTTP client, aiohttp): an engine's ``notify`` and the platforms' content rules are
+passed in (:data:`herald.types.Notify`, :data:`herald.types.Validator`).
 """

@@ -9,16 +9,15 @@ its waiting deliveries are claimed at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
 
-from herald.domain import Channel, ChannelStatus, Platform, PostingSlot, new_id, utcnow
+from herald.domain import Channel, ChannelStatus, Platform, PostingSlot, new_id
 from herald.errors import Conflict, InvalidInput
+from herald.service.base import Service
 from herald.service.ownership import owned_channel
 from herald.service.vault import VAULT_REF, Vault
 from herald.timing import zone
-from herald.types import Store
 
 __all__ = ["REQUIRED_CREDENTIALS", "ChannelChanges", "ChannelDraft", "ChannelService"]
 
@@ -39,6 +38,20 @@ class ChannelDraft:
     timezone: str
     credentials: Mapping[str, str]
 
+    def disabled_channel(self, workspace_id: str) -> Channel:
+        """The new channel, disabled until its secret is stored: the engine must never see it
+        without one."""
+        return Channel(
+            new_id("ch"),
+            self.platform,
+            self.external_id,
+            self.name,
+            self.timezone,
+            VAULT_REF,
+            status=ChannelStatus.DISABLED,
+            workspace_id=workspace_id,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelChanges:
@@ -50,63 +63,41 @@ class ChannelChanges:
     status: ChannelStatus | None = None  # active or disabled
 
 
-class ChannelService:
-    def __init__(
-        self,
-        store: Store,
-        vault: Vault,
-        *,
-        notify: Callable[[datetime], None] | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._store = store
-        self._vault = vault
-        self._notify = notify
-        self._clock = clock
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelService(Service):
+    vault: Vault
 
     async def create(self, workspace_id: str, draft: ChannelDraft) -> Channel:
         zone(draft.timezone)
         _check_credentials(draft.platform, draft.credentials)
-        channel = Channel(
-            id=new_id("ch"),
-            platform=draft.platform,
-            external_id=draft.external_id,
-            name=draft.name,
-            timezone=draft.timezone,
-            credentials_ref=VAULT_REF,
-            # Disabled until its secret is stored, so the engine never sees it without one.
-            status=ChannelStatus.DISABLED,
-            workspace_id=workspace_id,
-        )
+        channel = draft.disabled_channel(workspace_id)
         try:
-            await self._store.add_channels([channel])
+            await self.store.add_channels([channel])
         except InvalidInput as exc:
             # Accounts are unique per workspace, so this never tells of another workspace's.
             raise Conflict(
                 f"this {draft.platform.value} account is already a channel of this workspace",
                 field="external_id",
             ) from exc
-        await self._store.set_channel_secret(
-            channel.id, self._vault.encrypt_json(draft.credentials)
-        )
-        await self._store.set_channel_status(channel.id, ChannelStatus.ACTIVE)
+        await self.store.set_channel_secret(channel.id, self.vault.encrypt_json(draft.credentials))
+        await self.store.set_channel_status(channel.id, ChannelStatus.ACTIVE)
         return replace(channel, status=ChannelStatus.ACTIVE)
 
     async def list_channels(self, workspace_id: str) -> list[Channel]:
-        return await self._store.list_channels(workspace_id)
+        return await self.store.list_channels(workspace_id)
 
     async def get(self, workspace_id: str, channel_id: str) -> Channel:
-        return await owned_channel(self._store, workspace_id, channel_id)
+        return await owned_channel(self.store, workspace_id, channel_id)
 
     async def update(self, workspace_id: str, channel_id: str, changes: ChannelChanges) -> Channel:
-        channel = await owned_channel(self._store, workspace_id, channel_id)
+        channel = await owned_channel(self.store, workspace_id, channel_id)
         status = _next_status(channel, changes)
         if changes.timezone is not None:
             zone(changes.timezone)
         if changes.credentials is not None:
             _check_credentials(channel.platform, changes.credentials)
         if changes.name is not None or changes.timezone is not None:
-            await self._store.update_channel(
+            await self.store.update_channel(
                 replace(
                     channel,
                     name=changes.name or channel.name,
@@ -114,32 +105,32 @@ class ChannelService:
                 )
             )
         if changes.credentials is not None:
-            secret = self._vault.encrypt_json(changes.credentials)
-            await self._store.set_channel_secret(channel.id, secret)
+            secret = self.vault.encrypt_json(changes.credentials)
+            await self.store.set_channel_secret(channel.id, secret)
         if status is not channel.status or changes.credentials is not None:
             ref = VAULT_REF if changes.credentials is not None else None
-            await self._store.set_channel_status(channel.id, status, credentials_ref=ref)
-            if status is ChannelStatus.ACTIVE and self._notify is not None:
-                self._notify(self._clock())  # its waiting deliveries may be due already
-        return await owned_channel(self._store, workspace_id, channel_id)
+            await self.store.set_channel_status(channel.id, status, credentials_ref=ref)
+            if status is ChannelStatus.ACTIVE:
+                self.wake([self.clock()])  # its waiting deliveries may be due already
+        return await owned_channel(self.store, workspace_id, channel_id)
 
     async def delete(self, workspace_id: str, channel_id: str) -> int:
         """Delete the channel and cancel its pending deliveries; return how many."""
-        await owned_channel(self._store, workspace_id, channel_id)
-        return await self._store.delete_channel(channel_id, self._clock())
+        await owned_channel(self.store, workspace_id, channel_id)
+        return await self.store.delete_channel(channel_id, self.clock())
 
     async def schedule(
         self, workspace_id: str, channel_id: str
     ) -> tuple[Channel, list[PostingSlot]]:
-        channel = await owned_channel(self._store, workspace_id, channel_id)
-        return channel, await self._store.get_schedule(channel.id)
+        channel = await owned_channel(self.store, workspace_id, channel_id)
+        return channel, await self.store.get_schedule(channel.id)
 
     async def set_schedule(
         self, workspace_id: str, channel_id: str, slots: Sequence[PostingSlot]
     ) -> tuple[Channel, list[PostingSlot]]:
-        channel = await owned_channel(self._store, workspace_id, channel_id)
-        await self._store.set_schedule(channel.id, slots)
-        return channel, await self._store.get_schedule(channel.id)
+        channel = await owned_channel(self.store, workspace_id, channel_id)
+        await self.store.set_schedule(channel.id, slots)
+        return channel, await self.store.get_schedule(channel.id)
 
 
 def _check_credentials(platform: Platform, credentials: Mapping[str, str]) -> None:

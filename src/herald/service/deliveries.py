@@ -17,16 +17,16 @@ left to believe otherwise. Nothing here sends anything: the engine does, when it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from herald.domain import Attempt, Delivery, Transition, utcnow
+from herald.domain import Attempt, Delivery, Transition
 from herald.errors import Conflict, NotFound
+from herald.service.base import Service
 from herald.service.ownership import owned_delivery, owned_post
-from herald.service.posts import Notify, PostView
+from herald.service.posts import PostView
 from herald.service.scheduling import Scheduler, When
 from herald.states import CANCELLABLE, DeliveryState
-from herald.types import Store
 
 __all__ = ["CANCELLABLE", "MOVABLE", "RETRYABLE", "DeliveryActions"]
 
@@ -35,111 +35,93 @@ MOVABLE = frozenset({S.SCHEDULED, S.RETRY_WAIT})
 RETRYABLE = frozenset({S.FAILED, S.UNCONFIRMED})
 
 
-class DeliveryActions:
-    def __init__(
-        self,
-        store: Store,
-        scheduler: Scheduler,
-        *,
-        notify: Notify | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._store = store
-        self._scheduler = scheduler
-        self._notify = notify
-        self._clock = clock
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryActions(Service):
+    scheduler: Scheduler
 
     async def get(self, workspace_id: str, delivery_id: str) -> tuple[Delivery, list[Attempt]]:
-        delivery, _ = await owned_delivery(self._store, workspace_id, delivery_id)
-        return delivery, await self._store.list_attempts(delivery.id)
+        delivery, _ = await owned_delivery(self.store, workspace_id, delivery_id)
+        return delivery, await self.store.list_attempts(delivery.id)
 
     # -- a whole post ---------------------------------------------------------------------
     async def cancel_post(self, workspace_id: str, post_id: str) -> PostView:
-        post = await owned_post(self._store, workspace_id, post_id)
-        deliveries = (await self._store.deliveries_of([post.id]))[post.id]
+        post = await owned_post(self.store, workspace_id, post_id)
+        deliveries = (await self.store.deliveries_of([post.id]))[post.id]
         open_ = [d for d in deliveries if d.state in CANCELLABLE]
-        done = await self._store.apply([_cancel(d) for d in open_]) if open_ else []
+        done = await self.store.apply([_cancel(d) for d in open_]) if open_ else []
         if not any(done) and any(d.state is not S.CANCELLED for d in deliveries):
             raise Conflict(
                 "nothing left to cancel: every delivery is published, failed, expired or "
                 "being published right now"
             )
-        return PostView(post, (await self._store.deliveries_of([post.id]))[post.id])
+        return PostView(post, (await self.store.deliveries_of([post.id]))[post.id])
 
     async def reschedule_post(self, workspace_id: str, post_id: str, when: When) -> PostView:
-        post = await owned_post(self._store, workspace_id, post_id)
+        post = await owned_post(self.store, workspace_id, post_id)
         deliveries = [
-            d for d in (await self._store.deliveries_of([post.id]))[post.id] if d.state in MOVABLE
+            d for d in (await self.store.deliveries_of([post.id]))[post.id] if d.state in MOVABLE
         ]
         if not deliveries:
             raise Conflict(
                 "no delivery of this post is waiting to be published: only scheduled or "
                 "retry_wait deliveries can be moved"
             )
-        channels = [await self._store.get_channel(d.channel_id) for d in deliveries]
-        due = await self._scheduler.due_times(
-            when, channels, self._scheduler.book(), ignore=[d.due_at for d in deliveries]
+        channels = [await self.store.get_channel(d.channel_id) for d in deliveries]
+        due = await self.scheduler.due_times(
+            when, channels, self.scheduler.book(), ignore=[d.due_at for d in deliveries]
         )
-        moves = [
-            Transition(
-                d.id,
-                S.SCHEDULED,
-                due_at=at,
-                next_attempt_at=at,
-                error=d.last_error,
-                unclaimed=True,
-            )
-            for d, at in zip(deliveries, due, strict=True)
-        ]
-        done = await self._store.apply(moves)
+        moves = [_due_again(d, at) for d, at in zip(deliveries, due, strict=True)]
+        done = await self.store.apply(moves)
         if not any(done):
             raise Conflict("the deliveries were claimed for publishing meanwhile; not moved")
-        self._notified([t.due_at for t, ok in zip(moves, done, strict=True) if ok])
-        return PostView(post, (await self._store.deliveries_of([post.id]))[post.id])
+        self.wake(t.due_at for t, ok in zip(moves, done, strict=True) if ok)
+        return PostView(post, (await self.store.deliveries_of([post.id]))[post.id])
 
     # -- one delivery ---------------------------------------------------------------------
     async def cancel(self, workspace_id: str, delivery_id: str) -> Delivery:
-        delivery, _ = await owned_delivery(self._store, workspace_id, delivery_id)
+        delivery, _ = await owned_delivery(self.store, workspace_id, delivery_id)
         if delivery.state is S.CANCELLED:
             return delivery
         cancelled = (
-            delivery.state in CANCELLABLE and (await self._store.apply([_cancel(delivery)]))[0]
+            delivery.state in CANCELLABLE and (await self.store.apply([_cancel(delivery)]))[0]
         )
         if not cancelled:
-            raise Conflict(_cannot("cancelled", await self._store.get_delivery(delivery_id)))
-        return await self._store.get_delivery(delivery_id)
+            raise Conflict(_cannot("cancelled", await self.store.get_delivery(delivery_id)))
+        return await self.store.get_delivery(delivery_id)
 
     async def retry(self, workspace_id: str, delivery_id: str) -> Delivery:
         """Schedule a failed or unconfirmed delivery again, due now, with a fresh budget."""
-        delivery, _ = await owned_delivery(self._store, workspace_id, delivery_id)
+        delivery, _ = await owned_delivery(self.store, workspace_id, delivery_id)
         if delivery.state not in RETRYABLE:
             raise Conflict(_cannot("retried", delivery))
         try:
-            channel = await self._store.get_channel(delivery.channel_id)
+            channel = await self.store.get_channel(delivery.channel_id)
         except NotFound:
             channel = None
         if channel is None or channel.deleted_at is not None:
             raise Conflict("the delivery's channel was deleted; it cannot be retried")
-        now = self._clock()
         # Due now, not at its old time: a delivery that failed long ago must not expire the
         # moment it is claimed (max_lateness_s counts from the due time).
-        retry = Transition(
-            delivery.id,
-            S.SCHEDULED,
-            next_attempt_at=now,
-            due_at=now,
-            reset_retries=True,
-            unclaimed=True,  # an engine may have claimed it for its look-up meanwhile
-        )
-        if not (await self._store.apply([retry]))[0]:
-            raise Conflict(_cannot("retried", await self._store.get_delivery(delivery_id)))
-        self._notified([now])
-        return await self._store.get_delivery(delivery_id)
+        now = self.clock()
+        if not (await self.store.apply([_due_again(delivery, now, retry=True)]))[0]:
+            raise Conflict(_cannot("retried", await self.store.get_delivery(delivery_id)))
+        self.wake([now])
+        return await self.store.get_delivery(delivery_id)
 
-    def _notified(self, times: Sequence[datetime | None]) -> None:
-        known = [t for t in times if t is not None]
-        if self._notify is not None and known:
-            self._notify(min(known))
+
+def _due_again(delivery: Delivery, at: datetime, *, retry: bool = False) -> Transition:
+    """Back to ``scheduled``, due at ``at``, if no engine holds the delivery: a user never takes
+    one out of an engine's hands (one may have claimed it for its look-up meanwhile). A retry
+    clears the error and starts a fresh retry budget; a move keeps both."""
+    return Transition(
+        delivery.id,
+        S.SCHEDULED,
+        due_at=at,
+        next_attempt_at=at,
+        error=None if retry else delivery.last_error,
+        reset_retries=retry,
+        unclaimed=True,
+    )
 
 
 def _cancel(delivery: Delivery) -> Transition:

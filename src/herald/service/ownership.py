@@ -7,11 +7,30 @@ learn that it exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol, TypeVar
+
 from herald.domain import Channel, Delivery, Post
 from herald.errors import NotFound
 from herald.types import Catalog, EngineStore
 
-__all__ = ["owned_channel", "owned_delivery", "owned_post"]
+__all__ = ["owned_channel", "owned_delivery", "owned_one", "owned_post"]
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Identified)
+
+
+def owned_one(listed: Iterable[T], object_id: str, kind: str) -> T:
+    """The object ``object_id`` among those the store listed for the workspace."""
+    for item in listed:
+        if item.id == object_id:
+            return item
+    raise NotFound(kind, object_id)
 
 
 async def owned_channel(store: EngineStore, workspace_id: str, channel_id: str) -> Channel:

@@ -59,32 +59,18 @@ __all__ = [
 ]
 
 _OVERRIDE_FIELDS = ("text", "link", "title", "media_urls", "media_kinds")
-_BASE_COLUMNS = (
-    "channel_ids",
-    "text",
-    "link",
-    "media_urls",
-    "media_kinds",
-    "title",
-    "scheduled_at",
-    "local_time",
-    "timezone",
-    "on_gap",
-    "on_fold",
-    "next_free_slot",
-)
-IMPORT_COLUMNS: tuple[str, ...] = _BASE_COLUMNS + tuple(
-    f"{p.value}_{f}" for p in Platform for f in _OVERRIDE_FIELDS
+# The post's targets and content: the same columns, in the same order, in both files.
+_POST_COLUMNS = ("channel_ids", "text", "link", "media_urls", "media_kinds", "title")
+_TIME_COLUMNS = ("scheduled_at", "local_time", "timezone", "on_gap", "on_fold", "next_free_slot")
+IMPORT_COLUMNS: tuple[str, ...] = (
+    _POST_COLUMNS
+    + _TIME_COLUMNS
+    + tuple(f"{p.value}_{f}" for p in Platform for f in _OVERRIDE_FIELDS)
 )
 EXPORT_COLUMNS: tuple[str, ...] = (
     "post_id",
     "created_at",
-    "channel_ids",
-    "text",
-    "link",
-    "media_urls",
-    "media_kinds",
-    "title",
+    *_POST_COLUMNS,
     "delivery_id",
     "channel_id",
     "platform",

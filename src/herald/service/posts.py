@@ -2,17 +2,18 @@
 
 A :class:`PostDraft` is checked completely before the store is touched: every target channel
 belongs to the caller's workspace, the content (with each platform's overrides) passes that
-platform's own rules (:data:`herald.platforms.VALIDATORS`, the connectors' rules), and each
-target gets a due time (:mod:`herald.service.scheduling`). Every problem is reported at once, each
-with its field; a file import reports them per line. Then one ``store.add_posts`` call stores
-everything, or nothing, and the engine (when it runs in this process) is told.
+platform's own rules (a :data:`~herald.types.Validator` per platform: the connectors' rules,
+passed in), and each target gets a due time (:mod:`herald.service.scheduling`). Every problem
+is reported at once, each with its field; a file import reports them per line. Then one
+``store.add_posts`` call stores everything, or nothing, and the engine (when it runs in this
+process) is told.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -28,7 +29,6 @@ from herald.domain import (
     Platform,
     Post,
     new_id,
-    utcnow,
 )
 from herald.errors import (
     ContentInvalid,
@@ -38,10 +38,11 @@ from herald.errors import (
     NotFound,
     ScheduleError,
 )
+from herald.service.base import Service
 from herald.service.ownership import owned_channel, owned_post
 from herald.service.scheduling import Scheduler, SlotBook, When
 from herald.states import DeliveryState
-from herald.types import Store
+from herald.types import Validator
 
 __all__ = [
     "MAX_MEDIA",
@@ -54,7 +55,6 @@ __all__ = [
     "PostFilter",
     "PostService",
     "PostView",
-    "Validator",
     "check_url",
 ]
 
@@ -65,11 +65,6 @@ MAX_TEXT_CHARS = 63_206  # Facebook's limit, the largest of the four platforms
 MAX_TITLE_CHARS = 1_000
 MAX_MEDIA = 20
 MAX_URL_CHARS = 2_048
-
-#: A platform's content rules: raises :class:`~herald.errors.ContentInvalid` naming the field.
-Validator = Callable[[Content], None]
-#: Told the earliest due time of new or moved deliveries (``Engine.notify``).
-Notify = Callable[[datetime], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,32 +126,21 @@ class _Checked:
     problems: list[FieldProblem] = field(default_factory=list)
 
 
-class PostService:
-    def __init__(
-        self,
-        store: Store,
-        scheduler: Scheduler,
-        validators: Mapping[Platform, Validator],
-        *,
-        notify: Notify | None = None,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._store = store
-        self._scheduler = scheduler
-        self._validators = validators
-        self._notify = notify
-        self._clock = clock
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostService(Service):
+    scheduler: Scheduler
+    validators: Mapping[Platform, Validator]
 
     # -- creating -------------------------------------------------------------------------
     async def create(self, workspace_id: str, draft: PostDraft) -> PostView:
         """Check and store one post; :class:`NotFound` for a target outside the workspace,
         :class:`InputErrors` listing every other problem."""
-        channels = [await owned_channel(self._store, workspace_id, c) for c in draft.channel_ids]
-        checked = await self._check(workspace_id, draft, channels, self._scheduler.book())
+        channels = [await owned_channel(self.store, workspace_id, c) for c in draft.channel_ids]
+        checked = await self._check(workspace_id, draft, channels, self.scheduler.book())
         if checked.new is None:
             raise InputErrors(_summary(checked.problems), checked.problems)
-        deliveries = await self._store.add_posts([checked.new])
-        self._notified(deliveries)
+        deliveries = await self.store.add_posts([checked.new])
+        self.wake(d.due_at for d in deliveries)
         return PostView(checked.new.post, deliveries)
 
     async def import_drafts(
@@ -164,8 +148,8 @@ class PostService:
     ) -> list[PostView]:
         """Store every row's post in one transaction, or none: each row is a draft, or the
         problems found while parsing it, with its line number."""
-        known = {c.id: c for c in await self._store.list_channels(workspace_id)}
-        book = self._scheduler.book()
+        known = {c.id: c for c in await self.store.list_channels(workspace_id)}
+        book = self.scheduler.book()
         problems: list[FieldProblem] = []
         ready: list[NewPost] = []
         for line, row in rows:
@@ -182,8 +166,8 @@ class PostService:
             )
         if not ready:
             raise InvalidInput("the file holds no posts", field="body")
-        deliveries = await self._store.add_posts(ready)
-        self._notified(deliveries)
+        deliveries = await self.store.add_posts(ready)
+        self.wake(d.due_at for d in deliveries)
         by_post: dict[str, list[Delivery]] = {new.post.id: [] for new in ready}
         for delivery in deliveries:
             by_post[delivery.post_id].append(delivery)
@@ -205,7 +189,7 @@ class PostService:
     ) -> _Checked:
         problems = _target_problems(draft) + self._content_problems(draft, channels)
         try:
-            due = await self._scheduler.due_times(draft.when, channels, book)
+            due = await self.scheduler.due_times(draft.when, channels, book)
         except ScheduleError as exc:
             problems.append(FieldProblem(exc.field, exc.message))
         if problems:
@@ -214,7 +198,7 @@ class PostService:
             id=new_id("post"),
             content=draft.content,
             overrides=dict(draft.overrides),
-            created_at=self._clock(),
+            created_at=self.clock(),
             workspace_id=workspace_id,
         )
         targets = tuple(
@@ -230,29 +214,25 @@ class PostService:
             override = draft.overrides.get(platform)
             content = draft.content if override is None else override.apply(draft.content)
             try:
-                self._validators[platform](content)
+                self.validators[platform](content)
             except ContentInvalid as exc:
                 name = _content_field(platform, exc.field, override)
                 problems.append(FieldProblem(name, f"{platform.value}: {exc.message}"))
         return problems
 
-    def _notified(self, deliveries: Sequence[Delivery]) -> None:
-        if self._notify is not None and deliveries:
-            self._notify(min(d.due_at for d in deliveries))
-
     # -- reading --------------------------------------------------------------------------
     async def get(self, workspace_id: str, post_id: str) -> PostView:
         """The post with every delivery and each delivery's attempts."""
-        post = await owned_post(self._store, workspace_id, post_id)
-        deliveries = (await self._store.deliveries_of([post.id]))[post.id]
-        attempts = {d.id: await self._store.list_attempts(d.id) for d in deliveries}
+        post = await owned_post(self.store, workspace_id, post_id)
+        deliveries = (await self.store.deliveries_of([post.id]))[post.id]
+        attempts = {d.id: await self.store.list_attempts(d.id) for d in deliveries}
         return PostView(post, deliveries, attempts)
 
     async def page(
         self, workspace_id: str, where: PostFilter, *, after: Cursor | None, limit: int
     ) -> tuple[list[PostView], Cursor | None]:
         """One page of posts (oldest first) and the cursor of the next page, if any."""
-        posts = await self._store.list_posts(
+        posts = await self.store.list_posts(
             workspace_id,
             state=where.state,
             channel_id=where.channel_id,
@@ -263,7 +243,7 @@ class PostService:
         )
         more = len(posts) > limit
         posts = posts[:limit]
-        grouped = await self._store.deliveries_of([p.id for p in posts]) if posts else {}
+        grouped = await self.store.deliveries_of([p.id for p in posts]) if posts else {}
         views = [PostView(p, grouped.get(p.id, [])) for p in posts]
         following = Cursor(posts[-1].created_at, posts[-1].id) if more else None
         return views, following

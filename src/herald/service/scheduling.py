@@ -16,7 +16,7 @@ targets of one post) never share a slot.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal, Protocol
 
@@ -152,23 +152,25 @@ def _slot_instant(day: date, slot: PostingSlot, timezone: str) -> datetime:
     return resolve(LocalTime(wall, timezone), on_gap="shift", on_fold="earlier")
 
 
+@dataclass(frozen=True, slots=True)
 class Scheduler:
     """Turns a :data:`When` into one due time per target channel, checked against the clock."""
 
-    def __init__(
-        self,
-        store: SlotSource,
-        settings: ApiSettings,
-        *,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._store = store
-        self._grace = timedelta(seconds=settings.past_grace_s)
-        self._horizon = timedelta(days=settings.max_horizon_days)
-        self._clock = clock
+    store: SlotSource
+    settings: ApiSettings
+    _: KW_ONLY
+    clock: Callable[[], datetime] = utcnow
+
+    @property
+    def _grace(self) -> timedelta:
+        return timedelta(seconds=self.settings.past_grace_s)
+
+    @property
+    def _horizon(self) -> timedelta:
+        return timedelta(days=self.settings.max_horizon_days)
 
     def book(self) -> SlotBook:
-        return SlotBook(self._store, now=self._clock(), horizon=self._horizon, grace=self._grace)
+        return SlotBook(self.store, now=self.clock(), horizon=self._horizon, grace=self._grace)
 
     async def due_times(
         self,
@@ -193,7 +195,7 @@ class Scheduler:
 
     def check(self, instant: datetime, field_name: str) -> datetime:
         """Refuse a time too far in the past or the future."""
-        now = self._clock()
+        now = self.clock()
         try:
             check_not_past(instant, now=now, grace=self._grace)
         except ScheduleError as exc:

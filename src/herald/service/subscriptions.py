@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from herald.constants import WEBHOOK_EVENTS
 from herald.domain import Webhook, new_id, utcnow
-from herald.errors import InvalidInput, NotFound
+from herald.errors import InvalidInput
+from herald.service.ownership import owned_one
 from herald.service.vault import Vault
 from herald.types import Catalog
 
@@ -74,10 +75,7 @@ class WebhookRegistry:
         return await self._store.list_webhooks(workspace_id)
 
     async def get(self, workspace_id: str, webhook_id: str) -> Webhook:
-        for webhook in await self._store.list_webhooks(workspace_id):
-            if webhook.id == webhook_id:
-                return webhook
-        raise NotFound("webhook", webhook_id)
+        return owned_one(await self._store.list_webhooks(workspace_id), webhook_id, "webhook")
 
     async def delete(self, workspace_id: str, webhook_id: str) -> None:
         await self.get(workspace_id, webhook_id)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from herald.domain import ApiKey, Workspace, new_id, utcnow
-from herald.errors import InvalidInput, NotFound, Unauthenticated
+from herald.errors import InvalidInput, Unauthenticated
+from herald.service.ownership import owned_one
 from herald.types import Catalog
 
 __all__ = ["KEY_PATTERN", "IssuedKey", "Tenancy", "hash_secret"]
@@ -82,10 +83,7 @@ class Tenancy:
         return await self._store.list_api_keys(workspace_id)
 
     async def get_key(self, workspace_id: str, key_id: str) -> ApiKey:
-        for key in await self._store.list_api_keys(workspace_id):
-            if key.id == key_id:
-                return key
-        raise NotFound("api key", key_id)
+        return owned_one(await self._store.list_api_keys(workspace_id), key_id, "api key")
 
     async def revoke_key(self, workspace_id: str | None, key_id: str) -> ApiKey | None:
         """Revoke a key of ``workspace_id`` (None: any workspace, for operators)."""

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Response
 
-from fastapi import APIRouter, Path, Response
-from pydantic import BaseModel
-
-from herald.api.deps import Authenticated, CallerDep, JsonBody, KeysDep, ServicesDep
+from herald.api.deps import CallerDep, JsonBody, KeysDep, PathId, ServicesDep, workspace_router
 from herald.api.problems import responses
-from herald.api.schemas.common import ID_PATTERN
-from herald.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from herald.api.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic, WorkspacePublic
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["workspace"], responses=responses(401), dependencies=Authenticated)
-KeyId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
-
-
-class WorkspacePublic(BaseModel):
-    id: str
-    name: str
+router = workspace_router(tag="workspace")
 
 
 @router.get("/v1/workspace", summary="The workspace the API key acts for")
 async def get_workspace(caller: CallerDep, services: ServicesDep) -> WorkspacePublic:
-    workspace = await services.store.get_workspace(caller.workspace_id)
-    return WorkspacePublic(id=workspace.id, name=workspace.name)
+    return WorkspacePublic.of(await services.store.get_workspace(caller.workspace_id))
 
 
 @router.get("/v1/api-keys", summary="The workspace's API keys (never their secrets)")
@@ -50,7 +39,7 @@ async def create_key(
 
 
 @router.get("/v1/api-keys/{key_id}", responses=responses(404, 422))
-async def get_key(key_id: KeyId, caller: CallerDep, keys: KeysDep) -> ApiKeyPublic:
+async def get_key(key_id: PathId, caller: CallerDep, keys: KeysDep) -> ApiKeyPublic:
     return ApiKeyPublic.of(await keys.get_key(caller.workspace_id, key_id))
 
 
@@ -60,6 +49,6 @@ async def get_key(key_id: KeyId, caller: CallerDep, keys: KeysDep) -> ApiKeyPubl
     responses=responses(404, 422),
     summary="Revoke a key (at once; it stays listed with revoked_at)",
 )
-async def revoke_key(key_id: KeyId, caller: CallerDep, keys: KeysDep) -> Response:
+async def revoke_key(key_id: PathId, caller: CallerDep, keys: KeysDep) -> Response:
     await keys.revoke_key(caller.workspace_id, key_id)
     return Response(status_code=204)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Response
 
-from fastapi import APIRouter, Path, Response
-
-from herald.api.deps import Authenticated, CallerDep, ChannelsDep, JsonBody
+from herald.api.deps import CallerDep, ChannelsDep, JsonBody, PathId, workspace_router
 from herald.api.problems import responses
 from herald.api.schemas.channels import (
     ChannelCreate,
@@ -15,14 +13,10 @@ from herald.api.schemas.channels import (
     SchedulePublic,
     ScheduleUpdate,
 )
-from herald.api.schemas.common import ID_PATTERN
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/channels", tags=["channels"], responses=responses(401), dependencies=Authenticated
-)
-ChannelId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+router = workspace_router("/v1/channels", tag="channels")
 
 
 @router.post(
@@ -47,7 +41,7 @@ async def list_channels(caller: CallerDep, channels: ChannelsDep) -> list[Channe
 
 @router.get("/{channel_id}", responses=responses(404, 422))
 async def get_channel(
-    channel_id: ChannelId, caller: CallerDep, channels: ChannelsDep
+    channel_id: PathId, caller: CallerDep, channels: ChannelsDep
 ) -> ChannelPublic:
     return ChannelPublic.of(await channels.get(caller.workspace_id, channel_id))
 
@@ -59,7 +53,7 @@ async def get_channel(
     summary="Rename, move to another zone, pause, or re-authorise with new credentials",
 )
 async def update_channel(
-    channel_id: ChannelId, body: ChannelUpdate, caller: CallerDep, channels: ChannelsDep
+    channel_id: PathId, body: ChannelUpdate, caller: CallerDep, channels: ChannelsDep
 ) -> ChannelPublic:
     changed = await channels.update(caller.workspace_id, channel_id, body.to_changes())
     return ChannelPublic.of(changed)
@@ -71,16 +65,14 @@ async def update_channel(
     responses=responses(404, 422),
     summary="Delete the channel; its deliveries not yet published are cancelled",
 )
-async def delete_channel(
-    channel_id: ChannelId, caller: CallerDep, channels: ChannelsDep
-) -> Response:
+async def delete_channel(channel_id: PathId, caller: CallerDep, channels: ChannelsDep) -> Response:
     await channels.delete(caller.workspace_id, channel_id)
     return Response(status_code=204)
 
 
 @router.get("/{channel_id}/schedule", responses=responses(404, 422))
 async def get_schedule(
-    channel_id: ChannelId, caller: CallerDep, channels: ChannelsDep
+    channel_id: PathId, caller: CallerDep, channels: ChannelsDep
 ) -> SchedulePublic:
     channel, slots = await channels.schedule(caller.workspace_id, channel_id)
     return SchedulePublic.of(channel, slots)
@@ -93,7 +85,7 @@ async def get_schedule(
     summary="Replace the weekly posting slots (wall times in the channel's zone)",
 )
 async def put_schedule(
-    channel_id: ChannelId, body: ScheduleUpdate, caller: CallerDep, channels: ChannelsDep
+    channel_id: PathId, body: ScheduleUpdate, caller: CallerDep, channels: ChannelsDep
 ) -> SchedulePublic:
     channel, slots = await channels.set_schedule(caller.workspace_id, channel_id, body.to_slots())
     return SchedulePublic.of(channel, slots)

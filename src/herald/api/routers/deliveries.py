@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path
-
-from herald.api.deps import Authenticated, CallerDep, DeliveriesDep
+from herald.api.deps import CallerDep, DeliveriesDep, PathId, workspace_router
 from herald.api.problems import responses
-from herald.api.schemas.common import ID_PATTERN
 from herald.api.schemas.posts import DeliveryDetail, DeliveryPublic
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/deliveries",
-    tags=["deliveries"],
-    responses=responses(401),
-    dependencies=Authenticated,
-)
-DeliveryId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+router = workspace_router("/v1/deliveries", tag="deliveries")
 
 
 @router.get("/{delivery_id}", responses=responses(404, 422))
 async def get_delivery(
-    delivery_id: DeliveryId, caller: CallerDep, deliveries: DeliveriesDep
+    delivery_id: PathId, caller: CallerDep, deliveries: DeliveriesDep
 ) -> DeliveryDetail:
     delivery, attempts = await deliveries.get(caller.workspace_id, delivery_id)
     return DeliveryDetail.with_attempts(delivery, attempts)
@@ -40,7 +29,7 @@ async def get_delivery(
     ),
 )
 async def retry_delivery(
-    delivery_id: DeliveryId, caller: CallerDep, deliveries: DeliveriesDep
+    delivery_id: PathId, caller: CallerDep, deliveries: DeliveriesDep
 ) -> DeliveryPublic:
     return DeliveryPublic.of(await deliveries.retry(caller.workspace_id, delivery_id))
 
@@ -51,6 +40,6 @@ async def retry_delivery(
     summary="Cancel one delivery that is not published yet",
 )
 async def cancel_delivery(
-    delivery_id: DeliveryId, caller: CallerDep, deliveries: DeliveriesDep
+    delivery_id: PathId, caller: CallerDep, deliveries: DeliveriesDep
 ) -> DeliveryPublic:
     return DeliveryPublic.of(await deliveries.cancel(caller.workspace_id, delivery_id))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
 
-from herald.api.deps import Authenticated, CallerDep, PostsDep, ServicesDep, require_csv
+from herald.api.deps import CallerDep, PostsDep, ServicesDep, require_csv, workspace_router
 from herald.api.problems import responses
 from herald.api.routers.posts import QueryDep
 from herald.api.schemas.posts import ImportedPost, ImportPublic, PostPublic
@@ -17,9 +17,7 @@ from herald.service.posts import Cursor, PostFilter, PostService
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/posts", tags=["posts"], responses=responses(401), dependencies=Authenticated
-)
+router = workspace_router("/v1/posts", tag="posts")
 _EXPORT_PAGE = 500
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import Depends, Query, Response
 
-from herald.api.deps import Authenticated, CallerDep, DeliveriesDep, JsonBody, PostsDep, ServicesDep
+from herald.api.deps import (
+    CallerDep,
+    DeliveriesDep,
+    JsonBody,
+    PathId,
+    PostsDep,
+    ServicesDep,
+    workspace_router,
+)
 from herald.api.problems import responses
 from herald.api.schemas.common import ID_PATTERN, IsoDateTime
 from herald.api.schemas.posts import (
@@ -24,10 +32,7 @@ from herald.timing import to_utc
 
 __all__ = ["PostQuery", "router"]
 
-router = APIRouter(
-    prefix="/v1/posts", tags=["posts"], responses=responses(401), dependencies=Authenticated
-)
-PostId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+router = workspace_router("/v1/posts", tag="posts")
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -115,7 +120,7 @@ async def list_posts(
     responses=responses(404, 422),
     summary="The post with every delivery and each delivery's attempts",
 )
-async def get_post(post_id: PostId, caller: CallerDep, posts: PostsDep) -> PostDetail:
+async def get_post(post_id: PathId, caller: CallerDep, posts: PostsDep) -> PostDetail:
     return PostDetail.of(await posts.get(caller.workspace_id, post_id))
 
 
@@ -124,7 +129,7 @@ async def get_post(post_id: PostId, caller: CallerDep, posts: PostsDep) -> PostD
     responses=responses(404, 409, 422),
     summary="Cancel every delivery of the post that is not published yet",
 )
-async def cancel_post(post_id: PostId, caller: CallerDep, deliveries: DeliveriesDep) -> PostPublic:
+async def cancel_post(post_id: PathId, caller: CallerDep, deliveries: DeliveriesDep) -> PostPublic:
     return PostPublic.of(await deliveries.cancel_post(caller.workspace_id, post_id))
 
 
@@ -135,7 +140,7 @@ async def cancel_post(post_id: PostId, caller: CallerDep, deliveries: Deliveries
     summary="Move the post's waiting (scheduled, retry_wait) deliveries to a new time",
 )
 async def reschedule_post(
-    post_id: PostId, body: PostReschedule, caller: CallerDep, deliveries: DeliveriesDep
+    post_id: PathId, body: PostReschedule, caller: CallerDep, deliveries: DeliveriesDep
 ) -> PostPublic:
     view = await deliveries.reschedule_post(caller.workspace_id, post_id, body.to_when())
     return PostPublic.of(view)

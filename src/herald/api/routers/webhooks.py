@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Response
 
-from fastapi import APIRouter, Path, Response
-
-from herald.api.deps import Authenticated, CallerDep, JsonBody, WebhooksDep
+from herald.api.deps import CallerDep, JsonBody, PathId, WebhooksDep, workspace_router
 from herald.api.problems import responses
-from herald.api.schemas.common import ID_PATTERN
 from herald.api.schemas.webhooks import WebhookCreate, WebhookCreated, WebhookPublic
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/webhooks", tags=["webhooks"], responses=responses(401), dependencies=Authenticated
-)
-WebhookId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+router = workspace_router("/v1/webhooks", tag="webhooks")
 
 
 @router.post(
@@ -41,7 +35,7 @@ async def list_webhooks(caller: CallerDep, webhooks: WebhooksDep) -> list[Webhoo
 
 @router.get("/{webhook_id}", responses=responses(404, 422))
 async def get_webhook(
-    webhook_id: WebhookId, caller: CallerDep, webhooks: WebhooksDep
+    webhook_id: PathId, caller: CallerDep, webhooks: WebhooksDep
 ) -> WebhookPublic:
     return WebhookPublic.of(await webhooks.get(caller.workspace_id, webhook_id))
 
@@ -52,8 +46,6 @@ async def get_webhook(
     responses=responses(404, 422),
     summary="Unsubscribe; events not yet sent to it are dropped",
 )
-async def delete_webhook(
-    webhook_id: WebhookId, caller: CallerDep, webhooks: WebhooksDep
-) -> Response:
+async def delete_webhook(webhook_id: PathId, caller: CallerDep, webhooks: WebhooksDep) -> Response:
     await webhooks.delete(caller.workspace_id, webhook_id)
     return Response(status_code=204)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 
-from herald.api.schemas.common import Name, Timezone, storable
+from herald.api.schemas.common import Name, Public, Timezone, request_config, storable
 from herald.domain import Channel, ChannelStatus, Platform, PostingSlot
 from herald.service.channels import ChannelChanges, ChannelDraft
 
@@ -38,7 +38,7 @@ Secret = Annotated[
 class ChannelCredentials(BaseModel):
     """The platform tokens Herald publishes with: encrypted at rest, never returned."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     access_token: Secret
     refresh_token: Secret | None = Field(None, description="YouTube: required")
@@ -59,19 +59,14 @@ class ChannelCredentials(BaseModel):
 
 
 class ChannelCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "platform": "facebook",
-                    "external_id": "104857600012345",
-                    "name": "Acme Bakery",
-                    "timezone": "Europe/Paris",
-                    "credentials": {"access_token": "EAAB..."},
-                }
-            ]
-        },
+    model_config = request_config(
+        {
+            "platform": "facebook",
+            "external_id": "104857600012345",
+            "name": "Acme Bakery",
+            "timezone": "Europe/Paris",
+            "credentials": {"access_token": "EAAB..."},
+        }
     )
 
     platform: Platform
@@ -91,15 +86,10 @@ class ChannelCreate(BaseModel):
 class ChannelUpdate(BaseModel):
     """Fields left out stay as they are. New ``credentials`` re-authorise the channel."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"name": "Acme Bakery (Paris)", "timezone": "Europe/Paris"},
-                {"credentials": {"access_token": "EAAB...new"}},
-                {"status": "disabled"},
-            ]
-        },
+    model_config = request_config(
+        {"name": "Acme Bakery (Paris)", "timezone": "Europe/Paris"},
+        {"credentials": {"access_token": "EAAB...new"}},
+        {"status": "disabled"},
     )
 
     name: Name | None = None
@@ -118,7 +108,7 @@ class ChannelUpdate(BaseModel):
         )
 
 
-class ChannelPublic(BaseModel):
+class ChannelPublic(Public):
     id: str
     platform: Platform
     external_id: str
@@ -126,22 +116,11 @@ class ChannelPublic(BaseModel):
     timezone: str
     status: ChannelStatus = Field(description="active, needs_reauth or disabled")
 
-    @classmethod
-    def of(cls, channel: Channel) -> ChannelPublic:
-        return cls(
-            id=channel.id,
-            platform=channel.platform,
-            external_id=channel.external_id,
-            name=channel.name,
-            timezone=channel.timezone,
-            status=channel.status,
-        )
-
 
 class Slot(BaseModel):
     """A weekly posting time, wall time in the channel's zone."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     day: Weekday
     time: dt.time = Field(description="HH:MM, local wall time")
@@ -166,19 +145,14 @@ class Slot(BaseModel):
 class ScheduleUpdate(BaseModel):
     """The channel's whole weekly schedule (replaces the previous one; [] clears it)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "slots": [
-                        {"day": "monday", "time": "09:00"},
-                        {"day": "wednesday", "time": "12:30"},
-                        {"day": "friday", "time": "17:00"},
-                    ]
-                }
+    model_config = request_config(
+        {
+            "slots": [
+                {"day": "monday", "time": "09:00"},
+                {"day": "wednesday", "time": "12:30"},
+                {"day": "friday", "time": "17:00"},
             ]
-        },
+        }
     )
 
     slots: list[Slot] = Field(max_length=700)

@@ -1,14 +1,26 @@
-"""Field types every schema shares: text that can be stored, bounded identifiers."""
+"""What every schema shares: field types (text that can be stored, bounded identifiers), the
+configuration of request models, and the base of response models."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BeforeValidator, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
+from pydantic.config import JsonDict
 
-__all__ = ["ID_PATTERN", "IsoDateTime", "Name", "ObjectId", "Text", "Timezone", "storable"]
+__all__ = [
+    "ID_PATTERN",
+    "IsoDateTime",
+    "Name",
+    "ObjectId",
+    "Public",
+    "Text",
+    "Timezone",
+    "request_config",
+    "storable",
+]
 
 _ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -46,3 +58,24 @@ ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern
 Timezone = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
 #: An ISO 8601 date and time (with or without offset, as the field says).
 IsoDateTime = Annotated[datetime, BeforeValidator(iso_only)]
+
+
+def request_config(*examples: JsonDict) -> ConfigDict:
+    """A request body's model configuration: unknown fields are refused (a misspelt optional
+    field must not be ignored silently), and ``examples`` go into the OpenAPI schema."""
+    if not examples:
+        return ConfigDict(extra="forbid")
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": list(examples)})
+
+
+class Public(BaseModel):
+    """A response model built from a domain object: each field from the object's attribute of
+    the same name, unless the model says otherwise in :meth:`fields_of`."""
+
+    @classmethod
+    def fields_of(cls, source: Any) -> dict[str, object]:
+        return {name: getattr(source, name) for name in cls.model_fields}
+
+    @classmethod
+    def of(cls, source: Any) -> Self:
+        return cls.model_validate(cls.fields_of(source))

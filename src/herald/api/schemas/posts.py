@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from herald.api.schemas.common import IsoDateTime, ObjectId, Text, Timezone
+from herald.api.schemas.common import IsoDateTime, ObjectId, Public, Text, Timezone, request_config
 from herald.domain import (
     Attempt,
     Content,
@@ -61,7 +61,7 @@ Title = Annotated[Text, Field(min_length=1, max_length=MAX_TITLE_CHARS)]
 
 
 class MediaIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     url: Url = Field(description="A public http(s) URL the platform fetches the file from")
     kind: MediaKind
@@ -78,7 +78,7 @@ class MediaIn(BaseModel):
 class ContentIn(BaseModel):
     """What is published. Each target platform's rules apply (docs/api.md)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     text: PostText = ""
     link: Url | None = None
@@ -106,7 +106,7 @@ class ContentIn(BaseModel):
 class OverrideIn(BaseModel):
     """Replaces some of the post's content on one platform; fields left out are kept."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     text: PostText | None = None
     link: Url | None = None
@@ -128,7 +128,7 @@ class OverrideIn(BaseModel):
 
 
 class Overrides(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = request_config()
 
     facebook: OverrideIn | None = None
     instagram: OverrideIn | None = None
@@ -179,37 +179,32 @@ class TimeFields(BaseModel):
 
 
 class PostCreate(TimeFields):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
-                    "content": {"text": "Fresh croissants at 7!", "link": "https://acme.test"},
-                    "scheduled_at": "2030-03-01T06:00:00Z",
-                },
-                {
-                    "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d", "ch_9f8e7d6c5b4a3f2e1d0c"],
-                    "content": {
-                        "text": "Our new oven, in action",
-                        "media": [{"url": "https://cdn.acme.test/oven.jpg", "kind": "image"}],
-                    },
-                    "overrides": {
-                        "youtube": {
-                            "title": "The new oven",
-                            "media": [{"url": "https://cdn.acme.test/oven.mp4", "kind": "video"}],
-                        }
-                    },
-                    "local_time": "2030-03-29T02:30",
-                    "timezone": "Europe/Paris",
-                    "on_gap": "shift",
-                },
-                {
-                    "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
-                    "content": {"text": "Queued for our next slot"},
-                    "next_free_slot": True,
-                },
-            ]
+    model_config = request_config(
+        {
+            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
+            "content": {"text": "Fresh croissants at 7!", "link": "https://acme.test"},
+            "scheduled_at": "2030-03-01T06:00:00Z",
+        },
+        {
+            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d", "ch_9f8e7d6c5b4a3f2e1d0c"],
+            "content": {
+                "text": "Our new oven, in action",
+                "media": [{"url": "https://cdn.acme.test/oven.jpg", "kind": "image"}],
+            },
+            "overrides": {
+                "youtube": {
+                    "title": "The new oven",
+                    "media": [{"url": "https://cdn.acme.test/oven.mp4", "kind": "video"}],
+                }
+            },
+            "local_time": "2030-03-29T02:30",
+            "timezone": "Europe/Paris",
+            "on_gap": "shift",
+        },
+        {
+            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
+            "content": {"text": "Queued for our next slot"},
+            "next_free_slot": True,
         },
     )
 
@@ -229,37 +224,22 @@ class PostCreate(TimeFields):
 class PostReschedule(TimeFields):
     """The new time of the post's deliveries that are still waiting."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"scheduled_at": "2030-03-02T08:00:00Z"},
-                {"local_time": "2030-03-02T09:00"},
-                {"next_free_slot": True},
-            ]
-        },
+    model_config = request_config(
+        {"scheduled_at": "2030-03-02T08:00:00Z"},
+        {"local_time": "2030-03-02T09:00"},
+        {"next_free_slot": True},
     )
 
 
-class AttemptPublic(BaseModel):
+class AttemptPublic(Public):
     number: int
     started_at: datetime
     finished_at: datetime
     outcome: str
     error: str | None
 
-    @classmethod
-    def of(cls, attempt: Attempt) -> AttemptPublic:
-        return cls(
-            number=attempt.number,
-            started_at=attempt.started_at,
-            finished_at=attempt.finished_at,
-            outcome=attempt.outcome,
-            error=attempt.error,
-        )
 
-
-class DeliveryPublic(BaseModel):
+class DeliveryPublic(Public):
     """The post on one channel."""
 
     id: str
@@ -291,10 +271,6 @@ class DeliveryPublic(BaseModel):
             "last_error": d.last_error,
             "updated_at": d.updated_at,
         }
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> DeliveryPublic:
-        return cls.model_validate(cls.fields_of(delivery))
 
 
 class DeliveryDetail(DeliveryPublic):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from herald.api.schemas.common import Text
+from herald.api.schemas.common import Public, Text, request_config
 from herald.domain import Webhook
 
 __all__ = ["WebhookCreate", "WebhookCreated", "WebhookPublic"]
@@ -18,16 +18,11 @@ Event = Literal[
 
 
 class WebhookCreate(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "url": "https://hooks.acme.test/herald",
-                    "events": ["delivery.published", "delivery.failed"],
-                }
-            ]
-        },
+    model_config = request_config(
+        {
+            "url": "https://hooks.acme.test/herald",
+            "events": ["delivery.published", "delivery.failed"],
+        }
     )
 
     url: Annotated[Text, Field(min_length=1, max_length=2048)] = Field(
@@ -36,24 +31,11 @@ class WebhookCreate(BaseModel):
     events: list[Event] = Field(min_length=1, max_length=4)
 
 
-class WebhookPublic(BaseModel):
+class WebhookPublic(Public):
     id: str
     url: str
     events: list[str]
     created_at: datetime
-
-    @classmethod
-    def fields_of(cls, webhook: Webhook) -> dict[str, object]:
-        return {
-            "id": webhook.id,
-            "url": webhook.url,
-            "events": list(webhook.events),
-            "created_at": webhook.created_at,
-        }
-
-    @classmethod
-    def of(cls, webhook: Webhook) -> WebhookPublic:
-        return cls.model_validate(cls.fields_of(webhook))
 
 
 class WebhookCreated(WebhookPublic):
@@ -63,4 +45,4 @@ class WebhookCreated(WebhookPublic):
 
     @classmethod
     def issued(cls, webhook: Webhook, secret: str) -> WebhookCreated:
-        return cls.model_validate({**cls.fields_of(webhook), "secret": secret})
+        return cls.model_validate({**WebhookPublic.fields_of(webhook), "secret": secret})
