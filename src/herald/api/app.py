@@ -32,7 +32,7 @@ from herald.config import Settings
 from herald.domain import utcnow
 from herald.engine import Engine
 from herald.engine.metrics import Metrics
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.posts import PostService
