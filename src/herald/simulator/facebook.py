@@ -51,13 +51,18 @@ _DEFAULT_FIELDS = ("id", "message", "created_time")
 
 @dataclass(slots=True)
 class _Post:
+    """A Page post as ``published_posts`` lists it; ``created`` in Unix seconds."""
+
     id: str
     message: str
     created: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Photo:
+    """An uploaded photo: a post of its own once published, else kept for one feed post.
+    Compared by identity: one upload cannot be attached twice."""
+
     id: str
     url: str
     published: bool

@@ -88,6 +88,8 @@ class _Post:
 
 @dataclass(slots=True)
 class _Image:
+    """An upload opened by ``initializeUpload``; ``size`` stays 0 until its bytes arrive."""
+
     owner: str
     expires_at: float
     size: int = 0
