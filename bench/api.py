@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from herald.api import create_app
 from herald.config import Settings
 from herald.domain import utcnow
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore

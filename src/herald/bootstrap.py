@@ -16,7 +16,7 @@ from pathlib import Path
 from herald.config import Settings
 from herald.engine import Engine
 from herald.errors import ConfigError
-from herald.platforms import build_connectors
+from herald.platforms.registry import build_connectors
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
 from herald.stores.memory import MemoryStore

@@ -3,10 +3,20 @@
 Receivers, other processes and other versions of Herald depend on these strings: change one
 only with a new version in its name. Log event names that are not also wire names live with
 the code that logs them.
+
+The platforms' own names (error codes and reasons, headers, endpoints, states) are here too,
+where a connector and the simulator, or two connectors, both use them. The platforms fix
+them (docs/platforms.md), so they are copied from the platforms' documents once. A closed
+set of names (the codes of one API, the states of a container) is an enum, whose members
+compare equal to the plain numbers and strings on the wire. Only names are shared: the rules
+behind them (limits, quota days, what an answer means) stay written twice, once in the
+connectors and once in the simulator, so that one misreading of a platform cannot pass both
+sides.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum, StrEnum
 from typing import Final
 
 __all__ = [
@@ -14,9 +24,28 @@ __all__ = [
     "DELIVERY_FAILED",
     "DELIVERY_PUBLISHED",
     "DELIVERY_UNCONFIRMED",
+    "GRAPH_APP_THROTTLE_CODES",
+    "GRAPH_PAGE_THROTTLE_CODES",
+    "GRAPH_PERMISSION_CODES",
+    "GRAPH_REGAIN_FIELD",
+    "GRAPH_USAGE_FIELDS",
+    "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
+    "RESTLI_PROTOCOL_VERSION",
     "WEBHOOK_EVENTS",
+    "ContainerStatus",
+    "GraphCode",
+    "GraphEdge",
+    "GraphHeader",
+    "InstagramCode",
+    "InstagramSubcode",
+    "LinkedInDailyLimit",
+    "LinkedInHeader",
+    "LinkedInPath",
+    "YouTubeHeader",
+    "YouTubePath",
+    "YouTubeReason",
 ]
 
 # -- webhook events: what a workspace's webhooks subscribe to (docs/api.md) -------------------
@@ -38,3 +67,139 @@ WEBHOOK_EVENTS: Final = (
 NOTIFY_PREFIX: Final = "herald.v1.due."
 #: Advisory lock taken while migrating, followed by the schema name.
 MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
+
+
+# -- Graph API (Facebook and Instagram) ------------------------------------------------------
+class GraphCode(IntEnum):
+    """The ``code`` of a Graph ``{"error": ...}`` body. Graph throttles in the body, usually
+    with HTTP 400, so the code is what names a limit."""
+
+    SERVICE_ERROR = 2  # a temporary problem on Graph's side: "retry your request later"
+    TOO_MANY_CALLS = 4  # "Application request limit reached": the app's rolling hour
+    USER_TOO_MANY_CALLS = 17  # "User request limit reached"
+    PAGE_TOO_MANY_CALLS = 32  # "Page request limit reached": the Page's rolling 24 hours
+    INVALID_TOKEN = 190  # invalid, expired or revoked token (``error_subcode`` says which)
+    APP_LIMIT_REACHED = 341  # "Application limit reached"
+    DUPLICATE_POST = 506  # "Duplicate status message": the same text posted again
+    RATE_LIMIT_EXCEEDED = 613  # "Calls to this api have exceeded the rate limit"
+    PAGE_ACCOUNT_TOO_MANY_CALLS = 80001  # "too many calls to this Page account"
+
+
+#: Throttles that bind the whole app.
+GRAPH_APP_THROTTLE_CODES: Final = frozenset(
+    {GraphCode.TOO_MANY_CALLS, GraphCode.USER_TOO_MANY_CALLS, GraphCode.APP_LIMIT_REACHED}
+)
+#: Throttles that bind one Page or Instagram account.
+GRAPH_PAGE_THROTTLE_CODES: Final = frozenset(
+    {
+        GraphCode.PAGE_TOO_MANY_CALLS,
+        GraphCode.RATE_LIMIT_EXCEEDED,
+        GraphCode.PAGE_ACCOUNT_TOO_MANY_CALLS,
+    }
+)
+#: "(#200)" to "(#299)": the token lacks a permission for this node or action.
+GRAPH_PERMISSION_CODES: Final = range(200, 300)
+
+
+class GraphHeader(StrEnum):
+    """Usage headers: JSON objects of percentages of a limit."""
+
+    APP_USAGE = "X-App-Usage"  # the app's: an object of :data:`GRAPH_USAGE_FIELDS`
+    BUSINESS_USE_CASE_USAGE = "X-Business-Use-Case-Usage"  # per Page or account id: a list
+
+
+#: The shares of a limit each usage entry reports, in percent.
+GRAPH_USAGE_FIELDS: Final = ("call_count", "total_cputime", "total_time")
+#: Minutes until a throttled Page or account may call again (Business Use Case entries).
+GRAPH_REGAIN_FIELD: Final = "estimated_time_to_regain_access"
+
+
+class GraphEdge(StrEnum):
+    """The edges Herald calls, after ``/{version}/{node}/``."""
+
+    FEED = "feed"  # POST: a Page post with text and link, or attached photos
+    PHOTOS = "photos"  # POST: one photo, published or kept to attach
+    PUBLISHED_POSTS = "published_posts"  # GET: the Page's posts, newest first
+    MEDIA = "media"  # POST: an Instagram container; GET: the account's media
+    MEDIA_PUBLISH = "media_publish"  # POST: publish a finished container
+
+
+# -- Instagram (Graph API) --------------------------------------------------------------------
+class InstagramCode(IntEnum):
+    """Instagram's own Graph error codes."""
+
+    MEDIA_TIMEOUT = -2  # the media took too long to fetch, or the container expired
+    PUBLISH_LIMIT = 9  # the account's rolling-24 h publishing or container limit
+    MEDIA_DOWNLOAD_FAILED = 9004  # the media URL does not meet Instagram's requirements
+    NOT_READY = 9007  # ``media_publish`` before the container is ready
+
+
+class InstagramSubcode(IntEnum):
+    """``error_subcode`` values that name the same two cases more precisely."""
+
+    NOT_READY = 2207027  # "Media ID is not available"
+    MEDIA_DOWNLOAD_FAILED = 2207052  # "Media download has failed"
+
+
+class ContainerStatus(StrEnum):
+    """A media container's ``status_code``."""
+
+    IN_PROGRESS = "IN_PROGRESS"  # the media is being processed
+    FINISHED = "FINISHED"  # ready for ``media_publish``
+    PUBLISHED = "PUBLISHED"
+    EXPIRED = "EXPIRED"  # left unpublished for 24 hours
+    ERROR = "ERROR"  # failed; ``status`` then carries the subcode
+
+
+# -- LinkedIn (Posts API, Rest.li) ------------------------------------------------------------
+class LinkedInPath(StrEnum):
+    """The endpoints Herald calls, after ``linkedin.base_url``."""
+
+    POSTS = "/rest/posts"
+    IMAGES = "/rest/images"
+
+
+class LinkedInHeader(StrEnum):
+    """Headers every ``/rest`` call sends, and the one a created post comes back in."""
+
+    VERSION = "LinkedIn-Version"  # the API version a request is written against, ``YYYYMM``
+    RESTLI_PROTOCOL = "X-Restli-Protocol-Version"  # every Rest.li call names its protocol
+    RESTLI_ID = "x-restli-id"  # the URN of the post a ``POST /rest/posts`` created
+
+
+#: The Rest.li protocol Herald speaks; LinkedIn refuses a call that does not name it.
+RESTLI_PROTOCOL_VERSION: Final = "2.0.0"
+#: The input error code of a 422 that refuses a commentary the author already posted.
+LINKEDIN_DUPLICATE_POST: Final = "DUPLICATE_POST"
+
+
+class LinkedInDailyLimit(StrEnum):
+    """What a 429's message names when a daily limit is used up: "Resource level throttle
+    MEMBER DAY limit ..." (the member's) or "... APPLICATION DAY limit ..." (the app's)."""
+
+    MEMBER = "MEMBER DAY"
+    APPLICATION = "APPLICATION DAY"
+
+
+# -- YouTube (Data API v3) --------------------------------------------------------------------
+class YouTubePath(StrEnum):
+    """The endpoints Herald calls, after ``youtube.base_url`` (uploads: ``upload_url``)."""
+
+    UPLOAD = "/upload/youtube/v3/videos"  # videos.insert; ``uploadType=resumable``
+    CHANNELS = "/youtube/v3/channels"
+    PLAYLIST_ITEMS = "/youtube/v3/playlistItems"
+
+
+class YouTubeHeader(StrEnum):
+    """The size and type of the video an upload session will carry."""
+
+    UPLOAD_LENGTH = "X-Upload-Content-Length"
+    UPLOAD_TYPE = "X-Upload-Content-Type"
+
+
+class YouTubeReason(StrEnum):
+    """``error.errors[].reason`` values."""
+
+    QUOTA_EXCEEDED = "quotaExceeded"  # 403: the project's daily quota is used up
+    RATE_LIMIT_EXCEEDED = "rateLimitExceeded"  # 403: a short-term rate limit
+    UPLOAD_LIMIT_EXCEEDED = "uploadLimitExceeded"  # 400: the channel's uploads for today

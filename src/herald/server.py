@@ -21,7 +21,7 @@ from herald.api import create_app
 from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
 from herald.config import Settings
 from herald.engine import Engine
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.types import Store
 
 __all__ = ["InstallStop", "serve"]

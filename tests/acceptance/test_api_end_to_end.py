@@ -29,7 +29,7 @@ from herald.bootstrap import run_publishing, running_engine, webhook_sender
 from herald.cli import app as cli_app
 from herald.config import Settings
 from herald.domain import Platform, utcnow
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.service.webhook_sender import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from tests.integration.pipeline import FAST_ENGINE

@@ -10,7 +10,7 @@ import pytest
 
 from herald.api import create_app
 from herald.domain import Platform, Transition, utcnow
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.states import DeliveryState
 from tests.api.conftest import IMAGE, VIDEO, Tenant, assert_problem, later
 

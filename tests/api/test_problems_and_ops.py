@@ -10,7 +10,7 @@ from herald.config import Settings
 from herald.domain import Platform
 from herald.engine.metrics import Metrics
 from herald.errors import ConfigError, StoreError
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from tests.api.conftest import assert_problem
 
 

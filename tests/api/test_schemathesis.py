@@ -25,7 +25,7 @@ from schemathesis.config import SchemathesisConfig
 
 from herald.api import create_app
 from herald.domain import Channel, Platform, PostingSlot, new_id
-from herald.platforms import VALIDATORS
+from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.service.vault import VAULT_REF, Vault
 from tests.api.conftest import CREDENTIALS

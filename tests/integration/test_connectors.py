@@ -28,7 +28,7 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms import build_connectors
+from herald.platforms.registry import build_connectors
 from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
 from herald.types import Connector, Published, PublishRequest
 

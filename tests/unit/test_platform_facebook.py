@@ -21,8 +21,10 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms.facebook import FacebookConnector, classify, validate
+from herald.platforms.answers import ErrorAnswer
+from herald.platforms.facebook import FacebookConnector, classify
 from herald.platforms.graph import merge_usage, parse_usage
+from herald.platforms.rules import validate_facebook
 from herald.types import PlatformUsage
 from tests.unit.test_platform_fakes import NOW, FakeApi, drop, make_request, reply
 
@@ -53,7 +55,7 @@ def run(
     creates_post: bool = False,
 ) -> PlatformError:
     raw = json.dumps(body).encode() if body is not None else b""
-    return classify(
+    answer = ErrorAnswer(
         status,
         headers or {},
         raw,
@@ -62,6 +64,7 @@ def run(
         channel_id="123",
         creates_post=creates_post,
     )
+    return classify(answer)
 
 
 @pytest.mark.parametrize(
@@ -188,14 +191,14 @@ def test_usage_headers() -> None:
 )
 def test_validate_refuses(content: Content, field: str) -> None:
     with pytest.raises(ContentInvalid) as info:
-        validate(content)
+        validate_facebook(content)
     assert info.value.field == field
 
 
 def test_validate_accepts_text_link_or_images() -> None:
-    validate(Content(text="hi"))
-    validate(Content(link="https://example.com"))
-    validate(Content(media=(IMAGE, IMAGE2)))
+    validate_facebook(Content(text="hi"))
+    validate_facebook(Content(link="https://example.com"))
+    validate_facebook(Content(media=(IMAGE, IMAGE2)))
 
 
 def test_usage_of() -> None:

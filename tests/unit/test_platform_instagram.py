@@ -18,13 +18,14 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
+from herald.platforms.answers import ErrorAnswer
 from herald.platforms.instagram import (
     InstagramConnector,
     MediaNotReady,
     classify,
     container_state,
-    validate,
 )
+from herald.platforms.rules import validate_instagram
 from tests.unit.test_platform_fakes import NOW, FakeApi, Reply, drop, make_request, reply
 
 PAUSE = 60.0
@@ -64,7 +65,8 @@ def ig_error(code: int, subcode: int | None = None) -> bytes:
     ],
 )
 def test_classification(code: int, subcode: int | None, expected: type, scope: str | None) -> None:
-    err = classify(400, {}, ig_error(code, subcode), now=NOW, pause_s=PAUSE, channel_id="17")
+    answer = ErrorAnswer(400, {}, ig_error(code, subcode), now=NOW, pause_s=PAUSE, channel_id="17")
+    err = classify(answer)
     assert type(err) is expected
     if scope is not None:
         assert isinstance(err, RateLimited)
@@ -73,9 +75,12 @@ def test_classification(code: int, subcode: int | None, expected: type, scope: s
 
 def test_bodyless_5xx_is_unknown_only_on_media_publish() -> None:
     assert isinstance(
-        classify(500, {}, b"", now=NOW, pause_s=PAUSE, creates_post=True), OutcomeUnknown
+        classify(ErrorAnswer(500, {}, b"", now=NOW, pause_s=PAUSE, creates_post=True)),
+        OutcomeUnknown,
     )
-    assert type(classify(500, {}, b"", now=NOW, pause_s=PAUSE)) is TransientPlatformError
+    assert type(classify(ErrorAnswer(500, {}, b"", now=NOW, pause_s=PAUSE))) is (
+        TransientPlatformError
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,13 +116,13 @@ def test_container_state(status: dict[str, str], expected: str | type) -> None:
 )
 def test_validate_refuses(content: Content, field: str, words: str) -> None:
     with pytest.raises(ContentInvalid, match=words) as info:
-        validate(content)
+        validate_instagram(content)
     assert info.value.field == field
 
 
 def test_validate_accepts_limits() -> None:
-    validate(Content(text="x" * 2200, media=(IMAGE,)))
-    validate(Content(text=" ".join(f"#t{i}" for i in range(30)), media=(IMAGE,) * 10))
+    validate_instagram(Content(text="x" * 2200, media=(IMAGE,)))
+    validate_instagram(Content(text=" ".join(f"#t{i}" for i in range(30)), media=(IMAGE,) * 10))
 
 
 def test_usage_of() -> None:
@@ -302,10 +307,16 @@ def test_a_server_error_on_media_publish_is_an_unknown_outcome(
 ) -> None:
     # Instagram refuses no repeat the way Facebook does (506): resending on a guess could
     # publish twice, so the post is looked up first.
-    err = classify(500, {}, ig_error(code, subcode), now=NOW, pause_s=PAUSE, creates_post=True)
+    answer = ErrorAnswer(
+        500, {}, ig_error(code, subcode), now=NOW, pause_s=PAUSE, creates_post=True
+    )
+    err = classify(answer)
     assert type(err) is OutcomeUnknown
 
 
 def test_not_ready_on_media_publish_is_a_refusal_not_an_unknown() -> None:
-    err = classify(400, {}, ig_error(9007, 2207027), now=NOW, pause_s=PAUSE, creates_post=True)
+    answer = ErrorAnswer(
+        400, {}, ig_error(9007, 2207027), now=NOW, pause_s=PAUSE, creates_post=True
+    )
+    err = classify(answer)
     assert type(err) is MediaNotReady

@@ -21,13 +21,9 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms.linkedin import (
-    LinkedInConnector,
-    classify,
-    commentary_of,
-    escape_little_text,
-    validate,
-)
+from herald.platforms.answers import ErrorAnswer
+from herald.platforms.linkedin import LinkedInConnector, classify
+from herald.platforms.rules import escape_little_text, linkedin_commentary, validate_linkedin
 from herald.types import PublishRequest
 from tests.unit.test_platform_fakes import (
     NOW,
@@ -52,7 +48,10 @@ def run(
     creates_post: bool = False,
 ) -> PlatformError:
     raw = json.dumps(body).encode() if body is not None else b""
-    return classify(status, headers or {}, raw, now=NOW, pause_s=PAUSE, creates_post=creates_post)
+    answer = ErrorAnswer(
+        status, headers or {}, raw, now=NOW, pause_s=PAUSE, creates_post=creates_post
+    )
+    return classify(answer)
 
 
 def throttle(kind: str) -> dict[str, object]:
@@ -81,7 +80,8 @@ def test_throttling(body: object, headers: dict[str, str], scope: str, wait: flo
 
 def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:
     late = datetime(2026, 3, 8, 23, 59, 30, tzinfo=UTC)
-    err = classify(429, {}, json.dumps(throttle("MEMBER DAY")).encode(), now=late, pause_s=PAUSE)
+    body = json.dumps(throttle("MEMBER DAY")).encode()
+    err = classify(ErrorAnswer(429, {}, body, now=late, pause_s=PAUSE))
     assert isinstance(err, RateLimited)
     assert err.retry_after == 30.0
 
@@ -174,8 +174,8 @@ def test_escaping() -> None:
 
 def test_commentary_carries_the_link_only_on_image_posts() -> None:
     image = Media("https://cdn.example/a.jpg", MediaKind.IMAGE)
-    assert commentary_of(Content(text="a", link="https://x.io/a_b")) == "a"
-    assert commentary_of(Content(text="a", link="https://x.io/a_b", media=(image,))) == (
+    assert linkedin_commentary(Content(text="a", link="https://x.io/a_b")) == "a"
+    assert linkedin_commentary(Content(text="a", link="https://x.io/a_b", media=(image,))) == (
         "a\n\nhttps://x.io/a\\_b"
     )
 
@@ -196,14 +196,14 @@ VIDEO = Media("https://cdn.example/v.mp4", MediaKind.VIDEO)
 )
 def test_validate_refuses(content: Content, field: str, words: str) -> None:
     with pytest.raises(ContentInvalid, match=words) as info:
-        validate(content)
+        validate_linkedin(content)
     assert info.value.field == field
 
 
 def test_validate_and_usage() -> None:
-    validate(Content(text="x" * 3000))
-    validate(Content(link="https://example.com"))
-    validate(Content(media=(IMAGE,)))
+    validate_linkedin(Content(text="x" * 3000))
+    validate_linkedin(Content(link="https://example.com"))
+    validate_linkedin(Content(media=(IMAGE,)))
     li = LinkedInConnector(LinkedInSettings(), throttle_pause_s=PAUSE)
     assert li.usage_of(Content(text="x", media=(IMAGE,))) == {"posts": 1}
     assert li.lookup_usage() == {}

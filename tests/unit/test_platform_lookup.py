@@ -10,7 +10,6 @@ import pytest
 from herald.config import FacebookSettings, InstagramSettings, LinkedInSettings
 from herald.domain import Content, Media, MediaKind, Platform
 from herald.errors import ReconcileUnsupported, TransientPlatformError
-from herald.platforms.content import with_link
 from herald.platforms.facebook import FacebookConnector
 from herald.platforms.instagram import InstagramConnector
 from herald.platforms.linkedin import LinkedInConnector
@@ -26,6 +25,7 @@ from herald.platforms.lookup import (
     scan,
     window_start,
 )
+from herald.platforms.rules import with_link
 from tests.unit.test_platform_fakes import NOW, make_request
 
 T = datetime(2026, 11, 28, 17, 8, 1, tzinfo=UTC)

@@ -21,14 +21,10 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
+from herald.platforms.answers import ErrorAnswer
 from herald.platforms.google_auth import classify_refresh
-from herald.platforms.youtube import (
-    YouTubeConnector,
-    classify,
-    seconds_to_pacific_midnight,
-    title_of,
-    validate,
-)
+from herald.platforms.rules import validate_youtube, youtube_title
+from herald.platforms.youtube import YouTubeConnector, classify, seconds_to_pacific_midnight
 from herald.types import PublishRequest
 from tests.unit.test_platform_fakes import NOW, FakeApi, Reply, drop, make_request, reply
 
@@ -51,7 +47,7 @@ def google_error(status: int, reason: str) -> bytes:
 
 def run(status: int, reason: str | None, headers: dict[str, str] | None = None) -> PlatformError:
     body = google_error(status, reason) if reason else b""
-    return classify(status, headers or {}, body, now=NOW, pause_s=PAUSE)
+    return classify(ErrorAnswer(status, headers or {}, body, now=NOW, pause_s=PAUSE))
 
 
 @pytest.mark.parametrize(
@@ -66,7 +62,7 @@ def run(status: int, reason: str | None, headers: dict[str, str] | None = None) 
 )
 def test_quota_resets_at_pacific_midnight(now: datetime, wait: float) -> None:
     assert seconds_to_pacific_midnight(now) == wait
-    err = classify(403, {}, google_error(403, "quotaExceeded"), now=now, pause_s=PAUSE)
+    err = classify(ErrorAnswer(403, {}, google_error(403, "quotaExceeded"), now=now, pause_s=PAUSE))
     assert isinstance(err, RateLimited)
     assert (err.scope, err.retry_after) == ("app", wait)
 
@@ -123,7 +119,7 @@ def test_503_with_retry_after_pauses_the_app() -> None:
 )
 def test_refresh_classification(status: int, body: object, expected: type) -> None:
     raw = json.dumps(body).encode() if body else b""
-    assert type(classify_refresh(status, {}, raw, now=NOW, pause_s=PAUSE)) is expected
+    assert type(classify_refresh(ErrorAnswer(status, {}, raw, now=NOW, pause_s=PAUSE))) is expected
 
 
 @pytest.mark.parametrize(
@@ -138,7 +134,7 @@ def test_refresh_classification(status: int, body: object, expected: type) -> No
     ],
 )
 def test_title_derivation(content: Content, title: str) -> None:
-    assert title_of(content) == title
+    assert youtube_title(content) == title
 
 
 @pytest.mark.parametrize(
@@ -155,13 +151,13 @@ def test_title_derivation(content: Content, title: str) -> None:
 )
 def test_validate_refuses(content: Content, field: str) -> None:
     with pytest.raises(ContentInvalid) as info:
-        validate(content)
+        validate_youtube(content)
     assert info.value.field == field
 
 
 def test_validate_accepts_and_usage_models() -> None:
-    validate(Content(text="é" * 2500, media=(VIDEO,)))
-    validate(Content(title="x" * 100, media=(VIDEO,)))
+    validate_youtube(Content(text="é" * 2500, media=(VIDEO,)))
+    validate_youtube(Content(title="x" * 100, media=(VIDEO,)))
     bucket = YouTubeConnector(YouTubeSettings(), throttle_pause_s=PAUSE)
     units = YouTubeConnector(
         YouTubeSettings(quota_model="units", insert_cost_units=1600), throttle_pause_s=PAUSE

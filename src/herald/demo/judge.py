@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from herald.demo.workload import PlannedDelivery, tag_of
+from herald.demo.workload import PlannedDelivery
 from herald.domain import Delivery
 from herald.simulator import PostRecord, Violation
 from herald.states import DeliveryState
@@ -121,7 +121,7 @@ def judge(
     settled_at: datetime,
 ) -> Summary:
     summary = Summary(posts=posts, deliveries=len(planned), elapsed_s=elapsed_s)
-    tags = {tag_of(p.post_index) for p in planned}
+    tags = {p.tag for p in planned}
     held, strays = _audit_index(audit_posts, tags)
     summary.duplicates = strays + sum(n - 1 for n in held.values() if n > 1)
     summary.limit_violations = len(violations)
@@ -129,7 +129,7 @@ def judge(
     lateness: list[float] = []
     for plan in planned:
         delivery = deliveries.get(plan.delivery_id)
-        key = (plan.channel.platform.value, plan.channel.external_id, tag_of(plan.post_index))
+        key = (plan.channel.platform.value, plan.channel.external_id, plan.tag)
         on_platform = held.get(key, 0) > 0
         state = _account(summary, delivery, on_platform, settled_at=settled_at)
         per_platform[plan.channel.platform.value][state] += 1

@@ -11,15 +11,15 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 from herald.errors import ConfigError
 from herald.simulator import SimulatorClient, SimulatorConfig, SimulatorUrls
+from herald.simulator.lifecycle import Lifecycle
 
 __all__ = ["SimulatorProcess"]
 
 
-class SimulatorProcess:
+class SimulatorProcess(Lifecycle):
     """``async with SimulatorProcess(config) as sim``: ``sim.urls``, ``sim.client``."""
 
     def __init__(self, config: SimulatorConfig, *, start_timeout_s: float = 20.0) -> None:
@@ -66,7 +66,7 @@ class SimulatorProcess:
 
     async def stop(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.stop()
             self._client = None
         if self._proc is not None and self._proc.returncode is None:
             self._proc.terminate()
@@ -76,15 +76,3 @@ class SimulatorProcess:
                 self._proc.kill()
                 await self._proc.wait()
         self._dir.cleanup()
-
-    async def __aenter__(self) -> SimulatorProcess:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()

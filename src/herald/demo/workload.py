@@ -73,9 +73,16 @@ def tag_of(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PlannedDelivery:
+    """One delivery of the plan: its id, the post it belongs to, the channel it targets."""
+
     delivery_id: str
     post_index: int
     channel: Channel
+
+    @property
+    def tag(self) -> str:
+        """The mark its post's text carries (:func:`tag_of`)."""
+        return tag_of(self.post_index)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,79 +7,33 @@ only its failure has an unknown outcome. Video is not supported yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from herald.config import FacebookSettings
-from herald.domain import Content, MediaKind, Platform, utcnow
-from herald.errors import ContentInvalid, OutcomeUnknown, PlatformError, TransientPlatformError
+from herald.constants import GraphEdge
+from herald.domain import Content, Platform
+from herald.errors import OutcomeUnknown, PlatformError, TransientPlatformError
 from herald.platforms import graph
-from herald.platforms.content import ensure_valid, with_link
-from herald.platforms.graph import GraphApi, merge_usage
+from herald.platforms.answers import ErrorAnswer
+from herald.platforms.graph import GraphConnector, merge_usage
 from herald.platforms.graph_listing import find_post
-from herald.platforms.http import HttpClient
-from herald.platforms.lookup import require_text
+from herald.platforms.rules import facebook_message
 from herald.types import PlatformUsage, Published, PublishRequest
 
-__all__ = ["FacebookConnector", "classify", "message_of", "validate"]
+__all__ = ["FacebookConnector", "classify"]
 
 _PLATFORM = Platform.FACEBOOK.value
 
 
-def classify(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool = False,
-    channel_id: str | None = None,
-) -> PlatformError:
+def classify(answer: ErrorAnswer) -> PlatformError:
     """One Graph error answer -> one Herald error (the Facebook table of docs/platforms.md)."""
-    return graph.classify(
-        status,
-        headers,
-        body,
-        now=now,
-        pause_s=pause_s,
-        creates_post=creates_post,
-        channel_id=channel_id,
-        platform=_PLATFORM,
-    )
+    return graph.classify(answer, platform=_PLATFORM)
 
 
-def validate(content: Content) -> None:
-    if any(m.kind is MediaKind.VIDEO for m in content.media):
-        raise ContentInvalid("Facebook video posts are not supported yet", field="media")
-    if not (content.text.strip() or content.link or content.media):
-        raise ContentInvalid("a Facebook post needs text, a link or images", field="text")
-
-
-def message_of(content: Content) -> str:
-    """The post's text as sent: a feed post carries the link itself, a photo post cannot."""
-    return with_link(content.text, content.link) if content.media else content.text
-
-
-class FacebookConnector:
+class FacebookConnector(GraphConnector[FacebookSettings]):
     platform = Platform.FACEBOOK
-
-    def __init__(
-        self,
-        settings: FacebookSettings,
-        *,
-        throttle_pause_s: float,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._http = HttpClient(_PLATFORM, settings)
-        self._graph = GraphApi(
-            self._http,
-            settings.base_url,
-            pause_s=throttle_pause_s,
-            classifier=graph.classify,
-            clock=clock,
-        )
+    classify = staticmethod(classify)
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
         photos = len(content.media)
@@ -90,11 +44,8 @@ class FacebookConnector:
         # the window is one more call, known only while paging (docs/platforms.md).
         return {"calls": 1}
 
-    def validate(self, content: Content) -> None:
-        validate(content)
-
     async def publish(self, request: PublishRequest) -> Published:
-        ensure_valid(validate, request.content, _PLATFORM)
+        self._ensure_valid(request.content)
         photos = len(request.content.media)
         if photos == 0:
             return await self._feed(request)
@@ -106,15 +57,15 @@ class FacebookConnector:
         body: dict[str, Any] = {"message": request.content.text}
         if request.content.link:
             body["link"] = request.content.link
-        return await self._post(request, "feed", body, None)
+        return await self._post(request, GraphEdge.FEED, body, None)
 
     async def _photo(self, request: PublishRequest) -> Published:
         body = {
             "url": request.content.media[0].url,
-            "caption": message_of(request.content),
+            "caption": facebook_message(request.content),
             "published": True,
         }
-        return await self._post(request, "photos", body, None)
+        return await self._post(request, GraphEdge.PHOTOS, body, None)
 
     async def _album(self, request: PublishRequest) -> Published:
         page = request.channel.external_id
@@ -123,7 +74,7 @@ class FacebookConnector:
         for item in request.content.media:
             answer = await self._graph.call(
                 "POST",
-                f"{page}/photos",
+                f"{page}/{GraphEdge.PHOTOS}",
                 request.credentials,
                 channel_id=page,
                 json={"url": item.url, "published": False},
@@ -135,8 +86,8 @@ class FacebookConnector:
                     "facebook: photo upload answered without an id", platform=_PLATFORM
                 )
             attached.append({"media_fbid": str(photo_id)})
-        body = {"message": message_of(request.content), "attached_media": attached}
-        return await self._post(request, "feed", body, usage)
+        body = {"message": facebook_message(request.content), "attached_media": attached}
+        return await self._post(request, GraphEdge.FEED, body, usage)
 
     async def _post(
         self,
@@ -164,19 +115,8 @@ class FacebookConnector:
         )
 
     async def find(self, request: PublishRequest) -> Published | None:
-        text = message_of(request.content)
-        require_text(text, _PLATFORM)
-        found, usage = await find_post(
-            self._graph,
-            request,
-            "published_posts",
-            text,
-            text_field="message",
-            time_field="created_time",
-        )
+        text = facebook_message(request.content)
+        found, usage = await find_post(self._graph, request, GraphEdge.PUBLISHED_POSTS, text)
         if found is None:
             return None
         return Published(found, url=f"https://www.facebook.com/{found}", usage=usage)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()

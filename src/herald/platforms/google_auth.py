@@ -11,12 +11,12 @@ credentials) drops the old refreshed token. A refresh token Google refuses
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from herald.errors import AuthExpired, PlatformError, RateLimited, TransientPlatformError
-from herald.platforms.http import HttpClient, json_body, retry_after_s
+from herald.platforms.answers import Clock, ErrorAnswer, Translator
+from herald.platforms.http import HttpClient
 from herald.types import Credentials
 
 __all__ = ["GoogleTokens", "classify_refresh"]
@@ -25,26 +25,20 @@ _PLATFORM = "youtube"
 REFRESH_KEYS = ("refresh_token", "client_id", "client_secret")
 
 
-def classify_refresh(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-) -> PlatformError:
+def classify_refresh(answer: ErrorAnswer) -> PlatformError:
     """A refused token refresh -> one Herald error."""
-    data = json_body(body)
+    data = answer.json()
+    status = answer.status
     reason = str(data.get("error") or "") if isinstance(data, Mapping) else ""
     kw: dict[str, Any] = {"platform": _PLATFORM, "status": status, "code": reason or None}
-    explicit = retry_after_s(status, headers, now)
     if status == 429:
-        wait = pause_s if explicit is None else explicit
+        wait = answer.wait_s()
         return RateLimited("youtube: token refresh throttled", retry_after=wait, scope="app", **kw)
     if 400 <= status < 500:
         # invalid_grant: the refresh token expired or was revoked; invalid_client and the
         # like: the stored client is wrong. Either way only re-authorisation helps.
         return AuthExpired(f"youtube: token refresh refused ({reason or status})", **kw)
+    explicit = answer.retry_after()
     if explicit is not None:
         return RateLimited(
             "youtube: token endpoint unavailable", retry_after=explicit, scope="app", **kw
@@ -53,18 +47,10 @@ def classify_refresh(
 
 
 class GoogleTokens:
-    def __init__(
-        self,
-        http: HttpClient,
-        token_url: str,
-        *,
-        pause_s: float,
-        clock: Callable[[], datetime],
-    ) -> None:
+    def __init__(self, http: HttpClient, token_url: str, *, pause_s: float, clock: Clock) -> None:
         self._http = http
         self._token_url = token_url
-        self._pause_s = pause_s
-        self._clock = clock
+        self._fail = Translator(classify_refresh, pause_s=pause_s, clock=clock)
         # channel id -> (stored access token it replaces, refreshed access token)
         self._cache: dict[str, tuple[str, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -99,9 +85,7 @@ class GoogleTokens:
         form = {"grant_type": "refresh_token", **{k: credentials[k] for k in REFRESH_KEYS}}
         resp = await self._http.request("POST", self._token_url, data=form)
         if not resp.ok:
-            raise classify_refresh(
-                resp.status, resp.headers, resp.body, now=self._clock(), pause_s=self._pause_s
-            )
+            raise self._fail(resp)
         data = resp.json()
         token = data.get("access_token") if isinstance(data, Mapping) else None
         if not isinstance(token, str) or not token:

@@ -13,51 +13,58 @@ is 0 or absent, ``engine.throttle_pause_s``.
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from yarl import URL
 
+from herald.constants import (
+    GRAPH_APP_THROTTLE_CODES,
+    GRAPH_PAGE_THROTTLE_CODES,
+    GRAPH_PERMISSION_CODES,
+    GRAPH_REGAIN_FIELD,
+    GRAPH_USAGE_FIELDS,
+    GraphCode,
+    GraphHeader,
+)
 from herald.errors import (
     AuthExpired,
     ContentRejected,
     DuplicateRejected,
-    LimitScope,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms.http import HttpClient, bearer, header, json_body, retry_after_s
+from herald.platforms.answers import ErrorAnswer, Translator, by_status
+from herald.platforms.connector import HttpConnector, S
+from herald.platforms.http import HttpClient, bearer, header, json_body
 from herald.types import Credentials, PlatformUsage
 
 __all__ = [
-    "APP_LIMIT_CODES",
     "AUTH_CODES",
-    "CHANNEL_LIMIT_CODES",
-    "DUPLICATE_CODE",
     "POLICY_BLOCK_S",
-    "Classifier",
     "GraphAnswer",
     "GraphApi",
+    "GraphConnector",
     "GraphError",
     "classify",
     "merge_usage",
     "parse_error",
     "parse_usage",
     "throttle_wait",
-    "without_envelope",
+    "unknown_if_sent",
 ]
 
-APP_LIMIT_CODES = frozenset({4, 17, 341})
-CHANNEL_LIMIT_CODES = frozenset({32, 613, 80001})
+#: "Temporarily blocked for policy violations": the Page waits an hour.
 POLICY_BLOCK_CODE = 368
 POLICY_BLOCK_S = 3600.0
-TRANSIENT_CODES = frozenset({1, 2})
-AUTH_CODES = frozenset({190, 102, 10, *range(200, 300)})
-DUPLICATE_CODE = 506
+#: 1: an unknown error, possibly temporary; 2: a temporary problem on Graph's side.
+TRANSIENT_CODES = frozenset({1, GraphCode.SERVICE_ERROR})
+#: 102: the session expired; 10: a permission is missing.
+AUTH_CODES = frozenset({GraphCode.INVALID_TOKEN, 102, 10, *GRAPH_PERMISSION_CODES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +110,7 @@ def parse_error(body: bytes | Mapping[str, Any] | None) -> GraphError | None:
 def _pct(entry: Mapping[str, Any]) -> float | None:
     values = [
         float(v)
-        for key in ("call_count", "total_cputime", "total_time")
+        for key in GRAPH_USAGE_FIELDS
         if isinstance(v := entry.get(key), int | float) and not isinstance(v, bool)
     ]
     return max(values) if values else None
@@ -125,7 +132,7 @@ def _json_header(headers: Mapping[str, str], name: str) -> Any:
 
 
 def _buc_entries(headers: Mapping[str, str], channel_id: str | None) -> list[Mapping[str, Any]]:
-    buc = _json_header(headers, "X-Business-Use-Case-Usage")
+    buc = _json_header(headers, GraphHeader.BUSINESS_USE_CASE_USAGE)
     if not isinstance(buc, Mapping):
         return []
     # The header is keyed by the Page (or business) id; when ours is absent every entry
@@ -136,16 +143,12 @@ def _buc_entries(headers: Mapping[str, str], channel_id: str | None) -> list[Map
 
 def parse_usage(headers: Mapping[str, str], channel_id: str | None = None) -> PlatformUsage | None:
     """``X-App-Usage`` and ``X-Business-Use-Case-Usage`` as one :class:`PlatformUsage`."""
-    app = _json_header(headers, "X-App-Usage")
+    app = _json_header(headers, GraphHeader.APP_USAGE)
     app_pct = _pct(app) if isinstance(app, Mapping) else None
     entries = _buc_entries(headers, channel_id)
     channel_pct = _max(*(_pct(e) for e in entries))
     minutes = _max(
-        *(
-            float(m)
-            for e in entries
-            if isinstance(m := e.get("estimated_time_to_regain_access"), int | float)
-        )
+        *(float(m) for e in entries if isinstance(m := e.get(GRAPH_REGAIN_FIELD), int | float))
     )
     regain = minutes * 60.0 if minutes else None
     if app_pct is None and channel_pct is None and regain is None:
@@ -164,103 +167,50 @@ def merge_usage(a: PlatformUsage | None, b: PlatformUsage | None) -> PlatformUsa
     )
 
 
-def throttle_wait(
-    status: int,
-    headers: Mapping[str, str],
-    *,
-    now: datetime,
-    pause_s: float,
-    channel_id: str | None = None,
-) -> float:
-    explicit = retry_after_s(status, headers, now)
+def throttle_wait(answer: ErrorAnswer) -> float:
+    """``Retry-After``, else the usage headers' regain estimate, else the configured pause."""
+    explicit = answer.retry_after()
     if explicit is not None:
         return explicit
-    usage = parse_usage(headers, channel_id)
+    usage = parse_usage(answer.headers, answer.channel_id)
     if usage is not None and usage.regain_after_s:
         return usage.regain_after_s
-    return pause_s
-
-
-def _limited(
-    platform: str, err: GraphError, scope: LimitScope, wait: float, status: int
-) -> RateLimited:
-    return RateLimited(
-        f"{platform}: {err.message or 'request limit reached'}",
-        retry_after=wait,
-        scope=scope,
-        platform=platform,
-        code=err.label,
-        status=status,
-    )
+    return answer.pause_s
 
 
 def _by_code(platform: str, err: GraphError, status: int, wait: float) -> PlatformError:
-    code, label = err.code, err.label
-    message = f"{platform}: {err.message or 'error'}"
-    if code in APP_LIMIT_CODES:
-        return _limited(platform, err, "app", wait, status)
-    if code in CHANNEL_LIMIT_CODES:
-        return _limited(platform, err, "channel", wait, status)
+    code = err.code
+    kw: dict[str, Any] = {"platform": platform, "code": err.label, "status": status}
+    limited = f"{platform}: {err.message or 'request limit reached'}"
+    if code in GRAPH_APP_THROTTLE_CODES:
+        return RateLimited(limited, retry_after=wait, scope="app", **kw)
+    if code in GRAPH_PAGE_THROTTLE_CODES:
+        return RateLimited(limited, retry_after=wait, scope="channel", **kw)
     if code == POLICY_BLOCK_CODE:
-        return _limited(platform, err, "channel", POLICY_BLOCK_S, status)
+        return RateLimited(limited, retry_after=POLICY_BLOCK_S, scope="channel", **kw)
+    message = f"{platform}: {err.message or 'error'}"
     if code in AUTH_CODES:
-        return AuthExpired(message, platform=platform, code=label, status=status)
+        return AuthExpired(message, **kw)
     if code in TRANSIENT_CODES or err.is_transient:
-        return TransientPlatformError(message, platform=platform, code=label, status=status)
-    if code == DUPLICATE_CODE:
-        return DuplicateRejected(message, platform=platform, code=label, status=status)
-    return ContentRejected(message, platform=platform, code=label, status=status)
+        return TransientPlatformError(message, **kw)
+    if code == GraphCode.DUPLICATE_POST:
+        return DuplicateRejected(message, **kw)
+    return ContentRejected(message, **kw)
 
 
-def without_envelope(
-    platform: str,
-    status: int,
-    headers: Mapping[str, str],
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool,
-) -> PlatformError:
-    """An error answer that carries no platform envelope (a proxy, a crash, an empty 5xx)."""
-    message = f"{platform}: HTTP {status}"
-    explicit = retry_after_s(status, headers, now)
-    if status == 429:
-        wait = pause_s if explicit is None else explicit
-        return RateLimited(message, retry_after=wait, scope="app", platform=platform, status=status)
-    if status >= 500 or status < 400:
-        if creates_post:
-            # The publish request reached the platform and the answer says nothing: the
-            # post may exist. docs/platforms.md: look it up before anything is sent again.
-            return OutcomeUnknown(message, platform=platform, status=status)
-        if explicit is not None:
-            return RateLimited(
-                message, retry_after=explicit, scope="app", platform=platform, status=status
-            )
-        return TransientPlatformError(message, platform=platform, status=status)
-    if status in (401, 403):
-        return AuthExpired(message, platform=platform, status=status)
-    return ContentRejected(message, platform=platform, status=status)
+def classify(answer: ErrorAnswer, *, platform: str) -> PlatformError:
+    """The Facebook table of docs/platforms.md: one error answer -> one Herald error.
 
-
-def classify(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool = False,
-    channel_id: str | None = None,
-    platform: str = "facebook",
-) -> PlatformError:
-    """The Facebook table of docs/platforms.md: one error answer -> one Herald error."""
-    err = parse_error(body)
+    An answer without Graph's envelope (a proxy, a crash, an empty 5xx) is read by its
+    status alone.
+    """
+    err = parse_error(answer.body)
     if err is None or err.code is None:
-        return without_envelope(
-            platform, status, headers, now=now, pause_s=pause_s, creates_post=creates_post
-        )
-    wait = throttle_wait(status, headers, now=now, pause_s=pause_s, channel_id=channel_id)
-    return unknown_if_sent(_by_code(platform, err, status, wait), creates_post=creates_post)
+        return by_status(answer, f"{platform}: HTTP {answer.status}", platform=platform)
+    wait = throttle_wait(answer)
+    return unknown_if_sent(
+        _by_code(platform, err, answer.status, wait), creates_post=answer.creates_post
+    )
 
 
 def unknown_if_sent(error: PlatformError, *, creates_post: bool) -> PlatformError:
@@ -274,10 +224,6 @@ def unknown_if_sent(error: PlatformError, *, creates_post: bool) -> PlatformErro
     return error
 
 
-#: ``classify`` as a connector calls it (instagram adds its own codes in front).
-Classifier = Callable[..., PlatformError]
-
-
 @dataclass(slots=True)
 class GraphAnswer:
     data: Mapping[str, Any]
@@ -285,27 +231,18 @@ class GraphAnswer:
 
 
 class GraphApi:
-    """Authenticated Graph calls whose failures are classified by ``classifier``."""
+    """Authenticated Graph calls whose failures ``fail`` translates (Instagram adds its own
+    codes in front of Facebook's table)."""
 
-    def __init__(
-        self,
-        http: HttpClient,
-        base_url: str,
-        *,
-        pause_s: float,
-        classifier: Classifier,
-        clock: Callable[[], datetime],
-    ) -> None:
+    def __init__(self, http: HttpClient, base_url: str, fail: Translator) -> None:
         self.http = http
         self.base_url = base_url
-        self._pause_s = pause_s
-        self._classify = classifier
-        self._clock = clock
+        self._fail = fail
 
     async def call(
         self,
         method: str,
-        path: str,
+        path: str | URL,
         credentials: Credentials,
         *,
         channel_id: str,
@@ -313,19 +250,27 @@ class GraphApi:
         params: Mapping[str, str] | None = None,
         creates_post: bool = False,
     ) -> GraphAnswer:
-        return await self._send(
+        """One call; ``path`` is relative to the API's base URL, a :class:`URL` is used whole."""
+        platform = self.http.platform
+        resp = await self.http.request(
             method,
-            f"{self.base_url}/{path}",
-            credentials,
-            channel_id=channel_id,
+            path if isinstance(path, URL) else f"{self.base_url}/{path}",
+            creates_post=creates_post,
+            headers=bearer(credentials, platform),
             json=json,
             params=params,
-            creates_post=creates_post,
         )
+        if not resp.ok:
+            raise self._fail(resp, creates_post=creates_post, channel_id=channel_id)
+        data = resp.json()
+        if not isinstance(data, Mapping):
+            cls = OutcomeUnknown if creates_post else TransientPlatformError
+            raise cls(f"{platform}: unreadable answer", platform=platform, status=resp.status)
+        return GraphAnswer(data, parse_usage(resp.headers, channel_id))
 
     async def follow(self, link: str, credentials: Credentials, *, channel_id: str) -> GraphAnswer:
         """GET a ``paging.next`` link, which carries every parameter of the listing."""
-        return await self._send("GET", self._own_link(link), credentials, channel_id=channel_id)
+        return await self.call("GET", self._own_link(link), credentials, channel_id=channel_id)
 
     def _own_link(self, link: str) -> URL:
         # The token goes with every request, so a link is followed only on the API's own
@@ -349,39 +294,10 @@ class GraphApi:
         bare = str(url.with_query(None).with_fragment(None))
         return URL(f"{bare}?{'&'.join(kept)}" if kept else bare, encoded=True)
 
-    async def _send(
-        self,
-        method: str,
-        url: str | URL,
-        credentials: Credentials,
-        *,
-        channel_id: str,
-        json: Mapping[str, Any] | None = None,
-        params: Mapping[str, str] | None = None,
-        creates_post: bool = False,
-    ) -> GraphAnswer:
-        platform = self.http.platform
-        resp = await self.http.request(
-            method,
-            url,
-            creates_post=creates_post,
-            headers=bearer(credentials, platform),
-            json=json,
-            params=params,
-        )
-        if not resp.ok:
-            raise self._classify(
-                resp.status,
-                resp.headers,
-                resp.body,
-                now=self._clock(),
-                pause_s=self._pause_s,
-                creates_post=creates_post,
-                channel_id=channel_id,
-                platform=platform,
-            )
-        data = resp.json()
-        if not isinstance(data, Mapping):
-            cls = OutcomeUnknown if creates_post else TransientPlatformError
-            raise cls(f"{platform}: unreadable answer", platform=platform, status=resp.status)
-        return GraphAnswer(data, parse_usage(resp.headers, channel_id))
+
+class GraphConnector(HttpConnector[S]):
+    """A connector on the Graph API: Facebook's or Instagram's."""
+
+    @cached_property
+    def _graph(self) -> GraphApi:
+        return GraphApi(self._http, self._settings.base_url, self._fail)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
+from herald.constants import GraphEdge
 from herald.platforms.graph import GraphApi, merge_usage
 from herald.platforms.lookup import (
     Candidate,
@@ -19,15 +21,23 @@ from herald.platforms.lookup import (
     oldest,
     page_meter,
     parse_time,
+    require_text,
     scan,
     window_start,
 )
 from herald.types import PlatformUsage, PublishRequest
 
-__all__ = ["LISTING_LIMIT", "candidates", "find_post", "listing_page"]
+__all__ = ["LISTED_FIELDS", "LISTING_LIMIT", "candidates", "find_post", "listing_page"]
 
 #: Posts per listing page a look-up asks for: Graph's maximum for these edges.
 LISTING_LIMIT = 100
+#: What each listing calls a post's text and its creation time.
+LISTED_FIELDS: Mapping[GraphEdge, tuple[str, str]] = MappingProxyType(
+    {
+        GraphEdge.PUBLISHED_POSTS: ("message", "created_time"),
+        GraphEdge.MEDIA: ("caption", "timestamp"),
+    }
+)
 
 
 def candidates(data: Mapping[str, Any], text_field: str, time_field: str) -> list[Candidate]:
@@ -57,19 +67,15 @@ def listing_page(data: Mapping[str, Any], text_field: str, time_field: str) -> P
 
 
 async def find_post(
-    api: GraphApi,
-    request: PublishRequest,
-    edge: str,
-    text: str,
-    *,
-    text_field: str,
-    time_field: str,
+    api: GraphApi, request: PublishRequest, edge: GraphEdge, text: str
 ) -> tuple[str | None, PlatformUsage | None]:
     """Look ``text`` up in the channel's ``edge`` listing over the whole look-up window.
 
     Returns the post id (or ``None``) and the highest usage the pages reported. ``since``
     makes Graph list only the window, 100 posts a page; each page is one more call.
     """
+    require_text(text, api.http.platform)
+    text_field, time_field = LISTED_FIELDS[edge]
     channel = request.channel.external_id
     params = {
         "fields": f"id,{text_field},{time_field}",

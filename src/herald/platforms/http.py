@@ -16,8 +16,8 @@ asks its session how far it got instead of resending the whole video. Only a saf
 which changes nothing, is repeated here once when the server disconnects (the usual cause is
 a kept-alive connection the server had already closed).
 
-Secrets leave only in the ``Authorization`` header built by :func:`bearer`; no URL, log line
-or exception message built here carries one.
+Secrets leave only in the ``Authorization`` header built by :func:`authorization`; no URL,
+log line or exception message built here carries one.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from herald.types import Credentials
 __all__ = [
     "HttpClient",
     "HttpResponse",
+    "authorization",
     "bearer",
     "header",
     "json_body",
@@ -121,12 +122,17 @@ def retry_after_s(status: int, headers: Mapping[str, str], now: datetime) -> flo
     return max(0.0, (when - now).total_seconds())
 
 
+def authorization(token: str) -> dict[str, str]:
+    """The ``Authorization`` header carrying ``token``: the only place a token goes."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def bearer(credentials: Credentials, platform: str, key: str = "access_token") -> dict[str, str]:
-    """The ``Authorization`` header for a channel's token; the only place a token goes."""
+    """The ``Authorization`` header for a channel's stored token."""
     token = credentials.get(key)
     if not token:
         raise AuthExpired(f"{platform}: the credentials carry no {key}", platform=platform)
-    return {"Authorization": f"Bearer {token}"}
+    return authorization(token)
 
 
 class HttpClient:

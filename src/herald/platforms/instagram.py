@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from herald.config import InstagramSettings
-from herald.domain import Content, Media, MediaKind, Platform, utcnow
+from herald.constants import ContainerStatus, GraphEdge, InstagramCode, InstagramSubcode
+from herald.domain import Content, Media, MediaKind, Platform
 from herald.errors import (
-    ContentInvalid,
     ContentRejected,
     OutcomeUnknown,
     PlatformError,
@@ -27,39 +26,25 @@ from herald.errors import (
     TransientPlatformError,
 )
 from herald.platforms import graph
-from herald.platforms.content import ensure_valid, with_link
-from herald.platforms.graph import GraphApi, GraphError, merge_usage
+from herald.platforms.answers import ErrorAnswer
+from herald.platforms.graph import GraphApi, GraphConnector, GraphError, merge_usage
 from herald.platforms.graph_listing import find_post
-from herald.platforms.http import HttpClient
-from herald.platforms.lookup import require_text
+from herald.platforms.rules import instagram_caption
 from herald.types import PlatformUsage, Published, PublishRequest
 
-__all__ = [
-    "MAX_CAPTION_CHARS",
-    "MAX_HASHTAGS",
-    "MAX_MEDIA",
-    "InstagramConnector",
-    "MediaNotReady",
-    "caption_of",
-    "classify",
-    "container_state",
-    "validate",
-]
+__all__ = ["InstagramConnector", "MediaNotReady", "classify", "container_state"]
 
 _PLATFORM = Platform.INSTAGRAM.value
-MAX_MEDIA = 10
-MAX_CAPTION_CHARS = 2200
-MAX_HASHTAGS = 30
-_HASHTAG = re.compile(r"#\w+")
 _IG_SUBCODE = re.compile(r"\b(22\d{5})\b")
 
-PUBLISH_LIMIT_CODE = 9
-NOT_READY_CODE, NOT_READY_SUBCODE = 9007, 2207027
-SPAM = (4, 2207051)
-TRANSIENT_CODES = frozenset({-1, -2})
+#: -1: an Instagram server error; 2207001, 2207003, 2207032: try again.
+TRANSIENT_CODES = frozenset({-1, InstagramCode.MEDIA_TIMEOUT})
 TRANSIENT_SUBCODES = frozenset({2207001, 2207003, 2207032})
-BAD_MEDIA_CODES = frozenset({36000, 9004})
-BAD_MEDIA_SUBCODES = frozenset({2207004, 2207057, 2207052})
+#: Code 4 with this subcode is a spam refusal, not Graph's app throttle.
+SPAM = (4, 2207051)
+#: 36000 / 2207004: the image is too large; 2207057: a bad video thumbnail offset.
+BAD_MEDIA_CODES = frozenset({36000, InstagramCode.MEDIA_DOWNLOAD_FAILED})
+BAD_MEDIA_SUBCODES = frozenset({2207004, 2207057, InstagramSubcode.MEDIA_DOWNLOAD_FAILED})
 
 
 class MediaNotReady(TransientPlatformError):
@@ -70,9 +55,9 @@ def _instagram_code(err: GraphError, status: int, wait: float) -> PlatformError 
     code, sub, label = err.code, err.subcode, err.label
     message = f"{_PLATFORM}: {err.message or 'error'}"
     kw: dict[str, Any] = {"platform": _PLATFORM, "code": label, "status": status}
-    if code == PUBLISH_LIMIT_CODE:
+    if code == InstagramCode.PUBLISH_LIMIT:
         return RateLimited(message, retry_after=wait, scope="channel", **kw)
-    if code == NOT_READY_CODE or sub == NOT_READY_SUBCODE:
+    if code == InstagramCode.NOT_READY or sub == InstagramSubcode.NOT_READY:
         return MediaNotReady(message, **kw)
     if code in TRANSIENT_CODES or sub in TRANSIENT_SUBCODES:
         return TransientPlatformError(message, **kw)
@@ -81,77 +66,31 @@ def _instagram_code(err: GraphError, status: int, wait: float) -> PlatformError 
     return None
 
 
-def classify(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool = False,
-    channel_id: str | None = None,
-    platform: str = _PLATFORM,
-) -> PlatformError:
+def classify(answer: ErrorAnswer) -> PlatformError:
     """The Instagram table of docs/platforms.md; codes it does not name go as Facebook's."""
-    err = graph.parse_error(body)
+    err = graph.parse_error(answer.body)
     if err is not None and err.code is not None:
-        wait = graph.throttle_wait(status, headers, now=now, pause_s=pause_s, channel_id=channel_id)
-        specific = _instagram_code(err, status, wait)
+        specific = _instagram_code(err, answer.status, graph.throttle_wait(answer))
         if specific is not None:
-            return graph.unknown_if_sent(specific, creates_post=creates_post)
-    return graph.classify(
-        status,
-        headers,
-        body,
-        now=now,
-        pause_s=pause_s,
-        creates_post=creates_post,
-        channel_id=channel_id,
-        platform=platform,
-    )
+            return graph.unknown_if_sent(specific, creates_post=answer.creates_post)
+    return graph.classify(answer, platform=_PLATFORM)
 
 
 def container_state(data: Mapping[str, Any]) -> str | None:
     """``"FINISHED"``/``"IN_PROGRESS"``; raise for a container that will never publish."""
     code = str(data.get("status_code") or "")
-    if code == "ERROR":
+    if code == ContainerStatus.ERROR:
         found = _IG_SUBCODE.search(str(data.get("status") or ""))
         detail = f"{_PLATFORM}: media container failed: {str(data.get('status') or '')[:200]}"
         if found is not None and int(found.group(1)) in TRANSIENT_SUBCODES:
             raise TransientPlatformError(detail, platform=_PLATFORM, code=found.group(1))
         raise ContentRejected(detail, platform=_PLATFORM, code=found.group(1) if found else None)
-    if code == "EXPIRED":
+    if code == ContainerStatus.EXPIRED:
         raise ContentRejected(f"{_PLATFORM}: media container expired", platform=_PLATFORM)
-    if code == "PUBLISHED":
+    if code == ContainerStatus.PUBLISHED:
         # Only this attempt's media_publish can have published it, and its answer was lost.
         raise OutcomeUnknown(f"{_PLATFORM}: container published, id unknown", platform=_PLATFORM)
     return code or None
-
-
-def caption_of(content: Content) -> str:
-    return with_link(content.text, content.link)
-
-
-def validate(content: Content) -> None:
-    count = len(content.media)
-    if count == 0:
-        raise ContentInvalid("an Instagram post needs at least one image or video", field="media")
-    if count > MAX_MEDIA:
-        raise ContentInvalid(
-            f"an Instagram carousel takes at most {MAX_MEDIA} items, got {count}", field="media"
-        )
-    caption = caption_of(content)
-    if len(caption) > MAX_CAPTION_CHARS:
-        raise ContentInvalid(
-            f"Instagram caption is {len(caption)} characters (text and link); "
-            f"the limit is {MAX_CAPTION_CHARS}",
-            field="text",
-        )
-    tags = len(_HASHTAG.findall(caption))
-    if tags > MAX_HASHTAGS:
-        raise ContentInvalid(
-            f"Instagram caption has {tags} hashtags; the limit is {MAX_HASHTAGS}", field="text"
-        )
 
 
 def _item_body(media: Media) -> dict[str, Any]:
@@ -166,25 +105,9 @@ def _single_body(media: Media, caption: str) -> dict[str, Any]:
     return {"image_url": media.url, "caption": caption}
 
 
-class InstagramConnector:
+class InstagramConnector(GraphConnector[InstagramSettings]):
     platform = Platform.INSTAGRAM
-
-    def __init__(
-        self,
-        settings: InstagramSettings,
-        *,
-        throttle_pause_s: float,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._settings = settings
-        self._http = HttpClient(_PLATFORM, settings)
-        self._graph = GraphApi(
-            self._http,
-            settings.base_url,
-            pause_s=throttle_pause_s,
-            classifier=classify,
-            clock=clock,
-        )
+    classify = staticmethod(classify)
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
         items = len(content.media)
@@ -193,11 +116,8 @@ class InstagramConnector:
     def lookup_usage(self) -> Mapping[str, int]:
         return {}
 
-    def validate(self, content: Content) -> None:
-        validate(content)
-
     async def publish(self, request: PublishRequest) -> Published:
-        ensure_valid(validate, request.content, _PLATFORM)
+        self._ensure_valid(request.content)
         calls = _Calls(self._graph, request)
         container = await self._container(calls, request.content)
         loop = asyncio.get_running_loop()
@@ -207,7 +127,10 @@ class InstagramConnector:
             interval = await self._wait_finished(calls, container, deadline, interval)
             try:
                 answer = await calls.call(
-                    "POST", "media_publish", json={"creation_id": container}, creates_post=True
+                    "POST",
+                    GraphEdge.MEDIA_PUBLISH,
+                    json={"creation_id": container},
+                    creates_post=True,
                 )
             except MediaNotReady:
                 if loop.time() >= deadline:
@@ -221,7 +144,7 @@ class InstagramConnector:
             return Published(str(media_id), usage=calls.usage)
 
     async def _container(self, calls: _Calls, content: Content) -> str:
-        caption = caption_of(content)
+        caption = instagram_caption(content)
         if len(content.media) == 1:
             return await calls.create(_single_body(content.media[0], caption))
         children = [await calls.create(_item_body(m)) for m in content.media]
@@ -241,7 +164,7 @@ class InstagramConnector:
             data = await calls.call(
                 "GET", None, path=container, params={"fields": "status_code,status"}
             )
-            if container_state(data) == "FINISHED":
+            if container_state(data) == ContainerStatus.FINISHED:
                 return interval
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -254,15 +177,9 @@ class InstagramConnector:
             interval = min(interval * 2, self._settings.poll_max_s)
 
     async def find(self, request: PublishRequest) -> Published | None:
-        text = caption_of(request.content)
-        require_text(text, _PLATFORM)
-        found, usage = await find_post(
-            self._graph, request, "media", text, text_field="caption", time_field="timestamp"
-        )
+        text = instagram_caption(request.content)
+        found, usage = await find_post(self._graph, request, GraphEdge.MEDIA, text)
         return None if found is None else Published(found, usage=usage)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 class _Calls:
@@ -297,7 +214,7 @@ class _Calls:
         return answer.data
 
     async def create(self, body: Mapping[str, Any]) -> str:
-        data = await self.call("POST", "media", json=body)
+        data = await self.call("POST", GraphEdge.MEDIA, json=body)
         container = data.get("id")
         if not isinstance(container, str | int) or not str(container):
             raise TransientPlatformError(

@@ -13,7 +13,7 @@ posts, 100 at a time, by ``start`` offset.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -21,69 +21,36 @@ from urllib.parse import quote
 from yarl import URL
 
 from herald.config import LinkedInSettings
-from herald.domain import Content, MediaKind, Platform, utcnow
+from herald.constants import (
+    LINKEDIN_DUPLICATE_POST,
+    RESTLI_PROTOCOL_VERSION,
+    LinkedInDailyLimit,
+    LinkedInHeader,
+    LinkedInPath,
+)
+from herald.domain import Content, Platform
 from herald.errors import (
-    AuthExpired,
-    ContentInvalid,
-    ContentRejected,
     DuplicateRejected,
+    LimitScope,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms.content import ensure_valid, with_link
-from herald.platforms.http import HttpClient, HttpResponse, bearer, header, json_body, retry_after_s
+from herald.platforms.answers import ErrorAnswer, by_status
+from herald.platforms.connector import HttpConnector
+from herald.platforms.http import bearer, header
 from herald.platforms.lookup import Candidate, Page, from_epoch_ms, oldest, require_text, scan
+from herald.platforms.rules import linkedin_commentary
 from herald.types import Published, PublishRequest
 
-__all__ = [
-    "MAX_COMMENTARY_CHARS",
-    "PAGE_COUNT",
-    "LinkedInConnector",
-    "classify",
-    "commentary_of",
-    "escape_little_text",
-    "validate",
-]
+__all__ = ["PAGE_COUNT", "LinkedInConnector", "classify"]
 
 _PLATFORM = Platform.LINKEDIN.value
-MAX_COMMENTARY_CHARS = 3000
-RESERVED = frozenset("\\|{}@[]()<>#*_~")
-RESTLI_PROTOCOL = "2.0.0"
 #: Posts per listing page a look-up asks for: the finder's maximum ``count``.
 PAGE_COUNT = 100
 DUPLICATE_STATUS = 422
 _DUPLICATE_MESSAGE = re.compile(r"\bduplicate of urn:li:", re.IGNORECASE)
-_DUPLICATE_CODE = "DUPLICATE_POST"
-
-
-def escape_little_text(text: str) -> str:
-    return "".join(f"\\{ch}" if ch in RESERVED else ch for ch in text)
-
-
-def commentary_of(content: Content) -> str:
-    """The escaped commentary as sent: an image post carries the link in its text."""
-    text = with_link(content.text, content.link) if content.media else content.text
-    return escape_little_text(text)
-
-
-def validate(content: Content) -> None:
-    if any(m.kind is MediaKind.VIDEO for m in content.media):
-        raise ContentInvalid("LinkedIn video posts are not supported yet", field="media")
-    if len(content.media) > 1:
-        raise ContentInvalid(
-            f"LinkedIn posts take at most one image, got {len(content.media)}", field="media"
-        )
-    if not (content.text.strip() or content.link or content.media):
-        raise ContentInvalid("a LinkedIn post needs text, a link or an image", field="text")
-    size = len(commentary_of(content))
-    if size > MAX_COMMENTARY_CHARS:
-        raise ContentInvalid(
-            f"LinkedIn commentary is {size} characters once reserved characters are escaped; "
-            f"the limit is {MAX_COMMENTARY_CHARS}",
-            field="text",
-        )
 
 
 def _next_utc_midnight(now: datetime) -> float:
@@ -92,18 +59,18 @@ def _next_utc_midnight(now: datetime) -> float:
     return (midnight - now).total_seconds()
 
 
-def _throttle(message: str, explicit: float | None, now: datetime, pause_s: float) -> RateLimited:
+def _throttle(message: str, answer: ErrorAnswer) -> RateLimited:
     kw: dict[str, Any] = {"platform": _PLATFORM, "status": 429}
+    text = f"{_PLATFORM}: {message}"
     upper = message.upper()
-    if "MEMBER DAY" in upper:
-        wait = _next_utc_midnight(now) if explicit is None else explicit
-        return RateLimited(f"{_PLATFORM}: {message}", retry_after=wait, scope="channel", **kw)
-    if "APPLICATION DAY" in upper:
-        wait = _next_utc_midnight(now) if explicit is None else explicit
-        return RateLimited(f"{_PLATFORM}: {message}", retry_after=wait, scope="app", **kw)
+    explicit = answer.retry_after()
+    if LinkedInDailyLimit.MEMBER in upper or LinkedInDailyLimit.APPLICATION in upper:
+        # A daily limit: the member's binds this channel, the application's every channel.
+        scope: LimitScope = "channel" if LinkedInDailyLimit.MEMBER in upper else "app"
+        wait = _next_utc_midnight(answer.now) if explicit is None else explicit
+        return RateLimited(text, retry_after=wait, scope=scope, **kw)
     # A short protective throttle: LinkedIn says neither why nor for how long.
-    wait = pause_s if explicit is None else explicit
-    return RateLimited(f"{_PLATFORM}: {message}", retry_after=wait, scope="app", **kw)
+    return RateLimited(text, retry_after=answer.wait_s(), scope="app", **kw)
 
 
 def _is_duplicate(status: int, data: Mapping[str, Any]) -> bool:
@@ -115,62 +82,31 @@ def _is_duplicate(status: int, data: Mapping[str, Any]) -> bool:
     details = data.get("errorDetails")
     errors = details.get("inputErrors") if isinstance(details, Mapping) else None
     return isinstance(errors, list) and any(
-        isinstance(e, Mapping) and e.get("code") == _DUPLICATE_CODE for e in errors
+        isinstance(e, Mapping) and e.get("code") == LINKEDIN_DUPLICATE_POST for e in errors
     )
 
 
-def classify(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool = False,
-) -> PlatformError:
+def classify(answer: ErrorAnswer) -> PlatformError:
     """The LinkedIn table of docs/platforms.md: one error answer -> one Herald error."""
-    data = json_body(body)
+    data = answer.json()
     data = data if isinstance(data, Mapping) else {}
+    status = answer.status
     message = str(data.get("message") or f"HTTP {status}")[:300]
     raw_code = data.get("serviceErrorCode", data.get("code"))
-    kw: dict[str, Any] = {
-        "platform": _PLATFORM,
-        "status": status,
-        "code": None if raw_code is None else str(raw_code),
-    }
-    explicit = retry_after_s(status, headers, now)
+    code = None if raw_code is None else str(raw_code)
     text = f"{_PLATFORM}: {message}"
     if status == 429:
-        return _throttle(message, explicit, now, pause_s)
-    if status in (401, 403):
-        return AuthExpired(text, **kw)
-    if status == 426:
-        return ContentRejected(f"{text} (update linkedin.api_version)", **kw)
+        return _throttle(message, answer)
+    if status == 426:  # the API version is retired: refused like any 4xx, with the fix
+        text = f"{text} (update linkedin.api_version)"
     if _is_duplicate(status, data):
-        return DuplicateRejected(text, **kw)
-    if 400 <= status < 500:
-        return ContentRejected(text, **kw)
-    if creates_post:
-        return OutcomeUnknown(text, **kw)
-    if explicit is not None:
-        return RateLimited(text, retry_after=explicit, scope="app", **kw)
-    return TransientPlatformError(text, **kw)
+        return DuplicateRejected(text, platform=_PLATFORM, status=status, code=code)
+    return by_status(answer, text, platform=_PLATFORM, code=code)
 
 
-class LinkedInConnector:
+class LinkedInConnector(HttpConnector[LinkedInSettings]):
     platform = Platform.LINKEDIN
-
-    def __init__(
-        self,
-        settings: LinkedInSettings,
-        *,
-        throttle_pause_s: float,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._settings = settings
-        self._pause_s = throttle_pause_s
-        self._clock = clock
-        self._http = HttpClient(_PLATFORM, settings)
+    classify = staticmethod(classify)
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
         return {"posts": 1}
@@ -178,32 +114,19 @@ class LinkedInConnector:
     def lookup_usage(self) -> Mapping[str, int]:
         return {}
 
-    def validate(self, content: Content) -> None:
-        validate(content)
-
     def _headers(self, request: PublishRequest) -> dict[str, str]:
         return {
             **bearer(request.credentials, _PLATFORM),
-            "LinkedIn-Version": self._settings.api_version,
-            "X-Restli-Protocol-Version": RESTLI_PROTOCOL,
+            LinkedInHeader.VERSION: self._settings.api_version,
+            LinkedInHeader.RESTLI_PROTOCOL: RESTLI_PROTOCOL_VERSION,
         }
 
-    def _fail(self, resp: HttpResponse, *, creates_post: bool = False) -> PlatformError:
-        return classify(
-            resp.status,
-            resp.headers,
-            resp.body,
-            now=self._clock(),
-            pause_s=self._pause_s,
-            creates_post=creates_post,
-        )
-
     async def publish(self, request: PublishRequest) -> Published:
-        ensure_valid(validate, request.content, _PLATFORM)
+        self._ensure_valid(request.content)
         content = request.content
         body: dict[str, Any] = {
             "author": request.channel.external_id,
-            "commentary": commentary_of(content),
+            "commentary": linkedin_commentary(content),
             "visibility": "PUBLIC",
             "distribution": {
                 "feedDistribution": "MAIN_FEED",
@@ -224,17 +147,17 @@ class LinkedInConnector:
             }
         resp = await self._http.request(
             "POST",
-            f"{self._settings.base_url}/rest/posts",
+            f"{self._settings.base_url}{LinkedInPath.POSTS}",
             creates_post=True,
             headers=self._headers(request),
             json=body,
         )
         if not resp.ok:
             raise self._fail(resp, creates_post=True)
-        urn = header(resp.headers, "x-restli-id")
+        urn = header(resp.headers, LinkedInHeader.RESTLI_ID)
         if not urn:
             raise OutcomeUnknown(
-                f"{_PLATFORM}: post answered without x-restli-id",
+                f"{_PLATFORM}: post answered without {LinkedInHeader.RESTLI_ID}",
                 platform=_PLATFORM,
                 status=resp.status,
             )
@@ -245,7 +168,7 @@ class LinkedInConnector:
         image = await self._http.fetch_media(request.content.media[0].url)
         resp = await self._http.request(
             "POST",
-            f"{self._settings.base_url}/rest/images",
+            f"{self._settings.base_url}{LinkedInPath.IMAGES}",
             params={"action": "initializeUpload"},
             headers=self._headers(request),
             json={"initializeUploadRequest": {"owner": request.channel.external_id}},
@@ -273,7 +196,7 @@ class LinkedInConnector:
         return urn
 
     async def find(self, request: PublishRequest) -> Published | None:
-        text = commentary_of(request.content)
+        text = linkedin_commentary(request.content)
         require_text(text, _PLATFORM)
         author = quote(request.channel.external_id, safe="")
         headers = self._headers(request)
@@ -281,7 +204,7 @@ class LinkedInConnector:
         async def fetch(start: int | None) -> Page[int]:
             offset = start or 0
             url = URL(
-                f"{self._settings.base_url}/rest/posts?q=author&author={author}"
+                f"{self._settings.base_url}{LinkedInPath.POSTS}?q=author&author={author}"
                 f"&count={PAGE_COUNT}&start={offset}&sortBy=LAST_MODIFIED",
                 encoded=True,
             )
@@ -294,9 +217,6 @@ class LinkedInConnector:
         if found is None:
             return None
         return Published(found, url=f"https://www.linkedin.com/feed/update/{found}")
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def _page(data: object, start: int) -> Page[int]:

@@ -10,46 +10,30 @@ look-up window.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from yarl import URL
 
 from herald.config import YouTubeSettings
-from herald.domain import Content, MediaKind, Platform, utcnow
-from herald.errors import (
-    AuthExpired,
-    ContentInvalid,
-    ContentRejected,
-    OutcomeUnknown,
-    PlatformError,
-    RateLimited,
-    TransientPlatformError,
-)
-from herald.platforms.content import ensure_valid, with_link
+from herald.constants import YouTubeHeader, YouTubePath, YouTubeReason
+from herald.domain import Content, MediaKind, Platform
+from herald.errors import PlatformError, RateLimited, TransientPlatformError
+from herald.platforms.answers import ErrorAnswer, by_status
+from herald.platforms.connector import HttpConnector
 from herald.platforms.google_auth import GoogleTokens
-from herald.platforms.http import HttpClient, HttpResponse, header, json_body, retry_after_s
+from herald.platforms.http import HttpClient, HttpResponse, authorization, header
 from herald.platforms.lookup import Candidate, Page, normalise, oldest, page_meter, parse_time, scan
+from herald.platforms.rules import youtube_description, youtube_title
 from herald.platforms.youtube_upload import VIDEO_TYPE, ResumableUpload
 from herald.types import Published, PublishRequest
 
-__all__ = [
-    "MAX_DESCRIPTION_BYTES",
-    "MAX_TITLE_CHARS",
-    "PAGE_SIZE",
-    "YouTubeConnector",
-    "classify",
-    "description_of",
-    "seconds_to_pacific_midnight",
-    "title_of",
-    "validate",
-]
+__all__ = ["PAGE_SIZE", "YouTubeConnector", "classify", "seconds_to_pacific_midnight"]
 
 _PLATFORM = Platform.YOUTUBE.value
-MAX_TITLE_CHARS = 100
-MAX_DESCRIPTION_BYTES = 5000
 UPLOAD_CAP_WAIT_S = 86_400.0
 #: Videos per playlistItems page a look-up asks for: the API's maximum ``maxResults``.
 PAGE_SIZE = 50
@@ -79,110 +63,41 @@ def _message(data: object, status: int) -> str:
     return f"{_PLATFORM}: {str(message)[:300] if message else f'HTTP {status}'}"
 
 
-def classify(
-    status: int,
-    headers: Mapping[str, str],
-    body: bytes | Mapping[str, Any] | None,
-    *,
-    now: datetime,
-    pause_s: float,
-    creates_post: bool = False,
-) -> PlatformError:
+def classify(answer: ErrorAnswer) -> PlatformError:
     """The YouTube table of docs/platforms.md: one error answer -> one Herald error."""
-    data = json_body(body)
+    data = answer.json()
     reasons = _reasons(data)
-    message = _message(data, status)
-    kw: dict[str, Any] = {
-        "platform": _PLATFORM,
-        "status": status,
-        "code": reasons[0] if reasons else None,
-    }
-    explicit = retry_after_s(status, headers, now)
-    if "quotaExceeded" in reasons:
-        wait = seconds_to_pacific_midnight(now)
+    message = _message(data, answer.status)
+    code = reasons[0] if reasons else None
+    kw: dict[str, Any] = {"platform": _PLATFORM, "status": answer.status, "code": code}
+    if YouTubeReason.QUOTA_EXCEEDED in reasons:
+        wait = seconds_to_pacific_midnight(answer.now)
         return RateLimited(message, retry_after=wait, scope="app", **kw)
-    if {"rateLimitExceeded", "userRateLimitExceeded"} & set(reasons):
-        wait = pause_s if explicit is None else explicit
-        return RateLimited(message, retry_after=wait, scope="channel", **kw)
-    if "uploadLimitExceeded" in reasons:
+    if {YouTubeReason.RATE_LIMIT_EXCEEDED, "userRateLimitExceeded"} & set(reasons):
+        return RateLimited(message, retry_after=answer.wait_s(), scope="channel", **kw)
+    if YouTubeReason.UPLOAD_LIMIT_EXCEEDED in reasons:
         return RateLimited(message, retry_after=UPLOAD_CAP_WAIT_S, scope="channel", **kw)
-    if status == 429:
-        wait = pause_s if explicit is None else explicit
-        return RateLimited(message, retry_after=wait, scope="app", **kw)
-    if status in (401, 403):
-        return AuthExpired(message, **kw)
-    if 400 <= status < 500:
-        return ContentRejected(message, **kw)
-    if creates_post:
-        return OutcomeUnknown(message, **kw)
-    if explicit is not None:
-        return RateLimited(message, retry_after=explicit, scope="app", **kw)
-    return TransientPlatformError(message, **kw)
-
-
-def title_of(content: Content) -> str:
-    """``title``, else the first line of the text cut at 100 characters, without < and >."""
-    if content.title is not None and content.title.strip():
-        return content.title
-    first = next((line for line in content.text.splitlines() if line.strip()), "")
-    return first.replace("<", "").replace(">", "").strip()[:MAX_TITLE_CHARS].strip()
-
-
-def description_of(content: Content) -> str:
-    return with_link(content.text, content.link)
-
-
-def validate(content: Content) -> None:
-    videos = sum(1 for m in content.media if m.kind is MediaKind.VIDEO)
-    if videos != 1:
-        raise ContentInvalid(
-            f"a YouTube upload needs exactly one video, got {videos}", field="media"
-        )
-    if len(content.media) > 1:
-        raise ContentInvalid("a YouTube upload takes no images besides its video", field="media")
-    title = title_of(content)
-    if not title:
-        raise ContentInvalid(
-            "a YouTube video needs a title: set title or write text", field="title"
-        )
-    if len(title) > MAX_TITLE_CHARS:
-        raise ContentInvalid(
-            f"YouTube title is {len(title)} characters; the limit is {MAX_TITLE_CHARS}",
-            field="title",
-        )
-    if "<" in title or ">" in title:
-        raise ContentInvalid("YouTube titles cannot contain < or >", field="title")
-    size = len(description_of(content).encode())
-    if size > MAX_DESCRIPTION_BYTES:
-        raise ContentInvalid(
-            f"YouTube description is {size} bytes (text and link); "
-            f"the limit is {MAX_DESCRIPTION_BYTES}",
-            field="text",
-        )
+    return by_status(answer, message, platform=_PLATFORM, code=code)
 
 
 def _fingerprint(title: str, description: str) -> str:
     return f"{normalise(title)}{_SEP}{normalise(description)}"
 
 
-class YouTubeConnector:
+class YouTubeConnector(HttpConnector[YouTubeSettings]):
     platform = Platform.YOUTUBE
+    classify = staticmethod(classify)
 
-    def __init__(
-        self,
-        settings: YouTubeSettings,
-        *,
-        throttle_pause_s: float,
-        clock: Callable[[], datetime] = utcnow,
-    ) -> None:
-        self._settings = settings
-        self._pause_s = throttle_pause_s
-        self._clock = clock
-        self._http = HttpClient(_PLATFORM, settings)
-        self._tokens = GoogleTokens(
-            self._http, settings.token_url, pause_s=throttle_pause_s, clock=clock
+    @cached_property
+    def _tokens(self) -> GoogleTokens:
+        return GoogleTokens(
+            self._http, self._settings.token_url, pause_s=self._pause_s, clock=self._clock
         )
-        self._playlists: dict[str, str] = {}  # channel id -> uploads playlist id
+
+    @cached_property
+    def _playlists(self) -> dict[str, str]:
+        """Channel id -> the id of its uploads playlist, learnt by look-ups."""
+        return {}
 
     def usage_of(self, content: Content) -> Mapping[str, int]:
         if self._settings.quota_model == "units":
@@ -195,24 +110,11 @@ class YouTubeConnector:
         # the window costs 1 unit more, known only while paging (docs/platforms.md).
         return {"units": 2}
 
-    def validate(self, content: Content) -> None:
-        validate(content)
-
-    def _fail(self, resp: HttpResponse, *, creates_post: bool = False) -> PlatformError:
-        return classify(
-            resp.status,
-            resp.headers,
-            resp.body,
-            now=self._clock(),
-            pause_s=self._pause_s,
-            creates_post=creates_post,
-        )
-
     def _sender(self, request: PublishRequest) -> _AuthorisedSender:
         return _AuthorisedSender(self._http, self._tokens, request)
 
     async def publish(self, request: PublishRequest) -> Published:
-        ensure_valid(validate, request.content, _PLATFORM)
+        self._ensure_valid(request.content)
         send = self._sender(request)
         video_url = next(m.url for m in request.content.media if m.kind is MediaKind.VIDEO)
         video = await self._http.fetch_media(video_url)
@@ -225,8 +127,8 @@ class YouTubeConnector:
         base = self._settings.upload_url
         body = {
             "snippet": {
-                "title": title_of(content),
-                "description": description_of(content),
+                "title": youtube_title(content),
+                "description": youtube_description(content),
                 "categoryId": self._settings.category_id,
             },
             "status": {
@@ -236,9 +138,12 @@ class YouTubeConnector:
         }
         resp = await send(
             "POST",
-            f"{base}/upload/youtube/v3/videos",
+            f"{base}{YouTubePath.UPLOAD}",
             params={"uploadType": "resumable", "part": "snippet,status"},
-            headers={"X-Upload-Content-Length": str(size), "X-Upload-Content-Type": VIDEO_TYPE},
+            headers={
+                YouTubeHeader.UPLOAD_LENGTH: str(size),
+                YouTubeHeader.UPLOAD_TYPE: VIDEO_TYPE,
+            },
             json=body,
         )
         if not resp.ok:
@@ -260,7 +165,7 @@ class YouTubeConnector:
             if token is not None:
                 params["pageToken"] = token
             resp = await send(
-                "GET", f"{self._settings.base_url}/youtube/v3/playlistItems", params=params
+                "GET", f"{self._settings.base_url}{YouTubePath.PLAYLIST_ITEMS}", params=params
             )
             if resp.status == 404:  # a stale cached playlist id: read it again next time
                 self._playlists.pop(channel, None)
@@ -268,7 +173,7 @@ class YouTubeConnector:
                 raise self._fail(resp)
             return _page(resp.json())
 
-        wanted = _fingerprint(title_of(request.content), description_of(request.content))
+        wanted = _fingerprint(youtube_title(request.content), youtube_description(request.content))
         meter = page_meter(request, {"units": 1})  # 1 unit per playlistItems page
         found = await scan(fetch, wanted, request.since, _PLATFORM, next_page=meter)
         if found is None:
@@ -281,7 +186,7 @@ class YouTubeConnector:
             return cached
         resp = await send(
             "GET",
-            f"{self._settings.base_url}/youtube/v3/channels",
+            f"{self._settings.base_url}{YouTubePath.CHANNELS}",
             params={"part": "contentDetails", "mine": "true"},
         )
         if not resp.ok:
@@ -293,9 +198,6 @@ class YouTubeConnector:
             )
         self._playlists[channel_id] = playlist
         return playlist
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 class _AuthorisedSender:
@@ -326,7 +228,7 @@ class _AuthorisedSender:
                 data=data,
                 json=json,
                 params=params,
-                headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+                headers={**(headers or {}), **authorization(token)},
             )
 
         token = self._tokens.current(self._channel, self._credentials)

@@ -15,7 +15,8 @@ Modules: :mod:`.server` (lifecycle, in-process API, :func:`serve`), :mod:`.confi
 :mod:`.accounts`, :mod:`.audit`, :mod:`.quotas`, :mod:`.faults`, :mod:`.pipeline` (latency,
 gauges, fault story), one module per platform (:mod:`.facebook`, :mod:`.instagram`,
 :mod:`.linkedin`, :mod:`.youtube`), :mod:`.admin` and :mod:`.client` for a simulator in its
-own process (``python -m herald.simulator``).
+own process (``python -m herald.simulator``), :mod:`.lifecycle` (``async with`` for all of
+them).
 """
 
 from herald.simulator.accounts import SimAccount, UnknownAccount

@@ -26,6 +26,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from herald.domain import Platform
@@ -38,6 +39,17 @@ if TYPE_CHECKING:
 
 __all__ = ["build_admin_app"]
 
+_SIM: web.AppKey[Simulator] = web.AppKey("herald_simulator")
+_routes = web.RouteTableDef()
+_ACCOUNT = "/_sim/accounts/{platform}/{external_id}"
+
+
+def build_admin_app(sim: Simulator) -> web.Application:
+    app = web.Application(middlewares=[_unknown_account])
+    app[_SIM] = sim
+    app.add_routes(_routes)
+    return app
+
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
@@ -45,6 +57,14 @@ def _bad_request(message: str) -> web.HTTPBadRequest:
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _unknown_account(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except UnknownAccount as exc:
+        return _error(404, str(exc))
 
 
 def _platform(raw: Any) -> Platform:
@@ -61,131 +81,121 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-class _Admin:
-    def __init__(self, sim: Simulator) -> None:
-        self._sim = sim
+def _account_path(request: web.Request) -> tuple[Platform, str]:
+    return _platform(request.match_info["platform"]), request.match_info["external_id"]
 
-    async def health(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True})
 
-    async def urls(self, request: web.Request) -> web.Response:
-        return web.json_response(self._sim.urls.model_dump())
+@_routes.get("/_sim/health")
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
 
-    async def overrides(self, request: web.Request) -> web.Response:
-        return web.json_response(self._sim.settings_overrides())
 
-    async def config(self, request: web.Request) -> web.Response:
-        return web.json_response(self._sim.config.model_dump(mode="json"))
+@_routes.get("/_sim/urls")
+async def _urls(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_SIM].urls.model_dump())
 
-    async def add_account(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        name = body.get("name")
-        account = self._sim.add_account(_platform(body.get("platform")), name or None)
-        return web.json_response(account.to_dict(), status=201)
 
-    async def list_accounts(self, request: web.Request) -> web.Response:
-        raw = request.query.get("platform")
-        accounts = self._sim.accounts(None if raw is None else _platform(raw))
-        return web.json_response({"accounts": [a.to_dict() for a in accounts]})
+@_routes.get("/_sim/settings-overrides")
+async def _overrides(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_SIM].settings_overrides())
 
-    async def revoke(self, request: web.Request) -> web.Response:
-        platform, external_id = self._account_path(request)
-        try:
-            self._sim.revoke(platform, external_id)
-        except UnknownAccount as exc:
-            return _error(404, str(exc))
-        return web.Response(status=204)
 
-    async def reauthorize(self, request: web.Request) -> web.Response:
-        platform, external_id = self._account_path(request)
-        try:
-            credentials = self._sim.reauthorize(platform, external_id)
-        except UnknownAccount as exc:
-            return _error(404, str(exc))
-        return web.json_response({"credentials": credentials})
+@_routes.get("/_sim/config")
+async def _config(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_SIM].config.model_dump(mode="json"))
 
-    async def get_faults(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {p.value: self._sim.faults(p).model_dump(mode="json") for p in Platform}
+
+@_routes.post("/_sim/accounts")
+async def _add_account(request: web.Request) -> web.Response:
+    body = await _body(request)
+    name = body.get("name")
+    account = request.app[_SIM].add_account(_platform(body.get("platform")), name or None)
+    return web.json_response(account.to_dict(), status=201)
+
+
+@_routes.get("/_sim/accounts")
+async def _list_accounts(request: web.Request) -> web.Response:
+    raw = request.query.get("platform")
+    accounts = request.app[_SIM].accounts(None if raw is None else _platform(raw))
+    return web.json_response({"accounts": [a.to_dict() for a in accounts]})
+
+
+@_routes.post(_ACCOUNT + "/revoke")
+async def _revoke(request: web.Request) -> web.Response:
+    request.app[_SIM].revoke(*_account_path(request))
+    return web.Response(status=204)
+
+
+@_routes.post(_ACCOUNT + "/reauthorize")
+async def _reauthorize(request: web.Request) -> web.Response:
+    credentials = request.app[_SIM].reauthorize(*_account_path(request))
+    return web.json_response({"credentials": credentials})
+
+
+@_routes.get("/_sim/faults")
+async def _get_faults(request: web.Request) -> web.Response:
+    sim = request.app[_SIM]
+    return web.json_response({p.value: sim.faults(p).model_dump(mode="json") for p in Platform})
+
+
+@_routes.put("/_sim/faults")
+async def _put_faults(request: web.Request) -> web.Response:
+    body = await _body(request)
+    platform = _platform(body.get("platform"))
+    try:
+        faults = FaultConfig.model_validate(body.get("faults", {}))
+    except ValidationError as exc:
+        return _error(400, str(exc))
+    request.app[_SIM].set_faults(platform, faults)
+    return web.json_response(faults.model_dump(mode="json"))
+
+
+@_routes.get("/_sim/audit")
+async def _audit(request: web.Request) -> web.Response:
+    audit = request.app[_SIM].audit
+    out: dict[str, Any] = {"summary": audit.summary()}
+    # The post list can be long after a benchmark: callers that only want totals skip it.
+    if request.query.get("posts", "true") != "false":
+        out["posts"] = [p.to_dict() for p in audit.posts()]
+    if request.query.get("violations", "true") != "false":
+        out["violations"] = [v.to_dict() for v in audit.violations()]
+    return web.json_response(out)
+
+
+@_routes.get("/_sim/audit/requests")
+async def _requests(request: web.Request) -> web.Response:
+    raw = request.query.get("platform")
+    platform = None if raw is None else _platform(raw)
+    records = request.app[_SIM].audit.requests(platform, request.query.get("account"))
+    return web.json_response({"requests": [r.to_dict() for r in records]})
+
+
+@_routes.post("/_sim/audit/reset")
+async def _reset_audit(request: web.Request) -> web.Response:
+    request.app[_SIM].audit.reset()
+    return web.Response(status=204)
+
+
+@_routes.get("/_sim/media-url")
+async def _media_url(request: web.Request) -> web.Response:
+    query = request.query
+    size_raw = query.get("bytes")
+    if not query.get("name") or (size_raw is not None and not size_raw.isdigit()):
+        return _error(400, "name is required and bytes must be an integer")
+    try:
+        url = request.app[_SIM].media_url(
+            query.get("kind", "image"),
+            query["name"],
+            size=None if size_raw is None else int(size_raw),
         )
-
-    async def put_faults(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        platform = _platform(body.get("platform"))
-        try:
-            faults = FaultConfig.model_validate(body.get("faults", {}))
-        except ValidationError as exc:
-            return _error(400, str(exc))
-        self._sim.set_faults(platform, faults)
-        return web.json_response(faults.model_dump(mode="json"))
-
-    async def audit(self, request: web.Request) -> web.Response:
-        audit = self._sim.audit
-        out: dict[str, Any] = {"summary": audit.summary()}
-        # The post list can be long after a benchmark: callers that only want totals skip it.
-        if request.query.get("posts", "true") != "false":
-            out["posts"] = [p.to_dict() for p in audit.posts()]
-        if request.query.get("violations", "true") != "false":
-            out["violations"] = [v.to_dict() for v in audit.violations()]
-        return web.json_response(out)
-
-    async def requests(self, request: web.Request) -> web.Response:
-        raw = request.query.get("platform")
-        platform = None if raw is None else _platform(raw)
-        records = self._sim.audit.requests(platform, request.query.get("account"))
-        return web.json_response({"requests": [r.to_dict() for r in records]})
-
-    async def reset_audit(self, request: web.Request) -> web.Response:
-        self._sim.audit.reset()
-        return web.Response(status=204)
-
-    async def media_url(self, request: web.Request) -> web.Response:
-        query = request.query
-        size_raw = query.get("bytes")
-        if not query.get("name") or (size_raw is not None and not size_raw.isdigit()):
-            return _error(400, "name is required and bytes must be an integer")
-        try:
-            url = self._sim.media_url(
-                query.get("kind", "image"),
-                query["name"],
-                size=None if size_raw is None else int(size_raw),
-            )
-        except ValueError as exc:
-            return _error(400, str(exc))
-        return web.json_response({"url": url})
-
-    async def advance_clock(self, request: web.Request) -> web.Response:
-        seconds = (await _body(request)).get("seconds")
-        if not isinstance(seconds, int | float) or seconds < 0:
-            return _error(400, "seconds must be a number >= 0")
-        return web.json_response({"now": self._sim.advance_clock(float(seconds))})
-
-    @staticmethod
-    def _account_path(request: web.Request) -> tuple[Platform, str]:
-        return _platform(request.match_info["platform"]), request.match_info["external_id"]
+    except ValueError as exc:
+        return _error(400, str(exc))
+    return web.json_response({"url": url})
 
 
-def build_admin_app(sim: Simulator) -> web.Application:
-    admin = _Admin(sim)
-    account = "/_sim/accounts/{platform}/{external_id}"
-    app = web.Application()
-    app.add_routes(
-        [
-            web.get("/_sim/health", admin.health),
-            web.get("/_sim/urls", admin.urls),
-            web.get("/_sim/settings-overrides", admin.overrides),
-            web.get("/_sim/config", admin.config),
-            web.post("/_sim/accounts", admin.add_account),
-            web.get("/_sim/accounts", admin.list_accounts),
-            web.post(account + "/revoke", admin.revoke),
-            web.post(account + "/reauthorize", admin.reauthorize),
-            web.get("/_sim/faults", admin.get_faults),
-            web.put("/_sim/faults", admin.put_faults),
-            web.get("/_sim/audit", admin.audit),
-            web.get("/_sim/audit/requests", admin.requests),
-            web.post("/_sim/audit/reset", admin.reset_audit),
-            web.get("/_sim/media-url", admin.media_url),
-            web.post("/_sim/clock/advance", admin.advance_clock),
-        ]
-    )
-    return app
+@_routes.post("/_sim/clock/advance")
+async def _advance_clock(request: web.Request) -> web.Response:
+    seconds = (await _body(request)).get("seconds")
+    if not isinstance(seconds, int | float) or seconds < 0:
+        return _error(400, "seconds must be a number >= 0")
+    return web.json_response({"now": request.app[_SIM].advance_clock(float(seconds))})

@@ -9,12 +9,36 @@ was configured with; injected throttles are faults, counted apart, and never vio
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from herald.domain import Platform
 
-__all__ = ["Audit", "PostRecord", "RequestRecord", "Violation"]
+__all__ = ["Audit", "PostRecord", "RequestRecord", "Violation", "matching"]
+
+
+class _Record(Protocol):
+    @property
+    def platform(self) -> Platform: ...
+
+    @property
+    def account(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def matching(
+    records: Iterable[R], platform: Platform | None = None, account: str | None = None
+) -> list[R]:
+    """The records of ``platform`` and ``account``, in order; ``None`` stands for any."""
+    return [
+        r
+        for r in records
+        if (platform is None or r.platform is platform)
+        and (account is None or r.account == account)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,29 +154,19 @@ class Audit:
     def posts(
         self, platform: Platform | None = None, account: str | None = None
     ) -> list[PostRecord]:
-        return [
-            p
-            for p in self._posts
-            if (platform is None or p.platform is platform)
-            and (account is None or p.account == account)
-        ]
+        return matching(self._posts, platform, account)
 
     def duplicates(self) -> int:
         """Extra posts with the same (platform, account, title, text) as an earlier one."""
         return self._duplicates
 
     def violations(self, platform: Platform | None = None) -> list[Violation]:
-        return [v for v in self._violations if platform is None or v.platform is platform]
+        return matching(self._violations, platform)
 
     def requests(
         self, platform: Platform | None = None, account: str | None = None
     ) -> list[RequestRecord]:
-        return [
-            r
-            for r in self._requests
-            if (platform is None or r.platform is platform)
-            and (account is None or r.account == account)
-        ]
+        return matching(self._requests, platform, account)
 
     def injected(self, platform: Platform) -> dict[str, int]:
         return dict(self._injected[platform])

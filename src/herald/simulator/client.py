@@ -8,15 +8,15 @@ port (see :mod:`.admin`).
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 import aiohttp
 
 from herald.domain import MediaKind, Platform
 from herald.simulator.accounts import SimAccount, UnknownAccount
-from herald.simulator.audit import PostRecord, RequestRecord, Violation
+from herald.simulator.audit import PostRecord, RequestRecord, Violation, matching
 from herald.simulator.config import FaultConfig
+from herald.simulator.lifecycle import Lifecycle
 from herald.simulator.server import SimulatorUrls
 
 __all__ = ["RemoteAudit", "SimulatorClient", "SimulatorClientError"]
@@ -35,19 +35,18 @@ class _Transport:
         self._session = session
         self._owned = session is None
 
-    async def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: dict[str, str] | None = None,
-    ) -> Any:
+    async def get(self, path: str, **params: str) -> Any:
+        """The JSON answer to ``GET path`` with ``params`` as its query."""
+        return await self._request("GET", path, params=params)
+
+    async def send(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer to ``method path`` with ``body``, if any, as JSON."""
+        return await self._request(method, path, json=body)
+
+    async def _request(self, method: str, path: str, **options: Any) -> Any:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        async with self._session.request(
-            method, self.base + path, json=json, params=params
-        ) as response:
+        async with self._session.request(method, self.base + path, **options) as response:
             text = await response.text()
             if response.status >= 400:
                 raise SimulatorClientError(response.status, text)
@@ -67,29 +66,24 @@ class RemoteAudit:
 
     async def summary(self) -> dict[str, Any]:
         params = {"posts": "false", "violations": "false"}
-        raw = await self._t.call("GET", "/_sim/audit", params=params)
+        raw = await self._t.get("/_sim/audit", **params)
         summary: dict[str, Any] = raw["summary"]
         return summary
 
     async def posts(
         self, platform: Platform | str | None = None, account: str | None = None
     ) -> list[PostRecord]:
-        raw = (await self._t.call("GET", "/_sim/audit", params={"violations": "false"}))["posts"]
+        raw = (await self._t.get("/_sim/audit", violations="false"))["posts"]
         posts = [PostRecord.from_dict(item) for item in raw]
-        return [
-            p
-            for p in posts
-            if (platform is None or p.platform is Platform(platform))
-            and (account is None or p.account == account)
-        ]
+        return matching(posts, None if platform is None else Platform(platform), account)
 
     async def duplicates(self) -> int:
         return int((await self.summary())["duplicates"])
 
     async def violations(self, platform: Platform | str | None = None) -> list[Violation]:
-        raw = (await self._t.call("GET", "/_sim/audit", params={"posts": "false"}))["violations"]
+        raw = (await self._t.get("/_sim/audit", posts="false"))["violations"]
         found = [Violation.from_dict(item) for item in raw]
-        return [v for v in found if platform is None or v.platform is Platform(platform)]
+        return matching(found, None if platform is None else Platform(platform))
 
     async def requests(
         self, platform: Platform | str | None = None, account: str | None = None
@@ -99,49 +93,39 @@ class RemoteAudit:
             params["platform"] = Platform(platform).value
         if account is not None:
             params["account"] = account
-        raw = await self._t.call("GET", "/_sim/audit/requests", params=params)
+        raw = await self._t.get("/_sim/audit/requests", **params)
         return [RequestRecord.from_dict(item) for item in raw["requests"]]
 
     async def reset(self) -> None:
-        await self._t.call("POST", "/_sim/audit/reset")
+        await self._t.send("POST", "/_sim/audit/reset")
 
 
-class SimulatorClient:
+class SimulatorClient(Lifecycle):
     def __init__(self, admin_url: str, *, session: aiohttp.ClientSession | None = None) -> None:
         self._t = _Transport(admin_url, session)
         self.audit = RemoteAudit(self._t)
 
-    async def __aenter__(self) -> SimulatorClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
+    async def stop(self) -> None:
+        """Close the HTTP session, if this client opened it."""
         await self._t.aclose()
 
     async def health(self) -> bool:
-        return bool((await self._t.call("GET", "/_sim/health"))["ok"])
+        return bool((await self._t.get("/_sim/health"))["ok"])
 
     async def urls(self) -> SimulatorUrls:
-        return SimulatorUrls.model_validate(await self._t.call("GET", "/_sim/urls"))
+        return SimulatorUrls.model_validate(await self._t.get("/_sim/urls"))
 
     async def settings_overrides(self) -> dict[str, dict[str, str]]:
-        overrides: dict[str, dict[str, str]] = await self._t.call("GET", "/_sim/settings-overrides")
+        overrides: dict[str, dict[str, str]] = await self._t.get("/_sim/settings-overrides")
         return overrides
 
     async def add_account(self, platform: Platform | str, name: str | None = None) -> SimAccount:
         body = {"platform": Platform(platform).value, "name": name}
-        return SimAccount.from_dict(await self._t.call("POST", "/_sim/accounts", json=body))
+        return SimAccount.from_dict(await self._t.send("POST", "/_sim/accounts", body))
 
     async def accounts(self, platform: Platform | str | None = None) -> list[SimAccount]:
         params = {} if platform is None else {"platform": Platform(platform).value}
-        raw = await self._t.call("GET", "/_sim/accounts", params=params)
+        raw = await self._t.get("/_sim/accounts", **params)
         return [SimAccount.from_dict(item) for item in raw["accounts"]]
 
     async def revoke(self, platform: Platform | str, external_id: str) -> None:
@@ -152,28 +136,28 @@ class SimulatorClient:
         return dict(raw["credentials"])
 
     async def faults(self, platform: Platform | str) -> FaultConfig:
-        raw = await self._t.call("GET", "/_sim/faults")
+        raw = await self._t.get("/_sim/faults")
         return FaultConfig.model_validate(raw[Platform(platform).value])
 
     async def set_faults(self, platform: Platform | str, faults: FaultConfig) -> None:
         body = {"platform": Platform(platform).value, "faults": faults.model_dump(mode="json")}
-        await self._t.call("PUT", "/_sim/faults", json=body)
+        await self._t.send("PUT", "/_sim/faults", body)
 
     async def media_url(self, kind: MediaKind | str, name: str, *, size: int | None = None) -> str:
         params = {"kind": MediaKind(kind).value, "name": name}
         if size is not None:
             params["bytes"] = str(size)
-        return str((await self._t.call("GET", "/_sim/media-url", params=params))["url"])
+        return str((await self._t.get("/_sim/media-url", **params))["url"])
 
     async def advance_clock(self, seconds: float) -> float:
-        raw = await self._t.call("POST", "/_sim/clock/advance", json={"seconds": seconds})
+        raw = await self._t.send("POST", "/_sim/clock/advance", {"seconds": seconds})
         return float(raw["now"])
 
     async def _account_call(self, platform: Platform | str, external_id: str, action: str) -> Any:
         kind = Platform(platform)
         path = f"/_sim/accounts/{kind.value}/{external_id}/{action}"
         try:
-            return await self._t.call("POST", path)
+            return await self._t.send("POST", path)
         except SimulatorClientError as exc:
             if exc.status == 404:
                 raise UnknownAccount(kind, external_id) from exc

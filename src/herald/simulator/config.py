@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from herald.constants import GraphCode
 from herald.domain import Platform
 
 if TYPE_CHECKING:
@@ -92,7 +93,11 @@ class FaultConfig(BaseModel):
         description="LinkedIn: Retry-After header on injected 429s (None: no header)",
     )
     graph_throttle_codes: tuple[int, ...] = Field(
-        default=(613, 32, 4),
+        default=(
+            GraphCode.RATE_LIMIT_EXCEEDED,
+            GraphCode.PAGE_TOO_MANY_CALLS,
+            GraphCode.TOO_MANY_CALLS,
+        ),
         min_length=1,
         description="Graph codes an injected throttle picks from",
     )

@@ -17,21 +17,23 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
+from herald.constants import GraphCode, GraphEdge
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
     GraphFaultAnswers,
+    app_usage,
     authenticate,
-    buc_header,
+    buc_usage,
     catch_all,
     graph_bool,
     graph_error,
     graph_listing,
     graph_params,
     require_node,
-    usage_value,
+    throttled,
 )
 from herald.simulator.pipeline import Reply, with_faults
 from herald.simulator.quotas import RollingCounter, admit
@@ -49,13 +51,18 @@ _DEFAULT_FIELDS = ("id", "message", "created_time")
 
 @dataclass(slots=True)
 class _Post:
+    """A Page post as ``published_posts`` lists it; ``created`` in Unix seconds."""
+
     id: str
     message: str
     created: float
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Photo:
+    """An uploaded photo: a post of its own once published, else kept for one feed post.
+    Compared by identity: one upload cannot be attached twice."""
+
     id: str
     url: str
     published: bool
@@ -67,7 +74,7 @@ class _Page:
     calls: RollingCounter
     posts: list[_Post] = field(default_factory=list)
     photos: dict[str, _Photo] = field(default_factory=dict)
-    seen: set[tuple[str, str]] = field(default_factory=set)  # (text, link) for code 506
+    seen: set[tuple[str, str]] = field(default_factory=set)  # (text, link) for duplicates
 
 
 def _is_url(value: Any) -> TypeGuard[str]:
@@ -91,9 +98,9 @@ class FacebookSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post(VERSION + "/{node}/feed", self.feed),
-            web.post(VERSION + "/{node}/photos", self.photos),
-            web.get(VERSION + "/{node}/published_posts", self.published_posts),
+            web.post(VERSION + "/{node}/" + GraphEdge.FEED, self.feed),
+            web.post(VERSION + "/{node}/" + GraphEdge.PHOTOS, self.photos),
+            web.get(VERSION + "/{node}/" + GraphEdge.PUBLISHED_POSTS, self.published_posts),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
@@ -173,24 +180,21 @@ class FacebookSim:
         if refused is page_calls:
             self._ctx.audit.violation(_FB, node, "page_calls", now)
             regain = math.ceil(page_calls.regain_s(now) / 60)
-            headers = {"X-Business-Use-Case-Usage": buc_header(node, "pages", 100, regain)}
-            raise Reply(graph_error(400, 32, "(#32) Page request limit reached", headers=headers))
+            usage = buc_usage(node, "pages", 100, regain)
+            raise Reply(throttled(GraphCode.PAGE_TOO_MANY_CALLS, usage))
         if refused is self._app_calls:
             self._ctx.audit.violation(_FB, node, "app_calls", now)
-            headers = {"X-App-Usage": json.dumps(usage_value(100))}
-            raise Reply(
-                graph_error(400, 4, "(#4) Application request limit reached", headers=headers)
-            )
+            raise Reply(throttled(GraphCode.TOO_MANY_CALLS, app_usage(100)))
         return node, self._usage_headers(node, page_calls, now)
 
     def _usage_headers(self, node: str, page_calls: RollingCounter, now: float) -> dict[str, str]:
         headers: dict[str, str] = {}
         app_pct = self._app_calls.percent(now)
         if app_pct > 0:
-            headers["X-App-Usage"] = json.dumps(usage_value(app_pct))
+            headers.update(app_usage(app_pct))
         page_pct = page_calls.percent(now)
         if page_pct > 0:
-            headers["X-Business-Use-Case-Usage"] = buc_header(node, "pages", page_pct, 0)
+            headers.update(buc_usage(node, "pages", page_pct, 0))
         return headers
 
     def _attachments(self, page: _Page, raw: Any) -> list[_Photo]:
@@ -215,7 +219,10 @@ class FacebookSim:
     def _refuse_duplicate(self, page: _Page, text: str, link: str, headers: dict[str, str]) -> None:
         if self._config.reject_duplicates and text and (text, link) in page.seen:
             self._ctx.audit.duplicates_refused += 1
-            raise Reply(graph_error(400, 506, "(#506) Duplicate status message", headers=headers))
+            duplicate = graph_error(
+                400, GraphCode.DUPLICATE_POST, "(#506) Duplicate status message", headers=headers
+            )
+            raise Reply(duplicate)
 
     def _publish(self, node: str, page: _Page, text: str, link: str, delivered: bool) -> str:
         now = self._ctx.clock.now()

@@ -11,6 +11,14 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from herald.constants import (
+    GRAPH_APP_THROTTLE_CODES,
+    GRAPH_PERMISSION_CODES,
+    GRAPH_REGAIN_FIELD,
+    GRAPH_USAGE_FIELDS,
+    GraphCode,
+    GraphHeader,
+)
 from herald.domain import Platform
 from herald.simulator.accounts import TokenStatus
 from herald.simulator.context import SimContext
@@ -26,8 +34,9 @@ from herald.simulator.wire import (
 __all__ = [
     "VERSION",
     "GraphFaultAnswers",
+    "app_usage",
     "authenticate",
-    "buc_header",
+    "buc_usage",
     "catch_all",
     "graph_bool",
     "graph_error",
@@ -35,24 +44,24 @@ __all__ = [
     "graph_params",
     "not_found",
     "require_node",
-    "usage_value",
+    "throttled",
 ]
 
 #: Any Graph version prefix, as the real host accepts every live version.
 VERSION = r"/{version:v\d+\.\d+}"
 
+
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
-_THROTTLE_MESSAGES = {
-    4: "(#4) Application request limit reached",
-    17: "(#17) User request limit reached",
-    32: "(#32) Page request limit reached",
-    341: "(#341) Application limit reached",
-    613: "(#613) Calls to this api have exceeded the rate limit.",
-    80001: "(#80001) There have been too many calls to this Page account. Wait a bit and try "
-    "again.",
+_THROTTLE_MESSAGES: dict[int, str] = {
+    GraphCode.TOO_MANY_CALLS: "(#4) Application request limit reached",
+    GraphCode.USER_TOO_MANY_CALLS: "(#17) User request limit reached",
+    GraphCode.PAGE_TOO_MANY_CALLS: "(#32) Page request limit reached",
+    GraphCode.APP_LIMIT_REACHED: "(#341) Application limit reached",
+    GraphCode.RATE_LIMIT_EXCEEDED: "(#613) Calls to this api have exceeded the rate limit.",
+    GraphCode.PAGE_ACCOUNT_TOO_MANY_CALLS: "(#80001) There have been too many calls to this "
+    "Page account. Wait a bit and try again.",
 }
-_APP_CODES = frozenset({4, 17, 341})
 LISTING_DEFAULT_LIMIT = 25
 LISTING_MAX_LIMIT = 100
 
@@ -80,17 +89,27 @@ def graph_error(
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-def usage_value(percent: int, regain_minutes: int | None = None) -> dict[str, int]:
+def throttled(code: int, headers: dict[str, str]) -> web.Response:
+    """A Graph throttle: HTTP 400 with the limit's code, and the usage headers that go with it."""
+    message = _THROTTLE_MESSAGES.get(code, f"(#{code}) Request limit reached")
+    return graph_error(400, code, message, headers=headers)
+
+
+def _usage(percent: int) -> dict[str, int]:
     # The simulator meters calls only; CPU and time shares follow the call share so that a
     # client reading any of the three sees the same story.
-    value = {"call_count": percent, "total_cputime": percent, "total_time": percent}
-    if regain_minutes is not None:
-        value["estimated_time_to_regain_access"] = regain_minutes
-    return value
+    return dict.fromkeys(GRAPH_USAGE_FIELDS, percent)
 
 
-def buc_header(node: str, kind: str, percent: int, regain_minutes: int) -> str:
-    return json.dumps({node: [{"type": kind, **usage_value(percent, regain_minutes)}]})
+def app_usage(percent: int) -> dict[str, str]:
+    """The app's usage header at ``percent`` of its limit."""
+    return {GraphHeader.APP_USAGE: json.dumps(_usage(percent))}
+
+
+def buc_usage(node: str, kind: str, percent: int, regain_minutes: int) -> dict[str, str]:
+    """The Business Use Case usage header of one Page or account."""
+    entry = {"type": kind, **_usage(percent), GRAPH_REGAIN_FIELD: regain_minutes}
+    return {GraphHeader.BUSINESS_USE_CASE_USAGE: json.dumps({node: [entry]})}
 
 
 def graph_bool(value: Any, default: bool) -> bool | None:
@@ -133,7 +152,7 @@ def authenticate(request: web.Request, ctx: SimContext, platform: Platform) -> s
         raise Reply(
             graph_error(
                 400,
-                190,
+                GraphCode.INVALID_TOKEN,
                 "Error validating access token: The session has been invalidated because the "
                 "user changed their password or Facebook has changed the session for security "
                 "reasons.",
@@ -143,10 +162,17 @@ def authenticate(request: web.Request, ctx: SimContext, platform: Platform) -> s
     if check.status is TokenStatus.EXPIRED:
         raise Reply(
             graph_error(
-                400, 190, "Error validating access token: Session has expired.", subcode=463
+                400,
+                GraphCode.INVALID_TOKEN,
+                "Error validating access token: Session has expired.",
+                subcode=463,
             )
         )
-    raise Reply(graph_error(400, 190, "Invalid OAuth access token - Cannot parse access token"))
+    raise Reply(
+        graph_error(
+            400, GraphCode.INVALID_TOKEN, "Invalid OAuth access token - Cannot parse access token"
+        )
+    )
 
 
 def not_found(node: str) -> Reply:
@@ -170,7 +196,7 @@ def require_node(ctx: SimContext, platform: Platform, account: str, node: str) -
     raise Reply(
         graph_error(
             403,
-            200,
+            GRAPH_PERMISSION_CODES.start,
             "(#200) The user hasn't authorized the application to perform this action",
         )
     )
@@ -187,7 +213,7 @@ class GraphFaultAnswers:
     def transient(self, account: str) -> web.StreamResponse:
         return graph_error(
             500,
-            2,
+            GraphCode.SERVICE_ERROR,
             "An unexpected error has occurred. Please retry your request later.",
             transient=True,
         )
@@ -195,11 +221,10 @@ class GraphFaultAnswers:
     def throttle(self, account: str) -> web.StreamResponse:
         code = self._ctx.dice.graph_throttle_code(self._platform)
         regain = self._ctx.dice.faults(self._platform).regain_minutes
-        headers = {"X-Business-Use-Case-Usage": buc_header(account, self._buc_type, 100, regain)}
-        if code in _APP_CODES:
-            headers["X-App-Usage"] = json.dumps(usage_value(100))
-        message = _THROTTLE_MESSAGES.get(code, f"(#{code}) Request limit reached")
-        return graph_error(400, code, message, headers=headers)
+        headers = buc_usage(account, self._buc_type, 100, regain)
+        if code in GRAPH_APP_THROTTLE_CODES:
+            headers.update(app_usage(100))
+        return throttled(code, headers)
 
 
 async def catch_all(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from herald.constants import ContainerStatus, GraphEdge, InstagramCode, InstagramSubcode
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.context import SimContext
@@ -46,13 +47,29 @@ _CAROUSEL_MIN, _CAROUSEL_MAX = 2, 10
 # A published container's type as the media listing names it.
 _LISTED_TYPES = {"IMAGE": "IMAGE", "REELS": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM"}
 _STATUS_TEXT = {
-    "IN_PROGRESS": "In Progress",
-    "FINISHED": "Finished",
-    "PUBLISHED": "Published",
-    "EXPIRED": "Expired: the container was not published within 24 hours",
-    "ERROR": "Error: Media download has failed. The media URI doesn't meet our requirements. "
-    "(2207052)",
+    ContainerStatus.IN_PROGRESS: "In Progress",
+    ContainerStatus.FINISHED: "Finished",
+    ContainerStatus.PUBLISHED: "Published",
+    ContainerStatus.EXPIRED: "Expired: the container was not published within 24 hours",
+    ContainerStatus.ERROR: "Error: Media download has failed. The media URI doesn't meet our "
+    "requirements. (2207052)",
 }
+#: Instagram's answer when a rolling-24 h limit is full: code 9 with this subcode, and per
+#: counter its message and the title shown to the user.
+_LIMIT_SUBCODE = 2207042
+_LIMIT_ANSWERS: dict[str, tuple[str, str | None]] = {
+    "containers": (
+        "(#9) The maximum number of containers ({limit}) per 24 hours has been reached.",
+        None,
+    ),
+    "publishes": (
+        "(#9) The maximum number of posts that can be published through the API in a 24-hour "
+        "period has been reached.",
+        "Publishing limit reached",
+    ),
+}
+#: Containers that can no longer be a carousel's children.
+_UNUSABLE = (ContainerStatus.ERROR, ContainerStatus.EXPIRED, ContainerStatus.PUBLISHED)
 
 
 @dataclass(slots=True)
@@ -87,16 +104,22 @@ def _invalid(message: str) -> Reply:
     return Reply(graph_error(400, 100, f"(#100) {message}"))
 
 
+def _download_failed(message: str) -> Reply:
+    return Reply(
+        graph_error(
+            400,
+            InstagramCode.MEDIA_DOWNLOAD_FAILED,
+            message,
+            subcode=InstagramSubcode.MEDIA_DOWNLOAD_FAILED,
+        )
+    )
+
+
 def _media_url(value: Any, name: str) -> tuple[str, bool]:
     """The URL and whether it names a file the simulator treats as undownloadable."""
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise Reply(
-            graph_error(
-                400,
-                9004,
-                f"Media download has failed. The {name} doesn't meet our requirements.",
-                subcode=2207052,
-            )
+        raise _download_failed(
+            f"Media download has failed. The {name} doesn't meet our requirements."
         )
     file_name = value.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     return value, file_name.startswith("broken")
@@ -118,22 +141,24 @@ class InstagramSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post(VERSION + "/{node}/media", self.create_container),
-            web.post(VERSION + "/{node}/media_publish", self.publish),
-            web.get(VERSION + "/{node}/media", self.list_media),
+            web.post(VERSION + "/{node}/" + GraphEdge.MEDIA, self.create_container),
+            web.post(VERSION + "/{node}/" + GraphEdge.MEDIA_PUBLISH, self.publish),
+            web.get(VERSION + "/{node}/" + GraphEdge.MEDIA, self.list_media),
             web.get(VERSION + "/{node}/content_publishing_limit", self.publishing_limit),
             web.get(VERSION + "/{node}", self.container_status),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
-    def status(self, container: _Container, now: float) -> str:
+    def status(self, container: _Container, now: float) -> ContainerStatus:
         if container.media_id is not None:
-            return "PUBLISHED"
+            return ContainerStatus.PUBLISHED
         if container.broken:
-            return "ERROR"
+            return ContainerStatus.ERROR
         if now >= container.created + self._config.container_ttl_s:
-            return "EXPIRED"
-        return "FINISHED" if now >= container.ready_at else "IN_PROGRESS"
+            return ContainerStatus.EXPIRED
+        if now >= container.ready_at:
+            return ContainerStatus.FINISHED
+        return ContainerStatus.IN_PROGRESS
 
     # -- handlers -------------------------------------------------------------------------
     async def create_container(self, request: web.Request) -> web.StreamResponse:
@@ -145,17 +170,7 @@ class InstagramSim:
         else:
             container = self._single(node, params, now)
         user = self._users[node]
-        if not user.containers.fits(now):
-            self._ctx.audit.violation(_IG, node, "containers", now)
-            raise Reply(
-                graph_error(
-                    400,
-                    9,
-                    f"(#9) The maximum number of containers ({user.containers.limit}) per 24 "
-                    "hours has been reached.",
-                    subcode=2207042,
-                )
-            )
+        self._refuse_over(node, user.containers, now)
         user.containers.take(now)
         self._containers[container.id] = container
         return web.json_response({"id": container.id})
@@ -170,18 +185,7 @@ class InstagramSim:
         now = self._ctx.clock.now()
         self._refuse_unpublishable(container, now)
         user = self._users[node]
-        if not user.publishes.fits(now):
-            self._ctx.audit.violation(_IG, node, "publishes", now)
-            raise Reply(
-                graph_error(
-                    400,
-                    9,
-                    "(#9) The maximum number of posts that can be published through the API "
-                    "in a 24-hour period has been reached.",
-                    subcode=2207042,
-                    user_title="Publishing limit reached",
-                )
-            )
+        self._refuse_over(node, user.publishes, now)
 
         def commit(delivered: bool) -> web.StreamResponse:
             at = self._ctx.clock.now()
@@ -239,6 +243,22 @@ class InstagramSim:
         return web.json_response(listing)
 
     # -- steps ----------------------------------------------------------------------------
+    def _refuse_over(self, node: str, counter: RollingCounter, now: float) -> None:
+        """Refuse a call that one of the account's rolling-24 h limits has no room for."""
+        if counter.fits(now):
+            return
+        self._ctx.audit.violation(_IG, node, counter.name, now)
+        message, title = _LIMIT_ANSWERS[counter.name]
+        raise Reply(
+            graph_error(
+                400,
+                InstagramCode.PUBLISH_LIMIT,
+                message.format(limit=counter.limit),
+                subcode=_LIMIT_SUBCODE,
+                user_title=title,
+            )
+        )
+
     def _enter(self, request: web.Request) -> str:
         account = authenticate(request, self._ctx, _IG)
         node = request.match_info["node"]
@@ -284,7 +304,7 @@ class InstagramSim:
             child = self._containers.get(str(child_id).strip())
             if child is None or child.owner != owner or not child.carousel_item:
                 raise _invalid(f"child {child_id} is not a carousel item of this user")
-            if self.status(child, now) in ("ERROR", "EXPIRED", "PUBLISHED"):
+            if self.status(child, now) in _UNUSABLE:
                 raise _invalid(f"child {child_id} cannot be used")
             ready = max(ready, child.ready_at)
         return _Container(
@@ -308,22 +328,26 @@ class InstagramSim:
         if container.carousel_item:
             raise _invalid("a carousel item cannot be published on its own")
         status = self.status(container, now)
-        if status == "IN_PROGRESS":
+        if status is ContainerStatus.IN_PROGRESS:
             raise Reply(
                 graph_error(
                     400,
-                    9007,
+                    InstagramCode.NOT_READY,
                     "The requested resource does not exist",
-                    subcode=2207027,
+                    subcode=InstagramSubcode.NOT_READY,
                     user_title="Media ID is not available",
                 )
             )
-        if status == "PUBLISHED":
+        if status is ContainerStatus.PUBLISHED:
             raise _invalid("the container has already been published")
-        if status == "EXPIRED":
-            raise Reply(graph_error(400, -2, "The container has expired", subcode=2207020))
-        if status == "ERROR":
-            raise Reply(graph_error(400, 9004, _STATUS_TEXT["ERROR"], subcode=2207052))
+        if status is ContainerStatus.EXPIRED:
+            raise Reply(
+                graph_error(
+                    400, InstagramCode.MEDIA_TIMEOUT, "The container has expired", subcode=2207020
+                )
+            )
+        if status is ContainerStatus.ERROR:
+            raise _download_failed(_STATUS_TEXT[ContainerStatus.ERROR])
 
     @staticmethod
     def _render(media: _Media, fields: list[str]) -> dict[str, str]:

@@ -23,6 +23,13 @@ from typing import Any
 
 from aiohttp import web
 
+from herald.constants import (
+    LINKEDIN_DUPLICATE_POST,
+    RESTLI_PROTOCOL_VERSION,
+    LinkedInDailyLimit,
+    LinkedInHeader,
+    LinkedInPath,
+)
 from herald.domain import Platform
 from herald.simulator.accounts import TokenStatus
 from herald.simulator.audit import PostRecord
@@ -81,6 +88,8 @@ class _Post:
 
 @dataclass(slots=True)
 class _Image:
+    """An upload opened by ``initializeUpload``; ``size`` stays 0 until its bytes arrive."""
+
     owner: str
     expires_at: float
     size: int = 0
@@ -101,7 +110,11 @@ def _duplicate(existing: str) -> Reply:
         f"Content is a duplicate of {existing}",
         "errorDetails": {
             "inputErrors": [
-                {"description": "Duplicate post is detected", "input": {}, "code": "DUPLICATE_POST"}
+                {
+                    "description": "Duplicate post is detected",
+                    "input": {},
+                    "code": LINKEDIN_DUPLICATE_POST,
+                }
             ]
         },
         "status": 422,
@@ -137,9 +150,9 @@ class LinkedInSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/rest/posts", self.create_post),
-            web.get("/rest/posts", self.list_posts),
-            web.post("/rest/images", self.images_action),
+            web.post(LinkedInPath.POSTS, self.create_post),
+            web.get(LinkedInPath.POSTS, self.list_posts),
+            web.post(LinkedInPath.IMAGES, self.images_action),
             web.put("/dms-uploads/{key}", self.upload_image),
             web.route("*", "/{tail:.*}", self.not_found),
         ]
@@ -163,7 +176,9 @@ class LinkedInSim:
             if body.commentary:
                 member.latest[body.commentary] = post
             self._ctx.audit.post(PostRecord(_LI, author, urn, body.commentary, now, delivered))
-            return web.Response(status=201, headers={"x-restli-id": urn, "x-linkedin-id": urn})
+            return web.Response(
+                status=201, headers={LinkedInHeader.RESTLI_ID: urn, "x-linkedin-id": urn}
+            )
 
         return await with_faults(self._ctx, _LI, author, self._answers, commit)
 
@@ -239,13 +254,13 @@ class LinkedInSim:
         return check.account
 
     def _check_version(self, request: web.Request) -> None:
-        version = request.headers.get("LinkedIn-Version")
+        version = request.headers.get(LinkedInHeader.VERSION)
         if not version:
             raise Reply(
                 li_error(
                     400,
                     "A version must be present. Please specify a version by adding the "
-                    "LinkedIn-Version header.",
+                    f"{LinkedInHeader.VERSION} header.",
                     code="VERSION_MISSING",
                 )
             )
@@ -258,8 +273,10 @@ class LinkedInSim:
                     426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
                 )
             )
-        if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
-            raise Reply(li_error(400, "X-Restli-Protocol-Version must be 2.0.0"))
+        if request.headers.get(LinkedInHeader.RESTLI_PROTOCOL) != RESTLI_PROTOCOL_VERSION:
+            raise Reply(
+                li_error(400, f"{LinkedInHeader.RESTLI_PROTOCOL} must be {RESTLI_PROTOCOL_VERSION}")
+            )
 
     def _meter(self, author: str) -> None:
         now = self._ctx.clock.now()
@@ -270,12 +287,14 @@ class LinkedInSim:
         refused = admit(now, claims)
         if refused is None:
             return
-        scope = "MEMBER" if refused is member_day else "APPLICATION"
+        limit = (
+            LinkedInDailyLimit.MEMBER if refused is member_day else LinkedInDailyLimit.APPLICATION
+        )
         self._ctx.audit.violation(_LI, author, refused.name, now)
         raise Reply(
             li_error(
                 429,
-                f"Resource level throttle {scope} DAY limit for calls to this resource is reached.",
+                f"Resource level throttle {limit} limit for calls to this resource is reached.",
             )
         )
 

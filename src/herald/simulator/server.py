@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Mapping
-from types import TracebackType
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +24,7 @@ from herald.simulator.config import FaultConfig, SimulatorConfig
 from herald.simulator.context import SimContext
 from herald.simulator.facebook import FacebookSim
 from herald.simulator.instagram import InstagramSim
+from herald.simulator.lifecycle import Lifecycle
 from herald.simulator.linkedin import LinkedInSim
 from herald.simulator.pipeline import pipeline
 from herald.simulator.youtube import MEDIA_PREFIX, YouTubeSim
@@ -62,7 +62,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class Simulator:
+class Simulator(Lifecycle):
     """Fake Facebook, Instagram, LinkedIn and YouTube on local ports.
 
     Use as ``async with Simulator(config) as sim:``. Ports are free ones unless ``ports``
@@ -84,6 +84,10 @@ class Simulator:
         self._host = host
         self._ports = dict(ports or {})
         self._ctx = SimContext(self.config, clock)
+        #: What the platforms received, judged from their side.
+        self.audit: Audit = self._ctx.audit
+        #: The platforms' clock: their limit windows and days follow it.
+        self.clock: SimClock = self._ctx.clock
         self._runners: list[web.AppRunner] = []
         self._urls: SimulatorUrls | None = None
         self._started = False
@@ -108,32 +112,12 @@ class Simulator:
         for runner in reversed(runners):
             await runner.cleanup()
 
-    async def __aenter__(self) -> Simulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
     # -- the in-process API ---------------------------------------------------------------
     @property
     def urls(self) -> SimulatorUrls:
         if self._urls is None:
             raise RuntimeError("the simulator is not running")
         return self._urls
-
-    @property
-    def audit(self) -> Audit:
-        return self._ctx.audit
-
-    @property
-    def clock(self) -> SimClock:
-        return self._ctx.clock
 
     def settings_overrides(self) -> dict[str, dict[str, str]]:
         """Merge into Herald's ``Settings`` to point every connector at this simulator."""

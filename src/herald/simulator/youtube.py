@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from herald.constants import YouTubePath
 from herald.domain import Platform
 from herald.simulator.context import SimContext
 from herald.simulator.google import TokenEndpoint, authenticate, google_error
@@ -45,10 +46,10 @@ class YouTubeSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/upload/youtube/v3/videos", self._uploads.start),
-            web.put("/upload/youtube/v3/videos", self._uploads.put),
-            web.get("/youtube/v3/channels", self.channels),
-            web.get("/youtube/v3/playlistItems", self.playlist_items),
+            web.post(YouTubePath.UPLOAD, self._uploads.start),
+            web.put(YouTubePath.UPLOAD, self._uploads.put),
+            web.get(YouTubePath.CHANNELS, self.channels),
+            web.get(YouTubePath.PLAYLIST_ITEMS, self.playlist_items),
             web.post("/token", self._token.token),
             web.get(MEDIA_PREFIX + "{path:.+}", serve_media),
             web.route("*", "/{tail:.*}", self.not_found),

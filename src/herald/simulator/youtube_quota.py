@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from herald.constants import YouTubeReason
 from herald.domain import Platform
 from herald.simulator.context import SimContext
 from herald.simulator.google import google_error
@@ -61,7 +62,7 @@ class YouTubeQuota:
             raise Reply(
                 google_error(
                     400,
-                    "uploadLimitExceeded",
+                    YouTubeReason.UPLOAD_LIMIT_EXCEEDED,
                     "The user has exceeded the number of videos they may upload.",
                     domain="youtube.video",
                 )
@@ -69,7 +70,7 @@ class YouTubeQuota:
         raise Reply(
             google_error(
                 403,
-                "quotaExceeded",
+                YouTubeReason.QUOTA_EXCEEDED,
                 "The request cannot be completed because you have exceeded your quota.",
                 domain="youtube.quota",
             )

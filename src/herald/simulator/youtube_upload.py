@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from herald.constants import YouTubeHeader, YouTubePath, YouTubeReason
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.context import SimContext
@@ -92,7 +93,7 @@ class UploadSessions:
         )
         self._sessions[session.id] = session
         location = (
-            f"{request.url.origin()}/upload/youtube/v3/videos?uploadType=resumable"
+            f"{request.url.origin()}{YouTubePath.UPLOAD}?uploadType=resumable"
             f"&part={part}&upload_id={session.id}"
         )
         return web.Response(
@@ -152,15 +153,17 @@ class UploadSessions:
 
     @staticmethod
     def _declared_length(request: web.Request) -> int | None:
-        raw = request.headers.get("X-Upload-Content-Length")
-        kind = request.headers.get("X-Upload-Content-Type", "video/*")
+        raw = request.headers.get(YouTubeHeader.UPLOAD_LENGTH)
+        kind = request.headers.get(YouTubeHeader.UPLOAD_TYPE, "video/*")
         if not (kind.startswith("video/") or kind == "application/octet-stream"):
             raise _bad("invalidContentType", f"{kind} is not a video type.")
         if raw is None:
             return None
         if not raw.isdigit() or int(raw) == 0:
             raise _bad(
-                "badRequest", "X-Upload-Content-Length must be a positive integer.", "global"
+                "badRequest",
+                f"{YouTubeHeader.UPLOAD_LENGTH} must be a positive integer.",
+                "global",
             )
         return int(raw)
 
@@ -226,7 +229,9 @@ class _YouTubeFaultAnswers:
         return google_error(503, "backendError", "Backend Error")
 
     def throttle(self, account: str) -> web.StreamResponse:
-        return google_error(403, "rateLimitExceeded", "Rate Limit Exceeded", domain="usageLimits")
+        return google_error(
+            403, YouTubeReason.RATE_LIMIT_EXCEEDED, "Rate Limit Exceeded", domain="usageLimits"
+        )
 
 
 _ANSWERS = _YouTubeFaultAnswers()
