@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from herald.domain import (
-    Channel,
-    Content,
-    Media,
-    MediaKind,
-    NewPost,
-    Platform,
-    Post,
-    new_id,
-    utcnow,
-)
+from herald.domain import Channel, Content, Media, MediaKind, NewPost, Platform, Post, new_id
 
 __all__ = ["channel", "new_post"]
 
@@ -52,5 +42,5 @@ def new_post(
     return NewPost.at(
         Post(id=post_id, content=content),
         [(new_id("dlv"), c.id) for c in channels],
-        due_at or utcnow() - timedelta(seconds=1),
+        due_at or datetime.now(UTC) - timedelta(seconds=1),
     )
