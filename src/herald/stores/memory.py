@@ -24,14 +24,12 @@ from herald.domain import (
     utcnow,
 )
 from herald.errors import InvalidInput, NotFound
-from herald.states import CLAIMABLE, DeliveryState, allowed_sources
+from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
 from herald.stores.memory_catalog import MemoryCatalog
 
 __all__ = ["MemoryStore"]
 
 S = DeliveryState
-#: States a delivery may be in while its last send has no recorded outcome (``check_since``).
-_UNRESOLVED = (S.CLAIMED, S.PUBLISHING, S.UNCONFIRMED)
 
 
 def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
@@ -229,7 +227,7 @@ class MemoryStore(MemoryCatalog):
         if t.unclaimed and claim is not None:
             return False
         self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
-        if t.target in (S.CLAIMED, S.PUBLISHING) and claim is not None:
+        if t.target in IN_FLIGHT and claim is not None:
             self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
         else:
             self._claims.pop(t.delivery_id, None)
@@ -258,7 +256,7 @@ class MemoryStore(MemoryCatalog):
         found += [
             record(d, d.attempts, d.check_since, None)
             for d in self._deliveries.values()
-            if d.state in _UNRESOLVED and d.check_since is not None and d.check_since >= since
+            if d.state in UNRESOLVED and d.check_since is not None and d.check_since >= since
         ]
         return sorted(found, key=lambda r: r.started_at)
 

@@ -21,7 +21,7 @@ from herald.domain import (
     Workspace,
 )
 from herald.errors import InvalidInput, NotFound
-from herald.states import CANCELLABLE, DeliveryState
+from herald.states import CANCELLABLE, DROPPED, DeliveryState
 
 __all__ = ["MemoryCatalog"]
 
@@ -153,9 +153,7 @@ class MemoryCatalog:
         return {
             d.due_at
             for d in self._deliveries.values()
-            if d.channel_id == channel_id
-            and start <= d.due_at < end
-            and d.state not in (S.CANCELLED, S.EXPIRED)
+            if d.channel_id == channel_id and start <= d.due_at < end and d.state not in DROPPED
         }
 
     # -- posts ----------------------------------------------------------------------------

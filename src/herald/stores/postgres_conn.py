@@ -27,7 +27,6 @@ import asyncpg  # type: ignore[import-untyped]
 
 from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError
-from herald.states import DeliveryState, allowed_sources
 from herald.stores import postgres_rows as rows
 from herald.stores.queries import load_queries
 from herald.stores.queries import migration_files as load_migration_files
@@ -67,12 +66,7 @@ _DRIVER_ERRORS = (
 
 @cache
 def named_sql() -> dict[str, str]:
-    """Every query of ``sql/postgres.sql`` with its column lists and state pairs filled in."""
-    allowed = ", ".join(
-        f"('{target.value}', '{source.value}')"
-        for target in DeliveryState
-        for source in sorted(allowed_sources(target))
-    )
+    """Every query of ``sql/postgres.sql`` with its column lists filled in."""
     fill = {
         "{columns}": rows.DELIVERY_COLUMNS,
         "{d_columns}": rows.prefixed(rows.DELIVERY_COLUMNS, "d"),
@@ -82,7 +76,6 @@ def named_sql() -> dict[str, str]:
         "{c_channel_columns}": rows.prefixed(rows.CHANNEL_COLUMNS, "c"),
         "{post_columns}": rows.POST_COLUMNS,
         "{p_post_columns}": rows.prefixed(rows.POST_COLUMNS, "p"),
-        "{allowed}": f"VALUES {allowed}",
     }
     out = {}
     for name, raw in load_queries("postgres").items():

@@ -29,9 +29,9 @@ from herald.domain import (
     utcnow,
 )
 from herald.errors import ConfigError, InvalidInput, NotFound
-from herald.states import DeliveryState, allowed_sources
+from herald.states import DeliveryState
 from herald.stores import sqlite_rows as rows
-from herald.stores.queries import load_queries
+from herald.stores.queries import for_each_target, load_queries
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 
@@ -62,10 +62,7 @@ class SQLiteStore(SQLiteCatalog):
         }
         self._writer = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-w")
         self._reader = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-r")
-        sources = {t: ",".join(f"'{s.value}'" for s in allowed_sources(t)) for t in DeliveryState}
-        self._apply_sql = {
-            t: self._q["apply_transition"].replace("{sources}", srcs) for t, srcs in sources.items()
-        }
+        self._apply_sql = for_each_target(self._q["apply_transition"])
 
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)

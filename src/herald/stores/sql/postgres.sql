@@ -1,7 +1,8 @@
 -- Named queries of the PostgreSQL store. Each starts with "-- name: <name>".
 -- Parameters are written :name and bound by name (herald.stores.postgres_conn.Query);
 -- "::type" is a cast, never a parameter. Delivery columns come in the order of
--- postgres_rows.DELIVERY_COLUMNS ({columns}), channel and post columns likewise.
+-- postgres_rows.DELIVERY_COLUMNS ({columns}), channel and post columns likewise. Sets of
+-- states are placeholders ({CLAIMABLE}...) filled in by herald.stores.queries.
 --
 -- Locking, for any number of engines on any number of machines:
 -- - claims and recoveries pick their rows with FOR UPDATE SKIP LOCKED: they never wait, never
@@ -65,14 +66,14 @@ WITH deleted AS (
     RETURNING id
 ), pending AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN deleted ON deleted.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+    WHERE d.state IN ({CANCELLABLE})
     ORDER BY d.id
     FOR UPDATE OF d
 ), cancelled AS (
     UPDATE deliveries d SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
         lease_until = NULL, last_error = 'the channel was deleted', updated_at = :at
     FROM pending WHERE d.id = pending.id
-      AND d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+      AND d.state IN ({CANCELLABLE})
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled FROM deleted;
@@ -135,7 +136,7 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 -- Rows come back claimed first (with channel and post), then expired (``claimed`` false).
 WITH stale AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+    WHERE state IN ({CLAIMABLE}) AND next_attempt_at IS NOT NULL
       AND next_attempt_at <= :now AND due_at < :expire_before AND NOT check_first
     FOR UPDATE SKIP LOCKED
 ), expired AS (
@@ -144,7 +145,7 @@ WITH stale AS MATERIALIZED (
     RETURNING {d_columns}
 ), picked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+    WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
       AND d.next_attempt_at <= :now AND c.status = 'active'
       AND (d.due_at >= :expire_before OR d.check_first)
     ORDER BY d.next_attempt_at
@@ -165,14 +166,15 @@ FROM expired;
 
 -- name: next_due_at
 SELECT min(d.next_attempt_at) FROM deliveries d JOIN channels c ON c.id = d.channel_id
-WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
   AND c.status = 'active';
 
 -- name: apply_transitions
 -- Guarded state changes, their attempts and their webhook events in one statement. Each row
 -- of ``t`` is a Transition (no delivery twice: the caller splits such batches). A change takes
--- effect only if the delivery may enter the target from its current state ({allowed} lists
--- the (target, source) pairs of herald.states) and, with a token, still holds that claim.
+-- effect only if the delivery may enter the target from its current state ({TRANSITIONS}
+-- lists the (target, source) pairs of herald.states) and, with a token, still holds that
+-- claim.
 -- ``changed`` returns the ordinal of every transition that took effect.
 WITH t AS (
     SELECT * FROM unnest(
@@ -191,7 +193,7 @@ WITH t AS (
                             event, unclaimed, ord)
 ), locked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
-    WHERE (t.target, d.state) IN ({allowed})
+    WHERE (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
     ORDER BY d.id
@@ -201,9 +203,9 @@ WITH t AS (
         state = t.target,
         due_at = coalesce(t.due_at, d.due_at),
         next_attempt_at = t.next_attempt_at,
-        lease_until = CASE WHEN t.target IN ('claimed', 'publishing')
+        lease_until = CASE WHEN t.target IN ({IN_FLIGHT})
                            THEN coalesce(t.lease_until, d.lease_until) END,
-        claim_token = CASE WHEN t.target IN ('claimed', 'publishing') THEN d.claim_token END,
+        claim_token = CASE WHEN t.target IN ({IN_FLIGHT}) THEN d.claim_token END,
         external_id = coalesce(t.external_id, d.external_id),
         last_error = t.error,
         attempts = d.attempts + t.sent::integer,
@@ -218,7 +220,7 @@ WITH t AS (
         updated_at = :now
     FROM t, locked
     WHERE d.id = t.id AND d.id = locked.id
-      AND (t.target, d.state) IN ({allowed})
+      AND (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
     RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
@@ -248,12 +250,12 @@ SELECT ord FROM changed;
 -- name: extend_leases
 WITH held AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE claim_token = ANY(:tokens::text[]) AND state IN ('claimed', 'publishing')
+    WHERE claim_token = ANY(:tokens::text[]) AND state IN ({IN_FLIGHT})
     ORDER BY id
     FOR UPDATE
 )
 UPDATE deliveries d SET lease_until = :lease_until
-FROM held WHERE d.id = held.id AND d.state IN ('claimed', 'publishing');
+FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 
 -- name: recover_expired_leases
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
@@ -261,7 +263,7 @@ FROM held WHERE d.id = held.id AND d.state IN ('claimed', 'publishing');
 -- resend. Rows another transaction holds are skipped: their holder is alive and writing.
 WITH stale AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE state IN ('claimed', 'publishing') AND (:every::boolean OR lease_until < :now)
+    WHERE state IN ({IN_FLIGHT}) AND (:every::boolean OR lease_until < :now)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE deliveries d SET
@@ -293,7 +295,7 @@ SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
 FROM deliveries d
 JOIN channels c ON c.id = d.channel_id
 JOIN posts p ON p.id = d.post_id
-WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
+WHERE d.state IN ({UNRESOLVED}) AND d.check_since >= :since
 ORDER BY 5, 10;
 
 -- name: insert_workspace
@@ -336,7 +338,7 @@ SELECT weekday, minute FROM posting_slots WHERE channel_id = :id ORDER BY weekda
 -- name: busy_times
 SELECT due_at FROM deliveries
 WHERE channel_id = :id AND due_at >= :start AND due_at < :end
-  AND state NOT IN ('cancelled', 'expired');
+  AND state NOT IN ({DROPPED});
 
 -- name: list_posts
 -- Posts of a workspace after the cursor; with :filtered, only those with at least one

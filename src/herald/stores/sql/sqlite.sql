@@ -1,5 +1,6 @@
 -- Named queries of the SQLite store. Each starts with "-- name: <name>".
--- Delivery columns are always selected in the order of DELIVERY_COLUMNS in sqlite.py.
+-- Delivery columns are always selected in the order of DELIVERY_COLUMNS in sqlite.py. Sets
+-- of states are placeholders ({CLAIMABLE}...) filled in by herald.stores.queries.
 
 -- name: insert_channel
 INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
@@ -27,7 +28,7 @@ UPDATE channels SET deleted_at = ?, status = 'disabled' WHERE id = ? AND deleted
 -- name: cancel_channel_deliveries
 UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
     lease_until = NULL, last_error = 'the channel was deleted', updated_at = ?
-WHERE channel_id = ? AND state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed');
+WHERE channel_id = ? AND state IN ({CANCELLABLE});
 
 -- name: set_channel_secret
 UPDATE channels SET secret = ? WHERE id = ?;
@@ -97,7 +98,7 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 -- due order (deliveries_due); a query edited so that its index no longer applies fails at once.
 UPDATE deliveries INDEXED BY deliveries_stale
 SET state = 'expired', next_attempt_at = NULL, updated_at = :now
-WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+WHERE state IN ({CLAIMABLE}) AND next_attempt_at IS NOT NULL
   AND next_attempt_at <= :now AND due_at < :expire_before AND check_first = 0
 RETURNING {columns};
 
@@ -106,7 +107,7 @@ UPDATE deliveries
 SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
 WHERE id IN (
     SELECT d.id FROM deliveries d INDEXED BY deliveries_due JOIN channels c ON c.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+    WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
       AND d.next_attempt_at <= :now AND c.status = 'active'
     ORDER BY d.next_attempt_at
     LIMIT :limit
@@ -118,20 +119,20 @@ RETURNING {columns};
 -- CROSS JOIN keeps deliveries as the outer loop (SQLite never reorders it).
 SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due
 CROSS JOIN channels c ON c.id = d.channel_id
-WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
   AND c.status = 'active'
 ORDER BY d.next_attempt_at
 LIMIT 1;
 
 -- name: apply_transition
--- {sources} is the list of states the target may be entered from (herald.states).
+-- One statement per target: {SOURCES} are the states it may be entered from (herald.states).
 UPDATE deliveries SET
     state = :target,
     due_at = coalesce(:due_at, due_at),
     next_attempt_at = :next_attempt_at,
-    lease_until = CASE WHEN :target IN ('claimed', 'publishing')
+    lease_until = CASE WHEN :target IN ({IN_FLIGHT})
                        THEN coalesce(:lease_until, lease_until) END,
-    claim_token = CASE WHEN :target IN ('claimed', 'publishing') THEN claim_token END,
+    claim_token = CASE WHEN :target IN ({IN_FLIGHT}) THEN claim_token END,
     external_id = coalesce(:external_id, external_id),
     last_error = :error,
     attempts = attempts + :sent,
@@ -144,7 +145,7 @@ UPDATE deliveries SET
     reconciled = CASE WHEN :target = 'published' THEN :reconciled ELSE reconciled END,
     published_at = coalesce(:published_at, published_at),
     updated_at = :now
-WHERE id = :id AND state IN ({sources})
+WHERE id = :id AND state IN ({SOURCES})
   AND (:token IS NULL OR claim_token = :token)
   AND (:unclaimed = 0 OR claim_token IS NULL);
 
@@ -154,7 +155,7 @@ VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: extend_leases
 UPDATE deliveries SET lease_until = ?
-WHERE claim_token = ? AND state IN ('claimed', 'publishing');
+WHERE claim_token = ? AND state IN ({IN_FLIGHT});
 
 -- name: recover_expired_leases
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
@@ -168,7 +169,7 @@ UPDATE deliveries SET
     claim_token = NULL,
     lease_until = NULL,
     updated_at = :now
-WHERE state IN ('claimed', 'publishing') AND (:every OR lease_until < :now);
+WHERE state IN ({IN_FLIGHT}) AND (:every OR lease_until < :now);
 
 -- name: sent_since
 -- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
@@ -190,7 +191,7 @@ SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
 FROM deliveries d INDEXED BY deliveries_state
 JOIN channels c ON c.id = d.channel_id
 JOIN posts p ON p.id = d.post_id
-WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
+WHERE d.state IN ({UNRESOLVED}) AND d.check_since >= :since
 ORDER BY 5, 10;
 
 -- name: insert_workspace
@@ -228,7 +229,7 @@ SELECT weekday, minute FROM posting_slots WHERE channel_id = ? ORDER BY weekday,
 
 -- name: busy_times
 SELECT due_at FROM deliveries
-WHERE channel_id = ? AND due_at >= ? AND due_at < ? AND state NOT IN ('cancelled', 'expired');
+WHERE channel_id = ? AND due_at >= ? AND due_at < ? AND state NOT IN ({DROPPED});
 
 -- name: insert_webhook
 INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?);
