@@ -1,5 +1,5 @@
-"""The state machine (herald.states), and the stores following it: no SQL keeps a list of
-states of its own."""
+"""The state machine (herald.states), and every store following it: the guarded writes of all
+three stores give the same transition table, and no SQL keeps a list of states of its own."""
 
 import re
 from pathlib import Path
@@ -20,6 +20,7 @@ from herald.states import (
     check_transition,
 )
 from herald.stores.queries import load_queries, state_list
+from tests.suites.transition_table import TransitionTable
 
 S = DeliveryState
 STORES = Path(herald.stores.__file__).parent
@@ -141,3 +142,7 @@ def test_the_declared_schema_lists_the_states_of_the_state_machine(dialect):
     ):
         where = schema.split(f"CREATE INDEX {index} ", 1)[1].split(";", 1)[0]
         assert f"WHERE state IN ({state_list(states)})" in where, index
+
+
+class TestEveryStoreFollowsTheStateMachine(TransitionTable):
+    """The transition table on the memory and SQLite stores (tests/suites/transition_table.py)."""

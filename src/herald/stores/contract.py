@@ -1,7 +1,8 @@
 """What every store does alike, written once for all of them (memory, SQLite, PostgreSQL).
 
 - :func:`applied`: what a guarded transition does to a delivery. The memory store applies it;
-  the SQL stores' statements reproduce it. Whether a transition applies at all is
+  the SQL stores' statements reproduce it, which tests/suites/transition_table.py checks for
+  every (state, transition) pair. Whether a transition applies at all is
   :func:`herald.states.allowed_sources`' to say.
 - The keyword arguments of the protocols' longer signatures, as typed dicts: the stores take
   them as ``**kwargs: Unpack[...]``, so they do not restate :mod:`herald.types` (mypy still
