@@ -24,8 +24,10 @@ from herald.errors import InvalidTransition
 __all__ = [
     "CANCELLABLE",
     "CLAIMABLE",
+    "DROPPED",
     "FINAL",
     "IN_FLIGHT",
+    "UNRESOLVED",
     "DeliveryState",
     "allowed_sources",
     "check_transition",
@@ -80,6 +82,11 @@ CANCELLABLE: frozenset[DeliveryState] = frozenset(
 IN_FLIGHT: frozenset[DeliveryState] = frozenset({S.CLAIMED, S.PUBLISHING})
 #: States that need nothing more from the engine.
 FINAL: frozenset[DeliveryState] = frozenset({S.PUBLISHED, S.FAILED, S.EXPIRED, S.CANCELLED})
+#: States that ended without anything sent: their due times are free for other posts again.
+DROPPED: frozenset[DeliveryState] = frozenset({S.EXPIRED, S.CANCELLED})
+#: States a delivery may be in while its last send has no recorded outcome (``check_since``):
+#: claimed for a look-up, publishing, or owing a look-up.
+UNRESOLVED: frozenset[DeliveryState] = frozenset({S.CLAIMED, S.PUBLISHING, S.UNCONFIRMED})
 
 _SOURCES: dict[DeliveryState, frozenset[DeliveryState]] = {
     target: frozenset(src for src, targets in _TRANSITIONS.items() if target in targets)

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from herald.stores import sqlite_rows as rows
 from herald.stores.queries import load_queries
 from herald.stores.sqlite_conn import apply_migrations
 
@@ -29,17 +28,18 @@ PARAMS = {
 
 
 def _query(name: str) -> str:
-    return load_queries("sqlite")[name].replace("{columns}", rows.DELIVERY_COLUMNS)
+    return load_queries("sqlite")[name]
 
 
 def _plan(conn: sqlite3.Connection, name: str) -> list[str]:
-    return [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {_query(name)}", PARAMS)]
+    return [r["detail"] for r in conn.execute(f"EXPLAIN QUERY PLAN {_query(name)}", PARAMS)]
 
 
 @pytest.fixture(params=[False, True], ids=["no-statistics", "analyzed"])
 def conn(request) -> Iterator[sqlite3.Connection]:
     """Finished deliveries, a backlog of due ones, a few stale ones and a week's schedule."""
     db = sqlite3.connect(":memory:", isolation_level=None)
+    db.row_factory = sqlite3.Row  # as the store reads them: by column name
     db.execute("PRAGMA foreign_keys=ON")
     apply_migrations(db)
     db.execute(
@@ -77,14 +77,14 @@ def test_the_claim_takes_due_deliveries_in_due_order_without_sorting(conn):
     assert not any("TEMP B-TREE" in step for step in plan), plan
     claimed = conn.execute(_query("claim_due"), PARAMS).fetchall()
     assert len(claimed) == 100
-    assert max(r[6] for r in claimed) <= NOW  # next_attempt_at: only due ones
+    assert max(r["next_attempt_at"] for r in claimed) <= NOW  # only due ones
 
 
 def test_the_next_due_time_is_read_from_the_front_of_the_due_index(conn):
     plan = _plan(conn, "next_due_at")
     assert any("USING INDEX deliveries_due (next_attempt_at" in step for step in plan), plan
     assert not any("TEMP B-TREE" in step for step in plan), plan
-    (earliest,) = conn.execute(_query("next_due_at")).fetchone()
+    earliest = conn.execute(_query("next_due_at")).fetchone()["next_attempt_at"]
     assert earliest == NOW - 2 * DAY - 19
 
 
@@ -97,7 +97,7 @@ def test_what_was_sent_is_read_from_the_window_of_attempts_not_the_history(conn)
     )
     params = {"since": NOW - DAY}
     sql = _query("sent_since")
-    plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    plan = [r["detail"] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     assert "SEARCH a USING INDEX attempts_started (started_at>?)" in plan, plan
     assert "SEARCH d USING INDEX deliveries_state (state=?)" in plan, plan
     assert not any(step.startswith(("SCAN a", "SCAN d")) for step in plan), plan

@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Unpack
 
 from herald.domain import (
     Attempt,
@@ -23,42 +24,14 @@ from herald.domain import (
     Transition,
     utcnow,
 )
-from herald.errors import InvalidInput, NotFound
-from herald.states import CLAIMABLE, DeliveryState, allowed_sources
-from herald.stores.memory_catalog import MemoryCatalog
+from herald.errors import InvalidInput
+from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
+from herald.stores.contract import StatusChange, applied
+from herald.stores.memory_catalog import MemoryCatalog, lookup
 
 __all__ = ["MemoryStore"]
 
 S = DeliveryState
-#: States a delivery may be in while its last send has no recorded outcome (``check_since``).
-_UNRESOLVED = (S.CLAIMED, S.PUBLISHING, S.UNCONFIRMED)
-
-
-def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
-    """``delivery`` after transition ``t``: the effects every store must reproduce."""
-    check_first = delivery.check_first if t.check_first is None else t.check_first
-    # check_since bounds the look-up: it stays while a check is owed and is renewed by each send.
-    keep_since = check_first or t.target is S.PUBLISHING
-    return replace(
-        delivery,
-        state=t.target,
-        due_at=t.due_at or delivery.due_at,
-        next_attempt_at=t.next_attempt_at,
-        external_id=t.external_id or delivery.external_id,
-        last_error=t.error,
-        attempts=delivery.attempts + (1 if t.sent else 0),
-        retries=0 if t.reset_retries else delivery.retries + (1 if t.retry_spent else 0),
-        checks=(
-            0
-            if t.reset_retries or t.check_first is False
-            else delivery.checks + (1 if t.check_failed else 0)
-        ),
-        check_first=check_first,
-        check_since=(t.check_since or delivery.check_since) if keep_since else None,
-        reconciled=t.reconciled if t.target is S.PUBLISHED else delivery.reconciled,
-        published_at=t.published_at or delivery.published_at,
-        updated_at=now,
-    )
 
 
 class MemoryStore(MemoryCatalog):
@@ -100,25 +73,15 @@ class MemoryStore(MemoryCatalog):
             self._channels[channel.id] = channel
 
     async def get_channel(self, channel_id: str) -> Channel:
-        try:
-            return self._channels[channel_id]
-        except KeyError:
-            raise NotFound("channel", channel_id) from None
+        return lookup(self._channels, channel_id, "channel")
 
     async def set_channel_status(
-        self,
-        channel_id: str,
-        status: ChannelStatus,
-        *,
-        credentials_ref: str | None = None,
-        event: str | None = None,
+        self, channel_id: str, status: ChannelStatus, **change: Unpack[StatusChange]
     ) -> None:
         channel = await self.get_channel(channel_id)
-        changed = replace(
-            channel, status=status, credentials_ref=credentials_ref or channel.credentials_ref
-        )
-        self._channels[channel_id] = changed
-        if event is not None:
+        ref = change.get("credentials_ref") or channel.credentials_ref
+        self._channels[channel_id] = changed = replace(channel, status=status, credentials_ref=ref)
+        if (event := change.get("event")) is not None:
             self._emit_channel(changed, event, utcnow())
 
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
@@ -146,16 +109,10 @@ class MemoryStore(MemoryCatalog):
         return created
 
     async def get_post(self, post_id: str) -> Post:
-        try:
-            return self._posts[post_id]
-        except KeyError:
-            raise NotFound("post", post_id) from None
+        return lookup(self._posts, post_id, "post")
 
     async def get_delivery(self, delivery_id: str) -> Delivery:
-        try:
-            return self._deliveries[delivery_id]
-        except KeyError:
-            raise NotFound("delivery", delivery_id) from None
+        return lookup(self._deliveries, delivery_id, "delivery")
 
     async def list_deliveries(
         self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
@@ -229,7 +186,7 @@ class MemoryStore(MemoryCatalog):
         if t.unclaimed and claim is not None:
             return False
         self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
-        if t.target in (S.CLAIMED, S.PUBLISHING) and claim is not None:
+        if t.target in IN_FLIGHT and claim is not None:
             self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
         else:
             self._claims.pop(t.delivery_id, None)
@@ -258,7 +215,7 @@ class MemoryStore(MemoryCatalog):
         found += [
             record(d, d.attempts, d.check_since, None)
             for d in self._deliveries.values()
-            if d.state in _UNRESOLVED and d.check_since is not None and d.check_since >= since
+            if d.state in UNRESOLVED and d.check_since is not None and d.check_since >= since
         ]
         return sorted(found, key=lambda r: r.started_at)
 

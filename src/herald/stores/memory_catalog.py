@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, Unpack
 
 from herald.domain import (
     DEFAULT_WORKSPACE,
@@ -21,11 +21,21 @@ from herald.domain import (
     Workspace,
 )
 from herald.errors import InvalidInput, NotFound
-from herald.states import CANCELLABLE, DeliveryState
+from herald.states import CANCELLABLE, DROPPED, DeliveryState
+from herald.stores.contract import PostFilters, PostQuery, by_post
 
-__all__ = ["MemoryCatalog"]
+__all__ = ["MemoryCatalog", "lookup"]
 
 S = DeliveryState
+T = TypeVar("T")
+
+
+def lookup(objects: Mapping[str, T], object_id: str, kind: str) -> T:
+    """``objects[object_id]``; :class:`~herald.errors.NotFound` if there is no such object."""
+    try:
+        return objects[object_id]
+    except KeyError:
+        raise NotFound(kind, object_id) from None
 
 
 class _Outgoing:
@@ -63,10 +73,7 @@ class MemoryCatalog:
         self._workspaces[workspace.id] = workspace
 
     async def get_workspace(self, workspace_id: str) -> Workspace:
-        try:
-            return self._workspaces[workspace_id]
-        except KeyError:
-            raise NotFound("workspace", workspace_id) from None
+        return lookup(self._workspaces, workspace_id, "workspace")
 
     async def list_workspaces(self) -> list[Workspace]:
         return [self._workspaces[k] for k in sorted(self._workspaces)]
@@ -84,9 +91,7 @@ class MemoryCatalog:
         return sorted(keys, key=lambda k: (k.created_at, k.id))
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None:
-        if key_id not in self._keys:
-            raise NotFound("api key", key_id)
-        key, digest = self._keys[key_id]
+        key, digest = lookup(self._keys, key_id, "api key")
         self._keys[key_id] = (replace(key, revoked_at=key.revoked_at or at), digest)
 
     # -- channels -------------------------------------------------------------------------
@@ -101,10 +106,7 @@ class MemoryCatalog:
         )
 
     def _channel(self, channel_id: str) -> Channel:
-        try:
-            return self._channels[channel_id]
-        except KeyError:
-            raise NotFound("channel", channel_id) from None
+        return lookup(self._channels, channel_id, "channel")
 
     async def update_channel(self, channel: Channel) -> None:
         old = self._channel(channel.id)
@@ -153,51 +155,37 @@ class MemoryCatalog:
         return {
             d.due_at
             for d in self._deliveries.values()
-            if d.channel_id == channel_id
-            and start <= d.due_at < end
-            and d.state not in (S.CANCELLED, S.EXPIRED)
+            if d.channel_id == channel_id and start <= d.due_at < end and d.state not in DROPPED
         }
 
     # -- posts ----------------------------------------------------------------------------
-    async def list_posts(
-        self,
-        workspace_id: str,
-        *,
-        state: DeliveryState | None = None,
-        channel_id: str | None = None,
-        due_from: datetime | None = None,
-        due_to: datetime | None = None,
-        after: tuple[datetime, str] | None = None,
-        limit: int = 50,
-    ) -> list[Post]:
+    async def list_posts(self, workspace_id: str, **filters: Unpack[PostFilters]) -> list[Post]:
+        query = PostQuery(workspace_id, **filters)
+
         def matches(d: Delivery) -> bool:
             return (
-                (state is None or d.state is state)
-                and (channel_id is None or d.channel_id == channel_id)
-                and (due_from is None or d.due_at >= due_from)
-                and (due_to is None or d.due_at < due_to)
+                (query.state is None or d.state is query.state)
+                and (query.channel_id is None or d.channel_id == query.channel_id)
+                and (query.due_from is None or d.due_at >= query.due_from)
+                and (query.due_to is None or d.due_at < query.due_to)
             )
 
-        filtered = any(v is not None for v in (state, channel_id, due_from, due_to))
-        wanted = {d.post_id for d in self._deliveries.values() if matches(d)} if filtered else None
+        deliveries = self._deliveries.values()
+        wanted = {d.post_id for d in deliveries if matches(d)} if query.filtered else None
         posts = sorted(
             (
                 p
                 for p in self._posts.values()
                 if p.workspace_id == workspace_id
                 and (wanted is None or p.id in wanted)
-                and (after is None or (p.created_at, p.id) > after)
+                and (query.after is None or (p.created_at, p.id) > query.after)
             ),
             key=lambda p: (p.created_at, p.id),
         )
-        return posts[:limit]
+        return posts[: query.limit]
 
     async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
-        grouped: dict[str, list[Delivery]] = {p: [] for p in post_ids}
-        for d in sorted(self._deliveries.values(), key=lambda d: (d.due_at, d.id)):
-            if d.post_id in grouped:
-                grouped[d.post_id].append(d)
-        return grouped
+        return by_post(post_ids, self._deliveries.values())
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None:
@@ -210,16 +198,10 @@ class MemoryCatalog:
         return sorted(hooks, key=lambda w: (w.created_at, w.id))
 
     async def get_webhook_secret(self, webhook_id: str) -> bytes:
-        try:
-            return self._webhooks[webhook_id][1]
-        except KeyError:
-            raise NotFound("webhook", webhook_id) from None
+        return lookup(self._webhooks, webhook_id, "webhook")[1]
 
     async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
-        try:
-            webhook, _ = self._webhooks[webhook_id]
-        except KeyError:
-            raise NotFound("webhook", webhook_id) from None
+        webhook, _ = lookup(self._webhooks, webhook_id, "webhook")
         self._webhooks[webhook_id] = (webhook, ciphertext)
 
     async def delete_webhook(self, webhook_id: str) -> None:

@@ -13,10 +13,10 @@ Any number of engines, on any number of machines, may share one database (run ea
 - guarded writes (:meth:`apply`) are one statement per batch: the compare-and-set on state
   and claim token, the attempts and the webhook events, all in one round trip.
 
-Queries live in ``stores/sql/postgres.sql``, migrations in ``stores/migrations/postgres/``
-(applied at :meth:`open` under an advisory lock), the driver behind
-:mod:`herald.stores.postgres_conn`, the catalogue and outbox in
-:mod:`herald.stores.postgres_catalog`.
+Queries live in ``stores/sql/postgres.sql`` and ``common.sql``, migrations in
+``stores/migrations/postgres/`` (applied at :meth:`open` under an advisory lock), the driver
+behind :mod:`herald.stores.postgres_conn`, rows become objects in :mod:`herald.stores.rows`,
+the catalogue and outbox are in :mod:`herald.stores.postgres_catalog`.
 
 Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process adds posts
 (``LISTEN``/``NOTIFY`` on a per-schema channel); without it, such posts are seen within
@@ -28,35 +28,20 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
+from herald import domain
 from herald.constants import NOTIFY_PREFIX
-from herald.domain import (
-    Attempt,
-    Channel,
-    ChannelStatus,
-    ClaimBatch,
-    Content,
-    Delivery,
-    Job,
-    NewPost,
-    Platform,
-    Post,
-    SentRecord,
-    Transition,
-    utcnow,
-)
 from herald.errors import NotFound
-from herald.states import CLAIMABLE, DeliveryState
-from herald.stores import postgres_rows as rows
+from herald.states import CLAIMABLE
+from herald.stores.contract import StatusChange, by_post
 from herald.stores.postgres_catalog import PostgresCatalog
-from herald.stores.postgres_conn import Connection, Database
+from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
+from herald.stores.rows import POSTGRES as decode
+from herald.stores.rows import content_of, post_json
 
 __all__ = ["PostgresStore"]
-
-#: ``LISTEN``/``NOTIFY`` channel of a schema's new due work: this prefix + the schema name.
-#: The payload is the earliest due instant, ISO 8601.
 
 
 class PostgresStore(PostgresCatalog):
@@ -87,6 +72,8 @@ class PostgresStore(PostgresCatalog):
 
     @property
     def notify_channel(self) -> str:
+        """``LISTEN``/``NOTIFY`` channel of this schema's new due work; the payload is the
+        earliest due instant, ISO 8601."""
         # PostgreSQL cuts LISTEN names at 63 bytes but refuses longer NOTIFY ones: cut here.
         # Two long schema names sharing 49 characters would only wake each other needlessly.
         return f"{NOTIFY_PREFIX}{self._db.schema}"[:63]
@@ -108,9 +95,7 @@ class PostgresStore(PostgresCatalog):
         if it drops (then ``notify(None)``: something may have been missed). Returns once
         listening; raises :class:`~herald.errors.StoreError` if it cannot connect.
         """
-        listener = DueListener(
-            self._db.url, self._db.server_settings(), self.notify_channel, notify
-        )
+        listener = DueListener(self._db, self.notify_channel, notify)
         await listener.start()
         self._listeners.append(listener)
         return listener
@@ -122,8 +107,8 @@ class PostgresStore(PostgresCatalog):
         await conn.fetchval(self._db.q["notify_due"], channel=self.notify_channel, payload=payload)
 
     # -- channels, as the engine sees them --------------------------------------------------
-    async def add_channels(self, channels: Sequence[Channel]) -> None:
-        now = utcnow()
+    async def add_channels(self, channels: Sequence[domain.Channel]) -> None:
+        now = domain.utcnow()
         async with self._db.transaction(
             "a channel with this id, or this account in its workspace, already exists",
             field="external_id",
@@ -141,46 +126,36 @@ class PostgresStore(PostgresCatalog):
                 workspace_ids=[c.workspace_id for c in channels],
             )
 
-    async def get_channel(self, channel_id: str) -> Channel:
-        row = await self._db.fetchrow("get_channel", id=channel_id)
-        if row is None:
-            raise NotFound("channel", channel_id)
-        return rows.channel(row)
-
     async def set_channel_status(
-        self,
-        channel_id: str,
-        status: ChannelStatus,
-        *,
-        credentials_ref: str | None = None,
-        event: str | None = None,
+        self, channel_id: str, status: domain.ChannelStatus, **change: Unpack[StatusChange]
     ) -> None:
-        now = utcnow()
+        now = domain.utcnow()
         async with self._db.transaction() as conn:
             found = await conn.fetchval(
                 self._db.q["set_channel_status"],
                 id=channel_id,
                 status=status.value,
-                credentials_ref=credentials_ref,
-                event=event,
+                credentials_ref=change.get("credentials_ref"),
+                event=change.get("event"),
                 now=now,
                 now_iso=now.isoformat(),
             )
             if not found:
                 raise NotFound("channel", channel_id)
-            if status is ChannelStatus.ACTIVE:
+            if status is domain.ChannelStatus.ACTIVE:
                 await self._notify_due(conn, None)  # its deliveries are claimable again
 
     # -- posts and deliveries ---------------------------------------------------------------
-    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
-        now = utcnow()
+    async def add_posts(self, posts: Sequence[domain.NewPost]) -> list[domain.Delivery]:
+        now = domain.utcnow()
         targets = [(d, new.post.id) for new in posts for d in new.deliveries]
+        contents = [post_json(new.post) for new in posts]
         async with self._db.transaction("a post or delivery with this id already exists") as conn:
             await conn.execute(
                 self._db.q["insert_posts"],
                 ids=[new.post.id for new in posts],
-                contents=[rows.dumps(new.post.content.to_dict()) for new in posts],
-                overrides=[rows.overrides_json(new.post) for new in posts],
+                contents=[content for content, _ in contents],
+                overrides=[overrides for _, overrides in contents],
                 created_at=[new.post.created_at for new in posts],
                 workspace_ids=[new.post.workspace_id for new in posts],
             )
@@ -196,54 +171,22 @@ class PostgresStore(PostgresCatalog):
                 raise NotFound("channel", await self._missing_channel(conn, targets))
             if targets:
                 await self._notify_due(conn, min(d.due_at for d, _ in targets))
-        found = {row[0]: rows.delivery(row) for row in inserted}
+        found = {d.id: d for d in map(decode.delivery, inserted)}
         return [found[d.id] for d, _ in targets]
 
     async def _missing_channel(self, conn: Connection, targets: Sequence[tuple[Any, str]]) -> str:
         wanted = [d.channel_id for d, _ in targets]
-        existing = {r[0] for r in await conn.fetch(self._db.q["existing_channels"], ids=wanted)}
+        existing = {r["id"] for r in await conn.fetch(self._db.q["existing_channels"], ids=wanted)}
         return next((c for c in wanted if c not in existing), "?")
 
-    async def get_post(self, post_id: str) -> Post:
-        row = await self._db.fetchrow("get_post", id=post_id)
-        if row is None:
-            raise NotFound("post", post_id)
-        return rows.post(row)
-
-    async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
-        grouped: dict[str, list[Delivery]] = {p: [] for p in post_ids}
-        for row in await self._db.fetch("deliveries_of", post_ids=list(post_ids)):
-            delivery = rows.delivery(row)
-            grouped[delivery.post_id].append(delivery)
-        return grouped
-
-    async def get_delivery(self, delivery_id: str) -> Delivery:
-        row = await self._db.fetchrow("get_delivery", id=delivery_id)
-        if row is None:
-            raise NotFound("delivery", delivery_id)
-        return rows.delivery(row)
-
-    async def list_deliveries(
-        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
-    ) -> list[Delivery]:
-        if state is None:
-            found = await self._db.fetch("list_deliveries", after_id=after_id, limit=limit)
-        else:
-            found = await self._db.fetch(
-                "list_deliveries_in_state", state=state.value, after_id=after_id, limit=limit
-            )
-        return [rows.delivery(r) for r in found]
-
-    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
-        return [rows.attempt(r) for r in await self._db.fetch("list_attempts", id=delivery_id)]
-
-    async def count_by_state(self) -> dict[DeliveryState, int]:
-        return {DeliveryState(s): n for s, n in await self._db.fetch("count_by_state")}
+    async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[domain.Delivery]]:
+        found = await self._db.fetch("deliveries_of", post_ids=list(post_ids))
+        return by_post(post_ids, map(decode.delivery, found))
 
     # -- engine -----------------------------------------------------------------------------
     async def claim_due(
         self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
-    ) -> ClaimBatch:
+    ) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         found = await self._db.fetch(
             "claim_due",
@@ -253,32 +196,16 @@ class PostgresStore(PostgresCatalog):
             lease_until=lease_until,
             expire_before=expire_before,
         )
-        jobs: list[Job] = []
-        expired: list[Delivery] = []
-        contents: dict[tuple[str, Platform], Content] = {}  # one post, many channels
-        for row in found:
-            delivery = rows.delivery(row, 1)
-            if not row[0]:
-                expired.append(delivery)
-                continue
-            channel = rows.channel(row, 1 + rows.DELIVERY_WIDTH)
-            key = (delivery.post_id, delivery.platform)
-            content = contents.get(key)
-            if content is None:
-                at = 1 + rows.DELIVERY_WIDTH + rows.CHANNEL_WIDTH
-                content = contents[key] = rows.content_for(delivery.platform, row[at], row[at + 1])
-            jobs.append(Job(delivery, channel, content, token))
-        jobs.sort(key=lambda j: (j.delivery.next_attempt_at or j.delivery.due_at, j.delivery.id))
-        return ClaimBatch(jobs=jobs, expired=expired)
+        return _claimed(found, token)
 
     async def next_due_at(self) -> datetime | None:
         at: datetime | None = await self._db.fetchval("next_due_at")
         return at
 
-    async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
+    async def apply(self, transitions: Sequence[domain.Transition]) -> list[bool]:
         if not transitions:
             return []
-        now = utcnow()
+        now = domain.utcnow()
         rounds = _rounds(transitions)
         done = [False] * len(transitions)
         async with self._db.connection() as conn:
@@ -295,7 +222,7 @@ class PostgresStore(PostgresCatalog):
     async def _apply_round(
         self,
         conn: Connection,
-        transitions: Sequence[Transition],
+        transitions: Sequence[domain.Transition],
         positions: list[int],
         done: list[bool],
         now: datetime,
@@ -304,16 +231,13 @@ class PostgresStore(PostgresCatalog):
         found = await conn.fetch(self._db.q["apply_transitions"], **_transition_arrays(batch, now))
         woken: list[datetime] = []
         for row in found:
-            index = positions[row[0] - 1]
+            index = positions[row["ord"] - 1]
             done[index] = True
             t = transitions[index]
             if t.claim_token is None and t.target in CLAIMABLE and t.next_attempt_at is not None:
                 woken.append(t.next_attempt_at)  # a user's retry or reschedule: wake dispatchers
         if woken:
             await self._notify_due(conn, min(woken))
-
-    async def sent_since(self, since: datetime) -> list[SentRecord]:
-        return rows.sent(await self._db.fetch("sent_since", since=since))
 
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         if not claim_tokens:
@@ -326,7 +250,30 @@ class PostgresStore(PostgresCatalog):
         return await self._db.execute("recover_expired_leases", now=now, every=every)
 
 
-def _rounds(transitions: Sequence[Transition]) -> list[list[int]]:
+def _claimed(found: Sequence[Record], token: str) -> domain.ClaimBatch:
+    """The rows of ``claim_due``: jobs in due order, and the deliveries it expired."""
+    jobs: list[domain.Job] = []
+    expired: list[domain.Delivery] = []
+    channels: dict[str, domain.Channel] = {}
+    contents: dict[tuple[str, domain.Platform], domain.Content] = {}  # one post, many channels
+    for row in found:
+        delivery = decode.delivery(row)
+        if not row["claimed"]:
+            expired.append(delivery)
+            continue
+        channel = channels.get(delivery.channel_id)
+        if channel is None:
+            channel = channels[delivery.channel_id] = decode.channel(row, "channel.")
+        key = (delivery.post_id, delivery.platform)
+        content = contents.get(key)
+        if content is None:
+            content = contents[key] = content_of(row, delivery.platform, "post.")
+        jobs.append(domain.Job(delivery, channel, content, token))
+    jobs.sort(key=lambda j: (j.delivery.next_attempt_at or j.delivery.due_at, j.delivery.id))
+    return domain.ClaimBatch(jobs=jobs, expired=expired)
+
+
+def _rounds(transitions: Sequence[domain.Transition]) -> list[list[int]]:
     """Positions of ``transitions`` in consecutive groups that name each delivery once.
 
     One statement updates a row at most once, so a delivery named twice in a batch needs a
@@ -344,8 +291,8 @@ def _rounds(transitions: Sequence[Transition]) -> list[list[int]]:
     return rounds
 
 
-def _transition_arrays(batch: Sequence[Transition], now: datetime) -> dict[str, Any]:
-    """The arguments of ``apply_transitions``: one array per Transition field."""
+def _transition_arrays(batch: Sequence[domain.Transition], now: datetime) -> dict[str, Any]:
+    """The arguments of ``apply_transitions``: one array per domain.Transition field."""
     attempts = [t.attempt for t in batch]
     return {
         "ids": [t.delivery_id for t in batch],

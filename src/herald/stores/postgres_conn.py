@@ -27,8 +27,6 @@ import asyncpg  # type: ignore[import-untyped]
 
 from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError
-from herald.states import DeliveryState, allowed_sources
-from herald.stores import postgres_rows as rows
 from herald.stores.queries import load_queries
 from herald.stores.queries import migration_files as load_migration_files
 
@@ -48,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger("herald.store")
 
-#: A driver row: read by position (``row[0]``) or by column name.
+#: A driver row, read by column name (``row["state"]``; see :mod:`herald.stores.rows`).
 Record = Any
 
 #: A named parameter (``:name``) in a query; ``::type`` casts are not parameters.
@@ -65,32 +63,9 @@ _DRIVER_ERRORS = (
 )
 
 
-@cache
 def named_sql() -> dict[str, str]:
-    """Every query of ``sql/postgres.sql`` with its column lists and state pairs filled in."""
-    allowed = ", ".join(
-        f"('{target.value}', '{source.value}')"
-        for target in DeliveryState
-        for source in sorted(allowed_sources(target))
-    )
-    fill = {
-        "{columns}": rows.DELIVERY_COLUMNS,
-        "{d_columns}": rows.prefixed(rows.DELIVERY_COLUMNS, "d"),
-        "{claimed_columns}": rows.prefixed(rows.DELIVERY_COLUMNS, "claimed"),
-        "{expired_columns}": rows.prefixed(rows.DELIVERY_COLUMNS, "expired"),
-        "{channel_columns}": rows.CHANNEL_COLUMNS,
-        "{c_channel_columns}": rows.prefixed(rows.CHANNEL_COLUMNS, "c"),
-        "{post_columns}": rows.POST_COLUMNS,
-        "{p_post_columns}": rows.prefixed(rows.POST_COLUMNS, "p"),
-        "{allowed}": f"VALUES {allowed}",
-    }
-    out = {}
-    for name, raw in load_queries("postgres").items():
-        sql = raw
-        for key, value in fill.items():
-            sql = sql.replace(key, value)
-        out[name] = sql
-    return out
+    """Every query the PostgreSQL store runs, by name, placeholders filled in."""
+    return load_queries("postgres")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 from herald.errors import StoreError
-from herald.stores.postgres_conn import translated
+from herald.stores.postgres_conn import Database, translated
 
 __all__ = ["DueListener"]
 
@@ -31,16 +31,14 @@ _CLOSE_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, Timeout
 class DueListener:
     def __init__(
         self,
-        url: str,
-        server_settings: dict[str, str],
+        db: Database,
         channel: str,
         notify: Callable[[datetime | None], None],
         *,
         retry_s: Sequence[float] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
     ) -> None:
         self.channel = channel
-        self._url = url
-        self._settings = server_settings
+        self._db = db  # its URL and session settings, for a connection outside its pool
         self._notify = notify
         self._retry_s = retry_s
         self._conn: Any = None
@@ -67,7 +65,7 @@ class DueListener:
 
     async def _connect(self) -> Any:
         with translated():
-            conn = await asyncpg.connect(self._url, server_settings=self._settings)
+            conn = await asyncpg.connect(self._db.url, server_settings=self._db.server_settings())
             try:
                 await conn.add_listener(self.channel, self._received)
             except BaseException:

@@ -30,6 +30,7 @@ class ThreadedConnection:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+        conn.row_factory = sqlite3.Row  # rows are read by column name (herald.stores.rows)
         for pragma in (
             "PRAGMA journal_mode=WAL",
             f"PRAGMA synchronous={self._synchronous}",

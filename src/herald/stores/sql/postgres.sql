@@ -1,7 +1,8 @@
--- Named queries of the PostgreSQL store. Each starts with "-- name: <name>".
--- Parameters are written :name and bound by name (herald.stores.postgres_conn.Query);
--- "::type" is a cast, never a parameter. Delivery columns come in the order of
--- postgres_rows.DELIVERY_COLUMNS ({columns}), channel and post columns likewise.
+-- Named queries of the PostgreSQL store. Each starts with "-- name: <name>"; those both dialects
+-- write alike are in common.sql. Parameters are written :name and bound by name
+-- (herald.stores.postgres_conn.Query); "::type" is a cast, never a parameter. Rows are read by
+-- column name; the {..._columns} and state set placeholders ({CLAIMABLE}...) are filled in by
+-- herald.stores.queries.
 --
 -- Locking, for any number of engines on any number of machines:
 -- - claims and recoveries pick their rows with FOR UPDATE SKIP LOCKED: they never wait, never
@@ -15,16 +16,6 @@ INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref
 SELECT * FROM unnest(:ids::text[], :platforms::text[], :external_ids::text[], :names::text[],
                      :timezones::text[], :credentials_refs::text[], :statuses::text[],
                      :created_at::timestamptz[], :workspace_ids::text[]);
-
--- name: get_channel
-SELECT {channel_columns} FROM channels WHERE id = :id;
-
--- name: list_channels
-SELECT {channel_columns} FROM channels WHERE deleted_at IS NULL ORDER BY id;
-
--- name: list_workspace_channels
-SELECT {channel_columns} FROM channels
-WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY id;
 
 -- name: set_channel_status
 -- Change the status and record ``event`` for every webhook of the channel's workspace
@@ -52,10 +43,6 @@ SELECT count(*) FROM changed;
 -- Wake the dispatchers listening on this schema's channel (sent at commit; see postgres.py).
 SELECT pg_notify(:channel, :payload);
 
--- name: update_channel
-UPDATE channels SET name = :name, timezone = :timezone, credentials_ref = :credentials_ref
-WHERE id = :id;
-
 -- name: delete_channel
 -- Mark the channel deleted and cancel its pending deliveries; return how many, or no row if
 -- there is no such (live) channel.
@@ -65,23 +52,17 @@ WITH deleted AS (
     RETURNING id
 ), pending AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN deleted ON deleted.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+    WHERE d.state IN ({CANCELLABLE})
     ORDER BY d.id
     FOR UPDATE OF d
 ), cancelled AS (
     UPDATE deliveries d SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
         lease_until = NULL, last_error = 'the channel was deleted', updated_at = :at
     FROM pending WHERE d.id = pending.id
-      AND d.state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed')
+      AND d.state IN ({CANCELLABLE})
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled FROM deleted;
-
--- name: set_channel_secret
-UPDATE channels SET secret = :secret WHERE id = :id;
-
--- name: get_channel_secret
-SELECT secret FROM channels WHERE id = :id;
 
 -- name: insert_posts
 INSERT INTO posts (id, content, overrides, created_at, workspace_id)
@@ -97,32 +78,13 @@ SELECT t.id, t.post_id, c.id, c.platform, t.due_at, 'scheduled', t.due_at, :now
 FROM unnest(:ids::text[], :post_ids::text[], :channel_ids::text[], :due_at::timestamptz[])
      AS t (id, post_id, channel_id, due_at)
 JOIN channels c ON c.id = t.channel_id
-RETURNING {columns};
+RETURNING {delivery_columns};
 
 -- name: existing_channels
 SELECT id FROM channels WHERE id = ANY(:ids::text[]);
 
--- name: get_post
-SELECT {post_columns} FROM posts WHERE id = :id;
-
 -- name: deliveries_of
-SELECT {columns} FROM deliveries WHERE post_id = ANY(:post_ids::text[]) ORDER BY due_at, id;
-
--- name: get_delivery
-SELECT {columns} FROM deliveries WHERE id = :id;
-
--- name: list_deliveries
-SELECT {columns} FROM deliveries WHERE id > :after_id ORDER BY id LIMIT :limit;
-
--- name: list_deliveries_in_state
-SELECT {columns} FROM deliveries WHERE state = :state AND id > :after_id ORDER BY id LIMIT :limit;
-
--- name: list_attempts
-SELECT delivery_id, number, started_at, finished_at, outcome, error
-FROM attempts WHERE delivery_id = :id ORDER BY id;
-
--- name: count_by_state
-SELECT state, count(*) FROM deliveries GROUP BY state;
+SELECT {delivery_columns} FROM deliveries WHERE post_id = ANY(:post_ids::text[]) ORDER BY due_at, id;
 
 -- name: claim_due
 -- One statement, so one round trip and atomic without BEGIN/COMMIT:
@@ -132,19 +94,19 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 -- 2. ``picked``: up to :limit due deliveries of active channels, in due order, skipping the
 --    rows other claimers hold. Its predicate excludes the stale rows, so no row is written
 --    twice by this statement.
--- Rows come back claimed first (with channel and post), then expired (``claimed`` false).
+-- Rows come back with their channel and post, claimed ones with ``claimed`` true.
 WITH stale AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+    WHERE state IN ({CLAIMABLE}) AND next_attempt_at IS NOT NULL
       AND next_attempt_at <= :now AND due_at < :expire_before AND NOT check_first
     FOR UPDATE SKIP LOCKED
 ), expired AS (
     UPDATE deliveries d SET state = 'expired', next_attempt_at = NULL, updated_at = :now
     FROM stale WHERE d.id = stale.id
-    RETURNING {d_columns}
+    RETURNING {d.delivery_columns}
 ), picked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+    WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
       AND d.next_attempt_at <= :now AND c.status = 'active'
       AND (d.due_at >= :expire_before OR d.check_first)
     ORDER BY d.next_attempt_at
@@ -154,25 +116,27 @@ WITH stale AS MATERIALIZED (
     UPDATE deliveries d
     SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
     FROM picked WHERE d.id = picked.id
-    RETURNING {d_columns}
+    RETURNING {d.delivery_columns}
+), done AS (
+    SELECT true AS claimed, * FROM claimed
+    UNION ALL
+    SELECT false, * FROM expired
 )
-SELECT true AS claimed, {claimed_columns}, {c_channel_columns}, p.content, p.overrides
-FROM claimed JOIN channels c ON c.id = claimed.channel_id JOIN posts p ON p.id = claimed.post_id
-UNION ALL
-SELECT false, {expired_columns}, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, NULL
-FROM expired;
+SELECT done.claimed, {done.delivery_columns}, {c.channel_columns AS channel.},
+       p.content AS "post.content", p.overrides AS "post.overrides"
+FROM done JOIN channels c ON c.id = done.channel_id JOIN posts p ON p.id = done.post_id;
 
 -- name: next_due_at
 SELECT min(d.next_attempt_at) FROM deliveries d JOIN channels c ON c.id = d.channel_id
-WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
   AND c.status = 'active';
 
 -- name: apply_transitions
 -- Guarded state changes, their attempts and their webhook events in one statement. Each row
 -- of ``t`` is a Transition (no delivery twice: the caller splits such batches). A change takes
--- effect only if the delivery may enter the target from its current state ({allowed} lists
--- the (target, source) pairs of herald.states) and, with a token, still holds that claim.
+-- effect only if the delivery may enter the target from its current state ({TRANSITIONS}
+-- lists the (target, source) pairs of herald.states) and, with a token, still holds that
+-- claim.
 -- ``changed`` returns the ordinal of every transition that took effect.
 WITH t AS (
     SELECT * FROM unnest(
@@ -191,7 +155,7 @@ WITH t AS (
                             event, unclaimed, ord)
 ), locked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
-    WHERE (t.target, d.state) IN ({allowed})
+    WHERE (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
     ORDER BY d.id
@@ -201,9 +165,9 @@ WITH t AS (
         state = t.target,
         due_at = coalesce(t.due_at, d.due_at),
         next_attempt_at = t.next_attempt_at,
-        lease_until = CASE WHEN t.target IN ('claimed', 'publishing')
+        lease_until = CASE WHEN t.target IN ({IN_FLIGHT})
                            THEN coalesce(t.lease_until, d.lease_until) END,
-        claim_token = CASE WHEN t.target IN ('claimed', 'publishing') THEN d.claim_token END,
+        claim_token = CASE WHEN t.target IN ({IN_FLIGHT}) THEN d.claim_token END,
         external_id = coalesce(t.external_id, d.external_id),
         last_error = t.error,
         attempts = d.attempts + t.sent::integer,
@@ -218,7 +182,7 @@ WITH t AS (
         updated_at = :now
     FROM t, locked
     WHERE d.id = t.id AND d.id = locked.id
-      AND (t.target, d.state) IN ({allowed})
+      AND (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
     RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
@@ -248,12 +212,12 @@ SELECT ord FROM changed;
 -- name: extend_leases
 WITH held AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE claim_token = ANY(:tokens::text[]) AND state IN ('claimed', 'publishing')
+    WHERE claim_token = ANY(:tokens::text[]) AND state IN ({IN_FLIGHT})
     ORDER BY id
     FOR UPDATE
 )
 UPDATE deliveries d SET lease_until = :lease_until
-FROM held WHERE d.id = held.id AND d.state IN ('claimed', 'publishing');
+FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 
 -- name: recover_expired_leases
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
@@ -261,7 +225,7 @@ FROM held WHERE d.id = held.id AND d.state IN ('claimed', 'publishing');
 -- resend. Rows another transaction holds are skipped: their holder is alive and writing.
 WITH stale AS MATERIALIZED (
     SELECT id FROM deliveries
-    WHERE state IN ('claimed', 'publishing') AND (:every::boolean OR lease_until < :now)
+    WHERE state IN ({IN_FLIGHT}) AND (:every::boolean OR lease_until < :now)
     FOR UPDATE SKIP LOCKED
 )
 UPDATE deliveries d SET
@@ -275,51 +239,6 @@ UPDATE deliveries d SET
     updated_at = :now
 FROM stale WHERE d.id = stale.id;
 
--- name: sent_since
--- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
--- attempt (publish or look-up) that started then or later (attempts_started), and every send
--- with no outcome recorded (outcome NULL: the delivery is publishing, or owes a look-up, since
--- check_since; deliveries_state), each with its account and its post's content, oldest first.
-SELECT a.delivery_id, a.number, d.platform, c.external_id, a.started_at, a.outcome,
-       d.post_id, p.content, p.overrides, a.id
-FROM attempts a
-JOIN deliveries d ON d.id = a.delivery_id
-JOIN channels c ON c.id = d.channel_id
-JOIN posts p ON p.id = d.post_id
-WHERE a.started_at >= :since
-UNION ALL
-SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
-       d.post_id, p.content, p.overrides, 0
-FROM deliveries d
-JOIN channels c ON c.id = d.channel_id
-JOIN posts p ON p.id = d.post_id
-WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
-ORDER BY 5, 10;
-
--- name: insert_workspace
-INSERT INTO workspaces (id, name, created_at) VALUES (:id, :name, :created_at);
-
--- name: get_workspace
-SELECT id, name, created_at FROM workspaces WHERE id = :id;
-
--- name: list_workspaces
-SELECT id, name, created_at FROM workspaces ORDER BY id;
-
--- name: insert_api_key
-INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
-VALUES (:id, :workspace_id, :prefix, :secret_hash, :name, :created_at);
-
--- name: api_key_by_prefix
-SELECT id, workspace_id, prefix, name, created_at, revoked_at, secret_hash
-FROM api_keys WHERE prefix = :prefix;
-
--- name: list_api_keys
-SELECT id, workspace_id, prefix, name, created_at, revoked_at
-FROM api_keys WHERE workspace_id = :workspace_id ORDER BY created_at, id;
-
--- name: revoke_api_key
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, :at) WHERE id = :id;
-
 -- name: lock_channel
 SELECT 1 FROM channels WHERE id = :id FOR UPDATE;
 
@@ -330,18 +249,10 @@ DELETE FROM posting_slots WHERE channel_id = :id;
 INSERT INTO posting_slots (channel_id, weekday, minute)
 SELECT :id, * FROM unnest(:weekdays::integer[], :minutes::integer[]);
 
--- name: get_schedule
-SELECT weekday, minute FROM posting_slots WHERE channel_id = :id ORDER BY weekday, minute;
-
--- name: busy_times
-SELECT due_at FROM deliveries
-WHERE channel_id = :id AND due_at >= :start AND due_at < :end
-  AND state NOT IN ('cancelled', 'expired');
-
 -- name: list_posts
 -- Posts of a workspace after the cursor; with :filtered, only those with at least one
 -- delivery matching every filter given (a NULL filter matches anything).
-SELECT {p_post_columns} FROM posts p
+SELECT {p.post_columns} FROM posts p
 WHERE p.workspace_id = :workspace_id
   AND (:after_at::timestamptz IS NULL OR (p.created_at, p.id) > (:after_at, :after_id::text))
   AND (NOT :filtered::boolean OR EXISTS (
@@ -353,23 +264,6 @@ WHERE p.workspace_id = :workspace_id
         AND (:due_to::timestamptz IS NULL OR d.due_at < :due_to)))
 ORDER BY p.created_at, p.id
 LIMIT :limit;
-
--- name: insert_webhook
-INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at)
-VALUES (:id, :workspace_id, :url, :events, :secret, :created_at);
-
--- name: list_webhooks
-SELECT id, workspace_id, url, events, created_at FROM webhooks
-WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY created_at, id;
-
--- name: get_webhook_secret
-SELECT secret FROM webhooks WHERE id = :id AND deleted_at IS NULL;
-
--- name: set_webhook_secret
-UPDATE webhooks SET secret = :secret WHERE id = :id AND deleted_at IS NULL;
-
--- name: delete_webhook
-UPDATE webhooks SET deleted_at = :at WHERE id = :id AND deleted_at IS NULL;
 
 -- name: recover_webhook_events
 UPDATE webhook_events e SET state = 'pending', lease_until = NULL, next_attempt_at = :now
@@ -400,6 +294,3 @@ UPDATE webhook_events SET
                  ELSE 'pending' END,
     next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
 WHERE id = :id AND state = 'sending';
-
--- name: next_webhook_event_at
-SELECT min(next_attempt_at) FROM webhook_events WHERE state = 'pending';

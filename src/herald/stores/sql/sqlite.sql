@@ -1,25 +1,14 @@
--- Named queries of the SQLite store. Each starts with "-- name: <name>".
--- Delivery columns are always selected in the order of DELIVERY_COLUMNS in sqlite.py.
+-- Named queries of the SQLite store. Each starts with "-- name: <name>"; those both dialects
+-- write alike are in common.sql. Rows are read by column name; the {..._columns} and state
+-- set placeholders ({CLAIMABLE}...) are filled in by herald.stores.queries.
 
 -- name: insert_channel
 INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
                       created_at, workspace_id)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: get_channel
-SELECT {channel_columns} FROM channels WHERE id = ?;
-
--- name: list_channels
-SELECT {channel_columns} FROM channels WHERE deleted_at IS NULL ORDER BY id;
-
--- name: list_workspace_channels
-SELECT {channel_columns} FROM channels WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY id;
-
 -- name: set_channel_status
 UPDATE channels SET status = ?, credentials_ref = COALESCE(?, credentials_ref) WHERE id = ?;
-
--- name: update_channel
-UPDATE channels SET name = ?, timezone = ?, credentials_ref = ? WHERE id = ?;
 
 -- name: delete_channel
 UPDATE channels SET deleted_at = ?, status = 'disabled' WHERE id = ? AND deleted_at IS NULL;
@@ -27,13 +16,7 @@ UPDATE channels SET deleted_at = ?, status = 'disabled' WHERE id = ? AND deleted
 -- name: cancel_channel_deliveries
 UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, claim_token = NULL,
     lease_until = NULL, last_error = 'the channel was deleted', updated_at = ?
-WHERE channel_id = ? AND state IN ('scheduled', 'retry_wait', 'claimed', 'unconfirmed');
-
--- name: set_channel_secret
-UPDATE channels SET secret = ? WHERE id = ?;
-
--- name: get_channel_secret
-SELECT secret FROM channels WHERE id = ?;
+WHERE channel_id = ? AND state IN ({CANCELLABLE});
 
 -- name: channel_event
 -- Record ``event`` about a channel for every webhook of its workspace subscribed to it.
@@ -68,25 +51,6 @@ INSERT INTO posts (id, content, overrides, created_at, workspace_id) VALUES (?, 
 INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at, updated_at)
 SELECT ?, ?, c.id, c.platform, ?, 'scheduled', ?, ? FROM channels c WHERE c.id = ?;
 
--- name: get_post
-SELECT {post_columns} FROM posts WHERE id = ?;
-
--- name: get_delivery
-SELECT {columns} FROM deliveries WHERE id = ?;
-
--- name: list_deliveries
-SELECT {columns} FROM deliveries WHERE id > ? ORDER BY id LIMIT ?;
-
--- name: list_deliveries_in_state
-SELECT {columns} FROM deliveries WHERE state = ? AND id > ? ORDER BY id LIMIT ?;
-
--- name: list_attempts
-SELECT delivery_id, number, started_at, finished_at, outcome, error
-FROM attempts WHERE delivery_id = ? ORDER BY id;
-
--- name: count_by_state
-SELECT state, count(*) FROM deliveries GROUP BY state;
-
 -- name: expire_due
 -- Too late to publish and nothing owed to the platform: expire without claiming. A delivery
 -- that owes a check is claimed instead, so the check can still record a post that exists.
@@ -97,41 +61,41 @@ SELECT state, count(*) FROM deliveries GROUP BY state;
 -- due order (deliveries_due); a query edited so that its index no longer applies fails at once.
 UPDATE deliveries INDEXED BY deliveries_stale
 SET state = 'expired', next_attempt_at = NULL, updated_at = :now
-WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL
+WHERE state IN ({CLAIMABLE}) AND next_attempt_at IS NOT NULL
   AND next_attempt_at <= :now AND due_at < :expire_before AND check_first = 0
-RETURNING {columns};
+RETURNING {delivery_columns};
 
 -- name: claim_due
 UPDATE deliveries
 SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
 WHERE id IN (
     SELECT d.id FROM deliveries d INDEXED BY deliveries_due JOIN channels c ON c.id = d.channel_id
-    WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+    WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
       AND d.next_attempt_at <= :now AND c.status = 'active'
     ORDER BY d.next_attempt_at
     LIMIT :limit
 )
-RETURNING {columns};
+RETURNING {delivery_columns};
 
 -- name: next_due_at
 -- In due order, stopping at the first of an active channel: not min() over every row.
 -- CROSS JOIN keeps deliveries as the outer loop (SQLite never reorders it).
 SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_due
 CROSS JOIN channels c ON c.id = d.channel_id
-WHERE d.state IN ('scheduled', 'retry_wait', 'unconfirmed') AND d.next_attempt_at IS NOT NULL
+WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
   AND c.status = 'active'
 ORDER BY d.next_attempt_at
 LIMIT 1;
 
 -- name: apply_transition
--- {sources} is the list of states the target may be entered from (herald.states).
+-- One statement per target: {SOURCES} are the states it may be entered from (herald.states).
 UPDATE deliveries SET
     state = :target,
     due_at = coalesce(:due_at, due_at),
     next_attempt_at = :next_attempt_at,
-    lease_until = CASE WHEN :target IN ('claimed', 'publishing')
+    lease_until = CASE WHEN :target IN ({IN_FLIGHT})
                        THEN coalesce(:lease_until, lease_until) END,
-    claim_token = CASE WHEN :target IN ('claimed', 'publishing') THEN claim_token END,
+    claim_token = CASE WHEN :target IN ({IN_FLIGHT}) THEN claim_token END,
     external_id = coalesce(:external_id, external_id),
     last_error = :error,
     attempts = attempts + :sent,
@@ -144,7 +108,7 @@ UPDATE deliveries SET
     reconciled = CASE WHEN :target = 'published' THEN :reconciled ELSE reconciled END,
     published_at = coalesce(:published_at, published_at),
     updated_at = :now
-WHERE id = :id AND state IN ({sources})
+WHERE id = :id AND state IN ({SOURCES})
   AND (:token IS NULL OR claim_token = :token)
   AND (:unclaimed = 0 OR claim_token IS NULL);
 
@@ -154,7 +118,7 @@ VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: extend_leases
 UPDATE deliveries SET lease_until = ?
-WHERE claim_token = ? AND state IN ('claimed', 'publishing');
+WHERE claim_token = ? AND state IN ({IN_FLIGHT});
 
 -- name: recover_expired_leases
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
@@ -168,83 +132,13 @@ UPDATE deliveries SET
     claim_token = NULL,
     lease_until = NULL,
     updated_at = :now
-WHERE state IN ('claimed', 'publishing') AND (:every OR lease_until < :now);
-
--- name: sent_since
--- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
--- attempt (publish or look-up) that started then or later, and every send with no outcome
--- recorded (outcome NULL: the delivery is publishing, or owes a look-up, since check_since),
--- each with its account and its post's content. attempts_started finds the window's attempts
--- without reading the whole history (named, as for the claim); deliveries_state the few
--- deliveries in those states.
-SELECT a.delivery_id, a.number, d.platform, c.external_id, a.started_at, a.outcome,
-       d.post_id, p.content, p.overrides, a.id
-FROM attempts a INDEXED BY attempts_started
-JOIN deliveries d ON d.id = a.delivery_id
-JOIN channels c ON c.id = d.channel_id
-JOIN posts p ON p.id = d.post_id
-WHERE a.started_at >= :since
-UNION ALL
-SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
-       d.post_id, p.content, p.overrides, 0
-FROM deliveries d INDEXED BY deliveries_state
-JOIN channels c ON c.id = d.channel_id
-JOIN posts p ON p.id = d.post_id
-WHERE d.state IN ('claimed', 'publishing', 'unconfirmed') AND d.check_since >= :since
-ORDER BY 5, 10;
-
--- name: insert_workspace
-INSERT INTO workspaces (id, name, created_at) VALUES (?, ?, ?);
-
--- name: get_workspace
-SELECT id, name, created_at FROM workspaces WHERE id = ?;
-
--- name: list_workspaces
-SELECT id, name, created_at FROM workspaces ORDER BY id;
-
--- name: insert_api_key
-INSERT INTO api_keys (id, workspace_id, prefix, secret_hash, name, created_at)
-VALUES (?, ?, ?, ?, ?, ?);
-
--- name: api_key_by_prefix
-SELECT id, workspace_id, prefix, name, created_at, revoked_at, secret_hash
-FROM api_keys WHERE prefix = ?;
-
--- name: list_api_keys
-SELECT id, workspace_id, prefix, name, created_at, revoked_at
-FROM api_keys WHERE workspace_id = ? ORDER BY created_at, id;
-
--- name: revoke_api_key
-UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?;
+WHERE state IN ({IN_FLIGHT}) AND (:every OR lease_until < :now);
 
 -- name: delete_schedule
 DELETE FROM posting_slots WHERE channel_id = ?;
 
 -- name: insert_slot
 INSERT INTO posting_slots (channel_id, weekday, minute) VALUES (?, ?, ?);
-
--- name: get_schedule
-SELECT weekday, minute FROM posting_slots WHERE channel_id = ? ORDER BY weekday, minute;
-
--- name: busy_times
-SELECT due_at FROM deliveries
-WHERE channel_id = ? AND due_at >= ? AND due_at < ? AND state NOT IN ('cancelled', 'expired');
-
--- name: insert_webhook
-INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) VALUES (?, ?, ?, ?, ?, ?);
-
--- name: list_webhooks
-SELECT id, workspace_id, url, events, created_at FROM webhooks
-WHERE workspace_id = ? AND deleted_at IS NULL ORDER BY created_at, id;
-
--- name: get_webhook_secret
-SELECT secret FROM webhooks WHERE id = ? AND deleted_at IS NULL;
-
--- name: set_webhook_secret
-UPDATE webhooks SET secret = ? WHERE id = ? AND deleted_at IS NULL;
-
--- name: delete_webhook
-UPDATE webhooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL;
 
 -- name: recover_webhook_events
 UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at = :now
@@ -265,6 +159,3 @@ UPDATE webhook_events SET
                  ELSE 'pending' END,
     next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
 WHERE id = :id AND state = 'sending';
-
--- name: next_webhook_event_at
-SELECT min(next_attempt_at) FROM webhook_events WHERE state = 'pending';

@@ -1,0 +1,99 @@
+"""What every store does alike, written once for all of them (memory, SQLite, PostgreSQL).
+
+- :func:`applied`: what a guarded transition does to a delivery. The memory store applies it;
+  the SQL stores' statements reproduce it, which tests/suites/transition_table.py checks for
+  every (state, transition) pair. Whether a transition applies at all is
+  :func:`herald.states.allowed_sources`' to say.
+- The keyword arguments of the protocols' longer signatures, as typed dicts: the stores take
+  them as ``**kwargs: Unpack[...]``, so they do not restate :mod:`herald.types` (mypy still
+  checks each store against it), and read a post listing through :class:`PostQuery`, where
+  its defaults live.
+- :func:`by_post`: deliveries grouped by post, in the order every store returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TypedDict
+
+from herald.domain import Delivery, Transition
+from herald.states import DeliveryState
+
+__all__ = ["PostFilters", "PostQuery", "StatusChange", "applied", "by_post"]
+
+S = DeliveryState
+
+
+def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
+    """``delivery`` after transition ``t``, written at ``now``."""
+    check_first = delivery.check_first if t.check_first is None else t.check_first
+    # check_since bounds the look-up: it stays while a check is owed and is renewed by each send.
+    keep_since = check_first or t.target is S.PUBLISHING
+    return replace(
+        delivery,
+        state=t.target,
+        due_at=t.due_at or delivery.due_at,
+        next_attempt_at=t.next_attempt_at,
+        external_id=t.external_id or delivery.external_id,
+        last_error=t.error,
+        attempts=delivery.attempts + (1 if t.sent else 0),
+        retries=0 if t.reset_retries else delivery.retries + (1 if t.retry_spent else 0),
+        checks=(
+            0
+            if t.reset_retries or t.check_first is False
+            else delivery.checks + (1 if t.check_failed else 0)
+        ),
+        check_first=check_first,
+        check_since=(t.check_since or delivery.check_since) if keep_since else None,
+        reconciled=t.reconciled if t.target is S.PUBLISHED else delivery.reconciled,
+        published_at=t.published_at or delivery.published_at,
+        updated_at=now,
+    )
+
+
+def by_post(post_ids: Sequence[str], deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:
+    """The deliveries of each of ``post_ids``, soonest due first (then by id); others left out."""
+    grouped: dict[str, list[Delivery]] = {p: [] for p in post_ids}
+    for delivery in sorted(deliveries, key=lambda d: (d.due_at, d.id)):
+        if delivery.post_id in grouped:
+            grouped[delivery.post_id].append(delivery)
+    return grouped
+
+
+class StatusChange(TypedDict, total=False):
+    """Of :meth:`herald.types.EngineStore.set_channel_status`."""
+
+    credentials_ref: str | None
+    event: str | None
+
+
+class PostFilters(TypedDict, total=False):
+    """Of :meth:`herald.types.Catalog.list_posts`."""
+
+    state: DeliveryState | None
+    channel_id: str | None
+    due_from: datetime | None
+    due_to: datetime | None
+    after: tuple[datetime, str] | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostQuery:
+    """One page of a workspace's posts, as :meth:`herald.types.Catalog.list_posts` asks."""
+
+    workspace_id: str
+    state: DeliveryState | None = None
+    channel_id: str | None = None
+    due_from: datetime | None = None
+    due_to: datetime | None = None
+    after: tuple[datetime, str] | None = None
+    limit: int = 50
+
+    @property
+    def filtered(self) -> bool:
+        """Whether only posts with a delivery matching the filters are wanted."""
+        filters = (self.state, self.channel_id, self.due_from, self.due_to)
+        return any(value is not None for value in filters)

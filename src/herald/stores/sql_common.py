@@ -1,0 +1,214 @@
+"""What the SQLite and PostgreSQL stores do alike, written once: the named queries of
+``stores/sql/common.sql`` (reads, and the catalogue's one-statement writes), their rows decoded
+by :mod:`herald.stores.rows`.
+
+A store brings what differs: how it runs a named query (:meth:`SQLCommon._fetch`,
+:meth:`SQLCommon._fetchrow`, :meth:`SQLCommon._execute`, :meth:`SQLCommon._insert`), its
+dialect's :class:`~herald.stores.rows.Decoder`, and how it passes an instant as a parameter
+(:meth:`SQLCommon._instant`).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from herald.domain import (
+    ApiKey,
+    Attempt,
+    Channel,
+    Delivery,
+    Post,
+    PostingSlot,
+    SentRecord,
+    Webhook,
+    Workspace,
+    utcnow,
+)
+from herald.errors import NotFound
+from herald.states import DeliveryState
+from herald.stores.rows import Decoder, Row
+
+__all__ = ["DUPLICATE", "SQLCommon"]
+
+#: What a duplicate key means to the caller, per insert statement of :class:`SQLCommon`.
+DUPLICATE = {
+    "insert_workspace": "a workspace with this id exists",
+    "insert_api_key": "an API key with this prefix exists",
+    "insert_webhook": "a webhook with this id exists",
+}
+
+
+class SQLCommon(ABC):
+    """Part of :class:`herald.types.Store`, mixed into the SQLite and PostgreSQL stores."""
+
+    _decode: ClassVar[Decoder]
+
+    @abstractmethod
+    async def _fetch(self, query: str, /, **values: Any) -> Sequence[Row]:
+        """Every row of named query ``query``."""
+
+    @abstractmethod
+    async def _fetchrow(self, query: str, /, **values: Any) -> Row | None:
+        """The first row of named query ``query``, if any."""
+
+    @abstractmethod
+    async def _execute(self, query: str, /, **values: Any) -> int:
+        """Run write ``query`` in a transaction of its own; return how many rows it changed."""
+
+    @abstractmethod
+    async def _insert(self, query: str, /, **values: Any) -> None:
+        """Run insert ``query``; a duplicate key becomes ``InvalidInput(DUPLICATE[query])``."""
+
+    @abstractmethod
+    def _instant(self, at: datetime) -> Any:
+        """``at`` as this store passes an instant to a query."""
+
+    async def _found(self, query: str, object_id: str, kind: str) -> Row:
+        """The row of ``query`` for ``object_id``; :class:`NotFound` if there is none."""
+        row = await self._fetchrow(query, id=object_id)
+        if row is None:
+            raise NotFound(kind, object_id)
+        return row
+
+    async def _change(self, query: str, kind: str, object_id: str, /, **values: Any) -> None:
+        """Run update ``query`` on ``object_id``; :class:`NotFound` if it changed nothing."""
+        if await self._execute(query, id=object_id, **values) == 0:
+            raise NotFound(kind, object_id)
+
+    # -- channels ---------------------------------------------------------------------------
+    async def get_channel(self, channel_id: str) -> Channel:
+        return self._decode.channel(await self._found("get_channel", channel_id, "channel"))
+
+    async def list_channels(self, workspace_id: str | None = None) -> list[Channel]:
+        if workspace_id is None:
+            found = await self._fetch("list_channels")
+        else:
+            found = await self._fetch("list_workspace_channels", workspace_id=workspace_id)
+        return [self._decode.channel(r) for r in found]
+
+    async def update_channel(self, channel: Channel) -> None:
+        await self._change(
+            "update_channel",
+            "channel",
+            channel.id,
+            name=channel.name,
+            timezone=channel.timezone,
+            credentials_ref=channel.credentials_ref,
+        )
+
+    async def get_channel_secret(self, channel_id: str) -> bytes | None:
+        secret = (await self._found("get_channel_secret", channel_id, "channel"))["secret"]
+        return None if secret is None else bytes(secret)
+
+    async def set_channel_secret(self, channel_id: str, ciphertext: bytes) -> None:
+        await self._change("set_channel_secret", "channel", channel_id, secret=ciphertext)
+
+    async def get_schedule(self, channel_id: str) -> list[PostingSlot]:
+        return [self._decode.slot(r) for r in await self._fetch("get_schedule", id=channel_id)]
+
+    async def busy_times(self, channel_id: str, start: datetime, end: datetime) -> set[datetime]:
+        found = await self._fetch(
+            "busy_times", id=channel_id, start=self._instant(start), end=self._instant(end)
+        )
+        return {self._decode.instant(r["due_at"]) for r in found}
+
+    # -- posts, deliveries, attempts --------------------------------------------------------
+    async def get_post(self, post_id: str) -> Post:
+        return self._decode.post(await self._found("get_post", post_id, "post"))
+
+    async def get_delivery(self, delivery_id: str) -> Delivery:
+        return self._decode.delivery(await self._found("get_delivery", delivery_id, "delivery"))
+
+    async def list_deliveries(
+        self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
+    ) -> list[Delivery]:
+        if state is None:
+            found = await self._fetch("list_deliveries", after_id=after_id, limit=limit)
+        else:
+            found = await self._fetch(
+                "list_deliveries_in_state", state=state.value, after_id=after_id, limit=limit
+            )
+        return [self._decode.delivery(r) for r in found]
+
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        return [self._decode.attempt(r) for r in await self._fetch("list_attempts", id=delivery_id)]
+
+    async def count_by_state(self) -> dict[DeliveryState, int]:
+        found = await self._fetch("count_by_state")
+        return {DeliveryState(r["state"]): r["deliveries"] for r in found}
+
+    async def sent_since(self, since: datetime) -> list[SentRecord]:
+        return self._decode.sent(await self._fetch("sent_since", since=self._instant(since)))
+
+    # -- workspaces and keys ----------------------------------------------------------------
+    async def add_workspace(self, workspace: Workspace) -> None:
+        at = self._instant(workspace.created_at)
+        await self._insert(
+            "insert_workspace",
+            id=workspace.id,
+            name=workspace.name,
+            created_at=at,
+        )
+
+    async def get_workspace(self, workspace_id: str) -> Workspace:
+        row = await self._found("get_workspace", workspace_id, "workspace")
+        return self._decode.workspace(row)
+
+    async def list_workspaces(self) -> list[Workspace]:
+        return [self._decode.workspace(r) for r in await self._fetch("list_workspaces")]
+
+    async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
+        await self._insert(
+            "insert_api_key",
+            id=key.id,
+            workspace_id=key.workspace_id,
+            prefix=key.prefix,
+            secret_hash=secret_hash,
+            name=key.name,
+            created_at=self._instant(key.created_at),
+        )
+
+    async def api_key_by_prefix(self, prefix: str) -> tuple[ApiKey, str] | None:
+        row = await self._fetchrow("api_key_by_prefix", prefix=prefix)
+        return None if row is None else (self._decode.api_key(row), row["secret_hash"])
+
+    async def list_api_keys(self, workspace_id: str) -> list[ApiKey]:
+        found = await self._fetch("list_api_keys", workspace_id=workspace_id)
+        return [self._decode.api_key(r) for r in found]
+
+    async def revoke_api_key(self, key_id: str, at: datetime) -> None:
+        await self._change("revoke_api_key", "api key", key_id, at=self._instant(at))
+
+    # -- webhooks ---------------------------------------------------------------------------
+    async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None:
+        await self._insert(
+            "insert_webhook",
+            url=webhook.url,
+            events=json.dumps(list(webhook.events)),
+            secret=secret_ciphertext,
+            id=webhook.id,
+            workspace_id=webhook.workspace_id,
+            created_at=self._instant(webhook.created_at),
+        )
+
+    async def list_webhooks(self, workspace_id: str) -> list[Webhook]:
+        found = await self._fetch("list_webhooks", workspace_id=workspace_id)
+        return [self._decode.webhook(r) for r in found]
+
+    async def get_webhook_secret(self, webhook_id: str) -> bytes:
+        row = await self._found("get_webhook_secret", webhook_id, "webhook")
+        return bytes(row["secret"])
+
+    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
+        await self._change("set_webhook_secret", "webhook", webhook_id, secret=ciphertext)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self._change("delete_webhook", "webhook", webhook_id, at=self._instant(utcnow()))
+
+    async def next_webhook_event_at(self) -> datetime | None:
+        row = await self._fetchrow("next_webhook_event_at")
+        return None if row is None else self._decode.maybe_instant(row["next_attempt_at"])
