@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from herald.domain import Attempt, Delivery, Transition, utcnow
 from herald.states import IN_FLIGHT, DeliveryState, allowed_sources
 from herald.stores.contract import applied
-from tests.factories import channel, new_post
+from herald.testing import channel, new_post
 
 S = DeliveryState
 HOUR = timedelta(hours=1)
