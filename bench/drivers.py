@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -42,9 +43,13 @@ import psycopg
 import uvloop
 from psycopg.types.string import TextLoader
 
+from herald.domain import Transition
+from herald.states import DeliveryState
+from herald.stores.postgres import transition_arrays
 from herald.stores.postgres_conn import PARAM, Database, Query, named_sql
 
-RESULTS = Path(__file__).parent / "results"
+# HERALD_BENCH_RESULTS: where the JSON goes (the tests smoke-run the scripts into a temp dir).
+RESULTS = Path(os.environ.get("HERALD_BENCH_RESULTS", Path(__file__).parent / "results"))
 BATCH = 500
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -190,36 +195,25 @@ def claim_values(limit: int) -> dict[str, Any]:
 
 
 def publishing(batch: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """``apply_transitions`` arguments: every (delivery, token) of ``batch`` to publishing."""
+    """``apply_transitions`` arguments, built as the store builds them: every (delivery,
+    token) of ``batch`` to publishing."""
     now = datetime.now(UTC)
-    n = len(batch)
-    none: list[Any] = [None] * n
-    return {
-        "ids": [d for d, _ in batch],
-        "targets": ["publishing"] * n,
-        "tokens": [t for _, t in batch],
-        "due_at": none,
-        "next_attempt_at": none,
-        "lease_until": [now + timedelta(minutes=5)] * n,
-        "external_ids": none,
-        "errors": none,
-        "sent": [True] * n,
-        "retry_spent": [False] * n,
-        "check_failed": [False] * n,
-        "reset_retries": [False] * n,
-        "check_first": [False] * n,
-        "check_since": [now] * n,
-        "reconciled": [False] * n,
-        "published_at": none,
-        "attempt_numbers": none,
-        "attempt_started": none,
-        "attempt_finished": none,
-        "attempt_outcomes": none,
-        "attempt_errors": none,
-        "events": none,
-        "now": now,
-        "now_iso": now.isoformat(),
-    }
+    lease = now + timedelta(minutes=5)
+    return transition_arrays(
+        [
+            Transition(
+                d,
+                DeliveryState.PUBLISHING,
+                claim_token=token,
+                lease_until=lease,
+                sent=True,
+                check_first=False,
+                check_since=now,
+            )
+            for d, token in batch
+        ],
+        now,
+    )
 
 
 async def claim_all(driver: Driver) -> list[list[tuple[str, str]]]:

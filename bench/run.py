@@ -54,7 +54,8 @@ from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
 
-RESULTS = Path(__file__).parent / "results"
+# HERALD_BENCH_RESULTS: where the JSON goes (the tests smoke-run the scripts into a temp dir).
+RESULTS = Path(os.environ.get("HERALD_BENCH_RESULTS", Path(__file__).parent / "results"))
 DEFAULT_PG_URL = os.environ.get(
     "HERALD_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )

@@ -228,7 +228,7 @@ class PostgresStore(PostgresCatalog):
         now: datetime,
     ) -> None:
         batch = [transitions[i] for i in positions]
-        found = await conn.fetch(self._db.q["apply_transitions"], **_transition_arrays(batch, now))
+        found = await conn.fetch(self._db.q["apply_transitions"], **transition_arrays(batch, now))
         woken: list[datetime] = []
         for row in found:
             index = positions[row["ord"] - 1]
@@ -291,7 +291,7 @@ def _rounds(transitions: Sequence[domain.Transition]) -> list[list[int]]:
     return rounds
 
 
-def _transition_arrays(batch: Sequence[domain.Transition], now: datetime) -> dict[str, Any]:
+def transition_arrays(batch: Sequence[domain.Transition], now: datetime) -> dict[str, Any]:
     """The arguments of ``apply_transitions``: one array per domain.Transition field."""
     attempts = [t.attempt for t in batch]
     return {

@@ -1,0 +1,46 @@
+"""The benchmark scripts run, scaled down: figures in docs/benchmarks.md come from them, so a
+script that no longer matches the code must fail here rather than on the next measurement."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_URL
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+BENCH = Path(__file__).parents[2] / "bench"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["drivers.py", "--rows", "300", "--reps", "1", "--reads", "50", "--row-batches", "1"],
+        ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
+        ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
+    ],
+    ids=["drivers", "engine", "api"],
+)
+def test_a_benchmark_script_runs(tmp_path, args):
+    env = {
+        **os.environ,
+        "HERALD_BENCH_RESULTS": str(tmp_path),
+        "HERALD_BENCH_DATABASE_URL": PG_URL,
+    }
+    script, *rest = args
+    if script != "api.py":
+        rest += ["--database-url", PG_URL]
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *rest],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
