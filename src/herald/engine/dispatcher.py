@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from herald.config import EngineSettings
 from herald.domain import Delivery, Job, utcnow
 from herald.engine.metrics import Metrics
-from herald.types import JobQueue, Store
+from herald.types import EngineStore, JobQueue
 from herald.wakeup import wait_first
 
 __all__ = ["Dispatcher", "InFlight"]
@@ -65,7 +65,7 @@ class InFlight:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         queue: JobQueue,
         in_flight: InFlight,
         settings: EngineSettings,

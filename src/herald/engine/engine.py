@@ -33,7 +33,7 @@ from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
 from herald.service.credentials import RefResolver
-from herald.types import Connector, CredentialResolver, JobQueue, RateLimiter, Store
+from herald.types import Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
 from herald.wakeup import wait_first
 
 __all__ = ["Engine"]
@@ -45,7 +45,7 @@ class Engine:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: EngineStore,
         connectors: Mapping[Platform, Connector],
         *,
         limiter: RateLimiter | None = None,

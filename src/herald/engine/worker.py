@@ -29,11 +29,11 @@ from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
 from herald.types import (
     Connector,
     CredentialResolver,
+    EngineStore,
     JobQueue,
     Published,
     PublishRequest,
     RateLimiter,
-    Store,
 )
 
 __all__ = ["WorkerContext", "WorkerPool"]
@@ -56,7 +56,7 @@ def _fields(job: Job, **more: object) -> dict[str, object]:
 class WorkerContext:
     """What the workers use, wired by the engine."""
 
-    store: Store
+    store: EngineStore
     queue: JobQueue
     writer: TransitionWriter
     limiter: RateLimiter

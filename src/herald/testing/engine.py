@@ -10,7 +10,7 @@ from herald.engine import Engine
 from herald.limits.rules import LimitRule
 from herald.stores.memory import MemoryStore
 from herald.testing.credentials import StaticCredentials
-from herald.types import Connector, CredentialResolver, Store
+from herald.types import Connector, CredentialResolver, EngineStore
 
 __all__ = ["memory_engine"]
 
@@ -19,7 +19,7 @@ def memory_engine(
     connectors: Mapping[Platform, Connector],
     *,
     settings: Settings | None = None,
-    store: Store | None = None,
+    store: EngineStore | None = None,
     credentials: CredentialResolver | None = None,
     rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
 ) -> Engine:
