@@ -342,3 +342,7 @@ class Connector(Protocol):
 class CredentialResolver(Protocol):
     async def resolve(self, channel: Channel) -> Credentials:
         """Raise :class:`~herald.errors.AuthExpired` if the secrets cannot be had."""
+
+    def forget(self, channel: Channel) -> None:
+        """Drop whatever is cached for ``channel``: the platform refused its token, and the
+        next :meth:`resolve` must read the secrets again (the user may have re-authorised)."""

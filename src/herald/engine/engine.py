@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from herald.config import Settings
-from herald.domain import Channel, Job, Platform, utcnow
+from herald.domain import Job, Platform, utcnow
 from herald.engine.dispatcher import Dispatcher, InFlight
 from herald.engine.metrics import Metrics
 from herald.engine.policy import Policy
@@ -32,7 +32,6 @@ from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
-from herald.service.credentials import RefResolver
 from herald.types import Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
 from herald.wakeup import wait_first
 
@@ -42,15 +41,19 @@ log = logging.getLogger("herald.engine")
 
 
 class Engine:
+    """``credentials`` is required: the resolver decides where secrets come from (``env:``,
+    ``file:``, ``vault:``...), and a default that knew only some schemes would quietly park
+    every channel using another."""
+
     def __init__(
         self,
         settings: Settings,
         store: EngineStore,
         connectors: Mapping[Platform, Connector],
         *,
+        credentials: CredentialResolver,
         limiter: RateLimiter | None = None,
         queue: JobQueue | None = None,
-        credentials: CredentialResolver | None = None,
         metrics: Metrics | None = None,
         rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
         exclusive: bool = False,
@@ -62,7 +65,7 @@ class Engine:
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
         self._connectors = connectors
         self._queue = queue or MemoryQueue()
-        self._credentials = credentials or RefResolver()
+        self._credentials = credentials
         self._in_flight = InFlight()
         self._writer = TransitionWriter(store)
         self._stopping = asyncio.Event()
@@ -88,7 +91,7 @@ class Engine:
                 metrics=self.metrics,
                 finish=self._finish,
                 dispatcher_notify=self.dispatcher.notify,
-                forget_credentials=self._forget,
+                forget_credentials=self._credentials.forget,
                 events_recorded=self._events_recorded,
             )
         )
@@ -193,11 +196,6 @@ class Engine:
         await self._queue.ack(job)
         self.metrics.in_flight.set(self._in_flight.count)
         self.metrics.queue_depth.set(self._queue.depth())
-
-    def _forget(self, channel: Channel) -> None:
-        forget = getattr(self._credentials, "forget", None)
-        if callable(forget):
-            forget(channel)
 
     async def _due_within(self, horizon_s: float) -> bool:
         next_due = await self.store.next_due_at()
