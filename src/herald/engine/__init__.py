@@ -9,7 +9,7 @@
 - :mod:`.engine`: starts and stops the pieces above as one.
 
 The engine talks to the plug-in points of :mod:`herald.types` only (the store's engine face,
-the queue, the limiter, the connectors, the credential resolver), never to a driver.
+the queue, the limiter, the connectors, the credential resolver, the clock), never to a driver.
 """
 
 from herald.engine.engine import Engine

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from herald.config import Settings
-from herald.domain import Job, Platform, utcnow
+from herald.domain import Job, Platform
 from herald.engine.dispatcher import Dispatcher, InFlight
 from herald.engine.metrics import Metrics
 from herald.engine.policy import Policy
@@ -32,7 +32,8 @@ from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
-from herald.types import Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
+from herald.timing import SystemClock
+from herald.types import Clock, Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
 from herald.wakeup import wait_first
 
 __all__ = ["Engine"]
@@ -43,7 +44,7 @@ log = logging.getLogger("herald.engine")
 class Engine:
     """``credentials`` is required: the resolver decides where secrets come from (``env:``,
     ``file:``, ``vault:``...), and a default that knew only some schemes would quietly park
-    every channel using another."""
+    every channel using another. ``clock`` is the system's unless a test brings its own."""
 
     def __init__(
         self,
@@ -58,11 +59,13 @@ class Engine:
         rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
         exclusive: bool = False,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics or Metrics()
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
+        self.clock = clock or SystemClock()
         self._connectors = connectors
         self._queue = queue or MemoryQueue()
         self._credentials = credentials
@@ -74,7 +77,7 @@ class Engine:
         self._rules = rules or default_rules(settings)
         self._limits_restored = False
         self.dispatcher = Dispatcher(
-            store, self._queue, self._in_flight, settings.engine, self.metrics
+            store, self._queue, self._in_flight, settings.engine, self.metrics, clock=self.clock
         )
         self.pool = WorkerPool(
             WorkerContext(
@@ -89,6 +92,7 @@ class Engine:
                 hold_s=settings.engine.hold_s,
                 policy=Policy(settings.engine, rng),
                 metrics=self.metrics,
+                clock=self.clock,
                 finish=self._finish,
                 dispatcher_notify=self.dispatcher.notify,
                 forget_credentials=self._credentials.forget,
@@ -137,7 +141,7 @@ class Engine:
         With ``burst``, stop once nothing is in flight and nothing is due within
         ``burst_horizon_s`` (retries after short backoffs included): a cron-style drain.
         """
-        recovered = await self.store.recover_expired_leases(utcnow(), every=self.exclusive)
+        recovered = await self.store.recover_expired_leases(self.clock.now(), every=self.exclusive)
         if recovered:
             log.warning("engine.recovered", extra={"deliveries": recovered})
         await self._restore_limits()
@@ -171,7 +175,7 @@ class Engine:
         the limiter they had."""
         if self._limits_restored:
             return
-        now = utcnow()
+        now = self.clock.now()
         requests = await restore(self._limiter, self.store, self._connectors, self._rules, now)
         self._limits_restored = True
         log.info("engine.limits_restored", extra={"requests": requests})
@@ -199,14 +203,14 @@ class Engine:
 
     async def _due_within(self, horizon_s: float) -> bool:
         next_due = await self.store.next_due_at()
-        return next_due is not None and next_due <= utcnow() + timedelta(seconds=horizon_s)
+        return next_due is not None and next_due <= self.clock.now() + timedelta(seconds=horizon_s)
 
     async def _keep_leases(self) -> None:
         """Renew the leases this engine holds; release those of engines that died."""
         every_s = self.settings.engine.lease_s / 3
         while not self._stopping.is_set():
             await wait_first(self._stopping, within_s=every_s)
-            now = utcnow()
+            now = self.clock.now()
             tokens = self._in_flight.tokens()
             if tokens:
                 lease = now + timedelta(seconds=self.settings.engine.lease_s)

@@ -12,13 +12,12 @@ import asyncio
 import functools
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from herald.constants import CHANNEL_NEEDS_REAUTH
-from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform, utcnow
+from herald.domain import Attempt, Channel, ChannelStatus, Job, Platform
 from herald.engine.lane import Lane, Slot
 from herald.engine.metrics import Metrics
 from herald.engine.policy import Decision, Policy, webhook_event
@@ -27,6 +26,7 @@ from herald.errors import AuthExpired, ContentInvalid, ContentRejected, QueueErr
 from herald.limits.replay import gives_back
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
 from herald.types import (
+    Clock,
     Connector,
     CredentialResolver,
     EngineStore,
@@ -67,6 +67,7 @@ class WorkerContext:
     hold_s: float
     policy: Policy
     metrics: Metrics
+    clock: Clock
     finish: Callable[[Job], Awaitable[None]]  # the job is over for this engine
     dispatcher_notify: Callable[[datetime], None]
     forget_credentials: Callable[[Channel], None]
@@ -147,7 +148,7 @@ class WorkerPool:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        now = utcnow()
+        now = self._e.clock.now()
         waiting = [(job, 0.0) for job in leftovers]
         for lane in self.lanes.values():
             waiting += lane.take_waiting()
@@ -170,7 +171,7 @@ class WorkerPool:
     # -- admission --------------------------------------------------------------------------
     async def _admit(self, job: Job) -> bool:
         """True: send now. False: the job was deferred in this lane, or settled and finished."""
-        now = utcnow()
+        now = self._e.clock.now()
         connector = self._e.connectors[job.delivery.platform]
         if job.channel.id in self._parked and not await self._unparked(job):
             # Claimed before its channel was parked: hand it back rather than send a request
@@ -213,7 +214,7 @@ class WorkerPool:
         platform, account = job.delivery.platform, job.channel.external_id
         claims = claims_for(platform, self._e.rules[platform], account, usage)
         pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
-        now = time.time()
+        now = self._e.clock.time()
         wait = await self._e.limiter.reserve(claims, now, pauses=pauses)
         if wait <= 0:
             self._grants[job.delivery.id] = (claims, now)
@@ -228,7 +229,7 @@ class WorkerPool:
 
     async def _release(self, job: Job, wait_s: float) -> None:
         """Hand an unsent job back to the store, due again after ``wait_s``."""
-        next_at = utcnow() + timedelta(seconds=wait_s)
+        next_at = self._e.clock.now() + timedelta(seconds=wait_s)
         if await self._e.writer.write(self._policy.release(job, next_at)):
             self._e.dispatcher_notify(next_at)
         log.info("delivery.deferred", extra=_fields(job, wait_s=round(wait_s, 3)))
@@ -260,7 +261,7 @@ class WorkerPool:
         try:
             secrets = await self._e.credentials.resolve(job.channel)
         except AuthExpired as exc:
-            await self._carry_out(job, self._policy.auth_unsent(job, exc, utcnow()))
+            await self._carry_out(job, self._policy.auth_unsent(job, exc, self._e.clock.now()))
             return None
         delivery = job.delivery
         since = delivery.check_since or delivery.due_at  # connectors widen it by clock skew
@@ -298,13 +299,13 @@ class WorkerPool:
             await self._refund(job)
             return
         if not await self._e.writer.write(
-            self._policy.publishing(job, utcnow(), looked_up=looked_up)
+            self._policy.publishing(job, self._e.clock.now(), looked_up=looked_up)
         ):
             await self._refund(job)
             log.info("delivery.claim_lost", extra=_fields(job))  # cancelled or taken over
             return
         connector = self._e.connectors[job.delivery.platform]
-        started, clock = utcnow(), time.perf_counter()
+        started, timer = self._e.clock.now(), self._e.clock.monotonic()
         try:
             result: Published | Exception = await connector.publish(request)
         except Exception as exc:
@@ -312,9 +313,9 @@ class WorkerPool:
         finally:
             slot.release()
         self._e.metrics.publish_seconds.labels(job.delivery.platform.value).observe(
-            time.perf_counter() - clock
+            self._e.clock.monotonic() - timer
         )
-        decision = self._policy.after_publish(job, started, utcnow(), result)
+        decision = self._policy.after_publish(job, started, self._e.clock.now(), result)
         attempt = decision.transition.attempt
         if attempt is not None and gives_back(attempt.outcome):
             await self._refund(job)  # definitely not published (a restart's replay agrees)
@@ -330,12 +331,12 @@ class WorkerPool:
         if request is None:
             return
         connector = self._e.connectors[job.delivery.platform]
-        started = utcnow()
+        started = self._e.clock.now()
         try:
             found: Published | Exception | None = await connector.find(request)
         except Exception as exc:
             found = exc
-        result = self._policy.after_check(job, started, utcnow(), found)
+        result = self._policy.after_check(job, started, self._e.clock.now(), found)
         if isinstance(result, Decision):
             slot.release()
             await self._carry_out(job, result)
