@@ -2,7 +2,10 @@
 
 - :mod:`.dispatcher`: claims due deliveries in batches, with a lease, and queues them;
 - :mod:`.lane`: one platform's concurrency slots and timers;
-- :mod:`.worker`: carries each delivery through admission, request and outcome;
+- :mod:`.worker`: the pool that carries each delivery through admission, request and outcome,
+  orchestrating :mod:`.admission` (send now, hold, hand back or settle?), :mod:`.grants` (the
+  limiter's grants, kept per delivery), :mod:`.outcomes` (a decision made so) and
+  :mod:`.parking` (channels waiting for the user);
 - :mod:`.policy`: what each platform answer means for the delivery (pure decisions);
 - :mod:`.writer`: group commit of every state change;
 - :mod:`.metrics`: the engine's Prometheus metrics;

@@ -23,8 +23,12 @@ from datetime import datetime, timedelta
 
 from herald.config import Settings
 from herald.domain import Job, Platform
+from herald.engine.admission import Admission
 from herald.engine.dispatcher import Dispatcher, InFlight
+from herald.engine.grants import Grants
 from herald.engine.metrics import Metrics
+from herald.engine.outcomes import Outcomes
+from herald.engine.parking import ParkedChannels
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
@@ -68,7 +72,6 @@ class Engine:
         self.clock = clock or SystemClock()
         self._connectors = connectors
         self._queue = queue or MemoryQueue()
-        self._credentials = credentials
         self._in_flight = InFlight()
         self._writer = TransitionWriter(store)
         self._stopping = asyncio.Event()
@@ -76,29 +79,40 @@ class Engine:
         self._limiter = limiter or MemoryLimiter()
         self._rules = rules or default_rules(settings)
         self._limits_restored = False
+        self._policy = Policy(settings.engine, rng)
         self.dispatcher = Dispatcher(
             store, self._queue, self._in_flight, settings.engine, self.metrics, clock=self.clock
         )
-        self.pool = WorkerPool(
-            WorkerContext(
-                store=store,
-                queue=self._queue,
-                writer=self._writer,
-                limiter=self._limiter,
-                rules=self._rules,
-                connectors=connectors,
-                credentials=self._credentials,
-                concurrency={p: settings.platform(p).concurrency for p in connectors},
-                hold_s=settings.engine.hold_s,
-                policy=Policy(settings.engine, rng),
-                metrics=self.metrics,
-                clock=self.clock,
-                finish=self._finish,
-                dispatcher_notify=self.dispatcher.notify,
-                forget_credentials=self._credentials.forget,
-                events_recorded=self._events_recorded,
-            )
+        self.pool = self._workers(credentials)
+
+    def _workers(self, credentials: CredentialResolver) -> WorkerPool:
+        """The worker pool and the parts it orchestrates, wired to this engine."""
+        hold_s = self.settings.engine.hold_s
+        parked = ParkedChannels(self.store, credentials, self._events_recorded)
+        grants = Grants(self._limiter, self._rules, self.metrics, self.clock, hold_s=hold_s)
+        outcomes = Outcomes(
+            self._writer,
+            self._limiter,
+            parked,
+            self.metrics,
+            wake=self.dispatcher.notify,
+            events_recorded=self._events_recorded,
         )
+        context = WorkerContext(
+            queue=self._queue,
+            connectors=self._connectors,
+            concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
+            credentials=credentials,
+            admission=Admission(self._policy, grants, parked, self.clock),
+            grants=grants,
+            policy=self._policy,
+            writer=self._writer,
+            outcomes=outcomes,
+            metrics=self.metrics,
+            clock=self.clock,
+            finish=self._finish,
+        )
+        return WorkerPool(context)
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -185,8 +199,9 @@ class Engine:
         dispatcher = by_name["herald-dispatcher"]
         if not dispatcher.done():
             await dispatcher
-        leftovers = await self._queue.close()
-        await self.pool.drain(self.settings.engine.shutdown_grace_s, leftovers)
+        leftovers = [(job, 0.0) for job in await self._queue.close()]
+        held = await self.pool.drain(self.settings.engine.shutdown_grace_s)
+        await self._hand_back(leftovers + held)
         for name in ("herald-leases", "herald-burst"):
             if name in by_name:
                 by_name[name].cancel()
@@ -200,6 +215,21 @@ class Engine:
         await self._queue.ack(job)
         self.metrics.in_flight.set(self._in_flight.count)
         self.metrics.queue_depth.set(self._queue.depth())
+
+    async def _hand_back(self, waiting: list[tuple[Job, float]]) -> None:
+        """Give every job still held back to the store, each due again after its delay."""
+        now = self.clock.now()
+        releases = [
+            self._policy.release(job, now + timedelta(seconds=delay)) for job, delay in waiting
+        ]
+        done = await self.store.apply(releases)
+        # A job that could not be released unsent had its request on the wire: look it up.
+        unsure = [job for (job, _), ok in zip(waiting, done, strict=True) if not ok]
+        if unsure:
+            await self.store.apply([self._policy.abandoned(job, now) for job in unsure])
+        for job, _ in waiting:
+            await self._finish(job)
+        log.info("engine.released", extra={"released": sum(done), "unconfirmed": len(unsure)})
 
     async def _due_within(self, horizon_s: float) -> bool:
         next_due = await self.store.next_due_at()
