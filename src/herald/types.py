@@ -356,7 +356,8 @@ class Clock(Protocol):
 
     Only reading: waiting (sleeps, timeouts, timers) is the running event loop's business, and
     a clock must agree with that loop. :class:`herald.timing.SystemClock` agrees with any
-    real-time loop; a test loop on virtual time needs a clock that reads it.
+    real-time loop; :class:`herald.testing.VirtualTimeLoop` brings a clock of its own that
+    reads the loop's virtual time.
     """
 
     def now(self) -> datetime:

@@ -15,8 +15,8 @@ from herald.domain import (
     Platform,
     Post,
     new_id,
-    utcnow,
 )
+from herald.testing.virtual_time import running_clock
 
 __all__ = ["channel", "new_post"]
 
@@ -44,7 +44,8 @@ def channel(platform: Platform = Platform.FACEBOOK, **fields: Any) -> Channel:
 def new_post(
     channels: Sequence[Channel], *, due_at: datetime | None = None, text: str | None = None
 ) -> NewPost:
-    """A post on ``channels`` with text unique to it, due at ``due_at`` (default: just now)."""
+    """A post on ``channels`` with text unique to it, due at ``due_at`` (default: a second
+    ago, by the running loop's clock)."""
     post_id = new_id("post")
     platforms = {c.platform for c in channels}
     media = next((_PLATFORM_MEDIA[p] for p in platforms if p in _PLATFORM_MEDIA), ())
@@ -52,5 +53,5 @@ def new_post(
     return NewPost.at(
         Post(id=post_id, content=content),
         [(new_id("dlv"), c.id) for c in channels],
-        due_at or utcnow() - timedelta(seconds=1),
+        due_at or running_clock().now() - timedelta(seconds=1),
     )
