@@ -53,6 +53,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    # pytest-asyncio wants a factory for every test under this folder: asyncio's own loop
+    # for all but the marked ones.
     if item.get_closest_marker("virtual_time") is not None:
         return {"virtual_time": VirtualTimeLoop}
     return {"asyncio": asyncio.new_event_loop}
