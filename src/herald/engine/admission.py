@@ -58,34 +58,32 @@ Verdict = Go | Hold | HandBack | Settle
 GO: Final = Go()
 
 
+@dataclass(eq=False, slots=True)
 class Admission:
-    def __init__(
-        self, policy: Policy, grants: Grants, parked: ParkedChannels, clock: Clock
-    ) -> None:
-        self._policy = policy
-        self._grants = grants
-        self._parked = parked
-        self._clock = clock
+    policy: Policy
+    grants: Grants
+    parked: ParkedChannels
+    clock: Clock
 
     async def admit(self, job: Job, connector: Connector, *, may_hold: bool) -> Verdict:
         """The verdict on ``job``, to be sent through ``connector``; ``may_hold`` False (the
         engine is stopping): a short limit wait hands the job back rather than hold it."""
-        now = self._clock.now()
-        if await self._parked.holds(job.channel):
+        now = self.clock.now()
+        if await self.parked.holds(job.channel):
             # Claimed before its channel was parked: rather than send a request the platform
             # is bound to refuse, hand it back. The store holds it until the user re-authorises.
-            return HandBack(self._policy.release(job, now))
+            return HandBack(self.policy.release(job, now))
         if not job.delivery.check_first:
-            if self._policy.is_expired(job, now):
-                return Settle(self._policy.expire(job, now))
+            if self.policy.is_expired(job, now):
+                return Settle(self.policy.expire(job, now))
             try:
                 connector.validate(job.content)
             except ContentInvalid as exc:
-                return Settle(self._policy.rejected_unsent(job, exc))
+                return Settle(self.policy.rejected_unsent(job, exc))
         check = job.delivery.check_first
         usage = connector.lookup_usage() if check else connector.usage_of(job.content)
-        wait_s = await self._grants.reserve(job, usage)
-        if wait_s > 0 and may_hold and self._grants.is_short(wait_s):
+        wait_s = await self.grants.reserve(job, usage)
+        if wait_s > 0 and may_hold and self.grants.is_short(wait_s):
             return Hold(wait_s)
         return self.after_reserve(job, wait_s)
 
@@ -97,6 +95,6 @@ class Admission:
         if math.isinf(wait_s):
             platform = job.delivery.platform.value
             error = ContentRejected(f"one publish needs more than a {platform} limit allows")
-            return Settle(self._policy.rejected_unsent(job, error))
-        next_at = self._clock.now() + timedelta(seconds=wait_s)
-        return HandBack(self._policy.release(job, next_at), wait_s)
+            return Settle(self.policy.rejected_unsent(job, error))
+        next_at = self.clock.now() + timedelta(seconds=wait_s)
+        return HandBack(self.policy.release(job, next_at), wait_s)

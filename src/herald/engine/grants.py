@@ -12,6 +12,7 @@ import asyncio
 import functools
 import math
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from herald.domain import Job, Platform
 from herald.engine.metrics import Metrics
@@ -27,42 +28,41 @@ Rules = Mapping[Platform, tuple[LimitRule, ...]]
 Meter = Callable[[Mapping[str, int]], Awaitable[None]]
 
 
+@dataclass(eq=False, slots=True)
 class Grants:
-    def __init__(
-        self, limiter: RateLimiter, rules: Rules, metrics: Metrics, clock: Clock, *, hold_s: float
-    ) -> None:
-        self._limiter = limiter
-        self._rules = rules
-        self._metrics = metrics
-        self._clock = clock
-        self._hold_s = hold_s
-        self._granted: dict[str, tuple[list[LimitClaim], float]] = {}  # by delivery id
+    limiter: RateLimiter
+    rules: Rules
+    metrics: Metrics
+    clock: Clock
+    hold_s: float = field(kw_only=True)  # waits up to this long are held, longer ones are not
+    # Each delivery's latest grant (its claims, and when), until its request is over.
+    _granted: dict[str, tuple[list[LimitClaim], float]] = field(default_factory=dict, init=False)
 
     async def reserve(self, job: Job, usage: Mapping[str, int]) -> float:
         """Ask the limiter; 0.0 when granted (the grant is kept for a refund), else the wait
         in seconds (``math.inf``: it can never fit). The channel's and the app's pauses
         refuse it too."""
         platform, account = job.delivery.platform, job.channel.external_id
-        claims = claims_for(platform, self._rules[platform], account, usage)
+        claims = claims_for(platform, self.rules[platform], account, usage)
         pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
-        now = self._clock.time()
-        wait = await self._limiter.reserve(claims, now, pauses=pauses)
+        now = self.clock.time()
+        wait = await self.limiter.reserve(claims, now, pauses=pauses)
         if wait <= 0:
             self._granted[job.delivery.id] = (claims, now)
             return 0.0
-        self._metrics.rate_limit_waits.labels(platform.value).inc()
+        self.metrics.rate_limit_waits.labels(platform.value).inc()
         return wait
 
     def is_short(self, wait_s: float) -> bool:
         """A wait short enough (``hold_s``) to be waited out on a timer rather than in the
         store."""
-        return wait_s <= self._hold_s and math.isfinite(wait_s)
+        return wait_s <= self.hold_s and math.isfinite(wait_s)
 
     async def refund(self, job: Job) -> None:
         """The request definitely did not publish: give the refundable units back."""
         grant = self._granted.pop(job.delivery.id, None)
         if grant is not None:
-            await self._limiter.refund(*grant)
+            await self.limiter.refund(*grant)
 
     def drop(self, job: Job) -> None:
         """The job is over for this engine: the grant stays spent."""
@@ -83,7 +83,7 @@ class Grants:
             if not self.is_short(wait):
                 raise RateLimited(
                     f"{job.delivery.platform.value}: the look-up's next page waits for the limit",
-                    retry_after=wait if math.isfinite(wait) else self._hold_s,
+                    retry_after=wait if math.isfinite(wait) else self.hold_s,
                     scope="channel",
                     platform=job.delivery.platform.value,
                     pause=False,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from herald.domain import Job
@@ -42,23 +42,14 @@ def log_fields(job: Job, **more: object) -> dict[str, object]:
     }
 
 
+@dataclass(eq=False, slots=True)
 class Outcomes:
-    def __init__(
-        self,
-        writer: TransitionWriter,
-        limiter: RateLimiter,
-        parked: ParkedChannels,
-        metrics: Metrics,
-        *,
-        wake: Callable[[datetime], None],
-        events_recorded: Callable[[], None],
-    ) -> None:
-        self._writer = writer
-        self._limiter = limiter
-        self._parked = parked
-        self._metrics = metrics
-        self._wake = wake  # the dispatcher: work is due at that time
-        self._events_recorded = events_recorded  # the webhook sender: events were written
+    writer: TransitionWriter
+    limiter: RateLimiter
+    parked: ParkedChannels
+    metrics: Metrics
+    wake: Callable[[datetime], None] = field(kw_only=True)  # the dispatcher: work due then
+    events_recorded: Callable[[], None] = field(kw_only=True)  # the webhook sender
 
     async def carry_out(self, job: Job, verdict: HandBack | Settle) -> None:
         """Write what admission decided for a job that is not sent."""
@@ -66,33 +57,33 @@ class Outcomes:
             await self.record(job, verdict.decision)
             return
         t = verdict.transition
-        applied = await self._writer.write(t)
+        applied = await self.writer.write(t)
         if verdict.wait_s is None:
             return  # a parked channel's: the dispatcher claims nothing of it, no wake-up
         if applied and t.next_attempt_at is not None:
-            self._wake(t.next_attempt_at)
+            self.wake(t.next_attempt_at)
         log.info("delivery.deferred", extra=log_fields(job, wait_s=round(verdict.wait_s, 3)))
 
     async def record(self, job: Job, decision: Decision) -> None:
         platform, channel = job.delivery.platform, job.channel
         for scope, until in decision.pauses:
-            await self._limiter.block(
+            await self.limiter.block(
                 pause_key(platform, scope, channel.external_id), until.timestamp()
             )
         if decision.channel_status is not None:
-            await self._parked.park(channel, decision.channel_status)
+            await self.parked.park(channel, decision.channel_status)
         t = replace(decision.transition, event=webhook_event(decision))
-        applied = await self._writer.write(t)
-        self._metrics.deliveries.labels(platform.value, decision.outcome).inc()
+        applied = await self.writer.write(t)
+        self.metrics.deliveries.labels(platform.value, decision.outcome).inc()
         if decision.outcome == "retry":
-            self._metrics.retries.labels(platform.value).inc()
+            self.metrics.retries.labels(platform.value).inc()
         if t.published_at is not None and applied:
             lateness = (t.published_at - job.delivery.due_at).total_seconds()
-            self._metrics.lateness_seconds.labels(platform.value).observe(max(0.0, lateness))
+            self.metrics.lateness_seconds.labels(platform.value).observe(max(0.0, lateness))
         if applied and t.next_attempt_at is not None:
-            self._wake(t.next_attempt_at)
+            self.wake(t.next_attempt_at)
         if applied and t.event is not None:
-            self._events_recorded()
+            self.events_recorded()
         level = logging.INFO if decision.outcome in _QUIET_OUTCOMES else logging.WARNING
         fields = log_fields(
             job, outcome=decision.outcome, applied=applied, error=t.error, external_id=t.external_id

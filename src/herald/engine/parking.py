@@ -9,6 +9,7 @@ until the user re-authorises the channel.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from herald.constants import CHANNEL_NEEDS_REAUTH
 from herald.domain import Channel, ChannelStatus
@@ -17,19 +18,17 @@ from herald.types import CredentialResolver, EngineStore
 __all__ = ["ParkedChannels"]
 
 
+@dataclass(eq=False, slots=True)
 class ParkedChannels:
-    def __init__(
-        self, store: EngineStore, credentials: CredentialResolver, events: Callable[[], None]
-    ) -> None:
-        self._store = store
-        self._credentials = credentials
-        self._events_recorded = events  # a webhook event was written: wakes the sender
-        self._parked: set[str] = set()  # channel ids
+    store: EngineStore
+    credentials: CredentialResolver
+    events_recorded: Callable[[], None]  # a webhook event was written: wakes the sender
+    _parked: set[str] = field(default_factory=set, init=False)  # channel ids
 
     async def park(self, channel: Channel, status: ChannelStatus) -> None:
-        await self._store.set_channel_status(channel.id, status, event=CHANNEL_NEEDS_REAUTH)
-        self._events_recorded()
-        self._credentials.forget(channel)
+        await self.store.set_channel_status(channel.id, status, event=CHANNEL_NEEDS_REAUTH)
+        self.events_recorded()
+        self.credentials.forget(channel)
         self._parked.add(channel.id)
 
     async def holds(self, channel: Channel) -> bool:
@@ -37,7 +36,7 @@ class ParkedChannels:
         and one the user re-authorised meanwhile is let go."""
         if channel.id not in self._parked:
             return False
-        current = await self._store.get_channel(channel.id)
+        current = await self.store.get_channel(channel.id)
         if current.status is ChannelStatus.ACTIVE:
             self._parked.discard(channel.id)
             return False
