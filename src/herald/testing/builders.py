@@ -6,16 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from herald.domain import (
-    Channel,
-    Content,
-    Media,
-    MediaKind,
-    NewPost,
-    Platform,
-    Post,
-    new_id,
-)
+from herald.domain import Channel, Content, Media, MediaKind, NewPost, Platform, Post, new_id
 from herald.testing.virtual_time import running_clock
 
 __all__ = ["channel", "new_post"]
