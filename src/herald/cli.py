@@ -92,19 +92,26 @@ def run(
     settings = _settings(db, database_url)
     configure_logging(settings.log_level, settings.log_format)
     # heavy imports only for this command
-    from herald.bootstrap import run_publishing, running_engine, webhook_sender
+    from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
 
     async def main() -> None:
-        async with running_engine(settings) as engine:
-            sender = webhook_sender(settings, engine.store, engine)
+        # Opened here, not by running_engine: the webhook sender needs the whole store, and
+        # the engine sees only its engine face.
+        store = open_store(settings)
+        await store.open()
+        try:
+            async with running_engine(settings, store) as engine:
+                sender = webhook_sender(settings, store, engine)
 
-            def stop() -> None:
-                engine.request_stop()
-                if sender is not None:
-                    sender.request_stop()
+                def stop() -> None:
+                    engine.request_stop()
+                    if sender is not None:
+                        sender.request_stop()
 
-            _install_stop(stop)
-            await run_publishing(engine, sender, burst=burst)
+                _install_stop(stop)
+                await run_publishing(engine, sender, burst=burst)
+        finally:
+            await store.close()
 
     _run(main())
 

@@ -7,10 +7,14 @@ Daylight-saving rules (documented in docs/architecture.md, tested in tests/unit/
   forward by the length of the gap (02:30 becomes 03:30), as a person setting a clock would.
 - **Fold** (the wall time happens twice, e.g. 01:30 when clocks go back from 02:00 to 01:00):
   the first occurrence (the earlier instant), unless the caller passes ``on_fold="later"``.
+
+And the time now: :class:`SystemClock`, the machine's clocks behind the
+:class:`~herald.types.Clock` the engine reads (tests give it virtual time instead).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -19,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from herald.errors import NonexistentLocalTime, ScheduleError, TimeInPast, UnknownTimeZone
 
-__all__ = ["LocalTime", "check_not_past", "resolve", "to_utc", "zone"]
+__all__ = ["LocalTime", "SystemClock", "check_not_past", "resolve", "to_utc", "zone"]
 
 OnGap = Literal["error", "shift"]
 OnFold = Literal["earlier", "later"]
@@ -92,3 +96,19 @@ def check_not_past(instant: datetime, *, now: datetime, grace: timedelta) -> Non
             f"(allowed: {grace.total_seconds():.0f} s)",
             field="scheduled_at",
         )
+
+
+class SystemClock:
+    """Implements :class:`herald.types.Clock` with the machine's clocks."""
+
+    __slots__ = ()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        # perf_counter: the finest monotonic clock, as the publish-duration histogram was timed.
+        return time.perf_counter()

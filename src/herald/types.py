@@ -7,6 +7,7 @@
 - :class:`RateLimiter`: decides when a request may go out without breaking a platform limit.
 - :class:`Connector`: speaks one platform's publishing API.
 - :class:`CredentialResolver`: turns a channel's ``credentials_ref`` into its secrets.
+- :class:`Clock`: where the engine reads the time (the system's, or a test's virtual time).
 
 Two callables cross the seam between the API and the engine: :data:`Notify` (wake the engine
 for new or moved deliveries) and :data:`Validator` (one platform's content rules).
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Catalog",
+    "Clock",
     "Connector",
     "CredentialResolver",
     "Credentials",
@@ -352,3 +354,27 @@ class Connector(Protocol):
 class CredentialResolver(Protocol):
     async def resolve(self, channel: Channel) -> Credentials:
         """Raise :class:`~herald.errors.AuthExpired` if the secrets cannot be had."""
+
+    def forget(self, channel: Channel) -> None:
+        """Drop whatever is cached for ``channel``: the platform refused its token, and the
+        next :meth:`resolve` must read the secrets again (the user may have re-authorised)."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where the engine reads the time.
+
+    Only reading: waiting (sleeps, timeouts, timers) is the running event loop's business, and
+    a clock must agree with that loop. :class:`herald.timing.SystemClock` agrees with any
+    real-time loop; :class:`herald.testing.VirtualTimeLoop` brings a clock of its own that
+    reads the loop's virtual time.
+    """
+
+    def now(self) -> datetime:
+        """Wall time, as an aware UTC datetime."""
+
+    def time(self) -> float:
+        """Wall time in Unix seconds (what the rate limiter counts in)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps back: for measuring how long something took."""

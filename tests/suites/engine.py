@@ -1,14 +1,18 @@
-"""Engine behaviour on an in-memory platform: retries, pauses, checks, expiry, shutdown."""
+"""Engine behaviour on an in-memory platform: retries, pauses, checks, expiry, shutdown.
+
+Every time comes from :func:`herald.testing.running_clock`: the unit tier runs this suite on
+virtual time (its waits take no real time), the integration tier on real time.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
 from herald.config import EngineSettings, Settings
-from herald.domain import ChannelStatus, Platform, utcnow
+from herald.domain import ChannelStatus, Platform
 from herald.engine import Engine
 from herald.errors import (
     AuthExpired,
@@ -19,6 +23,7 @@ from herald.errors import (
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
 from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
+from herald.testing.virtual_time import running_clock
 
 S = DeliveryState
 
@@ -45,7 +50,13 @@ def engine_for(store, connectors, cfg=None, credentials=None, rules=None) -> Eng
         credentials=credentials or StaticCredentials(),
         rules=rules or {p: () for p in connectors},
         exclusive=True,
+        clock=running_clock(),
     )
+
+
+def utcnow() -> datetime:
+    """The time now as the engine under test sees it (virtual on a virtual-time loop)."""
+    return running_clock().now()
 
 
 async def drain(engine: Engine, within_s: float = 20.0) -> None:
@@ -142,7 +153,8 @@ class EngineSuite:
     async def test_app_wide_pause_holds_every_channel(self, store, world):
         a, b = channel(), channel()
         await store.add_channels([a, b])
-        await store.add_posts([new_post([a], text="first")])
+        # Due before the others, so it goes first even if they share one clock reading.
+        await store.add_posts([new_post([a], text="first", due_at=utcnow() - timedelta(seconds=2))])
         await store.add_posts([new_post([b], text=f"b{i}") for i in range(3)])
         signal = RateLimited("(#4) Application request limit reached", retry_after=0.5, scope="app")
         conn = FakeConnector(Platform.FACEBOOK, world, script={"first": [signal]}, latency_s=0.02)

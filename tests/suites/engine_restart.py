@@ -11,6 +11,7 @@ from herald.errors import ContentRejected
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
 from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
+from herald.testing.virtual_time import running_clock
 
 S = DeliveryState
 
@@ -31,6 +32,7 @@ def engine_for(store, connector, limit, *, shutdown_grace_s=2.0) -> Engine:
         credentials=StaticCredentials(),
         rules={connector.platform: (limit,)},
         exclusive=True,
+        clock=running_clock(),
     )
 
 

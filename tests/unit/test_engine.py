@@ -1,14 +1,18 @@
-"""The engine on an in-memory platform, over the memory and SQLite stores."""
+"""The engine on an in-memory platform, over the memory and SQLite stores, on virtual time."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from herald.domain import Content, NewPost, Platform, Post, utcnow
+import pytest
+
+from herald.domain import Content, NewPost, Platform, Post
 from herald.errors import StoreError
 from herald.stores.memory import MemoryStore
 from herald.testing import FakeConnector, FakePlatform, channel, new_post
-from tests.suites.engine import EngineSuite, S, drain, engine_for, states
+from tests.suites.engine import EngineSuite, S, drain, engine_for, states, utcnow
+
+pytestmark = pytest.mark.virtual_time
 
 
 class TestEngine(EngineSuite):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,15 +17,20 @@ from herald.testing import (
     FakeConnector,
     FakePlatform,
     StaticCredentials,
+    VirtualClock,
+    VirtualTimeLoop,
     channel,
     eventually,
     memory_engine,
     new_post,
+    running_clock,
 )
 from herald.testing.platform import COMMIT_THEN_UNKNOWN
+from herald.timing import SystemClock
 from herald.types import PublishRequest
 
 
+@pytest.mark.virtual_time
 async def test_a_memory_engine_publishes_through_a_fake_connector_once_each():
     world = FakePlatform()
     fb = channel(Platform.FACEBOOK)
@@ -33,6 +40,7 @@ async def test_a_memory_engine_publishes_through_a_fake_connector_once_each():
     engine = memory_engine(
         {Platform.FACEBOOK: FakeConnector(Platform.FACEBOOK, world)}, store=store
     )
+    assert engine.clock is running_clock()  # the virtual loop's own
     await asyncio.wait_for(engine.run(burst=True), 10)
     assert world.published() == 5
     assert world.duplicates() == 0
@@ -77,6 +85,67 @@ async def test_eventually_waits_for_a_condition_and_gives_up_at_the_deadline():
 
     with pytest.raises(TimeoutError):
         await eventually(never, within_s=0.05)
+
+
+@pytest.mark.virtual_time
+async def test_virtual_time_jumps_to_the_next_timer_once_nothing_can_run():
+    loop = asyncio.get_running_loop()
+    clock = running_clock()
+    assert isinstance(loop, VirtualTimeLoop)
+    assert clock is loop.clock
+    wall, start, real = clock.now(), loop.time(), time.perf_counter()
+    woke: list[tuple[str, float]] = []
+
+    async def sleep(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        woke.append((name, loop.time() - start))
+
+    await asyncio.gather(sleep("an hour", 3600), sleep("a second", 1))
+    assert woke == [("a second", 1.0), ("an hour", 3600.0)]
+    # The wall clock moved with the loop: an hour, in (much) less than a second of real time.
+    assert clock.now() - wall == timedelta(hours=1)
+    assert clock.time() == pytest.approx(wall.timestamp() + 3600)
+    assert clock.monotonic() - start == 3600
+    assert time.perf_counter() - real < 1.0
+
+
+@pytest.mark.virtual_time
+async def test_virtual_time_stands_still_while_a_thread_works():
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    # A timeout ten virtual seconds away must not fire over a thread's result on its way
+    # (the SQLite store runs every call on a thread): the loop waits for it in real time.
+    slept = await asyncio.wait_for(loop.run_in_executor(None, time.sleep, 0.05), 10)
+    assert slept is None
+    assert loop.time() == start
+    await asyncio.wait_for(asyncio.to_thread(time.sleep, 0.05), 10)
+    assert loop.time() == start
+
+
+@pytest.mark.virtual_time
+async def test_virtual_time_waits_for_an_executor_to_shut_down():
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=1)
+    loop.set_default_executor(executor)
+    executor.submit(time.sleep, 0.05)  # work the loop was never told about
+    # Python 3.12+ joins the threads under a timeout: it must not be jumped to.
+    await asyncio.wait_for(loop.shutdown_default_executor(), 300)
+    assert loop.time() < 300
+
+
+async def test_the_running_clock_is_the_system_s_on_a_real_time_loop():
+    assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+    assert isinstance(running_clock(), SystemClock)
+
+
+def test_a_virtual_clock_starts_at_an_aware_time():
+    loop = VirtualTimeLoop(start=datetime(2030, 1, 1, 12, tzinfo=UTC))
+    try:
+        assert loop.clock.now() == datetime(2030, 1, 1, 12, tzinfo=UTC)
+        with pytest.raises(ValueError, match="aware"):
+            VirtualClock(loop, datetime(2030, 1, 1, 12))
+    finally:
+        loop.close()
 
 
 def _request(post, ch):

@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from herald.config import EngineSettings
-from herald.domain import Delivery, Job, utcnow
+from herald.domain import Delivery, Job
 from herald.engine.metrics import Metrics
-from herald.types import JobQueue, Store
+from herald.types import Clock, EngineStore, JobQueue
 from herald.wakeup import wait_first
 
 __all__ = ["Dispatcher", "InFlight"]
@@ -65,13 +65,16 @@ class InFlight:
 class Dispatcher:
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         queue: JobQueue,
         in_flight: InFlight,
         settings: EngineSettings,
         metrics: Metrics,
+        *,
+        clock: Clock,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._queue = queue
         self._in_flight = in_flight
         self._settings = settings
@@ -102,7 +105,7 @@ class Dispatcher:
             await wait_first(self._wake, stopping, within_s=await self._idle_timeout())
 
     async def _claim(self, limit: int) -> int:
-        now = utcnow()
+        now = self._clock.now()
         batch = await self._store.claim_due(
             now=now,
             limit=limit,
@@ -135,7 +138,7 @@ class Dispatcher:
 
     async def _idle_timeout(self) -> float:
         """Seconds until the earliest known due time, capped by ``idle_recheck_s``."""
-        now = utcnow()
+        now = self._clock.now()
         candidates = [self._settings.idle_recheck_s]
         next_due = await self._store.next_due_at()
         if next_due is not None:

@@ -22,9 +22,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from herald.config import Settings
-from herald.domain import Channel, Job, Platform, utcnow
+from herald.domain import Job, Platform
+from herald.engine.admission import Admission
 from herald.engine.dispatcher import Dispatcher, InFlight
+from herald.engine.grants import Grants
 from herald.engine.metrics import Metrics
+from herald.engine.outcomes import Outcomes
+from herald.engine.parking import ParkedChannels
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
@@ -32,8 +36,8 @@ from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
-from herald.service.credentials import RefResolver
-from herald.types import Connector, CredentialResolver, JobQueue, RateLimiter, Store
+from herald.timing import SystemClock
+from herald.types import Clock, Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
 from herald.wakeup import wait_first
 
 __all__ = ["Engine"]
@@ -42,27 +46,32 @@ log = logging.getLogger("herald.engine")
 
 
 class Engine:
+    """``credentials`` is required: the resolver decides where secrets come from (``env:``,
+    ``file:``, ``vault:``...), and a default that knew only some schemes would quietly park
+    every channel using another. ``clock`` is the system's unless a test brings its own."""
+
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: EngineStore,
         connectors: Mapping[Platform, Connector],
         *,
+        credentials: CredentialResolver,
         limiter: RateLimiter | None = None,
         queue: JobQueue | None = None,
-        credentials: CredentialResolver | None = None,
         metrics: Metrics | None = None,
         rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
         exclusive: bool = False,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics or Metrics()
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
+        self.clock = clock or SystemClock()
         self._connectors = connectors
         self._queue = queue or MemoryQueue()
-        self._credentials = credentials or RefResolver()
         self._in_flight = InFlight()
         self._writer = TransitionWriter(store)
         self._stopping = asyncio.Event()
@@ -70,28 +79,40 @@ class Engine:
         self._limiter = limiter or MemoryLimiter()
         self._rules = rules or default_rules(settings)
         self._limits_restored = False
+        self._policy = Policy(settings.engine, rng)
         self.dispatcher = Dispatcher(
-            store, self._queue, self._in_flight, settings.engine, self.metrics
+            store, self._queue, self._in_flight, settings.engine, self.metrics, clock=self.clock
         )
-        self.pool = WorkerPool(
-            WorkerContext(
-                store=store,
-                queue=self._queue,
-                writer=self._writer,
-                limiter=self._limiter,
-                rules=self._rules,
-                connectors=connectors,
-                credentials=self._credentials,
-                concurrency={p: settings.platform(p).concurrency for p in connectors},
-                hold_s=settings.engine.hold_s,
-                policy=Policy(settings.engine, rng),
-                metrics=self.metrics,
-                finish=self._finish,
-                dispatcher_notify=self.dispatcher.notify,
-                forget_credentials=self._forget,
-                events_recorded=self._events_recorded,
-            )
+        self.pool = self._workers(credentials)
+
+    def _workers(self, credentials: CredentialResolver) -> WorkerPool:
+        """The worker pool and the parts it orchestrates, wired to this engine."""
+        hold_s = self.settings.engine.hold_s
+        parked = ParkedChannels(self.store, credentials, self._events_recorded)
+        grants = Grants(self._limiter, self._rules, self.metrics, self.clock, hold_s=hold_s)
+        outcomes = Outcomes(
+            self._writer,
+            self._limiter,
+            parked,
+            self.metrics,
+            wake=self.dispatcher.notify,
+            events_recorded=self._events_recorded,
         )
+        context = WorkerContext(
+            queue=self._queue,
+            connectors=self._connectors,
+            concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
+            credentials=credentials,
+            admission=Admission(self._policy, grants, parked, self.clock),
+            grants=grants,
+            policy=self._policy,
+            writer=self._writer,
+            outcomes=outcomes,
+            metrics=self.metrics,
+            clock=self.clock,
+            finish=self._finish,
+        )
+        return WorkerPool(context)
 
     # -- control ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -134,7 +155,7 @@ class Engine:
         With ``burst``, stop once nothing is in flight and nothing is due within
         ``burst_horizon_s`` (retries after short backoffs included): a cron-style drain.
         """
-        recovered = await self.store.recover_expired_leases(utcnow(), every=self.exclusive)
+        recovered = await self.store.recover_expired_leases(self.clock.now(), every=self.exclusive)
         if recovered:
             log.warning("engine.recovered", extra={"deliveries": recovered})
         await self._restore_limits()
@@ -168,7 +189,7 @@ class Engine:
         the limiter they had."""
         if self._limits_restored:
             return
-        now = utcnow()
+        now = self.clock.now()
         requests = await restore(self._limiter, self.store, self._connectors, self._rules, now)
         self._limits_restored = True
         log.info("engine.limits_restored", extra={"requests": requests})
@@ -178,8 +199,9 @@ class Engine:
         dispatcher = by_name["herald-dispatcher"]
         if not dispatcher.done():
             await dispatcher
-        leftovers = await self._queue.close()
-        await self.pool.drain(self.settings.engine.shutdown_grace_s, leftovers)
+        leftovers = [(job, 0.0) for job in await self._queue.close()]
+        held = await self.pool.drain(self.settings.engine.shutdown_grace_s)
+        await self._hand_back(leftovers + held)
         for name in ("herald-leases", "herald-burst"):
             if name in by_name:
                 by_name[name].cancel()
@@ -194,21 +216,31 @@ class Engine:
         self.metrics.in_flight.set(self._in_flight.count)
         self.metrics.queue_depth.set(self._queue.depth())
 
-    def _forget(self, channel: Channel) -> None:
-        forget = getattr(self._credentials, "forget", None)
-        if callable(forget):
-            forget(channel)
+    async def _hand_back(self, waiting: list[tuple[Job, float]]) -> None:
+        """Give every job still held back to the store, each due again after its delay."""
+        now = self.clock.now()
+        releases = [
+            self._policy.release(job, now + timedelta(seconds=delay)) for job, delay in waiting
+        ]
+        done = await self.store.apply(releases)
+        # A job that could not be released unsent had its request on the wire: look it up.
+        unsure = [job for (job, _), ok in zip(waiting, done, strict=True) if not ok]
+        if unsure:
+            await self.store.apply([self._policy.abandoned(job, now) for job in unsure])
+        for job, _ in waiting:
+            await self._finish(job)
+        log.info("engine.released", extra={"released": sum(done), "unconfirmed": len(unsure)})
 
     async def _due_within(self, horizon_s: float) -> bool:
         next_due = await self.store.next_due_at()
-        return next_due is not None and next_due <= utcnow() + timedelta(seconds=horizon_s)
+        return next_due is not None and next_due <= self.clock.now() + timedelta(seconds=horizon_s)
 
     async def _keep_leases(self) -> None:
         """Renew the leases this engine holds; release those of engines that died."""
         every_s = self.settings.engine.lease_s / 3
         while not self._stopping.is_set():
             await wait_first(self._stopping, within_s=every_s)
-            now = utcnow()
+            now = self.clock.now()
             tokens = self._in_flight.tokens()
             if tokens:
                 lease = now + timedelta(seconds=self.settings.engine.lease_s)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -87,6 +87,26 @@ def webhook_event(decision: Decision) -> str | None:
     return None
 
 
+def _move(job: Job, target: DeliveryState, **fields: Any) -> Transition:
+    """A change of ``job``'s delivery to ``target``, guarded by the job's claim."""
+    return Transition(job.delivery.id, target, claim_token=job.claim_token, **fields)
+
+
+def _published(
+    job: Job, result: Published, at: datetime, attempt: Attempt, **fields: Any
+) -> Transition:
+    """The platform holds the post: record its id, and when it went out."""
+    return _move(
+        job,
+        S.PUBLISHED,
+        external_id=result.external_id,
+        published_at=at,
+        check_first=False,
+        attempt=attempt,
+        **fields,
+    )
+
+
 class Policy:
     def __init__(self, settings: EngineSettings, rng: random.Random | None = None) -> None:
         self.settings = settings
@@ -103,10 +123,9 @@ class Policy:
         self, job: Job, now: datetime, *, looked_up: Attempt | None = None
     ) -> Transition:
         """Durably mark that a request is about to leave: written before it is sent."""
-        return Transition(
-            job.delivery.id,
+        return _move(
+            job,
             S.PUBLISHING,
-            claim_token=job.claim_token,
             lease_until=self.lease_until(now),
             sent=True,
             check_first=False,
@@ -123,38 +142,58 @@ class Policy:
             target = S.UNCONFIRMED
         else:
             target = S.RETRY_WAIT if delivery.attempts else S.SCHEDULED
-        return Transition(
-            delivery.id,
-            target,
-            claim_token=job.claim_token,
-            next_attempt_at=next_at,
-            check_first=owes_check,
-            error=delivery.last_error,
+        return _move(
+            job, target, next_attempt_at=next_at, check_first=owes_check, error=delivery.last_error
         )
 
     def _unconfirmed(self, job: Job, **fields: Any) -> Transition:
         """The outcome is unknown: nothing is sent again before the post is looked up."""
-        return Transition(
-            job.delivery.id,
-            S.UNCONFIRMED,
-            claim_token=job.claim_token,
-            check_first=True,
-            **fields,
+        return _move(job, S.UNCONFIRMED, check_first=True, **fields)
+
+    def _look_up(self, job: Job, now: datetime, **fields: Any) -> Transition:
+        """Unknown outcome: look the post up after ``check_delay_s``."""
+        next_at = now + timedelta(seconds=self.settings.check_delay_s)
+        return self._unconfirmed(job, next_attempt_at=next_at, **fields)
+
+    def _needs_decision(self, job: Job, error: str, attempt: Attempt, **fields: Any) -> Decision:
+        """Herald stops checking on its own: the user decides (``delivery.unconfirmed``)."""
+        t = self._unconfirmed(job, next_attempt_at=None, error=error, attempt=attempt, **fields)
+        return Decision(t, "unconfirmed", "delivery.needs_decision")
+
+    @staticmethod
+    def _failed(job: Job, error: str, attempt: Attempt | None = None) -> Decision:
+        return Decision(
+            _move(job, S.FAILED, error=error, attempt=attempt), "failed", DELIVERY_FAILED
         )
+
+    @staticmethod
+    def _retry_wait(
+        job: Job, at: datetime, error: str, attempt: Attempt, *, retry_spent: bool = False
+    ) -> Transition:
+        return _move(
+            job,
+            S.RETRY_WAIT,
+            next_attempt_at=at,
+            retry_spent=retry_spent,
+            error=error,
+            attempt=attempt,
+        )
+
+    def _backoff(self, number: int) -> float:
+        """Seconds before the ``number``-th retry or look-up (full jitter)."""
+        s = self.settings
+        return full_jitter(number, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s, rng=self._rng)
 
     def abandoned(self, job: Job, now: datetime) -> Transition:
         """The engine stopped while this delivery's request was in flight: look it up later."""
-        return self._unconfirmed(
-            job,
-            next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
-            error="the engine stopped while the publish request was in flight",
+        return self._look_up(
+            job, now, error="the engine stopped while the publish request was in flight"
         )
 
     def expire(self, job: Job, now: datetime, *, looked_up: Attempt | None = None) -> Decision:
-        t = Transition(
-            job.delivery.id,
+        t = _move(
+            job,
             S.EXPIRED,
-            claim_token=job.claim_token,
             check_first=False,
             error=f"not published within {self.settings.max_lateness_s:.0f} s of its due time",
             attempt=looked_up,
@@ -163,23 +202,12 @@ class Policy:
 
     def rejected_unsent(self, job: Job, error: Exception) -> Decision:
         """Content that can never be sent (caught at the last moment): nothing was sent."""
-        t = Transition(
-            job.delivery.id, S.FAILED, claim_token=job.claim_token, error=describe(error)
-        )
-        return Decision(t, "failed", DELIVERY_FAILED)
+        return self._failed(job, describe(error))
 
     def auth_unsent(self, job: Job, error: Exception, now: datetime) -> Decision:
         """The channel's secrets could not be had: it needs the user; nothing was sent."""
-        t = self.release(job, now)
         return Decision(
-            Transition(
-                t.delivery_id,
-                t.target,
-                claim_token=t.claim_token,
-                next_attempt_at=now,
-                check_first=t.check_first,
-                error=describe(error),
-            ),
+            replace(self.release(job, now), error=describe(error)),
             "auth",
             CHANNEL_NEEDS_REAUTH,
             channel_status=ChannelStatus.NEEDS_REAUTH,
@@ -189,17 +217,10 @@ class Policy:
     def after_publish(
         self, job: Job, started: datetime, finished: datetime, result: Published | BaseException
     ) -> Decision:
-        delivery, token = job.delivery, job.claim_token
+        delivery = job.delivery
         if isinstance(result, Published):
-            t = Transition(
-                delivery.id,
-                S.PUBLISHED,
-                claim_token=token,
-                external_id=result.external_id,
-                published_at=finished,
-                check_first=False,
-                attempt=Attempt(delivery.id, delivery.attempts + 1, started, finished, "published"),
-            )
+            sent = Attempt(delivery.id, delivery.attempts + 1, started, finished, "published")
+            t = _published(job, result, finished, sent)
             return Decision(
                 t, "published", DELIVERY_PUBLISHED, pauses=self._usage_pauses(result, finished)
             )
@@ -230,56 +251,29 @@ class Policy:
     def _failure(
         self, job: Job, exc: BaseException, now: datetime, attempt: AttemptFactory
     ) -> Decision:
-        delivery, token = job.delivery, job.claim_token
+        delivery = job.delivery
         message = describe(exc)
         if isinstance(exc, RateLimited):
             until = now + timedelta(seconds=exc.retry_after or self.settings.throttle_pause_s)
-            t = Transition(
-                delivery.id,
-                S.RETRY_WAIT,
-                claim_token=token,
-                next_attempt_at=until,
-                error=message,
-                attempt=attempt("rate_limited", message),
-            )
+            t = self._retry_wait(job, until, message, attempt("rate_limited", message))
             pauses = ((exc.scope, until),) if exc.pause else ()
             return Decision(t, "rate_limited", "delivery.rate_limited", pauses=pauses)
         if isinstance(exc, AuthExpired):
-            t = Transition(
-                delivery.id,
-                S.RETRY_WAIT,
-                claim_token=token,
-                next_attempt_at=now,
-                error=message,
-                attempt=attempt("auth", message),
-            )
+            t = self._retry_wait(job, now, message, attempt("auth", message))
             return Decision(
                 t, "auth", CHANNEL_NEEDS_REAUTH, channel_status=ChannelStatus.NEEDS_REAUTH
             )
         if isinstance(exc, DuplicateRejected) and delivery.attempts > 0:
             return self._duplicate(job, message, now, attempt)
         if isinstance(exc, ContentRejected):
-            t = Transition(
-                delivery.id,
-                S.FAILED,
-                claim_token=token,
-                error=message,
-                attempt=attempt("rejected", message),
-            )
-            return Decision(t, "failed", DELIVERY_FAILED)
+            return self._failed(job, message, attempt("rejected", message))
         if isinstance(exc, PlatformError) and not isinstance(exc, OutcomeUnknown):
             return self._transient(job, message, now, attempt)
         # OutcomeUnknown, or anything unexpected after the request may have left: the post
         # may exist. Never resend on a guess; look it up first.
         if not isinstance(exc, OutcomeUnknown):
             log.error("delivery.unexpected_error", exc_info=exc, extra={"delivery_id": delivery.id})
-        next_at = now + timedelta(seconds=self.settings.check_delay_s)
-        t = self._unconfirmed(
-            job,
-            next_attempt_at=next_at,
-            error=message,
-            attempt=attempt("unknown", message),
-        )
+        t = self._look_up(job, now, error=message, attempt=attempt("unknown", message))
         return Decision(t, "unconfirmed", DELIVERY_UNCONFIRMED)
 
     def _duplicate(
@@ -287,53 +281,22 @@ class Policy:
     ) -> Decision:
         """Refused as a repeat after an earlier send: that send most likely landed. Look the
         post up again instead of failing; if it stays out of sight, leave it to the user."""
-        delivery = job.delivery
-        if delivery.retries + 1 > self.settings.max_retries:
-            t = self._unconfirmed(
-                job,
-                next_attempt_at=None,
-                error=f"the platform says this post exists but it cannot be found: {message}",
-                attempt=attempt("duplicate", message),
-            )
-            return Decision(t, "unconfirmed", "delivery.needs_decision")
-        t = self._unconfirmed(
-            job,
-            next_attempt_at=now + timedelta(seconds=self.settings.check_delay_s),
-            retry_spent=True,
-            error=message,
-            attempt=attempt("duplicate", message),
-        )
+        record = attempt("duplicate", message)
+        if job.delivery.retries + 1 > self.settings.max_retries:
+            error = f"the platform says this post exists but it cannot be found: {message}"
+            return self._needs_decision(job, error, record)
+        t = self._look_up(job, now, retry_spent=True, error=message, attempt=record)
         return Decision(t, "unconfirmed", DELIVERY_UNCONFIRMED)
 
     def _transient(
         self, job: Job, message: str, now: datetime, attempt: AttemptFactory
     ) -> Decision:
-        delivery, token = job.delivery, job.claim_token
-        retry = delivery.retries + 1
-        if retry > self.settings.max_retries:
-            t = Transition(
-                delivery.id,
-                S.FAILED,
-                claim_token=token,
-                error=f"gave up after {delivery.retries} retries: {message}",
-                attempt=attempt("transient", message),
-            )
-            return Decision(t, "failed", DELIVERY_FAILED)
-        delay = full_jitter(
-            retry,
-            base_s=self.settings.backoff_base_s,
-            cap_s=self.settings.backoff_cap_s,
-            rng=self._rng,
-        )
-        t = Transition(
-            delivery.id,
-            S.RETRY_WAIT,
-            claim_token=token,
-            next_attempt_at=now + timedelta(seconds=delay),
-            retry_spent=True,
-            error=message,
-            attempt=attempt("transient", message),
-        )
+        retries = job.delivery.retries
+        record = attempt("transient", message)
+        if retries + 1 > self.settings.max_retries:
+            return self._failed(job, f"gave up after {retries} retries: {message}", record)
+        at = now + timedelta(seconds=self._backoff(retries + 1))
+        t = self._retry_wait(job, at, message, record, retry_spent=True)
         return Decision(t, "retry", "delivery.retry")
 
     # -- after a look-up --------------------------------------------------------------------
@@ -345,22 +308,14 @@ class Policy:
         result: Published | BaseException | None,
     ) -> Decision | Attempt:
         """A decision, or (post absent and still in time) the look-up record to publish with."""
-        delivery, token = job.delivery, job.claim_token
+        delivery = job.delivery
 
         def record(outcome: str, error: str | None = None) -> Attempt:
             return Attempt(delivery.id, delivery.attempts, started, finished, outcome, error)
 
         if isinstance(result, Published):
-            t = Transition(
-                delivery.id,
-                S.PUBLISHED,
-                claim_token=token,
-                external_id=result.external_id,
-                reconciled=True,
-                check_first=False,
-                published_at=delivery.check_since or finished,
-                attempt=record("found"),
-            )
+            at = delivery.check_since or finished
+            t = _published(job, result, at, record("found"), reconciled=True)
             return Decision(t, "reconciled", "delivery.reconciled")
         if result is None:
             if self.is_expired(job, finished):
@@ -388,29 +343,19 @@ class Policy:
                 decision.pauses,
                 decision.channel_status,
             )
+        checked = record("check_failed", message)
         give_up = (
             isinstance(exc, ReconcileUnsupported) or delivery.checks + 1 >= self.settings.max_checks
         )
         if give_up:
-            t = self._unconfirmed(
-                job,
-                next_attempt_at=None,
-                check_failed=True,
-                error=f"could not confirm whether the post exists: {message}",
-                attempt=record("check_failed", message),
-            )
-            return Decision(t, "unconfirmed", "delivery.needs_decision")
-        delay = full_jitter(
-            delivery.checks + 1,
-            base_s=self.settings.backoff_base_s,
-            cap_s=self.settings.backoff_cap_s,
-            rng=self._rng,
-        )
+            error = f"could not confirm whether the post exists: {message}"
+            return self._needs_decision(job, error, checked, check_failed=True)
+        delay = max(self._backoff(delivery.checks + 1), self.settings.check_delay_s)
         t = self._unconfirmed(
             job,
-            next_attempt_at=now + timedelta(seconds=max(delay, self.settings.check_delay_s)),
+            next_attempt_at=now + timedelta(seconds=delay),
             check_failed=True,
             error=message,
-            attempt=record("check_failed", message),
+            attempt=checked,
         )
         return Decision(t, "check_retry", "delivery.check_retry")

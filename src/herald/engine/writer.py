@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from herald.domain import Transition
 from herald.errors import StoreError
-from herald.types import Store
+from herald.types import EngineStore
 
 __all__ = ["TransitionWriter"]
 
@@ -23,7 +23,7 @@ log = logging.getLogger("herald.writer")
 class TransitionWriter:
     def __init__(
         self,
-        store: Store,
+        store: EngineStore,
         *,
         max_batch: int = 1000,
         retry_delays_s: Sequence[float] = (0.05, 0.2, 1.0, 3.0, 10.0),

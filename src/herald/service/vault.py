@@ -167,9 +167,8 @@ class CompositeResolver:
 
     def forget(self, channel: Channel) -> None:
         resolver = self._by_scheme.get(channel.credentials_ref.partition(":")[0])
-        forget = getattr(resolver, "forget", None)
-        if callable(forget):
-            forget(channel)
+        if resolver is not None:
+            resolver.forget(channel)
 
 
 def build_resolver(settings: Settings, store: EngineStore) -> CompositeResolver:

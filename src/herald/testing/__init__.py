@@ -10,7 +10,10 @@ Everything here runs in one process with no server and no network:
 - :func:`channel` and :func:`new_post` (:mod:`.builders`): domain objects with sensible defaults;
 - :func:`memory_engine` (:mod:`.engine`): an engine on the in-memory store, queue and limiter,
   with fake connectors;
-- :func:`eventually` (:mod:`.waiting`): wait for a condition, with a deadline.
+- :func:`eventually` (:mod:`.waiting`): wait for a condition, with a deadline;
+- :class:`VirtualTimeLoop`, :class:`VirtualClock` and :func:`running_clock`
+  (:mod:`.virtual_time`): an event loop whose clock jumps to the next timer when nothing can
+  run, so tests of pauses, windows and backoffs take milliseconds rather than seconds.
 
 The in-memory store, queue and limiter themselves are the package's own
 (:class:`herald.stores.memory.MemoryStore`, :class:`herald.queues.memory.MemoryQueue`,
@@ -22,6 +25,7 @@ from herald.testing.builders import channel, new_post
 from herald.testing.credentials import StaticCredentials
 from herald.testing.engine import memory_engine
 from herald.testing.platform import FakeConnector, FakePlatform, Step
+from herald.testing.virtual_time import VirtualClock, VirtualTimeLoop, running_clock
 from herald.testing.waiting import eventually
 
 __all__ = [
@@ -29,8 +33,11 @@ __all__ = [
     "FakePlatform",
     "StaticCredentials",
     "Step",
+    "VirtualClock",
+    "VirtualTimeLoop",
     "channel",
     "eventually",
     "memory_engine",
     "new_post",
+    "running_clock",
 ]

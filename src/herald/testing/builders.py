@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from herald.domain import Channel, Content, Media, MediaKind, NewPost, Platform, Post, new_id
+from herald.testing.virtual_time import running_clock
 
 __all__ = ["channel", "new_post"]
 
@@ -34,7 +35,8 @@ def channel(platform: Platform = Platform.FACEBOOK, **fields: Any) -> Channel:
 def new_post(
     channels: Sequence[Channel], *, due_at: datetime | None = None, text: str | None = None
 ) -> NewPost:
-    """A post on ``channels`` with text unique to it, due at ``due_at`` (default: just now)."""
+    """A post on ``channels`` with text unique to it, due at ``due_at`` (default: a second
+    ago, by the running loop's clock)."""
     post_id = new_id("post")
     platforms = {c.platform for c in channels}
     media = next((_PLATFORM_MEDIA[p] for p in platforms if p in _PLATFORM_MEDIA), ())
@@ -42,5 +44,5 @@ def new_post(
     return NewPost.at(
         Post(id=post_id, content=content),
         [(new_id("dlv"), c.id) for c in channels],
-        due_at or datetime.now(UTC) - timedelta(seconds=1),
+        due_at or running_clock().now() - timedelta(seconds=1),
     )

@@ -10,7 +10,8 @@ from herald.engine import Engine
 from herald.limits.rules import LimitRule
 from herald.stores.memory import MemoryStore
 from herald.testing.credentials import StaticCredentials
-from herald.types import Connector, CredentialResolver, Store
+from herald.testing.virtual_time import running_clock
+from herald.types import Clock, Connector, CredentialResolver, EngineStore
 
 __all__ = ["memory_engine"]
 
@@ -19,16 +20,19 @@ def memory_engine(
     connectors: Mapping[Platform, Connector],
     *,
     settings: Settings | None = None,
-    store: Store | None = None,
+    store: EngineStore | None = None,
     credentials: CredentialResolver | None = None,
     rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
+    clock: Clock | None = None,
 ) -> Engine:
     """An engine publishing through ``connectors`` from ``store`` (a new
     :class:`~herald.stores.memory.MemoryStore` by default, reachable as ``engine.store``).
 
     No platform limits apply unless ``rules`` gives them (the fakes model none); every channel
-    gets a fixed token unless ``credentials`` says otherwise. The engine has the store to
-    itself, so ``engine.run()`` first recovers every claim a previous run left.
+    gets a fixed token unless ``credentials`` says otherwise; the clock is the one that agrees
+    with the running loop (virtual on a :class:`~herald.testing.VirtualTimeLoop`) unless
+    ``clock`` says otherwise. The engine has the store to itself, so ``engine.run()`` first
+    recovers every claim a previous run left.
     """
     return Engine(
         settings or Settings(),
@@ -37,4 +41,5 @@ def memory_engine(
         credentials=credentials or StaticCredentials(),
         rules=rules if rules is not None else {platform: () for platform in connectors},
         exclusive=True,
+        clock=clock or running_clock(),
     )

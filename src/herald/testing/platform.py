@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
@@ -35,7 +34,7 @@ class FakePlatform:
     def __init__(self) -> None:
         self.posts: dict[tuple[str, str], list[str]] = defaultdict(list)  # (account, text) -> ids
         self.calls: list[tuple[str, str]] = []  # (publish|find, delivery id), in arrival order
-        self.arrivals: list[float] = []  # monotonic time each publish arrived
+        self.arrivals: list[float] = []  # the loop's time (virtual or not) of each publish
         self._ids = itertools.count(1)
         self._changed = asyncio.Condition()
 
@@ -110,7 +109,7 @@ class FakeConnector:
 
     async def publish(self, request: PublishRequest) -> Published:
         self.world.calls.append(("publish", request.delivery_id))
-        self.world.arrivals.append(time.monotonic())
+        self.world.arrivals.append(asyncio.get_running_loop().time())
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         await self.world.changed()

@@ -1,0 +1,91 @@
+"""Grants: what the rate limiter allowed each delivery, kept until its request is over.
+
+A job reserves its publish (or look-up) with the limiter before it is sent. The grant is kept
+by delivery id, so that a request that definitely failed gives its units back (platforms that
+count only successes) and a look-up that reads several listing pages reserves each further
+page as it goes, through the request's meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from herald.domain import Job, Platform
+from herald.engine.metrics import Metrics
+from herald.errors import RateLimited
+from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
+from herald.types import Clock, RateLimiter
+
+__all__ = ["Grants", "Meter", "Rules"]
+
+#: The limit rules of each platform.
+Rules = Mapping[Platform, tuple[LimitRule, ...]]
+#: Reserves one more listing page of a look-up (see :attr:`herald.types.PublishRequest.meter`).
+Meter = Callable[[Mapping[str, int]], Awaitable[None]]
+
+
+@dataclass(eq=False, slots=True)
+class Grants:
+    limiter: RateLimiter
+    rules: Rules
+    metrics: Metrics
+    clock: Clock
+    hold_s: float = field(kw_only=True)  # waits up to this long are held, longer ones are not
+    # Each delivery's latest grant (its claims, and when), until its request is over.
+    _granted: dict[str, tuple[list[LimitClaim], float]] = field(default_factory=dict, init=False)
+
+    async def reserve(self, job: Job, usage: Mapping[str, int]) -> float:
+        """Ask the limiter; 0.0 when granted (the grant is kept for a refund), else the wait
+        in seconds (``math.inf``: it can never fit). The channel's and the app's pauses
+        refuse it too."""
+        platform, account = job.delivery.platform, job.channel.external_id
+        claims = claims_for(platform, self.rules[platform], account, usage)
+        pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
+        now = self.clock.time()
+        wait = await self.limiter.reserve(claims, now, pauses=pauses)
+        if wait <= 0:
+            self._granted[job.delivery.id] = (claims, now)
+            return 0.0
+        self.metrics.rate_limit_waits.labels(platform.value).inc()
+        return wait
+
+    def is_short(self, wait_s: float) -> bool:
+        """A wait short enough (``hold_s``) to be waited out on a timer rather than in the
+        store."""
+        return wait_s <= self.hold_s and math.isfinite(wait_s)
+
+    async def refund(self, job: Job) -> None:
+        """The request definitely did not publish: give the refundable units back."""
+        grant = self._granted.pop(job.delivery.id, None)
+        if grant is not None:
+            await self.limiter.refund(*grant)
+
+    def drop(self, job: Job) -> None:
+        """The job is over for this engine: the grant stays spent."""
+        self._granted.pop(job.delivery.id, None)
+
+    def meter(self, job: Job) -> Meter:
+        """The meter of ``job``'s look-up: reserves each listing page after the first."""
+        return functools.partial(self._page, job)
+
+    async def _page(self, job: Job, usage: Mapping[str, int]) -> None:
+        """Short waits are waited out (holding the slot: the look-up is under way); a long one
+        ends the look-up as throttled by Herald's own limiter, to be tried again when the
+        limit allows."""
+        while True:
+            wait = await self.reserve(job, usage)
+            if wait <= 0:
+                return
+            if not self.is_short(wait):
+                raise RateLimited(
+                    f"{job.delivery.platform.value}: the look-up's next page waits for the limit",
+                    retry_after=wait if math.isfinite(wait) else self.hold_s,
+                    scope="channel",
+                    platform=job.delivery.platform.value,
+                    pause=False,
+                )
+            await asyncio.sleep(wait)  # a computed deadline, not a polling beat
