@@ -52,6 +52,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _present(**fields: Any) -> dict[str, Any]:
+    """``fields`` without the absent (None) ones, in the order given: stored JSON stays small
+    and reads back to the same object."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def new_id(prefix: str) -> str:
     """A random, URL-safe identifier such as ``dlv_3f9c...``; unguessable across tenants."""
     return f"{prefix}_{secrets.token_hex(10)}"
@@ -84,10 +90,7 @@ class Media:
     alt_text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"url": self.url, "kind": self.kind.value}
-        if self.alt_text is not None:
-            out["alt_text"] = self.alt_text
-        return out
+        return _present(url=self.url, kind=self.kind.value, alt_text=self.alt_text)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Media:
@@ -115,14 +118,8 @@ class Content:
         return digest.hexdigest()[:32]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text}
-        if self.link is not None:
-            out["link"] = self.link
-        if self.media:
-            out["media"] = [m.to_dict() for m in self.media]
-        if self.title is not None:
-            out["title"] = self.title
-        return out
+        media = [m.to_dict() for m in self.media] or None
+        return _present(text=self.text, link=self.link, media=media, title=self.title)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Content:
@@ -152,16 +149,8 @@ class ContentOverride:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.text is not None:
-            out["text"] = self.text
-        if self.link is not None:
-            out["link"] = self.link
-        if self.media is not None:
-            out["media"] = [m.to_dict() for m in self.media]
-        if self.title is not None:
-            out["title"] = self.title
-        return out
+        media = None if self.media is None else [m.to_dict() for m in self.media]
+        return _present(text=self.text, link=self.link, media=media, title=self.title)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ContentOverride:
