@@ -6,12 +6,9 @@ Kept apart from the CLI so tests, the demo and the API server start Herald the s
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from herald.config import Settings
 from herald.engine import Engine
@@ -22,18 +19,25 @@ from herald.service.webhook_sender import WebhookSender
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore, sqlite_path
+from herald.stores.sqlite_lock import EngineLock
 from herald.types import Store
 
-__all__ = ["EngineLock", "open_store", "run_publishing", "running_engine", "webhook_sender"]
+__all__ = ["open_store", "run_publishing", "running_engine", "webhook_sender"]
 
 log = logging.getLogger("herald.bootstrap")
 
 
-def open_store(settings: Settings) -> Store:
-    """An unopened store for ``settings.database_url``."""
+def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
+    """An unopened store for ``settings.database_url``. ``for_engine``: an engine will run on
+    it, so an embedded database takes its engine lock when opened, before it migrates anything:
+    a second engine is refused before it touches the schema under the first."""
     url = settings.database_url
     if url.startswith("sqlite://"):
-        return SQLiteStore(sqlite_path(url), synchronous=settings.engine.sqlite_synchronous)
+        return SQLiteStore(
+            sqlite_path(url),
+            synchronous=settings.engine.sqlite_synchronous,
+            engine_lock=for_engine,
+        )
     if url.startswith(("postgresql://", "postgres://")):
         # Several engines may share it: running_engine takes no lock and runs them with
         # exclusive=False, so each recovers only the leases that ran out.
@@ -43,43 +47,15 @@ def open_store(settings: Settings) -> Store:
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")
 
 
-class EngineLock:
-    """Only one engine may run on an embedded database: a second one would double-claim.
-
-    An advisory lock on ``<db>.engine.lock``; the OS drops it if the process dies, so a crash
-    never leaves a stale lock behind.
-    """
-
-    def __init__(self, database_path: str) -> None:
-        self.path = Path(f"{database_path}.engine.lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(fd)
-            raise ConfigError(
-                f"another Herald engine is already running on {self.path.with_suffix('')}"
-            ) from exc
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-
 @asynccontextmanager
 async def running_engine(settings: Settings, store: Store | None = None) -> AsyncIterator[Engine]:
     """An engine on an opened store with real connectors; everything closed on exit."""
     own_store = store is None
-    store = store or open_store(settings)
-    lock = EngineLock(store.path) if isinstance(store, SQLiteStore) else None
-    if lock is not None:
+    store = store or open_store(settings, for_engine=True)
+    exclusive = isinstance(store, SQLiteStore)  # one engine per embedded database
+    lock = None
+    if isinstance(store, SQLiteStore) and not store.holds_engine_lock:
+        lock = EngineLock(store.path)
         lock.acquire()
     connectors = build_connectors(settings)
     listener = None
@@ -91,7 +67,7 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             settings,
             store,
             connectors,
-            exclusive=lock is not None,
+            exclusive=exclusive,
             credentials=build_resolver(settings, store),
         )
         if isinstance(store, PostgresStore):

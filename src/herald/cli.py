@@ -97,7 +97,7 @@ def run(
     async def main() -> None:
         # Opened here, not by running_engine: the webhook sender needs the whole store, and
         # the engine sees only its engine face.
-        store = open_store(settings)
+        store = open_store(settings, for_engine=True)
         await store.open()
         try:
             async with running_engine(settings, store) as engine:

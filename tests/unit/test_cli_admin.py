@@ -12,6 +12,7 @@ from herald.domain import Webhook, new_id
 from herald.service.tenancy import KEY_PATTERN, Tenancy
 from herald.service.vault import VAULT_REF, Vault
 from herald.stores.sqlite import SQLiteStore
+from herald.stores.sqlite_lock import EngineLock
 from herald.testing import channel
 
 runner = CliRunner()
@@ -115,3 +116,18 @@ def test_rotate_keys_names_the_secrets_no_key_reads(tmp_path):
 def test_new_secret_key_is_a_fernet_key():
     result = invoke("admin", "new-secret-key")
     Fernet(result.output.strip())
+
+
+def test_a_second_engine_is_refused_before_it_touches_the_schema(tmp_path):
+    """The engine lock comes first: a `herald run` beside a running engine must not migrate
+    the database under it before refusing to start."""
+    db = tmp_path / "herald.db"
+    held = EngineLock(str(db))
+    held.acquire()
+    try:
+        result = runner.invoke(app, ["run", "--db", str(db), "--burst"])
+    finally:
+        held.release()
+    assert result.exit_code == 2
+    assert "another Herald engine is already running" in result.output
+    assert not db.exists()

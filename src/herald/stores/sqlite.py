@@ -24,6 +24,7 @@ from herald.stores.rows import CHANNEL_COLUMNS, DELIVERY_COLUMNS, POST_COLUMNS, 
 from herald.stores.rows import SQLITE as decode
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
+from herald.stores.sqlite_lock import EngineLock
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 
@@ -42,21 +43,40 @@ def sqlite_path(database_url: str) -> str:
 class SQLiteStore(SQLiteCatalog):
     """Implements :class:`herald.types.Store` on a SQLite file."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "FULL", engine_lock: bool = False
+    ) -> None:
         self.path = str(path)
+        # An engine's store takes the file's engine lock before anything else, migrations
+        # included, and holds it until closed (herald.stores.sqlite_lock).
+        self._lock = EngineLock(self.path) if engine_lock else None
         self._q = load_queries("sqlite")
         self._writer = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-w")
         self._reader = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-r")
         self._apply_sql = for_each_target(self._q["apply_transition"])
 
+    @property
+    def holds_engine_lock(self) -> bool:
+        return self._lock is not None and self._lock.held
+
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        await self._writer.run(apply_migrations)
-        await self._reader.open()
+        if self._lock is not None:
+            self._lock.acquire()
+        try:
+            await self._writer.run(apply_migrations)
+            await self._reader.open()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
-        await self._writer.close()
-        await self._reader.close()
+        try:
+            await self._writer.close()
+            await self._reader.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     # -- channels, as the engine sees them --------------------------------------------------
     async def add_channels(self, channels: Sequence[domain.Channel]) -> None:
