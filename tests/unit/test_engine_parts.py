@@ -114,12 +114,12 @@ def connector() -> FakeConnector:
 # -- admission ------------------------------------------------------------------------------
 async def test_admission_lets_a_job_within_its_limits_go(parts, connector):
     job = await parts.job()
-    assert await parts.admission.admit(job, connector, may_hold=True) is GO
+    assert await parts.admission.admit(job, connector, may_hold=lambda: True) is GO
 
 
 async def test_an_expired_job_is_settled_without_asking_the_limiter(parts, connector):
     job = await parts.job(due_at=parts.clock.now() - timedelta(hours=2))
-    verdict = await parts.admission.admit(job, connector, may_hold=True)
+    verdict = await parts.admission.admit(job, connector, may_hold=lambda: True)
     assert isinstance(verdict, Settle)
     assert verdict.decision.transition.target is S.EXPIRED
     assert parts.count("herald_rate_limit_waits_total") == 0
@@ -128,19 +128,19 @@ async def test_an_expired_job_is_settled_without_asking_the_limiter(parts, conne
 async def test_content_the_platform_refuses_is_settled_as_failed(parts, connector):
     job = await parts.job()
     job = Job(job.delivery, job.channel, Content(text=""), job.claim_token)
-    verdict = await parts.admission.admit(job, connector, may_hold=True)
+    verdict = await parts.admission.admit(job, connector, may_hold=lambda: True)
     assert isinstance(verdict, Settle)
     assert verdict.decision.outcome == "failed"
 
 
 async def test_a_short_limit_wait_holds_the_job_in_its_lane_unless_stopping(parts, connector):
     parts.limit(per_half_second(1))
-    assert await parts.admission.admit(await parts.job(), connector, may_hold=True) is GO
+    assert await parts.admission.admit(await parts.job(), connector, may_hold=lambda: True) is GO
     second = await parts.job()
-    held = await parts.admission.admit(second, connector, may_hold=True)
+    held = await parts.admission.admit(second, connector, may_hold=lambda: True)
     assert isinstance(held, Hold)
     assert 0 < held.wait_s <= 0.5
-    stopping = await parts.admission.admit(second, connector, may_hold=False)
+    stopping = await parts.admission.admit(second, connector, may_hold=lambda: False)
     assert isinstance(stopping, HandBack)
     assert stopping.wait_s == pytest.approx(held.wait_s)
     assert stopping.transition.target is S.SCHEDULED
@@ -150,10 +150,30 @@ async def test_a_short_limit_wait_holds_the_job_in_its_lane_unless_stopping(part
     assert parts.count("herald_rate_limit_waits_total") == 2
 
 
+async def test_a_stop_that_begins_while_the_limiter_answers_hands_the_job_back(parts, connector):
+    parts.limit(per_half_second(1))
+    assert await parts.admission.admit(await parts.job(), connector, may_hold=lambda: True) is GO
+    stopping = False
+    limiter = parts.grants.limiter
+
+    class StopWhileAnswering:
+        async def reserve(self, claims, now, *, pauses=()):
+            nonlocal stopping
+            wait_s = await limiter.reserve(claims, now, pauses=pauses)
+            stopping = True  # SIGTERM arrives while the limiter is answering
+            return wait_s
+
+    parts.grants.limiter = StopWhileAnswering()  # type: ignore[assignment]
+    verdict = await parts.admission.admit(
+        await parts.job(), connector, may_hold=lambda: not stopping
+    )
+    assert isinstance(verdict, HandBack)  # not held in a lane that is about to stop
+
+
 async def test_a_long_limit_wait_hands_the_job_back_due_when_the_window_frees(parts, connector):
     parts.limit(per_hour(1))
-    assert await parts.admission.admit(await parts.job(), connector, may_hold=True) is GO
-    verdict = await parts.admission.admit(await parts.job(), connector, may_hold=True)
+    assert await parts.admission.admit(await parts.job(), connector, may_hold=lambda: True) is GO
+    verdict = await parts.admission.admit(await parts.job(), connector, may_hold=lambda: True)
     assert isinstance(verdict, HandBack)
     assert verdict.wait_s == pytest.approx(3600)
 
@@ -161,7 +181,7 @@ async def test_a_long_limit_wait_hands_the_job_back_due_when_the_window_frees(pa
 async def test_a_publish_bigger_than_a_limit_is_settled_as_rejected(parts):
     parts.limit(per_hour(1))
     big = FakeConnector(FB, FakePlatform(), usage=lambda content: {"calls": 2})
-    verdict = await parts.admission.admit(await parts.job(), big, may_hold=True)
+    verdict = await parts.admission.admit(await parts.job(), big, may_hold=lambda: True)
     assert isinstance(verdict, Settle)
     assert "more than a facebook limit allows" in (verdict.decision.transition.error or "")
 
@@ -169,11 +189,11 @@ async def test_a_publish_bigger_than_a_limit_is_settled_as_rejected(parts):
 async def test_a_parked_channel_s_job_goes_back_until_the_channel_is_active(parts, connector):
     job = await parts.job()
     await parts.parked.park(parts.channel, ChannelStatus.NEEDS_REAUTH)
-    verdict = await parts.admission.admit(job, connector, may_hold=True)
+    verdict = await parts.admission.admit(job, connector, may_hold=lambda: True)
     assert isinstance(verdict, HandBack)
     assert verdict.wait_s is None  # waits for the user, not for a limit
     await parts.store.set_channel_status(parts.channel.id, ChannelStatus.ACTIVE)
-    assert await parts.admission.admit(job, connector, may_hold=True) is GO
+    assert await parts.admission.admit(job, connector, may_hold=lambda: True) is GO
 
 
 # -- grants ---------------------------------------------------------------------------------

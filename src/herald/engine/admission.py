@@ -12,6 +12,7 @@ Admission decides; the worker pool carries the verdict out.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -65,9 +66,12 @@ class Admission:
     parked: ParkedChannels
     clock: Clock
 
-    async def admit(self, job: Job, connector: Connector, *, may_hold: bool) -> Verdict:
-        """The verdict on ``job``, to be sent through ``connector``; ``may_hold`` False (the
-        engine is stopping): a short limit wait hands the job back rather than hold it."""
+    async def admit(
+        self, job: Job, connector: Connector, *, may_hold: Callable[[], bool]
+    ) -> Verdict:
+        """The verdict on ``job``, to be sent through ``connector``. ``may_hold()`` is asked
+        once the limiter has answered (a stop may begin while it does): False (the engine is
+        stopping), a short limit wait hands the job back rather than hold it."""
         now = self.clock.now()
         if await self.parked.holds(job.channel):
             # Claimed before its channel was parked: rather than send a request the platform
@@ -83,7 +87,7 @@ class Admission:
         check = job.delivery.check_first
         usage = connector.lookup_usage() if check else connector.usage_of(job.content)
         wait_s = await self.grants.reserve(job, usage)
-        if wait_s > 0 and may_hold and self.grants.is_short(wait_s):
+        if wait_s > 0 and self.grants.is_short(wait_s) and may_hold():
             return Hold(wait_s)
         return self.after_reserve(job, wait_s)
 

@@ -126,7 +126,7 @@ class WorkerPool:
     async def _admit(self, job: Job) -> bool:
         """True: send now. False: the job was held in its lane, or settled and finished."""
         connector = self._e.connectors[job.delivery.platform]
-        verdict = await self._e.admission.admit(job, connector, may_hold=not self._stopping)
+        verdict = await self._e.admission.admit(job, connector, may_hold=self._may_hold)
         if isinstance(verdict, Go):
             return True
         if isinstance(verdict, Hold):
@@ -135,6 +135,9 @@ class WorkerPool:
         await self._e.outcomes.carry_out(job, verdict)
         await self._e.finish(job)
         return False
+
+    def _may_hold(self) -> bool:
+        return not self._stopping
 
     async def _admission_failed(self, job: Job, exc: Exception) -> None:
         log.error("delivery.admission_error", exc_info=exc, extra=log_fields(job))

@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from herald.constants import (
-    GRAPH_APP_THROTTLE_CODES,
     GRAPH_PERMISSION_CODES,
     GRAPH_REGAIN_FIELD,
     GRAPH_USAGE_FIELDS,
@@ -202,6 +201,14 @@ def require_node(ctx: SimContext, platform: Platform, account: str, node: str) -
     )
 
 
+#: Throttles that bind the whole app, so the answer carries the app's usage header too. Written
+#: here apart from the connectors' own list on purpose: the simulator reads the Graph
+#: documents independently, so that a code one side misfiles, the other does not.
+_APP_THROTTLES = frozenset(
+    {GraphCode.TOO_MANY_CALLS, GraphCode.USER_TOO_MANY_CALLS, GraphCode.APP_LIMIT_REACHED}
+)
+
+
 class GraphFaultAnswers:
     """Injected Graph faults: code 2 with HTTP 500, or a throttle with a BUC header."""
 
@@ -222,7 +229,7 @@ class GraphFaultAnswers:
         code = self._ctx.dice.graph_throttle_code(self._platform)
         regain = self._ctx.dice.faults(self._platform).regain_minutes
         headers = buc_usage(account, self._buc_type, 100, regain)
-        if code in GRAPH_APP_THROTTLE_CODES:
+        if code in _APP_THROTTLES:
             headers.update(app_usage(100))
         return throttled(code, headers)
 

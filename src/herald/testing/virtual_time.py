@@ -6,12 +6,14 @@ them, as under trio's ``MockClock(autojump_threshold=0)``:
 
 - :class:`VirtualTimeLoop`: an asyncio loop whose ``time()`` stands still while anything is
   ready to run, and jumps to the earliest timer once nothing is. Work handed to threads
-  through ``run_in_executor`` (the SQLite store's, ``asyncio.to_thread``) is waited for in real
-  time first: the loop never jumps over a result that is on its way. Sockets to other processes
-  are not waited for: keep tests that talk to a server on real time.
+  through the loop's ``run_in_executor`` (the SQLite store's, ``asyncio.to_thread``) is waited
+  for in real time first: the loop never jumps over such a result on its way. It knows of no
+  other outside work: a thread of your own waking the loop (``call_soon_threadsafe``, a
+  future wrapped with ``asyncio.wrap_future``), a subprocess, a socket to another process are
+  not waited for, and their timeouts fire at once. Keep such tests on real time.
 - :class:`VirtualClock`: the :class:`~herald.types.Clock` of such a loop; wall time starts at
   the loop's creation and moves with its virtual time.
-- :func:`running_clock`: the clock that agrees with the running loop, for building an engine
+- :func:`running_clock`: a clock that reads whichever loop is running, for building an engine
   in a test that may run on either kind of loop.
 
 With pytest-asyncio (1.4 or later), in a ``conftest.py``::
@@ -120,11 +122,35 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
             self._joining -= 1
 
 
+class _RunningClock:
+    """Implements :class:`herald.types.Clock` by asking, at each reading, which loop runs."""
+
+    @staticmethod
+    def _current() -> Clock:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return _SYSTEM
+        return loop.clock if isinstance(loop, VirtualTimeLoop) else _SYSTEM
+
+    def now(self) -> datetime:
+        return self._current().now()
+
+    def time(self) -> float:
+        return self._current().time()
+
+    def monotonic(self) -> float:
+        return self._current().monotonic()
+
+
+_SYSTEM = SystemClock()
+
+
 def running_clock() -> Clock:
-    """The clock that agrees with the running event loop: a :class:`VirtualTimeLoop`'s own,
-    else (or when no loop runs) the system clock."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return SystemClock()
-    return loop.clock if isinstance(loop, VirtualTimeLoop) else SystemClock()
+    """A clock that agrees with whichever event loop is running when it is read: a
+    :class:`VirtualTimeLoop`'s own, else (or when no loop runs) the system clock.
+
+    It decides at each reading, not when it is made, so an engine built outside any loop (in
+    a synchronous fixture, say) still reads virtual time once it runs on a virtual loop.
+    """
+    return _RunningClock()
