@@ -27,7 +27,7 @@ async def list_keys(caller: CallerDep, keys: KeysDep) -> list[ApiKeyPublic]:
     "/v1/api-keys",
     status_code=201,
     dependencies=JsonBody,
-    responses=responses(415, 422),
+    responses=responses(413, 415, 422),
     summary="Make a new key; the answer is the only time its secret is shown",
 )
 async def create_key(

@@ -23,7 +23,7 @@ router = workspace_router("/v1/channels", tag="channels")
     "",
     status_code=201,
     dependencies=JsonBody,
-    responses=responses(409, 415, 422),
+    responses=responses(409, 413, 415, 422),
     summary="Connect a channel (its credentials are encrypted at rest, never returned)",
 )
 async def create_channel(
@@ -49,7 +49,7 @@ async def get_channel(
 @router.patch(
     "/{channel_id}",
     dependencies=JsonBody,
-    responses=responses(404, 415, 422),
+    responses=responses(404, 413, 415, 422),
     summary="Rename, move to another zone, pause, or re-authorise with new credentials",
 )
 async def update_channel(
@@ -81,7 +81,7 @@ async def get_schedule(
 @router.put(
     "/{channel_id}/schedule",
     dependencies=JsonBody,
-    responses=responses(404, 415, 422),
+    responses=responses(404, 413, 415, 422),
     summary="Replace the weekly posting slots (wall times in the channel's zone)",
 )
 async def put_schedule(

@@ -79,7 +79,7 @@ QueryDep = Annotated[PostQuery, Depends()]
     "",
     status_code=201,
     dependencies=JsonBody,
-    responses=responses(404, 415, 422),
+    responses=responses(404, 413, 415, 422),
     summary="Schedule a post on one or more channels",
     description=(
         "Validated for every target platform before anything is stored. Answers the post "
@@ -136,7 +136,7 @@ async def cancel_post(post_id: PathId, caller: CallerDep, deliveries: Deliveries
 @router.post(
     "/{post_id}/reschedule",
     dependencies=JsonBody,
-    responses=responses(404, 409, 415, 422),
+    responses=responses(404, 409, 413, 415, 422),
     summary="Move the post's waiting (scheduled, retry_wait) deliveries to a new time",
 )
 async def reschedule_post(

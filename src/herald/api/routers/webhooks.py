@@ -17,7 +17,7 @@ router = workspace_router("/v1/webhooks", tag="webhooks")
     "",
     status_code=201,
     dependencies=JsonBody,
-    responses=responses(415, 422),
+    responses=responses(413, 415, 422),
     summary="Subscribe a URL to events; the answer is the only time its secret is shown",
 )
 async def create_webhook(

@@ -69,12 +69,15 @@ def request_config(*examples: JsonDict) -> ConfigDict:
 
 
 class Public(BaseModel):
-    """A response model built from a domain object: each field from the object's attribute of
-    the same name, unless the model says otherwise in :meth:`fields_of`."""
+    """A response model read from a domain object: each field from the object's attribute of
+    the same name (pydantic's ``from_attributes``: a missing one is a validation error naming
+    the field), unless the model maps the object itself in :meth:`fields_of`."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     @classmethod
     def fields_of(cls, source: Any) -> dict[str, object]:
-        return {name: getattr(source, name) for name in cls.model_fields}
+        return dict(cls.model_validate(source))
 
     @classmethod
     def of(cls, source: Any) -> Self:
