@@ -9,10 +9,13 @@ token of the delivery's latest claim and with a token never issued, the user's w
 
 Each cell records whether the change applied, the delivery's fields after it, whether the
 delivery still holds its claim and how many attempts the change recorded. The expected table
-comes from :mod:`herald.states` (may the target be entered from the source? does the token
-still hold the claim?) and :func:`herald.stores.contract.applied` (what a change does to the
-fields), so each tier checks its stores against the same truth: memory and SQLite in
-tests/unit, PostgreSQL in tests/integration.
+comes from the one place the rules live: :mod:`herald.states` (may the target be entered from
+the source? does the token still hold the claim?) and :func:`herald.stores.contract.applied`
+(what a change does to the fields), which the memory store applies as it is and the SQL of
+the other two must agree with. So each tier checks its stores against the same truth: memory
+and SQLite in tests/unit, PostgreSQL in tests/integration. What that truth says (a user retry
+resets the retry budget, a send renews the look-up window...) is pinned by the behavioural
+tests of the store contract (tests/suites/store_contract.py), not here.
 """
 
 from __future__ import annotations

@@ -1,22 +1,19 @@
-"""The unit tier: in-process and in-memory, no server of any kind.
+"""The unit tier: in process, no database or broker server (an HTTP server a test starts in
+its own process, on loopback, is fine: that is the test's fake, not a dependency).
 
 Its ``store`` fixture runs the shared suites on the memory and SQLite stores. A unit test that
 tried to reach PostgreSQL fails at once rather than quietly depending on a running server.
-Tests marked ``virtual_time`` run on :class:`herald.testing.VirtualTimeLoop`: their waits
-(pauses, limit windows, backoffs, grace periods) take no real time.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 import pytest
 
-from herald.testing import VirtualTimeLoop
 from herald.types import Store
 from tests.conftest import opened_store
 
@@ -48,13 +45,3 @@ def _no_database_server(monkeypatch: pytest.MonkeyPatch) -> None:
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with opened_store(request.param, tmp_path) as opened:
         yield opened
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    # pytest-asyncio wants a factory for every test under this folder: asyncio's own loop
-    # for all but the marked ones.
-    if item.get_closest_marker("virtual_time") is not None:
-        return {"virtual_time": VirtualTimeLoop}
-    return {"asyncio": asyncio.new_event_loop}

@@ -176,3 +176,8 @@ def test_an_engine_built_outside_any_loop_reads_the_virtual_time_it_runs_on():
     assert world.published() == 1
     assert 3 <= waited < 60  # the due time was waited for, in virtual seconds
     assert time.monotonic() - real < 5
+
+
+def test_a_misspelt_script_step_is_refused_rather_than_published():
+    with pytest.raises(ValueError, match="unknown script steps"):
+        FakeConnector(Platform.FACEBOOK, FakePlatform(), script={"x": ["commit-then-unknwn"]})

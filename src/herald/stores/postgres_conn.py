@@ -63,7 +63,7 @@ _DRIVER_ERRORS = (
 )
 
 
-def named_sql() -> dict[str, str]:
+def named_sql() -> Mapping[str, str]:
     """Every query the PostgreSQL store runs, by name, placeholders filled in."""
     return load_queries("postgres")
 

@@ -21,9 +21,10 @@ Migrations are ``stores/migrations/<dialect>/NNNN_*.sql``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib.resources import files
+from types import MappingProxyType
 
 from herald.states import (
     CANCELLABLE,
@@ -41,7 +42,9 @@ __all__ = ["for_each_target", "load_queries", "migration_files", "state_list"]
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _COLUMNS = re.compile(r"\{(?:(\w+)\.)?(delivery|channel|post)_columns(?: AS ([\w.]+))?\}")
 _INDEXED_BY = re.compile(r"\{INDEXED BY (\w+)\}")
-_LEFT = re.compile(r"\{[^}]*\}")
+# What a placeholder looks like: a name in braces ({CLAIMABLE}, {d.delivery_columns}...),
+# not an array literal such as '{}' or '{1,2}'.
+_LEFT = re.compile(r"\{[A-Za-z_][\w .]*\}")
 _TABLES = {"delivery": DELIVERY_COLUMNS, "channel": CHANNEL_COLUMNS, "post": POST_COLUMNS}
 _SOURCES = "{SOURCES}"
 
@@ -103,12 +106,15 @@ def _parse(filename: str) -> dict[str, str]:
 
 
 @cache
-def load_queries(dialect: str) -> dict[str, str]:
-    """Every named query of ``dialect`` (``sqlite``, ``postgres``), placeholders filled in."""
+def load_queries(dialect: str) -> Mapping[str, str]:
+    """Every named query of ``dialect`` (``sqlite``, ``postgres``), placeholders filled in.
+    Read-only: every store of the dialect shares the one loaded copy."""
     common, own = _parse("common.sql"), _parse(f"{dialect}.sql")
     if both := common.keys() & own.keys():
         raise ValueError(f"queries named in common.sql and {dialect}.sql: {sorted(both)}")
-    return {name: _fill(name, sql, dialect) for name, sql in (common | own).items()}
+    return MappingProxyType(
+        {name: _fill(name, sql, dialect) for name, sql in (common | own).items()}
+    )
 
 
 def for_each_target(sql: str) -> dict[DeliveryState, str]:

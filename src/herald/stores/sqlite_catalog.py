@@ -6,7 +6,7 @@ SQLCommon: on the reader connection, or in a transaction of the writer. Mixed in
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Unpack
 
@@ -23,7 +23,7 @@ __all__ = ["SQLiteCatalog"]
 
 class SQLiteCatalog(SQLCommon):
     _decode = decode
-    _q: dict[str, str]
+    _q: Mapping[str, str]
     _writer: ThreadedConnection
     _reader: ThreadedConnection
 

@@ -89,6 +89,15 @@ class FakeConnector:
         self.platform = platform
         self.world = world
         self.script = {text: list(steps) for text, steps in (script or {}).items()}
+        unknown = {
+            step
+            for steps in self.script.values()
+            for step in steps
+            if isinstance(step, str) and step != COMMIT_THEN_UNKNOWN
+        }
+        if unknown:
+            # A misspelt step would otherwise publish, and the test would pass for nothing.
+            raise ValueError(f"unknown script steps {sorted(unknown)}: use {COMMIT_THEN_UNKNOWN!r}")
         self.find_script = list(find_script or [])
         self.latency_s = latency_s
         self._usage = usage
