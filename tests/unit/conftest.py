@@ -1,8 +1,9 @@
 """The unit tier: in process, no database or broker server (an HTTP server a test starts in
 its own process, on loopback, is fine: that is the test's fake, not a dependency).
 
-Its ``store`` fixture runs the shared suites on the memory and SQLite stores. A unit test that
-tried to reach PostgreSQL fails at once rather than quietly depending on a running server.
+Its ``store`` fixture runs the shared suites on the memory and SQLite stores, its ``queue``
+fixture on the memory queue. A unit test that tried to reach PostgreSQL fails at once rather
+than quietly depending on a running server.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, NoReturn
 import asyncpg
 import pytest
 
-from herald.types import Store
-from tests.conftest import opened_store
+from herald.types import JobQueue, Store
+from tests.conftest import opened_queue, opened_store
 
 SERVER_MARKERS = ("postgres", "redis", "rabbitmq")
 
@@ -44,4 +45,10 @@ def _no_database_server(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with opened_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["memory"])
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
+    async with opened_queue(request.param) as opened:
         yield opened
