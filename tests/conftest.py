@@ -1,7 +1,7 @@
-"""Fixtures shared by every tier: stores and queues by kind, PostgreSQL schemas, virtual time.
+"""Fixtures shared by every tier: stores, queues and limiters by kind, PostgreSQL, virtual time.
 
-Each tier's conftest defines the ``store`` and ``queue`` fixtures over the kinds
-it runs on (tests/unit: memory and SQLite stores, the memory queue; tests/integration:
+Each tier's conftest defines the ``store``, ``queue`` and ``new_limiter`` fixtures over the kinds
+it runs on (tests/unit: memory and SQLite stores, the memory queue and limiter; tests/integration:
 PostgreSQL), so the shared suites of tests/suites run on every implementation. A new back end
 adds its kind to the builder here and a parameter to its tier's fixture (marked with the
 server it needs).
@@ -24,12 +24,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from herald.limits.memory import MemoryLimiter
 from herald.queues.memory import MemoryQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.testing import VirtualTimeLoop
-from herald.types import JobQueue, Store
+from herald.types import JobQueue, RateLimiter, Store
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -132,6 +133,15 @@ async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
         yield queue
     finally:
         await queue.close()
+
+
+@asynccontextmanager
+async def limiter_maker(kind: str) -> AsyncIterator[Callable[[], RateLimiter]]:
+    """Makes limiters of ``kind`` (memory), each with no grants and no pauses, all released on
+    exit: what each tier's ``new_limiter`` fixture yields, one kind per parameter."""
+    if kind != "memory":
+        raise ValueError(f"no limiter of kind {kind!r}")
+    yield MemoryLimiter
 
 
 def pytest_asyncio_loop_factories(
