@@ -32,6 +32,10 @@ from herald.stores.sqlite import SQLiteStore
 from herald.testing import VirtualTimeLoop
 from herald.types import JobQueue, RateLimiter, Store
 
+# The shared suites are imported by the tiers' test modules: rewrite their asserts too, so a
+# failing contract shows the values it compared.
+pytest.register_assert_rewrite("tests.suites")
+
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
