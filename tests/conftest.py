@@ -1,8 +1,12 @@
-"""Fixtures shared by every tier: stores by kind, PostgreSQL schemas.
+"""Fixtures shared by every tier: stores, queues and limiters by kind, PostgreSQL, virtual time.
 
-Each tier's conftest defines the ``store`` fixture over the kinds it runs on (tests/unit: memory
-and SQLite; tests/integration: PostgreSQL), so the shared suites of tests/suites run on every
-store. PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the server at
+Each tier's conftest defines the ``store``, ``queue`` and ``new_limiter`` fixtures over the kinds
+it runs on (tests/unit: memory and SQLite stores, the memory queue and limiter; tests/integration:
+PostgreSQL), so the shared suites of tests/suites run on every implementation. A new back end
+adds its kind to the builder here and a parameter to its tier's fixture (marked with the
+server it needs).
+
+PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the server at
 ``HERALD_TEST_DATABASE_URL`` (default: the local one that ``scripts/services.sh`` starts). Each
 test gets a schema of its own, dropped afterwards, so tests are independent and several pytest
 processes can share one server.
@@ -20,11 +24,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from herald.limits.memory import MemoryLimiter
+from herald.queues.memory import MemoryQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.testing import VirtualTimeLoop
-from herald.types import Store
+from herald.types import JobQueue, RateLimiter, Store
+
+# The shared suites are imported by the tiers' test modules: rewrite their asserts too, so a
+# failing contract shows the values it compared.
+pytest.register_assert_rewrite("tests.suites")
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -114,6 +124,28 @@ async def opened_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         yield s
     finally:
         await s.close()
+
+
+@asynccontextmanager
+async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
+    """An open, empty queue of ``kind`` (memory), closed on exit: what each tier's ``queue``
+    fixture yields, one kind per parameter."""
+    if kind != "memory":
+        raise ValueError(f"no queue of kind {kind!r}")
+    queue = MemoryQueue()
+    try:
+        yield queue
+    finally:
+        await queue.close()
+
+
+@asynccontextmanager
+async def limiter_maker(kind: str) -> AsyncIterator[Callable[[], RateLimiter]]:
+    """Makes limiters of ``kind`` (memory), each with no grants and no pauses, all released on
+    exit: what each tier's ``new_limiter`` fixture yields, one kind per parameter."""
+    if kind != "memory":
+        raise ValueError(f"no limiter of kind {kind!r}")
+    yield MemoryLimiter
 
 
 def pytest_asyncio_loop_factories(

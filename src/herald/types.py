@@ -12,7 +12,16 @@
 Two callables cross the seam between the API and the engine: :data:`Notify` (wake the engine
 for new or moved deliveries) and :data:`Validator` (one platform's content rules).
 
-Every implementation of a Protocol passes the same contract test suite in ``tests/``.
+Every implementation of a Protocol passes the same contract test suite, one class per suite in
+``tests/suites/``, run by each tier on the implementations it reaches (``tests/unit`` in
+process, ``tests/integration`` on servers and the platform simulator):
+
+- Store: ``store_contract``, ``catalog_contract``, ``transition_table`` (memory, SQLite, PostgreSQL)
+- JobQueue: ``queue_contract`` (MemoryQueue)
+- RateLimiter: ``limiter_contract`` (MemoryLimiter)
+- Connector: ``connector_contract`` (the four platforms' on the simulator; FakeConnector)
+- CredentialResolver: ``resolver_contract`` (env and file refs, vault, composite, StaticCredentials)
+- Clock: ``clock_contract`` (SystemClock; VirtualClock on its VirtualTimeLoop)
 """
 
 from __future__ import annotations
@@ -241,8 +250,8 @@ class Outbox(Protocol):
 
 @runtime_checkable
 class Store(EngineStore, Catalog, Outbox, Protocol):
-    """The source of truth; every store implements the three faces and passes one contract
-    suite (tests/unit/test_store_contract.py, tests/integration for PostgreSQL)."""
+    """The source of truth; every store implements the three faces and passes their contract
+    suites (listed above)."""
 
 
 @runtime_checkable

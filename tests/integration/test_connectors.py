@@ -1,26 +1,24 @@
-"""The connector contract, run for every platform against the platform simulator.
+"""The connectors against the platform simulator: faults, throttles, duplicates, media, paging.
 
-Each connector talks HTTP to a real local simulator (herald.simulator) that follows
-docs/platforms.md; the simulator's audit, counted on the receiving side, is the judge of what
-was published. Faults are switched on per test with probability 1, so nothing is left to
-chance and no test waits on a timer it does not control.
+What every connector does is the contract (tests/suites/connector_contract.py, run on these
+connectors by test_connector_contract.py). Each connector talks HTTP to a real local simulator
+(herald.simulator) that follows docs/platforms.md; the simulator's audit, counted on the
+receiving side, is the judge of what was published. Faults are switched on per test with
+probability 1, so nothing is left to chance and no test waits on a timer it does not control.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from herald.config import Settings
-from herald.domain import Channel, Content, Media, MediaKind, Platform, utcnow
+from herald.domain import Content, Media, MediaKind, Platform
 from herald.errors import (
     AuthExpired,
-    ContentInvalid,
     ContentRejected,
     DuplicateRejected,
     OutcomeUnknown,
@@ -28,97 +26,26 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms.registry import build_connectors
-from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
+from herald.simulator import FaultConfig, Simulator
 from herald.types import Connector, Published, PublishRequest
-
-PLATFORMS = list(Platform)
-PAUSE_S = 42.0
-
-
-@dataclass
-class Rig:
-    """One simulator, one account on it, and the connector under test pointed at it."""
-
-    sim: Simulator
-    platform: Platform
-    connector: Connector
-    channel: Channel
-    credentials: dict[str, str]
-
-    def request(self, content: Content, attempt: int = 1) -> PublishRequest:
-        return PublishRequest(
-            delivery_id=f"dlv_{uuid.uuid4().hex[:8]}",
-            channel=self.channel,
-            credentials=self.credentials,
-            content=content,
-            attempt=attempt,
-            since=utcnow() - timedelta(seconds=1),
-        )
-
-    def posts(self) -> list[Any]:
-        return self.sim.audit.posts(self.platform, self.channel.external_id)
-
-    def requests(self) -> int:
-        return len(self.sim.audit.requests(self.platform))
-
-
-def good_content(sim: Simulator, platform: Platform) -> Content:
-    """Content each platform accepts, unique per call (Facebook refuses exact repeats)."""
-    tag = uuid.uuid4().hex[:10]
-    text = f"Herald contract {tag}: launch (v2) #herald @team_x *now*"
-    image = Media(sim.media_url("image", f"{tag}.jpg"), MediaKind.IMAGE)
-    video = Media(sim.media_url("video", f"{tag}.mp4", size=300_000), MediaKind.VIDEO)
-    if platform is Platform.INSTAGRAM:
-        return Content(text=text, media=(image,))
-    if platform is Platform.YOUTUBE:
-        return Content(text=f"{text}\nSecond line of the description", media=(video,))
-    return Content(text=text)
-
-
-def bad_content(sim: Simulator, platform: Platform) -> Content:
-    image = Media(sim.media_url("image", "x.jpg"), MediaKind.IMAGE)
-    video = Media(sim.media_url("video", "x.mp4"), MediaKind.VIDEO)
-    return {
-        Platform.FACEBOOK: Content(text="a video", media=(video,)),
-        Platform.INSTAGRAM: Content(text="no media at all"),
-        Platform.LINKEDIN: Content(text="two images", media=(image, image)),
-        Platform.YOUTUBE: Content(text="no video", media=(image,)),
-    }[platform]
-
-
-def settings_for(sim: Simulator, platform: Platform, **overrides: Any) -> Settings:
-    """Settings pointing at ``sim``; ``overrides`` go to ``platform``'s own section."""
-    sections: dict[str, Any] = {k: dict(v) for k, v in sim.settings_overrides().items()}
-    sections[platform.value] = {**sections[platform.value], **overrides}
-    return Settings.model_validate({"engine": {"throttle_pause_s": PAUSE_S}, **sections})
+from tests.integration.connector_rig import (
+    PAUSE_S,
+    PLATFORMS,
+    Rig,
+    good_content,
+    new_rig,
+    opened_rig,
+    quiet_config,
+)
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.0, p99_s=0.0), seed=7
-    )
-    async with Simulator(config) as running:
+    async with Simulator(quiet_config()) as running:
         yield running
 
 
 RigFactory = Callable[..., Any]
-
-
-def new_rig(sim: Simulator, platform: Platform, made: list[Connector], **overrides: Any) -> Rig:
-    account = sim.add_account(platform)
-    connector = build_connectors(settings_for(sim, platform, **overrides))[platform]
-    made.append(connector)
-    channel = Channel(
-        id=f"ch_{platform.value}",
-        platform=platform,
-        external_id=account.external_id,
-        name=account.name,
-        timezone="UTC",
-        credentials_ref="sim",
-    )
-    return Rig(sim, platform, connector, channel, dict(account.credentials))
 
 
 @pytest.fixture
@@ -137,30 +64,6 @@ async def make_rig(sim: Simulator) -> AsyncIterator[RigFactory]:
 def rig(request: pytest.FixtureRequest, make_rig: RigFactory) -> Rig:
     rig: Rig = make_rig(request.param)
     return rig
-
-
-async def test_connector_satisfies_the_protocol(rig: Rig) -> None:
-    assert isinstance(rig.connector, Connector)
-    assert rig.connector.platform is rig.platform
-
-
-async def test_publish_then_find_returns_the_same_id(rig: Rig) -> None:
-    content = good_content(rig.sim, rig.platform)
-    request = rig.request(content)
-    assert await rig.connector.find(request) is None  # nothing there before publishing
-    published = await rig.connector.publish(request)
-    (post,) = rig.posts()
-    assert post.post_id == published.external_id
-    assert post.delivered
-    found = await rig.connector.find(rig.request(content, attempt=2))
-    assert found is not None
-    assert found.external_id == published.external_id
-    assert rig.sim.audit.violations() == []
-
-
-async def test_find_ignores_other_posts(rig: Rig) -> None:
-    await rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
-    assert await rig.connector.find(rig.request(good_content(rig.sim, rig.platform))) is None
 
 
 async def test_revoked_token_is_auth_expired(rig: Rig) -> None:
@@ -275,15 +178,10 @@ async def test_injected_throttle_is_rate_limited(
     assert rig.posts() == []
 
 
-async def test_validate_refuses_bad_content_before_any_request(rig: Rig) -> None:
-    content = bad_content(rig.sim, rig.platform)
-    with pytest.raises(ContentInvalid) as info:
-        rig.connector.validate(content)
-    assert info.value.field
+async def test_publish_refuses_bad_content_before_any_request(rig: Rig) -> None:
     with pytest.raises(ContentRejected):
-        await rig.connector.publish(rig.request(content))
+        await rig.connector.publish(rig.request(rig.refused()))
     assert rig.requests() == 0
-    rig.connector.validate(good_content(rig.sim, rig.platform))
 
 
 async def test_media_posts(make_rig: RigFactory) -> None:
@@ -333,18 +231,12 @@ LISTING = {
 async def busy_rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     """A rig on a simulator whose daily limits leave room for a busy channel: connectors
     meter nothing themselves, and these tests are about look-ups, not limits."""
-    config = SimulatorConfig.from_settings(
-        Settings(),
-        latency=LatencyModel(median_s=0.0, p99_s=0.0),
-        seed=7,
+    config = quiet_config(
         instagram={"publishes_per_24h": 1000, "containers_per_24h": 1000},
         youtube={"insert_calls_per_day": 1000, "units_per_day": 100_000},
     )
-    made: list[Connector] = []
-    async with Simulator(config) as running:
-        yield new_rig(running, request.param, made)
-        for connector in made:
-            await connector.aclose()
+    async with opened_rig(request.param, config) as rig:
+        yield rig
 
 
 def listing_calls(rig: Rig) -> int:

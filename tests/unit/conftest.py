@@ -1,21 +1,22 @@
 """The unit tier: in process, no database or broker server (an HTTP server a test starts in
 its own process, on loopback, is fine: that is the test's fake, not a dependency).
 
-Its ``store`` fixture runs the shared suites on the memory and SQLite stores. A unit test that
-tried to reach PostgreSQL fails at once rather than quietly depending on a running server.
+Its ``store`` fixture runs the shared suites on the memory and SQLite stores, its ``queue`` and
+``new_limiter`` fixtures on the memory queue and limiter. A unit test that tried to reach
+PostgreSQL fails at once rather than quietly depending on a running server.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 import pytest
 
-from herald.types import Store
-from tests.conftest import opened_store
+from herald.types import JobQueue, RateLimiter, Store
+from tests.conftest import limiter_maker, opened_queue, opened_store
 
 SERVER_MARKERS = ("postgres", "redis", "rabbitmq")
 
@@ -45,3 +46,15 @@ def _no_database_server(monkeypatch: pytest.MonkeyPatch) -> None:
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with opened_store(request.param, tmp_path) as opened:
         yield opened
+
+
+@pytest.fixture(params=["memory"])
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
+    async with opened_queue(request.param) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["memory"])
+async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], RateLimiter]]:
+    async with limiter_maker(request.param) as make:
+        yield make

@@ -40,6 +40,17 @@ def _parse(raw: str, ref: str) -> dict[str, str]:
     return {"access_token": raw}
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError:  # the error would carry the file's bytes: secrets
+        raise AuthExpired(f"credentials file {path!r} is not UTF-8 text") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise AuthExpired(f"credentials file {path!r} is not a valid path") from exc
+
+
 class RefResolver:
     """Implements :class:`herald.types.CredentialResolver` for ``env:`` and ``file:`` refs."""
 
@@ -69,10 +80,7 @@ class RefResolver:
             return _parse(self._environ[rest], ref)
         if scheme == "file":
             path, _, key = rest.partition("#")
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
+            text = _read(path)
             if not key:
                 return _parse(text, ref)
             try:

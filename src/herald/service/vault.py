@@ -87,7 +87,10 @@ class Vault:
         return self.encrypt(json.dumps(dict(value), separators=(",", ":")).encode())
 
     def decrypt_json(self, ciphertext: bytes) -> dict[str, str]:
-        value = json.loads(self.decrypt(ciphertext))
+        try:
+            value = json.loads(self.decrypt(ciphertext))
+        except ValueError:  # not JSON, or not UTF-8: the error would carry the plaintext
+            raise SecretUnreadable("a stored secret is not a JSON object") from None
         if not isinstance(value, dict):
             raise SecretUnreadable("a stored secret is not a JSON object")
         return {str(k): str(v) for k, v in value.items()}

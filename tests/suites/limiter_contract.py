@@ -1,0 +1,236 @@
+"""The RateLimiter contract: every limiter (memory today, a shared one next) passes these tests.
+
+Exact against rolling windows (never a token bucket), calendar quotas in their zone, margins,
+all or nothing across the claims of one reservation, refunds of refundable rules only, replay
+of an earlier run's grants, pauses. A tier provides its limiters through a ``new_limiter``
+fixture: a function of no arguments that makes a limiter with no grants and no pauses (the
+property test needs a fresh one per example), parametrized over the kinds it runs on;
+``tests.conftest.limiter_maker`` builds each kind.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
+from herald.types import RateLimiter
+
+
+def rolling(limit, window_s, margin_s=0.0):
+    return LimitRule("r", "calls", "channel", RollingWindow(limit, window_s, margin_s))
+
+
+def daily(limit, timezone="UTC", margin_s=0.0, refundable=False):
+    return LimitRule(
+        "d", "posts", "channel", CalendarQuota(limit, timezone, margin_s), refundable=refundable
+    )
+
+
+def claim(rule, cost=1, key="k"):
+    return LimitClaim(key, rule, cost)
+
+
+def ts(*args, tz=UTC):
+    return datetime(*args, tzinfo=tz).timestamp()
+
+
+class LimiterContract:
+    """Runs on every limiter a tier provides (its ``new_limiter`` fixture)."""
+
+    @pytest.fixture
+    def limiter(self, new_limiter):
+        return new_limiter()
+
+    async def test_is_a_rate_limiter(self, limiter):
+        assert isinstance(limiter, RateLimiter)
+
+    # -- rolling windows ----------------------------------------------------------------------
+    async def test_rolling_window_admits_exactly_limit_then_waits_for_the_oldest(self, limiter):
+        rule = rolling(3, 10.0)
+        for t in (0.0, 1.0, 2.0):
+            assert await limiter.reserve([claim(rule)], t) == 0.0
+        # The fourth must wait until the grant at t=0 leaves the window.
+        assert await limiter.reserve([claim(rule)], 5.0) == 5.0
+        assert await limiter.reserve([claim(rule)], 10.0) == 0.0
+
+    async def test_rolling_window_is_not_a_token_bucket(self, limiter):
+        # A bucket of 3 refilling at 3/10 s would admit a 4th request at t=3.4; a rolling
+        # window of 3 per 10 s must not, or the platform sees 4 in one window.
+        rule = rolling(3, 10.0)
+        for _ in range(3):
+            assert await limiter.reserve([claim(rule)], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 3.4) > 0
+
+    async def test_margin_extends_the_window(self, limiter):
+        rule = rolling(1, 10.0, margin_s=2.0)
+        assert await limiter.reserve([claim(rule)], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 10.5) == 1.5
+
+    async def test_costs_above_one_wait_for_enough_room(self, limiter):
+        rule = rolling(5, 10.0)
+        assert await limiter.reserve([claim(rule, 2)], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule, 2)], 1.0) == 0.0
+        # 4 of 5 used; a cost of 3 needs the first grant (2 units) gone: it leaves at t=10.
+        assert await limiter.reserve([claim(rule, 3)], 2.0) == 8.0
+
+    async def test_keys_are_counted_apart(self, limiter):
+        rule = rolling(1, 10.0)
+        assert await limiter.reserve([claim(rule, key="a")], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule, key="b")], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule, key="a")], 0.0) == 10.0
+
+    async def test_a_claim_larger_than_its_limit_can_never_fit(self, limiter):
+        assert math.isinf(await limiter.reserve([claim(rolling(3, 10.0), 4)], 0.0))
+        assert math.isinf(await limiter.reserve([claim(daily(2), 3, key="d")], 0.0))
+        # Nor can a reservation holding one, and nothing else of it is recorded.
+        loose = rolling(1, 10.0)
+        both = [claim(loose, key="loose"), claim(rolling(1, 10.0), 2, key="never")]
+        assert math.isinf(await limiter.reserve(both, 0.0))
+        assert await limiter.reserve([claim(loose, key="loose")], 0.0) == 0.0
+
+    async def test_all_or_nothing_across_claims(self, limiter):
+        tight, loose = rolling(1, 10.0), rolling(100, 10.0)
+        assert await limiter.reserve([claim(tight, key="a")], 0.0) == 0.0
+        assert await limiter.reserve([claim(loose, key="b"), claim(tight, key="a")], 1.0) > 0
+        # Nothing was recorded on "b" by the refused reservation: 100 still fit there.
+        for _ in range(100):
+            assert await limiter.reserve([claim(loose, key="b")], 2.0) == 0.0
+        assert await limiter.reserve([claim(loose, key="b")], 2.0) > 0
+
+    async def test_the_wait_is_the_longest_of_the_claims(self, limiter):
+        short, long = rolling(1, 5.0), rolling(1, 50.0)
+        await limiter.reserve([claim(short, key="s"), claim(long, key="l")], 0.0)
+        assert await limiter.reserve([claim(short, key="s"), claim(long, key="l")], 1.0) == 49.0
+
+    @settings(
+        max_examples=200,
+        deadline=None,
+        # new_limiter makes a fresh limiter per example: nothing carries over between them.
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        # Quarters of a second are exact in binary floating point, so boundaries are exact too.
+        limit=st.integers(1, 8),
+        window=st.integers(4, 200).map(lambda q: q / 4),
+        gaps=st.lists(st.integers(0, 40).map(lambda q: q / 4), min_size=1, max_size=80),
+    )
+    async def test_rolling_window_never_exceeded_and_never_refuses_needlessly(
+        self, new_limiter, limit, window, gaps
+    ):
+        limiter, rule = new_limiter(), rolling(limit, window)
+        granted: list[float] = []
+        now = 0.0
+        for gap in gaps:
+            now += gap
+            wait = await limiter.reserve([claim(rule)], now)
+            in_window = [g for g in granted if g > now - window]
+            if wait == 0.0:
+                granted.append(now)
+                assert len(in_window) + 1 <= limit  # never exceeded
+            else:
+                assert len(in_window) >= limit  # refused only when really full
+                # ... and the wait is exactly until the oldest in-window grant leaves.
+                assert math.isclose(now + wait, min(in_window) + window, abs_tol=1e-6)
+
+    # -- calendar quotas ----------------------------------------------------------------------
+    async def test_calendar_quota_resets_at_midnight_in_its_zone(self, limiter):
+        rule = daily(2, "America/Los_Angeles")
+        # 2026-07-01 23:00 PDT is 06:00 UTC on 07-02.
+        late_evening = ts(2026, 7, 2, 6, 0)
+        assert await limiter.reserve([claim(rule)], late_evening) == 0.0
+        assert await limiter.reserve([claim(rule)], late_evening) == 0.0
+        wait = await limiter.reserve([claim(rule)], late_evening)
+        assert math.isclose(wait, 3600.0, abs_tol=1e-3)  # until 00:00 PDT = 07:00 UTC
+        assert await limiter.reserve([claim(rule)], late_evening + 3600.0) == 0.0
+
+    async def test_calendar_quota_day_length_follows_dst(self, limiter):
+        # The night DST ends in Los Angeles (2026-11-01) lasts 25 hours: midnight is 08:00 UTC.
+        rule = daily(1, "America/Los_Angeles")
+        now = ts(2026, 11, 1, 12, 0)  # 04:00 PST on Nov 1
+        assert await limiter.reserve([claim(rule)], now) == 0.0
+        assert math.isclose(await limiter.reserve([claim(rule)], now), ts(2026, 11, 2, 8, 0) - now)
+
+    async def test_calendar_margin_counts_grants_near_midnight_against_both_days(self, limiter):
+        rule = daily(1, margin_s=5.0)
+        just_before = ts(2026, 7, 1, 23, 59, 58)
+        assert await limiter.reserve([claim(rule)], just_before) == 0.0
+        # The platform may count that grant on July 2: July 2 is full too, until 00:00:05 July 3.
+        wait = await limiter.reserve([claim(rule)], ts(2026, 7, 2, 12, 0))
+        assert math.isclose(wait, ts(2026, 7, 3, 0, 0, 5) - ts(2026, 7, 2, 12, 0))
+
+    # -- pauses -------------------------------------------------------------------------------
+    async def test_pauses_block_every_reservation_until_they_end(self, limiter):
+        rule = rolling(100, 10.0)
+        await limiter.block("facebook:pause:app", 50.0)
+        assert await limiter.reserve([claim(rule)], 20.0, pauses=["facebook:pause:app"]) == 30.0
+        assert await limiter.reserve([claim(rule)], 20.0, pauses=["facebook:pause:other"]) == 0.0
+        assert await limiter.reserve([claim(rule)], 50.0, pauses=["facebook:pause:app"]) == 0.0
+
+    async def test_a_paused_reservation_records_nothing(self, limiter):
+        rule = rolling(1, 10.0)
+        await limiter.block("pause", 5.0)
+        assert await limiter.reserve([claim(rule)], 1.0, pauses=["pause"]) == 4.0
+        assert await limiter.reserve([claim(rule)], 1.0) == 0.0
+
+    async def test_block_never_shortens_an_existing_pause(self, limiter):
+        await limiter.block("k", 100.0)
+        await limiter.block("k", 10.0)
+        assert await limiter.reserve([], 0.0, pauses=["k"]) == 100.0
+
+    # -- refunds ------------------------------------------------------------------------------
+    async def test_refund_gives_back_units_of_refundable_rules_only(self, limiter):
+        counted = LimitRule(
+            "publishes", "publishes", "channel", RollingWindow(1, 100.0), refundable=True
+        )
+        every_call = LimitRule("calls", "calls", "channel", RollingWindow(1, 100.0))
+        claims = [LimitClaim("a", counted, 1), LimitClaim("b", every_call, 1)]
+        assert await limiter.reserve(claims, 10.0) == 0.0
+        await limiter.refund(claims, 10.0)
+        # The success-counted quota is free again; the every-request one is not.
+        assert await limiter.reserve([claims[0]], 11.0) == 0.0
+        assert await limiter.reserve([claims[1]], 11.0) == 99.0
+
+    async def test_refund_gives_back_that_grant_only(self, limiter):
+        rule = LimitRule("p", "publishes", "channel", RollingWindow(2, 100.0), refundable=True)
+        assert await limiter.reserve([claim(rule)], 10.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 20.0) == 0.0
+        await limiter.refund([claim(rule)], 10.0)
+        assert await limiter.reserve([claim(rule)], 30.0) == 0.0
+        # Full again: the grant at t=20 is still counted, so the next room is at t=120.
+        assert await limiter.reserve([claim(rule)], 40.0) == 80.0
+
+    async def test_refund_of_a_calendar_quota(self, limiter):
+        rule = daily(1, refundable=True)
+        now = ts(2026, 7, 1, 12, 0)
+        assert await limiter.reserve([claim(rule)], now) == 0.0
+        await limiter.refund([claim(rule)], now)
+        assert await limiter.reserve([claim(rule)], now + 1) == 0.0
+
+    # -- replay: grants of an earlier run, recorded without checking --------------------------
+    async def test_replayed_grants_fill_a_rolling_window_like_live_ones(self, limiter):
+        rule = rolling(3, 10.0, margin_s=1.0)
+        for t in (0.0, 1.0, 2.0):
+            await limiter.replay([claim(rule)], t)
+        assert await limiter.reserve([claim(rule)], 5.0) == 6.0  # the grant at t=0 leaves at 11
+        assert await limiter.reserve([claim(rule)], 11.0) == 0.0
+
+    async def test_replay_records_without_checking(self, limiter):
+        # An earlier run may have been granted more than this one's rules allow (they changed):
+        # every replayed unit counts, and the window stays full until enough of them leave it.
+        rule = rolling(2, 10.0)
+        for t in (0.0, 1.0, 2.0):
+            await limiter.replay([claim(rule)], t)
+        assert await limiter.reserve([claim(rule)], 3.0) == 8.0  # two must leave: t=1 at 11
+
+    async def test_replay_counts_the_days_of_the_grant_with_the_margin_rule(self, limiter):
+        rule = daily(1, margin_s=5.0)
+        await limiter.replay([claim(rule)], ts(2026, 7, 1, 23, 59, 58))
+        # Counted against July 1 and July 2: full until 00:00:05 on July 3.
+        wait = await limiter.reserve([claim(rule)], ts(2026, 7, 2, 12, 0))
+        assert math.isclose(wait, ts(2026, 7, 3, 0, 0, 5) - ts(2026, 7, 2, 12, 0))
+        assert await limiter.reserve([claim(rule)], ts(2026, 7, 3, 0, 0, 5)) == 0.0
