@@ -59,6 +59,14 @@ async def first_send(store) -> float:
     return min(started).timestamp()
 
 
+async def one_post(store, text: str):
+    """A platform, a channel on it in ``store``, and the delivery of one post to it."""
+    world, fb = FakePlatform(), channel()
+    await store.add_channels([fb])
+    (delivery,) = await store.add_posts([new_post([fb], text=text)])
+    return world, fb, delivery
+
+
 def most_in_an_hour(arrivals: list[float]) -> int:
     """The most requests the platform received within any rolling hour."""
     times = sorted(arrivals)
@@ -214,9 +222,7 @@ class EngineRestartSuite:
 
     @pytest.mark.parametrize("landed", [True, False], ids=["landed", "lost"])
     async def test_a_send_in_flight_at_a_kill_counts_after_its_look_up(self, store, landed):
-        world, fb = FakePlatform(), channel()
-        await store.add_channels([fb])
-        (flying,) = await store.add_posts([new_post([fb], text="in flight")])
+        world, fb, flying = await one_post(store, "in flight")
         await killed_while_sending(store, Hang(fb.platform, world, commit=landed), hourly(2))
         assert (await store.get_delivery(flying.id)).state is S.PUBLISHING
 
@@ -236,9 +242,7 @@ class EngineRestartSuite:
         assert world.duplicates() == 0
 
     async def test_a_retry_in_flight_at_a_stop_is_looked_up_and_still_counts(self, store):
-        world, fb = FakePlatform(), channel()
-        await store.add_channels([fb])
-        (flying,) = await store.add_posts([new_post([fb], text="retried")])
+        world, fb, flying = await one_post(store, "retried")
         slow = SlowSecond(fb.platform, world, script={"retried": [TransientPlatformError("503")]})
         engine = engine_for(store, slow, hourly(3), shutdown_grace_s=0.1)
         task = asyncio.create_task(engine.run())
@@ -259,9 +263,7 @@ class EngineRestartSuite:
         assert world.duplicates() == 0
 
     async def test_a_look_up_s_further_pages_count_across_a_restart(self, store):
-        world, fb = FakePlatform(), channel()
-        await store.add_channels([fb])
-        (unsure,) = await store.add_posts([new_post([fb], text="unsure")])
+        world, fb, unsure = await one_post(store, "unsure")
         conn = Paging(fb.platform, world, script={"unsure": [COMMIT_THEN_UNKNOWN]})
         await drain(engine_for(store, conn, hourly(4)))
         # The send, then a look-up of two pages that found the post: three calls.
@@ -275,9 +277,7 @@ class EngineRestartSuite:
         assert most_in_an_hour(conn.requests) == 4
 
     async def test_a_look_up_counts_when_the_resend_it_allows_must_wait(self, store):
-        world, fb = FakePlatform(), channel()
-        await store.add_channels([fb])
-        (lost,) = await store.add_posts([new_post([fb], text="lost")])
+        world, fb, lost = await one_post(store, "lost")
         conn = Paging(fb.platform, world, script={"lost": [OutcomeUnknown("timeout")]})
         await drain(engine_for(store, conn, hourly(3)))
         # The send and the look-up's two pages used the hour: the resend waits for the window,
