@@ -245,16 +245,24 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """One publish request (or one look-up) for a delivery, with its outcome."""
+    """One publish request (or one look-up) for a delivery, with its outcome.
+
+    ``abandoned``: the engine stopped or died with the publish request on the wire and the
+    delivery was handed back or recovered; ``started_at`` is when the request was about to
+    leave. A look-up carries the number of the send it looks for.
+    """
 
     delivery_id: str
     number: int
     started_at: datetime
     finished_at: datetime
-    outcome: (
-        str  # published | found | not_found | rate_limited | auth | rejected | transient | unknown
-    )
+    # published | found | not_found | check_failed | rate_limited | auth | rejected |
+    # transient | unknown | duplicate | abandoned
+    outcome: str
     error: str | None = None
+    # A look-up's listing pages after the first, as reserved against the limits, per meter
+    # (``{"calls": 3}``): the platform counted them too. Empty for a publish.
+    page_usage: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +280,7 @@ class SentRecord:
     # delivery entered ``publishing``.
     outcome: str | None
     content: Content  # what was sent: the post's content with the platform's override
+    page_usage: Mapping[str, int] = field(default_factory=dict)  # a look-up's further pages
 
 
 @dataclass(frozen=True, slots=True)

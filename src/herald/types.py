@@ -129,15 +129,20 @@ class EngineStore(Protocol):
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
         """Release deliveries whose lease ran out (``every``: all leased ones, for an engine
         that has the store to itself at start-up). Unsent ones become claimable again; ones
-        that may have been sent become ``unconfirmed`` and are checked before any resend."""
+        that may have been sent become ``unconfirmed`` and are checked before any resend.
+        The send of one still ``publishing`` is recorded in the same transaction, as an
+        ``abandoned`` attempt (its number, started at its ``check_since``): the platform may
+        have counted it, and :meth:`sent_since` must still say so once a look-up has settled
+        the delivery."""
 
     async def get_channel_secret(self, channel_id: str) -> bytes | None:
         """The channel's encrypted credentials, when the store keeps them (``vault:`` refs)."""
 
     async def sent_since(self, since: datetime) -> list[SentRecord]:
-        """What was sent from ``since`` on, oldest first: every recorded attempt (publish or
-        look-up) that started then or later, and every send whose outcome is not recorded
-        (a delivery still ``publishing``, or owing a look-up, since ``since`` or later).
+        """What was sent from ``since`` on, oldest first: every recorded attempt (publish,
+        look-up with its further listing pages, send abandoned by a stopped engine) that
+        started then or later, and every send whose outcome is not recorded (a delivery still
+        ``publishing``, or owing a look-up, since ``since`` or later).
 
         An engine rebuilds its rate limiter from it at start-up: the platforms remember."""
 

@@ -23,8 +23,9 @@ BENCH = Path(__file__).parents[2] / "bench"
         ["drivers.py", "--rows", "300", "--reps", "1", "--reads", "50", "--row-batches", "1"],
         ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
         ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
+        ["restarts.py", "--kills", "2", "--posts", "40"],
     ],
-    ids=["drivers", "engine", "api"],
+    ids=["drivers", "engine", "api", "restarts"],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {

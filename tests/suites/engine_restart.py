@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+
+import pytest
 
 from herald.config import EngineSettings, Settings
 from herald.engine import Engine
-from herald.errors import ContentRejected
+from herald.errors import ContentRejected, OutcomeUnknown, TransientPlatformError
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
 from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
+from herald.testing.platform import COMMIT_THEN_UNKNOWN
 from herald.testing.virtual_time import running_clock
+from herald.types import Published
 
 S = DeliveryState
 
@@ -52,6 +57,87 @@ async def first_send(store) -> float:
         for a in await store.list_attempts(d.id)
     ]
     return min(started).timestamp()
+
+
+async def one_post(store, text: str):
+    """A platform, a channel on it in ``store``, and the delivery of one post to it."""
+    world, fb = FakePlatform(), channel()
+    await store.add_channels([fb])
+    (delivery,) = await store.add_posts([new_post([fb], text=text)])
+    return world, fb, delivery
+
+
+def most_in_an_hour(arrivals: list[float]) -> int:
+    """The most requests the platform received within any rolling hour."""
+    times = sorted(arrivals)
+    return max(
+        (sum(1 for t in times[i:] if t < start + 3600) for i, start in enumerate(times)), default=0
+    )
+
+
+class Hang(FakeConnector):
+    """The platform counts the request and (``commit``) takes the post, and the answer never
+    comes: the engine is killed while it waits."""
+
+    def __init__(self, platform, world, *, commit: bool) -> None:
+        super().__init__(platform, world)
+        self.commit = commit
+
+    async def publish(self, request):
+        self.world.calls.append(("publish", request.delivery_id))
+        self.world.arrivals.append(asyncio.get_running_loop().time())
+        if self.commit:
+            self.world.commit(request.channel.external_id, request.content.text)
+        self.in_flight += 1
+        await self.world.changed()
+        await asyncio.Event().wait()  # until the kill cancels it
+
+
+class SlowSecond(FakeConnector):
+    """Its second publish takes a minute to answer; the others answer at once."""
+
+    async def publish(self, request):
+        self.latency_s = 60.0 if request.attempt == 2 else 0.0
+        return await super().publish(request)
+
+
+class Paging(FakeConnector):
+    """Graph-like meters: every request is one call, a look-up reads two listing pages (the
+    second reserved through the request's meter, as a real connector does). ``requests``:
+    the loop's time of every request the platform received."""
+
+    def __init__(self, platform, world, **kw) -> None:
+        super().__init__(platform, world, **kw)
+        self.requests: list[float] = []
+
+    def lookup_usage(self):
+        return {"calls": 1}
+
+    async def publish(self, request):
+        self.requests.append(asyncio.get_running_loop().time())
+        return await super().publish(request)
+
+    async def find(self, request):
+        loop = asyncio.get_running_loop()
+        self.requests.append(loop.time())  # the first page
+        await request.meter({"calls": 1})
+        self.requests.append(loop.time())  # the second
+        ids = self.world.posts.get((request.channel.external_id, request.content.text))
+        return Published(ids[0]) if ids else None
+
+
+async def killed_while_sending(store, connector, limit) -> None:
+    """Run an engine until ``connector`` holds a request, then kill it: no graceful stop, no
+    hand-back; the store keeps what was written (the delivery stays ``publishing``)."""
+    engine = engine_for(store, connector, limit)
+    task = asyncio.create_task(engine.run())
+    await connector.world.wait_until(lambda: connector.in_flight > 0)
+    sending = [t for lane in engine.pool.lanes.values() for t in lane.tasks]
+    for running in (task, *sending):
+        running.cancel()
+    for running in (task, *sending):
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 class Records(logging.Handler):
@@ -133,3 +219,75 @@ class EngineRestartSuite:
         got = await states(store)
         assert got[later[0].id].state is S.SCHEDULED
         assert got[abandoned.id].attempts == 1
+
+    @pytest.mark.parametrize("landed", [True, False], ids=["landed", "lost"])
+    async def test_a_send_in_flight_at_a_kill_counts_after_its_look_up(self, store, landed):
+        world, fb, flying = await one_post(store, "in flight")
+        await killed_while_sending(store, Hang(fb.platform, world, commit=landed), hourly(2))
+        assert (await store.get_delivery(flying.id)).state is S.PUBLISHING
+
+        conn = FakeConnector(fb.platform, world)
+        await drain(engine_for(store, conn, hourly(2)))  # recovers it and looks it up
+        got = await store.get_delivery(flying.id)
+        assert (got.state, got.reconciled) == (S.PUBLISHED, landed)
+        assert len(world.arrivals) == (1 if landed else 2)  # found, or sent again
+
+        later = await store.add_posts([new_post([fb]) for _ in range(2)])
+        await drain(engine_for(store, conn, hourly(2)))
+        # The platform counted the killed engine's request whatever the look-up found.
+        got = await states(store)
+        sent = sum(got[d.id].state is S.PUBLISHED for d in later)
+        assert sent == (1 if landed else 0)
+        assert most_in_an_hour(world.arrivals) == 2
+        assert world.duplicates() == 0
+
+    async def test_a_retry_in_flight_at_a_stop_is_looked_up_and_still_counts(self, store):
+        world, fb, flying = await one_post(store, "retried")
+        slow = SlowSecond(fb.platform, world, script={"retried": [TransientPlatformError("503")]})
+        engine = engine_for(store, slow, hourly(3), shutdown_grace_s=0.1)
+        task = asyncio.create_task(engine.run())
+        await world.wait_until(lambda: slow.in_flight > 0 and len(world.arrivals) == 2, 600)
+        engine.request_stop()
+        await asyncio.wait_for(task, 5)
+        got = await store.get_delivery(flying.id)
+        # Its second request was on the wire: looked up before anything is sent again.
+        assert (got.state, got.check_first, got.attempts) == (S.UNCONFIRMED, True, 2)
+
+        conn = FakeConnector(fb.platform, world)
+        await drain(engine_for(store, conn, hourly(3)))  # not found: sent a third time
+        assert (await store.get_delivery(flying.id)).state is S.PUBLISHED
+        (later,) = await store.add_posts([new_post([fb])])
+        await drain(engine_for(store, conn, hourly(3)))
+        assert (await store.get_delivery(later.id)).state is S.SCHEDULED
+        assert most_in_an_hour(world.arrivals) == 3
+        assert world.duplicates() == 0
+
+    async def test_a_look_up_s_further_pages_count_across_a_restart(self, store):
+        world, fb, unsure = await one_post(store, "unsure")
+        conn = Paging(fb.platform, world, script={"unsure": [COMMIT_THEN_UNKNOWN]})
+        await drain(engine_for(store, conn, hourly(4)))
+        # The send, then a look-up of two pages that found the post: three calls.
+        assert (await store.get_delivery(unsure.id)).state is S.PUBLISHED
+        assert len(conn.requests) == 3
+
+        later = await store.add_posts([new_post([fb]) for _ in range(2)])
+        await drain(engine_for(store, conn, hourly(4)))
+        got = await states(store)
+        assert sorted(got[d.id].state for d in later) == [S.PUBLISHED, S.SCHEDULED]
+        assert most_in_an_hour(conn.requests) == 4
+
+    async def test_a_look_up_counts_when_the_resend_it_allows_must_wait(self, store):
+        world, fb, lost = await one_post(store, "lost")
+        conn = Paging(fb.platform, world, script={"lost": [OutcomeUnknown("timeout")]})
+        await drain(engine_for(store, conn, hourly(3)))
+        # The send and the look-up's two pages used the hour: the resend waits for the window,
+        # handed back with the look-up's record.
+        got = await store.get_delivery(lost.id)
+        assert (got.state, got.check_first) == (S.RETRY_WAIT, False)
+        assert [a.outcome for a in await store.list_attempts(lost.id)] == ["unknown", "not_found"]
+        assert len(conn.requests) == 3
+
+        (later,) = await store.add_posts([new_post([fb])])
+        await drain(engine_for(store, conn, hourly(3)))
+        assert (await store.get_delivery(later.id)).state is S.SCHEDULED
+        assert most_in_an_hour(conn.requests) == 3

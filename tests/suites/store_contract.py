@@ -20,6 +20,7 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import DeliveryState
+from herald.stores.contract import ABANDONED_ERROR
 from herald.testing import channel, new_post
 
 S = DeliveryState
@@ -437,3 +438,51 @@ class StoreContract:
         assert got[1].content == shared.content
         assert got[3].content.text == "open"
         assert await store.sent_since(t[5] + timedelta(seconds=1)) == []
+
+    async def test_recovery_records_the_send_a_dead_engine_left_on_the_wire(self, store):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb]) for _ in range(2)])
+        now = utcnow()
+        sending, unsent = (await claim(store, now=now, lease=timedelta(seconds=10))).jobs
+        sent_at = now + timedelta(seconds=1)
+        await store.apply([publishing(sending, sent_at)])
+        later = now + 2 * HOUR  # both leases ran out
+        assert await store.recover_expired_leases(later) == 2
+        d = sending.delivery.id
+        # The platform may have counted the send: it is kept, with its number and start.
+        abandoned = Attempt(d, 1, sent_at, later, "abandoned", ABANDONED_ERROR)
+        assert await store.list_attempts(d) == [abandoned]
+        assert await store.list_attempts(unsent.delivery.id) == []  # nothing was sent
+
+        # Its look-up (two further listing pages) finds the post and settles the delivery.
+        check = {j.delivery.id: j for j in (await claim(store, now=later)).jobs}[d]
+        found = Attempt(d, 1, later, later, "found", page_usage={"calls": 2})
+        settled = Transition(
+            d,
+            S.PUBLISHED,
+            claim_token=check.claim_token,
+            external_id="p1",
+            reconciled=True,
+            check_first=False,
+            attempt=found,
+        )
+        assert await store.apply([settled]) == [True]
+        assert await store.list_attempts(d) == [abandoned, found]
+        got = await store.sent_since(now)
+        assert [(r.delivery_id, r.number, r.started_at, r.outcome, r.page_usage) for r in got] == [
+            (d, 1, sent_at, "abandoned", {}),
+            (d, 1, later, "found", {"calls": 2}),
+        ]
+
+    async def test_a_recovery_of_every_claim_records_every_send_on_the_wire(self, store):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb])])
+        now = utcnow()
+        (job,) = (await claim(store, now=now)).jobs
+        await store.apply([publishing(job, now)])
+        assert await store.recover_expired_leases(now, every=True) == 1
+        assert [a.outcome for a in await store.list_attempts(job.delivery.id)] == ["abandoned"]
+        assert await store.recover_expired_leases(now, every=True) == 0  # recorded once
+        assert len(await store.list_attempts(job.delivery.id)) == 1

@@ -230,6 +230,18 @@ async def test_a_look_up_page_over_a_long_wait_ends_the_look_up_as_throttled(par
     assert raised.value.pause is False  # Herald's own limit: the channel is not paused
 
 
+async def test_the_pages_a_look_up_was_granted_are_kept_for_its_record(parts):
+    parts.limit(per_hour(2))
+    job = await parts.job()
+    meter = parts.grants.meter(job)
+    await meter({"calls": 1})
+    await meter({"calls": 1})
+    with pytest.raises(RateLimited):
+        await meter({"calls": 1})  # not granted: never sent, not counted
+    assert parts.grants.paged(job) == {"calls": 2}
+    assert parts.grants.paged(job) == {}  # recorded once
+
+
 # -- outcomes -------------------------------------------------------------------------------
 async def test_a_throttle_decision_pauses_writes_and_wakes_the_dispatcher(parts):
     job = await parts.job(text="throttled")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from herald.domain import Content, Media, MediaKind, Platform, SentRecord
@@ -108,6 +109,38 @@ def test_a_send_without_a_recorded_outcome_counts_once_as_a_publish():
     assert costs(records) == [(0, publish), (2, publish), (3, {"calls": 1})]
 
 
+def test_a_send_abandoned_by_its_engine_counts_once_whatever_its_look_up_finds():
+    records = [
+        sent("d1", 1, 0, None),  # publishing when its engine died; unresolved since
+        sent("d1", 1, 0, "abandoned"),  # the same send, recorded when it was recovered
+        sent("d1", 1, 3, "found"),  # the look-up found the post: one publish, one look-up
+        sent("d2", 1, 4, "abandoned"),
+        sent("d2", 1, 5, "not_found"),  # not there: sent again; the platform counted both
+        sent("d2", 2, 6, "published"),
+    ]
+    publish = {"publishes": 1, "containers": 1}
+    assert costs(records) == [
+        (0, publish),
+        (3, {"calls": 1}),
+        (4, publish),
+        (5, {"calls": 1}),
+        (6, publish),
+    ]
+
+
+def test_a_look_up_counts_its_further_listing_pages():
+    records = [
+        sent("d1", 1, 0, "unknown"),
+        replace(sent("d1", 1, 1, "rate_limited"), page_usage={"calls": 2}),  # throttled on page 4
+        replace(sent("d1", 1, 2, "found"), page_usage={"calls": 1, "units": 1}),
+    ]
+    assert costs(records) == [
+        (0, {"publishes": 1, "containers": 1}),
+        (1, {"calls": 3}),
+        (2, {"calls": 2}),  # no rule here counts units
+    ]
+
+
 def test_requests_without_a_connector_or_a_counting_rule_are_left_out():
     records = [sent("d1", 1, 0, "published"), sent("d2", 1, 1, "found")]
     assert replayed_grants(records, {}, RULES) == []
@@ -127,7 +160,7 @@ def test_the_worker_s_refund_test():
         "rejected",
         "transient",
     }
-    for outcome in ("published", "unknown", "duplicate", None):
+    for outcome in ("published", "unknown", "duplicate", "abandoned", None):
         assert not gives_back(outcome)
 
 

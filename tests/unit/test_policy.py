@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from herald.config import EngineSettings
-from herald.domain import ChannelStatus, Content, Delivery, Job, Platform, utcnow
+from herald.domain import Attempt, ChannelStatus, Content, Delivery, Job, Platform, utcnow
 from herald.engine.policy import Decision, Policy
 from herald.errors import (
     AuthExpired,
@@ -204,3 +204,36 @@ def test_release_keeps_an_owed_check():
     assert p.release(job(check_first=True), NOW).target is S.UNCONFIRMED
     assert p.release(job(attempts=2), NOW).target is S.RETRY_WAIT
     assert p.release(job(), NOW).target is S.SCHEDULED
+
+
+def test_a_check_records_the_listing_pages_it_reserved():
+    pages, owing = {"calls": 2}, job(check_first=True, attempts=1)
+    record = policy().after_check(owing, NOW, NOW, None, page_usage=pages)
+    assert not isinstance(record, Decision)
+    assert (record.outcome, record.number, record.page_usage) == ("not_found", 1, pages)
+    throttled = RateLimited("429", retry_after=60, scope="app")
+    attempt = policy().after_check(owing, NOW, NOW, throttled, page_usage=pages).transition.attempt
+    assert (attempt.outcome, attempt.page_usage) == ("rate_limited", pages)
+
+
+def test_a_look_up_that_found_nothing_is_recorded_with_a_release():
+    looked_up = check(None)
+    t = policy().release(job(attempts=1), NOW, looked_up=looked_up)
+    assert (t.target, t.attempt) == (S.RETRY_WAIT, looked_up)
+
+
+def test_a_job_stopped_with_its_request_on_the_wire_is_abandoned_with_its_send():
+    p = policy()
+    retry = job(attempts=1, retries=1)
+    sending = job(state=S.PUBLISHING, attempts=2, retries=1, check_since=NOW)
+    later = NOW + timedelta(seconds=30)
+    t = p.hand_back(sending, later, 0.0)
+    # Never released for a blind resend: looked up, and its send recorded for the limiter.
+    assert (t.target, t.check_first) == (S.UNCONFIRMED, True)
+    assert t.attempt == Attempt("dlv_1", 2, NOW, later, "abandoned", t.error)
+    # A job with nothing on the wire is released, due again after its delay.
+    released = p.hand_back(retry, later, 5.0)
+    assert (released.target, released.attempt) == (S.RETRY_WAIT, None)
+    assert released.next_attempt_at == later + timedelta(seconds=5)
+    # Nothing known to have left (its publishing was being written): looked up, no send.
+    assert p.abandoned(retry, later).attempt is None

@@ -96,6 +96,17 @@ def test_unfinished_is_lost_deferred_is_not():
     assert (summary.unfinished, summary.deferred, summary.lost) == (1, 1, 1)
 
 
+def test_a_look_up_waiting_for_a_quota_window_is_deferred_not_lost():
+    planned, deliveries, posts = setup()
+    later = NOW + timedelta(hours=1)
+    for i in (0, 1):  # its send landed or not: the look-up will tell
+        deliveries[f"dlv_{i}"] = replace(
+            deliveries[f"dlv_{i}"], state=S.UNCONFIRMED, check_first=True, next_attempt_at=later
+        )
+    summary = run(planned, deliveries, posts[1:])
+    assert (summary.deferred, summary.unfinished, summary.lost) == (2, 0, 0)
+
+
 def test_unconfirmed_waiting_for_the_user_is_counted_apart():
     planned, deliveries, posts = setup()
     deliveries["dlv_0"] = replace(deliveries["dlv_0"], state=S.UNCONFIRMED, next_attempt_at=None)

@@ -7,7 +7,8 @@
 - **misrecorded**: a post the platform holds while Herald records the delivery as failed or
   expired;
 - **limit_violations**: requests a platform refused for a limit Herald was configured to know;
-- **deferred**: deliveries waiting in the store for a platform quota window to reopen.
+- **deferred**: deliveries waiting in the store for a platform quota window to reopen (to be
+  sent, or to be looked up).
 """
 
 from __future__ import annotations
@@ -159,6 +160,17 @@ def _drain_s(deliveries: Iterable[Delivery]) -> float:
     return max(0.0, (last - first).total_seconds())
 
 
+def _waits_for_a_window(delivery: Delivery, on_platform: bool, settled_at: datetime) -> bool:
+    """Due again only after the run settled: a quota window must reopen first. One that owes
+    its look-up may be on the platform already (the look-up will say so); one that is to be
+    sent must not be."""
+    if delivery.next_attempt_at is None or delivery.next_attempt_at <= settled_at:
+        return False
+    if delivery.state is S.UNCONFIRMED:
+        return True
+    return delivery.state in (S.SCHEDULED, S.RETRY_WAIT) and not on_platform
+
+
 def _account(
     summary: Summary, delivery: Delivery | None, on_platform: bool, *, settled_at: datetime
 ) -> str:
@@ -179,12 +191,7 @@ def _account(
             summary.misrecorded += 1
     elif state is S.UNCONFIRMED and delivery.next_attempt_at is None:
         summary.unconfirmed += 1  # waiting for the user's decision: nothing more is automatic
-    elif (
-        state in (S.SCHEDULED, S.RETRY_WAIT)
-        and delivery.next_attempt_at is not None
-        and delivery.next_attempt_at > settled_at
-        and not on_platform
-    ):
+    elif _waits_for_a_window(delivery, on_platform, settled_at):
         summary.deferred += 1  # a quota is spent: it goes out when its window reopens
         return "deferred"
     else:

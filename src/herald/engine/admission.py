@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from herald.domain import Job, Transition
+from herald.domain import Attempt, Job, Transition
 from herald.engine.grants import Grants
 from herald.engine.parking import ParkedChannels
 from herald.engine.policy import Decision, Policy
@@ -91,14 +91,17 @@ class Admission:
             return Hold(wait_s)
         return self.after_reserve(job, wait_s)
 
-    def after_reserve(self, job: Job, wait_s: float) -> Go | HandBack | Settle:
+    def after_reserve(
+        self, job: Job, wait_s: float, *, looked_up: Attempt | None = None
+    ) -> Go | HandBack | Settle:
         """The verdict on a reservation that answered ``wait_s`` (0: granted), for a job that
-        is not to be held in its lane."""
+        is not to be held in its lane. ``looked_up``: the look-up that found nothing just
+        before; a job not sent now is written with it (the platform counted it)."""
         if wait_s <= 0:
             return GO
         if math.isinf(wait_s):
             platform = job.delivery.platform.value
             error = ContentRejected(f"one publish needs more than a {platform} limit allows")
-            return Settle(self.policy.rejected_unsent(job, error))
+            return Settle(self.policy.rejected_unsent(job, error, looked_up=looked_up))
         next_at = self.clock.now() + timedelta(seconds=wait_s)
-        return HandBack(self.policy.release(job, next_at), wait_s)
+        return HandBack(self.policy.release(job, next_at, looked_up=looked_up), wait_s)

@@ -36,6 +36,7 @@ from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
+from herald.states import DeliveryState
 from herald.timing import SystemClock
 from herald.types import Clock, Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
 from herald.wakeup import wait_first
@@ -219,17 +220,24 @@ class Engine:
     async def _hand_back(self, waiting: list[tuple[Job, float]]) -> None:
         """Give every job still held back to the store, each due again after its delay."""
         now = self.clock.now()
-        releases = [
-            self._policy.release(job, now + timedelta(seconds=delay)) for job, delay in waiting
+        # Unsent jobs are released; those with a request on the wire are abandoned (their
+        # sends recorded, their deliveries looked up before any resend).
+        sending = [job.delivery.state is DeliveryState.PUBLISHING for job, _ in waiting]
+        done = await self.store.apply([self._policy.hand_back(j, now, d) for j, d in waiting])
+        # A release refused: the job's publishing was being written as the stop came, and may
+        # be in the store although nothing left. Look it up rather than guess.
+        unsure = [
+            job
+            for (job, _), sent, ok in zip(waiting, sending, done, strict=True)
+            if not (ok or sent)
         ]
-        done = await self.store.apply(releases)
-        # A job that could not be released unsent had its request on the wire: look it up.
-        unsure = [job for (job, _), ok in zip(waiting, done, strict=True) if not ok]
         if unsure:
             await self.store.apply([self._policy.abandoned(job, now) for job in unsure])
         for job, _ in waiting:
             await self._finish(job)
-        log.info("engine.released", extra={"released": sum(done), "unconfirmed": len(unsure)})
+        released = sum(ok and not sent for sent, ok in zip(sending, done, strict=True))
+        unconfirmed = sum(sending) + len(unsure)
+        log.info("engine.released", extra={"released": released, "unconfirmed": unconfirmed})
 
     async def _due_within(self, horizon_s: float) -> bool:
         next_due = await self.store.next_due_at()

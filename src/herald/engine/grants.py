@@ -3,7 +3,8 @@
 A job reserves its publish (or look-up) with the limiter before it is sent. The grant is kept
 by delivery id, so that a request that definitely failed gives its units back (platforms that
 count only successes) and a look-up that reads several listing pages reserves each further
-page as it goes, through the request's meter.
+page as it goes, through the request's meter. What those pages reserved is kept until the
+look-up's attempt is recorded with it (:meth:`Grants.paged`): a restart's replay counts them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -37,6 +39,8 @@ class Grants:
     hold_s: float = field(kw_only=True)  # waits up to this long are held, longer ones are not
     # Each delivery's latest grant (its claims, and when), until its request is over.
     _granted: dict[str, tuple[list[LimitClaim], float]] = field(default_factory=dict, init=False)
+    # What each delivery's look-up reserved for listing pages after the first, per meter.
+    _pages: dict[str, Counter[str]] = field(default_factory=dict, init=False)
 
     async def reserve(self, job: Job, usage: Mapping[str, int]) -> float:
         """Ask the limiter; 0.0 when granted (the grant is kept for a refund), else the wait
@@ -67,6 +71,12 @@ class Grants:
     def drop(self, job: Job) -> None:
         """The job is over for this engine: the grant stays spent."""
         self._granted.pop(job.delivery.id, None)
+        self._pages.pop(job.delivery.id, None)
+
+    def paged(self, job: Job) -> dict[str, int]:
+        """What ``job``'s look-up reserved for its listing pages after the first, per meter
+        (empty: one page); to be recorded with the look-up's outcome."""
+        return dict(self._pages.pop(job.delivery.id, {}))
 
     def meter(self, job: Job) -> Meter:
         """The meter of ``job``'s look-up: reserves each listing page after the first."""
@@ -79,6 +89,7 @@ class Grants:
         while True:
             wait = await self.reserve(job, usage)
             if wait <= 0:
+                self._pages.setdefault(job.delivery.id, Counter()).update(usage)
                 return
             if not self.is_short(wait):
                 raise RateLimited(

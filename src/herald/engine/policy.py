@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,9 +133,19 @@ class Policy:
             attempt=looked_up,
         )
 
-    def release(self, job: Job, next_at: datetime) -> Transition:
+    def hand_back(self, job: Job, now: datetime, delay_s: float) -> Transition:
+        """What becomes of a job this engine stops holding: unsent, released (due again after
+        ``delay_s``); with its request on the wire (``publishing``), abandoned."""
+        if job.delivery.state is S.PUBLISHING:
+            return self.abandoned(job, now)
+        return self.release(job, now + timedelta(seconds=delay_s))
+
+    def release(
+        self, job: Job, next_at: datetime, *, looked_up: Attempt | None = None
+    ) -> Transition:
         """Give an unsent delivery back to the store, due again at ``next_at``; one that
-        still owes a look-up goes back ``unconfirmed``."""
+        still owes a look-up goes back ``unconfirmed``. ``looked_up``: the look-up that found
+        nothing just before, recorded with it."""
         delivery = job.delivery
         owes_check = delivery.check_first
         if owes_check:
@@ -143,7 +153,12 @@ class Policy:
         else:
             target = S.RETRY_WAIT if delivery.attempts else S.SCHEDULED
         return _move(
-            job, target, next_attempt_at=next_at, check_first=owes_check, error=delivery.last_error
+            job,
+            target,
+            next_attempt_at=next_at,
+            check_first=owes_check,
+            error=delivery.last_error,
+            attempt=looked_up,
         )
 
     def _unconfirmed(self, job: Job, **fields: Any) -> Transition:
@@ -185,10 +200,16 @@ class Policy:
         return full_jitter(number, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s, rng=self._rng)
 
     def abandoned(self, job: Job, now: datetime) -> Transition:
-        """The engine stopped while this delivery's request was in flight: look it up later."""
-        return self._look_up(
-            job, now, error="the engine stopped while the publish request was in flight"
-        )
+        """The engine stopped while this delivery's request was in flight: look it up later.
+        A send known to have left (the job is ``publishing``, with that send's number and
+        start) is recorded as ``abandoned``: the platform may have counted it, whatever the
+        look-up finds."""
+        error = "the engine stopped while the publish request was in flight"
+        delivery, attempt = job.delivery, None
+        if delivery.state is S.PUBLISHING:
+            started = delivery.check_since or now
+            attempt = Attempt(delivery.id, delivery.attempts, started, now, "abandoned", error)
+        return self._look_up(job, now, error=error, attempt=attempt)
 
     def expire(self, job: Job, now: datetime, *, looked_up: Attempt | None = None) -> Decision:
         t = _move(
@@ -200,9 +221,12 @@ class Policy:
         )
         return Decision(t, "expired", "delivery.expired")
 
-    def rejected_unsent(self, job: Job, error: Exception) -> Decision:
-        """Content that can never be sent (caught at the last moment): nothing was sent."""
-        return self._failed(job, describe(error))
+    def rejected_unsent(
+        self, job: Job, error: Exception, *, looked_up: Attempt | None = None
+    ) -> Decision:
+        """Content that can never be sent (caught at the last moment): nothing was sent but
+        ``looked_up``, the look-up just before, if any."""
+        return self._failed(job, describe(error), looked_up)
 
     def auth_unsent(self, job: Job, error: Exception, now: datetime) -> Decision:
         """The channel's secrets could not be had: it needs the user; nothing was sent."""
@@ -306,12 +330,17 @@ class Policy:
         started: datetime,
         finished: datetime,
         result: Published | BaseException | None,
+        *,
+        page_usage: Mapping[str, int] | None = None,
     ) -> Decision | Attempt:
-        """A decision, or (post absent and still in time) the look-up record to publish with."""
+        """A decision, or (post absent and still in time) the look-up record to publish with.
+        ``page_usage``: what the listing pages after the first reserved, recorded with it."""
         delivery = job.delivery
+        pages = page_usage or {}
 
         def record(outcome: str, error: str | None = None) -> Attempt:
-            return Attempt(delivery.id, delivery.attempts, started, finished, outcome, error)
+            number = delivery.attempts
+            return Attempt(delivery.id, number, started, finished, outcome, error, pages)
 
         if isinstance(result, Published):
             at = delivery.check_since or finished

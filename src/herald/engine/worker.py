@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
-from herald.domain import Attempt, Job, Platform
+from herald.domain import Attempt, Job, Platform, Transition
 from herald.engine.admission import Admission, Go, Hold
 from herald.engine.grants import Grants
 from herald.engine.lane import Lane, Slot
@@ -24,6 +24,7 @@ from herald.engine.policy import Decision, Policy
 from herald.engine.writer import TransitionWriter
 from herald.errors import AuthExpired, QueueError
 from herald.limits.replay import gives_back
+from herald.states import DeliveryState
 from herald.types import Clock, Connector, CredentialResolver, JobQueue, Published, PublishRequest
 
 __all__ = ["WorkerContext", "WorkerPool"]
@@ -191,6 +192,7 @@ class WorkerPool:
             await self._e.grants.refund(job)
             log.info("delivery.claim_lost", extra=log_fields(job))  # cancelled or taken over
             return
+        self._jobs[job.delivery.id] = _sending(job, marked)  # what a hand-back must know
         connector = self._e.connectors[job.delivery.platform]
         started, timer = self._e.clock.now(), self._e.clock.monotonic()
         try:
@@ -218,7 +220,10 @@ class WorkerPool:
             found: Published | Exception | None = await connector.find(request)
         except Exception as exc:
             found = exc
-        result = self._e.policy.after_check(job, started, self._e.clock.now(), found)
+        pages = self._e.grants.paged(job)
+        result = self._e.policy.after_check(
+            job, started, self._e.clock.now(), found, page_usage=pages
+        )
         if isinstance(result, Decision):
             slot.release()
             await self._e.outcomes.record(job, result)
@@ -227,9 +232,22 @@ class WorkerPool:
         # without owing a check any more (nothing was sent since the look-up).
         checked = replace(job, delivery=replace(job.delivery, check_first=False))
         wait_s = await self._e.grants.reserve(checked, connector.usage_of(job.content))
-        verdict = self._e.admission.after_reserve(checked, wait_s)
+        verdict = self._e.admission.after_reserve(checked, wait_s, looked_up=result)
         if isinstance(verdict, Go):
             await self._publish(checked, slot, result)
             return
         slot.release()
         await self._e.outcomes.carry_out(checked, verdict)
+
+
+def _sending(job: Job, marked: Transition) -> Job:
+    """``job`` once ``marked``, its ``publishing``, is written: its request may be on the
+    wire. A hand-back records that send (its number and start) and looks it up."""
+    delivery = replace(
+        job.delivery,
+        state=DeliveryState.PUBLISHING,
+        attempts=job.delivery.attempts + 1,
+        check_first=False,
+        check_since=marked.check_since,
+    )
+    return replace(job, delivery=delivery)

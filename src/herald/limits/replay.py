@@ -8,9 +8,13 @@ for it:
 
 - a publish: ``usage_of(content)``; one that definitely failed (:func:`gives_back`, the
   worker's own refund test) without the units of refundable rules, which it gave back;
-- a look-up: ``lookup_usage()``. Look-ups are never refunded;
+- a look-up: ``lookup_usage()`` plus what its listing pages after the first reserved (stored
+  with it). Look-ups are never refunded;
 - a send whose outcome is not recorded (on the wire, or its engine stopped or died): a
-  publish, since it may have landed.
+  publish, since it may have landed. Once its delivery is handed back or recovered the send
+  has a record of its own, ``abandoned``, so that it still counts after its look-up settles
+  the delivery: the platform counted the request whatever the look-up finds. A send is
+  counted once however many records name it.
 
 ``rate_limited`` and ``auth`` end publishes and look-ups alike: the record is a look-up when
 an earlier record of the same send (same delivery and number) precedes it.
@@ -18,6 +22,7 @@ an earlier record of the same send (same delivery and number) precedes it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
@@ -28,7 +33,7 @@ from herald.types import Connector, EngineStore, RateLimiter
 __all__ = ["gives_back", "horizon_s", "replayed_grants", "restore"]
 
 _LOOKUP = frozenset({"found", "not_found", "check_failed"})  # only a look-up ends so
-_PUBLISH = frozenset({"published", "transient", "rejected", "unknown", "duplicate"})
+_PUBLISH = frozenset({"published", "transient", "rejected", "unknown", "duplicate", "abandoned"})
 _NOT_PUBLISHED = frozenset({"rate_limited", "auth", "rejected", "transient"})
 _CALENDAR_SPAN_S = 2 * 86_400.0  # the current day in any zone (25 h at most) and the one before
 
@@ -78,8 +83,9 @@ def _claims(
     record: SentRecord, lookup: bool, connector: Connector, rules: tuple[LimitRule, ...]
 ) -> list[LimitClaim]:
     """The claims the worker reserved for this request and kept."""
-    if lookup:
-        usage = connector.lookup_usage()
+    usage: Mapping[str, int]
+    if lookup:  # its first page, and the pages after it
+        usage = Counter(connector.lookup_usage()) + Counter(record.page_usage)
     else:
         usage = connector.usage_of(record.content)
         if gives_back(record.outcome):

@@ -9,6 +9,8 @@
   checks each store against it), and read a post listing through :class:`PostQuery`, where
   its defaults live.
 - :func:`by_post`: deliveries grouped by post, in the order every store returns them.
+- :func:`abandoned_send`: the attempt a recovery records for a send left on the wire; the SQL
+  stores' recoveries write the same row (:data:`ABANDONED_ERROR` is filled into their SQL).
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypedDict
 
-from herald.domain import Delivery, Transition
+from herald.domain import Attempt, Delivery, Transition
 from herald.states import DeliveryState
 
-__all__ = ["PostFilters", "PostQuery", "StatusChange", "applied", "by_post"]
+__all__ = [
+    "ABANDONED_ERROR",
+    "PostFilters",
+    "PostQuery",
+    "StatusChange",
+    "abandoned_send",
+    "applied",
+    "by_post",
+]
 
 S = DeliveryState
+
+ABANDONED_ERROR = "the engine holding the delivery stopped while its request was in flight"
 
 
 def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
@@ -51,6 +63,14 @@ def applied(delivery: Delivery, t: Transition, now: datetime) -> Delivery:
         published_at=t.published_at or delivery.published_at,
         updated_at=now,
     )
+
+
+def abandoned_send(delivery: Delivery, now: datetime) -> Attempt:
+    """The attempt recorded when a recovery finds ``delivery`` still ``publishing``: its send
+    may have reached the platform, which counted it whatever a look-up finds later, so it is
+    kept as a request of its own (number and start of the send) for the limiter's replay."""
+    started = delivery.check_since or delivery.updated_at or now
+    return Attempt(delivery.id, delivery.attempts, started, now, "abandoned", ABANDONED_ERROR)
 
 
 def by_post(post_ids: Sequence[str], deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:

@@ -6,7 +6,7 @@ It keeps nothing across restarts, so it is never the engine's store in productio
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Unpack
@@ -26,7 +26,7 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput
 from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
-from herald.stores.contract import StatusChange, applied
+from herald.stores.contract import StatusChange, abandoned_send, applied
 from herald.stores.memory_catalog import MemoryCatalog, lookup
 
 __all__ = ["MemoryStore"]
@@ -201,19 +201,22 @@ class MemoryStore(MemoryCatalog):
         return [self._apply_one(t, now) for t in transitions]
 
     async def sent_since(self, since: datetime) -> list[SentRecord]:
-        def record(d: Delivery, number: int, at: datetime, outcome: str | None) -> SentRecord:
+        def record(
+            d: Delivery, number: int, at: datetime, outcome: str | None, pages: Mapping[str, int]
+        ) -> SentRecord:
             channel = self._channels[d.channel_id]
             content = self._posts[d.post_id].content_for(d.platform)
-            return SentRecord(d.id, number, d.platform, channel.external_id, at, outcome, content)
+            account = channel.external_id
+            return SentRecord(d.id, number, d.platform, account, at, outcome, content, pages)
 
         found = [
-            record(self._deliveries[a.delivery_id], a.number, a.started_at, a.outcome)
+            record(self._deliveries[a.delivery_id], a.number, a.started_at, a.outcome, a.page_usage)
             for attempts in self._attempts.values()
             for a in attempts
             if a.started_at >= since
         ]
         found += [
-            record(d, d.attempts, d.check_since, None)
+            record(d, d.attempts, d.check_since, None, {})
             for d in self._deliveries.values()
             if d.state in UNRESOLVED and d.check_since is not None and d.check_since >= since
         ]
@@ -233,6 +236,7 @@ class MemoryStore(MemoryCatalog):
             delivery = self._deliveries[delivery_id]
             if delivery.state is S.PUBLISHING:
                 target, check = S.UNCONFIRMED, True
+                self._attempts.setdefault(delivery_id, []).append(abandoned_send(delivery, now))
             elif delivery.check_first:
                 target, check = S.UNCONFIRMED, True
             else:

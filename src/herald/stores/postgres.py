@@ -34,12 +34,12 @@ from herald import domain
 from herald.constants import NOTIFY_PREFIX
 from herald.errors import NotFound
 from herald.states import CLAIMABLE
-from herald.stores.contract import StatusChange, by_post
+from herald.stores.contract import ABANDONED_ERROR, StatusChange, by_post
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
 from herald.stores.rows import POSTGRES as decode
-from herald.stores.rows import content_of, post_json
+from herald.stores.rows import content_of, post_json, usage_json
 
 __all__ = ["PostgresStore"]
 
@@ -247,7 +247,9 @@ class PostgresStore(PostgresCatalog):
         )
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        return await self._db.execute("recover_expired_leases", now=now, every=every)
+        return await self._db.execute(
+            "recover_expired_leases", now=now, every=every, error=ABANDONED_ERROR
+        )
 
 
 def _claimed(found: Sequence[Record], token: str) -> domain.ClaimBatch:
@@ -316,6 +318,7 @@ def transition_arrays(batch: Sequence[domain.Transition], now: datetime) -> dict
         "attempt_finished": [a.finished_at if a else None for a in attempts],
         "attempt_outcomes": [a.outcome if a else None for a in attempts],
         "attempt_errors": [a.error if a else None for a in attempts],
+        "attempt_page_usage": [usage_json(a.page_usage) if a else None for a in attempts],
         "events": [t.event for t in batch],
         "unclaimed": [t.unclaimed for t in batch],
         "now": now,

@@ -16,7 +16,7 @@ reading one: SQLite keeps integer microseconds since the Unix epoch (UTC), Postg
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Protocol
 
@@ -51,6 +51,7 @@ __all__ = [
     "from_micros",
     "micros",
     "post_json",
+    "usage_json",
 ]
 
 DELIVERY_COLUMNS = (
@@ -117,6 +118,15 @@ def _as_is(value: Any) -> Any:
 # -- JSON, written and read alike by both -----------------------------------------------------
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def usage_json(usage: Mapping[str, int]) -> str | None:
+    """An attempt's ``page_usage`` column: NULL for the many attempts without one."""
+    return dumps(dict(usage)) if usage else None
+
+
+def _usage(raw: str | None) -> dict[str, int]:
+    return json.loads(raw) if raw else {}
 
 
 def post_json(post: Post) -> tuple[str, str]:
@@ -209,6 +219,7 @@ class Decoder:
                     started_at=self.instant(row["started_at"]),
                     outcome=row["outcome"],
                     content=content,
+                    page_usage=_usage(row["page_usage"]),
                 )
             )
         return records
@@ -221,6 +232,7 @@ class Decoder:
             finished_at=self.instant(row["finished_at"]),
             outcome=row["outcome"],
             error=row["error"],
+            page_usage=_usage(row["page_usage"]),
         )
 
     def workspace(self, row: Row) -> Workspace:

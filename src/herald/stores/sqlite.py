@@ -18,9 +18,16 @@ from typing import Any, Unpack
 
 from herald import domain
 from herald.errors import ConfigError, InvalidInput, NotFound
-from herald.stores.contract import StatusChange, by_post
+from herald.stores.contract import ABANDONED_ERROR, StatusChange, by_post
 from herald.stores.queries import for_each_target, load_queries
-from herald.stores.rows import CHANNEL_COLUMNS, DELIVERY_COLUMNS, POST_COLUMNS, micros, post_json
+from herald.stores.rows import (
+    CHANNEL_COLUMNS,
+    DELIVERY_COLUMNS,
+    POST_COLUMNS,
+    micros,
+    post_json,
+    usage_json,
+)
 from herald.stores.rows import SQLITE as decode
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
@@ -223,9 +230,14 @@ class SQLiteStore(SQLiteCatalog):
         return await self._writer.transaction(extend)
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        sql = self._q["recover_expired_leases"]
+        record, recover = self._q["record_abandoned_sends"], self._q["recover_expired_leases"]
         params = {"now": micros(now), "every": 1 if every else 0}
-        return await self._writer.transaction(lambda c: c.execute(sql, params).rowcount)
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute(record, {**params, "error": ABANDONED_ERROR})
+            return conn.execute(recover, params).rowcount
+
+        return await self._writer.transaction(run)
 
 
 def _jobs(conn: sqlite3.Connection, claimed: list[domain.Delivery], token: str) -> list[domain.Job]:
@@ -261,6 +273,7 @@ def _attempt_row(a: domain.Attempt) -> tuple[Any, ...]:
         micros(a.finished_at),
         a.outcome,
         a.error,
+        usage_json(a.page_usage),
     )
 
 

@@ -97,7 +97,8 @@ CREATE TABLE attempts (
     started_at   timestamptz NOT NULL,
     finished_at  timestamptz NOT NULL,
     outcome      text NOT NULL,
-    error        text
+    error        text,
+    page_usage   jsonb  -- a look-up's further listing pages, per meter (migration 0005)
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 -- What was sent within the limits' reach, read at engine start-up (migration 0003).

@@ -77,7 +77,8 @@ CREATE TABLE attempts (
     started_at   INTEGER NOT NULL,
     finished_at  INTEGER NOT NULL,
     outcome      TEXT NOT NULL,
-    error        TEXT
+    error        TEXT,
+    page_usage   TEXT  -- a look-up's further listing pages, per meter, JSON (migration 0007)
 );
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 -- What was sent within the limits' reach, read at engine start-up (migration 0005).

@@ -35,7 +35,7 @@ SELECT {delivery_columns} FROM deliveries WHERE id > :after_id ORDER BY id LIMIT
 SELECT {delivery_columns} FROM deliveries WHERE state = :state AND id > :after_id ORDER BY id LIMIT :limit;
 
 -- name: list_attempts
-SELECT delivery_id, number, started_at, finished_at, outcome, error
+SELECT delivery_id, number, started_at, finished_at, outcome, error, page_usage
 FROM attempts WHERE delivery_id = :id ORDER BY id;
 
 -- name: count_by_state
@@ -43,13 +43,13 @@ SELECT state, count(*) AS deliveries FROM deliveries GROUP BY state;
 
 -- name: sent_since
 -- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
--- attempt (publish or look-up) that started then or later, and every send with no outcome
--- recorded (outcome NULL: the delivery is publishing, or owes a look-up, since check_since),
--- each with its account and its post's content, oldest first. attempts_started finds the
--- window's attempts without reading the whole history (named on SQLite, as for the claim);
--- deliveries_state the few deliveries in those states.
+-- attempt (publish or look-up, with a look-up's further pages) that started then or later,
+-- and every send with no outcome recorded (outcome NULL: the delivery is publishing, or owes
+-- a look-up, since check_since), each with its account and its post's content, oldest first.
+-- attempts_started finds the window's attempts without reading the whole history (named on
+-- SQLite, as for the claim); deliveries_state the few deliveries in those states.
 SELECT a.delivery_id, a.number, d.platform, c.external_id AS "channel.external_id",
-       a.started_at, a.outcome, d.post_id, p.content AS "post.content",
+       a.started_at, a.outcome, a.page_usage, d.post_id, p.content AS "post.content",
        p.overrides AS "post.overrides", a.id AS attempt_id
 FROM attempts a {INDEXED BY attempts_started}
 JOIN deliveries d ON d.id = a.delivery_id
@@ -57,7 +57,7 @@ JOIN channels c ON c.id = d.channel_id
 JOIN posts p ON p.id = d.post_id
 WHERE a.started_at >= :since
 UNION ALL
-SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL,
+SELECT d.id, d.attempts, d.platform, c.external_id, d.check_since, NULL, NULL,
        d.post_id, p.content, p.overrides, 0
 FROM deliveries d {INDEXED BY deliveries_state}
 JOIN channels c ON c.id = d.channel_id

@@ -146,13 +146,13 @@ WITH t AS (
         :reset_retries::boolean[], :check_first::boolean[], :check_since::timestamptz[],
         :reconciled::boolean[], :published_at::timestamptz[], :attempt_numbers::integer[],
         :attempt_started::timestamptz[], :attempt_finished::timestamptz[],
-        :attempt_outcomes::text[], :attempt_errors::text[], :events::text[],
-        :unclaimed::boolean[]
+        :attempt_outcomes::text[], :attempt_errors::text[], :attempt_page_usage::jsonb[],
+        :events::text[], :unclaimed::boolean[]
     ) WITH ORDINALITY AS t (id, target, token, due_at, next_attempt_at, lease_until,
                             external_id, error, sent, retry_spent, check_failed, reset_retries,
                             check_first, check_since, reconciled, published_at, attempt_number,
                             attempt_started, attempt_finished, attempt_outcome, attempt_error,
-                            event, unclaimed, ord)
+                            attempt_page_usage, event, unclaimed, ord)
 ), locked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
     WHERE (t.target, d.state) IN ({TRANSITIONS})
@@ -186,11 +186,13 @@ WITH t AS (
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
     RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
-              t.attempt_outcome, t.attempt_error, d.id, d.post_id, d.channel_id, d.platform,
-              d.state, d.external_id, d.last_error
+              t.attempt_outcome, t.attempt_error, t.attempt_page_usage, d.id, d.post_id,
+              d.channel_id, d.platform, d.state, d.external_id, d.last_error
 ), recorded_attempts AS (
-    INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
-    SELECT id, attempt_number, attempt_started, attempt_finished, attempt_outcome, attempt_error
+    INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error,
+                          page_usage)
+    SELECT id, attempt_number, attempt_started, attempt_finished, attempt_outcome, attempt_error,
+           attempt_page_usage
     FROM changed WHERE attempt_number IS NOT NULL
     ORDER BY ord
 ), recorded_events AS (
@@ -223,10 +225,18 @@ FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
 -- one that may have been sent (publishing) or still owes a check is looked up before any
 -- resend. Rows another transaction holds are skipped: their holder is alive and writing.
+-- ``abandoned``: the send of a delivery still publishing may have been counted by the
+-- platform; it is recorded (its number, from when it left: check_since, as the rows were
+-- locked) so that the limiter's replay still counts it once a look-up has settled the
+-- delivery (herald.stores.contract.abandoned_send).
 WITH stale AS MATERIALIZED (
-    SELECT id FROM deliveries
+    SELECT id, state, attempts, check_since, updated_at FROM deliveries
     WHERE state IN ({IN_FLIGHT}) AND (:every::boolean OR lease_until < :now)
     FOR UPDATE SKIP LOCKED
+), abandoned AS (
+    INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
+    SELECT id, attempts, coalesce(check_since, updated_at), :now, 'abandoned', :error::text
+    FROM stale WHERE state = 'publishing'
 )
 UPDATE deliveries d SET
     state = CASE WHEN d.state = 'publishing' OR d.check_first THEN 'unconfirmed'

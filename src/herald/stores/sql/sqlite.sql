@@ -113,12 +113,22 @@ WHERE id = :id AND state IN ({SOURCES})
   AND (:unclaimed = 0 OR claim_token IS NULL);
 
 -- name: insert_attempt
-INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error, page_usage)
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: extend_leases
 UPDATE deliveries SET lease_until = ?
 WHERE claim_token = ? AND state IN ({IN_FLIGHT});
+
+-- name: record_abandoned_sends
+-- Run just before recover_expired_leases, in its transaction, on the same rows: a delivery
+-- still publishing may have had its request counted by the platform. Its send is recorded
+-- (its number, from when it left: check_since) so that the limiter's replay still counts it
+-- once a look-up has settled the delivery (herald.stores.contract.abandoned_send).
+INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
+SELECT id, attempts, coalesce(check_since, updated_at), :now, 'abandoned', :error
+FROM deliveries
+WHERE state = 'publishing' AND (:every OR lease_until < :now);
 
 -- name: recover_expired_leases
 -- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;

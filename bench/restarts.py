@@ -1,0 +1,275 @@
+"""Crash-restarts under tight quotas: `herald run` SIGKILLed again and again, then drained.
+
+    python bench/restarts.py --kills 10 --seed 1
+    python bench/restarts.py --kills 10 --seeds 1 2 3 4          # four seeded runs
+    python bench/restarts.py --kills 10 --seed 1 --store postgres  # scripts/services.sh
+
+Each run: a simulator in its own process with tight quotas (LinkedIn 20 posts a member a day,
+Instagram 15 publishes an account per 24 h, the Graph app 200 calls an hour, YouTube 6 uploads
+a day) and faults on every platform (5 % transient errors, 5 % dropped answers after the
+commit, 10 % hangs of 4 s that commit half the time, past Herald's 2 s timeout); a workload
+that needs more than every quota; then ``--kills`` engines, each a real ``herald run`` process
+SIGKILLed after a seeded 1.5-4 s, and a last ``herald run --burst`` that drains what the quotas
+allow. The simulator's audit judges the run from the receiving side: lost, duplicates, limit
+violations (requests a platform refused for a limit Herald knew), engine exits (an engine that
+stopped before its kill). Every engine rebuilds its limiter from the store at start-up, so a
+violation means a replay forgot a request the platform had counted: seeds 1-4 with 10 kills
+gave 7, 0, 16 and 13 violations before sends on the wire at a kill, look-up pages and look-ups
+followed by a hand-back were recorded, 0 since. On PostgreSQL an engine recovers only claims
+whose lease ran out (15 s here), so the last engine starts a lease after the last kill.
+
+One line per run, the totals, and bench/results/restarts[-postgres]-<date>.json. Exit status 1
+if any run lost, duplicated, exceeded a limit or saw an engine exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from herald.config import Settings
+from herald.demo.judge import all_deliveries, judge
+from herald.demo.simulator_process import SimulatorProcess
+from herald.demo.workload import MediaUrls, plan_posts
+from herald.domain import Channel, MediaKind, Platform, new_id, utcnow
+from herald.service.credentials import SecretsFile
+from herald.simulator import FaultConfig, LatencyModel, SimulatorConfig
+from herald.stores.postgres import PostgresStore
+from herald.stores.sqlite import SQLiteStore
+from herald.types import Store
+from run import _close_store  # bench/run.py: closes a store, drops a PostgreSQL one's schema
+
+RESULTS = Path(os.environ.get("HERALD_BENCH_RESULTS", Path(__file__).parent / "results"))
+DEFAULT_PG_URL = os.environ.get(
+    "HERALD_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+#: Limits on both sides (Herald's settings, and the simulator's through from_settings).
+TIGHT: dict[str, dict[str, Any]] = {
+    "facebook": {"app_daily_active_users": 1},  # 200 calls an hour for the app
+    "instagram": {"publishes_per_24h": 15},
+    "linkedin": {"member_posts_per_day": 20},
+    "youtube": {"quota_model": "bucket", "insert_calls_per_day": 6},
+}
+#: The engine's own settings: short timeouts and backoffs so a run takes a minute or two; a
+#: short lease so that on PostgreSQL (engines do not own the store) a killed engine's claims
+#: come back within the run.
+ENGINE: dict[str, dict[str, Any]] = {
+    "engine": {
+        "check_delay_s": 0.5,
+        "backoff_base_s": 0.2,
+        "backoff_cap_s": 2.0,
+        "throttle_pause_s": 2.0,
+        "max_retries": 12,
+        "lease_s": 15.0,
+        "hold_s": 5.0,
+        "shutdown_grace_s": 2.0,
+        "sqlite_synchronous": "NORMAL",
+    },
+    **{p.value: {"timeout_s": 2.0, "connect_timeout_s": 1.0} for p in Platform},
+}
+FAULTS = FaultConfig(
+    error_rate=0.05, drop_rate=0.05, timeout_rate=0.10, hang_s=4.0, timeout_commit_share=0.5
+)
+CHANNELS = {Platform.FACEBOOK: 2, Platform.INSTAGRAM: 2, Platform.LINKEDIN: 2, Platform.YOUTUBE: 1}
+
+
+def _merged(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        for section, values in layer.items():
+            out.setdefault(section, {}).update(values)
+    return out
+
+
+def _env(sections: dict[str, dict[str, Any]], database: dict[str, str]) -> dict[str, str]:
+    """The environment of a `herald run` process: every setting through its env twin."""
+    env = {**os.environ, "HERALD_LOG_LEVEL": "ERROR", **database}
+    for section, values in sections.items():
+        for key, value in values.items():
+            env[f"HERALD_{section.upper()}__{key.upper()}"] = str(value)
+    return env
+
+
+async def _channels(sim: SimulatorProcess, secrets_file: SecretsFile) -> list[Channel]:
+    """CHANNELS accounts on the simulator, as channels whose secrets are in ``secrets_file``."""
+    names = [(p, f"{p.value} {n}") for p, count in CHANNELS.items() for n in range(count)]
+    accounts = [await sim.client.add_account(platform, name) for platform, name in names]
+    channels = [
+        Channel(new_id("ch"), a.platform, a.external_id, a.name, "UTC", "") for a in accounts
+    ]
+    secrets_file.put_many({c.id: a.credentials for c, a in zip(channels, accounts, strict=True)})
+    return [replace(c, credentials_ref=secrets_file.ref(c.id)) for c in channels]
+
+
+def _store(kind: str, work: Path, pg_url: str) -> tuple[Store, dict[str, str]]:
+    """The store the bench fills and judges, and how the engines find it."""
+    if kind == "postgres":
+        schema = f"herald_bench_{secrets.token_hex(4)}"
+        return PostgresStore(pg_url, schema=schema), {
+            "HERALD_DATABASE_URL": f"{pg_url}?schema={schema}"
+        }
+    path = work / "herald.db"
+    return SQLiteStore(path, synchronous="NORMAL"), {"HERALD_DB": str(path)}
+
+
+async def _engines(
+    env: dict[str, str], kills: int, rng: random.Random, *, owned: bool
+) -> dict[str, int]:
+    """``kills`` engines, each SIGKILLed after a seeded while, then a draining one. Not
+    ``owned`` (PostgreSQL), an engine recovers only the claims whose lease ran out: the last
+    one starts once the killed engines' leases have."""
+    exits = 0
+    for _ in range(kills):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "herald.cli", "run", env=env
+        )
+        try:
+            await asyncio.wait_for(process.wait(), rng.uniform(1.5, 4.0))
+            exits += 1  # it stopped before its kill
+        except TimeoutError:
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+    if not owned:
+        await asyncio.sleep(ENGINE["engine"]["lease_s"])
+    last = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "herald.cli", "run", "--burst", env=env
+    )
+    code = await asyncio.wait_for(last.wait(), 600)
+    return {"engine_exits": exits + (code != 0), "final_exit_code": code}
+
+
+async def run_once(
+    seed: int, kills: int, posts: int, kind: str, pg_url: str = DEFAULT_PG_URL
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    settings = Settings(**_merged(TIGHT, ENGINE))
+    sim_config = SimulatorConfig.from_settings(
+        settings,
+        latency=LatencyModel(median_s=0.05, p99_s=0.4),
+        faults={p: FAULTS for p in Platform},
+        seed=seed,
+    )
+    started = time.monotonic()
+    async with SimulatorProcess(sim_config) as sim:
+        overrides = await sim.client.settings_overrides()
+        with tempfile.TemporaryDirectory(prefix="herald-restarts-") as tmp:
+            work = Path(tmp)
+            channels = await _channels(sim, SecretsFile(work / "secrets.json"))
+            media = MediaUrls(
+                await sim.client.media_url(MediaKind.IMAGE, "r.jpg", size=4096),
+                await sim.client.media_url(MediaKind.VIDEO, "r.mp4", size=16384),
+            )
+            workload = plan_posts(
+                channels,
+                posts,
+                start_at=utcnow(),
+                spread_s=0.0,
+                media_urls=media,
+                youtube_limit=2 * TIGHT["youtube"]["insert_calls_per_day"],
+                seed=seed,
+            )
+            store, database = _store(kind, work, pg_url)
+            await store.open()
+            try:
+                await store.add_channels(channels)
+                await store.add_posts(workload.posts)
+                await store.close()  # the engines' store from here on
+                env = _env(_merged(overrides, TIGHT, ENGINE), database)
+                engines = await _engines(env, kills, rng, owned=kind == "sqlite")
+                await store.open()
+                deliveries, audit = await all_deliveries(store), sim.client.audit
+                held, refused = await audit.posts(), await audit.violations()
+                elapsed_s, settled_at = time.monotonic() - started, utcnow() + timedelta(seconds=60)
+                planned = workload.deliveries
+                summary = judge(
+                    posts,
+                    planned,
+                    deliveries,
+                    held,
+                    refused,
+                    elapsed_s=elapsed_s,
+                    settled_at=settled_at,
+                )
+                totals = await audit.summary()
+            finally:
+                await _close_store(store, pg_url)
+    return {
+        "seed": seed,
+        "store": kind,
+        "kills": kills,
+        "deliveries": summary.deliveries,
+        "published": summary.published,
+        "reconciled": summary.reconciled,
+        "deferred": summary.deferred,
+        "failed": summary.failed,
+        "unconfirmed": summary.unconfirmed,
+        "unfinished": summary.unfinished,
+        "lost": summary.lost,
+        "duplicates": summary.duplicates,
+        "limit_violations": summary.limit_violations,
+        "violations_by_rule": totals["violations_by_rule"],
+        **engines,
+        "injected_faults": totals["injected"],
+        "by_platform": summary.by_platform,
+        "elapsed_s": round(summary.elapsed_s, 1),
+    }
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    print(
+        f"  seed {run['seed']:<4} {run['store']:<8} kills {run['kills']:<3} "
+        f"{run['deliveries']:>4} deliveries: published {run['published']} "
+        f"(reconciled {run['reconciled']}), deferred {run['deferred']}, "
+        f"failed {run['failed']}, unconfirmed {run['unconfirmed']}  "
+        f"lost {run['lost']} dup {run['duplicates']} viol {run['limit_violations']} "
+        f"{run['violations_by_rule'] or ''} exits {run['engine_exits']}  "
+        f"{run['elapsed_s']:.0f} s",
+        flush=True,
+    )
+
+
+_BAD = ("lost", "duplicates", "limit_violations", "engine_exits")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", help="several runs, one per seed")
+    parser.add_argument("--posts", type=int, default=300)
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--database-url", default=DEFAULT_PG_URL, help="PostgreSQL server")
+    args = parser.parse_args()
+    runs = []
+    for seed in args.seeds or [args.seed]:
+        run = asyncio.run(run_once(seed, args.kills, args.posts, args.store, args.database_url))
+        _print_run(run)
+        runs.append(run)
+    totals = {key: sum(r[key] for r in runs) for key in _BAD}
+    print("  total: " + ", ".join(f"{k} {v}" for k, v in totals.items()), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    label = "restarts" if args.store == "sqlite" else f"restarts-{args.store}"
+    out = RESULTS / f"{label}-{stamp}.json"
+    out.write_text(json.dumps({"totals": totals, "runs": runs}, indent=2))
+    print(f"  written to {out}", flush=True)
+    return 1 if any(totals.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
