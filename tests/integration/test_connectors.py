@@ -8,6 +8,7 @@ chance and no test waits on a timer it does not control.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -26,10 +27,12 @@ from herald.errors import (
     OutcomeUnknown,
     PlatformError,
     RateLimited,
+    RequestNotSent,
     TransientPlatformError,
 )
 from herald.platforms.registry import build_connectors
 from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
+from herald.testing import eventually
 from herald.types import Connector, Published, PublishRequest
 
 PLATFORMS = list(Platform)
@@ -161,6 +164,34 @@ async def test_publish_then_find_returns_the_same_id(rig: Rig) -> None:
 async def test_find_ignores_other_posts(rig: Rig) -> None:
     await rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
     assert await rig.connector.find(rig.request(good_content(rig.sim, rig.platform))) is None
+
+
+async def test_a_platform_that_is_down_is_not_sent_to(rig: Rig) -> None:
+    request = rig.request(good_content(rig.sim, rig.platform))
+    await rig.sim.take_down(rig.platform)
+    with pytest.raises(RequestNotSent) as publish:
+        await rig.connector.publish(request)
+    with pytest.raises(RequestNotSent) as look_up:
+        await rig.connector.find(request)
+    assert not publish.value.partial  # nothing reached it
+    assert not look_up.value.partial
+    await rig.sim.bring_up(rig.platform)
+    published = await rig.connector.publish(request)
+    assert [p.post_id for p in rig.posts()] == [published.external_id]
+
+
+async def test_a_platform_that_goes_down_during_a_publish_leaves_it_unknown(rig: Rig) -> None:
+    # The request was written before the platform died: it may have read it.
+    hang = FaultConfig(timeout_rate=1.0, timeout_commit_share=0.0, hang_s=30.0)
+    rig.sim.set_faults(rig.platform, hang)
+    publish = asyncio.create_task(
+        rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
+    )
+    await eventually(lambda: rig.sim.audit.injected(rig.platform).get("timeout") == 1, within_s=10)
+    await rig.sim.take_down(rig.platform)
+    with pytest.raises(OutcomeUnknown):
+        await asyncio.wait_for(publish, 10)
+    await rig.sim.bring_up(rig.platform)
 
 
 async def test_revoked_token_is_auth_expired(rig: Rig) -> None:
