@@ -251,9 +251,9 @@ class Attempt:
     number: int
     started_at: datetime
     finished_at: datetime
-    outcome: (
-        str  # published | found | not_found | rate_limited | auth | rejected | transient | unknown
-    )
+    # published | found | not_found | rate_limited | auth | rejected | transient | unknown |
+    # not_sent (the request never reached the platform) | check_failed | duplicate
+    outcome: str
     error: str | None = None
 
 

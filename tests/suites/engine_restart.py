@@ -7,7 +7,7 @@ import logging
 
 from herald.config import EngineSettings, Settings
 from herald.engine import Engine
-from herald.errors import ContentRejected
+from herald.errors import ContentRejected, RequestNotSent
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
 from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
@@ -133,3 +133,22 @@ class EngineRestartSuite:
         got = await states(store)
         assert got[later[0].id].state is S.SCHEDULED
         assert got[abandoned.id].attempts == 1
+
+    async def test_requests_that_never_left_count_neither_now_nor_after_a_restart(self, store):
+        world, fb = FakePlatform(), channel()
+        await store.add_channels([fb])
+        refused = [RequestNotSent("facebook: request not sent") for _ in range(3)]
+        conn = FakeConnector(fb.platform, world, script={"first": refused})
+        await store.add_posts([new_post([fb], text="first")])
+        await drain(engine_for(store, conn, hourly(2)))
+        # Three refused connections, then a publish, under two an hour: only the publish counts.
+        (first,) = (await states(store)).values()
+        assert (first.state, first.retries) == (S.PUBLISHED, 0)
+        outcomes = [a.outcome for a in await store.list_attempts(first.id)]
+        assert outcomes == ["not_sent", "not_sent", "not_sent", "published"]
+
+        later = await store.add_posts([new_post([fb])])
+        await drain(engine_for(store, conn, hourly(2)))
+        # The next engine replays the one publish: the hour's second request is still free.
+        assert (await states(store))[later[0].id].state is S.PUBLISHED
+        assert world.published() == 2

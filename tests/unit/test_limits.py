@@ -163,6 +163,18 @@ async def test_refund_gives_back_units_of_refundable_rules_only():
     assert await limiter.reserve([claims[1]], 11.0) == 99.0
 
 
+async def test_a_request_that_never_left_gives_back_every_unit():
+    limiter = MemoryLimiter()
+    every_call = LimitRule("calls", "calls", "channel", RollingWindow(1, 100.0))
+    day = LimitRule("posts", "posts", "channel", CalendarQuota(1, "UTC"))
+    claims = [LimitClaim("a", every_call, 1), LimitClaim("b", day, 1)]
+    now = ts(2026, 7, 1, 12, 0)
+    assert await limiter.reserve(claims, now) == 0.0
+    await limiter.refund(claims, now, unsent=True)
+    # The platform counted nothing: neither the every-call nor the daily quota keeps it.
+    assert await limiter.reserve(claims, now + 1) == 0.0
+
+
 async def test_refund_of_a_calendar_quota():
     rule = LimitRule("d", "posts", "channel", CalendarQuota(1, "UTC"), refundable=True)
     limiter = MemoryLimiter()
