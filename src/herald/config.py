@@ -67,6 +67,25 @@ class EngineSettings(BaseModel):
     throttle_pause_s: float = Field(
         60.0, gt=0, description="pause when a platform throttles without saying for how long"
     )
+    throttle_pause_cap_s: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "while such throttles keep coming, the pause doubles from throttle_pause_s up to "
+            "this (never below throttle_pause_s)"
+        ),
+    )
+    outage_errors: int = Field(
+        5,
+        ge=1,
+        description="requests that never reached a platform, within outage_window_s, "
+        "that pause every request to it (an outage)",
+    )
+    outage_window_s: float = Field(10.0, gt=0, description="see outage_errors")
+    #: An outage's pause: full jitter, doubling while requests after each pause still fail
+    #: (the cap never below the base).
+    outage_pause_base_s: BackoffSeconds = 2.0
+    outage_pause_cap_s: BackoffSeconds = 300.0
     limit_share: float = Field(
         1.0,
         gt=0,

@@ -256,8 +256,9 @@ class Attempt:
     number: int
     started_at: datetime
     finished_at: datetime
-    # published | found | not_found | check_failed | rate_limited | auth | rejected |
-    # transient | unknown | duplicate | abandoned
+    # published | found | not_found | rate_limited | auth | rejected | transient | unknown |
+    # not_sent (the request never reached the platform) | check_failed | duplicate |
+    # abandoned (a send on the wire when its engine stopped or died)
     outcome: str
     error: str | None = None
     # A look-up's listing pages after the first, as reserved against the limits, per meter

@@ -25,6 +25,7 @@ are translated at the boundary into the most specific class below, keeping the o
         ├── ContentRejected         permanent refusal of this content: never retried
         │   └── DuplicateRejected   refused as a repeat of a post that already exists
         ├── TransientPlatformError  temporary failure, safe to retry with backoff
+        │   └── RequestNotSent      the request never reached the platform: not a try
         ├── OutcomeUnknown          the request was sent, the answer never came
         └── ReconcileUnsupported    the platform offers no way to look a post up
 """
@@ -54,6 +55,7 @@ __all__ = [
     "QueueError",
     "RateLimited",
     "ReconcileUnsupported",
+    "RequestNotSent",
     "ScheduleError",
     "StoreError",
     "TimeInPast",
@@ -183,7 +185,12 @@ class PlatformError(HeraldError):
 
 
 class RateLimited(PlatformError):
-    """The platform throttled us. Pause ``scope`` for ``retry_after`` seconds; not a failure."""
+    """The platform throttled us. Pause ``scope`` for ``retry_after`` seconds; not a failure.
+
+    ``named`` is False when the platform said nothing of how long (no ``Retry-After``, no
+    regain estimate, no known reset): ``retry_after`` is then the configured pause, and the
+    engine lengthens it while such throttles keep coming.
+    """
 
     def __init__(
         self,
@@ -195,12 +202,14 @@ class RateLimited(PlatformError):
         code: str | None = None,
         status: int | None = None,
         pause: bool = True,
+        named: bool = True,
     ) -> None:
         super().__init__(message, platform=platform, code=code, status=status)
         self.retry_after = max(0.0, retry_after)
         self.scope: LimitScope = scope
         # False when Herald's own limiter said wait (not the platform): nothing to pause.
         self.pause = pause
+        self.named = named
 
 
 class AuthExpired(PlatformError):
@@ -219,6 +228,22 @@ class DuplicateRejected(ContentRejected):
 
 class TransientPlatformError(PlatformError):
     """A temporary failure (5xx, connection refused before sending): safe to retry."""
+
+
+class RequestNotSent(TransientPlatformError):
+    """The request provably never reached the platform: the connection was refused, the name
+    did not resolve, TLS failed, or no connection could be had, before a byte of it was
+    written. The platform counted nothing and holds nothing: the delivery tries again without
+    spending a retry, its limit units are given back, and no look-up is owed.
+
+    ``partial``: earlier requests of the same publish or look-up did reach the platform (an
+    upload before the final call, say). Those may have counted, so for the delivery it is an
+    ordinary transient failure; it still says the platform cannot be reached.
+    """
+
+    def __init__(self, message: str, *, platform: str = "", partial: bool = False) -> None:
+        super().__init__(message, platform=platform)
+        self.partial = partial
 
 
 class OutcomeUnknown(PlatformError):

@@ -293,9 +293,12 @@ class RateLimiter(Protocol):
         is Unix time in seconds.
         """
 
-    async def refund(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+    async def refund(
+        self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
+    ) -> None:
         """Give back the units of refundable claims granted at ``granted_at`` (the request
-        definitely failed and the platform counts only successes)."""
+        definitely failed and the platform counts only successes); with ``unsent``, of every
+        claim (the request never reached the platform, which counted nothing)."""
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         """Record claims granted at ``granted_at`` by an earlier run, without checking them.

@@ -9,6 +9,7 @@ probability 1, so nothing is left to chance and no test waits on a timer it does
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -24,9 +25,11 @@ from herald.errors import (
     OutcomeUnknown,
     PlatformError,
     RateLimited,
+    RequestNotSent,
     TransientPlatformError,
 )
 from herald.simulator import FaultConfig, Simulator
+from herald.testing import eventually
 from herald.types import Connector, Published, PublishRequest
 from tests.integration.connector_rig import (
     PAUSE_S,
@@ -64,6 +67,58 @@ async def make_rig(sim: Simulator) -> AsyncIterator[RigFactory]:
 def rig(request: pytest.FixtureRequest, make_rig: RigFactory) -> Rig:
     rig: Rig = make_rig(request.param)
     return rig
+
+
+async def test_connector_satisfies_the_protocol(rig: Rig) -> None:
+    assert isinstance(rig.connector, Connector)
+    assert rig.connector.platform is rig.platform
+
+
+async def test_publish_then_find_returns_the_same_id(rig: Rig) -> None:
+    content = good_content(rig.sim, rig.platform)
+    request = rig.request(content)
+    assert await rig.connector.find(request) is None  # nothing there before publishing
+    published = await rig.connector.publish(request)
+    (post,) = rig.posts()
+    assert post.post_id == published.external_id
+    assert post.delivered
+    found = await rig.connector.find(rig.request(content, attempt=2))
+    assert found is not None
+    assert found.external_id == published.external_id
+    assert rig.sim.audit.violations() == []
+
+
+async def test_find_ignores_other_posts(rig: Rig) -> None:
+    await rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
+    assert await rig.connector.find(rig.request(good_content(rig.sim, rig.platform))) is None
+
+
+async def test_a_platform_that_is_down_is_not_sent_to(rig: Rig) -> None:
+    request = rig.request(good_content(rig.sim, rig.platform))
+    await rig.sim.take_down(rig.platform)
+    with pytest.raises(RequestNotSent) as publish:
+        await rig.connector.publish(request)
+    with pytest.raises(RequestNotSent) as look_up:
+        await rig.connector.find(request)
+    assert not publish.value.partial  # nothing reached it
+    assert not look_up.value.partial
+    await rig.sim.bring_up(rig.platform)
+    published = await rig.connector.publish(request)
+    assert [p.post_id for p in rig.posts()] == [published.external_id]
+
+
+async def test_a_platform_that_goes_down_during_a_publish_leaves_it_unknown(rig: Rig) -> None:
+    # The request was written before the platform died: it may have read it.
+    hang = FaultConfig(timeout_rate=1.0, timeout_commit_share=0.0, hang_s=30.0)
+    rig.sim.set_faults(rig.platform, hang)
+    publish = asyncio.create_task(
+        rig.connector.publish(rig.request(good_content(rig.sim, rig.platform)))
+    )
+    await eventually(lambda: rig.sim.audit.injected(rig.platform).get("timeout") == 1, within_s=10)
+    await rig.sim.take_down(rig.platform)
+    with pytest.raises(OutcomeUnknown):
+        await asyncio.wait_for(publish, 10)
+    await rig.sim.bring_up(rig.platform)
 
 
 async def test_revoked_token_is_auth_expired(rig: Rig) -> None:

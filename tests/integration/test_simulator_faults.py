@@ -216,6 +216,77 @@ async def test_injected_throttles_are_not_violations(
         "linkedin": {"throttle": 2},
         "youtube": {},
     }
+    # Refused, every one of them, apart from the violations.
+    assert [(r.platform, r.account, r.rule) for r in sim.audit.refusals(LI)] == [
+        (LI, member.external_id, "injected")
+    ] * 2
+    summary = sim.audit.summary()
+    assert (summary["refused"], summary["limit_violations"]) == (5, 0)
+    assert summary["refused_by_rule"] == {
+        "facebook:injected": 2,
+        "instagram:injected": 1,
+        "linkedin:injected": 2,
+    }
+
+
+async def test_a_request_over_a_limit_is_a_violation_and_a_refusal(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = SimulatorConfig(latency=NO_LATENCY, linkedin=LinkedInSim(member_posts_per_day=1))
+    async with Simulator(config) as sim:
+        member = sim.add_account(LI)
+        assert (await li_post(sim, http, member, "one"))[0] == 201
+        assert (await li_post(sim, http, member, "two"))[0] == 429
+        (violation,) = sim.audit.violations()
+        assert sim.audit.refusals() == [violation]
+        summary = sim.audit.summary()
+        assert (summary["refused"], summary["limit_violations"]) == (1, 1)
+        assert summary["refused_by_rule"] == {"linkedin:member_posts": 1}
+
+
+async def test_a_platform_taken_down_refuses_connections_until_it_is_back(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    member, page = sim.add_account(LI), sim.add_account(FB)
+    assert (await li_post(sim, http, member, "before"))[0] == 201
+    await sim.take_down(LI)
+    assert sim.is_down(LI)
+    assert not sim.is_down(FB)
+    async with aiohttp.ClientSession() as fresh:  # a new connection, not a kept-alive one
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await li_post(sim, fresh, member, "while down")
+    assert (await fb_post(sim, http, page, "other platforms stay up"))[0] == 200
+    async with http.get(sim.media_url("image", "still.jpg")) as media:
+        assert media.status == 200  # media live on a host of their own
+    await sim.bring_up(LI)
+    assert (await li_post(sim, http, member, "after"))[0] == 201  # same port, same accounts
+    assert [p.text for p in sim.audit.posts(LI)] == ["before", "after"]
+    assert sim.audit.summary()["down_s"]["linkedin"] > 0
+
+
+async def test_a_platform_down_for_a_while_comes_back_by_itself(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    member = sim.add_account(LI)
+    await sim.take_down(LI, for_s=0.3)
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await li_post(sim, http, member, "while down")  # never connected before: refused
+    await eventually(lambda: not sim.is_down(LI), within_s=5)
+    assert (await li_post(sim, http, member, "after"))[0] == 201
+
+
+async def test_taking_a_platform_down_cuts_the_requests_in_progress(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = SimulatorConfig(latency=NO_LATENCY, faults={LI: FaultConfig(timeout_rate=1.0)})
+    async with Simulator(config) as sim:
+        member = sim.add_account(LI)
+        hung = asyncio.create_task(li_post(sim, http, member, "hung"))
+        await eventually(lambda: sim.audit.in_flight(LI) == 1, within_s=5)
+        await sim.take_down(LI)
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await asyncio.wait_for(hung, 5)
+        await eventually(lambda: sim.audit.in_flight(LI) == 0, within_s=5)
 
 
 async def test_fault_draws_follow_rate_and_seed(http: aiohttp.ClientSession) -> None:

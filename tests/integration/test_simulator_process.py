@@ -107,6 +107,37 @@ async def test_separate_process_with_client(served: SimulatorUrls) -> None:
         assert await sim.audit.violations() == []
 
 
+async def test_a_platform_is_taken_down_and_refusals_are_read_over_the_admin_api(
+    served: SimulatorUrls,
+) -> None:
+    async with SimulatorClient(served.admin) as sim, aiohttp.ClientSession() as http:
+        page = await sim.add_account(FB)
+        url = f"{served.facebook}/{page.external_id}/feed"
+        token = {"Authorization": f"Bearer {page.credentials['access_token']}"}
+        await sim.set_faults(FB, FaultConfig(throttle_rate=1.0, graph_throttle_codes=(32,)))
+        async with http.post(url, json={"message": "throttled"}, headers=token) as response:
+            assert response.status == 400
+        await sim.set_faults(FB, FaultConfig())
+        (refusal,) = await sim.audit.refusals(FB, page.external_id)
+        assert refusal.rule == "injected"
+        assert (await sim.audit.summary())["refused"] == 1
+
+        await sim.take_down(FB, for_s=60)
+        assert await sim.is_down(FB)
+        async with aiohttp.ClientSession() as fresh:
+            with pytest.raises(aiohttp.ClientConnectorError):
+                await fresh.post(url, json={"message": "refused"}, headers=token)
+        await sim.bring_up(FB)  # before its time
+        assert not await sim.is_down(FB)
+        async with http.post(url, json={"message": "back"}, headers=token) as response:
+            assert response.status == 200
+        assert (await sim.audit.summary())["down_s"]["facebook"] > 0
+        async with http.post(
+            f"{served.admin}/_sim/platforms/facebook/down", json={"seconds": -1}
+        ) as response:
+            assert response.status == 400
+
+
 def test_entry_point_rejects_bad_ports() -> None:
     from herald.simulator.__main__ import main
 

@@ -10,7 +10,7 @@ import pytest
 
 from herald.config import EngineSettings, Settings
 from herald.engine import Engine
-from herald.errors import ContentRejected, OutcomeUnknown, TransientPlatformError
+from herald.errors import ContentRejected, OutcomeUnknown, RequestNotSent, TransientPlatformError
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.states import DeliveryState
 from herald.testing import FakeConnector, FakePlatform, StaticCredentials, channel, new_post
@@ -291,3 +291,22 @@ class EngineRestartSuite:
         await drain(engine_for(store, conn, hourly(3)))
         assert (await store.get_delivery(later.id)).state is S.SCHEDULED
         assert most_in_an_hour(conn.requests) == 3
+
+    async def test_requests_that_never_left_count_neither_now_nor_after_a_restart(self, store):
+        world, fb = FakePlatform(), channel()
+        await store.add_channels([fb])
+        refused = [RequestNotSent("facebook: request not sent") for _ in range(3)]
+        conn = FakeConnector(fb.platform, world, script={"first": refused})
+        await store.add_posts([new_post([fb], text="first")])
+        await drain(engine_for(store, conn, hourly(2)))
+        # Three refused connections, then a publish, under two an hour: only the publish counts.
+        (first,) = (await states(store)).values()
+        assert (first.state, first.retries) == (S.PUBLISHED, 0)
+        outcomes = [a.outcome for a in await store.list_attempts(first.id)]
+        assert outcomes == ["not_sent", "not_sent", "not_sent", "published"]
+
+        later = await store.add_posts([new_post([fb])])
+        await drain(engine_for(store, conn, hourly(2)))
+        # The next engine replays the one publish: the hour's second request is still free.
+        assert (await states(store))[later[0].id].state is S.PUBLISHED
+        assert world.published() == 2

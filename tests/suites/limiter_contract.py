@@ -211,6 +211,16 @@ class LimiterContract:
         await limiter.refund([claim(rule)], now)
         assert await limiter.reserve([claim(rule)], now + 1) == 0.0
 
+    async def test_a_request_that_never_left_gives_back_every_unit(self, limiter):
+        every_call = LimitRule("calls", "calls", "channel", RollingWindow(1, 100.0))
+        day = daily(1)
+        claims = [LimitClaim("a", every_call, 1), LimitClaim("b", day, 1)]
+        now = ts(2026, 7, 1, 12, 0)
+        assert await limiter.reserve(claims, now) == 0.0
+        await limiter.refund(claims, now, unsent=True)
+        # The platform counted nothing: neither the every-call nor the daily quota keeps it.
+        assert await limiter.reserve(claims, now + 1) == 0.0
+
     # -- replay: grants of an earlier run, recorded without checking --------------------------
     async def test_replayed_grants_fill_a_rolling_window_like_live_ones(self, limiter):
         rule = rolling(3, 10.0, margin_s=1.0)

@@ -19,6 +19,7 @@ from herald.engine.grants import Grants
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
+from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
 from herald.engine.writer import TransitionWriter
 from herald.errors import RateLimited
@@ -62,7 +63,8 @@ class Parts:
         self.policy = Policy(EngineSettings(max_lateness_s=3600, check_delay_s=5.0))
         self.parked = ParkedChannels(self.store, self.credentials, lambda: self.events.append(None))
         self.grants = Grants(self.limiter, self.rules, self.metrics, self.clock, hold_s=HOLD_S)
-        self.admission = Admission(self.policy, self.grants, self.parked, self.clock)
+        self.pauses = Pauses(self.limiter, self.policy.settings, self.metrics, self.clock)
+        self.admission = Admission(self.policy, self.grants, self.parked, self.clock, self.pauses)
         self.writer = TransitionWriter(self.store)
         self.outcomes = Outcomes(
             self.writer,

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from herald.domain import Content, Media, MediaKind, Platform, SentRecord
-from herald.limits.replay import gives_back, horizon_s, replayed_grants
+from herald.limits.replay import gives_back, horizon_s, reached, replayed_grants
 from herald.limits.rules import CalendarQuota, LimitRule, Pacing, RollingWindow
 from herald.testing import FakeConnector, FakePlatform
 
@@ -151,6 +151,21 @@ def test_requests_without_a_connector_or_a_counting_rule_are_left_out():
 def test_grants_come_out_oldest_first():
     records = [sent("d2", 1, 5, "published"), sent("d1", 1, 1, "published")]
     assert [minute for minute, _ in costs(records)] == [1, 5]
+
+
+def test_requests_that_never_left_count_nothing():
+    records = [
+        sent("d1", 1, 0, "not_sent"),
+        sent("d1", 2, 1, "published"),
+        sent("d2", 1, 2, "unknown"),
+        sent("d2", 1, 3, "not_sent"),  # its look-up never left either
+        sent("d2", 1, 4, "not_found"),
+    ]
+    publish = {"publishes": 1, "containers": 1}
+    assert costs(records) == [(1, publish), (2, publish), (4, {"calls": 1})]
+    assert gives_back("not_sent")
+    assert not reached("not_sent")
+    assert all(reached(o) for o in ("published", "transient", "rate_limited", "unknown", None))
 
 
 def test_the_worker_s_refund_test():

@@ -76,12 +76,13 @@ def test_limit_codes(code: int, scope: str) -> None:
     assert isinstance(err, RateLimited)
     assert err.scope == scope
     assert err.retry_after == PAUSE  # no usage header: the configured pause
+    assert not err.named  # which the engine lengthens while the throttling lasts
 
 
 def test_policy_block_waits_an_hour() -> None:
     err = run(400, graph_error(368))
     assert isinstance(err, RateLimited)
-    assert (err.scope, err.retry_after) == ("channel", 3600.0)
+    assert (err.scope, err.retry_after, err.named) == ("channel", 3600.0, True)
 
 
 @pytest.mark.parametrize("code", [190, 102, 10, 200, 250, 299])
@@ -142,6 +143,7 @@ def test_throttle_wait_comes_from_regain_estimate(minutes: int, wait: float) -> 
     err = run(400, graph_error(32), buc(minutes))
     assert isinstance(err, RateLimited)
     assert err.retry_after == wait
+    assert err.named is (minutes > 0)
 
 
 @pytest.mark.parametrize(

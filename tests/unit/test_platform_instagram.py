@@ -70,7 +70,7 @@ def test_classification(code: int, subcode: int | None, expected: type, scope: s
     assert type(err) is expected
     if scope is not None:
         assert isinstance(err, RateLimited)
-        assert (err.scope, err.retry_after) == (scope, PAUSE)
+        assert (err.scope, err.retry_after, err.named) == (scope, PAUSE, False)
 
 
 def test_bodyless_5xx_is_unknown_only_on_media_publish() -> None:

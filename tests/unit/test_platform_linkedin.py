@@ -76,6 +76,7 @@ def test_throttling(body: object, headers: dict[str, str], scope: str, wait: flo
     err = run(429, body, headers, creates_post=True)
     assert isinstance(err, RateLimited)
     assert (err.scope, err.retry_after) == (scope, wait)
+    assert err.named is (wait != PAUSE)  # without a wait, the engine makes its pause grow
 
 
 def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:

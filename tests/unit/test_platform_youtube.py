@@ -80,6 +80,7 @@ def test_throttling(status: int, reason: str | None, scope: str, wait: float) ->
     err = run(status, reason)
     assert isinstance(err, RateLimited)
     assert (err.scope, err.retry_after) == (scope, wait)
+    assert err.named is (wait != PAUSE)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +106,7 @@ def test_classification(status: int, reason: str | None, expected: type) -> None
 def test_503_with_retry_after_pauses_the_app() -> None:
     err = run(503, "backendError", {"Retry-After": "20"})
     assert isinstance(err, RateLimited)
-    assert (err.scope, err.retry_after) == ("app", 20.0)
+    assert (err.scope, err.retry_after, err.named) == ("app", 20.0, True)
 
 
 @pytest.mark.parametrize(

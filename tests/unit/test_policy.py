@@ -17,6 +17,7 @@ from herald.errors import (
     OutcomeUnknown,
     RateLimited,
     ReconcileUnsupported,
+    RequestNotSent,
     TransientPlatformError,
 )
 from herald.states import DeliveryState
@@ -125,6 +126,46 @@ def test_transient_error_fails_once_retries_are_used_up():
     assert "gave up after 3 retries" in d.transition.error
 
 
+def assert_not_a_try(d: Decision, target: DeliveryState, check_first: bool | None) -> None:
+    """Tried again soon, within the first backoff, and nothing spent."""
+    t = d.transition
+    assert (d.outcome, t.target, t.check_first) == ("not_sent", target, check_first)
+    assert not t.retry_spent
+    assert not t.check_failed
+    assert t.attempt.outcome == "not_sent"
+    assert NOW <= t.next_attempt_at <= NOW + timedelta(seconds=2.0)
+
+
+@pytest.mark.parametrize("retries", [0, 3])
+def test_a_request_that_never_left_is_not_a_try(retries):
+    # Retries used up or not: a refused connection spends none, and owes no look-up.
+    d = after(RequestNotSent("facebook: request not sent (ClientConnectorError)"), retries=retries)
+    assert_not_a_try(d, S.RETRY_WAIT, None)
+
+
+def test_an_unsent_request_after_others_of_its_publish_left_is_a_retry():
+    d = after(RequestNotSent("not sent", partial=True), retries=3)
+    assert d.transition.target is S.FAILED
+    d = after(RequestNotSent("not sent", partial=True))
+    assert (d.outcome, d.transition.retry_spent, d.transition.attempt.outcome) == (
+        "retry",
+        True,
+        "transient",
+    )
+
+
+def test_a_pause_that_began_before_the_request_left_defers_it_unsent():
+    d = policy().paused(job(attempts=1), NOW, 45.0)
+    t = d.transition
+    assert (t.target, t.next_attempt_at, t.attempt, t.retry_spent, t.sent) == (
+        S.RETRY_WAIT,
+        NOW + timedelta(seconds=45),
+        None,
+        False,
+        False,
+    )
+
+
 @pytest.mark.parametrize("exc", [OutcomeUnknown("timeout"), RuntimeError("bug")])
 def test_unknown_outcome_is_checked_later_never_resent(exc):
     d = after(exc)
@@ -186,6 +227,11 @@ def test_failed_check_is_retried_then_left_to_the_user():
     assert d.transition.next_attempt_at >= NOW + timedelta(seconds=5)
     d = check(TransientPlatformError("500"), checks=2)
     assert (d.transition.target, d.transition.next_attempt_at) == (S.UNCONFIRMED, None)
+
+
+def test_a_look_up_that_never_left_spends_no_check():
+    d = check(RequestNotSent("not sent"), checks=2)  # one more failed check would give up
+    assert_not_a_try(d, S.UNCONFIRMED, True)  # the look-up is still owed
 
 
 def test_unsupported_check_is_left_to_the_user_at_once():

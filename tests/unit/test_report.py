@@ -125,6 +125,23 @@ def test_violations_fail_the_run():
     assert not summary.ok
 
 
+def test_refused_requests_are_counted_apart_and_do_not_fail_the_run():
+    planned, deliveries, posts = setup()
+    summary = judge(
+        len(planned),
+        planned,
+        deliveries,
+        posts,
+        [],
+        elapsed_s=5.0,
+        settled_at=NOW + timedelta(minutes=2),
+        refused=7,
+    )
+    assert (summary.limit_violations, summary.refused) == (0, 7)  # "0 violations, 7 refused"
+    assert summary.as_dict()["refused"] == 7
+    assert summary.ok
+
+
 def test_percentile_interpolates():
     assert percentile([], 0.5) == 0.0
     assert percentile([3.0], 0.99) == 3.0

@@ -7,6 +7,9 @@
 - **misrecorded**: a post the platform holds while Herald records the delivery as failed or
   expired;
 - **limit_violations**: requests a platform refused for a limit Herald was configured to know;
+- **refused**: every request a platform refused with a throttle, violations included: the
+  others are throttles of the platform's own (injected faults). Refusals do not fail a run:
+  "0 violations, N refused" kept every limit and knocked N times on a closed door;
 - **deferred**: deliveries waiting in the store for a platform quota window to reopen (to be
   sent, or to be looked up).
 """
@@ -59,6 +62,7 @@ class Summary:
     duplicates: int = 0
     misrecorded: int = 0
     limit_violations: int = 0
+    refused: int = 0  # requests refused with a throttle, violations included
     elapsed_s: float = 0.0  # the whole run, lead time before the first due post included
     drain_s: float = 0.0  # first due time to last outcome
     deliveries_per_s: float = 0.0  # finished deliveries per second of drain
@@ -120,8 +124,9 @@ def judge(
     *,
     elapsed_s: float,
     settled_at: datetime,
+    refused: int = 0,
 ) -> Summary:
-    summary = Summary(posts=posts, deliveries=len(planned), elapsed_s=elapsed_s)
+    summary = Summary(posts=posts, deliveries=len(planned), elapsed_s=elapsed_s, refused=refused)
     tags = {p.tag for p in planned}
     held, strays = _audit_index(audit_posts, tags)
     summary.duplicates = strays + sum(n - 1 for n in held.values() if n > 1)

@@ -273,6 +273,7 @@ async def run_demo(options: DemoOptions) -> Summary:
                     run = _Run(engine, store, client, secrets, workload)
                     reauthorized = await _publish(run, live)
             elapsed = time.monotonic() - began
+            audit = await client.audit.summary()
             summary = judge(
                 options.posts,
                 workload.deliveries,
@@ -281,9 +282,10 @@ async def run_demo(options: DemoOptions) -> Summary:
                 await client.audit.violations(),
                 elapsed_s=elapsed,
                 settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
+                refused=audit.get("refused", 0),
             )
             summary.reauthorized = reauthorized
-            summary.injected_faults = (await client.audit.summary()).get("injected", {})
+            summary.injected_faults = audit.get("injected", {})
         finally:
             await store.close()
     if not options.as_json:
@@ -307,6 +309,7 @@ def print_summary(console: Console, summary: Summary) -> None:
         ("lost (judged by the platforms)", summary.lost),
         ("duplicates (judged by the platforms)", summary.duplicates),
         ("rate-limit violations", summary.limit_violations),
+        ("requests refused with a throttle", summary.refused),
         ("channels re-authorised", summary.reauthorized),
         ("wall time (1 s lead before the first due post)", f"{summary.elapsed_s:.2f} s"),
         ("first due to last outcome", f"{summary.drain_s:.2f} s"),

@@ -2,9 +2,10 @@
 
 Asked with a lane's concurrency slot in hand, just before a request would leave (see
 :mod:`herald.engine.lane`). In order: is the channel parked (hand the job back unsent)? Has it
-expired, or does the platform refuse its content (settle it without sending)? Do the limits
-allow it now (go), soon (hold it in the lane), later (hand it back to the store, due then), or
-never (settle it as too big)?
+expired, or does the platform refuse its content (settle it without sending)? Is another
+request finding out whether a pause of its scope is over (hold it, see
+:meth:`~herald.engine.pauses.Pauses.gate_s`)? Do the limits allow it now (go), soon (hold it
+in the lane), later (hand it back to the store, due then), or never (settle it as too big)?
 
 Admission decides; the worker pool carries the verdict out.
 """
@@ -20,6 +21,7 @@ from typing import Final
 from herald.domain import Attempt, Job, Transition
 from herald.engine.grants import Grants
 from herald.engine.parking import ParkedChannels
+from herald.engine.pauses import Pauses
 from herald.engine.policy import Decision, Policy
 from herald.errors import ContentInvalid, ContentRejected
 from herald.types import Clock, Connector
@@ -65,6 +67,7 @@ class Admission:
     grants: Grants
     parked: ParkedChannels
     clock: Clock
+    pauses: Pauses
 
     async def admit(
         self, job: Job, connector: Connector, *, may_hold: Callable[[], bool]
@@ -86,7 +89,12 @@ class Admission:
                 return Settle(self.policy.rejected_unsent(job, exc))
         check = job.delivery.check_first
         usage = connector.lookup_usage() if check else connector.usage_of(job.content)
-        wait_s = await self.grants.reserve(job, usage)
+        gate_s = self.pauses.gate_s(job)
+        if gate_s > 0 and may_hold():
+            return Hold(gate_s)  # short, and ended early by the answer: held, whatever hold_s
+        wait_s = gate_s or await self.grants.reserve(job, usage)
+        if wait_s > 0:
+            self.pauses.release(job)  # it is not the request that finds out
         if wait_s > 0 and self.grants.is_short(wait_s) and may_hold():
             return Hold(wait_s)
         return self.after_reserve(job, wait_s)

@@ -29,6 +29,7 @@ from herald.engine.grants import Grants
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
+from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
@@ -80,6 +81,7 @@ class Engine:
         self._limiter = limiter or MemoryLimiter()
         self._rules = rules or default_rules(settings)
         self._limits_restored = False
+        self._rng = rng
         self._policy = Policy(settings.engine, rng)
         self.dispatcher = Dispatcher(
             store, self._queue, self._in_flight, settings.engine, self.metrics, clock=self.clock
@@ -91,6 +93,7 @@ class Engine:
         hold_s = self.settings.engine.hold_s
         parked = ParkedChannels(self.store, credentials, self._events_recorded)
         grants = Grants(self._limiter, self._rules, self.metrics, self.clock, hold_s=hold_s)
+        pauses = Pauses(self._limiter, self.settings.engine, self.metrics, self.clock, self._rng)
         outcomes = Outcomes(
             self._writer,
             self._limiter,
@@ -104,8 +107,9 @@ class Engine:
             connectors=self._connectors,
             concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
             credentials=credentials,
-            admission=Admission(self._policy, grants, parked, self.clock),
+            admission=Admission(self._policy, grants, parked, self.clock, pauses),
             grants=grants,
+            pauses=pauses,
             policy=self._policy,
             writer=self._writer,
             outcomes=outcomes,

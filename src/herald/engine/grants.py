@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from herald.domain import Job, Platform
 from herald.engine.metrics import Metrics
 from herald.errors import RateLimited
-from herald.limits.rules import LimitClaim, LimitRule, claims_for, pause_key
+from herald.limits.rules import LimitClaim, LimitRule, claims_for, outage_key, pause_key
 from herald.types import Clock, RateLimiter
 
 __all__ = ["Grants", "Meter", "Rules"]
@@ -44,29 +44,43 @@ class Grants:
 
     async def reserve(self, job: Job, usage: Mapping[str, int]) -> float:
         """Ask the limiter; 0.0 when granted (the grant is kept for a refund), else the wait
-        in seconds (``math.inf``: it can never fit). The channel's and the app's pauses
-        refuse it too."""
+        in seconds (``math.inf``: it can never fit). The channel's and the app's pauses, and
+        an outage of the platform, refuse it too."""
         platform, account = job.delivery.platform, job.channel.external_id
         claims = claims_for(platform, self.rules[platform], account, usage)
-        pauses = (pause_key(platform, "channel", account), pause_key(platform, "app", account))
         now = self.clock.time()
-        wait = await self.limiter.reserve(claims, now, pauses=pauses)
+        wait = await self.limiter.reserve(claims, now, pauses=self._pauses(job))
         if wait <= 0:
             self._granted[job.delivery.id] = (claims, now)
             return 0.0
         self.metrics.rate_limit_waits.labels(platform.value).inc()
         return wait
 
+    async def paused_s(self, job: Job) -> float:
+        """How long the pauses that bind ``job`` still last (0.0: none); reserves nothing."""
+        return await self.limiter.reserve((), self.clock.time(), pauses=self._pauses(job))
+
+    @staticmethod
+    def _pauses(job: Job) -> tuple[str, ...]:
+        """The pause keys that bind ``job``: its channel's, its app's, its platform's outage."""
+        platform, account = job.delivery.platform, job.channel.external_id
+        return (
+            pause_key(platform, "channel", account),
+            pause_key(platform, "app", account),
+            outage_key(platform),
+        )
+
     def is_short(self, wait_s: float) -> bool:
         """A wait short enough (``hold_s``) to be waited out on a timer rather than in the
         store."""
         return wait_s <= self.hold_s and math.isfinite(wait_s)
 
-    async def refund(self, job: Job) -> None:
-        """The request definitely did not publish: give the refundable units back."""
+    async def refund(self, job: Job, *, unsent: bool = False) -> None:
+        """The request definitely did not publish: give the refundable units back; with
+        ``unsent`` (it never reached the platform), every unit."""
         grant = self._granted.pop(job.delivery.id, None)
         if grant is not None:
-            await self.limiter.refund(*grant)
+            await self.limiter.refund(*grant, unsent=unsent)
 
     def drop(self, job: Job) -> None:
         """The job is over for this engine: the grant stays spent."""

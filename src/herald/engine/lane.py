@@ -72,6 +72,13 @@ class Lane:
         heapq.heappush(self._timers, (loop.time() + delay_s, next(self._seq), job))
         self._signal.set()
 
+    def wake(self) -> None:
+        """Let every deferred job try again now (a pause may have ended early): those whose
+        wait still stands are deferred again by their admission."""
+        self._ready.extend(job for _, _, job in sorted(self._timers))
+        self._timers.clear()
+        self._signal.set()
+
     def waiting(self) -> int:
         return len(self._ready) + len(self._timers)
 

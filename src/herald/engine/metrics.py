@@ -5,6 +5,8 @@ Names follow Prometheus conventions: ``herald_`` prefix, base units, ``_total`` 
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -17,6 +19,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        by_platform: dict[str, Any] = {"labelnames": ["platform"], "registry": r}
         self.deliveries = Counter(
             "herald_deliveries_total",
             "Delivery steps finished, by platform and outcome.",
@@ -46,14 +49,20 @@ class Metrics:
         self.rate_limit_waits = Counter(
             "herald_rate_limit_waits_total",
             "Deliveries made to wait by a rate limit or a platform pause.",
-            ["platform"],
-            registry=r,
+            **by_platform,
         )
         self.retries = Counter(
-            "herald_retries_total",
-            "Retries scheduled after transient errors.",
-            ["platform"],
-            registry=r,
+            "herald_retries_total", "Retries scheduled after transient errors.", **by_platform
+        )
+        self.not_sent = Counter(
+            "herald_requests_not_sent_total",
+            "Requests that never reached the platform (connection refused, DNS, TLS...).",
+            **by_platform,
+        )
+        self.outage = Gauge(
+            "herald_platform_outage",
+            "1 while every request to the platform is paused for an outage, else 0.",
+            **by_platform,
         )
         self.claimed = Counter(
             "herald_claimed_deliveries_total", "Deliveries claimed by the dispatcher.", registry=r

@@ -27,7 +27,7 @@ __all__ = ["Outcomes", "log_fields"]
 
 log = logging.getLogger("herald.worker")
 
-_QUIET_OUTCOMES = frozenset({"published", "reconciled", "retry"})  # logged at INFO
+_QUIET_OUTCOMES = frozenset({"published", "reconciled", "retry", "not_sent", "paused"})  # INFO
 
 
 def log_fields(job: Job, **more: object) -> dict[str, object]:

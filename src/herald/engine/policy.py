@@ -9,6 +9,9 @@ unit tests pin them down.
 - auth expired: mark the channel as needing re-authorisation; its deliveries wait for it;
 - content rejected: fail for good;
 - transient: retry after exponential backoff with full jitter, up to ``max_retries``;
+- not sent (the request never reached the platform): not a try. Back to ``retry_wait`` soon,
+  no retry or check spent, nothing to look up; an outage of the platform
+  (:mod:`herald.engine.pauses`) holds it back meanwhile;
 - unknown outcome: ``unconfirmed``; look the post up after ``check_delay_s`` before anything
   is sent again.
 """
@@ -40,14 +43,23 @@ from herald.errors import (
     PlatformError,
     RateLimited,
     ReconcileUnsupported,
+    RequestNotSent,
 )
 from herald.states import DeliveryState
 from herald.types import Published
 
-__all__ = ["Decision", "Policy", "describe", "webhook_event"]
+__all__ = ["NOT_SENT", "Decision", "Policy", "describe", "webhook_event"]
 
 S = DeliveryState
 log = logging.getLogger("herald.policy")
+
+#: The outcome of a request that never reached the platform (see :func:`unsent`).
+NOT_SENT = "not_sent"
+
+
+def unsent(exc: BaseException) -> bool:
+    """``exc`` proves that nothing of the call reached the platform: not a try."""
+    return isinstance(exc, RequestNotSent) and not exc.partial
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +211,11 @@ class Policy:
         s = self.settings
         return full_jitter(number, base_s=s.backoff_base_s, cap_s=s.backoff_cap_s, rng=self._rng)
 
+    def _soon(self, now: datetime) -> datetime:
+        """When to try again a call that never reached the platform: within the first backoff
+        (no retry was spent, so the delay does not grow; an outage pause holds it meanwhile)."""
+        return now + timedelta(seconds=self._backoff(1))
+
     def abandoned(self, job: Job, now: datetime) -> Transition:
         """The engine stopped while this delivery's request was in flight: look it up later.
         A send known to have left (the job is ``publishing``, with that send's number and
@@ -220,6 +237,13 @@ class Policy:
             attempt=looked_up,
         )
         return Decision(t, "expired", "delivery.expired")
+
+    def paused(self, job: Job, now: datetime, wait_s: float) -> Decision:
+        """A pause began after the job's grant, before its request left: it waits the pause
+        out, unsent (no attempt, no retry spent)."""
+        until = now + timedelta(seconds=wait_s)
+        t = _move(job, S.RETRY_WAIT, next_attempt_at=until, error=job.delivery.last_error)
+        return Decision(t, "paused", "delivery.paused")
 
     def rejected_unsent(
         self, job: Job, error: Exception, *, looked_up: Attempt | None = None
@@ -291,6 +315,9 @@ class Policy:
             return self._duplicate(job, message, now, attempt)
         if isinstance(exc, ContentRejected):
             return self._failed(job, message, attempt("rejected", message))
+        if unsent(exc):
+            t = self._retry_wait(job, self._soon(now), message, attempt(NOT_SENT, message))
+            return Decision(t, NOT_SENT, "delivery.not_sent")
         if isinstance(exc, PlatformError) and not isinstance(exc, OutcomeUnknown):
             return self._transient(job, message, now, attempt)
         # OutcomeUnknown, or anything unexpected after the request may have left: the post
@@ -372,6 +399,12 @@ class Policy:
                 decision.pauses,
                 decision.channel_status,
             )
+        if unsent(exc):
+            not_sent = record(NOT_SENT, message)
+            t = self._unconfirmed(
+                job, next_attempt_at=self._soon(now), error=message, attempt=not_sent
+            )
+            return Decision(t, NOT_SENT, "delivery.check_not_sent")
         checked = record("check_failed", message)
         give_up = (
             isinstance(exc, ReconcileUnsupported) or delivery.checks + 1 >= self.settings.max_checks

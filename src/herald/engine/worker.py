@@ -20,10 +20,11 @@ from herald.engine.grants import Grants
 from herald.engine.lane import Lane, Slot
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes, log_fields
-from herald.engine.policy import Decision, Policy
+from herald.engine.pauses import Pauses
+from herald.engine.policy import NOT_SENT, Decision, Policy
 from herald.engine.writer import TransitionWriter
 from herald.errors import AuthExpired, QueueError
-from herald.limits.replay import gives_back
+from herald.limits.replay import gives_back, reached
 from herald.states import DeliveryState
 from herald.types import Clock, Connector, CredentialResolver, JobQueue, Published, PublishRequest
 
@@ -42,6 +43,7 @@ class WorkerContext:
     credentials: CredentialResolver
     admission: Admission
     grants: Grants
+    pauses: Pauses
     policy: Policy
     writer: TransitionWriter
     outcomes: Outcomes
@@ -143,7 +145,14 @@ class WorkerPool:
     async def _admission_failed(self, job: Job, exc: Exception) -> None:
         log.error("delivery.admission_error", exc_info=exc, extra=log_fields(job))
         self._e.grants.drop(job)
+        self._let_others_go(job)
         await self._e.finish(job)
+
+    def _let_others_go(self, job: Job) -> None:
+        """``job`` is over: if it was finding out whether a pause had ended, the jobs it held
+        back try again now, and learn the answer from their own admission."""
+        if self._e.pauses.release(job):
+            self.lanes[job.delivery.platform].wake()
 
     # -- execution --------------------------------------------------------------------------
     async def _execute(self, job: Job, slot: Slot) -> None:
@@ -161,6 +170,7 @@ class WorkerPool:
             log.exception("delivery.worker_error", extra=log_fields(job))
         self._jobs.pop(job.delivery.id, None)
         self._e.grants.drop(job)
+        self._let_others_go(job)
         await self._e.finish(job)
 
     async def _request(self, job: Job) -> PublishRequest | None:
@@ -185,18 +195,26 @@ class WorkerPool:
     async def _publish(self, job: Job, slot: Slot, looked_up: Attempt | None) -> None:
         request = await self._request(job)
         if request is None:
-            await self._e.grants.refund(job)
+            await self._e.grants.refund(job, unsent=True)
             return
         marked = self._e.policy.publishing(job, self._e.clock.now(), looked_up=looked_up)
         if not await self._e.writer.write(marked):
-            await self._e.grants.refund(job)
+            await self._e.grants.refund(job, unsent=True)
             log.info("delivery.claim_lost", extra=log_fields(job))  # cancelled or taken over
             return
         self._jobs[job.delivery.id] = _sending(job, marked)  # what a hand-back must know
+        # A throttle or an outage may have paused the platform while the secrets were read and
+        # the mark written: a request granted before the pause does not go out inside it.
+        pause_s = await self._e.grants.paused_s(job)
+        if pause_s > 0:
+            await self._e.grants.refund(job, unsent=True)
+            decision = self._e.policy.paused(job, self._e.clock.now(), pause_s)
+            await self._e.outcomes.record(job, decision)
+            return
         connector = self._e.connectors[job.delivery.platform]
         started, timer = self._e.clock.now(), self._e.clock.monotonic()
         try:
-            result: Published | Exception = await connector.publish(request)
+            result: Published | BaseException = await connector.publish(request)
         except Exception as exc:
             result = exc
         finally:
@@ -204,11 +222,17 @@ class WorkerPool:
         self._e.metrics.publish_seconds.labels(job.delivery.platform.value).observe(
             self._e.clock.monotonic() - timer
         )
+        result = await self._e.pauses.observe(job, started.timestamp(), result)
         decision = self._e.policy.after_publish(job, started, self._e.clock.now(), result)
+        await self._refund_unpublished(job, decision)
+        await self._e.outcomes.record(job, decision)
+
+    async def _refund_unpublished(self, job: Job, decision: Decision) -> None:
+        """A request that definitely did not publish gives its units back, every one if it
+        never reached the platform (a restart's replay agrees: both ask the same tests)."""
         attempt = decision.transition.attempt
         if attempt is not None and gives_back(attempt.outcome):
-            await self._e.grants.refund(job)  # definitely not published (a restart's replay agrees)
-        await self._e.outcomes.record(job, decision)
+            await self._e.grants.refund(job, unsent=not reached(attempt.outcome))
 
     async def _check(self, job: Job, slot: Slot) -> None:
         request = await self._request(job)
@@ -217,15 +241,18 @@ class WorkerPool:
         connector = self._e.connectors[job.delivery.platform]
         started = self._e.clock.now()
         try:
-            found: Published | Exception | None = await connector.find(request)
+            found: Published | BaseException | None = await connector.find(request)
         except Exception as exc:
             found = exc
+        found = await self._e.pauses.observe(job, started.timestamp(), found)
         pages = self._e.grants.paged(job)
         result = self._e.policy.after_check(
             job, started, self._e.clock.now(), found, page_usage=pages
         )
         if isinstance(result, Decision):
             slot.release()
+            if result.outcome == NOT_SENT:  # look-ups are never refunded, unless never sent
+                await self._e.grants.refund(job, unsent=True)
             await self._e.outcomes.record(job, result)
             return
         # Absent, and still in time: publish now if the limits allow, else back to the store

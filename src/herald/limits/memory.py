@@ -186,9 +186,11 @@ class MemoryLimiter:
             self._record(claim, now)
         return 0.0
 
-    async def refund(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
+    async def refund(
+        self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
+    ) -> None:
         for claim in claims:
-            if not claim.rule.refundable:
+            if not (unsent or claim.rule.refundable):
                 continue
             state, algorithm = self._states.get(claim.key), claim.rule.algorithm
             if isinstance(state, _SlidingLog):

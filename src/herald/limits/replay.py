@@ -14,7 +14,9 @@ for it:
   publish, since it may have landed. Once its delivery is handed back or recovered the send
   has a record of its own, ``abandoned``, so that it still counts after its look-up settles
   the delivery: the platform counted the request whatever the look-up finds. A send is
-  counted once however many records name it.
+  counted once however many records name it;
+- a request that never reached the platform (:func:`reached` is False): nothing. The
+  platform counted none of it, and the worker gave its whole grant back.
 
 ``rate_limited`` and ``auth`` end publishes and look-ups alike: the record is a look-up when
 an earlier record of the same send (same delivery and number) precedes it.
@@ -30,11 +32,12 @@ from herald.domain import Platform, SentRecord
 from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, Pacing, claims_for
 from herald.types import Connector, EngineStore, RateLimiter
 
-__all__ = ["gives_back", "horizon_s", "replayed_grants", "restore"]
+__all__ = ["gives_back", "horizon_s", "reached", "replayed_grants", "restore"]
 
 _LOOKUP = frozenset({"found", "not_found", "check_failed"})  # only a look-up ends so
 _PUBLISH = frozenset({"published", "transient", "rejected", "unknown", "duplicate", "abandoned"})
-_NOT_PUBLISHED = frozenset({"rate_limited", "auth", "rejected", "transient"})
+_NOT_PUBLISHED = frozenset({"rate_limited", "auth", "rejected", "transient", "not_sent"})
+_NEVER_SENT = frozenset({"not_sent"})  # the request never left: the platform saw nothing
 _CALENDAR_SPAN_S = 2 * 86_400.0  # the current day in any zone (25 h at most) and the one before
 
 #: Claims granted at a Unix time.
@@ -45,6 +48,12 @@ def gives_back(outcome: str | None) -> bool:
     """A publish that ended with ``outcome`` definitely did not publish: refundable rules get
     its units back (the worker refunds them; a replay leaves them out)."""
     return outcome in _NOT_PUBLISHED
+
+
+def reached(outcome: str | None) -> bool:
+    """False for a request that provably never reached the platform: every unit of its grant
+    goes back (the worker refunds it whole; a replay leaves it out)."""
+    return outcome not in _NEVER_SENT
 
 
 def horizon_s(rules: Iterable[LimitRule]) -> float:
@@ -101,7 +110,7 @@ def replayed_grants(
     """The grants behind ``records`` (in time order), oldest first; requests on platforms
     without a connector or a rule that counts them are left out."""
     grants: list[Grant] = []
-    for record, lookup in _sends(records):
+    for record, lookup in _sends([r for r in records if reached(r.outcome)]):
         connector = connectors.get(record.platform)
         if connector is None:
             continue

@@ -33,6 +33,7 @@ __all__ = [
     "claims_for",
     "default_rules",
     "limit_key",
+    "outage_key",
     "pause_key",
     "shared",
 ]
@@ -92,6 +93,11 @@ def pause_key(platform: Platform, scope: LimitScope, channel_external_id: str) -
     """The key a platform's own throttling signal blocks."""
     subject = channel_external_id if scope == "channel" else "app"
     return f"{platform.value}:pause:{subject}"
+
+
+def outage_key(platform: Platform) -> str:
+    """The key an outage of the platform blocks: every request to it, on every channel."""
+    return f"{platform.value}:pause:outage"
 
 
 def claims_for(

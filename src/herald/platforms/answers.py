@@ -22,6 +22,7 @@ from typing import Any
 from herald.errors import (
     AuthExpired,
     ContentRejected,
+    LimitScope,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
@@ -59,10 +60,18 @@ class ErrorAnswer:
         """Seconds the answer's own ``Retry-After`` asks for, if it names any."""
         return retry_after_s(self.status, self.headers, self.now)
 
-    def wait_s(self) -> float:
-        """The wait the answer names, else the configured pause."""
-        explicit = self.retry_after()
-        return self.pause_s if explicit is None else explicit
+    def throttle(
+        self, message: str, *, scope: LimitScope, regain_s: float | None = None, **kw: Any
+    ) -> RateLimited:
+        """A throttle lasting what the answer names: its ``Retry-After``, else ``regain_s``
+        (a platform's own estimate, read by the caller), else the configured pause, marked
+        ``named=False`` so that the engine lengthens it while such throttles keep coming."""
+        wait = self.retry_after()
+        if wait is None:
+            wait = regain_s
+        if wait is None:
+            return RateLimited(message, retry_after=self.pause_s, scope=scope, named=False, **kw)
+        return RateLimited(message, retry_after=wait, scope=scope, **kw)
 
 
 #: One platform's table: an error answer -> one Herald error.
@@ -99,7 +108,7 @@ def by_status(
     status = answer.status
     kw: dict[str, Any] = {"platform": platform, "status": status, "code": code}
     if status == 429:
-        return RateLimited(message, retry_after=answer.wait_s(), scope="app", **kw)
+        return answer.throttle(message, scope="app", **kw)
     if status in (401, 403):
         return AuthExpired(message, **kw)
     if 400 <= status < 500:

@@ -18,6 +18,7 @@ from herald.platforms import graph
 from herald.platforms.answers import ErrorAnswer
 from herald.platforms.graph import GraphConnector, merge_usage
 from herald.platforms.graph_listing import find_post
+from herald.platforms.http import exchange
 from herald.platforms.rules import facebook_message
 from herald.types import PlatformUsage, Published, PublishRequest
 
@@ -44,6 +45,7 @@ class FacebookConnector(GraphConnector[FacebookSettings]):
         # the window is one more call, known only while paging (docs/platforms.md).
         return {"calls": 1}
 
+    @exchange
     async def publish(self, request: PublishRequest) -> Published:
         self._ensure_valid(request.content)
         photos = len(request.content.media)
@@ -114,6 +116,7 @@ class FacebookConnector(GraphConnector[FacebookSettings]):
             usage=merge_usage(usage, answer.usage),
         )
 
+    @exchange
     async def find(self, request: PublishRequest) -> Published | None:
         text = facebook_message(request.content)
         found, usage = await find_post(self._graph, request, GraphEdge.PUBLISHED_POSTS, text)

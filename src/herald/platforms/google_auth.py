@@ -32,8 +32,7 @@ def classify_refresh(answer: ErrorAnswer) -> PlatformError:
     reason = str(data.get("error") or "") if isinstance(data, Mapping) else ""
     kw: dict[str, Any] = {"platform": _PLATFORM, "status": status, "code": reason or None}
     if status == 429:
-        wait = answer.wait_s()
-        return RateLimited("youtube: token refresh throttled", retry_after=wait, scope="app", **kw)
+        return answer.throttle("youtube: token refresh throttled", scope="app", **kw)
     if 400 <= status < 500:
         # invalid_grant: the refresh token expired or was revoked; invalid_client and the
         # like: the stored client is wrong. Either way only re-authorisation helps.

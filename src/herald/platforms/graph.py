@@ -4,7 +4,8 @@ Graph reports throttling in the body (``code`` 4, 17, 32, 613, ...), usually wit
 so classification branches on ``code``, not on the HTTP status (docs/platforms.md). The
 usage headers are percentages of the app's and the Page's limits; when a throttling error
 says nothing else, the wait is ``estimated_time_to_regain_access`` (minutes) or, when that
-is 0 or absent, ``engine.throttle_pause_s``.
+is 0 or absent, ``engine.throttle_pause_s``, marked as not named by the platform (the engine
+doubles it while the throttling lasts).
 
 :meth:`GraphApi.follow` reads the ``paging.next`` links of an edge listing
 (:mod:`.graph_listing`).
@@ -33,6 +34,7 @@ from herald.errors import (
     AuthExpired,
     ContentRejected,
     DuplicateRejected,
+    LimitScope,
     OutcomeUnknown,
     PlatformError,
     RateLimited,
@@ -54,7 +56,8 @@ __all__ = [
     "merge_usage",
     "parse_error",
     "parse_usage",
-    "throttle_wait",
+    "regain_s",
+    "throttle",
     "unknown_if_sent",
 ]
 
@@ -167,25 +170,26 @@ def merge_usage(a: PlatformUsage | None, b: PlatformUsage | None) -> PlatformUsa
     )
 
 
-def throttle_wait(answer: ErrorAnswer) -> float:
-    """``Retry-After``, else the usage headers' regain estimate, else the configured pause."""
-    explicit = answer.retry_after()
-    if explicit is not None:
-        return explicit
+def regain_s(answer: ErrorAnswer) -> float | None:
+    """The usage headers' estimate of when access comes back, if they name one."""
     usage = parse_usage(answer.headers, answer.channel_id)
-    if usage is not None and usage.regain_after_s:
-        return usage.regain_after_s
-    return answer.pause_s
+    return usage.regain_after_s if usage is not None and usage.regain_after_s else None
 
 
-def _by_code(platform: str, err: GraphError, status: int, wait: float) -> PlatformError:
+def throttle(answer: ErrorAnswer, message: str, *, scope: LimitScope, **kw: Any) -> RateLimited:
+    """A Graph throttle: for ``Retry-After``, else the usage headers' regain estimate, else
+    the configured pause (not named: the engine lengthens it while the throttling lasts)."""
+    return answer.throttle(message, scope=scope, regain_s=regain_s(answer), **kw)
+
+
+def _by_code(platform: str, err: GraphError, answer: ErrorAnswer) -> PlatformError:
     code = err.code
-    kw: dict[str, Any] = {"platform": platform, "code": err.label, "status": status}
+    kw: dict[str, Any] = {"platform": platform, "code": err.label, "status": answer.status}
     limited = f"{platform}: {err.message or 'request limit reached'}"
     if code in GRAPH_APP_THROTTLE_CODES:
-        return RateLimited(limited, retry_after=wait, scope="app", **kw)
+        return throttle(answer, limited, scope="app", **kw)
     if code in GRAPH_PAGE_THROTTLE_CODES:
-        return RateLimited(limited, retry_after=wait, scope="channel", **kw)
+        return throttle(answer, limited, scope="channel", **kw)
     if code == POLICY_BLOCK_CODE:
         return RateLimited(limited, retry_after=POLICY_BLOCK_S, scope="channel", **kw)
     message = f"{platform}: {err.message or 'error'}"
@@ -207,10 +211,7 @@ def classify(answer: ErrorAnswer, *, platform: str) -> PlatformError:
     err = parse_error(answer.body)
     if err is None or err.code is None:
         return by_status(answer, f"{platform}: HTTP {answer.status}", platform=platform)
-    wait = throttle_wait(answer)
-    return unknown_if_sent(
-        _by_code(platform, err, answer.status, wait), creates_post=answer.creates_post
-    )
+    return unknown_if_sent(_by_code(platform, err, answer), creates_post=answer.creates_post)
 
 
 def unknown_if_sent(error: PlatformError, *, creates_post: bool) -> PlatformError:

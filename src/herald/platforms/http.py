@@ -4,11 +4,18 @@ aiohttp was chosen by measurement (about 7,600 requests/s against one local serv
 2-core reference box, httpx about 450). Everything aiohttp or asyncio can raise is turned
 here into a :class:`~herald.errors.PlatformError`, keeping the original as ``__cause__``:
 
-- the request never left (connection refused, DNS, TLS, connect timeout):
-  :class:`TransientPlatformError`, always safe to retry;
+- the request never left (connection refused, DNS, TLS or certificate, connect timeout, no
+  connection from the pool: aiohttp raises these from its connector, before a byte of the
+  request is written): :class:`RequestNotSent`. The platform counted and holds nothing;
 - the request left and no complete answer came (read timeout, server disconnected, broken
   payload): :class:`OutcomeUnknown` when the call can create a post (the caller says so),
-  else :class:`TransientPlatformError`.
+  else :class:`TransientPlatformError`. A drop on a kept-alive connection is one of these:
+  the request was written, and nothing proves the platform did not read it.
+
+A publish or a look-up is often several requests. Only when *none* of them reached the
+platform is the whole call unsent: :func:`exchange` marks a connector's call, and a request
+that fails unsent after another of the same call went out carries ``partial=True``. Media
+downloads are not requests to the platform and never mark one.
 
 aiohttp would repeat an idempotent request (GET, PUT) once by itself after a dropped
 connection; that is switched off so recovery stays explicit: a dropped YouTube upload ``PUT``
@@ -22,13 +29,15 @@ log line or exception message built here carries one.
 
 from __future__ import annotations
 
+import functools
 import json as jsonlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -39,6 +48,7 @@ from herald.errors import (
     ContentRejected,
     OutcomeUnknown,
     PlatformError,
+    RequestNotSent,
     TransientPlatformError,
 )
 from herald.types import Credentials
@@ -48,6 +58,7 @@ __all__ = [
     "HttpResponse",
     "authorization",
     "bearer",
+    "exchange",
     "header",
     "json_body",
     "retry_after_s",
@@ -57,10 +68,56 @@ log = logging.getLogger("herald.platforms")
 
 #: Statuses whose ``Retry-After`` header is honoured, whatever the platform.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
-#: Failures that prove the request never left: connect refused, DNS, TLS, connect timeout.
-NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.InvalidURL)
+#: Failures that prove the request never left. aiohttp raises them while it gets a connection,
+#: before writing: refused, DNS, TLS and certificates, proxies (``ClientConnectorError`` and
+#: its subclasses), a connect or pool timeout, a pinned certificate that does not match, a URL
+#: it cannot use. A timeout of the whole request stays "sent": it may fire after the write.
+NOT_SENT = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ServerFingerprintMismatch,
+    aiohttp.InvalidURL,
+    aiohttp.NonHttpUrlClientError,
+)
 #: Methods that change nothing on the server, so repeating one after a drop is harmless.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: The connector call (publish or look-up) the running task is in: True once one of its
+#: requests reached the platform. A context variable because one client serves every
+#: concurrent call, and which call a request belongs to is its task's business.
+_CALL_SENT: ContextVar[list[bool] | None] = ContextVar("herald_call_sent", default=None)
+
+
+def exchange(
+    call: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Mark a connector's publish or look-up as one call: a request of it that fails unsent
+    after another went out raises :class:`RequestNotSent` with ``partial=True``."""
+
+    @functools.wraps(call)
+    async def one_call(*args: P.args, **kwargs: P.kwargs) -> T:
+        token = _CALL_SENT.set([False])
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            _CALL_SENT.reset(token)
+
+    return one_call
+
+
+def _mark_sent() -> None:
+    cell = _CALL_SENT.get()
+    if cell is not None:
+        cell[0] = True
+
+
+def _sent_before() -> bool:
+    cell = _CALL_SENT.get()
+    return cell is not None and cell[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,22 +231,31 @@ class HttpClient:
         json: Any = None,
         data: bytes | Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
+        to_platform: bool = True,
     ) -> HttpResponse:
-        """Send one request and read the whole answer; never raises an aiohttp error."""
+        """Send one request and read the whole answer; never raises an aiohttp error.
+
+        ``to_platform`` False: the request goes elsewhere (a media download), so it does not
+        count as part of the connector's call (see :func:`exchange`)."""
         repeats = 1 if method in SAFE_METHODS else 0
         kwargs: dict[str, Any] = {"headers": headers, "json": json, "data": data, "params": params}
+        written = False  # a first try of a repeated GET went out on a connection that dropped
         while True:
             try:
-                return await self._send(method, url, kwargs)
-            except aiohttp.ServerDisconnectedError as exc:
-                if repeats:
-                    repeats -= 1
+                resp = await self._send(method, url, kwargs)
+            except NOT_SENT as exc:
+                partial = written or _sent_before()
+                raise self._failure(method, url, exc, sent=False, partial=partial) from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if to_platform:
+                    _mark_sent()
+                if isinstance(exc, aiohttp.ServerDisconnectedError) and repeats:
+                    repeats, written = repeats - 1, True
                     continue
                 raise self._failure(method, url, exc, sent=True, posting=creates_post) from exc
-            except NOT_SENT as exc:
-                raise self._failure(method, url, exc, sent=False, posting=creates_post) from exc
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise self._failure(method, url, exc, sent=True, posting=creates_post) from exc
+            if to_platform:
+                _mark_sent()
+            return resp
 
     async def _send(self, method: str, url: str | URL, kwargs: dict[str, Any]) -> HttpResponse:
         async with self._open().request(method, url, allow_redirects=False, **kwargs) as resp:
@@ -197,7 +263,14 @@ class HttpClient:
             return HttpResponse(resp.status, resp.headers, body)
 
     def _failure(
-        self, method: str, url: str | URL, exc: BaseException, *, sent: bool, posting: bool
+        self,
+        method: str,
+        url: str | URL,
+        exc: BaseException,
+        *,
+        sent: bool,
+        posting: bool = False,
+        partial: bool = False,
     ) -> PlatformError:
         # Only the exception's class name goes into the message: aiohttp's own texts can
         # repeat the URL, and a URL (an upload session, say) is not ours to publish in logs.
@@ -208,8 +281,10 @@ class HttpClient:
             extra={"platform": self.platform, "where": where, "error": kind, "sent": sent},
         )
         if not sent:
-            return TransientPlatformError(
-                f"{self.platform}: request not sent ({kind})", platform=self.platform
+            return RequestNotSent(
+                f"{self.platform}: request not sent ({kind})",
+                platform=self.platform,
+                partial=partial,
             )
         if posting:
             return OutcomeUnknown(
@@ -220,8 +295,15 @@ class HttpClient:
         )
 
     async def fetch_media(self, url: str) -> bytes:
-        """Download a media file from its public URL, without any credentials."""
-        resp = await self.request("GET", url)
+        """Download a media file from its public URL, without any credentials.
+
+        The media host is not the platform: failing to reach it is an ordinary transient
+        failure (a URL that never resolves must end in ``failed``, not wait forever), and says
+        nothing about whether the platform is up."""
+        try:
+            resp = await self.request("GET", url, to_platform=False)
+        except RequestNotSent as exc:
+            raise TransientPlatformError(exc.message, platform=self.platform) from exc
         if resp.ok:
             return resp.body
         message = f"{self.platform}: media download answered HTTP {resp.status}"

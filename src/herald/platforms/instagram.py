@@ -22,13 +22,13 @@ from herald.errors import (
     ContentRejected,
     OutcomeUnknown,
     PlatformError,
-    RateLimited,
     TransientPlatformError,
 )
 from herald.platforms import graph
 from herald.platforms.answers import ErrorAnswer
 from herald.platforms.graph import GraphApi, GraphConnector, GraphError, merge_usage
 from herald.platforms.graph_listing import find_post
+from herald.platforms.http import exchange
 from herald.platforms.rules import instagram_caption
 from herald.types import PlatformUsage, Published, PublishRequest
 
@@ -51,12 +51,12 @@ class MediaNotReady(TransientPlatformError):
     """``media_publish`` came too early (9007 / 2207027): poll again, then publish again."""
 
 
-def _instagram_code(err: GraphError, status: int, wait: float) -> PlatformError | None:
+def _instagram_code(err: GraphError, answer: ErrorAnswer) -> PlatformError | None:
     code, sub, label = err.code, err.subcode, err.label
     message = f"{_PLATFORM}: {err.message or 'error'}"
-    kw: dict[str, Any] = {"platform": _PLATFORM, "code": label, "status": status}
+    kw: dict[str, Any] = {"platform": _PLATFORM, "code": label, "status": answer.status}
     if code == InstagramCode.PUBLISH_LIMIT:
-        return RateLimited(message, retry_after=wait, scope="channel", **kw)
+        return graph.throttle(answer, message, scope="channel", **kw)
     if code == InstagramCode.NOT_READY or sub == InstagramSubcode.NOT_READY:
         return MediaNotReady(message, **kw)
     if code in TRANSIENT_CODES or sub in TRANSIENT_SUBCODES:
@@ -70,7 +70,7 @@ def classify(answer: ErrorAnswer) -> PlatformError:
     """The Instagram table of docs/platforms.md; codes it does not name go as Facebook's."""
     err = graph.parse_error(answer.body)
     if err is not None and err.code is not None:
-        specific = _instagram_code(err, answer.status, graph.throttle_wait(answer))
+        specific = _instagram_code(err, answer)
         if specific is not None:
             return graph.unknown_if_sent(specific, creates_post=answer.creates_post)
     return graph.classify(answer, platform=_PLATFORM)
@@ -116,6 +116,7 @@ class InstagramConnector(GraphConnector[InstagramSettings]):
     def lookup_usage(self) -> Mapping[str, int]:
         return {}
 
+    @exchange
     async def publish(self, request: PublishRequest) -> Published:
         self._ensure_valid(request.content)
         calls = _Calls(self._graph, request)
@@ -176,6 +177,7 @@ class InstagramConnector(GraphConnector[InstagramSettings]):
             await asyncio.sleep(min(interval, remaining))
             interval = min(interval * 2, self._settings.poll_max_s)
 
+    @exchange
     async def find(self, request: PublishRequest) -> Published | None:
         text = instagram_caption(request.content)
         found, usage = await find_post(self._graph, request, GraphEdge.MEDIA, text)

@@ -39,7 +39,7 @@ from herald.errors import (
 )
 from herald.platforms.answers import ErrorAnswer, by_status
 from herald.platforms.connector import HttpConnector
-from herald.platforms.http import bearer, header
+from herald.platforms.http import bearer, exchange, header
 from herald.platforms.lookup import Candidate, Page, from_epoch_ms, oldest, require_text, scan
 from herald.platforms.rules import linkedin_commentary
 from herald.types import Published, PublishRequest
@@ -69,8 +69,8 @@ def _throttle(message: str, answer: ErrorAnswer) -> RateLimited:
         scope: LimitScope = "channel" if LinkedInDailyLimit.MEMBER in upper else "app"
         wait = _next_utc_midnight(answer.now) if explicit is None else explicit
         return RateLimited(text, retry_after=wait, scope=scope, **kw)
-    # A short protective throttle: LinkedIn says neither why nor for how long.
-    return RateLimited(text, retry_after=answer.wait_s(), scope="app", **kw)
+    # A short protective throttle: LinkedIn says neither why nor, unless Retry-After, how long.
+    return answer.throttle(text, scope="app", **kw)
 
 
 def _is_duplicate(status: int, data: Mapping[str, Any]) -> bool:
@@ -121,6 +121,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
             LinkedInHeader.RESTLI_PROTOCOL: RESTLI_PROTOCOL_VERSION,
         }
 
+    @exchange
     async def publish(self, request: PublishRequest) -> Published:
         self._ensure_valid(request.content)
         content = request.content
@@ -195,6 +196,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
             raise self._fail(put)
         return urn
 
+    @exchange
     async def find(self, request: PublishRequest) -> Published | None:
         text = linkedin_commentary(request.content)
         require_text(text, _PLATFORM)

@@ -25,7 +25,7 @@ from herald.errors import PlatformError, RateLimited, TransientPlatformError
 from herald.platforms.answers import ErrorAnswer, by_status
 from herald.platforms.connector import HttpConnector
 from herald.platforms.google_auth import GoogleTokens
-from herald.platforms.http import HttpClient, HttpResponse, authorization, header
+from herald.platforms.http import HttpClient, HttpResponse, authorization, exchange, header
 from herald.platforms.lookup import Candidate, Page, normalise, oldest, page_meter, parse_time, scan
 from herald.platforms.rules import youtube_description, youtube_title
 from herald.platforms.youtube_upload import VIDEO_TYPE, ResumableUpload
@@ -74,7 +74,7 @@ def classify(answer: ErrorAnswer) -> PlatformError:
         wait = seconds_to_pacific_midnight(answer.now)
         return RateLimited(message, retry_after=wait, scope="app", **kw)
     if {YouTubeReason.RATE_LIMIT_EXCEEDED, "userRateLimitExceeded"} & set(reasons):
-        return RateLimited(message, retry_after=answer.wait_s(), scope="channel", **kw)
+        return answer.throttle(message, scope="channel", **kw)
     if YouTubeReason.UPLOAD_LIMIT_EXCEEDED in reasons:
         return RateLimited(message, retry_after=UPLOAD_CAP_WAIT_S, scope="channel", **kw)
     return by_status(answer, message, platform=_PLATFORM, code=code)
@@ -113,6 +113,7 @@ class YouTubeConnector(HttpConnector[YouTubeSettings]):
     def _sender(self, request: PublishRequest) -> _AuthorisedSender:
         return _AuthorisedSender(self._http, self._tokens, request)
 
+    @exchange
     async def publish(self, request: PublishRequest) -> Published:
         self._ensure_valid(request.content)
         send = self._sender(request)
@@ -155,6 +156,7 @@ class YouTubeConnector(HttpConnector[YouTubeSettings]):
             )
         return str(URL(base).join(URL(location)))
 
+    @exchange
     async def find(self, request: PublishRequest) -> Published | None:
         send = self._sender(request)
         channel = request.channel.external_id

@@ -20,7 +20,7 @@ them).
 """
 
 from herald.simulator.accounts import SimAccount, UnknownAccount
-from herald.simulator.audit import Audit, PostRecord, RequestRecord, Violation
+from herald.simulator.audit import Audit, PostRecord, Refusal, RequestRecord, Violation
 from herald.simulator.client import RemoteAudit, SimulatorClient, SimulatorClientError
 from herald.simulator.clock import SimClock
 from herald.simulator.config import (
@@ -46,6 +46,7 @@ __all__ = [
     "LatencyModel",
     "LinkedInSim",
     "PostRecord",
+    "Refusal",
     "RemoteAudit",
     "RequestRecord",
     "SimAccount",

@@ -11,13 +11,21 @@ simulator running in its own process (see :class:`~.client.SimulatorClient`).
     POST /_sim/accounts/{platform}/{id}/reauthorize    {"credentials": {...}}
     GET  /_sim/faults                                  {platform: FaultConfig}
     PUT  /_sim/faults              {platform, faults}  FaultConfig
-    GET  /_sim/audit?posts=&violations=                {"summary", "posts", "violations"}
+    GET  /_sim/platforms                               {platform: {"down": bool}}
+    POST /_sim/platforms/{platform}/down {seconds?}    {"down": true}  (back after seconds)
+    POST /_sim/platforms/{platform}/up                 {"down": false}
+    GET  /_sim/audit?posts=&violations=&refusals=      {"summary", "posts", "violations",
+                                                        "refusals"}
     GET  /_sim/audit/requests?platform=&account=       {"requests": [...]}
     POST /_sim/audit/reset                             204
     GET  /_sim/media-url?kind=&name=&bytes=            {"url"}
+    GET  /media/<kind>/<name>?bytes=                   the media file (see :mod:`.media`)
     POST /_sim/clock/advance       {seconds}           {"now"}
 
 Errors: 400 ``{"error"}`` for bad input, 404 for an unknown account.
+
+Media files are served here, on a host of their own as a CDN would be: taking a platform down
+leaves the files its posts link to within reach.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pydantic import ValidationError
 from herald.domain import Platform
 from herald.simulator.accounts import UnknownAccount
 from herald.simulator.config import FaultConfig
+from herald.simulator.media import MEDIA_PREFIX, serve_media
 from herald.simulator.wire import read_json_object
 
 if TYPE_CHECKING:
@@ -48,6 +57,7 @@ def build_admin_app(sim: Simulator) -> web.Application:
     app = web.Application(middlewares=[_unknown_account])
     app[_SIM] = sim
     app.add_routes(_routes)
+    app.router.add_get(MEDIA_PREFIX + "{path:.+}", serve_media)
     return app
 
 
@@ -150,6 +160,29 @@ async def _put_faults(request: web.Request) -> web.Response:
     return web.json_response(faults.model_dump(mode="json"))
 
 
+@_routes.get("/_sim/platforms")
+async def _platforms(request: web.Request) -> web.Response:
+    sim = request.app[_SIM]
+    return web.json_response({p.value: {"down": sim.is_down(p)} for p in Platform})
+
+
+@_routes.post("/_sim/platforms/{platform}/down")
+async def _take_down(request: web.Request) -> web.Response:
+    platform = _platform(request.match_info["platform"])
+    seconds = (await read_json_object(request) or {}).get("seconds")
+    if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
+        return _error(400, "seconds must be a number >= 0")
+    await request.app[_SIM].take_down(platform, for_s=seconds)
+    return web.json_response({"down": True})
+
+
+@_routes.post("/_sim/platforms/{platform}/up")
+async def _bring_up(request: web.Request) -> web.Response:
+    platform = _platform(request.match_info["platform"])
+    await request.app[_SIM].bring_up(platform)
+    return web.json_response({"down": False})
+
+
 @_routes.get("/_sim/audit")
 async def _audit(request: web.Request) -> web.Response:
     audit = request.app[_SIM].audit
@@ -159,6 +192,8 @@ async def _audit(request: web.Request) -> web.Response:
         out["posts"] = [p.to_dict() for p in audit.posts()]
     if request.query.get("violations", "true") != "false":
         out["violations"] = [v.to_dict() for v in audit.violations()]
+    if request.query.get("refusals", "true") != "false":
+        out["refusals"] = [r.to_dict() for r in audit.refusals()]
     return web.json_response(out)
 
 

@@ -2,8 +2,12 @@
 
 Everything here is counted on the receiving side. A post is recorded the moment it is
 committed, together with whether its answer was handed back (``delivered``) or deliberately
-withheld by a drop or timeout fault. Limit *violations* are refusals of a limit the simulator
-was configured with; injected throttles are faults, counted apart, and never violations.
+withheld by a drop or timeout fault. *Refusals* are the requests a platform answered with a
+throttle: over one of its limits, or an injected throttle. Those over a limit are also limit
+*violations* (the simulator's limits are Herald's: a correct Herald never sends them);
+injected throttles are faults, counted apart, and never violations. "0 violations, N refused"
+is a run that kept every limit and was throttled N times for reasons of the platform's own.
+The time each platform spent down (its port refusing connections) is counted too.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from herald.domain import Platform
 
-__all__ = ["Audit", "PostRecord", "RequestRecord", "Violation", "matching"]
+__all__ = ["INJECTED", "Audit", "PostRecord", "Refusal", "RequestRecord", "Violation", "matching"]
+
+#: The ``rule`` of a refusal by an injected throttle.
+INJECTED = "injected"
 
 
 class _Record(Protocol):
@@ -62,18 +69,25 @@ class PostRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Violation:
+class Refusal:
+    """A request a platform refused with a throttle."""
+
     platform: Platform
     account: str
-    rule: str  # named as in herald.limits.rules.default_rules: "page_calls", "units", ...
+    rule: str  # named as in herald.limits.rules.default_rules ("page_calls"...), or INJECTED
     at: float  # Unix time on the simulator clock
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "platform": self.platform.value}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Violation:
+    def from_dict(cls, raw: dict[str, Any]) -> Self:
         return cls(**{**raw, "platform": Platform(raw["platform"])})
+
+
+@dataclass(frozen=True, slots=True)
+class Violation(Refusal):
+    """A refusal over one of the platform's limits: more was sent than the limit allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +107,11 @@ class RequestRecord:
         return cls(**{**raw, "platform": Platform(raw["platform"])})
 
 
+def _by_rule(refusals: Iterable[Refusal]) -> dict[str, int]:
+    """Refusals counted by ``platform:rule``."""
+    return dict(Counter(f"{r.platform.value}:{r.rule}" for r in refusals))
+
+
 class Audit:
     def __init__(self, request_log_limit: int = 1_000_000) -> None:
         self._log_limit = request_log_limit
@@ -110,6 +129,8 @@ class Audit:
         self._duplicates = 0
         self.duplicates_refused = 0
         self._violations: list[Violation] = []
+        self._refusals: list[Refusal] = []
+        self._down_s: dict[Platform, float] = dict.fromkeys(Platform, 0.0)
         self._injected: dict[Platform, Counter[str]] = {p: Counter() for p in Platform}
         self._requests: deque[RequestRecord] = deque(maxlen=self._log_limit)
         self._request_counts: Counter[Platform] = Counter()
@@ -128,7 +149,16 @@ class Audit:
             self._duplicates += 1
 
     def violation(self, platform: Platform, account: str, rule: str, at: float) -> None:
-        self._violations.append(Violation(platform, account, rule, at))
+        violation = Violation(platform, account, rule, at)
+        self._violations.append(violation)
+        self._refusals.append(violation)
+
+    def throttled(self, platform: Platform, account: str, at: float) -> None:
+        """An injected throttle refused a request (a fault: not a violation)."""
+        self._refusals.append(Refusal(platform, account, INJECTED, at))
+
+    def was_down(self, platform: Platform, seconds: float) -> None:
+        self._down_s[platform] += seconds
 
     def injected_fault(self, platform: Platform, kind: str) -> None:
         self._injected[platform][kind] += 1
@@ -163,6 +193,12 @@ class Audit:
     def violations(self, platform: Platform | None = None) -> list[Violation]:
         return matching(self._violations, platform)
 
+    def refusals(
+        self, platform: Platform | None = None, account: str | None = None
+    ) -> list[Refusal]:
+        """Every request refused with a throttle (violations included), in order."""
+        return matching(self._refusals, platform, account)
+
     def requests(
         self, platform: Platform | None = None, account: str | None = None
     ) -> list[RequestRecord]:
@@ -182,7 +218,6 @@ class Audit:
     def summary(self) -> dict[str, Any]:
         """JSON-ready totals, cheap to take often; per-platform detail where a benchmark
         needs it."""
-        by_rule: Counter[str] = Counter(f"{v.platform.value}:{v.rule}" for v in self._violations)
         account_max: dict[str, int] = {p.value: 0 for p in Platform}
         for (platform, _), peak in self._account_max.items():
             account_max[platform.value] = max(account_max[platform.value], peak)
@@ -193,7 +228,10 @@ class Audit:
             "duplicates": self._duplicates,
             "duplicates_refused": self.duplicates_refused,
             "limit_violations": len(self._violations),
-            "violations_by_rule": dict(by_rule),
+            "violations_by_rule": _by_rule(self._violations),
+            "refused": len(self._refusals),
+            "refused_by_rule": _by_rule(self._refusals),
+            "down_s": {p.value: round(self._down_s[p], 3) for p in Platform},
             "max_concurrency": {p.value: self._max_in_flight[p] for p in Platform},
             "max_concurrency_per_account": account_max,
             "injected": {p.value: dict(self._injected[p]) for p in Platform},

@@ -14,7 +14,7 @@ import aiohttp
 
 from herald.domain import MediaKind, Platform
 from herald.simulator.accounts import SimAccount, UnknownAccount
-from herald.simulator.audit import PostRecord, RequestRecord, Violation, matching
+from herald.simulator.audit import PostRecord, Refusal, RequestRecord, Violation, matching
 from herald.simulator.config import FaultConfig
 from herald.simulator.lifecycle import Lifecycle
 from herald.simulator.server import SimulatorUrls
@@ -58,32 +58,49 @@ class _Transport:
         self._session = None
 
 
+#: The lists ``GET /_sim/audit`` answers with, each unless asked not to.
+_SECTIONS = ("posts", "violations", "refusals")
+
+
+def _platform(raw: Platform | str | None) -> Platform | None:
+    return None if raw is None else Platform(raw)
+
+
 class RemoteAudit:
     """The simulator's :class:`~.audit.Audit`, read over HTTP."""
 
     def __init__(self, transport: _Transport) -> None:
         self._t = transport
 
+    async def _read(self, section: str | None = None) -> dict[str, Any]:
+        """The audit's summary and ``section`` (a list), without the other lists: after a
+        benchmark the post list is long."""
+        skip = {name: "false" for name in _SECTIONS if name != section}
+        answer: dict[str, Any] = await self._t.get("/_sim/audit", **skip)
+        return answer
+
     async def summary(self) -> dict[str, Any]:
-        params = {"posts": "false", "violations": "false"}
-        raw = await self._t.get("/_sim/audit", **params)
-        summary: dict[str, Any] = raw["summary"]
+        summary: dict[str, Any] = (await self._read())["summary"]
         return summary
 
     async def posts(
         self, platform: Platform | str | None = None, account: str | None = None
     ) -> list[PostRecord]:
-        raw = (await self._t.get("/_sim/audit", violations="false"))["posts"]
-        posts = [PostRecord.from_dict(item) for item in raw]
-        return matching(posts, None if platform is None else Platform(platform), account)
+        posts = [PostRecord.from_dict(item) for item in (await self._read("posts"))["posts"]]
+        return matching(posts, _platform(platform), account)
 
     async def duplicates(self) -> int:
         return int((await self.summary())["duplicates"])
 
     async def violations(self, platform: Platform | str | None = None) -> list[Violation]:
-        raw = (await self._t.get("/_sim/audit", posts="false"))["violations"]
-        found = [Violation.from_dict(item) for item in raw]
-        return matching(found, None if platform is None else Platform(platform))
+        raw = (await self._read("violations"))["violations"]
+        return matching([Violation.from_dict(item) for item in raw], _platform(platform))
+
+    async def refusals(
+        self, platform: Platform | str | None = None, account: str | None = None
+    ) -> list[Refusal]:
+        raw = (await self._read("refusals"))["refusals"]
+        return matching([Refusal.from_dict(item) for item in raw], _platform(platform), account)
 
     async def requests(
         self, platform: Platform | str | None = None, account: str | None = None
@@ -148,6 +165,18 @@ class SimulatorClient(Lifecycle):
         if size is not None:
             params["bytes"] = str(size)
         return str((await self._t.get("/_sim/media-url", **params))["url"])
+
+    async def take_down(self, platform: Platform | str, *, for_s: float | None = None) -> None:
+        """Crash the platform's server: its port refuses connections, until ``for_s`` seconds
+        have passed (if given) or :meth:`bring_up`."""
+        body = {} if for_s is None else {"seconds": for_s}
+        await self._t.send("POST", f"/_sim/platforms/{Platform(platform).value}/down", body)
+
+    async def bring_up(self, platform: Platform | str) -> None:
+        await self._t.send("POST", f"/_sim/platforms/{Platform(platform).value}/up")
+
+    async def is_down(self, platform: Platform | str) -> bool:
+        return bool((await self._t.get("/_sim/platforms"))[Platform(platform).value]["down"])
 
     async def advance_clock(self, seconds: float) -> float:
         raw = await self._t.send("POST", "/_sim/clock/advance", {"seconds": seconds})

@@ -15,8 +15,10 @@ from aiohttp import web
 
 from herald.simulator.wire import int_param
 
-__all__ = ["DEFAULT_MEDIA_BYTES", "MAX_MEDIA_BYTES", "media_bytes", "serve_media"]
+__all__ = ["DEFAULT_MEDIA_BYTES", "MAX_MEDIA_BYTES", "MEDIA_PREFIX", "media_bytes", "serve_media"]
 
+#: Where media files are served, on the admin port (and on YouTube's, where they began).
+MEDIA_PREFIX = "/media/"
 DEFAULT_MEDIA_BYTES = 65_536
 MAX_MEDIA_BYTES = 256 * 1024 * 1024
 _BLOCK = 4096

@@ -141,6 +141,7 @@ async def with_faults(
     if fault is Fault.ERROR:
         return answers.transient(account)
     if fault is Fault.THROTTLE:
+        ctx.audit.throttled(platform, account, ctx.clock.now())
         return answers.throttle(account)
     if fault is Fault.DROP:
         commit(False)

@@ -4,12 +4,18 @@ in-process API that tests, the demo and benchmarks drive.
 Facebook and Instagram both speak Graph but get a port each, so that their request logs,
 gauges and faults stay apart. YouTube's port also serves the Google token endpoint and the
 media files. A simulator runs once: platform state lives as long as its servers.
+
+A platform can be taken down (:meth:`Simulator.take_down`) as a crash would: its port stops
+listening, so connections are refused, and the connections open to it close, requests in
+progress with them. It comes back on the same port, with its state, after the given time or
+at :meth:`Simulator.bring_up`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
@@ -88,7 +94,11 @@ class Simulator(Lifecycle):
         self.audit: Audit = self._ctx.audit
         #: The platforms' clock: their limit windows and days follow it.
         self.clock: SimClock = self._ctx.clock
-        self._runners: list[web.AppRunner] = []
+        self._runners: dict[str, web.AppRunner] = {}
+        self._sites: dict[str, web.SockSite] = {}  # the listening ones: a platform down has none
+        self._bound: dict[str, int] = {}
+        self._down: dict[Platform, float] = {}  # since when (time.monotonic())
+        self._comebacks: dict[Platform, asyncio.Task[None]] = {}
         self._urls: SimulatorUrls | None = None
         self._started = False
 
@@ -97,19 +107,22 @@ class Simulator(Lifecycle):
         if self._started:
             raise RuntimeError("a simulator runs once; make a new one")
         self._started = True
-        bound: dict[str, int] = {}
         try:
             for name, app in self._apps().items():
-                bound[name] = await self._serve(app, self._ports.get(name, 0))
+                await self._serve(name, app, self._ports.get(name, 0))
         except BaseException:
             await self.stop()
             raise
-        self._urls = self._make_urls(bound)
+        self._urls = self._make_urls(self._bound)
 
     async def stop(self) -> None:
         self._ctx.close()  # releases hung requests at once
-        runners, self._runners = self._runners, []
-        for runner in reversed(runners):
+        for task in self._comebacks.values():
+            task.cancel()
+        self._comebacks.clear()
+        runners, self._runners = self._runners, {}
+        self._sites.clear()
+        for runner in reversed(runners.values()):
             await runner.cleanup()
 
     # -- the in-process API ---------------------------------------------------------------
@@ -160,6 +173,30 @@ class Simulator(Lifecycle):
         """Move the simulated platforms' clock forward; returns the new Unix time."""
         return self._ctx.clock.advance(seconds)
 
+    async def take_down(self, platform: Platform | str, *, for_s: float | None = None) -> None:
+        """Crash ``platform``'s server: its port refuses connections, those open to it close.
+        It comes back after ``for_s`` seconds, if given, or at :meth:`bring_up`."""
+        kind = Platform(platform)
+        self._cancel_comeback(kind)
+        site = self._sites.pop(kind.value, None)
+        if site is not None:
+            await site.stop()  # closes the listening socket: connecting is refused
+            server = self._runners[kind.value].server
+            for connection in server.connections if server is not None else ():
+                connection.force_close()
+            self._down[kind] = time.monotonic()
+        if for_s is not None:
+            self._comebacks[kind] = asyncio.create_task(self._back_after(kind, for_s))
+
+    async def bring_up(self, platform: Platform | str) -> None:
+        """Listen again on ``platform``'s port; its accounts and posts are as they were."""
+        kind = Platform(platform)
+        self._cancel_comeback(kind)
+        await self._listen(kind)
+
+    def is_down(self, platform: Platform | str) -> bool:
+        return Platform(platform) in self._down
+
     # -- internals --------------------------------------------------------------------------
     def _apps(self) -> dict[str, web.Application]:
         ctx = self._ctx
@@ -186,22 +223,44 @@ class Simulator(Lifecycle):
         app.add_routes(youtube.routes())
         return app
 
-    async def _serve(self, app: web.Application, port: int) -> int:
+    async def _serve(self, name: str, app: web.Application, port: int) -> None:
         # handler_cancellation: a client that hangs up ends its request here too, so the
         # in-flight gauges measure what clients really hold open.
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=_SHUTDOWN_S
         )
         await runner.setup()
-        self._runners.append(runner)
+        self._runners[name] = runner
+        self._bound[name] = await self._open_site(name, port)
+
+    async def _open_site(self, name: str, port: int) -> int:
         sock = _bind(self._host, port)
+        site = web.SockSite(self._runners[name], sock, backlog=_BACKLOG)
         try:
-            await web.SockSite(runner, sock, backlog=_BACKLOG).start()
+            await site.start()
         except BaseException:
             sock.close()
             raise
+        self._sites[name] = site
         bound: int = sock.getsockname()[1]
         return bound
+
+    async def _listen(self, platform: Platform) -> None:
+        since = self._down.pop(platform, None)
+        if since is None:
+            return
+        await self._open_site(platform.value, self._bound[platform.value])
+        self.audit.was_down(platform, time.monotonic() - since)
+
+    async def _back_after(self, platform: Platform, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._comebacks.pop(platform, None)
+        await self._listen(platform)
+
+    def _cancel_comeback(self, platform: Platform) -> None:
+        task = self._comebacks.pop(platform, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     def _make_urls(self, ports: dict[str, int]) -> SimulatorUrls:
         host = self._host
@@ -215,6 +274,8 @@ class Simulator(Lifecycle):
 
         version = self.config.graph_version
         youtube = origin("youtube")
+        # Media on the admin port, a host of its own: a platform taken down leaves them be.
+        media = f"{origin('admin')}{MEDIA_PREFIX.rstrip('/')}"
         return SimulatorUrls(
             facebook=f"{origin('facebook')}/{version}",
             instagram=f"{origin('instagram')}/{version}",
@@ -222,7 +283,7 @@ class Simulator(Lifecycle):
             youtube=youtube,
             youtube_upload=youtube,
             youtube_token=f"{youtube}/token",
-            media=f"{youtube}{MEDIA_PREFIX.rstrip('/')}",
+            media=media,
             admin=origin("admin"),
         )
 

@@ -15,7 +15,7 @@ from herald.constants import YouTubePath
 from herald.domain import Platform
 from herald.simulator.context import SimContext
 from herald.simulator.google import TokenEndpoint, authenticate, google_error
-from herald.simulator.media import serve_media
+from herald.simulator.media import MEDIA_PREFIX, serve_media
 from herald.simulator.pipeline import Reply, token_owner
 from herald.simulator.wire import decode_position, encode_position, int_param
 from herald.simulator.youtube_quota import YouTubeQuota
@@ -23,7 +23,6 @@ from herald.simulator.youtube_upload import UploadSessions
 
 __all__ = ["MEDIA_PREFIX", "YouTubeSim"]
 
-MEDIA_PREFIX = "/media/"
 _YT = Platform.YOUTUBE
 
 
