@@ -9,6 +9,7 @@ objects in :mod:`herald.stores.rows`; the catalogue and the webhook outbox are i
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,7 @@ from herald.stores.rows import SQLITE as decode
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_lock import EngineLock
+from herald.types import EngineInfo, Recovered
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 
@@ -163,7 +165,13 @@ class SQLiteStore(SQLiteCatalog):
 
     # -- engine -----------------------------------------------------------------------------
     async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        expire_before: datetime,
+        engine_id: str | None = None,
     ) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         params = {
@@ -172,6 +180,7 @@ class SQLiteStore(SQLiteCatalog):
             "token": token,
             "lease_until": micros(lease_until),
             "limit": limit,
+            "engine_id": engine_id,
         }
 
         def claim(conn: sqlite3.Connection) -> domain.ClaimBatch:
@@ -223,9 +232,39 @@ class SQLiteStore(SQLiteCatalog):
         return await self._writer.transaction(extend)
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        sql = self._q["recover_expired_leases"]
-        params = {"now": micros(now), "every": 1 if every else 0}
+        sql = self._q["recover_claims"]
+        params = {"now": micros(now), "every": 1 if every else 0, "engines": "[]"}
         return await self._writer.transaction(lambda c: c.execute(sql, params).rowcount)
+
+    async def beat(self, engine: EngineInfo, now: datetime) -> bool:
+        params = {
+            "id": engine.id,
+            "host": engine.host,
+            "pid": engine.pid,
+            "started_at": micros(engine.started_at),
+            "now": micros(now),
+        }
+
+        def beat(conn: sqlite3.Connection) -> bool:
+            if conn.execute(self._q["beat"], params).rowcount:
+                return True
+            conn.execute(self._q["register_engine"], params)
+            return False
+
+        return await self._writer.transaction(beat)
+
+    async def _remove_engines(
+        self, engine_ids: Sequence[str], now: datetime, dead_before: datetime | None
+    ) -> Recovered:
+        removing = {"engines": json.dumps(list(engine_ids)), "dead_before": micros(dead_before)}
+
+        def remove(conn: sqlite3.Connection) -> Recovered:
+            gone = sorted(r["id"] for r in conn.execute(self._q["remove_engines"], removing))
+            params = {"now": micros(now), "every": 0, "engines": json.dumps(gone)}
+            released = conn.execute(self._q["recover_claims"], params).rowcount
+            return Recovered(tuple(gone), released)
+
+        return await self._writer.transaction(remove)
 
 
 def _jobs(conn: sqlite3.Connection, claimed: list[domain.Delivery], token: str) -> list[domain.Job]:

@@ -67,7 +67,8 @@ RETURNING {delivery_columns};
 
 -- name: claim_due
 UPDATE deliveries
-SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
+SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now,
+    engine_id = :engine_id
 WHERE id IN (
     SELECT d.id FROM deliveries d INDEXED BY deliveries_due JOIN channels c ON c.id = d.channel_id
     WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
@@ -120,10 +121,13 @@ VALUES (?, ?, ?, ?, ?, ?);
 UPDATE deliveries SET lease_until = ?
 WHERE claim_token = ? AND state IN ({IN_FLIGHT});
 
--- name: recover_expired_leases
--- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
--- one that may have been sent (publishing) or still owes a check is looked up before any resend.
-UPDATE deliveries SET
+-- name: recover_claims
+-- Claims whose holder is gone: its lease ran out (it died or hung), or its engine was removed
+-- from the registry in this transaction (:engines, a JSON array: it stopped beating, or left).
+-- Unsent deliveries go back to the queue; one that may have been sent (publishing) or still
+-- owes a check is looked up before any resend. Pinned to deliveries_leased, which holds only
+-- the claimed and publishing rows, however many the table holds.
+UPDATE deliveries INDEXED BY deliveries_leased SET
     state = CASE WHEN state = 'publishing' OR check_first = 1 THEN 'unconfirmed'
                  WHEN attempts > 0 THEN 'retry_wait'
                  ELSE 'scheduled' END,
@@ -132,7 +136,22 @@ UPDATE deliveries SET
     claim_token = NULL,
     lease_until = NULL,
     updated_at = :now
-WHERE state IN ({IN_FLIGHT}) AND (:every OR lease_until < :now);
+WHERE state IN ({IN_FLIGHT})
+  AND (:every OR lease_until < :now OR engine_id IN (SELECT value FROM json_each(:engines)));
+
+-- name: beat
+UPDATE engines SET beat_at = :now WHERE id = :id;
+
+-- name: register_engine
+INSERT INTO engines (id, host, pid, started_at, beat_at)
+VALUES (:id, :host, :pid, :started_at, :now);
+
+-- name: remove_engines
+-- The engines named (a JSON array) that have not beaten since :dead_before (NULL: whenever).
+DELETE FROM engines
+WHERE id IN (SELECT value FROM json_each(:engines))
+  AND (:dead_before IS NULL OR beat_at < :dead_before)
+RETURNING id;
 
 -- name: delete_schedule
 DELETE FROM posting_slots WHERE channel_id = ?;
