@@ -176,6 +176,28 @@ async def test_a_minute_without_the_store_loses_nothing_and_sends_nothing(store,
     assert during.count(False) > 0.9 * len(during)
 
 
+async def test_a_burst_run_waiting_for_work_outlasts_the_store_going_away(store):
+    fb = channel(Platform.FACEBOOK)
+    await store.add_channels([fb])
+    due = running_clock().now() + timedelta(seconds=5)
+    await store.add_posts([new_post([fb], due_at=due) for _ in range(3)])
+    flaky = FlakyStore(store)
+    world = FakePlatform()
+    engine = engine_on(flaky, FakeConnector(Platform.FACEBOOK, world))
+
+    async def away_while_idle() -> None:
+        await asyncio.sleep(1)  # nothing in flight: the burst run asks the store what is due
+        flaky.away = True
+        await asyncio.sleep(2)
+        flaky.away = False
+
+    down = asyncio.create_task(away_while_idle())
+    await asyncio.wait_for(engine.run(burst=True, burst_horizon_s=60), 60)
+    await down
+    assert flaky.failures["next_due_at"] > 0
+    assert world.published() == 3
+
+
 async def test_a_judge_waits_for_a_clean_record_before_taking_another_engine_s_work(store):
     fb = await scheduled(store, 1)
     loop = asyncio.get_running_loop()

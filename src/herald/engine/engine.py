@@ -118,13 +118,7 @@ class Engine:
             engine_id=self.identity.id,
         )
         self.keeper = LeaseKeeper(
-            store,
-            self.identity,
-            self._in_flight,
-            settings.engine,
-            health=self.health,
-            clock=self.clock,
-            wake=self.dispatcher.notify,
+            store, self.identity, self._in_flight, self.health, wake=self.dispatcher.notify
         )
         self.pool = self._workers(credentials)
 

@@ -42,9 +42,9 @@ class StoreHealth:
         clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
-        self._settings = settings
+        self.settings = settings
+        self.clock = clock
         self._metrics = metrics
-        self._clock = clock
         self._rng = rng
         self._down_since: float | None = None  # monotonic seconds, while the store is away
         self._steady_since = clock.monotonic()  # the store's last failure, or the start
@@ -54,7 +54,7 @@ class StoreHealth:
         """The engine starts working: ready while the store answers; the clean record
         (:meth:`steady_s`) counts from now."""
         self.running = True
-        self._steady_since = self._clock.monotonic()
+        self._steady_since = self.clock.monotonic()
 
     @property
     def ready(self) -> bool:
@@ -63,23 +63,23 @@ class StoreHealth:
 
     def steady_s(self) -> float:
         """How long the store has answered without a failure (since the start, at most)."""
-        return self._clock.monotonic() - self._steady_since
+        return self.clock.monotonic() - self._steady_since
 
     def backoff(self) -> Backoff:
         """A back-off for one loop's consecutive failures."""
-        s = self._settings
+        s = self.settings
         return Backoff(base_s=s.store_backoff_base_s, cap_s=s.store_backoff_cap_s, rng=self._rng)
 
     def answered(self) -> None:
         if self._down_since is None:
             return
-        away_s = self._clock.monotonic() - self._down_since
+        away_s = self.clock.monotonic() - self._down_since
         self._down_since = None
         self._metrics.store_up.set(1)
         log.warning("engine.store_back", extra={"away_s": round(away_s, 3)})
 
     def failed(self, task: str, exc: StoreUnavailable) -> None:
-        now = self._clock.monotonic()
+        now = self.clock.monotonic()
         self._steady_since = now
         self._metrics.store_unavailable.labels(task).inc()
         if self._down_since is not None:
@@ -102,7 +102,7 @@ class StoreHealth:
         seconds have passed; any other error at once.
         """
         backoff = self.backoff()
-        deadline = None if within_s is None else self._clock.monotonic() + within_s
+        deadline = None if within_s is None else self.clock.monotonic() + within_s
         events = () if stopping is None else (stopping,)
         while True:
             try:
@@ -111,7 +111,7 @@ class StoreHealth:
                 self.failed(task, exc)
                 wait_s = backoff.next_s()
                 if deadline is not None:
-                    wait_s = min(wait_s, deadline - self._clock.monotonic())
+                    wait_s = min(wait_s, deadline - self.clock.monotonic())
                 if wait_s <= 0 or any(event.is_set() for event in events):
                     raise
                 await wait_first(*events, within_s=wait_s)

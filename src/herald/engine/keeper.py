@@ -26,11 +26,10 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from herald.config import EngineSettings
 from herald.engine.dispatcher import InFlight
 from herald.engine.health import StoreHealth
 from herald.errors import StoreUnavailable
-from herald.types import Clock, EngineInfo, EngineStore, Recovered
+from herald.types import EngineInfo, EngineStore, Recovered
 from herald.wakeup import wait_first
 
 __all__ = ["LeaseKeeper"]
@@ -39,25 +38,26 @@ log = logging.getLogger("herald.engine")
 
 
 class LeaseKeeper:
+    """Keeps the claims of the engine ``identity`` (those in ``in_flight``); its settings and
+    clock are its ``health``'s."""
+
     def __init__(
         self,
         store: EngineStore,
         identity: EngineInfo,
         in_flight: InFlight,
-        settings: EngineSettings,
-        *,
         health: StoreHealth,
-        clock: Clock,
+        *,
         wake: Callable[[], None],
     ) -> None:
         self.identity = identity
         self._store = store
         self._in_flight = in_flight
-        self._settings = settings
         self._health = health
-        self._clock = clock
-        self._wake = wake  # the dispatcher: deliveries became claimable
+        self._settings = health.settings
+        self._clock = health.clock
         self._registered = False
+        self._wake = wake  # the dispatcher: deliveries became claimable
 
     async def register(self) -> None:
         """The first beat: this engine is in the registry before it claims anything."""

@@ -26,7 +26,7 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput
 from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
-from herald.stores.contract import StatusChange, applied
+from herald.stores.contract import ClaimRequest, StatusChange, applied
 from herald.stores.memory_catalog import Claim, MemoryCatalog, lookup
 from herald.types import EngineInfo, Recovered
 
@@ -146,20 +146,14 @@ class MemoryStore(MemoryCatalog):
             key=lambda d: (d.next_attempt_at or now, d.id),
         )
 
-    async def claim_due(
-        self,
-        *,
-        now: datetime,
-        limit: int,
-        lease_until: datetime,
-        expire_before: datetime,
-        engine_id: str | None = None,
-    ) -> ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> ClaimBatch:
+        now, engine_id = asked["now"], asked.get("engine_id")
+        limit, lease_until = asked["limit"], asked["lease_until"]
         token = secrets.token_hex(12)
         jobs: list[Job] = []
         expired: list[Delivery] = []
         for delivery in self._due(now):
-            if delivery.due_at < expire_before and not delivery.check_first:
+            if delivery.due_at < asked["expire_before"] and not delivery.check_first:
                 gone = replace(delivery, state=S.EXPIRED, next_attempt_at=None, updated_at=now)
                 self._deliveries[delivery.id] = gone
                 expired.append(gone)

@@ -36,7 +36,7 @@ from herald import domain
 from herald.constants import NOTIFY_PREFIX
 from herald.errors import NotFound
 from herald.states import CLAIMABLE
-from herald.stores.contract import StatusChange, by_post
+from herald.stores.contract import ClaimRequest, StatusChange, by_post
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
@@ -193,24 +193,16 @@ class PostgresStore(PostgresCatalog):
         return by_post(post_ids, map(decode.delivery, found))
 
     # -- engine -----------------------------------------------------------------------------
-    async def claim_due(
-        self,
-        *,
-        now: datetime,
-        limit: int,
-        lease_until: datetime,
-        expire_before: datetime,
-        engine_id: str | None = None,
-    ) -> domain.ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         found = await self._db.fetch(
             "claim_due",
-            now=now,
-            limit=limit,
+            now=asked["now"],
+            limit=asked["limit"],
             token=token,
-            lease_until=lease_until,
-            expire_before=expire_before,
-            engine_id=engine_id,
+            lease_until=asked["lease_until"],
+            expire_before=asked["expire_before"],
+            engine_id=asked.get("engine_id"),
         )
         return _claimed(found, token)
 

@@ -19,7 +19,7 @@ from typing import Any, Unpack
 
 from herald import domain
 from herald.errors import ConfigError, InvalidInput, NotFound
-from herald.stores.contract import StatusChange, by_post
+from herald.stores.contract import ClaimRequest, StatusChange, by_post
 from herald.stores.queries import for_each_target, load_queries
 from herald.stores.rows import CHANNEL_COLUMNS, DELIVERY_COLUMNS, POST_COLUMNS, micros, post_json
 from herald.stores.rows import SQLITE as decode
@@ -164,23 +164,15 @@ class SQLiteStore(SQLiteCatalog):
         return by_post(post_ids, found)
 
     # -- engine -----------------------------------------------------------------------------
-    async def claim_due(
-        self,
-        *,
-        now: datetime,
-        limit: int,
-        lease_until: datetime,
-        expire_before: datetime,
-        engine_id: str | None = None,
-    ) -> domain.ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         params = {
-            "now": micros(now),
-            "expire_before": micros(expire_before),
+            "now": micros(asked["now"]),
+            "expire_before": micros(asked["expire_before"]),
             "token": token,
-            "lease_until": micros(lease_until),
-            "limit": limit,
-            "engine_id": engine_id,
+            "lease_until": micros(asked["lease_until"]),
+            "limit": asked["limit"],
+            "engine_id": asked.get("engine_id"),
         }
 
         def claim(conn: sqlite3.Connection) -> domain.ClaimBatch:
