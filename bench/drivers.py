@@ -191,6 +191,7 @@ def claim_values(limit: int) -> dict[str, Any]:
         "token": secrets.token_hex(12),
         "lease_until": now + timedelta(minutes=5),
         "expire_before": now - timedelta(days=1),
+        "engine_id": "eng_bench",
     }
 
 

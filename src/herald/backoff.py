@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["ceiling", "full_jitter"]
+__all__ = ["Backoff", "ceiling", "full_jitter"]
 
 
 def ceiling(retry: int, *, base_s: float, cap_s: float) -> float:
@@ -26,3 +26,25 @@ def full_jitter(
     """A delay drawn uniformly from ``[0, ceiling(retry)]``."""
     top = ceiling(retry, base_s=base_s, cap_s=cap_s)
     return (rng or random).uniform(0.0, top)
+
+
+class Backoff:
+    """The consecutive failures of one loop, and the full-jitter delay after each.
+
+    A loop that finds a dependency away (the store, a receiver) waits :meth:`next_s` before
+    trying again, longer each time up to ``cap_s``, and calls :meth:`reset` once it answers.
+    """
+
+    def __init__(self, *, base_s: float, cap_s: float, rng: random.Random | None = None) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.failures = 0
+        self._rng = rng
+
+    def next_s(self) -> float:
+        """Count one more failure; how long to wait before the next try."""
+        self.failures += 1
+        return full_jitter(self.failures, base_s=self.base_s, cap_s=self.cap_s, rng=self._rng)
+
+    def reset(self) -> None:
+        self.failures = 0

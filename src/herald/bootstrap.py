@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from herald.backoff import Backoff
 from herald.config import Settings
 from herald.engine import Engine
 from herald.errors import ConfigError
@@ -108,7 +109,13 @@ def webhook_sender(
     if not settings.secret_keys:
         log.warning("webhooks.disabled", extra={"reason": "no secret key (HERALD_SECRET_KEYS)"})
         return None
-    sender = WebhookSender(store, Vault.from_settings(settings), settings.webhooks)
+    engine_settings = settings.engine
+    store_backoff = Backoff(
+        base_s=engine_settings.store_backoff_base_s, cap_s=engine_settings.store_backoff_cap_s
+    )
+    sender = WebhookSender(
+        store, Vault.from_settings(settings), settings.webhooks, store_backoff=store_backoff
+    )
     if engine is not None:
         engine.on_events(sender.notify)
     return sender

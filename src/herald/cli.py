@@ -87,12 +87,24 @@ def run(
     burst: Annotated[
         bool, typer.Option(help="Stop once nothing is left to do.", envvar="HERALD_BURST")
     ] = False,
+    probe_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve /healthz, /readyz and /metrics on this port (engine.probe_host).",
+            envvar="HERALD_ENGINE__PROBE_PORT",
+        ),
+    ] = None,
 ) -> None:
     """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
     settings = _settings(db, database_url)
+    if probe_port is not None:
+        settings.engine.probe_port = probe_port
     configure_logging(settings.log_level, settings.log_format)
     # heavy imports only for this command
     from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
+    from herald.probe import serving_probe
 
     async def main() -> None:
         # Opened here, not by running_engine: the webhook sender needs the whole store, and
@@ -100,8 +112,17 @@ def run(
         store = open_store(settings, for_engine=True)
         await store.open()
         try:
-            async with running_engine(settings, store) as engine:
+            async with running_engine(settings, store) as engine, contextlib.AsyncExitStack() as on:
                 sender = webhook_sender(settings, store, engine)
+                port = settings.engine.probe_port
+                if port is not None:
+                    probe = serving_probe(
+                        lambda: engine.ready,
+                        engine.metrics.registry,
+                        host=settings.engine.probe_host,
+                        port=port,
+                    )
+                    await on.enter_async_context(probe)
 
                 def stop() -> None:
                     engine.request_stop()

@@ -96,11 +96,30 @@ class EngineSettings(BaseModel):
         ),
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    heartbeat_s: float = Field(5.0, gt=0, description="how often the engine records it is alive")
+    dead_after_s: float = Field(
+        15.0, gt=0, description="an engine silent this long is dead: any engine recovers its claims"
+    )
+    store_backoff_base_s: BackoffSeconds = 0.1
+    store_backoff_cap_s: BackoffSeconds = Field(
+        5.0, description="longest wait between tries while the store is away"
+    )
+    probe_host: str = Field("127.0.0.1", description="`herald run`'s probe listens here")
+    probe_port: int | None = Field(
+        None, ge=1, le=65535, description="serve /healthz, /readyz, /metrics (`herald run`)"
+    )
 
     @model_validator(mode="after")
     def _hold_below_lease(self) -> EngineSettings:
         if self.hold_s >= self.lease_s / 2:
             raise ValueError("engine.hold_s must be below half of engine.lease_s")
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeats_before_death(self) -> EngineSettings:
+        # One late or lost beat must not make an engine look dead to the others.
+        if self.dead_after_s < 2 * self.heartbeat_s:
+            raise ValueError("engine.dead_after_s must be at least twice engine.heartbeat_s")
         return self
 
 

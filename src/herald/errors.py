@@ -17,7 +17,9 @@ are translated at the boundary into the most specific class below, keeping the o
     ├── NotFound                    no such object (or not visible to the caller)
     ├── Conflict                    the object's current state forbids the request (HTTP 409)
     ├── InvalidTransition           a delivery state change the state machine forbids
-    ├── StoreError                  the store failed (database unreachable, corrupt, ...)
+    ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
+    │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
+    │                               the same call may succeed later (retried with back-off)
     ├── QueueError                  the work queue failed
     └── PlatformError               a platform refused a publish or could not be reached
         ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
@@ -58,6 +60,7 @@ __all__ = [
     "RequestNotSent",
     "ScheduleError",
     "StoreError",
+    "StoreUnavailable",
     "TimeInPast",
     "TransientPlatformError",
     "Unauthenticated",
@@ -152,6 +155,14 @@ class InvalidTransition(HeraldError):
 
 class StoreError(HeraldError):
     """The store failed to read or write."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or asked to be asked again: the connection was lost, the
+    server is shutting down or restarting, has no connection slot left, chose this transaction
+    as a deadlock or serialization victim, or the database file is locked. Nothing about the
+    call itself is wrong: the same call may succeed a moment later, so it is retried with
+    back-off rather than treated as a failure."""
 
 
 class QueueError(HeraldError):

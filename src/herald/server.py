@@ -97,6 +97,7 @@ async def _until_stopped(
         validators=VALIDATORS,
         notify=None if engine is None else engine.notify,
         engine_registry=None if engine is None else engine.metrics.registry,
+        engine_ready=None if engine is None else (lambda: engine.ready),
     )
     server = _server(app, settings, host, port)
 

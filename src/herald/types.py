@@ -9,8 +9,8 @@
 - :class:`CredentialResolver`: turns a channel's ``credentials_ref`` into its secrets.
 - :class:`Clock`: where the engine reads the time (the system's, or a test's virtual time).
 
-Two callables cross the seam between the API and the engine: :data:`Notify` (wake the engine
-for new or moved deliveries) and :data:`Validator` (one platform's content rules).
+Three callables cross the seam between the API and the engine: :data:`Notify` (wake it for
+new or moved deliveries), :data:`Readiness` (can it work) and :data:`Validator` (content rules).
 
 Every implementation of a Protocol passes the same contract test suite, one class per suite in
 ``tests/suites/``, run by each tier on the implementations it reaches (``tests/unit`` in
@@ -61,6 +61,7 @@ __all__ = [
     "Connector",
     "CredentialResolver",
     "Credentials",
+    "EngineInfo",
     "EngineStore",
     "JobQueue",
     "Notify",
@@ -69,6 +70,8 @@ __all__ = [
     "PublishRequest",
     "Published",
     "RateLimiter",
+    "Readiness",
+    "Recovered",
     "Store",
     "Validator",
 ]
@@ -78,8 +81,29 @@ Credentials = Mapping[str, str]
 #: Deliveries were added or moved: claim them on time. Called with the earliest due time among
 #: them (None: look for due work now); an engine running in the process passes its ``notify``.
 Notify = Callable[[datetime | None], None]
+#: Whether the engine running in this process can work now (started, and its store answers).
+Readiness = Callable[[], bool]
 #: One platform's content rules: raises :class:`~herald.errors.ContentInvalid` naming the field.
 Validator = Callable[[Content], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """A running engine in the store's registry; ``beat_at``: its last heartbeat, if read."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    beat_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What a recovery released: engines removed from the registry, deliveries they held."""
+
+    engines: tuple[str, ...] = ()
+    deliveries: int = 0
 
 
 @runtime_checkable
@@ -106,9 +130,16 @@ class EngineStore(Protocol):
         the workspace's webhooks in the same transaction."""
 
     async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        expire_before: datetime,
+        engine_id: str | None = None,
     ) -> ClaimBatch:
-        """Atomically claim up to ``limit`` due deliveries of active channels.
+        """Atomically claim up to ``limit`` due deliveries of active channels for the engine
+        ``engine_id`` (recorded with the claims: :meth:`recover_dead_engines`).
 
         Deliveries due before ``expire_before`` that owe no check are marked expired in the
         same transaction and returned apart, never claimed.
@@ -134,6 +165,20 @@ class EngineStore(Protocol):
         ``abandoned`` attempt (its number, started at its ``check_since``): the platform may
         have counted it, and :meth:`sent_since` must still say so once a look-up has settled
         the delivery."""
+
+    async def beat(self, engine: EngineInfo, now: datetime) -> bool:
+        """Record that ``engine`` is alive at ``now``, registering it if it is not: at its
+        first beat, or after another engine took it for dead (then False)."""
+
+    async def recover_dead_engines(self, now: datetime, *, dead_before: datetime) -> Recovered:
+        """Remove the engines whose last beat is older than ``dead_before`` and release what
+        they held, as :meth:`recover_expired_leases` releases a lapsed lease."""
+
+    async def deregister_engine(self, engine_id: str, now: datetime) -> Recovered:
+        """A graceful stop: remove the engine, releasing anything it still holds."""
+
+    async def list_engines(self) -> list[EngineInfo]:
+        """The registered engines, oldest first."""
 
     async def get_channel_secret(self, channel_id: str) -> bytes | None:
         """The channel's encrypted credentials, when the store keeps them (``vault:`` refs)."""

@@ -107,6 +107,18 @@ async def test_health_and_readiness(client, api_store, monkeypatch):
     assert_problem(await client.get("/readyz"), 503)
 
 
+async def test_readiness_follows_the_engine_in_the_process(settings, api_store):
+    ready = [False]
+    app = create_app(settings, api_store, validators=VALIDATORS, engine_ready=lambda: ready[0])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        # Starting, stopping, or its store away: not ready, though the store answers the API.
+        problem = assert_problem(await c.get("/readyz"), 503)
+        assert "engine" in problem["detail"]
+        assert (await c.get("/healthz")).status_code == 200
+        ready[0] = True
+        assert (await c.get("/readyz")).json() == {"status": "ready"}
+
+
 async def test_metrics(client, tenant, settings, api_store):
     channel = await tenant.channel()
     await tenant.post_on([channel])

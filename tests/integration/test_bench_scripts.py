@@ -24,8 +24,13 @@ BENCH = Path(__file__).parents[2] / "bench"
         ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
         ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
         ["restarts.py", "--kills", "2", "--posts", "40"],
+        [
+            "takeover.py",
+            *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
+            *("--heartbeat-s", "0.5", "--dead-after-s", "2", "--timeout-s", "60"),
+        ],
     ],
-    ids=["drivers", "engine", "api", "restarts"],
+    ids=["drivers", "engine", "api", "restarts", "takeover"],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {

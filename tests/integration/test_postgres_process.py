@@ -1,19 +1,28 @@
-"""`herald migrate` and `herald run` on PostgreSQL through the CLI, two engines at once."""
+"""`herald migrate` and `herald run` on PostgreSQL through the CLI: two engines at once, and an
+engine killed (SIGKILL) while holding claims, whose successor takes them over in seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
 import sys
 
+import aiohttp
 import pytest
 
 from herald.config import Settings
 from herald.domain import Platform
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
+from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
+from herald.testing import eventually
 from tests.conftest import PG_URL
 from tests.integration.test_postgres_pipeline import assert_each_published_once, pg_pipeline
-from tests.integration.test_process import engine_env
+from tests.integration.test_process import engine_env, spawn
+
+S = DeliveryState
+POSTS_PER_CHANNEL = 120
 
 pytestmark = pytest.mark.postgres
 
@@ -53,3 +62,84 @@ async def test_two_herald_run_processes_share_one_database(sim: Simulator, tmp_p
         assert_each_published_once(sim, await pipe.deliveries(), channels, posts=60)
     finally:
         await store.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def probe(port: int, path: str) -> int:
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}{path}") as answer,
+        ):
+            return answer.status
+    except aiohttp.ClientError:
+        return 0  # not listening yet
+
+
+async def test_a_killed_engine_s_claims_are_published_by_its_successor_in_seconds(
+    tmp_path, pg_schema
+):
+    # Slow enough requests that the first engine holds hundreds of claims when it is killed.
+    config = SimulatorConfig.from_settings(
+        Settings(), latency=LatencyModel(median_s=0.05, p99_s=0.1), seed=11
+    )
+    url = f"{PG_URL}?schema={pg_schema}"
+    async with Simulator(config) as sim:
+        env = engine_env(sim, "")
+        del env["HERALD_DB"]
+        # Beats every half second, dead after two; the lease stays 300 s.
+        env.update(
+            {
+                "HERALD_DATABASE_URL": url,
+                "HERALD_ENGINE__HEARTBEAT_S": "0.5",
+                "HERALD_ENGINE__DEAD_AFTER_S": "2",
+            }
+        )
+        assert await herald(env, "migrate") == 0
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            pipe = pg_pipeline(sim, tmp_path, store)
+            # Within every quota: LinkedIn's 150 a member a day, say.
+            platforms = (Platform.FACEBOOK, Platform.FACEBOOK, Platform.LINKEDIN)
+            channels = [await pipe.channel(p) for p in platforms]
+            for channel in channels:
+                await pipe.schedule([channel], POSTS_PER_CHANNEL)
+            first = await spawn(env)
+            await eventually(lambda: sim.audit.summary()["posts"] >= 40, within_s=30)
+            first.kill()
+            await first.wait()
+            loop = asyncio.get_running_loop()
+            killed_at = loop.time()
+            held = [
+                d
+                for d in (await pipe.deliveries()).values()
+                if d.state in (S.CLAIMED, S.PUBLISHING)
+            ]
+            assert len(held) > 100  # the dead engine's claims, leased for minutes
+
+            port = free_port()
+            second = await spawn(env, "--probe-port", str(port))
+            try:
+                await eventually(
+                    lambda: sim.audit.summary()["posts"] == 3 * POSTS_PER_CHANNEL, within_s=60
+                )
+                taken_over_s = loop.time() - killed_at
+                await eventually(lambda: probe(port, "/readyz"), within_s=10)
+                assert await probe(port, "/readyz") == 200
+            finally:
+                second.send_signal(signal.SIGTERM)
+                assert await asyncio.wait_for(second.wait(), 30) == 0
+            # dead_after_s, a beat, and the time to send what was left: not the 300 s lease.
+            assert taken_over_s < 20, taken_over_s
+            assert_each_published_once(
+                sim, await pipe.deliveries(), channels, posts=3 * POSTS_PER_CHANNEL
+            )
+            assert await store.list_engines() == []  # the dead one judged, the second left
+        finally:
+            await store.close()

@@ -22,19 +22,25 @@ from herald.errors import InvalidInput, NotFound
 from herald.states import DeliveryState
 from herald.stores.contract import ABANDONED_ERROR
 from herald.testing import channel, new_post
+from herald.types import EngineInfo, Recovered
 
 S = DeliveryState
 HOUR = timedelta(hours=1)
 
 
-async def claim(store, now=None, limit=100, lease=HOUR, expire_before=None):
+async def claim(store, now=None, limit=100, lease=HOUR, expire_before=None, *, engine_id=None):
     now = now or utcnow()
     return await store.claim_due(
         now=now,
         limit=limit,
         lease_until=now + lease,
         expire_before=expire_before or now - timedelta(days=1),
+        engine_id=engine_id,
     )
+
+
+def engine(name: str, started_at) -> EngineInfo:
+    return EngineInfo(new_id(f"eng_{name}"), "host-1", 4242, started_at)
 
 
 def publishing(job, now):
@@ -486,3 +492,67 @@ class StoreContract:
         assert [a.outcome for a in await store.list_attempts(job.delivery.id)] == ["abandoned"]
         assert await store.recover_expired_leases(now, every=True) == 0  # recorded once
         assert len(await store.list_attempts(job.delivery.id)) == 1
+
+    async def test_engines_register_with_their_first_beat_and_are_listed(self, store):
+        t0 = utcnow().replace(microsecond=0)
+        a, b = engine("a", t0), engine("b", t0 + timedelta(seconds=1))
+        assert await store.beat(a, t0) is False  # not registered yet: now it is
+        assert await store.beat(b, t0 + timedelta(seconds=1)) is False
+        assert await store.beat(a, t0 + timedelta(seconds=5)) is True
+        listed = await store.list_engines()
+        assert [(e.id, e.host, e.pid, e.started_at) for e in listed] == [
+            (a.id, "host-1", 4242, t0),
+            (b.id, "host-1", 4242, t0 + timedelta(seconds=1)),
+        ]
+        assert [e.beat_at for e in listed] == [t0 + timedelta(seconds=5), t0 + timedelta(seconds=1)]
+
+    async def test_claims_of_an_engine_that_stopped_beating_come_back_at_once(self, store):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb]) for _ in range(4)])
+        now = utcnow()
+        dead, alive = engine("dead", now - HOUR), engine("alive", now - HOUR)
+        await store.beat(dead, now - timedelta(seconds=40))
+        await store.beat(alive, now - timedelta(seconds=2))
+        # Long leases: only the heartbeat can tell that the first engine is gone.
+        sent, unsent, checked = (await claim(store, now=now, limit=3, engine_id=dead.id)).jobs
+        (kept,) = (await claim(store, now=now, limit=1, engine_id=alive.id)).jobs
+        await store.apply([publishing(sent, now)])
+        assert await store.recover_expired_leases(now) == 0
+
+        got = await store.recover_dead_engines(now, dead_before=now - timedelta(seconds=15))
+        assert got == Recovered(engines=(dead.id,), deliveries=3)
+        after = {j.delivery.id: await store.get_delivery(j.delivery.id) for j in (sent, unsent)}
+        # May have been sent: looked up before any resend. Never sent: claimable again.
+        assert (after[sent.delivery.id].state, after[sent.delivery.id].check_first) == (
+            S.UNCONFIRMED,
+            True,
+        )
+        assert after[unsent.delivery.id].state is S.SCHEDULED
+        assert (await store.get_delivery(kept.delivery.id)).state is S.CLAIMED
+        assert [e.id for e in await store.list_engines()] == [alive.id]
+        # The dead engine's tokens write nothing any more; the rest is claimed anew.
+        late = Transition(checked.delivery.id, S.PUBLISHING, claim_token=checked.claim_token)
+        assert await store.apply([late]) == [False]
+        assert len((await claim(store, now=now, engine_id=alive.id)).jobs) == 3
+        # Nothing more to do; and a dead engine that beats again is registered again.
+        quiet = now - timedelta(seconds=15)
+        assert await store.recover_dead_engines(now, dead_before=quiet) == Recovered()
+        assert await store.beat(dead, now) is False
+
+    async def test_an_engine_that_leaves_releases_what_it_still_holds(self, store):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb]) for _ in range(2)])
+        now = utcnow()
+        leaving, other = engine("leaving", now), engine("other", now)
+        await store.beat(leaving, now)
+        await store.beat(other, now)
+        (held,) = (await claim(store, now=now, limit=1, engine_id=leaving.id)).jobs
+        (kept,) = (await claim(store, now=now, limit=1, engine_id=other.id)).jobs
+        got = await store.deregister_engine(leaving.id, now)
+        assert got == Recovered(engines=(leaving.id,), deliveries=1)
+        assert (await store.get_delivery(held.delivery.id)).state is S.SCHEDULED
+        assert (await store.get_delivery(kept.delivery.id)).state is S.CLAIMED
+        assert [e.id for e in await store.list_engines()] == [other.id]
+        assert await store.deregister_engine(leaving.id, now) == Recovered()

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
 
+from herald.backoff import Backoff
 from herald.config import WebhookSettings
 from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
 from herald.service.vault import Vault
@@ -23,6 +24,7 @@ from herald.service.webhook_sender import (
 )
 from herald.states import DeliveryState
 from herald.testing import channel, eventually, new_post
+from tests.suites.flaky import FlakyStore
 
 S = DeliveryState
 SECRET = "whsec_test-secret"
@@ -214,3 +216,23 @@ class WebhookSenderSuite:
         await asyncio.wait_for(task, 10)
         assert receiver.max_in_flight == 4
         assert sender.sent == 12
+
+    async def test_the_store_going_away_delays_events_but_does_not_stop_the_sender(
+        self, store, vault, receiver
+    ):
+        await subscribe(store, vault, receiver.url)
+        await publish(store, 2)
+        failing = {
+            "claim_webhook_events": 2,
+            "next_webhook_event_at": 2,
+            "list_webhooks": 1,
+            "settle_webhook_event": 2,
+        }
+        flaky = FlakyStore(store, failing)
+        sender = WebhookSender(flaky, vault, FAST, store_backoff=Backoff(base_s=0.01, cap_s=0.05))
+        await asyncio.wait_for(sender.run(burst=True), 10)
+        assert sender.sent == 2
+        assert flaky.failures == failing
+        ids = {h[EVENT_ID_HEADER] for h, _ in receiver.requests}
+        assert len(ids) == 2
+        assert await store.next_webhook_event_at() is None  # both settled once it answered

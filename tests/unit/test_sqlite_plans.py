@@ -24,6 +24,7 @@ PARAMS = {
     "token": "t",
     "lease_until": NOW + 3600 * US,
     "limit": 100,
+    "engine_id": "eng_a",
 }
 
 
@@ -102,3 +103,16 @@ def test_what_was_sent_is_read_from_the_window_of_attempts_not_the_history(conn)
     assert "SEARCH d USING INDEX deliveries_state (state=?)" in plan, plan
     assert not any(step.startswith(("SCAN a", "SCAN d")) for step in plan), plan
     assert len(conn.execute(sql, params).fetchall()) == 721  # 0 to 720 two-minute steps back
+
+
+def test_claims_of_gone_engines_are_found_among_the_claimed_ones_only(conn):
+    conn.execute(
+        "UPDATE deliveries SET state = 'claimed', engine_id = 'eng_dead', lease_until = ? "
+        "WHERE id IN ('d03000', 'd03001')",
+        (NOW + DAY,),
+    )
+    params = {"now": NOW, "every": 0, "engines": '["eng_dead"]'}
+    sql = _query("recover_claims")
+    plan = [r["detail"] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    assert any(step.startswith("SCAN deliveries USING INDEX deliveries_leased") for step in plan)
+    assert conn.execute(sql, params).rowcount == 2

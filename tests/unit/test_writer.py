@@ -53,7 +53,7 @@ async def test_changes_written_together_share_a_transaction():
 async def test_a_refused_change_fails_alone():
     store = CountingStore()
     good, bad = await scheduled(store, 2)
-    writer = TransitionWriter(store, retry_delays_s=())
+    writer = TransitionWriter(store)  # a refused write is not tried again
     running = asyncio.create_task(writer.run())
     ok = writer.write(Transition(good.id, S.CANCELLED))
     poisoned = writer.write(Transition(bad.id, S.CANCELLED, error="poison"))

@@ -3,8 +3,9 @@
 Nothing happens at import time. The store is opened and closed by whoever owns it (the CLI,
 a test): the app only uses it. Nothing of the engine or the connectors is imported here: the
 caller passes the platforms' content rules, and when an engine runs in the same process
-(``herald serve``) its ``notify`` (new and moved deliveries wake it at once) and its metrics
-registry (``/metrics`` includes it).
+(``herald serve``) its ``notify`` (new and moved deliveries wake it at once), its readiness
+(``/readyz`` answers 503 while it cannot work) and its metrics registry (``/metrics`` includes
+it).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
 from herald.service.vault import Vault
-from herald.types import Notify, Store, Validator
+from herald.types import Notify, Readiness, Store, Validator
 
 __all__ = ["create_app"]
 
@@ -60,6 +61,7 @@ def create_app(
     validators: Mapping[Platform, Validator],
     notify: Notify | None = None,
     engine_registry: CollectorRegistry | None = None,
+    engine_ready: Readiness | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """The API on ``store`` (already open), given what it needs from the rest of Herald.
@@ -69,7 +71,9 @@ def create_app(
     - ``notify``: wakes an engine running in this process when deliveries are added or moved
       (other engines learn of them from the store: PostgreSQL's ``NOTIFY``, or within their
       ``engine.idle_recheck_s``);
-    - ``engine_registry``: that engine's Prometheus metrics, served on ``/metrics`` too.
+    - ``engine_registry``: that engine's Prometheus metrics, served on ``/metrics`` too;
+    - ``engine_ready``: whether that engine can work (started, its store answers): ``/readyz``
+      answers 503 while it cannot.
 
     Refuses to start without a secret key (:class:`~herald.errors.ConfigError`): channel
     credentials are encrypted with it.
@@ -100,6 +104,7 @@ def create_app(
         webhooks=WebhookRegistry(store, vault, clock=clock),
         metrics=ApiMetrics(),
         engine_registry=engine_registry,
+        engine_ready=engine_ready,
     )
     problems.install(app)
     for module in (ops, api_keys, channels, post_files, posts, deliveries, webhooks):

@@ -26,7 +26,7 @@ from herald.service.deliveries import DeliveryActions
 from herald.service.posts import PostService
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
-from herald.types import Store
+from herald.types import Readiness, Store
 
 __all__ = [
     "Authenticated",
@@ -58,6 +58,7 @@ class Services:
     webhooks: WebhookRegistry
     metrics: ApiMetrics
     engine_registry: CollectorRegistry | None
+    engine_ready: Readiness | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 It sleeps until the earliest due time the store knows, or until something wakes it (new posts,
 a retry written for later, room freed in memory). It never polls on a fixed beat; the one
-bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes.
+bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes. While the
+store is away it tries again after a growing back-off (:mod:`herald.engine.health`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from datetime import datetime, timedelta
 
 from herald.config import EngineSettings
 from herald.domain import Delivery, Job
+from herald.engine.health import StoreHealth
 from herald.engine.metrics import Metrics
+from herald.errors import StoreUnavailable
 from herald.types import Clock, EngineStore, JobQueue
 from herald.wakeup import wait_first
 
@@ -72,8 +75,12 @@ class Dispatcher:
         metrics: Metrics,
         *,
         clock: Clock,
+        health: StoreHealth,
+        engine_id: str | None = None,
     ) -> None:
         self._store = store
+        self._health = health
+        self._engine_id = engine_id  # recorded with its claims
         self._clock = clock
         self._queue = queue
         self._in_flight = in_flight
@@ -91,18 +98,31 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        backoff = self._health.backoff()
         while not stopping.is_set():
-            self._wake.clear()
-            room = self._settings.max_in_flight - self._in_flight.count
-            if room <= 0:
-                self._room.clear()
-                await wait_first(self._room, stopping, within_s=None)
+            try:
+                await self._round(stopping)
+            except StoreUnavailable as exc:
+                self._health.failed("dispatcher", exc)
+                # Not woken early by new work: claiming is what cannot be done.
+                await wait_first(stopping, within_s=backoff.next_s())
                 continue
-            asked = min(room, self._settings.claim_batch)
-            claimed = await self._claim(asked)
-            if claimed == asked:
-                continue  # more may be due right now
-            await wait_first(self._wake, stopping, within_s=await self._idle_timeout())
+            backoff.reset()
+
+    async def _round(self, stopping: asyncio.Event) -> None:
+        """Claim once, then wait until more may be due (not at all after a full batch)."""
+        self._wake.clear()
+        room = self._settings.max_in_flight - self._in_flight.count
+        if room <= 0:
+            self._room.clear()
+            await wait_first(self._room, stopping, within_s=None)
+            return
+        asked = min(room, self._settings.claim_batch)
+        claimed = await self._claim(asked)
+        self._health.answered()
+        if claimed == asked:
+            return  # more may be due right now
+        await wait_first(self._wake, stopping, within_s=await self._idle_timeout())
 
     async def _claim(self, limit: int) -> int:
         now = self._clock.now()
@@ -111,6 +131,7 @@ class Dispatcher:
             limit=limit,
             lease_until=now + timedelta(seconds=self._settings.lease_s),
             expire_before=now - timedelta(seconds=self._settings.max_lateness_s),
+            engine_id=self._engine_id,
         )
         self.rounds += 1
         self._report_expired(batch.expired)

@@ -2,30 +2,42 @@
 
 Lifecycle of :meth:`Engine.run`:
 
-1. recover deliveries left claimed by a previous run (all of them when this engine has the
+1. register in the store's engine registry (:mod:`herald.engine.keeper`: its heartbeat lets
+   other engines give back its claims within seconds if it dies);
+2. recover deliveries left claimed by a previous run (all of them when this engine has the
    store to itself, else only those whose lease ran out);
-2. rebuild the limiter from what the store says was sent within the rules' reach, so that a
+3. rebuild the limiter from what the store says was sent within the rules' reach, so that a
    restart never grants a fresh quota (:mod:`herald.limits.replay`; first run only);
-3. run the writer, the workers, the dispatcher and the lease keeper;
-4. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
+4. run the writer, the workers, the dispatcher and the lease keeper;
+5. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
    to do: stop claiming, let in-flight requests finish within ``shutdown_grace_s``, hand every
-   other claimed delivery back to the store, flush the writer. Nothing is lost: what was on the
-   wire when time ran out becomes ``unconfirmed`` and is looked up before any resend.
+   other claimed delivery back to the store, flush the writer, leave the registry. Nothing is
+   lost: what was on the wire when time ran out becomes ``unconfirmed`` and is looked up before
+   any resend.
+
+The store going away does not stop it (:mod:`herald.engine.health`): every step tries again
+after a back-off, and :attr:`Engine.ready` is false meanwhile. A task that fails otherwise is
+a bug, and stops the engine with its error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from herald.config import Settings
-from herald.domain import Job, Platform
+from herald.domain import Job, Platform, new_id
 from herald.engine.admission import Admission
 from herald.engine.dispatcher import Dispatcher, InFlight
 from herald.engine.grants import Grants
+from herald.engine.health import StoreHealth
+from herald.engine.keeper import LeaseKeeper
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
@@ -33,18 +45,29 @@ from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
+from herald.errors import StoreUnavailable
 from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
 from herald.queues.memory import MemoryQueue
 from herald.states import DeliveryState
 from herald.timing import SystemClock
-from herald.types import Clock, Connector, CredentialResolver, EngineStore, JobQueue, RateLimiter
+from herald.types import (
+    Clock,
+    Connector,
+    CredentialResolver,
+    EngineInfo,
+    EngineStore,
+    JobQueue,
+    RateLimiter,
+)
 from herald.wakeup import wait_first
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("herald.engine")
+
+T = TypeVar("T")
 
 
 class Engine:
@@ -75,7 +98,8 @@ class Engine:
         self._connectors = connectors
         self._queue = queue or MemoryQueue()
         self._in_flight = InFlight()
-        self._writer = TransitionWriter(store)
+        self.health = StoreHealth(settings.engine, self.metrics, self.clock, rng)
+        self._writer = TransitionWriter(store, health=self.health)
         self._stopping = asyncio.Event()
         self._event_listeners: list[Callable[[], None]] = []
         self._limiter = limiter or MemoryLimiter()
@@ -83,8 +107,21 @@ class Engine:
         self._limits_restored = False
         self._rng = rng
         self._policy = Policy(settings.engine, rng)
+        self.identity = EngineInfo(
+            new_id("eng"), socket.gethostname(), os.getpid(), started_at=self.clock.now()
+        )
         self.dispatcher = Dispatcher(
-            store, self._queue, self._in_flight, settings.engine, self.metrics, clock=self.clock
+            store,
+            self._queue,
+            self._in_flight,
+            settings.engine,
+            self.metrics,
+            clock=self.clock,
+            health=self.health,
+            engine_id=self.identity.id,
+        )
+        self.keeper = LeaseKeeper(
+            store, self.identity, self._in_flight, self.health, wake=self.dispatcher.notify
         )
         self.pool = self._workers(credentials)
 
@@ -138,6 +175,11 @@ class Engine:
             listener()
 
     @property
+    def ready(self) -> bool:
+        """Running, and its store answers: what ``/readyz`` reports."""
+        return self.health.ready
+
+    @property
     def writes(self) -> int:
         return self._writer.batches
 
@@ -160,34 +202,56 @@ class Engine:
         With ``burst``, stop once nothing is in flight and nothing is due within
         ``burst_horizon_s`` (retries after short backoffs included): a cron-style drain.
         """
-        recovered = await self.store.recover_expired_leases(self.clock.now(), every=self.exclusive)
-        if recovered:
-            log.warning("engine.recovered", extra={"deliveries": recovered})
-        await self._restore_limits()
+        try:
+            await self._start()
+        except StoreUnavailable:
+            log.info("engine.stopped", extra={"started": False})  # stopped while it waited
+            return
         tasks = {
             asyncio.create_task(self._writer.run(), name="herald-writer"),
             asyncio.create_task(self.pool.run(), name="herald-workers"),
             asyncio.create_task(self.dispatcher.run(self._stopping), name="herald-dispatcher"),
-            asyncio.create_task(self._keep_leases(), name="herald-leases"),
+            asyncio.create_task(self.keeper.run(self._stopping), name="herald-leases"),
         }
         if burst:
             tasks.add(
                 asyncio.create_task(self._stop_when_idle(burst_horizon_s), name="herald-burst")
             )
-        log.info("engine.started", extra={"burst": burst, "exclusive": self.exclusive})
+        self.health.start()
+        log.info(
+            "engine.started",
+            extra={"burst": burst, "exclusive": self.exclusive, "engine_id": self.identity.id},
+        )
         stop_waiter = asyncio.create_task(self._stopping.wait())
         try:
             done, _ = await asyncio.wait({stop_waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             crashed = [t for t in done if t is not stop_waiter and t.exception() is not None]
             self._stopping.set()
+            self.health.running = False
             await self._shutdown(tasks)
             if crashed:
                 raise crashed[0].exception()  # type: ignore[misc]
         finally:
+            self.health.running = False
             stop_waiter.cancel()
             for task in tasks:
                 task.cancel()
         log.info("engine.stopped")
+
+    async def _start(self) -> None:
+        """Register, recover what a previous run left, restore the limiter: each step tried
+        again while the store is away (:class:`StoreUnavailable` once a stop is requested)."""
+        await self._until_answered("start", self.keeper.register)
+        recovered = await self._until_answered(
+            "start",
+            lambda: self.store.recover_expired_leases(self.clock.now(), every=self.exclusive),
+        )
+        if recovered:
+            log.warning("engine.recovered", extra={"deliveries": recovered})
+        await self._until_answered("start", self._restore_limits)
+
+    async def _until_answered(self, task: str, call: Callable[[], Awaitable[T]]) -> T:
+        return await self.health.until_answered(task, call, stopping=self._stopping)
 
     async def _restore_limits(self) -> None:
         """Replay what was sent within the rules' reach, once: later runs of this engine keep
@@ -205,15 +269,21 @@ class Engine:
         if not dispatcher.done():
             await dispatcher
         leftovers = [(job, 0.0) for job in await self._queue.close()]
-        held = await self.pool.drain(self.settings.engine.shutdown_grace_s)
-        await self._hand_back(leftovers + held)
+        grace_s = self.settings.engine.shutdown_grace_s
+        held = await self.pool.drain(grace_s)
+        await self._hand_back(leftovers + held, within_s=grace_s)
         for name in ("herald-leases", "herald-burst"):
             if name in by_name:
                 by_name[name].cancel()
         workers = by_name["herald-workers"]
         await asyncio.gather(workers, return_exceptions=True)
-        await self._writer.close()
+        await self._writer.close(grace_s)
         await asyncio.gather(by_name["herald-writer"], return_exceptions=True)
+        try:
+            await self.health.until_answered("stop", self.keeper.deregister, within_s=grace_s)
+        except StoreUnavailable as exc:
+            # Its row stays: other engines take it for dead once it stops beating.
+            log.error("engine.leave_failed", extra={"error": str(exc)})
 
     async def _finish(self, job: Job) -> None:
         self._in_flight.done(job)
@@ -221,8 +291,23 @@ class Engine:
         self.metrics.in_flight.set(self._in_flight.count)
         self.metrics.queue_depth.set(self._queue.depth())
 
-    async def _hand_back(self, waiting: list[tuple[Job, float]]) -> None:
-        """Give every job still held back to the store, each due again after its delay."""
+    async def _hand_back(self, waiting: list[tuple[Job, float]], *, within_s: float) -> None:
+        """Give every job still held back to the store, each due again after its delay.
+
+        A stop cannot wait for the store for ever: if it stays away for ``within_s``, the jobs
+        are let go as they are, and released later by another engine once this one stops
+        beating, by their leases, or by the next start of an engine owning the store."""
+        try:
+            await self.health.until_answered(
+                "stop", lambda: self._release(waiting), within_s=within_s
+            )
+        except StoreUnavailable as exc:
+            log.error("engine.release_failed", extra={"error": str(exc), "held": len(waiting)})
+        finally:
+            for job, _ in waiting:
+                await self._finish(job)
+
+    async def _release(self, waiting: list[tuple[Job, float]]) -> None:
         now = self.clock.now()
         # Unsent jobs are released; those with a request on the wire are abandoned (their
         # sends recorded, their deliveries looked up before any resend).
@@ -237,8 +322,6 @@ class Engine:
         ]
         if unsure:
             await self.store.apply([self._policy.abandoned(job, now) for job in unsure])
-        for job, _ in waiting:
-            await self._finish(job)
         released = sum(ok and not sent for sent, ok in zip(sending, done, strict=True))
         unconfirmed = sum(sending) + len(unsure)
         log.info("engine.released", extra={"released": released, "unconfirmed": unconfirmed})
@@ -247,24 +330,18 @@ class Engine:
         next_due = await self.store.next_due_at()
         return next_due is not None and next_due <= self.clock.now() + timedelta(seconds=horizon_s)
 
-    async def _keep_leases(self) -> None:
-        """Renew the leases this engine holds; release those of engines that died."""
-        every_s = self.settings.engine.lease_s / 3
-        while not self._stopping.is_set():
-            await wait_first(self._stopping, within_s=every_s)
-            now = self.clock.now()
-            tokens = self._in_flight.tokens()
-            if tokens:
-                lease = now + timedelta(seconds=self.settings.engine.lease_s)
-                await self.store.extend_leases(tokens, lease)
-            if await self.store.recover_expired_leases(now):
-                self.dispatcher.notify()
-
     async def _stop_when_idle(self, horizon_s: float) -> None:
         changed = self._in_flight.subscribe()
+        backoff = self.health.backoff()
         while True:
             changed.clear()
-            idle = await self.is_idle(horizon_s)
+            try:
+                idle = await self.is_idle(horizon_s)
+            except StoreUnavailable as exc:
+                self.health.failed("burst", exc)
+                await wait_first(self._stopping, within_s=backoff.next_s())
+                continue
+            backoff.reset()
             # The count may have moved while the store answered: only stop on a quiet read.
             if idle and self._in_flight.count == 0:
                 log.info("engine.idle")

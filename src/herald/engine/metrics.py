@@ -67,3 +67,15 @@ class Metrics:
         self.claimed = Counter(
             "herald_claimed_deliveries_total", "Deliveries claimed by the dispatcher.", registry=r
         )
+        self.store_up = Gauge(
+            "herald_store_up",
+            "1 while the store answers this engine, 0 while it is away.",
+            registry=r,
+        )
+        self.store_up.set(1)
+        self.store_unavailable = Counter(
+            "herald_store_unavailable_total",
+            "Store calls that failed transiently and were tried again, by engine task.",
+            ["task"],
+            registry=r,
+        )

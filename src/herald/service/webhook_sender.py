@@ -6,7 +6,9 @@ in batches under a lease, POSTs each one, and settles it: sent, retried later (e
 backoff with full jitter, :mod:`herald.backoff`), or given up after
 ``webhooks.max_attempts``. It runs as its own task with its own concurrency cap, so a slow
 receiver never holds up publishing, and it sleeps until the next event is due or it is woken
-(the engine wakes it when it records an event), never on a fixed beat.
+(the engine wakes it when it records an event), never on a fixed beat. While the store is
+away (:class:`~herald.errors.StoreUnavailable`) it tries again after a growing back-off
+rather than stopping.
 
 The request (wire format v1):
 
@@ -29,17 +31,17 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
-from herald.backoff import full_jitter
+from herald.backoff import Backoff, full_jitter
 from herald.config import WebhookSettings
 from herald.domain import Webhook, WebhookEvent, utcnow
-from herald.errors import NotFound
+from herald.errors import NotFound, StoreUnavailable
 from herald.service.vault import SecretUnreadable, Vault
 from herald.types import Store
 from herald.wakeup import wait_first
@@ -59,6 +61,8 @@ EVENT_HEADER = "Herald-Event"
 USER_AGENT = "Herald-Webhooks/1"
 
 log = logging.getLogger("herald.webhooks")
+
+T = TypeVar("T")
 
 
 def _digest(secret: str, timestamp: int, body: bytes) -> str:
@@ -107,8 +111,11 @@ class WebhookSender:
         *,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utcnow,
+        store_backoff: Backoff | None = None,
     ) -> None:
         self._store = store
+        # While the store is away; the engine's settings give it (engine.store_backoff_*).
+        self._store_backoff = store_backoff or Backoff(base_s=0.1, cap_s=5.0, rng=rng)
         self._vault = vault
         self._settings = settings
         self._rng = rng or random.Random()
@@ -155,21 +162,35 @@ class WebhookSender:
 
     async def _loop(self, session: aiohttp.ClientSession) -> None:
         while not self._stopping.is_set():
-            self._wake.clear()
-            self._freed.clear()
-            free = self._settings.concurrency - len(self._tasks)
-            claimed = await self._claim(session, free) if free > 0 else 0
-            if claimed and claimed == min(free, self._settings.batch):
-                if len(self._tasks) >= self._settings.concurrency:
-                    await wait_first(self._freed, self._stopping, within_s=None)
-                continue  # a full batch: there may be more due
-            if self._draining and not self._tasks and await self._nothing_due():
+            try:
+                done = await self._round(session)
+            except StoreUnavailable as exc:
+                wait_s = self._store_backoff.next_s()
+                log.warning("webhooks.store_retry", extra={"error": str(exc), "delay_s": wait_s})
+                await wait_first(self._stopping, within_s=wait_s)
+                continue
+            self._store_backoff.reset()
+            if done:
                 return
-            sleep_s = await self._sleep_s()
-            if not self._tasks:
-                self.idle.set()
-            await wait_first(self._wake, self._stopping, self._freed, within_s=sleep_s)
-            self.idle.clear()
+
+    async def _round(self, session: aiohttp.ClientSession) -> bool:
+        """Claim once, then wait until more may be due; True once a drain is complete."""
+        self._wake.clear()
+        self._freed.clear()
+        free = self._settings.concurrency - len(self._tasks)
+        claimed = await self._claim(session, free) if free > 0 else 0
+        if claimed and claimed == min(free, self._settings.batch):
+            if len(self._tasks) >= self._settings.concurrency:
+                await wait_first(self._freed, self._stopping, within_s=None)
+            return False  # a full batch: there may be more due
+        if self._draining and not self._tasks and await self._nothing_due():
+            return True
+        sleep_s = await self._sleep_s()
+        if not self._tasks:
+            self.idle.set()
+        await wait_first(self._wake, self._stopping, self._freed, within_s=sleep_s)
+        self.idle.clear()
+        return False
 
     async def _claim(self, session: aiohttp.ClientSession, free: int) -> int:
         now = self._clock()
@@ -180,7 +201,8 @@ class WebhookSender:
         )
         if not events:
             return 0
-        targets = await self._targets(events)
+        # Claimed: from now on each event is tried until sent or stopped (else its lease).
+        targets = await self._until_answered(lambda: self._targets(events))
         for event in events:
             task = asyncio.create_task(self._send(session, event, targets.get(event.webhook_id)))
             self._tasks.add(task)
@@ -268,8 +290,10 @@ class WebhookSender:
         }
         if sent:
             self.sent += 1
-            await self._store.settle_webhook_event(
-                event.id, sent=True, next_attempt_at=None, error=None
+            await self._until_answered(
+                lambda: self._store.settle_webhook_event(
+                    event.id, sent=True, next_attempt_at=None, error=None
+                )
             )
             log.info("webhook.sent", extra=fields)
             return
@@ -282,14 +306,30 @@ class WebhookSender:
                 rng=self._rng,
             )
             next_at = self._clock() + timedelta(seconds=delay)
-        await self._store.settle_webhook_event(
-            event.id, sent=False, next_attempt_at=next_at, error=error
+        await self._until_answered(
+            lambda: self._store.settle_webhook_event(
+                event.id, sent=False, next_attempt_at=next_at, error=error
+            )
         )
         if next_at is None:
             self.failed += 1
             log.warning("webhook.given_up", extra={**fields, "error": error})
         else:
             log.info("webhook.retry", extra={**fields, "error": error})
+
+    async def _until_answered(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` again while the store is away; its error once a stop is requested (the
+        event's lease then has it sent again: at least once)."""
+        backoff = Backoff(base_s=self._store_backoff.base_s, cap_s=self._store_backoff.cap_s)
+        while True:
+            try:
+                return await call()
+            except StoreUnavailable as exc:
+                if self._stopping.is_set():
+                    raise
+                wait_s = backoff.next_s()
+                log.warning("webhooks.store_retry", extra={"error": str(exc), "delay_s": wait_s})
+                await wait_first(self._stopping, within_s=wait_s)
 
 
 def _body(event: WebhookEvent) -> bytes:

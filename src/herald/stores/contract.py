@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from herald.domain import Attempt, Delivery, Transition
 from herald.states import DeliveryState
 
 __all__ = [
     "ABANDONED_ERROR",
+    "ClaimRequest",
     "PostFilters",
     "PostQuery",
     "StatusChange",
@@ -80,6 +81,16 @@ def by_post(post_ids: Sequence[str], deliveries: Iterable[Delivery]) -> dict[str
         if delivery.post_id in grouped:
             grouped[delivery.post_id].append(delivery)
     return grouped
+
+
+class ClaimRequest(TypedDict):
+    """Of :meth:`herald.types.EngineStore.claim_due`."""
+
+    now: datetime
+    limit: int
+    lease_until: datetime
+    expire_before: datetime
+    engine_id: NotRequired[str | None]
 
 
 class StatusChange(TypedDict, total=False):

@@ -6,7 +6,7 @@ It keeps nothing across restarts, so it is never the engine's store in productio
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Unpack
@@ -26,8 +26,9 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput
 from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
-from herald.stores.contract import StatusChange, abandoned_send, applied
-from herald.stores.memory_catalog import MemoryCatalog, lookup
+from herald.stores.contract import ClaimRequest, StatusChange, abandoned_send, applied
+from herald.stores.memory_catalog import Claim, MemoryCatalog, lookup
+from herald.types import EngineInfo, Recovered
 
 __all__ = ["MemoryStore"]
 
@@ -42,7 +43,8 @@ class MemoryStore(MemoryCatalog):
         self._posts: dict[str, Post] = {}
         self._deliveries: dict[str, Delivery] = {}
         self._attempts: dict[str, list[Attempt]] = {}
-        self._claims: dict[str, tuple[str, datetime]] = {}  # delivery id -> (token, lease)
+        self._claims: dict[str, Claim] = {}  # delivery id -> (token, lease, engine)
+        self._engines: dict[str, EngineInfo] = {}
         self._init_catalog()
 
     async def open(self) -> None:
@@ -144,14 +146,14 @@ class MemoryStore(MemoryCatalog):
             key=lambda d: (d.next_attempt_at or now, d.id),
         )
 
-    async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
-    ) -> ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> ClaimBatch:
+        now, engine_id = asked["now"], asked.get("engine_id")
+        limit, lease_until = asked["limit"], asked["lease_until"]
         token = secrets.token_hex(12)
         jobs: list[Job] = []
         expired: list[Delivery] = []
         for delivery in self._due(now):
-            if delivery.due_at < expire_before and not delivery.check_first:
+            if delivery.due_at < asked["expire_before"] and not delivery.check_first:
                 gone = replace(delivery, state=S.EXPIRED, next_attempt_at=None, updated_at=now)
                 self._deliveries[delivery.id] = gone
                 expired.append(gone)
@@ -161,7 +163,7 @@ class MemoryStore(MemoryCatalog):
                 continue
             claimed = replace(delivery, state=S.CLAIMED, updated_at=now)
             self._deliveries[delivery.id] = claimed
-            self._claims[delivery.id] = (token, lease_until)
+            self._claims[delivery.id] = (token, lease_until, engine_id)
             post = self._posts[delivery.post_id]
             jobs.append(Job(claimed, channel, post.content_for(channel.platform), token))
         return ClaimBatch(jobs=jobs, expired=expired)
@@ -187,7 +189,7 @@ class MemoryStore(MemoryCatalog):
             return False
         self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
         if t.target in IN_FLIGHT and claim is not None:
-            self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1])
+            self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1], claim[2])
         else:
             self._claims.pop(t.delivery_id, None)
         if t.attempt is not None:
@@ -224,14 +226,43 @@ class MemoryStore(MemoryCatalog):
 
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         wanted = set(claim_tokens)
-        held = [i for i, (token, _) in self._claims.items() if token in wanted]
+        held = [i for i, (token, _, _) in self._claims.items() if token in wanted]
         for delivery_id in held:
-            self._claims[delivery_id] = (self._claims[delivery_id][0], lease_until)
+            token, _, engine_id = self._claims[delivery_id]
+            self._claims[delivery_id] = (token, lease_until, engine_id)
         return len(held)
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        stale = [i for i, (_, lease) in self._claims.items() if every or lease < now]
-        for delivery_id in stale:
+        return self._release(now, lambda _engine, lease: every or lease < now)
+
+    async def beat(self, engine: EngineInfo, now: datetime) -> bool:
+        known = engine.id in self._engines
+        self._engines[engine.id] = replace(engine, beat_at=now)
+        return known
+
+    async def recover_dead_engines(self, now: datetime, *, dead_before: datetime) -> Recovered:
+        dead = [e.id for e in self._engines.values() if e.beat_at and e.beat_at < dead_before]
+        return self._remove_engines(dead, now)
+
+    async def deregister_engine(self, engine_id: str, now: datetime) -> Recovered:
+        return self._remove_engines([engine_id] if engine_id in self._engines else [], now)
+
+    async def list_engines(self) -> list[EngineInfo]:
+        return sorted(self._engines.values(), key=lambda e: (e.started_at, e.id))
+
+    def _remove_engines(self, engine_ids: list[str], now: datetime) -> Recovered:
+        gone = set(engine_ids)
+        for engine_id in gone:
+            del self._engines[engine_id]
+        # Leases that ran out go too, as in the SQL stores' one statement.
+        released = self._release(now, lambda engine, lease: engine in gone or lease < now)
+        return Recovered(tuple(sorted(gone)), released)
+
+    def _release(self, now: datetime, stale: Callable[[str | None, datetime], bool]) -> int:
+        """Release the claims ``stale(engine, lease)`` picks: unsent deliveries become
+        claimable again; ones that may have been sent owe a look-up before any resend."""
+        picked = [i for i, (_, lease, engine) in self._claims.items() if stale(engine, lease)]
+        for delivery_id in picked:
             del self._claims[delivery_id]
             delivery = self._deliveries[delivery_id]
             if delivery.state is S.PUBLISHING:
@@ -248,4 +279,4 @@ class MemoryStore(MemoryCatalog):
                 next_attempt_at=now,
                 updated_at=now,
             )
-        return len(stale)
+        return len(picked)

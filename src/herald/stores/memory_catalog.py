@@ -24,10 +24,12 @@ from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
 from herald.stores.contract import PostFilters, PostQuery, by_post
 
-__all__ = ["MemoryCatalog", "lookup"]
+__all__ = ["Claim", "MemoryCatalog", "lookup"]
 
 S = DeliveryState
 T = TypeVar("T")
+#: A claim on a delivery: its token, its lease, and the engine that holds it.
+Claim = tuple[str, datetime, str | None]
 
 
 def lookup(objects: Mapping[str, T], object_id: str, kind: str) -> T:
@@ -53,7 +55,7 @@ class MemoryCatalog:
     _channels: dict[str, Channel]
     _posts: dict[str, Post]
     _deliveries: dict[str, Delivery]
-    _claims: dict[str, tuple[str, datetime]]
+    _claims: dict[str, Claim]
 
     def _init_catalog(self) -> None:
         # Seeded like the SQL stores' first migration: channels and posts made without a

@@ -6,10 +6,12 @@ Any number of engines, on any number of machines, may share one database (run ea
 - claims pick due deliveries with ``FOR UPDATE SKIP LOCKED`` in batches, so concurrent
   dispatchers never claim the same delivery twice, never wait on each other and never skip one
   for good (a skipped row is one another claimer is taking);
-- every claim carries a lease (``lease_until``) that its engine renews; the lease keeper of any
-  engine releases the deliveries of an engine whose lease ran out
-  (:meth:`recover_expired_leases`). ``every=True`` releases *all* leased deliveries: only for
-  an engine that has the database to itself, never with several engines;
+- every engine registers itself and beats (:meth:`beat`); every claim records its engine and
+  carries a lease (``lease_until``) that its engine renews. The lease keeper of any engine
+  releases the deliveries of an engine that stopped beating (:meth:`recover_dead_engines`,
+  within seconds) or whose lease ran out (:meth:`recover_expired_leases`, the backstop).
+  ``every=True`` releases *all* leased deliveries: only for an engine that has the database to
+  itself, never with several engines;
 - guarded writes (:meth:`apply`) are one statement per batch: the compare-and-set on state
   and claim token, the attempts and the webhook events, all in one round trip.
 
@@ -34,12 +36,13 @@ from herald import domain
 from herald.constants import NOTIFY_PREFIX
 from herald.errors import NotFound
 from herald.states import CLAIMABLE
-from herald.stores.contract import ABANDONED_ERROR, StatusChange, by_post
+from herald.stores.contract import ABANDONED_ERROR, ClaimRequest, StatusChange, by_post
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import content_of, post_json, usage_json
+from herald.types import EngineInfo, Recovered
 
 __all__ = ["PostgresStore"]
 
@@ -50,7 +53,8 @@ class PostgresStore(PostgresCatalog):
     ``schema``: where Herald's tables live (created if missing); default: the URL's
     ``?schema=`` parameter, else the connection's current schema (``public``).
     ``pool_size``: connections per process; an engine uses a few at once (claims, the writer,
-    leases, reads), the API one per request in flight.
+    leases, reads), the API one per request in flight. ``application_name``: how its sessions
+    show in ``pg_stat_activity``.
     """
 
     def __init__(
@@ -60,9 +64,14 @@ class PostgresStore(PostgresCatalog):
         schema: str | None = None,
         pool_size: int = 10,
         command_timeout_s: float = 60.0,
+        application_name: str = "herald",
     ) -> None:
         self._db = Database(
-            url, schema=schema, pool_size=pool_size, command_timeout_s=command_timeout_s
+            url,
+            schema=schema,
+            pool_size=pool_size,
+            command_timeout_s=command_timeout_s,
+            application_name=application_name,
         )
         self._listeners: list[DueListener] = []
 
@@ -184,17 +193,16 @@ class PostgresStore(PostgresCatalog):
         return by_post(post_ids, map(decode.delivery, found))
 
     # -- engine -----------------------------------------------------------------------------
-    async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
-    ) -> domain.ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         found = await self._db.fetch(
             "claim_due",
-            now=now,
-            limit=limit,
+            now=asked["now"],
+            limit=asked["limit"],
             token=token,
-            lease_until=lease_until,
-            expire_before=expire_before,
+            lease_until=asked["lease_until"],
+            expire_before=asked["expire_before"],
+            engine_id=asked.get("engine_id"),
         )
         return _claimed(found, token)
 
@@ -247,9 +255,37 @@ class PostgresStore(PostgresCatalog):
         )
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        return await self._db.execute(
-            "recover_expired_leases", now=now, every=every, error=ABANDONED_ERROR
+        found = await self._recover_claims([], now, None, every=every)
+        return found.deliveries
+
+    async def beat(self, engine: EngineInfo, now: datetime) -> bool:
+        known: bool = await self._db.fetchval(
+            "beat",
+            id=engine.id,
+            host=engine.host,
+            pid=engine.pid,
+            started_at=engine.started_at,
+            now=now,
         )
+        return known
+
+    async def _remove_engines(
+        self, engine_ids: Sequence[str], now: datetime, dead_before: datetime | None
+    ) -> Recovered:
+        return await self._recover_claims(engine_ids, now, dead_before, every=False)
+
+    async def _recover_claims(
+        self, engine_ids: Sequence[str], now: datetime, dead_before: datetime | None, *, every: bool
+    ) -> Recovered:
+        (row,) = await self._db.fetch(  # one row: the counts
+            "recover_claims",
+            engines=list(engine_ids),
+            dead_before=dead_before,
+            now=now,
+            every=every,
+            error=ABANDONED_ERROR,
+        )
+        return Recovered(tuple(row["engines"]), row["deliveries"])
 
 
 def _claimed(found: Sequence[Record], token: str) -> domain.ClaimBatch:

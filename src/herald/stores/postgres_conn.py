@@ -6,6 +6,11 @@ that touch it. Every query goes through :class:`Database` or :class:`Connection`
 parameters by name and translate driver errors at the boundary:
 
 - integrity violations (unique, foreign key, check) -> :class:`~herald.errors.InvalidInput`;
+- what may succeed if simply tried again (:func:`transient`: the connection lost or refused,
+  the server shutting down or out of connection slots, a serialization failure or deadlock)
+  -> :class:`~herald.errors.StoreUnavailable`. A connection that died, or that the driver lost
+  track of, is closed rather than given back to the pool, which opens a new one at the next
+  checkout;
 - everything else the driver or the network raises -> :class:`~herald.errors.StoreError`;
 
 always keeping the driver's exception as ``__cause__``.
@@ -14,6 +19,7 @@ always keeping the driver's exception as ``__cause__``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -26,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped]
 
 from herald.constants import MIGRATION_LOCK_PREFIX
-from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError
+from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError, StoreUnavailable
 from herald.stores.queries import load_queries
 from herald.stores.queries import migration_files as load_migration_files
 
@@ -41,6 +47,7 @@ __all__ = [
     "migration_files",
     "named_sql",
     "split_schema",
+    "transient",
     "translated",
 ]
 
@@ -61,6 +68,40 @@ _DRIVER_ERRORS = (
     OSError,
     TimeoutError,
 )
+
+#: Server errors that say "try again": admin_shutdown, crash_shutdown, cannot_connect_now
+#: (a failover, a restart, pg_terminate_backend), too_many_connections, and the victims of
+#: serialization failures and deadlocks. Class 08 (connection exceptions) is matched apart.
+_TRY_AGAIN = frozenset({"57P01", "57P02", "57P03", "53300", "40001", "40P01"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says nothing about the call itself: the same call may succeed later.
+
+    A connection that dies inside a transaction surfaces as an ``InterfaceError`` from the
+    rollback ("the underlying connection is closed"), with the loss as its context.
+    """
+    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresConnectionError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state in _TRY_AGAIN or state.startswith("08")
+    if isinstance(exc, asyncpg.InterfaceError):
+        closed = "connection is closed" in str(exc) or "connection was closed" in str(exc)
+        return closed or (exc.__context__ is not None and transient(exc.__context__))
+    # The driver lost track of the protocol ("cannot switch to state 12; another operation is
+    # in progress"): what a session ended mid-operation leaves behind (MagicStack/asyncpg#1069).
+    # The connection is dropped (Database.connection); a new one will do.
+    return isinstance(exc, asyncpg.InternalClientError)
+
+
+def _unusable(exc: BaseException) -> bool:
+    """Whether the connection that raised ``exc`` must not go back to the pool. A deadlock or
+    serialization victim, or a refused statement, leaves its connection usable."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state.startswith("08") or state in ("57P01", "57P02")
+    return transient(exc)
 
 
 def named_sql() -> Mapping[str, str]:
@@ -112,7 +153,8 @@ def translated(conflict: str = _CONFLICT, field: str | None = None) -> Iterator[
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise InvalidInput(conflict, field=field) from exc
     except _DRIVER_ERRORS as exc:
-        raise StoreError(f"postgresql: {type(exc).__name__}: {exc}") from exc
+        kind = StoreUnavailable if transient(exc) else StoreError
+        raise kind(f"postgresql: {type(exc).__name__}: {exc}") from exc
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -182,6 +224,7 @@ class Database:
         schema: str | None,
         pool_size: int,
         command_timeout_s: float,
+        application_name: str = "herald",
     ) -> None:
         url, in_url = split_schema(url)
         schema = schema or in_url
@@ -191,6 +234,7 @@ class Database:
         self.schema = schema
         self.pool_size = pool_size
         self.command_timeout_s = command_timeout_s
+        self.application_name = application_name
         self.q = compiled()
         self._pool: Any = None
 
@@ -202,7 +246,7 @@ class Database:
         # - JIT would compile the claim's plan on a big table: tens of milliseconds, for a query
         #   that runs in one.
         settings = {
-            "application_name": "herald",
+            "application_name": self.application_name,
             "plan_cache_mode": "force_generic_plan",
             "jit": "off",
         }
@@ -257,7 +301,16 @@ class Database:
             raise StoreError("the PostgreSQL store is not open")
         with translated(conflict, field):
             async with self._pool.acquire() as raw:
-                yield Connection(raw)
+                try:
+                    yield Connection(raw)
+                except BaseException as exc:
+                    if _unusable(exc):
+                        # Closed, so the pool opens a new one at the next checkout: the
+                        # pool's reset is skipped (_keep_session), and would not notice.
+                        # One the driver closed itself is back in the pool already.
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            raw.terminate()
+                    raise
 
     @asynccontextmanager
     async def transaction(

@@ -31,6 +31,7 @@ from herald.domain import (
 from herald.errors import NotFound
 from herald.states import DeliveryState
 from herald.stores.rows import Decoder, Row
+from herald.types import EngineInfo, Recovered
 
 __all__ = ["DUPLICATE", "SQLCommon"]
 
@@ -66,6 +67,13 @@ class SQLCommon(ABC):
     @abstractmethod
     def _instant(self, at: datetime) -> Any:
         """``at`` as this store passes an instant to a query."""
+
+    @abstractmethod
+    async def _remove_engines(
+        self, engine_ids: Sequence[str], now: datetime, dead_before: datetime | None
+    ) -> Recovered:
+        """In one transaction: remove those of ``engine_ids`` that have not beaten since
+        ``dead_before`` (None: whenever) and release their claims, and lapsed leases."""
 
     async def _found(self, query: str, object_id: str, kind: str) -> Row:
         """The row of ``query`` for ``object_id``; :class:`NotFound` if there is none."""
@@ -143,6 +151,24 @@ class SQLCommon(ABC):
 
     async def sent_since(self, since: datetime) -> list[SentRecord]:
         return self._decode.sent(await self._fetch("sent_since", since=self._instant(since)))
+
+    # -- the engine registry ---------------------------------------------------------------
+    async def list_engines(self) -> list[EngineInfo]:
+        at = self._decode.instant
+        return [
+            EngineInfo(r["id"], r["host"], r["pid"], at(r["started_at"]), at(r["beat_at"]))
+            for r in await self._fetch("list_engines")
+        ]
+
+    async def recover_dead_engines(self, now: datetime, *, dead_before: datetime) -> Recovered:
+        # A read of a few rows first: the writing statement runs only when one has died.
+        found = await self._fetch("dead_engines", dead_before=self._instant(dead_before))
+        if not found:
+            return Recovered()
+        return await self._remove_engines([r["id"] for r in found], now, dead_before)
+
+    async def deregister_engine(self, engine_id: str, now: datetime) -> Recovered:
+        return await self._remove_engines([engine_id], now, None)
 
     # -- workspaces and keys ----------------------------------------------------------------
     async def add_workspace(self, workspace: Workspace) -> None:

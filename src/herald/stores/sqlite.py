@@ -9,6 +9,7 @@ objects in :mod:`herald.stores.rows`; the catalogue and the webhook outbox are i
 
 from __future__ import annotations
 
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any, Unpack
 
 from herald import domain
 from herald.errors import ConfigError, InvalidInput, NotFound
-from herald.stores.contract import ABANDONED_ERROR, StatusChange, by_post
+from herald.stores.contract import ABANDONED_ERROR, ClaimRequest, StatusChange, by_post
 from herald.stores.queries import for_each_target, load_queries
 from herald.stores.rows import (
     CHANNEL_COLUMNS,
@@ -32,6 +33,7 @@ from herald.stores.rows import SQLITE as decode
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_lock import EngineLock
+from herald.types import EngineInfo, Recovered
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 
@@ -169,16 +171,15 @@ class SQLiteStore(SQLiteCatalog):
         return by_post(post_ids, found)
 
     # -- engine -----------------------------------------------------------------------------
-    async def claim_due(
-        self, *, now: datetime, limit: int, lease_until: datetime, expire_before: datetime
-    ) -> domain.ClaimBatch:
+    async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
         token = secrets.token_hex(12)
         params = {
-            "now": micros(now),
-            "expire_before": micros(expire_before),
+            "now": micros(asked["now"]),
+            "expire_before": micros(asked["expire_before"]),
             "token": token,
-            "lease_until": micros(lease_until),
-            "limit": limit,
+            "lease_until": micros(asked["lease_until"]),
+            "limit": asked["limit"],
+            "engine_id": asked.get("engine_id"),
         }
 
         def claim(conn: sqlite3.Connection) -> domain.ClaimBatch:
@@ -230,14 +231,44 @@ class SQLiteStore(SQLiteCatalog):
         return await self._writer.transaction(extend)
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
-        record, recover = self._q["record_abandoned_sends"], self._q["recover_expired_leases"]
-        params = {"now": micros(now), "every": 1 if every else 0}
+        params = {"now": micros(now), "every": 1 if every else 0, "engines": "[]"}
+        return await self._writer.transaction(lambda conn: self._release(conn, params))
 
-        def run(conn: sqlite3.Connection) -> int:
-            conn.execute(record, {**params, "error": ABANDONED_ERROR})
-            return conn.execute(recover, params).rowcount
+    async def beat(self, engine: EngineInfo, now: datetime) -> bool:
+        params = {
+            "id": engine.id,
+            "host": engine.host,
+            "pid": engine.pid,
+            "started_at": micros(engine.started_at),
+            "now": micros(now),
+        }
 
-        return await self._writer.transaction(run)
+        def beat(conn: sqlite3.Connection) -> bool:
+            if conn.execute(self._q["beat"], params).rowcount:
+                return True
+            conn.execute(self._q["register_engine"], params)
+            return False
+
+        return await self._writer.transaction(beat)
+
+    async def _remove_engines(
+        self, engine_ids: Sequence[str], now: datetime, dead_before: datetime | None
+    ) -> Recovered:
+        removing = {"engines": json.dumps(list(engine_ids)), "dead_before": micros(dead_before)}
+
+        def remove(conn: sqlite3.Connection) -> Recovered:
+            gone = sorted(r["id"] for r in conn.execute(self._q["remove_engines"], removing))
+            params = {"now": micros(now), "every": 0, "engines": json.dumps(gone)}
+            return Recovered(tuple(gone), self._release(conn, params))
+
+        return await self._writer.transaction(remove)
+
+    def _release(self, conn: sqlite3.Connection, params: dict[str, Any]) -> int:
+        """Release the claims ``params`` name (recover_claims), first recording the sends of
+        those still publishing as ``abandoned``: the platform may have counted them."""
+        conn.execute(self._q["record_abandoned_sends"], {**params, "error": ABANDONED_ERROR})
+        released: int = conn.execute(self._q["recover_claims"], params).rowcount
+        return released
 
 
 def _jobs(conn: sqlite3.Connection, claimed: list[domain.Delivery], token: str) -> list[domain.Job]:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from herald.errors import StoreError
+from herald.errors import StoreError, StoreUnavailable
 from herald.stores.queries import migration_files
 
 __all__ = ["ThreadedConnection", "apply_migrations"]
@@ -55,7 +55,9 @@ class ThreadedConnection:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except sqlite3.Error as exc:
-            raise StoreError(f"sqlite: {exc}") from exc
+            # Locked or busy past busy_timeout: another connection held the file; later may do.
+            kind = StoreUnavailable if _busy(exc) else StoreError
+            raise kind(f"sqlite: {exc}") from exc
 
     async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
@@ -82,6 +84,12 @@ class ThreadedConnection:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes included (the primary code is the low byte)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _migration_files() -> list[tuple[int, str, str]]:

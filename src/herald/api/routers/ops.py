@@ -28,8 +28,14 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", responses=responses(503), summary="The store answers")
+@router.get(
+    "/readyz",
+    responses=responses(503),
+    summary="The store answers, and the engine in this process (if any) can work",
+)
 async def readyz(services: ServicesDep) -> Response:
+    if services.engine_ready is not None and not services.engine_ready():
+        return problem_response(503, "the engine is not ready: starting, stopping, or store away")
     try:
         await asyncio.wait_for(
             services.store.get_workspace(DEFAULT_WORKSPACE),

@@ -72,7 +72,8 @@ CREATE TABLE deliveries (
     reconciled      boolean NOT NULL DEFAULT false,
     last_error      text,
     published_at    timestamptz,
-    updated_at      timestamptz NOT NULL
+    updated_at      timestamptz NOT NULL,
+    engine_id       text COLLATE "C"  -- the engine that last claimed it (migration 0004)
 );
 -- The dispatchers' claim: due deliveries in due order. Partial, so finished deliveries (the
 -- vast majority over time) cost nothing to skip.
@@ -139,3 +140,13 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';
+
+-- Running engines and their heartbeats (migration 0004); a claim records its engine
+-- (deliveries.engine_id), so the claims of one that stopped beating can be given back.
+CREATE TABLE engines (
+    id          text COLLATE "C" PRIMARY KEY,
+    host        text NOT NULL,
+    pid         integer NOT NULL,
+    started_at  timestamptz NOT NULL,
+    beat_at     timestamptz NOT NULL
+);

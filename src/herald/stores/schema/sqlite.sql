@@ -56,7 +56,8 @@ CREATE TABLE deliveries (
     reconciled      INTEGER NOT NULL DEFAULT 0,
     last_error      TEXT,
     published_at    INTEGER,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    engine_id       TEXT  -- the engine that last claimed it (migration 0006)
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
     WHERE state IN ('scheduled', 'retry_wait', 'unconfirmed') AND next_attempt_at IS NOT NULL;
@@ -135,3 +136,13 @@ CREATE TABLE webhook_events (
 );
 CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';
+
+-- Running engines and their heartbeats (migration 0006); a claim records its engine
+-- (deliveries.engine_id), so the claims of one that stopped beating can be given back.
+CREATE TABLE engines (
+    id          TEXT PRIMARY KEY,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    started_at  INTEGER NOT NULL,
+    beat_at     INTEGER NOT NULL
+);

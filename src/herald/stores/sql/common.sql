@@ -116,3 +116,10 @@ UPDATE webhooks SET deleted_at = :at WHERE id = :id AND deleted_at IS NULL;
 
 -- name: next_webhook_event_at
 SELECT min(next_attempt_at) AS next_attempt_at FROM webhook_events WHERE state = 'pending';
+
+-- name: list_engines
+SELECT id, host, pid, started_at, beat_at FROM engines ORDER BY started_at, id;
+
+-- name: dead_engines
+-- Engines that have not beaten since :dead_before (a handful of rows: no index needed).
+SELECT id FROM engines WHERE beat_at < :dead_before ORDER BY id;

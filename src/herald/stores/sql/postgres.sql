@@ -114,7 +114,8 @@ WITH stale AS MATERIALIZED (
     FOR UPDATE OF d SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries d
-    SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
+    SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now,
+        engine_id = :engine_id
     FROM picked WHERE d.id = picked.id
     RETURNING {d.delivery_columns}
 ), done AS (
@@ -221,33 +222,63 @@ WITH held AS MATERIALIZED (
 UPDATE deliveries d SET lease_until = :lease_until
 FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 
--- name: recover_expired_leases
--- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
--- one that may have been sent (publishing) or still owes a check is looked up before any
--- resend. Rows another transaction holds are skipped: their holder is alive and writing.
+-- name: recover_claims
+-- Claims whose holder is gone: its lease ran out (it died or hung), or its engine is one of
+-- :engines that has not beaten since :dead_before (NULL: whenever; an engine that leaves),
+-- removed from the registry here. Unsent deliveries go back to the queue; one that may have
+-- been sent (publishing) or still owes a check is looked up before any resend. Rows another
+-- transaction holds are skipped: an engine row, because another engine is recovering it; a
+-- delivery, because its holder is alive and writing (the lease stays the backstop).
 -- ``abandoned``: the send of a delivery still publishing may have been counted by the
 -- platform; it is recorded (its number, from when it left: check_since, as the rows were
 -- locked) so that the limiter's replay still counts it once a look-up has settled the
 -- delivery (herald.stores.contract.abandoned_send).
-WITH stale AS MATERIALIZED (
+WITH gone AS MATERIALIZED (
+    SELECT id FROM engines
+    WHERE id = ANY(:engines::text[])
+      AND (:dead_before::timestamptz IS NULL OR beat_at < :dead_before)
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+), removed AS (
+    DELETE FROM engines e USING gone WHERE e.id = gone.id
+    RETURNING e.id
+), stale AS MATERIALIZED (
     SELECT id, state, attempts, check_since, updated_at FROM deliveries
-    WHERE state IN ({IN_FLIGHT}) AND (:every::boolean OR lease_until < :now)
+    WHERE state IN ({IN_FLIGHT})
+      AND (:every::boolean OR lease_until < :now OR engine_id IN (SELECT id FROM removed))
     FOR UPDATE SKIP LOCKED
 ), abandoned AS (
     INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
     SELECT id, attempts, coalesce(check_since, updated_at), :now, 'abandoned', :error::text
     FROM stale WHERE state = 'publishing'
+), released AS (
+    UPDATE deliveries d SET
+        state = CASE WHEN d.state = 'publishing' OR d.check_first THEN 'unconfirmed'
+                     WHEN d.attempts > 0 THEN 'retry_wait'
+                     ELSE 'scheduled' END,
+        check_first = d.check_first OR d.state = 'publishing',
+        next_attempt_at = :now,
+        claim_token = NULL,
+        lease_until = NULL,
+        updated_at = :now
+    FROM stale WHERE d.id = stale.id
+    RETURNING 1
 )
-UPDATE deliveries d SET
-    state = CASE WHEN d.state = 'publishing' OR d.check_first THEN 'unconfirmed'
-                 WHEN d.attempts > 0 THEN 'retry_wait'
-                 ELSE 'scheduled' END,
-    check_first = d.check_first OR d.state = 'publishing',
-    next_attempt_at = :now,
-    claim_token = NULL,
-    lease_until = NULL,
-    updated_at = :now
-FROM stale WHERE d.id = stale.id;
+SELECT ARRAY(SELECT id FROM removed ORDER BY id) AS engines,
+       (SELECT count(*) FROM released) AS deliveries;
+
+-- name: beat
+-- The engine's heartbeat, registering it when it is not (first beat, or taken for dead by
+-- another engine meanwhile); ``known`` says which.
+WITH beaten AS (
+    UPDATE engines SET beat_at = :now WHERE id = :id::text
+    RETURNING id
+), registered AS (
+    INSERT INTO engines (id, host, pid, started_at, beat_at)
+    SELECT :id::text, :host::text, :pid::integer, :started_at::timestamptz, :now::timestamptz
+    WHERE NOT EXISTS (SELECT 1 FROM beaten)
+)
+SELECT EXISTS (SELECT 1 FROM beaten) AS known;
 
 -- name: lock_channel
 SELECT 1 FROM channels WHERE id = :id FOR UPDATE;

@@ -67,7 +67,8 @@ RETURNING {delivery_columns};
 
 -- name: claim_due
 UPDATE deliveries
-SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now
+SET state = 'claimed', claim_token = :token, lease_until = :lease_until, updated_at = :now,
+    engine_id = :engine_id
 WHERE id IN (
     SELECT d.id FROM deliveries d INDEXED BY deliveries_due JOIN channels c ON c.id = d.channel_id
     WHERE d.state IN ({CLAIMABLE}) AND d.next_attempt_at IS NOT NULL
@@ -121,19 +122,23 @@ UPDATE deliveries SET lease_until = ?
 WHERE claim_token = ? AND state IN ({IN_FLIGHT});
 
 -- name: record_abandoned_sends
--- Run just before recover_expired_leases, in its transaction, on the same rows: a delivery
--- still publishing may have had its request counted by the platform. Its send is recorded
--- (its number, from when it left: check_since) so that the limiter's replay still counts it
--- once a look-up has settled the delivery (herald.stores.contract.abandoned_send).
+-- Run just before recover_claims, in its transaction, on the same rows: a delivery still
+-- publishing may have had its request counted by the platform. Its send is recorded (its
+-- number, from when it left: check_since) so that the limiter's replay still counts it once a
+-- look-up has settled the delivery (herald.stores.contract.abandoned_send).
 INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error)
 SELECT id, attempts, coalesce(check_since, updated_at), :now, 'abandoned', :error
-FROM deliveries
-WHERE state = 'publishing' AND (:every OR lease_until < :now);
+FROM deliveries INDEXED BY deliveries_leased
+WHERE state IN ({IN_FLIGHT}) AND state = 'publishing'
+  AND (:every OR lease_until < :now OR engine_id IN (SELECT value FROM json_each(:engines)));
 
--- name: recover_expired_leases
--- A lease that ran out means its engine died or hung. Unsent deliveries go back to the queue;
--- one that may have been sent (publishing) or still owes a check is looked up before any resend.
-UPDATE deliveries SET
+-- name: recover_claims
+-- Claims whose holder is gone: its lease ran out (it died or hung), or its engine was removed
+-- from the registry in this transaction (:engines, a JSON array: it stopped beating, or left).
+-- Unsent deliveries go back to the queue; one that may have been sent (publishing) or still
+-- owes a check is looked up before any resend. Pinned to deliveries_leased, which holds only
+-- the claimed and publishing rows, however many the table holds.
+UPDATE deliveries INDEXED BY deliveries_leased SET
     state = CASE WHEN state = 'publishing' OR check_first = 1 THEN 'unconfirmed'
                  WHEN attempts > 0 THEN 'retry_wait'
                  ELSE 'scheduled' END,
@@ -142,7 +147,22 @@ UPDATE deliveries SET
     claim_token = NULL,
     lease_until = NULL,
     updated_at = :now
-WHERE state IN ({IN_FLIGHT}) AND (:every OR lease_until < :now);
+WHERE state IN ({IN_FLIGHT})
+  AND (:every OR lease_until < :now OR engine_id IN (SELECT value FROM json_each(:engines)));
+
+-- name: beat
+UPDATE engines SET beat_at = :now WHERE id = :id;
+
+-- name: register_engine
+INSERT INTO engines (id, host, pid, started_at, beat_at)
+VALUES (:id, :host, :pid, :started_at, :now);
+
+-- name: remove_engines
+-- The engines named (a JSON array) that have not beaten since :dead_before (NULL: whenever).
+DELETE FROM engines
+WHERE id IN (SELECT value FROM json_each(:engines))
+  AND (:dead_before IS NULL OR beat_at < :dead_before)
+RETURNING id;
 
 -- name: delete_schedule
 DELETE FROM posting_slots WHERE channel_id = ?;
