@@ -556,3 +556,19 @@ class StoreContract:
         assert (await store.get_delivery(kept.delivery.id)).state is S.CLAIMED
         assert [e.id for e in await store.list_engines()] == [other.id]
         assert await store.deregister_engine(leaving.id, now) == Recovered()
+
+    async def test_a_dead_engine_s_send_on_the_wire_is_recorded_when_its_claims_come_back(
+        self, store
+    ):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb])])
+        now = utcnow()
+        dead = engine("dead", now - HOUR)
+        await store.beat(dead, now - timedelta(seconds=40))
+        (job,) = (await claim(store, now=now, engine_id=dead.id)).jobs
+        await store.apply([publishing(job, now)])
+        got = await store.recover_dead_engines(now, dead_before=now - timedelta(seconds=15))
+        assert got.deliveries == 1
+        # As after a lapsed lease: the platform may have counted it, whatever a look-up finds.
+        assert [a.outcome for a in await store.list_attempts(job.delivery.id)] == ["abandoned"]
