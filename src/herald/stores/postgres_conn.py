@@ -228,6 +228,10 @@ class Database:
     ) -> None:
         url, in_url = split_schema(url)
         schema = schema or in_url
+        # libpq's own URL parameter, which operators use to tell processes apart in
+        # pg_stat_activity (and to terminate one kind's sessions): it wins over the default.
+        named = [v for k, v in parse_qsl(urlsplit(url).query) if k == "application_name"]
+        application_name = named[-1] if named else application_name
         if schema is not None and not _SCHEMA.match(schema):
             raise ConfigError(f"not a plain lower-case schema name: {schema!r}")
         self.url = url
