@@ -205,6 +205,72 @@ def demo(
         raise typer.Exit(1)
 
 
+def _chaos(help_text: str, env: str, *, min: float | None = None) -> Any:
+    """An option of ``herald chaos``, with its environment twin ``HERALD_CHAOS_<env>``."""
+    return typer.Option(help=help_text, envvar=f"HERALD_CHAOS_{env}", min=min)
+
+
+@app.command()
+def chaos(
+    *,
+    deliveries: Annotated[int, _chaos("Deliveries to schedule.", "DELIVERIES", min=1)] = 2000,
+    store: Annotated[str, _chaos("postgres or sqlite.", "STORE")] = "postgres",
+    database_url: Annotated[
+        str,
+        _chaos("PostgreSQL server (a schema of the run's own, dropped after).", "DATABASE_URL"),
+    ] = "postgresql://postgres@127.0.0.1:5432/test",
+    engines: Annotated[int, _chaos("Engines at once (one on SQLite).", "ENGINES", min=1)] = 2,
+    seed: Annotated[int, _chaos("Seeds the workload, faults and kills.", "SEED")] = 1,
+    spread_s: Annotated[float, _chaos("Posts fall due over this long.", "SPREAD_S", min=0)] = 60.0,
+    kill_every_s: Annotated[
+        float, _chaos("A random engine is SIGKILLed this often.", "KILL_EVERY_S", min=0.5)
+    ] = 5.0,
+    terminate_every_s: Annotated[
+        float,
+        _chaos("Engine database sessions cut this often (0: never).", "TERMINATE_EVERY_S", min=0),
+    ] = 7.0,
+    outage_s: Annotated[
+        float, _chaos("A platform refuses connections this long (0: none).", "OUTAGE_S", min=0)
+    ] = 60.0,
+    outage_platform: Annotated[str, _chaos("The platform taken down.", "OUTAGE_PLATFORM")] = (
+        "linkedin"
+    ),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the verdict as JSON.", envvar="HERALD_CHAOS_JSON")
+    ] = False,
+) -> None:
+    """Run engines under faults (kills, database sessions cut, a platform down, tight quotas)
+    and judge from both ends; exit 1 unless nothing was lost, duplicated or over a limit."""
+    from herald.demo.chaos import ChaosOptions, run_chaos
+    from herald.domain import Platform
+
+    configure_logging("ERROR")
+    try:
+        options = ChaosOptions(
+            deliveries=deliveries,
+            store=store,
+            database_url=database_url,
+            engines=engines,
+            seed=seed,
+            spread_s=spread_s,
+            kill_every_s=kill_every_s,
+            terminate_every_s=terminate_every_s,
+            outage_s=outage_s,
+            outage_platform=Platform(outage_platform),
+            as_json=as_json,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    verdict = _run(run_chaos(options))
+    if as_json:
+        print(json.dumps(verdict.as_dict()))
+    else:
+        for key, value in verdict.as_dict().items():
+            print(f"{key:>18}  {value}")
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
 def _server_command(*, with_engine: bool, doc: str) -> Callable[..., None]:
     """``herald api`` and ``herald serve`` take the same options; one runs an engine too."""
 

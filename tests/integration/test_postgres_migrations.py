@@ -108,3 +108,49 @@ async def test_the_comparison_sees_what_a_migration_forgot(schemas, damage):
     migrated, declared, conn = schemas
     await conn.execute(damage.format(s=migrated))
     assert differences(await catalogue(conn, migrated), await catalogue(conn, declared))
+
+
+async def test_a_store_opening_while_the_database_is_away_waits_for_it(pg_schema, monkeypatch):
+    """An engine started while the database restarts or cuts sessions must not exit: the
+    store's opening is retried like every later call, within its open timeout."""
+    real = asyncpg.create_pool
+    refusals = 2
+
+    async def refusing(*args, **kwargs):
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise ConnectionRefusedError("the database is restarting")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", refusing)
+    store = PostgresStore(PG_URL, schema=pg_schema)
+    await store.open()
+    try:
+        assert refusals == 0
+        assert await store.list_workspaces() is not None
+    finally:
+        await store.close()
+
+
+async def test_a_session_lost_during_migration_reports_the_loss_not_the_unlock(monkeypatch):
+    """The unlock in the migration's ``finally`` runs on a connection the driver already
+    gave back: its complaint must not replace the loss, which is what says "try again"."""
+    from herald.stores.postgres_conn import Connection, apply_migrations, transient
+
+    class LostSession:
+        calls = 0
+
+        async def execute(self, sql, *args):
+            self.calls += 1
+            if "pg_advisory_unlock" in sql:
+                raise asyncpg.InterfaceError(
+                    "cannot call Connection.execute(): connection has been released back to "
+                    "the pool"
+                )
+            if self.calls > 1:
+                raise asyncpg.AdminShutdownError("terminating connection due to administrator")
+
+    with pytest.raises(asyncpg.AdminShutdownError) as raised:
+        await apply_migrations(Connection(LostSession()), "herald_lost")
+    assert transient(raised.value)

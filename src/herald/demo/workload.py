@@ -34,6 +34,7 @@ __all__ = [
     "MediaUrls",
     "PlannedDelivery",
     "Workload",
+    "expected_targets",
     "plan_channel_counts",
     "plan_posts",
     "tag_of",

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from herald.backoff import Backoff
 from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError, StoreUnavailable
 from herald.stores.queries import load_queries
@@ -225,6 +227,7 @@ class Database:
         pool_size: int,
         command_timeout_s: float,
         application_name: str = "herald",
+        open_timeout_s: float = 60.0,
     ) -> None:
         url, in_url = split_schema(url)
         schema = schema or in_url
@@ -239,6 +242,7 @@ class Database:
         self.pool_size = pool_size
         self.command_timeout_s = command_timeout_s
         self.application_name = application_name
+        self.open_timeout_s = open_timeout_s
         self.q = compiled()
         self._pool: Any = None
 
@@ -259,6 +263,23 @@ class Database:
         return settings
 
     async def open(self) -> None:
+        """Connect and migrate. A database that is away (restarting, failing over, cutting
+        sessions) is waited for, up to ``open_timeout_s``, as every later call waits for it:
+        an engine started meanwhile must not exit for it."""
+        backoff = Backoff(base_s=0.1, cap_s=2.0)
+        deadline = time.monotonic() + self.open_timeout_s
+        while True:
+            try:
+                await self._open()
+                return
+            except StoreUnavailable as exc:
+                wait_s = backoff.next_s()
+                if time.monotonic() + wait_s > deadline:
+                    raise
+                log.warning("store.open_retry", extra={"error": str(exc), "delay_s": wait_s})
+                await asyncio.sleep(wait_s)
+
+    async def _open(self) -> None:
         with translated():
             self._pool = await asyncpg.create_pool(
                 self.url,
@@ -382,4 +403,7 @@ async def apply_migrations(conn: Connection, schema: str) -> list[str]:
                     done.append(name)
         return done
     finally:
-        await raw.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+        # A session that died took its lock with it; the error that killed it is the one to
+        # report, not the driver's complaint that the connection is gone.
+        with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+            await raw.execute("SELECT pg_advisory_unlock(hashtext($1))", key)

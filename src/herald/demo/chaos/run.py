@@ -1,0 +1,161 @@
+"""One chaos run, start to end.
+
+1. the simulator in its own process, with faults on every platform and tight quotas;
+2. a store (PostgreSQL in a schema of its own, dropped at the end, or a SQLite file) holding
+   channels and posts that fall due over ``spread_s``;
+3. ``engines`` ``herald run`` processes (one on SQLite), and the disruptions while the posts
+   fall due and the platform is down: SIGKILLs, every engine session cut, the outage;
+4. the disruptions called off, the engines left to settle everything they can (what waits for
+   a quota window counts as deferred), stopped gracefully, and the run judged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+
+from herald.demo.chaos.disruptions import Disruptions
+from herald.demo.chaos.fleet import EngineFleet
+from herald.demo.chaos.scenario import (
+    ENGINE,
+    TIGHT,
+    ChaosOptions,
+    engine_env,
+    merged,
+    plan,
+    simulator_config,
+)
+from herald.demo.chaos.verdict import Verdict, failed_for_outage
+from herald.demo.judge import all_deliveries, judge
+from herald.demo.simulator_process import SimulatorProcess
+from herald.domain import utcnow
+from herald.states import IN_FLIGHT
+from herald.stores.postgres import PostgresStore
+from herald.stores.sqlite import SQLiteStore
+from herald.types import Store
+
+__all__ = ["run_chaos"]
+
+_LEAD_S = 5.0  # engines start before the first post falls due
+_OUTAGE_AFTER_S = 10.0  # the platform goes down this long after the engines start
+_SETTLED_HORIZON_S = 120.0  # what is due later than this waits for a quota window
+_CHECK_S = 1.0  # how often the settling run is looked at
+_ENGINE_APP = "herald-chaos-engine"  # the engines' sessions, told apart from the harness's
+
+
+async def run_chaos(options: ChaosOptions) -> Verdict:
+    rng = random.Random(options.seed)
+    started = time.monotonic()
+    async with SimulatorProcess(simulator_config(options)) as sim:
+        overrides = await sim.client.settings_overrides()
+        with tempfile.TemporaryDirectory(prefix="herald-chaos-") as tmp:
+            work = Path(tmp)
+            channels, workload = await plan(options, sim, work, lead_s=_LEAD_S)
+            store, database = _store(options, work)
+            await store.open()
+            try:
+                await store.add_channels(channels)
+                for first in range(0, len(workload.posts), 1000):
+                    await store.add_posts(workload.posts[first : first + 1000])
+                # Until limits are shared between engines, each keeps to its share of them.
+                share = {"engine": {"limit_share": 1 / options.engine_count}}
+                sections = merged(overrides, TIGHT, ENGINE, share)
+                fleet = EngineFleet(options.engine_count, engine_env(sections, database))
+                disruptions = Disruptions(
+                    fleet,
+                    sim.client,
+                    rng,
+                    options.database_url if options.store == "postgres" else None,
+                    _ENGINE_APP,
+                )
+                await fleet.start()
+                await _disrupt(options, disruptions)
+                await _settled(store, options.settle_timeout_s)
+                await fleet.stop()
+                deliveries = await all_deliveries(store)
+                audit = sim.client.audit
+                summary = judge(
+                    len(workload.posts),
+                    workload.deliveries,
+                    deliveries,
+                    await audit.posts(),
+                    await audit.violations(),
+                    elapsed_s=time.monotonic() - started,
+                    settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
+                    refused=(await audit.summary()).get("refused", 0),
+                )
+                return Verdict.of(
+                    summary,
+                    store=options.store,
+                    engines=options.engine_count,
+                    seed=options.seed,
+                    kills=fleet.kills,
+                    db_terminations=disruptions.terminations,
+                    outage_s=round(disruptions.outage_s, 1),
+                    engine_exits=fleet.exits,
+                    failed_for_outage=await failed_for_outage(store, deliveries),
+                    elapsed_s=round(time.monotonic() - started, 1),
+                )
+            finally:
+                await _close(store, options.database_url)
+
+
+def _store(options: ChaosOptions, work: Path) -> tuple[Store, dict[str, str]]:
+    """The store the run fills and judges, and how the engines find it."""
+    if options.store == "postgres":
+        schema = f"herald_chaos_{secrets.token_hex(4)}"
+        url = f"{options.database_url}?schema={schema}"
+        return PostgresStore(url, pool_size=2), {
+            "HERALD_DATABASE_URL": f"{url}&application_name={_ENGINE_APP}"
+        }
+    path = work / "herald.db"
+    return SQLiteStore(path, synchronous="NORMAL"), {"HERALD_DB": str(path)}
+
+
+async def _disrupt(options: ChaosOptions, disruptions: Disruptions) -> None:
+    """Disrupt while the posts fall due and the platform is down, then call it off."""
+    outage = None
+    if options.outage_s > 0:
+        outage = (options.outage_platform, _OUTAGE_AFTER_S, options.outage_s)
+    disruptions.start(
+        kill_every_s=options.kill_every_s,
+        terminate_every_s=options.terminate_every_s,
+        outage=outage,
+    )
+    until = max(_LEAD_S + options.spread_s, _OUTAGE_AFTER_S + options.outage_s) + 1.0
+    try:
+        await asyncio.sleep(until)
+    finally:
+        await disruptions.stop()
+
+
+async def _settled(store: Store, timeout_s: float) -> None:
+    """Wait until nothing is held by an engine and nothing is due within the horizon: every
+    delivery settled, or waiting for a quota window. The engines are other processes, so
+    there is nothing to be woken by: the store is looked at every second."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = await store.count_by_state()
+        next_due = await store.next_due_at()
+        held = sum(counts.get(state, 0) for state in IN_FLIGHT)
+        horizon = utcnow() + timedelta(seconds=_SETTLED_HORIZON_S)
+        if held == 0 and (next_due is None or next_due > horizon):
+            return
+        await asyncio.sleep(_CHECK_S)
+
+
+async def _close(store: Store, database_url: str) -> None:
+    await store.close()
+    if isinstance(store, PostgresStore) and store.schema is not None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
+        finally:
+            await conn.close()

@@ -1,0 +1,91 @@
+"""The judgement of a chaos run: the demo's judge (lost, duplicates, limit violations, counted
+by the platforms) plus what the faults did: kills, sessions cut, the outage, engines that
+stopped by themselves, and deliveries failed for an outage they had the time to wait out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from herald.demo.judge import Summary
+from herald.domain import Delivery
+from herald.states import DeliveryState
+from herald.types import Store
+
+__all__ = ["Verdict", "failed_for_outage"]
+
+
+@dataclass
+class Verdict:
+    store: str
+    engines: int
+    seed: int
+    deliveries: int
+    published: int
+    reconciled: int
+    failed: int
+    failed_for_outage: int
+    expired: int
+    unconfirmed: int
+    deferred: int
+    unfinished: int
+    lost: int
+    duplicates: int
+    misrecorded: int
+    limit_violations: int
+    refused: int
+    kills: int
+    db_terminations: int
+    outage_s: float
+    engine_exits: int
+    elapsed_s: float
+    deliveries_per_s: float
+    lateness_p99_s: float
+
+    @classmethod
+    def of(cls, summary: Summary, **run: Any) -> Verdict:
+        return cls(
+            deliveries=summary.deliveries,
+            published=summary.published,
+            reconciled=summary.reconciled,
+            failed=summary.failed,
+            expired=summary.expired,
+            unconfirmed=summary.unconfirmed,
+            deferred=summary.deferred,
+            unfinished=summary.unfinished,
+            lost=summary.lost,
+            duplicates=summary.duplicates,
+            misrecorded=summary.misrecorded,
+            limit_violations=summary.limit_violations,
+            refused=summary.refused,
+            deliveries_per_s=round(summary.deliveries_per_s, 1),
+            lateness_p99_s=round(summary.lateness_p99_s, 2),
+            **run,
+        )
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, nothing twice, no limit exceeded, no engine stopped by a fault, no
+        delivery failed for an outage it could have waited out."""
+        return not (
+            self.lost
+            or self.duplicates
+            or self.misrecorded
+            or self.limit_violations
+            or self.engine_exits
+            or self.failed_for_outage
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+async def failed_for_outage(store: Store, deliveries: dict[str, Delivery]) -> int:
+    """Failed deliveries that met a request which never reached the platform: an outage they
+    were meant to wait out (requests that never left spend no retry) failed them instead."""
+    failed = [d for d in deliveries.values() if d.state is DeliveryState.FAILED]
+    count = 0
+    for delivery in failed:
+        attempts = await store.list_attempts(delivery.id)
+        count += any(a.outcome == "not_sent" for a in attempts)
+    return count
