@@ -40,12 +40,13 @@ from pathlib import Path
 from typing import Any
 
 from herald.config import Settings
+from herald.demo.chaos.scenario import ENGINE, FAULTS, TIGHT, engine_env, merged
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import MediaUrls, plan_posts
 from herald.domain import Channel, MediaKind, Platform, new_id, utcnow
 from herald.service.credentials import SecretsFile
-from herald.simulator import FaultConfig, LatencyModel, SimulatorConfig
+from herald.simulator import LatencyModel, SimulatorConfig
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
@@ -56,51 +57,7 @@ DEFAULT_PG_URL = os.environ.get(
     "HERALD_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 
-#: Limits on both sides (Herald's settings, and the simulator's through from_settings).
-TIGHT: dict[str, dict[str, Any]] = {
-    "facebook": {"app_daily_active_users": 1},  # 200 calls an hour for the app
-    "instagram": {"publishes_per_24h": 15},
-    "linkedin": {"member_posts_per_day": 20},
-    "youtube": {"quota_model": "bucket", "insert_calls_per_day": 6},
-}
-#: The engine's own settings: short timeouts and backoffs so a run takes a minute or two; a
-#: short lease so that on PostgreSQL (engines do not own the store) a killed engine's claims
-#: come back within the run.
-ENGINE: dict[str, dict[str, Any]] = {
-    "engine": {
-        "check_delay_s": 0.5,
-        "backoff_base_s": 0.2,
-        "backoff_cap_s": 2.0,
-        "throttle_pause_s": 2.0,
-        "max_retries": 12,
-        "lease_s": 15.0,
-        "hold_s": 5.0,
-        "shutdown_grace_s": 2.0,
-        "sqlite_synchronous": "NORMAL",
-    },
-    **{p.value: {"timeout_s": 2.0, "connect_timeout_s": 1.0} for p in Platform},
-}
-FAULTS = FaultConfig(
-    error_rate=0.05, drop_rate=0.05, timeout_rate=0.10, hang_s=4.0, timeout_commit_share=0.5
-)
 CHANNELS = {Platform.FACEBOOK: 2, Platform.INSTAGRAM: 2, Platform.LINKEDIN: 2, Platform.YOUTUBE: 1}
-
-
-def _merged(*layers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for layer in layers:
-        for section, values in layer.items():
-            out.setdefault(section, {}).update(values)
-    return out
-
-
-def _env(sections: dict[str, dict[str, Any]], database: dict[str, str]) -> dict[str, str]:
-    """The environment of a `herald run` process: every setting through its env twin."""
-    env = {**os.environ, "HERALD_LOG_LEVEL": "ERROR", **database}
-    for section, values in sections.items():
-        for key, value in values.items():
-            env[f"HERALD_{section.upper()}__{key.upper()}"] = str(value)
-    return env
 
 
 async def _channels(sim: SimulatorProcess, secrets_file: SecretsFile) -> list[Channel]:
@@ -155,7 +112,7 @@ async def run_once(
     seed: int, kills: int, posts: int, kind: str, pg_url: str = DEFAULT_PG_URL
 ) -> dict[str, Any]:
     rng = random.Random(seed)
-    settings = Settings(**_merged(TIGHT, ENGINE))
+    settings = Settings(**merged(TIGHT, ENGINE))
     sim_config = SimulatorConfig.from_settings(
         settings,
         latency=LatencyModel(median_s=0.05, p99_s=0.4),
@@ -187,7 +144,7 @@ async def run_once(
                 await store.add_channels(channels)
                 await store.add_posts(workload.posts)
                 await store.close()  # the engines' store from here on
-                env = _env(_merged(overrides, TIGHT, ENGINE), database)
+                env = engine_env(merged(overrides, TIGHT, ENGINE), database)
                 engines = await _engines(env, kills, rng, owned=kind == "sqlite")
                 await store.open()
                 deliveries, audit = await all_deliveries(store), sim.client.audit
