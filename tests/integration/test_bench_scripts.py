@@ -29,8 +29,13 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
             *("--heartbeat-s", "0.5", "--dead-after-s", "2", "--timeout-s", "60"),
         ],
+        [
+            "backlog.py",
+            *("--store", "both", "--deliveries", "2000", "--channels", "10", "--burst", "100"),
+            *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
+        ],
     ],
-    ids=["drivers", "engine", "api", "restarts", "takeover"],
+    ids=["drivers", "engine", "api", "restarts", "takeover", "backlog"],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {
