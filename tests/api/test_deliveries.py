@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
-from herald.domain import Transition, utcnow
+from herald.domain import Content, NewPost, Post, Transition, utcnow
 from herald.states import DeliveryState
 from tests.api.conftest import assert_problem, later
 from tests.api.test_posts import publish_all
@@ -138,3 +139,23 @@ async def test_a_publishing_delivery_cannot_be_cancelled(tenant, api_store):
     )
     assert_problem(await tenant.post(f"/v1/posts/{post['id']}/cancel"), 409)
     assert_problem(await tenant.post(f"/v1/deliveries/{job.delivery.id}/cancel"), 409)
+
+
+async def test_ids_made_before_ids_began_with_their_time_are_still_found(tenant, api_store):
+    """Ids were 20 random hex digits before they began with the millisecond they were made;
+    such rows stay reachable by every path, beside new ones."""
+    made = await tenant.channel()
+    old = replace(await api_store.get_channel(made["id"]), id="ch_3f9c0a1b2c3d4e5f6a7b")
+    await api_store.add_channels([replace(old, external_id="page-from-before")])
+    post = Post(
+        "post_9f8e7d6c5b4a3f2e1d0c", Content(text="From before"), workspace_id=old.workspace_id
+    )
+    due = utcnow() + timedelta(days=1)
+    await api_store.add_posts([NewPost.at(post, [("dlv_0123456789abcdef0123", old.id)], due)])
+    got = (await tenant.get("/v1/posts/post_9f8e7d6c5b4a3f2e1d0c")).json()
+    assert [d["id"] for d in got["deliveries"]] == ["dlv_0123456789abcdef0123"]
+    assert (await tenant.get("/v1/deliveries/dlv_0123456789abcdef0123")).status_code == 200
+    new = await tenant.post_on([{"id": old.id}])  # a new post on a channel from before
+    assert len(new["id"]) == len("post_") + 32
+    cancelled = await tenant.post("/v1/deliveries/dlv_0123456789abcdef0123/cancel")
+    assert cancelled.json()["status"] == "cancelled"

@@ -31,8 +31,8 @@ from herald.service.vault import VAULT_REF, Vault
 from tests.api.conftest import CREDENTIALS
 
 EXAMPLE_CHANNELS = {
-    "ch_0a1b2c3d4e5f6a7b8c9d": Platform.FACEBOOK,
-    "ch_9f8e7d6c5b4a3f2e1d0c": Platform.YOUTUBE,
+    "ch_019c3f2a8b1e0a1b2c3d4e5f6a7b8c9d": Platform.FACEBOOK,
+    "ch_019c3f2a8b1f9f8e7d6c5b4a3f2e1d0c": Platform.YOUTUBE,
 }
 
 

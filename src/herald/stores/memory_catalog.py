@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from herald.domain import (
     Webhook,
     WebhookEvent,
     Workspace,
+    new_id,
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
@@ -213,7 +213,7 @@ class MemoryCatalog:
     def _emit(self, workspace_id: str, event: str, payload: dict[str, Any], at: datetime) -> None:
         for webhook, _ in self._webhooks.values():
             if webhook.workspace_id == workspace_id and event in webhook.events:
-                event_id = f"evt_{secrets.token_hex(10)}"
+                event_id = new_id("evt")
                 record = WebhookEvent(event_id, webhook.id, workspace_id, event, payload, 0, at)
                 self._outbox[event_id] = _Outgoing(record, at)
 

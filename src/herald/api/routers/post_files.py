@@ -40,7 +40,8 @@ _EXPORT_PAGE = 500
                     "schema": {"type": "string"},
                     "example": (
                         "channel_ids,text,scheduled_at\n"
-                        "ch_0a1b2c3d4e5f6a7b8c9d,Fresh croissants at 7!,2030-03-01T06:00:00Z\n"
+                        "ch_019c3f2a8b1e0a1b2c3d4e5f6a7b8c9d,"
+                        "Fresh croissants at 7!,2030-03-01T06:00:00Z\n"
                     ),
                 }
             },

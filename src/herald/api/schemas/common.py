@@ -50,7 +50,10 @@ def storable(value: str) -> str:
 Text = Annotated[str, AfterValidator(storable)]
 #: A display name.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
-#: The shape of every id Herald hands out (``ch_3f9c...``).
+#: What an id given in a path, query or body may look like. Herald hands out ``ch_`` then 32 hex
+#: digits (the millisecond it was made, then random: herald.domain.new_id); ids it made before
+#: had 20 random hex digits, and both are still found. Wider than either on purpose: an id
+#: Herald never made is simply not found (404), never refused for its shape.
 ID_PATTERN = r"^[A-Za-z0-9_\-]+$"
 #: An object id given in a body.
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)]

@@ -181,12 +181,15 @@ class TimeFields(BaseModel):
 class PostCreate(TimeFields):
     model_config = request_config(
         {
-            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
+            "channel_ids": ["ch_019c3f2a8b1e0a1b2c3d4e5f6a7b8c9d"],
             "content": {"text": "Fresh croissants at 7!", "link": "https://acme.test"},
             "scheduled_at": "2030-03-01T06:00:00Z",
         },
         {
-            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d", "ch_9f8e7d6c5b4a3f2e1d0c"],
+            "channel_ids": [
+                "ch_019c3f2a8b1e0a1b2c3d4e5f6a7b8c9d",
+                "ch_019c3f2a8b1f9f8e7d6c5b4a3f2e1d0c",
+            ],
             "content": {
                 "text": "Our new oven, in action",
                 "media": [{"url": "https://cdn.acme.test/oven.jpg", "kind": "image"}],
@@ -202,7 +205,7 @@ class PostCreate(TimeFields):
             "on_gap": "shift",
         },
         {
-            "channel_ids": ["ch_0a1b2c3d4e5f6a7b8c9d"],
+            "channel_ids": ["ch_019c3f2a8b1e0a1b2c3d4e5f6a7b8c9d"],
             "content": {"text": "Queued for our next slot"},
             "next_free_slot": True,
         },

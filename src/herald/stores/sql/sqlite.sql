@@ -19,10 +19,12 @@ UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, claim_token =
 WHERE channel_id = ? AND state IN ({CANCELLABLE});
 
 -- name: channel_event
--- Record ``event`` about a channel for every webhook of its workspace subscribed to it.
+-- Record ``event`` about a channel for every webhook of its workspace subscribed to it. Event
+-- ids are shaped as herald.domain.new_id makes ids: the millisecond (of :now, microseconds),
+-- then 80 random bits, so that new events go to the last pages of the primary key.
 INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
                             created_at)
-SELECT 'evt_' || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
+SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
        json_object('event', :event, 'channel_id', c.id, 'platform', c.platform,
                    'status', c.status, 'occurred_at', :now_iso),
        :now, :now
@@ -33,7 +35,7 @@ WHERE c.id = :id AND w.deleted_at IS NULL
 -- name: delivery_event
 INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
                             created_at)
-SELECT 'evt_' || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
+SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.workspace_id, :event,
        json_object('event', :event, 'delivery_id', d.id, 'post_id', d.post_id,
                    'channel_id', d.channel_id, 'platform', d.platform, 'state', d.state,
                    'external_id', d.external_id, 'error', d.last_error,
