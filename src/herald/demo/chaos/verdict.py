@@ -4,7 +4,7 @@ stopped by themselves, and deliveries failed for an outage they had the time to 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from herald.demo.judge import Summary
@@ -44,24 +44,12 @@ class Verdict:
 
     @classmethod
     def of(cls, summary: Summary, **run: Any) -> Verdict:
-        return cls(
-            deliveries=summary.deliveries,
-            published=summary.published,
-            reconciled=summary.reconciled,
-            failed=summary.failed,
-            expired=summary.expired,
-            unconfirmed=summary.unconfirmed,
-            deferred=summary.deferred,
-            unfinished=summary.unfinished,
-            lost=summary.lost,
-            duplicates=summary.duplicates,
-            misrecorded=summary.misrecorded,
-            limit_violations=summary.limit_violations,
-            refused=summary.refused,
-            deliveries_per_s=round(summary.deliveries_per_s, 1),
-            lateness_p99_s=round(summary.lateness_p99_s, 2),
-            **run,
-        )
+        """The judge's counts this verdict shares, then what the run adds (``run``)."""
+        judged = asdict(summary)
+        shared = {f.name: judged[f.name] for f in fields(cls) if f.name in judged}
+        shared["deliveries_per_s"] = round(summary.deliveries_per_s, 1)
+        shared["lateness_p99_s"] = round(summary.lateness_p99_s, 2)
+        return cls(**(shared | run))
 
     @property
     def ok(self) -> bool:
