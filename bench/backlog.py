@@ -120,7 +120,7 @@ class Backends:
             row = await self._conn.fetchrow(
                 "SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(total_exec_time), 0) AS ms"
                 " FROM pg_stat_statements WHERE query ILIKE '%min(d.next_attempt_at)%'"
-                " OR (query ILIKE 'SELECT d.next_attempt_at%' AND query ILIKE '%LIMIT 1%')"
+                " OR query ILIKE '%SELECT d.next_attempt_at FROM deliveries d%'"
             )
             out |= {"next_due_calls": row["calls"], "next_due_ms": round(row["ms"], 1)}
         return out
@@ -140,21 +140,34 @@ def _backlog_posts(channels: list[Channel], count: int, rng: random.Random) -> l
 async def load_backlog(
     store: Store, channels: list[Channel], deliveries: int, seed: int
 ) -> list[dict[str, Any]]:
-    """Insert the backlog; the insert rate of each tenth of it, as the tables grow."""
+    """Insert the backlog; the insert rate of each tenth of it as the tables grow, and on
+    SQLite the bytes its store wrote to disk per delivery (WAL and checkpoints)."""
     rng = random.Random(seed)
     posts = math.ceil(deliveries / TARGETS_PER_POST)
     step = max(POSTS_PER_CALL, posts // 10)
     steps, done = [], 0
     while done < posts:
-        began, size = time.perf_counter(), min(step, posts - done)
+        began, written, size = time.perf_counter(), _written_bytes(), min(step, posts - done)
         for i in range(0, size, POSTS_PER_CALL):
             batch = _backlog_posts(channels, min(POSTS_PER_CALL, size - i), rng)
             await store.add_posts(batch)
         done += size
         rate = size * TARGETS_PER_POST / (time.perf_counter() - began)
-        steps.append({"deliveries": done * TARGETS_PER_POST, "per_s": round(rate)})
-        print(f"    loaded {done * TARGETS_PER_POST:>8} deliveries: {rate:>7.0f}/s", flush=True)
+        figures = {"deliveries": done * TARGETS_PER_POST, "per_s": round(rate)}
+        if isinstance(store, SQLiteStore):
+            kb = (_written_bytes() - written) / 1024 / (size * TARGETS_PER_POST)
+            figures["written_kb_per_delivery"] = round(kb, 2)
+        steps.append(figures)
+        print(f"    loaded {figures}", flush=True)
     return steps
+
+
+def _written_bytes() -> int:
+    """Bytes this process has had written to disk (the SQLite store writes from it)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _free_port() -> int:
