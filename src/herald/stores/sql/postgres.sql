@@ -28,7 +28,8 @@ WITH changed AS (
 ), recorded AS (
     INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
                                 created_at)
-    SELECT 'evt_' || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+    SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :now::timestamptz) * 1000)::bigint), 12, '0')
+           || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
            :event::text,
            jsonb_build_object('event', :event::text, 'channel_id', c.id,
                               'platform', c.platform, 'status', c.status,
@@ -214,7 +215,8 @@ WITH t AS (
 ), recorded_events AS (
     INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
                                 created_at)
-    SELECT 'evt_' || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+    SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :now::timestamptz) * 1000)::bigint), 12, '0')
+           || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
            c.event,
            jsonb_build_object('event', c.event, 'delivery_id', c.id, 'post_id', c.post_id,
                               'channel_id', c.channel_id, 'platform', c.platform,
