@@ -8,15 +8,15 @@ PostgreSQL fails at once rather than quietly depending on a running server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 import pytest
 
-from herald.types import JobQueue, RateLimiter, Store
-from tests.conftest import limiter_maker, opened_queue, opened_store
+from herald.types import JobQueue, Store
+from tests.conftest import MakeLimiter, limiter_maker, opened_queue, opened_store
 
 SERVER_MARKERS = ("postgres", "redis", "rabbitmq")
 
@@ -55,6 +55,6 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
 
 
 @pytest.fixture(params=["memory"])
-async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], RateLimiter]]:
+async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
     async with limiter_maker(request.param) as make:
         yield make
