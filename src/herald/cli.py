@@ -96,11 +96,22 @@ def run(
             envvar="HERALD_ENGINE__PROBE_PORT",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Share rate limits with every engine using this Redis (limits.backend=redis).",
+            envvar="HERALD_LIMITS__REDIS_URL",
+        ),
+    ] = None,
 ) -> None:
     """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
     settings = _settings(db, database_url)
     if probe_port is not None:
         settings.engine.probe_port = probe_port
+    if redis_url is not None:
+        settings.limits = settings.limits.model_validate(
+            {**settings.limits.model_dump(), "backend": "redis", "redis_url": redis_url}
+        )
     configure_logging(settings.log_level, settings.log_format)
     # heavy imports only for this command
     from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
