@@ -3,7 +3,7 @@ its own process, on loopback, is fine: that is the test's fake, not a dependency
 
 Its ``store`` fixture runs the shared suites on the memory and SQLite stores, its ``queue`` and
 ``new_limiter`` fixtures on the memory queue and limiter. A unit test that tried to reach
-PostgreSQL fails at once rather than quietly depending on a running server.
+PostgreSQL or Redis fails at once rather than quietly depending on a running server.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 import pytest
+import redis.asyncio.connection
 
 from herald.types import JobQueue, Store
 from tests.conftest import MakeLimiter, limiter_maker, opened_queue, opened_store
@@ -40,6 +41,11 @@ def _no_database_server(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(asyncpg, "connect", refuse)
     monkeypatch.setattr(asyncpg, "create_pool", refuse)
+
+    def refuse_redis(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("a unit test must not connect to Redis (tests/integration)")
+
+    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "connect", refuse_redis)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
