@@ -230,6 +230,9 @@ def chaos(
         str,
         _chaos("PostgreSQL server (a schema of the run's own, dropped after).", "DATABASE_URL"),
     ] = "postgresql://postgres@127.0.0.1:5432/test",
+    redis_url: Annotated[
+        str, _chaos("Redis the engines share their limits through (PostgreSQL).", "REDIS_URL")
+    ] = "redis://127.0.0.1:6379/0",
     engines: Annotated[int, _chaos("Engines at once (one on SQLite).", "ENGINES", min=1)] = 2,
     seed: Annotated[int, _chaos("Seeds the workload, faults and kills.", "SEED")] = 1,
     spread_s: Annotated[float, _chaos("Posts fall due over this long.", "SPREAD_S", min=0)] = 60.0,
@@ -261,6 +264,7 @@ def chaos(
             deliveries=deliveries,
             store=store,
             database_url=database_url,
+            redis_url=redis_url,
             engines=engines,
             seed=seed,
             spread_s=spread_s,

@@ -88,15 +88,6 @@ class EngineSettings(BaseModel):
     #: (the cap never below the base).
     outage_pause_base_s: BackoffSeconds = 2.0
     outage_pause_cap_s: BackoffSeconds = 300.0
-    limit_share: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description=(
-            "share of every platform limit this engine may use: 1/N when N engines share one "
-            "PostgreSQL database, so that together they never exceed a limit"
-        ),
-    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     heartbeat_s: float = Field(5.0, gt=0, description="how often the engine records it is alive")
     dead_after_s: float = Field(

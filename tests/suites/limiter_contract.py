@@ -270,3 +270,18 @@ class LimiterContract:
         assert await limiter.rebuild(earlier) is None
         assert calls == [1]
         assert await limiter.reserve([claim(rule)], 10.0) == 0.0
+
+    async def test_replay_sets_the_gcra_arrival_time(self, limiter):
+        rule = LimitRule("pace", "calls", "app", Pacing(rate_per_s=10.0, burst=2))
+        await limiter.replay([claim(rule)], 0.0)
+        await limiter.replay([claim(rule)], 0.0)
+        assert math.isclose(await limiter.reserve([claim(rule)], 0.05), 0.05)
+        assert await limiter.reserve([claim(rule)], 0.1) == 0.0
+
+    async def test_a_grant_replayed_late_keeps_the_log_in_time_order(self, limiter):
+        rule = rolling(2, 10.0)
+        assert await limiter.reserve([claim(rule)], 5.0) == 0.0
+        await limiter.replay([claim(rule)], 1.0)
+        # Full; the oldest grant is the replayed one (t=1): room at t=11, not at t=15.
+        assert await limiter.reserve([claim(rule)], 6.0) == 5.0
+        assert await limiter.reserve([claim(rule)], 11.0) == 0.0
