@@ -108,8 +108,7 @@ class Engine:
         self._limiter = LimiterGuard(
             limiter or MemoryLimiter(),
             self._replay_sent,
-            backoff=self.health.backoff,
-            store_failed=self.health.failed,
+            health=self.health,
         )
         self._rng = rng
         self._policy = Policy(settings.engine, rng)

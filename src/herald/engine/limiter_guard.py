@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from herald.backoff import Backoff
+from herald.engine.health import StoreHealth
 from herald.errors import LimiterUnavailable, StoreUnavailable
 from herald.limits.rules import LimitClaim
 from herald.types import EarlierGrants, RateLimiter
@@ -46,13 +46,11 @@ class LimiterGuard:
         limiter: RateLimiter,
         restore: Restore,
         *,
-        backoff: Callable[[], Backoff],
-        store_failed: Callable[[str, StoreUnavailable], None],
+        health: StoreHealth,
     ) -> None:
         self.limiter = limiter
         self._restore = restore
-        self._backoff = backoff
-        self._store_failed = store_failed
+        self._health = health  # its back-off, and the store's failures and returns
         self._lost = asyncio.Event()
 
     @property
@@ -101,17 +99,20 @@ class LimiterGuard:
     async def restore(self, stopping: asyncio.Event) -> None:
         """Rebuild the limiter from the store, trying again while Redis or the store is away;
         raises the last error once ``stopping`` is set."""
-        backoff = self._backoff()
+        backoff, store_failed = self._health.backoff(), False
         while True:
             try:
                 requests = await self._restore(self.limiter)
             except (LimiterUnavailable, StoreUnavailable) as exc:
                 if isinstance(exc, StoreUnavailable):
-                    self._store_failed("limits", exc)
+                    self._health.failed("limits", exc)
+                    store_failed = True
                 if stopping.is_set():
                     raise
                 await wait_first(stopping, within_s=backoff.next_s())
                 continue
+            if store_failed:
+                self._health.answered()
             self._lost.clear()
             log.info("engine.limits_restored", extra={"requests": requests})
             return
