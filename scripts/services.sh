@@ -28,4 +28,18 @@ start_postgres() {
   wait_port 5432 PostgreSQL
 }
 
+# Redis for the shared rate limiter's tests: keeps nothing on disk (tests that restart a
+# server start one of their own, on a port of their own).
+start_redis() {
+  listening 6379 && return 0
+  if command -v redis-server >/dev/null 2>&1; then
+    redis-server --port 6379 --bind 127.0.0.1 --daemonize yes --save '' --appendonly no
+  else
+    echo "services: Redis is not running on 6379 and redis-server is missing" >&2
+    return 1
+  fi
+  wait_port 6379 Redis
+}
+
 start_postgres
+start_redis

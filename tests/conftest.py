@@ -9,7 +9,8 @@ server it needs).
 PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the server at
 ``HERALD_TEST_DATABASE_URL`` (default: the local one that ``scripts/services.sh`` starts). Each
 test gets a schema of its own, dropped afterwards, so tests are independent and several pytest
-processes can share one server.
+processes can share one server. Redis tests carry ``@pytest.mark.redis`` and use the server at
+``HERALD_TEST_REDIS_URL``, each under key prefixes of its own, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from herald.limits.memory import MemoryLimiter
+from herald.limits.redis import RedisLimiter
+from herald.limits.rules import LimitClaim
 from herald.queues.memory import MemoryQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
@@ -37,6 +41,10 @@ from herald.types import JobQueue, RateLimiter, Store
 pytest.register_assert_rewrite("tests.suites")
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+#: What a tier's ``new_limiter`` fixture yields: makes a limiter (rebuilt unless asked).
+MakeLimiter = Callable[..., Awaitable[RateLimiter]]
 
 
 async def drop_schema(schema: str) -> None:
@@ -139,13 +147,50 @@ async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
         await queue.close()
 
 
+async def _no_grants() -> list[tuple[float, list[LimitClaim]]]:
+    return []
+
+
 @asynccontextmanager
-async def limiter_maker(kind: str) -> AsyncIterator[Callable[[], RateLimiter]]:
-    """Makes limiters of ``kind`` (memory), each with no grants and no pauses, all released on
-    exit: what each tier's ``new_limiter`` fixture yields, one kind per parameter."""
-    if kind != "memory":
-        raise ValueError(f"no limiter of kind {kind!r}")
-    yield MemoryLimiter
+async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
+    """Makes limiters of ``kind`` (memory, redis), each with no grants and no pauses and, unless
+    asked otherwise, rebuilt (ready to admit), all released on exit: what each tier's
+    ``new_limiter`` fixture yields, one kind per parameter. Redis limiters each get a key
+    prefix of their own on the server at ``HERALD_TEST_REDIS_URL``, deleted on exit."""
+    made: list[RedisLimiter] = []
+    client = redis_client() if kind == "redis" else None
+
+    async def make(*, rebuilt: bool = True) -> RateLimiter:
+        limiter: RateLimiter
+        if kind == "memory":
+            limiter = MemoryLimiter()
+        elif client is not None:
+            limiter = RedisLimiter(client, prefix=f"herald:test:{secrets.token_hex(6)}")
+            made.append(limiter)
+        else:
+            raise ValueError(f"no limiter of kind {kind!r}")
+        if rebuilt:
+            await limiter.rebuild(_no_grants)
+        return limiter
+
+    try:
+        yield make
+    finally:
+        if client is not None:
+            for limiter in made:
+                await drop_keys(client, limiter.prefix)
+            await client.aclose()
+
+
+def redis_client(url: str = "") -> aioredis.Redis:
+    return aioredis.Redis.from_url(url or REDIS_URL)
+
+
+async def drop_keys(client: aioredis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix`` (a test's own)."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.unlink(*keys)
 
 
 def pytest_asyncio_loop_factories(

@@ -14,6 +14,7 @@ from herald.backoff import Backoff
 from herald.config import Settings
 from herald.engine import Engine
 from herald.errors import ConfigError
+from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
@@ -23,7 +24,7 @@ from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.stores.sqlite_lock import EngineLock
 from herald.types import Store
 
-__all__ = ["open_store", "run_publishing", "running_engine", "webhook_sender"]
+__all__ = ["open_limiter", "open_store", "run_publishing", "running_engine", "webhook_sender"]
 
 log = logging.getLogger("herald.bootstrap")
 
@@ -48,6 +49,20 @@ def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")
 
 
+def open_limiter(settings: Settings) -> RedisLimiter | None:
+    """The shared limiter ``limits`` asks for, or None: the engine keeps its limits in memory."""
+    limits = settings.limits
+    if limits.backend == "memory":
+        return None
+    if limits.redis_url is None:
+        raise ConfigError(
+            "limits.backend 'redis' needs limits.redis_url (HERALD_LIMITS__REDIS_URL)"
+        )
+    return RedisLimiter.from_url(
+        limits.redis_url, prefix=limits.redis_prefix, timeout_s=limits.redis_timeout_s
+    )
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, store: Store | None = None) -> AsyncIterator[Engine]:
     """An engine on an opened store with real connectors; everything closed on exit."""
@@ -60,6 +75,7 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
         lock.acquire()
     connectors = build_connectors(settings)
     listener = None
+    limiter = open_limiter(settings)
     try:
         if own_store:
             await store.open()
@@ -70,6 +86,7 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             connectors,
             exclusive=exclusive,
             credentials=build_resolver(settings, store),
+            limiter=limiter,
         )
         if isinstance(store, PostgresStore):
             # Posts added by API processes or other machines wake this engine at once.
@@ -80,6 +97,8 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             await listener.close()
         for connector in connectors.values():
             await connector.aclose()
+        if limiter is not None:
+            await limiter.aclose()
         if own_store:
             await store.close()
         if lock is not None:

@@ -96,11 +96,22 @@ def run(
             envvar="HERALD_ENGINE__PROBE_PORT",
         ),
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Share rate limits with every engine using this Redis (limits.backend=redis).",
+            envvar="HERALD_LIMITS__REDIS_URL",
+        ),
+    ] = None,
 ) -> None:
     """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
     settings = _settings(db, database_url)
     if probe_port is not None:
         settings.engine.probe_port = probe_port
+    if redis_url is not None:
+        settings.limits = settings.limits.model_validate(
+            {**settings.limits.model_dump(), "backend": "redis", "redis_url": redis_url}
+        )
     configure_logging(settings.log_level, settings.log_format)
     # heavy imports only for this command
     from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
@@ -219,6 +230,9 @@ def chaos(
         str,
         _chaos("PostgreSQL server (a schema of the run's own, dropped after).", "DATABASE_URL"),
     ] = "postgresql://postgres@127.0.0.1:5432/test",
+    redis_url: Annotated[
+        str, _chaos("Redis the engines share their limits through (PostgreSQL).", "REDIS_URL")
+    ] = "redis://127.0.0.1:6379/0",
     engines: Annotated[int, _chaos("Engines at once (one on SQLite).", "ENGINES", min=1)] = 2,
     seed: Annotated[int, _chaos("Seeds the workload, faults and kills.", "SEED")] = 1,
     spread_s: Annotated[float, _chaos("Posts fall due over this long.", "SPREAD_S", min=0)] = 60.0,
@@ -250,6 +264,7 @@ def chaos(
             deliveries=deliveries,
             store=store,
             database_url=database_url,
+            redis_url=redis_url,
             engines=engines,
             seed=seed,
             spread_s=spread_s,

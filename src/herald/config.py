@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from herald.constants import LIMITS_KEY_PREFIX
 from herald.domain import Platform
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "EngineSettings",
     "FacebookSettings",
     "InstagramSettings",
+    "LimitSettings",
     "LinkedInSettings",
     "PlatformSettings",
     "Settings",
@@ -86,15 +88,6 @@ class EngineSettings(BaseModel):
     #: (the cap never below the base).
     outage_pause_base_s: BackoffSeconds = 2.0
     outage_pause_cap_s: BackoffSeconds = 300.0
-    limit_share: float = Field(
-        1.0,
-        gt=0,
-        le=1,
-        description=(
-            "share of every platform limit this engine may use: 1/N when N engines share one "
-            "PostgreSQL database, so that together they never exceed a limit"
-        ),
-    )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     heartbeat_s: float = Field(5.0, gt=0, description="how often the engine records it is alive")
     dead_after_s: float = Field(
@@ -204,6 +197,39 @@ class ApiSettings(BaseModel):
     readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
 
 
+class LimitSettings(BaseModel):
+    """Where the engine keeps its rate limits: in its own memory (one engine per set of
+    accounts) or in Redis, shared by every engine pointed at it (several engines on one
+    PostgreSQL database). See docs/architecture.md, "Rate limits"."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str | None = Field(
+        None, description="the Redis the engines share (backend 'redis'), redis://host:port/db"
+    )
+    redis_prefix: str = Field(
+        LIMITS_KEY_PREFIX,
+        min_length=1,
+        description="starts every key: engines share limits when they share Redis and prefix",
+    )
+    redis_timeout_s: TimeoutSeconds = 2.0
+    unavailable_retry_s: float = Field(
+        1.0,
+        gt=0,
+        description="while the shared limiter is away or being rebuilt, a request asks again "
+        "after this long",
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> LimitSettings:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("limits.backend 'redis' needs limits.redis_url")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("limits.redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+
 class WebhookSettings(BaseModel):
     """The webhook sender: outbox events POSTed to subscribers, signed, retried."""
 
@@ -253,6 +279,7 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
     facebook: FacebookSettings = Field(default_factory=FacebookSettings)
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
     linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)

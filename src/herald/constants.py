@@ -29,6 +29,7 @@ __all__ = [
     "GRAPH_PERMISSION_CODES",
     "GRAPH_REGAIN_FIELD",
     "GRAPH_USAGE_FIELDS",
+    "LIMITS_KEY_PREFIX",
     "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
@@ -203,3 +204,10 @@ class YouTubeReason(StrEnum):
     QUOTA_EXCEEDED = "quotaExceeded"  # 403: the project's daily quota is used up
     RATE_LIMIT_EXCEEDED = "rateLimitExceeded"  # 403: a short-term rate limit
     UPLOAD_LIMIT_EXCEEDED = "uploadLimitExceeded"  # 400: the channel's uploads for today
+
+
+# -- the shared rate limiter (herald.limits.redis) ------------------------------------------
+#: Every Redis key of the shared limiter starts with this (``limits.redis_prefix``): sliding
+#: logs ``:log:``, their totals ``:sum:``, day counters ``:day:``, GCRA times ``:tat:``,
+#: pauses ``:pause:``, and the ``:rebuilt`` marker and ``:rebuild-lock``.
+LIMITS_KEY_PREFIX: Final = "herald:v1:limits"

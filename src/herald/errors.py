@@ -21,6 +21,10 @@ are translated at the boundary into the most specific class below, keeping the o
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
     │                               the same call may succeed later (retried with back-off)
     ├── QueueError                  the work queue failed
+    ├── LimiterError                the rate limiter failed (a bug, a script refused)
+    │   └── LimiterUnavailable      a shared limiter cannot be trusted now: its server is
+    │                               away, or restarted and was not yet rebuilt; nothing is
+    │                               admitted until it is (rebuilt from the store's attempts)
     └── PlatformError               a platform refused a publish or could not be reached
         ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
         ├── AuthExpired             token expired or revoked: the channel needs re-authorisation
@@ -50,6 +54,8 @@ __all__ = [
     "InputErrors",
     "InvalidInput",
     "InvalidTransition",
+    "LimiterError",
+    "LimiterUnavailable",
     "NonexistentLocalTime",
     "NotFound",
     "OutcomeUnknown",
@@ -167,6 +173,17 @@ class StoreUnavailable(StoreError):
 
 class QueueError(HeraldError):
     """The work queue failed."""
+
+
+class LimiterError(HeraldError):
+    """The rate limiter failed."""
+
+
+class LimiterUnavailable(LimiterError):
+    """The limiter cannot say what the platforms still count: its server cannot be reached, or
+    it lost its state (a restart) and has not been rebuilt from the store's attempts since.
+    Admitting on an empty limiter would grant fresh quotas, so nothing is admitted until
+    :meth:`~herald.types.RateLimiter.rebuild` has run; the caller waits and tries again."""
 
 
 class PlatformError(HeraldError):

@@ -18,7 +18,7 @@ process, ``tests/integration`` on servers and the platform simulator):
 
 - Store: ``store_contract``, ``catalog_contract``, ``transition_table`` (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
-- RateLimiter: ``limiter_contract`` (MemoryLimiter)
+- RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
 - Connector: ``connector_contract`` (the four platforms' on the simulator; FakeConnector)
 - CredentialResolver: ``resolver_contract`` (env and file refs, vault, composite, StaticCredentials)
 - Clock: ``clock_contract`` (SystemClock; VirtualClock on its VirtualTimeLoop)
@@ -61,6 +61,7 @@ __all__ = [
     "Connector",
     "CredentialResolver",
     "Credentials",
+    "EarlierGrants",
     "EngineInfo",
     "EngineStore",
     "JobQueue",
@@ -76,6 +77,9 @@ __all__ = [
     "Validator",
 ]
 
+#: What an earlier run was granted that still counts, read from the store when asked: each
+#: grant's Unix time and claims, oldest first (see :mod:`herald.limits.replay`).
+EarlierGrants = Callable[[], Awaitable[Sequence[tuple[float, Sequence["LimitClaim"]]]]]
 #: A channel's secrets, e.g. ``{"access_token": "..."}``. Never logged.
 Credentials = Mapping[str, str]
 #: Deliveries were added or moved: claim them on time. Called with the earliest due time among
@@ -335,7 +339,8 @@ class RateLimiter(Protocol):
         Return 0.0 when granted (usage recorded), else how many seconds to wait before a new
         try could succeed (nothing recorded); ``math.inf`` if a claim can never fit. Keys in
         ``pauses`` that are blocked (see :meth:`block`) refuse the whole reservation. ``now``
-        is Unix time in seconds.
+        is Unix time in seconds. Raises :class:`~herald.errors.LimiterUnavailable` rather than
+        admit on a state it cannot trust (never the case in memory).
         """
 
     async def refund(
@@ -348,9 +353,19 @@ class RateLimiter(Protocol):
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         """Record claims granted at ``granted_at`` by an earlier run, without checking them.
 
-        How an engine that starts rebuilds what the platforms still count (see
-        :mod:`herald.limits.replay`): called in time order, before any :meth:`reserve`. A
-        limiter whose state outlives the engine (shared by several) may ignore grants it holds.
+        What :meth:`rebuild` does with each earlier grant, in time order, before any
+        :meth:`reserve` (see :mod:`herald.limits.replay`).
+        """
+
+    async def rebuild(self, earlier: EarlierGrants) -> int | None:
+        """Make the limiter count what the platforms still count, so that it may admit.
+
+        An engine calls it as it starts, and again whenever :meth:`reserve` raised
+        :class:`~herald.errors.LimiterUnavailable` (a shared limiter lost its state). A limiter
+        that needs it replays ``earlier()`` and returns how many grants it replayed; one that
+        does not (it kept its state, or another engine rebuilt the shared one) returns None
+        without calling ``earlier``. Raises :class:`~herald.errors.LimiterUnavailable` while it
+        cannot be done (the server is away).
         """
 
     async def block(self, key: str, until: float) -> None:

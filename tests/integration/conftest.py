@@ -1,7 +1,8 @@
-"""The integration tier: real servers (PostgreSQL) and the real simulator over HTTP.
+"""The integration tier: real servers (PostgreSQL, Redis) and the real simulator over HTTP.
 
-Its ``store`` fixture runs the shared suites of tests/suites on PostgreSQL; tests that use it
-carry ``@pytest.mark.postgres``.
+Its ``store`` fixture runs the shared suites of tests/suites on PostgreSQL, its
+``new_limiter`` fixture on the Redis limiter; tests that use them carry
+``@pytest.mark.postgres`` or ``@pytest.mark.redis``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from herald.types import Store
-from tests.conftest import needs_server, opened_store
+from tests.conftest import MakeLimiter, limiter_maker, needs_server, opened_store
 
 
 @pytest.fixture(params=["postgres"])
@@ -20,3 +21,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     needs_server(request, "postgres")
     async with opened_store(request.param, tmp_path) as opened:
         yield opened
+
+
+@pytest.fixture(params=["redis"])
+async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
+    needs_server(request, "redis")
+    async with limiter_maker(request.param) as make:
+        yield make

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, REDIS_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -24,6 +24,10 @@ BENCH = Path(__file__).parents[2] / "bench"
         ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
         ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
         ["restarts.py", "--kills", "2", "--posts", "40"],
+        pytest.param(
+            ["limiter.py", "--admissions", "200", "--reps", "1", "--redis-url", REDIS_URL],
+            marks=pytest.mark.redis,
+        ),
         [
             "takeover.py",
             *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
@@ -35,7 +39,7 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
     ],
-    ids=["drivers", "engine", "api", "restarts", "takeover", "backlog"],
+    ids=["drivers", "engine", "api", "restarts", "limiter", "takeover", "backlog"],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {
@@ -44,7 +48,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
         "HERALD_BENCH_DATABASE_URL": PG_URL,
     }
     script, *rest = args
-    if script != "api.py":
+    if script not in ("api.py", "limiter.py"):
         rest += ["--database-url", PG_URL]
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *rest],

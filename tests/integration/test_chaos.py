@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, REDIS_URL
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,12 @@ def test_an_embedded_engine_outlives_kills_and_an_outage():
 
 
 @pytest.mark.postgres
+@pytest.mark.redis
 def test_engines_on_postgresql_outlive_kills_cut_sessions_and_an_outage():
-    verdict = chaos("--store", "postgres", "--database-url", PG_URL, "--engines", "2")
+    # The engines share their limits through Redis: together they keep to each limit whole.
+    verdict = chaos(
+        *("--store", "postgres", "--database-url", PG_URL, "--engines", "2"),
+        *("--redis-url", REDIS_URL),
+    )
     assert verdict["db_terminations"] > 0
     assert_kept_every_promise(verdict)

@@ -2,10 +2,10 @@
 
 Exact against rolling windows (never a token bucket), calendar quotas in their zone, margins,
 all or nothing across the claims of one reservation, refunds of refundable rules only, replay
-of an earlier run's grants, pauses. A tier provides its limiters through a ``new_limiter``
-fixture: a function of no arguments that makes a limiter with no grants and no pauses (the
-property test needs a fresh one per example), parametrized over the kinds it runs on;
-``tests.conftest.limiter_maker`` builds each kind.
+of an earlier run's grants, pauses, rebuilding. A tier provides its limiters through a
+``new_limiter`` fixture: an async function of no arguments that makes a limiter with no grants
+and no pauses, rebuilt (ready to admit; the property test needs a fresh one per example),
+parametrized over the kinds it runs on; ``tests.conftest.limiter_maker`` builds each kind.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
+from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, Pacing, RollingWindow
 from herald.types import RateLimiter
 
 
@@ -43,8 +43,8 @@ class LimiterContract:
     """Runs on every limiter a tier provides (its ``new_limiter`` fixture)."""
 
     @pytest.fixture
-    def limiter(self, new_limiter):
-        return new_limiter()
+    async def limiter(self, new_limiter):
+        return await new_limiter()
 
     async def test_is_a_rate_limiter(self, limiter):
         assert isinstance(limiter, RateLimiter)
@@ -122,7 +122,7 @@ class LimiterContract:
     async def test_rolling_window_never_exceeded_and_never_refuses_needlessly(
         self, new_limiter, limit, window, gaps
     ):
-        limiter, rule = new_limiter(), rolling(limit, window)
+        limiter, rule = await new_limiter(), rolling(limit, window)
         granted: list[float] = []
         now = 0.0
         for gap in gaps:
@@ -162,6 +162,16 @@ class LimiterContract:
         # The platform may count that grant on July 2: July 2 is full too, until 00:00:05 July 3.
         wait = await limiter.reserve([claim(rule)], ts(2026, 7, 2, 12, 0))
         assert math.isclose(wait, ts(2026, 7, 3, 0, 0, 5) - ts(2026, 7, 2, 12, 0))
+
+    # -- pacing (GCRA) -------------------------------------------------------------------------
+    async def test_pacing_admits_its_burst_then_one_per_interval(self, limiter):
+        rule = LimitRule("p", "calls", "app", Pacing(rate_per_s=1.0, burst=2))
+        assert await limiter.reserve([claim(rule)], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 0.0) == 1.0
+        assert await limiter.reserve([claim(rule)], 1.0) == 0.0
+        assert await limiter.reserve([claim(rule)], 1.5) == 0.5
+        assert math.isinf(await limiter.reserve([claim(rule, 3)], 10.0))  # above its burst
 
     # -- pauses -------------------------------------------------------------------------------
     async def test_pauses_block_every_reservation_until_they_end(self, limiter):
@@ -244,3 +254,34 @@ class LimiterContract:
         wait = await limiter.reserve([claim(rule)], ts(2026, 7, 2, 12, 0))
         assert math.isclose(wait, ts(2026, 7, 3, 0, 0, 5) - ts(2026, 7, 2, 12, 0))
         assert await limiter.reserve([claim(rule)], ts(2026, 7, 3, 0, 0, 5)) == 0.0
+
+    # -- rebuild: what an engine does as it starts, and after a shared limiter lost its state --
+    async def test_rebuild_replays_the_earlier_grants_once(self, new_limiter):
+        limiter, rule = await new_limiter(rebuilt=False), rolling(2, 10.0)
+        calls = []
+
+        async def earlier():
+            calls.append(1)
+            return [(0.0, [claim(rule)]), (1.0, [claim(rule)])]
+
+        assert await limiter.rebuild(earlier) == 2
+        assert await limiter.reserve([claim(rule)], 2.0) == 8.0  # full until t=0 leaves
+        # Rebuilt: it keeps its state, and never reads the store again for it.
+        assert await limiter.rebuild(earlier) is None
+        assert calls == [1]
+        assert await limiter.reserve([claim(rule)], 10.0) == 0.0
+
+    async def test_replay_sets_the_gcra_arrival_time(self, limiter):
+        rule = LimitRule("pace", "calls", "app", Pacing(rate_per_s=10.0, burst=2))
+        await limiter.replay([claim(rule)], 0.0)
+        await limiter.replay([claim(rule)], 0.0)
+        assert math.isclose(await limiter.reserve([claim(rule)], 0.05), 0.05)
+        assert await limiter.reserve([claim(rule)], 0.1) == 0.0
+
+    async def test_a_grant_replayed_late_keeps_the_log_in_time_order(self, limiter):
+        rule = rolling(2, 10.0)
+        assert await limiter.reserve([claim(rule)], 5.0) == 0.0
+        await limiter.replay([claim(rule)], 1.0)
+        # Full; the oldest grant is the replayed one (t=1): room at t=11, not at t=15.
+        assert await limiter.reserve([claim(rule)], 6.0) == 5.0
+        assert await limiter.reserve([claim(rule)], 11.0) == 0.0

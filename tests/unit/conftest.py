@@ -3,20 +3,21 @@ its own process, on loopback, is fine: that is the test's fake, not a dependency
 
 Its ``store`` fixture runs the shared suites on the memory and SQLite stores, its ``queue`` and
 ``new_limiter`` fixtures on the memory queue and limiter. A unit test that tried to reach
-PostgreSQL fails at once rather than quietly depending on a running server.
+PostgreSQL or Redis fails at once rather than quietly depending on a running server.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import asyncpg
 import pytest
+import redis.asyncio.connection
 
-from herald.types import JobQueue, RateLimiter, Store
-from tests.conftest import limiter_maker, opened_queue, opened_store
+from herald.types import JobQueue, Store
+from tests.conftest import MakeLimiter, limiter_maker, opened_queue, opened_store
 
 SERVER_MARKERS = ("postgres", "redis", "rabbitmq")
 
@@ -41,6 +42,11 @@ def _no_database_server(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asyncpg, "connect", refuse)
     monkeypatch.setattr(asyncpg, "create_pool", refuse)
 
+    def refuse_redis(*args: Any, **kwargs: Any) -> NoReturn:
+        raise AssertionError("a unit test must not connect to Redis (tests/integration)")
+
+    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "connect", refuse_redis)
+
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
@@ -55,6 +61,6 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
 
 
 @pytest.fixture(params=["memory"])
-async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[], RateLimiter]]:
+async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
     async with limiter_maker(request.param) as make:
         yield make

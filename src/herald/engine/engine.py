@@ -7,8 +7,9 @@ Lifecycle of :meth:`Engine.run`:
 2. recover deliveries left claimed by a previous run (all of them when this engine has the
    store to itself, else only those whose lease ran out);
 3. rebuild the limiter from what the store says was sent within the rules' reach, so that a
-   restart never grants a fresh quota (:mod:`herald.limits.replay`; first run only);
-4. run the writer, the workers, the dispatcher and the lease keeper;
+   restart never grants a fresh quota (:mod:`herald.limits.replay`; an in-memory limiter on
+   the first run only, a shared one when Redis lost it: :mod:`herald.engine.limiter_guard`);
+4. run the writer, the workers, the dispatcher, the lease keeper and the limiter's guard;
 5. on :meth:`request_stop` (SIGINT/SIGTERM at the CLI) or, in burst mode, once nothing is left
    to do: stop claiming, let in-flight requests finish within ``shutdown_grace_s``, hand every
    other claimed delivery back to the store, flush the writer, leave the registry. Nothing is
@@ -38,6 +39,7 @@ from herald.engine.dispatcher import Dispatcher, InFlight
 from herald.engine.grants import Grants
 from herald.engine.health import StoreHealth
 from herald.engine.keeper import LeaseKeeper
+from herald.engine.limiter_guard import LimiterGuard
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
@@ -45,7 +47,7 @@ from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
-from herald.errors import StoreUnavailable
+from herald.errors import LimiterUnavailable, StoreUnavailable
 from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
@@ -102,9 +104,12 @@ class Engine:
         self._writer = TransitionWriter(store, health=self.health)
         self._stopping = asyncio.Event()
         self._event_listeners: list[Callable[[], None]] = []
-        self._limiter = limiter or MemoryLimiter()
         self._rules = rules or default_rules(settings)
-        self._limits_restored = False
+        self._limiter = LimiterGuard(
+            limiter or MemoryLimiter(),
+            self._replay_sent,
+            health=self.health,
+        )
         self._rng = rng
         self._policy = Policy(settings.engine, rng)
         self.identity = EngineInfo(
@@ -129,7 +134,14 @@ class Engine:
         """The worker pool and the parts it orchestrates, wired to this engine."""
         hold_s = self.settings.engine.hold_s
         parked = ParkedChannels(self.store, credentials, self._events_recorded)
-        grants = Grants(self._limiter, self._rules, self.metrics, self.clock, hold_s=hold_s)
+        grants = Grants(
+            self._limiter,
+            self._rules,
+            self.metrics,
+            self.clock,
+            hold_s=hold_s,
+            unavailable_wait_s=self.settings.limits.unavailable_retry_s,
+        )
         pauses = Pauses(self._limiter, self.settings.engine, self.metrics, self.clock, self._rng)
         outcomes = Outcomes(
             self._writer,
@@ -176,8 +188,9 @@ class Engine:
 
     @property
     def ready(self) -> bool:
-        """Running, and its store answers: what ``/readyz`` reports."""
-        return self.health.ready
+        """Running, its store answers and its limiter can be trusted: what ``/readyz``
+        reports."""
+        return self.health.ready and not self._limiter.lost
 
     @property
     def writes(self) -> int:
@@ -204,7 +217,7 @@ class Engine:
         """
         try:
             await self._start()
-        except StoreUnavailable:
+        except (StoreUnavailable, LimiterUnavailable):
             log.info("engine.stopped", extra={"started": False})  # stopped while it waited
             return
         tasks = {
@@ -212,6 +225,7 @@ class Engine:
             asyncio.create_task(self.pool.run(), name="herald-workers"),
             asyncio.create_task(self.dispatcher.run(self._stopping), name="herald-dispatcher"),
             asyncio.create_task(self.keeper.run(self._stopping), name="herald-leases"),
+            asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
         }
         if burst:
             tasks.add(
@@ -248,20 +262,16 @@ class Engine:
         )
         if recovered:
             log.warning("engine.recovered", extra={"deliveries": recovered})
-        await self._until_answered("start", self._restore_limits)
+        await self._limiter.restore(self._stopping)
 
     async def _until_answered(self, task: str, call: Callable[[], Awaitable[T]]) -> T:
         return await self.health.until_answered(task, call, stopping=self._stopping)
 
-    async def _restore_limits(self) -> None:
-        """Replay what was sent within the rules' reach, once: later runs of this engine keep
-        the limiter they had."""
-        if self._limits_restored:
-            return
+    async def _replay_sent(self, limiter: RateLimiter) -> int | None:
+        """Rebuild ``limiter`` from what was sent within the rules' reach, if it needs it (an
+        in-memory limiter once: later runs of this engine keep the limiter they had)."""
         now = self.clock.now()
-        requests = await restore(self._limiter, self.store, self._connectors, self._rules, now)
-        self._limits_restored = True
-        log.info("engine.limits_restored", extra={"requests": requests})
+        return await restore(limiter, self.store, self._connectors, self._rules, now)
 
     async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
         by_name = {t.get_name(): t for t in tasks}
@@ -272,7 +282,7 @@ class Engine:
         grace_s = self.settings.engine.shutdown_grace_s
         held = await self.pool.drain(grace_s)
         await self._hand_back(leftovers + held, within_s=grace_s)
-        for name in ("herald-leases", "herald-burst"):
+        for name in ("herald-leases", "herald-burst", "herald-limits"):
             if name in by_name:
                 by_name[name].cancel()
         workers = by_name["herald-workers"]

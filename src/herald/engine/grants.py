@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from herald.domain import Job, Platform
 from herald.engine.metrics import Metrics
-from herald.errors import RateLimited
+from herald.errors import LimiterUnavailable, RateLimited
 from herald.limits.rules import LimitClaim, LimitRule, claims_for, outage_key, pause_key
 from herald.types import Clock, RateLimiter
 
@@ -37,6 +37,8 @@ class Grants:
     metrics: Metrics
     clock: Clock
     hold_s: float = field(kw_only=True)  # waits up to this long are held, longer ones are not
+    # The limiter cannot be trusted (a shared one away, or being rebuilt): ask again after this.
+    unavailable_wait_s: float = field(default=1.0, kw_only=True)
     # Each delivery's latest grant (its claims, and when), until its request is over.
     _granted: dict[str, tuple[list[LimitClaim], float]] = field(default_factory=dict, init=False)
     # What each delivery's look-up reserved for listing pages after the first, per meter.
@@ -49,7 +51,10 @@ class Grants:
         platform, account = job.delivery.platform, job.channel.external_id
         claims = claims_for(platform, self.rules[platform], account, usage)
         now = self.clock.time()
-        wait = await self.limiter.reserve(claims, now, pauses=self._pauses(job))
+        try:
+            wait = await self.limiter.reserve(claims, now, pauses=self._pauses(job))
+        except LimiterUnavailable:
+            return self.unavailable_wait_s  # nothing admitted until it is rebuilt
         if wait <= 0:
             self._granted[job.delivery.id] = (claims, now)
             return 0.0
@@ -58,7 +63,10 @@ class Grants:
 
     async def paused_s(self, job: Job) -> float:
         """How long the pauses that bind ``job`` still last (0.0: none); reserves nothing."""
-        return await self.limiter.reserve((), self.clock.time(), pauses=self._pauses(job))
+        try:
+            return await self.limiter.reserve((), self.clock.time(), pauses=self._pauses(job))
+        except LimiterUnavailable:
+            return self.unavailable_wait_s
 
     @staticmethod
     def _pauses(job: Job) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 from herald.limits.rules import CalendarQuota, LimitClaim, Pacing, RollingWindow
 from herald.timing import zone
+from herald.types import EarlierGrants
 
 __all__ = ["MemoryLimiter"]
 
@@ -134,6 +135,7 @@ class MemoryLimiter:
     def __init__(self) -> None:
         self._states: dict[str, _State] = {}
         self._blocks: dict[str, float] = {}
+        self._rebuilt = False
 
     def _state(self, claim: LimitClaim) -> _State:
         state = self._states.get(claim.key)
@@ -201,6 +203,16 @@ class MemoryLimiter:
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         for claim in claims:
             self._record(claim, granted_at)
+
+    async def rebuild(self, earlier: EarlierGrants) -> int | None:
+        # Its state lives as long as the process: once filled, it never needs it again.
+        if self._rebuilt:
+            return None
+        grants = await earlier()
+        for granted_at, claims in grants:
+            await self.replay(claims, granted_at)
+        self._rebuilt = True
+        return len(grants)
 
     async def block(self, key: str, until: float) -> None:
         self._blocks[key] = max(until, self._blocks.get(key, 0.0))

@@ -127,14 +127,16 @@ async def restore(
     connectors: Mapping[Platform, Connector],
     rules: Mapping[Platform, tuple[LimitRule, ...]],
     now: datetime,
-) -> int:
-    """Replay into ``limiter`` what was sent within reach of ``rules``; return how many
-    requests still count."""
+) -> int | None:
+    """Rebuild ``limiter`` from what was sent within reach of ``rules``, if it needs it; return
+    how many requests still count (None: it needed nothing, see
+    :meth:`~herald.types.RateLimiter.rebuild`)."""
     reach = horizon_s(rule for platform in connectors for rule in rules.get(platform, ()))
-    if reach <= 0:
-        return 0
-    records = await store.sent_since(now - timedelta(seconds=reach))
-    grants = replayed_grants(records, connectors, rules)
-    for granted_at, claims in grants:
-        await limiter.replay(claims, granted_at)
-    return len(grants)
+
+    async def earlier() -> list[Grant]:
+        if reach <= 0:
+            return []
+        records = await store.sent_since(now - timedelta(seconds=reach))
+        return replayed_grants(records, connectors, rules)
+
+    return await limiter.rebuild(earlier)

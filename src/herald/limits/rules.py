@@ -13,9 +13,8 @@ A :class:`Pacing` rule (GCRA) smooths bursts where an operator wants a steady ra
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from herald.domain import Platform
@@ -35,7 +34,6 @@ __all__ = [
     "limit_key",
     "outage_key",
     "pause_key",
-    "shared",
 ]
 
 
@@ -189,24 +187,9 @@ def default_rules(settings: Settings) -> dict[Platform, tuple[LimitRule, ...]]:
                 CalendarQuota(yt.uploads_per_channel_per_day, PACIFIC, margin),
             ),
         )
-    rules = {
+    return {
         Platform.FACEBOOK: facebook,
         Platform.INSTAGRAM: instagram,
         Platform.LINKEDIN: linkedin,
         Platform.YOUTUBE: youtube,
     }
-    share = settings.engine.limit_share
-    if share < 1:
-        rules = {p: tuple(shared(rule, share) for rule in rs) for p, rs in rules.items()}
-    return rules
-
-
-def shared(rule: LimitRule, share: float) -> LimitRule:
-    """``rule`` cut to ``share`` of its limit, rounded down (at least 1): each of several
-    engines, each counting only its own requests, keeps to its part."""
-    algorithm = rule.algorithm
-    if isinstance(algorithm, Pacing):
-        cut: Algorithm = replace(algorithm, rate_per_s=algorithm.rate_per_s * share)
-    else:
-        cut = replace(algorithm, limit=max(1, math.floor(algorithm.limit * share)))
-    return replace(rule, algorithm=cut)

@@ -3,8 +3,10 @@
 1. the simulator in its own process, with faults on every platform and tight quotas;
 2. a store (PostgreSQL in a schema of its own, dropped at the end, or a SQLite file) holding
    channels and posts that fall due over ``spread_s``;
-3. ``engines`` ``herald run`` processes (one on SQLite), and the disruptions while the posts
-   fall due and the platform is down: SIGKILLs, every engine session cut, the outage;
+3. ``engines`` ``herald run`` processes (one on SQLite; on PostgreSQL they share their limits
+   through Redis, under a key prefix of the run's own, deleted at the end), and the
+   disruptions while the posts fall due and the platform is down: SIGKILLs, every engine
+   session cut, the outage;
 4. the disruptions called off, the engines left to settle everything they can (what waits for
    a quota window counts as deferred), stopped gracefully, and the run judged.
 """
@@ -18,9 +20,12 @@ import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
+import redis.asyncio as aioredis
 
+from herald.constants import LIMITS_KEY_PREFIX
 from herald.demo.chaos.disruptions import Disruptions
 from herald.demo.chaos.fleet import EngineFleet
 from herald.demo.chaos.scenario import (
@@ -59,14 +64,13 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
             work = Path(tmp)
             channels, workload = await plan(options, sim, work, lead_s=_LEAD_S)
             store, database = _store(options, work)
+            prefix = f"{LIMITS_KEY_PREFIX}:chaos-{secrets.token_hex(4)}"
             await store.open()
             try:
                 await store.add_channels(channels)
                 for first in range(0, len(workload.posts), 1000):
                     await store.add_posts(workload.posts[first : first + 1000])
-                # Until limits are shared between engines, each keeps to its share of them.
-                share = {"engine": {"limit_share": 1 / options.engine_count}}
-                sections = merged(overrides, TIGHT, ENGINE, share)
+                sections = merged(overrides, TIGHT, ENGINE, _limits(options, prefix))
                 fleet = EngineFleet(options.engine_count, engine_env(sections, database))
                 disruptions = Disruptions(
                     fleet,
@@ -105,6 +109,27 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                 )
             finally:
                 await _close(store, options.database_url)
+                await _drop_limits(options, prefix)
+
+
+def _limits(options: ChaosOptions, prefix: str) -> dict[str, dict[str, Any]]:
+    """Engines on one PostgreSQL database share their limits through Redis; a lone embedded
+    engine keeps them in memory."""
+    if options.store != "postgres":
+        return {}
+    return {"limits": {"backend": "redis", "redis_url": options.redis_url, "redis_prefix": prefix}}
+
+
+async def _drop_limits(options: ChaosOptions, prefix: str) -> None:
+    if options.store != "postgres":
+        return
+    client = aioredis.Redis.from_url(options.redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.unlink(*keys)
+    finally:
+        await client.aclose()
 
 
 def _store(options: ChaosOptions, work: Path) -> tuple[Store, dict[str, str]]:

@@ -68,6 +68,7 @@ class ChaosOptions:
     deliveries: int = 2000
     store: str = "postgres"  # or "sqlite"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # the engines' shared limits (PostgreSQL)
     engines: int = 2  # engine processes at once (one on SQLite: it owns its file)
     seed: int = 1
     spread_s: float = 60.0  # the posts fall due over this long

@@ -1,0 +1,133 @@
+-- One admission: every claim of a reservation is checked and recorded at once, or none is.
+-- Run whole by Redis, so that engines on any number of machines, each calling it, together
+-- never exceed a limit. The caller (herald/limits/redis.py) passes the instant and every
+-- derived figure (spans, day keys, reopening times): Redis's own clock is never read, so the
+-- arithmetic is the memory limiter's, to the bit.
+--
+-- KEYS: [1] the rebuilt marker, then the pause keys, then each claim's keys.
+-- ARGV: mode ("reserve" | "replay"), now, grant id, pause count, claim count, then per claim:
+--   "w" (rolling window; keys: log zset, its total) cost limit span ttl_s
+--   "d" (calendar quota; keys: one counter per day) cost limit ttl_s days reopen_1..reopen_n
+--   "g" (GCRA pacing; key: theoretical arrival time) cost interval burst
+-- Returns the wait in seconds as a string ("0" when recorded), or "unready" (reserve only)
+-- when the marker does not name the running server: it restarted, or was never rebuilt.
+
+local mode, now, grant = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local pause_count, claim_count = tonumber(ARGV[4]), tonumber(ARGV[5])
+local EPSILON_S = 1e-9 -- float noise in time arithmetic is not a wait
+
+local function num(value)
+  return string.format('%.17g', value) -- exact: Redis would otherwise print 14 digits
+end
+
+local function cost_of(member)
+  return tonumber(string.match(member, '^(%d+):'))
+end
+
+if mode == 'reserve' then
+  local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if redis.call('GET', KEYS[1]) ~= run_id then
+    return 'unready'
+  end
+end
+
+-- Parse the claims once.
+local claims, k, a = {}, 2 + pause_count, 6
+for i = 1, claim_count do
+  local kind, c = ARGV[a], { cost = tonumber(ARGV[a + 1]) }
+  c.kind = kind
+  if kind == 'w' then
+    c.limit, c.span, c.ttl = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
+    c.log, c.sum = KEYS[k], KEYS[k + 1]
+    k, a = k + 2, a + 5
+  elseif kind == 'd' then
+    c.limit, c.ttl, c.days = tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+    c.keys, c.reopen = {}, {}
+    for d = 1, c.days do
+      c.keys[d], c.reopen[d] = KEYS[k + d - 1], tonumber(ARGV[a + 4 + d])
+    end
+    k, a = k + c.days, a + 5 + c.days
+  else
+    c.interval, c.burst = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    c.tat = KEYS[k]
+    k, a = k + 1, a + 4
+  end
+  claims[i] = c
+end
+
+-- The sliding log: forget grants that left the window, then wait until enough have.
+local function log_wait(c)
+  local horizon = num(now - c.span)
+  local gone = redis.call('ZRANGEBYSCORE', c.log, '-inf', horizon)
+  if #gone > 0 then
+    local freed = 0
+    for _, member in ipairs(gone) do freed = freed + cost_of(member) end
+    redis.call('ZREMRANGEBYSCORE', c.log, '-inf', horizon)
+    redis.call('DECRBY', c.sum, freed)
+  end
+  local excess = tonumber(redis.call('GET', c.sum) or '0') + c.cost - c.limit
+  if excess <= 0 then return 0 end
+  local freed, offset = 0, 0
+  while true do
+    local page = redis.call('ZRANGE', c.log, offset, offset + 99, 'WITHSCORES')
+    if #page == 0 then return math.huge end
+    for j = 1, #page, 2 do
+      freed = freed + cost_of(page[j])
+      if freed >= excess then return tonumber(page[j + 1]) + c.span - now end
+    end
+    offset = offset + 100
+  end
+end
+
+local function day_wait(c)
+  local wait, full = 0, false
+  for d = 1, c.days do
+    if tonumber(redis.call('GET', c.keys[d]) or '0') + c.cost > c.limit then
+      full = true
+      wait = math.max(wait, c.reopen[d] - now)
+    end
+  end
+  if not full then return 0 end
+  return math.max(wait, 1e-3)
+end
+
+local function gcra_wait(c)
+  local tat = tonumber(redis.call('GET', c.tat) or '0')
+  local allowed_at = math.max(tat, now) + c.cost * c.interval - c.burst * c.interval
+  return math.max(0, allowed_at - now)
+end
+
+local function record(c, i)
+  if c.kind == 'w' then
+    redis.call('ZADD', c.log, ARGV[2], c.cost .. ':' .. grant .. ':' .. i)
+    redis.call('INCRBY', c.sum, c.cost)
+    redis.call('EXPIRE', c.log, c.ttl)
+    redis.call('EXPIRE', c.sum, c.ttl)
+  elseif c.kind == 'd' then
+    for d = 1, c.days do
+      redis.call('INCRBY', c.keys[d], c.cost)
+      redis.call('EXPIRE', c.keys[d], c.ttl)
+    end
+  else
+    local tat = tonumber(redis.call('GET', c.tat) or '0')
+    local next_tat = math.max(tat, now) + c.cost * c.interval
+    -- Once its time has passed the state is as good as empty: keep it that long.
+    redis.call('SET', c.tat, num(next_tat), 'EX', math.max(1, math.ceil(next_tat - now) + 1))
+  end
+end
+
+if mode == 'reserve' then
+  local wait = 0
+  for p = 2, 1 + pause_count do
+    local blocked = redis.call('GET', KEYS[p])
+    if blocked then wait = math.max(wait, tonumber(blocked) - now) end
+  end
+  for _, c in ipairs(claims) do
+    local w
+    if c.kind == 'w' then w = log_wait(c) elseif c.kind == 'd' then w = day_wait(c) else w = gcra_wait(c) end
+    wait = math.max(wait, w)
+  end
+  if wait > EPSILON_S then return num(wait) end
+end
+for i, c in ipairs(claims) do record(c, i) end
+return '0'

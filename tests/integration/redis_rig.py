@@ -1,0 +1,106 @@
+"""A Redis server of a test's own, on a port of its own, that the test may stop and restart
+(never the machine's shared one), and the worker process of the multi-process test."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import redis.asyncio as aioredis
+
+from herald.limits.redis import RedisLimiter
+from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OwnRedis:
+    """``redis-server`` in a child process, keeping nothing on disk."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, within_s: float = 10.0) -> None:
+        server = shutil.which("redis-server")
+        assert server is not None, "redis-server is not installed"
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + within_s
+        while True:  # until it answers: a condition with a deadline
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+# -- the worker of the multi-process test -------------------------------------------------------
+# Each process reads its own clock before its round trip, so admissions reach Redis a little
+# out of time order, as from machines whose clocks differ: the margin covers that (as
+# engine.limit_margin_s does between machines).
+WINDOW = LimitRule("calls", "calls", "app", RollingWindow(40, 1.0, margin_s=0.05))
+DAY = LimitRule("posts", "calls", "app", CalendarQuota(150, "UTC"))
+CLAIMS = [LimitClaim("hammer:calls", WINDOW, 1), LimitClaim("hammer:posts", DAY, 1)]
+
+
+async def hammer(url: str, prefix: str, ready: str, go: str) -> list[float]:
+    """Reserve as fast as Redis answers, on the wall clock, until the day quota is spent;
+    return the grants' times. Starts when the test says so, with the other workers."""
+    client = aioredis.Redis.from_url(url)
+    limiter = RedisLimiter(client, prefix=prefix)
+    granted: list[float] = []
+    try:
+        await client.rpush(ready, 1)
+        await client.blpop([go], timeout=30)
+        while True:
+            now = time.time()
+            wait = await limiter.reserve(CLAIMS, now)
+            if wait == 0.0:
+                granted.append(now)
+            elif wait > 2.0:  # the day is full
+                return granted
+    finally:
+        await client.aclose()
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(hammer(*sys.argv[1:5]))))
