@@ -43,11 +43,17 @@ async def herald(env: dict[str, str], *args: str) -> int:
     return await asyncio.wait_for(process.wait(), 60)
 
 
-async def test_two_herald_run_processes_share_one_database(sim: Simulator, tmp_path, pg_schema):
-    url = f"{PG_URL}?schema={pg_schema}"
+def pg_engine_env(sim: Simulator, url: str, **settings: str) -> dict[str, str]:
+    """``herald`` processes' environment on the PostgreSQL database at ``url``, plus
+    ``settings`` (environment variables)."""
     env = engine_env(sim, "")
     del env["HERALD_DB"]
-    env["HERALD_DATABASE_URL"] = url
+    return env | {"HERALD_DATABASE_URL": url, **settings}
+
+
+async def test_two_herald_run_processes_share_one_database(sim: Simulator, tmp_path, pg_schema):
+    url = f"{PG_URL}?schema={pg_schema}"
+    env = pg_engine_env(sim, url)
     assert await herald(env, "migrate") == 0
     store = PostgresStore(url)
     await store.open()
@@ -90,15 +96,9 @@ async def test_a_killed_engine_s_claims_are_published_by_its_successor_in_second
     )
     url = f"{PG_URL}?schema={pg_schema}"
     async with Simulator(config) as sim:
-        env = engine_env(sim, "")
-        del env["HERALD_DB"]
         # Beats every half second, dead after two; the lease stays 300 s.
-        env.update(
-            {
-                "HERALD_DATABASE_URL": url,
-                "HERALD_ENGINE__HEARTBEAT_S": "0.5",
-                "HERALD_ENGINE__DEAD_AFTER_S": "2",
-            }
+        env = pg_engine_env(
+            sim, url, HERALD_ENGINE__HEARTBEAT_S="0.5", HERALD_ENGINE__DEAD_AFTER_S="2"
         )
         assert await herald(env, "migrate") == 0
         store = PostgresStore(url)

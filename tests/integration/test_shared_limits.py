@@ -15,8 +15,7 @@ from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
 from tests.conftest import PG_URL, REDIS_URL, drop_keys, redis_client
 from tests.integration.test_postgres_pipeline import pg_pipeline
-from tests.integration.test_postgres_process import herald
-from tests.integration.test_process import engine_env
+from tests.integration.test_postgres_process import herald, pg_engine_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -49,16 +48,15 @@ async def test_two_engines_spend_a_daily_quota_whole_and_never_over(
     sim: Simulator, tmp_path, pg_schema, prefix
 ):
     url = f"{PG_URL}?schema={pg_schema}"
-    env = engine_env(sim, "")
-    del env["HERALD_DB"]
-    env |= {
-        "HERALD_DATABASE_URL": url,
-        "HERALD_LINKEDIN__MEMBER_POSTS_PER_DAY": str(QUOTA),
-        "HERALD_LIMITS__REDIS_PREFIX": prefix,
+    env = pg_engine_env(
+        sim,
+        url,
+        HERALD_LINKEDIN__MEMBER_POSTS_PER_DAY=str(QUOTA),
+        HERALD_LIMITS__REDIS_PREFIX=prefix,
         # Small claims, so that both engines publish to the channel, not the first alone.
-        "HERALD_ENGINE__CLAIM_BATCH": "1",
-        "HERALD_ENGINE__MAX_IN_FLIGHT": "2",
-    }
+        HERALD_ENGINE__CLAIM_BATCH="1",
+        HERALD_ENGINE__MAX_IN_FLIGHT="2",
+    )
     assert await herald(env, "migrate") == 0
     store = PostgresStore(url)
     await store.open()
