@@ -28,4 +28,11 @@ start_postgres() {
   wait_port 5432 PostgreSQL
 }
 
+start_redis() {
+  listening 6379 && return 0
+  redis-server --daemonize yes --port 6379 --save '' --appendonly no
+  wait_port 6379 Redis
+}
+
 start_postgres
+start_redis
