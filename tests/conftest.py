@@ -9,7 +9,8 @@ server it needs).
 PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the server at
 ``HERALD_TEST_DATABASE_URL`` (default: the local one that ``scripts/services.sh`` starts). Each
 test gets a schema of its own, dropped afterwards, so tests are independent and several pytest
-processes can share one server.
+processes can share one server. Redis tests (``@pytest.mark.redis``, ``HERALD_TEST_REDIS_URL``)
+likewise get a key prefix of their own, whose keys are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from herald.limits.memory import MemoryLimiter
 from herald.queues.memory import MemoryQueue
+from herald.queues.redis_streams import RedisStreamQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
@@ -37,6 +40,7 @@ from herald.types import JobQueue, RateLimiter, Store
 pytest.register_assert_rewrite("tests.suites")
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 async def drop_schema(schema: str) -> None:
@@ -126,10 +130,44 @@ async def opened_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         await s.close()
 
 
+def new_redis_prefix() -> str:
+    return f"herald:test:{secrets.token_hex(6)}"
+
+
+async def drop_keys(client: Redis, prefix: str) -> None:
+    """Delete every key under ``prefix``: what a Redis test leaves behind."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+
+
+@asynccontextmanager
+async def redis_client(prefix: str) -> AsyncIterator[Redis]:
+    """A client of the test Redis; the keys under ``prefix`` are deleted on exit."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        try:
+            await drop_keys(client, prefix)
+        finally:
+            await client.aclose()
+
+
 @asynccontextmanager
 async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
-    """An open, empty queue of ``kind`` (memory), closed on exit: what each tier's ``queue``
-    fixture yields, one kind per parameter."""
+    """An open, empty queue of ``kind`` (memory, or redis under a key prefix of its own,
+    deleted on exit), closed on exit: what each tier's ``queue`` fixture yields, one kind per
+    parameter."""
+    if kind == "redis":
+        prefix = new_redis_prefix()
+        async with redis_client(prefix) as client:
+            queue: JobQueue = RedisStreamQueue(client, prefix=prefix)
+            try:
+                yield queue
+            finally:
+                await queue.close()
+        return
     if kind != "memory":
         raise ValueError(f"no queue of kind {kind!r}")
     queue = MemoryQueue()

@@ -20,7 +20,8 @@ are translated at the boundary into the most specific class below, keeping the o
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
     │                               the same call may succeed later (retried with back-off)
-    ├── QueueError                  the work queue failed
+    ├── QueueError                  the work queue failed (or is closed)
+    │   └── QueueUnavailable        transient: the queue's server cannot be reached
     └── PlatformError               a platform refused a publish or could not be reached
         ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
         ├── AuthExpired             token expired or revoked: the channel needs re-authorisation
@@ -55,6 +56,7 @@ __all__ = [
     "OutcomeUnknown",
     "PlatformError",
     "QueueError",
+    "QueueUnavailable",
     "RateLimited",
     "ReconcileUnsupported",
     "RequestNotSent",
@@ -167,6 +169,13 @@ class StoreUnavailable(StoreError):
 
 class QueueError(HeraldError):
     """The work queue failed."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue's server could not be reached or did not answer in time. Nothing is lost:
+    every job in a queue is a claimed delivery under a lease in the store, so the same call
+    may be made again later, and jobs that never arrive are claimed again once their leases
+    run out."""
 
 
 class PlatformError(HeraldError):

@@ -1,7 +1,8 @@
-"""The integration tier: real servers (PostgreSQL) and the real simulator over HTTP.
+"""The integration tier: real servers (PostgreSQL, Redis) and the real simulator over HTTP.
 
-Its ``store`` fixture runs the shared suites of tests/suites on PostgreSQL; tests that use it
-carry ``@pytest.mark.postgres``.
+Its ``store`` fixture runs the shared suites of tests/suites on PostgreSQL, its ``queue``
+fixture on Redis Streams; tests that use them carry ``@pytest.mark.postgres`` or
+``@pytest.mark.redis``.
 """
 
 from __future__ import annotations
@@ -11,12 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from herald.types import Store
-from tests.conftest import needs_server, opened_store
+from herald.types import JobQueue, Store
+from tests.conftest import needs_server, opened_queue, opened_store
 
 
 @pytest.fixture(params=["postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     needs_server(request, "postgres")
     async with opened_store(request.param, tmp_path) as opened:
+        yield opened
+
+
+@pytest.fixture(params=["redis"])
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
+    needs_server(request, "redis")
+    async with opened_queue(request.param) as opened:
         yield opened
