@@ -1,6 +1,6 @@
 """What the Redis Streams queue does beyond the JobQueue contract: consumers in several
 processes, take-over of a dead consumer's entries, bounded streams, platforms and regions,
-messages that hold no job, an unreachable server."""
+messages that hold no job, an unreachable server, the backlog an autoscaler reads."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from herald.constants import REDIS_QUEUE_GROUP
 from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
+from herald.queues.metrics import BACKLOG_METRIC, QueueBacklog
 from herald.queues.redis_streams import RedisStreamQueue, stream_key
 from herald.testing import channel, eventually
 from tests.conftest import REDIS_URL, new_redis_prefix, redis_client
@@ -208,6 +210,21 @@ async def test_close_takes_back_the_jobs_it_added_that_no_one_read(queues):
     await consumer.close()
     with pytest.raises(QueueError):
         await asyncio.wait_for(waiting, WAIT_S)
+
+
+async def test_the_backlog_is_exported_per_platform_and_region(queues):
+    producer = queues.open(platforms=(), region="eu")
+    registry = CollectorRegistry()
+    QueueBacklog(producer).register(registry)
+    await producer.put(jobs_for(Platform.FACEBOOK, 3) + jobs_for(Platform.INSTAGRAM, 2))
+    labels = {"platform": "facebook", "region": "eu"}
+    assert registry.get_sample_value(BACKLOG_METRIC, labels) == 3
+    worker = queues.open(platforms=[Platform.FACEBOOK], region="eu", read_count=1)
+    job = await asyncio.wait_for(worker.get(), WAIT_S)
+    await worker.ack(job)
+    await producer.refresh_depth()  # a producer learns of reads when it next asks
+    assert registry.get_sample_value(BACKLOG_METRIC, labels) == 2
+    assert registry.get_sample_value(BACKLOG_METRIC, {**labels, "platform": "instagram"}) == 2
 
 
 async def test_an_unreachable_redis_raises_queue_unavailable():
