@@ -13,14 +13,18 @@ delivery until its lease runs out, and a message delivered twice (taken over fro
 that was slow rather than dead) is harmless: the claim token and the guarded ``publishing``
 write let one worker send, and make the other's writes fail.
 
+Reads block on a connection of their own, for at most ``block_s``; ``close()`` wakes a blocked
+read with ``CLIENT UNBLOCK`` instead of cancelling a command in flight.
+
 ``depth()`` must answer without a round trip: it returns a figure kept from the last answer
-Redis gave (the group's ``lag``, refreshed with every put and every read, and at least every
+Redis gave (the group's ``lag``, refreshed with every put and after every read, so at least every
 ``block_s`` while a ``get`` waits), plus the jobs read and not yet handed out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -126,6 +130,11 @@ class RedisStreamQueue:
         self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
         self._fetching: asyncio.Task[None] | None = None
+        # Reads block on a connection of their own, which close() wakes with CLIENT UNBLOCK
+        # rather than by cancelling a command in flight.
+        self._reader: Redis | None = None
+        self._reader_id: int | None = None
+        self._closing: asyncio.Future[None] | None = None  # done once closed: wakes getters
         self._reclaim_at = 0.0  # loop time of the next take-over pass: the first read
         self._cursor: dict[str, str] = {}  # per stream: where the take-over scan goes on
         self._closed = False
@@ -162,7 +171,9 @@ class RedisStreamQueue:
             fetching = self._fetching
             if fetching is None:
                 fetching = self._fetching = asyncio.create_task(self._fetch())
-            await asyncio.wait([fetching])
+            await asyncio.wait([fetching, self._closed_signal()], return_when="FIRST_COMPLETED")
+            if not fetching.done():
+                continue  # closed meanwhile
             if self._fetching is fetching:
                 self._fetching = None
             if not fetching.cancelled() and (error := fetching.exception()) is not None:
@@ -190,10 +201,8 @@ class RedisStreamQueue:
         if self._closed:
             return []
         self._closed = True
-        if self._fetching is not None:
-            self._fetching.cancel()
-            await asyncio.wait([self._fetching])
-            self._fetching = None
+        self._closed_signal().set_result(None)
+        await self._stop_reading()
         ready = list(self._ready)
         self._ready.clear()
         self._held.difference_update(entry for entry, _ in ready)
@@ -224,13 +233,41 @@ class RedisStreamQueue:
         self._read_depths(streams, await self._run(pipe.execute()))
 
     # -- reading ----------------------------------------------------------------------------
+    def _closed_signal(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        return self._closing
+
+    async def _stop_reading(self) -> None:
+        """Wake a read blocked in Redis and let it finish (what it read is kept as ready).
+        Should Redis not answer, the read is given up after the longest it may block."""
+        fetching, self._fetching = self._fetching, None
+        if fetching is not None and not fetching.done():
+            if self._reader_id is not None:
+                with contextlib.suppress(QueueError):
+                    await self._run(self._redis.client_unblock(self._reader_id))
+            await asyncio.wait([fetching], timeout=self._block_s + 1.0)
+            if not fetching.done():
+                fetching.cancel()
+                return  # its connection goes with it
+        if self._reader is not None:
+            await self._reader.aclose()
+            self._reader = None
+
+    async def _reading_client(self) -> Redis:
+        if self._reader is None:
+            self._reader = self._redis.client()
+        if self._reader_id is None:
+            self._reader_id = int(await self._run(self._reader.client_id()))
+        return self._reader
+
     async def _fetch(self) -> None:
         """Read until at least one job is ready, taking over dead consumers' entries when the
         next pass is due, else waiting in Redis for new entries until then."""
         if not self._streams:
             raise QueueError("this queue reads no platform")
         loop = asyncio.get_running_loop()
-        while not self._ready:
+        while not self._ready and not self._closed:
             now = loop.time()
             if now >= self._reclaim_at:
                 await self._reclaim(now)
@@ -239,24 +276,26 @@ class RedisStreamQueue:
 
     async def _read(self, block_s: float) -> None:
         await self._ensure_groups(self._streams)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.xreadgroup(
-            self.group,
-            self.consumer,
-            dict.fromkeys(self._streams, ">"),
-            count=self._read_count,
-            block=max(1, int(block_s * 1000)),
-        )
-        self._queue_depth_reads(pipe, self._streams)
+        reader = await self._reading_client()
         try:
-            read, *depths = await self._run(pipe.execute())
+            read = await self._run(
+                reader.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    dict.fromkeys(self._streams, ">"),
+                    count=self._read_count,
+                    block=max(1, int(block_s * 1000)),
+                )
+            )
+        except QueueUnavailable:
+            self._reader_id = None  # a new connection has a new id
+            raise
         except QueueError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             self._grouped.clear()  # a stream was deleted: make the groups again
             return
-        # Depths first: they were read after the entries, which are ready, not waiting.
-        self._read_depths(self._streams, depths)
+        await self.refresh_depth()  # after the read: what it took is ready, not waiting
         dropped: list[Entry] = []
         for key, entries in read or ():
             for entry_id, fields in entries:
