@@ -24,12 +24,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
+from redis.asyncio import Redis
 
 from herald.limits.memory import MemoryLimiter
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import LimitClaim
 from herald.queues.memory import MemoryQueue
+from herald.queues.redis_streams import RedisStreamQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
@@ -134,10 +135,49 @@ async def opened_store(kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         await s.close()
 
 
+def new_redis_prefix() -> str:
+    return f"herald:test:{secrets.token_hex(6)}"
+
+
+def new_redis(url: str = "") -> Redis:
+    """A client of the test Redis (or of the server at ``url``); the caller closes it."""
+    return Redis.from_url(url or REDIS_URL)
+
+
+async def drop_keys(client: Redis, prefix: str) -> None:
+    """Delete every key under ``prefix``: what a Redis test leaves behind."""
+    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
+    if keys:
+        await client.unlink(*keys)
+
+
+@asynccontextmanager
+async def redis_client(prefix: str) -> AsyncIterator[Redis]:
+    """A client of the test Redis; the keys under ``prefix`` are deleted on exit."""
+    client = new_redis()
+    try:
+        yield client
+    finally:
+        try:
+            await drop_keys(client, prefix)
+        finally:
+            await client.aclose()
+
+
 @asynccontextmanager
 async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
-    """An open, empty queue of ``kind`` (memory), closed on exit: what each tier's ``queue``
-    fixture yields, one kind per parameter."""
+    """An open, empty queue of ``kind`` (memory, or redis under a key prefix of its own,
+    deleted on exit), closed on exit: what each tier's ``queue`` fixture yields, one kind per
+    parameter."""
+    if kind == "redis":
+        prefix = new_redis_prefix()
+        async with redis_client(prefix) as client:
+            queue: JobQueue = RedisStreamQueue(client, prefix=prefix)
+            try:
+                yield queue
+            finally:
+                await queue.close()
+        return
     if kind != "memory":
         raise ValueError(f"no queue of kind {kind!r}")
     queue = MemoryQueue()
@@ -158,14 +198,14 @@ async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
     ``new_limiter`` fixture yields, one kind per parameter. Redis limiters each get a key
     prefix of their own on the server at ``HERALD_TEST_REDIS_URL``, deleted on exit."""
     made: list[RedisLimiter] = []
-    client = redis_client() if kind == "redis" else None
+    client = new_redis() if kind == "redis" else None
 
     async def make(*, rebuilt: bool = True) -> RateLimiter:
         limiter: RateLimiter
         if kind == "memory":
             limiter = MemoryLimiter()
         elif client is not None:
-            limiter = RedisLimiter(client, prefix=f"herald:test:{secrets.token_hex(6)}")
+            limiter = RedisLimiter(client, prefix=new_redis_prefix())
             made.append(limiter)
         else:
             raise ValueError(f"no limiter of kind {kind!r}")
@@ -180,17 +220,6 @@ async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
             for limiter in made:
                 await drop_keys(client, limiter.prefix)
             await client.aclose()
-
-
-def redis_client(url: str = "") -> aioredis.Redis:
-    return aioredis.Redis.from_url(url or REDIS_URL)
-
-
-async def drop_keys(client: aioredis.Redis, prefix: str) -> None:
-    """Delete every key under ``prefix`` (a test's own)."""
-    keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=1000)]
-    if keys:
-        await client.unlink(*keys)
 
 
 def pytest_asyncio_loop_factories(

@@ -33,6 +33,9 @@ __all__ = [
     "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
+    "REDIS_QUEUE_GROUP",
+    "REDIS_QUEUE_PREFIX",
+    "REDIS_QUEUE_VERSION",
     "RESTLI_PROTOCOL_VERSION",
     "WEBHOOK_EVENTS",
     "ContainerStatus",
@@ -68,6 +71,14 @@ WEBHOOK_EVENTS: Final = (
 NOTIFY_PREFIX: Final = "herald.v1.due."
 #: Advisory lock taken while migrating, followed by the schema name.
 MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
+
+# -- Redis Streams queue: names every dispatcher and worker sharing a Redis must agree on ------
+#: Stream keys are ``{prefix}:{platform}:{region}``, e.g. ``herald:v1:jobs:facebook:eu``.
+REDIS_QUEUE_PREFIX: Final = "herald:v1:jobs"
+#: The consumer group every worker of a deployment reads in: each entry goes to one of them.
+REDIS_QUEUE_GROUP: Final = "workers"
+#: The format of an entry (its ``v`` field); a worker acks and drops a version it cannot read.
+REDIS_QUEUE_VERSION: Final = "1"
 
 
 # -- Graph API (Facebook and Instagram) ------------------------------------------------------

@@ -20,7 +20,8 @@ are translated at the boundary into the most specific class below, keeping the o
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
     │                               the same call may succeed later (retried with back-off)
-    ├── QueueError                  the work queue failed
+    ├── QueueError                  the work queue failed (or is closed)
+    │   └── QueueUnavailable        transient: the queue's server cannot be reached
     ├── LimiterError                the rate limiter failed (a bug, a script refused)
     │   └── LimiterUnavailable      a shared limiter cannot be trusted now: its server is
     │                               away, or restarted and was not yet rebuilt; nothing is
@@ -61,6 +62,7 @@ __all__ = [
     "OutcomeUnknown",
     "PlatformError",
     "QueueError",
+    "QueueUnavailable",
     "RateLimited",
     "ReconcileUnsupported",
     "RequestNotSent",
@@ -173,6 +175,13 @@ class StoreUnavailable(StoreError):
 
 class QueueError(HeraldError):
     """The work queue failed."""
+
+
+class QueueUnavailable(QueueError):
+    """The queue's server could not be reached or did not answer in time. Nothing is lost:
+    every job in a queue is a claimed delivery under a lease in the store, so the same call
+    may be made again later, and jobs that never arrive are claimed again once their leases
+    run out."""
 
 
 class LimiterError(HeraldError):

@@ -1,8 +1,8 @@
 """The integration tier: real servers (PostgreSQL, Redis) and the real simulator over HTTP.
 
 Its ``store`` fixture runs the shared suites of tests/suites on PostgreSQL, its
-``new_limiter`` fixture on the Redis limiter; tests that use them carry
-``@pytest.mark.postgres`` or ``@pytest.mark.redis``.
+``new_limiter`` fixture on the Redis limiter and its ``queue`` fixture on Redis Streams;
+tests that use them carry ``@pytest.mark.postgres`` or ``@pytest.mark.redis``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from herald.types import Store
-from tests.conftest import MakeLimiter, limiter_maker, needs_server, opened_store
+from herald.types import JobQueue, Store
+from tests.conftest import MakeLimiter, limiter_maker, needs_server, opened_queue, opened_store
 
 
 @pytest.fixture(params=["postgres"])
@@ -28,3 +28,10 @@ async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimit
     needs_server(request, "redis")
     async with limiter_maker(request.param) as make:
         yield make
+
+
+@pytest.fixture(params=["redis"])
+async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
+    needs_server(request, "redis")
+    async with opened_queue(request.param) as opened:
+        yield opened

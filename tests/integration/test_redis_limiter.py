@@ -13,7 +13,7 @@ import pytest
 from herald.errors import LimiterUnavailable
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import LimitClaim, LimitRule, RollingWindow
-from tests.conftest import REDIS_URL, drop_keys, limiter_maker, redis_client
+from tests.conftest import REDIS_URL, drop_keys, limiter_maker, new_redis
 from tests.integration import redis_rig
 from tests.integration.redis_rig import OwnRedis
 
@@ -54,7 +54,7 @@ async def test_processes_sharing_one_redis_never_exceed_a_limit_and_use_it_whole
     async with limiter_maker("redis") as make:
         limiter = await make()  # the prefix, rebuilt: the workers find the marker
         prefix = limiter.prefix
-        client = redis_client()
+        client = new_redis()
         ready, go = f"{prefix}:test:ready", f"{prefix}:test:go"
         workers = [
             await asyncio.create_subprocess_exec(
@@ -130,7 +130,7 @@ async def test_an_unreachable_redis_is_unavailable_and_a_rebuild_waits_for_it():
 
 
 async def test_one_engine_rebuilds_the_others_wait_for_its_marker():
-    client = redis_client()
+    client = new_redis()
     prefix = "herald:test:rebuild"
     await drop_keys(client, prefix)
     limiters = [RedisLimiter(client, prefix=prefix, marker_poll_s=0.01) for _ in range(4)]
@@ -157,7 +157,7 @@ async def test_one_engine_rebuilds_the_others_wait_for_its_marker():
 
 async def test_a_rebuild_forgets_counts_a_previous_server_left():
     """Redis restored from a snapshot holds counts the store may contradict: the store wins."""
-    client = redis_client()
+    client = new_redis()
     prefix = "herald:test:stale"
     await drop_keys(client, prefix)
     try:

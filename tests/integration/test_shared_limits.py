@@ -13,7 +13,7 @@ from herald.domain import Platform
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
-from tests.conftest import PG_URL, REDIS_URL, drop_keys, redis_client
+from tests.conftest import PG_URL, REDIS_URL, drop_keys, new_redis
 from tests.integration.test_postgres_pipeline import pg_pipeline
 from tests.integration.test_postgres_process import herald, pg_engine_env
 
@@ -37,7 +37,7 @@ async def sim():
 async def prefix():
     prefix = f"herald:test:{secrets.token_hex(6)}"
     yield prefix
-    client = redis_client()
+    client = new_redis()
     try:
         await drop_keys(client, prefix)
     finally:

@@ -66,6 +66,8 @@ def test_the_package_keeps_every_import_contract(tmp_path):
         ("engine/worker.py", "import sqlite3", "engine"),
         ("service/posts.py", "import herald.stores.postgres", "service"),
         ("platforms/http.py", "import herald.stores.memory", "connectors"),
+        ("engine/worker.py", "import redis", "engine"),
+        ("queues/memory.py", "import herald.stores.memory", "queues"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tmp_path, module, planted, contract):

@@ -1,0 +1,465 @@
+"""The Redis Streams queue: jobs shared by the dispatchers and workers of several processes.
+
+One stream per platform and region (``herald:v1:jobs:facebook:eu``), read by one consumer
+group: each entry goes to one consumer of the group. A job is added with ``XADD MAXLEN ~``
+(bounded), read with ``XREADGROUP``, and acked and deleted once the engine has written its
+outcome. Entries a consumer read and never acked (it died) are taken over by another with
+``XAUTOCLAIM`` once they have been idle ``claim_idle_s``; a live consumer touches the entries it
+holds every half of that, so they are not taken from it.
+
+Nothing here is the truth about a delivery: the store is. Every job is a claimed delivery under
+a lease, so a message lost (trimmed, a Redis restart without persistence) only delays the
+delivery until its lease runs out, and a message delivered twice (taken over from a consumer
+that was slow rather than dead) is harmless: the claim token and the guarded ``publishing``
+write let one worker send, and make the other's writes fail.
+
+Reads block on a connection of their own, for at most ``block_s``; ``close()`` wakes a blocked
+read with ``CLIENT UNBLOCK`` instead of cancelling a command in flight.
+
+``depth()`` must answer without a round trip: it returns a figure kept from the last answer
+Redis gave (the group's ``lag``, refreshed with every put and after every read, so at least every
+``block_s`` while a ``get`` waits), plus the jobs read and not yet handed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections import deque
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from importlib.resources import files
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from herald.constants import REDIS_QUEUE_GROUP, REDIS_QUEUE_PREFIX, REDIS_QUEUE_VERSION
+from herald.domain import Job, Platform
+from herald.errors import QueueError, QueueUnavailable
+from herald.queues.wire import UndecodableJob, decode_job, encode_job
+
+__all__ = ["RedisStreamQueue", "consumer_name", "stream_key"]
+
+log = logging.getLogger("herald.queues.redis")
+
+_TAKE_BACK = files("herald.queues").joinpath("lua/take_back.lua").read_text()
+_PENDING_LOOKED_AT = 64  # pending entries read to compute when the next take-over is due
+_NO_ENTRY = "0-0"
+
+Entry = tuple[str, str]  # (stream key, entry id)
+
+
+def stream_key(prefix: str, platform: Platform, region: str) -> str:
+    return f"{prefix}:{platform.value}:{region}"
+
+
+def consumer_name() -> str:
+    """Unique per process and per queue: host, pid and a random part (a restarted process
+    with the same pid must not inherit a dead one's entries as its own)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
+
+
+class RedisStreamQueue:
+    """Implements :class:`herald.types.JobQueue` over Redis Streams.
+
+    ``redis``: a URL (the queue then owns its client) or a ``redis.asyncio.Redis`` client with
+    ``decode_responses`` off (the caller closes it). ``platforms`` and ``region``: the streams
+    this queue reads (none: a queue that only puts); it puts into the streams of its region.
+    ``max_len``: each stream is trimmed to about this many entries. ``claim_idle_s``: entries
+    of a consumer idle this long are taken over; keep it well under the engine's lease.
+    ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
+    take-overs, close). ``read_count``: entries read per round trip.
+    """
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        *,
+        platforms: Iterable[Platform] = tuple(Platform),
+        region: str = "default",
+        prefix: str = REDIS_QUEUE_PREFIX,
+        group: str = REDIS_QUEUE_GROUP,
+        consumer: str | None = None,
+        max_len: int = 100_000,
+        claim_idle_s: float = 60.0,
+        block_s: float = 5.0,
+        read_count: int = 10,
+        connect_timeout_s: float = 5.0,
+    ) -> None:
+        if max_len <= 0 or claim_idle_s <= 0 or block_s <= 0 or read_count <= 0:
+            raise ValueError("max_len, claim_idle_s, block_s and read_count must be positive")
+        self._owned = isinstance(redis, str)
+        self._redis = (
+            Redis.from_url(
+                redis,
+                socket_connect_timeout=connect_timeout_s,
+                # A read may wait block_s in Redis: the socket waits that long and a margin.
+                socket_timeout=block_s + connect_timeout_s,
+            )
+            if isinstance(redis, str)
+            else redis
+        )
+        self._take_back = self._redis.register_script(_TAKE_BACK)
+        self.region = region
+        self.group = group
+        self.consumer = consumer or consumer_name()
+        self._prefix = prefix
+        self._max_len = max_len
+        self._claim_idle_ms = int(claim_idle_s * 1000)
+        self._block_s = block_s
+        self._read_count = read_count
+        self._platform_of = {stream_key(prefix, p, region): p for p in Platform}
+        self._streams = [stream_key(prefix, p, region) for p in dict.fromkeys(platforms)]
+        self._grouped: set[str] = set()  # streams whose group this queue has made sure of
+        self._ready: deque[tuple[Entry, Job]] = deque()  # read, not handed out
+        self._taken: dict[Job, deque[Entry]] = {}  # handed out, not acked
+        self._held: set[Entry] = set()  # both of the above
+        self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
+        self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
+        self._fetching: asyncio.Task[None] | None = None
+        # Reads block on a connection of their own, which close() wakes with CLIENT UNBLOCK
+        # rather than by cancelling a command in flight.
+        self._reader: Redis | None = None
+        self._reader_id: int | None = None
+        self._closing: asyncio.Future[None] | None = None  # done once closed: wakes getters
+        self._reclaim_at = 0.0  # loop time of the next take-over pass: the first read
+        self._cursor: dict[str, str] = {}  # per stream: where the take-over scan goes on
+        self._closed = False
+        self.undecodable = 0  # messages dropped because they held no readable job
+
+    # -- the JobQueue protocol --------------------------------------------------------------
+    async def put(self, jobs: Sequence[Job]) -> None:
+        if self._closed:
+            raise QueueError("the queue is closed")
+        if not jobs:
+            return
+        keys = [stream_key(self._prefix, job.delivery.platform, self.region) for job in jobs]
+        streams = list(dict.fromkeys(keys))
+        await self._ensure_groups(streams)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, job in zip(keys, jobs, strict=True):
+            message = {"v": REDIS_QUEUE_VERSION, "job": encode_job(job)}
+            pipe.xadd(key, message, maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
+        self._queue_depth_reads(pipe, streams)
+        answers = await self._run(pipe.execute())
+        for key, job, entry_id in zip(keys, jobs, answers, strict=False):
+            self._added.setdefault(key, {})[_text(entry_id)] = job
+        self._read_depths(streams, answers[len(jobs) :])
+
+    async def get(self) -> Job:
+        while True:
+            if self._closed:
+                raise QueueError("the queue is closed")
+            if self._ready:
+                entry, job = self._ready.popleft()
+                self._taken.setdefault(job, deque()).append(entry)
+                return job
+            # One read at a time for all getters: entries are handed out in stream order.
+            fetching = self._fetching
+            if fetching is None:
+                fetching = self._fetching = asyncio.create_task(self._fetch())
+            await asyncio.wait([fetching, self._closed_signal()], return_when="FIRST_COMPLETED")
+            if not fetching.done():
+                continue  # closed meanwhile
+            if self._fetching is fetching:
+                self._fetching = None
+            if not fetching.cancelled() and (error := fetching.exception()) is not None:
+                raise error
+
+    async def ack(self, job: Job) -> None:
+        entries = self._taken.get(job)
+        if not entries:
+            return
+        entry = entries.popleft()
+        if not entries:
+            del self._taken[job]
+        self._held.discard(entry)
+        try:
+            await self._settle([entry])
+        finally:
+            await self._release_client_if_done()
+
+    def depth(self) -> int:
+        if self._closed:
+            return 0
+        return sum(self._lag.values()) + len(self._ready)
+
+    async def close(self) -> list[Job]:
+        if self._closed:
+            return []
+        self._closed = True
+        self._closed_signal().set_result(None)
+        await self._stop_reading()
+        ready = list(self._ready)
+        self._ready.clear()
+        self._held.difference_update(entry for entry, _ in ready)
+        try:
+            # Read and never handed out: the engine releases these jobs, so no one else may
+            # take them over. Added and never read: taken back, as if never added.
+            await self._settle([entry for entry, _ in ready])
+            unread = await self._take_back_unread()
+        finally:
+            await self._release_client_if_done()
+        return [job for _, job in ready] + unread
+
+    # -- beyond the protocol ----------------------------------------------------------------
+    def depths(self) -> Mapping[tuple[Platform, str], int]:
+        """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
+        counts = {(self._platform_of[key], self.region): n for key, n in self._lag.items()}
+        for (key, _), _job in self._ready:
+            platform = self._platform_of[key]
+            counts[platform, self.region] = counts.get((platform, self.region), 0) + 1
+        return counts
+
+    async def refresh_depth(self) -> None:
+        """Ask Redis for the figures :meth:`depth` and :meth:`depths` return."""
+        streams = list(dict.fromkeys([*self._streams, *self._added]))
+        await self._ensure_groups(streams)
+        pipe = self._redis.pipeline(transaction=False)
+        self._queue_depth_reads(pipe, streams)
+        self._read_depths(streams, await self._run(pipe.execute()))
+
+    # -- reading ----------------------------------------------------------------------------
+    def _closed_signal(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        return self._closing
+
+    async def _stop_reading(self) -> None:
+        """Wake a read blocked in Redis and let it finish (what it read is kept as ready).
+        Should Redis not answer, the read is given up after the longest it may block."""
+        fetching, self._fetching = self._fetching, None
+        if fetching is not None and not fetching.done():
+            if self._reader_id is not None:
+                with contextlib.suppress(QueueError):
+                    await self._run(self._redis.client_unblock(self._reader_id))
+            await asyncio.wait([fetching], timeout=self._block_s + 1.0)
+            if not fetching.done():
+                fetching.cancel()
+                return  # its connection goes with it
+        if self._reader is not None:
+            await self._reader.aclose()
+            self._reader = None
+
+    async def _reading_client(self) -> Redis:
+        if self._reader is None:
+            self._reader = self._redis.client()
+        if self._reader_id is None:
+            self._reader_id = int(await self._run(self._reader.client_id()))
+        return self._reader
+
+    async def _fetch(self) -> None:
+        """Read until at least one job is ready, taking over dead consumers' entries when the
+        next pass is due, else waiting in Redis for new entries until then."""
+        if not self._streams:
+            raise QueueError("this queue reads no platform")
+        loop = asyncio.get_running_loop()
+        while not self._ready and not self._closed:
+            now = loop.time()
+            if now >= self._reclaim_at:
+                await self._reclaim(now)
+                continue
+            await self._read(min(self._block_s, self._reclaim_at - now))
+
+    async def _read(self, block_s: float) -> None:
+        await self._ensure_groups(self._streams)
+        reader = await self._reading_client()
+        try:
+            read = await self._run(
+                reader.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    dict.fromkeys(self._streams, ">"),
+                    count=self._read_count,
+                    block=max(1, int(block_s * 1000)),
+                )
+            )
+        except QueueUnavailable:
+            self._reader_id = None  # a new connection has a new id
+            raise
+        except QueueError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._grouped.clear()  # a stream was deleted: make the groups again
+            return
+        await self.refresh_depth()  # after the read: what it took is ready, not waiting
+        dropped: list[Entry] = []
+        for key, entries in read or ():
+            for entry_id, fields in entries:
+                self._accept((_text(key), _text(entry_id)), fields, dropped)
+        await self._drop(dropped)
+
+    async def _reclaim(self, now: float) -> None:
+        """Take over entries idle longer than ``claim_idle_s``, touch this queue's own, and
+        compute when the next pass is due (nothing can become idle enough before)."""
+        idle_s = self._claim_idle_ms / 1000
+        next_at = now + idle_s / 2  # this queue's own entries are touched at least that often
+        await self._ensure_groups(self._streams)
+        pipe = self._redis.pipeline(transaction=False)
+        mine: dict[str, list[Any]] = {}  # entry ids, as redis-py types them
+        for entry in self._held:
+            mine.setdefault(entry[0], []).append(entry[1])
+        for key in self._streams:
+            start = self._cursor.get(key, _NO_ENTRY)
+            pipe.xautoclaim(
+                key, self.group, self.consumer, self._claim_idle_ms, start, self._read_count
+            )
+            pipe.xpending_range(key, self.group, "-", "+", _PENDING_LOOKED_AT)
+            if mine.get(key):
+                pipe.xclaim(key, self.group, self.consumer, 0, mine[key], justid=True)
+        answers = iter(await self._run(pipe.execute()))
+        dropped: list[Entry] = []
+        for key in self._streams:
+            cursor, claimed, *_ = next(answers)
+            pending = next(answers)
+            if mine.get(key):
+                next(answers)
+            for entry_id, fields in claimed:
+                self._accept((key, _text(entry_id)), fields, dropped, taken_over=True)
+            # A long list of pending entries is scanned a window per pass, passes one after
+            # the other until the scan is through; then the next is due when computed below.
+            self._cursor[key] = _text(cursor)
+            if self._cursor[key] != _NO_ENTRY:
+                next_at = now
+            for row in pending:
+                if (key, _text(row["message_id"])) not in self._held:
+                    left_s = idle_s - row["time_since_delivered"] / 1000
+                    next_at = min(next_at, now + max(left_s, 0.0))
+        self._reclaim_at = next_at
+        await self._drop(dropped)
+
+    def _accept(
+        self,
+        entry: Entry,
+        fields: Mapping[Any, Any] | None,
+        dropped: list[Entry],
+        *,
+        taken_over: bool = False,
+    ) -> None:
+        if entry in self._held:
+            return  # already this queue's (handed out or ready): touched, not taken again
+        try:
+            job = self._decode(fields)
+        except UndecodableJob as exc:
+            self.undecodable += 1
+            where = {"stream": entry[0], "entry": entry[1], "error": str(exc)}
+            log.error("queue.undecodable", extra=where)
+            dropped.append(entry)
+            return
+        if taken_over:
+            log.info(
+                "queue.taken_over",
+                extra={"stream": entry[0], "entry": entry[1], "delivery_id": job.delivery.id},
+            )
+        self._held.add(entry)
+        self._ready.append((entry, job))
+
+    @staticmethod
+    def _decode(fields: Mapping[Any, Any] | None) -> Job:
+        if not fields:
+            raise UndecodableJob("an empty entry")
+        named = {_text(name): value for name, value in fields.items()}
+        version = _text(named.get("v", b""))
+        if version != REDIS_QUEUE_VERSION:
+            raise UndecodableJob(f"format version {version!r}, expected {REDIS_QUEUE_VERSION}")
+        return decode_job(named.get("job", b""))
+
+    async def _drop(self, entries: list[Entry]) -> None:
+        """Ack and delete messages that hold no job: retrying them could never help."""
+        if entries:
+            await self._settle(entries)
+
+    # -- writing ----------------------------------------------------------------------------
+    async def _settle(self, entries: Sequence[Entry]) -> None:
+        """Ack and delete ``entries``: the stream keeps only work not yet finished."""
+        if not entries:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, entry_id in entries:
+            pipe.xack(key, self.group, entry_id)
+            pipe.xdel(key, entry_id)
+        await self._run(pipe.execute())
+
+    async def _take_back_unread(self) -> list[Job]:
+        taken: list[Job] = []
+        for key, added in self._added.items():
+            if not added:
+                continue
+            ids = await self._run(self._take_back(keys=[key], args=[self.group, *added]))
+            back = {_text(i) for i in ids}
+            taken += [job for entry_id, job in added.items() if entry_id in back]
+        self._added.clear()
+        self._lag.clear()
+        return taken
+
+    async def _ensure_groups(self, streams: Iterable[str]) -> None:
+        """Make each stream and its group if missing. The group starts at the stream's first
+        entry, so jobs added before any worker started are read too."""
+        missing = [key for key in streams if key not in self._grouped]
+        if not missing:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key in missing:
+            pipe.xgroup_create(key, self.group, id="0", mkstream=True)
+        answers = await self._run(pipe.execute(raise_on_error=False))
+        for key, answer in zip(missing, answers, strict=True):
+            if isinstance(answer, Exception) and not str(answer).startswith("BUSYGROUP"):
+                raise QueueError(f"cannot make the group of {key}: {answer}") from answer
+            self._grouped.add(key)
+
+    # -- depth ------------------------------------------------------------------------------
+    def _queue_depth_reads(self, pipe: Any, streams: Sequence[str]) -> None:
+        for key in streams:
+            pipe.xinfo_groups(key)
+            pipe.xlen(key)
+
+    def _read_depths(self, streams: Sequence[str], answers: Sequence[Any]) -> None:
+        for n, key in enumerate(streams):
+            groups, length = answers[2 * n], answers[2 * n + 1]
+            for group in groups:
+                if _text(group["name"]) != self.group:
+                    continue
+                lag = group.get("lag")
+                # Redis cannot always tell the lag (entries deleted after the group's
+                # position): every entry in the stream is then unread or pending.
+                self._lag[key] = lag if lag is not None else max(0, length - group["pending"])
+                self._forget_read(key, _text(group["last-delivered-id"]))
+
+    def _forget_read(self, key: str, last_delivered: str) -> None:
+        """Entries this queue added that the group has read are no longer its to take back."""
+        added = self._added.get(key)
+        if not added:
+            return
+        last = _id(last_delivered)
+        for entry_id in list(added):
+            if _id(entry_id) > last:
+                break  # ids were added in increasing order
+            del added[entry_id]
+
+    # -- the connection ---------------------------------------------------------------------
+    async def _run(self, call: Awaitable[Any]) -> Any:
+        """Await a Redis call, translating its errors into Herald's."""
+        try:
+            return await call
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise QueueUnavailable(f"Redis cannot be reached: {exc}") from exc
+        except redis_errors.RedisError as exc:
+            raise QueueError(f"Redis refused a queue command: {exc}") from exc
+
+    async def _release_client_if_done(self) -> None:
+        """Close an owned client once closed and every job handed out is acked."""
+        if self._owned and self._closed and not self._taken:
+            await self._redis.aclose()
