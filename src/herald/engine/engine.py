@@ -352,8 +352,10 @@ class Engine:
                 await wait_first(self._stopping, within_s=backoff.next_s())
                 continue
             backoff.reset()
-            # The count may have moved while the store answered: only stop on a quiet read.
-            if idle and self._in_flight.count == 0:
+            # Only stop on a quiet read: a job claimed and finished while the store answered
+            # (the read may have seen it claimed, so not due) leaves the count at 0 but sets
+            # ``changed``; its hand-back may be due in a moment, so read again.
+            if idle and not changed.is_set():
                 log.info("engine.idle")
                 self._stopping.set()
                 return
