@@ -28,6 +28,14 @@ BENCH = Path(__file__).parents[2] / "bench"
             ["limiter.py", "--admissions", "200", "--reps", "1", "--redis-url", REDIS_URL],
             marks=pytest.mark.redis,
         ),
+        pytest.param(
+            [
+                "redis_queue.py",
+                *("--jobs", "300", "--batch", "50", "--workers", "1", "2"),
+                *("--redis-url", REDIS_URL),
+            ],
+            marks=pytest.mark.redis,
+        ),
         [
             "takeover.py",
             *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
@@ -39,7 +47,7 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
     ],
-    ids=["drivers", "engine", "api", "restarts", "limiter", "takeover", "backlog"],
+    ids=["drivers", "engine", "api", "restarts", "limiter", "redis-queue", "takeover", "backlog"],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {
@@ -48,7 +56,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
         "HERALD_BENCH_DATABASE_URL": PG_URL,
     }
     script, *rest = args
-    if script not in ("api.py", "limiter.py"):
+    if script not in ("api.py", "limiter.py", "redis_queue.py"):
         rest += ["--database-url", PG_URL]
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *rest],

@@ -20,7 +20,7 @@ from herald.queues.metrics import BACKLOG_METRIC, QueueBacklog
 from herald.queues.redis_streams import RedisStreamQueue, stream_key
 from herald.testing import channel, eventually
 from tests.conftest import REDIS_URL, new_redis_prefix, redis_client
-from tests.suites.queue_contract import WAIT_S, waiting_get
+from tests.suites.queue_contract import WAIT_S, take_until_closed, waiting_get
 
 pytestmark = pytest.mark.redis
 
@@ -133,16 +133,9 @@ async def test_two_consumers_of_one_group_never_get_the_same_job(queues):
     consumers = [queues.open(read_count=3) for _ in range(2)]
     taken: list[list[Job]] = [[], []]
 
-    async def consume(queue: RedisStreamQueue, mine: list[Job]) -> None:
-        while True:
-            try:
-                job = await queue.get()
-            except QueueError:
-                return
-            mine.append(job)
-            await queue.ack(job)
-
-    tasks = [asyncio.create_task(consume(q, m)) for q, m in zip(consumers, taken, strict=True)]
+    tasks = [
+        asyncio.create_task(take_until_closed(q, m)) for q, m in zip(consumers, taken, strict=True)
+    ]
     made = jobs_for(Platform.FACEBOOK, 120)
     for start in range(0, len(made), 10):
         await producer.put(made[start : start + 10])

@@ -29,6 +29,18 @@ def jobs(count: int) -> list[Job]:
     return made
 
 
+async def take_until_closed(queue: JobQueue, mine: list[Job]) -> None:
+    """Get and ack jobs into ``mine`` until the queue is closed: one worker's feed."""
+    while True:
+        try:
+            job = await queue.get()
+        except QueueError:
+            return
+        mine.append(job)
+        await queue.ack(job)
+        await asyncio.sleep(0)  # let the other getters take their turn
+
+
 async def waiting_get(queue) -> asyncio.Task[Job]:
     """A ``get`` started on an empty queue, checked to be still waiting once the loop has
     had every chance to run it."""
@@ -129,17 +141,7 @@ class QueueContract:
         made = jobs(60)
         taken: list[list[Job]] = [[] for _ in range(4)]
 
-        async def getter(mine: list[Job]) -> None:
-            while True:
-                try:
-                    job = await queue.get()
-                except QueueError:
-                    return
-                mine.append(job)
-                await queue.ack(job)
-                await asyncio.sleep(0)  # let the other getters take their turn
-
-        getters = [asyncio.create_task(getter(mine)) for mine in taken]
+        getters = [asyncio.create_task(take_until_closed(queue, mine)) for mine in taken]
         for start in range(0, len(made), 7):
             await queue.put(made[start : start + 7])
         everything = [j.delivery.id for j in made]
