@@ -34,17 +34,23 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from herald.config import Settings
-from herald.demo.chaos.scenario import ENGINE, FAULTS, TIGHT, engine_env, merged
+from herald.demo.chaos.scenario import (
+    ENGINE,
+    FAULTS,
+    TIGHT,
+    engine_env,
+    merged,
+    simulator_channels,
+)
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import MediaUrls, plan_posts
-from herald.domain import Channel, MediaKind, Platform, new_id, utcnow
+from herald.domain import MediaKind, Platform, utcnow
 from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
 from herald.stores.postgres import PostgresStore
@@ -58,17 +64,6 @@ DEFAULT_PG_URL = os.environ.get(
 )
 
 CHANNELS = {Platform.FACEBOOK: 2, Platform.INSTAGRAM: 2, Platform.LINKEDIN: 2, Platform.YOUTUBE: 1}
-
-
-async def _channels(sim: SimulatorProcess, secrets_file: SecretsFile) -> list[Channel]:
-    """CHANNELS accounts on the simulator, as channels whose secrets are in ``secrets_file``."""
-    names = [(p, f"{p.value} {n}") for p, count in CHANNELS.items() for n in range(count)]
-    accounts = [await sim.client.add_account(platform, name) for platform, name in names]
-    channels = [
-        Channel(new_id("ch"), a.platform, a.external_id, a.name, "UTC", "") for a in accounts
-    ]
-    secrets_file.put_many({c.id: a.credentials for c, a in zip(channels, accounts, strict=True)})
-    return [replace(c, credentials_ref=secrets_file.ref(c.id)) for c in channels]
 
 
 def _store(kind: str, work: Path, pg_url: str) -> tuple[Store, dict[str, str]]:
@@ -124,7 +119,7 @@ async def run_once(
         overrides = await sim.client.settings_overrides()
         with tempfile.TemporaryDirectory(prefix="herald-restarts-") as tmp:
             work = Path(tmp)
-            channels = await _channels(sim, SecretsFile(work / "secrets.json"))
+            channels = await simulator_channels(sim, CHANNELS, SecretsFile(work / "secrets.json"))
             media = MediaUrls(
                 await sim.client.media_url(MediaKind.IMAGE, "r.jpg", size=4096),
                 await sim.client.media_url(MediaKind.VIDEO, "r.mp4", size=16384),

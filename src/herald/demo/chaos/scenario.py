@@ -25,6 +25,7 @@ __all__ = [
     "engine_env",
     "merged",
     "plan",
+    "simulator_channels",
     "simulator_config",
 ]
 
@@ -130,9 +131,11 @@ def _channel_counts(deliveries: int) -> dict[Platform, int]:
     return {**counts, Platform.YOUTUBE: 1}
 
 
-async def _channels(
+async def simulator_channels(
     sim: SimulatorProcess, counts: dict[Platform, int], secrets_file: SecretsFile
 ) -> list[Channel]:
+    """``counts`` accounts per platform on the simulator, as channels whose secrets are in
+    ``secrets_file``."""
     names = [(p, f"{p.value} {n}") for p, count in counts.items() for n in range(count)]
     accounts = [await sim.client.add_account(platform, name) for platform, name in names]
     channels = [
@@ -148,7 +151,7 @@ async def plan(
     """The channels (accounts on the simulator, secrets in ``work``) and the posts, falling due
     from ``lead_s`` from now over ``options.spread_s``."""
     secrets_file = SecretsFile(work / "secrets.json")
-    channels = await _channels(sim, _channel_counts(options.deliveries), secrets_file)
+    channels = await simulator_channels(sim, _channel_counts(options.deliveries), secrets_file)
     media = MediaUrls(
         await sim.client.media_url(MediaKind.IMAGE, "chaos.jpg", size=4096),
         await sim.client.media_url(MediaKind.VIDEO, "chaos.mp4", size=16384),
