@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from herald.constants import LIMITS_KEY_PREFIX
+from herald.constants import DEFAULT_REGION, LIMITS_KEY_PREFIX, REGION_PATTERN
 from herald.domain import Platform
 
 __all__ = [
@@ -276,6 +276,11 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite:///herald.db"
+    region: str = Field(
+        DEFAULT_REGION,
+        pattern=REGION_PATTERN,
+        description="this deployment's region: channels without one publish from here",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     engine: EngineSettings = Field(default_factory=EngineSettings)

@@ -21,6 +21,7 @@ from typing import Final
 
 __all__ = [
     "CHANNEL_NEEDS_REAUTH",
+    "DEFAULT_REGION",
     "DELIVERY_FAILED",
     "DELIVERY_PUBLISHED",
     "DELIVERY_UNCONFIRMED",
@@ -36,6 +37,7 @@ __all__ = [
     "REDIS_QUEUE_GROUP",
     "REDIS_QUEUE_PREFIX",
     "REDIS_QUEUE_VERSION",
+    "REGION_PATTERN",
     "RESTLI_PROTOCOL_VERSION",
     "WEBHOOK_EVENTS",
     "ContainerStatus",
@@ -71,6 +73,12 @@ WEBHOOK_EVENTS: Final = (
 NOTIFY_PREFIX: Final = "herald.v1.due."
 #: Advisory lock taken while migrating, followed by the schema name.
 MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
+
+# -- regions: a region's name is part of queue and stream names -------------------------------
+#: The region of a deployment that never names one.
+DEFAULT_REGION: Final = "default"
+#: What a region's name may be: short, lower case, safe in a key, a queue name and a URL.
+REGION_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,31}$"
 
 # -- Redis Streams queue: names every dispatcher and worker sharing a Redis must agree on ------
 #: Stream keys are ``{prefix}:{platform}:{region}``, e.g. ``herald:v1:jobs:facebook:eu``.

@@ -187,6 +187,12 @@ class Channel:
     status: ChannelStatus = ChannelStatus.ACTIVE
     workspace_id: str = DEFAULT_WORKSPACE
     deleted_at: datetime | None = None  # deleted channels keep their history, unseen
+    #: Where its deliveries are published from: only workers of this region take them. None:
+    #: the deployment's region (``Settings.region``), so one-region deployments never set it.
+    region: str | None = None
+
+    def region_or(self, default: str) -> str:
+        return self.region or default
 
 
 @dataclass(frozen=True, slots=True)

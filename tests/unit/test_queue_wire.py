@@ -33,6 +33,7 @@ def full_job() -> Job:
         status=ChannelStatus.NEEDS_REAUTH,
         workspace_id="ws_other",
         deleted_at=at.astimezone(paris),
+        region="eu-west-1",
     )
     delivery = Delivery(
         id=new_id("dlv"),

@@ -37,7 +37,12 @@ from typing import Any
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
-from herald.constants import REDIS_QUEUE_GROUP, REDIS_QUEUE_PREFIX, REDIS_QUEUE_VERSION
+from herald.constants import (
+    DEFAULT_REGION,
+    REDIS_QUEUE_GROUP,
+    REDIS_QUEUE_PREFIX,
+    REDIS_QUEUE_VERSION,
+)
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.wire import UndecodableJob, decode_job, encode_job
@@ -77,7 +82,8 @@ class RedisStreamQueue:
 
     ``redis``: a URL (the queue then owns its client) or a ``redis.asyncio.Redis`` client with
     ``decode_responses`` off (the caller closes it). ``platforms`` and ``region``: the streams
-    this queue reads (none: a queue that only puts); it puts into the streams of its region.
+    this queue reads (none: a queue that only puts). A job is put into the stream of its
+    platform and its channel's region, ``region`` for a channel without one.
     ``max_len``: each stream is trimmed to about this many entries. ``claim_idle_s``: entries
     of a consumer idle this long are taken over; keep it well under the engine's lease.
     ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
@@ -89,7 +95,7 @@ class RedisStreamQueue:
         redis: str | Redis,
         *,
         platforms: Iterable[Platform] = tuple(Platform),
-        region: str = "default",
+        region: str = DEFAULT_REGION,
         prefix: str = REDIS_QUEUE_PREFIX,
         group: str = REDIS_QUEUE_GROUP,
         consumer: str | None = None,
@@ -121,8 +127,8 @@ class RedisStreamQueue:
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._block_s = block_s
         self._read_count = read_count
-        self._platform_of = {stream_key(prefix, p, region): p for p in Platform}
-        self._streams = [stream_key(prefix, p, region) for p in dict.fromkeys(platforms)]
+        self._place: dict[str, tuple[Platform, str]] = {}  # stream key: (platform, region)
+        self._streams = [self._key(p, region) for p in dict.fromkeys(platforms)]
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
         self._ready: deque[tuple[Entry, Job]] = deque()  # read, not handed out
         self._taken: dict[Job, deque[Entry]] = {}  # handed out, not acked
@@ -140,13 +146,21 @@ class RedisStreamQueue:
         self._closed = False
         self.undecodable = 0  # messages dropped because they held no readable job
 
+    def _key(self, platform: Platform, region: str) -> str:
+        key = stream_key(self._prefix, platform, region)
+        self._place[key] = (platform, region)
+        return key
+
+    def _key_of(self, job: Job) -> str:
+        return self._key(job.delivery.platform, job.channel.region_or(self.region))
+
     # -- the JobQueue protocol --------------------------------------------------------------
     async def put(self, jobs: Sequence[Job]) -> None:
         if self._closed:
             raise QueueError("the queue is closed")
         if not jobs:
             return
-        keys = [stream_key(self._prefix, job.delivery.platform, self.region) for job in jobs]
+        keys = [self._key_of(job) for job in jobs]
         streams = list(dict.fromkeys(keys))
         await self._ensure_groups(streams)
         pipe = self._redis.pipeline(transaction=False)
@@ -218,10 +232,9 @@ class RedisStreamQueue:
     # -- beyond the protocol ----------------------------------------------------------------
     def depths(self) -> Mapping[tuple[Platform, str], int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
-        counts = {(self._platform_of[key], self.region): n for key, n in self._lag.items()}
+        counts = {self._place[key]: n for key, n in self._lag.items()}
         for (key, _), _job in self._ready:
-            platform = self._platform_of[key]
-            counts[platform, self.region] = counts.get((platform, self.region), 0) + 1
+            counts[self._place[key]] = counts.get(self._place[key], 0) + 1
         return counts
 
     async def refresh_depth(self) -> None:

@@ -98,6 +98,7 @@ def _channel(c: Channel) -> dict[str, Any]:
         status=c.status.value,
         workspace_id=c.workspace_id,
         deleted_at=_instant(c.deleted_at),
+        region=c.region,
     )
 
 
@@ -112,6 +113,7 @@ def _read_channel(raw: Mapping[str, Any]) -> Channel:
         status=ChannelStatus(raw["status"]),
         workspace_id=raw["workspace_id"],
         deleted_at=_read_instant(raw.get("deleted_at")),
+        region=raw.get("region"),
     )
 
 
