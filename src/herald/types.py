@@ -110,6 +110,14 @@ class Recovered:
     deliveries: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Adopted:
+    """Claims handed over by :meth:`EngineStore.adopt`: their new token, which deliveries."""
+
+    claim_token: str
+    delivery_ids: frozenset[str] = frozenset()
+
+
 @runtime_checkable
 class EngineStore(Protocol):
     """What the engine needs from the store: claims, guarded writes, leases."""
@@ -160,6 +168,21 @@ class EngineStore(Protocol):
 
     async def extend_leases(self, claim_tokens: Sequence[str], lease_until: datetime) -> int:
         """Keep the leases of deliveries an engine still holds; return how many."""
+
+    async def adopt(
+        self,
+        claims: Sequence[tuple[str, str]],
+        *,
+        engine_id: str,
+        lease_until: datetime,
+    ) -> Adopted:
+        """Hand claims over to the engine ``engine_id`` (a worker that took them off a broker).
+
+        Each of ``claims`` is ``(delivery id, claim token)``; the ones still ``claimed`` under
+        that token (nothing sent since, no one else took them) get a new token, the new engine
+        and ``lease_until``, in one transaction. The old token writes nothing any more, so a
+        second copy of the same message, taken by another worker, is refused here: only one
+        worker ever holds a delivery."""
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
         """Release deliveries whose lease ran out (``every``: all leased ones, for an engine

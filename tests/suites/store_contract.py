@@ -362,6 +362,47 @@ class StoreContract:
         assert after[checked.delivery.id].next_attempt_at is not None
         assert len((await claim(store, now=now + timedelta(seconds=30))).jobs) == 3
 
+    async def test_a_worker_adopts_a_claim_once_and_the_old_token_writes_nothing(self, store):
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb]) for _ in range(4)])
+        now = utcnow()
+        dispatcher, worker, other = (engine(n, now) for n in ("dispatcher", "worker", "other"))
+        for e in (dispatcher, worker, other):
+            await store.beat(e, now)
+        short = timedelta(seconds=30)
+        waiting, sent, again, gone = (
+            await claim(store, now=now, lease=short, engine_id=dispatcher.id)
+        ).jobs
+        await store.apply([publishing(sent, now)])  # no longer waiting for a worker
+        offered = [(j.delivery.id, j.claim_token) for j in (waiting, sent, again)]
+        offered.append((gone.delivery.id, "not-its-token"))
+        lease = now + HOUR
+        got = await store.adopt(offered, engine_id=worker.id, lease_until=lease)
+        assert got.delivery_ids == {waiting.delivery.id, again.delivery.id}
+        assert got.claim_token not in {waiting.claim_token, ""}
+        # A second copy of the same message, taken by another worker, gets nothing.
+        twice = await store.adopt(offered, engine_id=other.id, lease_until=lease)
+        assert twice.delivery_ids == frozenset()
+        assert (await store.adopt([], engine_id=other.id, lease_until=lease)).delivery_ids == set()
+        # The dispatcher's token writes nothing any more; the worker's does.
+        stale = Transition(waiting.delivery.id, S.PUBLISHING, claim_token=waiting.claim_token)
+        assert await store.apply([stale]) == [False]
+        mine = Transition(again.delivery.id, S.PUBLISHING, claim_token=got.claim_token)
+        assert await store.apply([mine]) == [True]
+        # The adopted leases outlive the dispatcher's: only the claim never adopted lapses.
+        assert await store.recover_expired_leases(now + short + timedelta(seconds=1)) == 1
+        assert (await store.get_delivery(gone.delivery.id)).state is S.SCHEDULED
+        assert (await store.get_delivery(waiting.delivery.id)).state is S.CLAIMED
+        assert await store.extend_leases([got.claim_token], lease + HOUR) == 2
+        # Adopted claims are the worker's: they come back when it dies, not the dispatcher
+        # (which still holds the one it was sending itself).
+        assert await store.deregister_engine(dispatcher.id, now) == Recovered(
+            engines=(dispatcher.id,), deliveries=1
+        )
+        released = await store.deregister_engine(worker.id, now)
+        assert released == Recovered(engines=(worker.id,), deliveries=2)
+
     async def test_listing_and_counts(self, store):
         fb = channel()
         await store.add_channels([fb])

@@ -9,12 +9,14 @@
   checks each store against it), and read a post listing through :class:`PostQuery`, where
   its defaults live.
 - :func:`by_post`: deliveries grouped by post, in the order every store returns them.
+- :func:`new_claim_token`: the token of a claim or of claims handed over.
 - :func:`abandoned_send`: the attempt a recovery records for a send left on the wire; the SQL
   stores' recoveries write the same row (:data:`ABANDONED_ERROR` is filled into their SQL).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -32,9 +34,16 @@ __all__ = [
     "abandoned_send",
     "applied",
     "by_post",
+    "new_claim_token",
 ]
 
 S = DeliveryState
+
+
+def new_claim_token() -> str:
+    """Unguessable, so a stale holder cannot write with a token it never had."""
+    return secrets.token_hex(12)
+
 
 ABANDONED_ERROR = "the engine holding the delivery stopped while its request was in flight"
 

@@ -5,7 +5,6 @@ It keeps nothing across restarts, so it is never the engine's store in productio
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -26,9 +25,15 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput
 from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
-from herald.stores.contract import ClaimRequest, StatusChange, abandoned_send, applied
+from herald.stores.contract import (
+    ClaimRequest,
+    StatusChange,
+    abandoned_send,
+    applied,
+    new_claim_token,
+)
 from herald.stores.memory_catalog import Claim, MemoryCatalog, lookup
-from herald.types import EngineInfo, Recovered
+from herald.types import Adopted, EngineInfo, Recovered
 
 __all__ = ["MemoryStore"]
 
@@ -149,7 +154,7 @@ class MemoryStore(MemoryCatalog):
     async def claim_due(self, **asked: Unpack[ClaimRequest]) -> ClaimBatch:
         now, engine_id = asked["now"], asked.get("engine_id")
         limit, lease_until = asked["limit"], asked["lease_until"]
-        token = secrets.token_hex(12)
+        token = new_claim_token()
         jobs: list[Job] = []
         expired: list[Delivery] = []
         for delivery in self._due(now):
@@ -231,6 +236,22 @@ class MemoryStore(MemoryCatalog):
             token, _, engine_id = self._claims[delivery_id]
             self._claims[delivery_id] = (token, lease_until, engine_id)
         return len(held)
+
+    async def adopt(
+        self, claims: Sequence[tuple[str, str]], *, engine_id: str, lease_until: datetime
+    ) -> Adopted:
+        token = new_claim_token()
+        taken: set[str] = set()
+        for delivery_id, old in claims:
+            claim = self._claims.get(delivery_id)
+            delivery = self._deliveries.get(delivery_id)
+            if claim is None or claim[0] != old or delivery is None:
+                continue
+            if delivery.state is not DeliveryState.CLAIMED:
+                continue
+            self._claims[delivery_id] = (token, lease_until, engine_id)
+            taken.add(delivery_id)
+        return Adopted(token, frozenset(taken))
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
         return self._release(now, lambda _engine, lease: every or lease < now)

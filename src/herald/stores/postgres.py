@@ -27,7 +27,6 @@ Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process a
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Unpack
@@ -36,13 +35,19 @@ from herald import domain
 from herald.constants import NOTIFY_PREFIX
 from herald.errors import NotFound
 from herald.states import CLAIMABLE
-from herald.stores.contract import ABANDONED_ERROR, ClaimRequest, StatusChange, by_post
+from herald.stores.contract import (
+    ABANDONED_ERROR,
+    ClaimRequest,
+    StatusChange,
+    by_post,
+    new_claim_token,
+)
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import content_of, post_json, usage_json
-from herald.types import EngineInfo, Recovered
+from herald.types import Adopted, EngineInfo, Recovered
 
 __all__ = ["PostgresStore"]
 
@@ -194,7 +199,7 @@ class PostgresStore(PostgresCatalog):
 
     # -- engine -----------------------------------------------------------------------------
     async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
-        token = secrets.token_hex(12)
+        token = new_claim_token()
         found = await self._db.fetch(
             "claim_due",
             now=asked["now"],
@@ -253,6 +258,22 @@ class PostgresStore(PostgresCatalog):
         return await self._db.execute(
             "extend_leases", tokens=list(claim_tokens), lease_until=lease_until
         )
+
+    async def adopt(
+        self, claims: Sequence[tuple[str, str]], *, engine_id: str, lease_until: datetime
+    ) -> Adopted:
+        token = new_claim_token()
+        if not claims:
+            return Adopted(token)
+        found = await self._db.fetch(
+            "adopt_claims",
+            ids=[delivery_id for delivery_id, _ in claims],
+            tokens=[old for _, old in claims],
+            token=token,
+            engine_id=engine_id,
+            lease_until=lease_until,
+        )
+        return Adopted(token, frozenset(row["id"] for row in found))
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
         found = await self._recover_claims([], now, None, every=every)

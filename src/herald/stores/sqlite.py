@@ -10,7 +10,6 @@ objects in :mod:`herald.stores.rows`; the catalogue and the webhook outbox are i
 from __future__ import annotations
 
 import json
-import secrets
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -19,7 +18,13 @@ from typing import Any, Unpack
 
 from herald import domain
 from herald.errors import ConfigError, InvalidInput, NotFound
-from herald.stores.contract import ABANDONED_ERROR, ClaimRequest, StatusChange, by_post
+from herald.stores.contract import (
+    ABANDONED_ERROR,
+    ClaimRequest,
+    StatusChange,
+    by_post,
+    new_claim_token,
+)
 from herald.stores.queries import for_each_target, load_queries
 from herald.stores.rows import (
     CHANNEL_COLUMNS,
@@ -33,7 +38,7 @@ from herald.stores.rows import SQLITE as decode
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_lock import EngineLock
-from herald.types import EngineInfo, Recovered
+from herald.types import Adopted, EngineInfo, Recovered
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 
@@ -172,7 +177,7 @@ class SQLiteStore(SQLiteCatalog):
 
     # -- engine -----------------------------------------------------------------------------
     async def claim_due(self, **asked: Unpack[ClaimRequest]) -> domain.ClaimBatch:
-        token = secrets.token_hex(12)
+        token = new_claim_token()
         params = {
             "now": micros(asked["now"]),
             "expire_before": micros(asked["expire_before"]),
@@ -229,6 +234,22 @@ class SQLiteStore(SQLiteCatalog):
             return sum(conn.execute(self._q["extend_leases"], v).rowcount for v in values)
 
         return await self._writer.transaction(extend)
+
+    async def adopt(
+        self, claims: Sequence[tuple[str, str]], *, engine_id: str, lease_until: datetime
+    ) -> Adopted:
+        token = new_claim_token()
+        common = {"token": token, "engine_id": engine_id, "lease_until": micros(lease_until)}
+        sql = self._q["adopt_claim"]
+
+        def adopt(conn: sqlite3.Connection) -> frozenset[str]:
+            return frozenset(
+                delivery_id
+                for delivery_id, old in claims
+                if conn.execute(sql, {**common, "id": delivery_id, "old": old}).rowcount == 1
+            )
+
+        return Adopted(token, await self._writer.transaction(adopt))
 
     async def recover_expired_leases(self, now: datetime, *, every: bool = False) -> int:
         params = {"now": micros(now), "every": 1 if every else 0, "engines": "[]"}

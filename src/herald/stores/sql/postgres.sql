@@ -239,6 +239,23 @@ WITH held AS MATERIALIZED (
 UPDATE deliveries d SET lease_until = :lease_until
 FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 
+-- name: adopt_claims
+-- Claims handed over to the engine that took them off a broker: those still claimed under the
+-- token the message carried. Rows are locked in id order (as extend_leases does); a row another
+-- worker adopted first fails the token test once its lock is released, and is not taken.
+WITH wanted AS (
+    SELECT * FROM unnest(:ids::text[], :tokens::text[]) AS w(id, token)
+), held AS MATERIALIZED (
+    SELECT d.id FROM deliveries d JOIN wanted w ON d.id = w.id
+    WHERE d.claim_token = w.token AND d.state = 'claimed'
+    ORDER BY d.id
+    FOR UPDATE OF d
+)
+UPDATE deliveries d
+SET claim_token = :token, engine_id = :engine_id, lease_until = :lease_until
+FROM held WHERE d.id = held.id AND d.state = 'claimed'
+RETURNING d.id;
+
 -- name: recover_claims
 -- Claims whose holder is gone: its lease ran out (it died or hung), or its engine is one of
 -- :engines that has not beaten since :dead_before (NULL: whenever; an engine that leaves),

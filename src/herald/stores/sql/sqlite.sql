@@ -123,6 +123,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 UPDATE deliveries SET lease_until = ?
 WHERE claim_token = ? AND state IN ({IN_FLIGHT});
 
+-- name: adopt_claim
+-- A claim handed over to the engine that took it off a broker, if still claimed under the
+-- token the message carried.
+UPDATE deliveries SET claim_token = :token, engine_id = :engine_id, lease_until = :lease_until
+WHERE id = :id AND claim_token = :old AND state = 'claimed';
+
 -- name: record_abandoned_sends
 -- Run just before recover_claims, in its transaction, on the same rows: a delivery still
 -- publishing may have had its request counted by the platform. Its send is recorded (its
