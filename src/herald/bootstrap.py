@@ -7,24 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 
 from herald.backoff import Backoff
 from herald.config import Settings
-from herald.engine import Engine
+from herald.domain import Platform
+from herald.engine import Engine, Role
 from herald.errors import ConfigError
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
+from herald.queues.redis_streams import RedisStreamQueue
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.stores.sqlite_lock import EngineLock
-from herald.types import Store
+from herald.types import JobQueue, Store
 
-__all__ = ["open_limiter", "open_store", "run_publishing", "running_engine", "webhook_sender"]
+__all__ = [
+    "open_limiter",
+    "open_queue",
+    "open_store",
+    "run_publishing",
+    "running_engine",
+    "webhook_sender",
+]
 
 log = logging.getLogger("herald.bootstrap")
 
@@ -63,20 +72,61 @@ def open_limiter(settings: Settings) -> RedisLimiter | None:
     )
 
 
+def open_queue(
+    settings: Settings, *, platforms: Collection[Platform] = (), region: str | None = None
+) -> JobQueue:
+    """The broker ``broker.url`` names, reading the jobs of ``platforms`` in ``region`` (none:
+    a dispatcher's, which only puts, routing each job by its platform and channel's region)."""
+    url = settings.broker.url
+    if url is None:
+        raise ConfigError("a dispatcher or worker needs broker.url (--broker, HERALD_BROKER__URL)")
+    region = region or settings.region
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStreamQueue(
+            url,
+            platforms=platforms,
+            region=region,
+            max_len=settings.broker.max_queued * 10,
+            # Well within the claims' hand-off lease, so that a dead worker's unadopted jobs
+            # are taken over by another before the dispatcher has to claim them again.
+            claim_idle_s=settings.broker.handoff_s / 3,
+        )
+    raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
+
+
 @asynccontextmanager
-async def running_engine(settings: Settings, store: Store | None = None) -> AsyncIterator[Engine]:
-    """An engine on an opened store with real connectors; everything closed on exit."""
+async def running_engine(
+    settings: Settings,
+    store: Store | None = None,
+    *,
+    role: Role = "all",
+    platforms: Collection[Platform] | None = None,
+) -> AsyncIterator[Engine]:
+    """An engine on an opened store with real connectors; everything closed on exit.
+
+    ``role`` (see :class:`herald.engine.Engine`): a dispatcher or a worker talks to the broker
+    of ``settings.broker``; a worker publishes to ``platforms`` only (None: every one)."""
     own_store = store is None
-    store = store or open_store(settings, for_engine=True)
+    store = store or open_store(settings, for_engine=role == "all")
     exclusive = isinstance(store, SQLiteStore)  # one engine per embedded database
+    if role != "all" and exclusive:
+        raise ConfigError("a dispatcher and its workers share a PostgreSQL database, not SQLite")
     lock = None
     if isinstance(store, SQLiteStore) and not store.holds_engine_lock:
         lock = EngineLock(store.path)
         lock.acquire()
-    connectors = build_connectors(settings)
+    chosen = set(Platform) if platforms is None else set(platforms)
+    connectors = {
+        p: c for p, c in build_connectors(settings).items() if role != "dispatcher" and p in chosen
+    }
     listener = None
-    limiter = open_limiter(settings)
+    limiter = open_limiter(settings) if role != "dispatcher" else None
+    queue = None
     try:
+        if role != "all":
+            queue = open_queue(
+                settings, platforms=connectors if role == "worker" else (), region=settings.region
+            )
         if own_store:
             await store.open()
         await _vault_usable(settings, store)
@@ -87,8 +137,10 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             exclusive=exclusive,
             credentials=build_resolver(settings, store),
             limiter=limiter,
+            queue=queue,
+            role=role,
         )
-        if isinstance(store, PostgresStore):
+        if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
             listener = await store.listen(engine.notify)
         yield engine
@@ -99,6 +151,8 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             await connector.aclose()
         if limiter is not None:
             await limiter.aclose()
+        if queue is not None:
+            await queue.close()
         if own_store:
             await store.close()
         if lock is not None:

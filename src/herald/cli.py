@@ -19,10 +19,12 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from herald.config import Settings
+from herald.domain import Platform
 from herald.errors import HeraldError
 from herald.logs import configure_logging
 
 if TYPE_CHECKING:
+    from herald.engine import Role
     from herald.types import Store
 
 __all__ = ["app", "main"]
@@ -80,51 +82,64 @@ def _install_stop(stop: Callable[[], None]) -> None:
             loop.add_signal_handler(sig, stop)
 
 
-@app.command()
-def run(
-    db: DbOption = None,
-    database_url: UrlOption = None,
-    burst: Annotated[
-        bool, typer.Option(help="Stop once nothing is left to do.", envvar="HERALD_BURST")
-    ] = False,
-    probe_port: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            max=65535,
-            help="Serve /healthz, /readyz and /metrics on this port (engine.probe_host).",
-            envvar="HERALD_ENGINE__PROBE_PORT",
-        ),
-    ] = None,
-    redis_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Share rate limits with every engine using this Redis (limits.backend=redis).",
-            envvar="HERALD_LIMITS__REDIS_URL",
-        ),
-    ] = None,
-) -> None:
-    """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
-    settings = _settings(db, database_url)
-    if probe_port is not None:
-        settings.engine.probe_port = probe_port
+ProbeOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=65535,
+        help="Serve /healthz, /readyz and /metrics on this port (engine.probe_host).",
+        envvar="HERALD_ENGINE__PROBE_PORT",
+    ),
+]
+RedisOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Share rate limits with every engine using this Redis (limits.backend=redis).",
+        envvar="HERALD_LIMITS__REDIS_URL",
+    ),
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The broker: redis://host:port/db (Redis Streams) or amqp://user:pass@host/vhost.",
+        envvar="HERALD_BROKER__URL",
+    ),
+]
+
+
+def _shared_limits(settings: Settings, redis_url: str | None) -> None:
     if redis_url is not None:
         settings.limits = settings.limits.model_validate(
             {**settings.limits.model_dump(), "backend": "redis", "redis_url": redis_url}
         )
+
+
+def _engine_process(
+    settings: Settings,
+    *,
+    role: Role = "all",
+    platforms: list[Platform] | None = None,
+    burst: bool = False,
+) -> None:
+    """Run one engine process (``role``) until SIGINT/SIGTERM, with its probe and, where it
+    records outcomes, the webhook sender."""
     configure_logging(settings.log_level, settings.log_format)
-    # heavy imports only for this command
+    # heavy imports only for the engine's commands
     from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
     from herald.probe import serving_probe
 
     async def main() -> None:
         # Opened here, not by running_engine: the webhook sender needs the whole store, and
         # the engine sees only its engine face.
-        store = open_store(settings, for_engine=True)
+        store = open_store(settings, for_engine=role == "all")
         await store.open()
         try:
-            async with running_engine(settings, store) as engine, contextlib.AsyncExitStack() as on:
-                sender = webhook_sender(settings, store, engine)
+            async with (
+                running_engine(settings, store, role=role, platforms=platforms) as engine,
+                contextlib.AsyncExitStack() as on,
+            ):
+                # A dispatcher records no outcome, so it has no events to send.
+                sender = webhook_sender(settings, store, engine) if role != "dispatcher" else None
                 port = settings.engine.probe_port
                 if port is not None:
                     probe = serving_probe(
@@ -146,6 +161,134 @@ def run(
             await store.close()
 
     _run(main())
+
+
+@app.command()
+def run(
+    db: DbOption = None,
+    database_url: UrlOption = None,
+    burst: Annotated[
+        bool, typer.Option(help="Stop once nothing is left to do.", envvar="HERALD_BURST")
+    ] = False,
+    probe_port: ProbeOption = None,
+    redis_url: RedisOption = None,
+) -> None:
+    """Run the publishing engine on an existing database until SIGINT/SIGTERM."""
+    settings = _settings(db, database_url)
+    if probe_port is not None:
+        settings.engine.probe_port = probe_port
+    _shared_limits(settings, redis_url)
+    _engine_process(settings, burst=burst)
+
+
+@app.command()
+def dispatcher(
+    database_url: UrlOption = None,
+    broker: BrokerOption = None,
+    probe_port: ProbeOption = None,
+) -> None:
+    """Claim due deliveries and hand them to workers through the broker, routed by platform
+    and region, until SIGINT/SIGTERM (the distributed mode: docs/architecture.md)."""
+    settings = _distributed_settings(database_url, broker, probe_port)
+    _engine_process(settings, role="dispatcher")
+
+
+@app.command()
+def worker(
+    *,
+    database_url: UrlOption = None,
+    broker: BrokerOption = None,
+    platforms: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish to these platforms only, e.g. facebook,instagram (default: all).",
+            envvar="HERALD_WORKER_PLATFORMS",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="Publish this region's deliveries only (default: the deployment's region).",
+            envvar="HERALD_REGION",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Requests in flight at once per platform in this process (default: each "
+            "platform's concurrency).",
+            envvar="HERALD_WORKER_CONCURRENCY",
+        ),
+    ] = None,
+    redis_url: RedisOption = None,
+    probe_port: ProbeOption = None,
+) -> None:
+    """Take jobs of some platforms and one region off the broker and publish them, within
+    limits shared through Redis with every other worker, until SIGINT/SIGTERM."""
+    settings = _distributed_settings(database_url, broker, probe_port)
+    chosen = _platforms(platforms)
+    if region is not None:
+        settings = _revalidated(settings, region=region)
+    if concurrency is not None:
+        for platform in chosen:
+            settings.platform(platform).concurrency = concurrency
+    broker_url = settings.broker.url or ""
+    if redis_url is None and settings.limits.backend == "memory":
+        if not broker_url.startswith(("redis://", "rediss://", "unix://")):
+            err.print(
+                "[red]a worker shares its rate limits with the others through Redis: give "
+                "--redis-url (HERALD_LIMITS__REDIS_URL)[/]"
+            )
+            raise typer.Exit(2)
+        redis_url = broker_url  # one Redis for the queue and the limits
+    _shared_limits(settings, redis_url)
+    _engine_process(settings, role="worker", platforms=chosen)
+
+
+def _distributed_settings(
+    database_url: str | None, broker: str | None, probe_port: int | None
+) -> Settings:
+    settings = _settings(None, database_url)
+    if probe_port is not None:
+        settings.engine.probe_port = probe_port
+    if broker is not None:
+        settings = _revalidated(settings, broker={**settings.broker.model_dump(), "url": broker})
+    if settings.broker.url is None:
+        err.print("[red]give the broker: --broker (HERALD_BROKER__URL)[/]")
+        raise typer.Exit(2)
+    if not settings.database_url.startswith(("postgresql://", "postgres://")):
+        err.print(
+            "[red]the dispatcher and its workers share a PostgreSQL database: give "
+            "--database-url postgresql://...[/]"
+        )
+        raise typer.Exit(2)
+    return settings
+
+
+def _revalidated(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with ``changes``, validated as if they came from the environment."""
+    try:
+        return Settings.model_validate({**settings.model_dump(), **changes})
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        err.print("[red]invalid configuration:[/]\n" + "\n".join(lines))
+        raise typer.Exit(2) from exc
+
+
+def _platforms(text: str | None) -> list[Platform]:
+    if text is None:
+        return list(Platform)
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    known = {p.value: p for p in Platform}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        err.print(
+            f"[red]--platforms: unknown {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(known)}[/]"
+        )
+        raise typer.Exit(2)
+    return [known[name] for name in dict.fromkeys(names)]
 
 
 @app.command()

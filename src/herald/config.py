@@ -22,6 +22,7 @@ from herald.domain import Platform
 
 __all__ = [
     "ApiSettings",
+    "BrokerSettings",
     "EngineSettings",
     "FacebookSettings",
     "InstagramSettings",
@@ -230,6 +231,45 @@ class LimitSettings(BaseModel):
         return self
 
 
+class BrokerSettings(BaseModel):
+    """The broker between ``herald dispatcher`` and ``herald worker`` processes (the
+    distributed mode; ``herald run`` and ``herald serve`` keep their queue in memory). See
+    docs/architecture.md, "Distributed mode"."""
+
+    url: str | None = Field(
+        None, description="redis://host:port/db (Redis Streams) or amqp://user:pass@host/vhost"
+    )
+    handoff_s: float = Field(
+        60.0,
+        ge=5,
+        description="a claim waiting in the broker is leased this long: a message lost is "
+        "claimed and sent again after it",
+    )
+    max_queued: int = Field(
+        2000, gt=0, description="the dispatcher claims no more while this many jobs wait unread"
+    )
+    depth_recheck_s: float = Field(
+        1.0, gt=0, description="while the broker is full, the dispatcher looks again after this"
+    )
+    prefetch: int | None = Field(
+        None,
+        gt=0,
+        description="jobs a worker holds beyond those it sends (default: its concurrency)",
+    )
+    retry_s: float = Field(
+        1.0, gt=0, description="while the broker is away, a process tries again after this"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(
+            ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
+        ):
+            raise ValueError("broker.url must start with redis://, rediss://, amqp:// or amqps://")
+        return value
+
+
 class WebhookSettings(BaseModel):
     """The webhook sender: outbox events POSTed to subscribers, signed, retried."""
 
@@ -285,6 +325,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
     facebook: FacebookSettings = Field(default_factory=FacebookSettings)
     instagram: InstagramSettings = Field(default_factory=InstagramSettings)
     linkedin: LinkedInSettings = Field(default_factory=LinkedInSettings)

@@ -344,7 +344,10 @@ class JobQueue(Protocol):
         """The job is finished (its outcome is in the store)."""
 
     def depth(self) -> int:
-        """Jobs waiting to be taken."""
+        """Jobs waiting to be taken, as last known (answers without a round trip)."""
+
+    async def refresh_depth(self) -> None:
+        """Ask a queue shared with other processes for the figure :meth:`depth` returns."""
 
     async def close(self) -> list[Job]:
         """Stop handing out jobs; return the ones never taken so they can be released."""

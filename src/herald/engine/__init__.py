@@ -1,6 +1,8 @@
 """The engine: turns claimed deliveries into platform requests, once each, within every limit.
 
 - :mod:`.dispatcher`: claims due deliveries in batches, with a lease, and queues them;
+- :mod:`.intake`: feeds the workers from the queue (a worker process adopts the claims it
+  takes off a broker);
 - :mod:`.lane`: one platform's concurrency slots and timers;
 - :mod:`.worker`: the pool that carries each delivery through admission, request and outcome,
   orchestrating :mod:`.admission` (send now, hold, hand back or settle?), :mod:`.grants` (the
@@ -15,6 +17,6 @@ The engine talks to the plug-in points of :mod:`herald.types` only (the store's 
 the queue, the limiter, the connectors, the credential resolver, the clock), never to a driver.
 """
 
-from herald.engine.engine import Engine
+from herald.engine.engine import Engine, Role
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Role"]

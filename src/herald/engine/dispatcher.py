@@ -4,6 +4,16 @@ It sleeps until the earliest due time the store knows, or until something wakes 
 a retry written for later, room freed in memory). It never polls on a fixed beat; the one
 bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes. While the
 store is away it tries again after a growing back-off (:mod:`herald.engine.health`).
+
+In a dispatcher process (``herald dispatcher``, a :class:`Handoff`) the queue is a broker and
+the claims are handed off: each is leased ``handoff_s`` only, never renewed by the dispatcher,
+until a worker adopts it (:mod:`herald.engine.intake`). A message the broker loses therefore
+costs one lease: the claim lapses, any keeper releases it, and it is claimed and sent again (the
+sweeper is the lease). The dispatcher claims while fewer than ``max_queued`` jobs wait unread,
+so that a backlog stays in the store, where due order and expiry are kept, and every message is
+normally read well within its lease. The broker gives no signal when it is read, so while it is
+full the dispatcher asks for its depth every ``depth_recheck_s``. While the broker is away,
+claimed jobs are put again every ``retry_s`` (their leases lapse if that takes too long).
 """
 
 from __future__ import annotations
@@ -12,17 +22,18 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from herald.config import EngineSettings
 from herald.domain import Delivery, Job
 from herald.engine.health import StoreHealth
 from herald.engine.metrics import Metrics
-from herald.errors import StoreUnavailable
+from herald.errors import QueueUnavailable, StoreUnavailable
 from herald.types import Clock, EngineStore, JobQueue
 from herald.wakeup import wait_first
 
-__all__ = ["Dispatcher", "InFlight"]
+__all__ = ["Dispatcher", "Handoff", "InFlight"]
 
 log = logging.getLogger("herald.dispatcher")
 
@@ -65,6 +76,16 @@ class InFlight:
         return list(self._tokens)
 
 
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Claims handed to other processes through a broker (see the module's doc)."""
+
+    lease_s: float
+    max_queued: int
+    depth_recheck_s: float
+    retry_s: float
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -77,8 +98,10 @@ class Dispatcher:
         clock: Clock,
         health: StoreHealth,
         engine_id: str | None = None,
+        handoff: Handoff | None = None,
     ) -> None:
         self._store = store
+        self._handoff = handoff
         self._health = health
         self._engine_id = engine_id  # recorded with its claims
         self._clock = clock
@@ -89,6 +112,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._room = in_flight.subscribe()
         self._wake_at: datetime | None = None
+        self._stopping = asyncio.Event()  # run()'s
         self.rounds = 0  # claim round trips, for benchmarks
 
     def notify(self, at: datetime | None = None) -> None:
@@ -98,6 +122,7 @@ class Dispatcher:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        self._stopping = stopping
         backoff = self._health.backoff()
         while not stopping.is_set():
             try:
@@ -112,7 +137,14 @@ class Dispatcher:
     async def _round(self, stopping: asyncio.Event) -> None:
         """Claim once, then wait until more may be due (not at all after a full batch)."""
         self._wake.clear()
-        room = self._settings.max_in_flight - self._in_flight.count
+        if self._handoff is not None:
+            room = self._handoff.max_queued - self._queue.depth()
+            if room <= 0:
+                await wait_first(stopping, within_s=self._handoff.depth_recheck_s)
+                await self._refresh_depth()
+                return
+        else:
+            room = self._settings.max_in_flight - self._in_flight.count
         if room <= 0:
             self._room.clear()
             await wait_first(self._room, stopping, within_s=None)
@@ -126,22 +158,46 @@ class Dispatcher:
 
     async def _claim(self, limit: int) -> int:
         now = self._clock.now()
+        lease_s = self._settings.lease_s if self._handoff is None else self._handoff.lease_s
         batch = await self._store.claim_due(
             now=now,
             limit=limit,
-            lease_until=now + timedelta(seconds=self._settings.lease_s),
+            lease_until=now + timedelta(seconds=lease_s),
             expire_before=now - timedelta(seconds=self._settings.max_lateness_s),
             engine_id=self._engine_id,
         )
         self.rounds += 1
         self._report_expired(batch.expired)
-        if batch.jobs:
+        if batch.jobs and self._handoff is not None:
+            await self._hand_off(batch.jobs)
+        elif batch.jobs:
             self._in_flight.add(batch.jobs)
             await self._queue.put(batch.jobs)
             self._metrics.claimed.inc(len(batch.jobs))
             self._metrics.queue_depth.set(self._queue.depth())
             self._metrics.in_flight.set(self._in_flight.count)
         return len(batch.jobs)
+
+    async def _hand_off(self, jobs: list[Job]) -> None:
+        assert self._handoff is not None
+        while True:
+            try:
+                await self._queue.put(jobs)
+                return
+            except QueueUnavailable as exc:
+                # Kept and put again: the store keeps their claims meanwhile (until the lease).
+                log.warning("dispatcher.queue_unavailable", extra={"error": str(exc)})
+                await wait_first(self._stopping, within_s=self._handoff.retry_s)
+                if self._stopping.is_set():
+                    # Their leases lapse within handoff_s and they are claimed again.
+                    log.warning("dispatcher.handoff_dropped", extra={"jobs": len(jobs)})
+                    return
+
+    async def _refresh_depth(self) -> None:
+        try:
+            await self._queue.refresh_depth()
+        except QueueUnavailable as exc:
+            log.warning("dispatcher.queue_unavailable", extra={"error": str(exc)})
 
     def _report_expired(self, expired: list[Delivery]) -> None:
         for delivery in expired:

@@ -19,6 +19,11 @@ Lifecycle of :meth:`Engine.run`:
 The store going away does not stop it (:mod:`herald.engine.health`): every step tries again
 after a back-off, and :attr:`Engine.ready` is false meanwhile. A task that fails otherwise is
 a bug, and stops the engine with its error.
+
+The same engine runs in one of three roles (:data:`Role`): ``all`` (``herald run``, ``herald
+serve``: everything in one process, the queue in memory), ``dispatcher`` (claims and hands the
+jobs to a broker: no workers, no limiter) and ``worker`` (takes jobs off a broker, adopts their
+claims and publishes them: no dispatcher). See docs/architecture.md, "Distributed mode".
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from herald.config import Settings
 from herald.domain import Job, Platform, new_id
 from herald.engine.admission import Admission
-from herald.engine.dispatcher import Dispatcher, InFlight
+from herald.engine.dispatcher import Dispatcher, Handoff, InFlight
 from herald.engine.grants import Grants
 from herald.engine.health import StoreHealth
+from herald.engine.intake import Adoption, Intake
 from herald.engine.keeper import LeaseKeeper
 from herald.engine.limiter_guard import LimiterGuard
 from herald.engine.metrics import Metrics
@@ -47,7 +53,7 @@ from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
-from herald.errors import LimiterUnavailable, StoreUnavailable
+from herald.errors import LimiterUnavailable, QueueError, StoreUnavailable
 from herald.limits.memory import MemoryLimiter
 from herald.limits.replay import restore
 from herald.limits.rules import LimitRule, default_rules
@@ -65,11 +71,14 @@ from herald.types import (
 )
 from herald.wakeup import wait_first
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Role"]
 
 log = logging.getLogger("herald.engine")
 
 T = TypeVar("T")
+
+#: What one engine process does (see the module's doc).
+Role = Literal["all", "dispatcher", "worker"]
 
 
 class Engine:
@@ -91,8 +100,10 @@ class Engine:
         exclusive: bool = False,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        role: Role = "all",
     ) -> None:
         self.settings = settings
+        self.role = role
         self.store = store
         self.metrics = metrics or Metrics()
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
@@ -115,6 +126,10 @@ class Engine:
         self.identity = EngineInfo(
             new_id("eng"), socket.gethostname(), os.getpid(), started_at=self.clock.now()
         )
+        broker = settings.broker
+        handoff = Handoff(
+            broker.handoff_s, broker.max_queued, broker.depth_recheck_s, broker.retry_s
+        )
         self.dispatcher = Dispatcher(
             store,
             self._queue,
@@ -124,11 +139,41 @@ class Engine:
             clock=self.clock,
             health=self.health,
             engine_id=self.identity.id,
+            handoff=handoff if role == "dispatcher" else None,
         )
         self.keeper = LeaseKeeper(
-            store, self.identity, self._in_flight, self.health, wake=self.dispatcher.notify
+            store,
+            self.identity,
+            self._in_flight,
+            self.health,
+            wake=self.dispatcher.notify,
+            # A dispatcher's claims lapse after handoff_s: it looks for lapsed ones that often.
+            lease_s=min(settings.engine.lease_s, broker.handoff_s)
+            if role == "dispatcher"
+            else settings.engine.lease_s,
+        )
+        self.intake = Intake(
+            self._queue,
+            self._in_flight,
+            self.health,
+            retry_s=broker.retry_s,
+            adoption=self._adoption() if role == "worker" else None,
         )
         self.pool = self._workers(credentials)
+
+    def _adoption(self) -> Adoption:
+        platforms = tuple(self._connectors)
+        concurrency = sum(self.settings.platform(p).concurrency for p in platforms)
+        return Adoption(
+            self.store,
+            self.identity.id,
+            self.settings.region,
+            platforms,
+            # Enough to keep every slot busy while the next jobs are adopted, and no more:
+            # the rest waits in the broker, for other workers and for the autoscaler.
+            max_held=self.settings.broker.prefetch or max(1, concurrency),
+            lease_s=self.settings.engine.lease_s,
+        )
 
     def _workers(self, credentials: CredentialResolver) -> WorkerPool:
         """The worker pool and the parts it orchestrates, wired to this engine."""
@@ -152,7 +197,7 @@ class Engine:
             events_recorded=self._events_recorded,
         )
         context = WorkerContext(
-            queue=self._queue,
+            intake=self.intake,
             connectors=self._connectors,
             concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
             credentials=credentials,
@@ -189,7 +234,9 @@ class Engine:
     @property
     def ready(self) -> bool:
         """Running, its store answers and its limiter can be trusted: what ``/readyz``
-        reports."""
+        reports (a dispatcher has no limiter)."""
+        if self.role == "dispatcher":
+            return self.health.ready
         return self.health.ready and not self._limiter.lost
 
     @property
@@ -220,13 +267,16 @@ class Engine:
         except (StoreUnavailable, LimiterUnavailable):
             log.info("engine.stopped", extra={"started": False})  # stopped while it waited
             return
-        tasks = {
-            asyncio.create_task(self._writer.run(), name="herald-writer"),
-            asyncio.create_task(self.pool.run(), name="herald-workers"),
-            asyncio.create_task(self.dispatcher.run(self._stopping), name="herald-dispatcher"),
-            asyncio.create_task(self.keeper.run(self._stopping), name="herald-leases"),
-            asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
-        }
+        tasks = {asyncio.create_task(self.keeper.run(self._stopping), name="herald-leases")}
+        if self.role != "worker":
+            run = self.dispatcher.run(self._stopping)
+            tasks.add(asyncio.create_task(run, name="herald-dispatcher"))
+        if self.role != "dispatcher":
+            tasks |= {
+                asyncio.create_task(self._writer.run(), name="herald-writer"),
+                asyncio.create_task(self.pool.run(), name="herald-workers"),
+                asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
+            }
         if burst:
             tasks.add(
                 asyncio.create_task(self._stop_when_idle(burst_horizon_s), name="herald-burst")
@@ -234,7 +284,12 @@ class Engine:
         self.health.start()
         log.info(
             "engine.started",
-            extra={"burst": burst, "exclusive": self.exclusive, "engine_id": self.identity.id},
+            extra={
+                "burst": burst,
+                "exclusive": self.exclusive,
+                "engine_id": self.identity.id,
+                "role": self.role,
+            },
         )
         stop_waiter = asyncio.create_task(self._stopping.wait())
         try:
@@ -262,7 +317,8 @@ class Engine:
         )
         if recovered:
             log.warning("engine.recovered", extra={"deliveries": recovered})
-        await self._limiter.restore(self._stopping)
+        if self.role != "dispatcher":
+            await self._limiter.restore(self._stopping)
 
     async def _until_answered(self, task: str, call: Callable[[], Awaitable[T]]) -> T:
         return await self.health.until_answered(task, call, stopping=self._stopping)
@@ -275,20 +331,22 @@ class Engine:
 
     async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
         by_name = {t.get_name(): t for t in tasks}
-        dispatcher = by_name["herald-dispatcher"]
-        if not dispatcher.done():
+        dispatcher = by_name.get("herald-dispatcher")
+        if dispatcher is not None and not dispatcher.done():
             await dispatcher
-        leftovers = [(job, 0.0) for job in await self._queue.close()]
         grace_s = self.settings.engine.shutdown_grace_s
-        held = await self.pool.drain(grace_s)
-        await self._hand_back(leftovers + held, within_s=grace_s)
+        leftovers = [(job, 0.0) for job in await self._close_queue()]
+        held = await self.pool.drain(grace_s) if self.role != "dispatcher" else []
+        if self.role == "all":  # the queue's jobs are this engine's claims, held already
+            held, leftovers = leftovers + held, []
+        await self._hand_back(held, leftovers, within_s=grace_s)
         for name in ("herald-leases", "herald-burst", "herald-limits"):
             if name in by_name:
                 by_name[name].cancel()
-        workers = by_name["herald-workers"]
-        await asyncio.gather(workers, return_exceptions=True)
-        await self._writer.close(grace_s)
-        await asyncio.gather(by_name["herald-writer"], return_exceptions=True)
+        if self.role != "dispatcher":
+            await asyncio.gather(by_name["herald-workers"], return_exceptions=True)
+            await self._writer.close(grace_s)
+            await asyncio.gather(by_name["herald-writer"], return_exceptions=True)
         try:
             await self.health.until_answered("stop", self.keeper.deregister, within_s=grace_s)
         except StoreUnavailable as exc:
@@ -297,16 +355,43 @@ class Engine:
 
     async def _finish(self, job: Job) -> None:
         self._in_flight.done(job)
-        await self._queue.ack(job)
+        await self._ack(self.intake.message_of(job))
         self.metrics.in_flight.set(self._in_flight.count)
         self.metrics.queue_depth.set(self._queue.depth())
 
-    async def _hand_back(self, waiting: list[tuple[Job, float]], *, within_s: float) -> None:
-        """Give every job still held back to the store, each due again after its delay.
+    async def _ack(self, job: Job) -> None:
+        try:
+            await self._queue.ack(job)
+        except QueueError as exc:
+            # The outcome is in the store. The message comes back to some worker, whose
+            # adoption is refused (its claim token is gone), and is acked then.
+            log.warning("engine.ack_failed", extra={"error": str(exc)})
+
+    async def _close_queue(self) -> list[Job]:
+        """Close the queue; return the jobs taken off it and never started (a worker's
+        intake's offers too)."""
+        try:
+            unread = await self._queue.close()
+        except QueueError as exc:
+            # Unacked, a broker hands them to another consumer later, or their leases lapse.
+            log.warning("engine.queue_close_failed", extra={"error": str(exc)})
+            unread = []
+        return unread + self.intake.take_offers()
+
+    async def _hand_back(
+        self,
+        held: list[tuple[Job, float]],
+        offered: list[tuple[Job, float]],
+        *,
+        within_s: float,
+    ) -> None:
+        """Give every job still ``held`` back to the store, each due again after its delay,
+        and the claims ``offered`` and never adopted (a worker's, a dispatcher's unread).
 
         A stop cannot wait for the store for ever: if it stays away for ``within_s``, the jobs
         are let go as they are, and released later by another engine once this one stops
         beating, by their leases, or by the next start of an engine owning the store."""
+        waiting = held + offered
         try:
             await self.health.until_answered(
                 "stop", lambda: self._release(waiting), within_s=within_s
@@ -314,8 +399,10 @@ class Engine:
         except StoreUnavailable as exc:
             log.error("engine.release_failed", extra={"error": str(exc), "held": len(waiting)})
         finally:
-            for job, _ in waiting:
+            for job, _ in held:
                 await self._finish(job)
+            for job, _ in offered:
+                await self._ack(job)
 
     async def _release(self, waiting: list[tuple[Job, float]]) -> None:
         now = self.clock.now()

@@ -13,7 +13,8 @@
   claims it lost are refused by their tokens.
 - **Leases**, the backstop (claims without an engine, or one whose row is gone): every
   ``engine.lease_s`` / 3 this engine renews the leases it holds and releases the lapsed ones
-  of any engine.
+  of any engine (a dispatcher process: every ``broker.handoff_s`` / 3, the lease of the claims
+  it hands off, so that one whose message was lost comes back that soon).
 
 Each step runs at its own computed deadline; a store that is away is tried again after a
 growing back-off (:mod:`herald.engine.health`).
@@ -49,8 +50,11 @@ class LeaseKeeper:
         health: StoreHealth,
         *,
         wake: Callable[[], None],
+        lease_s: float | None = None,
     ) -> None:
         self.identity = identity
+        # The lease this engine's claims take: renewed, and lapsed ones looked for, every third.
+        self._lease_s = lease_s or health.settings.lease_s
         self._store = store
         self._in_flight = in_flight
         self._health = health
@@ -75,7 +79,7 @@ class LeaseKeeper:
     async def run(self, stopping: asyncio.Event) -> None:
         s, backoff = self._settings, self._health.backoff()
         start = self._now()
-        beat_at, renew_at = start + s.heartbeat_s, start + s.lease_s / 3
+        beat_at, renew_at = start + s.heartbeat_s, start + self._lease_s / 3
         while not stopping.is_set():
             await wait_first(stopping, within_s=max(0.0, min(beat_at, renew_at) - self._now()))
             if stopping.is_set():
@@ -89,7 +93,7 @@ class LeaseKeeper:
                     beat_at = self._now() + s.heartbeat_s
                 if due[1]:
                     await self._renew()
-                    renew_at = self._now() + s.lease_s / 3
+                    renew_at = self._now() + self._lease_s / 3
             except StoreUnavailable as exc:
                 self._health.failed("leases", exc)
                 # The steps still due run at the next try, after the back-off.

@@ -17,16 +17,17 @@ from dataclasses import dataclass, replace
 from herald.domain import Attempt, Job, Platform, Transition
 from herald.engine.admission import Admission, Go, Hold
 from herald.engine.grants import Grants
+from herald.engine.intake import Intake
 from herald.engine.lane import Lane, Slot
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes, log_fields
 from herald.engine.pauses import Pauses
 from herald.engine.policy import NOT_SENT, Decision, Policy
 from herald.engine.writer import TransitionWriter
-from herald.errors import AuthExpired, QueueError
+from herald.errors import AuthExpired
 from herald.limits.replay import gives_back, reached
 from herald.states import DeliveryState
-from herald.types import Clock, Connector, CredentialResolver, JobQueue, Published, PublishRequest
+from herald.types import Clock, Connector, CredentialResolver, Published, PublishRequest
 
 __all__ = ["WorkerContext", "WorkerPool"]
 
@@ -37,7 +38,7 @@ log = logging.getLogger("herald.worker")
 class WorkerContext:
     """What the workers use, wired by the engine."""
 
-    queue: JobQueue
+    intake: Intake
     connectors: Mapping[Platform, Connector]
     concurrency: Mapping[Platform, int]
     credentials: CredentialResolver
@@ -71,7 +72,7 @@ class WorkerPool:
 
     # -- lifecycle --------------------------------------------------------------------------
     async def run(self) -> None:
-        """Feed the lanes from the queue until the queue closes, the lanes running alongside.
+        """Feed the lanes from the intake until the queue closes, the lanes running alongside.
 
         A lane that dies takes the pool down with it, and the engine with the pool: failing
         loudly beats holding its deliveries' leases, unserved, for as long as the process lives.
@@ -80,7 +81,7 @@ class WorkerPool:
             asyncio.create_task(lane.run(), name=f"herald-lane-{lane.name}")
             for lane in self.lanes.values()
         ]
-        feeding = asyncio.create_task(self._feed(), name="herald-feed")
+        feeding = asyncio.create_task(self._e.intake.run(self._submit), name="herald-feed")
         try:
             await asyncio.gather(feeding, *self._lane_tasks)
         finally:
@@ -88,13 +89,8 @@ class WorkerPool:
             for task in self._lane_tasks:
                 task.cancel()
 
-    async def _feed(self) -> None:
-        while True:
-            try:
-                job = await self._e.queue.get()
-            except QueueError:
-                return
-            self.lanes[job.delivery.platform].submit(job)
+    def _submit(self, job: Job) -> None:
+        self.lanes[job.delivery.platform].submit(job)
 
     def stop_taking(self) -> None:
         self._stopping = True

@@ -45,6 +45,9 @@ class MemoryQueue:
     def depth(self) -> int:
         return len(self._items)
 
+    async def refresh_depth(self) -> None:
+        """Always current: nothing to ask."""
+
     async def close(self) -> list[Job]:
         self._closed = True
         left = list(self._items)
