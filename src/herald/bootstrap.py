@@ -116,9 +116,10 @@ async def running_engine(
         lock = EngineLock(store.path)
         lock.acquire()
     chosen = set(Platform) if platforms is None else set(platforms)
-    connectors = {
-        p: c for p, c in build_connectors(settings).items() if role != "dispatcher" and p in chosen
-    }
+    # Every platform's connector prices the sends a limiter rebuild replays; only the chosen
+    # ones publish. None opens a connection before its first request.
+    every = build_connectors(settings) if role != "dispatcher" else {}
+    connectors = {p: c for p, c in every.items() if p in chosen}
     listener = None
     limiter = open_limiter(settings) if role != "dispatcher" else None
     queue = None
@@ -139,6 +140,7 @@ async def running_engine(
             limiter=limiter,
             queue=queue,
             role=role,
+            priced_by=every,
         )
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
@@ -147,7 +149,7 @@ async def running_engine(
     finally:
         if listener is not None:
             await listener.close()
-        for connector in connectors.values():
+        for connector in every.values():
             await connector.aclose()
         if limiter is not None:
             await limiter.aclose()

@@ -377,6 +377,15 @@ def chaos(
         str, _chaos("Redis the engines share their limits through (PostgreSQL).", "REDIS_URL")
     ] = "redis://127.0.0.1:6379/0",
     engines: Annotated[int, _chaos("Engines at once (one on SQLite).", "ENGINES", min=1)] = 2,
+    broker: Annotated[
+        str,
+        _chaos(
+            "none: herald run engines; redis or rabbitmq: a dispatcher and workers through a "
+            "broker of the run's own (PostgreSQL).",
+            "BROKER",
+        ),
+    ] = "none",
+    workers: Annotated[int, _chaos("Workers at once, with a broker.", "WORKERS", min=1)] = 3,
     seed: Annotated[int, _chaos("Seeds the workload, faults and kills.", "SEED")] = 1,
     spread_s: Annotated[float, _chaos("Posts fall due over this long.", "SPREAD_S", min=0)] = 60.0,
     kill_every_s: Annotated[
@@ -396,8 +405,9 @@ def chaos(
         bool, typer.Option("--json", help="Print the verdict as JSON.", envvar="HERALD_CHAOS_JSON")
     ] = False,
 ) -> None:
-    """Run engines under faults (kills, database sessions cut, a platform down, tight quotas)
-    and judge from both ends; exit 1 unless nothing was lost, duplicated or over a limit."""
+    """Run engines under faults (kills, database sessions cut, a platform down, tight quotas;
+    with a broker also a dispatcher kill, a broker and a Redis restart) and judge from both
+    ends; exit 1 unless nothing was lost, duplicated or over a limit."""
     from herald.demo.chaos import ChaosOptions, run_chaos
     from herald.domain import Platform
 
@@ -409,6 +419,8 @@ def chaos(
             database_url=database_url,
             redis_url=redis_url,
             engines=engines,
+            broker=broker,
+            workers=workers,
             seed=seed,
             spread_s=spread_s,
             kill_every_s=kill_every_s,

@@ -1,76 +1,21 @@
 """A Redis server of a test's own, on a port of its own, that the test may stop and restart
-(never the machine's shared one), and the worker process of the multi-process test."""
+(never the machine's shared one: :class:`herald.demo.servers.OwnRedis`), and the worker
+process of the multi-process test."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import sys
 import time
 
 import redis.asyncio as aioredis
 
+from herald.demo.servers import OwnRedis, free_port
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """``redis-server`` in a child process, keeping nothing on disk."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, within_s: float = 10.0) -> None:
-        server = shutil.which("redis-server")
-        assert server is not None, "redis-server is not installed"
-        self.process = subprocess.Popen(
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + within_s
-        while True:  # until it answers: a condition with a deadline
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+__all__ = ["CLAIMS", "DAY", "WINDOW", "OwnRedis", "free_port", "hammer"]
 
 
 # -- the worker of the multi-process test -------------------------------------------------------

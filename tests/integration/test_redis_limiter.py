@@ -12,8 +12,8 @@ import pytest
 
 from herald.errors import LimiterUnavailable
 from herald.limits.redis import RedisLimiter
-from herald.limits.rules import LimitClaim, LimitRule, RollingWindow
-from tests.conftest import REDIS_URL, drop_keys, limiter_maker, new_redis
+from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
+from tests.conftest import REDIS_URL, drop_keys, limiter_maker, new_redis, new_redis_prefix
 from tests.integration import redis_rig
 from tests.integration.redis_rig import OwnRedis
 
@@ -85,6 +85,35 @@ async def test_processes_sharing_one_redis_never_exceed_a_limit_and_use_it_whole
     assert len(times) == day.limit  # the day quota, to the last unit, never one more
     # No window of the platform's length holds more than the limit, and some hold it all.
     assert most_in_a_window(times, window.window_s) == window.limit
+
+
+async def test_a_grant_older_than_the_rebuild_is_never_refunded():
+    # A worker was granted a request just before Redis restarted, and had not yet marked it
+    # as leaving in the store: the rebuild's replay did not count it. Its refund must not
+    # take out a grant the replay did count (that would let one request too many through).
+    day = LimitRule("posts", "posts", "channel", CalendarQuota(2, "UTC"))
+    claims = [LimitClaim("ch", day, 1)]
+    client = new_redis()
+    limiter = RedisLimiter(client, prefix=new_redis_prefix(), wall_clock=lambda: 1000.0)
+    try:
+        granted_before = 990.0  # granted by the lost server, unknown to the store
+        assert await limiter.rebuild(await _grants(claims, 995.0)) == 1
+        assert await limiter.reserve(claims, 1001.0) == 0.0  # two used: the day is full
+        await limiter.refund(claims, granted_before, unsent=True)
+        assert await limiter.reserve(claims, 1002.0) > 0  # still full: nothing given back
+        # A grant made since the rebuild is given back as before.
+        await limiter.refund(claims, 1001.0, unsent=True)
+        assert await limiter.reserve(claims, 1003.0) == 0.0
+    finally:
+        await drop_keys(client, limiter.prefix)
+        await client.aclose()
+
+
+async def _grants(claims: list[LimitClaim], *times: float):
+    async def earlier():
+        return [(t, claims) for t in times]
+
+    return earlier
 
 
 async def test_a_restarted_redis_admits_nothing_until_rebuilt():

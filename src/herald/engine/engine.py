@@ -101,6 +101,7 @@ class Engine:
         rng: random.Random | None = None,
         clock: Clock | None = None,
         role: Role = "all",
+        priced_by: Mapping[Platform, Connector] | None = None,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -109,6 +110,10 @@ class Engine:
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
         self.clock = clock or SystemClock()
         self._connectors = connectors
+        # What prices a replayed send when the limiter is rebuilt: every platform the store
+        # holds sends of, not only those this engine publishes to. A shared limiter is rebuilt
+        # whole, by whichever worker sees it lost first.
+        self._priced_by = priced_by or connectors
         self._queue = queue or MemoryQueue()
         self._in_flight = InFlight()
         self.health = StoreHealth(settings.engine, self.metrics, self.clock, rng)
@@ -327,7 +332,7 @@ class Engine:
         """Rebuild ``limiter`` from what was sent within the rules' reach, if it needs it (an
         in-memory limiter once: later runs of this engine keep the limiter they had)."""
         now = self.clock.now()
-        return await restore(limiter, self.store, self._connectors, self._rules, now)
+        return await restore(limiter, self.store, self._priced_by, self._rules, now)
 
     async def _shutdown(self, tasks: set[asyncio.Task[None]]) -> None:
         by_name = {t.get_name(): t for t in tasks}

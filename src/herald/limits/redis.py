@@ -26,7 +26,9 @@ reached, :meth:`RedisLimiter.reserve` raises :class:`~herald.errors.LimiterUnava
 admits nothing. :meth:`RedisLimiter.rebuild` refills it from the store's attempts: one engine
 does it under ``:rebuild-lock`` (taken with SET NX and an expiry, so that a rebuilder that
 dies hands over), the others wait for the marker. Pauses live apart and are not cleared by a
-rebuild; the ones Redis lost are learnt again from the platforms.
+rebuild; the ones Redis lost are learnt again from the platforms. A grant made before the
+rebuild is never refunded after it (``:rebuilt-at``): the replay may not have counted it (its
+request not yet marked as leaving in the store), and its refund would take out another's.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ class RedisLimiter:
         self._owns_client = False
         self.prefix = prefix
         self._marker = f"{prefix}:rebuilt"
+        self._rebuilt_at = f"{prefix}:rebuilt-at"  # grants older than this are never refunded
         self._lock = f"{prefix}:rebuild-lock"
         self._rebuild_lock_ms = max(1, round(rebuild_lock_s * 1000))
         self._marker_poll_s = marker_poll_s
@@ -163,7 +166,7 @@ class RedisLimiter:
     async def refund(
         self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
     ) -> None:
-        call = _Call([], [_num(granted_at), "0"])
+        call = _Call([self._rebuilt_at], [_num(granted_at), "0"])
         count = 0
         for claim in claims:
             algorithm = claim.rule.algorithm
@@ -227,7 +230,9 @@ class RedisLimiter:
         if await self._run_id() != run_id:
             # Redis restarted during the rebuild: what was replayed is gone with it.
             raise LimiterUnavailable("Redis restarted while the limiter was being rebuilt")
-        await self._client.set(self._marker, run_id)
+        # Every grant so far is older than this: none is refunded any more (refund.lua).
+        rebuilt_at = _num(self._wall_clock())
+        await self._client.mset({self._rebuilt_at: rebuilt_at, self._marker: run_id})
         return len(grants)
 
     async def _clear(self) -> None:

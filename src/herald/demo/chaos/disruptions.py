@@ -1,12 +1,13 @@
 """The faults of a chaos run, on a schedule: engine kills, database sessions cut, a platform
-down. Each runs as a task until the run calls the disruptions off."""
+down, and one-off events (a dispatcher killed, a broker or a Redis restarted). Each runs as a
+task until the run calls the disruptions off."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg  # type: ignore[import-untyped]
@@ -29,6 +30,8 @@ class Disruptions:
     application_name: str  # how the engines' sessions show in pg_stat_activity
     terminations: int = 0  # sessions cut
     outage_s: float = 0.0  # how long the platform was down
+    kill_role: str | None = None  # the role of the processes killed on the beat (None: any)
+    done: dict[str, int] = field(default_factory=dict)  # one-off events that happened
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(
@@ -37,10 +40,14 @@ class Disruptions:
         kill_every_s: float,
         terminate_every_s: float,
         outage: tuple[Platform, float, float] | None,
+        once: Sequence[tuple[float, str, Callable[[], Awaitable[None]]]] = (),
     ) -> None:
         """Begin: a kill every ``kill_every_s`` (jittered), every engine session cut every
-        ``terminate_every_s``, and ``outage`` = (platform, after_s, for_s)."""
+        ``terminate_every_s``, ``outage`` = (platform, after_s, for_s), and each of ``once``
+        = (after_s, name, act): ``act`` once, counted under ``name``."""
         self._tasks.append(asyncio.create_task(self._every(kill_every_s, self._kill)))
+        for after_s, name, act in once:
+            self._tasks.append(asyncio.create_task(self._once(after_s, name, act)))
         if self.database_url is not None and terminate_every_s > 0:
             self._tasks.append(asyncio.create_task(self._every(terminate_every_s, self._cut)))
         if outage is not None:
@@ -60,8 +67,14 @@ class Disruptions:
             await asyncio.sleep(self.rng.uniform(0.5, 1.5) * period_s)
             await act()
 
+    async def _once(self, after_s: float, name: str, act: Callable[[], Awaitable[None]]) -> None:
+        await asyncio.sleep(after_s)
+        await act()
+        self.done[name] = self.done.get(name, 0) + 1
+        log.info("chaos.event", extra={"event": name})
+
     async def _kill(self) -> None:
-        await self.fleet.kill_one(self.rng)
+        await self.fleet.kill_one(self.rng, self.kill_role)
 
     async def _cut(self) -> None:
         if self.database_url is None:

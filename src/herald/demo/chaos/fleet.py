@@ -1,8 +1,10 @@
-"""The engines of a chaos run: ``herald run`` processes, killed and started again.
+"""The engine processes of a chaos run, killed and started again.
 
-An engine the run kills is started again at once, as a supervisor (systemd, Kubernetes) would.
-An engine that stops by itself is an *exit*: a fault the engine did not outlive. It is
-counted, and started again too, so that one exit does not hide the rest of the run.
+A run has either ``herald run`` engines (each does everything) or, in the distributed mode,
+one ``herald dispatcher`` and ``herald worker`` processes, some restricted to platforms. A
+process the run kills is started again at once, as a supervisor (systemd, Kubernetes) would.
+A process that stops by itself is an *exit*: a fault it did not outlive. It is counted, and
+started again too, so that one exit does not hide the rest of the run.
 """
 
 from __future__ import annotations
@@ -13,65 +15,94 @@ import logging
 import random
 import signal
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["EngineFleet"]
+__all__ = ["EngineFleet", "Member"]
 
 log = logging.getLogger("herald.chaos")
 
 _STOP_GRACE_S = 30.0
 
 
-class _Engine:
-    def __init__(self, index: int, env: dict[str, str]) -> None:
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One process of the fleet: its ``herald`` command and arguments, its environment."""
+
+    args: tuple[str, ...]
+    env: dict[str, str]
+
+    @property
+    def role(self) -> str:
+        return self.args[0]
+
+
+class _Process:
+    def __init__(self, index: int, member: Member) -> None:
         self.index = index
-        self.env = env
+        self.member = member
         self.process: asyncio.subprocess.Process | None = None
         self.killing = False  # a kill of ours is under way: its exit is expected
 
     async def start(self) -> None:
         self.killing = False
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "herald.cli", "run", env=self.env
+            sys.executable, "-m", "herald.cli", *self.member.args, env=self.member.env
         )
 
 
 class EngineFleet:
-    """``count`` engines on one store, each started with ``env``."""
+    """The processes of ``members``, on one store."""
 
-    def __init__(self, count: int, env: dict[str, str]) -> None:
-        self._engines = [_Engine(i, env) for i in range(count)]
+    def __init__(self, members: Sequence[Member]) -> None:
+        self._members = [_Process(i, m) for i, m in enumerate(members)]
         self._watchers: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.kills = 0
-        self.exits = 0  # engines that stopped by themselves
+        self.kills: dict[str, int] = {}  # by role
+        self.exits = 0  # processes that stopped by themselves
         self.exit_codes: list[int] = []
 
-    async def start(self) -> None:
-        for engine in self._engines:
-            await self._launch(engine)
+    @classmethod
+    def of_engines(cls, count: int, env: dict[str, str]) -> EngineFleet:
+        return cls([Member(("run",), env)] * count)
 
-    async def kill_one(self, rng: random.Random) -> None:
-        """SIGKILL a random engine, then start it again."""
-        engine = rng.choice(self._engines)
-        process = engine.process
+    @property
+    def kill_count(self) -> int:
+        return sum(self.kills.values())
+
+    async def start(self) -> None:
+        for member in self._members:
+            await self._launch(member)
+
+    async def kill_one(self, rng: random.Random, role: str | None = None) -> None:
+        """SIGKILL a random process (of ``role``, if given), then start it again."""
+        chosen = [m for m in self._members if role is None or m.member.role == role]
+        if not chosen:
+            return
+        member = rng.choice(chosen)
+        process = member.process
         if process is None or process.returncode is not None:
             return
-        engine.killing = True
+        member.killing = True
         process.send_signal(signal.SIGKILL)
         await process.wait()
-        self.kills += 1
-        await self._launch(engine)
+        self.kills[member.member.role] = self.kills.get(member.member.role, 0) + 1
+        await self._launch(member)
 
     async def stop(self) -> None:
-        """Stop every engine gracefully (SIGTERM), killing any that overstays its grace."""
+        """Stop every process gracefully (SIGTERM), killing any that overstays its grace."""
         self._stopping = True
         for watcher in self._watchers:
             watcher.cancel()
-        for engine in self._engines:
-            process = engine.process
+        for member in self._members:
+            process = member.process
             if process is None or process.returncode is not None:
                 continue
             process.send_signal(signal.SIGTERM)
+        for member in self._members:
+            process = member.process
+            if process is None or process.returncode is not None:
+                continue
             try:
                 code = await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
             except TimeoutError:
@@ -81,21 +112,24 @@ class EngineFleet:
             if code != 0:
                 self.exit_codes.append(code)
 
-    async def _launch(self, engine: _Engine) -> None:
-        await engine.start()
-        watcher = asyncio.create_task(self._watch(engine), name=f"chaos-engine-{engine.index}")
+    async def _launch(self, member: _Process) -> None:
+        await member.start()
+        watcher = asyncio.create_task(self._watch(member), name=f"chaos-process-{member.index}")
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
 
-    async def _watch(self, engine: _Engine) -> None:
-        process = engine.process
+    async def _watch(self, member: _Process) -> None:
+        process = member.process
         if process is None:
             return
         code = await process.wait()
-        if engine.killing or self._stopping:
+        if member.killing or self._stopping:
             return
         self.exits += 1
         self.exit_codes.append(code)
-        log.error("chaos.engine_exit", extra={"engine": engine.index, "code": code})
+        log.error(
+            "chaos.process_exit",
+            extra={"process": member.index, "role": member.member.role, "code": code},
+        )
         with contextlib.suppress(OSError):
-            await self._launch(engine)
+            await self._launch(member)

@@ -4,9 +4,12 @@
 2. a store (PostgreSQL in a schema of its own, dropped at the end, or a SQLite file) holding
    channels and posts that fall due over ``spread_s``;
 3. ``engines`` ``herald run`` processes (one on SQLite; on PostgreSQL they share their limits
-   through Redis, under a key prefix of the run's own, deleted at the end), and the
-   disruptions while the posts fall due and the platform is down: SIGKILLs, every engine
-   session cut, the outage;
+   through Redis, under a key prefix of the run's own, deleted at the end), or with a broker
+   one ``herald dispatcher`` and ``workers`` ``herald worker`` processes (the first two
+   restricted to some platforms), on a broker and a Redis of the run's own (:mod:`.servers`);
+   and the disruptions while the posts fall due and the platform is down: SIGKILLs (of a
+   worker, with a broker), every engine session cut, the outage, and with a broker one
+   dispatcher kill, one broker restart and one Redis restart;
 4. the disruptions called off, the engines left to settle everything they can (what waits for
    a quota window counts as deferred), stopped gracefully, and the run judged.
 """
@@ -27,7 +30,7 @@ import redis.asyncio as aioredis
 
 from herald.constants import LIMITS_KEY_PREFIX
 from herald.demo.chaos.disruptions import Disruptions
-from herald.demo.chaos.fleet import EngineFleet
+from herald.demo.chaos.fleet import EngineFleet, Member
 from herald.demo.chaos.scenario import (
     ENGINE,
     TIGHT,
@@ -37,6 +40,7 @@ from herald.demo.chaos.scenario import (
     plan,
     simulator_config,
 )
+from herald.demo.chaos.servers import Act, OwnServers, own_servers
 from herald.demo.chaos.verdict import Verdict, failed_for_outage
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
@@ -53,6 +57,8 @@ _OUTAGE_AFTER_S = 10.0  # the platform goes down this long after the engines sta
 _SETTLED_HORIZON_S = 120.0  # what is due later than this waits for a quota window
 _CHECK_S = 1.0  # how often the settling run is looked at
 _ENGINE_APP = "herald-chaos-engine"  # the engines' sessions, told apart from the harness's
+#: The platforms of the first two workers of a run with three or more (the others take all).
+_WORKER_PLATFORMS = ("facebook,instagram", "linkedin,youtube")
 
 
 async def run_chaos(options: ChaosOptions) -> Verdict:
@@ -70,19 +76,22 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                 await store.add_channels(channels)
                 for first in range(0, len(workload.posts), 1000):
                     await store.add_posts(workload.posts[first : first + 1000])
-                sections = merged(overrides, TIGHT, ENGINE, _limits(options, prefix))
-                fleet = EngineFleet(options.engine_count, engine_env(sections, database))
-                disruptions = Disruptions(
-                    fleet,
-                    sim.client,
-                    rng,
-                    options.database_url if options.store == "postgres" else None,
-                    _ENGINE_APP,
-                )
-                await fleet.start()
-                await _disrupt(options, disruptions)
-                await _settled(store, options.settle_timeout_s)
-                await fleet.stop()
+                async with own_servers(options) as servers:
+                    limits = _limits(options, prefix, servers)
+                    sections = merged(overrides, TIGHT, ENGINE, limits, servers.settings)
+                    fleet = EngineFleet(_members(options, engine_env(sections, database)))
+                    disruptions = Disruptions(
+                        fleet,
+                        sim.client,
+                        rng,
+                        options.database_url if options.store == "postgres" else None,
+                        _ENGINE_APP,
+                        kill_role="worker" if options.distributed else None,
+                    )
+                    await fleet.start()
+                    await _disrupt(options, disruptions, servers.events(fleet, rng))
+                    await _settled(store, options.settle_timeout_s)
+                    await fleet.stop()
                 deliveries = await all_deliveries(store)
                 audit = sim.client.audit
                 summary = judge(
@@ -98,9 +107,14 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                 return Verdict.of(
                     summary,
                     store=options.store,
+                    broker=options.broker,
                     engines=options.engine_count,
                     seed=options.seed,
-                    kills=fleet.kills,
+                    kills=fleet.kill_count,
+                    worker_kills=fleet.kills.get("worker", 0),
+                    dispatcher_kills=fleet.kills.get("dispatcher", 0),
+                    broker_restarts=disruptions.done.get("broker_restart", 0),
+                    redis_restarts=disruptions.done.get("redis_restart", 0),
                     db_terminations=disruptions.terminations,
                     outage_s=round(disruptions.outage_s, 1),
                     engine_exits=fleet.exits,
@@ -112,12 +126,26 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                 await _drop_limits(options, prefix)
 
 
-def _limits(options: ChaosOptions, prefix: str) -> dict[str, dict[str, Any]]:
-    """Engines on one PostgreSQL database share their limits through Redis; a lone embedded
-    engine keeps them in memory."""
+def _limits(options: ChaosOptions, prefix: str, servers: OwnServers) -> dict[str, dict[str, Any]]:
+    """Engines on one PostgreSQL database share their limits through Redis (with a broker, one
+    the run restarts); a lone embedded engine keeps them in memory."""
     if options.store != "postgres":
         return {}
-    return {"limits": {"backend": "redis", "redis_url": options.redis_url, "redis_prefix": prefix}}
+    url = servers.limits_url or options.redis_url
+    return {"limits": {"backend": "redis", "redis_url": url, "redis_prefix": prefix}}
+
+
+def _members(options: ChaosOptions, env: dict[str, str]) -> list[Member]:
+    """``herald run`` engines; or with a broker a dispatcher and workers, the first two
+    restricted to some platforms (the rest take every platform, so each has two or more)."""
+    if not options.distributed:
+        return [Member(("run",), env)] * options.engine_count
+    members = [Member(("dispatcher",), env)]
+    for index in range(options.workers):
+        only = _WORKER_PLATFORMS[index] if options.workers > 2 and index < 2 else None
+        args = ("worker",) if only is None else ("worker", "--platforms", only)
+        members.append(Member(args, env))
+    return members
 
 
 async def _drop_limits(options: ChaosOptions, prefix: str) -> None:
@@ -144,17 +172,22 @@ def _store(options: ChaosOptions, work: Path) -> tuple[Store, dict[str, str]]:
     return SQLiteStore(path, synchronous="NORMAL"), {"HERALD_DB": str(path)}
 
 
-async def _disrupt(options: ChaosOptions, disruptions: Disruptions) -> None:
-    """Disrupt while the posts fall due and the platform is down, then call it off."""
+async def _disrupt(
+    options: ChaosOptions, disruptions: Disruptions, events: list[tuple[str, Act]]
+) -> None:
+    """Disrupt while the posts fall due and the platform is down, then call it off. The
+    one-off ``events`` are spread evenly over that time."""
     outage = None
     if options.outage_s > 0:
         outage = (options.outage_platform, _OUTAGE_AFTER_S, options.outage_s)
+    until = max(_LEAD_S + options.spread_s, _OUTAGE_AFTER_S + options.outage_s) + 1.0
+    step = until / (len(events) + 1)
     disruptions.start(
         kill_every_s=options.kill_every_s,
         terminate_every_s=options.terminate_every_s,
         outage=outage,
+        once=[(step * (n + 1), name, act) for n, (name, act) in enumerate(events)],
     )
-    until = max(_LEAD_S + options.spread_s, _OUTAGE_AFTER_S + options.outage_s) + 1.0
     try:
         await asyncio.sleep(until)
     finally:

@@ -18,6 +18,7 @@ from herald.service.credentials import SecretsFile
 from herald.simulator import FaultConfig, LatencyModel, SimulatorConfig
 
 __all__ = [
+    "DISTRIBUTED",
     "ENGINE",
     "FAULTS",
     "TIGHT",
@@ -56,6 +57,11 @@ ENGINE: dict[str, dict[str, Any]] = {
     },
     **{p.value: {"timeout_s": 2.0, "connect_timeout_s": 1.0} for p in Platform},
 }
+#: The distributed mode's own settings: a claim waiting in the broker is leased a few seconds
+#: only, so that the messages a broker restart loses are claimed and sent again within the run.
+DISTRIBUTED: dict[str, dict[str, Any]] = {
+    "broker": {"handoff_s": 5.0, "retry_s": 0.5, "depth_recheck_s": 0.5},
+}
 #: Every platform errs, drops answers after committing, and hangs past Herald's timeout.
 FAULTS = FaultConfig(
     error_rate=0.05, drop_rate=0.05, timeout_rate=0.10, hang_s=4.0, timeout_commit_share=0.5
@@ -71,6 +77,8 @@ class ChaosOptions:
     database_url: str = "postgresql://postgres@127.0.0.1:5432/test"
     redis_url: str = "redis://127.0.0.1:6379/0"  # the engines' shared limits (PostgreSQL)
     engines: int = 2  # engine processes at once (one on SQLite: it owns its file)
+    broker: str = "none"  # or redis, rabbitmq: a dispatcher and workers instead of engines
+    workers: int = 3  # worker processes at once, with a broker
     seed: int = 1
     spread_s: float = 60.0  # the posts fall due over this long
     kill_every_s: float = 5.0  # a random engine is SIGKILLed (and started again) this often
@@ -83,11 +91,22 @@ class ChaosOptions:
     def __post_init__(self) -> None:
         if self.store not in ("postgres", "sqlite"):
             raise ValueError(f"no chaos run on a {self.store!r} store: postgres or sqlite")
-        if self.deliveries < 1 or self.engines < 1:
-            raise ValueError("a chaos run needs at least one delivery and one engine")
+        if self.deliveries < 1 or self.engines < 1 or self.workers < 1:
+            raise ValueError("a chaos run needs at least one delivery, engine and worker")
+        if self.broker not in ("none", "redis", "rabbitmq"):
+            raise ValueError(f"no chaos run through a {self.broker!r} broker: redis or rabbitmq")
+        if self.distributed and self.store != "postgres":
+            raise ValueError("the distributed mode runs on PostgreSQL: --store postgres")
+
+    @property
+    def distributed(self) -> bool:
+        return self.broker != "none"
 
     @property
     def engine_count(self) -> int:
+        """Engine processes at once: ``herald run`` engines, or a dispatcher and workers."""
+        if self.distributed:
+            return 1 + self.workers
         return self.engines if self.store == "postgres" else 1
 
 

@@ -18,7 +18,8 @@ __all__ = ["Verdict", "failed_for_outage"]
 @dataclass
 class Verdict:
     store: str
-    engines: int
+    broker: str  # none: herald run engines; else a dispatcher and workers through it
+    engines: int  # engine processes at once (a dispatcher and its workers, with a broker)
     seed: int
     deliveries: int
     published: int
@@ -35,6 +36,10 @@ class Verdict:
     limit_violations: int
     refused: int
     kills: int
+    worker_kills: int
+    dispatcher_kills: int
+    broker_restarts: int
+    redis_restarts: int
     db_terminations: int
     outage_s: float
     engine_exits: int

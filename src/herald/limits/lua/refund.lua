@@ -1,9 +1,17 @@
 -- Give back one grant's units: on a rolling window, the log entry of that grant (its time and
 -- cost); on a calendar quota, the days it counted against (never below zero).
--- KEYS: each claim's keys (as in admit.lua). ARGV: granted_at, claim count, then per claim:
---   "w" cost   |   "d" cost days
+-- A grant older than the last rebuild is not given back: the rebuild counted only what the
+-- store had recorded, which may not hold that grant (its request had not been marked as
+-- leaving yet), and taking it out would take out another's. Its units stay spent: never too
+-- many requests.
+-- KEYS: [1] when the limiter was last rebuilt, then each claim's keys (as in admit.lua).
+-- ARGV: granted_at, claim count, then per claim:   "w" cost   |   "d" cost days
 local granted_at, claim_count = ARGV[1], tonumber(ARGV[2])
-local k, a = 1, 3
+local rebuilt_at = redis.call('GET', KEYS[1])
+if rebuilt_at and tonumber(granted_at) < tonumber(rebuilt_at) then
+  return 0
+end
+local k, a = 2, 3
 for _ = 1, claim_count do
   local kind, cost = ARGV[a], tonumber(ARGV[a + 1])
   if kind == 'w' then
