@@ -61,3 +61,19 @@ def test_engines_on_postgresql_outlive_kills_cut_sessions_and_an_outage():
     )
     assert verdict["db_terminations"] > 0
     assert_kept_every_promise(verdict)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_dispatcher_and_workers_through_redis_outlive_kills_and_restarts():
+    # Three workers (two restricted to some platforms) and a dispatcher, through a Redis
+    # Streams broker and a limits Redis of the run's own, each restarted once.
+    verdict = chaos(
+        *("--store", "postgres", "--database-url", PG_URL, "--broker", "redis"),
+        *("--workers", "3"),
+    )
+    assert verdict["broker"] == "redis"
+    assert verdict["worker_kills"] >= 2
+    assert (verdict["dispatcher_kills"], verdict["broker_restarts"]) == (1, 1), verdict
+    assert verdict["redis_restarts"] == 1, verdict
+    assert_kept_every_promise(verdict)
