@@ -54,6 +54,17 @@ async def test_list_get_and_rename(tenant):
     assert (renamed.json()["name"], renamed.json()["timezone"]) == ("Renamed", "Asia/Tokyo")
 
 
+async def test_a_channel_publishes_from_the_region_it_was_created_in(tenant, api_store):
+    made = await tenant.channel(Platform.FACEBOOK, region="eu-west-1")
+    assert made["region"] == "eu-west-1"
+    assert (await api_store.get_channel(made["id"])).region == "eu-west-1"
+    plain = await tenant.channel(Platform.LINKEDIN)
+    assert plain["region"] is None  # the deployment's
+    # Set at creation only: a move between regions is not a field to patch.
+    moved = await tenant.patch(f"/v1/channels/{made['id']}", {"region": "us-east-1"})
+    assert_problem(moved, 422, "region")
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -64,6 +75,9 @@ async def test_list_get_and_rename(tenant):
         ({"credentials": {"access_token": "x", "password": "y"}}, "credentials.password"),
         ({"name": ""}, "name"),
         ({"external_id": "x" * 201}, "external_id"),
+        ({"region": "EU West"}, "region"),
+        ({"region": ""}, "region"),
+        ({"region": "a" * 33}, "region"),
     ],
 )
 async def test_create_is_validated(tenant, api_store, body, field):

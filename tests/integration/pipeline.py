@@ -60,7 +60,9 @@ class Pipeline:
     secrets: SecretsFile
     _posts: int = field(default=0)
 
-    async def channel(self, platform: Platform, timezone: str = "Europe/Paris") -> Channel:
+    async def channel(
+        self, platform: Platform, timezone: str = "Europe/Paris", *, region: str | None = None
+    ) -> Channel:
         account = self.sim.add_account(platform)
         channel_id = new_id("ch")
         channel = Channel(
@@ -70,6 +72,7 @@ class Pipeline:
             name=account.name or platform.value,
             timezone=timezone,
             credentials_ref=self.secrets.put(channel_id, account.credentials),
+            region=region,
         )
         await self.store.add_channels([channel])
         return channel

@@ -362,6 +362,18 @@ class StoreContract:
         assert after[checked.delivery.id].next_attempt_at is not None
         assert len((await claim(store, now=now + timedelta(seconds=30))).jobs) == 3
 
+    async def test_a_channel_keeps_its_region_into_the_jobs_it_is_claimed_in(self, store):
+        eu, anywhere = channel(region="eu-west-1"), channel(Platform.LINKEDIN)
+        await store.add_channels([eu, anywhere])
+        assert (await store.get_channel(eu.id)).region == "eu-west-1"
+        assert (await store.get_channel(anywhere.id)).region is None
+        await store.add_posts([new_post([eu, anywhere])])
+        jobs = (await claim(store)).jobs
+        assert {j.channel.id: j.channel.region for j in jobs} == {
+            eu.id: "eu-west-1",
+            anywhere.id: None,
+        }
+
     async def test_a_worker_adopts_a_claim_once_and_the_old_token_writes_nothing(self, store):
         fb = channel()
         await store.add_channels([fb])

@@ -37,6 +37,7 @@ class ChannelDraft:
     name: str
     timezone: str
     credentials: Mapping[str, str]
+    region: str | None = None  # None: the deployment's
 
     def disabled_channel(self, workspace_id: str) -> Channel:
         """The new channel, disabled until its secret is stored: the engine must never see it
@@ -50,6 +51,7 @@ class ChannelDraft:
             VAULT_REF,
             status=ChannelStatus.DISABLED,
             workspace_id=workspace_id,
+            region=self.region,
         )
 
 

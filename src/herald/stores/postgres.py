@@ -138,6 +138,7 @@ class PostgresStore(PostgresCatalog):
                 statuses=[c.status.value for c in channels],
                 created_at=[now] * len(channels),
                 workspace_ids=[c.workspace_id for c in channels],
+                regions=[c.region for c in channels],
             )
 
     async def set_channel_status(

@@ -83,6 +83,7 @@ CHANNEL_COLUMNS = (
     "status",
     "workspace_id",
     "deleted_at",
+    "region",
 )
 POST_COLUMNS = ("id", "content", "overrides", "created_at", "workspace_id")
 
@@ -188,6 +189,7 @@ class Decoder:
             status=ChannelStatus(row[f"{prefix}status"]),
             workspace_id=row[f"{prefix}workspace_id"],
             deleted_at=self.maybe_instant(row[f"{prefix}deleted_at"]),
+            region=row[f"{prefix}region"],
         )
 
     def post(self, row: Row) -> Post:

@@ -106,6 +106,7 @@ class SQLiteStore(SQLiteCatalog):
                 c.status.value,
                 now,
                 c.workspace_id,
+                c.region,
             )
             for c in channels
         ]

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 
 from herald.api.schemas.common import Name, Public, Timezone, request_config, storable
+from herald.constants import REGION_PATTERN
 from herald.domain import Channel, ChannelStatus, Platform, PostingSlot
 from herald.service.channels import ChannelChanges, ChannelDraft
 
@@ -76,10 +77,21 @@ class ChannelCreate(BaseModel):
     name: Name
     timezone: Timezone = Field("UTC", description="IANA zone of the posting schedule")
     credentials: ChannelCredentials
+    region: str | None = Field(
+        None,
+        pattern=REGION_PATTERN,
+        description="where its deliveries are published from: only that region's workers take "
+        "them (default: the deployment's region). Set at creation only.",
+    )
 
     def to_draft(self) -> ChannelDraft:
         return ChannelDraft(
-            self.platform, self.external_id, self.name, self.timezone, self.credentials.plain()
+            self.platform,
+            self.external_id,
+            self.name,
+            self.timezone,
+            self.credentials.plain(),
+            region=self.region,
         )
 
 
@@ -115,6 +127,7 @@ class ChannelPublic(Public):
     name: str
     timezone: str
     status: ChannelStatus = Field(description="active, needs_reauth or disabled")
+    region: str | None = Field(description="where it publishes from (null: the deployment's)")
 
 
 class Slot(BaseModel):

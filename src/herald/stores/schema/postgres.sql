@@ -34,7 +34,8 @@ CREATE TABLE channels (
                     CHECK (status IN ('active', 'needs_reauth', 'disabled')),
     secret          bytea,  -- encrypted credentials (vault: references)
     created_at      timestamptz NOT NULL,
-    deleted_at      timestamptz
+    deleted_at      timestamptz,
+    region          text COLLATE "C"  -- NULL: the deployment's region
 );
 CREATE INDEX channels_workspace ON channels (workspace_id, id);
 -- Per workspace and among live channels: two workspaces may connect the same account, and a

@@ -18,7 +18,8 @@ CREATE TABLE channels (
     -- and 0003 rebuilt the table as it was; the application keeps it consistent.
     workspace_id    TEXT NOT NULL DEFAULT 'ws_default',
     secret          BLOB,  -- encrypted credentials (vault: references)
-    deleted_at      INTEGER
+    deleted_at      INTEGER,
+    region          TEXT  -- NULL: the deployment's region
 );
 CREATE INDEX channels_workspace ON channels (workspace_id, id);
 -- Per workspace and among live channels: two workspaces may connect the same account, and a
