@@ -1,0 +1,94 @@
+"""The intake of a worker process: it adopts the claims it takes off the queue, drops the
+offers whose claims are gone or belong to another region, and holds at most ``max_held``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from herald.config import EngineSettings
+from herald.domain import Job, Platform, utcnow
+from herald.engine.dispatcher import InFlight
+from herald.engine.health import StoreHealth
+from herald.engine.intake import Adoption, Intake
+from herald.engine.metrics import Metrics
+from herald.queues.memory import MemoryQueue
+from herald.states import DeliveryState
+from herald.stores.memory import MemoryStore
+from herald.testing import channel, eventually, new_post
+from herald.timing import SystemClock
+
+
+class AckedQueue(MemoryQueue):
+    def __init__(self) -> None:
+        super().__init__()
+        self.acked: list[Job] = []
+
+    async def ack(self, job: Job) -> None:
+        self.acked.append(job)
+
+
+async def claimed(store: MemoryStore, channels, count: int = 1) -> list[Job]:
+    await store.add_channels(channels)
+    await store.add_posts([new_post(channels) for _ in range(count)])
+    now = utcnow()
+    batch = await store.claim_due(
+        now=now,
+        limit=100,
+        lease_until=now + timedelta(seconds=5),
+        expire_before=now - timedelta(days=1),
+        engine_id="eng_dispatcher",
+    )
+    return batch.jobs
+
+
+def intake_of(store, queue, in_flight, *, max_held: int = 10) -> Intake:
+    health = StoreHealth(EngineSettings(), Metrics(), SystemClock())
+    adoption = Adoption(
+        store, "eng_worker", "eu", (Platform.FACEBOOK,), max_held=max_held, lease_s=300.0
+    )
+    return Intake(queue, in_flight, health, retry_s=0.1, adoption=adoption)
+
+
+async def test_a_worker_adopts_its_jobs_and_drops_the_others():
+    store, queue, in_flight = MemoryStore(), AckedQueue(), InFlight()
+    ours = await claimed(store, [channel(region="eu")], 2)
+    elsewhere = await claimed(store, [channel(region="us")])
+    (stale,) = await claimed(store, [channel(region="eu")])
+    intake = intake_of(store, queue, in_flight)
+    await store.adopt([(stale.delivery.id, stale.claim_token)], engine_id="x", lease_until=utcnow())
+    submitted: list[Job] = []
+    await queue.put([*ours, *elsewhere, stale])
+    running = asyncio.create_task(intake.run(submitted.append))
+    await eventually(lambda: len(queue.acked) == 2, within_s=5)
+    assert {j.delivery.id for j in submitted} == {j.delivery.id for j in ours}
+    # Adopted under a token of the worker's own: the dispatcher's writes nothing any more.
+    assert {j.claim_token for j in submitted} != {j.claim_token for j in ours}
+    assert in_flight.count == 2
+    assert intake.message_of(submitted[0]) in ours  # what its ack names
+    assert {j.delivery.id for j in queue.acked} == {elsewhere[0].delivery.id, stale.delivery.id}
+    assert intake.stale == 2
+    # The job of another region is still the dispatcher's claim: it lapses and is routed again.
+    got = await store.get_delivery(elsewhere[0].delivery.id)
+    assert got.state is DeliveryState.CLAIMED
+    await queue.close()
+    await running
+
+
+async def test_a_worker_holds_no_more_than_max_held():
+    store, queue, in_flight = MemoryStore(), AckedQueue(), InFlight()
+    jobs = await claimed(store, [channel(region="eu")], 5)
+    intake = intake_of(store, queue, in_flight, max_held=2)
+    submitted: list[Job] = []
+    await queue.put(jobs)
+    running = asyncio.create_task(intake.run(submitted.append))
+    await eventually(lambda: len(submitted) == 2, within_s=5)
+    await asyncio.sleep(0.05)
+    assert len(submitted) == 2
+    assert queue.depth() == 3  # the rest waits in the queue
+    in_flight.done(submitted[0])  # one finished: room for one more
+    await eventually(lambda: len(submitted) == 3, within_s=5)
+    assert queue.depth() == 2
+    left = await queue.close()
+    await running
+    assert len(left) == 2
