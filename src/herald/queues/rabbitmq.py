@@ -45,7 +45,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +57,7 @@ from herald.constants import DEFAULT_REGION, RABBIT_QUEUE_PREFIX, RABBIT_QUEUE_V
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.amqp import Delivered, Link, Topology
+from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, encode_job
 
 __all__ = ["RabbitQueue"]
@@ -137,8 +137,7 @@ class RabbitQueue:
         self._link: Link | None = None
         self._linking = asyncio.Lock()  # one connection at a time, consumers started once
         self._refresher: asyncio.Task[None] | None = None
-        self._ready: deque[tuple[_Received, Job]] = deque()  # received, not handed out
-        self._taken: dict[Job, deque[_Received]] = {}  # handed out, not acked
+        self._handout: Handout[_Received] = Handout()  # received, not handed out or acked
         self._unread: dict[str, dict[str, Job]] = {}  # per queue, by message id: put here,
         # and maybe still in the broker (what close() may take back)
         self._lag: dict[str, int] = {}  # per queue: messages ready, as last counted
@@ -178,12 +177,11 @@ class RabbitQueue:
         while True:
             if self._closed:
                 raise QueueError("the queue is closed")
-            if self._ready:
-                received, job = self._ready.popleft()
-                self._taken.setdefault(job, deque()).append(received)
+            job = self._handout.hand_out()
+            if job is not None:
                 return job
             link = await self._consuming()
-            if self._ready or self._closed:
+            if self._handout.ready or self._closed:
                 continue  # received (or closed) while consuming started
             waits: list[asyncio.Future[Any]] = [self._wakeup(), link.lost]
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -191,12 +189,9 @@ class RabbitQueue:
                 raise QueueUnavailable(link.lost.result())
 
     async def ack(self, job: Job) -> None:
-        received_all = self._taken.get(job)
-        if not received_all:
+        received = self._handout.finish(job)
+        if received is None:
             return
-        received = received_all.popleft()
-        if not received_all:
-            del self._taken[job]
         try:
             if received.link.alive:
                 await received.link.ack([received.tag])
@@ -209,7 +204,7 @@ class RabbitQueue:
     def depth(self) -> int:
         if self._closed:
             return 0
-        return sum(self._lag.values()) + len(self._ready)
+        return sum(self._lag.values()) + len(self._handout.ready)
 
     async def close(self) -> list[Job]:
         if self._closed:
@@ -229,7 +224,7 @@ class RabbitQueue:
                 # What was not taken back stays in the broker, or goes back to it with the
                 # connection: workers take it, and the store's claims keep it sent once.
                 log.warning("queue.take_back_failed", extra={"error": str(exc)})
-        self._ready.clear()
+        self._handout.take_ready()
         self._unread.clear()
         self._lag.clear()
         await self._release_link_if_done()
@@ -239,7 +234,7 @@ class RabbitQueue:
     def depths(self) -> Mapping[Place, int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
         counts = {self._place[name]: n for name, n in self._lag.items()}
-        for received, _job in self._ready:
+        for received, _job in self._handout.ready:
             place = self._place[received.queue]
             counts[place] = counts.get(place, 0) + 1
         return counts
@@ -281,7 +276,7 @@ class RabbitQueue:
 
     def _forget(self, link: Link, _lost: asyncio.Future[str]) -> None:
         """``link`` is lost: what it received and did not hand out, the broker hands out again."""
-        self._ready = deque(item for item in self._ready if item[0].link is not link)
+        self._handout.take_ready(lambda received: received.link is link)
         if link is self._link:
             log.warning("queue.connection_lost", extra={"error": _lost.result()})
         self._wake()
@@ -329,20 +324,19 @@ class RabbitQueue:
             return
         if getattr(message.delivery, "redelivered", False):
             log.info("queue.redelivered", extra={"queue": queue, "delivery_id": job.delivery.id})
-        self._ready.append((_Received(link, tag, queue), job))
+        self._handout.receive(_Received(link, tag, queue), job)
         self._wake()
 
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""
-        if self._closed and not self._taken and self._link is not None:
+        if self._closed and self._handout.all_acked and self._link is not None:
             link, self._link = self._link, None
             await link.close()
 
     # -- closing ----------------------------------------------------------------------------
     async def _settle_ready(self, link: Link, returned: list[Job]) -> None:
         """Ack the jobs received and never handed out: the engine releases them in the store."""
-        ready = [item for item in self._ready if item[0].link is link]
-        self._ready.clear()
+        ready = self._handout.take_ready()  # all received on ``link``: others were forgotten
         await link.ack(received.tag for received, _ in ready)
         returned += [job for _, job in ready]
 
