@@ -41,5 +41,21 @@ start_redis() {
   wait_port 6379 Redis
 }
 
+# RabbitMQ for the RabbitMQ queue's tests (tests that restart a broker start a node of their
+# own, on ports of their own). The Debian service where there is one, else a detached node.
+start_rabbitmq() {
+  listening 5672 && return 0
+  if command -v service >/dev/null 2>&1 && [ -x /etc/init.d/rabbitmq-server ]; then
+    service rabbitmq-server start
+  elif command -v rabbitmq-server >/dev/null 2>&1; then
+    rabbitmq-server -detached
+  else
+    echo "services: RabbitMQ is not running on 5672 and rabbitmq-server is missing" >&2
+    return 1
+  fi
+  wait_port 5672 RabbitMQ
+}
+
 start_postgres
 start_redis
+start_rabbitmq

@@ -10,7 +10,9 @@ PostgreSQL tests carry ``@pytest.mark.postgres`` (checked here) and use the serv
 ``HERALD_TEST_DATABASE_URL`` (default: the local one that ``scripts/services.sh`` starts). Each
 test gets a schema of its own, dropped afterwards, so tests are independent and several pytest
 processes can share one server. Redis tests carry ``@pytest.mark.redis`` and use the server at
-``HERALD_TEST_REDIS_URL``, each under key prefixes of its own, deleted afterwards.
+``HERALD_TEST_REDIS_URL``, each under key prefixes of its own, deleted afterwards. RabbitMQ
+tests carry ``@pytest.mark.rabbitmq`` and use the broker at ``HERALD_TEST_RABBITMQ_URL``, each
+under a name prefix of its own, whose queues and exchanges are deleted afterwards.
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aio_pika
 import asyncpg
 import pytest
+from aio_pika.abc import AbstractConnection
 from redis.asyncio import Redis
 
+from herald.constants import DEFAULT_REGION
+from herald.domain import Platform
 from herald.limits.memory import MemoryLimiter
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import LimitClaim
+from herald.queues.amqp import Topology
 from herald.queues.memory import MemoryQueue
+from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
@@ -43,6 +51,7 @@ pytest.register_assert_rewrite("tests.suites")
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBIT_URL = os.environ.get("HERALD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 #: What a tier's ``new_limiter`` fixture yields: makes a limiter (rebuilt unless asked).
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
@@ -164,15 +173,62 @@ async def redis_client(prefix: str) -> AsyncIterator[Redis]:
             await client.aclose()
 
 
+def new_rabbit_prefix() -> str:
+    return f"herald.test.{secrets.token_hex(6)}"
+
+
+async def drop_rabbit(
+    connection: AbstractConnection, prefix: str, regions: tuple[str, ...] = (DEFAULT_REGION,)
+) -> None:
+    """Delete the queues (of every platform in ``regions``) and exchanges under ``prefix``:
+    what a RabbitMQ test leaves behind. AMQP cannot list queues: the test names its regions."""
+    t = Topology(prefix, delivery_limit=1)
+    channel = await connection.channel()
+    try:
+        for platform in Platform:
+            for region in regions:
+                await channel.queue_delete(t.queue(platform, region))
+        await channel.queue_delete(t.dead_queue)
+        await channel.exchange_delete(t.exchange)
+        await channel.exchange_delete(t.dead_exchange)
+    finally:
+        await channel.close()
+
+
+@asynccontextmanager
+async def rabbit_connection(
+    prefix: str, regions: tuple[str, ...] = (DEFAULT_REGION,), url: str = ""
+) -> AsyncIterator[AbstractConnection]:
+    """A connection to the test RabbitMQ (or the broker at ``url``); on exit, the queues and
+    exchanges under ``prefix`` are deleted and the connection closed."""
+    connection = await aio_pika.connect(url or RABBIT_URL)
+    try:
+        yield connection
+    finally:
+        try:
+            await drop_rabbit(connection, prefix, regions)
+        finally:
+            await connection.close()
+
+
 @asynccontextmanager
 async def opened_queue(kind: str) -> AsyncIterator[JobQueue]:
-    """An open, empty queue of ``kind`` (memory, or redis under a key prefix of its own,
-    deleted on exit), closed on exit: what each tier's ``queue`` fixture yields, one kind per
-    parameter."""
+    """An open, empty queue of ``kind`` (memory; redis under a key prefix of its own, or
+    rabbitmq under a name prefix of its own, deleted on exit), closed on exit: what each tier's
+    ``queue`` fixture yields, one kind per parameter."""
+    if kind == "rabbitmq":
+        prefix = new_rabbit_prefix()
+        async with rabbit_connection(prefix) as connection:
+            queue: JobQueue = RabbitQueue(connection, prefix=prefix)
+            try:
+                yield queue
+            finally:
+                await queue.close()
+        return
     if kind == "redis":
         prefix = new_redis_prefix()
         async with redis_client(prefix) as client:
-            queue: JobQueue = RedisStreamQueue(client, prefix=prefix)
+            queue = RedisStreamQueue(client, prefix=prefix)
             try:
                 yield queue
             finally:

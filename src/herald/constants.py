@@ -34,6 +34,8 @@ __all__ = [
     "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
+    "RABBIT_QUEUE_PREFIX",
+    "RABBIT_QUEUE_VERSION",
     "REDIS_QUEUE_GROUP",
     "REDIS_QUEUE_PREFIX",
     "REDIS_QUEUE_VERSION",
@@ -87,6 +89,14 @@ REDIS_QUEUE_PREFIX: Final = "herald:v1:jobs"
 REDIS_QUEUE_GROUP: Final = "workers"
 #: The format of an entry (its ``v`` field); a worker acks and drops a version it cannot read.
 REDIS_QUEUE_VERSION: Final = "1"
+
+# -- RabbitMQ queue: names every dispatcher and worker sharing a broker must agree on ----------
+#: Queues are ``{prefix}.{platform}.{region}`` (``herald.v1.jobs.facebook.eu``), fed by the
+#: direct exchange ``{prefix}`` with routing key ``{platform}.{region}``; messages redelivered
+#: too often go to the exchange ``{prefix}.dead`` and its one queue ``{prefix}.dead``.
+RABBIT_QUEUE_PREFIX: Final = "herald.v1.jobs"
+#: The format of a message (its ``v`` header); a worker dead-letters a version it cannot read.
+RABBIT_QUEUE_VERSION: Final = "1"
 
 
 # -- Graph API (Facebook and Instagram) ------------------------------------------------------

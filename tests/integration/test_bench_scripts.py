@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_URL, REDIS_URL
+from tests.conftest import PG_URL, RABBIT_URL, REDIS_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -36,6 +36,14 @@ BENCH = Path(__file__).parents[2] / "bench"
             ],
             marks=pytest.mark.redis,
         ),
+        pytest.param(
+            [
+                "rabbit_queue.py",
+                *("--jobs", "300", "--batch", "50", "--workers", "1", "2"),
+                *("--rabbitmq-url", RABBIT_URL),
+            ],
+            marks=pytest.mark.rabbitmq,
+        ),
         [
             "takeover.py",
             *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
@@ -47,7 +55,17 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
     ],
-    ids=["drivers", "engine", "api", "restarts", "limiter", "redis-queue", "takeover", "backlog"],
+    ids=[
+        "drivers",
+        "engine",
+        "api",
+        "restarts",
+        "limiter",
+        "redis-queue",
+        "rabbit-queue",
+        "takeover",
+        "backlog",
+    ],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
     env = {
@@ -56,7 +74,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
         "HERALD_BENCH_DATABASE_URL": PG_URL,
     }
     script, *rest = args
-    if script not in ("api.py", "limiter.py", "redis_queue.py"):
+    if script not in ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py"):
         rest += ["--database-url", PG_URL]
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *rest],

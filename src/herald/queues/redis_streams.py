@@ -29,7 +29,6 @@ import logging
 import os
 import secrets
 import socket
-from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from importlib.resources import files
 from typing import Any
@@ -45,6 +44,7 @@ from herald.constants import (
 )
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
+from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, encode_job
 
 __all__ = ["RedisStreamQueue", "consumer_name", "stream_key"]
@@ -130,8 +130,7 @@ class RedisStreamQueue:
         self._place: dict[str, tuple[Platform, str]] = {}  # stream key: (platform, region)
         self._streams = [self._key(p, region) for p in dict.fromkeys(platforms)]
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
-        self._ready: deque[tuple[Entry, Job]] = deque()  # read, not handed out
-        self._taken: dict[Job, deque[Entry]] = {}  # handed out, not acked
+        self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
         self._held: set[Entry] = set()  # both of the above
         self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
@@ -177,9 +176,8 @@ class RedisStreamQueue:
         while True:
             if self._closed:
                 raise QueueError("the queue is closed")
-            if self._ready:
-                entry, job = self._ready.popleft()
-                self._taken.setdefault(job, deque()).append(entry)
+            job = self._handout.hand_out()
+            if job is not None:
                 return job
             # One read at a time for all getters: entries are handed out in stream order.
             fetching = self._fetching
@@ -194,12 +192,9 @@ class RedisStreamQueue:
                 raise error
 
     async def ack(self, job: Job) -> None:
-        entries = self._taken.get(job)
-        if not entries:
+        entry = self._handout.finish(job)
+        if entry is None:
             return
-        entry = entries.popleft()
-        if not entries:
-            del self._taken[job]
         self._held.discard(entry)
         try:
             await self._settle([entry])
@@ -209,7 +204,7 @@ class RedisStreamQueue:
     def depth(self) -> int:
         if self._closed:
             return 0
-        return sum(self._lag.values()) + len(self._ready)
+        return sum(self._lag.values()) + len(self._handout.ready)
 
     async def close(self) -> list[Job]:
         if self._closed:
@@ -217,8 +212,7 @@ class RedisStreamQueue:
         self._closed = True
         self._closed_signal().set_result(None)
         await self._stop_reading()
-        ready = list(self._ready)
-        self._ready.clear()
+        ready = self._handout.take_ready()
         self._held.difference_update(entry for entry, _ in ready)
         try:
             # Read and never handed out: the engine releases these jobs, so no one else may
@@ -233,7 +227,7 @@ class RedisStreamQueue:
     def depths(self) -> Mapping[tuple[Platform, str], int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
         counts = {self._place[key]: n for key, n in self._lag.items()}
-        for (key, _), _job in self._ready:
+        for (key, _), _job in self._handout.ready:
             counts[self._place[key]] = counts.get(self._place[key], 0) + 1
         return counts
 
@@ -280,7 +274,7 @@ class RedisStreamQueue:
         if not self._streams:
             raise QueueError("this queue reads no platform")
         loop = asyncio.get_running_loop()
-        while not self._ready and not self._closed:
+        while not self._handout.ready and not self._closed:
             now = loop.time()
             if now >= self._reclaim_at:
                 await self._reclaim(now)
@@ -378,7 +372,7 @@ class RedisStreamQueue:
                 extra={"stream": entry[0], "entry": entry[1], "delivery_id": job.delivery.id},
             )
         self._held.add(entry)
-        self._ready.append((entry, job))
+        self._handout.receive(entry, job)
 
     @staticmethod
     def _decode(fields: Mapping[Any, Any] | None) -> Job:
@@ -474,5 +468,5 @@ class RedisStreamQueue:
 
     async def _release_client_if_done(self) -> None:
         """Close an owned client once closed and every job handed out is acked."""
-        if self._owned and self._closed and not self._taken:
+        if self._owned and self._closed and self._handout.all_acked:
             await self._redis.aclose()

@@ -1,0 +1,390 @@
+"""The RabbitMQ queue: jobs shared by the dispatchers and workers of several processes.
+
+One durable quorum queue per platform and region (``herald.v1.jobs.facebook.eu``), fed by one
+direct exchange with routing key ``facebook.eu`` (:class:`~herald.queues.amqp.Topology` says why,
+and how a message redelivered too often is dead-lettered). Publishers and consumers both declare
+what they use, idempotently, so either may start first.
+
+``put`` publishes a batch at once, persistent, on a channel in confirm mode, and returns once
+the broker has confirmed every message. ``get`` consumes with manual acks (from the first
+``get`` on; a queue that reads no platform only puts), at most ``prefetch`` messages unacked at
+a time: give it the worker's concurrency. ``ack`` acks the job's message, which the engine does
+once the outcome is written. A message that holds no job is rejected to the dead-letter
+exchange and counted in :attr:`RabbitQueue.undecodable`, never handed out.
+
+Nothing here is the truth about a delivery: the store is. Every job is a claimed delivery under
+a lease, so a message lost only delays the delivery until its lease runs out, and a message
+delivered twice (redelivered after a consumer's connection died, or after a restart of the
+broker) is harmless: the claim token and the guarded ``publishing`` write let one worker send,
+and make the other's writes fail.
+
+``close()`` stops consuming and returns, acked so that nobody else takes them, the jobs received
+and never handed out, then the jobs this queue put that are still at the head of their queue,
+taken back with ``basic.get``: the engine releases them in the store, so they must leave the
+broker. Unlike a Redis stream, a queue cannot be searched for one's own messages: the take-back
+stops at the first message another publisher put (returned to the head of its queue with a
+requeue, which the quorum queue counts as a delivery), and this queue's jobs behind it stay for
+the workers, still claimed. Jobs handed out and not acked go back to the broker when the
+connection closes, once every one of them was acked or at the latest when the process ends.
+
+When the broker cannot be reached, calls raise :class:`~herald.errors.QueueUnavailable` within
+``timeout_s`` (never hang), and a ``get`` waiting when the connection is lost raises it too. The
+next call connects again, so the queue works again once the broker is back. Messages received
+on the lost connection are forgotten: the broker hands them out again, to this queue or another.
+Their acks cannot be sent any more, and ``ack`` lets them go silently.
+
+``depth()`` answers without a round trip: the broker's count of ready messages, asked after
+every put, before consuming starts and every ``refresh_s`` while consuming, minus the
+deliveries received since, plus the jobs received and not yet handed out. Between two counts it
+may be off by the messages in flight at the moment of the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
+
+from herald.constants import DEFAULT_REGION, RABBIT_QUEUE_PREFIX, RABBIT_QUEUE_VERSION
+from herald.domain import Job, Platform
+from herald.errors import QueueError, QueueUnavailable
+from herald.queues.amqp import Delivered, Link, Topology
+from herald.queues.handout import Handout
+from herald.queues.wire import UndecodableJob, decode_job, encode_job
+
+__all__ = ["RabbitQueue"]
+
+log = logging.getLogger("herald.queues.rabbitmq")
+
+Place = tuple[Platform, str]  # (platform, region): one queue
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    """A message delivered to this queue: on which link, under which tag, from which queue."""
+
+    link: Link
+    tag: int
+    queue: str
+
+
+def _message(job: Job, message_id: str) -> aio_pika.Message:
+    return aio_pika.Message(
+        encode_job(job).encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message_id,
+        headers={"v": RABBIT_QUEUE_VERSION},
+    )
+
+
+def _decode(message: Delivered) -> Job:
+    headers = message.header.properties.headers or {}
+    version = headers.get("v")
+    if isinstance(version, bytes):
+        version = version.decode()
+    if version != RABBIT_QUEUE_VERSION:
+        raise UndecodableJob(f"format version {version!r}, expected {RABBIT_QUEUE_VERSION}")
+    return decode_job(message.body)
+
+
+class RabbitQueue:
+    """Implements :class:`herald.types.JobQueue` over RabbitMQ quorum queues.
+
+    ``broker``: an ``amqp://`` URL (the queue then owns its connection) or an aio-pika
+    connection (the caller closes it; the queue opens channels of its own on it).
+    ``platforms`` and ``region``: the queues this queue consumes (none: a queue that only
+    puts). A job is put into the queue of its platform and its channel's region, ``region`` for
+    a channel without one. ``prefix``: of every name on the broker. ``prefetch``: messages
+    received and not acked at most (the worker's concurrency). ``delivery_limit``: deliveries
+    of one message before it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
+    is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
+    other answer of the broker (a put's confirms included).
+    """
+
+    def __init__(
+        self,
+        broker: str | AbstractConnection,
+        *,
+        platforms: Iterable[Platform] = tuple(Platform),
+        region: str = DEFAULT_REGION,
+        prefix: str = RABBIT_QUEUE_PREFIX,
+        prefetch: int = 10,
+        delivery_limit: int = 5,
+        refresh_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if min(prefetch, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
+            raise ValueError("prefetch, delivery_limit and the durations must be positive")
+        self.region = region
+        self._broker = broker
+        self._topology = Topology(prefix, delivery_limit)
+        self._prefetch = prefetch
+        self._refresh_s = refresh_s
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._reads: list[Place] = [(p, region) for p in dict.fromkeys(platforms)]
+        self._place: dict[str, Place] = {}  # queue name: (platform, region)
+        self._link: Link | None = None
+        self._linking = asyncio.Lock()  # one connection at a time, consumers started once
+        self._refresher: asyncio.Task[None] | None = None
+        self._handout: Handout[_Received] = Handout()  # received, not handed out or acked
+        self._unread: dict[str, dict[str, Job]] = {}  # per queue, by message id: put here,
+        # and maybe still in the broker (what close() may take back)
+        self._lag: dict[str, int] = {}  # per queue: messages ready, as last counted
+        self._signal: asyncio.Future[None] | None = None  # done when a getter should look
+        self._closed = False
+        self.undecodable = 0  # messages dead-lettered because they held no readable job
+
+    def _queue(self, place: Place) -> str:
+        name = self._topology.queue(*place)
+        self._place[name] = place
+        return name
+
+    def _place_of(self, job: Job) -> Place:
+        return job.delivery.platform, job.channel.region_or(self.region)
+
+    # -- the JobQueue protocol --------------------------------------------------------------
+    async def put(self, jobs: Sequence[Job]) -> None:
+        if self._closed:
+            raise QueueError("the queue is closed")
+        if not jobs:
+            return
+        link = await self._linked()
+        places = [self._place_of(job) for job in jobs]
+        await link.declare(dict.fromkeys(places))
+        ids = [secrets.token_hex(8) for _ in jobs]
+        await link.publish(
+            [
+                (Topology.routing_key(*place), _message(job, message_id))
+                for place, job, message_id in zip(places, jobs, ids, strict=True)
+            ]
+        )
+        for place, job, message_id in zip(places, jobs, ids, strict=True):
+            self._unread.setdefault(self._queue(place), {})[message_id] = job
+        await self._count(link, dict.fromkeys(self._queue(p) for p in places))
+
+    async def get(self) -> Job:
+        while True:
+            if self._closed:
+                raise QueueError("the queue is closed")
+            job = self._handout.hand_out()
+            if job is not None:
+                return job
+            link = await self._consuming()
+            if self._handout.ready or self._closed:
+                continue  # received (or closed) while consuming started
+            waits: list[asyncio.Future[Any]] = [self._wakeup(), link.lost]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if link.lost.done() and not self._closed:
+                raise QueueUnavailable(link.lost.result())
+
+    async def ack(self, job: Job) -> None:
+        received = self._handout.finish(job)
+        if received is None:
+            return
+        try:
+            if received.link.alive:
+                await received.link.ack([received.tag])
+            else:
+                # Received on a connection since lost: the broker gave the message out again.
+                log.info("queue.ack_lost", extra={"delivery_id": job.delivery.id})
+        finally:
+            await self._release_link_if_done()
+
+    def depth(self) -> int:
+        if self._closed:
+            return 0
+        return sum(self._lag.values()) + len(self._handout.ready)
+
+    async def close(self) -> list[Job]:
+        if self._closed:
+            return []
+        self._closed = True
+        self._wake()
+        if self._refresher is not None:
+            self._refresher.cancel()
+        returned: list[Job] = []
+        link = self._link
+        if link is not None and link.alive:
+            try:
+                await link.stop_consuming()
+                await self._settle_ready(link, returned)
+                await self._take_back(link, returned)
+            except QueueError as exc:
+                # What was not taken back stays in the broker, or goes back to it with the
+                # connection: workers take it, and the store's claims keep it sent once.
+                log.warning("queue.take_back_failed", extra={"error": str(exc)})
+        self._handout.take_ready()
+        self._unread.clear()
+        self._lag.clear()
+        await self._release_link_if_done()
+        return returned
+
+    # -- beyond the protocol ----------------------------------------------------------------
+    def depths(self) -> Mapping[Place, int]:
+        """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
+        counts = {self._place[name]: n for name, n in self._lag.items()}
+        for received, _job in self._handout.ready:
+            place = self._place[received.queue]
+            counts[place] = counts.get(place, 0) + 1
+        return counts
+
+    async def refresh_depth(self) -> None:
+        """Ask the broker for the figures :meth:`depth` and :meth:`depths` return."""
+        if self._closed:
+            return
+        link = await self._linked()
+        places = dict.fromkeys([*self._reads, *(self._place[name] for name in self._lag)])
+        await link.declare(places)
+        await self._count(link, [self._queue(place) for place in places])
+
+    # -- the link ---------------------------------------------------------------------------
+    async def _linked(self) -> Link:
+        """The live link, connecting anew if there is none (raises QueueUnavailable)."""
+        link = self._link
+        if link is not None and link.alive:
+            return link
+        async with self._linking:
+            return await self._relink()
+
+    async def _relink(self) -> Link:
+        """Under ``_linking``: the live link, or a new one in place of a lost one."""
+        old = self._link
+        if old is not None and old.alive:
+            return old
+        if old is not None:
+            await old.close()
+        self._link = await Link.open(
+            self._broker,
+            topology=self._topology,
+            prefetch=self._prefetch,
+            connect_timeout_s=self._connect_timeout_s,
+            timeout_s=self._timeout_s,
+        )
+        self._link.lost.add_done_callback(partial(self._forget, self._link))
+        return self._link
+
+    def _forget(self, link: Link, _lost: asyncio.Future[str]) -> None:
+        """``link`` is lost: what it received and did not hand out, the broker hands out again."""
+        self._handout.take_ready(lambda received: received.link is link)
+        if link is self._link:
+            log.warning("queue.connection_lost", extra={"error": _lost.result()})
+        self._wake()
+
+    async def _consuming(self) -> Link:
+        """The live link, consuming every queue this queue reads."""
+        if not self._reads:
+            raise QueueError("this queue reads no platform")
+        link = self._link
+        if link is not None and link.alive and link.consuming:
+            return link
+        async with self._linking:
+            link = await self._relink()
+            if link.consuming:
+                return link
+            await link.declare(self._reads)
+            names = [self._queue(place) for place in self._reads]
+            # Counted before consuming: every delivery that follows was counted as ready.
+            await self._count(link, names)
+            for name in names:
+                await link.consume(name, partial(self._received, link, name))
+            self._refresher = asyncio.create_task(self._keep_counting(link, names))
+            return link
+
+    async def _received(self, link: Link, queue: str, message: Delivered) -> None:
+        """A delivery's callback: the job goes to the ready ones; no await before that, so that
+        deliveries are taken in the order they came (see :mod:`herald.queues.amqp`)."""
+        tag = message.delivery_tag
+        if tag is None or not link.alive:
+            return
+        message_id = message.header.properties.message_id
+        if message_id:
+            self._unread.get(queue, {}).pop(message_id, None)
+        if self._lag.get(queue):
+            self._lag[queue] -= 1
+        try:
+            job = _decode(message)
+        except UndecodableJob as exc:
+            self.undecodable += 1
+            log.error("queue.undecodable", extra={"queue": queue, "error": str(exc)})
+            # To the dead-letter exchange. Should the link be lost meanwhile, the broker hands
+            # the message out again and it comes back here: nothing else to do now.
+            with contextlib.suppress(QueueError):
+                await link.reject(tag, requeue=False)
+            return
+        if getattr(message.delivery, "redelivered", False):
+            log.info("queue.redelivered", extra={"queue": queue, "delivery_id": job.delivery.id})
+        self._handout.receive(_Received(link, tag, queue), job)
+        self._wake()
+
+    async def _release_link_if_done(self) -> None:
+        """Close the link once closed and every job handed out is acked."""
+        if self._closed and self._handout.all_acked and self._link is not None:
+            link, self._link = self._link, None
+            await link.close()
+
+    # -- closing ----------------------------------------------------------------------------
+    async def _settle_ready(self, link: Link, returned: list[Job]) -> None:
+        """Ack the jobs received and never handed out: the engine releases them in the store."""
+        ready = self._handout.take_ready()  # all received on ``link``: others were forgotten
+        await link.ack(received.tag for received, _ in ready)
+        returned += [job for _, job in ready]
+
+    async def _take_back(self, link: Link, returned: list[Job]) -> None:
+        """Take back, from the head of each queue, the jobs this queue put that no one read."""
+        for name, unread in self._unread.items():
+            while unread:
+                message = await link.take(name)
+                if message is None or message.delivery_tag is None:
+                    break
+                message_id = message.header.properties.message_id
+                job = unread.pop(message_id, None) if message_id else None
+                if job is None:
+                    # Another publisher's: back to the head of its queue, ours stay behind it.
+                    await link.reject(message.delivery_tag, requeue=True)
+                    break
+                await link.ack([message.delivery_tag])
+                returned.append(job)
+
+    # -- depth ------------------------------------------------------------------------------
+    async def _count(self, link: Link, names: Iterable[str]) -> None:
+        for name in names:
+            ready = await link.count(name)
+            self._lag[name] = ready
+            # Only the last ``ready`` messages put into a queue can still be in it: older ones
+            # this queue put were read by someone, and are no longer its to take back.
+            unread = self._unread.get(name)
+            if unread and len(unread) > ready:
+                for message_id in list(unread)[: len(unread) - ready]:
+                    del unread[message_id]
+
+    async def _keep_counting(self, link: Link, names: Sequence[str]) -> None:
+        """While ``link`` consumes: count its queues every ``refresh_s``."""
+        while not self._closed:
+            await asyncio.wait([link.lost], timeout=self._refresh_s)
+            if link.lost.done() or self._closed:
+                return
+            try:
+                await self._count(link, names)
+            except QueueError:
+                return  # the link is lost: the getters hear of it
+
+    # -- waking getters ---------------------------------------------------------------------
+    def _wakeup(self) -> asyncio.Future[None]:
+        if self._signal is None or self._signal.done():
+            self._signal = asyncio.get_running_loop().create_future()
+        return self._signal
+
+    def _wake(self) -> None:
+        if self._signal is not None and not self._signal.done():
+            self._signal.set_result(None)

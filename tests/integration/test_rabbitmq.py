@@ -1,0 +1,270 @@
+"""The RabbitMQ queue beyond the contract: routing, confirms, redelivery, dead-lettering, depth,
+a broker restart. Every test works under a name prefix of its own on the test broker, deleted
+afterwards; the restart runs on a node of the test's own (tests/integration/rabbit_rig.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractConnection
+
+from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
+from herald.errors import QueueError, QueueUnavailable
+from herald.queues.amqp import Topology
+from herald.queues.rabbitmq import RabbitQueue
+from herald.queues.wire import decode_job
+from herald.testing import channel, eventually
+from tests.conftest import RABBIT_URL, new_rabbit_prefix, rabbit_connection
+from tests.integration.rabbit_rig import OwnRabbit
+
+pytestmark = pytest.mark.rabbitmq
+
+WAIT_S = 5.0
+REGIONS = ("default", "eu", "us")
+FB = Platform.FACEBOOK
+
+
+def job(platform: Platform = FB, region: str | None = None, text: str = "hello") -> Job:
+    ch = channel(platform, region=region)
+    delivery = Delivery(new_id("dlv"), new_id("post"), ch.id, ch.platform, utcnow())
+    return Job(delivery, ch, Content(text=text), claim_token=new_id("claim"))
+
+
+class Rabbit:
+    """The test's prefix, a connection of its own for looking at the broker, and the queues
+    it opened (closed at the end, with their connections)."""
+
+    def __init__(self, prefix: str, connection: AbstractConnection) -> None:
+        self.prefix = prefix
+        self.connection = connection
+        self.topology = Topology(prefix, delivery_limit=1)
+        self.queues: list[RabbitQueue] = []
+
+    def queue(self, **kw) -> RabbitQueue:
+        kw.setdefault("prefix", self.prefix)
+        queue = RabbitQueue(kw.pop("url", RABBIT_URL), **kw)
+        self.queues.append(queue)
+        return queue
+
+    async def ready(self, platform: Platform = FB, region: str = "default") -> int:
+        """Messages ready in one queue, as the broker counts them."""
+        ch = await self.connection.channel()
+        try:
+            q = await ch.declare_queue(self.topology.queue(platform, region), passive=True)
+            return int(q.declaration_result.message_count or 0)
+        finally:
+            await ch.close()
+
+    async def dead(self) -> list[bytes]:
+        """The bodies in the dead-letter queue (taken out of it)."""
+        ch = await self.connection.channel()
+        bodies = []
+        try:
+            q = await ch.get_queue(self.topology.dead_queue)
+            while (message := await q.get(no_ack=True, fail=False)) is not None:
+                bodies.append(message.body)
+        finally:
+            await ch.close()
+        return bodies
+
+    async def close(self) -> None:
+        for queue in self.queues:
+            await queue.close()
+
+
+@pytest.fixture
+async def rabbit() -> AsyncIterator[Rabbit]:
+    prefix = new_rabbit_prefix()
+    async with rabbit_connection(prefix, REGIONS) as connection:
+        r = Rabbit(prefix, connection)
+        try:
+            yield r
+        finally:
+            await r.close()
+
+
+async def got(queue: RabbitQueue) -> Job:
+    return await asyncio.wait_for(queue.get(), WAIT_S)
+
+
+async def taken(queue: RabbitQueue) -> Job:
+    """The next job, got and acked (a queue keeps its connection while a job is not acked)."""
+    done = await got(queue)
+    await queue.ack(done)
+    return done
+
+
+async def dead_letters(rabbit: Rabbit, count: int) -> list[bytes]:
+    """The bodies of ``count`` dead letters, once that many are in the dead-letter queue."""
+    dead: list[bytes] = []
+
+    async def enough() -> bool:
+        dead.extend(await rabbit.dead())
+        return len(dead) >= count
+
+    await eventually(enough, within_s=WAIT_S)
+    return dead
+
+
+async def nothing_more(queue: RabbitQueue) -> None:
+    """``queue`` has nothing to hand out: a get started now is still waiting a moment later."""
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.3)
+
+
+# -- routing ------------------------------------------------------------------------------------
+async def test_a_job_goes_to_the_queue_of_its_platform_and_its_channels_region(rabbit):
+    publisher = rabbit.queue(platforms=(), region="eu")
+    eu = rabbit.queue(platforms=[FB], region="eu")
+    us = rabbit.queue(platforms=[FB], region="us")
+    for_us, for_eu, unnamed = job(region="us"), job(region="eu"), job(region=None)
+    youtube_eu = job(Platform.YOUTUBE, region="eu")
+    await publisher.put([for_us, for_eu, unnamed, youtube_eu])
+    assert publisher.depths() == {(FB, "us"): 1, (FB, "eu"): 2, (Platform.YOUTUBE, "eu"): 1}
+
+    assert [await taken(eu), await taken(eu)] == [for_eu, unnamed]  # no region: the default
+    assert await taken(us) == for_us
+    await nothing_more(eu)  # never the US job, nor another platform's
+    await nothing_more(us)
+    assert await rabbit.ready(Platform.YOUTUBE, "eu") == 1
+
+
+# -- publisher confirms -------------------------------------------------------------------------
+async def test_put_returns_once_the_broker_holds_every_job(rabbit):
+    publisher = rabbit.queue(platforms=())
+    await publisher.put([job(text=f"{n}") for n in range(200)])
+    assert await rabbit.ready() == 200  # confirmed: in the queue, not on the way
+
+
+async def test_a_put_the_broker_refuses_raises_queue_error_and_the_next_one_works(rabbit):
+    # A queue of the same name, declared otherwise (classic, not quorum): every declaration
+    # of the job queue is refused, so nothing can be put into it.
+    ch = await rabbit.connection.channel()
+    await ch.declare_queue(rabbit.topology.queue(FB, "default"), durable=True)
+    publisher = rabbit.queue(platforms=())
+    with pytest.raises(QueueError) as refused:
+        await publisher.put([job()])
+    assert not isinstance(refused.value, QueueUnavailable)
+    await ch.queue_delete(rabbit.topology.queue(FB, "default"))
+    await ch.close()
+    await publisher.put([job()])
+    assert await rabbit.ready() == 1
+
+
+# -- acks, redelivery, dead letters -------------------------------------------------------------
+async def test_a_job_not_acked_when_its_consumers_connection_dies_goes_to_another(rabbit):
+    await rabbit.queue(platforms=()).put([mine := job()])
+    connection = await aio_pika.connect(RABBIT_URL)
+    first = rabbit.queue(url=connection, platforms=[FB])
+    assert await got(first) == mine
+    second = rabbit.queue(platforms=[FB])
+    await nothing_more(second)  # held, unacked, by the first
+    await connection.close()  # the first consumer's process dies
+    assert await taken(second) == mine
+    await second.close()
+    assert await rabbit.ready() == 0
+
+
+async def test_a_job_redelivered_delivery_limit_times_is_dead_lettered(rabbit):
+    await rabbit.queue(platforms=(), delivery_limit=2).put([doomed := job(text="doomed")])
+    for _ in range(3):  # delivered, and its consumer dies, again and again
+        connection = await aio_pika.connect(RABBIT_URL)
+        consumer = rabbit.queue(url=connection, platforms=[FB], delivery_limit=2)
+        assert await got(consumer) == doomed
+        await connection.close()
+    dead = await dead_letters(rabbit, 1)
+    assert [decode_job(body) for body in dead] == [doomed]
+    last = rabbit.queue(platforms=[FB], delivery_limit=2)
+    await nothing_more(last)
+
+
+async def test_a_message_that_holds_no_job_is_dead_lettered_never_handed_out(rabbit):
+    consumer = rabbit.queue(platforms=[FB])
+    await consumer.refresh_depth()  # declares the queues
+    ch = await rabbit.connection.channel()
+    exchange = await ch.get_exchange(rabbit.prefix)
+    await exchange.publish(aio_pika.Message(b"not a job", headers={"v": "1"}), "facebook.default")
+    await exchange.publish(aio_pika.Message(b"{}", headers={"v": "99"}), "facebook.default")
+    await ch.close()
+    await consumer.put([good := job()])
+    assert await taken(consumer) == good
+    assert consumer.undecodable == 2
+    # Rejected after being counted: the broker dead-letters them a moment later.
+    assert sorted(await dead_letters(rabbit, 2)) == [b"not a job", b"{}"]
+
+
+# -- close --------------------------------------------------------------------------------------
+async def test_close_takes_back_only_this_queues_jobs_at_the_head_of_the_queue(rabbit):
+    mine, theirs = rabbit.queue(platforms=()), rabbit.queue(platforms=())
+    a1, a2, b1, a3 = job(text="a1"), job(text="a2"), job(text="b1"), job(text="a3")
+    await mine.put([a1, a2])
+    await theirs.put([b1])
+    await mine.put([a3])
+    assert await mine.close() == [a1, a2]  # a3 is behind another publisher's job: left
+    consumer = rabbit.queue(platforms=[FB])
+    assert [await taken(consumer), await taken(consumer)] == [b1, a3]
+
+
+# -- depth --------------------------------------------------------------------------------------
+async def test_depth_is_the_last_count_less_what_was_taken_and_refreshes_while_consuming(rabbit):
+    consumer = rabbit.queue(platforms=[FB], prefetch=2, refresh_s=0.2)
+    await consumer.put([job(text=f"{n}") for n in range(5)])
+    assert consumer.depth() == 5
+    await taken(consumer)
+    assert consumer.depth() == 4
+    assert consumer.depths() == {(FB, "default"): 4}
+
+    other = rabbit.queue(platforms=())  # another process puts: counted at the next refresh
+    await other.put([job() for _ in range(3)])
+    await eventually(lambda: consumer.depth() == 7, within_s=WAIT_S)
+
+    watcher = rabbit.queue(platforms=())  # a process that never put asks the broker
+    assert watcher.depth() == 0
+    await watcher.refresh_depth()
+    assert watcher.depths() == {}  # it reads no queue and put into none: nothing to say
+    reader = rabbit.queue(platforms=[FB])
+    await reader.refresh_depth()
+    assert reader.depth() == await rabbit.ready()
+
+
+# -- the broker goes away and comes back --------------------------------------------------------
+@pytest.fixture
+def own_rabbit(tmp_path: Path) -> AsyncIterator[OwnRabbit]:
+    node = OwnRabbit(tmp_path)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+async def test_while_the_broker_is_down_calls_raise_queue_unavailable_then_work_again(own_rabbit):
+    def queue(**kw) -> RabbitQueue:
+        return RabbitQueue(own_rabbit.url, connect_timeout_s=2.0, timeout_s=3.0, **kw)
+
+    publisher, consumer = queue(platforms=()), queue(platforms=[FB])
+    await publisher.put([before := job(text="before")])
+    assert await got(consumer) == before  # taken, not acked when the broker stops
+    waiting = asyncio.create_task(consumer.get())
+
+    await asyncio.to_thread(own_rabbit.stop)
+    with pytest.raises(QueueUnavailable):
+        await asyncio.wait_for(waiting, WAIT_S)
+    await consumer.ack(before)  # received on a lost connection: nothing to send, no error
+    with pytest.raises(QueueUnavailable):
+        await asyncio.wait_for(publisher.put([job()]), WAIT_S)
+    with pytest.raises(QueueUnavailable):
+        await asyncio.wait_for(consumer.get(), WAIT_S)
+
+    await asyncio.to_thread(own_rabbit.start)
+    await publisher.put([after := job(text="after")])
+    # The job never acked was kept (a durable queue, a persistent message): handed out again.
+    assert [await got(consumer), await got(consumer)] == [before, after]
+    for done in (before, after):
+        await consumer.ack(done)
+    assert await consumer.close() == []
+    assert await publisher.close() == []
