@@ -17,6 +17,7 @@ from herald.engine import Engine, Role
 from herald.errors import ConfigError
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
+from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
@@ -90,6 +91,16 @@ def open_queue(
             # Well within the claims' hand-off lease, so that a dead worker's unadopted jobs
             # are taken over by another before the dispatcher has to claim them again.
             claim_idle_s=settings.broker.handoff_s / 3,
+        )
+    if url.startswith(("amqp://", "amqps://")):
+        concurrency = sum(settings.platform(p).concurrency for p in platforms)
+        return RabbitQueue(
+            url,
+            platforms=platforms,
+            region=region,
+            # What the worker holds beyond what it sends is its intake's to bound; the broker
+            # sends a little ahead so that the next job is there when a slot frees.
+            prefetch=settings.broker.prefetch or max(1, concurrency),
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 

@@ -77,3 +77,19 @@ def test_a_dispatcher_and_workers_through_redis_outlive_kills_and_restarts():
     assert (verdict["dispatcher_kills"], verdict["broker_restarts"]) == (1, 1), verdict
     assert verdict["redis_restarts"] == 1, verdict
     assert_kept_every_promise(verdict)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.rabbitmq
+def test_a_dispatcher_and_workers_through_rabbitmq_outlive_kills_and_restarts():
+    # The same through quorum queues on a RabbitMQ node of the run's own, restarted once.
+    verdict = chaos(
+        *("--store", "postgres", "--database-url", PG_URL, "--broker", "rabbitmq"),
+        *("--workers", "3"),
+    )
+    assert verdict["broker"] == "rabbitmq"
+    assert verdict["worker_kills"] >= 2
+    assert (verdict["dispatcher_kills"], verdict["broker_restarts"]) == (1, 1), verdict
+    assert verdict["redis_restarts"] == 1, verdict
+    assert_kept_every_promise(verdict)

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from herald.demo.chaos.fleet import EngineFleet
 from herald.demo.chaos.scenario import DISTRIBUTED, ChaosOptions
-from herald.demo.servers import OwnRedis
+from herald.demo.servers import OwnRabbit, OwnRedis
 
 __all__ = ["Act", "OwnServers", "own_servers"]
 
@@ -63,7 +66,7 @@ async def own_servers(options: ChaosOptions) -> AsyncIterator[OwnServers]:
         yield OwnServers()
         return
     limits = OwnRedis()
-    started: list[OwnRedis] = []
+    started: list[OwnRedis | OwnRabbit] = []
     try:
         await asyncio.to_thread(limits.start)
         started.append(limits)
@@ -73,9 +76,14 @@ async def own_servers(options: ChaosOptions) -> AsyncIterator[OwnServers]:
             started.append(broker)
             url, restart = broker.url, broker.restart
         else:
-            raise ValueError(f"no {options.broker!r} broker in chaos runs yet")
+            rabbit = OwnRabbit(Path(await asyncio.to_thread(tempfile.mkdtemp, "herald-rabbit-")))
+            await asyncio.to_thread(rabbit.start)
+            started.append(rabbit)
+            url, restart = rabbit.url, rabbit.restart
         settings = {**DISTRIBUTED, "broker": {**DISTRIBUTED["broker"], "url": url}}
         yield OwnServers(limits, restart, settings)
     finally:
         for server in started:
             await asyncio.to_thread(server.stop)
+            if isinstance(server, OwnRabbit):
+                await asyncio.to_thread(shutil.rmtree, server.base, True)
