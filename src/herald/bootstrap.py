@@ -14,9 +14,11 @@ from herald.backoff import Backoff
 from herald.config import Settings
 from herald.domain import Platform
 from herald.engine import Engine, Role
+from herald.engine.metrics import Metrics
 from herald.errors import ConfigError
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
+from herald.queues.metrics import QueueBacklog
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
 from herald.service.vault import VAULT_REF, Vault, build_resolver
@@ -75,7 +77,7 @@ def open_limiter(settings: Settings) -> RedisLimiter | None:
 
 def open_queue(
     settings: Settings, *, platforms: Collection[Platform] = (), region: str | None = None
-) -> JobQueue:
+) -> RedisStreamQueue | RabbitQueue:
     """The broker ``broker.url`` names, reading the jobs of ``platforms`` in ``region`` (none:
     a dispatcher's, which only puts, routing each job by its platform and channel's region)."""
     url = settings.broker.url
@@ -132,13 +134,10 @@ async def running_engine(
     every = build_connectors(settings) if role != "dispatcher" else {}
     connectors = {p: c for p, c in every.items() if p in chosen}
     listener = None
+    metrics = Metrics()
+    queue = _broker_queue(settings, role, connectors, metrics)
     limiter = open_limiter(settings) if role != "dispatcher" else None
-    queue = None
     try:
-        if role != "all":
-            queue = open_queue(
-                settings, platforms=connectors if role == "worker" else (), region=settings.region
-            )
         if own_store:
             await store.open()
         await _vault_usable(settings, store)
@@ -150,6 +149,7 @@ async def running_engine(
             credentials=build_resolver(settings, store),
             limiter=limiter,
             queue=queue,
+            metrics=metrics,
             role=role,
             priced_by=every,
         )
@@ -170,6 +170,20 @@ async def running_engine(
             await store.close()
         if lock is not None:
             lock.release()
+
+
+def _broker_queue(
+    settings: Settings, role: Role, connectors: Collection[Platform], metrics: Metrics
+) -> JobQueue | None:
+    """A dispatcher's or a worker's broker (None: the engine's own queue in memory), whose
+    ``herald_queue_backlog{platform,region}`` is what an autoscaler sizes workers by."""
+    if role == "all":
+        return None
+    queue = open_queue(
+        settings, platforms=connectors if role == "worker" else (), region=settings.region
+    )
+    QueueBacklog(queue).register(metrics.registry)
+    return queue
 
 
 async def _vault_usable(settings: Settings, store: Store) -> None:

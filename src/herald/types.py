@@ -26,7 +26,7 @@ process, ``tests/integration`` on servers and the platform simulator):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -348,6 +348,11 @@ class JobQueue(Protocol):
 
     async def refresh_depth(self) -> None:
         """Ask a queue shared with other processes for the figure :meth:`depth` returns."""
+
+    def unread(self) -> Collection[Job]:
+        """The jobs this queue put that no consumer has read yet, as last known (after
+        :meth:`refresh_depth`): a dispatcher keeps their claims alive meanwhile. One the
+        broker lost is left out as soon as the queue can tell."""
 
     async def close(self) -> list[Job]:
         """Stop handing out jobs; return the ones never taken so they can be released."""

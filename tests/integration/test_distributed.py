@@ -10,7 +10,9 @@ import asyncio
 import signal
 import sys
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from herald.demo.servers import OwnRedis
 from herald.domain import Platform
@@ -18,7 +20,12 @@ from herald.stores.postgres import PostgresStore
 from herald.testing import eventually
 from tests.conftest import PG_URL, new_redis_prefix
 from tests.integration.test_postgres_pipeline import assert_each_published_once, pg_pipeline
-from tests.integration.test_postgres_process import herald, pg_engine_env, sim  # noqa: F401
+from tests.integration.test_postgres_process import (  # noqa: F401
+    free_port,
+    herald,
+    pg_engine_env,
+    sim,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -27,6 +34,21 @@ POSTS = 15
 
 async def start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "herald.cli", *args, env=env)
+
+
+async def metrics(port: int) -> dict[tuple[str, str], float]:
+    """``herald_queue_backlog`` as the process's probe serves it, by (platform, region)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        text = await answer.text()
+    found = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "herald_queue_backlog":
+            for sample in family.samples:
+                found[sample.labels["platform"], sample.labels["region"]] = sample.value
+    return found
 
 
 async def stop(*processes: asyncio.subprocess.Process) -> list[int]:
@@ -63,12 +85,17 @@ async def test_workers_publish_only_their_region_and_platforms(sim, tmp_path, pg
         def published(channel) -> int:
             return sum(1 for p in sim.audit.posts() if p.account == channel.external_id)
 
-        processes.append(await start(env, "dispatcher"))
+        port = free_port()
+        processes.append(await start(env, "dispatcher", "--probe-port", str(port)))
         processes.append(await start(env, "worker", "--platforms", "facebook"))
         await eventually(lambda: published(here) == POSTS, within_s=30)
         # Long enough for claims to be handed off, lapse and be handed off again.
         await asyncio.sleep(6)
         assert (published(eu), published(linkedin)) == (0, 0)
+        # What waits unread, per platform and region: what an autoscaler reads.
+        backlog = await metrics(port)
+        assert backlog[("linkedin", "default")] == POSTS, backlog
+        assert backlog[("facebook", "eu-west-1")] == POSTS, backlog
 
         processes.append(await start(env, "worker", "--region", "eu-west-1"))
         await eventually(lambda: published(eu) == POSTS, within_s=30)

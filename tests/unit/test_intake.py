@@ -89,6 +89,7 @@ async def test_a_worker_holds_no_more_than_max_held():
     in_flight.done(submitted[0])  # one finished: room for one more
     await eventually(lambda: len(submitted) == 3, within_s=5)
     assert queue.depth() == 2
+    intake.close()  # what the engine does at a stop, full or not
     left = await queue.close()
-    await running
+    await asyncio.wait_for(running, 5)
     assert len(left) == 2

@@ -6,12 +6,12 @@ bounded sleep, ``idle_recheck_s``, only catches work written by *other* processe
 store is away it tries again after a growing back-off (:mod:`herald.engine.health`).
 
 In a dispatcher process (``herald dispatcher``, a :class:`Handoff`) the queue is a broker and
-the claims are handed off: each is leased ``handoff_s`` only, never renewed by the dispatcher,
-until a worker adopts it (:mod:`herald.engine.intake`). A message the broker loses therefore
-costs one lease: the claim lapses, any keeper releases it, and it is claimed and sent again (the
-sweeper is the lease). The dispatcher claims while fewer than ``max_queued`` jobs wait unread,
-so that a backlog stays in the store, where due order and expiry are kept, and every message is
-normally read well within its lease. The broker gives no signal when it is read, so while it is
+the claims are handed off: each is leased ``handoff_s``, renewed by the dispatcher's keeper
+while its message waits unread, until a worker adopts it (:mod:`herald.engine.intake`). A
+message the broker loses therefore costs one lease: the claim lapses, any keeper releases it,
+and it is claimed and sent again (the sweeper is the lease). The dispatcher claims while fewer
+than ``max_queued`` jobs wait unread, so that a backlog stays in the store, where due order and
+expiry are kept. The broker gives no signal when it is read, so while it is
 full the dispatcher asks for its depth every ``depth_recheck_s``. While the broker is away,
 claimed jobs are put again every ``retry_s`` (their leases lapse if that takes too long).
 """
@@ -138,10 +138,12 @@ class Dispatcher:
         """Claim once, then wait until more may be due (not at all after a full batch)."""
         self._wake.clear()
         if self._handoff is not None:
+            # One round trip a round (a round claims up to claim_batch): the figure bounds
+            # what is claimed, and is the backlog this process exports for an autoscaler.
+            await self._refresh_depth()
             room = self._handoff.max_queued - self._queue.depth()
             if room <= 0:
                 await wait_first(stopping, within_s=self._handoff.depth_recheck_s)
-                await self._refresh_depth()
                 return
         else:
             room = self._settings.max_in_flight - self._in_flight.count

@@ -156,6 +156,7 @@ class Engine:
             lease_s=min(settings.engine.lease_s, broker.handoff_s)
             if role == "dispatcher"
             else settings.engine.lease_s,
+            held=self._unread_tokens if role == "dispatcher" else None,
         )
         self.intake = Intake(
             self._queue,
@@ -165,6 +166,9 @@ class Engine:
             adoption=self._adoption() if role == "worker" else None,
         )
         self.pool = self._workers(credentials)
+
+    def _unread_tokens(self) -> set[str]:
+        return {job.claim_token for job in self._queue.unread()}
 
     def _adoption(self) -> Adoption:
         platforms = tuple(self._connectors)
@@ -375,6 +379,7 @@ class Engine:
     async def _close_queue(self) -> list[Job]:
         """Close the queue; return the jobs taken off it and never started (a worker's
         intake's offers too)."""
+        self.intake.close()
         try:
             unread = await self._queue.close()
         except QueueError as exc:

@@ -93,14 +93,22 @@ class Intake:
         return self._message_of.pop(job.delivery.id, job)
 
     def take_offers(self) -> list[Job]:
-        """At a stop: the jobs taken off the broker and never adopted (to release and ack)."""
+        """The jobs taken off the broker and not adopted yet (at a stop: to release and ack)."""
         offered, self._offered = self._offered, []
         return offered
+
+    def close(self) -> None:
+        """Take nothing more: :meth:`run` returns (the queue is being closed too)."""
+        self._closed.set()
+        self._arrived.set()
+        self._room.set()
 
     # -- taking -----------------------------------------------------------------------------
     async def _take(self, accept: Callable[[Job], None]) -> None:
         while True:
             await self._until_room()
+            if self._closed.is_set():
+                return
             try:
                 job = await self._queue.get()
             except QueueUnavailable as exc:
@@ -115,6 +123,8 @@ class Intake:
         if self._adoption is None:
             return  # the embedded dispatcher bounds what it claims
         while len(self._offered) + self._in_flight.count >= self._adoption.max_held:
+            if self._closed.is_set():
+                return
             self._room.clear()
             await self._room.wait()
 

@@ -13,8 +13,11 @@
   claims it lost are refused by their tokens.
 - **Leases**, the backstop (claims without an engine, or one whose row is gone): every
   ``engine.lease_s`` / 3 this engine renews the leases it holds and releases the lapsed ones
-  of any engine (a dispatcher process: every ``broker.handoff_s`` / 3, the lease of the claims
-  it hands off, so that one whose message was lost comes back that soon).
+  of any engine. A dispatcher process holds the claims it handed to a broker while no worker
+  has read their messages (the queue's :meth:`~herald.types.JobQueue.unread`), with leases of
+  ``broker.handoff_s`` renewed every third of it: a message the broker lost, or whose
+  dispatcher died, lapses that soon and is claimed and sent again; one waiting in a live broker
+  never does (a backlog is not duplicated).
 
 Each step runs at its own computed deadline; a store that is away is tried again after a
 growing back-off (:mod:`herald.engine.health`).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 
 from herald.engine.dispatcher import InFlight
@@ -51,8 +54,12 @@ class LeaseKeeper:
         *,
         wake: Callable[[], None],
         lease_s: float | None = None,
+        held: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.identity = identity
+        # The claim tokens whose leases it renews: those of the jobs this engine holds; a
+        # dispatcher's, those of the jobs it handed to a broker that no worker read yet.
+        self._held = held or in_flight.tokens
         # The lease this engine's claims take: renewed, and lapsed ones looked for, every third.
         self._lease_s = lease_s or health.settings.lease_s
         self._store = store
@@ -129,9 +136,9 @@ class LeaseKeeper:
 
     async def _renew(self) -> None:
         now = self._clock.now()
-        tokens = self._in_flight.tokens()
+        tokens = list(self._held())
         if tokens:
-            lease = now + timedelta(seconds=self._settings.lease_s)
+            lease = now + timedelta(seconds=self._lease_s)
             await self._store.extend_leases(tokens, lease)
         if await self._store.recover_expired_leases(now):
             self._wake()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from herald.domain import Job
 from herald.errors import QueueError
@@ -47,6 +47,9 @@ class MemoryQueue:
 
     async def refresh_depth(self) -> None:
         """Always current: nothing to ask."""
+
+    def unread(self) -> Collection[Job]:
+        return list(self._items)
 
     async def close(self) -> list[Job]:
         self._closed = True

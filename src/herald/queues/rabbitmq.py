@@ -45,7 +45,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -229,6 +229,11 @@ class RabbitQueue:
         self._lag.clear()
         await self._release_link_if_done()
         return returned
+
+    def unread(self) -> Collection[Job]:
+        # Only the last ``ready`` messages put into a queue can still be in it (_count): a
+        # quorum queue keeps them over a broker restart, so none is taken for lost.
+        return [job for unread in self._unread.values() for job in unread.values()]
 
     # -- beyond the protocol ----------------------------------------------------------------
     def depths(self) -> Mapping[Place, int]:

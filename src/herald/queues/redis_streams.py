@@ -29,7 +29,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -223,6 +223,9 @@ class RedisStreamQueue:
             await self._release_client_if_done()
         return [job for _, job in ready] + unread
 
+    def unread(self) -> Collection[Job]:
+        return [job for added in self._added.values() for job in added.values()]
+
     # -- beyond the protocol ----------------------------------------------------------------
     def depths(self) -> Mapping[tuple[Platform, str], int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
@@ -237,7 +240,7 @@ class RedisStreamQueue:
         await self._ensure_groups(streams)
         pipe = self._redis.pipeline(transaction=False)
         self._queue_depth_reads(pipe, streams)
-        self._read_depths(streams, await self._run(pipe.execute()))
+        self._read_depths(streams, await self._run(pipe.execute(raise_on_error=False)))
 
     # -- reading ----------------------------------------------------------------------------
     def _closed_signal(self) -> asyncio.Future[None]:
@@ -436,6 +439,17 @@ class RedisStreamQueue:
     def _read_depths(self, streams: Sequence[str], answers: Sequence[Any]) -> None:
         for n, key in enumerate(streams):
             groups, length = answers[2 * n], answers[2 * n + 1]
+            if isinstance(groups, Exception) or isinstance(length, Exception):
+                if "no such key" not in str(groups).lower():
+                    raise QueueError(f"Redis refused a queue command: {groups or length}")
+                # The stream is gone (Redis restarted without persistence): what this queue
+                # put there is lost, and its claims lapse; the group is made again.
+                self._grouped.discard(key)
+                self._added.pop(key, None)
+                self._lag[key] = 0
+                continue
+            if not any(_text(g["name"]) == self.group for g in groups):
+                self._grouped.discard(key)  # made again at the next put or read
             for group in groups:
                 if _text(group["name"]) != self.group:
                     continue
