@@ -254,7 +254,8 @@ class BrokerSettings(BaseModel):
     prefetch: int | None = Field(
         None,
         gt=0,
-        description="jobs a worker holds beyond those it sends (default: its concurrency)",
+        description="jobs a worker holds, sending or waiting (default: 4 per request it may "
+        "have in flight)",
     )
     retry_s: float = Field(
         1.0, gt=0, description="while the broker is away, a process tries again after this"

@@ -77,6 +77,9 @@ log = logging.getLogger("herald.engine")
 
 T = TypeVar("T")
 
+#: A worker holds this many jobs per request it may have in flight (``broker.prefetch``).
+_PREFETCH = 4
+
 #: What one engine process does (see the module's doc).
 Role = Literal["all", "dispatcher", "worker"]
 
@@ -121,6 +124,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._event_listeners: list[Callable[[], None]] = []
         self._rules = rules or default_rules(settings)
+        self._limits_in_memory = limiter is None or isinstance(limiter, MemoryLimiter)
         self._limiter = LimiterGuard(
             limiter or MemoryLimiter(),
             self._replay_sent,
@@ -178,9 +182,10 @@ class Engine:
             self.identity.id,
             self.settings.region,
             platforms,
-            # Enough to keep every slot busy while the next jobs are adopted, and no more:
-            # the rest waits in the broker, for other workers and for the autoscaler.
-            max_held=self.settings.broker.prefetch or max(1, concurrency),
+            # Enough to keep every slot busy while the next jobs are adopted (several at a
+            # time: one round trip each), and no more: the rest waits in the broker, for
+            # other workers and for the autoscaler.
+            max_held=self.settings.broker.prefetch or max(1, _PREFETCH * concurrency),
             lease_s=self.settings.engine.lease_s,
         )
 
@@ -195,6 +200,7 @@ class Engine:
             self.clock,
             hold_s=hold_s,
             unavailable_wait_s=self.settings.limits.unavailable_retry_s,
+            paused_here=None if self._limits_in_memory else self._limiter.paused_here_s,
         )
         pauses = Pauses(self._limiter, self.settings.engine, self.metrics, self.clock, self._rng)
         outcomes = Outcomes(

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import math
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from herald.domain import Job, Platform
@@ -39,6 +39,8 @@ class Grants:
     hold_s: float = field(kw_only=True)  # waits up to this long are held, longer ones are not
     # The limiter cannot be trusted (a shared one away, or being rebuilt): ask again after this.
     unavailable_wait_s: float = field(default=1.0, kw_only=True)
+    # With a shared limiter, how long the pauses this process set still last (no round trip).
+    paused_here: Callable[[Sequence[str], float], float] | None = field(default=None, kw_only=True)
     # Each delivery's latest grant (its claims, and when), until its request is over.
     _granted: dict[str, tuple[list[LimitClaim], float]] = field(default_factory=dict, init=False)
     # What each delivery's look-up reserved for listing pages after the first, per meter.
@@ -62,7 +64,15 @@ class Grants:
         return wait
 
     async def paused_s(self, job: Job) -> float:
-        """How long the pauses that bind ``job`` still last (0.0: none); reserves nothing."""
+        """How long the pauses that bind ``job`` still last (0.0: none); reserves nothing.
+
+        Asked again just before a granted request leaves. With a shared limiter the answer is
+        this process's own (``paused_here``): its reservation, milliseconds before, read
+        every pause in Redis in the same step as its limits, and a second round trip for each
+        request would cost more than what it guards against, a pause another worker set in
+        those milliseconds (the request then meets the throttle, and is retried after it)."""
+        if self.paused_here is not None:
+            return self.paused_here(self._pauses(job), self.clock.time())
         try:
             return await self.limiter.reserve((), self.clock.time(), pauses=self._pauses(job))
         except LimiterUnavailable:

@@ -52,6 +52,7 @@ class LimiterGuard:
         self._restore = restore
         self._health = health  # its back-off, and the store's failures and returns
         self._lost = asyncio.Event()
+        self._blocked: dict[str, float] = {}  # the pauses this process set, until when
 
     @property
     def lost(self) -> bool:
@@ -85,10 +86,19 @@ class LimiterGuard:
         return await self.limiter.rebuild(earlier)
 
     async def block(self, key: str, until: float) -> None:
+        self._blocked[key] = max(until, self._blocked.get(key, 0.0))
         try:
             await self.limiter.block(key, until)
         except LimiterUnavailable as exc:
             log.warning("limits.pause_lost", extra={"key": key, "error": str(exc)})
+
+    def paused_here_s(self, pauses: Sequence[str], now: float) -> float:
+        """How long the pauses among ``pauses`` that this process set still last (0.0:
+        none), without asking a shared limiter: see :class:`herald.engine.grants.Grants`."""
+        for key, until in list(self._blocked.items()):
+            if until <= now:
+                del self._blocked[key]
+        return max((self._blocked.get(key, 0.0) - now for key in pauses), default=0.0)
 
     # -- rebuilding -------------------------------------------------------------------------
     def _lose(self, exc: LimiterUnavailable) -> None:

@@ -72,10 +72,13 @@ def _num(value: float) -> str:
 
 
 @asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
-    """Redis errors as Herald's: an unreachable server is transient, the rest a failure."""
+async def _translated(timeout_s: float | None = None) -> AsyncIterator[None]:
+    """Redis errors as Herald's: an unreachable server is transient, the rest a failure. A
+    call that takes longer than ``timeout_s`` counts as unreachable (TimeoutError is an
+    OSError)."""
     try:
-        yield
+        async with asyncio.timeout(timeout_s):
+            yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise LimiterUnavailable(f"Redis cannot be reached: {exc}") from exc
     except RedisError as exc:
@@ -111,6 +114,7 @@ class RedisLimiter:
     ) -> None:
         self._client = client
         self._owns_client = False
+        self._timeout_s: float | None = None  # each call's deadline (from_url's timeout_s)
         self.prefix = prefix
         self._marker = f"{prefix}:rebuilt"
         self._rebuilt_at = f"{prefix}:rebuilt-at"  # grants older than this are never refunded
@@ -133,12 +137,14 @@ class RedisLimiter:
         connection is tried twice more, briefly, before the server counts as away."""
         client = aioredis.Redis.from_url(
             url,
-            socket_timeout=timeout_s,
+            # No socket timeout: redis-py would wrap every command's send in a task of its
+            # own (asyncio.wait_for) to enforce it. Each call's deadline is the limiter's.
             socket_connect_timeout=timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         )
         limiter = cls(client, prefix=prefix)
         limiter._owns_client = True
+        limiter._timeout_s = timeout_s
         return limiter
 
     async def aclose(self) -> None:
@@ -152,7 +158,7 @@ class RedisLimiter:
         if any(claim.cost > _capacity(claim) for claim in claims):
             return math.inf  # it can never fit, whatever Redis holds
         call = self._admission("reserve", claims, now, pauses)
-        async with _translated():
+        async with _translated(self._timeout_s):
             answer = await self._admit(keys=call.keys, args=call.args)
         if answer == _UNREADY:
             raise LimiterUnavailable("the shared limiter lost its state and is not rebuilt yet")
@@ -160,7 +166,7 @@ class RedisLimiter:
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         call = self._admission("replay", claims, granted_at, ())
-        async with _translated():
+        async with _translated(self._timeout_s):
             await self._admit(keys=call.keys, args=call.args)
 
     async def refund(
@@ -183,16 +189,18 @@ class RedisLimiter:
         if not count:
             return
         call.args[1] = str(count)
-        async with _translated():
+        async with _translated(self._timeout_s):
             await self._refund(keys=call.keys, args=call.args)
 
     async def block(self, key: str, until: float) -> None:
         ttl_s = math.ceil(max(0.0, until - self._wall_clock())) + _PAUSE_TTL_S
-        async with _translated():
+        async with _translated(self._timeout_s):
             await self._block(keys=[self._key("pause", key)], args=[_num(until), str(ttl_s)])
 
     async def rebuild(self, earlier: EarlierGrants) -> int | None:
-        async with _translated():
+        # Bounded as a whole by the rebuild lock's life: past it, another engine may rebuild.
+        deadline_s = None if self._timeout_s is None else self._rebuild_lock_ms / 1000
+        async with _translated(deadline_s):
             run_id = await self._run_id()
             while not await self._rebuilt(run_id):
                 token = secrets.token_hex(16)

@@ -132,6 +132,8 @@ class RedisStreamQueue:
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
         self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
         self._held: set[Entry] = set()  # both of the above
+        self._acks: dict[Entry, None] = {}  # acked by the engine, not yet sent to Redis
+        self._acking: asyncio.Future[None] | None = None  # the ack pipeline on its way
         self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
         self._fetching: asyncio.Task[None] | None = None
@@ -196,10 +198,28 @@ class RedisStreamQueue:
         if entry is None:
             return
         self._held.discard(entry)
+        # Group commit: one pipeline acks every job finished while the previous one was on its
+        # way. A failed one loses its acks: those messages come back to some worker, which
+        # finds their claims gone and acks them then.
+        self._acks[entry] = None
         try:
-            await self._settle([entry])
+            while entry in self._acks:
+                acking = self._acking
+                if acking is None:
+                    await self._send_acks()
+                else:
+                    await asyncio.wait([acking])
         finally:
             await self._release_client_if_done()
+
+    async def _send_acks(self) -> None:
+        batch, self._acks = list(self._acks), {}
+        sent = self._acking = asyncio.get_running_loop().create_future()
+        try:
+            await self._settle(batch)
+        finally:
+            self._acking = None
+            sent.set_result(None)
 
     def depth(self) -> int:
         if self._closed:

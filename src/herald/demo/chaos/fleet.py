@@ -66,6 +66,14 @@ class EngineFleet:
     def of_engines(cls, count: int, env: dict[str, str]) -> EngineFleet:
         return cls([Member(("run",), env)] * count)
 
+    def pids(self) -> list[int]:
+        """The running processes' ids."""
+        return [
+            m.process.pid
+            for m in self._members
+            if m.process is not None and m.process.returncode is None
+        ]
+
     @property
     def kill_count(self) -> int:
         return sum(self.kills.values())
