@@ -26,6 +26,8 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from herald.caps.memory import MemoryCaps
+from herald.caps.redis import RedisCaps
 from herald.limits.memory import MemoryLimiter
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import LimitClaim
@@ -35,7 +37,7 @@ from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.testing import VirtualTimeLoop
-from herald.types import JobQueue, RateLimiter, Store
+from herald.types import ConcurrencyCaps, JobQueue, RateLimiter, Store
 
 # The shared suites are imported by the tiers' test modules: rewrite their asserts too, so a
 # failing contract shows the values it compared.
@@ -46,6 +48,8 @@ REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 #: What a tier's ``new_limiter`` fixture yields: makes a limiter (rebuilt unless asked).
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
+#: What a tier's ``new_caps`` fixture yields: makes empty caps, granting at once.
+MakeCaps = Callable[..., Awaitable[ConcurrencyCaps]]
 
 
 async def drop_schema(schema: str) -> None:
@@ -219,6 +223,39 @@ async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
         if client is not None:
             for limiter in made:
                 await drop_keys(client, limiter.prefix)
+            await client.aclose()
+
+
+#: Long before any time the contract suite passes: shared caps first saw their server then.
+_LONG_AGO = -1e9
+
+
+@asynccontextmanager
+async def caps_maker(kind: str) -> AsyncIterator[MakeCaps]:
+    """Makes caps of ``kind`` (memory, redis), each empty and granting at once (a lease of
+    ``lease_s``, 10 s unless asked): what each tier's ``new_caps`` fixture yields. Redis caps
+    each get a key prefix of their own on the test Redis, deleted on exit."""
+    made: list[RedisCaps] = []
+    client = new_redis() if kind == "redis" else None
+
+    async def make(*, lease_s: float = 10.0) -> ConcurrencyCaps:
+        if kind == "memory":
+            return MemoryCaps(lease_s=lease_s)
+        if client is None:
+            raise ValueError(f"no caps of kind {kind!r}")
+        caps = RedisCaps(client, prefix=new_redis_prefix(), lease_s=lease_s)
+        made.append(caps)
+        # Shared caps grant nothing for one lease after they first see a server (it may
+        # have lost slots still in flight): let that first sight be long ago.
+        await caps.acquire([], "test", _LONG_AGO)
+        return caps
+
+    try:
+        yield make
+    finally:
+        if client is not None:
+            for caps in made:
+                await drop_keys(client, caps.prefix)
             await client.aclose()
 
 
