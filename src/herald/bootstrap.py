@@ -10,7 +10,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
 from herald.backoff import Backoff
+from herald.caps.redis import RedisCaps
 from herald.config import Settings
 from herald.engine import Engine
 from herald.errors import ConfigError
@@ -24,7 +29,14 @@ from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.stores.sqlite_lock import EngineLock
 from herald.types import Store
 
-__all__ = ["open_limiter", "open_store", "run_publishing", "running_engine", "webhook_sender"]
+__all__ = [
+    "open_caps",
+    "open_limiter",
+    "open_store",
+    "run_publishing",
+    "running_engine",
+    "webhook_sender",
+]
 
 log = logging.getLogger("herald.bootstrap")
 
@@ -63,6 +75,22 @@ def open_limiter(settings: Settings) -> RedisLimiter | None:
     )
 
 
+def open_caps(settings: Settings) -> RedisCaps | None:
+    """The shared concurrency caps ``limits`` asks for (beside the shared limiter, on a client
+    of its own: the caller closes it), or None: the engine keeps its caps in memory."""
+    limits = settings.limits
+    if limits.backend == "memory" or limits.redis_url is None:
+        return None
+    # As the limiter's: a lost connection (a restart) is tried twice more, briefly.
+    client = aioredis.Redis.from_url(
+        limits.redis_url,
+        socket_timeout=limits.redis_timeout_s,
+        socket_connect_timeout=limits.redis_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    )
+    return RedisCaps(client, prefix=limits.caps_prefix, lease_s=limits.cap_lease_s)
+
+
 @asynccontextmanager
 async def running_engine(settings: Settings, store: Store | None = None) -> AsyncIterator[Engine]:
     """An engine on an opened store with real connectors; everything closed on exit."""
@@ -76,6 +104,7 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
     connectors = build_connectors(settings)
     listener = None
     limiter = open_limiter(settings)
+    caps = open_caps(settings)
     try:
         if own_store:
             await store.open()
@@ -87,6 +116,7 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             exclusive=exclusive,
             credentials=build_resolver(settings, store),
             limiter=limiter,
+            caps=caps,
         )
         if isinstance(store, PostgresStore):
             # Posts added by API processes or other machines wake this engine at once.
@@ -99,6 +129,8 @@ async def running_engine(settings: Settings, store: Store | None = None) -> Asyn
             await connector.aclose()
         if limiter is not None:
             await limiter.aclose()
+        if caps is not None:
+            await caps.client.aclose()
         if own_store:
             await store.close()
         if lock is not None:

@@ -32,9 +32,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from herald.caps.claims import cap_limits
+from herald.caps.memory import MemoryCaps
 from herald.config import Settings
 from herald.domain import Job, Platform, new_id
 from herald.engine.admission import Admission
+from herald.engine.caps_gate import CapsGate
 from herald.engine.dispatcher import Dispatcher, InFlight
 from herald.engine.grants import Grants
 from herald.engine.health import StoreHealth
@@ -56,6 +59,7 @@ from herald.states import DeliveryState
 from herald.timing import SystemClock
 from herald.types import (
     Clock,
+    ConcurrencyCaps,
     Connector,
     CredentialResolver,
     EngineInfo,
@@ -85,6 +89,7 @@ class Engine:
         *,
         credentials: CredentialResolver,
         limiter: RateLimiter | None = None,
+        caps: ConcurrencyCaps | None = None,
         queue: JobQueue | None = None,
         metrics: Metrics | None = None,
         rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
@@ -128,7 +133,21 @@ class Engine:
         self.keeper = LeaseKeeper(
             store, self.identity, self._in_flight, self.health, wake=self.dispatcher.notify
         )
+        self.caps = self._caps_gate(caps)
         self.pool = self._workers(credentials)
+
+    def _caps_gate(self, caps: ConcurrencyCaps | None) -> CapsGate:
+        """The caps wider than one process: shared ones (``caps``) ask again after
+        ``limits.cap_recheck_s``, in-memory ones are woken by their own releases."""
+        limits = self.settings.limits
+        return CapsGate(
+            caps or MemoryCaps(lease_s=limits.cap_lease_s),
+            cap_limits(self.settings),
+            self.clock,
+            holder=self.identity.id,
+            recheck_s=None if caps is None else limits.cap_recheck_s,
+            unavailable_wait_s=limits.unavailable_retry_s,
+        )
 
     def _workers(self, credentials: CredentialResolver) -> WorkerPool:
         """The worker pool and the parts it orchestrates, wired to this engine."""
@@ -157,6 +176,7 @@ class Engine:
             concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
             credentials=credentials,
             admission=Admission(self._policy, grants, parked, self.clock, pauses),
+            caps=self.caps,
             grants=grants,
             pauses=pauses,
             policy=self._policy,
@@ -226,6 +246,7 @@ class Engine:
             asyncio.create_task(self.dispatcher.run(self._stopping), name="herald-dispatcher"),
             asyncio.create_task(self.keeper.run(self._stopping), name="herald-leases"),
             asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
+            asyncio.create_task(self.caps.run(), name="herald-caps"),  # renews until drained
         }
         if burst:
             tasks.add(
@@ -282,7 +303,7 @@ class Engine:
         grace_s = self.settings.engine.shutdown_grace_s
         held = await self.pool.drain(grace_s)
         await self._hand_back(leftovers + held, within_s=grace_s)
-        for name in ("herald-leases", "herald-burst", "herald-limits"):
+        for name in ("herald-leases", "herald-burst", "herald-limits", "herald-caps"):
             if name in by_name:
                 by_name[name].cancel()
         workers = by_name["herald-workers"]
