@@ -196,34 +196,43 @@ async def _no_grants() -> list[tuple[float, list[LimitClaim]]]:
 
 
 @asynccontextmanager
+async def _redis_prefixes(kind: str) -> AsyncIterator[tuple[Redis | None, list[str]]]:
+    """For ``kind`` redis, a client of the test Redis and a list to name each key prefix handed
+    out in (else None and the list): every prefix's keys are deleted, the client closed, on
+    exit."""
+    prefixes: list[str] = []
+    client = new_redis() if kind == "redis" else None
+    try:
+        yield client, prefixes
+    finally:
+        if client is not None:
+            for prefix in prefixes:
+                await drop_keys(client, prefix)
+            await client.aclose()
+
+
+@asynccontextmanager
 async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
     """Makes limiters of ``kind`` (memory, redis), each with no grants and no pauses and, unless
     asked otherwise, rebuilt (ready to admit), all released on exit: what each tier's
     ``new_limiter`` fixture yields, one kind per parameter. Redis limiters each get a key
     prefix of their own on the server at ``HERALD_TEST_REDIS_URL``, deleted on exit."""
-    made: list[RedisLimiter] = []
-    client = new_redis() if kind == "redis" else None
+    async with _redis_prefixes(kind) as (client, prefixes):
 
-    async def make(*, rebuilt: bool = True) -> RateLimiter:
-        limiter: RateLimiter
-        if kind == "memory":
-            limiter = MemoryLimiter()
-        elif client is not None:
-            limiter = RedisLimiter(client, prefix=new_redis_prefix())
-            made.append(limiter)
-        else:
-            raise ValueError(f"no limiter of kind {kind!r}")
-        if rebuilt:
-            await limiter.rebuild(_no_grants)
-        return limiter
+        async def make(*, rebuilt: bool = True) -> RateLimiter:
+            limiter: RateLimiter
+            if kind == "memory":
+                limiter = MemoryLimiter()
+            elif client is not None:
+                prefixes.append(new_redis_prefix())
+                limiter = RedisLimiter(client, prefix=prefixes[-1])
+            else:
+                raise ValueError(f"no limiter of kind {kind!r}")
+            if rebuilt:
+                await limiter.rebuild(_no_grants)
+            return limiter
 
-    try:
         yield make
-    finally:
-        if client is not None:
-            for limiter in made:
-                await drop_keys(client, limiter.prefix)
-            await client.aclose()
 
 
 #: Long before any time the contract suite passes: shared caps first saw their server then.
@@ -235,28 +244,21 @@ async def caps_maker(kind: str) -> AsyncIterator[MakeCaps]:
     """Makes caps of ``kind`` (memory, redis), each empty and granting at once (a lease of
     ``lease_s``, 10 s unless asked): what each tier's ``new_caps`` fixture yields. Redis caps
     each get a key prefix of their own on the test Redis, deleted on exit."""
-    made: list[RedisCaps] = []
-    client = new_redis() if kind == "redis" else None
+    async with _redis_prefixes(kind) as (client, prefixes):
 
-    async def make(*, lease_s: float = 10.0) -> ConcurrencyCaps:
-        if kind == "memory":
-            return MemoryCaps(lease_s=lease_s)
-        if client is None:
-            raise ValueError(f"no caps of kind {kind!r}")
-        caps = RedisCaps(client, prefix=new_redis_prefix(), lease_s=lease_s)
-        made.append(caps)
-        # Shared caps grant nothing for one lease after they first see a server (it may
-        # have lost slots still in flight): let that first sight be long ago.
-        await caps.acquire([], "test", _LONG_AGO)
-        return caps
+        async def make(*, lease_s: float = 10.0) -> ConcurrencyCaps:
+            if kind == "memory":
+                return MemoryCaps(lease_s=lease_s)
+            if client is None:
+                raise ValueError(f"no caps of kind {kind!r}")
+            prefixes.append(new_redis_prefix())
+            caps = RedisCaps(client, prefix=prefixes[-1], lease_s=lease_s)
+            # Shared caps grant nothing for one lease after they first see a server (it may
+            # have lost slots still in flight): let that first sight be long ago.
+            await caps.acquire([], "test", _LONG_AGO)
+            return caps
 
-    try:
         yield make
-    finally:
-        if client is not None:
-            for caps in made:
-                await drop_keys(client, caps.prefix)
-            await client.aclose()
 
 
 def pytest_asyncio_loop_factories(

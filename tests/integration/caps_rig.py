@@ -23,7 +23,7 @@ from herald.types import CapClaim, Permit
 CAP = CapClaim("hammer", 3)
 
 
-async def hammer(url: str, prefix: str, ready: str, go: str, rounds: str) -> dict[str, int]:
+async def hammer(url: str, prefix: str, rounds: str, ready: str, go: str) -> dict[str, int]:
     client = aioredis.Redis.from_url(url)
     caps = RedisCaps(client, prefix=prefix, lease_s=5.0)
     counter, most, held, refused = f"{prefix}:test:holders", 0, 0, 0

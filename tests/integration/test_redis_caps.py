@@ -7,7 +7,6 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -19,11 +18,10 @@ from herald.errors import CapsUnavailable
 from herald.types import CapClaim, CapsFull, Permit
 from tests.conftest import REDIS_URL, drop_keys, new_redis, new_redis_prefix
 from tests.integration.caps_rig import CAP
-from tests.integration.redis_rig import OwnRedis
+from tests.integration.redis_rig import ROOT, OwnRedis, run_together
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).parents[2]
 RIG = (sys.executable, "-m", "tests.integration.caps_rig")
 
 
@@ -46,33 +44,12 @@ async def test_processes_hammering_one_cap_never_hold_more_than_it(prefix):
     counted in Redis never exceed 3, and reach it. Were the acquisition not one atomic step,
     two processes would read the same count and both take the last slot."""
     client = new_redis()
-    ready, go = f"{prefix}:test:ready", f"{prefix}:test:go"
-    workers = [
-        await asyncio.create_subprocess_exec(
-            *RIG,
-            "hammer",
-            REDIS_URL,
-            prefix,
-            ready,
-            go,
-            "300",
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
     try:
-        for _ in workers:
-            assert await client.blpop([ready], timeout=30) is not None
-        await client.rpush(go, *[1] * len(workers))
-        outputs = await asyncio.gather(*(asyncio.wait_for(w.communicate(), 120) for w in workers))
+        argv = [*RIG, "hammer", REDIS_URL, prefix, "300"]
+        outputs = await run_together(client, prefix, argv, 4, within_s=120)
     finally:
-        for w in workers:
-            if w.returncode is None:
-                w.kill()
-                await w.wait()
         await client.aclose()
-    results = [json.loads(out) for out, _ in outputs]
+    results = [json.loads(out) for out in outputs]
     assert [r["held"] for r in results] == [300] * 4
     assert max(r["most"] for r in results) == CAP.limit
     assert sum(r["refused"] for r in results) > 0, "the cap was contended"

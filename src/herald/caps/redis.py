@@ -23,9 +23,9 @@ nothing is granted blind.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
@@ -49,17 +49,6 @@ def _lua(name: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-@asynccontextmanager
-async def _caps_errors() -> AsyncIterator[None]:
-    """Redis errors as Herald's, the driver's kept as the cause."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise CapsUnavailable(f"the caps' Redis cannot be reached: {exc}") from exc
-    except RedisError as exc:
-        raise CapsError(f"Redis refused a caps command: {exc}") from exc
 
 
 class RedisCaps:
@@ -93,8 +82,7 @@ class RedisCaps:
         keys = [self._marker] + [self._key(c.key) for c in claims]
         args = [repr(float(now)), repr(float(self.lease_s)), permit.id, self._ttl_ms]
         args += [str(c.limit) for c in claims]
-        async with _caps_errors():
-            answer = [_text(part) for part in await self._acquire(keys=keys, args=args)]
+        answer = [_text(part) for part in await self._run(self._acquire, keys, args)]
         if answer[0] == "ok":
             return permit
         full = tuple(claims[int(index) - 1].key for index in answer[2:])
@@ -111,7 +99,16 @@ class RedisCaps:
     ) -> None:
         """Run ``script`` over every (cap key, permit) pair, a batch per round trip."""
         pairs = [(self._key(key), p.id) for p in permits for key in p.keys]
-        async with _caps_errors():
-            for start in range(0, len(pairs), _BATCH):
-                batch = pairs[start : start + _BATCH]
-                await script(keys=[k for k, _ in batch], args=head + [m for _, m in batch])
+        for start in range(0, len(pairs), _BATCH):
+            batch = pairs[start : start + _BATCH]
+            await self._run(script, [k for k, _ in batch], head + [m for _, m in batch])
+
+    @staticmethod
+    async def _run(script: AsyncScript, keys: list[str], args: list[str]) -> Any:
+        """One script call, its Redis errors translated (the driver's kept as the cause)."""
+        try:
+            return await script(keys=keys, args=args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise CapsUnavailable(f"the caps' Redis cannot be reached: {exc}") from exc
+        except RedisError as exc:
+            raise CapsError(f"Redis refused a caps command: {exc}") from exc
