@@ -30,6 +30,8 @@ import pytest
 from aio_pika.abc import AbstractConnection
 from redis.asyncio import Redis
 
+from herald.caps.memory import MemoryCaps
+from herald.caps.redis import RedisCaps
 from herald.constants import DEFAULT_REGION
 from herald.domain import Platform
 from herald.limits.memory import MemoryLimiter
@@ -43,7 +45,7 @@ from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.testing import VirtualTimeLoop
-from herald.types import JobQueue, RateLimiter, Store
+from herald.types import ConcurrencyCaps, JobQueue, RateLimiter, Store
 
 # The shared suites are imported by the tiers' test modules: rewrite their asserts too, so a
 # failing contract shows the values it compared.
@@ -55,6 +57,8 @@ RABBIT_URL = os.environ.get("HERALD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.
 
 #: What a tier's ``new_limiter`` fixture yields: makes a limiter (rebuilt unless asked).
 MakeLimiter = Callable[..., Awaitable[RateLimiter]]
+#: What a tier's ``new_caps`` fixture yields: makes empty caps, granting at once.
+MakeCaps = Callable[..., Awaitable[ConcurrencyCaps]]
 
 
 async def drop_schema(schema: str) -> None:
@@ -248,36 +252,71 @@ async def _no_grants() -> list[tuple[float, list[LimitClaim]]]:
 
 
 @asynccontextmanager
+async def _redis_prefixes(kind: str) -> AsyncIterator[tuple[Redis | None, list[str]]]:
+    """For ``kind`` redis, a client of the test Redis and a list to name each key prefix handed
+    out in (else None and the list): every prefix's keys are deleted, the client closed, on
+    exit."""
+    prefixes: list[str] = []
+    client = new_redis() if kind == "redis" else None
+    try:
+        yield client, prefixes
+    finally:
+        if client is not None:
+            for prefix in prefixes:
+                await drop_keys(client, prefix)
+            await client.aclose()
+
+
+@asynccontextmanager
 async def limiter_maker(kind: str) -> AsyncIterator[MakeLimiter]:
     """Makes limiters of ``kind`` (memory, redis), each with no grants and no pauses and, unless
     asked otherwise, rebuilt (ready to admit), all released on exit: what each tier's
     ``new_limiter`` fixture yields, one kind per parameter. Redis limiters each get a key
     prefix of their own on the server at ``HERALD_TEST_REDIS_URL``, deleted on exit."""
-    made: list[RedisLimiter] = []
-    client = new_redis() if kind == "redis" else None
+    async with _redis_prefixes(kind) as (client, prefixes):
 
-    async def make(*, rebuilt: bool = True) -> RateLimiter:
-        limiter: RateLimiter
-        if kind == "memory":
-            limiter = MemoryLimiter()
-        elif client is not None:
-            # The suites' instants are made up, near 0: on the wall clock every grant would be
-            # older than the rebuild, and never refunded (test_redis_limiter.py tests that).
-            limiter = RedisLimiter(client, prefix=new_redis_prefix(), wall_clock=lambda: 0.0)
-            made.append(limiter)
-        else:
-            raise ValueError(f"no limiter of kind {kind!r}")
-        if rebuilt:
-            await limiter.rebuild(_no_grants)
-        return limiter
+        async def make(*, rebuilt: bool = True) -> RateLimiter:
+            limiter: RateLimiter
+            if kind == "memory":
+                limiter = MemoryLimiter()
+            elif client is not None:
+                prefixes.append(new_redis_prefix())
+                # The suites' instants are made up, near 0: on the wall clock every grant
+                # would be older than the rebuild, and never refunded (test_redis_limiter.py).
+                limiter = RedisLimiter(client, prefix=prefixes[-1], wall_clock=lambda: 0.0)
+            else:
+                raise ValueError(f"no limiter of kind {kind!r}")
+            if rebuilt:
+                await limiter.rebuild(_no_grants)
+            return limiter
 
-    try:
         yield make
-    finally:
-        if client is not None:
-            for limiter in made:
-                await drop_keys(client, limiter.prefix)
-            await client.aclose()
+
+
+#: Long before any time the contract suite passes: shared caps first saw their server then.
+_LONG_AGO = -1e9
+
+
+@asynccontextmanager
+async def caps_maker(kind: str) -> AsyncIterator[MakeCaps]:
+    """Makes caps of ``kind`` (memory, redis), each empty and granting at once (a lease of
+    ``lease_s``, 10 s unless asked): what each tier's ``new_caps`` fixture yields. Redis caps
+    each get a key prefix of their own on the test Redis, deleted on exit."""
+    async with _redis_prefixes(kind) as (client, prefixes):
+
+        async def make(*, lease_s: float = 10.0) -> ConcurrencyCaps:
+            if kind == "memory":
+                return MemoryCaps(lease_s=lease_s)
+            if client is None:
+                raise ValueError(f"no caps of kind {kind!r}")
+            prefixes.append(new_redis_prefix())
+            caps = RedisCaps(client, prefix=prefixes[-1], lease_s=lease_s)
+            # Shared caps grant nothing for one lease after they first see a server (it may
+            # have lost slots still in flight): let that first sight be long ago.
+            await caps.acquire([], "test", _LONG_AGO)
+            return caps
+
+        yield make
 
 
 def pytest_asyncio_loop_factories(

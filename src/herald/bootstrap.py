@@ -10,7 +10,12 @@ import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
 from herald.backoff import Backoff
+from herald.caps.redis import RedisCaps
 from herald.config import Settings
 from herald.domain import Platform
 from herald.engine import Engine, Role
@@ -30,6 +35,7 @@ from herald.stores.sqlite_lock import EngineLock
 from herald.types import JobQueue, Store
 
 __all__ = [
+    "open_caps",
     "open_limiter",
     "open_queue",
     "open_store",
@@ -109,6 +115,22 @@ def open_queue(
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 
 
+def open_caps(settings: Settings) -> RedisCaps | None:
+    """The shared concurrency caps ``limits`` asks for (beside the shared limiter, on a client
+    of its own: the caller closes it), or None: the engine keeps its caps in memory."""
+    limits = settings.limits
+    if limits.backend == "memory" or limits.redis_url is None:
+        return None
+    # As the limiter's: a lost connection (a restart) is tried twice more, briefly.
+    client = aioredis.Redis.from_url(
+        limits.redis_url,
+        socket_timeout=limits.redis_timeout_s,
+        socket_connect_timeout=limits.redis_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    )
+    return RedisCaps(client, prefix=limits.caps_prefix, lease_s=limits.cap_lease_s)
+
+
 @asynccontextmanager
 async def running_engine(
     settings: Settings,
@@ -139,6 +161,7 @@ async def running_engine(
     metrics = Metrics()
     queue = _broker_queue(settings, role, connectors, metrics)
     limiter = open_limiter(settings) if role != "dispatcher" else None
+    caps = open_caps(settings) if role != "dispatcher" else None
     try:
         if own_store:
             await store.open()
@@ -154,6 +177,7 @@ async def running_engine(
             metrics=metrics,
             role=role,
             priced_by=every,
+            caps=caps,
         )
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
@@ -168,6 +192,8 @@ async def running_engine(
             await limiter.aclose()
         if queue is not None:
             await queue.close()
+        if caps is not None:
+            await caps.client.aclose()
         if own_store:
             await store.close()
         if lock is not None:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from herald.constants import DEFAULT_REGION, LIMITS_KEY_PREFIX, REGION_PATTERN
+from herald.constants import CAPS_KEY_PREFIX, DEFAULT_REGION, LIMITS_KEY_PREFIX, REGION_PATTERN
 from herald.domain import Platform
 
 __all__ = [
@@ -119,7 +119,18 @@ class EngineSettings(BaseModel):
 
 class PlatformSettings(BaseModel):
     base_url: str
-    concurrency: int = Field(gt=0, description="requests in flight at once, app-wide")
+    concurrency: int = Field(gt=0, description="requests in flight at once, per engine process")
+    # Caps wider than one process (herald.caps.claims), held across every engine sharing
+    # limits.backend: None is no cap of that scope.
+    channel_concurrency: int | None = Field(
+        None, gt=0, description="requests in flight at once on one channel, all engines"
+    )
+    app_concurrency: int | None = Field(
+        None, gt=0, description="requests in flight at once through the platform app, all engines"
+    )
+    cluster_concurrency: int | None = Field(
+        None, gt=0, description="requests in flight at once to the platform, all engines"
+    )
     timeout_s: TimeoutSeconds = 30.0
     connect_timeout_s: float = Field(5.0, gt=0)
 
@@ -199,9 +210,10 @@ class ApiSettings(BaseModel):
 
 
 class LimitSettings(BaseModel):
-    """Where the engine keeps its rate limits: in its own memory (one engine per set of
-    accounts) or in Redis, shared by every engine pointed at it (several engines on one
-    PostgreSQL database). See docs/architecture.md, "Rate limits"."""
+    """Where the engine keeps its rate limits and its concurrency caps wider than one process:
+    in its own memory (one engine per set of accounts) or in Redis, shared by every engine
+    pointed at it (several engines on one PostgreSQL database). See docs/architecture.md,
+    "Rate limits" and "Concurrency caps"."""
 
     backend: Literal["memory", "redis"] = "memory"
     redis_url: str | None = Field(
@@ -213,6 +225,23 @@ class LimitSettings(BaseModel):
         description="starts every key: engines share limits when they share Redis and prefix",
     )
     redis_timeout_s: TimeoutSeconds = 2.0
+    caps_prefix: str = Field(
+        CAPS_KEY_PREFIX,
+        min_length=1,
+        description="starts every key of the shared concurrency caps (backend 'redis')",
+    )
+    cap_lease_s: float = Field(
+        10.0,
+        ge=1,
+        description="a concurrency slot's lease, renewed every third of it by its holder: a "
+        "dead engine's slots free within it",
+    )
+    cap_recheck_s: float = Field(
+        0.5,
+        gt=0,
+        description="a request waiting for a shared cap asks again after at most this long (a "
+        "slot freed by another engine wakes no one here)",
+    )
     unavailable_retry_s: float = Field(
         1.0,
         gt=0,

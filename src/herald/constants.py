@@ -20,6 +20,7 @@ from enum import IntEnum, StrEnum
 from typing import Final
 
 __all__ = [
+    "CAPS_KEY_PREFIX",
     "CHANNEL_NEEDS_REAUTH",
     "DEFAULT_REGION",
     "DELIVERY_FAILED",
@@ -240,3 +241,6 @@ class YouTubeReason(StrEnum):
 #: logs ``:log:``, their totals ``:sum:``, day counters ``:day:``, GCRA times ``:tat:``,
 #: pauses ``:pause:``, and the ``:rebuilt`` marker and ``:rebuild-lock``.
 LIMITS_KEY_PREFIX: Final = "herald:v1:limits"
+#: Every Redis key of the shared concurrency caps starts with this (``limits.caps_prefix``):
+#: the slots of each cap ``:slots:{platform}:{scope}:{subject}`` and the server ``:marker``.
+CAPS_KEY_PREFIX: Final = "herald:v1:caps"

@@ -26,6 +26,9 @@ are translated at the boundary into the most specific class below, keeping the o
     │   └── LimiterUnavailable      a shared limiter cannot be trusted now: its server is
     │                               away, or restarted and was not yet rebuilt; nothing is
     │                               admitted until it is (rebuilt from the store's attempts)
+    ├── CapsError                   the concurrency caps failed (a bug, a script refused)
+    │   └── CapsUnavailable         shared caps cannot be reached: no slot is granted until
+    │                               they answer (a slot granted blind could over-admit)
     └── PlatformError               a platform refused a publish or could not be reached
         ├── RateLimited             the platform throttled us; wait ``retry_after`` seconds
         ├── AuthExpired             token expired or revoked: the channel needs re-authorisation
@@ -45,6 +48,8 @@ from typing import Literal
 
 __all__ = [
     "AuthExpired",
+    "CapsError",
+    "CapsUnavailable",
     "ConfigError",
     "Conflict",
     "ContentInvalid",
@@ -193,6 +198,16 @@ class LimiterUnavailable(LimiterError):
     it lost its state (a restart) and has not been rebuilt from the store's attempts since.
     Admitting on an empty limiter would grant fresh quotas, so nothing is admitted until
     :meth:`~herald.types.RateLimiter.rebuild` has run; the caller waits and tries again."""
+
+
+class CapsError(HeraldError):
+    """The concurrency caps failed."""
+
+
+class CapsUnavailable(CapsError):
+    """Shared concurrency caps (Redis) cannot be reached. Nothing is granted meanwhile: a slot
+    granted without counting the others' could put more requests in flight than a cap allows.
+    The caller waits and asks again; slots already held run out with their leases."""
 
 
 class PlatformError(HeraldError):

@@ -5,6 +5,7 @@
   manages) and :class:`Outbox` (webhook events).
 - :class:`JobQueue`: carries claimed deliveries from the dispatcher to the workers.
 - :class:`RateLimiter`: decides when a request may go out without breaking a platform limit.
+- :class:`ConcurrencyCaps`: bounds the requests in flight at once, per channel, app or platform.
 - :class:`Connector`: speaks one platform's publishing API.
 - :class:`CredentialResolver`: turns a channel's ``credentials_ref`` into its secrets.
 - :class:`Clock`: where the engine reads the time (the system's, or a test's virtual time).
@@ -19,6 +20,7 @@ process, ``tests/integration`` on servers and the platform simulator):
 - Store: ``store_contract``, ``catalog_contract``, ``transition_table`` (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
+- ConcurrencyCaps: ``caps_contract`` (MemoryCaps; RedisCaps, with several processes)
 - Connector: ``connector_contract`` (the four platforms' on the simulator; FakeConnector)
 - CredentialResolver: ``resolver_contract`` (env and file refs, vault, composite, StaticCredentials)
 - Clock: ``clock_contract`` (SystemClock; VirtualClock on its VirtualTimeLoop)
@@ -56,8 +58,11 @@ if TYPE_CHECKING:
     from herald.limits.rules import LimitClaim
 
 __all__ = [
+    "CapClaim",
+    "CapsFull",
     "Catalog",
     "Clock",
+    "ConcurrencyCaps",
     "Connector",
     "CredentialResolver",
     "Credentials",
@@ -67,6 +72,7 @@ __all__ = [
     "JobQueue",
     "Notify",
     "Outbox",
+    "Permit",
     "PlatformUsage",
     "PublishRequest",
     "Published",
@@ -401,6 +407,57 @@ class RateLimiter(Protocol):
 
     async def block(self, key: str, until: float) -> None:
         """Refuse every claim on ``key`` until Unix time ``until`` (a platform told us so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CapClaim:
+    """One slot of the cap on ``key`` (a channel's, an app's, a platform's), which holds at
+    most ``limit`` permits at once (see :mod:`herald.caps.claims`)."""
+
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Slots held on ``keys`` under one lease, until released or the lease runs out."""
+
+    id: str
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CapsFull:
+    """No slot was taken. ``keys``: the caps that are full (empty: the caps are not granting
+    yet, after a restart of their server). ``wait_s``: when a slot is sure to free at the
+    latest, its lease running out (a holder that died); a release may come sooner."""
+
+    wait_s: float
+    keys: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class ConcurrencyCaps(Protocol):
+    """Bounds how many requests are in flight at once on each cap key, across every process
+    sharing the caps. Slots are leases of ``lease_s`` seconds: a holder renews them while its
+    request is in flight, and a holder that dies loses them within one lease."""
+
+    lease_s: float
+
+    async def acquire(
+        self, claims: Sequence[CapClaim], holder: str, now: float
+    ) -> Permit | CapsFull:
+        """Take one slot on every claim's key at once, or none: a permit for ``holder`` (an
+        engine's id) leased until ``now + lease_s``, or :class:`CapsFull`. Slots whose lease
+        ended by ``now`` are free. ``now`` is Unix time in seconds. Raises
+        :class:`~herald.errors.CapsUnavailable` rather than grant on a state it cannot read."""
+
+    async def release(self, permits: Sequence[Permit]) -> None:
+        """Free the permits' slots (a permit already gone is ignored)."""
+
+    async def renew(self, permits: Sequence[Permit], now: float) -> None:
+        """Lease the permits' slots again, until ``now + lease_s``: their requests are still in
+        flight. A permit the caps lost (their server restarted) is taken back."""
 
 
 @dataclass(frozen=True, slots=True)

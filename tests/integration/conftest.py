@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from herald.types import JobQueue, Store
-from tests.conftest import MakeLimiter, limiter_maker, needs_server, opened_queue, opened_store
+from tests.conftest import (
+    MakeCaps,
+    MakeLimiter,
+    caps_maker,
+    limiter_maker,
+    needs_server,
+    opened_queue,
+    opened_store,
+)
 
 
 @pytest.fixture(params=["postgres"])
@@ -35,3 +43,10 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
     needs_server(request, "redis")
     async with opened_queue(request.param) as opened:
         yield opened
+
+
+@pytest.fixture(params=["redis"])
+async def new_caps(request: pytest.FixtureRequest) -> AsyncIterator[MakeCaps]:
+    needs_server(request, "redis")
+    async with caps_maker(request.param) as make:
+        yield make

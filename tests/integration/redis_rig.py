@@ -8,6 +8,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
@@ -15,7 +16,34 @@ from herald.demo.servers import OwnRedis, free_port
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
 
-__all__ = ["CLAIMS", "DAY", "WINDOW", "OwnRedis", "free_port", "hammer"]
+__all__ = ["CLAIMS", "DAY", "ROOT", "WINDOW", "OwnRedis", "free_port", "hammer", "run_together"]
+
+ROOT = Path(__file__).parents[2]
+
+
+async def run_together(
+    client: aioredis.Redis, prefix: str, argv: list[str], count: int, *, within_s: float
+) -> list[bytes]:
+    """Start ``count`` processes of ``argv`` + (ready, go) keys under ``prefix``, let them all
+    go at once when each is connected, and return what each printed; none outlives it."""
+    ready, go = f"{prefix}:test:ready", f"{prefix}:test:go"
+    workers = [
+        await asyncio.create_subprocess_exec(
+            *argv, ready, go, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    try:
+        for _ in workers:  # every worker connected and waiting
+            assert await client.blpop([ready], timeout=30) is not None
+        await client.rpush(go, *[1] * len(workers))
+        done = asyncio.gather(*(asyncio.wait_for(w.communicate(), within_s) for w in workers))
+        return [out for out, _ in await done]
+    finally:
+        for w in workers:
+            if w.returncode is None:
+                w.kill()
+                await w.wait()
 
 
 # -- the worker of the multi-process test -------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,10 @@ from herald.limits.redis import RedisLimiter
 from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, RollingWindow
 from tests.conftest import REDIS_URL, drop_keys, limiter_maker, new_redis, new_redis_prefix
 from tests.integration import redis_rig
-from tests.integration.redis_rig import OwnRedis
+from tests.integration.redis_rig import OwnRedis, run_together
 
 pytestmark = pytest.mark.redis
 
-ROOT = Path(__file__).parents[2]
 HOURLY = LimitRule("calls", "calls", "channel", RollingWindow(3, 3600.0))
 
 
@@ -55,30 +53,12 @@ async def test_processes_sharing_one_redis_never_exceed_a_limit_and_use_it_whole
         limiter = await make()  # the prefix, rebuilt: the workers find the marker
         prefix = limiter.prefix
         client = new_redis()
-        ready, go = f"{prefix}:test:ready", f"{prefix}:test:go"
-        workers = [
-            await asyncio.create_subprocess_exec(
-                *(sys.executable, "-m", "tests.integration.redis_rig"),
-                *(REDIS_URL, prefix, ready, go),
-                cwd=ROOT,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            for _ in range(4)
-        ]
         try:
-            for _ in workers:  # every worker connected and waiting
-                assert await client.blpop([ready], timeout=30) is not None
-            await client.rpush(go, *[1] * len(workers))
-            outputs = await asyncio.gather(
-                *(asyncio.wait_for(w.communicate(), 60) for w in workers)
-            )
+            argv = [sys.executable, "-m", "tests.integration.redis_rig", REDIS_URL, prefix]
+            outputs = await run_together(client, prefix, argv, 4, within_s=60)
         finally:
-            for w in workers:
-                if w.returncode is None:
-                    w.kill()
-                    await w.wait()
             await client.aclose()
-    grants = [json.loads(out) for out, _ in outputs]
+    grants = [json.loads(out) for out in outputs]
     times = [t for worker in grants for t in worker]
     window, day = needs
     assert all(grants), "every process was granted some"

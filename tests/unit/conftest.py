@@ -17,7 +17,14 @@ import pytest
 import redis.asyncio.connection
 
 from herald.types import JobQueue, Store
-from tests.conftest import MakeLimiter, limiter_maker, opened_queue, opened_store
+from tests.conftest import (
+    MakeCaps,
+    MakeLimiter,
+    caps_maker,
+    limiter_maker,
+    opened_queue,
+    opened_store,
+)
 
 SERVER_MARKERS = ("postgres", "redis", "rabbitmq")
 
@@ -63,4 +70,10 @@ async def queue(request: pytest.FixtureRequest) -> AsyncIterator[JobQueue]:
 @pytest.fixture(params=["memory"])
 async def new_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
     async with limiter_maker(request.param) as make:
+        yield make
+
+
+@pytest.fixture(params=["memory"])
+async def new_caps(request: pytest.FixtureRequest) -> AsyncIterator[MakeCaps]:
+    async with caps_maker(request.param) as make:
         yield make

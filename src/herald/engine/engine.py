@@ -37,9 +37,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
+from herald.caps.claims import cap_limits
+from herald.caps.memory import MemoryCaps
 from herald.config import Settings
 from herald.domain import Job, Platform, new_id
 from herald.engine.admission import Admission
+from herald.engine.caps_gate import CapsGate
 from herald.engine.dispatcher import Dispatcher, Handoff, InFlight
 from herald.engine.grants import Grants
 from herald.engine.health import StoreHealth
@@ -62,6 +65,7 @@ from herald.states import DeliveryState
 from herald.timing import SystemClock
 from herald.types import (
     Clock,
+    ConcurrencyCaps,
     Connector,
     CredentialResolver,
     EngineInfo,
@@ -97,6 +101,7 @@ class Engine:
         *,
         credentials: CredentialResolver,
         limiter: RateLimiter | None = None,
+        caps: ConcurrencyCaps | None = None,
         queue: JobQueue | None = None,
         metrics: Metrics | None = None,
         rules: Mapping[Platform, tuple[LimitRule, ...]] | None = None,
@@ -169,6 +174,7 @@ class Engine:
             retry_s=broker.retry_s,
             adoption=self._adoption() if role == "worker" else None,
         )
+        self.caps = self._caps_gate(caps)
         self.pool = self._workers(credentials)
 
     def _unread_tokens(self) -> set[str]:
@@ -187,6 +193,19 @@ class Engine:
             # other workers and for the autoscaler.
             max_held=self.settings.broker.prefetch or max(1, _PREFETCH * concurrency),
             lease_s=self.settings.engine.lease_s,
+        )
+
+    def _caps_gate(self, caps: ConcurrencyCaps | None) -> CapsGate:
+        """The caps wider than one process: shared ones (``caps``) ask again after
+        ``limits.cap_recheck_s``, in-memory ones are woken by their own releases."""
+        limits = self.settings.limits
+        return CapsGate(
+            caps or MemoryCaps(lease_s=limits.cap_lease_s),
+            cap_limits(self.settings),
+            self.clock,
+            holder=self.identity.id,
+            recheck_s=None if caps is None else limits.cap_recheck_s,
+            unavailable_wait_s=limits.unavailable_retry_s,
         )
 
     def _workers(self, credentials: CredentialResolver) -> WorkerPool:
@@ -217,6 +236,7 @@ class Engine:
             concurrency={p: self.settings.platform(p).concurrency for p in self._connectors},
             credentials=credentials,
             admission=Admission(self._policy, grants, parked, self.clock, pauses),
+            caps=self.caps,
             grants=grants,
             pauses=pauses,
             policy=self._policy,
@@ -291,6 +311,7 @@ class Engine:
                 asyncio.create_task(self._writer.run(), name="herald-writer"),
                 asyncio.create_task(self.pool.run(), name="herald-workers"),
                 asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
+                asyncio.create_task(self.caps.run(), name="herald-caps"),  # renews until drained
             }
         if burst:
             tasks.add(
@@ -355,7 +376,7 @@ class Engine:
         if self.role == "all":  # the queue's jobs are this engine's claims, held already
             held, leftovers = leftovers + held, []
         await self._hand_back(held, leftovers, within_s=grace_s)
-        for name in ("herald-leases", "herald-burst", "herald-limits"):
+        for name in ("herald-leases", "herald-burst", "herald-limits", "herald-caps"):
             if name in by_name:
                 by_name[name].cancel()
         if self.role != "dispatcher":

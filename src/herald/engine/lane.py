@@ -58,6 +58,9 @@ class Lane:
         self._slots = asyncio.Semaphore(concurrency)
         self._ready: deque[Job] = deque()
         self._timers: list[tuple[float, int, Job]] = []
+        # The jobs on the timer heap by ticket; one woken early (wake_one) leaves its timer
+        # behind, skipped when it fires.
+        self._deferred_jobs: dict[int, Job] = {}
         self._seq = itertools.count()
         self._signal = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -67,20 +70,38 @@ class Lane:
         self._ready.append(job)
         self._signal.set()
 
-    def defer(self, job: Job, delay_s: float) -> None:
+    def defer(self, job: Job, delay_s: float) -> int:
+        """Run ``job`` again after ``delay_s``; return its ticket for :meth:`wake_one`."""
         loop = asyncio.get_running_loop()
-        heapq.heappush(self._timers, (loop.time() + delay_s, next(self._seq), job))
+        ticket = next(self._seq)
+        heapq.heappush(self._timers, (loop.time() + delay_s, ticket, job))
+        self._deferred_jobs[ticket] = job
         self._signal.set()
+        return ticket
 
     def wake(self) -> None:
         """Let every deferred job try again now (a pause may have ended early): those whose
         wait still stands are deferred again by their admission."""
-        self._ready.extend(job for _, _, job in sorted(self._timers))
+        self._ready.extend(job for _, _, job in self._deferred())
         self._timers.clear()
+        self._deferred_jobs.clear()
         self._signal.set()
 
+    def wake_one(self, ticket: int) -> bool:
+        """Let the job deferred with ``ticket`` try again now (a concurrency slot it waits for
+        was freed); False if it is no longer waiting on its timer."""
+        job = self._deferred_jobs.pop(ticket, None)
+        if job is None:
+            return False
+        self._ready.append(job)
+        self._signal.set()
+        return True
+
+    def _deferred(self) -> list[tuple[float, int, Job]]:
+        return [timer for timer in sorted(self._timers) if timer[1] in self._deferred_jobs]
+
     def waiting(self) -> int:
-        return len(self._ready) + len(self._timers)
+        return len(self._ready) + len(self._deferred_jobs)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -89,9 +110,10 @@ class Lane:
         """Empty the lane: each waiting job with the delay after which it was to run."""
         now = asyncio.get_running_loop().time()
         left = [(job, 0.0) for job in self._ready]
-        left += [(job, max(0.0, at - now)) for at, _, job in self._timers]
+        left += [(job, max(0.0, at - now)) for at, _, job in self._deferred()]
         self._ready.clear()
         self._timers.clear()
+        self._deferred_jobs.clear()
         return left
 
     async def run(self) -> None:
@@ -151,7 +173,9 @@ class Lane:
         while not self._stopping.is_set():
             now = loop.time()
             while self._timers and self._timers[0][0] <= now:
-                self._ready.append(heapq.heappop(self._timers)[2])
+                _, ticket, job = heapq.heappop(self._timers)
+                if self._deferred_jobs.pop(ticket, None) is not None:  # else woken already
+                    self._ready.append(job)
             if self._ready:
                 return self._ready.popleft()
             timeout = self._timers[0][0] - now if self._timers else None

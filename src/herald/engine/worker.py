@@ -10,12 +10,14 @@ committed before a request leaves, which is what lets a crash never cause a dupl
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
 from herald.domain import Attempt, Job, Platform, Transition
 from herald.engine.admission import Admission, Go, Hold
+from herald.engine.caps_gate import CapsGate
 from herald.engine.grants import Grants
 from herald.engine.intake import Intake
 from herald.engine.lane import Lane, Slot
@@ -43,6 +45,7 @@ class WorkerContext:
     concurrency: Mapping[Platform, int]
     credentials: CredentialResolver
     admission: Admission
+    caps: CapsGate
     grants: Grants
     pauses: Pauses
     policy: Policy
@@ -123,11 +126,25 @@ class WorkerPool:
 
     # -- admission --------------------------------------------------------------------------
     async def _admit(self, job: Job) -> bool:
-        """True: send now. False: the job was held in its lane, or settled and finished."""
+        """True: send now. False: the job was held in its lane, or settled and finished.
+
+        Its concurrency slots are taken first, as the lane's own: a limiter's grant is never
+        spent waiting for a slot (see :mod:`.lane`)."""
+        lane = self.lanes[job.delivery.platform]
+        full = await self._e.caps.take(job)
+        if full is not None:
+            ticket = lane.defer(job, full.wait_s)
+            self._e.caps.wait(full, functools.partial(lane.wake_one, ticket))
+            return False
         connector = self._e.connectors[job.delivery.platform]
-        verdict = await self._e.admission.admit(job, connector, may_hold=self._may_hold)
+        try:
+            verdict = await self._e.admission.admit(job, connector, may_hold=self._may_hold)
+        except BaseException:
+            await self._e.caps.release(job)
+            raise
         if isinstance(verdict, Go):
             return True
+        await self._e.caps.release(job)
         if isinstance(verdict, Hold):
             self.lanes[job.delivery.platform].defer(job, verdict.wait_s)
             return False
@@ -164,6 +181,8 @@ class WorkerPool:
             # A bug, not a platform answer. The lease and the sweeper recover the delivery;
             # if a request may have left, it is looked up before any resend.
             log.exception("delivery.worker_error", extra=log_fields(job))
+        finally:
+            await self._e.caps.release(job)  # every path: done, failed, cancelled
         self._jobs.pop(job.delivery.id, None)
         self._e.grants.drop(job)
         self._let_others_go(job)
@@ -215,6 +234,7 @@ class WorkerPool:
             result = exc
         finally:
             slot.release()
+        await self._e.caps.release(job)
         self._e.metrics.publish_seconds.labels(job.delivery.platform.value).observe(
             self._e.clock.monotonic() - timer
         )
@@ -247,6 +267,7 @@ class WorkerPool:
         )
         if isinstance(result, Decision):
             slot.release()
+            await self._e.caps.release(job)
             if result.outcome == NOT_SENT:  # look-ups are never refunded, unless never sent
                 await self._e.grants.refund(job, unsent=True)
             await self._e.outcomes.record(job, result)
@@ -260,6 +281,7 @@ class WorkerPool:
             await self._publish(checked, slot, result)
             return
         slot.release()
+        await self._e.caps.release(job)
         await self._e.outcomes.carry_out(checked, verdict)
 
 

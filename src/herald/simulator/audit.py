@@ -98,6 +98,7 @@ class RequestRecord:
     method: str
     path: str
     status: int  # 0: no answer (dropped, hung up, or the client went away)
+    ended: float | None = None  # time.monotonic() when it was answered or given up
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "platform": self.platform.value}

@@ -112,7 +112,13 @@ def pipeline(
         finally:
             audit.request_finished(
                 RequestRecord(
-                    arrived, platform, request.get(_ACCOUNT), request.method, request.path, status
+                    arrived,
+                    platform,
+                    request.get(_ACCOUNT),
+                    request.method,
+                    request.path,
+                    status,
+                    ended=time.monotonic(),
                 )
             )
 

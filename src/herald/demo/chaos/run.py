@@ -28,7 +28,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import redis.asyncio as aioredis
 
+from herald.caps.claims import cap_limits
+from herald.config import Settings
 from herald.constants import LIMITS_KEY_PREFIX
+from herald.demo.cap_judge import cap_violations
 from herald.demo.chaos.disruptions import Disruptions
 from herald.demo.chaos.fleet import EngineFleet, Member
 from herald.demo.chaos.scenario import (
@@ -104,6 +107,8 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
                     refused=(await audit.summary()).get("refused", 0),
                 )
+                caps = cap_limits(Settings.model_validate(sections))
+                over_caps = cap_violations(await audit.requests(), caps)
                 return Verdict.of(
                     summary,
                     store=options.store,
@@ -119,6 +124,7 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     outage_s=round(disruptions.outage_s, 1),
                     engine_exits=fleet.exits,
                     failed_for_outage=await failed_for_outage(store, deliveries),
+                    cap_violations=over_caps.violations,
                     elapsed_s=round(time.monotonic() - started, 1),
                 )
             finally:
@@ -131,8 +137,12 @@ def _limits(options: ChaosOptions, prefix: str, servers: OwnServers) -> dict[str
     the run restarts); a lone embedded engine keeps them in memory."""
     if options.store != "postgres":
         return {}
-    url = servers.limits_url or options.redis_url
-    return {"limits": {"backend": "redis", "redis_url": url, "redis_prefix": prefix}}
+    shared = {
+        "redis_url": servers.limits_url or options.redis_url,
+        "redis_prefix": prefix,
+        "caps_prefix": f"{prefix}:caps",
+    }
+    return {"limits": {"backend": "redis", **shared}}
 
 
 def _members(options: ChaosOptions, env: dict[str, str]) -> list[Member]:

@@ -34,6 +34,10 @@ class Verdict:
     duplicates: int
     misrecorded: int
     limit_violations: int
+    # Arrivals that put more requests in flight than a cap wider than a process allows, as the
+    # simulator saw them (herald.demo.cap_judge); reported, not (yet) failing the run: a
+    # request the simulator hangs on stays in flight there after Herald gave up on it.
+    cap_violations: int
     refused: int
     kills: int
     worker_kills: int
