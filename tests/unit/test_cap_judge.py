@@ -51,3 +51,15 @@ def test_requests_without_an_end_or_an_account_are_judged_where_they_can_be():
     report = cap_violations(records, {FB: CapLimits(channel=1, app=1)})
     assert report.violations == 1  # the app cap, by the second arrival
     assert report.most["facebook:channel"] == 1
+
+
+def test_a_request_the_client_gave_up_on_ends_at_its_timeout():
+    # The platform held the first request 4 s; the client timed out after 2 s and freed its
+    # slot, then sent the second at 3 s: one at a time, as Herald saw them.
+    records = [req(0, 4), req(3, 3.5)]
+    assert cap_violations(records, {FB: CapLimits(channel=1)}).violations == 1
+    judged = cap_violations(records, {FB: CapLimits(channel=1)}, {FB: 2.0})
+    assert judged.violations == 0
+    # Past the timeout it still counts: a second request before the first timed out.
+    early = [req(0, 4), req(1.5, 3.5)]
+    assert cap_violations(early, {FB: CapLimits(channel=1)}, {FB: 2.0}).violations == 1

@@ -5,9 +5,10 @@ Each :class:`~herald.simulator.RequestRecord` carries when the request arrived a
 answered (or given up). A request is in flight over ``[at, ended)``: one that ends at the very
 instant another arrives does not overlap it. Seen from the platform, a request is in flight
 for less time than Herald holds its slots (it arrives after the slot was taken, and is
-answered before the slot is freed), so a correct Herald never shows a violation here; one
-exception is a request the simulator holds after Herald gave up on it (a hang fault), which
-stays in flight on the platform's side.
+answered before the slot is freed), so a correct Herald never shows a violation here. A
+request the simulator holds after Herald gave up on it (a hang fault) would stay in flight on
+the platform's side: with ``gave_up_s``, the client's timeout per platform, a request counts as
+over when the client's timeout closed it, which is when Herald freed its slots.
 
 Per process caps (``concurrency``) are not judged: the platform cannot tell processes apart.
 """
@@ -55,13 +56,15 @@ def most_in_flight(intervals: Iterable[Interval]) -> int:
 
 
 def _groups(
-    records: Iterable[RequestRecord],
+    records: Iterable[RequestRecord], gave_up_s: Mapping[Platform, float]
 ) -> dict[tuple[Platform, CapScope, str], list[Interval]]:
     groups: dict[tuple[Platform, CapScope, str], list[Interval]] = defaultdict(list)
     for record in records:
         if record.ended is None:
             continue  # recorded by a simulator that kept no end: not judged
-        span = (record.at, record.ended)
+        timeout_s = gave_up_s.get(record.platform)
+        ended = record.ended if timeout_s is None else min(record.ended, record.at + timeout_s)
+        span = (record.at, ended)
         platform = record.platform
         groups[(platform, "cluster", cap_key(platform, "cluster", ""))].append(span)
         groups[(platform, "app", cap_key(platform, "app", ""))].append(span)
@@ -72,13 +75,16 @@ def _groups(
 
 
 def cap_violations(
-    records: Iterable[RequestRecord], limits: Mapping[Platform, CapLimits]
+    records: Iterable[RequestRecord],
+    limits: Mapping[Platform, CapLimits],
+    gave_up_s: Mapping[Platform, float] | None = None,
 ) -> CapReport:
     """Judge ``records`` against each platform's caps (a platform missing from ``limits``,
-    or a scope without a cap, is measured but never violated)."""
+    or a scope without a cap, is measured but never violated); ``gave_up_s``: the client's
+    timeout per platform (see the module's doc)."""
     violations = 0
     most: dict[str, int] = {}
-    for (platform, scope, _), intervals in _groups(records).items():
+    for (platform, scope, _), intervals in _groups(records, gave_up_s or {}).items():
         cap: int | None = getattr(limits.get(platform, CapLimits()), scope)
         peak, over = _sweep(intervals, cap)
         violations += over

@@ -35,6 +35,7 @@ from herald.demo.cap_judge import cap_violations
 from herald.demo.chaos.disruptions import Disruptions
 from herald.demo.chaos.fleet import EngineFleet, Member
 from herald.demo.chaos.scenario import (
+    CAPS,
     ENGINE,
     TIGHT,
     ChaosOptions,
@@ -47,7 +48,7 @@ from herald.demo.chaos.servers import Act, OwnServers, own_servers
 from herald.demo.chaos.verdict import Verdict, failed_for_outage
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
-from herald.domain import utcnow
+from herald.domain import Platform, utcnow
 from herald.states import IN_FLIGHT
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
@@ -81,7 +82,7 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     await store.add_posts(workload.posts[first : first + 1000])
                 async with own_servers(options) as servers:
                     limits = _limits(options, prefix, servers)
-                    sections = merged(overrides, TIGHT, ENGINE, limits, servers.settings)
+                    sections = merged(overrides, TIGHT, ENGINE, CAPS, limits, servers.settings)
                     fleet = EngineFleet(_members(options, engine_env(sections, database)))
                     disruptions = Disruptions(
                         fleet,
@@ -107,8 +108,12 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
                     refused=(await audit.summary()).get("refused", 0),
                 )
-                caps = cap_limits(Settings.model_validate(sections))
-                over_caps = cap_violations(await audit.requests(), caps)
+                engines = Settings.model_validate(sections)
+                over_caps = cap_violations(
+                    await audit.requests(),
+                    cap_limits(engines),
+                    {p: engines.platform(p).timeout_s for p in Platform},
+                )
                 return Verdict.of(
                     summary,
                     store=options.store,
@@ -125,6 +130,7 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     engine_exits=fleet.exits,
                     failed_for_outage=await failed_for_outage(store, deliveries),
                     cap_violations=over_caps.violations,
+                    cap_peaks=over_caps.most,
                     elapsed_s=round(time.monotonic() - started, 1),
                 )
             finally:

@@ -18,6 +18,7 @@ from herald.service.credentials import SecretsFile
 from herald.simulator import FaultConfig, LatencyModel, SimulatorConfig
 
 __all__ = [
+    "CAPS",
     "DISTRIBUTED",
     "ENGINE",
     "FAULTS",
@@ -56,6 +57,14 @@ ENGINE: dict[str, dict[str, Any]] = {
         "sqlite_synchronous": "NORMAL",
     },
     **{p.value: {"timeout_s": 2.0, "connect_timeout_s": 1.0} for p in Platform},
+}
+#: Concurrency caps wider than one process, small enough to bind: with several engines or
+#: workers (8 Facebook requests each at most, 4 LinkedIn...) only these keep the totals down.
+CAPS: dict[str, dict[str, Any]] = {
+    "facebook": {"channel_concurrency": 2, "app_concurrency": 6},
+    "instagram": {"channel_concurrency": 1},
+    "linkedin": {"cluster_concurrency": 3},
+    "youtube": {"cluster_concurrency": 1},
 }
 #: The distributed mode's own settings: a claim waiting in the broker is leased a few seconds
 #: only, so that the messages a broker restart loses are claimed and sent again within the run.

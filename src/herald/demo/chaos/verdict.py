@@ -35,9 +35,9 @@ class Verdict:
     misrecorded: int
     limit_violations: int
     # Arrivals that put more requests in flight than a cap wider than a process allows, as the
-    # simulator saw them (herald.demo.cap_judge); reported, not (yet) failing the run: a
-    # request the simulator hangs on stays in flight there after Herald gave up on it.
+    # simulator saw them (herald.demo.cap_judge).
     cap_violations: int
+    cap_peaks: dict[str, int]  # the most in flight at once, per platform:scope
     refused: int
     kills: int
     worker_kills: int
@@ -62,13 +62,14 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, nothing twice, no limit exceeded, no engine stopped by a fault, no
+        """Nothing lost, nothing twice, no limit or cap exceeded, no engine stopped by a fault, no
         delivery failed for an outage it could have waited out."""
         return not (
             self.lost
             or self.duplicates
             or self.misrecorded
             or self.limit_violations
+            or self.cap_violations
             or self.engine_exits
             or self.failed_for_outage
         )
