@@ -6,6 +6,7 @@ Kept apart from the CLI so tests, the demo and the API server start Herald the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
@@ -148,28 +149,38 @@ async def running_engine(
     exclusive = isinstance(store, SQLiteStore)  # one engine per embedded database
     if role != "all" and exclusive:
         raise ConfigError("a dispatcher and its workers share a PostgreSQL database, not SQLite")
-    lock = None
-    if isinstance(store, SQLiteStore) and not store.holds_engine_lock:
-        lock = EngineLock(store.path)
-        lock.acquire()
-    chosen = set(Platform) if platforms is None else set(platforms)
-    # Every platform's connector prices the sends a limiter rebuild replays; only the chosen
-    # ones publish. None opens a connection before its first request.
-    every = build_connectors(settings) if role != "dispatcher" else {}
-    connectors = {p: c for p, c in every.items() if p in chosen}
-    listener = None
-    metrics = Metrics()
-    queue = _broker_queue(settings, role, connectors, metrics)
-    limiter = open_limiter(settings) if role != "dispatcher" else None
-    caps = open_caps(settings) if role != "dispatcher" else None
-    try:
+    publishes = role != "dispatcher"
+    async with contextlib.AsyncExitStack() as closing:  # closes in the reverse order
+        if isinstance(store, SQLiteStore) and not store.holds_engine_lock:
+            lock = EngineLock(store.path)
+            lock.acquire()
+            closing.callback(lock.release)
+        if own_store:
+            closing.push_async_callback(store.close)
+        chosen = set(Platform) if platforms is None else set(platforms)
+        # Every platform's connector prices the sends a limiter rebuild replays; only the
+        # chosen ones publish. None opens a connection before its first request.
+        every = build_connectors(settings) if publishes else {}
+        for connector in every.values():
+            closing.push_async_callback(connector.aclose)
+        metrics = Metrics()
+        queue = _broker_queue(settings, role, [p for p in every if p in chosen], metrics)
+        if queue is not None:
+            closing.push_async_callback(queue.close)
+        limiter = open_limiter(settings) if publishes else None
+        if limiter is not None:
+            closing.push_async_callback(limiter.aclose)
+        caps = open_caps(settings) if publishes else None
+        if caps is not None:
+            closing.push_async_callback(caps.client.aclose)
         if own_store:
             await store.open()
-        await _vault_usable(settings, store)
+        if publishes:  # the dispatcher never reads a channel's secrets
+            await _vault_usable(settings, store)
         engine = Engine(
             settings,
             store,
-            connectors,
+            {p: c for p, c in every.items() if p in chosen},
             exclusive=exclusive,
             credentials=build_resolver(settings, store),
             limiter=limiter,
@@ -182,33 +193,19 @@ async def running_engine(
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
             listener = await store.listen(engine.notify)
+            closing.push_async_callback(listener.close)
         yield engine
-    finally:
-        if listener is not None:
-            await listener.close()
-        for connector in every.values():
-            await connector.aclose()
-        if limiter is not None:
-            await limiter.aclose()
-        if queue is not None:
-            await queue.close()
-        if caps is not None:
-            await caps.client.aclose()
-        if own_store:
-            await store.close()
-        if lock is not None:
-            lock.release()
 
 
 def _broker_queue(
-    settings: Settings, role: Role, connectors: Collection[Platform], metrics: Metrics
+    settings: Settings, role: Role, platforms: Collection[Platform], metrics: Metrics
 ) -> JobQueue | None:
     """A dispatcher's or a worker's broker (None: the engine's own queue in memory), whose
     ``herald_queue_backlog{platform,region}`` is what an autoscaler sizes workers by."""
     if role == "all":
         return None
     queue = open_queue(
-        settings, platforms=connectors if role == "worker" else (), region=settings.region
+        settings, platforms=platforms if role == "worker" else (), region=settings.region
     )
     QueueBacklog(queue).register(metrics.registry)
     return queue
