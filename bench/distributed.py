@@ -53,6 +53,7 @@ from herald.domain import Channel, Content, MediaKind, NewPost, Platform, Post, 
 from herald.logs import configure_logging
 from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
+from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
 
 RESULTS = Path(os.environ.get("HERALD_BENCH_RESULTS", Path(__file__).parent / "results"))
@@ -198,6 +199,8 @@ async def throughput_once(
                 if time.monotonic() - started > 600:
                     raise TimeoutError("the posts were not all published within 10 minutes")
                 await asyncio.sleep(0.1)
+                if (await store.count_by_state()).get(DeliveryState.FAILED):
+                    raise RuntimeError("a delivery failed: the run cannot be compared")
             elapsed = time.monotonic() - started
             cpu, server = cpu_s(fleet.pids()) - cpu0, cpu_s(servers.pids()) - server0
             after = await sim.client.audit.summary()
