@@ -193,6 +193,7 @@ async def throughput_once(
             await until_registered(store, len(fleet.pids()))
             before = await sim.client.audit.summary()
             cpu0, server0 = cpu_s(fleet.pids()), cpu_s(servers.pids())
+            dispatcher0 = cpu_s(fleet.pids("dispatcher"))
             started = time.monotonic()
             await store.add_posts(_posts(channels, posts))
             looks = 0
@@ -205,6 +206,7 @@ async def throughput_once(
                     raise RuntimeError("a delivery failed: the run cannot be compared")
             elapsed = time.monotonic() - started
             cpu, server = cpu_s(fleet.pids()) - cpu0, cpu_s(servers.pids()) - server0
+            dispatcher = cpu_s(fleet.pids("dispatcher")) - dispatcher0
             after = await sim.client.audit.summary()
         finally:
             if fleet is not None:
@@ -215,6 +217,7 @@ async def throughput_once(
         "config": _name(broker, workers),
         "deliveries_per_s": round(posts / elapsed, 1),
         "cpu_s_per_1k": round(cpu / posts * 1000, 3),
+        "dispatcher_cpu_s_per_1k": round(dispatcher / posts * 1000, 3),
         "server_cpu_s_per_1k": round(server / posts * 1000, 3),
         "duplicates": after["duplicates"] - before["duplicates"],
         "limit_violations": after["limit_violations"] - before["limit_violations"],
@@ -279,6 +282,9 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         out[name] = {
             "deliveries_per_s": statistics.median(r["deliveries_per_s"] for r in group),
             "cpu_s_per_1k": cpu,
+            "dispatcher_cpu_s_per_1k": statistics.median(
+                r["dispatcher_cpu_s_per_1k"] for r in group
+            ),
             "server_cpu_s_per_1k": statistics.median(r["server_cpu_s_per_1k"] for r in group),
             "cpu_vs_embedded": round(cpu / embedded, 2),
         }

@@ -96,7 +96,8 @@ async def test_a_dead_consumers_job_is_taken_over_once_idle(queues):
     assert entry["consumer"] == b"heir"
     assert entry["times_delivered"] == 2
     await heir.ack(job)
-    assert await pending(queues, Platform.FACEBOOK) == []
+    # Acks linger a moment to go with others (ack_linger_s, 50 ms), then land.
+    await eventually(lambda: no_pending(queues, Platform.FACEBOOK), within_s=WAIT_S)
 
 
 async def test_a_waiting_consumer_keeps_the_jobs_it_holds(queues):
@@ -206,10 +207,29 @@ async def test_close_takes_back_the_jobs_it_added_that_no_one_read(queues):
     assert await producer.close() == made[1:]  # read by no one: handed back, deleted
     waiting = await waiting_get(consumer)  # nothing left for it
     await consumer.ack(made[0])
+    await consumer.close()  # sends the acks still lingering
     assert await queues.client.xlen(queues.key(Platform.YOUTUBE)) == 0
-    await consumer.close()
     with pytest.raises(QueueError):
         await asyncio.wait_for(waiting, WAIT_S)
+
+
+async def test_acks_go_together_and_land_within_their_linger(queues):
+    worker = queues.open(read_count=10, ack_linger_s=0.2, ack_batch=5)
+    made = jobs_for(Platform.FACEBOOK, 7)
+    await worker.put(made)
+    got = [await asyncio.wait_for(worker.get(), WAIT_S) for _ in made]
+    for job in got[:4]:
+        await worker.ack(job)
+    assert len(await pending(queues, Platform.FACEBOOK)) == 7  # lingering, not sent yet
+    await worker.ack(got[4])  # the fifth fills a pipeline: sent at once
+    assert len(await pending(queues, Platform.FACEBOOK)) == 2
+    for job in got[5:]:
+        await worker.ack(job)
+    await eventually(lambda: no_pending(queues, Platform.FACEBOOK), within_s=WAIT_S)
+
+
+async def no_pending(queues, platform: Platform) -> bool:
+    return await pending(queues, platform) == []
 
 
 async def test_the_backlog_is_exported_per_platform_and_region(queues):

@@ -75,19 +75,22 @@ async def test_a_worker_adopts_its_jobs_and_drops_the_others():
     await running
 
 
-async def test_a_worker_holds_no_more_than_max_held():
+async def test_a_worker_holds_no_more_than_max_held_and_refills_by_halves():
     store, queue, in_flight = MemoryStore(), AckedQueue(), InFlight()
-    jobs = await claimed(store, [channel(region="eu")], 5)
-    intake = intake_of(store, queue, in_flight, max_held=2)
+    jobs = await claimed(store, [channel(region="eu")], 8)
+    intake = intake_of(store, queue, in_flight, max_held=4)
     submitted: list[Job] = []
     await queue.put(jobs)
     running = asyncio.create_task(intake.run(submitted.append))
-    await eventually(lambda: len(submitted) == 2, within_s=5)
+    await eventually(lambda: len(submitted) == 4, within_s=5)
     await asyncio.sleep(0.05)
-    assert len(submitted) == 2
-    assert queue.depth() == 3  # the rest waits in the queue
-    in_flight.done(submitted[0])  # one finished: room for one more
-    await eventually(lambda: len(submitted) == 3, within_s=5)
+    assert len(submitted) == 4
+    assert queue.depth() == 4  # the rest waits in the queue
+    in_flight.done(submitted[0])  # one finished: no more yet (half of what it holds)
+    await asyncio.sleep(0.05)
+    assert len(submitted) == 4
+    in_flight.done(submitted[1])  # half done: as much again, adopted at once
+    await eventually(lambda: len(submitted) == 6, within_s=5)
     assert queue.depth() == 2
     intake.close()  # what the engine does at a stop, full or not
     left = await queue.close()

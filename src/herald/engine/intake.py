@@ -14,7 +14,8 @@ others are acked and dropped: someone else holds them, or will claim them again.
 another region is never adopted (routing is the dispatcher's; this is the worker's promise).
 
 The intake holds at most ``max_held`` jobs at once (adopted and still running, or waiting to
-be adopted): the rest stays in the broker, for other workers and for an autoscaler to see.
+be adopted), and once full takes more only when half are done: the rest stays in the broker,
+for other workers and for an autoscaler to see, and jobs are adopted in batches.
 While the broker is away it waits ``retry_s`` and tries again; the jobs it holds carry on.
 """
 
@@ -120,13 +121,21 @@ class Intake:
             accept(job)
 
     async def _until_room(self) -> None:
+        """Once full, wait until half of what it holds is done, then take as much again: jobs
+        are adopted in batches (one round trip each), not one per job that finishes."""
         if self._adoption is None:
             return  # the embedded dispatcher bounds what it claims
-        while len(self._offered) + self._in_flight.count >= self._adoption.max_held:
+        most = self._adoption.max_held
+        if self._held() < most:
+            return
+        while self._held() > most // 2:
             if self._closed.is_set():
                 return
             self._room.clear()
             await self._room.wait()
+
+    def _held(self) -> int:
+        return len(self._offered) + self._in_flight.count
 
     def _offer(self, job: Job) -> None:
         self._offered.append(job)

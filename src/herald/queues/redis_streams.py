@@ -87,7 +87,8 @@ class RedisStreamQueue:
     ``max_len``: each stream is trimmed to about this many entries. ``claim_idle_s``: entries
     of a consumer idle this long are taken over; keep it well under the engine's lease.
     ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
-    take-overs, close). ``read_count``: entries read per round trip.
+    take-overs, close). ``read_count``: entries read per round trip. Acks go in pipelines of up
+    to ``ack_batch``, each waiting ``ack_linger_s`` at most for others to join it.
     """
 
     def __init__(
@@ -104,6 +105,8 @@ class RedisStreamQueue:
         block_s: float = 5.0,
         read_count: int = 10,
         connect_timeout_s: float = 5.0,
+        ack_batch: int = 64,
+        ack_linger_s: float = 0.05,
     ) -> None:
         if max_len <= 0 or claim_idle_s <= 0 or block_s <= 0 or read_count <= 0:
             raise ValueError("max_len, claim_idle_s, block_s and read_count must be positive")
@@ -133,7 +136,10 @@ class RedisStreamQueue:
         self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
         self._held: set[Entry] = set()  # both of the above
         self._acks: dict[Entry, None] = {}  # acked by the engine, not yet sent to Redis
-        self._acking: asyncio.Future[None] | None = None  # the ack pipeline on its way
+        self._ack_batch, self._ack_linger_s = ack_batch, ack_linger_s
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # acks sent by the timer
+        self._flushing = 0  # ack pipelines on their way
         self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
         self._fetching: asyncio.Task[None] | None = None
@@ -198,28 +204,38 @@ class RedisStreamQueue:
         if entry is None:
             return
         self._held.discard(entry)
-        # Group commit: one pipeline acks every job finished while the previous one was on its
-        # way. A failed one loses its acks: those messages come back to some worker, which
-        # finds their claims gone and acks them then.
+        # Acks wait up to ack_linger_s to go as one pipeline with others: an ack is never
+        # urgent (a live consumer's entries are not taken over), and one round trip per job
+        # is most of what a worker spends on the queue. One that is lost brings its message
+        # back to some worker, which finds the claim gone and acks it then.
         self._acks[entry] = None
-        try:
-            while entry in self._acks:
-                acking = self._acking
-                if acking is None:
-                    await self._send_acks()
-                else:
-                    await asyncio.wait([acking])
-        finally:
-            await self._release_client_if_done()
+        if self._closed or len(self._acks) >= self._ack_batch:
+            await self._flush_acks()
+        elif self._ack_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(self._ack_linger_s, self._flush_acks_soon)
 
-    async def _send_acks(self) -> None:
+    def _flush_acks_soon(self) -> None:
+        self._ack_timer = None
+        task = asyncio.get_running_loop().create_task(self._flush_acks())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_acks(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         batch, self._acks = list(self._acks), {}
-        sent = self._acking = asyncio.get_running_loop().create_future()
+        if not batch:
+            return
+        self._flushing += 1
         try:
             await self._settle(batch)
+        except QueueError as exc:
+            log.warning("queue.acks_lost", extra={"acks": len(batch), "error": str(exc)})
         finally:
-            self._acking = None
-            sent.set_result(None)
+            self._flushing -= 1
+            await self._release_client_if_done()
 
     def depth(self) -> int:
         if self._closed:
@@ -238,6 +254,7 @@ class RedisStreamQueue:
             # Read and never handed out: the engine releases these jobs, so no one else may
             # take them over. Added and never read: taken back, as if never added.
             await self._settle([entry for entry, _ in ready])
+            await self._flush_acks()
             unread = await self._take_back_unread()
         finally:
             await self._release_client_if_done()
@@ -500,7 +517,11 @@ class RedisStreamQueue:
         except redis_errors.RedisError as exc:
             raise QueueError(f"Redis refused a queue command: {exc}") from exc
 
+    @property
+    def _busy_acking(self) -> bool:
+        return bool(self._acks or self._flushing or self._flushes)
+
     async def _release_client_if_done(self) -> None:
         """Close an owned client once closed and every job handed out is acked."""
-        if self._owned and self._closed and self._handout.all_acked:
+        if self._owned and self._closed and self._handout.all_acked and not self._busy_acking:
             await self._redis.aclose()

@@ -66,12 +66,14 @@ class EngineFleet:
     def of_engines(cls, count: int, env: dict[str, str]) -> EngineFleet:
         return cls([Member(("run",), env)] * count)
 
-    def pids(self) -> list[int]:
-        """The running processes' ids."""
+    def pids(self, role: str | None = None) -> list[int]:
+        """The running processes' ids (of ``role``, if given)."""
         return [
             m.process.pid
             for m in self._members
-            if m.process is not None and m.process.returncode is None
+            if m.process is not None
+            and m.process.returncode is None
+            and role in (None, m.member.role)
         ]
 
     @property
