@@ -389,8 +389,13 @@ def chaos(
     seed: Annotated[int, _chaos("Seeds the workload, faults and kills.", "SEED")] = 1,
     spread_s: Annotated[float, _chaos("Posts fall due over this long.", "SPREAD_S", min=0)] = 60.0,
     kill_every_s: Annotated[
-        float, _chaos("A random engine is SIGKILLed this often.", "KILL_EVERY_S", min=0.5)
-    ] = 5.0,
+        float,
+        _chaos(
+            "A random engine (with a broker: worker) is SIGKILLed this often.",
+            "KILL_EVERY_S",
+            min=0.5,
+        ),
+    ] = 2.5,
     terminate_every_s: Annotated[
         float,
         _chaos("Engine database sessions cut this often (0: never).", "TERMINATE_EVERY_S", min=0),

@@ -90,7 +90,7 @@ class ChaosOptions:
     workers: int = 3  # worker processes at once, with a broker
     seed: int = 1
     spread_s: float = 60.0  # the posts fall due over this long
-    kill_every_s: float = 5.0  # a random engine is SIGKILLed (and started again) this often
+    kill_every_s: float = 2.5  # a random engine is SIGKILLed (and started again) this often
     terminate_every_s: float = 7.0  # every engine's database sessions cut (PostgreSQL)
     outage_s: float = 60.0  # one platform refuses every connection this long
     outage_platform: Platform = Platform.LINKEDIN
