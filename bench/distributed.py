@@ -45,11 +45,17 @@ import asyncpg
 from herald.config import Settings
 from herald.constants import LIMITS_KEY_PREFIX
 from herald.demo.chaos.fleet import EngineFleet, Member
-from herald.demo.chaos.scenario import ENGINE, TIGHT, engine_env, merged, simulator_channels
+from herald.demo.chaos.scenario import (
+    ENGINE,
+    TIGHT,
+    engine_env,
+    merged,
+    simulator_channels,
+    tight_workload,
+)
 from herald.demo.servers import OwnRabbit, OwnRedis
 from herald.demo.simulator_process import SimulatorProcess
-from herald.demo.workload import MediaUrls, plan_posts
-from herald.domain import Channel, Content, MediaKind, NewPost, Platform, Post, new_id, utcnow
+from herald.domain import Channel, Content, NewPost, Platform, Post, new_id, utcnow
 from herald.logs import configure_logging
 from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
@@ -242,8 +248,21 @@ def _posts(channels: list[Channel], count: int) -> list[NewPost]:
     ]
 
 
+CONFIGS = ["embedded"] + [f"{b}:{w}" for b in ("redis", "rabbitmq") for w in (1, 2, 4)]
+
+
+def _config(name: str) -> tuple[str, int]:
+    """``embedded`` or ``broker:workers`` as (broker, workers)."""
+    if name == "embedded":
+        return "none", 1
+    broker, _, workers = name.partition(":")
+    if broker not in ("redis", "rabbitmq") or not workers.isdigit() or int(workers) < 1:
+        raise argparse.ArgumentTypeError(f"{name!r}: embedded, or redis:N or rabbitmq:N")
+    return broker, int(workers)
+
+
 async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    configs = [("none", 1)] + [(b, w) for b in ("redis", "rabbitmq") for w in (1, 2, 4)]
+    configs = args.configs
     settings = Settings.model_validate(_OPEN)
     config = SimulatorConfig.from_settings(
         settings, latency=LatencyModel(median_s=0.002, p99_s=0.01), seed=args.seed
@@ -310,18 +329,8 @@ async def quota(args: argparse.Namespace) -> dict[str, Any]:
             channels = await simulator_channels(sim, counts, secrets_file)
             allowed = _allowed(channels)
             demand = 2 * sum(allowed.values())
-            media = MediaUrls(
-                await sim.client.media_url(MediaKind.IMAGE, "q.jpg", size=4096),
-                await sim.client.media_url(MediaKind.VIDEO, "q.mp4", size=16384),
-            )
-            workload = plan_posts(
-                channels,
-                demand,
-                start_at=utcnow(),
-                spread_s=10.0,
-                media_urls=media,
-                youtube_limit=2 * TIGHT["youtube"]["insert_calls_per_day"],
-                seed=args.seed,
+            workload = await tight_workload(
+                sim, channels, demand, start_at=utcnow(), spread_s=10.0, seed=args.seed
             )
             store = await new_store(args.database_url)
             servers = Servers("redis", work)
@@ -397,6 +406,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--settle-s", type=float, default=20.0)
     parser.add_argument("--database-url", default=DEFAULT_PG_URL)
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        type=_config,
+        default=[_config(c) for c in CONFIGS],
+        help="embedded, redis:N, rabbitmq:N (default: every one, N = 1, 2, 4)",
+    )
     args = parser.parse_args()
     configure_logging("ERROR")
     result: dict[str, Any] = {"started": datetime.now(UTC).isoformat(), "args": vars(args)}

@@ -46,11 +46,11 @@ from herald.demo.chaos.scenario import (
     engine_env,
     merged,
     simulator_channels,
+    tight_workload,
 )
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
-from herald.demo.workload import MediaUrls, plan_posts
-from herald.domain import MediaKind, Platform, utcnow
+from herald.domain import Platform, utcnow
 from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
 from herald.stores.postgres import PostgresStore
@@ -120,18 +120,8 @@ async def run_once(
         with tempfile.TemporaryDirectory(prefix="herald-restarts-") as tmp:
             work = Path(tmp)
             channels = await simulator_channels(sim, CHANNELS, SecretsFile(work / "secrets.json"))
-            media = MediaUrls(
-                await sim.client.media_url(MediaKind.IMAGE, "r.jpg", size=4096),
-                await sim.client.media_url(MediaKind.VIDEO, "r.mp4", size=16384),
-            )
-            workload = plan_posts(
-                channels,
-                posts,
-                start_at=utcnow(),
-                spread_s=0.0,
-                media_urls=media,
-                youtube_limit=2 * TIGHT["youtube"]["insert_calls_per_day"],
-                seed=seed,
+            workload = await tight_workload(
+                sim, channels, posts, start_at=utcnow(), spread_s=0.0, seed=seed
             )
             store, database = _store(kind, work, pg_url)
             await store.open()

@@ -49,6 +49,14 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--store", "both", "--posts-per-channel", "30", "--kill-after", "10"),
             *("--heartbeat-s", "0.5", "--dead-after-s", "2", "--timeout-s", "60"),
         ],
+        pytest.param(
+            [
+                "distributed.py",
+                *("--posts", "200", "--reps", "1", "--configs", "embedded", "redis:1"),
+                *("--settle-s", "2"),
+            ],
+            marks=[pytest.mark.redis, pytest.mark.slow],
+        ),
         [
             "backlog.py",
             *("--store", "both", "--deliveries", "2000", "--channels", "10", "--burst", "100"),
@@ -64,6 +72,7 @@ BENCH = Path(__file__).parents[2] / "bench"
         "redis-queue",
         "rabbit-queue",
         "takeover",
+        "distributed",
         "backlog",
     ],
 )
@@ -81,7 +90,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr

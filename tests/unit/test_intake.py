@@ -17,6 +17,7 @@ from herald.states import DeliveryState
 from herald.stores.memory import MemoryStore
 from herald.testing import channel, eventually, new_post
 from herald.timing import SystemClock
+from tests.suites.store_contract import claim
 
 
 class AckedQueue(MemoryQueue):
@@ -31,14 +32,7 @@ class AckedQueue(MemoryQueue):
 async def claimed(store: MemoryStore, channels, count: int = 1) -> list[Job]:
     await store.add_channels(channels)
     await store.add_posts([new_post(channels) for _ in range(count)])
-    now = utcnow()
-    batch = await store.claim_due(
-        now=now,
-        limit=100,
-        lease_until=now + timedelta(seconds=5),
-        expire_before=now - timedelta(days=1),
-        engine_id="eng_dispatcher",
-    )
+    batch = await claim(store, lease=timedelta(seconds=5), engine_id="eng_dispatcher")
     return batch.jobs
 
 

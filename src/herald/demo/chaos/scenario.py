@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ __all__ = [
     "plan",
     "simulator_channels",
     "simulator_config",
+    "tight_workload",
 ]
 
 #: Limits on both sides (Herald's settings, and the simulator's through from_settings): low
@@ -180,17 +181,38 @@ async def plan(
     from ``lead_s`` from now over ``options.spread_s``."""
     secrets_file = SecretsFile(work / "secrets.json")
     channels = await simulator_channels(sim, _channel_counts(options.deliveries), secrets_file)
-    media = MediaUrls(
-        await sim.client.media_url(MediaKind.IMAGE, "chaos.jpg", size=4096),
-        await sim.client.media_url(MediaKind.VIDEO, "chaos.mp4", size=16384),
-    )
-    workload = plan_posts(
+    workload = await tight_workload(
+        sim,
         channels,
         math.ceil(options.deliveries / _DELIVERIES_PER_POST),
         start_at=utcnow() + timedelta(seconds=lead_s),
         spread_s=options.spread_s,
-        media_urls=media,
-        youtube_limit=2 * TIGHT["youtube"]["insert_calls_per_day"],
         seed=options.seed,
     )
     return channels, workload
+
+
+async def tight_workload(
+    sim: SimulatorProcess,
+    channels: list[Channel],
+    posts: int,
+    *,
+    start_at: datetime,
+    spread_s: float,
+    seed: int,
+) -> Workload:
+    """``posts`` posts on ``channels`` due from ``start_at`` over ``spread_s``, their media
+    served by the simulator, YouTube's uploads planned at twice its TIGHT quota."""
+    media = MediaUrls(
+        await sim.client.media_url(MediaKind.IMAGE, "chaos.jpg", size=4096),
+        await sim.client.media_url(MediaKind.VIDEO, "chaos.mp4", size=16384),
+    )
+    return plan_posts(
+        channels,
+        posts,
+        start_at=start_at,
+        spread_s=spread_s,
+        media_urls=media,
+        youtube_limit=2 * TIGHT["youtube"]["insert_calls_per_day"],
+        seed=seed,
+    )
