@@ -66,30 +66,15 @@ def test_engines_on_postgresql_outlive_kills_cut_sessions_and_an_outage():
 
 @pytest.mark.postgres
 @pytest.mark.redis
-def test_a_dispatcher_and_workers_through_redis_outlive_kills_and_restarts():
-    # Three workers (two restricted to some platforms) and a dispatcher, through a Redis
-    # Streams broker and a limits Redis of the run's own, each restarted once.
+@pytest.mark.parametrize("broker", ["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def test_a_dispatcher_and_workers_outlive_kills_and_restarts(broker):
+    # Three workers (two restricted to some platforms) and a dispatcher, through a broker and
+    # a limits Redis of the run's own (a redis-server or a RabbitMQ node), each restarted once.
     verdict = chaos(
-        *("--store", "postgres", "--database-url", PG_URL, "--broker", "redis"),
+        *("--store", "postgres", "--database-url", PG_URL, "--broker", broker),
         *("--workers", "3"),
     )
-    assert verdict["broker"] == "redis"
-    assert verdict["worker_kills"] >= 2
-    assert (verdict["dispatcher_kills"], verdict["broker_restarts"]) == (1, 1), verdict
-    assert verdict["redis_restarts"] == 1, verdict
-    assert_kept_every_promise(verdict)
-
-
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.rabbitmq
-def test_a_dispatcher_and_workers_through_rabbitmq_outlive_kills_and_restarts():
-    # The same through quorum queues on a RabbitMQ node of the run's own, restarted once.
-    verdict = chaos(
-        *("--store", "postgres", "--database-url", PG_URL, "--broker", "rabbitmq"),
-        *("--workers", "3"),
-    )
-    assert verdict["broker"] == "rabbitmq"
+    assert verdict["broker"] == broker
     assert verdict["worker_kills"] >= 2
     assert (verdict["dispatcher_kills"], verdict["broker_restarts"]) == (1, 1), verdict
     assert verdict["redis_restarts"] == 1, verdict
