@@ -4,6 +4,7 @@ offers whose claims are gone or belong to another region, and holds at most ``ma
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from herald.config import EngineSettings
@@ -90,3 +91,21 @@ async def test_a_worker_holds_no_more_than_max_held_and_refills_by_halves():
     left = await queue.close()
     await asyncio.wait_for(running, 5)
     assert len(left) == 2
+
+
+async def test_two_copies_of_one_message_in_a_batch_run_the_delivery_once():
+    # A broker that redelivers (RabbitMQ after a connection loss) can hand the same message
+    # out twice before the first copy is adopted: both carry the token the store still holds.
+    store, queue, in_flight = MemoryStore(), AckedQueue(), InFlight()
+    (job,) = await claimed(store, [channel(region="eu")])
+    intake = intake_of(store, queue, in_flight)
+    submitted: list[Job] = []
+    await queue.put([job, replace(job)])  # two decodings of one message: equal, not the same
+    running = asyncio.create_task(intake.run(submitted.append))
+    await eventually(lambda: len(queue.acked) == 1, within_s=5)
+    await asyncio.sleep(0.05)
+    assert [j.delivery.id for j in submitted] == [job.delivery.id]
+    assert in_flight.count == 1
+    intake.close()
+    await queue.close()
+    await asyncio.wait_for(running, 5)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -154,7 +154,8 @@ class Intake:
             offers = self.take_offers()
             if not offers:
                 continue
-            mine = [j for j in offers if self._ours(j, a)]
+            first = _first_copies(offers)  # by position: copies may be equal jobs
+            mine = [offers[i] for i in first.values() if self._ours(offers[i], a)]
             now = self._health.clock.now()
             try:
                 adopted = await a.store.adopt(
@@ -179,7 +180,10 @@ class Intake:
             for message, job in taken:
                 self._message_of[job.delivery.id] = message
                 submit(job)
-            refused = [j for j in offers if j.delivery.id not in adopted.delivery_ids]
+            # Refused: every other offer, second copies of an adopted one included (a broker
+            # that redelivers can put two copies of one message in one batch).
+            kept = {first[j.delivery.id] for j, _ in taken}
+            refused = [j for i, j in enumerate(offers) if i not in kept]
             await self._drop(refused)
             self._room.set()  # what was offered is held or dropped now
 
@@ -212,3 +216,13 @@ class Intake:
                 log.warning("worker.ack_failed", extra={"error": str(exc)})
         if refused:
             log.info("worker.stale_offers", extra={"jobs": len(refused)})
+
+
+def _first_copies(offers: Sequence[Job]) -> dict[str, int]:
+    """Where the first offer of each delivery is: two copies of one message adopted together
+    would run the delivery twice in this process (the second's ``publishing`` write is
+    refused, but not before it took slots and gave back the first's)."""
+    first: dict[str, int] = {}
+    for index, job in enumerate(offers):
+        first.setdefault(job.delivery.id, index)
+    return first
