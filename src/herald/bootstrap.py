@@ -91,7 +91,7 @@ def open_queue(
     if url is None:
         raise ConfigError("a dispatcher or worker needs broker.url (--broker, HERALD_BROKER__URL)")
     region = region or settings.region
-    concurrency = max(1, sum(settings.platform(p).concurrency for p in platforms))
+    prefetch = settings.worker_prefetch(platforms)
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStreamQueue(
             url,
@@ -102,7 +102,7 @@ def open_queue(
             # are taken over by another before the dispatcher has to claim them again.
             claim_idle_s=settings.broker.handoff_s / 3,
             # A worker reads what its intake may hold in one round trip.
-            read_count=settings.broker.prefetch or 4 * concurrency,
+            read_count=prefetch,
         )
     if url.startswith(("amqp://", "amqps://")):
         return RabbitQueue(
@@ -111,7 +111,7 @@ def open_queue(
             region=region,
             # What the worker holds beyond what it sends is its intake's to bound; the broker
             # sends a little ahead so that the next job is there when a slot frees.
-            prefetch=settings.broker.prefetch or 4 * concurrency,
+            prefetch=prefetch,
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 

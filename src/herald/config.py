@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -371,6 +372,13 @@ class Settings(BaseSettings):
     def platform(self, platform: Platform) -> PlatformSettings:
         section: PlatformSettings = getattr(self, platform.value)
         return section
+
+    def worker_prefetch(self, platforms: Iterable[Platform]) -> int:
+        """The jobs a worker of ``platforms`` holds at most (``broker.prefetch``, else four
+        per request it may have in flight): enough to keep every slot busy while the next
+        jobs are adopted, several at a time; the rest waits in the broker."""
+        slots = sum(self.platform(p).concurrency for p in platforms)
+        return self.broker.prefetch or max(1, 4 * slots)
 
     @field_validator("database_url")
     @classmethod

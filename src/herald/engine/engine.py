@@ -81,9 +81,6 @@ log = logging.getLogger("herald.engine")
 
 T = TypeVar("T")
 
-#: A worker holds this many jobs per request it may have in flight (``broker.prefetch``).
-_PREFETCH = 4
-
 #: What one engine process does (see the module's doc).
 Role = Literal["all", "dispatcher", "worker"]
 
@@ -182,16 +179,12 @@ class Engine:
 
     def _adoption(self) -> Adoption:
         platforms = tuple(self._connectors)
-        concurrency = sum(self.settings.platform(p).concurrency for p in platforms)
         return Adoption(
             self.store,
             self.identity.id,
             self.settings.region,
             platforms,
-            # Enough to keep every slot busy while the next jobs are adopted (several at a
-            # time: one round trip each), and no more: the rest waits in the broker, for
-            # other workers and for the autoscaler.
-            max_held=self.settings.broker.prefetch or max(1, _PREFETCH * concurrency),
+            max_held=self.settings.worker_prefetch(platforms),
             lease_s=self.settings.engine.lease_s,
         )
 
