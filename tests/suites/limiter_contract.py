@@ -10,6 +10,7 @@ parametrized over the kinds it runs on; ``tests.conftest.limiter_maker`` builds 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 
@@ -65,6 +66,19 @@ class LimiterContract:
         for _ in range(3):
             assert await limiter.reserve([claim(rule)], 0.0) == 0.0
         assert await limiter.reserve([claim(rule)], 3.4) > 0
+
+    async def test_reservations_made_together_each_count(self, limiter):
+        """A worker admits a lane's ready jobs at once (a shared limiter sends them in one
+        round trip): each is checked after those before it, in the order they were made."""
+        rule = rolling(3, 10.0)
+        waits = await asyncio.gather(
+            *(
+                limiter.reserve([claim(rule), claim(rolling(9, 10.0), key=f"o{n}")], 1.0)
+                for n in range(5)
+            )
+        )
+        assert waits == [0.0, 0.0, 0.0, 10.0, 10.0]
+        assert await limiter.reserve([claim(rule)], 11.0) == 0.0
 
     async def test_margin_extends_the_window(self, limiter):
         rule = rolling(1, 10.0, margin_s=2.0)

@@ -238,6 +238,7 @@ class Engine:
             metrics=self.metrics,
             clock=self.clock,
             finish=self._finish,
+            admit_together=not self._limits_in_memory,
         )
         return WorkerPool(context)
 

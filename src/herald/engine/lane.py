@@ -49,9 +49,19 @@ Failed = Callable[[Job, Exception], Awaitable[None]]
 
 class Lane:
     def __init__(
-        self, name: str, concurrency: int, admit: Admit, execute: Execute, failed: Failed
+        self,
+        name: str,
+        concurrency: int,
+        admit: Admit,
+        execute: Execute,
+        failed: Failed,
+        *,
+        together: bool = False,
     ) -> None:
         self.name = name
+        # Admit the ready jobs that free slots can take together, concurrently: a shared
+        # limiter then sends their admissions in one round trip (herald.limits.batching).
+        self._together = together
         self._admit = admit
         self._execute = execute
         self._failed = failed
@@ -122,23 +132,44 @@ class Lane:
             if slot is None:
                 self._ready.appendleft(job)  # stopping: drain() hands it back unsent
                 return
-            try:
-                go = await self._admit(job)
-            except Exception as exc:
-                # One job's trouble (the store refused a write, say) must not stop the lane:
-                # the job is let go, and its lease brings the delivery back.
-                slot.release()
-                await self._failed(job, exc)
-                continue
-            except BaseException:
-                slot.release()
-                raise
-            if not go:
-                slot.release()
-                continue
-            task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
-            self.tasks.add(task)
-            task.add_done_callback(self._task_done(slot))
+            batch = [(job, slot)]
+            if self._together:
+                batch += await self._more_ready()
+            if len(batch) == 1:
+                admitted = [await self._admit_one(job, slot)]
+            else:
+                admitted = await asyncio.gather(*(self._admit_one(j, s) for j, s in batch))
+            for (job, slot), go in zip(batch, admitted, strict=True):
+                if go:
+                    task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
+                    self.tasks.add(task)
+                    task.add_done_callback(self._task_done(slot))
+
+    async def _more_ready(self) -> list[tuple[Job, Slot]]:
+        """The ready jobs that a free slot can take at once, each with its slot."""
+        more = []
+        while self._ready and not self._slots.locked() and not self._stopping.is_set():
+            await self._slots.acquire()  # free: it does not wait
+            more.append((self._ready.popleft(), Slot(self._slots)))
+        return more
+
+    async def _admit_one(self, job: Job, slot: Slot) -> bool:
+        """True: run ``job`` now, in ``slot``. False: the slot is given back (the job was
+        deferred, settled, or let go because its admission failed)."""
+        try:
+            go = await self._admit(job)
+        except Exception as exc:
+            # One job's trouble (the store refused a write, say) must not stop the lane:
+            # the job is let go, and its lease brings the delivery back.
+            slot.release()
+            await self._failed(job, exc)
+            return False
+        except BaseException:
+            slot.release()
+            raise
+        if not go:
+            slot.release()
+        return go
 
     async def _slot(self) -> Slot | None:
         """A free concurrency slot, or None once the lane is stopping (waiting for one must

@@ -54,6 +54,8 @@ class WorkerContext:
     metrics: Metrics
     clock: Clock
     finish: Callable[[Job], Awaitable[None]]  # the job is over for this engine
+    # Admit a lane's ready jobs together: their limiter (or caps) calls cost round trips.
+    admit_together: bool = False
 
 
 class WorkerPool:
@@ -69,6 +71,7 @@ class WorkerPool:
                 self._admit,
                 self._execute,
                 self._admission_failed,
+                together=context.admit_together,
             )
             for platform in context.connectors
         }

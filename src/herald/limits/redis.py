@@ -51,6 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald.constants import LIMITS_KEY_PREFIX
 from herald.errors import LimiterError, LimiterUnavailable
+from herald.limits.batching import ScriptBatcher
 from herald.limits.rules import CalendarQuota, LimitClaim, Pacing, RollingWindow
 from herald.timing import zone
 from herald.types import EarlierGrants
@@ -123,6 +124,8 @@ class RedisLimiter:
         self._marker_poll_s = marker_poll_s
         self._wall_clock = wall_clock  # for pause expiries only: pauses come as Unix times
         self._admit = client.register_script(_script("admit.lua"))
+        # Admissions made together (a lane's ready jobs) share one round trip.
+        self._admissions = ScriptBatcher(client, _script("admit.lua"))
         self._refund = client.register_script(_script("refund.lua"))
         self._block = client.register_script(_script("block.lua"))
         self._unlock = client.register_script(
@@ -159,7 +162,7 @@ class RedisLimiter:
             return math.inf  # it can never fit, whatever Redis holds
         call = self._admission("reserve", claims, now, pauses)
         async with _translated(self._timeout_s):
-            answer = await self._admit(keys=call.keys, args=call.args)
+            answer = await self._admissions(call.keys, call.args)
         if answer == _UNREADY:
             raise LimiterUnavailable("the shared limiter lost its state and is not rebuilt yet")
         return float(answer)

@@ -1,0 +1,84 @@
+"""A lane admits one job at a time, or (``together``) every ready job a free slot can take."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from herald.engine.lane import Lane, Slot
+
+
+@dataclass
+class Recorder:
+    """Admits every job (``refuse``: settles those, ``fail``: raises), and counts how many
+    admissions were under way at once."""
+
+    refuse: set[int] = field(default_factory=set)
+    fail: set[int] = field(default_factory=set)
+    admitting: int = 0
+    most_at_once: int = 0
+    ran: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int = 0
+
+    async def admit(self, job: int) -> bool:
+        self.admitting += 1
+        self.most_at_once = max(self.most_at_once, self.admitting)
+        await asyncio.sleep(0.001)  # a round trip
+        self.admitting -= 1
+        if job in self.fail:
+            raise RuntimeError("the store refused a write")
+        if job in self.refuse:
+            self._settled()
+        return job not in self.refuse
+
+    async def execute(self, job: int, slot: Slot) -> None:
+        await asyncio.sleep(0.002)
+        slot.release()
+        self.ran.append(job)
+        self._settled()
+
+    async def on_failure(self, job: int, exc: Exception) -> None:
+        self.failed.append(job)
+        self._settled()
+
+    def _settled(self) -> None:
+        self.expected -= 1
+        if self.expected == 0:
+            self.done.set()
+
+
+async def run_lane(recorder: Recorder, jobs: list[int], *, together: bool) -> Lane:
+    lane = Lane("test", 4, recorder.admit, recorder.execute, recorder.on_failure, together=together)
+    recorder.expected = len(jobs)
+    for job in jobs:
+        lane.submit(job)  # type: ignore[arg-type]
+    task = asyncio.create_task(lane.run())
+    await asyncio.wait_for(recorder.done.wait(), 5)
+    lane.stop()
+    await task
+    return lane
+
+
+async def test_one_at_a_time_by_default():
+    recorder = Recorder()
+    await run_lane(recorder, list(range(10)), together=False)
+    assert sorted(recorder.ran) == list(range(10))
+    assert recorder.most_at_once == 1
+
+
+async def test_together_admits_as_many_ready_jobs_as_there_are_free_slots():
+    recorder = Recorder()
+    await run_lane(recorder, list(range(10)), together=True)
+    assert sorted(recorder.ran) == list(range(10))
+    assert recorder.most_at_once == 4  # the lane's concurrency, never more
+
+
+async def test_together_one_job_s_refusal_or_failure_is_its_own():
+    recorder = Recorder(refuse={2}, fail={5})
+    lane = await run_lane(recorder, list(range(8)), together=True)
+    assert sorted(recorder.ran) == [0, 1, 3, 4, 6, 7]
+    assert recorder.failed == [5]
+    # Every slot came back: four more jobs can be admitted at once.
+    assert lane._slots._value == 4
