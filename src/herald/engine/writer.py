@@ -55,17 +55,22 @@ class TransitionWriter:
 
     async def write(self, transition: Transition) -> bool:
         """Queue ``transition`` and wait until it is committed; True if it took effect."""
-        return (await self.write_many([transition]))[0]
+        if self._stopped:
+            return (await self._store.apply([transition]))[0]
+        return await self._queued([transition])[0]
 
     async def write_many(self, transitions: Sequence[Transition]) -> list[bool]:
         if self._stopped:
             # The batching loop has ended (shutdown): write directly rather than wait forever.
             return await self._store.apply(transitions)
+        return list(await asyncio.gather(*self._queued(transitions)))
+
+    def _queued(self, transitions: Sequence[Transition]) -> list[asyncio.Future[bool]]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in transitions]
         self._pending.extend(zip(transitions, futures, strict=True))
         self._wakeup.set()
-        return list(await asyncio.gather(*futures))
+        return futures
 
     async def run(self) -> None:
         try:
