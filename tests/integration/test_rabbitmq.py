@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractConnection
 
 from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
-from herald.queues.amqp import Topology
+from herald.queues.amqp import Link, Topology
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.wire import decode_job
 from herald.testing import channel, eventually
@@ -167,6 +167,43 @@ async def test_a_job_not_acked_when_its_consumers_connection_dies_goes_to_anothe
     assert await taken(second) == mine
     await second.close()
     assert await rabbit.ready() == 0
+
+
+@pytest.fixture
+def ack_frames(monkeypatch) -> list[tuple[int, bool]]:
+    """Every ack frame the queues send: (delivery tag, multiple)."""
+    frames: list[tuple[int, bool]] = []
+    send = Link._send_acks
+
+    async def spy(self: Link, batch: list[tuple[int, bool]]) -> None:
+        frames.extend(batch)
+        await send(self, batch)
+
+    monkeypatch.setattr(Link, "_send_acks", spy)
+    return frames
+
+
+async def test_acks_linger_and_go_in_as_few_frames_as_the_tags_allow(rabbit, ack_frames):
+    """Jobs finished out of order: the acks wait, then those below every tag still unacked go
+    in one frame (``multiple``) and the others one by one; a tag is never acked twice (the
+    broker would close the channel), and nothing acked comes back."""
+    await rabbit.queue(platforms=()).put([job(text=str(n)) for n in range(5)])
+    connection = await aio_pika.connect(RABBIT_URL)
+    consumer = rabbit.queue(url=connection, platforms=[FB], ack_batch=3, ack_linger_s=0.2)
+    jobs = [await got(consumer) for _ in range(5)]  # delivery tags 1 to 5
+    await consumer.ack(jobs[1])
+    await consumer.ack(jobs[0])
+    assert ack_frames == []  # lingering: fewer than ack_batch
+    await consumer.ack(jobs[3])  # the third: they go
+    assert ack_frames == [(2, True), (4, False)]  # 3 is still held
+    await consumer.ack(jobs[4])
+    await eventually(lambda: len(ack_frames) == 3, within_s=WAIT_S)  # after the linger
+    assert ack_frames[2] == (5, False)
+    await consumer.ack(jobs[2])
+    await consumer.close()  # acks what lingers before it closes
+    assert ack_frames[3] == (3, True)
+    await connection.close()
+    assert await rabbit.ready() == 0  # every one acked: none went back to the queue
 
 
 async def test_a_job_redelivered_delivery_limit_times_is_dead_lettered(rabbit):

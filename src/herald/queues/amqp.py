@@ -118,6 +118,9 @@ class Link:
         self._amqp: aiormq.abc.AbstractChannel | None = None  # the consuming one, underneath
         self._declared: set[str] = set()  # job queues declared and bound on this link
         self._consumer_tags: list[str] = []
+        # Delivery tags received on the consuming channel and neither acked nor rejected yet:
+        # what an ack with ``multiple`` may cover, and what it must not.
+        self._unacked: set[int] = set()
         #: Done once the link is lost: its result says why.
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -267,7 +270,12 @@ class Link:
         return bool(self._consumer_tags)
 
     async def consume(self, queue: str, on_delivery: OnDelivery) -> None:
-        ok = await self._run(self._channel().basic_consume(queue, on_delivery, no_ack=False))
+        async def delivered(message: DeliveredMessage) -> None:
+            if message.delivery_tag is not None:
+                self._unacked.add(message.delivery_tag)
+            await on_delivery(message)
+
+        ok = await self._run(self._channel().basic_consume(queue, delivered, no_ack=False))
         if ok.consumer_tag is not None:
             self._consumer_tags.append(ok.consumer_tag)
 
@@ -281,13 +289,35 @@ class Link:
     async def take(self, queue: str) -> DeliveredMessage | None:
         """The message at the head of ``queue`` (``basic.get``, to ack), or None if empty."""
         got = await self._run(self._channel().basic_get(queue, no_ack=False))
-        return got if isinstance(got.delivery, spec.Basic.GetOk) else None
+        if not isinstance(got.delivery, spec.Basic.GetOk):
+            return None
+        if got.delivery_tag is not None:
+            self._unacked.add(got.delivery_tag)
+        return got
 
     async def ack(self, tags: Iterable[int]) -> None:
-        for tag in tags:
-            await self._run(self._channel().basic_ack(tag))
+        """Ack ``tags`` in as few frames as the channel allows: every one below the lowest tag
+        still unacked in one frame (``multiple``), the others one by one. Tags are the
+        channel's, in the order it delivered; a tag acked twice would close the channel, so
+        one not unacked any more is left out."""
+        wanted = sorted(self._unacked.intersection(tags))
+        if not wanted:
+            return
+        self._unacked.difference_update(wanted)
+        floor = min(self._unacked, default=wanted[-1] + 1)
+        below = [tag for tag in wanted if tag < floor]
+        frames = [(below[-1], True)] if below else []
+        frames += [(tag, False) for tag in wanted[len(below) :]]
+        await self._run(self._send_acks(frames))
+
+    async def _send_acks(self, frames: list[tuple[int, bool]]) -> None:
+        channel = self._channel()
+        for index, (tag, multiple) in enumerate(frames):
+            # Written in order: waiting for the last one to be written waits for them all.
+            await channel.basic_ack(tag, multiple=multiple, wait=index == len(frames) - 1)
 
     async def reject(self, tag: int, *, requeue: bool) -> None:
+        self._unacked.discard(tag)
         await self._run(self._channel().basic_reject(tag, requeue=requeue))
 
     # -- closing ----------------------------------------------------------------------------

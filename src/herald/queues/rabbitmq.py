@@ -8,9 +8,9 @@ what they use, idempotently, so either may start first.
 ``put`` publishes a batch at once, persistent, on a channel in confirm mode, and returns once
 the broker has confirmed every message. ``get`` consumes with manual acks (from the first
 ``get`` on; a queue that reads no platform only puts), at most ``prefetch`` messages unacked at
-a time: give it the worker's concurrency. ``ack`` acks the job's message, which the engine does
-once the outcome is written. A message that holds no job is rejected to the dead-letter
-exchange and counted in :attr:`RabbitQueue.undecodable`, never handed out.
+a time. ``ack`` acks the job's message, which the engine does once the outcome is written;
+acks linger briefly, to go several in one frame. A message that holds no job is rejected to
+the dead-letter exchange and counted in :attr:`RabbitQueue.undecodable`, never handed out.
 
 Nothing here is the truth about a delivery: the store is. Every job is a claimed delivery under
 a lease, so a message lost only delays the delivery until its lease runs out, and a message
@@ -104,7 +104,7 @@ class RabbitQueue:
     ``platforms`` and ``region``: the queues this queue consumes (none: a queue that only
     puts). A job is put into the queue of its platform and its channel's region, ``region`` for
     a channel without one. ``prefix``: of every name on the broker. ``prefetch``: messages
-    received and not acked at most (the worker's concurrency). ``delivery_limit``: deliveries
+    received and not acked at most (what the worker holds). ``delivery_limit``: deliveries
     of one message before it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
     is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
     other answer of the broker (a put's confirms included).
@@ -122,9 +122,13 @@ class RabbitQueue:
         refresh_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         timeout_s: float = 10.0,
+        ack_batch: int | None = None,
+        ack_linger_s: float = 0.05,
     ) -> None:
         if min(prefetch, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
             raise ValueError("prefetch, delivery_limit and the durations must be positive")
+        if ack_linger_s < 0 or (ack_batch is not None and ack_batch < 1):
+            raise ValueError("ack_batch must be positive and ack_linger_s not negative")
         self.region = region
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
@@ -142,6 +146,13 @@ class RabbitQueue:
         # and maybe still in the broker (what close() may take back)
         self._lag: dict[str, int] = {}  # per queue: messages ready, as last counted
         self._signal: asyncio.Future[None] | None = None  # done when a getter should look
+        self._ack_batch = ack_batch or max(1, prefetch // 4)
+        self._ack_linger_s = ack_linger_s
+        self._acks: dict[Link, list[int]] = {}  # lingering acks, by the link they came on
+        self._acks_pending = 0
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()  # linger flushes under way
+        self._flushing = 0  # ack flushes under way
         self._closed = False
         self.undecodable = 0  # messages dead-lettered because they held no readable job
 
@@ -192,14 +203,50 @@ class RabbitQueue:
         received = self._handout.finish(job)
         if received is None:
             return
-        try:
-            if received.link.alive:
-                await received.link.ack([received.tag])
-            else:
-                # Received on a connection since lost: the broker gave the message out again.
-                log.info("queue.ack_lost", extra={"delivery_id": job.delivery.id})
-        finally:
+        if not received.link.alive:
+            # Received on a connection since lost: the broker gave the message out again.
+            log.info("queue.ack_lost", extra={"delivery_id": job.delivery.id})
             await self._release_link_if_done()
+            return
+        # Acks wait up to ack_linger_s to go with others, in one frame where the tags allow
+        # (see Link.ack): an ack is never urgent (a live consumer's messages stay its own),
+        # and one frame per job is much of what a worker spends on the broker. One that is
+        # lost brings its message back to some worker, which finds the claim gone and acks it.
+        self._acks.setdefault(received.link, []).append(received.tag)
+        self._acks_pending += 1
+        if self._closed or self._acks_pending >= self._ack_batch:
+            await self._flush_acks()
+            await self._release_link_if_done()
+        elif self._ack_timer is None:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(self._ack_linger_s, self._flush_acks_soon)
+
+    def _flush_acks_soon(self) -> None:
+        self._ack_timer = None
+        task = asyncio.get_running_loop().create_task(self._flush_acks_and_release())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_acks_and_release(self) -> None:
+        await self._flush_acks()
+        await self._release_link_if_done()
+
+    async def _flush_acks(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        batch, self._acks, self._acks_pending = self._acks, {}, 0
+        self._flushing += 1
+        try:
+            for link, tags in batch.items():
+                if not link.alive:
+                    continue  # the broker gives those messages out again
+                try:
+                    await link.ack(tags)
+                except QueueError as exc:
+                    log.warning("queue.acks_lost", extra={"acks": len(tags), "error": str(exc)})
+        finally:
+            self._flushing -= 1
 
     def depth(self) -> int:
         if self._closed:
@@ -211,6 +258,7 @@ class RabbitQueue:
             return []
         self._closed = True
         self._wake()
+        await self._flush_acks()  # before the take-back, which acks and rejects by tag too
         if self._refresher is not None:
             self._refresher.cancel()
         returned: list[Job] = []
@@ -334,7 +382,8 @@ class RabbitQueue:
 
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""
-        if self._closed and self._handout.all_acked and self._link is not None:
+        done = self._handout.all_acked and not self._acks and not self._flushing
+        if self._closed and done and self._link is not None:
             link, self._link = self._link, None
             await link.close()
 
