@@ -11,7 +11,8 @@ Streams; RabbitMQ quorum queues), limits shared through Redis. The processes sta
 nothing due; the posts are written once every one is registered, and the clock and the CPU
 counters run from then until the simulator holds every post: start-up costs are left out.
 CPU is read from /proc for every Herald process, and apart for the broker's and the limits'
-servers (a Redis or RabbitMQ of the run's own). Rounds interleave the configurations.
+servers (a Redis or RabbitMQ of the run's own). Rounds interleave the configurations, and each
+configuration's CPU is compared with the embedded engine's of the same round.
 
 **Quota use.** Three workers (two restricted to some platforms) through Redis Streams, no
 per-engine share of anything, against limits small enough to bind (chaos's TIGHT: 200 calls an
@@ -291,21 +292,24 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each configuration's medians over the rounds. ``cpu_vs_embedded`` is the median of its
+    ratio to the embedded engine *of the same round*: a shared machine's speed drifts between
+    rounds more than one configuration differs from the next within one."""
     by: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by.setdefault(run["config"], []).append(run)
-    embedded = statistics.median(r["cpu_s_per_1k"] for r in by.get("embedded", [])) or math.nan
+    embedded = {r["rep"]: r["cpu_s_per_1k"] for r in by.get("embedded", [])}
     out = {}
     for name, group in by.items():
-        cpu = statistics.median(r["cpu_s_per_1k"] for r in group)
+        ratios = [r["cpu_s_per_1k"] / embedded[r["rep"]] for r in group if r["rep"] in embedded]
         out[name] = {
             "deliveries_per_s": statistics.median(r["deliveries_per_s"] for r in group),
-            "cpu_s_per_1k": cpu,
+            "cpu_s_per_1k": statistics.median(r["cpu_s_per_1k"] for r in group),
             "dispatcher_cpu_s_per_1k": statistics.median(
                 r["dispatcher_cpu_s_per_1k"] for r in group
             ),
             "server_cpu_s_per_1k": statistics.median(r["server_cpu_s_per_1k"] for r in group),
-            "cpu_vs_embedded": round(cpu / embedded, 2),
+            "cpu_vs_embedded": round(statistics.median(ratios), 2) if ratios else math.nan,
         }
     return out
 
