@@ -210,7 +210,9 @@ async def throughput_once(
                 await asyncio.sleep(0.1)
                 looks += 1
                 if looks % 10 == 0 and (await store.count_by_state()).get(DeliveryState.FAILED):
-                    raise RuntimeError("a delivery failed: the run cannot be compared")
+                    raise RuntimeError(
+                        f"a delivery failed: the run cannot be compared ({await _why(store)})"
+                    )
             elapsed = time.monotonic() - started
             cpu, server = cpu_s(fleet.pids()) - cpu0, cpu_s(servers.pids()) - server0
             dispatcher = cpu_s(fleet.pids("dispatcher")) - dispatcher0
@@ -231,17 +233,29 @@ async def throughput_once(
     }
 
 
+async def _why(store: PostgresStore) -> str:
+    """What the first failed delivery's attempts say."""
+    failed = await store.list_deliveries(state=DeliveryState.FAILED, limit=1)
+    if not failed:
+        return "no failed delivery found"
+    attempts = await store.list_attempts(failed[0].id)
+    said = "; ".join(f"{a.outcome}: {a.error}" for a in attempts)
+    return f"{failed[0].id}: {failed[0].last_error!r} after {said or 'no attempt'}"
+
+
 def _name(broker: str, workers: int) -> str:
     return "embedded" if broker == "none" else f"{broker} x{workers}"
 
 
 def _posts(channels: list[Channel], count: int) -> list[NewPost]:
+    """``count`` posts due now over ``channels``. Every run posts to the same Pages, and the
+    simulator refuses a text a Page already has (Graph's duplicate check): each run's texts
+    carry a tag of their own, or a random suffix would repeat across many runs."""
     due = utcnow() - timedelta(seconds=1)
+    run = secrets.token_hex(8)
     return [
         NewPost.at(
-            Post(
-                new_id("post"), Content(text=f"Distributed bench post {n} {secrets.token_hex(3)}")
-            ),
+            Post(new_id("post"), Content(text=f"Distributed bench post {run} {n}")),
             [(new_id("dlv"), channels[n % len(channels)].id)],
             due,
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from herald.engine.lane import Lane, Slot
 
 
@@ -81,4 +83,32 @@ async def test_together_one_job_s_refusal_or_failure_is_its_own():
     assert sorted(recorder.ran) == [0, 1, 3, 4, 6, 7]
     assert recorder.failed == [5]
     # Every slot came back: four more jobs can be admitted at once.
+    assert lane._slots._value == 4
+
+
+async def test_a_job_whose_admission_is_cancelled_is_back_in_line_for_the_drain():
+    """A drain past its grace cancels a lane stuck admitting: its jobs are handed back by the
+    drain rather than left to their leases."""
+    stuck = asyncio.Event()
+
+    async def admit(job: int) -> bool:
+        stuck.set()
+        await asyncio.Event().wait()  # the limiter never answers
+        return True
+
+    async def never(job: int, slot: Slot) -> None:
+        raise AssertionError("nothing is admitted")
+
+    async def failed(job: int, exc: Exception) -> None:
+        raise AssertionError("nothing fails")
+
+    lane = Lane("test", 4, admit, never, failed, together=True)
+    for job in (1, 2, 3):
+        lane.submit(job)  # type: ignore[arg-type]
+    task = asyncio.create_task(lane.run())
+    await asyncio.wait_for(stuck.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(job for job, _ in lane.take_waiting()) == [1, 2, 3]
     assert lane._slots._value == 4

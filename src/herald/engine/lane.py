@@ -165,7 +165,10 @@ class Lane:
             await self._failed(job, exc)
             return False
         except BaseException:
+            # Cancelled (a drain past its grace): back in line, so the drain hands it back
+            # rather than leave it to its lease.
             slot.release()
+            self._ready.appendleft(job)
             raise
         if not go:
             slot.release()
