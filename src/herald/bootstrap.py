@@ -19,6 +19,7 @@ from herald.backoff import Backoff
 from herald.caps.redis import RedisCaps
 from herald.config import Settings
 from herald.domain import Platform
+from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
 from herald.errors import ConfigError
@@ -242,7 +243,11 @@ def webhook_sender(
         base_s=engine_settings.store_backoff_base_s, cap_s=engine_settings.store_backoff_cap_s
     )
     sender = WebhookSender(
-        store, Vault.from_settings(settings), settings.webhooks, store_backoff=store_backoff
+        store,
+        Vault.from_settings(settings),
+        settings.webhooks,
+        store_backoff=store_backoff,
+        egress=EgressPolicy.from_settings(settings.egress),
     )
     if engine is not None:
         engine.on_events(sender.notify)

@@ -15,7 +15,14 @@ import json
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from herald.constants import CAPS_KEY_PREFIX, DEFAULT_REGION, LIMITS_KEY_PREFIX, REGION_PATTERN
@@ -321,6 +328,28 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class EgressSettings(BaseModel):
+    """Where Herald may connect when a tenant chooses the address (media and webhook URLs):
+    public addresses only, and the networks listed here (see herald.egress)."""
+
+    allow_cidrs: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="networks allowed besides public addresses (CIDRs, comma-separated in env)",
+    )
+
+    @field_validator("allow_cidrs", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_keys(value)
+
+    @field_validator("allow_cidrs")
+    @classmethod
+    def _no_blanket(cls, value: list[IPvAnyNetwork]) -> list[IPvAnyNetwork]:
+        if any(network.prefixlen == 0 for network in value):
+            raise ValueError("a /0 network would allow every address: list the networks instead")
+        return value
+
+
 def _split_keys(value: Any) -> Any:
     """``HERALD_SECRET_KEYS``: a JSON list, or keys separated by commas or whitespace."""
     if not isinstance(value, str):
@@ -363,6 +392,7 @@ class Settings(BaseSettings):
     youtube: YouTubeSettings = Field(default_factory=YouTubeSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
     #: Keys that encrypt channel credentials and webhook secrets at rest (Fernet, 32 url-safe
     #: base64-encoded bytes each). The first encrypts; every one decrypts, so a new key goes
     #: first and the old ones stay until ``herald admin rotate-keys`` has re-encrypted. No

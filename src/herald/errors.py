@@ -55,6 +55,7 @@ __all__ = [
     "ContentInvalid",
     "ContentRejected",
     "DuplicateRejected",
+    "EgressRefused",
     "FieldProblem",
     "HeraldError",
     "InputErrors",
@@ -160,6 +161,12 @@ class NotFound(HeraldError):
         super().__init__(f"{kind} {object_id!r} not found")
         self.kind = kind
         self.object_id = object_id
+
+
+class EgressRefused(HeraldError):
+    """Herald will not connect where a tenant pointed it (a media or webhook URL whose address
+    is not public, and not allowed by the operator: :mod:`herald.egress`). The message never
+    says what is behind the address."""
 
 
 class InvalidTransition(HeraldError):

@@ -52,5 +52,23 @@ async def test_create_is_validated(tenant, body, field):
     assert (await tenant.get("/v1/webhooks")).json() == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/h",
+        "http://localhost/h",  # a name: what it resolves to now is checked
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/h",
+        "http://[fd00::1]/h",
+    ],
+)
+async def test_a_webhook_to_an_address_that_is_not_public_is_refused(tenant, url):
+    """Herald would POST every event there: an internal service must not be one."""
+    refused = await tenant.post("/v1/webhooks", {"url": url, "events": ["delivery.failed"]})
+    assert_problem(refused, 422, "url")
+    assert "webhook URL refused: address not allowed" in refused.text
+    assert (await tenant.get("/v1/webhooks")).json() == []
+
+
 def test_the_schema_offers_exactly_the_events_herald_sends():
     assert get_args(Event) == WEBHOOK_EVENTS

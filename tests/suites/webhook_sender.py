@@ -15,6 +15,7 @@ from herald.backoff import Backoff
 from herald.config import WebhookSettings
 from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
 from herald.service.vault import Vault
+from herald.egress.policy import EgressPolicy
 from herald.service.webhook_sender import (
     EVENT_HEADER,
     EVENT_ID_HEADER,
@@ -101,6 +102,10 @@ async def publish(store, count: int = 1) -> list[str]:
     return [j.delivery.id for j in batch.jobs]
 
 
+#: The receivers of these tests listen on loopback: allowed as an operator would allow them.
+LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")
+
+
 class WebhookSenderSuite:
     """Runs on every store a tier provides (its ``store`` fixture)."""
 
@@ -127,7 +132,7 @@ class WebhookSenderSuite:
     async def test_events_are_sent_signed_with_their_id(self, store, vault, receiver):
         await subscribe(store, vault, receiver.url)
         [delivery_id] = await publish(store)
-        sender = WebhookSender(store, vault, FAST)
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
         await asyncio.wait_for(sender.run(burst=True), 10)
         assert sender.sent == 1
         [(headers, body)] = receiver.requests
@@ -145,7 +150,7 @@ class WebhookSenderSuite:
         await subscribe(store, vault, receiver.url)
         await publish(store)
         receiver.statuses = [500, 503]
-        sender = WebhookSender(store, vault, FAST)
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
         task = asyncio.create_task(sender.run())
         try:
             await eventually(lambda: sender.sent == 1)
@@ -160,7 +165,7 @@ class WebhookSenderSuite:
         await subscribe(store, vault, receiver.url)
         await publish(store)
         receiver.statuses = [500] * 10
-        sender = WebhookSender(store, vault, FAST)
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
         task = asyncio.create_task(sender.run())
         try:
             await eventually(lambda: sender.failed == 1)
@@ -170,10 +175,26 @@ class WebhookSenderSuite:
         assert len(receiver.requests) == FAST.max_attempts
         assert await store.next_webhook_event_at() is None
 
+    async def test_a_receiver_on_an_address_that_is_not_allowed_gets_nothing(
+        self, store, vault, receiver
+    ):
+        """Registered when its name pointed elsewhere, or written by an older version: each
+        send checks the address again, and a refused one is never connected to."""
+        await subscribe(store, vault, receiver.url)
+        await publish(store)
+        sender = WebhookSender(store, vault, FAST)  # public addresses only
+        task = asyncio.create_task(sender.run())
+        try:
+            await eventually(lambda: sender.failed == 1)
+        finally:
+            sender.request_stop()
+            await task
+        assert receiver.requests == []
+
     async def test_an_unreachable_receiver_is_retried(self, store, vault):
         await subscribe(store, vault, "http://127.0.0.1:9/nothing-listens-here")
         await publish(store)
-        sender = WebhookSender(store, vault, FAST)
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
         task = asyncio.create_task(sender.run())
         try:
             await eventually(lambda: sender.failed == 1)
@@ -185,7 +206,7 @@ class WebhookSenderSuite:
         hook = await subscribe(store, vault, receiver.url)
         await publish(store)
         await store.delete_webhook(hook.id)
-        sender = WebhookSender(store, vault, FAST)
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
         await asyncio.wait_for(sender.run(burst=True), 10)
         assert receiver.requests == []
         assert await store.next_webhook_event_at() is None
@@ -193,7 +214,7 @@ class WebhookSenderSuite:
     async def test_the_sender_sleeps_until_woken(self, store, vault, receiver):
         await subscribe(store, vault, receiver.url)
         slow_poll = FAST.model_copy(update={"idle_recheck_s": 60.0})
-        sender = WebhookSender(store, vault, slow_poll)
+        sender = WebhookSender(store, vault, slow_poll, egress=LOOPBACK)
         task = asyncio.create_task(sender.run())
         try:
             await asyncio.wait_for(sender.idle.wait(), 5)  # asleep on an empty outbox
@@ -209,7 +230,7 @@ class WebhookSenderSuite:
         await publish(store, 12)
         receiver.release = asyncio.Event()
         capped = FAST.model_copy(update={"concurrency": 4, "batch": 3})
-        sender = WebhookSender(store, vault, capped)
+        sender = WebhookSender(store, vault, capped, egress=LOOPBACK)
         task = asyncio.create_task(sender.run(burst=True))
         await eventually(lambda: receiver.in_flight == 4)
         receiver.release.set()
@@ -229,7 +250,8 @@ class WebhookSenderSuite:
             "settle_webhook_event": 2,
         }
         flaky = FlakyStore(store, failing)
-        sender = WebhookSender(flaky, vault, FAST, store_backoff=Backoff(base_s=0.01, cap_s=0.05))
+        backoff = Backoff(base_s=0.01, cap_s=0.05)
+        sender = WebhookSender(flaky, vault, FAST, store_backoff=backoff, egress=LOOPBACK)
         await asyncio.wait_for(sender.run(burst=True), 10)
         assert sender.sent == 2
         assert flaky.failures == failing

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from herald.config import LinkedInSettings
 from herald.domain import Content, Media, MediaKind, Platform
+from herald.egress.policy import EgressPolicy
 from herald.errors import (
     AuthExpired,
     ContentInvalid,
@@ -222,6 +223,7 @@ async def li(api: FakeApi) -> AsyncIterator[LinkedInConnector]:
         LinkedInSettings(base_url=api.url, api_version="202510"),
         throttle_pause_s=PAUSE,
         clock=lambda: NOW,
+        egress=EgressPolicy.allowing("127.0.0.1/32"),  # its media is on the fake, on loopback
     )
     yield conn
     await conn.aclose()

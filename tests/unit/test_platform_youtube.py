@@ -12,6 +12,7 @@ import pytest
 
 from herald.config import YouTubeSettings
 from herald.domain import Content, Media, MediaKind, Platform
+from herald.egress.policy import EgressPolicy
 from herald.errors import (
     AuthExpired,
     ContentInvalid,
@@ -192,7 +193,8 @@ async def api() -> AsyncIterator[FakeApi]:
 @pytest.fixture
 async def yt(api: FakeApi) -> AsyncIterator[YouTubeConnector]:
     settings = YouTubeSettings(base_url=api.url, upload_url=api.url, token_url=f"{api.url}/token")
-    conn = YouTubeConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW)
+    loopback = EgressPolicy.allowing("127.0.0.1/32")  # its media is on the fake, on loopback
+    conn = YouTubeConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW, egress=loopback)
     yield conn
     await conn.aclose()
 

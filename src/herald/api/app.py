@@ -34,6 +34,7 @@ from herald.api.routers import (
 )
 from herald.config import Settings
 from herald.domain import Platform, utcnow
+from herald.egress.policy import EgressPolicy
 from herald.errors import ConfigError
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
@@ -101,7 +102,9 @@ def create_app(
             store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
         ),
         deliveries=DeliveryActions(store=store, scheduler=scheduler, notify=notify, clock=clock),
-        webhooks=WebhookRegistry(store, vault, clock=clock),
+        webhooks=WebhookRegistry(
+            store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
+        ),
         metrics=ApiMetrics(),
         engine_registry=engine_registry,
         engine_ready=engine_ready,

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 
 from herald.config import PlatformSettings
 from herald.domain import Content, Platform, utcnow
+from herald.egress.policy import EgressPolicy
 from herald.errors import PlatformError
 from herald.platforms.answers import Clock, ErrorAnswer, Translator
 from herald.platforms.http import HttpClient
@@ -27,16 +28,24 @@ class HttpConnector(Generic[S]):
     """The shared half of a :class:`~herald.types.Connector` that speaks HTTP.
 
     ``throttle_pause_s`` is the wait when a throttle names none; ``clock`` dates the error
-    answers (a ``Retry-After`` date, the wait until a platform's midnight).
+    answers (a ``Retry-After`` date, the wait until a platform's midnight); ``egress`` is
+    where media may be downloaded from (public addresses only, by default).
     """
 
     platform: Platform
 
-    def __init__(self, settings: S, *, throttle_pause_s: float, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: S,
+        *,
+        throttle_pause_s: float,
+        clock: Clock = utcnow,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self._settings = settings
         self._pause_s = throttle_pause_s
         self._clock = clock
-        self._http = HttpClient(self.platform.value, settings)
+        self._http = HttpClient(self.platform.value, settings, egress=egress)
         self._fail = Translator(self.classify, pause_s=throttle_pause_s, clock=clock)
 
     @staticmethod

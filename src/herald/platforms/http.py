@@ -43,9 +43,12 @@ import aiohttp
 from yarl import URL
 
 from herald.config import PlatformSettings
+from herald.egress.http import check_peer, guarded_session
+from herald.egress.policy import EgressPolicy
 from herald.errors import (
     AuthExpired,
     ContentRejected,
+    EgressRefused,
     OutcomeUnknown,
     PlatformError,
     RequestNotSent,
@@ -200,10 +203,14 @@ class HttpClient:
     only, so a busy pool is not mistaken for an unreachable platform.
     """
 
-    def __init__(self, platform: str, settings: PlatformSettings) -> None:
+    def __init__(
+        self, platform: str, settings: PlatformSettings, *, egress: EgressPolicy | None = None
+    ) -> None:
         self.platform = platform
         self._settings = settings
+        self._egress = egress or EgressPolicy()  # public addresses only, unless allowed
         self._session: aiohttp.ClientSession | None = None
+        self._media: aiohttp.ClientSession | None = None  # downloads: where tenants point
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -231,12 +238,9 @@ class HttpClient:
         json: Any = None,
         data: bytes | Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
-        to_platform: bool = True,
     ) -> HttpResponse:
-        """Send one request and read the whole answer; never raises an aiohttp error.
-
-        ``to_platform`` False: the request goes elsewhere (a media download), so it does not
-        count as part of the connector's call (see :func:`exchange`)."""
+        """Send one request to the platform and read the whole answer; never raises an
+        aiohttp error."""
         repeats = 1 if method in SAFE_METHODS else 0
         kwargs: dict[str, Any] = {"headers": headers, "json": json, "data": data, "params": params}
         written = False  # a first try of a repeated GET went out on a connection that dropped
@@ -247,14 +251,12 @@ class HttpClient:
                 partial = written or _sent_before()
                 raise self._failure(method, url, exc, sent=False, partial=partial) from exc
             except (TimeoutError, aiohttp.ClientError) as exc:
-                if to_platform:
-                    _mark_sent()
+                _mark_sent()
                 if isinstance(exc, aiohttp.ServerDisconnectedError) and repeats:
                     repeats, written = repeats - 1, True
                     continue
                 raise self._failure(method, url, exc, sent=True, posting=creates_post) from exc
-            if to_platform:
-                _mark_sent()
+            _mark_sent()
             return resp
 
     async def _send(self, method: str, url: str | URL, kwargs: dict[str, Any]) -> HttpResponse:
@@ -294,27 +296,52 @@ class HttpClient:
             f"{self.platform}: no answer ({kind})", platform=self.platform
         )
 
+    def _media_session(self) -> aiohttp.ClientSession:
+        """Media downloads go where a tenant's URL points, not to the platform: through the
+        egress policy, on a session of their own (the platform's may be anywhere the
+        operator configured, the simulator on loopback for one)."""
+        if self._media is None or self._media.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=self._settings.timeout_s, sock_connect=self._settings.connect_timeout_s
+            )
+            self._media = guarded_session(
+                self._egress, timeout=timeout, limit=self._settings.concurrency
+            )
+        return self._media
+
     async def fetch_media(self, url: str) -> bytes:
         """Download a media file from its public URL, without any credentials.
 
         The media host is not the platform: failing to reach it is an ordinary transient
         failure (a URL that never resolves must end in ``failed``, not wait forever), and says
-        nothing about whether the platform is up."""
+        nothing about whether the platform is up. An address the egress policy refuses is
+        final, and said in the same words whatever is behind it."""
         try:
-            resp = await self.request("GET", url, to_platform=False)
-        except RequestNotSent as exc:
-            raise TransientPlatformError(exc.message, platform=self.platform) from exc
-        if resp.ok:
-            return resp.body
-        message = f"{self.platform}: media download answered HTTP {resp.status}"
-        if resp.status in (400, 401, 403, 404, 410):
-            raise ContentRejected(message, platform=self.platform, status=resp.status)
-        raise TransientPlatformError(message, platform=self.platform, status=resp.status)
+            async with self._media_session().get(url, allow_redirects=False) as resp:
+                check_peer(self._egress, resp)
+                status, body = resp.status, await resp.read()
+        except EgressRefused as exc:
+            raise ContentRejected(
+                f"{self.platform}: media URL refused: address not allowed", platform=self.platform
+            ) from exc
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            # Only the exception's class: aiohttp's texts can repeat the URL and the address.
+            raise TransientPlatformError(
+                f"{self.platform}: media download failed ({type(exc).__name__})",
+                platform=self.platform,
+            ) from exc
+        if 200 <= status < 300:
+            return body
+        message = f"{self.platform}: media download answered HTTP {status}"
+        if status in (400, 401, 403, 404, 410):
+            raise ContentRejected(message, platform=self.platform, status=status)
+        raise TransientPlatformError(message, platform=self.platform, status=status)
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        for session in (self._session, self._media):
+            if session is not None and not session.closed:
+                await session.close()
+        self._session = self._media = None
 
 
 def _path(url: str | URL) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from herald.config import Settings
 from herald.domain import Platform
+from herald.egress.policy import EgressPolicy
 from herald.platforms.facebook import FacebookConnector
 from herald.platforms.instagram import InstagramConnector
 from herald.platforms.linkedin import LinkedInConnector
@@ -21,9 +22,16 @@ def build_connectors(settings: Settings) -> dict[Platform, Connector]:
     """One connector per platform, configured from ``settings``; no connection is opened
     until the first request, inside the running event loop."""
     pause = settings.engine.throttle_pause_s
+    egress = EgressPolicy.from_settings(settings.egress)
     return {
-        Platform.FACEBOOK: FacebookConnector(settings.facebook, throttle_pause_s=pause),
-        Platform.INSTAGRAM: InstagramConnector(settings.instagram, throttle_pause_s=pause),
-        Platform.LINKEDIN: LinkedInConnector(settings.linkedin, throttle_pause_s=pause),
-        Platform.YOUTUBE: YouTubeConnector(settings.youtube, throttle_pause_s=pause),
+        Platform.FACEBOOK: FacebookConnector(
+            settings.facebook, throttle_pause_s=pause, egress=egress
+        ),
+        Platform.INSTAGRAM: InstagramConnector(
+            settings.instagram, throttle_pause_s=pause, egress=egress
+        ),
+        Platform.LINKEDIN: LinkedInConnector(
+            settings.linkedin, throttle_pause_s=pause, egress=egress
+        ),
+        Platform.YOUTUBE: YouTubeConnector(settings.youtube, throttle_pause_s=pause, egress=egress),
     }

@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from herald.constants import WEBHOOK_EVENTS
 from herald.domain import Webhook, new_id, utcnow
-from herald.errors import InvalidInput
+from herald.egress.policy import EgressPolicy
+from herald.errors import EgressRefused, InvalidInput
 from herald.service.ownership import owned_one
 from herald.service.vault import Vault
 from herald.types import Catalog
@@ -51,15 +52,28 @@ def check_webhook_url(url: str) -> str:
 
 
 class WebhookRegistry:
+    """``egress``: where webhooks may point (public addresses only, by default); checked at
+    registration for what the URL's name resolves to now, and again at every send."""
+
     def __init__(
-        self, store: Catalog, vault: Vault, *, clock: Callable[[], datetime] = utcnow
+        self,
+        store: Catalog,
+        vault: Vault,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
         self._vault = vault
         self._clock = clock
+        self._egress = egress or EgressPolicy()
 
     async def create(self, workspace_id: str, url: str, events: Sequence[str]) -> NewWebhook:
         check_webhook_url(url)
+        try:
+            await self._egress.check_name(urlsplit(url).hostname or "")
+        except EgressRefused:
+            raise InvalidInput("webhook URL refused: address not allowed", field="url") from None
         unknown = [e for e in events if e not in WEBHOOK_EVENTS]
         if unknown or not events:
             raise InvalidInput(

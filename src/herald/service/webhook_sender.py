@@ -41,7 +41,9 @@ import aiohttp
 from herald.backoff import Backoff, full_jitter
 from herald.config import WebhookSettings
 from herald.domain import Webhook, WebhookEvent, utcnow
-from herald.errors import NotFound, StoreUnavailable
+from herald.egress.http import check_peer, guarded_session
+from herald.egress.policy import EgressPolicy
+from herald.errors import EgressRefused, NotFound, StoreUnavailable
 from herald.service.vault import SecretUnreadable, Vault
 from herald.types import Store
 from herald.wakeup import wait_first
@@ -112,8 +114,11 @@ class WebhookSender:
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utcnow,
         store_backoff: Backoff | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._store = store
+        # Where webhooks may point: public addresses only, unless the operator allows more.
+        self._egress = egress or EgressPolicy()
         # While the store is away; the engine's settings give it (engine.store_backoff_*).
         self._store_backoff = store_backoff or Backoff(base_s=0.1, cap_s=5.0, rng=rng)
         self._vault = vault
@@ -149,9 +154,11 @@ class WebhookSender:
         """Send until stopped (or, with ``burst``, until nothing is left to send)."""
         self._draining = self._draining or burst
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_s)
-        connector = aiohttp.TCPConnector(limit=self._settings.concurrency)
-        async with aiohttp.ClientSession(
-            timeout=timeout, connector=connector, headers={"User-Agent": USER_AGENT}
+        async with guarded_session(
+            self._egress,
+            limit=self._settings.concurrency,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
         ) as session:
             log.info("webhooks.started", extra={"concurrency": self._settings.concurrency})
             try:
@@ -272,9 +279,12 @@ class WebhookSender:
             async with session.post(
                 target.webhook.url, data=body, headers=headers, allow_redirects=False
             ) as response:
+                check_peer(self._egress, response)  # the address actually reached
                 await response.read()
                 if not 200 <= response.status < 300:
                     error = f"the receiver answered HTTP {response.status}"
+        except EgressRefused:
+            error = "webhook URL refused: address not allowed"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = f"the request failed: {type(exc).__name__}"
         await self._settle(event, sent=error is None, error=error)

@@ -14,9 +14,11 @@ at :meth:`Simulator.bring_up`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import time
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -144,6 +146,8 @@ class Simulator(Lifecycle):
                 "upload_url": urls.youtube_upload,
                 "token_url": urls.youtube_token,
             },
+            # Its media (and nothing else on its machine) may be downloaded from.
+            "egress": {"allow_cidrs": _host_network(urls.facebook)},
         }
 
     def add_account(self, platform: Platform | str, name: str | None = None) -> SimAccount:
@@ -300,3 +304,13 @@ async def serve(
         if on_ready is not None:
             on_ready(sim)
         await asyncio.Event().wait()
+
+
+def _host_network(url: str) -> str:
+    """The one address the simulator serves on, as a network (its host names loopback)."""
+    host = urlsplit(url).hostname or "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = ipaddress.ip_address("127.0.0.1")  # localhost
+    return str(ipaddress.ip_network(address))
