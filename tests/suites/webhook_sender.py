@@ -14,8 +14,8 @@ from cryptography.fernet import Fernet
 from herald.backoff import Backoff
 from herald.config import WebhookSettings
 from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
-from herald.service.vault import Vault
 from herald.egress.policy import EgressPolicy
+from herald.service.vault import Vault
 from herald.service.webhook_sender import (
     EVENT_HEADER,
     EVENT_ID_HEADER,

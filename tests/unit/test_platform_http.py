@@ -6,14 +6,20 @@ import aiohttp
 import pytest
 
 from herald.config import FacebookSettings
+from herald.egress.policy import EgressPolicy
 from herald.errors import AuthExpired, ContentRejected, OutcomeUnknown, TransientPlatformError
 from herald.platforms.http import HttpClient, bearer, header, json_body, retry_after_s
 from tests.unit.test_platform_fakes import NOW, FakeApi, closed_port_url, drop, hang, reply
 
 
 def client(url: str, *, timeout_s: float = 30.0, concurrency: int = 8) -> HttpClient:
+    """A client of the fake API on loopback, where its media are too (allowed, as an operator
+    allows a network)."""
     settings = FacebookSettings(base_url=url, timeout_s=timeout_s, concurrency=concurrency)
-    return HttpClient("facebook", settings)
+    return HttpClient("facebook", settings, egress=LOOPBACK)
+
+
+LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")
 
 
 def session_of(http: HttpClient) -> aiohttp.ClientSession | None:

@@ -14,11 +14,13 @@ from yarl import URL
 
 from herald.config import FacebookSettings, LinkedInSettings
 from herald.domain import Content, Media, MediaKind, Platform
+from herald.egress.policy import EgressPolicy
 from herald.errors import OutcomeUnknown, RequestNotSent, TransientPlatformError
 from herald.platforms.http import HttpClient, HttpResponse, exchange
 from herald.platforms.linkedin import LinkedInConnector
 from tests.unit.test_platform_fakes import FakeApi, closed_port_url, drop, make_request, reply
 
+LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")  # the fakes' media are on loopback
 KEY = ConnectionKey("graph.example", 443, True, True, None, None, None)
 
 #: What aiohttp raises while it gets a connection, before anything is written.
@@ -128,7 +130,8 @@ async def test_a_call_is_unsent_only_if_none_of_its_requests_left() -> None:
 
 
 async def test_a_media_host_that_refuses_is_a_plain_transient_failure() -> None:
-    http = HttpClient("linkedin", LinkedInSettings(base_url="http://127.0.0.1:9"))
+    settings = LinkedInSettings(base_url="http://127.0.0.1:9")
+    http = HttpClient("linkedin", settings, egress=LOOPBACK)
     try:
         with pytest.raises(TransientPlatformError) as info:
             await http.fetch_media(f"{closed_port_url()}/a.jpg")
@@ -163,7 +166,8 @@ async def test_linkedin_upload_refused_after_the_platform_was_reached_is_partial
     api.on("GET", "/img.jpg", reply(200, b"\xff\xd8"))
     upload = {"value": {"uploadUrl": f"{refused}/upload", "image": "urn:li:image:1"}}
     api.on("POST", "/rest/images", reply(200, upload))
-    li = LinkedInConnector(LinkedInSettings(base_url=api.url), throttle_pause_s=30.0)
+    settings = LinkedInSettings(base_url=api.url)
+    li = LinkedInConnector(settings, throttle_pause_s=30.0, egress=LOOPBACK)
     try:
         image = Media(f"{api.url}/img.jpg", MediaKind.IMAGE)
         content = Content(text="hello", media=(image,))

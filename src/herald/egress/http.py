@@ -4,9 +4,9 @@ Names are resolved once, by :class:`GuardedResolver`, which refuses a name if an
 addresses is not allowed; aiohttp then connects to exactly the addresses it returned, so a
 resolver that answers differently the second time (DNS rebinding) is never asked twice.
 Literal addresses in URLs are checked before the request (aiohttp does not resolve them), and
-:func:`check_peer` checks the address the connection actually reached before anything of the
-answer is read. The session ignores proxy settings from the environment: a proxy would connect
-for it, wherever it was told.
+:class:`GuardedConnector` checks the address each new connection actually reached before a
+byte of the request is written. The session ignores proxy settings from the environment: a
+proxy would connect for it, wherever it was told.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
 from aiohttp.resolver import DefaultResolver
+from aiohttp.tracing import Trace
 
 from herald.egress.policy import EgressPolicy
 from herald.errors import EgressRefused
 
-__all__ = ["GuardedResolver", "check_peer", "guarded_session"]
+__all__ = ["GuardedConnector", "GuardedResolver", "guarded_session"]
 
 
 class GuardedResolver(AbstractResolver):
@@ -43,6 +46,29 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
+class GuardedConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, refusing a connection whose peer the policy does not allow (the
+    last word, whatever resolved the name)."""
+
+    def __init__(self, policy: EgressPolicy, **connector: Any) -> None:
+        super().__init__(**connector)
+        self._policy = policy
+
+    async def connect(
+        self,
+        req: ClientRequest,
+        traces: list[Trace],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's signature)
+    ) -> Connection:
+        connection = await super().connect(req, traces, timeout)
+        transport = connection.transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        if not peer or not self._policy.allows(str(peer[0])):
+            connection.close()
+            raise EgressRefused("address not allowed")
+        return connection
+
+
 def guarded_session(
     policy: EgressPolicy,
     *,
@@ -52,21 +78,12 @@ def guarded_session(
 ) -> aiohttp.ClientSession:
     """A session whose connections reach only what ``policy`` allows (see the module's doc);
     ``resolver``: the one it asks names of (aiohttp's default)."""
-    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy, resolver), limit=limit)
+    connector = GuardedConnector(policy, resolver=GuardedResolver(policy, resolver), limit=limit)
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(_literal_check(policy))
     return aiohttp.ClientSession(
         connector=connector, trace_configs=[trace], trust_env=False, **session
     )
-
-
-def check_peer(policy: EgressPolicy, response: aiohttp.ClientResponse) -> None:
-    """Refuse the answer if its connection reached an address ``policy`` does not allow."""
-    connection = response.connection
-    transport = connection.transport if connection is not None else None
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if not peer or not policy.allows(str(peer[0])):
-        raise EgressRefused("address not allowed")
 
 
 def _literal_check(policy: EgressPolicy) -> Any:

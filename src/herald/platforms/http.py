@@ -43,7 +43,7 @@ import aiohttp
 from yarl import URL
 
 from herald.config import PlatformSettings
-from herald.egress.http import check_peer, guarded_session
+from herald.egress.http import guarded_session
 from herald.egress.policy import EgressPolicy
 from herald.errors import (
     AuthExpired,
@@ -318,7 +318,6 @@ class HttpClient:
         final, and said in the same words whatever is behind it."""
         try:
             async with self._media_session().get(url, allow_redirects=False) as resp:
-                check_peer(self._egress, resp)
                 status, body = resp.status, await resp.read()
         except EgressRefused as exc:
             raise ContentRejected(

@@ -41,7 +41,7 @@ import aiohttp
 from herald.backoff import Backoff, full_jitter
 from herald.config import WebhookSettings
 from herald.domain import Webhook, WebhookEvent, utcnow
-from herald.egress.http import check_peer, guarded_session
+from herald.egress.http import guarded_session
 from herald.egress.policy import EgressPolicy
 from herald.errors import EgressRefused, NotFound, StoreUnavailable
 from herald.service.vault import SecretUnreadable, Vault
@@ -279,7 +279,6 @@ class WebhookSender:
             async with session.post(
                 target.webhook.url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                check_peer(self._egress, response)  # the address actually reached
                 await response.read()
                 if not 200 <= response.status < 300:
                     error = f"the receiver answered HTTP {response.status}"
