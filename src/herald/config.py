@@ -215,6 +215,11 @@ class ApiSettings(BaseModel):
     import_max_bytes: int = Field(16_777_216, ge=1024, description="largest CSV import body")
     import_max_rows: int = Field(10_000, ge=1, description="most rows in one CSV import")
     readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="/metrics answers only with this bearer token (unset: /metrics is off on "
+        "the API port; engines serve theirs on engine.probe_port)",
+    )
 
 
 class LimitSettings(BaseModel):

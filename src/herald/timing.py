@@ -29,11 +29,24 @@ OnGap = Literal["error", "shift"]
 OnFold = Literal["earlier", "later"]
 
 
+#: Files of the zone database that are not zones a schedule should name: ``Factory`` (no
+#: offset at all), ``localtime`` and ``posixrules`` (whatever the machine says), and the
+#: ``right/`` (leap seconds counted) and ``posix/`` copies of every zone.
+_NOT_ZONES = frozenset({"Factory", "localtime", "posixrules"})
+_NOT_ZONE_PREFIXES = ("right/", "posix/")
+
+
 @lru_cache(maxsize=512)
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``; :class:`UnknownTimeZone` if there is none."""
+    """The IANA zone ``name``; :class:`UnknownTimeZone` if there is none, or if the name is a
+    file of the zone database rather than a zone (see ``_NOT_ZONES``)."""
     if not name or len(name) > 64 or name != name.strip() or name.startswith("/") or ".." in name:
         raise UnknownTimeZone(f"unknown time zone {name[:64]!r}", field="timezone")
+    if name in _NOT_ZONES or name.startswith(_NOT_ZONE_PREFIXES):
+        raise UnknownTimeZone(
+            f"{name!r} is not a time zone to schedule in: give a zone such as Europe/Paris",
+            field="timezone",
+        )
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "Europe" is a folder

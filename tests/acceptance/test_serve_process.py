@@ -36,6 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+METRICS_TOKEN = "scrape-me"  # /metrics answers only with it
+
+
 def environment(sim: Simulator, db: str, port: int) -> dict[str, str]:
     env = dict(os.environ)
     for section, values in sim.settings_overrides().items():
@@ -52,6 +55,7 @@ def environment(sim: Simulator, db: str, port: int) -> dict[str, str]:
             # Far beyond the test's patience: only the API's wake-up can make it publish.
             "HERALD_ENGINE__IDLE_RECHECK_S": "120",
             "HERALD_ENGINE__LEASE_S": "300",
+            "HERALD_API__METRICS_TOKEN": METRICS_TOKEN,
         }
     )
     return env
@@ -119,7 +123,8 @@ async def test_serve_publishes_what_the_api_schedules_and_stops_on_sigterm(sim, 
 
             # The in-process engine is woken by the API: no wait for its idle recheck.
             await eventually(published, within_s=20, every_s=0.05)
-            metrics = (await api.get("/metrics")).text
+            scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            metrics = (await api.get("/metrics", headers=scrape)).text
             assert 'herald_deliveries_total{outcome="published",platform="facebook"} 1.0' in metrics
     finally:
         server.send_signal(signal.SIGTERM)

@@ -97,9 +97,18 @@ def secret_key() -> str:
     return Fernet.generate_key().decode()
 
 
+#: The tests' app serves /metrics to this bearer token only.
+METRICS_TOKEN = "scrape-me"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
+
 @pytest.fixture
 def settings(secret_key) -> Settings:
-    return Settings(secret_keys=[secret_key], engine={"sqlite_synchronous": "NORMAL"})
+    return Settings(
+        secret_keys=[secret_key],
+        engine={"sqlite_synchronous": "NORMAL"},
+        api={"metrics_token": METRICS_TOKEN},
+    )
 
 
 @pytest.fixture

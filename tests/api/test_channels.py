@@ -78,6 +78,10 @@ async def test_a_channel_publishes_from_the_region_it_was_created_in(tenant, api
         ({"region": "EU West"}, "region"),
         ({"region": ""}, "region"),
         ({"region": "a" * 33}, "region"),
+        ({"name": " \t "}, "name"),  # blank
+        ({"external_id": "   "}, "external_id"),
+        ({"timezone": "right/Europe/Paris"}, "timezone"),
+        ({"timezone": "Factory"}, "timezone"),
     ],
 )
 async def test_create_is_validated(tenant, api_store, body, field):

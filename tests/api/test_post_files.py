@@ -175,6 +175,15 @@ async def test_malformed_files(tenant, api_store, data, field):
     assert await stored(api_store, tenant) == 0
 
 
+async def test_an_unterminated_quote_is_named_at_the_line_where_its_row_starts(tenant, api_store):
+    """The reader only notices at the end of the file; the person must look at line 3."""
+    rows = ["channel_ids,text", "ch_1,fine", 'ch_1,"never closed', "ch_1,more", "ch_1,and more"]
+    problem = assert_problem(await upload(tenant, "\n".join(rows) + "\n"), 422, "body")
+    assert [e["line"] for e in problem["errors"]] == [3]
+    assert "starts on line 3" in problem["errors"][0]["message"]
+    assert await stored(api_store, tenant) == 0
+
+
 async def test_import_limits(tenant, app, api_store):
     channel = await tenant.channel()
     settings = app.state.services.settings
@@ -220,3 +229,16 @@ async def test_export_pages_through_many_posts(tenant, api_store):
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 1200
     assert len({r["post_id"] for r in rows}) == 1200
+
+
+@pytest.mark.parametrize(
+    "text", ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)"]
+)
+async def test_export_neutralises_cells_a_spreadsheet_would_run(tenant, text):
+    """A tenant's text opened in a spreadsheet must stay text (OWASP, CSV injection): the
+    export starts such a cell with a quote; the post itself keeps the text as written."""
+    channel = await tenant.channel()
+    post = await tenant.post_on([channel], content={"text": text})
+    rows = list(csv.DictReader(io.StringIO((await tenant.get("/v1/posts/export")).text)))
+    assert [r["text"] for r in rows] == [f"'{text}"]
+    assert (await tenant.get(f"/v1/posts/{post['id']}")).json()["content"]["text"] == text

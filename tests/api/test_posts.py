@@ -101,6 +101,13 @@ async def test_dst_gap_is_refused_unless_shifted_and_fold_picks_the_first(tenant
         ({"scheduled_at": f"{Y}-07-01T09:00:00Z", "timezone": "UTC"}, "timezone"),
         ({"scheduled_at": "yesterday"}, "scheduled_at"),
         ({"on_gap": "jump", "local_time": f"{Y}-07-01T09:00"}, "on_gap"),
+        ({"next_free_slot": "true"}, "next_free_slot"),  # a JSON boolean, not a string
+        ({"next_free_slot": 1}, "next_free_slot"),
+        # Files of the zone database, not zones to schedule in.
+        ({"local_time": f"{Y}-07-01T09:00", "timezone": "right/UTC"}, "timezone"),
+        ({"local_time": f"{Y}-07-01T09:00", "timezone": "posix/Europe/Paris"}, "timezone"),
+        ({"local_time": f"{Y}-07-01T09:00", "timezone": "Factory"}, "timezone"),
+        ({"local_time": f"{Y}-07-01T09:00", "timezone": "localtime"}, "timezone"),
     ],
 )
 async def test_bad_times_name_the_field_and_store_nothing(tenant, api_store, when, field):

@@ -11,7 +11,34 @@ from herald.domain import Platform
 from herald.engine.metrics import Metrics
 from herald.errors import ConfigError, StoreError
 from herald.platforms.rules import VALIDATORS
-from tests.api.conftest import assert_problem
+from tests.api.conftest import METRICS_AUTH, assert_problem
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/v1/posts", "GET, POST"),  # a route per method behind one path
+        ("put", "/v1/channels/ch_x", "DELETE, GET, PATCH"),
+        ("put", "/v1/posts/import", "GET, POST"),  # /v1/posts/{post_id} matches it too
+    ],
+)
+async def test_a_405_lists_every_method_the_path_serves(tenant, method, path, allowed):
+    response = await tenant.client.request(method.upper(), path, headers=tenant.headers)
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_query_parameter_given_twice_is_refused_not_overwritten(tenant):
+    """status=failed&status=scheduled must not quietly mean "scheduled"."""
+    params = [("status", "failed"), ("status", "scheduled")]
+    assert_problem(
+        await tenant.client.get("/v1/posts", params=params, headers=tenant.headers), 422, "status"
+    )
+    params = [("limit", "5"), ("limit", "500")]
+    assert_problem(
+        await tenant.client.get("/v1/posts", params=params, headers=tenant.headers), 422, "limit"
+    )
+    assert (await tenant.get("/v1/posts", params={"status": "failed"})).status_code == 200
 
 
 async def test_unknown_route_wrong_method_and_media_type(client, tenant):
@@ -119,11 +146,28 @@ async def test_readiness_follows_the_engine_in_the_process(settings, api_store):
         assert (await c.get("/readyz")).json() == {"status": "ready"}
 
 
+async def test_metrics_are_not_public(client, tenant, settings, api_store):
+    """Only for whoever holds the metrics token (a tenant's API key is not it), and off on
+    the API port without one."""
+    assert_problem(await client.get("/metrics"), 401)
+    assert_problem(await client.get("/metrics", headers={"Authorization": "Bearer nope"}), 401)
+    assert_problem(await client.get("/metrics", headers=tenant.headers), 401)
+    answer = await client.get("/metrics", headers=METRICS_AUTH)
+    assert answer.status_code == 200
+    assert "herald_store_deliveries" in answer.text
+    open_settings = settings.model_copy(
+        update={"api": settings.api.model_copy(update={"metrics_token": None})}
+    )
+    app = create_app(open_settings, api_store, validators=VALIDATORS)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert_problem(await c.get("/metrics", headers=METRICS_AUTH), 404)
+
+
 async def test_metrics(client, tenant, settings, api_store):
     channel = await tenant.channel()
     await tenant.post_on([channel])
     await tenant.get(f"/v1/posts/{'post_x'}")
-    text = (await client.get("/metrics")).text
+    text = (await client.get("/metrics", headers=METRICS_AUTH)).text
     assert 'herald_store_deliveries{state="scheduled"} 1.0' in text
     assert 'herald_store_deliveries{state="published"} 0.0' in text
     assert 'herald_api_requests_total{method="POST",route="/v1/posts",status="201"} 1.0' in text
@@ -134,9 +178,14 @@ async def test_metrics(client, tenant, settings, api_store):
     engine_metrics = Metrics()
     engine_metrics.deliveries.labels("facebook", "published").inc(3)
     app = create_app(
-        settings, api_store, validators=VALIDATORS, engine_registry=engine_metrics.registry
+        settings,
+        api_store,
+        validators=VALIDATORS,
+        engine_registry=engine_metrics.registry,
     )
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=METRICS_AUTH
+    ) as c:
         merged = (await c.get("/metrics")).text
     assert 'herald_deliveries_total{outcome="published",platform="facebook"} 3.0' in merged
     assert "herald_store_deliveries" in merged

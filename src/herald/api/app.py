@@ -14,13 +14,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from herald import __version__
 from herald.api import problems
-from herald.api.deps import Services
+from herald.api.deps import Services, single_query_values
 from herald.api.guards import BodyLimit
 from herald.api.metrics import ApiMetrics, MetricsMiddleware
 from herald.api.routers import (
@@ -84,6 +84,7 @@ def create_app(
     if missing:
         raise ConfigError(f"no content rules for {', '.join(missing)}: posts cannot be checked")
     app = FastAPI(
+        dependencies=[Depends(single_query_values)],
         title="Herald",
         version=__version__,
         description=_DESCRIPTION,

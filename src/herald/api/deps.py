@@ -41,6 +41,7 @@ __all__ = [
     "Services",
     "ServicesDep",
     "WebhooksDep",
+    "single_query_values",
     "workspace_router",
 ]
 
@@ -67,6 +68,16 @@ class Caller:
 
     workspace_id: str
     key_id: str
+
+
+def single_query_values(request: Request) -> None:
+    """Each query parameter at most once. Herald's are all single values, and the framework's
+    "last one wins" would quietly drop what the caller meant (``status=failed&status=...``)."""
+    seen: set[str] = set()
+    for key, _ in request.query_params.multi_items():
+        if key in seen:
+            raise InvalidInput(f"{key} is given more than once: give it once", field=key)
+        seen.add(key)
 
 
 def get_services(request: Request) -> Services:

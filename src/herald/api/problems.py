@@ -20,7 +20,7 @@ anything else                                      500     internal (no details)
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from herald.errors import (
     Conflict,
@@ -162,9 +163,34 @@ async def _handle(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, RequestValidationError):
         return _validation(exc)
     if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 405:
+            headers = {**(exc.headers or {}), "Allow": _allowed(request)}
+            exc = StarletteHTTPException(405, exc.detail, headers=headers)
         return _http(exc)
     log.error("api.unexpected_error", exc_info=exc, extra={"path": request.url.path})
     return problem_response(500, "an unexpected error occurred")
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path: FastAPI makes a route per method, and
+    the 405 of the first one to match the path lists only its own."""
+    methods: set[str] = set()
+    for route in _routes(request.app.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes, those of included routers too (FastAPI keeps each included router as one
+    route that holds the ``original_router``'s)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _routes(inner.routes)
+        else:
+            yield route
 
 
 def install(app: FastAPI) -> None:

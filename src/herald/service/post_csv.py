@@ -174,8 +174,20 @@ def _rows(
 ) -> Iterator[Row]:
     previous_end = 1
     count = 0
-    for cells in reader:
-        line = previous_end + 1
+    rows = iter(reader)
+    while True:
+        line = previous_end + 1  # where this row starts: a quoted cell may span lines
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # Named at the row's first line: an unterminated quote is only noticed at the
+            # end of the file, and the end of the file is not where to look.
+            raise InputErrors(
+                "the file is not valid CSV",
+                [FieldProblem("body", f"{exc} (in the row that starts on line {line})", line)],
+            ) from None
         previous_end = line_num()
         if not any(cell.strip() for cell in cells):
             continue
@@ -378,8 +390,19 @@ def export_rows(views: Iterable[PostView]) -> Iterator[list[str]]:
             ]
 
 
+#: What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def to_csv(rows: Iterable[list[str]]) -> str:
+    """The rows as CSV, each cell a spreadsheet would run as a formula (a post's text is the
+    tenant's, and an export is opened by people) neutralised with a leading ``'``, as OWASP
+    recommends. Import keeps text as written: the quote is the export's alone."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerows(rows)
+    writer.writerows([_inert(cell) for cell in row] for row in rows)
     return out.getvalue()
+
+
+def _inert(cell: str) -> str:
+    return f"'{cell}" if cell.startswith(_FORMULA_STARTS) else cell

@@ -1,18 +1,25 @@
-"""``/healthz``, ``/readyz``, ``/metrics``: for load balancers and Prometheus (no API key)."""
+"""``/healthz``, ``/readyz``, ``/metrics``: for load balancers and Prometheus (no API key).
+
+``/metrics`` is not public: the API port faces tenants, and a scrape walks the store (its
+delivery counts). It answers only with ``api.metrics_token`` as a bearer token (Prometheus's
+``authorization`` setting), and not at all while no token is configured. Its figures carry no
+tenant's data: counts by state, and requests by route template, never by id."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from herald.api.deps import ServicesDep
 from herald.api.metrics import render
 from herald.api.problems import problem_response, responses
 from herald.domain import DEFAULT_WORKSPACE
-from herald.errors import HeraldError, NotFound
+from herald.errors import HeraldError, NotFound, Unauthenticated
 
 __all__ = ["router"]
 
@@ -51,10 +58,20 @@ async def readyz(services: ServicesDep) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
-    summary="Prometheus metrics: API, store, and the engine when it runs in this process",
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+        **responses(401, 404),
+    },
+    summary="Prometheus metrics (with api.metrics_token): API, store, and an in-process engine",
 )
-async def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep, request: Request) -> Response:
+    token = services.settings.api.metrics_token
+    if token is None:
+        raise StarletteHTTPException(404, "no such route")
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Unauthenticated("/metrics needs the metrics token (api.metrics_token)")
     await services.metrics.refresh(services.store)
     registries = [services.metrics.registry]
     if services.engine_registry is not None:

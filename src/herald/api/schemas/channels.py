@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, field_validator
 
-from herald.api.schemas.common import Name, Public, Timezone, request_config, storable
+from herald.api.schemas.common import (
+    Name,
+    Public,
+    Timezone,
+    not_blank,
+    request_config,
+    storable,
+)
 from herald.constants import REGION_PATTERN
 from herald.domain import Channel, ChannelStatus, Platform, PostingSlot
 from herald.service.channels import ChannelChanges, ChannelDraft
@@ -71,9 +78,12 @@ class ChannelCreate(BaseModel):
     )
 
     platform: Platform
-    external_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(storable)] = (
-        Field(description="The platform's id: Page id, IG user id, author URN, YouTube channel id")
-    )
+    external_id: Annotated[
+        str,
+        Field(min_length=1, max_length=200),
+        AfterValidator(storable),
+        AfterValidator(not_blank),
+    ] = Field(description="The platform's id: Page id, IG user id, author URN, YouTube channel id")
     name: Name
     timezone: Timezone = Field("UTC", description="IANA zone of the posting schedule")
     credentials: ChannelCredentials

@@ -18,6 +18,7 @@ __all__ = [
     "Public",
     "Text",
     "Timezone",
+    "not_blank",
     "request_config",
     "storable",
 ]
@@ -46,10 +47,22 @@ def storable(value: str) -> str:
     return value
 
 
+def not_blank(value: str) -> str:
+    """Refuse text that is only white space: a name or an id no one can read or type."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 #: Any text the store can hold.
 Text = Annotated[str, AfterValidator(storable)]
 #: A display name.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(storable),
+    AfterValidator(not_blank),
+]
 #: What an id given in a path, query or body may look like. Herald hands out ``ch_`` then 32 hex
 #: digits (the millisecond it was made, then random: herald.domain.new_id); ids it made before
 #: had 20 random hex digits, and both are still found. Wider than either on purpose: an id

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from herald.api.schemas.common import IsoDateTime, ObjectId, Public, Text, Timezone, request_config
 from herald.domain import (
@@ -158,7 +158,9 @@ class TimeFields(BaseModel):
     on_fold: Literal["earlier", "later"] = Field(
         "earlier", description="local_time that happens twice: which occurrence"
     )
-    next_free_slot: bool = Field(False, description="each channel's next free weekly posting slot")
+    next_free_slot: StrictBool = Field(
+        False, description="each channel's next free weekly posting slot"
+    )
 
     def to_when(self) -> When:
         forms = sum((self.scheduled_at is not None, self.local_time is not None))
