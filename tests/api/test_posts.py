@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -381,6 +382,24 @@ async def test_cancel_post(tenant, api_store):
     assert_problem(await tenant.post("/v1/posts/post_nope/cancel"), 404)
 
 
+async def test_repeated_and_concurrent_cancels_all_answer_as_the_first_did(tenant, api_store):
+    """A client retrying after a timeout, or two people at once: the post is cancelled as
+    far as it can be, and every answer says so, also when one delivery was published."""
+    a, b = await tenant.channel(), await tenant.channel(Platform.LINKEDIN)
+    for concurrent in (False, True):
+        post = await tenant.post_on([a, b], scheduled_at=later(seconds=-1))
+        await publish_all(api_store, limit=1)  # one of its two deliveries went out
+        cancel = f"/v1/posts/{post['id']}/cancel"
+        if concurrent:
+            answers = list(await asyncio.gather(*(tenant.post(cancel) for _ in range(4))))
+        else:
+            answers = [await tenant.post(cancel), await tenant.post(cancel)]
+        assert [r.status_code for r in answers] == [200] * len(answers)
+        assert len({r.text for r in answers}) == 1
+        states = sorted(d["status"] for d in answers[0].json()["deliveries"])
+        assert states == ["cancelled", "published"]
+
+
 async def test_cancel_a_published_post_is_a_conflict(tenant, api_store):
     channel = await tenant.channel()
     post = await tenant.post_on([channel], scheduled_at=later(seconds=-1))
@@ -388,11 +407,11 @@ async def test_cancel_a_published_post_is_a_conflict(tenant, api_store):
     assert_problem(await tenant.post(f"/v1/posts/{post['id']}/cancel"), 409)
 
 
-async def publish_all(store, state=S.PUBLISHED):
+async def publish_all(store, state=S.PUBLISHED, limit=100):
     now = utcnow()
     batch = await store.claim_due(
         now=now,
-        limit=100,
+        limit=limit,
         lease_until=now + timedelta(minutes=5),
         expire_before=now - timedelta(days=1),
     )

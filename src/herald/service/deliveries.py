@@ -48,13 +48,18 @@ class DeliveryActions(Service):
         post = await owned_post(self.store, workspace_id, post_id)
         deliveries = (await self.store.deliveries_of([post.id]))[post.id]
         open_ = [d for d in deliveries if d.state in CANCELLABLE]
-        done = await self.store.apply([_cancel(d) for d in open_]) if open_ else []
-        if not any(done) and any(d.state is not S.CANCELLED for d in deliveries):
+        if open_:
+            await self.store.apply([_cancel(d) for d in open_])
+        # Decided on what the store holds now, not on what was read before: a cancel that
+        # ran meanwhile (the same request retried, say) leaves this one nothing to do, and
+        # it answers as that one did. A conflict only if the post has nothing cancelled.
+        now = (await self.store.deliveries_of([post.id]))[post.id]
+        if not any(d.state is S.CANCELLED for d in now):
             raise Conflict(
                 "nothing left to cancel: every delivery is published, failed, expired or "
                 "being published right now"
             )
-        return PostView(post, (await self.store.deliveries_of([post.id]))[post.id])
+        return PostView(post, now)
 
     async def reschedule_post(self, workspace_id: str, post_id: str, when: When) -> PostView:
         post = await owned_post(self.store, workspace_id, post_id)
