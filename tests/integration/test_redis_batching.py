@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from redis.exceptions import ResponseError
@@ -60,18 +61,39 @@ async def test_a_script_redis_forgot_is_loaded_again_and_every_call_answered():
         assert answers == [2, 3, 4]
 
 
-async def test_a_leader_that_gives_up_before_sending_leaves_the_others_answered():
+async def test_a_caller_that_gives_up_gives_up_only_its_own_call():
+    """Its deadline passed (or its lane was drained): its call is left out if the batch has
+    not gone yet, and the others' calls go, each answered."""
     prefix = new_redis_prefix()
     async with redis_client(prefix) as client:
         batcher = ScriptBatcher(client, ADD)
         key = f"{prefix}:n"
-        leader = asyncio.create_task(batcher([key], ["1"]))
-        await asyncio.sleep(0)  # the leader waits its turn; the next two join its batch
-        others = [asyncio.create_task(batcher([key], ["2"])) for _ in range(2)]
-        leader.cancel()
-        assert await asyncio.gather(*others) == [2, 4]  # the leader's call never went
+        calls = [asyncio.create_task(batcher([key], [str(n)])) for n in (1, 2, 4)]
+        await asyncio.sleep(0)  # every call made; the batch not sent yet
+        calls[0].cancel()
+        assert await asyncio.gather(*calls[1:]) == [2, 6]  # the 1 never went
         with pytest.raises(asyncio.CancelledError):
-            await leader
+            await calls[0]
+        assert (batcher.batches, batcher.calls) == (1, 2)
+
+
+async def test_a_batch_is_bounded_by_its_deadline():
+    """A server that accepts and never answers: every call of the batch fails in time."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = new_redis(f"redis://127.0.0.1:{port}/0")
+    try:
+        batcher = ScriptBatcher(client, ADD, timeout_s=0.3)
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(batcher(["k"], ["1"]) for _ in range(3)), return_exceptions=True),
+            5,
+        )
+        assert all(isinstance(a, TimeoutError) for a in answers)
+    finally:
+        await client.aclose()
+        listener.close()
 
 
 async def test_a_server_that_cannot_be_reached_fails_every_call_of_the_batch():

@@ -112,3 +112,36 @@ async def test_a_job_whose_admission_is_cancelled_is_back_in_line_for_the_drain(
         await task
     assert sorted(job for job, _ in lane.take_waiting()) == [1, 2, 3]
     assert lane._slots._value == 4
+
+
+async def test_a_granted_job_goes_at_once_whatever_the_others_admitted_with_it_do():
+    """Sent when granted, not when the slowest admission of its batch is answered; and a
+    cancel then leaves it running, never lost between the two."""
+    slow = asyncio.Event()
+    sent: list[int] = []
+
+    async def admit(job: int) -> bool:
+        if job == 2:
+            await asyncio.Event().wait()  # its admission never ends
+        return True
+
+    async def execute(job: int, slot: Slot) -> None:
+        sent.append(job)
+        slow.set()
+        slot.release()
+
+    async def failed(job: int, exc: Exception) -> None:
+        raise AssertionError("nothing fails")
+
+    lane = Lane("test", 4, admit, execute, failed, together=True)
+    lane.submit(1)  # type: ignore[arg-type]
+    lane.submit(2)  # type: ignore[arg-type]
+    task = asyncio.create_task(lane.run())
+    await asyncio.wait_for(slow.wait(), 5)  # sent while job 2 is still being admitted
+    assert sent == [1]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*lane.tasks)
+    assert [job for job, _ in lane.take_waiting()] == [2]  # handed back by a drain
+    assert lane._slots._value == 4

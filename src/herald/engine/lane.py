@@ -136,14 +136,9 @@ class Lane:
             if self._together:
                 batch += await self._more_ready()
             if len(batch) == 1:
-                admitted = [await self._admit_one(job, slot)]
+                await self._admit_one(job, slot)
             else:
-                admitted = await asyncio.gather(*(self._admit_one(j, s) for j, s in batch))
-            for (job, slot), go in zip(batch, admitted, strict=True):
-                if go:
-                    task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
-                    self.tasks.add(task)
-                    task.add_done_callback(self._task_done(slot))
+                await asyncio.gather(*(self._admit_one(j, s) for j, s in batch))
 
     async def _more_ready(self) -> list[tuple[Job, Slot]]:
         """The ready jobs that a free slot can take at once, each with its slot."""
@@ -153,9 +148,10 @@ class Lane:
             more.append((self._ready.popleft(), Slot(self._slots)))
         return more
 
-    async def _admit_one(self, job: Job, slot: Slot) -> bool:
-        """True: run ``job`` now, in ``slot``. False: the slot is given back (the job was
-        deferred, settled, or let go because its admission failed)."""
+    async def _admit_one(self, job: Job, slot: Slot) -> None:
+        """Admit ``job`` and, granted, send it at once in ``slot`` (not once the others
+        admitted with it are answered: a grant is spent when it is counted). Otherwise the
+        slot is given back: the job was deferred, settled, or let go (its admission failed)."""
         try:
             go = await self._admit(job)
         except Exception as exc:
@@ -163,7 +159,7 @@ class Lane:
             # the job is let go, and its lease brings the delivery back.
             slot.release()
             await self._failed(job, exc)
-            return False
+            return
         except BaseException:
             # Cancelled (a drain past its grace): back in line, so the drain hands it back
             # rather than leave it to its lease.
@@ -172,7 +168,10 @@ class Lane:
             raise
         if not go:
             slot.release()
-        return go
+            return
+        task = asyncio.create_task(self._execute(job, slot), name=f"herald-{self.name}")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done(slot))
 
     async def _slot(self) -> Slot | None:
         """A free concurrency slot, or None once the lane is stopping (waiting for one must

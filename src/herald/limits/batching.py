@@ -5,9 +5,10 @@ its own script call, atomic on its own, but they are sent as one pipeline, so th
 admissions costs one write and one read on the socket rather than one of each per job. On a
 busy worker that socket traffic, not the script, is most of what an admission costs.
 
-The first call of a turn leads: it lets the event loop run the other ready tasks once (their
-calls join its batch), then sends the batch and hands each caller its own answer or error. An
-idle worker's single call goes at once, as before, with one extra turn of the loop.
+The first call of a turn starts a sender task; it lets the event loop run the other ready
+tasks once (their calls join the batch), sends the batch and settles each caller's future
+with its own answer or error. A caller that gives up (its deadline) gives up only its own
+answer: the batch goes on for the others, as each call would have alone.
 
 redis-py's own pipeline of ``Script`` objects asks ``SCRIPT EXISTS`` before every batch (one
 more round trip each time); the batch here sends ``EVALSHA`` and loads the script only when
@@ -28,13 +29,17 @@ _Call = tuple[list[str], list[str], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    """Runs the script ``source`` on ``client``; concurrent calls share one round trip."""
+    """Runs the script ``source`` on ``client``; concurrent calls share one round trip.
+    ``timeout_s`` bounds each batch (None: unbounded), as the callers bound their waits."""
 
-    def __init__(self, client: aioredis.Redis, source: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, source: str, *, timeout_s: float | None = None
+    ) -> None:
         self._client = client
         self._script = client.register_script(source)
+        self._timeout_s = timeout_s
         self._pending: list[_Call] = []
-        self._tasks: set[asyncio.Task[None]] = set()  # batches sent for a leader that gave up
+        self._senders: set[asyncio.Task[None]] = set()
         self.batches = 0  # round trips made, for benchmarks and tests
         self.calls = 0
 
@@ -43,50 +48,28 @@ class ScriptBatcher:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((keys, args, future))
         if len(self._pending) == 1:
-            await self._lead(future)
-        return await future
+            sender = asyncio.create_task(self._send_soon())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await future  # cancelled, it is the only one to go: the batch goes on
 
-    async def _lead(self, own: asyncio.Future[Any]) -> None:
-        """Let the tasks that are ready run once, then send what they added, and answer."""
-        try:
-            await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            # The leader gave up before sending: the others' calls still go, on their own.
-            own.cancel()
-            self._tasks.add(task := asyncio.create_task(self._answer(self._take())))
-            task.add_done_callback(self._tasks.discard)
-            raise
-        try:
-            await self._answer(self._take())
-        except asyncio.CancelledError:
-            # Its deadline passed mid-send; _answer told the others, and the leader raises.
-            if own.done():
-                own.exception()  # retrieved here: nobody awaits it any more
-            else:
-                own.cancel()
-            raise
-
-    def _take(self) -> list[_Call]:
+    async def _send_soon(self) -> None:
+        await asyncio.sleep(0)  # the calls made by tasks ready now join this batch
         batch, self._pending = self._pending, []
-        return [call for call in batch if not call[2].done()]  # a caller may have given up
-
-    async def _answer(self, calls: list[_Call]) -> None:
-        """Send ``calls`` and settle each one's future with its answer or error."""
+        calls = [call for call in batch if not call[2].done()]  # a caller may have given up
         if not calls:
             return
         try:
-            answers = await self._send(calls)
-        except BaseException as exc:
-            error = (
-                TimeoutError("sent in a batch that was cancelled")
-                if isinstance(exc, asyncio.CancelledError)
-                else exc
-            )
+            async with asyncio.timeout(self._timeout_s):
+                answers = await self._send(calls)
+        except asyncio.CancelledError:
+            for _, _, future in calls:
+                future.cancel()  # the loop is closing: so are its callers
+            raise
+        except Exception as exc:
             for _, _, future in calls:
                 if not future.done():
-                    future.set_exception(error)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+                    future.set_exception(exc)
             return
         for (_, _, future), answer in zip(calls, answers, strict=True):
             if future.done():

@@ -148,6 +148,7 @@ class RedisLimiter:
         limiter = cls(client, prefix=prefix)
         limiter._owns_client = True
         limiter._timeout_s = timeout_s
+        limiter._admissions = ScriptBatcher(client, _script("admit.lua"), timeout_s=timeout_s)
         return limiter
 
     async def aclose(self) -> None:

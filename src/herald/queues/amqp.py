@@ -121,6 +121,9 @@ class Link:
         # Delivery tags received on the consuming channel and neither acked nor rejected yet:
         # what an ack with ``multiple`` may cover, and what it must not.
         self._unacked: set[int] = set()
+        # Ack and reject frames are worked out and queued one call at a time, in order: a
+        # ``multiple`` ack queued before an earlier single one would make it an unknown tag.
+        self._settling = asyncio.Lock()
         #: Done once the link is lost: its result says why.
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -300,15 +303,16 @@ class Link:
         still unacked in one frame (``multiple``), the others one by one. Tags are the
         channel's, in the order it delivered; a tag acked twice would close the channel, so
         one not unacked any more is left out."""
-        wanted = sorted(self._unacked.intersection(tags))
-        if not wanted:
-            return
-        self._unacked.difference_update(wanted)
-        floor = min(self._unacked, default=wanted[-1] + 1)
-        below = [tag for tag in wanted if tag < floor]
-        frames = [(below[-1], True)] if below else []
-        frames += [(tag, False) for tag in wanted[len(below) :]]
-        await self._run(self._send_acks(frames))
+        async with self._settling:
+            wanted = sorted(self._unacked.intersection(tags))
+            if not wanted:
+                return
+            self._unacked.difference_update(wanted)
+            floor = min(self._unacked, default=wanted[-1] + 1)
+            below = [tag for tag in wanted if tag < floor]
+            frames = [(below[-1], True)] if below else []
+            frames += [(tag, False) for tag in wanted[len(below) :]]
+            await self._run(self._send_acks(frames))
 
     async def _send_acks(self, frames: list[tuple[int, bool]]) -> None:
         channel = self._channel()
@@ -317,8 +321,9 @@ class Link:
             await channel.basic_ack(tag, multiple=multiple, wait=index == len(frames) - 1)
 
     async def reject(self, tag: int, *, requeue: bool) -> None:
-        self._unacked.discard(tag)
-        await self._run(self._channel().basic_reject(tag, requeue=requeue))
+        async with self._settling:
+            self._unacked.discard(tag)
+            await self._run(self._channel().basic_reject(tag, requeue=requeue))
 
     # -- closing ----------------------------------------------------------------------------
     async def close(self) -> None:

@@ -153,6 +153,7 @@ class RabbitQueue:
         self._ack_timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()  # linger flushes under way
         self._flushing = 0  # ack flushes under way
+        self._closing = False  # close() is taking back: the link stays open
         self._closed = False
         self.undecodable = 0  # messages dead-lettered because they held no readable job
 
@@ -257,21 +258,28 @@ class RabbitQueue:
         if self._closed:
             return []
         self._closed = True
+        # Until the take-back is over, nothing may close the link: an ack flush that was
+        # under way when close() began ends meanwhile, and would find every ack sent.
+        self._closing = True
         self._wake()
-        await self._flush_acks()  # before the take-back, which acks and rejects by tag too
-        if self._refresher is not None:
-            self._refresher.cancel()
         returned: list[Job] = []
-        link = self._link
-        if link is not None and link.alive:
-            try:
-                await link.stop_consuming()
-                await self._settle_ready(link, returned)
-                await self._take_back(link, returned)
-            except QueueError as exc:
-                # What was not taken back stays in the broker, or goes back to it with the
-                # connection: workers take it, and the store's claims keep it sent once.
-                log.warning("queue.take_back_failed", extra={"error": str(exc)})
+        try:
+            await self._flush_acks()  # before the take-back, which acks and rejects by tag too
+            if self._refresher is not None:
+                self._refresher.cancel()
+            link = self._link
+            if link is not None and link.alive:
+                try:
+                    await link.stop_consuming()
+                    await self._settle_ready(link, returned)
+                    await self._take_back(link, returned)
+                except QueueError as exc:
+                    # What was not taken back stays in the broker, or goes back to it with
+                    # the connection: workers take it, and the store's claims keep it sent
+                    # once.
+                    log.warning("queue.take_back_failed", extra={"error": str(exc)})
+        finally:
+            self._closing = False
         self._handout.take_ready()
         self._unread.clear()
         self._lag.clear()
@@ -383,7 +391,7 @@ class RabbitQueue:
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""
         done = self._handout.all_acked and not self._acks and not self._flushing
-        if self._closed and done and self._link is not None:
+        if self._closed and not self._closing and done and self._link is not None:
             link, self._link = self._link, None
             await link.close()
 
