@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -102,6 +103,16 @@ async def publish(store, count: int = 1) -> list[str]:
     return [j.delivery.id for j in batch.jobs]
 
 
+async def run_until(sender: WebhookSender, condition: Callable[[], bool]) -> None:
+    """Run ``sender`` until ``condition()`` holds, then stop it."""
+    task = asyncio.create_task(sender.run())
+    try:
+        await eventually(condition)
+    finally:
+        sender.request_stop()
+        await task
+
+
 #: The receivers of these tests listen on loopback: allowed as an operator would allow them.
 LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")
 
@@ -151,12 +162,7 @@ class WebhookSenderSuite:
         await publish(store)
         receiver.statuses = [500, 503]
         sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
-        task = asyncio.create_task(sender.run())
-        try:
-            await eventually(lambda: sender.sent == 1)
-        finally:
-            sender.request_stop()
-            await task
+        await run_until(sender, lambda: sender.sent == 1)
         ids = [h[EVENT_ID_HEADER] for h, _ in receiver.requests]
         assert len(ids) == 3
         assert len(set(ids)) == 1  # the same event, at least once: receivers dedupe by id
@@ -166,12 +172,7 @@ class WebhookSenderSuite:
         await publish(store)
         receiver.statuses = [500] * 10
         sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
-        task = asyncio.create_task(sender.run())
-        try:
-            await eventually(lambda: sender.failed == 1)
-        finally:
-            sender.request_stop()
-            await task
+        await run_until(sender, lambda: sender.failed == 1)
         assert len(receiver.requests) == FAST.max_attempts
         assert await store.next_webhook_event_at() is None
 
@@ -183,24 +184,14 @@ class WebhookSenderSuite:
         await subscribe(store, vault, receiver.url)
         await publish(store)
         sender = WebhookSender(store, vault, FAST)  # public addresses only
-        task = asyncio.create_task(sender.run())
-        try:
-            await eventually(lambda: sender.failed == 1)
-        finally:
-            sender.request_stop()
-            await task
+        await run_until(sender, lambda: sender.failed == 1)
         assert receiver.requests == []
 
     async def test_an_unreachable_receiver_is_retried(self, store, vault):
         await subscribe(store, vault, "http://127.0.0.1:9/nothing-listens-here")
         await publish(store)
         sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
-        task = asyncio.create_task(sender.run())
-        try:
-            await eventually(lambda: sender.failed == 1)
-        finally:
-            sender.request_stop()
-            await task
+        await run_until(sender, lambda: sender.failed == 1)
 
     async def test_events_of_a_deleted_webhook_are_dropped(self, store, vault, receiver):
         hook = await subscribe(store, vault, receiver.url)
