@@ -215,6 +215,10 @@ class ApiSettings(BaseModel):
     import_max_bytes: int = Field(16_777_216, ge=1024, description="largest CSV import body")
     import_max_rows: int = Field(10_000, ge=1, description="most rows in one CSV import")
     readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
+    key_requests_per_s: float = Field(
+        20.0, ge=0, description="each API key's steady request rate, per API process (0: none)"
+    )
+    key_burst: int = Field(100, ge=1, description="requests an API key may make at once")
     metrics_token: SecretStr | None = Field(
         None,
         description="/metrics answers only with this bearer token (unset: /metrics is off on "

@@ -76,6 +76,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TimeInPast",
+    "TooManyRequests",
     "TransientPlatformError",
     "Unauthenticated",
     "UnknownTimeZone",
@@ -152,6 +153,15 @@ class Conflict(HeraldError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class TooManyRequests(HeraldError):
+    """A caller went over its request rate. ``headers`` tell it when to come back."""
+
+    def __init__(self, message: str, *, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
 
 
 class NotFound(HeraldError):

@@ -22,6 +22,7 @@ from herald import __version__
 from herald.api import problems
 from herald.api.deps import Services, single_query_values
 from herald.api.guards import BodyLimit
+from herald.api.key_limits import KeyRateLimits
 from herald.api.metrics import ApiMetrics, MetricsMiddleware
 from herald.api.routers import (
     api_keys,
@@ -107,6 +108,7 @@ def create_app(
             store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
         ),
         metrics=ApiMetrics(),
+        key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
         engine_registry=engine_registry,
         engine_ready=engine_ready,
     )

@@ -10,17 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
+from herald.api.key_limits import KeyRateLimits
 from herald.api.metrics import ApiMetrics
 from herald.api.problems import responses
 from herald.api.schemas.common import ID_PATTERN
 from herald.config import Settings
-from herald.errors import InvalidInput, Unauthenticated
+from herald.errors import InvalidInput, TooManyRequests, Unauthenticated
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.posts import PostService
@@ -58,6 +59,7 @@ class Services:
     deliveries: DeliveryActions
     webhooks: WebhookRegistry
     metrics: ApiMetrics
+    key_limits: KeyRateLimits
     engine_registry: CollectorRegistry | None
     engine_ready: Readiness | None = None
 
@@ -96,10 +98,21 @@ _bearer = HTTPBearer(
 async def get_caller(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    response: Response,
 ) -> Caller:
+    """The caller, once its key is known and within its request rate (429 otherwise; every
+    answer carries the key's ``RateLimit-*`` headers, see :mod:`herald.api.key_limits`)."""
     if credentials is None:
         raise Unauthenticated("give an API key: Authorization: Bearer <key>")
     key = await services.tenancy.authenticate(credentials.credentials)
+    if services.key_limits.enabled:
+        verdict = services.key_limits.take(key.id)
+        if not verdict.allowed:
+            raise TooManyRequests(
+                "too many requests with this API key: see Retry-After",
+                headers=verdict.headers(),
+            )
+        response.headers.update(verdict.headers())
     return Caller(key.workspace_id, key.id)
 
 
@@ -187,7 +200,8 @@ PathId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 
 def workspace_router(prefix: str = "", *, tag: str) -> APIRouter:
     """A router of a workspace's resources: every route answers only a caller with an API key
-    (401 otherwise), and refuses query parameters it does not take."""
+    (401 otherwise) within its request rate (429), and refuses query parameters it does not
+    take."""
     return APIRouter(
-        prefix=prefix, tags=[tag], responses=responses(401), dependencies=Authenticated
+        prefix=prefix, tags=[tag], responses=responses(401, 429), dependencies=Authenticated
     )

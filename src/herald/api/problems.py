@@ -40,6 +40,7 @@ from herald.errors import (
     InvalidTransition,
     NotFound,
     StoreError,
+    TooManyRequests,
     Unauthenticated,
 )
 
@@ -113,6 +114,8 @@ def _herald(exc: HeraldError) -> JSONResponse:
         return problem_response(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, NotFound):
         return problem_response(404, str(exc))
+    if isinstance(exc, TooManyRequests):
+        return problem_response(429, exc.message, headers=exc.headers)
     if isinstance(exc, Conflict):
         return problem_response(409, exc.message, field=exc.field)
     if isinstance(exc, InvalidTransition):
