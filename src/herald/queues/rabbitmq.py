@@ -56,6 +56,7 @@ from aio_pika.abc import AbstractConnection
 from herald.constants import DEFAULT_REGION, RABBIT_QUEUE_PREFIX, RABBIT_QUEUE_VERSION
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
+from herald.queues.acks import LingeringAcks
 from herald.queues.amqp import Delivered, Link, Topology
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, encode_job
@@ -127,8 +128,6 @@ class RabbitQueue:
     ) -> None:
         if min(prefetch, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
             raise ValueError("prefetch, delivery_limit and the durations must be positive")
-        if ack_linger_s < 0 or (ack_batch is not None and ack_batch < 1):
-            raise ValueError("ack_batch must be positive and ack_linger_s not negative")
         self.region = region
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
@@ -146,14 +145,13 @@ class RabbitQueue:
         # and maybe still in the broker (what close() may take back)
         self._lag: dict[str, int] = {}  # per queue: messages ready, as last counted
         self._signal: asyncio.Future[None] | None = None  # done when a getter should look
-        self._ack_batch = ack_batch or max(1, prefetch // 4)
-        self._ack_linger_s = ack_linger_s
-        self._acks: dict[Link, list[int]] = {}  # lingering acks, by the link they came on
-        self._acks_pending = 0
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()  # linger flushes under way
-        self._flushing = 0  # ack flushes under way
-        self._closing = False  # close() is taking back: the link stays open
+        self._acks: LingeringAcks[tuple[Link, int]] = LingeringAcks(
+            self._send_acks,
+            batch=ack_batch or max(1, prefetch // 4),
+            linger_s=ack_linger_s,
+            after_timed=self._release_link_if_done,
+        )
+        self._taking_back = False  # close() is under way: the link stays open
         self._closed = False
         self.undecodable = 0  # messages dead-lettered because they held no readable job
 
@@ -209,45 +207,18 @@ class RabbitQueue:
             log.info("queue.ack_lost", extra={"delivery_id": job.delivery.id})
             await self._release_link_if_done()
             return
-        # Acks wait up to ack_linger_s to go with others, in one frame where the tags allow
-        # (see Link.ack): an ack is never urgent (a live consumer's messages stay its own),
-        # and one frame per job is much of what a worker spends on the broker. One that is
-        # lost brings its message back to some worker, which finds the claim gone and acks it.
-        self._acks.setdefault(received.link, []).append(received.tag)
-        self._acks_pending += 1
-        if self._closed or self._acks_pending >= self._ack_batch:
-            await self._flush_acks()
+        # Acks linger to go several in one frame where the tags allow (see Link.ack).
+        await self._acks.add((received.link, received.tag), now=self._closed)
+        if self._closed:
             await self._release_link_if_done()
-        elif self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(self._ack_linger_s, self._flush_acks_soon)
 
-    def _flush_acks_soon(self) -> None:
-        self._ack_timer = None
-        task = asyncio.get_running_loop().create_task(self._flush_acks_and_release())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush_acks_and_release(self) -> None:
-        await self._flush_acks()
-        await self._release_link_if_done()
-
-    async def _flush_acks(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        batch, self._acks, self._acks_pending = self._acks, {}, 0
-        self._flushing += 1
-        try:
-            for link, tags in batch.items():
-                if not link.alive:
-                    continue  # the broker gives those messages out again
-                try:
-                    await link.ack(tags)
-                except QueueError as exc:
-                    log.warning("queue.acks_lost", extra={"acks": len(tags), "error": str(exc)})
-        finally:
-            self._flushing -= 1
+    async def _send_acks(self, acks: list[tuple[Link, int]]) -> None:
+        by_link: dict[Link, list[int]] = {}
+        for link, tag in acks:
+            by_link.setdefault(link, []).append(tag)
+        for link, tags in by_link.items():
+            if link.alive:  # else the broker gives those messages out again
+                await link.ack(tags)
 
     def depth(self) -> int:
         if self._closed:
@@ -260,11 +231,11 @@ class RabbitQueue:
         self._closed = True
         # Until the take-back is over, nothing may close the link: an ack flush that was
         # under way when close() began ends meanwhile, and would find every ack sent.
-        self._closing = True
+        self._taking_back = True
         self._wake()
         returned: list[Job] = []
         try:
-            await self._flush_acks()  # before the take-back, which acks and rejects by tag too
+            await self._acks.flush()  # before the take-back, which acks and rejects by tag too
             if self._refresher is not None:
                 self._refresher.cancel()
             link = self._link
@@ -279,7 +250,7 @@ class RabbitQueue:
                     # once.
                     log.warning("queue.take_back_failed", extra={"error": str(exc)})
         finally:
-            self._closing = False
+            self._taking_back = False
         self._handout.take_ready()
         self._unread.clear()
         self._lag.clear()
@@ -390,8 +361,8 @@ class RabbitQueue:
 
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""
-        done = self._handout.all_acked and not self._acks and not self._flushing
-        if self._closed and not self._closing and done and self._link is not None:
+        done = self._handout.all_acked and not self._acks.busy
+        if self._closed and not self._taking_back and done and self._link is not None:
             link, self._link = self._link, None
             await link.close()
 

@@ -44,6 +44,7 @@ from herald.constants import (
 )
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
+from herald.queues.acks import LingeringAcks
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, encode_job
 
@@ -135,11 +136,13 @@ class RedisStreamQueue:
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
         self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
         self._held: set[Entry] = set()  # both of the above
-        self._acks: dict[Entry, None] = {}  # acked by the engine, not yet sent to Redis
-        self._ack_batch, self._ack_linger_s = ack_batch, ack_linger_s
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()  # acks sent by the timer
-        self._flushing = 0  # ack pipelines on their way
+        # Acked by the engine, not yet sent to Redis.
+        self._acks: LingeringAcks[Entry] = LingeringAcks(
+            self._settle,
+            batch=ack_batch,
+            linger_s=ack_linger_s,
+            after_timed=self._release_client_if_done,
+        )
         self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
         self._fetching: asyncio.Task[None] | None = None
@@ -151,6 +154,7 @@ class RedisStreamQueue:
         self._reclaim_at = 0.0  # loop time of the next take-over pass: the first read
         self._cursor: dict[str, str] = {}  # per stream: where the take-over scan goes on
         self._closed = False
+        self._taking_back = False  # close() is under way: the client stays open
         self.undecodable = 0  # messages dropped because they held no readable job
 
     def _key(self, platform: Platform, region: str) -> str:
@@ -204,37 +208,9 @@ class RedisStreamQueue:
         if entry is None:
             return
         self._held.discard(entry)
-        # Acks wait up to ack_linger_s to go as one pipeline with others: an ack is never
-        # urgent (a live consumer's entries are not taken over), and one round trip per job
-        # is most of what a worker spends on the queue. One that is lost brings its message
-        # back to some worker, which finds the claim gone and acks it then.
-        self._acks[entry] = None
-        if self._closed or len(self._acks) >= self._ack_batch:
-            await self._flush_acks()
-        elif self._ack_timer is None:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(self._ack_linger_s, self._flush_acks_soon)
-
-    def _flush_acks_soon(self) -> None:
-        self._ack_timer = None
-        task = asyncio.get_running_loop().create_task(self._flush_acks())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush_acks(self) -> None:
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        batch, self._acks = list(self._acks), {}
-        if not batch:
-            return
-        self._flushing += 1
-        try:
-            await self._settle(batch)
-        except QueueError as exc:
-            log.warning("queue.acks_lost", extra={"acks": len(batch), "error": str(exc)})
-        finally:
-            self._flushing -= 1
+        # Acks linger to go as one pipeline with others (herald.queues.acks).
+        await self._acks.add(entry, now=self._closed)
+        if self._closed:
             await self._release_client_if_done()
 
     def depth(self) -> int:
@@ -250,13 +226,15 @@ class RedisStreamQueue:
         await self._stop_reading()
         ready = self._handout.take_ready()
         self._held.difference_update(entry for entry, _ in ready)
+        self._taking_back = True  # a timed ack flush ending meanwhile keeps the client open
         try:
             # Read and never handed out: the engine releases these jobs, so no one else may
             # take them over. Added and never read: taken back, as if never added.
             await self._settle([entry for entry, _ in ready])
-            await self._flush_acks()
+            await self._acks.flush()
             unread = await self._take_back_unread()
         finally:
+            self._taking_back = False
             await self._release_client_if_done()
         return [job for _, job in ready] + unread
 
@@ -517,11 +495,8 @@ class RedisStreamQueue:
         except redis_errors.RedisError as exc:
             raise QueueError(f"Redis refused a queue command: {exc}") from exc
 
-    @property
-    def _busy_acking(self) -> bool:
-        return bool(self._acks or self._flushing or self._flushes)
-
     async def _release_client_if_done(self) -> None:
         """Close an owned client once closed and every job handed out is acked."""
-        if self._owned and self._closed and self._handout.all_acked and not self._busy_acking:
+        done = self._handout.all_acked and not self._acks.busy and not self._taking_back
+        if self._owned and self._closed and done:
             await self._redis.aclose()
