@@ -107,12 +107,12 @@ async def get_caller(
     key = await services.tenancy.authenticate(credentials.credentials)
     if services.key_limits.enabled:
         verdict = services.key_limits.take(key.id)
+        headers = verdict.headers()
         if not verdict.allowed:
             raise TooManyRequests(
-                "too many requests with this API key: see Retry-After",
-                headers=verdict.headers(),
+                "too many requests with this API key: see Retry-After", headers=headers
             )
-        response.headers.update(verdict.headers())
+        response.headers.update(headers)
     return Caller(key.workspace_id, key.id)
 
 

@@ -1,9 +1,10 @@
 """Per-key request rate limits of the API: a tenant's burst must not slow the others.
 
-Each API key has a GCRA budget (the generic cell rate algorithm: a steady ``rate_per_s`` and
-a ``burst`` allowed at once, no timer, one number kept per key). A request over it answers
-429 with ``Retry-After``; every answer carries ``RateLimit-Limit``, ``RateLimit-Remaining``
-and ``RateLimit-Reset`` (the IETF RateLimit header fields), so a client can pace itself.
+Each API key has a GCRA budget (the generic cell rate algorithm, the one the limiter paces
+platforms with: a steady ``rate_per_s`` and a ``burst`` allowed at once, one number per key).
+A request over it answers 429 with ``Retry-After``; every answer carries ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` (the IETF RateLimit header fields), so a
+client can pace itself.
 
 The budget lives in each API process: behind a load balancer spreading keys over N nodes, a
 key gets up to N times the rate. Set the rate per node accordingly.
@@ -15,6 +16,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from herald.limits.memory import Gcra
+from herald.limits.rules import Pacing
 
 __all__ = ["KeyRateLimits", "Verdict"]
 
@@ -41,39 +45,41 @@ class Verdict:
 
 
 class KeyRateLimits:
-    """``rate_per_s`` requests a second per key, ``burst`` at once; ``rate_per_s`` 0: no limit."""
+    """``rate_per_s`` requests a second per key, ``burst`` at once; ``rate_per_s`` 0: no limit.
+    Each key is paced by the limiter's own GCRA (:class:`herald.limits.memory.Gcra`)."""
 
     def __init__(
         self, rate_per_s: float, burst: int, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
-        self._burst = burst
+        self._rule = Pacing(rate_per_s, burst) if rate_per_s > 0 else None
         self._clock = clock
-        self._tat: dict[str, float] = {}  # per key: its theoretical arrival time
+        self._keys: dict[str, Gcra] = {}
 
     @property
     def enabled(self) -> bool:
-        return self._interval > 0
+        return self._rule is not None
 
     def take(self, key: str) -> Verdict:
         """Count one request of ``key``, if its budget allows it."""
+        rule = self._rule
+        if rule is None:
+            raise RuntimeError("no request rate is configured")
         now = self._clock()
-        window = self._burst * self._interval  # how far ahead of now the TAT may run
-        tat = max(self._tat.get(key, now), now)
-        new_tat = tat + self._interval
-        allowed = new_tat - now <= window + 1e-9
-        if allowed:
-            self._tat[key] = tat = new_tat
-            if len(self._tat) > _PRUNE_AT:
+        pace = self._keys.setdefault(key, Gcra())
+        wait_s = pace.wait(rule, 1, now)
+        if wait_s <= 0:
+            pace.record(rule, 1, now)
+            if len(self._keys) > _PRUNE_AT:
                 self._prune(now)
-        ahead = tat - now
+        interval = 1.0 / rule.rate_per_s
+        ahead = max(0.0, pace.tat - now)  # how far its budget is spent, in time
         return Verdict(
-            allowed=allowed,
-            limit=self._burst,
-            remaining=max(0, math.floor((window - ahead) / self._interval + 1e-9)),
+            allowed=wait_s <= 0,
+            limit=rule.burst,
+            remaining=max(0, math.floor((rule.burst * interval - ahead) / interval + 1e-9)),
             reset_s=ahead,
-            retry_after_s=0.0 if allowed else new_tat - now - window,
+            retry_after_s=wait_s,
         )
 
     def _prune(self, now: float) -> None:
-        self._tat = {key: tat for key, tat in self._tat.items() if tat > now}
+        self._keys = {key: pace for key, pace in self._keys.items() if pace.tat > now}

@@ -15,7 +15,7 @@ from herald.limits.rules import CalendarQuota, LimitClaim, Pacing, RollingWindow
 from herald.timing import zone
 from herald.types import EarlierGrants
 
-__all__ = ["MemoryLimiter"]
+__all__ = ["Gcra", "MemoryLimiter"]
 
 _EPSILON_S = 1e-9  # float noise in time arithmetic is not a wait
 
@@ -110,7 +110,11 @@ class _DayCounter:
                 self.days[d] = max(0, self.days[d] - cost)
 
 
-class _Gcra:
+class Gcra:
+    """One key's pacing (GCRA): its theoretical arrival time, and the wait a request of
+    ``cost`` would have. The limiter's, and the API's per-key request budgets
+    (:mod:`herald.api.key_limits`)."""
+
     __slots__ = ("tat",)
 
     def __init__(self) -> None:
@@ -126,7 +130,7 @@ class _Gcra:
         self.tat = max(self.tat, now) + cost * (1.0 / rule.rate_per_s)
 
 
-_State = _SlidingLog | _DayCounter | _Gcra
+_State = _SlidingLog | _DayCounter | Gcra
 
 
 class MemoryLimiter:
@@ -146,7 +150,7 @@ class MemoryLimiter:
             elif isinstance(algorithm, CalendarQuota):
                 state = _DayCounter()
             else:
-                state = _Gcra()
+                state = Gcra()
             self._states[claim.key] = state
         return state
 
@@ -163,7 +167,7 @@ class MemoryLimiter:
             return state.wait(algorithm, claim.cost, now)
         if isinstance(state, _DayCounter) and isinstance(algorithm, CalendarQuota):
             return state.wait(algorithm, claim.cost, now)
-        if isinstance(state, _Gcra) and isinstance(algorithm, Pacing):
+        if isinstance(state, Gcra) and isinstance(algorithm, Pacing):
             return state.wait(algorithm, claim.cost, now)
         raise TypeError(f"limit key {claim.key!r} is used by rules of different kinds")
 
@@ -173,7 +177,7 @@ class MemoryLimiter:
             state.record(claim.cost, now)
         elif isinstance(state, _DayCounter) and isinstance(algorithm, CalendarQuota):
             state.record(algorithm, claim.cost, now)
-        elif isinstance(state, _Gcra) and isinstance(algorithm, Pacing):
+        elif isinstance(state, Gcra) and isinstance(algorithm, Pacing):
             state.record(algorithm, claim.cost, now)
 
     async def reserve(
