@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     Field,
     IPvAnyNetwork,
     SecretStr,
@@ -337,19 +338,29 @@ class WebhookSettings(BaseModel):
         return self
 
 
+def _split_list(value: Any) -> Any:
+    """A list setting from the environment: a JSON list, or items separated by commas or
+    white space (``HERALD_SECRET_KEYS``, ``HERALD_EGRESS__ALLOW_CIDRS``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+#: The metadata of a list setting that may come from one environment variable.
+_FROM_ENV = BeforeValidator(_split_list)
+
+
 class EgressSettings(BaseModel):
     """Where Herald may connect when a tenant chooses the address (media and webhook URLs):
     public addresses only, and the networks listed here (see herald.egress)."""
 
-    allow_cidrs: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+    allow_cidrs: Annotated[list[IPvAnyNetwork], NoDecode, _FROM_ENV] = Field(
         default_factory=list,
         description="networks allowed besides public addresses (CIDRs, comma-separated in env)",
     )
-
-    @field_validator("allow_cidrs", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return _split_keys(value)
 
     @field_validator("allow_cidrs")
     @classmethod
@@ -357,16 +368,6 @@ class EgressSettings(BaseModel):
         if any(network.prefixlen == 0 for network in value):
             raise ValueError("a /0 network would allow every address: list the networks instead")
         return value
-
-
-def _split_keys(value: Any) -> Any:
-    """``HERALD_SECRET_KEYS``: a JSON list, or keys separated by commas or whitespace."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("["):
-        return json.loads(text)
-    return [part for part in text.replace(",", " ").split() if part]
 
 
 def _is_fernet_key(value: str) -> bool:
@@ -406,7 +407,7 @@ class Settings(BaseSettings):
     #: base64-encoded bytes each). The first encrypts; every one decrypts, so a new key goes
     #: first and the old ones stay until ``herald admin rotate-keys`` has re-encrypted. No
     #: default: the API refuses to start without one.
-    secret_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    secret_keys: Annotated[list[SecretStr], NoDecode, _FROM_ENV] = Field(default_factory=list)
 
     def platform(self, platform: Platform) -> PlatformSettings:
         section: PlatformSettings = getattr(self, platform.value)
@@ -425,11 +426,6 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
             raise ValueError("database_url must start with sqlite://, postgresql:// or memory://")
         return value
-
-    @field_validator("secret_keys", mode="before")
-    @classmethod
-    def _parse_keys(cls, value: Any) -> Any:
-        return _split_keys(value)
 
     @field_validator("secret_keys")
     @classmethod
