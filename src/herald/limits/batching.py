@@ -36,7 +36,7 @@ class ScriptBatcher:
         self, client: aioredis.Redis, source: str, *, timeout_s: float | None = None
     ) -> None:
         self._client = client
-        self._script = client.register_script(source)
+        self.script = client.register_script(source)  # for callers that pipeline it themselves
         self._timeout_s = timeout_s
         self._pending: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
@@ -84,11 +84,11 @@ class ScriptBatcher:
         self.calls += len(calls)
         if len(calls) == 1:
             keys, args, _ = calls[0]
-            return [await self._script(keys=keys, args=args)]  # loads the script if need be
+            return [await self.script(keys=keys, args=args)]  # loads the script if need be
         answers = await self._pipeline(calls)
         unknown = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if unknown:
-            await self._client.script_load(self._script.script)
+            await self._client.script_load(self.script.script)
             again = await self._pipeline([calls[i] for i in unknown])
             for i, answer in zip(unknown, again, strict=True):
                 answers[i] = answer
@@ -97,5 +97,5 @@ class ScriptBatcher:
     async def _pipeline(self, calls: list[_Call]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for keys, args, _ in calls:
-                pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
             return list(await pipe.execute(raise_on_error=False))

@@ -102,6 +102,7 @@ class RedisLimiter:
     :meth:`aclose` closes it). ``prefix`` starts every key: engines share limits exactly when
     they share Redis and prefix. ``rebuild_lock_s`` bounds how long a dead rebuilder holds
     the others up; ``marker_poll_s`` is how often a waiting engine looks for the marker.
+    ``timeout_s`` is each call's deadline (None: none).
     """
 
     def __init__(
@@ -112,10 +113,11 @@ class RedisLimiter:
         rebuild_lock_s: float = 60.0,
         marker_poll_s: float = 0.1,
         wall_clock: Callable[[], float] = time.time,
+        timeout_s: float | None = None,
     ) -> None:
         self._client = client
         self._owns_client = False
-        self._timeout_s: float | None = None  # each call's deadline (from_url's timeout_s)
+        self._timeout_s = timeout_s
         self.prefix = prefix
         self._marker = f"{prefix}:rebuilt"
         self._rebuilt_at = f"{prefix}:rebuilt-at"  # grants older than this are never refunded
@@ -123,9 +125,10 @@ class RedisLimiter:
         self._rebuild_lock_ms = max(1, round(rebuild_lock_s * 1000))
         self._marker_poll_s = marker_poll_s
         self._wall_clock = wall_clock  # for pause expiries only: pauses come as Unix times
-        self._admit = client.register_script(_script("admit.lua"))
-        # Admissions made together (a lane's ready jobs) share one round trip.
-        self._admissions = ScriptBatcher(client, _script("admit.lua"))
+        # Admissions made together (a lane's ready jobs) share one round trip; a rebuild
+        # pipelines its replays through the script itself.
+        self._admissions = ScriptBatcher(client, _script("admit.lua"), timeout_s=timeout_s)
+        self._admit = self._admissions.script
         self._refund = client.register_script(_script("refund.lua"))
         self._block = client.register_script(_script("block.lua"))
         self._unlock = client.register_script(
@@ -145,10 +148,8 @@ class RedisLimiter:
             socket_connect_timeout=timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         )
-        limiter = cls(client, prefix=prefix)
+        limiter = cls(client, prefix=prefix, timeout_s=timeout_s)
         limiter._owns_client = True
-        limiter._timeout_s = timeout_s
-        limiter._admissions = ScriptBatcher(client, _script("admit.lua"), timeout_s=timeout_s)
         return limiter
 
     async def aclose(self) -> None:
