@@ -215,11 +215,8 @@ class HttpClient:
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._settings.concurrency, limit_per_host=0)
-            timeout = aiohttp.ClientTimeout(
-                total=self._settings.timeout_s, sock_connect=self._settings.connect_timeout_s
-            )
             session = aiohttp.ClientSession(
-                connector=connector, timeout=timeout, raise_for_status=False
+                connector=connector, timeout=self._timeout(), raise_for_status=False
             )
             # Private, but aiohttp's own test client sets it the same way; should it ever
             # disappear, all that is lost is aiohttp's hidden repeat of idempotent requests.
@@ -301,13 +298,15 @@ class HttpClient:
         egress policy, on a session of their own (the platform's may be anywhere the
         operator configured, the simulator on loopback for one)."""
         if self._media is None or self._media.closed:
-            timeout = aiohttp.ClientTimeout(
-                total=self._settings.timeout_s, sock_connect=self._settings.connect_timeout_s
-            )
             self._media = guarded_session(
-                self._egress, timeout=timeout, limit=self._settings.concurrency
+                self._egress, timeout=self._timeout(), limit=self._settings.concurrency
             )
         return self._media
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=self._settings.timeout_s, sock_connect=self._settings.connect_timeout_s
+        )
 
     async def fetch_media(self, url: str) -> bytes:
         """Download a media file from its public URL, without any credentials.
