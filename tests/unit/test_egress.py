@@ -229,12 +229,16 @@ async def test_a_media_url_the_operator_allowed_is_downloaded(receivers):
         await client.aclose()
 
 
-async def test_the_platform_session_is_not_the_media_session():
+async def test_the_platform_session_is_not_the_media_session(receivers):
     """The platform's own base URL is the operator's to choose (the simulator on loopback):
     the policy guards only where tenants point."""
-    client = HttpClient("linkedin", LinkedInSettings(), egress=EgressPolicy())
+    port = receivers["127.0.0.1"].port
+    url = f"http://127.0.0.1:{port}/x"
+    client = HttpClient("linkedin", LinkedInSettings(base_url=url), egress=EgressPolicy())
     try:
-        assert client._open() is not client._media_session()
-        assert isinstance(client._media_session().connector, aiohttp.TCPConnector)
+        assert (await client.request("GET", url)).status == 200  # the platform: reached
+        with pytest.raises(ContentRejected):
+            await client.fetch_media(url)  # a tenant's media URL: refused
     finally:
         await client.aclose()
+    assert receivers["127.0.0.1"].hits == 1
