@@ -29,6 +29,7 @@ process, ``tests/integration`` on servers and the platform simulator):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -269,6 +270,12 @@ class Catalog(Protocol):
 
     async def busy_times(self, channel_id: str, start: datetime, end: datetime) -> set[datetime]:
         """Due times in ``[start, end)`` already taken by live deliveries of the channel."""
+
+    def slot_lock(self, channel_ids: Sequence[str]) -> AbstractAsyncContextManager[None]:
+        """Held from a next-free-slot search to the write that uses its slots: every other
+        holder of any of these channels (in any process on this store) waits, so two requests
+        never get one slot. Take it around the search and the write only."""
+        ...
 
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
         """Store posts and their deliveries in one transaction; return the deliveries."""

@@ -283,6 +283,22 @@ async def test_cancelled_deliveries_free_their_slot(slotted):
     assert again["deliveries"][0]["scheduled_at"] == first["deliveries"][0]["scheduled_at"]
 
 
+async def test_concurrent_next_free_slot_requests_get_distinct_slots(slotted):
+    tenant, _ = slotted
+    channel = await tenant.channel()
+    slots = [{"day": d, "time": "09:00"} for d in ("monday", "wednesday", "friday")]
+    await tenant.put(f"/v1/channels/{channel['id']}/schedule", {"slots": slots})
+    moved = await tenant.post_on([channel], scheduled_at="2030-03-28T10:00:00Z")
+    body = {"channel_ids": [channel["id"]], "content": {"text": "x"}, "next_free_slot": True}
+    answers = await asyncio.gather(
+        *(tenant.post("/v1/posts", body) for _ in range(8)),
+        tenant.post(f"/v1/posts/{moved['id']}/reschedule", {"next_free_slot": True}),
+    )
+    assert [a.status_code for a in answers] == [201] * 8 + [200]
+    times = [a.json()["deliveries"][0]["scheduled_at"] for a in answers]
+    assert len(set(times)) == 9, times
+
+
 # -- listing ---------------------------------------------------------------------------------
 async def test_list_with_filters_and_cursor_pages(tenant, api_store):
     a = await tenant.channel()

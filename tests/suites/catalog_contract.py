@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import time, timedelta
 
@@ -293,3 +294,46 @@ class CatalogContract:
         again = channel(workspace_id=ws.id, external_id="page-7")
         await store.add_channels([again])
         assert [c.id for c in await store.list_channels(ws.id)] == [again.id]
+
+    # -- slot locks -------------------------------------------------------------------------
+    async def test_slot_locks_of_one_channel_take_turns(self, store):
+        await slot_lock_turns(store, store)
+
+    async def test_slot_lock_is_released_by_an_error_and_a_cancelled_wait(self, store):
+        with pytest.raises(RuntimeError):
+            async with store.slot_lock(["ch_a"]):
+                raise RuntimeError("the search failed")
+        async with store.slot_lock(["ch_a"]):
+            waiting = asyncio.create_task(hold(store, ["ch_a", "ch_b"]))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        async with asyncio.timeout(5):  # neither left a lock behind
+            async with store.slot_lock(["ch_b", "ch_a"]):
+                pass
+
+
+async def hold(store, channel_ids, log=None, name="", seconds=0.0) -> None:
+    async with store.slot_lock(channel_ids):
+        if log is not None:
+            log.append(f"{name}+")
+        await asyncio.sleep(seconds)
+        if log is not None:
+            log.append(f"{name}-")
+
+
+async def slot_lock_turns(one, other) -> None:
+    """``one`` and ``other`` are the same store, or two instances on the same data (two
+    processes): holders of a shared channel never overlap, and overlapping sets taken in any
+    order do not deadlock. (Holders of disjoint channels may: SQLite has one lock per file.)"""
+    log: list[str] = []
+    async with asyncio.timeout(10):
+        await asyncio.gather(
+            hold(one, ["ch_a", "ch_b"], log, "1", 0.2),
+            hold(other, ["ch_b", "ch_c"], log, "2", 0.2),
+            hold(one, ["ch_c", "ch_a"], log, "3", 0.2),
+        )
+    # Each holder's "-" comes right after its "+": no two ever held ch_a, ch_b or ch_c at once.
+    assert [entry[1] for entry in log] == ["+", "-"] * 3

@@ -72,11 +72,12 @@ class DeliveryActions(Service):
                 "retry_wait deliveries can be moved"
             )
         channels = [await self.store.get_channel(d.channel_id) for d in deliveries]
-        due = await self.scheduler.due_times(
-            when, channels, self.scheduler.book(), ignore=[d.due_at for d in deliveries]
-        )
-        moves = [_due_again(d, at) for d, at in zip(deliveries, due, strict=True)]
-        done = await self.store.apply(moves)
+        async with self.scheduler.holding([when], (c.id for c in channels)):
+            due = await self.scheduler.due_times(
+                when, channels, self.scheduler.book(), ignore=[d.due_at for d in deliveries]
+            )
+            moves = [_due_again(d, at) for d, at in zip(deliveries, due, strict=True)]
+            done = await self.store.apply(moves)
         if not any(done):
             raise Conflict("the deliveries were claimed for publishing meanwhile; not moved")
         self.wake(t.due_at for t, ok in zip(moves, done, strict=True) if ok)

@@ -136,10 +136,11 @@ class PostService(Service):
         """Check and store one post; :class:`NotFound` for a target outside the workspace,
         :class:`InputErrors` listing every other problem."""
         channels = [await owned_channel(self.store, workspace_id, c) for c in draft.channel_ids]
-        checked = await self._check(workspace_id, draft, channels, self.scheduler.book())
-        if checked.new is None:
-            raise InputErrors(_summary(checked.problems), checked.problems)
-        deliveries = await self.store.add_posts([checked.new])
+        async with self.scheduler.holding([draft.when], draft.channel_ids):
+            checked = await self._check(workspace_id, draft, channels, self.scheduler.book())
+            if checked.new is None:
+                raise InputErrors(_summary(checked.problems), checked.problems)
+            deliveries = await self.store.add_posts([checked.new])
         self.wake(d.due_at for d in deliveries)
         return PostView(checked.new.post, deliveries)
 
@@ -149,24 +150,27 @@ class PostService(Service):
         """Store every row's post in one transaction, or none: each row is a draft, or the
         problems found while parsing it, with its line number."""
         known = {c.id: c for c in await self.store.list_channels(workspace_id)}
-        book = self.scheduler.book()
-        problems: list[FieldProblem] = []
-        ready: list[NewPost] = []
-        for line, row in rows:
-            if not isinstance(row, PostDraft):
-                problems += [FieldProblem(p.field, p.message, line) for p in row]
-                continue
-            checked = await self._check_row(workspace_id, row, known, book)
-            problems += [FieldProblem(p.field, p.message, line) for p in checked.problems]
-            if checked.new is not None:
-                ready.append(checked.new)
-        if problems:
-            raise InputErrors(
-                f"{len(problems)} problem(s) in the file; nothing was imported", problems
-            )
-        if not ready:
-            raise InvalidInput("the file holds no posts", field="body")
-        deliveries = await self.store.add_posts(ready)
+        drafts = [row for _, row in rows if isinstance(row, PostDraft)]
+        slotted = (c for d in drafts for c in d.channel_ids if c in known)
+        async with self.scheduler.holding((d.when for d in drafts), slotted):
+            book = self.scheduler.book()
+            problems: list[FieldProblem] = []
+            ready: list[NewPost] = []
+            for line, row in rows:
+                if not isinstance(row, PostDraft):
+                    problems += [FieldProblem(p.field, p.message, line) for p in row]
+                    continue
+                checked = await self._check_row(workspace_id, row, known, book)
+                problems += [FieldProblem(p.field, p.message, line) for p in checked.problems]
+                if checked.new is not None:
+                    ready.append(checked.new)
+            if problems:
+                raise InputErrors(
+                    f"{len(problems)} problem(s) in the file; nothing was imported", problems
+                )
+            if not ready:
+                raise InvalidInput("the file holds no posts", field="body")
+            deliveries = await self.store.add_posts(ready)
         self.wake(d.due_at for d in deliveries)
         by_post: dict[str, list[Delivery]] = {new.post.id: [] for new in ready}
         for delivery in deliveries:

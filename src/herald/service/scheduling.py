@@ -10,12 +10,14 @@
 
 Every resolved time must lie between ``now - past_grace_s`` and ``now + max_horizon_days``.
 A :class:`SlotBook` remembers the slots it handed out, so the rows of one import (or the
-targets of one post) never share a slot.
+targets of one post) never share a slot; :meth:`Scheduler.holding` holds the channels' slot
+locks from the search to the write, so two requests (in any process) never share one either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal, Protocol
@@ -65,13 +67,16 @@ When = AtInstant | AtLocal | NextFreeSlot
 
 
 class SlotSource(Protocol):
-    """The two store reads slot searches need (a part of :class:`~herald.types.Catalog`)."""
+    """The store reads slot searches need and their lock (a part of
+    :class:`~herald.types.Catalog`)."""
 
     async def get_schedule(self, channel_id: str) -> list[PostingSlot]: ...
 
     async def busy_times(
         self, channel_id: str, start: datetime, end: datetime
     ) -> set[datetime]: ...
+
+    def slot_lock(self, channel_ids: Sequence[str]) -> AbstractAsyncContextManager[None]: ...
 
 
 @dataclass
@@ -170,7 +175,17 @@ class Scheduler:
         return timedelta(days=self.settings.max_horizon_days)
 
     def book(self) -> SlotBook:
+        """A new search: make it inside :meth:`holding`, and write what it found there too."""
         return SlotBook(self.store, now=self.clock(), horizon=self._horizon, grace=self._grace)
+
+    def holding(
+        self, whens: Iterable[When], channel_ids: Iterable[str]
+    ) -> AbstractAsyncContextManager[None]:
+        """The slot lock of ``channel_ids`` if any of ``whens`` asks for free slots; else
+        nothing to hold (a fixed time may share an instant with anything)."""
+        if any(isinstance(w, NextFreeSlot) for w in whens):
+            return self.store.slot_lock(sorted(set(channel_ids)))
+        return nullcontext()
 
     async def due_times(
         self,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, Unpack
@@ -23,6 +24,7 @@ from herald.domain import (
 from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
 from herald.stores.contract import PostFilters, PostQuery, by_post
+from herald.stores.slot_locks import KeyedLocks
 
 __all__ = ["Claim", "MemoryCatalog", "lookup"]
 
@@ -67,6 +69,7 @@ class MemoryCatalog:
         self._slots: dict[str, list[PostingSlot]] = {}
         self._webhooks: dict[str, tuple[Webhook, bytes]] = {}
         self._outbox: dict[str, _Outgoing] = {}
+        self._slot_locks = KeyedLocks()
 
     # -- workspaces and keys ----------------------------------------------------------------
     async def add_workspace(self, workspace: Workspace) -> None:
@@ -159,6 +162,11 @@ class MemoryCatalog:
             for d in self._deliveries.values()
             if d.channel_id == channel_id and start <= d.due_at < end and d.state not in DROPPED
         }
+
+    @asynccontextmanager
+    async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
+        async with self._slot_locks.hold(channel_ids):
+            yield
 
     # -- posts ----------------------------------------------------------------------------
     async def list_posts(self, workspace_id: str, **filters: Unpack[PostFilters]) -> list[Post]:

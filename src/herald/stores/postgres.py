@@ -27,13 +27,14 @@ Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from herald import domain
 from herald.constants import NOTIFY_PREFIX
-from herald.errors import NotFound
+from herald.errors import NotFound, StoreError
 from herald.states import CLAIMABLE
 from herald.stores.contract import (
     ABANDONED_ERROR,
@@ -45,6 +46,7 @@ from herald.stores.contract import (
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
 from herald.stores.postgres_listen import DueListener
+from herald.stores.postgres_slots import AdvisorySlotLocks
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import content_of, post_json, usage_json
 from herald.types import Adopted, EngineInfo, Recovered
@@ -79,6 +81,7 @@ class PostgresStore(PostgresCatalog):
             application_name=application_name,
         )
         self._listeners: list[DueListener] = []
+        self._slots: AdvisorySlotLocks | None = None
 
     @property
     def schema(self) -> str | None:
@@ -94,12 +97,30 @@ class PostgresStore(PostgresCatalog):
 
     async def open(self) -> None:
         await self._db.open()
+        assert self._db.schema is not None  # opening found it
+        slots = AdvisorySlotLocks(self._db.url, self._db.schema)
+        try:
+            await slots.open()
+        except BaseException:
+            await self._db.close()
+            raise
+        self._slots = slots
 
     async def close(self) -> None:
         for listener in self._listeners:
             await listener.close()
         self._listeners.clear()
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            await slots.close()
         await self._db.close()
+
+    @asynccontextmanager
+    async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
+        if self._slots is None:
+            raise StoreError("the PostgreSQL store is not open")
+        async with self._slots.hold(channel_ids):
+            yield
 
     async def listen(self, notify: Callable[[datetime | None], None]) -> DueListener:
         """Call ``notify(at)`` whenever any process adds deliveries due at ``at`` or makes

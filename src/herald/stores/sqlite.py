@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Unpack
@@ -35,6 +36,7 @@ from herald.stores.rows import (
     usage_json,
 )
 from herald.stores.rows import SQLITE as decode
+from herald.stores.slot_locks import FileLock, KeyedLocks
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_lock import EngineLock
@@ -68,6 +70,10 @@ class SQLiteStore(SQLiteCatalog):
         self._writer = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-w")
         self._reader = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-r")
         self._apply_sql = for_each_target(self._q["apply_transition"])
+        # Slot searches of every process on this file take turns (herald.stores.slot_locks):
+        # first within the process, then across processes through the file lock.
+        self._slot_turns = KeyedLocks()
+        self._slot_file = FileLock(f"{self.path}.slots.lock")
 
     @property
     def holds_engine_lock(self) -> bool:
@@ -89,8 +95,15 @@ class SQLiteStore(SQLiteCatalog):
             await self._writer.close()
             await self._reader.close()
         finally:
+            self._slot_file.close()
             if self._lock is not None:
                 self._lock.release()
+
+    @asynccontextmanager
+    async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
+        # One lock for the file: SQLite writes one transaction at a time anyway.
+        async with self._slot_turns.hold(["file"]), self._slot_file.hold():
+            yield
 
     # -- channels, as the engine sees them --------------------------------------------------
     async def add_channels(self, channels: Sequence[domain.Channel]) -> None:
