@@ -35,6 +35,27 @@ async def test_two_sqlite_stores_on_one_file_take_turns(tmp_path):
         await other.close()
 
 
+async def test_a_wait_cancelled_in_another_process_leaves_no_lock(tmp_path):
+    """The second store waits in the file lock (a thread, which cannot be cancelled): the lock
+    it gets after its task was cancelled is let go, not kept for good."""
+    one = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
+    other = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
+    await one.open()
+    await other.open()
+    try:
+        async with one.slot_lock(["ch_a"]):
+            waiting = asyncio.create_task(hold(other, ["ch_a"]))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+        async with asyncio.timeout(5), one.slot_lock(["ch_a"]):
+            pass  # kept by the cancelled waiter's thread, this would never come
+    finally:
+        await one.close()
+        await other.close()
+
+
 @pytest.mark.postgres
 async def test_two_postgres_stores_on_one_schema_take_turns(pg_stores):
     one, other = await pg_stores.open(), await pg_stores.open()
