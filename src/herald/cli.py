@@ -546,6 +546,27 @@ def revoke_key(
     err.print(f"revoked {key_id}")
 
 
+@admin.command("delete-workspace")
+def delete_workspace(
+    workspace_id: Annotated[str, typer.Argument(help="The workspace's id (ws_...).")],
+    confirm: Annotated[
+        str, typer.Option(help="The workspace's id again: the erasure cannot be undone.")
+    ],
+    db: DbOption = None,
+    database_url: UrlOption = None,
+) -> None:
+    """Delete a workspace: erase its channels, posts, deliveries, webhooks and keys."""
+    from herald.service.tenancy import Tenancy
+
+    settings = _settings(db, database_url)
+    counts = _run(
+        _with_store(settings, lambda s: Tenancy(s).delete_workspace(workspace_id, confirm=confirm))
+    )
+    for kind, count in counts.items():
+        print(f"{kind}: {count}")
+    err.print(f"deleted {workspace_id}")
+
+
 @admin.command("rotate-keys")
 def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     """Re-encrypt stored secrets with the first of HERALD_SECRET_KEYS (put the new key first,

@@ -251,6 +251,12 @@ class Catalog(Protocol):
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None: ...
 
+    async def erase_workspace(self, workspace_id: str) -> dict[str, int]:
+        """Delete the workspace and everything of it (keys, channels and their secrets and
+        slots, posts, deliveries, attempts, webhooks and their events) in one transaction;
+        how many rows of each kind went. :class:`NotFound` if there is no such workspace."""
+        ...
+
     async def add_channels(self, channels: Sequence[Channel]) -> None: ...
 
     async def list_channels(self, workspace_id: str | None = None) -> list[Channel]:

@@ -116,3 +116,44 @@ async def test_a_cursor_from_another_workspace_reveals_nothing(tenant, other, ob
     assert cursor is not None
     assert page["items"]
     assert (await other.get("/v1/posts", params={"cursor": cursor})).json()["items"] == []
+
+
+# -- deleting a workspace ----------------------------------------------------------------------
+async def test_a_workspace_deleted_by_its_key_is_gone_and_the_others_are_not(
+    tenant, other, objects, api_store
+):
+    kept = await other.post_on([await other.channel()])
+    wrong = await tenant.client.delete(
+        "/v1/workspace", params={"confirm": other.workspace_id}, headers=tenant.headers
+    )
+    assert_problem(wrong, 422, "confirm")
+    assert_problem(await tenant.delete("/v1/workspace"), 422, "confirm")
+    assert (await tenant.get("/v1/workspace")).status_code == 200  # nothing happened yet
+
+    gone = await tenant.client.delete(
+        "/v1/workspace", params={"confirm": tenant.workspace_id}, headers=tenant.headers
+    )
+    assert gone.status_code == 204, gone.text
+    assert (await tenant.get("/v1/workspace")).status_code == 401  # its keys went with it
+    assert await api_store.list_channels(tenant.workspace_id) == []
+    assert await api_store.list_posts(tenant.workspace_id) == []
+    # The other workspace still has everything it had.
+    assert (await other.get("/v1/workspace")).status_code == 200
+    assert (await other.get(f"/v1/posts/{kept['id']}")).status_code == 200
+    for kind in ("channel", "post", "delivery", "webhook"):
+        path = {"delivery": "deliveries"}.get(kind, f"{kind}s")
+        assert (await other.get(f"/v1/{path}/{objects[kind]}")).status_code == 404
+
+
+async def test_the_default_workspace_is_not_deleted(api_store, client):
+    from herald.domain import DEFAULT_WORKSPACE
+    from herald.service.tenancy import Tenancy
+
+    issued = await Tenancy(api_store).issue_key(DEFAULT_WORKSPACE, "cli")
+    answer = await client.delete(
+        "/v1/workspace",
+        params={"confirm": DEFAULT_WORKSPACE},
+        headers={"Authorization": f"Bearer {issued.token}"},
+    )
+    assert_problem(answer, 409)
+    assert await api_store.get_workspace(DEFAULT_WORKSPACE)

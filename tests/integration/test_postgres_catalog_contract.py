@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.suites.catalog_contract import CatalogContract
+from tests.suites.catalog_contract import CatalogContract, ErasureContract
 
 pytestmark = pytest.mark.postgres
 
 
-class TestCatalogContractOnPostgres(CatalogContract):
+class TestCatalogContractOnPostgres(CatalogContract, ErasureContract):
     pass

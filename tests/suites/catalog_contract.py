@@ -11,6 +11,7 @@ import pytest
 from herald.domain import (
     DEFAULT_WORKSPACE,
     ApiKey,
+    Attempt,
     ChannelStatus,
     NewPost,
     Platform,
@@ -337,3 +338,97 @@ async def slot_lock_turns(one, other) -> None:
         )
     # Each holder's "-" comes right after its "+": no two ever held ch_a, ch_b or ch_c at once.
     assert [entry[1] for entry in log] == ["+", "-"] * 3
+
+
+class Populated:
+    """A workspace with one of everything a workspace can hold, and every id of it."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.ids: set[str] = {ws.id}
+        self.key_prefix = ""
+
+    @classmethod
+    async def make(cls, store, name: str) -> Populated:
+        made = cls(await workspace(store, name))
+        ws = made.ws
+        key = ApiKey(new_id("key"), ws.id, f"hk_{new_id('p')[-8:]}", "bot")
+        await store.add_api_key(key, "digest")
+        made.key_prefix = key.prefix
+        c = channel(workspace_id=ws.id)
+        await store.add_channels([c])
+        await store.set_channel_secret(c.id, b"sealed-credentials")
+        await store.set_schedule(c.id, [PostingSlot(0, time(9, 0))])
+        hook = Webhook(new_id("wh"), ws.id, "https://a.example/h", ("delivery.published",))
+        await store.add_webhook(hook, b"sealed-secret")
+        base = new_post([c])
+        post = Post(base.post.id, base.post.content, workspace_id=ws.id)
+        (delivery,) = await store.add_posts([NewPost(post, base.deliveries)])
+        made.ids |= {key.id, key.prefix, c.id, hook.id, post.id, delivery.id}
+        return made
+
+    async def publish(self, store) -> None:
+        """Claim and publish every due delivery (of any workspace): attempts and events."""
+        now = utcnow()
+        batch = await store.claim_due(
+            now=now, limit=50, lease_until=now + HOUR, expire_before=now - timedelta(days=1)
+        )
+        for job in batch.jobs:
+            await store.apply(
+                [Transition(job.delivery.id, S.PUBLISHING, claim_token=job.claim_token)]
+            )
+            await store.apply(
+                [
+                    Transition(
+                        job.delivery.id,
+                        S.PUBLISHED,
+                        claim_token=job.claim_token,
+                        external_id=f"fb_{job.delivery.id}",
+                        event="delivery.published",
+                        attempt=Attempt(job.delivery.id, 1, now, now, "published"),
+                    )
+                ]
+            )
+
+
+class ErasureContract:
+    """Catalog.erase_workspace, on every store (tests/integration/test_workspace_erasure.py
+    also reads every table of the SQL stores for what could be left)."""
+
+    async def test_erasing_a_workspace_leaves_nothing_of_it_and_keeps_the_others(self, store):
+        gone = await Populated.make(store, "Gone")
+        await gone.publish(store)  # its attempt and its webhook event
+        kept = await Populated.make(store, "Kept")
+        counts = await store.erase_workspace(gone.ws.id)
+        assert counts == {
+            "attempts": 1,
+            "webhook_events": 1,
+            "deliveries": 1,
+            "posting_slots": 1,
+            "posts": 1,
+            "webhooks": 1,
+            "channels": 1,
+            "api_keys": 1,
+            "workspace": 1,
+        }
+        with pytest.raises(NotFound):
+            await store.get_workspace(gone.ws.id)
+        assert await store.api_key_by_prefix(gone.key_prefix) is None
+        assert await store.list_api_keys(gone.ws.id) == []
+        assert await store.list_channels(gone.ws.id) == []
+        assert await store.list_posts(gone.ws.id) == []
+        assert await store.list_webhooks(gone.ws.id) == []
+        for found in (await store.list_channels(), await store.list_workspaces()):
+            assert not {x.id for x in found} & gone.ids
+        # The other workspace lost nothing.
+        assert await store.api_key_by_prefix(kept.key_prefix) is not None
+        (kept_channel,) = await store.list_channels(kept.ws.id)
+        assert await store.get_channel_secret(kept_channel.id) == b"sealed-credentials"
+        assert len(await store.get_schedule(kept_channel.id)) == 1
+        assert len(await store.list_posts(kept.ws.id)) == 1
+        assert len(await store.list_webhooks(kept.ws.id)) == 1
+        later = utcnow() + timedelta(seconds=1)
+        events = await store.claim_webhook_events(now=later, limit=10, lease_until=later + HOUR)
+        assert events == []  # gone's event went with it; kept had none yet
+        with pytest.raises(NotFound):
+            await store.erase_workspace(gone.ws.id)

@@ -131,3 +131,28 @@ def test_a_second_engine_is_refused_before_it_touches_the_schema(tmp_path):
     assert result.exit_code == 2
     assert "another Herald engine is already running" in result.output
     assert not db.exists()
+
+
+def test_delete_workspace_asks_for_the_id_twice_and_erases_it(tmp_path):
+    db = tmp_path / "h.db"
+    made = invoke("admin", "create-workspace", "Acme", "--db", str(db))
+    token = made.output.strip().splitlines()[-1]
+    workspace_id = authenticate(db, token).workspace_id
+
+    refused = invoke(
+        "admin", "delete-workspace", workspace_id, "--confirm", "ws_x", "--db", str(db)
+    )
+    assert refused.exit_code == 2
+    assert "cannot be undone" in refused.output
+    authenticate(db, token)  # still there
+
+    done = invoke(
+        "admin", "delete-workspace", workspace_id, "--confirm", workspace_id, "--db", str(db)
+    )
+    assert done.exit_code == 0, done.output
+    assert "api_keys: 1" in done.output
+    again = invoke(
+        "admin", "delete-workspace", workspace_id, "--confirm", workspace_id, "--db", str(db)
+    )
+    assert again.exit_code == 2
+    assert "not found" in again.output.lower()

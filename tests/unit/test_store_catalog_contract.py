@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.suites.catalog_contract import CatalogContract
+from tests.suites.catalog_contract import CatalogContract, ErasureContract
 
 
-class TestCatalogContract(CatalogContract):
+class TestCatalogContract(CatalogContract, ErasureContract):
     pass

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from herald.domain import ApiKey, Workspace, new_id, utcnow
-from herald.errors import InvalidInput, Unauthenticated
+from herald.domain import DEFAULT_WORKSPACE, ApiKey, Workspace, new_id, utcnow
+from herald.errors import Conflict, InvalidInput, Unauthenticated
 from herald.service.ownership import owned_one
 from herald.types import Catalog
 
@@ -78,6 +78,23 @@ class Tenancy:
         if not hmac.compare_digest(digest, hash_secret(match.group(2))) or key.revoked_at:
             raise Unauthenticated("the API key is unknown or revoked")
         return key
+
+    async def delete_workspace(self, workspace_id: str, *, confirm: str) -> dict[str, int]:
+        """Erase the workspace and everything of it, its keys too (the caller's own key stops
+        working at once); how many rows of each kind went. ``confirm`` must repeat the
+        workspace's id: an erasure cannot be undone."""
+        if confirm != workspace_id:
+            raise InvalidInput(
+                "deleting a workspace erases all of its data and cannot be undone: repeat the "
+                "workspace's id to confirm",
+                field="confirm",
+            )
+        if workspace_id == DEFAULT_WORKSPACE:
+            raise Conflict(
+                "the default workspace holds what is made without one (the CLI's channels); "
+                "it cannot be deleted"
+            )
+        return await self._store.erase_workspace(workspace_id)
 
     async def list_keys(self, workspace_id: str) -> list[ApiKey]:
         return await self._store.list_api_keys(workspace_id)

@@ -23,7 +23,7 @@ from herald.domain import (
     Transition,
     utcnow,
 )
-from herald.errors import InvalidInput
+from herald.errors import InvalidInput, NotFound
 from herald.states import CLAIMABLE, IN_FLIGHT, UNRESOLVED, DeliveryState, allowed_sources
 from herald.stores.contract import (
     ClaimRequest,
@@ -114,6 +114,51 @@ class MemoryStore(MemoryCatalog):
         for delivery in created:
             self._deliveries[delivery.id] = delivery
         return created
+
+    async def erase_workspace(self, workspace_id: str) -> dict[str, int]:
+        if workspace_id not in self._workspaces:
+            raise NotFound("workspace", workspace_id)
+        channels = {i for i, c in self._channels.items() if c.workspace_id == workspace_id}
+        posts = {i for i, p in self._posts.items() if p.workspace_id == workspace_id}
+        deliveries = {
+            i for i, d in self._deliveries.items() if d.post_id in posts or d.channel_id in channels
+        }
+        webhooks = {i for i, (w, _) in self._webhooks.items() if w.workspace_id == workspace_id}
+        events = {
+            i
+            for i, o in self._outbox.items()
+            if o.event.workspace_id == workspace_id or o.event.webhook_id in webhooks
+        }
+        keys = {i for i, (k, _) in self._keys.items() if k.workspace_id == workspace_id}
+        counts = {
+            "attempts": sum(len(self._attempts.get(i, ())) for i in deliveries),
+            "webhook_events": len(events),
+            "deliveries": len(deliveries),
+            "posting_slots": sum(len(self._slots.get(i, ())) for i in channels),
+            "posts": len(posts),
+            "webhooks": len(webhooks),
+            "channels": len(channels),
+            "api_keys": len(keys),
+            "workspace": 1,
+        }
+        for i in deliveries:
+            self._attempts.pop(i, None)
+            self._claims.pop(i, None)
+            del self._deliveries[i]
+        for i in channels:
+            self._slots.pop(i, None)
+            self._secrets.pop(i, None)
+            del self._channels[i]
+        for i in events:
+            del self._outbox[i]
+        for i in posts:
+            del self._posts[i]
+        for i in webhooks:
+            del self._webhooks[i]
+        for i in keys:
+            del self._keys[i]
+        del self._workspaces[workspace_id]
+        return counts
 
     async def get_post(self, post_id: str) -> Post:
         return lookup(self._posts, post_id, "post")

@@ -33,7 +33,7 @@ from herald.states import DeliveryState
 from herald.stores.rows import Decoder, Row
 from herald.types import EngineInfo, Recovered
 
-__all__ = ["DUPLICATE", "SQLCommon"]
+__all__ = ["DUPLICATE", "ERASED_TABLES", "SQLCommon"]
 
 #: What a duplicate key means to the caller, per insert statement of :class:`SQLCommon`.
 DUPLICATE = {
@@ -41,6 +41,21 @@ DUPLICATE = {
     "insert_api_key": "an API key with this prefix exists",
     "insert_webhook": "a webhook with this id exists",
 }
+
+
+#: What :meth:`SQLCommon.erase_workspace` deletes, in order (children first): table names,
+#: each erased by the named query ``erase_<table>`` (stores/sql/common.sql).
+ERASED_TABLES = (
+    "attempts",
+    "webhook_events",
+    "deliveries",
+    "posting_slots",
+    "posts",
+    "webhooks",
+    "channels",
+    "api_keys",
+    "workspace",
+)
 
 
 class SQLCommon(ABC):
@@ -63,6 +78,12 @@ class SQLCommon(ABC):
     @abstractmethod
     async def _insert(self, query: str, /, **values: Any) -> None:
         """Run insert ``query``; a duplicate key becomes ``InvalidInput(DUPLICATE[query])``."""
+
+    @abstractmethod
+    async def _erase(self, queries: Sequence[str], workspace_id: str) -> list[int]:
+        """Run each of ``queries`` with ``id=workspace_id`` in one transaction, in order; how
+        many rows each deleted. :class:`NotFound` (nothing erased) if the last one, the
+        workspace's own row, deleted nothing."""
 
     @abstractmethod
     def _instant(self, at: datetime) -> Any:
@@ -186,6 +207,10 @@ class SQLCommon(ABC):
 
     async def list_workspaces(self) -> list[Workspace]:
         return [self._decode.workspace(r) for r in await self._fetch("list_workspaces")]
+
+    async def erase_workspace(self, workspace_id: str) -> dict[str, int]:
+        counts = await self._erase([f"erase_{t}" for t in ERASED_TABLES], workspace_id)
+        return dict(zip(ERASED_TABLES, counts, strict=True))
 
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
         await self._insert(

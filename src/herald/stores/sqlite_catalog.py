@@ -120,6 +120,17 @@ class SQLiteCatalog(SQLCommon):
         sql = self._q[query]
         return await self._reader.run(lambda c: c.execute(sql, values).fetchone())
 
+    async def _erase(self, queries: Sequence[str], workspace_id: str) -> list[int]:
+        statements = [self._q[q] for q in queries]
+
+        def erase(conn: sqlite3.Connection) -> list[int]:
+            counts = [conn.execute(sql, {"id": workspace_id}).rowcount for sql in statements]
+            if counts[-1] == 0:
+                raise NotFound("workspace", workspace_id)
+            return counts
+
+        return await self._writer.transaction(erase)
+
     def _instant(self, at: datetime) -> int | None:
         return micros(at)
 

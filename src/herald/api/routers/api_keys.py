@@ -1,8 +1,10 @@
-"""``/v1/api-keys`` and ``/v1/workspace``: the caller's workspace and its keys."""
+"""``/v1/api-keys`` and ``/v1/workspace``: the caller's workspace (read, deleted) and its keys."""
 
 from __future__ import annotations
 
-from fastapi import Response
+from typing import Annotated
+
+from fastapi import Query, Response
 
 from herald.api.deps import CallerDep, JsonBody, KeysDep, PathId, ServicesDep, workspace_router
 from herald.api.problems import responses
@@ -16,6 +18,28 @@ router = workspace_router(tag="workspace")
 @router.get("/v1/workspace", summary="The workspace the API key acts for")
 async def get_workspace(caller: CallerDep, services: ServicesDep) -> WorkspacePublic:
     return WorkspacePublic.of(await services.store.get_workspace(caller.workspace_id))
+
+
+@router.delete(
+    "/v1/workspace",
+    status_code=204,
+    responses=responses(409, 422),
+    summary="Delete the workspace and erase all of its data; its keys stop working at once",
+    description=(
+        "Erases, in one transaction, the workspace's channels (and their credentials), posts, "
+        "deliveries and their attempts, posting slots, webhooks and their events, and API "
+        "keys. It cannot be undone: `confirm` must repeat the workspace's id. A publish "
+        "request on the wire at that instant may still reach the platform; its outcome is not "
+        "recorded."
+    ),
+)
+async def delete_workspace(
+    confirm: Annotated[str, Query(max_length=64, description="The workspace's id, repeated")],
+    caller: CallerDep,
+    keys: KeysDep,
+) -> Response:
+    await keys.delete_workspace(caller.workspace_id, confirm=confirm)
+    return Response(status_code=204)
 
 
 @router.get("/v1/api-keys", summary="The workspace's API keys (never their secrets)")

@@ -123,3 +123,39 @@ SELECT id, host, pid, started_at, beat_at FROM engines ORDER BY started_at, id;
 -- name: dead_engines
 -- Engines that have not beaten since :dead_before (a handful of rows: no index needed).
 SELECT id FROM engines WHERE beat_at < :dead_before ORDER BY id;
+
+-- Erasing a workspace (Catalog.erase_workspace): one statement per table, children first,
+-- run in this order in one transaction. A delivery belongs to the workspace of its post and
+-- of its channel (the service never mixes them); both are matched, so no row can outlive it.
+-- name: erase_attempts
+DELETE FROM attempts WHERE delivery_id IN (
+    SELECT d.id FROM deliveries d
+    WHERE d.post_id IN (SELECT id FROM posts WHERE workspace_id = :id)
+       OR d.channel_id IN (SELECT id FROM channels WHERE workspace_id = :id));
+
+-- name: erase_webhook_events
+DELETE FROM webhook_events
+WHERE workspace_id = :id OR webhook_id IN (SELECT id FROM webhooks WHERE workspace_id = :id);
+
+-- name: erase_deliveries
+DELETE FROM deliveries
+WHERE post_id IN (SELECT id FROM posts WHERE workspace_id = :id)
+   OR channel_id IN (SELECT id FROM channels WHERE workspace_id = :id);
+
+-- name: erase_posting_slots
+DELETE FROM posting_slots WHERE channel_id IN (SELECT id FROM channels WHERE workspace_id = :id);
+
+-- name: erase_posts
+DELETE FROM posts WHERE workspace_id = :id;
+
+-- name: erase_webhooks
+DELETE FROM webhooks WHERE workspace_id = :id;
+
+-- name: erase_channels
+DELETE FROM channels WHERE workspace_id = :id;
+
+-- name: erase_api_keys
+DELETE FROM api_keys WHERE workspace_id = :id;
+
+-- name: erase_workspace
+DELETE FROM workspaces WHERE id = :id;

@@ -369,3 +369,6 @@ UPDATE webhook_events SET
                  ELSE 'pending' END,
     next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
 WHERE id = :id AND state = 'sending';
+
+-- name: lock_workspace
+SELECT id FROM workspaces WHERE id = :id FOR UPDATE;

@@ -1,0 +1,78 @@
+"""Erasing a workspace leaves nothing of it in the SQL stores: every column of every table is
+read back and searched for the workspace's ids and its sealed secrets, so a table added later
+that the erasure forgets fails here."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import asyncpg
+import pytest
+
+from herald.stores.sqlite import SQLiteStore
+from tests.conftest import PG_URL
+from tests.suites.catalog_contract import Populated
+
+SECRETS = (b"sealed-credentials", b"sealed-secret")
+
+
+async def populated(store) -> tuple[Populated, Populated]:
+    gone = await Populated.make(store, "Gone")
+    await gone.publish(store)
+    kept = await Populated.make(store, "Kept")
+    return gone, kept
+
+
+def secrets_of_kept(rows) -> int:
+    return sum(
+        1 for _, row in rows for v in row if isinstance(v, bytes) and any(s in v for s in SECRETS)
+    )
+
+
+async def test_nothing_of_an_erased_workspace_is_left_in_sqlite(tmp_path):
+    store = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        gone, kept = await populated(store)
+        await store.erase_workspace(gone.ws.id)
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "herald.db") as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        rows = [(t, tuple(r)) for t in tables for r in conn.execute(f'SELECT * FROM "{t}"')]
+    assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
+    assert secrets_of_kept(rows) == 2  # the kept workspace's two sealed secrets, no more
+    assert any(kept.ws.id in str(r) for r in rows)
+
+
+@pytest.mark.postgres
+async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
+    store = await pg_stores.open()
+    gone, kept = await populated(store)
+    await store.erase_workspace(gone.ws.id)
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        tables = [
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+                pg_stores.schema,
+            )
+        ]
+        assert "deliveries" in tables
+        rows = [
+            (t, tuple(r.values()))
+            for t in tables
+            for r in await conn.fetch(f'SELECT * FROM "{pg_stores.schema}"."{t}"')
+        ]
+    finally:
+        await conn.close()
+    assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
+    assert secrets_of_kept(rows) == 2
+    assert any(kept.ws.id in str(r) for r in rows)
