@@ -4,6 +4,7 @@ that the erasure forgets fails here."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
 import asyncpg
@@ -76,3 +77,32 @@ async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
     assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
     assert secrets_of_kept(rows) == 2
     assert any(kept.ws.id in str(r) for r in rows)
+
+
+@pytest.mark.postgres
+async def test_an_erasure_waits_for_a_write_in_flight_and_then_takes_its_rows_too(pg_stores):
+    """An engine's guarded write holds a delivery and adds an attempt; the erasure waits for it
+    and erases that attempt too, instead of failing on it half-way."""
+    store = await pg_stores.open()
+    gone = await Populated.make(store, "Gone")
+    (post,) = await store.list_posts(gone.ws.id)
+    (delivery,) = (await store.deliveries_of([post.id]))[post.id]
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": pg_stores.schema})
+    try:
+        write = conn.transaction()
+        await write.start()
+        await conn.execute("SELECT 1 FROM deliveries WHERE id = $1 FOR UPDATE", delivery.id)
+        erasing = asyncio.create_task(store.erase_workspace(gone.ws.id))
+        await asyncio.sleep(0.3)
+        await conn.execute(
+            "INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome) "
+            "VALUES ($1, 1, now(), now(), 'published')",
+            delivery.id,
+        )
+        assert not erasing.done()
+        await write.commit()
+        counts = await asyncio.wait_for(erasing, 10)
+    finally:
+        await conn.close()
+    assert counts["attempts"] == 1
+    assert counts["deliveries"] == 1

@@ -198,6 +198,15 @@ async def test_a_parked_channel_s_job_goes_back_until_the_channel_is_active(part
     assert await parts.admission.admit(job, connector, may_hold=lambda: True) is GO
 
 
+async def test_parking_a_channel_whose_workspace_was_erased_is_not_an_error(parts):
+    """The workspace went while its job was held: parking finds no channel and does nothing
+    (no event, nothing parked), instead of failing the job's handling."""
+    await parts.store.erase_workspace(parts.channel.workspace_id)
+    await parts.parked.park(parts.channel, ChannelStatus.NEEDS_REAUTH)
+    assert parts.events == []
+    assert not await parts.parked.holds(parts.channel)
+
+
 # -- grants ---------------------------------------------------------------------------------
 async def test_a_refund_gives_the_units_back_and_a_drop_keeps_them_spent(parts):
     parts.limit(per_hour(1, refundable=True))

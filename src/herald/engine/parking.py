@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from herald.constants import CHANNEL_NEEDS_REAUTH
 from herald.domain import Channel, ChannelStatus
+from herald.errors import NotFound
 from herald.types import CredentialResolver, EngineStore
 
 __all__ = ["ParkedChannels"]
@@ -26,9 +27,14 @@ class ParkedChannels:
     _parked: set[str] = field(default_factory=set, init=False)  # channel ids
 
     async def park(self, channel: Channel, status: ChannelStatus) -> None:
-        await self.store.set_channel_status(channel.id, status, event=CHANNEL_NEEDS_REAUTH)
-        self.events_recorded()
         self.credentials.forget(channel)
+        try:
+            await self.store.set_channel_status(channel.id, status, event=CHANNEL_NEEDS_REAUTH)
+        except NotFound:
+            # Its workspace was erased while the job was held: nothing is left to park, and
+            # the job's own write back finds no row either.
+            return
+        self.events_recorded()
         self._parked.add(channel.id)
 
     async def holds(self, channel: Channel) -> bool:

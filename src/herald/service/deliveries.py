@@ -63,16 +63,21 @@ class DeliveryActions(Service):
 
     async def reschedule_post(self, workspace_id: str, post_id: str, when: When) -> PostView:
         post = await owned_post(self.store, workspace_id, post_id)
-        deliveries = [
-            d for d in (await self.store.deliveries_of([post.id]))[post.id] if d.state in MOVABLE
-        ]
-        if not deliveries:
-            raise Conflict(
-                "no delivery of this post is waiting to be published: only scheduled or "
-                "retry_wait deliveries can be moved"
-            )
-        channels = [await self.store.get_channel(d.channel_id) for d in deliveries]
-        async with self.scheduler.holding([when], (c.id for c in channels)):
+        targets = {d.channel_id for d in (await self.store.deliveries_of([post.id]))[post.id]}
+        async with self.scheduler.holding([when], targets):
+            # Read under the lock: a delivery moved meanwhile must not free its old slot for
+            # this search (``ignore``) after another request took it.
+            deliveries = [
+                d
+                for d in (await self.store.deliveries_of([post.id]))[post.id]
+                if d.state in MOVABLE
+            ]
+            if not deliveries:
+                raise Conflict(
+                    "no delivery of this post is waiting to be published: only scheduled or "
+                    "retry_wait deliveries can be moved"
+                )
+            channels = [await self.store.get_channel(d.channel_id) for d in deliveries]
             due = await self.scheduler.due_times(
                 when, channels, self.scheduler.book(), ignore=[d.due_at for d in deliveries]
             )

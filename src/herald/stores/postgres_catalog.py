@@ -102,11 +102,11 @@ class PostgresCatalog(SQLCommon):
 
     async def _erase(self, queries: Sequence[str], workspace_id: str) -> list[int]:
         async with self._db.transaction() as conn:
-            # The workspace's row first, locked: a channel or post added meanwhile (its
-            # foreign key takes a share lock on this row) waits, then fails, instead of
-            # surviving the erasure.
+            # Lock first what others could add children to (stores/sql/postgres.sql).
             if await conn.fetchrow(self._db.q["lock_workspace"], id=workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
+            for rows in ("channels", "deliveries", "webhooks"):
+                await conn.fetch(self._db.q[f"lock_workspace_{rows}"], id=workspace_id)
             return [await conn.execute(self._db.q[q], id=workspace_id) for q in queries]
 
     def _instant(self, at: datetime) -> datetime:

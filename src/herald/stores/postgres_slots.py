@@ -14,7 +14,9 @@ Session locks need a session: behind a pooler in transaction mode (PgBouncer's
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,6 +31,9 @@ __all__ = ["AdvisorySlotLocks"]
 
 _LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK_ALL = "SELECT pg_advisory_unlock_all()"
+_UNLOCK_TIMEOUT_S = 5.0
+
+log = logging.getLogger("herald.store")
 
 
 class AdvisorySlotLocks:
@@ -47,19 +52,30 @@ class AdvisorySlotLocks:
             raise StoreError("the PostgreSQL store is not open")
         async with self._local.hold(ordered):
             with translated():
-                async with self._pool.acquire() as conn:
-                    try:
-                        for channel_id in ordered:  # sorted everywhere: no lock cycle
-                            await conn.execute(_LOCK, f"herald.slots:{self._schema}:{channel_id}")
-                        yield
-                    finally:
-                        try:
-                            await conn.execute(_UNLOCK_ALL)
-                        except BaseException:
-                            # The session is what holds the locks: ending it releases them.
-                            with contextlib.suppress(Exception):
-                                conn.terminate()
-                            raise
+                conn = await self._pool.acquire()
+            try:
+                with translated():
+                    for channel_id in ordered:  # sorted everywhere: no lock cycle
+                        await conn.execute(_LOCK, f"herald.slots:{self._schema}:{channel_id}")
+                yield
+            finally:
+                await self._let_go(conn)
+
+    async def _let_go(self, conn: Any) -> None:
+        """Unlock and give the connection back. Raises nothing but a cancellation: the
+        holder's write may have committed, and its caller must hear of that, not of a lock
+        that could not be undone. A session that cannot unlock is ended, which unlocks."""
+        try:
+            await asyncio.wait_for(conn.execute(_UNLOCK_ALL), _UNLOCK_TIMEOUT_S)
+        except asyncio.CancelledError:
+            _end(conn)
+            raise
+        except Exception as exc:
+            log.warning("store.slot_unlock_failed", extra={"error": repr(exc)})
+            _end(conn)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._pool.release(conn)
 
     async def open(self) -> None:
         with translated():
@@ -70,7 +86,18 @@ class AdvisorySlotLocks:
                 server_settings={"application_name": "herald-slots"},
             )
 
-    async def close(self) -> None:
+    async def close(self, grace_s: float = 10.0) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), grace_s)
+        except (Exception, TimeoutError):
+            pool.terminate()  # a request still waiting for a lock: its session ends
+
+
+def _end(conn: Any) -> None:
+    # A session lost already is detached from its pool proxy (asyncpg refuses to terminate
+    # it again): either way, the server has let go of its locks.
+    with contextlib.suppress(Exception):
+        conn.terminate()

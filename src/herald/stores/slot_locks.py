@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-__all__ = ["FileLock", "KeyedLocks", "blocking_acquire"]
+__all__ = ["FileLock", "KeyedLocks"]
 
 
 class KeyedLocks:
@@ -61,51 +61,32 @@ class KeyedLocks:
                 self._locks[key] = (lock, users - 1)
 
 
-async def blocking_acquire(acquire: Callable[[], None], release: Callable[[], None]) -> None:
-    """Run a blocking ``acquire`` in a thread. If the waiting task is cancelled, the thread
-    cannot be: the lock it takes later is released at once instead of leaking."""
-    taking = asyncio.ensure_future(asyncio.to_thread(acquire))
-    try:
-        await asyncio.shield(taking)
-    except asyncio.CancelledError:
-
-        def undo(done: asyncio.Future[None]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                release()
-
-        taking.add_done_callback(undo)
-        raise
-
-
 class FileLock:
     """An exclusive ``flock`` on one file, for the processes sharing a SQLite database.
 
-    The descriptor is opened once and kept: ``flock`` locks belong to the open file, so the
-    callers of one process must take turns through an ``asyncio.Lock`` before it (the store
-    does, through :class:`KeyedLocks` on one key)."""
+    Each hold opens a descriptor of its own: ``flock`` locks belong to the open file, so a
+    wait that was cancelled (its thread still blocked in ``flock``) and the next holder's wait
+    must not share one, or the first one's undo would unlock the second's lock."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self._fd: int | None = None
-
-    def _descriptor(self) -> int:
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        return self._fd
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
-        fd = self._descriptor()
-        await blocking_acquire(
-            lambda: fcntl.flock(fd, fcntl.LOCK_EX), lambda: fcntl.flock(fd, fcntl.LOCK_UN)
-        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        taking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(taking)
+        except asyncio.CancelledError:
+            # The thread cannot be cancelled: once it is done with ``fd``, closing it lets go
+            # of the lock it may have taken meanwhile.
+            taking.add_done_callback(lambda _: os.close(fd))
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             yield
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            os.close(fd)  # drops the lock

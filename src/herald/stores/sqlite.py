@@ -95,7 +95,6 @@ class SQLiteStore(SQLiteCatalog):
             await self._writer.close()
             await self._reader.close()
         finally:
-            self._slot_file.close()
             if self._lock is not None:
                 self._lock.release()
 

@@ -23,7 +23,7 @@ async def get_workspace(caller: CallerDep, services: ServicesDep) -> WorkspacePu
 @router.delete(
     "/v1/workspace",
     status_code=204,
-    responses=responses(409, 422),
+    responses=responses(404, 409, 422),
     summary="Delete the workspace and erase all of its data; its keys stop working at once",
     description=(
         "Erases, in one transaction, the workspace's channels (and their credentials), posts, "

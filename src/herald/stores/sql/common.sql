@@ -127,20 +127,25 @@ SELECT id FROM engines WHERE beat_at < :dead_before ORDER BY id;
 -- Erasing a workspace (Catalog.erase_workspace): one statement per table, children first,
 -- run in this order in one transaction. A delivery belongs to the workspace of its post and
 -- of its channel (the service never mixes them); both are matched, so no row can outlive it.
+-- Each side is its own indexed look-up (deliveries_post, deliveries_channel_due): an OR of
+-- the two would scan every workspace's deliveries.
 -- name: erase_attempts
 DELETE FROM attempts WHERE delivery_id IN (
-    SELECT d.id FROM deliveries d
-    WHERE d.post_id IN (SELECT id FROM posts WHERE workspace_id = :id)
-       OR d.channel_id IN (SELECT id FROM channels WHERE workspace_id = :id));
+    SELECT d.id FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE p.workspace_id = :id
+    UNION
+    SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
+    WHERE c.workspace_id = :id);
 
 -- name: erase_webhook_events
 DELETE FROM webhook_events
 WHERE workspace_id = :id OR webhook_id IN (SELECT id FROM webhooks WHERE workspace_id = :id);
 
 -- name: erase_deliveries
-DELETE FROM deliveries
-WHERE post_id IN (SELECT id FROM posts WHERE workspace_id = :id)
-   OR channel_id IN (SELECT id FROM channels WHERE workspace_id = :id);
+DELETE FROM deliveries WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE p.workspace_id = :id
+    UNION
+    SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
+    WHERE c.workspace_id = :id);
 
 -- name: erase_posting_slots
 DELETE FROM posting_slots WHERE channel_id IN (SELECT id FROM channels WHERE workspace_id = :id);

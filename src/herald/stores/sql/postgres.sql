@@ -371,4 +371,25 @@ UPDATE webhook_events SET
 WHERE id = :id AND state = 'sending';
 
 -- name: lock_workspace
+-- Before an erasure, run in this order: every row of the workspace that another transaction
+-- could add children to, locked: the workspace (channels, posts, webhooks, keys), its channels
+-- (slots, deliveries), its deliveries (attempts, by the engine's guarded writes) and its
+-- webhooks (events). An insert that references one takes a share lock on it, so it waits,
+-- then fails on its own side; it cannot slip a child in between two of the erasure's
+-- statements. Deliveries before webhooks: a guarded write locks a delivery, then references
+-- a webhook.
 SELECT id FROM workspaces WHERE id = :id FOR UPDATE;
+
+-- name: lock_workspace_channels
+SELECT id FROM channels WHERE workspace_id = :id ORDER BY id FOR UPDATE;
+
+-- name: lock_workspace_deliveries
+SELECT id FROM deliveries WHERE id IN (
+    SELECT d.id FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE p.workspace_id = :id
+    UNION
+    SELECT d.id FROM deliveries d JOIN channels c ON c.id = d.channel_id
+    WHERE c.workspace_id = :id)
+ORDER BY id FOR UPDATE;
+
+-- name: lock_workspace_webhooks
+SELECT id FROM webhooks WHERE workspace_id = :id ORDER BY id FOR UPDATE;
