@@ -77,8 +77,9 @@ WEBHOOK_EVENTS: Final = (
 # -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
 #: A client's name for one write, sent again with each retry of it: the write is done once.
 IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
-#: What such a key may be: 1 to 255 printable ASCII characters (a UUID is the usual choice).
-IDEMPOTENCY_KEY_PATTERN: Final = r"^[ -~]{1,255}$"
+#: What such a key may be: 1 to 255 printable ASCII characters, spaces only inside (HTTP drops
+#: them at the ends); a UUID is the usual choice.
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
 #: ``true`` on an answer that is the stored answer of an earlier request with the same key.
 IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 
