@@ -225,6 +225,24 @@ class ApiSettings(BaseModel):
         description="/metrics answers only with this bearer token (unset: /metrics is off on "
         "the API port; engines serve theirs on engine.probe_port)",
     )
+    idempotency_ttl_s: float = Field(
+        86_400.0,
+        ge=60,
+        description="an Idempotency-Key names one write this long: a retry with it within "
+        "this time gets the first answer",
+    )
+    idempotency_lock_s: float = Field(
+        120.0,
+        ge=1,
+        description="a request holds its Idempotency-Key this long at most: a retry after a "
+        "process died mid-request waits this long (longer than any request takes)",
+    )
+
+    @model_validator(mode="after")
+    def _lock_within_ttl(self) -> ApiSettings:
+        if self.idempotency_lock_s >= self.idempotency_ttl_s:
+            raise ValueError("api.idempotency_lock_s must be shorter than api.idempotency_ttl_s")
+        return self
 
 
 class LimitSettings(BaseModel):

@@ -31,6 +31,9 @@ __all__ = [
     "GRAPH_PERMISSION_CODES",
     "GRAPH_REGAIN_FIELD",
     "GRAPH_USAGE_FIELDS",
+    "IDEMPOTENCY_KEY_HEADER",
+    "IDEMPOTENCY_KEY_PATTERN",
+    "IDEMPOTENCY_REPLAYED_HEADER",
     "LIMITS_KEY_PREFIX",
     "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
@@ -70,6 +73,15 @@ WEBHOOK_EVENTS: Final = (
     DELIVERY_UNCONFIRMED,
     CHANNEL_NEEDS_REAUTH,
 )
+
+# -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
+#: A client's name for one write, sent again with each retry of it: the write is done once.
+IDEMPOTENCY_KEY_HEADER: Final = "Idempotency-Key"
+#: What such a key may be: 1 to 255 printable ASCII characters, spaces only inside (HTTP drops
+#: them at the ends); a UUID is the usual choice.
+IDEMPOTENCY_KEY_PATTERN: Final = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
+#: ``true`` on an answer that is the stored answer of an earlier request with the same key.
+IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 
 # -- PostgreSQL: names other processes on the same database see -------------------------------
 #: LISTEN/NOTIFY channel for "work is due", followed by the schema name (63 bytes at most).

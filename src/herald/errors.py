@@ -12,10 +12,12 @@ are translated at the boundary into the most specific class below, keeping the o
     │   │   ├── NonexistentLocalTime    wall time inside a DST gap
     │   │   └── TimeInPast
     │   ├── ContentInvalid          content a platform would refuse (checked before storing)
-    │   └── InputErrors             several problems at once, each with its field (and line)
+    │   ├── InputErrors             several problems at once, each with its field (and line)
+    │   └── IdempotencyKeyReused    an Idempotency-Key sent again with another request
     ├── Unauthenticated             no valid API key (HTTP 401)
     ├── NotFound                    no such object (or not visible to the caller)
     ├── Conflict                    the object's current state forbids the request (HTTP 409)
+    │   └── IdempotencyKeyBusy      a request with this Idempotency-Key is in progress
     ├── InvalidTransition           a delivery state change the state machine forbids
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
@@ -58,6 +60,8 @@ __all__ = [
     "EgressRefused",
     "FieldProblem",
     "HeraldError",
+    "IdempotencyKeyBusy",
+    "IdempotencyKeyReused",
     "InputErrors",
     "InvalidInput",
     "InvalidTransition",
@@ -141,6 +145,11 @@ class InputErrors(InvalidInput):
         self.problems = tuple(problems)
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """An ``Idempotency-Key`` already used, within its lifetime, for another request (another
+    route, or another body): the key names one write, so the request is refused (HTTP 422)."""
+
+
 class Unauthenticated(HeraldError):
     """The caller gave no API key, or one that is unknown or revoked."""
 
@@ -153,6 +162,15 @@ class Conflict(HeraldError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class IdempotencyKeyBusy(Conflict):
+    """The first request with this ``Idempotency-Key`` is still being answered: ask again
+    after ``retry_after_s`` seconds (HTTP 409 with ``Retry-After``) to get its answer."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class TooManyRequests(HeraldError):

@@ -17,7 +17,8 @@ Every implementation of a Protocol passes the same contract test suite, one clas
 ``tests/suites/``, run by each tier on the implementations it reaches (``tests/unit`` in
 process, ``tests/integration`` on servers and the platform simulator):
 
-- Store: ``store_contract``, ``catalog_contract``, ``transition_table`` (memory, SQLite, PostgreSQL)
+- Store: ``store_contract``, ``catalog_contract``, ``transition_table``, ``idempotency_contract``
+  (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
 - ConcurrencyCaps: ``caps_contract`` (MemoryCaps; RedisCaps, with several processes)
@@ -71,6 +72,11 @@ __all__ = [
     "EngineInfo",
     "EngineStore",
     "JobQueue",
+    "KeyBusy",
+    "KeyClaimed",
+    "KeyDone",
+    "KeyMismatch",
+    "KeyStart",
     "Notify",
     "Outbox",
     "Permit",
@@ -81,6 +87,7 @@ __all__ = [
     "Readiness",
     "Recovered",
     "Store",
+    "StoredResponse",
     "Validator",
 ]
 
@@ -123,6 +130,48 @@ class Adopted:
 
     claim_token: str
     delivery_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """An API answer kept for an idempotency key, to be given again as it was. ``body`` is
+    opaque to the store (the API keeps it encrypted); ``headers`` are the ones worth replaying
+    (``Content-Type``, ``Location``), in order."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyClaimed:
+    """The key is this request's: do the work, then :meth:`Catalog.finish_idempotent` or
+    :meth:`Catalog.release_idempotent` with ``token``."""
+
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDone:
+    """The same request was answered already: give ``response`` again, do nothing."""
+
+    response: StoredResponse
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBusy:
+    """The same request is being answered (its claim holds until ``locked_until``)."""
+
+    locked_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMismatch:
+    """The key was used for another request (another fingerprint) and is still alive."""
+
+
+#: What :meth:`Catalog.begin_idempotent` says about a key.
+KeyStart = KeyClaimed | KeyDone | KeyBusy | KeyMismatch
 
 
 @runtime_checkable
@@ -253,7 +302,8 @@ class Catalog(Protocol):
 
     async def erase_workspace(self, workspace_id: str) -> dict[str, int]:
         """Delete the workspace and everything of it (keys, channels and their secrets and
-        slots, posts, deliveries, attempts, webhooks and their events) in one transaction;
+        slots, posts, deliveries, attempts, webhooks and their events, idempotency keys and
+        the answers kept with them) in one transaction;
         how many rows of each kind went. :class:`NotFound` if there is no such workspace."""
         ...
 
@@ -326,6 +376,39 @@ class Catalog(Protocol):
         a new key); raise :class:`~herald.errors.NotFound` if there is no such live webhook."""
 
     async def delete_webhook(self, webhook_id: str) -> None: ...
+
+    async def begin_idempotent(
+        self,
+        workspace_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: datetime,
+        locked_until: datetime,
+        expires_at: datetime,
+    ) -> KeyStart:
+        """Claim the idempotency ``key`` of the workspace for a request whose fingerprint is
+        ``fingerprint``, atomically, whoever else asks at once (every process on the store).
+
+        The key is claimed (:class:`KeyClaimed`, its row kept "in progress" until
+        ``locked_until``, the whole row until ``expires_at``) when it has no row, when its row
+        expired (``expires_at`` <= ``now``), or when its row was left in progress past its lock
+        by a request with the same fingerprint (a process that died). Otherwise: a row with
+        another fingerprint is :class:`KeyMismatch`; a finished one is :class:`KeyDone`; one in
+        progress is :class:`KeyBusy`. Of requests asking at once, exactly one claims the key."""
+
+    async def finish_idempotent(
+        self, workspace_id: str, key: str, token: str, response: StoredResponse
+    ) -> bool:
+        """Keep ``response`` for the key claimed under ``token``; False (nothing written) when
+        the claim was lost (its lock ran out and another request took the key)."""
+
+    async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
+        """Give up the claim under ``token`` (the request failed: the key is free again);
+        False when the claim was lost already."""
+
+    async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` key rows that expired by ``before``; return how many."""
 
 
 @runtime_checkable

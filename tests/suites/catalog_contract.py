@@ -26,6 +26,7 @@ from herald.domain import (
 from herald.errors import InvalidInput, NotFound
 from herald.states import DeliveryState
 from herald.testing import channel, new_post
+from herald.types import StoredResponse
 
 S = DeliveryState
 HOUR = timedelta(hours=1)
@@ -365,6 +366,15 @@ class Populated:
         post = Post(base.post.id, base.post.content, workspace_id=ws.id)
         (delivery,) = await store.add_posts([NewPost(post, base.deliveries)])
         made.ids |= {key.id, key.prefix, c.id, hook.id, post.id, delivery.id}
+        now = utcnow()
+        retried = f"retry-{post.id}"
+        claimed = await store.begin_idempotent(
+            ws.id, retried, "fp", now=now, locked_until=now + HOUR, expires_at=now + 24 * HOUR
+        )
+        await store.finish_idempotent(
+            ws.id, retried, claimed.token, StoredResponse(201, (), b"sealed-answer")
+        )
+        made.ids.add(retried)
         return made
 
     async def publish(self, store) -> None:
@@ -409,6 +419,7 @@ class ErasureContract:
             "webhooks": 1,
             "channels": 1,
             "api_keys": 1,
+            "idempotency_keys": 1,
             "workspace": 1,
         }
         with pytest.raises(NotFound):

@@ -39,6 +39,7 @@ from herald.egress.policy import EgressPolicy
 from herald.errors import ConfigError
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
+from herald.service.idempotency import IdempotencyKeys
 from herald.service.posts import PostService
 from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
@@ -109,6 +110,13 @@ def create_app(
         ),
         metrics=ApiMetrics(),
         key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
+        idempotency=IdempotencyKeys(
+            store,
+            vault,
+            ttl_s=settings.api.idempotency_ttl_s,
+            lock_s=settings.api.idempotency_lock_s,
+            clock=clock,
+        ),
         engine_registry=engine_registry,
         engine_ready=engine_ready,
     )

@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
+from herald.api.idempotency import KeyHeader, claim_key, idempotent_route
 from herald.api.key_limits import KeyRateLimits
 from herald.api.metrics import ApiMetrics
 from herald.api.problems import responses
@@ -24,6 +25,7 @@ from herald.config import Settings
 from herald.errors import InvalidInput, TooManyRequests, Unauthenticated
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
+from herald.service.idempotency import IdempotencyKeys
 from herald.service.posts import PostService
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
@@ -60,6 +62,7 @@ class Services:
     webhooks: WebhookRegistry
     metrics: ApiMetrics
     key_limits: KeyRateLimits
+    idempotency: IdempotencyKeys
     engine_registry: CollectorRegistry | None
     engine_ready: Readiness | None = None
 
@@ -117,6 +120,22 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def claim_idempotency_key(
+    request: Request,
+    response: Response,
+    caller: CallerDep,
+    services: ServicesDep,
+    key: KeyHeader = None,
+) -> None:
+    """On every write: the request's ``Idempotency-Key``, claimed for the caller's workspace,
+    or its first answer given again (see :mod:`herald.api.idempotency`)."""
+    await claim_key(request, response, services.idempotency, caller.workspace_id, key)
+
+
+#: The route class of the workspace routers: their writes honour ``Idempotency-Key``.
+WorkspaceRoute = idempotent_route(claim_idempotency_key)
 
 
 def get_channels(services: ServicesDep) -> ChannelService:
@@ -201,7 +220,11 @@ PathId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
 def workspace_router(prefix: str = "", *, tag: str) -> APIRouter:
     """A router of a workspace's resources: every route answers only a caller with an API key
     (401 otherwise) within its request rate (429), and refuses query parameters it does not
-    take."""
+    take; every write honours ``Idempotency-Key``."""
     return APIRouter(
-        prefix=prefix, tags=[tag], responses=responses(401, 429), dependencies=Authenticated
+        prefix=prefix,
+        tags=[tag],
+        responses=responses(401, 429),
+        dependencies=Authenticated,
+        route_class=WorkspaceRoute,
     )

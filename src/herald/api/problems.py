@@ -7,8 +7,10 @@ Body: ``type`` (``urn:herald:problem:<slug>``), ``title``, ``status``, ``detail`
 =================================================  ======  =====================
 :class:`~herald.errors.Unauthenticated`            401     unauthenticated
 :class:`~herald.errors.NotFound`                   404     not-found
+:class:`~herald.errors.IdempotencyKeyBusy`         409     idempotency-key-in-use
 :class:`~herald.errors.Conflict`,
 :class:`~herald.errors.InvalidTransition`          409     conflict
+:class:`~herald.errors.IdempotencyKeyReused`       422     idempotency-key-reused
 :class:`~herald.errors.InvalidInput` (all kinds),
 request validation                                 422     invalid-input
 :class:`~herald.errors.StoreError`                 503     store-unavailable
@@ -35,6 +37,8 @@ from herald.errors import (
     Conflict,
     FieldProblem,
     HeraldError,
+    IdempotencyKeyBusy,
+    IdempotencyKeyReused,
     InputErrors,
     InvalidInput,
     InvalidTransition,
@@ -85,12 +89,14 @@ def problem_response(
     field: str | None = None,
     errors: Iterable[ProblemItem] = (),
     headers: Mapping[str, str] | None = None,
+    slug: str | None = None,
 ) -> JSONResponse:
+    """A problem answer; its type is ``urn:herald:problem:<slug>``, by default the status's."""
     items = list(errors)
     if field is None and items:
         field = items[0].field
     body = Problem(
-        type=f"urn:herald:problem:{_slug(status)}",
+        type=f"urn:herald:problem:{slug or _slug(status)}",
         title=HTTPStatus(status).phrase,
         status=status,
         detail=detail,
@@ -116,10 +122,16 @@ def _herald(exc: HeraldError) -> JSONResponse:
         return problem_response(404, str(exc))
     if isinstance(exc, TooManyRequests):
         return problem_response(429, exc.message, headers=exc.headers)
+    if isinstance(exc, IdempotencyKeyBusy):
+        retry = {"Retry-After": str(exc.retry_after_s)}
+        return problem_response(409, exc.message, headers=retry, slug="idempotency-key-in-use")
     if isinstance(exc, Conflict):
         return problem_response(409, exc.message, field=exc.field)
     if isinstance(exc, InvalidTransition):
         return problem_response(409, str(exc))
+    if isinstance(exc, IdempotencyKeyReused):
+        item = ProblemItem(field=exc.field, message=exc.message)
+        return problem_response(422, exc.message, errors=[item], slug="idempotency-key-reused")
     if isinstance(exc, InputErrors):
         return problem_response(422, exc.message, errors=_items(exc.problems))
     if isinstance(exc, InvalidInput):

@@ -12,6 +12,9 @@
 - :func:`new_claim_token`: the token of a claim or of claims handed over.
 - :func:`abandoned_send`: the attempt a recovery records for a send left on the wire; the SQL
   stores' recoveries write the same row (:data:`ABANDONED_ERROR` is filled into their SQL).
+- :class:`KeyRecord` and :func:`judge_key`: an idempotency key's row, and what a request that
+  could not claim it is told. Whether a row can be claimed is :func:`key_claimable`'s to say;
+  the SQL stores' claiming statement (``begin_idempotent``) repeats it in its WHERE clause.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from typing import NotRequired, TypedDict
 
 from herald.domain import Attempt, Delivery, Transition
 from herald.states import DeliveryState
+from herald.types import KeyBusy, KeyDone, KeyMismatch, KeyStart, StoredResponse
 
 __all__ = [
     "ABANDONED_ERROR",
     "ClaimRequest",
+    "KeyRecord",
     "PostFilters",
     "PostQuery",
     "StatusChange",
     "abandoned_send",
     "applied",
     "by_post",
+    "judge_key",
+    "key_claimable",
     "new_claim_token",
 ]
 
@@ -137,3 +144,33 @@ class PostQuery:
         """Whether only posts with a delivery matching the filters are wanted."""
         filters = (self.state, self.channel_id, self.due_from, self.due_to)
         return any(value is not None for value in filters)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An idempotency key's row: the request that claimed it (its fingerprint, its claim's
+    token and lock) and, once answered, its answer."""
+
+    fingerprint: str
+    token: str
+    locked_until: datetime
+    expires_at: datetime
+    response: StoredResponse | None = None  # None: still in progress
+
+
+def key_claimable(record: KeyRecord | None, fingerprint: str, now: datetime) -> bool:
+    """Whether a request with ``fingerprint`` may claim the key at ``now``: no row, an expired
+    row, or a row left in progress past its lock by the same request (its process died)."""
+    if record is None or record.expires_at <= now:
+        return True
+    stale = record.response is None and record.locked_until <= now
+    return stale and record.fingerprint == fingerprint
+
+
+def judge_key(record: KeyRecord, fingerprint: str) -> KeyStart:
+    """What a request with ``fingerprint`` that could not claim the key is told."""
+    if record.fingerprint != fingerprint:
+        return KeyMismatch()
+    if record.response is not None:
+        return KeyDone(record.response)
+    return KeyBusy(record.locked_until)

@@ -139,6 +139,7 @@ class MemoryStore(MemoryCatalog):
             "webhooks": len(webhooks),
             "channels": len(channels),
             "api_keys": len(keys),
+            "idempotency_keys": sum(1 for ws, _ in self._idempotency if ws == workspace_id),
             "workspace": 1,
         }
         for i in deliveries:
@@ -157,6 +158,8 @@ class MemoryStore(MemoryCatalog):
             del self._webhooks[i]
         for i in keys:
             del self._keys[i]
+        for held in [k for k in self._idempotency if k[0] == workspace_id]:
+            del self._idempotency[held]
         del self._workspaces[workspace_id]
         return counts
 

@@ -23,8 +23,17 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
-from herald.stores.contract import PostFilters, PostQuery, by_post
+from herald.stores.contract import (
+    KeyRecord,
+    PostFilters,
+    PostQuery,
+    by_post,
+    judge_key,
+    key_claimable,
+    new_claim_token,
+)
 from herald.stores.slot_locks import KeyedLocks
+from herald.types import KeyClaimed, KeyStart, StoredResponse
 
 __all__ = ["Claim", "MemoryCatalog", "lookup"]
 
@@ -70,6 +79,7 @@ class MemoryCatalog:
         self._webhooks: dict[str, tuple[Webhook, bytes]] = {}
         self._outbox: dict[str, _Outgoing] = {}
         self._slot_locks = KeyedLocks()
+        self._idempotency: dict[tuple[str, str], KeyRecord] = {}
 
     # -- workspaces and keys ----------------------------------------------------------------
     async def add_workspace(self, workspace: Workspace) -> None:
@@ -196,6 +206,54 @@ class MemoryCatalog:
 
     async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
         return by_post(post_ids, self._deliveries.values())
+
+    # -- idempotency keys -------------------------------------------------------------------
+    async def begin_idempotent(
+        self,
+        workspace_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: datetime,
+        locked_until: datetime,
+        expires_at: datetime,
+    ) -> KeyStart:
+        # No await between the read and the write: one event loop, so the claim is atomic.
+        record = self._idempotency.get((workspace_id, key))
+        if record is not None and not key_claimable(record, fingerprint, now):
+            return judge_key(record, fingerprint)
+        token = new_claim_token()
+        self._idempotency[workspace_id, key] = KeyRecord(
+            fingerprint, token, locked_until, expires_at
+        )
+        return KeyClaimed(token)
+
+    def _claimed(self, workspace_id: str, key: str, token: str) -> KeyRecord | None:
+        record = self._idempotency.get((workspace_id, key))
+        if record is None or record.token != token or record.response is not None:
+            return None
+        return record
+
+    async def finish_idempotent(
+        self, workspace_id: str, key: str, token: str, response: StoredResponse
+    ) -> bool:
+        record = self._claimed(workspace_id, key, token)
+        if record is None:
+            return False
+        self._idempotency[workspace_id, key] = replace(record, response=response)
+        return True
+
+    async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
+        if self._claimed(workspace_id, key, token) is None:
+            return False
+        del self._idempotency[workspace_id, key]
+        return True
+
+    async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
+        expired = [k for k, r in self._idempotency.items() if r.expires_at <= before][:limit]
+        for k in expired:
+            del self._idempotency[k]
+        return len(expired)
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None:

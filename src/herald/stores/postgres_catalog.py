@@ -11,10 +11,11 @@ from typing import Any, Unpack
 
 from herald.domain import Post, PostingSlot, WebhookEvent
 from herald.errors import NotFound
-from herald.stores.contract import PostFilters, PostQuery
+from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.postgres_conn import Database, Record
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.sql_common import DUPLICATE, SQLCommon
+from herald.types import KeyClaimed, KeyStart
 
 __all__ = ["PostgresCatalog"]
 
@@ -61,6 +62,39 @@ class PostgresCatalog(SQLCommon):
             due_to=query.due_to,
         )
         return [decode.post(r) for r in found]
+
+    # -- idempotency keys -------------------------------------------------------------------
+    async def begin_idempotent(
+        self,
+        workspace_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: datetime,
+        locked_until: datetime,
+        expires_at: datetime,
+    ) -> KeyStart:
+        token = new_claim_token()
+        async with self._db.transaction() as conn:
+            # Of requests claiming at once, the unique key lets one insert; the others wait for
+            # it, find its row and lock it (ON CONFLICT DO UPDATE locks the row even when its
+            # WHERE refuses the update): the read below sees the row as it stays until COMMIT.
+            claimed = await conn.fetchrow(
+                self._db.q["begin_idempotent"],
+                workspace_id=workspace_id,
+                key=key,
+                fingerprint=fingerprint,
+                token=token,
+                now=now,
+                locked_until=locked_until,
+                expires_at=expires_at,
+            )
+            if claimed is not None:
+                return KeyClaimed(token)
+            row = await conn.fetchrow(
+                self._db.q["get_idempotency_key"], workspace_id=workspace_id, key=key
+            )
+        return self._judged(row, fingerprint)
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(

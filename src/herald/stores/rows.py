@@ -37,6 +37,8 @@ from herald.domain import (
     Workspace,
 )
 from herald.states import DeliveryState
+from herald.stores.contract import KeyRecord
+from herald.types import StoredResponse
 
 __all__ = [
     "CHANNEL_COLUMNS",
@@ -49,6 +51,7 @@ __all__ = [
     "content_of",
     "dumps",
     "from_micros",
+    "headers_json",
     "micros",
     "post_json",
     "usage_json",
@@ -128,6 +131,11 @@ def usage_json(usage: Mapping[str, int]) -> str | None:
 
 def _usage(raw: str | None) -> dict[str, int]:
     return json.loads(raw) if raw else {}
+
+
+def headers_json(response: StoredResponse) -> str:
+    """A stored answer's ``headers`` column: its (name, value) pairs in order."""
+    return dumps([list(pair) for pair in response.headers])
 
 
 def post_json(post: Post) -> tuple[str, str]:
@@ -261,6 +269,19 @@ class Decoder:
             payload=json.loads(row["payload"]),
             attempts=row["attempts"],
             created_at=self.instant(row["created_at"]),
+        )
+
+    def key_record(self, row: Row) -> KeyRecord:
+        response = None
+        if row["state"] == "done":
+            headers = tuple((str(n), str(v)) for n, v in json.loads(row["headers"]))
+            response = StoredResponse(row["status"], headers, bytes(row["body"]))
+        return KeyRecord(
+            fingerprint=row["fingerprint"],
+            token=row["token"],
+            locked_until=self.instant(row["locked_until"]),
+            expires_at=self.instant(row["expires_at"]),
+            response=response,
         )
 
 

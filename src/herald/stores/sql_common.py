@@ -28,10 +28,11 @@ from herald.domain import (
     Workspace,
     utcnow,
 )
-from herald.errors import NotFound
+from herald.errors import NotFound, StoreError
 from herald.states import DeliveryState
-from herald.stores.rows import Decoder, Row
-from herald.types import EngineInfo, Recovered
+from herald.stores.contract import judge_key
+from herald.stores.rows import Decoder, Row, headers_json
+from herald.types import EngineInfo, KeyStart, Recovered, StoredResponse
 
 __all__ = ["DUPLICATE", "ERASED_TABLES", "SQLCommon"]
 
@@ -54,6 +55,7 @@ ERASED_TABLES = (
     "webhooks",
     "channels",
     "api_keys",
+    "idempotency_keys",
     "workspace",
 )
 
@@ -263,3 +265,34 @@ class SQLCommon(ABC):
     async def next_webhook_event_at(self) -> datetime | None:
         row = await self._fetchrow("next_webhook_event_at")
         return None if row is None else self._decode.maybe_instant(row["next_attempt_at"])
+
+    # -- idempotency keys (the claim itself is each store's: begin_idempotent) ----------------
+    def _judged(self, row: Row | None, fingerprint: str) -> KeyStart:
+        """What a request that could not claim a key is told, from the key's row (read under
+        the claiming statement's lock: it cannot have gone since)."""
+        if row is None:
+            raise StoreError("an idempotency key that could not be claimed has no row")
+        return judge_key(self._decode.key_record(row), fingerprint)
+
+    async def finish_idempotent(
+        self, workspace_id: str, key: str, token: str, response: StoredResponse
+    ) -> bool:
+        changed = await self._execute(
+            "finish_idempotent",
+            workspace_id=workspace_id,
+            key=key,
+            token=token,
+            status=response.status,
+            headers=headers_json(response),
+            body=response.body,
+        )
+        return changed > 0
+
+    async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
+        changed = await self._execute(
+            "release_idempotent", workspace_id=workspace_id, key=key, token=token
+        )
+        return changed > 0
+
+    async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
+        return await self._execute("purge_idempotency", before=self._instant(before), limit=limit)

@@ -12,11 +12,12 @@ from typing import Any, Unpack
 
 from herald.domain import Post, PostingSlot, WebhookEvent
 from herald.errors import InvalidInput, NotFound
-from herald.stores.contract import PostFilters, PostQuery
+from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.rows import POST_COLUMNS, micros
 from herald.stores.rows import SQLITE as decode
 from herald.stores.sql_common import DUPLICATE, SQLCommon
 from herald.stores.sqlite_conn import ThreadedConnection
+from herald.types import KeyClaimed, KeyStart
 
 __all__ = ["SQLiteCatalog"]
 
@@ -71,6 +72,39 @@ class SQLiteCatalog(SQLCommon):
         args.append(query.limit)
         found = await self._reader.run(lambda c: c.execute(sql, args).fetchall())
         return [decode.post(r) for r in found]
+
+    # -- idempotency keys -------------------------------------------------------------------
+    async def begin_idempotent(
+        self,
+        workspace_id: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: datetime,
+        locked_until: datetime,
+        expires_at: datetime,
+    ) -> KeyStart:
+        token = new_claim_token()
+        claim = {
+            "workspace_id": workspace_id,
+            "key": key,
+            "fingerprint": fingerprint,
+            "token": token,
+            "now": micros(now),
+            "locked_until": micros(locked_until),
+            "expires_at": micros(expires_at),
+        }
+
+        # One write transaction (BEGIN IMMEDIATE): every connection to the file takes turns.
+        def begin(conn: sqlite3.Connection) -> KeyStart:
+            if conn.execute(self._q["begin_idempotent"], claim).fetchall():
+                return KeyClaimed(token)
+            row = conn.execute(
+                self._q["get_idempotency_key"], {"workspace_id": workspace_id, "key": key}
+            ).fetchone()
+            return self._judged(row, fingerprint)
+
+        return await self._writer.transaction(begin)
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(

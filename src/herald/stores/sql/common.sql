@@ -162,5 +162,43 @@ DELETE FROM channels WHERE workspace_id = :id;
 -- name: erase_api_keys
 DELETE FROM api_keys WHERE workspace_id = :id;
 
+-- name: erase_idempotency_keys
+DELETE FROM idempotency_keys WHERE workspace_id = :id;
+
 -- name: erase_workspace
 DELETE FROM workspaces WHERE id = :id;
+-- name: begin_idempotent
+-- Claim an idempotency key: a new row, or over a row that may be claimed (contract.py,
+-- key_claimable): an expired one, or one left in progress past its lock by the same request.
+-- Returns no row when the key is someone else's; on PostgreSQL the row is then locked for the
+-- rest of the transaction, in which get_idempotency_key reads it (sql_common.py).
+INSERT INTO idempotency_keys AS k
+    (workspace_id, key, fingerprint, token, state, created_at, locked_until, expires_at)
+VALUES (:workspace_id, :key, :fingerprint, :token, 'in_progress', :now, :locked_until,
+        :expires_at)
+ON CONFLICT (workspace_id, key) DO UPDATE SET
+    fingerprint = excluded.fingerprint, token = excluded.token, state = 'in_progress',
+    status = NULL, headers = NULL, body = NULL, created_at = excluded.created_at,
+    locked_until = excluded.locked_until, expires_at = excluded.expires_at
+WHERE k.expires_at <= excluded.created_at
+   OR (k.state = 'in_progress' AND k.locked_until <= excluded.created_at
+       AND k.fingerprint = excluded.fingerprint)
+RETURNING token;
+
+-- name: get_idempotency_key
+SELECT fingerprint, token, state, status, headers, body, locked_until, expires_at
+FROM idempotency_keys WHERE workspace_id = :workspace_id AND key = :key;
+
+-- name: finish_idempotent
+UPDATE idempotency_keys SET state = 'done', status = :status, headers = :headers, body = :body
+WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state = 'in_progress';
+
+-- name: release_idempotent
+DELETE FROM idempotency_keys
+WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state = 'in_progress';
+
+-- name: purge_idempotency
+-- A batch of expired rows at a time (idempotency_keys_expiry): a purge never holds many locks.
+DELETE FROM idempotency_keys WHERE (workspace_id, key) IN (
+    SELECT workspace_id, key FROM idempotency_keys WHERE expires_at <= :before
+    ORDER BY expires_at LIMIT :limit);

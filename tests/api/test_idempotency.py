@@ -1,0 +1,380 @@
+"""Writes are safe to retry: ``Idempotency-Key`` (docs/api.md, "Retrying writes").
+
+The app runs on the API tests' SQLite store, whose ``add_posts`` a test can hold (a request in
+flight, a client that timed out) or make fail once (the store went away mid-request), and on a
+clock the test moves (keys expire, locks run out). tests/integration/test_postgres_idempotency.py
+runs two apps on one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.fernet import Fernet
+
+from herald.api import create_app
+from herald.api.idempotency import fingerprint
+from herald.domain import Delivery, NewPost, Platform, utcnow
+from herald.errors import StoreUnavailable
+from herald.platforms.rules import VALIDATORS
+from herald.stores.sqlite import SQLiteStore
+from herald.testing import FakeConnector, FakePlatform, eventually, memory_engine
+from tests.api.conftest import Tenant, assert_problem, later
+
+TTL_S, LOCK_S = 3600.0, 30.0
+KEY = "Idempotency-Key"
+HOOK = {"url": "https://hooks.example/h", "events": ["delivery.published"]}
+REPLAYED = "Idempotency-Replayed"
+
+
+class GatedStore(SQLiteStore):
+    """The API's store, whose ``add_posts`` waits at ``gate`` (set: open) and fails once when
+    asked (``fail_next``)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.entered = asyncio.Event()
+        self.fail_next = False
+
+    async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
+        self.entered.set()
+        await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreUnavailable("sqlite: the database went away")
+        return await super().add_posts(posts)
+
+
+@pytest.fixture
+def settings(settings):
+    api = settings.api.model_copy(update={"idempotency_ttl_s": TTL_S, "idempotency_lock_s": LOCK_S})
+    return settings.model_copy(update={"api": api})
+
+
+@pytest.fixture
+async def api_store(tmp_path) -> AsyncIterator[GatedStore]:
+    store = GatedStore(tmp_path / "api.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def now() -> list:
+    """The app's clock: ``now[0]``, moved by the tests."""
+    return [utcnow()]
+
+
+@pytest.fixture
+def app(settings, api_store, now):
+    return create_app(settings, api_store, validators=VALIDATORS, clock=lambda: now[0])
+
+
+async def send(
+    tenant: Tenant, url: str, body: Any = None, *, key: str | None, method: str = "POST"
+) -> httpx.Response:
+    headers = dict(tenant.headers)
+    if key is not None:
+        headers[KEY] = key
+    return await tenant.client.request(method, url, json=body, headers=headers)
+
+
+def post_body(channel: dict, text: str = "Hello", **fields: Any) -> dict:
+    return {
+        "channel_ids": [channel["id"]],
+        "content": {"text": text},
+        "scheduled_at": fields.pop("scheduled_at", later(hours=3)),
+        **fields,
+    }
+
+
+async def posts_of(api_store, tenant: Tenant) -> list:
+    return await api_store.list_posts(tenant.workspace_id, limit=100)
+
+
+# -- a retry is answered as the first request, and does nothing ------------------------------
+async def test_a_retry_after_a_timeout_creates_one_post_which_publishes_once(api_store, tenant):
+    channel = await tenant.channel(Platform.FACEBOOK)
+    body = post_body(channel, scheduled_at=utcnow().isoformat())
+    api_store.gate.clear()
+    first = asyncio.create_task(send(tenant, "/v1/posts", body, key="order-1"))
+    await asyncio.wait_for(api_store.entered.wait(), 5)
+    # The client gave up waiting and retries while the first request is still being done.
+    busy = await send(tenant, "/v1/posts", body, key="order-1")
+    problem = assert_problem(busy, 409)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-in-use"
+    assert busy.headers["Retry-After"] == "1"
+    api_store.gate.set()
+    created = await first
+    assert created.status_code == 201, created.text
+    assert REPLAYED not in created.headers
+    retry = await send(tenant, "/v1/posts", body, key="order-1")
+    assert retry.status_code == 201
+    assert retry.headers[REPLAYED] == "true"
+    assert retry.content == created.content
+    assert retry.headers["Location"] == created.headers["Location"]
+    assert retry.headers["Content-Type"] == created.headers["Content-Type"]
+    assert [p.id for p in await posts_of(api_store, tenant)] == [created.json()["id"]]
+    # And the engine publishes it once.
+    world = FakePlatform()
+    engine = memory_engine(
+        {Platform.FACEBOOK: FakeConnector(Platform.FACEBOOK, world)}, store=api_store
+    )
+    await asyncio.wait_for(engine.run(burst=True), 30)
+    assert world.published() == 1
+
+
+async def test_requests_with_one_key_at_once_do_the_work_once(api_store, tenant):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.gate.clear()
+    sends = [asyncio.create_task(send(tenant, "/v1/posts", body, key="k")) for _ in range(5)]
+    await asyncio.wait_for(api_store.entered.wait(), 5)
+    await eventually(lambda: sum(t.done() for t in sends) == 4)
+    api_store.gate.set()
+    answers = await asyncio.gather(*sends)
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409, 409]
+    assert len(await posts_of(api_store, tenant)) == 1
+    # Without holding anyone: whoever comes after the first answer gets it again.
+    answers = await asyncio.gather(*(send(tenant, "/v1/posts", body, key="k2") for _ in range(5)))
+    fresh = [a for a in answers if a.status_code == 201 and REPLAYED not in a.headers]
+    assert len(fresh) == 1
+    assert {a.status_code for a in answers} <= {201, 409}
+    for a in answers:
+        if a.headers.get(REPLAYED) == "true":
+            assert a.content == fresh[0].content
+    assert len(await posts_of(api_store, tenant)) == 2
+
+
+async def test_every_kind_of_write_is_replayed_without_being_done_again(api_store, tenant):
+    channel = await tenant.channel()
+    post = await tenant.post_on([channel])
+    url = f"/v1/posts/{post['id']}/reschedule"
+    moved = {"scheduled_at": later(hours=5)}
+    first = await send(tenant, url, moved, key="move")
+    assert first.status_code == 200, first.text
+    # The post changes meanwhile; the retry still gets the first answer, and moves nothing.
+    await tenant.post(url, {"scheduled_at": later(hours=7)})
+    again = await send(tenant, url, moved, key="move")
+    assert (again.status_code, again.content) == (200, first.content)
+    assert again.headers[REPLAYED] == "true"
+    detail = (await tenant.get(f"/v1/posts/{post['id']}")).json()
+    assert detail["deliveries"][0]["scheduled_at"] != first.json()["deliveries"][0]["scheduled_at"]
+    # A delete: the retry answers 204 as the first did, not 404.
+    hook = (await tenant.post("/v1/webhooks", HOOK)).json()
+    for _ in range(2):
+        gone = await send(tenant, f"/v1/webhooks/{hook['id']}", key="unhook", method="DELETE")
+        assert (gone.status_code, gone.content) == (204, b"")
+    assert gone.headers[REPLAYED] == "true"
+
+
+async def test_a_new_api_key_is_shown_again_to_the_retry_and_kept_encrypted(api_store, tenant):
+    first = await send(tenant, "/v1/api-keys", {"name": "ci"}, key="new-key")
+    again = await send(tenant, "/v1/api-keys", {"name": "ci"}, key="new-key")
+    assert first.status_code == again.status_code == 201
+    assert again.json()["key"] == first.json()["key"]
+    assert len((await tenant.get("/v1/api-keys")).json()) == 2  # the first one, and this one
+    secret = first.json()["key"].encode()
+    bodies = await api_store._reader.run(
+        lambda c: [bytes(r[0]) for r in c.execute("SELECT body FROM idempotency_keys")]
+    )
+    assert len(bodies) == 1
+    assert secret not in bodies[0]
+
+
+async def test_a_replay_carries_the_current_rate_limit_headers(settings, api_store, tenant, now):
+    limited = settings.api.model_copy(update={"key_requests_per_s": 1.0, "key_burst": 10})
+    app = create_app(
+        settings.model_copy(update={"api": limited}),
+        api_store,
+        validators=VALIDATORS,
+        clock=lambda: now[0],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
+        paced = Tenant(tenant.workspace_id, tenant.token, client)
+        first = await send(paced, "/v1/webhooks", HOOK, key="k")
+        again = await send(paced, "/v1/webhooks", HOOK, key="k")
+    assert again.headers[REPLAYED] == "true"
+    assert first.headers["RateLimit-Remaining"] == "9"
+    assert again.headers["RateLimit-Remaining"] == "8"
+
+
+async def test_an_answer_kept_under_a_dropped_secret_key_is_refused_not_redone(
+    settings, api_store, tenant
+):
+    assert (await send(tenant, "/v1/webhooks", HOOK, key="k")).status_code == 201
+    rotated = settings.model_copy(update={"secret_keys": [Fernet.generate_key().decode()]})
+    app = create_app(rotated, api_store, validators=VALIDATORS)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
+        again = await send(
+            Tenant(tenant.workspace_id, tenant.token, client), "/v1/webhooks", HOOK, key="k"
+        )
+    assert_problem(again, 409, field=KEY)
+    assert len((await tenant.get("/v1/webhooks")).json()) == 1
+
+
+# -- one key, one request --------------------------------------------------------------------
+async def test_a_key_used_again_for_another_request_is_refused(api_store, tenant):
+    channel = await tenant.channel()
+    assert (await send(tenant, "/v1/posts", post_body(channel), key="k")).status_code == 201
+    other_body = await send(tenant, "/v1/posts", post_body(channel, "Bye"), key="k")
+    problem = assert_problem(other_body, 422, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-reused"
+    assert "another request" in problem["detail"]
+    other_route = await send(tenant, "/v1/webhooks", HOOK, key="k")
+    assert_problem(other_route, 422, field=KEY)
+    assert len(await posts_of(api_store, tenant)) == 1
+    assert (await tenant.get("/v1/webhooks")).json() == []
+
+
+async def test_keys_belong_to_their_workspace(tenant, other):
+    mine = await send(tenant, "/v1/webhooks", HOOK, key="same")
+    theirs = await send(other, "/v1/webhooks", HOOK, key="same")
+    assert mine.status_code == theirs.status_code == 201
+    assert REPLAYED not in theirs.headers
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert [w["id"] for w in (await other.get("/v1/webhooks")).json()] == [theirs.json()["id"]]
+
+
+@pytest.mark.parametrize(
+    "value", ["", " ", " x", "x ", "x" * 256, b"caf\xc3\xa9", "tab\there"], ids=repr
+)
+async def test_a_malformed_key_is_refused_before_anything_is_done(tenant, value):
+    headers = {**tenant.headers, KEY: value}
+    answer = await tenant.client.post("/v1/webhooks", json=HOOK, headers=headers)
+    assert_problem(answer, 422, field=KEY)
+    assert (await tenant.get("/v1/webhooks")).json() == []
+
+
+async def test_a_key_of_255_printable_characters_is_taken_and_two_keys_are_refused(tenant):
+    longest = "!" + "".join(chr(32 + i % 95) for i in range(254))  # every printable one
+    ok = await send(tenant, "/v1/webhooks", HOOK, key=longest)
+    assert ok.status_code == 201, ok.text
+    headers = [("Authorization", tenant.headers["Authorization"]), (KEY, "a"), (KEY, "b")]
+    two = await tenant.client.post("/v1/webhooks", json=HOOK, headers=headers)
+    assert_problem(two, 422, field=KEY)
+
+
+# -- failures free the key; time frees it too ------------------------------------------------
+async def test_a_refused_request_leaves_the_key_free(tenant):
+    first = await tenant.channel(external_id="page-1")
+    again = {
+        "platform": "facebook",
+        "external_id": "page-1",
+        "name": "Page",
+        "timezone": "Europe/Paris",
+        "credentials": {"access_token": "t"},
+    }
+    refused = await send(tenant, "/v1/channels", again, key="connect")
+    assert_problem(refused, 409)
+    await tenant.delete(f"/v1/channels/{first['id']}")
+    # Not a stored "no": the same request, once it can succeed, does.
+    done = await send(tenant, "/v1/channels", again, key="connect")
+    assert done.status_code == 201, done.text
+    assert REPLAYED not in done.headers
+    # An invalid body is not pinned to its key either: corrected, it goes through.
+    invalid = await send(tenant, "/v1/webhooks", {**HOOK, "events": ["nope"]}, key="hook")
+    assert_problem(invalid, 422, field="events[0]")
+    assert (await send(tenant, "/v1/webhooks", HOOK, key="hook")).status_code == 201
+
+
+async def test_a_request_that_failed_leaves_the_key_free(api_store, tenant):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.fail_next = True
+    failed = await send(tenant, "/v1/posts", body, key="k")
+    assert_problem(failed, 503)
+    done = await send(tenant, "/v1/posts", body, key="k")
+    assert done.status_code == 201
+    assert REPLAYED not in done.headers
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_key_held_by_a_request_that_died_is_free_after_the_lock(api_store, tenant, now):
+    channel = await tenant.channel()
+    raw = json.dumps(post_body(channel)).encode()
+    # A process claimed the key for this very request, then died before answering.
+    at = now[0]
+    claimed = await api_store.begin_idempotent(
+        tenant.workspace_id,
+        "k",
+        fingerprint("POST", "/v1/posts", "", raw),
+        now=at,
+        locked_until=at + timedelta(seconds=LOCK_S),
+        expires_at=at + timedelta(seconds=TTL_S),
+    )
+    assert claimed.token
+    headers = {**tenant.headers, KEY: "k", "Content-Type": "application/json"}
+    busy = await tenant.client.post("/v1/posts", content=raw, headers=headers)
+    assert_problem(busy, 409)
+    now[0] = at + timedelta(seconds=LOCK_S)
+    done = await tenant.client.post("/v1/posts", content=raw, headers=headers)
+    assert done.status_code == 201, done.text
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_key_expires_after_its_time_and_expired_keys_are_purged(api_store, tenant, now):
+    channel = await tenant.channel()
+    body = post_body(channel, scheduled_at=later(hours=5))
+    start = now[0]
+    first = await send(tenant, "/v1/posts", body, key="k")
+    now[0] = start + timedelta(seconds=TTL_S - 1)
+    assert (await send(tenant, "/v1/posts", body, key="k")).headers[REPLAYED] == "true"
+    now[0] = start + timedelta(seconds=TTL_S)
+    fresh = await send(tenant, "/v1/posts", body, key="k")
+    assert fresh.status_code == 201
+    assert REPLAYED not in fresh.headers
+    assert fresh.json()["id"] != first.json()["id"]
+    # The expired row went with the purge that ran after that write's answer (then the key
+    # was claimed anew): nothing is left to purge at that time.
+    assert await api_store.purge_idempotency(now[0], limit=10) == 0
+    assert (await send(tenant, "/v1/posts", body, key="k")).headers[REPLAYED] == "true"
+
+
+# -- which routes -----------------------------------------------------------------------------
+HONOURING = {
+    ("post", "/v1/api-keys"),
+    ("delete", "/v1/api-keys/{key_id}"),
+    ("delete", "/v1/workspace"),
+    ("post", "/v1/channels"),
+    ("patch", "/v1/channels/{channel_id}"),
+    ("delete", "/v1/channels/{channel_id}"),
+    ("put", "/v1/channels/{channel_id}/schedule"),
+    ("post", "/v1/posts"),
+    ("post", "/v1/posts/import"),
+    ("post", "/v1/posts/{post_id}/cancel"),
+    ("post", "/v1/posts/{post_id}/reschedule"),
+    ("post", "/v1/deliveries/{delivery_id}/retry"),
+    ("post", "/v1/deliveries/{delivery_id}/cancel"),
+    ("post", "/v1/webhooks"),
+    ("delete", "/v1/webhooks/{webhook_id}"),
+}
+
+
+async def test_every_write_declares_the_header_and_no_read_does(client):
+    schema = (await client.get("/openapi.json")).json()
+    declared = set()
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if KEY in names:
+                declared.add((method, path))
+                assert {"409", "422"} <= operation["responses"].keys()
+    assert declared == HONOURING
+    writes = {
+        (m, p)
+        for p, ops in schema["paths"].items()
+        for m in ops
+        if m in ("post", "put", "patch", "delete")
+    }
+    assert writes == HONOURING
