@@ -120,7 +120,8 @@ class MediaDownload:
                 await self._reopen(None)
                 continue
             try:
-                piece = await response.content.read(limit)
+                # At most a piece: aiohttp buffers up to twice the largest read asked of it.
+                piece = await response.content.read(min(limit, PIECE_BYTES))
             except _FAILURES as exc:
                 await self._reopen(exc)
                 continue

@@ -11,7 +11,7 @@ look-up window.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
@@ -237,7 +237,7 @@ class _AuthorisedSender:
         *,
         creates_post: bool = False,
         headers: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpResponse:

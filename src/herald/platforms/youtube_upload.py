@@ -24,7 +24,7 @@ session on by not one byte end the attempt (transient; no video was made).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ from herald.errors import (
     TransientPlatformError,
 )
 from herald.platforms.http import HttpResponse, header
-from herald.platforms.media import MediaDownload
+from herald.platforms.media import PIECE_BYTES, MediaDownload
 
 __all__ = ["CHUNK_UNIT", "MAX_STALLS", "Chunk", "ResumableUpload", "Sender", "next_offset"]
 
@@ -57,7 +57,7 @@ class Sender(Protocol):
         *,
         creates_post: bool = ...,
         headers: Mapping[str, str] | None = ...,
-        data: bytes | None = ...,
+        data: bytes | AsyncIterable[bytes] | None = ...,
     ) -> Awaitable[HttpResponse]: ...
 
 
@@ -72,20 +72,41 @@ def next_offset(headers: Mapping[str, str]) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Bytes ``first`` to ``first + len(data) - 1`` of a file of ``total`` bytes (``None``:
-    not known yet); ``final`` when they end the file."""
+    """Bytes ``first`` to ``first + size - 1`` of a file of ``total`` bytes (``None``: not
+    known yet); ``final`` when they end the file. They are the first ``size`` bytes of
+    ``held``, the upload's buffer, until the next chunk is asked for."""
 
     first: int
-    data: bytes
+    size: int
     total: int | None
     final: bool
+    held: bytearray
+
+    def body(self) -> bytes | AsyncIterable[bytes]:
+        """The bytes as a request body, copied a piece at a time as they are written (no
+        second copy of the chunk), and read afresh by every request that sends it (a 401
+        repeats the request)."""
+        return _Pieces(self.held, self.size) if self.size else b""
 
     @property
     def content_range(self) -> str:
         total = "*" if self.total is None else str(self.total)
-        if not self.data:  # every byte arrived, only completion is missing
+        if not self.size:  # every byte arrived, only completion is missing
             return f"bytes */{total}"
-        return f"bytes {self.first}-{self.first + len(self.data) - 1}/{total}"
+        return f"bytes {self.first}-{self.first + self.size - 1}/{total}"
+
+
+class _Pieces:
+    def __init__(self, held: bytearray, size: int) -> None:
+        self._held = held
+        self._size = size
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._pieces()
+
+    async def _pieces(self) -> AsyncIterator[bytes]:
+        for start in range(0, self._size, PIECE_BYTES):
+            yield bytes(self._held[start : min(start + PIECE_BYTES, self._size)])
 
 
 class _Chunks:
@@ -109,13 +130,12 @@ class _Chunks:
             raise TransientPlatformError(
                 f"{_PLATFORM}: media download failed (too slow)", platform=_PLATFORM
             ) from exc
+        size = min(len(self._buffer), self._size)
         final = self._ended and len(self._buffer) <= self._size
-        with memoryview(self._buffer) as view:  # one copy of the chunk, not two
-            data = bytes(view[: self._size])
-        total = offset + len(data) if final else self._source.size
+        total = offset + size if final else self._source.size
         if final and total == 0:
             raise ContentRejected(f"{_PLATFORM}: the media file is empty", platform=_PLATFORM)
-        return Chunk(offset, data, total, final)
+        return Chunk(offset, size, total, final, self._buffer)
 
     async def _align(self, offset: int) -> None:
         end = self._start + len(self._buffer)
@@ -172,10 +192,14 @@ class ResumableUpload:
             offset = acknowledged
 
     async def _put(self, chunk: Chunk) -> HttpResponse:
-        headers = {"Content-Type": VIDEO_TYPE, "Content-Range": chunk.content_range}
+        headers = {
+            "Content-Type": VIDEO_TYPE,
+            "Content-Length": str(chunk.size),
+            "Content-Range": chunk.content_range,
+        }
         try:
             resp = await self._send(
-                "PUT", self._uri, creates_post=chunk.final, headers=headers, data=chunk.data
+                "PUT", self._uri, creates_post=chunk.final, headers=headers, data=chunk.body()
             )
         except RequestNotSent:
             raise  # the session holds what it held: nothing was made, nothing to ask

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_MEDIA_BYTES",
     "MEDIA_PREFIX",
     "media_bytes",
+    "media_etag",
     "media_pieces",
     "media_sha256",
     "serve_media",
@@ -83,6 +84,11 @@ def media_sha256(name: str, size: int) -> str:
     return digest.hexdigest()
 
 
+def media_etag(name: str, size: int) -> str:
+    """The file's strong validator: its bytes depend on its name and size only."""
+    return f'"{hashlib.sha256(f"{name}:{size}".encode()).hexdigest()[:32]}"'
+
+
 def _content_type(path: str) -> str:
     guessed, _ = mimetypes.guess_type(path, strict=False)
     if guessed is not None:
@@ -113,7 +119,7 @@ async def serve_media(request: web.Request) -> web.StreamResponse:
     cut = int_param(query.get("cut"), 0, low=0, high=MAX_MEDIA_BYTES)  # 0: no cut
     if size is None or cut is None:
         raise web.HTTPBadRequest(text=f"bytes and cut must be between 0 and {MAX_MEDIA_BYTES}")
-    etag = f'"{hashlib.sha256(f"{path}:{size}".encode()).hexdigest()[:32]}"'
+    etag = media_etag(path, size)
     ranges = query.get("ranges") != "0"
     wanted = _wanted(request, size, etag) if ranges else None
     first, end = wanted or (0, size)
