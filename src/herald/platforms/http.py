@@ -23,6 +23,10 @@ asks its session how far it got instead of resending the whole video. Only a saf
 which changes nothing, is repeated here once when the server disconnects (the usual cause is
 a kept-alive connection the server had already closed).
 
+The media files posts name are read by :meth:`HttpClient.open_media` (:mod:`.media`), on a
+session of their own that keeps to the egress policy. A request body streamed from one that
+fails (too large, its source gone) fails the request with the download's own error.
+
 Secrets leave only in the ``Authorization`` header built by :func:`authorization`; no URL,
 log line or exception message built here carries one.
 """

@@ -31,7 +31,7 @@ from types import TracebackType
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from herald.errors import ContentRejected, EgressRefused, PlatformError, TransientPlatformError
+from herald.errors import ContentRejected, EgressRefused, TransientPlatformError
 
 __all__ = ["MAX_REOPENS", "PIECE_BYTES", "MediaDownload", "size_text"]
 
@@ -61,8 +61,7 @@ class MediaDownload:
     Opened as an async context manager: entering sends the request and checks the answer's
     status and length; ``size`` is then the file's length when the source declared one that
     can be trusted, else ``None``. ``position`` is the offset in the file of the next byte
-    :meth:`read` returns. ``failure`` keeps the last error :meth:`read` raised: when the
-    bytes are a request body, aiohttp reports the body's failure as its own.
+    :meth:`read` returns.
     """
 
     def __init__(
@@ -77,7 +76,6 @@ class MediaDownload:
         self._reopens = 0
         self.size: int | None = None
         self.position = 0
-        self.failure: PlatformError | None = None
 
     async def __aenter__(self) -> MediaDownload:
         await self._open(0)
@@ -93,11 +91,22 @@ class MediaDownload:
 
     async def read(self, limit: int) -> bytes:
         """Up to ``limit`` bytes from ``position``; ``b""`` at the end of the file."""
-        try:
-            return await self._read(limit)
-        except PlatformError as exc:
-            self.failure = exc
-            raise
+        while True:
+            response = self._response
+            if response is None:  # a failed reopen left none: ask again (counted)
+                await self._reopen(None)
+                continue
+            try:
+                # At most a piece: aiohttp buffers up to twice the largest read asked of it.
+                piece = await response.content.read(min(limit, PIECE_BYTES))
+            except _FAILURES as exc:
+                await self._reopen(exc)
+                continue
+            self.position += len(piece)
+            if self.position > self._max:
+                self._close()
+                raise self._too_large(None)
+            return piece
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The rest of the file, :data:`PIECE_BYTES` at most at a time (a request body)."""
@@ -113,24 +122,6 @@ class MediaDownload:
             await self._open(offset)
 
     # -- steps ----------------------------------------------------------------------------
-    async def _read(self, limit: int) -> bytes:
-        while True:
-            response = self._response
-            if response is None:  # closed by a failed reopen's caller: ask again
-                await self._reopen(None)
-                continue
-            try:
-                # At most a piece: aiohttp buffers up to twice the largest read asked of it.
-                piece = await response.content.read(min(limit, PIECE_BYTES))
-            except _FAILURES as exc:
-                await self._reopen(exc)
-                continue
-            self.position += len(piece)
-            if self.position > self._max:
-                self._close()
-                raise self._too_large(None)
-            return piece
-
     async def _skip(self, count: int) -> None:
         while count > 0:
             piece = await self.read(min(count, PIECE_BYTES))
