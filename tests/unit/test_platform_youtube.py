@@ -594,6 +594,20 @@ async def test_an_interrupted_chunk_before_the_last_made_no_video(
     assert "no video was made" in info.value.message
 
 
+async def test_once_a_last_chunk_went_out_an_unconfirmed_chunk_is_unknown(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    # The last chunk's answer is lost and the session says it lacks the second chunk; that
+    # one goes again, and neither it nor the status query answers: the first last chunk
+    # may yet have made the video, so the outcome is unknown (a look-up decides).
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, acked(UNIT - 1), acked(2 * UNIT - 1), drop(), acked(UNIT - 1), drop())
+    with pytest.raises(OutcomeUnknown):
+        await chunked.publish(req(api))
+    puts = api.calls("PUT", UPLOAD)
+    assert puts[4].headers["Content-Range"] == f"bytes {UNIT}-{2 * UNIT - 1}/{len(BIG)}"
+
+
 async def test_a_session_that_never_moves_on_is_given_up(
     api: FakeApi, chunked: YouTubeConnector
 ) -> None:

@@ -16,9 +16,10 @@ connection, or answers 5xx, the session is asked for its status (``PUT``,
   taken from the chunk held, or the media download goes back for them);
 - 404: the session is gone and no video was made (transient: a new attempt starts over).
 
-When that status query fails as well, the outcome is unknown if the chunk was the last one,
-and otherwise certain: no video was made. :data:`MAX_STALLS` rounds in a row that move the
-session on by not one byte end the attempt (transient; no video was made).
+When that status query fails as well, the outcome is unknown once a last chunk was sent (this
+one, or an earlier one whose answer was lost), and otherwise certain: no video was made.
+:data:`MAX_STALLS` rounds in a row that move the session on by not one byte end the attempt
+(transient; no video was made).
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class ResumableUpload:
         self._uri = session_uri
         self._chunks = _Chunks(video, chunk_bytes, chunk_timeout_s)
         self._fail = fail
+        self._final_sent = False  # a chunk carrying the file's last byte went out
 
     async def run(self) -> Mapping[str, Any]:
         """Upload and return the video resource; raise when no video is known to exist."""
@@ -197,11 +199,14 @@ class ResumableUpload:
             "Content-Length": str(chunk.size),
             "Content-Range": chunk.content_range,
         }
+        final_before, self._final_sent = self._final_sent, self._final_sent or chunk.final
         try:
             resp = await self._send(
                 "PUT", self._uri, creates_post=chunk.final, headers=headers, data=chunk.body()
             )
-        except RequestNotSent:
+        except RequestNotSent as exc:
+            if final_before:  # an earlier last chunk was interrupted: it may yet have counted
+                raise self._interrupted("the resumed upload could not be sent") from exc
             raise  # the session holds what it held: nothing was made, nothing to ask
         except (OutcomeUnknown, TransientPlatformError) as exc:
             return await self._status(exc, chunk)
@@ -210,23 +215,24 @@ class ResumableUpload:
         return resp
 
     async def _status(self, cause: PlatformError, chunk: Chunk) -> HttpResponse:
-        """Ask the session how far it got; unknown outcome if it cannot say and the chunk
+        """Ask the session how far it got; unknown outcome if it cannot say and a chunk sent
         could have completed the video."""
         total = "*" if chunk.total is None else str(chunk.total)
         headers = {"Content-Length": "0", "Content-Range": f"bytes */{total}"}
         try:
             resp = await self._send("PUT", self._uri, headers=headers, data=b"")
         except PlatformError as exc:
-            raise self._interrupted(chunk, "its session status could not be read") from exc
+            raise self._interrupted("its session status could not be read") from exc
         if resp.status in (200, 201, 308, 404):
             return resp
         raise self._interrupted(
-            chunk, f"session status answered HTTP {resp.status}", resp.status
+            f"session status answered HTTP {resp.status}", resp.status
         ) from cause
 
-    @staticmethod
-    def _interrupted(chunk: Chunk, why: str, status: int | None = None) -> PlatformError:
-        if chunk.final:
+    def _interrupted(self, why: str, status: int | None = None) -> PlatformError:
+        """Unknown once a last chunk was sent (this one or an earlier one whose answer was
+        lost); before that, certain: no video was made."""
+        if self._final_sent:
             return OutcomeUnknown(
                 f"{_PLATFORM}: upload interrupted; {why}", platform=_PLATFORM, status=status
             )
