@@ -10,6 +10,7 @@ from __future__ import annotations
 import tracemalloc
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ import pytest
 from herald.domain import Content, Media, MediaKind, Platform
 from herald.errors import ContentRejected, OutcomeUnknown, TransientPlatformError
 from herald.simulator import FaultConfig, Simulator, media_sha256
+from herald.states import DeliveryState
 from herald.types import Connector
 from tests.integration.connector_rig import Rig, new_rig, quiet_config
+from tests.integration.pipeline import open_pipeline
 
 YT, LI = Platform.YOUTUBE, Platform.LINKEDIN
 UNIT = 256 * 1024
@@ -170,6 +173,24 @@ async def test_an_image_over_the_cap_is_refused(make_rig: RigFactory, length: bo
     declared = " (2 MiB declared)" if length else ""
     assert refused.value.message == f"linkedin: media too large: over 1 MiB{declared}"
     assert rig.posts() == []
+
+
+async def test_the_tenant_sees_the_refusal_on_a_failed_delivery(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """End to end: the engine fails the delivery for good, once, with the refusal's words."""
+    pipe = await open_pipeline(sim, tmp_path, youtube={"max_media_bytes": 1000})
+    try:
+        channel = await pipe.channel(YT)
+        [delivery_id] = await pipe.schedule([channel])  # its video: 4,096 bytes
+        await pipe.run()
+        delivery = (await pipe.deliveries())[delivery_id]
+    finally:
+        await pipe.store.close()
+    assert delivery.state is DeliveryState.FAILED
+    assert delivery.last_error == "youtube: media too large: over 1,000 bytes (4 KiB declared)"
+    assert delivery.attempts == 1
+    assert len(sim.audit.requests(YT)) == 0  # no upload session, no quota
 
 
 # -- memory ----------------------------------------------------------------------------------
