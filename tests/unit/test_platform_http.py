@@ -176,7 +176,7 @@ async def test_session_is_lazy_pooled_by_concurrency_and_reopens_after_close() -
         await http.aclose()
 
 
-async def test_fetch_media_classifies_failures() -> None:
+async def test_media_download_classifies_failures() -> None:
     async with FakeApi() as api:
         api.on("GET", "/gone.mp4", reply(404, b"no"))
         api.on("GET", "/busy.mp4", reply(503, b"busy"))
