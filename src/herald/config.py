@@ -180,6 +180,11 @@ class LinkedInSettings(PlatformSettings):
     # commonly quoted ones. Both reset at 00:00 UTC.
     member_posts_per_day: int = Field(150, gt=0)
     app_posts_per_day: int | None = Field(None, gt=0)
+    # LinkedIn publishes a pixel limit for images (36,152,320), not a byte limit;
+    # integrators report 5 to 8 MB. Herald refuses larger images before uploading them.
+    max_media_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, description="largest image a post may name, in bytes"
+    )
 
 
 class YouTubeSettings(PlatformSettings):
@@ -198,6 +203,17 @@ class YouTubeSettings(PlatformSettings):
     uploads_per_channel_per_day: int | None = Field(None, gt=0)
     privacy_status: Literal["public", "unlisted", "private"] = "public"
     category_id: str = "22"
+    # videos.insert takes files up to 256 GB (platform-apis.md section 4).
+    max_media_bytes: int = Field(
+        256 * 10**9, gt=0, description="largest video a post may name, in bytes"
+    )
+    # Each PUT of a resumable upload; one chunk is all an upload holds in memory.
+    upload_chunk_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=256 * 1024,
+        multiple_of=256 * 1024,
+        description="bytes per upload request: a multiple of 256 KiB, the protocol's unit",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -15,6 +15,8 @@ from tests.conftest import PG_URL, RABBIT_URL, REDIS_URL
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 BENCH = Path(__file__).parents[2] / "bench"
+#: The scripts that use no store, and take no --database-url.
+NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "media_stream.py")
 
 
 @pytest.mark.parametrize(
@@ -63,6 +65,7 @@ BENCH = Path(__file__).parents[2] / "bench"
             *("--store", "both", "--deliveries", "2000", "--channels", "10", "--burst", "100"),
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
+        ["media_stream.py", "--size-mib", "16", "--chunk-mib", "1", "--no-length"],
     ],
     ids=[
         "drivers",
@@ -75,6 +78,7 @@ BENCH = Path(__file__).parents[2] / "bench"
         "takeover",
         "distributed",
         "backlog",
+        "media-stream",
     ],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
@@ -84,7 +88,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
         "HERALD_BENCH_DATABASE_URL": PG_URL,
     }
     script, *rest = args
-    if script not in ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py"):
+    if script not in NO_DATABASE:
         rest += ["--database-url", PG_URL]
     done = subprocess.run(
         [sys.executable, str(BENCH / script), *rest],

@@ -19,6 +19,7 @@ from herald.simulator import (
     Simulator,
     SimulatorConfig,
     media_bytes,
+    media_sha256,
 )
 
 LI = Platform.LINKEDIN
@@ -144,6 +145,8 @@ async def test_image_upload_then_post(sim: Simulator, http: aiohttp.ClientSessio
         assert response.status == 201
     status, _, _ = await create_post(sim, http, member, body)
     assert status == 201
+    [record] = sim.audit.posts(LI)
+    assert (record.media_bytes, record.media_sha256) == (5000, media_sha256("image/cat.jpg", 5000))
 
 
 async def test_auth_failures(sim: Simulator, http: aiohttp.ClientSession) -> None:

@@ -22,6 +22,7 @@ from herald.simulator import (
     SimulatorConfig,
     YouTubeSim,
     media_bytes,
+    media_sha256,
 )
 
 YT = Platform.YOUTUBE
@@ -56,6 +57,8 @@ async def start_session(
     channel: SimAccount,
     title: str = "Title",
     token: str | None = None,
+    *,
+    size: int | None = SIZE,
 ) -> tuple[int, Any]:
     async with http.post(
         f"{sim.urls.youtube_upload}/upload/youtube/v3/videos",
@@ -66,8 +69,8 @@ async def start_session(
         },
         headers={
             **bearer(token or channel.credentials["access_token"]),
-            "X-Upload-Content-Length": str(SIZE),
             "X-Upload-Content-Type": "video/*",
+            **({} if size is None else {"X-Upload-Content-Length": str(size)}),
         },
     ) as response:
         if response.status == 200:
@@ -179,6 +182,53 @@ async def test_chunked_upload_and_status_query(sim: Simulator, http: aiohttp.Cli
     assert (status, again["id"]) == (200, video["id"])
     status, _, _ = await status_query(http, uri.replace("upload_id=", "upload_id=gone"))
     assert status == 404
+    [record] = sim.audit.posts(YT)
+    assert (record.media_bytes, record.media_sha256) == (SIZE, media_sha256("video/c.mp4", SIZE))
+
+
+async def test_a_length_unknown_until_the_last_chunk(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    channel = sim.add_account(YT)
+    _, uri = await start_session(sim, http, channel, size=None)
+    data = media_bytes("video/u.mp4", SIZE)
+    unit = 262_144
+    status, _, headers = await put(http, uri, data[:unit], f"bytes 0-{unit - 1}/*")
+    assert (status, headers["Range"]) == (308, f"bytes=0-{unit - 1}")
+    status, _, headers = await put(http, uri, b"", "bytes */*")
+    assert (status, headers["Range"]) == (308, f"bytes=0-{unit - 1}")
+    status, video, _ = await put(http, uri, data[unit:], f"bytes {unit}-{SIZE - 1}/{SIZE}")
+    assert status == 201
+    [record] = sim.audit.posts(YT)
+    assert (record.post_id, record.media_bytes) == (video["id"], SIZE)
+    assert record.media_sha256 == media_sha256("video/u.mp4", SIZE)
+
+
+async def test_a_chunk_before_the_last_keeps_the_256_kib_unit(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    channel = sim.add_account(YT)
+    _, uri = await start_session(sim, http, channel)
+    data = media_bytes("video/w.mp4", SIZE)
+    status, body, _ = await put(http, uri, data[:100_000], f"bytes 0-99999/{SIZE}")
+    assert (status, reason(body)) == (400, "badRequest")
+    status, _, headers = await status_query(http, uri)
+    assert (status, headers.get("Range")) == (308, None)  # nothing of it was kept
+
+
+async def test_every_chunk_draws_faults(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    channel = sim.add_account(YT)
+    _, uri = await start_session(sim, http, channel)
+    data = media_bytes("video/f.mp4", SIZE)
+    unit = 262_144
+    sim.set_faults(YT, FaultConfig(error_rate=1.0))
+    status, body, _ = await put(http, uri, data[:unit], f"bytes 0-{unit - 1}/{SIZE}")
+    assert (status, reason(body)) == (503, "backendError")
+    sim.set_faults(YT, FaultConfig())
+    status, _, headers = await status_query(http, uri)
+    assert (status, headers.get("Range")) == (308, None)  # refused: not kept
+    assert sim.audit.injected(YT) == {"error": 1}
+    assert sim.audit.posts() == []
 
 
 async def test_status_query_after_dropped_upload(
@@ -326,3 +376,34 @@ async def test_metadata_validation(sim: Simulator, http: aiohttp.ClientSession) 
     assert (status, reason(body)) == (400, "invalidTitle")
     status, body = await start_session(sim, http, channel, token="expired-or-bogus")
     assert (status, reason(body)) == (401, "authError")
+
+
+async def test_media_files_answer_like_a_static_file(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    url = sim.media_url("video", "m.mp4", size=SIZE)
+    data = media_bytes("video/m.mp4", SIZE)
+    async with http.get(url) as response:
+        etag = response.headers["ETag"]
+        assert (response.headers["Accept-Ranges"], response.content_length) == ("bytes", SIZE)
+        assert await response.read() == data
+    async with http.get(url, headers={"Range": "bytes=1000-", "If-Range": etag}) as response:
+        assert response.status == 206
+        assert response.headers["Content-Range"] == f"bytes 1000-{SIZE - 1}/{SIZE}"
+        assert await response.read() == data[1000:]
+    async with http.get(url, headers={"Range": "bytes=1000-1999", "If-Range": '"x"'}) as response:
+        assert response.status == 200  # another validator: the whole file
+        assert await response.read() == data
+    async with http.get(url, headers={"Range": f"bytes={SIZE}-"}) as response:
+        assert response.status == 416
+    chunked = sim.media_url("video", "m.mp4", size=SIZE, length=False, ranges=False)
+    async with http.get(chunked, headers={"Range": "bytes=1000-"}) as response:
+        assert (response.status, response.content_length) == (200, None)
+        assert "Accept-Ranges" not in response.headers
+        assert await response.read() == data
+    cut = sim.media_url("video", "m.mp4", size=SIZE, cut=5000)
+    async with http.get(cut) as response:
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read()
+    async with http.get(cut, headers={"Range": "bytes=5000-"}) as response:
+        assert await response.read() == data[5000:]  # past the cut: whole

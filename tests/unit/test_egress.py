@@ -17,6 +17,7 @@ from herald.egress.http import GuardedConnector, GuardedResolver, guarded_sessio
 from herald.egress.policy import EgressPolicy
 from herald.errors import ContentRejected, EgressRefused
 from herald.platforms.http import HttpClient
+from tests.unit.test_platform_fakes import download
 
 REFUSED = [
     "127.0.0.1",  # loopback
@@ -213,7 +214,7 @@ async def test_a_media_url_to_an_internal_address_is_refused_in_the_same_words(w
     client = HttpClient("linkedin", LinkedInSettings(timeout_s=2.0, connect_timeout_s=1.0))
     try:
         with pytest.raises(ContentRejected) as refused:
-            await client.fetch_media(f"http://{where}:{port}/image.jpg")
+            await download(client, f"http://{where}:{port}/image.jpg")
     finally:
         await client.aclose()
     assert refused.value.message == "linkedin: media URL refused: address not allowed"
@@ -224,7 +225,7 @@ async def test_a_media_url_the_operator_allowed_is_downloaded(receivers):
     port = receivers["127.0.0.1"].port
     client = HttpClient("youtube", LinkedInSettings(), egress=EgressPolicy.allowing("127.0.0.1/32"))
     try:
-        assert await client.fetch_media(f"http://127.0.0.1:{port}/v.mp4") == b"media bytes"
+        assert await download(client, f"http://127.0.0.1:{port}/v.mp4") == b"media bytes"
     finally:
         await client.aclose()
 
@@ -238,7 +239,7 @@ async def test_the_platform_session_is_not_the_media_session(receivers):
     try:
         assert (await client.request("GET", url)).status == 200  # the platform: reached
         with pytest.raises(ContentRejected):
-            await client.fetch_media(url)  # a tenant's media URL: refused
+            await download(client, url)  # a tenant's media URL: refused
     finally:
         await client.aclose()
     assert receivers["127.0.0.1"].hits == 1

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from herald.domain import Channel, Content, Platform
+from herald.platforms.http import HttpClient
 from herald.types import PublishRequest
 
 Reply = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -117,6 +118,12 @@ class FakeApi:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         await self._server.close()
+
+
+async def download(http: HttpClient, url: str, *, max_bytes: int = 1 << 30) -> bytes:
+    """A whole media file through ``http``'s media downloads (small files, in tests only)."""
+    async with http.open_media(url, max_bytes=max_bytes) as media:
+        return b"".join([piece async for piece in media.pieces()])
 
 
 def closed_port_url() -> str:

@@ -9,7 +9,15 @@ from herald.config import FacebookSettings
 from herald.egress.policy import EgressPolicy
 from herald.errors import AuthExpired, ContentRejected, OutcomeUnknown, TransientPlatformError
 from herald.platforms.http import HttpClient, bearer, header, json_body, retry_after_s
-from tests.unit.test_platform_fakes import NOW, FakeApi, closed_port_url, drop, hang, reply
+from tests.unit.test_platform_fakes import (
+    NOW,
+    FakeApi,
+    closed_port_url,
+    download,
+    drop,
+    hang,
+    reply,
+)
 
 
 def client(url: str, *, timeout_s: float = 30.0, concurrency: int = 8) -> HttpClient:
@@ -168,18 +176,18 @@ async def test_session_is_lazy_pooled_by_concurrency_and_reopens_after_close() -
         await http.aclose()
 
 
-async def test_fetch_media_classifies_failures() -> None:
+async def test_media_download_classifies_failures() -> None:
     async with FakeApi() as api:
         api.on("GET", "/gone.mp4", reply(404, b"no"))
         api.on("GET", "/busy.mp4", reply(503, b"busy"))
         api.on("GET", "/ok.mp4", reply(200, b"\x00\x01"))
         http = client(api.url)
         try:
-            assert await http.fetch_media(f"{api.url}/ok.mp4") == b"\x00\x01"
+            assert await download(http, f"{api.url}/ok.mp4") == b"\x00\x01"
             with pytest.raises(ContentRejected):
-                await http.fetch_media(f"{api.url}/gone.mp4")
+                await download(http, f"{api.url}/gone.mp4")
             with pytest.raises(TransientPlatformError):
-                await http.fetch_media(f"{api.url}/busy.mp4")
+                await download(http, f"{api.url}/busy.mp4")
         finally:
             await http.aclose()
         # Media downloads never carry the channel's credentials.

@@ -290,6 +290,86 @@ async def test_image_post_uploads_the_downloaded_bytes(api: FakeApi, li: LinkedI
     assert body["content"] == {"media": {"id": "urn:li:image:1", "altText": "a cat"}}
 
 
+def image_flow(api: FakeApi, source: Reply) -> Content:
+    api.on("GET", "/media/a.jpg", source)
+    init = {"value": {"uploadUrl": f"{api.url}/upload/1", "image": "urn:li:image:1"}}
+    api.on("POST", "/rest/images", reply(200, init))
+    api.on("PUT", "/upload/1", reply(201, b""))
+    api.on("POST", "/rest/posts", reply(201, b"", {"x-restli-id": "urn:li:share:8"}))
+    return Content(text="pic", media=(Media(f"{api.url}/media/a.jpg", MediaKind.IMAGE),))
+
+
+def chunked_body(body: bytes, *, repeat: int = 1) -> Reply:
+    """``body``, ``repeat`` times, sent chunked: the source declares no length."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(repeat):
+            await response.write(body)
+        await response.write_eof()
+        return response
+
+    return respond
+
+
+async def test_the_image_is_streamed_with_its_length_when_known(
+    api: FakeApi, li: LinkedInConnector
+) -> None:
+    image = bytes(range(256)) * 4000
+    await li.publish(req(image_flow(api, reply(200, image))))
+    (put,) = api.calls("PUT", "/upload/1")
+    assert put.body == image
+    assert put.headers["Content-Length"] == str(len(image))
+    assert "Transfer-Encoding" not in put.headers
+
+
+async def test_an_image_without_length_is_streamed_chunked(
+    api: FakeApi, li: LinkedInConnector
+) -> None:
+    image = bytes(range(256)) * 4000
+    await li.publish(req(image_flow(api, chunked_body(image))))
+    (put,) = api.calls("PUT", "/upload/1")
+    assert put.body == image
+    assert put.headers["Transfer-Encoding"] == "chunked"
+
+
+async def test_an_image_over_the_cap_is_refused_mid_stream_and_posts_nothing(
+    api: FakeApi,
+) -> None:
+    settings = LinkedInSettings(base_url=api.url, max_media_bytes=1024 * 1024)
+    loopback = EgressPolicy.allowing("127.0.0.1/32")
+    li = LinkedInConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW, egress=loopback)
+    content = image_flow(api, chunked_body(b"x" * 65536, repeat=64))  # 4 MiB, no length
+    try:
+        with pytest.raises(ContentRejected) as refused:
+            await li.publish(req(content))
+    finally:
+        await li.aclose()
+    assert refused.value.message == "linkedin: media too large: over 1 MiB"
+    assert not api.calls("POST", "/rest/posts")
+
+
+async def test_an_image_declared_over_the_cap_is_refused_before_any_request(
+    api: FakeApi,
+) -> None:
+    settings = LinkedInSettings(base_url=api.url, max_media_bytes=1000)
+    loopback = EgressPolicy.allowing("127.0.0.1/32")
+    li = LinkedInConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW, egress=loopback)
+    content = image_flow(api, reply(200, b"j" * 5000))
+    try:
+        with pytest.raises(ContentRejected) as refused:
+            await li.publish(req(content))
+    finally:
+        await li.aclose()
+    assert (
+        refused.value.message
+        == "linkedin: media too large: over 1,000 bytes (5,000 bytes declared)"
+    )
+    assert [s.path for s in api.seen] == ["/media/a.jpg"]
+
+
 async def test_post_failures(api: FakeApi, li: LinkedInConnector) -> None:
     api.on("POST", "/rest/posts", reply(500, b""))
     with pytest.raises(OutcomeUnknown):

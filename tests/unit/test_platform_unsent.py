@@ -18,7 +18,14 @@ from herald.egress.policy import EgressPolicy
 from herald.errors import OutcomeUnknown, RequestNotSent, TransientPlatformError
 from herald.platforms.http import HttpClient, HttpResponse, exchange
 from herald.platforms.linkedin import LinkedInConnector
-from tests.unit.test_platform_fakes import FakeApi, closed_port_url, drop, make_request, reply
+from tests.unit.test_platform_fakes import (
+    FakeApi,
+    closed_port_url,
+    download,
+    drop,
+    make_request,
+    reply,
+)
 
 LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")  # the fakes' media are on loopback
 KEY = ConnectionKey("graph.example", 443, True, True, None, None, None)
@@ -134,7 +141,7 @@ async def test_a_media_host_that_refuses_is_a_plain_transient_failure() -> None:
     http = HttpClient("linkedin", settings, egress=LOOPBACK)
     try:
         with pytest.raises(TransientPlatformError) as info:
-            await http.fetch_media(f"{closed_port_url()}/a.jpg")
+            await download(http, f"{closed_port_url()}/a.jpg")
         assert not isinstance(info.value, RequestNotSent)  # the media host is not the platform
     finally:
         await http.aclose()

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 import pytest
+from aiohttp import web
+from pydantic import ValidationError
 
 from herald.config import YouTubeSettings
 from herald.domain import Content, Media, MediaKind, Platform
@@ -457,3 +459,184 @@ async def test_find_follows_next_page_token_until_before_the_window(
     assert found is not None
     assert found.external_id == "v51"
     assert len(api.calls("GET", "/youtube/v3/playlistItems")) == 2
+
+
+# -- chunks ----------------------------------------------------------------------------------
+
+UNIT = 256 * 1024
+BIG = bytes(range(256)) * 2500  # 640,000 bytes: two full chunks of 256 KiB and a short one
+
+
+@pytest.fixture
+async def chunked(api: FakeApi) -> AsyncIterator[YouTubeConnector]:
+    settings = YouTubeSettings(
+        base_url=api.url, upload_url=api.url, token_url=f"{api.url}/token", upload_chunk_bytes=UNIT
+    )
+    loopback = EgressPolicy.allowing("127.0.0.1/32")
+    conn = YouTubeConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW, egress=loopback)
+    yield conn
+    await conn.aclose()
+
+
+def acked(last: int) -> Reply:
+    return reply(308, b"", {"Range": f"bytes=0-{last}"})
+
+
+def no_length(body: bytes) -> Reply:
+    """The file sent chunked: the source declares no length."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    return respond
+
+
+async def test_a_video_goes_in_chunks_of_the_configured_size(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, acked(UNIT - 1), acked(2 * UNIT - 1), reply(201, VIDEO_RESOURCE))
+    assert (await chunked.publish(req(api))).external_id == "vid12345678"
+    assert api.calls("POST", UPLOAD)[0].headers["X-Upload-Content-Length"] == str(len(BIG))
+    puts = api.calls("PUT", UPLOAD)
+    assert [p.headers["Content-Range"] for p in puts] == [
+        f"bytes 0-{UNIT - 1}/{len(BIG)}",
+        f"bytes {UNIT}-{2 * UNIT - 1}/{len(BIG)}",
+        f"bytes {2 * UNIT}-{len(BIG) - 1}/{len(BIG)}",
+    ]
+    assert b"".join(p.body for p in puts) == BIG
+
+
+async def test_a_source_without_length_declares_it_with_the_last_chunk(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    api.on("GET", "/media/v.mp4", no_length(BIG))
+    api.on("PUT", UPLOAD, acked(UNIT - 1), acked(2 * UNIT - 1), reply(201, VIDEO_RESOURCE))
+    assert (await chunked.publish(req(api))).external_id == "vid12345678"
+    assert "X-Upload-Content-Length" not in api.calls("POST", UPLOAD)[0].headers
+    ranges = [p.headers["Content-Range"] for p in api.calls("PUT", UPLOAD)]
+    assert ranges == [
+        f"bytes 0-{UNIT - 1}/*",
+        f"bytes {UNIT}-{2 * UNIT - 1}/*",
+        f"bytes {2 * UNIT}-{len(BIG) - 1}/{len(BIG)}",
+    ]
+
+
+async def test_a_file_of_exactly_one_chunk_is_its_last(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    api.on("GET", "/media/v.mp4", no_length(BIG[:UNIT]))
+    api.on("PUT", UPLOAD, reply(201, VIDEO_RESOURCE))
+    await chunked.publish(req(api))
+    (put,) = api.calls("PUT", UPLOAD)
+    assert put.headers["Content-Range"] == f"bytes 0-{UNIT - 1}/{UNIT}"
+
+
+async def test_a_dropped_chunk_resumes_where_the_session_says(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    # The second chunk drops; the session holds only the first: the second goes again.
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on(
+        "PUT",
+        UPLOAD,
+        acked(UNIT - 1),
+        drop(),
+        acked(UNIT - 1),
+        acked(2 * UNIT - 1),
+        reply(201, VIDEO_RESOURCE),
+    )
+    await chunked.publish(req(api))
+    puts = api.calls("PUT", UPLOAD)
+    assert puts[2].headers["Content-Range"] == f"bytes */{len(BIG)}"  # the status query
+    assert puts[3].headers["Content-Range"] == f"bytes {UNIT}-{2 * UNIT - 1}/{len(BIG)}"
+    assert puts[3].body == BIG[UNIT : 2 * UNIT]
+    assert len(api.calls("GET", "/media/v.mp4")) == 1  # the chunk held was enough
+
+
+async def test_a_session_that_lost_bytes_already_sent_gets_them_from_the_source_again(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on(
+        "PUT",
+        UPLOAD,
+        acked(UNIT - 1),
+        reply(503, google_error(503, "backendError")),
+        acked(99),  # the session says it holds only 100 bytes
+        acked(UNIT + 99),
+        acked(2 * UNIT + 99),
+        reply(201, VIDEO_RESOURCE),
+    )
+    await chunked.publish(req(api))
+    puts = api.calls("PUT", UPLOAD)
+    assert puts[3].headers["Content-Range"] == f"bytes 100-{UNIT + 99}/{len(BIG)}"
+    assert puts[3].body == BIG[100 : UNIT + 100]
+    assert b"".join(p.body for p in puts[3:]) == BIG[100:]
+    # The fake ignores Range: the source was read again from its start, the rest skipped.
+    assert len(api.calls("GET", "/media/v.mp4")) == 2
+
+
+async def test_an_interrupted_chunk_before_the_last_made_no_video(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    # The status query fails too, but that chunk could not have completed the video.
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, drop())
+    with pytest.raises(TransientPlatformError) as info:
+        await chunked.publish(req(api))
+    assert not isinstance(info.value, OutcomeUnknown)
+    assert "no video was made" in info.value.message
+
+
+async def test_once_a_last_chunk_went_out_an_unconfirmed_chunk_is_unknown(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    # The last chunk's answer is lost and the session says it lacks the second chunk; that
+    # one goes again, and neither it nor the status query answers: the first last chunk
+    # may yet have made the video, so the outcome is unknown (a look-up decides).
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, acked(UNIT - 1), acked(2 * UNIT - 1), drop(), acked(UNIT - 1), drop())
+    with pytest.raises(OutcomeUnknown):
+        await chunked.publish(req(api))
+    puts = api.calls("PUT", UPLOAD)
+    assert puts[4].headers["Content-Range"] == f"bytes {UNIT}-{2 * UNIT - 1}/{len(BIG)}"
+
+
+async def test_a_session_that_never_moves_on_is_given_up(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, reply(308, b""))  # never acknowledges a byte
+    with pytest.raises(TransientPlatformError) as info:
+        await chunked.publish(req(api))
+    assert "still incomplete after 3 tries" in info.value.message
+    assert len(api.calls("PUT", UPLOAD)) == 3
+
+
+async def test_a_video_over_the_cap_costs_no_session(api: FakeApi) -> None:
+    settings = YouTubeSettings(
+        base_url=api.url, upload_url=api.url, token_url=f"{api.url}/token", max_media_bytes=5
+    )
+    loopback = EgressPolicy.allowing("127.0.0.1/32")
+    conn = YouTubeConnector(settings, throttle_pause_s=PAUSE, clock=lambda: NOW, egress=loopback)
+    try:
+        with pytest.raises(ContentRejected) as refused:
+            await conn.publish(req(api))
+    finally:
+        await conn.aclose()
+    assert refused.value.message == "youtube: media too large: over 5 bytes (10 bytes declared)"
+    assert not api.calls("POST", UPLOAD)
+
+
+def test_the_chunk_size_keeps_the_protocol_unit() -> None:
+    with pytest.raises(ValidationError):
+        YouTubeSettings(upload_chunk_bytes=UNIT + 1)
+    with pytest.raises(ValidationError):
+        YouTubeSettings(upload_chunk_bytes=UNIT // 2)
+    assert YouTubeSettings(upload_chunk_bytes=3 * UNIT).upload_chunk_bytes == 3 * UNIT

@@ -23,6 +23,10 @@ asks its session how far it got instead of resending the whole video. Only a saf
 which changes nothing, is repeated here once when the server disconnects (the usual cause is
 a kept-alive connection the server had already closed).
 
+The media files posts name are read by :meth:`HttpClient.open_media` (:mod:`.media`), on a
+session of their own that keeps to the egress policy. A request body streamed from one that
+fails (too large, its source gone) fails the request with the download's own error.
+
 Secrets leave only in the ``Authorization`` header built by :func:`authorization`; no URL,
 log line or exception message built here carries one.
 """
@@ -32,7 +36,7 @@ from __future__ import annotations
 import functools
 import json as jsonlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,13 +51,12 @@ from herald.egress.http import guarded_session
 from herald.egress.policy import EgressPolicy
 from herald.errors import (
     AuthExpired,
-    ContentRejected,
-    EgressRefused,
     OutcomeUnknown,
     PlatformError,
     RequestNotSent,
     TransientPlatformError,
 )
+from herald.platforms.media import MediaDownload
 from herald.types import Credentials
 
 __all__ = [
@@ -85,6 +88,10 @@ NOT_SENT = (
 #: Methods that change nothing on the server, so repeating one after a drop is harmless.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
+
+#: What a request may carry: bytes, a form, or a stream of pieces (sent chunked unless the
+#: caller gives its ``Content-Length``).
+Body = bytes | Mapping[str, str] | AsyncIterable[bytes] | None
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -233,11 +240,12 @@ class HttpClient:
         creates_post: bool = False,
         headers: Mapping[str, str] | None = None,
         json: Any = None,
-        data: bytes | Mapping[str, str] | None = None,
+        data: Body = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpResponse:
         """Send one request to the platform and read the whole answer; never raises an
-        aiohttp error."""
+        aiohttp error. A body streamed from a media download that fails fails the request
+        with the download's own error (aiohttp reports it as a broken connection)."""
         repeats = 1 if method in SAFE_METHODS else 0
         kwargs: dict[str, Any] = {"headers": headers, "json": json, "data": data, "params": params}
         written = False  # a first try of a repeated GET went out on a connection that dropped
@@ -252,9 +260,13 @@ class HttpClient:
                 if isinstance(exc, aiohttp.ServerDisconnectedError) and repeats:
                     repeats, written = repeats - 1, True
                     continue
-                raise self._failure(method, url, exc, sent=True, posting=creates_post) from exc
-            _mark_sent()
-            return resp
+                if not isinstance(exc.__cause__, PlatformError):
+                    raise self._failure(method, url, exc, sent=True, posting=creates_post) from exc
+                body_failure: PlatformError = exc.__cause__
+            else:
+                _mark_sent()
+                return resp
+            raise body_failure  # outside the handler: its own cause stays its cause
 
     async def _send(self, method: str, url: str | URL, kwargs: dict[str, Any]) -> HttpResponse:
         async with self._open().request(method, url, allow_redirects=False, **kwargs) as resp:
@@ -296,10 +308,18 @@ class HttpClient:
     def _media_session(self) -> aiohttp.ClientSession:
         """Media downloads go where a tenant's URL points, not to the platform: through the
         egress policy, on a session of their own (the platform's may be anywhere the
-        operator configured, the simulator on loopback for one)."""
+        operator configured, the simulator on loopback for one).
+
+        A download is streamed for as long as its upload takes, so ``timeout_s`` bounds the
+        wait for the next bytes, not the whole body (the uploader bounds each chunk)."""
         if self._media is None or self._media.closed:
+            timeout = aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=self._settings.connect_timeout_s,
+                sock_read=self._settings.timeout_s,
+            )
             self._media = guarded_session(
-                self._egress, timeout=self._timeout(), limit=self._settings.concurrency
+                self._egress, timeout=timeout, limit=self._settings.concurrency
             )
         return self._media
 
@@ -308,32 +328,13 @@ class HttpClient:
             total=self._settings.timeout_s, sock_connect=self._settings.connect_timeout_s
         )
 
-    async def fetch_media(self, url: str) -> bytes:
-        """Download a media file from its public URL, without any credentials.
-
-        The media host is not the platform: failing to reach it is an ordinary transient
-        failure (a URL that never resolves must end in ``failed``, not wait forever), and says
-        nothing about whether the platform is up. An address the egress policy refuses is
-        final, and said in the same words whatever is behind it."""
-        try:
-            async with self._media_session().get(url, allow_redirects=False) as resp:
-                status, body = resp.status, await resp.read()
-        except EgressRefused as exc:
-            raise ContentRejected(
-                f"{self.platform}: media URL refused: address not allowed", platform=self.platform
-            ) from exc
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            # Only the exception's class: aiohttp's texts can repeat the URL and the address.
-            raise TransientPlatformError(
-                f"{self.platform}: media download failed ({type(exc).__name__})",
-                platform=self.platform,
-            ) from exc
-        if 200 <= status < 300:
-            return body
-        message = f"{self.platform}: media download answered HTTP {status}"
-        if status in (400, 401, 403, 404, 410):
-            raise ContentRejected(message, platform=self.platform, status=status)
-        raise TransientPlatformError(message, platform=self.platform, status=status)
+    def open_media(self, url: str, *, max_bytes: int) -> MediaDownload:
+        """A media file from its public URL, read a piece at a time, never more than
+        ``max_bytes`` (:mod:`herald.platforms.media`); without any credentials. Use it as
+        an async context manager."""
+        return MediaDownload(
+            self._media_session(), url, platform=self.platform, max_bytes=max_bytes
+        )
 
     async def aclose(self) -> None:
         for session in (self._session, self._media):

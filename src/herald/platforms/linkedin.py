@@ -2,7 +2,7 @@
 
 ``commentary`` is LinkedIn "little text": reserved characters are backslash-escaped so the
 text arrives as written, and look-ups compare against that escaped text. An image is
-uploaded first (``initializeUpload``, then a ``PUT`` of the bytes downloaded from the media
+uploaded first (``initializeUpload``, then a ``PUT`` of the bytes streamed from the media
 URL); only the final ``POST /rest/posts`` can create a post. LinkedIn sends no rate-limit
 headers: its daily limits reset at 00:00 UTC, and the 429 body says which one was hit.
 LinkedIn refuses the same commentary twice from one author (422, "Content is a duplicate of
@@ -165,8 +165,24 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
         return Published(urn, url=f"https://www.linkedin.com/feed/update/{urn}")
 
     async def _upload_image(self, request: PublishRequest) -> str:
-        """Upload the post's image; return its ``urn:li:image:...``. Creates no post."""
-        image = await self._http.fetch_media(request.content.media[0].url)
+        """Upload the post's image; return its ``urn:li:image:...``. Creates no post.
+
+        The image is opened first (refused there if over ``max_media_bytes``), then streamed
+        from its URL into the upload URL's ``PUT``: with its length when the source declared
+        one, else chunked. Nothing of it is held beyond the piece in transit."""
+        url = request.content.media[0].url
+        async with self._http.open_media(url, max_bytes=self._settings.max_media_bytes) as image:
+            upload_url, urn = await self._initialize_upload(request)
+            headers = {**self._headers(request), "Content-Type": "application/octet-stream"}
+            if image.size is not None:
+                headers["Content-Length"] = str(image.size)
+            put = await self._http.request("PUT", upload_url, data=image.pieces(), headers=headers)
+        if not put.ok:
+            raise self._fail(put)
+        return urn
+
+    async def _initialize_upload(self, request: PublishRequest) -> tuple[str, str]:
+        """``initializeUpload``: the URL to ``PUT`` the image to, and the image's URN."""
         resp = await self._http.request(
             "POST",
             f"{self._settings.base_url}{LinkedInPath.IMAGES}",
@@ -186,15 +202,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
                 platform=_PLATFORM,
                 status=resp.status,
             )
-        put = await self._http.request(
-            "PUT",
-            upload_url,
-            data=image,
-            headers={**self._headers(request), "Content-Type": "application/octet-stream"},
-        )
-        if not put.ok:
-            raise self._fail(put)
-        return urn
+        return upload_url, urn
 
     @exchange
     async def find(self, request: PublishRequest) -> Published | None:

@@ -1,8 +1,9 @@
 """YouTube connector (Data API v3): one video per post, uploaded with the resumable protocol.
 
-A publish downloads the video from its media URL, opens an upload session and ``PUT``s the
-bytes (:mod:`herald.platforms.youtube_upload` handles drops and resumes). Every call that
-YouTube answers with 401 is repeated once with a refreshed access token
+A publish opens the video at its media URL (:mod:`herald.platforms.media`: refused there if
+it is over ``max_media_bytes``), opens an upload session and streams the bytes to it in
+chunks (:mod:`herald.platforms.youtube_upload` handles the chunks, drops and resumes). Every
+call that YouTube answers with 401 is repeated once with a refreshed access token
 (:mod:`herald.platforms.google_auth`). Look-ups read the channel's uploads playlist, whose id
 is cached per channel, 50 videos a page, newest first, until a page reaches back before the
 look-up window.
@@ -10,7 +11,7 @@ look-up window.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from functools import cached_property
 from typing import Any
@@ -118,13 +119,25 @@ class YouTubeConnector(HttpConnector[YouTubeSettings]):
         self._ensure_valid(request.content)
         send = self._sender(request)
         video_url = next(m.url for m in request.content.media if m.kind is MediaKind.VIDEO)
-        video = await self._http.fetch_media(video_url)
-        session_uri = await self._start_session(send, request.content, len(video))
-        resource = await ResumableUpload(send, session_uri, video, fail=self._fail).run()
+        cap = self._settings.max_media_bytes
+        async with self._http.open_media(video_url, max_bytes=cap) as video:
+            # Opened first: a video over the cap is refused before the session costs quota.
+            session_uri = await self._start_session(send, request.content, video.size)
+            upload = ResumableUpload(
+                send,
+                session_uri,
+                video,
+                chunk_bytes=self._settings.upload_chunk_bytes,
+                chunk_timeout_s=self._settings.timeout_s,
+                fail=self._fail,
+            )
+            resource = await upload.run()
         video_id = str(resource["id"])
         return Published(video_id, url=f"https://www.youtube.com/watch?v={video_id}")
 
-    async def _start_session(self, send: _AuthorisedSender, content: Content, size: int) -> str:
+    async def _start_session(
+        self, send: _AuthorisedSender, content: Content, size: int | None
+    ) -> str:
         base = self._settings.upload_url
         body = {
             "snippet": {
@@ -141,10 +154,7 @@ class YouTubeConnector(HttpConnector[YouTubeSettings]):
             "POST",
             f"{base}{YouTubePath.UPLOAD}",
             params={"uploadType": "resumable", "part": "snippet,status"},
-            headers={
-                YouTubeHeader.UPLOAD_LENGTH: str(size),
-                YouTubeHeader.UPLOAD_TYPE: VIDEO_TYPE,
-            },
+            headers=_session_headers(size),
             json=body,
         )
         if not resp.ok:
@@ -202,6 +212,15 @@ class YouTubeConnector(HttpConnector[YouTubeSettings]):
         return playlist
 
 
+def _session_headers(size: int | None) -> dict[str, str]:
+    """The upload's declared type, and its length when the media source declared one (the
+    protocol takes an unknown length: the last chunk's ``Content-Range`` then tells it)."""
+    headers: dict[str, str] = {YouTubeHeader.UPLOAD_TYPE: VIDEO_TYPE}
+    if size is not None:
+        headers[YouTubeHeader.UPLOAD_LENGTH] = str(size)
+    return headers
+
+
 class _AuthorisedSender:
     """Sends one publish's or look-up's calls; a 401 refreshes the token and repeats once."""
 
@@ -218,7 +237,7 @@ class _AuthorisedSender:
         *,
         creates_post: bool = False,
         headers: Mapping[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | AsyncIterable[bytes] | None = None,
         json: Any = None,
         params: Mapping[str, str] | None = None,
     ) -> HttpResponse:

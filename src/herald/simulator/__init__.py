@@ -33,7 +33,7 @@ from herald.simulator.config import (
     YouTubeSim,
 )
 from herald.simulator.faults import Fault
-from herald.simulator.media import media_bytes
+from herald.simulator.media import media_bytes, media_sha256
 from herald.simulator.server import PORT_NAMES, Simulator, SimulatorUrls, serve
 
 __all__ = [
@@ -60,5 +60,6 @@ __all__ = [
     "Violation",
     "YouTubeSim",
     "media_bytes",
+    "media_sha256",
     "serve",
 ]

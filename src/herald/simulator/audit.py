@@ -57,6 +57,10 @@ class PostRecord:
     created_at: float  # Unix time on the simulator clock
     delivered: bool  # False: the post exists but its answer was dropped
     title: str | None = None  # YouTube only
+    # The uploaded file, as received (YouTube's video, LinkedIn's image): counted and
+    # hashed as it arrived, never kept.
+    media_bytes: int | None = None
+    media_sha256: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -63,7 +63,8 @@ class LatencyModel(BaseModel):
 
 
 class FaultConfig(BaseModel):
-    """Injected misbehaviour of one platform, drawn once per post-creating call.
+    """Injected misbehaviour of one platform, drawn once per post-creating call (and per
+    chunk of a YouTube upload: any of them can fail).
 
     The four rates are exclusive outcomes of one draw, so they must sum to at most 1.
     """

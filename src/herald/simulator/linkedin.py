@@ -4,7 +4,9 @@ Every ``POST /rest/posts`` that passes authentication and the version headers is
 against the member's daily counter (and the app's, when configured), days in UTC, checked
 before the body is even read: the platform meters calls, not successes. Over either, the
 answer is the 429 ``Resource level throttle ... DAY limit`` body and a limit violation.
-Image uploads are not metered. The upload URL points back at this same server.
+Image uploads are not metered. The upload URL points back at this same server; the bytes
+PUT there are counted and hashed as they arrive, never kept (the post's audit record carries
+the image's size and SHA-256).
 
 With ``reject_duplicates`` (the default), a post whose non-empty commentary equals one the
 same author made in the last 24 hours is refused with LinkedIn's 422 ``DUPLICATE_POST``
@@ -14,6 +16,7 @@ most 100) from offset ``start``, with the ``total`` in ``paging``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -47,6 +50,7 @@ _DUPLICATE_WINDOW_MS = 86_400_000
 _MAX_START = 1_000_000
 _VERSION = re.compile(r"^\d{6}$")
 _SORTS = ("LAST_MODIFIED", "CREATED")
+_READ = 64 * 1024  # bytes of an upload read at a time
 _AUTH_ERRORS = {
     TokenStatus.MISSING: (65604, "EMPTY_ACCESS_TOKEN", "Empty oauth2 access token"),
     TokenStatus.UNKNOWN: (65600, "INVALID_ACCESS_TOKEN", "Invalid access token"),
@@ -88,11 +92,13 @@ class _Post:
 
 @dataclass(slots=True)
 class _Image:
-    """An upload opened by ``initializeUpload``; ``size`` stays 0 until its bytes arrive."""
+    """An upload opened by ``initializeUpload``; ``size`` stays 0 until its bytes arrive,
+    which are counted and hashed as they do, never kept."""
 
     owner: str
     expires_at: float
     size: int = 0
+    sha256: str | None = None
 
 
 @dataclass(slots=True)
@@ -175,7 +181,19 @@ class LinkedInSim:
             member.posts.append(post)
             if body.commentary:
                 member.latest[body.commentary] = post
-            self._ctx.audit.post(PostRecord(_LI, author, urn, body.commentary, now, delivered))
+            image = self._image_of(body)
+            self._ctx.audit.post(
+                PostRecord(
+                    _LI,
+                    author,
+                    urn,
+                    body.commentary,
+                    now,
+                    delivered,
+                    media_bytes=None if image is None else image.size,
+                    media_sha256=None if image is None else image.sha256,
+                )
+            )
             return web.Response(
                 status=201, headers={LinkedInHeader.RESTLI_ID: urn, "x-linkedin-id": urn}
             )
@@ -233,10 +251,13 @@ class LinkedInSim:
         identify(request, self._ctx, _LI, image.owner)
         if self._ctx.clock.now() >= image.expires_at:
             raise Reply(li_error(400, "The upload URL has expired"))
-        data = await request.read()
-        if not data:
+        digest, size = hashlib.sha256(), 0
+        async for piece in request.content.iter_chunked(_READ):
+            digest.update(piece)
+            size += len(piece)
+        if not size:
             raise Reply(li_error(400, "The upload is empty"))
-        image.size = len(data)
+        image.size, image.sha256 = size, digest.hexdigest()
         return web.Response(status=201)
 
     async def not_found(self, request: web.Request) -> web.StreamResponse:
@@ -306,6 +327,11 @@ class LinkedInSim:
         if earlier is not None and now_ms - earlier.created_ms < _DUPLICATE_WINDOW_MS:
             self._ctx.audit.duplicates_refused += 1
             raise _duplicate(earlier.id)
+
+    def _image_of(self, body: PostBody) -> _Image | None:
+        media = (body.content or {}).get("media")
+        urn = media.get("id") if isinstance(media, dict) else None
+        return self._images.get(urn.removeprefix("urn:li:image:")) if urn else None
 
     def _image_ready(self, urn: str, author: str) -> bool:
         image = self._images.get(urn.removeprefix("urn:li:image:"))

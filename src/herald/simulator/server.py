@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
+from yarl import URL
 
 from herald.domain import MediaKind, Platform
 from herald.simulator.accounts import SimAccount
@@ -40,7 +41,7 @@ from herald.simulator.youtube import MEDIA_PREFIX, YouTubeSim
 __all__ = ["PORT_NAMES", "Simulator", "SimulatorUrls", "serve"]
 
 PORT_NAMES = ("facebook", "instagram", "linkedin", "youtube", "admin")
-_MAX_BODY = 512 * 1024 * 1024  # images and videos arrive whole in one PUT
+_MAX_BODY = 512 * 1024 * 1024  # bodies read whole (JSON); uploads are streamed past it
 _SHUTDOWN_S = 2.0
 _BACKLOG = 1024
 
@@ -162,10 +163,26 @@ class Simulator(Lifecycle):
     def reauthorize(self, platform: Platform | str, external_id: str) -> dict[str, str]:
         return self._ctx.accounts.reauthorize(Platform(platform), external_id)
 
-    def media_url(self, kind: MediaKind | str, name: str, *, size: int | None = None) -> str:
-        """A URL on this simulator that serves ``size`` deterministic bytes."""
-        url = f"{self.urls.media}/{MediaKind(kind).value}/{name}"
-        return url if size is None else f"{url}?bytes={size}"
+    def media_url(
+        self,
+        kind: MediaKind | str,
+        name: str,
+        *,
+        size: int | None = None,
+        length: bool = True,
+        ranges: bool = True,
+        cut: int | None = None,
+    ) -> str:
+        """A URL on this simulator that serves ``size`` deterministic bytes; ``length``,
+        ``ranges`` and ``cut`` make it a worse server (see :mod:`.media`)."""
+        url = URL(f"{self.urls.media}/{MediaKind(kind).value}/{name}")
+        query = {
+            "bytes": None if size is None else str(size),
+            "length": None if length else "0",
+            "ranges": None if ranges else "0",
+            "cut": None if cut is None else str(cut),
+        }
+        return str(url.with_query({k: v for k, v in query.items() if v is not None}))
 
     def faults(self, platform: Platform | str) -> FaultConfig:
         return self._ctx.dice.faults(Platform(platform))

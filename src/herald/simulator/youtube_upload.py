@@ -2,10 +2,16 @@
 
 ``POST /upload/youtube/v3/videos?uploadType=resumable`` is the videos.insert call: it is
 charged to the quota and answers 200 with the session URI in ``Location``. ``PUT`` on that
-URI carries bytes (whole, or in ``Content-Range`` chunks); the PUT that completes the file
-creates the video and is the one call that draws faults. ``PUT`` with
-``Content-Range: bytes */N`` and no body asks for the session's state: 308 (+ ``Range`` once
-bytes arrived), 200 with the video once complete, 404 once the session is gone.
+URI carries bytes (whole, or in ``Content-Range`` chunks, ``/*`` while the client does not
+know the length); every chunk but the last must be a multiple of 256 KiB (a 400 otherwise:
+the documentation asks it, and a lenient simulator would let a connector rely on leniency).
+Every PUT that carries bytes draws faults; the one that completes the file creates the
+video. ``PUT`` with ``Content-Range: bytes */N`` and no body asks for the session's state:
+308 (+ ``Range`` once bytes arrived), 200 with the video once complete, 404 once the session
+is gone.
+
+The bytes are read as they arrive, counted and hashed (SHA-256), never kept: the video's
+record in the audit carries its size and digest, whatever its size.
 
 The session URI is the credential for the PUTs, as with Google: an access token that expired
 during a long upload does not stop it.
@@ -13,10 +19,11 @@ during a long upload does not stop it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -29,13 +36,19 @@ from herald.simulator.pipeline import Reply, identify, with_faults
 from herald.simulator.wire import google_time, read_json_object
 from herald.simulator.youtube_quota import YouTubeQuota
 
-__all__ = ["UploadSessions"]
+if TYPE_CHECKING:
+    from _hashlib import HASH
+
+__all__ = ["CHUNK_UNIT", "UploadSessions"]
 
 _YT = Platform.YOUTUBE
 _TITLE_MAX = 100
 _DESCRIPTION_MAX_BYTES = 5000
 _PRIVACY = ("private", "unlisted", "public")
-_STATUS_QUERY = re.compile(r"^bytes \*/(\d+)$")
+_STATUS_QUERY = re.compile(r"^bytes \*/(\d+|\*)$")
+#: Every chunk but the last is a multiple of this many bytes.
+CHUNK_UNIT = 256 * 1024
+_READ = 64 * 1024
 _CHUNK = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -48,6 +61,7 @@ class _Session:
     total: int | None
     created: float
     received: int = 0
+    digest: HASH = field(default_factory=hashlib.sha256)  # of the bytes received
     video: dict[str, Any] | None = None
 
 
@@ -106,32 +120,42 @@ class UploadSessions:
         return None if session is None else session.channel
 
     async def put(self, request: web.Request) -> web.StreamResponse:
+        session = self._live(request)
+        identify(request, self._ctx, _YT, session.channel)
+        digest, size = await _receive(request, session.digest.copy())
+        content_range = request.headers.get("Content-Range", "")
+        if session.video is not None:
+            return web.json_response(session.video, status=200)
+        if not size and _STATUS_QUERY.match(content_range):
+            return self._incomplete(session)
+        first, total = self._range(session, content_range, size)
+        if first != session.received:
+            return self._incomplete(session)
+        end = first + size
+        if end > total:
+            raise _bad("badRequest", "More bytes than the declared length.", "global")
+        if end < total and size % CHUNK_UNIT:
+            raise _bad(
+                "badRequest",
+                f"A chunk other than the last must be a multiple of {CHUNK_UNIT} bytes.",
+                "global",
+            )
+
+        def accept(delivered: bool) -> web.StreamResponse:
+            session.received, session.digest = end, digest
+            if end < total:
+                return self._incomplete(session)
+            video = self._publish(session, delivered)
+            return web.json_response(video, status=201)
+
+        return await with_faults(self._ctx, _YT, session.channel, _ANSWERS, accept)
+
+    def _live(self, request: web.Request) -> _Session:
         session = self._sessions.get(request.query.get("upload_id", ""))
         now = self._ctx.clock.now()
         if session is None or now >= session.created + self._ctx.config.youtube.session_ttl_s:
             raise Reply(google_error(404, "notFound", "Not Found"))
-        identify(request, self._ctx, _YT, session.channel)
-        data = await request.read()
-        content_range = request.headers.get("Content-Range", "")
-        if session.video is not None:
-            return web.json_response(session.video, status=200)
-        if not data and _STATUS_QUERY.match(content_range):
-            return self._incomplete(session)
-        first, total = self._range(session, content_range, len(data))
-        if first != session.received:
-            return self._incomplete(session)
-        if first + len(data) < total:
-            session.received += len(data)
-            return self._incomplete(session)
-        if first + len(data) > total:
-            raise _bad("badRequest", "More bytes than the declared length.", "global")
-
-        def commit(delivered: bool) -> web.StreamResponse:
-            session.received = total
-            video = self._publish(session, delivered)
-            return web.json_response(video, status=201)
-
-        return await with_faults(self._ctx, _YT, session.channel, _ANSWERS, commit)
+        return session
 
     # -- steps ----------------------------------------------------------------------------
     @staticmethod
@@ -219,9 +243,28 @@ class UploadSessions:
         session.video = video
         self._videos[session.channel].append(video)
         self._ctx.audit.post(
-            PostRecord(_YT, session.channel, video_id, description, now, delivered, title)
+            PostRecord(
+                _YT,
+                session.channel,
+                video_id,
+                description,
+                now,
+                delivered,
+                title,
+                media_bytes=session.received,
+                media_sha256=session.digest.hexdigest(),
+            )
         )
         return video
+
+
+async def _receive(request: web.Request, digest: HASH) -> tuple[HASH, int]:
+    """Read the body as it arrives into ``digest``; its length."""
+    size = 0
+    async for piece in request.content.iter_chunked(_READ):
+        digest.update(piece)
+        size += len(piece)
+    return digest, size
 
 
 class _YouTubeFaultAnswers:
