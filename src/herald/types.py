@@ -17,7 +17,8 @@ Every implementation of a Protocol passes the same contract test suite, one clas
 ``tests/suites/``, run by each tier on the implementations it reaches (``tests/unit`` in
 process, ``tests/integration`` on servers and the platform simulator):
 
-- Store: ``store_contract``, ``catalog_contract``, ``transition_table`` (memory, SQLite, PostgreSQL)
+- Store: ``store_contract``, ``catalog_contract``, ``outbox_contract``, ``transition_table``
+  (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
 - ConcurrencyCaps: ``caps_contract`` (MemoryCaps; RedisCaps, with several processes)
