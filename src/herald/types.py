@@ -355,15 +355,18 @@ class Outbox(Protocol):
         lease_until: datetime,
         per_webhook: int | None = None,
         per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
         """Lease up to ``limit`` due pending events until ``lease_until`` (one more attempt
         each, started at ``now``), after giving back those whose lease ran out.
 
         Shared fairly: a webhook has at most ``per_webhook`` events in flight (``sending``, by
-        any sender), and one only while it is failing; a workspace at most ``per_workspace``
-        (None: no cap). The batch takes the workspaces in turn (each one's most overdue event,
-        then each one's next...). Events of a disabled webhook, or of one held until after
-        ``now``, stay pending; those of a deleted webhook are handed out (to be settled)."""
+        any sender), and one only while it is failing (a probe); failing webhooks all
+        together at most ``probes``, the most overdue first; a workspace at most
+        ``per_workspace`` (None: no cap). The batch takes the workspaces in turn (each one's
+        most overdue event, then each one's next...). Events of a disabled webhook, or of one
+        held until after ``now``, stay pending; those of a deleted webhook are handed out (to
+        be settled)."""
 
     async def settle_webhook_event(
         self,

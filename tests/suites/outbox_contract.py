@@ -143,6 +143,30 @@ class OutboxContract:
         assert (await webhook_of(store, hook)).failing_since is None
         assert len(await claim(store, held, per_webhook=4)) == 2  # healthy: its full cap
 
+    async def test_failing_webhooks_share_the_probes_whatever_their_workspaces(self, store):
+        tenants = [await Tenant.made(store, n) for n in ("A", "B", "C", "D")]
+        hooks = [await tenant.webhook() for tenant in tenants]
+        for tenant in tenants:
+            await tenant.record(2)
+        t0 = later()
+        for event in await claim(store, t0):
+            await fail(store, event.id, t0, retry_at=t0)  # every webhook is failing now
+
+        def due(record):
+            return (record.next_attempt_at, record.event.id)
+
+        # One probe per failing webhook (its most overdue event), the most overdue of those.
+        firsts = [min(await store.list_webhook_events(h.id), key=due) for h in hooks]
+        overdue = sorted(firsts, key=due)
+        t1 = t0 + timedelta(seconds=1)
+        probes = await claim(store, t1, probes=2)
+        assert sorted(e.id for e in probes) == sorted(r.event.id for r in overdue[:2])
+        assert await claim(store, t1, probes=2) == []  # both probes still in flight
+        healthy = await Tenant.made(store, "E")
+        await healthy.webhook()
+        await healthy.record(3)
+        assert len(await claim(store, later(2), probes=2)) == 3  # not failing: no probe
+
     async def test_a_hold_needs_a_failing_webhook(self, store):
         a = await Tenant.made(store, "A")
         hook = await a.webhook()

@@ -156,7 +156,9 @@ async def serving(rec: Receiver) -> AsyncIterator[Receiver]:
     """``rec`` listening on loopback, at ``rec.url``."""
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
+    # A handler is cancelled when the sender gives up on its request (its timeout), so
+    # ``in_flight`` counts what the sender has in flight, not what the server still holds.
+    runner = web.AppRunner(app, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -363,6 +365,50 @@ class WebhookSenderSuite:
         assert len(receiver.requests) == 1
         # A's dead receiver never held more than its share of the sender's concurrency.
         assert hanging.max_in_flight <= settings.endpoint_concurrency
+
+    async def test_many_workspaces_dead_receivers_share_what_one_workspace_gets(
+        self, store, vault, receiver, hanging
+    ):
+        """Four workspaces whose receivers never answer: once each has failed, their probes
+        together hold at most one workspace's share, and a fifth workspace's event goes out
+        at once (one probe each would fill the sender)."""
+        settings = FAST.model_copy(
+            update={"concurrency": 4, "timeout_s": 0.5, "shutdown_grace_s": 0.1}
+        )
+        dead = [await tenant(store) for _ in range(4)]
+        hooks = [await subscribe(store, vault, hanging.url, workspace_id=ws) for ws in dead]
+        for ws in dead:
+            await publish(store, 10, workspace_id=ws)
+        b = await tenant(store)
+        await subscribe(store, vault, receiver.url, workspace_id=b)
+        sender = WebhookSender(store, vault, settings, egress=LOOPBACK)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(sender.run())
+
+        async def all_failing() -> bool:
+            found = [w for ws in dead for w in await store.list_webhooks(ws)]
+            return all(w.failing_since is not None for w in found)
+
+        try:
+            await eventually(all_failing)  # one timeout each: every receiver is failing
+            # Requests claimed before their webhook was failing end within one timeout; from
+            # then on only probes go out.
+            await eventually(lambda: hanging.in_flight <= settings.workspace_share)
+            hanging.max_in_flight = hanging.in_flight
+            recorded = loop.time()
+            await publish(store, 1, workspace_id=b)
+            sender.notify()
+            await asyncio.wait_for(receiver.got_one.wait(), 5)
+            waited = loop.time() - recorded
+            probed = len(hanging.requests)
+            # Watch a few rounds of probes: a probe each would put all four in flight.
+            await eventually(lambda: len(hanging.requests) >= probed + 8)
+        finally:
+            sender.request_stop()
+            await task
+        assert waited < 1.0
+        assert hanging.max_in_flight <= settings.workspace_share
+        assert len(hooks) > settings.workspace_share
 
     async def test_a_receiver_that_keeps_failing_is_disabled_its_events_kept(
         self, store, vault, receiver, other_receiver, caplog

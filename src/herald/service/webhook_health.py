@@ -6,9 +6,10 @@ adds to the webhook's failure record in the store; one that goes through clears 
 - **Held back.** After each failure no event of the webhook is claimed for
   ``endpoint_backoff_base_s`` doubling with each failure in a row, up to
   ``endpoint_backoff_cap_s``; and while it is failing the claim gives it one request in
-  flight at a time (a probe), not ``endpoint_concurrency``. A dead receiver then costs the
-  senders one request per hold, never their concurrency, and its events keep their attempts
-  for when it is back (only the probes spend theirs).
+  flight at a time (a probe), not ``endpoint_concurrency``, and all failing webhooks
+  together as much as one workspace. A dead receiver then costs the senders one request per
+  hold, never their concurrency, and its events keep their attempts for when it is back
+  (only the probes spend theirs).
 - **Disabled**, once both hold: at least ``disable_after_failures`` attempts in a row failed,
   and every attempt failed for ``disable_after_s``. The count alone would disable a receiver
   that was down for one busy hour; the time alone, one that failed twice a week apart. The

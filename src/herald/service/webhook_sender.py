@@ -12,12 +12,13 @@ event), never on a fixed beat. While the store is away
 than stopping.
 
 Fair between receivers and tenants: the claim caps what one webhook
-(``webhooks.endpoint_concurrency``, one while it is failing) and one workspace
-(``webhooks.workspace_concurrency``) hold in flight, across every sender, and takes the
-workspaces in turn; a webhook whose attempt failed is held back, then disabled if it keeps
-failing (:mod:`herald.service.webhook_health`). So a dead or slow receiver, however many
-events it has waiting, never fills the sender's concurrency: another workspace's events go
-out as soon as they are recorded.
+(``webhooks.endpoint_concurrency``, one while it is failing), one workspace
+(``webhooks.workspace_concurrency``) and all failing webhooks together (as much as one
+workspace) hold in flight, across every sender, and takes the workspaces in turn; a webhook
+whose attempt failed is held back, then disabled if it keeps failing
+(:mod:`herald.service.webhook_health`). So a dead or slow receiver, however many events it
+has waiting, never fills the sender's concurrency: another workspace's events go out as soon
+as they are recorded.
 
 The request (wire format v1):
 
@@ -219,6 +220,9 @@ class WebhookSender:
             lease_until=now + timedelta(seconds=self._settings.lease_s),
             per_webhook=self._settings.endpoint_concurrency,
             per_workspace=self._settings.workspace_share,
+            # Failing webhooks, whatever their workspaces, share one workspace's worth: many
+            # tenants' dead receivers cannot fill the sender either.
+            probes=self._settings.workspace_share,
         )
         if not events:
             return 0

@@ -40,6 +40,11 @@ class _Hook:
         self.failures = 0
         self.held_until: datetime | None = None
 
+    @property
+    def failing(self) -> bool:
+        """Its last attempt failed: one request at a time, counted among the probes."""
+        return self.failures > 0 and not self.deleted
+
     def claimable(self, now: datetime) -> bool:
         """Its events may be handed out: a deleted one's too, so that they are settled."""
         if self.deleted:
@@ -203,41 +208,43 @@ class MemoryOutbox:
         lease_until: datetime,
         per_webhook: int | None = None,
         per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
         for out in self._outbox.values():
             if out.state is E.SENDING and out.lease_until is not None and out.lease_until < now:
                 out.state, out.lease_until, out.next_attempt_at = E.PENDING, None, now
-        picked = self._fair_pick(now, limit, per_webhook or limit, per_workspace or limit)
+        sending = [o.event for o in self._outbox.values() if o.state is E.SENDING]
+        candidates = self._with_room(now, per_webhook or limit, sending)
+        failing = sorted(
+            (o for o in candidates if self._hooks[o.event.webhook_id].failing),
+            key=_Outgoing.due_key,
+        )
+        busy_probes = sum(self._hooks[e.webhook_id].failing for e in sending)
+        cut = {o.event.id for o in failing[max(0, (probes or limit) - busy_probes) :]}
+        kept = [o for o in candidates if o.event.id not in cut]
+        busy_spaces = Counter(e.workspace_id for e in sending)
+        picked = _in_turns(kept, per_workspace or limit, busy_spaces)[:limit]
         for out in picked:
             out.state, out.lease_until, out.attempts = E.SENDING, lease_until, out.attempts + 1
             out.last_attempt_at = now
         return [replace(o.event, attempts=o.attempts) for o in picked]
 
-    def _fair_pick(
-        self, now: datetime, limit: int, per_webhook: int, per_workspace: int
+    def _with_room(
+        self, now: datetime, per_webhook: int, sending: list[WebhookEvent]
     ) -> list[_Outgoing]:
-        sending = [o.event for o in self._outbox.values() if o.state is E.SENDING]
-        busy_hooks = Counter(e.webhook_id for e in sending)
-        busy_spaces = Counter(e.workspace_id for e in sending)
+        """Each claimable webhook's most overdue events, as many as it has room for."""
+        busy = Counter(e.webhook_id for e in sending)
         due: dict[str, list[_Outgoing]] = defaultdict(list)
         for out in self._outbox.values():
             if out.state is E.PENDING and out.due_key()[0] <= now:
                 due[out.event.webhook_id].append(out)
-        by_space: dict[str, list[_Outgoing]] = defaultdict(list)
+        found: list[_Outgoing] = []
         for webhook_id, waiting in due.items():
             hook = self._hooks[webhook_id]
-            if not hook.claimable(now):
-                continue
-            cap = 1 if hook.failures and not hook.deleted else per_webhook
-            room = max(0, cap - busy_hooks[webhook_id])
-            by_space[hook.webhook.workspace_id] += sorted(waiting, key=_Outgoing.due_key)[:room]
-        turns: list[tuple[int, datetime, str, _Outgoing]] = []
-        for workspace_id, waiting in by_space.items():
-            room = max(0, per_workspace - busy_spaces[workspace_id])
-            for turn, out in enumerate(sorted(waiting, key=_Outgoing.due_key)[:room]):
-                turns.append((turn, *out.due_key(), out))
-        turns.sort(key=lambda t: t[:3])
-        return [t[3] for t in turns[:limit]]
+            if hook.claimable(now):
+                room = max(0, (1 if hook.failing else per_webhook) - busy[webhook_id])
+                found += sorted(waiting, key=_Outgoing.due_key)[:room]
+        return found
 
     async def settle_webhook_event(
         self,
@@ -321,3 +328,20 @@ class MemoryOutbox:
 
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(UTC).isoformat()
+
+
+def _in_turns(
+    candidates: list[_Outgoing], per_workspace: int, busy: Counter[str]
+) -> list[_Outgoing]:
+    """The workspaces in turn (each one's most overdue, then each one's next...), each up to
+    its room under ``per_workspace``."""
+    by_space: dict[str, list[_Outgoing]] = defaultdict(list)
+    for out in candidates:
+        by_space[out.event.workspace_id].append(out)
+    turns: list[tuple[int, datetime, str, _Outgoing]] = []
+    for workspace_id, waiting in by_space.items():
+        room = max(0, per_workspace - busy[workspace_id])
+        for turn, out in enumerate(sorted(waiting, key=_Outgoing.due_key)[:room]):
+            turns.append((turn, *out.due_key(), out))
+    turns.sort(key=lambda t: t[:3])
+    return [t[3] for t in turns]

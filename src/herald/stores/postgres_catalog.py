@@ -72,6 +72,7 @@ class PostgresCatalog(SQLCommon):
         lease_until: datetime,
         per_webhook: int | None = None,
         per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
         async with self._db.transaction() as conn:
             await conn.execute(self._db.q["lock_outbox_claims"], key=self._outbox_lock)
@@ -84,6 +85,7 @@ class PostgresCatalog(SQLCommon):
                 lease_until=lease_until,
                 per_webhook=per_webhook or limit,
                 per_workspace=per_workspace or limit,
+                probes=probes or limit,
             )
         found.sort(key=lambda r: (r["next_attempt_at"], r["id"]))  # due order, as picked
         return [decode.event(r) for r in found]

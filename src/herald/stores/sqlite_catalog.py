@@ -81,6 +81,7 @@ class SQLiteCatalog(SQLCommon):
         lease_until: datetime,
         per_webhook: int | None = None,
         per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
         params = {
             "now": micros(now),
@@ -88,6 +89,7 @@ class SQLiteCatalog(SQLCommon):
             "limit": limit,
             "per_webhook": per_webhook or limit,
             "per_workspace": per_workspace or limit,
+            "probes": probes or limit,
         }
 
         def claim(conn: sqlite3.Connection) -> list[WebhookEvent]:

@@ -356,9 +356,10 @@ SELECT pg_advisory_xact_lock(hashtext(:key));
 -- name: claim_webhook_events
 -- Due events shared fairly (herald.types.Outbox.claim_webhook_events): the webhooks with
 -- pending events (a skip scan of webhook_events_pending, as in next_webhook_event_at), those
--- neither disabled nor held, each with room under its cap (one while it is failing) less
--- its events in flight; each one's first due events up to that room; then the workspaces
--- in turn, each under its own cap less its events in flight. Run under lock_outbox_claims.
+-- neither disabled nor held, each with room under its cap (one while it is failing) less its
+-- events in flight; each one's first due events up to that room; of failing webhooks' events
+-- (probes), the most overdue up to :probes less the probes in flight; then the workspaces in
+-- turn, each under its own cap less its events in flight. Run under lock_outbox_claims.
 WITH RECURSIVE waiting (webhook_id) AS (
     SELECT min(webhook_id) FROM webhook_events WHERE state = 'pending'
     UNION ALL
@@ -366,9 +367,12 @@ WITH RECURSIVE waiting (webhook_id) AS (
             WHERE e.state = 'pending' AND e.webhook_id > w.webhook_id)
     FROM waiting w WHERE w.webhook_id IS NOT NULL
 ), busy AS MATERIALIZED (
-    SELECT webhook_id, workspace_id FROM webhook_events WHERE state = 'sending'
+    SELECT e.webhook_id, e.workspace_id,
+           h.deleted_at IS NULL AND h.failure_streak > 0 AS failing
+    FROM webhook_events e JOIN webhooks h ON h.id = e.webhook_id
+    WHERE e.state = 'sending'
 ), open_hooks AS (
-    SELECT h.id,
+    SELECT h.id, h.deleted_at IS NULL AND h.failure_streak > 0 AS failing,
            CASE WHEN h.deleted_at IS NULL AND h.failure_streak > 0 THEN 1
                 ELSE :per_webhook::integer END
            - (SELECT count(*) FROM busy b WHERE b.webhook_id = h.id) AS room
@@ -376,7 +380,9 @@ WITH RECURSIVE waiting (webhook_id) AS (
     WHERE h.deleted_at IS NOT NULL
        OR (h.disabled_at IS NULL AND (h.held_until IS NULL OR h.held_until <= :now))
 ), due AS (
-    SELECT e.id, e.workspace_id, e.next_attempt_at
+    SELECT e.id, e.workspace_id, e.next_attempt_at, h.failing,
+           row_number() OVER (PARTITION BY h.failing
+                              ORDER BY e.next_attempt_at, e.id) AS probe
     FROM open_hooks h CROSS JOIN LATERAL (
         SELECT x.id, x.workspace_id, x.next_attempt_at FROM webhook_events x
         WHERE x.webhook_id = h.id AND x.state = 'pending' AND x.next_attempt_at <= :now
@@ -389,6 +395,8 @@ WITH RECURSIVE waiting (webhook_id) AS (
            :per_workspace::integer
            - (SELECT count(*) FROM busy b WHERE b.workspace_id = d.workspace_id) AS room
     FROM due d
+    WHERE NOT d.failing
+       OR d.probe <= :probes::integer - (SELECT count(*) FROM busy b WHERE b.failing)
 ), picked AS (
     SELECT id FROM turns WHERE turn <= room ORDER BY turn, next_attempt_at, id LIMIT :limit
 )

@@ -185,9 +185,10 @@ WHERE state = 'sending' AND lease_until < :now;
 -- name: claim_webhook_events
 -- Due events shared fairly (herald.types.Outbox.claim_webhook_events): the webhooks with
 -- pending events (a skip scan of webhook_events_pending, as in next_webhook_event_at), those
--- neither disabled nor held, each with room under its cap (one while it is failing) less
--- its events in flight; each one's first due events up to that room; then the workspaces
--- in turn, each under its own cap less its events in flight. SQLite's LIMIT cannot read the
+-- neither disabled nor held, each with room under its cap (one while it is failing) less its
+-- events in flight; each one's first due events up to that room; of failing webhooks' events
+-- (probes), the most overdue up to :probes less the probes in flight; then the workspaces in
+-- turn, each under its own cap less its events in flight. SQLite's LIMIT cannot read the
 -- outer row, so each webhook's events are cut to :per_webhook, then to its room by rank.
 WITH RECURSIVE waiting (webhook_id) AS (
     SELECT min(webhook_id) FROM webhook_events WHERE state = 'pending'
@@ -196,9 +197,12 @@ WITH RECURSIVE waiting (webhook_id) AS (
             WHERE e.state = 'pending' AND e.webhook_id > w.webhook_id)
     FROM waiting w WHERE w.webhook_id IS NOT NULL
 ), busy AS MATERIALIZED (
-    SELECT webhook_id, workspace_id FROM webhook_events WHERE state = 'sending'
+    SELECT e.webhook_id, e.workspace_id,
+           h.deleted_at IS NULL AND h.failure_streak > 0 AS failing
+    FROM webhook_events e JOIN webhooks h ON h.id = e.webhook_id
+    WHERE e.state = 'sending'
 ), open_hooks AS (
-    SELECT h.id,
+    SELECT h.id, h.deleted_at IS NULL AND h.failure_streak > 0 AS failing,
            CASE WHEN h.deleted_at IS NULL AND h.failure_streak > 0 THEN 1
                 ELSE :per_webhook END
            - (SELECT count(*) FROM busy b WHERE b.webhook_id = h.id) AS room
@@ -206,7 +210,7 @@ WITH RECURSIVE waiting (webhook_id) AS (
     WHERE h.deleted_at IS NOT NULL
        OR (h.disabled_at IS NULL AND (h.held_until IS NULL OR h.held_until <= :now))
 ), due AS (
-    SELECT e.id, e.workspace_id, e.next_attempt_at, h.room,
+    SELECT e.id, e.workspace_id, e.next_attempt_at, h.failing, h.room,
            row_number() OVER (PARTITION BY e.webhook_id
                               ORDER BY e.next_attempt_at, e.id) AS nth
     FROM open_hooks h JOIN webhook_events e ON e.id IN (
@@ -214,13 +218,19 @@ WITH RECURSIVE waiting (webhook_id) AS (
         WHERE x.webhook_id = h.id AND x.state = 'pending' AND x.next_attempt_at <= :now
         ORDER BY x.next_attempt_at, x.id LIMIT :per_webhook)
     WHERE h.room > 0
-), turns AS (
-    SELECT d.id, d.next_attempt_at,
-           row_number() OVER (PARTITION BY d.workspace_id
-                              ORDER BY d.next_attempt_at, d.id) AS turn,
-           :per_workspace
-           - (SELECT count(*) FROM busy b WHERE b.workspace_id = d.workspace_id) AS room
+), roomy AS (
+    SELECT d.id, d.workspace_id, d.next_attempt_at, d.failing,
+           row_number() OVER (PARTITION BY d.failing
+                              ORDER BY d.next_attempt_at, d.id) AS probe
     FROM due d WHERE d.nth <= d.room
+), turns AS (
+    SELECT r.id, r.next_attempt_at,
+           row_number() OVER (PARTITION BY r.workspace_id
+                              ORDER BY r.next_attempt_at, r.id) AS turn,
+           :per_workspace
+           - (SELECT count(*) FROM busy b WHERE b.workspace_id = r.workspace_id) AS room
+    FROM roomy r
+    WHERE NOT r.failing OR r.probe <= :probes - (SELECT count(*) FROM busy b WHERE b.failing)
 )
 UPDATE webhook_events
 SET state = 'sending', lease_until = :lease_until, attempts = attempts + 1,
