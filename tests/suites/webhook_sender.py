@@ -418,49 +418,48 @@ class WebhookSenderSuite:
         given up before is sent by a replay."""
         failing = await subscribe(store, vault, receiver.url)
         await subscribe(store, vault, other_receiver.url, events=(WEBHOOK_DISABLED,))
-        receiver.statuses = [500] * 3
-        settings = FAST.model_copy(
-            update={
-                "max_attempts": 2,
-                "disable_after_failures": 3,
-                "disable_after_s": 0.0,
-            }
-        )
+        receiver.statuses = [500] * 100
+
+        def sender_with(**changes: object) -> WebhookSender:
+            return WebhookSender(store, vault, FAST.model_copy(update=changes), egress=LOOPBACK)
+
+        async def burst(**changes: object) -> None:
+            await asyncio.wait_for(sender_with(**changes).run(burst=True), 10)
+
+        # An event that uses its one attempt: given up, kept as failed (failure 1 in a row).
+        await publish(store, 1)
+        await burst(max_attempts=1, disable_after_failures=0)
+        [given_up] = await store.list_webhook_events(failing.id, state=WebhookEventState.FAILED)
+        # Two more, failing on: disabled at the third failure in a row.
         await publish(store, 2)
-        sender = WebhookSender(store, vault, settings, egress=LOOPBACK)
+        sender = sender_with(max_attempts=10, disable_after_failures=3, disable_after_s=0.0)
         with caplog.at_level(logging.WARNING, logger="herald.webhooks"):
             await run_until(sender, lambda: len(other_receiver.requests) == 1)
-        assert len(receiver.requests) == 3  # three failures in a row, then disabled
+        tried = len(receiver.requests)
+        assert tried >= 3  # (one claimed while it was being disabled may still go out)
         [(_, body)] = other_receiver.requests
         notice = json.loads(body)
         assert notice["event"] == WEBHOOK_DISABLED
         assert notice["webhook_id"] == failing.id
-        assert "3 in a row" in notice["reason"]
+        assert "in a row" in notice["reason"]
         assert "HTTP 500" in notice["reason"]
         [hook] = [w for w in await store.list_webhooks(DEFAULT_WORKSPACE) if w.id == failing.id]
         assert hook.disabled_at is not None
         assert hook.disabled_reason == notice["reason"]
         assert [r.webhook_id for r in caplog.records if r.msg == "webhook.disabled"] == [failing.id]
-        # One event used its two attempts (kept as failed), the other is kept pending; a new
-        # event for the disabled webhook is kept too, and nothing is sent to it.
+        # Its events are kept, and a new one too; nothing is sent to it.
         await publish(store, 1)
         states = sorted(r.state for r in await store.list_webhook_events(failing.id))
-        assert states == sorted(["failed", "pending", "pending"])
-        await asyncio.wait_for(
-            WebhookSender(store, vault, settings, egress=LOOPBACK).run(burst=True), 10
-        )
-        assert len(receiver.requests) == 3
+        assert states == ["failed", "pending", "pending", "pending"]
+        await burst()
+        assert len(receiver.requests) == tried
         # Enabled again: the kept events go out; the one given up goes out when replayed.
+        receiver.statuses.clear()
         await store.enable_webhook(failing.id)
-        await asyncio.wait_for(
-            WebhookSender(store, vault, settings, egress=LOOPBACK).run(burst=True), 10
-        )
-        assert len(receiver.requests) == 5
-        [given_up] = await store.list_webhook_events(failing.id, state=WebhookEventState.FAILED)
+        await burst()
+        assert len(receiver.requests) == tried + 3
         assert await store.replay_webhook_event(given_up.event.id, at=utcnow())
-        await asyncio.wait_for(
-            WebhookSender(store, vault, settings, egress=LOOPBACK).run(burst=True), 10
-        )
+        await burst()
         assert receiver.requests[-1][0][EVENT_ID_HEADER] == given_up.event.id
         sent = await store.list_webhook_events(failing.id, state=WebhookEventState.SENT)
-        assert len(sent) == 3
+        assert len(sent) == 4
