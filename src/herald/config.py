@@ -353,7 +353,8 @@ class BrokerSettings(BaseModel):
 
 
 class WebhookSettings(BaseModel):
-    """The webhook sender: outbox events POSTed to subscribers, signed, retried."""
+    """The webhook sender: outbox events POSTed to subscribers, signed, retried, shared fairly
+    between webhooks and workspaces, and failing webhooks held back, then disabled."""
 
     concurrency: int = Field(8, gt=0, le=256, description="requests in flight at once")
     batch: int = Field(100, gt=0, le=1000, description="events claimed per round trip")
@@ -364,12 +365,53 @@ class WebhookSettings(BaseModel):
     backoff_cap_s: BackoffSeconds = 3600.0
     idle_recheck_s: RecheckSeconds = 5.0
     shutdown_grace_s: GraceSeconds = 10.0
+    # Fairness: what one webhook, one workspace may hold of the senders (counted in the store,
+    # across every sender sharing it), so a slow or dead receiver never delays another's.
+    endpoint_concurrency: int = Field(
+        4, gt=0, le=256, description="requests in flight at once to one webhook (1 while failing)"
+    )
+    workspace_concurrency: int | None = Field(
+        None,
+        gt=0,
+        le=256,
+        description="requests in flight at once for one workspace's "
+        "webhooks (default: half of concurrency, rounded up)",
+    )
+    endpoint_backoff_base_s: BackoffSeconds = Field(
+        1.0, description="a webhook whose attempt failed is held back this long, doubling"
+    )
+    endpoint_backoff_cap_s: BackoffSeconds = Field(
+        600.0, description="longest hold of a failing webhook"
+    )
+    # Auto-disable: both must hold (a long outage, not one bad hour or a few sparse events).
+    disable_after_failures: int = Field(
+        20, ge=0, description="failed attempts in a row before a webhook is disabled (0: never)"
+    )
+    disable_after_s: float = Field(
+        259_200.0, ge=0, description="and every attempt failed for this long (3 days)"
+    )
 
     @model_validator(mode="after")
     def _timeout_below_lease(self) -> WebhookSettings:
         if self.timeout_s >= self.lease_s:
             raise ValueError("webhooks.timeout_s must be below webhooks.lease_s")
         return self
+
+    @model_validator(mode="after")
+    def _shares_within_concurrency(self) -> WebhookSettings:
+        if self.workspace_concurrency is not None and (
+            self.workspace_concurrency > self.concurrency
+        ):
+            raise ValueError("webhooks.workspace_concurrency must be at most webhooks.concurrency")
+        return self
+
+    @property
+    def workspace_share(self) -> int:
+        """Requests in flight at once for one workspace: half the sender by default, so one
+        tenant's flood always leaves room for the others."""
+        if self.workspace_concurrency is not None:
+            return self.workspace_concurrency
+        return (self.concurrency + 1) // 2
 
 
 def _split_list(value: Any) -> Any:

@@ -38,6 +38,7 @@ __all__ = [
     "LINKEDIN_DUPLICATE_POST",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
+    "OUTBOX_LOCK_PREFIX",
     "RABBIT_QUEUE_PREFIX",
     "RABBIT_QUEUE_VERSION",
     "REDIS_QUEUE_GROUP",
@@ -45,6 +46,7 @@ __all__ = [
     "REDIS_QUEUE_VERSION",
     "REGION_PATTERN",
     "RESTLI_PROTOCOL_VERSION",
+    "WEBHOOK_DISABLED",
     "WEBHOOK_EVENTS",
     "ContainerStatus",
     "GraphCode",
@@ -66,12 +68,15 @@ DELIVERY_FAILED: Final = "delivery.failed"
 #: Herald stopped checking on its own whether a post landed: the user has to decide.
 DELIVERY_UNCONFIRMED: Final = "delivery.unconfirmed"
 CHANNEL_NEEDS_REAUTH: Final = "channel.needs_reauth"
+#: Another webhook of the workspace was disabled after failing too long.
+WEBHOOK_DISABLED: Final = "webhook.disabled"
 #: Every webhook event, in the order the API lists them.
 WEBHOOK_EVENTS: Final = (
     DELIVERY_PUBLISHED,
     DELIVERY_FAILED,
     DELIVERY_UNCONFIRMED,
     CHANNEL_NEEDS_REAUTH,
+    WEBHOOK_DISABLED,
 )
 
 # -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
@@ -88,6 +93,9 @@ IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 NOTIFY_PREFIX: Final = "herald.v1.due."
 #: Advisory lock taken while migrating, followed by the schema name.
 MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
+#: Advisory lock a webhook sender's claim holds, followed by the schema name: claims take
+#: turns, so each counts the others' events in flight (the fairness caps).
+OUTBOX_LOCK_PREFIX: Final = "herald.outbox:"
 
 # -- regions: a region's name is part of queue and stream names -------------------------------
 #: The region of a deployment that never names one.

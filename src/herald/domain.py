@@ -19,6 +19,7 @@ from herald.states import DeliveryState
 
 __all__ = [
     "DEFAULT_WORKSPACE",
+    "REPLAYABLE_EVENTS",
     "ApiKey",
     "Attempt",
     "Channel",
@@ -39,6 +40,9 @@ __all__ = [
     "Transition",
     "Webhook",
     "WebhookEvent",
+    "WebhookEventRecord",
+    "WebhookEventState",
+    "WebhookHealth",
     "Workspace",
     "new_id",
     "utcnow",
@@ -380,11 +384,22 @@ class PostingSlot:
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
+    """A subscription. ``disabled_at``: switched off after failing too long (events for it are
+    kept, unsent, until its owner enables it again), with ``disabled_reason``.
+    ``failing_since``: every attempt since then failed (None: the last one went through)."""
+
     id: str
     workspace_id: str
     url: str
     events: tuple[str, ...]
     created_at: datetime = field(default_factory=utcnow)
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    failing_since: datetime | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,3 +413,38 @@ class WebhookEvent:
     payload: Mapping[str, Any]
     attempts: int = 0
     created_at: datetime = field(default_factory=utcnow)
+
+
+class WebhookEventState(StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt, or for its webhook to be enabled
+    SENDING = "sending"  # claimed by a sender, under a lease
+    SENT = "sent"  # a receiver answered 2xx
+    FAILED = "failed"  # every attempt used (or its webhook deleted): kept, can be replayed
+
+
+#: Finished events, which their owner may send again (a replay); one pending or sending is on
+#: its way already.
+REPLAYABLE_EVENTS: frozenset[WebhookEventState] = frozenset(
+    {WebhookEventState.SENT, WebhookEventState.FAILED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEventRecord:
+    """An outbox event as its owner sees it: where it stands and how its last attempt went."""
+
+    event: WebhookEvent
+    state: WebhookEventState
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None  # pending: when it is due
+    last_attempt_at: datetime | None = None  # when its last attempt was claimed
+    finished_at: datetime | None = None  # when it became sent or failed
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHealth:
+    """How a webhook's attempts went lately: ``failures`` in a row since ``failing_since``
+    (0 and None after an attempt that went through)."""
+
+    failures: int = 0
+    failing_since: datetime | None = None

@@ -17,7 +17,8 @@ Every implementation of a Protocol passes the same contract test suite, one clas
 ``tests/suites/``, run by each tier on the implementations it reaches (``tests/unit`` in
 process, ``tests/integration`` on servers and the platform simulator):
 
-- Store: ``store_contract``, ``catalog_contract``, ``transition_table``, ``idempotency_contract``
+- Store: ``store_contract``, ``catalog_contract``, ``outbox_contract``, ``transition_table``,
+  ``idempotency_contract``
   (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
@@ -52,6 +53,9 @@ from herald.domain import (
     Transition,
     Webhook,
     WebhookEvent,
+    WebhookEventRecord,
+    WebhookEventState,
+    WebhookHealth,
     Workspace,
 )
 from herald.states import DeliveryState
@@ -410,21 +414,83 @@ class Catalog(Protocol):
     async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` key rows that expired by ``before``; return how many."""
 
+    async def enable_webhook(self, webhook_id: str) -> None:
+        """Switch a webhook (back) on with a clean failure record, no hold: its kept events go
+        out again. :class:`~herald.errors.NotFound` if there is no such live webhook."""
+
+    async def list_webhook_events(
+        self,
+        webhook_id: str,
+        *,
+        state: WebhookEventState | None = None,
+        after_id: str = "",
+        limit: int = 50,
+    ) -> list[WebhookEventRecord]:
+        """The webhook's events ordered by id (ids start with the millisecond they were
+        recorded in), those after ``after_id``, in ``state`` if given."""
+
+    async def get_webhook_event(self, event_id: str) -> WebhookEventRecord:
+        """Raise :class:`~herald.errors.NotFound` if there is no such event."""
+
+    async def replay_webhook_event(self, event_id: str, *, at: datetime) -> bool:
+        """Send a finished (``sent`` or ``failed``) event again: pending, due at ``at``, with
+        every attempt to use again. False (nothing changed) for an event still on its way;
+        :class:`~herald.errors.NotFound` if there is no such event."""
+
 
 @runtime_checkable
 class Outbox(Protocol):
-    """Webhook events waiting to be sent, written together with the changes they report."""
+    """Webhook events waiting to be sent, written together with the changes they report, and
+    what the sender keeps about each webhook's health."""
 
     async def claim_webhook_events(
-        self, *, now: datetime, limit: int, lease_until: datetime
-    ) -> list[WebhookEvent]: ...
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        per_webhook: int | None = None,
+        per_workspace: int | None = None,
+        probes: int | None = None,
+    ) -> list[WebhookEvent]:
+        """Lease up to ``limit`` due pending events until ``lease_until`` (one more attempt
+        each, started at ``now``), after giving back those whose lease ran out.
+
+        Shared fairly: a webhook has at most ``per_webhook`` events in flight (``sending``, by
+        any sender), and one only while it is failing (a probe); failing webhooks all
+        together at most ``probes``, the most overdue first; a workspace at most
+        ``per_workspace`` (None: no cap). The batch takes the workspaces in turn (each one's
+        most overdue event, then each one's next...). Events of a disabled webhook, or of one
+        held until after ``now``, stay pending; those of a deleted webhook are handed out (to
+        be settled)."""
 
     async def settle_webhook_event(
-        self, event_id: str, *, sent: bool, next_attempt_at: datetime | None, error: str | None
-    ) -> None:
-        """Sent, or failed: retried at ``next_attempt_at``, or given up when it is None."""
+        self,
+        event_id: str,
+        *,
+        sent: bool,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        at: datetime,
+    ) -> WebhookHealth | None:
+        """Sent, or failed: retried at ``next_attempt_at``, or given up (kept as ``failed``)
+        when it is None. The webhook's failure record is updated in the same transaction (a
+        sent event clears it and its hold); returns it, or None if the event was not
+        ``sending`` any more (its lease ran out and another sender has it)."""
 
-    async def next_webhook_event_at(self) -> datetime | None: ...
+    async def next_webhook_event_at(self) -> datetime | None:
+        """When the next pending event may be claimed, its webhook's hold counted; events of
+        disabled webhooks are left out. A time already past can still be held back by the
+        caps of :meth:`claim_webhook_events`."""
+
+    async def hold_webhook(self, webhook_id: str, until: datetime) -> None:
+        """No event of the webhook is claimed before ``until``, while it is failing (a sent
+        event since has cleared its failure record: nothing is held). A later hold wins."""
+
+    async def disable_webhook(self, webhook_id: str, *, reason: str, at: datetime) -> bool:
+        """Disable a webhook that is still failing, and record ``webhook.disabled`` for the
+        workspace's other webhooks subscribed to it, in one transaction. False (nothing
+        changed) if it is disabled already, deleted, or no longer failing."""
 
 
 @runtime_checkable

@@ -254,7 +254,7 @@ class CatalogContract:
         assert event.payload["status"] == "needs_reauth"
         retry_at = t0 + timedelta(seconds=30)
         await store.settle_webhook_event(
-            event.id, sent=False, next_attempt_at=retry_at, error="503"
+            event.id, sent=False, next_attempt_at=retry_at, error="503", at=t0
         )
         assert await store.next_webhook_event_at() == retry_at
         assert await store.claim_webhook_events(now=t0, limit=5, lease_until=t0 + HOUR) == []
@@ -266,7 +266,9 @@ class CatalogContract:
         later = retry_at + timedelta(seconds=20)
         (third,) = await store.claim_webhook_events(now=later, limit=5, lease_until=later + HOUR)
         assert third.attempts == 3
-        await store.settle_webhook_event(third.id, sent=True, next_attempt_at=None, error=None)
+        await store.settle_webhook_event(
+            third.id, sent=True, next_attempt_at=None, error=None, at=later
+        )
         assert await store.next_webhook_event_at() is None
         end = later + HOUR * 2
         assert await store.claim_webhook_events(now=end, limit=5, lease_until=end) == []
@@ -283,7 +285,9 @@ class CatalogContract:
         )
         t0 = utcnow() + timedelta(seconds=1)
         (event,) = await store.claim_webhook_events(now=t0, limit=5, lease_until=t0 + HOUR)
-        await store.settle_webhook_event(event.id, sent=False, next_attempt_at=None, error="410")
+        await store.settle_webhook_event(
+            event.id, sent=False, next_attempt_at=None, error="410", at=t0
+        )
         assert await store.next_webhook_event_at() is None
 
     async def test_a_deleted_channel_s_account_can_be_connected_again(self, store):

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -14,7 +17,18 @@ from cryptography.fernet import Fernet
 
 from herald.backoff import Backoff
 from herald.config import WebhookSettings
-from herald.domain import DEFAULT_WORKSPACE, Transition, Webhook, new_id, utcnow
+from herald.constants import WEBHOOK_DISABLED
+from herald.domain import (
+    DEFAULT_WORKSPACE,
+    NewPost,
+    Post,
+    Transition,
+    Webhook,
+    WebhookEventState,
+    Workspace,
+    new_id,
+    utcnow,
+)
 from herald.egress.policy import EgressPolicy
 from herald.service.vault import Vault
 from herald.service.webhook_sender import (
@@ -59,21 +73,41 @@ class Receiver:
 
 
 FAST = WebhookSettings(
-    backoff_base_s=0.01, backoff_cap_s=0.05, idle_recheck_s=0.2, max_attempts=3, timeout_s=2.0
+    backoff_base_s=0.01,
+    backoff_cap_s=0.05,
+    endpoint_backoff_base_s=0.01,
+    endpoint_backoff_cap_s=0.05,
+    idle_recheck_s=0.2,
+    max_attempts=3,
+    timeout_s=2.0,
 )
 
 
-async def subscribe(store, vault, url, events=("delivery.published",)) -> Webhook:
-    hook = Webhook(new_id("wh"), DEFAULT_WORKSPACE, url, tuple(events))
+async def subscribe(
+    store, vault, url, events=("delivery.published",), workspace_id=DEFAULT_WORKSPACE
+) -> Webhook:
+    hook = Webhook(new_id("wh"), workspace_id, url, tuple(events))
     await store.add_webhook(hook, vault.encrypt(SECRET.encode()))
     return hook
 
 
-async def publish(store, count: int = 1) -> list[str]:
+async def tenant(store) -> str:
+    workspace = Workspace(new_id("ws"), "Tenant B")
+    await store.add_workspace(workspace)
+    return workspace.id
+
+
+def post_in(workspace_id: str, ch) -> NewPost:
+    made = new_post([ch])
+    post = Post(made.post.id, made.post.content, workspace_id=workspace_id)
+    return NewPost(post, made.deliveries)
+
+
+async def publish(store, count: int = 1, workspace_id: str = DEFAULT_WORKSPACE) -> list[str]:
     """Make ``count`` deliveries and publish them, recording delivery.published events."""
-    ch = channel()
+    ch = channel(workspace_id=workspace_id)
     await store.add_channels([ch])
-    await store.add_posts([new_post([ch]) for _ in range(count)])
+    await store.add_posts([post_in(workspace_id, ch) for _ in range(count)])
     now = utcnow()
     batch = await store.claim_due(
         now=now,
@@ -117,24 +151,55 @@ async def run_until(sender: WebhookSender, condition: Callable[[], bool]) -> Non
 LOOPBACK = EgressPolicy.allowing("127.0.0.1/32")
 
 
+@asynccontextmanager
+async def serving(rec: Receiver) -> AsyncIterator[Receiver]:
+    """``rec`` listening on loopback, at ``rec.url``."""
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    # A handler is cancelled when the sender gives up on its request (its timeout), so
+    # ``in_flight`` counts what the sender has in flight, not what the server still holds.
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    rec.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield rec
+    finally:
+        if rec.release is not None:
+            rec.release.set()
+        await runner.cleanup()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed): connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class WebhookSenderSuite:
     """Runs on every store a tier provides (its ``store`` fixture)."""
 
     @pytest.fixture
     async def receiver(self):
+        async with serving(Receiver()) as rec:
+            yield rec
+
+    @pytest.fixture
+    async def other_receiver(self):
+        async with serving(Receiver()) as rec:
+            yield rec
+
+    @pytest.fixture
+    async def hanging(self):
+        """A receiver that answers nothing until the test ends (the sender's timeout ends
+        each request)."""
         rec = Receiver()
-        app = web.Application()
-        app.router.add_post("/hook", rec.handle)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        rec.url = f"http://127.0.0.1:{port}/hook"
-        yield rec
-        if rec.release is not None:
-            rec.release.set()
-        await runner.cleanup()
+        rec.release = asyncio.Event()
+        async with serving(rec):
+            yield rec
 
     @pytest.fixture
     def vault(self):
@@ -220,7 +285,14 @@ class WebhookSenderSuite:
         await subscribe(store, vault, receiver.url)
         await publish(store, 12)
         receiver.release = asyncio.Event()
-        capped = FAST.model_copy(update={"concurrency": 4, "batch": 3})
+        capped = FAST.model_copy(
+            update={
+                "concurrency": 4,
+                "batch": 3,
+                "endpoint_concurrency": 8,
+                "workspace_concurrency": 4,
+            }
+        )
         sender = WebhookSender(store, vault, capped, egress=LOOPBACK)
         task = asyncio.create_task(sender.run(burst=True))
         await eventually(lambda: receiver.in_flight == 4)
@@ -249,3 +321,145 @@ class WebhookSenderSuite:
         ids = {h[EVENT_ID_HEADER] for h, _ in receiver.requests}
         assert len(ids) == 2
         assert await store.next_webhook_event_at() is None  # both settled once it answered
+
+    async def test_each_receiver_gets_at_most_its_share_of_requests(self, store, vault, receiver):
+        await subscribe(store, vault, receiver.url)
+        await publish(store, 12)
+        receiver.release = asyncio.Event()
+        settings = FAST.model_copy(update={"concurrency": 8, "endpoint_concurrency": 3})
+        sender = WebhookSender(store, vault, settings, egress=LOOPBACK)
+        task = asyncio.create_task(sender.run(burst=True))
+        await eventually(lambda: receiver.in_flight == 3)
+        receiver.release.set()
+        await asyncio.wait_for(task, 10)
+        assert receiver.max_in_flight == 3
+        assert sender.sent == 12
+
+    async def test_a_dead_receiver_does_not_delay_another_workspace(
+        self, store, vault, receiver, hanging
+    ):
+        """Workspace A has a receiver that never answers and one that refuses connections,
+        and a flood of events for both; workspace B's event still goes out at once. (Taken in
+        due order, B's event waited behind A's, ``timeout_s`` per round of the sender's
+        concurrency: 29 s where 0.1 s was expected.)"""
+        await subscribe(store, vault, hanging.url)
+        await subscribe(store, vault, f"http://127.0.0.1:{closed_port()}/refused")
+        b = await tenant(store)
+        await subscribe(store, vault, receiver.url, workspace_id=b)
+        await publish(store, 100)  # 200 events of A's, all due before B's
+        settings = FAST.model_copy(update={"concurrency": 4, "shutdown_grace_s": 0.1})
+        sender = WebhookSender(store, vault, settings, egress=LOOPBACK)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(sender.run())
+        try:
+            await eventually(lambda: hanging.in_flight > 0)  # A's requests are hanging
+            recorded = loop.time()
+            await publish(store, 1, workspace_id=b)
+            sender.notify()  # as the engine does when it records events
+            await asyncio.wait_for(receiver.got_one.wait(), 5)
+            waited = loop.time() - recorded
+        finally:
+            sender.request_stop()
+            await task
+        assert waited < 1.0
+        assert len(receiver.requests) == 1
+        # A's dead receiver never held more than its share of the sender's concurrency.
+        assert hanging.max_in_flight <= settings.endpoint_concurrency
+
+    async def test_many_workspaces_dead_receivers_share_what_one_workspace_gets(
+        self, store, vault, receiver, hanging
+    ):
+        """Four workspaces whose receivers never answer: once each has failed, their probes
+        together hold at most one workspace's share, and a fifth workspace's event goes out
+        at once (one probe each would fill the sender)."""
+        settings = FAST.model_copy(
+            update={"concurrency": 4, "timeout_s": 0.5, "shutdown_grace_s": 0.1}
+        )
+        dead = [await tenant(store) for _ in range(4)]
+        hooks = [await subscribe(store, vault, hanging.url, workspace_id=ws) for ws in dead]
+        for ws in dead:
+            await publish(store, 10, workspace_id=ws)
+        b = await tenant(store)
+        await subscribe(store, vault, receiver.url, workspace_id=b)
+        sender = WebhookSender(store, vault, settings, egress=LOOPBACK)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(sender.run())
+
+        async def all_failing() -> bool:
+            found = [w for ws in dead for w in await store.list_webhooks(ws)]
+            return all(w.failing_since is not None for w in found)
+
+        try:
+            await eventually(all_failing)  # one timeout each: every receiver is failing
+            # Requests claimed before their webhook was failing end within one timeout; from
+            # then on only probes go out.
+            await eventually(lambda: hanging.in_flight <= settings.workspace_share)
+            hanging.max_in_flight = hanging.in_flight
+            recorded = loop.time()
+            await publish(store, 1, workspace_id=b)
+            sender.notify()
+            await asyncio.wait_for(receiver.got_one.wait(), 5)
+            waited = loop.time() - recorded
+            probed = len(hanging.requests)
+            # Watch a few rounds of probes: a probe each would put all four in flight.
+            await eventually(lambda: len(hanging.requests) >= probed + 8)
+        finally:
+            sender.request_stop()
+            await task
+        assert waited < 1.0
+        assert hanging.max_in_flight <= settings.workspace_share
+        assert len(hooks) > settings.workspace_share
+
+    async def test_a_receiver_that_keeps_failing_is_disabled_its_events_kept(
+        self, store, vault, receiver, other_receiver, caplog
+    ):
+        """Disabled with a reason, a log line and a ``webhook.disabled`` event to the other
+        webhooks; its events, old and new, are kept and go out once it is enabled again; one
+        given up before is sent by a replay."""
+        failing = await subscribe(store, vault, receiver.url)
+        await subscribe(store, vault, other_receiver.url, events=(WEBHOOK_DISABLED,))
+        receiver.statuses = [500] * 100
+
+        def sender_with(**changes: object) -> WebhookSender:
+            return WebhookSender(store, vault, FAST.model_copy(update=changes), egress=LOOPBACK)
+
+        async def burst(**changes: object) -> None:
+            await asyncio.wait_for(sender_with(**changes).run(burst=True), 10)
+
+        # An event that uses its one attempt: given up, kept as failed (failure 1 in a row).
+        await publish(store, 1)
+        await burst(max_attempts=1, disable_after_failures=0)
+        [given_up] = await store.list_webhook_events(failing.id, state=WebhookEventState.FAILED)
+        # Two more, failing on: disabled at the third failure in a row.
+        await publish(store, 2)
+        sender = sender_with(max_attempts=10, disable_after_failures=3, disable_after_s=0.0)
+        with caplog.at_level(logging.WARNING, logger="herald.webhooks"):
+            await run_until(sender, lambda: len(other_receiver.requests) == 1)
+        tried = len(receiver.requests)
+        assert tried >= 3  # (one claimed while it was being disabled may still go out)
+        [(_, body)] = other_receiver.requests
+        notice = json.loads(body)
+        assert notice["event"] == WEBHOOK_DISABLED
+        assert notice["webhook_id"] == failing.id
+        assert "in a row" in notice["reason"]
+        assert "HTTP 500" in notice["reason"]
+        [hook] = [w for w in await store.list_webhooks(DEFAULT_WORKSPACE) if w.id == failing.id]
+        assert hook.disabled_at is not None
+        assert hook.disabled_reason == notice["reason"]
+        assert [r.webhook_id for r in caplog.records if r.msg == "webhook.disabled"] == [failing.id]
+        # Its events are kept, and a new one too; nothing is sent to it.
+        await publish(store, 1)
+        states = sorted(r.state for r in await store.list_webhook_events(failing.id))
+        assert states == ["failed", "pending", "pending", "pending"]
+        await burst()
+        assert len(receiver.requests) == tried
+        # Enabled again: the kept events go out; the one given up goes out when replayed.
+        receiver.statuses.clear()
+        await store.enable_webhook(failing.id)
+        await burst()
+        assert len(receiver.requests) == tried + 3
+        assert await store.replay_webhook_event(given_up.event.id, at=utcnow())
+        await burst()
+        assert receiver.requests[-1][0][EVENT_ID_HEADER] == given_up.event.id
+        sent = await store.list_webhook_events(failing.id, state=WebhookEventState.SENT)
+        assert len(sent) == 4

@@ -5,10 +5,17 @@ stored encrypted (:class:`~herald.service.vault.Vault`); :mod:`herald.service.we
 decrypts it to sign each request. Events are recorded by the store for every subscribed webhook
 in the same transaction as the change they report (the outbox), so a webhook sees every event
 that happens after it was created, at least once.
+
+Nothing is dropped silently: the owner lists a webhook's events (sent, failed after every
+attempt, pending), replays a finished one, and enables a webhook that was disabled for
+failing too long (its events were kept meanwhile).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,16 +23,25 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from herald.constants import WEBHOOK_EVENTS
-from herald.domain import Webhook, new_id, utcnow
+from herald.domain import (
+    REPLAYABLE_EVENTS,
+    Webhook,
+    WebhookEventRecord,
+    WebhookEventState,
+    new_id,
+    utcnow,
+)
 from herald.egress.policy import EgressPolicy
-from herald.errors import EgressRefused, InvalidInput
+from herald.errors import Conflict, EgressRefused, InvalidInput, NotFound
 from herald.service.ownership import owned_one
 from herald.service.vault import Vault
 from herald.types import Catalog
 
-__all__ = ["NewWebhook", "WebhookRegistry", "check_webhook_url"]
+__all__ = ["EventCursor", "NewWebhook", "WebhookRegistry", "check_webhook_url"]
 
 MAX_URL_CHARS = 2048
+_BAD_CURSOR = "the cursor is not one this API handed out"
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +65,26 @@ def check_webhook_url(url: str) -> str:
     if parts.username or parts.password:
         raise InvalidInput("a webhook URL must not carry a user name or password", field="url")
     return url
+
+
+@dataclass(frozen=True, slots=True)
+class EventCursor:
+    """A position in a webhook's events, ordered by id; opaque to callers."""
+
+    event_id: str
+
+    def encode(self) -> str:
+        return base64.urlsafe_b64encode(self.event_id.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> EventCursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise InvalidInput(_BAD_CURSOR, field="cursor") from None
+        if not _EVENT_ID.match(raw):  # only ids Herald makes: no text a store would refuse
+            raise InvalidInput(_BAD_CURSOR, field="cursor")
+        return cls(raw)
 
 
 class WebhookRegistry:
@@ -94,3 +130,46 @@ class WebhookRegistry:
     async def delete(self, workspace_id: str, webhook_id: str) -> None:
         await self.get(workspace_id, webhook_id)
         await self._store.delete_webhook(webhook_id)
+
+    async def enable(self, workspace_id: str, webhook_id: str) -> Webhook:
+        """Switch the webhook (back) on: its kept events go out again, at once. Enabling one
+        that is enabled only clears its failure record (its next event is tried now)."""
+        await self.get(workspace_id, webhook_id)
+        await self._store.enable_webhook(webhook_id)
+        return await self.get(workspace_id, webhook_id)
+
+    async def events(
+        self,
+        workspace_id: str,
+        webhook_id: str,
+        *,
+        state: WebhookEventState | None,
+        after: EventCursor | None,
+        limit: int,
+    ) -> tuple[list[WebhookEventRecord], EventCursor | None]:
+        """One page of the webhook's events (oldest first) and the next page's cursor, if any."""
+        await self.get(workspace_id, webhook_id)
+        found = await self._store.list_webhook_events(
+            webhook_id,
+            state=state,
+            after_id="" if after is None else after.event_id,
+            limit=limit + 1,
+        )
+        page = found[:limit]
+        following = EventCursor(page[-1].event.id) if len(found) > limit else None
+        return page, following
+
+    async def replay(self, workspace_id: str, webhook_id: str, event_id: str) -> WebhookEventRecord:
+        """Send a finished event again, with every attempt to use again (409 while it is
+        pending or sending: it is on its way already)."""
+        await self.get(workspace_id, webhook_id)
+        record = await self._store.get_webhook_event(event_id)
+        if record.event.webhook_id != webhook_id:  # another webhook's, maybe another tenant's
+            raise NotFound("webhook event", event_id)
+        if not await self._store.replay_webhook_event(event_id, at=self._clock()):
+            states = " or ".join(sorted(REPLAYABLE_EVENTS))
+            raise Conflict(
+                f"only a {states} event can be replayed; this one is "
+                f"{(await self._store.get_webhook_event(event_id)).state}: it is on its way"
+            )
+        return await self._store.get_webhook_event(event_id)

@@ -4,11 +4,21 @@ The store writes one outbox row per (event, subscribed webhook) in the transacti
 change it reports (:class:`~herald.types.Outbox`). The :class:`WebhookSender` claims due rows
 in batches under a lease, POSTs each one, and settles it: sent, retried later (exponential
 backoff with full jitter, :mod:`herald.backoff`), or given up after
-``webhooks.max_attempts``. It runs as its own task with its own concurrency cap, so a slow
-receiver never holds up publishing, and it sleeps until the next event is due or it is woken
-(the engine wakes it when it records an event), never on a fixed beat. While the store is
-away (:class:`~herald.errors.StoreUnavailable`) it tries again after a growing back-off
-rather than stopping.
+``webhooks.max_attempts`` (kept as ``failed``, for its owner to list and replay). It runs as
+its own task with its own concurrency cap, so a slow receiver never holds up publishing, and
+it sleeps until the next event is due or it is woken (the engine wakes it when it records an
+event), never on a fixed beat. While the store is away
+(:class:`~herald.errors.StoreUnavailable`) it tries again after a growing back-off rather
+than stopping.
+
+Fair between receivers and tenants: the claim caps what one webhook
+(``webhooks.endpoint_concurrency``, one while it is failing), one workspace
+(``webhooks.workspace_concurrency``) and all failing webhooks together (as much as one
+workspace) hold in flight, across every sender, and takes the workspaces in turn; a webhook
+whose attempt failed is held back, then disabled if it keeps failing
+(:mod:`herald.service.webhook_health`). So a dead or slow receiver, however many events it
+has waiting, never fills the sender's concurrency: another workspace's events go out as soon
+as they are recorded.
 
 The request (wire format v1):
 
@@ -40,11 +50,12 @@ import aiohttp
 
 from herald.backoff import Backoff, full_jitter
 from herald.config import WebhookSettings
-from herald.domain import Webhook, WebhookEvent, utcnow
+from herald.domain import Webhook, WebhookEvent, WebhookHealth, utcnow
 from herald.egress.http import guarded_session
 from herald.egress.policy import EgressPolicy
 from herald.errors import EgressRefused, NotFound, StoreUnavailable
 from herald.service.vault import SecretUnreadable, Vault
+from herald.service.webhook_health import EndpointPolicy
 from herald.types import Store
 from herald.wakeup import wait_first
 
@@ -123,6 +134,8 @@ class WebhookSender:
         self._store_backoff = store_backoff or Backoff(base_s=0.1, cap_s=5.0, rng=rng)
         self._vault = vault
         self._settings = settings
+        self._endpoints = EndpointPolicy.of(settings)
+        self._claimed_at: datetime | None = None  # the last claim's time
         self._rng = rng or random.Random()
         self._clock = clock
         self._wake = asyncio.Event()
@@ -200,11 +213,16 @@ class WebhookSender:
         return False
 
     async def _claim(self, session: aiohttp.ClientSession, free: int) -> int:
-        now = self._clock()
+        self._claimed_at = now = self._clock()
         events = await self._store.claim_webhook_events(
             now=now,
             limit=min(free, self._settings.batch),
             lease_until=now + timedelta(seconds=self._settings.lease_s),
+            per_webhook=self._settings.endpoint_concurrency,
+            per_workspace=self._settings.workspace_share,
+            # Failing webhooks, whatever their workspaces, share one workspace's worth: many
+            # tenants' dead receivers cannot fill the sender either.
+            probes=self._settings.workspace_share,
         )
         if not events:
             return 0
@@ -228,6 +246,10 @@ class WebhookSender:
         upper = self._settings.idle_recheck_s
         next_at = await self._store.next_webhook_event_at()
         if next_at is None:
+            return upper
+        if self._claimed_at is not None and next_at <= self._claimed_at:
+            # Due already when the claim left it: the caps hold it back until a request in
+            # flight ends (ours wake us; another sender's are seen within idle_recheck_s).
             return upper
         return max(0.0, min(upper, (next_at - self._clock()).total_seconds()))
 
@@ -294,14 +316,16 @@ class WebhookSender:
         fields: dict[str, Any] = {
             "event_id": event.id,
             "webhook_id": event.webhook_id,
+            "workspace_id": event.workspace_id,
             "event": event.event,
             "attempt": event.attempts,
         }
+        now = self._clock()
         if sent:
             self.sent += 1
             await self._until_answered(
                 lambda: self._store.settle_webhook_event(
-                    event.id, sent=True, next_attempt_at=None, error=None
+                    event.id, sent=True, next_attempt_at=None, error=None, at=now
                 )
             )
             log.info("webhook.sent", extra=fields)
@@ -314,10 +338,10 @@ class WebhookSender:
                 cap_s=self._settings.backoff_cap_s,
                 rng=self._rng,
             )
-            next_at = self._clock() + timedelta(seconds=delay)
-        await self._until_answered(
+            next_at = now + timedelta(seconds=delay)
+        health = await self._until_answered(
             lambda: self._store.settle_webhook_event(
-                event.id, sent=False, next_attempt_at=next_at, error=error
+                event.id, sent=False, next_attempt_at=next_at, error=error, at=now
             )
         )
         if next_at is None:
@@ -325,6 +349,29 @@ class WebhookSender:
             log.warning("webhook.given_up", extra={**fields, "error": error})
         else:
             log.info("webhook.retry", extra={**fields, "error": error})
+        if health is not None and not final:
+            await self._endpoint_failed(event, health, error or "failed", now)
+
+    async def _endpoint_failed(
+        self, event: WebhookEvent, health: WebhookHealth, error: str, now: datetime
+    ) -> None:
+        """Hold the webhook back; disable it once it has failed long enough."""
+        until = self._endpoints.held_until(health, now)
+        await self._until_answered(lambda: self._store.hold_webhook(event.webhook_id, until))
+        fields = {
+            "webhook_id": event.webhook_id,
+            "workspace_id": event.workspace_id,
+            "failures": health.failures,
+        }
+        log.info("webhook.held", extra={**fields, "until": until.isoformat()})
+        reason = self._endpoints.disable_reason(health, now, error)
+        if reason is None:
+            return
+        disabled = await self._until_answered(
+            lambda: self._store.disable_webhook(event.webhook_id, reason=reason, at=now)
+        )
+        if disabled:
+            log.warning("webhook.disabled", extra={**fields, "reason": reason})
 
     async def _until_answered(self, call: Callable[[], Awaitable[T]]) -> T:
         """``call()`` again while the store is away; its error once a stop is requested (the

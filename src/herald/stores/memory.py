@@ -123,7 +123,7 @@ class MemoryStore(MemoryCatalog):
         deliveries = {
             i for i, d in self._deliveries.items() if d.post_id in posts or d.channel_id in channels
         }
-        webhooks = {i for i, (w, _) in self._webhooks.items() if w.workspace_id == workspace_id}
+        webhooks = {i for i, h in self._hooks.items() if h.webhook.workspace_id == workspace_id}
         events = {
             i
             for i, o in self._outbox.items()
@@ -155,7 +155,7 @@ class MemoryStore(MemoryCatalog):
         for i in posts:
             del self._posts[i]
         for i in webhooks:
-            del self._webhooks[i]
+            del self._hooks[i]
         for i in keys:
             del self._keys[i]
         for held in [k for k in self._idempotency if k[0] == workspace_id]:

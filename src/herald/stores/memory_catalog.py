@@ -1,12 +1,13 @@
-"""The in-memory store's catalogue and webhook outbox (see :mod:`herald.stores.memory`)."""
+"""The in-memory store's catalogue (see :mod:`herald.stores.memory`); its webhooks and their
+outbox are :mod:`herald.stores.memory_outbox`'s."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any, TypeVar, Unpack
+from datetime import datetime
+from typing import TypeVar, Unpack
 
 from herald.domain import (
     DEFAULT_WORKSPACE,
@@ -16,10 +17,7 @@ from herald.domain import (
     Delivery,
     Post,
     PostingSlot,
-    Webhook,
-    WebhookEvent,
     Workspace,
-    new_id,
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
@@ -32,6 +30,7 @@ from herald.stores.contract import (
     key_claimable,
     new_claim_token,
 )
+from herald.stores.memory_outbox import MemoryOutbox
 from herald.stores.slot_locks import KeyedLocks
 from herald.types import KeyClaimed, KeyStart, StoredResponse
 
@@ -51,18 +50,7 @@ def lookup(objects: Mapping[str, T], object_id: str, kind: str) -> T:
         raise NotFound(kind, object_id) from None
 
 
-class _Outgoing:
-    __slots__ = ("attempts", "event", "lease_until", "next_attempt_at", "state")
-
-    def __init__(self, event: WebhookEvent, at: datetime) -> None:
-        self.event = event
-        self.state = "pending"
-        self.attempts = 0
-        self.next_attempt_at: datetime | None = at
-        self.lease_until: datetime | None = None
-
-
-class MemoryCatalog:
+class MemoryCatalog(MemoryOutbox):
     _channels: dict[str, Channel]
     _posts: dict[str, Post]
     _deliveries: dict[str, Delivery]
@@ -76,8 +64,7 @@ class MemoryCatalog:
         self._keys: dict[str, tuple[ApiKey, str]] = {}
         self._secrets: dict[str, bytes] = {}
         self._slots: dict[str, list[PostingSlot]] = {}
-        self._webhooks: dict[str, tuple[Webhook, bytes]] = {}
-        self._outbox: dict[str, _Outgoing] = {}
+        self._init_outbox()
         self._slot_locks = KeyedLocks()
         self._idempotency: dict[tuple[str, str], KeyRecord] = {}
 
@@ -254,95 +241,3 @@ class MemoryCatalog:
         for k in expired:
             del self._idempotency[k]
         return len(expired)
-
-    # -- webhooks and their outbox --------------------------------------------------------
-    async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None:
-        if webhook.id in self._webhooks:
-            raise InvalidInput("a webhook with this id exists")
-        self._webhooks[webhook.id] = (webhook, secret_ciphertext)
-
-    async def list_webhooks(self, workspace_id: str) -> list[Webhook]:
-        hooks = [w for w, _ in self._webhooks.values() if w.workspace_id == workspace_id]
-        return sorted(hooks, key=lambda w: (w.created_at, w.id))
-
-    async def get_webhook_secret(self, webhook_id: str) -> bytes:
-        return lookup(self._webhooks, webhook_id, "webhook")[1]
-
-    async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
-        webhook, _ = lookup(self._webhooks, webhook_id, "webhook")
-        self._webhooks[webhook_id] = (webhook, ciphertext)
-
-    async def delete_webhook(self, webhook_id: str) -> None:
-        if self._webhooks.pop(webhook_id, None) is None:
-            raise NotFound("webhook", webhook_id)
-
-    def _emit(self, workspace_id: str, event: str, payload: dict[str, Any], at: datetime) -> None:
-        for webhook, _ in self._webhooks.values():
-            if webhook.workspace_id == workspace_id and event in webhook.events:
-                event_id = new_id("evt")
-                record = WebhookEvent(event_id, webhook.id, workspace_id, event, payload, 0, at)
-                self._outbox[event_id] = _Outgoing(record, at)
-
-    def _emit_delivery(self, delivery: Delivery, event: str, at: datetime) -> None:
-        payload = {
-            "event": event,
-            "delivery_id": delivery.id,
-            "post_id": delivery.post_id,
-            "channel_id": delivery.channel_id,
-            "platform": delivery.platform.value,
-            "state": delivery.state.value,
-            "external_id": delivery.external_id,
-            "error": delivery.last_error,
-            "occurred_at": at.astimezone(UTC).isoformat(),
-        }
-        self._emit(self._posts[delivery.post_id].workspace_id, event, payload, at)
-
-    def _emit_channel(self, channel: Channel, event: str, at: datetime) -> None:
-        payload = {
-            "event": event,
-            "channel_id": channel.id,
-            "platform": channel.platform.value,
-            "status": channel.status.value,
-            "occurred_at": at.astimezone(UTC).isoformat(),
-        }
-        self._emit(channel.workspace_id, event, payload, at)
-
-    async def claim_webhook_events(
-        self, *, now: datetime, limit: int, lease_until: datetime
-    ) -> list[WebhookEvent]:
-        for out in self._outbox.values():
-            if out.state == "sending" and out.lease_until is not None and out.lease_until < now:
-                out.state, out.lease_until, out.next_attempt_at = "pending", None, now
-        due = sorted(
-            (
-                o
-                for o in self._outbox.values()
-                if o.state == "pending"
-                and o.next_attempt_at is not None
-                and o.next_attempt_at <= now
-            ),
-            key=lambda o: o.next_attempt_at or now,
-        )[:limit]
-        for out in due:
-            out.state, out.lease_until, out.attempts = "sending", lease_until, out.attempts + 1
-        return [replace(o.event, attempts=o.attempts) for o in due]
-
-    async def settle_webhook_event(
-        self, event_id: str, *, sent: bool, next_attempt_at: datetime | None, error: str | None
-    ) -> None:
-        out = self._outbox.get(event_id)
-        if out is None or out.state != "sending":
-            return
-        if sent:
-            out.state = "sent"
-        else:
-            out.state = "pending" if next_attempt_at is not None else "failed"
-        out.next_attempt_at, out.lease_until = next_attempt_at, None
-
-    async def next_webhook_event_at(self) -> datetime | None:
-        times = [
-            o.next_attempt_at
-            for o in self._outbox.values()
-            if o.state == "pending" and o.next_attempt_at is not None
-        ]
-        return min(times, default=None)

@@ -6,10 +6,11 @@ Mixed into :class:`herald.stores.postgres.PostgresStore`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from herald.domain import Post, PostingSlot, WebhookEvent
+from herald.constants import OUTBOX_LOCK_PREFIX
+from herald.domain import Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import NotFound
 from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.postgres_conn import Database, Record
@@ -98,27 +99,63 @@ class PostgresCatalog(SQLCommon):
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(
-        self, *, now: datetime, limit: int, lease_until: datetime
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        per_webhook: int | None = None,
+        per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
         async with self._db.transaction() as conn:
+            await conn.execute(self._db.q["lock_outbox_claims"], key=self._outbox_lock)
             # Events whose sender died go back to pending first, then are claimed with the rest.
             await conn.execute(self._db.q["recover_webhook_events"], now=now)
             found = await conn.fetch(
-                self._db.q["claim_webhook_events"], now=now, limit=limit, lease_until=lease_until
+                self._db.q["claim_webhook_events"],
+                now=now,
+                limit=limit,
+                lease_until=lease_until,
+                per_webhook=per_webhook or limit,
+                per_workspace=per_workspace or limit,
+                probes=probes or limit,
             )
         found.sort(key=lambda r: (r["next_attempt_at"], r["id"]))  # due order, as picked
         return [decode.event(r) for r in found]
 
+    @property
+    def _outbox_lock(self) -> str:
+        return f"{OUTBOX_LOCK_PREFIX}{self._db.schema or 'public'}"
+
     async def settle_webhook_event(
-        self, event_id: str, *, sent: bool, next_attempt_at: datetime | None, error: str | None
-    ) -> None:
-        await self._db.execute(
+        self,
+        event_id: str,
+        *,
+        sent: bool,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        at: datetime,
+    ) -> WebhookHealth | None:
+        row = await self._db.fetchrow(
             "settle_webhook_event",
             id=event_id,
             sent=sent,
             next_attempt_at=next_attempt_at,
             error=error,
+            at=at,
         )
+        return None if row is None else decode.health(row)
+
+    async def disable_webhook(self, webhook_id: str, *, reason: str, at: datetime) -> bool:
+        row = await self._db.fetchrow(
+            "disable_webhook",
+            id=webhook_id,
+            reason=reason,
+            at=at,
+            now_iso=at.astimezone(UTC).isoformat(),
+        )
+        return row is not None and row["disabled"] > 0
 
     # -- named queries, for SQLCommon ------------------------------------------------------
     async def _execute(self, query: str, /, **values: Any) -> int:

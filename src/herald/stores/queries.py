@@ -13,6 +13,8 @@ when they are loaded:
   ``(target, source)`` pair; ``{SOURCES}``: the states one target may be entered from (see
   :func:`for_each_target`). No statement keeps a list of states of its own, so none can drift
   from the state machine (tests/unit/test_states.py reads the files to make sure);
+- ``{REPLAYABLE_EVENTS}``: the webhook event states a replay starts from
+  (:data:`herald.domain.REPLAYABLE_EVENTS`);
 - ``{INDEXED BY <index>}``: pins a SQLite query to its index; nothing on PostgreSQL.
 
 Migrations are ``stores/migrations/<dialect>/NNNN_*.sql``.
@@ -26,6 +28,7 @@ from functools import cache
 from importlib.resources import files
 from types import MappingProxyType
 
+from herald.domain import REPLAYABLE_EVENTS, WebhookEventState
 from herald.states import (
     CANCELLABLE,
     CLAIMABLE,
@@ -81,6 +84,9 @@ def _state_sets() -> dict[str, str]:
         "{UNRESOLVED}": state_list(UNRESOLVED),
         "{DROPPED}": state_list(DROPPED),
         "{TRANSITIONS}": f"VALUES {pairs}",
+        "{REPLAYABLE_EVENTS}": ", ".join(
+            f"'{s.value}'" for s in WebhookEventState if s in REPLAYABLE_EVENTS
+        ),
     }
 
 

@@ -34,6 +34,9 @@ from herald.domain import (
     SentRecord,
     Webhook,
     WebhookEvent,
+    WebhookEventRecord,
+    WebhookEventState,
+    WebhookHealth,
     Workspace,
 )
 from herald.states import DeliveryState
@@ -257,8 +260,29 @@ class Decoder:
         return PostingSlot(row["weekday"], time(minute // 60, minute % 60))
 
     def webhook(self, row: Row) -> Webhook:
-        events, created = tuple(json.loads(row["events"])), self.instant(row["created_at"])
-        return Webhook(row["id"], row["workspace_id"], row["url"], events, created)
+        return Webhook(
+            id=row["id"],
+            workspace_id=row["workspace_id"],
+            url=row["url"],
+            events=tuple(json.loads(row["events"])),
+            created_at=self.instant(row["created_at"]),
+            disabled_at=self.maybe_instant(row["disabled_at"]),
+            disabled_reason=row["disabled_reason"],
+            failing_since=self.maybe_instant(row["failing_since"]),
+        )
+
+    def health(self, row: Row) -> WebhookHealth:
+        return WebhookHealth(row["failure_streak"], self.maybe_instant(row["failing_since"]))
+
+    def event_record(self, row: Row) -> WebhookEventRecord:
+        return WebhookEventRecord(
+            event=self.event(row),
+            state=WebhookEventState(row["state"]),
+            last_error=row["last_error"],
+            next_attempt_at=self.maybe_instant(row["next_attempt_at"]),
+            last_attempt_at=self.maybe_instant(row["last_attempt_at"]),
+            finished_at=self.maybe_instant(row["finished_at"]),
+        )
 
     def event(self, row: Row) -> WebhookEvent:
         return WebhookEvent(

@@ -25,6 +25,8 @@ from herald.domain import (
     PostingSlot,
     SentRecord,
     Webhook,
+    WebhookEventRecord,
+    WebhookEventState,
     Workspace,
     utcnow,
 )
@@ -262,6 +264,12 @@ class SQLCommon(ABC):
     async def delete_webhook(self, webhook_id: str) -> None:
         await self._change("delete_webhook", "webhook", webhook_id, at=self._instant(utcnow()))
 
+    async def enable_webhook(self, webhook_id: str) -> None:
+        await self._change("enable_webhook", "webhook", webhook_id)
+
+    async def hold_webhook(self, webhook_id: str, until: datetime) -> None:
+        await self._execute("hold_webhook", id=webhook_id, until=self._instant(until))
+
     async def next_webhook_event_at(self) -> datetime | None:
         row = await self._fetchrow("next_webhook_event_at")
         return None if row is None else self._decode.maybe_instant(row["next_attempt_at"])
@@ -296,3 +304,30 @@ class SQLCommon(ABC):
 
     async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
         return await self._execute("purge_idempotency", before=self._instant(before), limit=limit)
+
+    async def list_webhook_events(
+        self,
+        webhook_id: str,
+        *,
+        state: WebhookEventState | None = None,
+        after_id: str = "",
+        limit: int = 50,
+    ) -> list[WebhookEventRecord]:
+        found = await self._fetch(
+            "list_webhook_events",
+            webhook_id=webhook_id,
+            state=None if state is None else state.value,
+            after_id=after_id,
+            limit=limit,
+        )
+        return [self._decode.event_record(r) for r in found]
+
+    async def get_webhook_event(self, event_id: str) -> WebhookEventRecord:
+        row = await self._found("get_webhook_event", event_id, "webhook event")
+        return self._decode.event_record(row)
+
+    async def replay_webhook_event(self, event_id: str, *, at: datetime) -> bool:
+        if await self._execute("replay_webhook_event", id=event_id, at=self._instant(at)):
+            return True
+        await self._found("get_webhook_event", event_id, "webhook event")  # or NotFound
+        return False

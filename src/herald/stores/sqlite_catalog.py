@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from herald.domain import Post, PostingSlot, WebhookEvent
+from herald.domain import Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import InvalidInput, NotFound
 from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.rows import POST_COLUMNS, micros
@@ -108,27 +108,76 @@ class SQLiteCatalog(SQLCommon):
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(
-        self, *, now: datetime, limit: int, lease_until: datetime
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        lease_until: datetime,
+        per_webhook: int | None = None,
+        per_workspace: int | None = None,
+        probes: int | None = None,
     ) -> list[WebhookEvent]:
-        params = {"now": micros(now), "lease_until": micros(lease_until), "limit": limit}
+        params = {
+            "now": micros(now),
+            "lease_until": micros(lease_until),
+            "limit": limit,
+            "per_webhook": per_webhook or limit,
+            "per_workspace": per_workspace or limit,
+            "probes": probes or limit,
+        }
 
         def claim(conn: sqlite3.Connection) -> list[WebhookEvent]:
             conn.execute(self._q["recover_webhook_events"], params)
-            return [decode.event(r) for r in conn.execute(self._q["claim_webhook_events"], params)]
+            found = conn.execute(self._q["claim_webhook_events"], params).fetchall()
+            return [decode.event(r) for r in found]
 
         return await self._writer.transaction(claim)
 
     async def settle_webhook_event(
-        self, event_id: str, *, sent: bool, next_attempt_at: datetime | None, error: str | None
-    ) -> None:
+        self,
+        event_id: str,
+        *,
+        sent: bool,
+        next_attempt_at: datetime | None,
+        error: str | None,
+        at: datetime,
+    ) -> WebhookHealth | None:
         params = {
             "id": event_id,
             "sent": 1 if sent else 0,
             "next_attempt_at": micros(next_attempt_at),
             "error": error,
+            "at": micros(at),
         }
-        sql = self._q["settle_webhook_event"]
-        await self._writer.transaction(lambda c: c.execute(sql, params))
+
+        def settle(conn: sqlite3.Connection) -> WebhookHealth | None:
+            row = conn.execute(self._q["settle_webhook_event"], params).fetchone()
+            if row is None:
+                return None  # not sending any more: its lease ran out, another sender has it
+            counted = {**params, "webhook_id": row["webhook_id"]}
+            health = conn.execute(self._q["count_webhook_outcome"], counted).fetchone()
+            return decode.health(health)
+
+        return await self._writer.transaction(settle)
+
+    async def disable_webhook(self, webhook_id: str, *, reason: str, at: datetime) -> bool:
+        params = {
+            "id": webhook_id,
+            "reason": reason,
+            "at": micros(at),
+            "now": micros(at),
+            "now_iso": at.astimezone(UTC).isoformat(),
+        }
+
+        def disable(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(self._q["disable_webhook"], params).fetchone()
+            if row is None:
+                return False
+            told = {**params, "url": row["url"], "workspace_id": row["workspace_id"]}
+            conn.execute(self._q["webhook_disabled_event"], told)
+            return True
+
+        return await self._writer.transaction(disable)
 
     # -- named queries, for SQLCommon ------------------------------------------------------
     async def _execute(self, query: str, /, **values: Any) -> int:

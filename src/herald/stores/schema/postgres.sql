@@ -120,7 +120,14 @@ CREATE TABLE webhooks (
     events       jsonb NOT NULL,  -- array of event names
     secret       bytea NOT NULL,  -- encrypted signing secret
     created_at   timestamptz NOT NULL,
-    deleted_at   timestamptz
+    deleted_at   timestamptz,
+    -- How its attempts went (migration 0008): failed ones in a row since failing_since; no
+    -- event is claimed before held_until; disabled after failing too long, until enabled.
+    failure_streak  integer NOT NULL DEFAULT 0,
+    failing_since   timestamptz,
+    held_until      timestamptz,
+    disabled_at     timestamptz,
+    disabled_reason text
 );
 CREATE INDEX webhooks_workspace ON webhooks (workspace_id, id);
 
@@ -137,9 +144,13 @@ CREATE TABLE webhook_events (
     next_attempt_at timestamptz,
     lease_until     timestamptz,
     last_error      text,
-    created_at      timestamptz NOT NULL
+    created_at      timestamptz NOT NULL,
+    last_attempt_at timestamptz,  -- when its last attempt was claimed (migration 0008)
+    finished_at     timestamptz   -- when it became sent or failed
 );
-CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_events_pending ON webhook_events (webhook_id, next_attempt_at)
+    WHERE state = 'pending';
+CREATE INDEX webhook_events_webhook ON webhook_events (webhook_id, id);
 CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';
 
 -- Running engines and their heartbeats (migration 0004); a claim records its engine

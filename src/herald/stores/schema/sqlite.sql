@@ -117,7 +117,14 @@ CREATE TABLE webhooks (
     events       TEXT NOT NULL,  -- JSON array of event names
     secret       BLOB NOT NULL,  -- encrypted signing secret
     created_at   INTEGER NOT NULL,
-    deleted_at   INTEGER
+    deleted_at   INTEGER,
+    -- How its attempts went (migration 0010): failed ones in a row since failing_since; no
+    -- event is claimed before held_until; disabled after failing too long, until enabled.
+    failure_streak  INTEGER NOT NULL DEFAULT 0,
+    failing_since   INTEGER,
+    held_until      INTEGER,
+    disabled_at     INTEGER,
+    disabled_reason TEXT
 );
 CREATE INDEX webhooks_workspace ON webhooks (workspace_id, id);
 
@@ -133,9 +140,13 @@ CREATE TABLE webhook_events (
     next_attempt_at INTEGER,
     lease_until     INTEGER,
     last_error      TEXT,
-    created_at      INTEGER NOT NULL
+    created_at      INTEGER NOT NULL,
+    last_attempt_at INTEGER,  -- when its last attempt was claimed (migration 0010)
+    finished_at     INTEGER   -- when it became sent or failed
 );
-CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_events_pending ON webhook_events (webhook_id, next_attempt_at)
+    WHERE state = 'pending';
+CREATE INDEX webhook_events_webhook ON webhook_events (webhook_id, id);
 CREATE INDEX webhook_events_leased ON webhook_events (lease_until) WHERE state = 'sending';
 
 -- Running engines and their heartbeats (migration 0006); a claim records its engine

@@ -102,7 +102,8 @@ INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at)
 VALUES (:id, :workspace_id, :url, :events, :secret, :created_at);
 
 -- name: list_webhooks
-SELECT id, workspace_id, url, events, created_at FROM webhooks
+SELECT id, workspace_id, url, events, created_at, disabled_at, disabled_reason, failing_since
+FROM webhooks
 WHERE workspace_id = :workspace_id AND deleted_at IS NULL ORDER BY created_at, id;
 
 -- name: get_webhook_secret
@@ -115,7 +116,59 @@ UPDATE webhooks SET secret = :secret WHERE id = :id AND deleted_at IS NULL;
 UPDATE webhooks SET deleted_at = :at WHERE id = :id AND deleted_at IS NULL;
 
 -- name: next_webhook_event_at
-SELECT min(next_attempt_at) AS next_attempt_at FROM webhook_events WHERE state = 'pending';
+-- The webhooks with pending events, found by walking webhook_events_pending from one webhook
+-- id to the next (a skip scan: a webhook's flood is stepped over, not read), each one's
+-- earliest due event, pushed back to its hold; disabled webhooks' events wait for their
+-- owner, a deleted one's are handed out to be settled.
+WITH RECURSIVE waiting (webhook_id) AS (
+    SELECT min(webhook_id) FROM webhook_events WHERE state = 'pending'
+    UNION ALL
+    SELECT (SELECT min(e.webhook_id) FROM webhook_events e
+            WHERE e.state = 'pending' AND e.webhook_id > w.webhook_id)
+    FROM waiting w WHERE w.webhook_id IS NOT NULL
+), due AS (
+    SELECT h.deleted_at, h.held_until,
+           (SELECT min(x.next_attempt_at) FROM webhook_events x
+            WHERE x.webhook_id = h.id AND x.state = 'pending') AS first_due
+    FROM waiting w JOIN webhooks h ON h.id = w.webhook_id
+    WHERE h.deleted_at IS NOT NULL OR h.disabled_at IS NULL
+)
+SELECT min(CASE WHEN deleted_at IS NULL AND held_until > first_due THEN held_until
+                ELSE first_due END) AS next_attempt_at
+FROM due;
+
+-- name: hold_webhook
+-- Only while it is failing (an event sent since cleared the record), and never shortened.
+UPDATE webhooks
+SET held_until = CASE WHEN held_until IS NULL OR held_until < :until THEN :until
+                      ELSE held_until END
+WHERE id = :id AND failure_streak > 0;
+
+-- name: enable_webhook
+UPDATE webhooks
+SET disabled_at = NULL, disabled_reason = NULL, failure_streak = 0, failing_since = NULL,
+    held_until = NULL
+WHERE id = :id AND deleted_at IS NULL;
+
+-- name: list_webhook_events
+SELECT id, webhook_id, workspace_id, event, payload, attempts, created_at, state, last_error,
+       next_attempt_at, last_attempt_at, finished_at
+FROM webhook_events
+WHERE webhook_id = :webhook_id AND id > :after_id
+  AND (CAST(:state AS TEXT) IS NULL OR state = CAST(:state AS TEXT))
+ORDER BY id LIMIT :limit;
+
+-- name: get_webhook_event
+SELECT id, webhook_id, workspace_id, event, payload, attempts, created_at, state, last_error,
+       next_attempt_at, last_attempt_at, finished_at
+FROM webhook_events WHERE id = :id;
+
+-- name: replay_webhook_event
+-- Finished events only: one pending or sending is on its way already.
+UPDATE webhook_events
+SET state = 'pending', attempts = 0, next_attempt_at = :at, lease_until = NULL,
+    finished_at = NULL
+WHERE id = :id AND state IN ({REPLAYABLE_EVENTS});
 
 -- name: list_engines
 SELECT id, host, pid, started_at, beat_at FROM engines ORDER BY started_at, id;

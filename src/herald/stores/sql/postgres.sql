@@ -348,27 +348,106 @@ FROM (
 ) AS stale
 WHERE e.id = stale.id;
 
+-- name: lock_outbox_claims
+-- Claims of every sender take turns (until the transaction ends): each counts the events in
+-- flight to stay under the caps, and two at once would both see the same room.
+SELECT pg_advisory_xact_lock(hashtext(:key));
+
 -- name: claim_webhook_events
-WITH picked AS MATERIALIZED (
-    SELECT id FROM webhook_events
-    WHERE state = 'pending' AND next_attempt_at <= :now
-    ORDER BY next_attempt_at
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+-- Due events shared fairly (herald.types.Outbox.claim_webhook_events): the webhooks with
+-- pending events (a skip scan of webhook_events_pending, as in next_webhook_event_at), those
+-- neither disabled nor held, each with room under its cap (one while it is failing) less its
+-- events in flight; each one's first due events up to that room; of failing webhooks' events
+-- (probes), the most overdue up to :probes less the probes in flight; then the workspaces in
+-- turn, each under its own cap less its events in flight. Run under lock_outbox_claims.
+WITH RECURSIVE waiting (webhook_id) AS (
+    SELECT min(webhook_id) FROM webhook_events WHERE state = 'pending'
+    UNION ALL
+    SELECT (SELECT min(e.webhook_id) FROM webhook_events e
+            WHERE e.state = 'pending' AND e.webhook_id > w.webhook_id)
+    FROM waiting w WHERE w.webhook_id IS NOT NULL
+), busy AS MATERIALIZED (
+    SELECT e.webhook_id, e.workspace_id,
+           h.deleted_at IS NULL AND h.failure_streak > 0 AS failing
+    FROM webhook_events e JOIN webhooks h ON h.id = e.webhook_id
+    WHERE e.state = 'sending'
+), open_hooks AS (
+    SELECT h.id, h.deleted_at IS NULL AND h.failure_streak > 0 AS failing,
+           CASE WHEN h.deleted_at IS NULL AND h.failure_streak > 0 THEN 1
+                ELSE :per_webhook::integer END
+           - (SELECT count(*) FROM busy b WHERE b.webhook_id = h.id) AS room
+    FROM waiting w JOIN webhooks h ON h.id = w.webhook_id
+    WHERE h.deleted_at IS NOT NULL
+       OR (h.disabled_at IS NULL AND (h.held_until IS NULL OR h.held_until <= :now))
+), due AS (
+    SELECT e.id, e.workspace_id, e.next_attempt_at, h.failing,
+           row_number() OVER (PARTITION BY h.failing
+                              ORDER BY e.next_attempt_at, e.id) AS probe
+    FROM open_hooks h CROSS JOIN LATERAL (
+        SELECT x.id, x.workspace_id, x.next_attempt_at FROM webhook_events x
+        WHERE x.webhook_id = h.id AND x.state = 'pending' AND x.next_attempt_at <= :now
+        ORDER BY x.next_attempt_at, x.id LIMIT greatest(h.room, 0)
+    ) e
+), turns AS (
+    SELECT d.id, d.next_attempt_at,
+           row_number() OVER (PARTITION BY d.workspace_id
+                              ORDER BY d.next_attempt_at, d.id) AS turn,
+           :per_workspace::integer
+           - (SELECT count(*) FROM busy b WHERE b.workspace_id = d.workspace_id) AS room
+    FROM due d
+    WHERE NOT d.failing
+       OR d.probe <= :probes::integer - (SELECT count(*) FROM busy b WHERE b.failing)
+), picked AS (
+    SELECT id FROM turns WHERE turn <= room ORDER BY turn, next_attempt_at, id LIMIT :limit
 )
 UPDATE webhook_events e
-SET state = 'sending', lease_until = :lease_until, attempts = e.attempts + 1
-FROM picked WHERE e.id = picked.id
+SET state = 'sending', lease_until = :lease_until, attempts = e.attempts + 1,
+    last_attempt_at = :now
+FROM picked WHERE e.id = picked.id AND e.state = 'pending'
 RETURNING e.id, e.webhook_id, e.workspace_id, e.event, e.payload, e.attempts, e.created_at,
           e.next_attempt_at;
 
 -- name: settle_webhook_event
-UPDATE webhook_events SET
-    state = CASE WHEN :sent::boolean THEN 'sent'
-                 WHEN :next_attempt_at::timestamptz IS NULL THEN 'failed'
-                 ELSE 'pending' END,
-    next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
-WHERE id = :id AND state = 'sending';
+-- The event, then its webhook's failure record: a sent event clears it and the hold, a
+-- failed one adds to it. No row: the event was not sending any more.
+WITH settled AS (
+    UPDATE webhook_events SET
+        state = CASE WHEN :sent::boolean THEN 'sent'
+                     WHEN :next_attempt_at::timestamptz IS NULL THEN 'failed'
+                     ELSE 'pending' END,
+        next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error,
+        finished_at = CASE WHEN :sent::boolean OR :next_attempt_at::timestamptz IS NULL
+                           THEN :at::timestamptz END
+    WHERE id = :id AND state = 'sending'
+    RETURNING webhook_id
+)
+UPDATE webhooks w SET
+    failure_streak = CASE WHEN :sent::boolean THEN 0 ELSE w.failure_streak + 1 END,
+    failing_since = CASE WHEN :sent::boolean THEN NULL
+                         ELSE coalesce(w.failing_since, :at::timestamptz) END,
+    held_until = CASE WHEN :sent::boolean THEN NULL ELSE w.held_until END
+FROM settled WHERE w.id = settled.webhook_id
+RETURNING w.failure_streak, w.failing_since;
+
+-- name: disable_webhook
+-- Disable a webhook still failing, and tell the workspace's other webhooks, in one statement.
+WITH disabled AS (
+    UPDATE webhooks SET disabled_at = :at, disabled_reason = :reason
+    WHERE id = :id AND disabled_at IS NULL AND deleted_at IS NULL AND failure_streak > 0
+    RETURNING id, workspace_id, url
+), recorded AS (
+    INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                                created_at)
+    SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :at::timestamptz) * 1000)::bigint), 12, '0')
+           || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+           'webhook.disabled',
+           jsonb_build_object('event', 'webhook.disabled', 'webhook_id', d.id, 'url', d.url,
+                              'reason', :reason::text, 'occurred_at', :now_iso::text),
+           :at, :at
+    FROM disabled d JOIN webhooks w ON w.workspace_id = d.workspace_id
+    WHERE w.id <> d.id AND w.deleted_at IS NULL AND w.events ? 'webhook.disabled'
+)
+SELECT count(*) AS disabled FROM disabled;
 
 -- name: lock_workspace
 -- Before an erasure, run in this order: every row of the workspace that another transaction

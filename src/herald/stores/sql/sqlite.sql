@@ -183,17 +183,95 @@ UPDATE webhook_events SET state = 'pending', lease_until = NULL, next_attempt_at
 WHERE state = 'sending' AND lease_until < :now;
 
 -- name: claim_webhook_events
-UPDATE webhook_events SET state = 'sending', lease_until = :lease_until, attempts = attempts + 1
-WHERE id IN (
-    SELECT id FROM webhook_events
-    WHERE state = 'pending' AND next_attempt_at <= :now
-    ORDER BY next_attempt_at LIMIT :limit
+-- Due events shared fairly (herald.types.Outbox.claim_webhook_events): the webhooks with
+-- pending events (a skip scan of webhook_events_pending, as in next_webhook_event_at), those
+-- neither disabled nor held, each with room under its cap (one while it is failing) less its
+-- events in flight; each one's first due events up to that room; of failing webhooks' events
+-- (probes), the most overdue up to :probes less the probes in flight; then the workspaces in
+-- turn, each under its own cap less its events in flight. SQLite's LIMIT cannot read the
+-- outer row, so each webhook's events are cut to :per_webhook, then to its room by rank.
+WITH RECURSIVE waiting (webhook_id) AS (
+    SELECT min(webhook_id) FROM webhook_events WHERE state = 'pending'
+    UNION ALL
+    SELECT (SELECT min(e.webhook_id) FROM webhook_events e
+            WHERE e.state = 'pending' AND e.webhook_id > w.webhook_id)
+    FROM waiting w WHERE w.webhook_id IS NOT NULL
+), busy AS MATERIALIZED (
+    SELECT e.webhook_id, e.workspace_id,
+           h.deleted_at IS NULL AND h.failure_streak > 0 AS failing
+    FROM webhook_events e JOIN webhooks h ON h.id = e.webhook_id
+    WHERE e.state = 'sending'
+), open_hooks AS (
+    SELECT h.id, h.deleted_at IS NULL AND h.failure_streak > 0 AS failing,
+           CASE WHEN h.deleted_at IS NULL AND h.failure_streak > 0 THEN 1
+                ELSE :per_webhook END
+           - (SELECT count(*) FROM busy b WHERE b.webhook_id = h.id) AS room
+    FROM waiting w JOIN webhooks h ON h.id = w.webhook_id
+    WHERE h.deleted_at IS NOT NULL
+       OR (h.disabled_at IS NULL AND (h.held_until IS NULL OR h.held_until <= :now))
+), due AS (
+    SELECT e.id, e.workspace_id, e.next_attempt_at, h.failing, h.room,
+           row_number() OVER (PARTITION BY e.webhook_id
+                              ORDER BY e.next_attempt_at, e.id) AS nth
+    FROM open_hooks h JOIN webhook_events e ON e.id IN (
+        SELECT x.id FROM webhook_events x
+        WHERE x.webhook_id = h.id AND x.state = 'pending' AND x.next_attempt_at <= :now
+        ORDER BY x.next_attempt_at, x.id LIMIT :per_webhook)
+    WHERE h.room > 0
+), roomy AS (
+    SELECT d.id, d.workspace_id, d.next_attempt_at, d.failing,
+           row_number() OVER (PARTITION BY d.failing
+                              ORDER BY d.next_attempt_at, d.id) AS probe
+    FROM due d WHERE d.nth <= d.room
+), turns AS (
+    SELECT r.id, r.next_attempt_at,
+           row_number() OVER (PARTITION BY r.workspace_id
+                              ORDER BY r.next_attempt_at, r.id) AS turn,
+           :per_workspace
+           - (SELECT count(*) FROM busy b WHERE b.workspace_id = r.workspace_id) AS room
+    FROM roomy r
+    WHERE NOT r.failing OR r.probe <= :probes - (SELECT count(*) FROM busy b WHERE b.failing)
 )
+UPDATE webhook_events
+SET state = 'sending', lease_until = :lease_until, attempts = attempts + 1,
+    last_attempt_at = :now
+WHERE id IN (SELECT id FROM turns WHERE turn <= room
+             ORDER BY turn, next_attempt_at, id LIMIT :limit)
 RETURNING id, webhook_id, workspace_id, event, payload, attempts, created_at;
 
 -- name: settle_webhook_event
 UPDATE webhook_events SET
     state = CASE WHEN :sent THEN 'sent' WHEN :next_attempt_at IS NULL THEN 'failed'
                  ELSE 'pending' END,
-    next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
-WHERE id = :id AND state = 'sending';
+    next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error,
+    finished_at = CASE WHEN :sent OR :next_attempt_at IS NULL THEN :at END
+WHERE id = :id AND state = 'sending'
+RETURNING webhook_id;
+
+-- name: count_webhook_outcome
+-- After settle_webhook_event, in its transaction: a sent event clears the failure record and
+-- the hold, a failed one adds to it.
+UPDATE webhooks SET
+    failure_streak = CASE WHEN :sent THEN 0 ELSE failure_streak + 1 END,
+    failing_since = CASE WHEN :sent THEN NULL ELSE coalesce(failing_since, :at) END,
+    held_until = CASE WHEN :sent THEN NULL ELSE held_until END
+WHERE id = :webhook_id
+RETURNING failure_streak, failing_since;
+
+-- name: disable_webhook
+UPDATE webhooks SET disabled_at = :at, disabled_reason = :reason
+WHERE id = :id AND disabled_at IS NULL AND deleted_at IS NULL AND failure_streak > 0
+RETURNING id, workspace_id, url;
+
+-- name: webhook_disabled_event
+-- After disable_webhook, in its transaction: tell the workspace's other webhooks.
+INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                            created_at)
+SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.workspace_id,
+       'webhook.disabled',
+       json_object('event', 'webhook.disabled', 'webhook_id', :id, 'url', :url,
+                   'reason', :reason, 'occurred_at', :now_iso),
+       :now, :now
+FROM webhooks w
+WHERE w.workspace_id = :workspace_id AND w.id <> :id AND w.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'webhook.disabled');
