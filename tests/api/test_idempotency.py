@@ -346,6 +346,8 @@ HONOURING = {
     ("post", "/v1/api-keys"),
     ("delete", "/v1/api-keys/{key_id}"),
     ("delete", "/v1/workspace"),
+    ("post", "/v1/webhooks/{webhook_id}/enable"),
+    ("post", "/v1/webhooks/{webhook_id}/events/{event_id}/replay"),
     ("post", "/v1/channels"),
     ("patch", "/v1/channels/{channel_id}"),
     ("delete", "/v1/channels/{channel_id}"),
