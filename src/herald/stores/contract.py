@@ -12,6 +12,8 @@
 - :func:`new_claim_token`: the token of a claim or of claims handed over.
 - :func:`abandoned_send`: the attempt a recovery records for a send left on the wire; the SQL
   stores' recoveries write the same row (:data:`ABANDONED_ERROR` is filled into their SQL).
+- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`lost_import`:
+  the error of a write for an import job its runner no longer holds.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from herald.domain import Attempt, Delivery, Transition
+from herald.errors import Conflict
 from herald.states import DeliveryState
 
 __all__ = [
@@ -34,6 +37,8 @@ __all__ = [
     "abandoned_send",
     "applied",
     "by_post",
+    "is_held",
+    "lost_import",
     "new_claim_token",
 ]
 
@@ -137,3 +142,19 @@ class PostQuery:
         """Whether only posts with a delivery matching the filters are wanted."""
         filters = (self.state, self.channel_id, self.due_from, self.due_to)
         return any(value is not None for value in filters)
+
+
+def is_held(delivery: Delivery) -> bool:
+    """Stored by an import that has not made it due yet (:class:`herald.types.ImportJobs`):
+    ``scheduled`` with no next attempt, which no claim picks, and never tried. The SQL stores'
+    import queries test the same three columns."""
+    return (
+        delivery.state is S.SCHEDULED
+        and delivery.next_attempt_at is None
+        and delivery.attempts == 0
+    )
+
+
+def lost_import(import_id: str, runner: str | None) -> Conflict:
+    """What a write for import ``import_id`` raises once ``runner`` no longer holds it."""
+    return Conflict(f"import {import_id!r} is no longer held by runner {runner!r}")

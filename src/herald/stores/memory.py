@@ -33,6 +33,7 @@ from herald.stores.contract import (
     new_claim_token,
 )
 from herald.stores.memory_catalog import Claim, MemoryCatalog, lookup
+from herald.stores.memory_imports import MemoryImports
 from herald.types import Adopted, EngineInfo, Recovered
 
 __all__ = ["MemoryStore"]
@@ -40,7 +41,7 @@ __all__ = ["MemoryStore"]
 S = DeliveryState
 
 
-class MemoryStore(MemoryCatalog):
+class MemoryStore(MemoryCatalog, MemoryImports):
     """Implements :class:`herald.types.Store` in process memory."""
 
     def __init__(self) -> None:
@@ -51,6 +52,7 @@ class MemoryStore(MemoryCatalog):
         self._claims: dict[str, Claim] = {}  # delivery id -> (token, lease, engine)
         self._engines: dict[str, EngineInfo] = {}
         self._init_catalog()
+        self._init_imports()
 
     async def open(self) -> None:
         return None

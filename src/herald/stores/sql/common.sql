@@ -123,3 +123,59 @@ SELECT id, host, pid, started_at, beat_at FROM engines ORDER BY started_at, id;
 -- name: dead_engines
 -- Engines that have not beaten since :dead_before (a handful of rows: no index needed).
 SELECT id FROM engines WHERE beat_at < :dead_before ORDER BY id;
+
+-- CSV import jobs (herald.types.ImportJobs). A job is unfinished while queued, validating or
+-- writing: imports_unfinished indexes just those rows, and the queries repeat its condition
+-- as written (SQLite uses a partial index only then). Every write for a job names its runner
+-- and changes nothing once another runner holds the job.
+
+-- name: get_import
+SELECT {import_columns} FROM imports WHERE id = :id;
+
+-- name: list_imports
+SELECT {import_columns} FROM imports
+WHERE workspace_id = :workspace_id AND (created_at, id) > (:after_at, :after_id)
+ORDER BY created_at, id LIMIT :limit;
+
+-- name: running_imports
+SELECT count(*) AS running FROM imports
+WHERE workspace_id = :workspace_id AND state IN ('queued', 'validating', 'writing');
+
+-- name: insert_import
+INSERT INTO imports (id, workspace_id, state, rows_total, rows_validated, posts_written,
+                     deliveries, committed, detail, errors, runner, lease_until, created_at,
+                     updated_at, finished_at)
+VALUES (:id, :workspace_id, :state, :rows_total, :rows_validated, :posts_written, :deliveries,
+        :committed, :detail, :errors, :runner, :lease_until, :created_at, :updated_at,
+        :finished_at);
+
+-- name: save_import
+UPDATE imports SET state = :state, rows_total = :rows_total, rows_validated = :rows_validated,
+    posts_written = :posts_written, deliveries = :deliveries, committed = :committed,
+    detail = :detail, errors = :errors, lease_until = :lease_until, updated_at = :updated_at,
+    finished_at = :finished_at
+WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
+
+-- name: touch_import
+-- The guard of a write for a job: on PostgreSQL it also locks the job's row until the write
+-- commits, so a take-over waits for it (and the write waits for a take-over).
+UPDATE imports SET updated_at = :now
+WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
+
+-- name: extend_import_leases
+UPDATE imports SET lease_until = :lease_until
+WHERE runner = :runner AND state IN ('queued', 'validating', 'writing');
+
+-- name: take_over_imports
+UPDATE imports SET runner = :runner, lease_until = :lease_until, updated_at = :now
+WHERE state IN ('queued', 'validating', 'writing')
+  AND (lease_until IS NULL OR lease_until < :now)
+RETURNING {import_columns};
+
+-- name: import_lines
+SELECT line, post_id FROM import_posts
+WHERE import_id = :id AND line > :after_line ORDER BY line LIMIT :limit;
+
+-- name: list_import_posts
+SELECT ip.line, {p.post_columns} FROM import_posts ip JOIN posts p ON p.id = ip.post_id
+WHERE ip.import_id = :id AND ip.line > :after_line ORDER BY ip.line LIMIT :limit;

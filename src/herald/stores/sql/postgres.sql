@@ -369,3 +369,52 @@ UPDATE webhook_events SET
                  ELSE 'pending' END,
     next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
 WHERE id = :id AND state = 'sending';
+
+-- CSV import jobs: what PostgreSQL writes its own way (arrays, one statement per step).
+-- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
+-- next_attempt_at and no attempt (herald.stores.contract.is_held).
+
+-- name: lock_workspace
+-- Serialises the jobs added for one workspace, so two at once cannot both pass the check of
+-- running imports; FOR NO KEY UPDATE leaves the rows that refer to the workspace alone.
+SELECT id FROM workspaces WHERE id = :workspace_id FOR NO KEY UPDATE;
+
+-- name: insert_held_deliveries
+-- As insert_deliveries, with no next_attempt_at: nothing claims them until released.
+INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at,
+                        updated_at)
+SELECT t.id, t.post_id, c.id, c.platform, t.due_at, 'scheduled', NULL, :now
+FROM unnest(:ids::text[], :post_ids::text[], :channel_ids::text[], :due_at::timestamptz[])
+     AS t (id, post_id, channel_id, due_at)
+JOIN channels c ON c.id = t.channel_id;
+
+-- name: insert_import_posts
+INSERT INTO import_posts (import_id, line, post_id)
+SELECT :import_id, t.line, t.post_id
+FROM unnest(:lines::integer[], :post_ids::text[]) AS t (line, post_id);
+
+-- name: release_held_deliveries
+-- The earliest due time released, for the dispatchers' wake-up (NULL: none).
+WITH released AS (
+    UPDATE deliveries SET next_attempt_at = due_at, updated_at = :now
+    WHERE post_id = ANY(:post_ids::text[])
+      AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0
+    RETURNING due_at
+)
+SELECT min(due_at) AS first_due FROM released;
+
+-- name: delete_held_deliveries
+DELETE FROM deliveries
+WHERE post_id = ANY(:post_ids::text[])
+  AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+
+-- name: delete_bare_import_posts
+-- The import's posts with no delivery left: their lines, then the posts themselves.
+DELETE FROM import_posts ip
+WHERE ip.import_id = :import_id AND ip.line = ANY(:lines::integer[])
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = ip.post_id);
+
+-- name: delete_bare_posts
+DELETE FROM posts p
+WHERE p.id = ANY(:post_ids::text[])
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id);

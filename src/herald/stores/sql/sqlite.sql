@@ -197,3 +197,28 @@ UPDATE webhook_events SET
                  ELSE 'pending' END,
     next_attempt_at = :next_attempt_at, lease_until = NULL, last_error = :error
 WHERE id = :id AND state = 'sending';
+
+-- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
+-- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
+-- next_attempt_at and no attempt (herald.stores.contract.is_held).
+
+-- name: insert_import_post
+INSERT INTO import_posts (import_id, line, post_id) VALUES (?, ?, ?);
+
+-- name: release_held_deliveries
+UPDATE deliveries {INDEXED BY deliveries_post} SET next_attempt_at = due_at, updated_at = :now
+WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+
+-- name: delete_held_deliveries
+DELETE FROM deliveries {INDEXED BY deliveries_post}
+WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+
+-- name: delete_bare_import_post
+-- A post of the import with no delivery left: its line, then the post itself.
+DELETE FROM import_posts
+WHERE import_id = :import_id AND line = :line
+  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+
+-- name: delete_bare_post
+DELETE FROM posts
+WHERE id = :post_id AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
