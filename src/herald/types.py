@@ -362,11 +362,16 @@ class ImportJobs(Protocol):
         """The workspace's jobs ordered by (created_at, id), after the cursor ``after``."""
 
     async def save_import(self, job: ImportJob) -> None:
-        """Write the job's state, counts, problems, lease and times, if ``job.runner`` still
-        holds the unfinished job (else :class:`~herald.errors.Conflict`)."""
+        """Write the job's state, counts, problems and times, if ``job.runner`` still holds
+        the unfinished job (else :class:`~herald.errors.Conflict`). Never its lease, which
+        :meth:`extend_import_leases` keeps meanwhile."""
 
-    async def extend_import_leases(self, runner: str, lease_until: datetime) -> int:
-        """Extend the lease of every unfinished job ``runner`` holds; return how many."""
+    async def extend_import_leases(
+        self, runner: str, import_ids: Sequence[str], lease_until: datetime
+    ) -> int:
+        """Set the lease of those of ``import_ids`` that ``runner`` holds, unfinished, to
+        ``lease_until`` (a past instant gives them up: the next take-over finds them);
+        return how many."""
 
     async def take_over_imports(
         self, runner: str, *, now: datetime, lease_until: datetime

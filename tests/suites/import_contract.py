@@ -110,8 +110,9 @@ class ImportContract:
         )
         with pytest.raises(Conflict):
             await store.save_import(replace(failed, runner="r2"))
-        await store.save_import(failed)
+        await store.save_import(replace(failed, lease_until=None))
         got = await store.get_import(job.id)
+        assert got.lease_until == job.lease_until  # the keeper's, never a save's
         assert got.errors == problems
         assert (got.state, got.rows_total, got.rows_validated, got.deliveries) == (
             ImportState.FAILED,
@@ -204,6 +205,11 @@ class ImportContract:
             await store.discard_import(lapsed.id, "old", after_line=0, limit=10)
         assert await store.list_import_posts(lapsed.id) == []
         until = now + 2 * MINUTE
-        assert await store.extend_import_leases("old", until) == 1  # fresh; done is finished
+        ids = [lapsed.id, fresh.id, done.id]
+        assert await store.extend_import_leases("old", ids, until) == 1  # fresh only
         assert (await store.get_import(fresh.id)).lease_until == until
         assert (await store.get_import(lapsed.id)).lease_until == now + MINUTE
+        # A lease set in the past gives the job up: the next take-over finds it.
+        assert await store.extend_import_leases("old", [fresh.id], now - MINUTE) == 1
+        taken = await store.take_over_imports("other", now=now, lease_until=until)
+        assert [j.id for j in taken] == [fresh.id]

@@ -24,6 +24,7 @@ from herald.config import Settings
 from herald.errors import InvalidInput, TooManyRequests, Unauthenticated
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
+from herald.service.imports import ImportService
 from herald.service.posts import PostService
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
@@ -35,6 +36,7 @@ __all__ = [
     "CallerDep",
     "ChannelsDep",
     "DeliveriesDep",
+    "ImportsDep",
     "JsonBody",
     "KeysDep",
     "PathId",
@@ -58,6 +60,7 @@ class Services:
     posts: PostService
     deliveries: DeliveryActions
     webhooks: WebhookRegistry
+    imports: ImportService
     metrics: ApiMetrics
     key_limits: KeyRateLimits
     engine_registry: CollectorRegistry | None
@@ -139,11 +142,16 @@ def get_webhooks(services: ServicesDep) -> WebhookRegistry:
     return services.webhooks
 
 
+def get_imports(services: ServicesDep) -> ImportService:
+    return services.imports
+
+
 ChannelsDep = Annotated[ChannelService, Depends(get_channels)]
 PostsDep = Annotated[PostService, Depends(get_posts)]
 DeliveriesDep = Annotated[DeliveryActions, Depends(get_deliveries)]
 KeysDep = Annotated[Tenancy, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookRegistry, Depends(get_webhooks)]
+ImportsDep = Annotated[ImportService, Depends(get_imports)]
 
 
 def require_json(request: Request) -> None:

@@ -71,14 +71,24 @@ class MemoryImports:
         self._save(job)
 
     def _save(self, job: ImportJob) -> None:
-        # What the SQL stores write (save_import): never the id, workspace or creation time.
+        # What the SQL stores write (save_import): never the workspace, creation time or lease.
         old = self._imports[job.id]
         self._imports[job.id] = replace(
-            job, workspace_id=old.workspace_id, created_at=old.created_at, updated_at=utcnow()
+            job,
+            workspace_id=old.workspace_id,
+            created_at=old.created_at,
+            lease_until=old.lease_until,
+            updated_at=utcnow(),
         )
 
-    async def extend_import_leases(self, runner: str, lease_until: datetime) -> int:
-        held = [j for j in self._imports.values() if j.runner == runner and not j.state.finished]
+    async def extend_import_leases(
+        self, runner: str, import_ids: Sequence[str], lease_until: datetime
+    ) -> int:
+        held = [
+            job
+            for job in map(self._imports.get, import_ids)
+            if job is not None and job.runner == runner and not job.state.finished
+        ]
         for job in held:
             self._imports[job.id] = replace(job, lease_until=lease_until)
         return len(held)

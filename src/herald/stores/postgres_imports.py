@@ -74,9 +74,11 @@ class PostgresImports:
         if await conn.execute(q, id=import_id, runner=runner, now=utcnow()) == 0:
             raise lost_import(import_id, runner)
 
-    async def extend_import_leases(self, runner: str, lease_until: datetime) -> int:
+    async def extend_import_leases(
+        self, runner: str, import_ids: Sequence[str], lease_until: datetime
+    ) -> int:
         return await self._db.execute(
-            "extend_import_leases", runner=runner, lease_until=lease_until
+            "extend_import_leases", runner=runner, ids=list(import_ids), lease_until=lease_until
         )
 
     async def take_over_imports(

@@ -169,8 +169,8 @@ def import_params(
     job: ImportJob, instant: Callable[[datetime | None], Any], *, saved: bool = False
 ) -> dict[str, Any]:
     """The named parameters of ``insert_import`` for ``job`` (``saved``: of ``save_import``,
-    which writes neither its workspace nor its creation time), instants as ``instant`` gives
-    them to the dialect. ``updated_at`` is now."""
+    which writes neither its workspace, its creation time nor its lease), instants as
+    ``instant`` gives them to the dialect. ``updated_at`` is now."""
     values = {
         "id": job.id,
         "state": job.state.value,
@@ -182,12 +182,15 @@ def import_params(
         "detail": job.detail,
         "errors": problems_json(job.errors),
         "runner": job.runner,
-        "lease_until": instant(job.lease_until),
         "updated_at": instant(utcnow()),
         "finished_at": instant(job.finished_at),
     }
     if not saved:
-        values |= {"workspace_id": job.workspace_id, "created_at": instant(job.created_at)}
+        values |= {
+            "workspace_id": job.workspace_id,
+            "created_at": instant(job.created_at),
+            "lease_until": instant(job.lease_until),
+        }
     return values
 
 

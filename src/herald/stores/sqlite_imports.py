@@ -6,6 +6,7 @@ batches interleave with every other write instead of holding the file's one writ
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -79,8 +80,11 @@ class SQLiteImports:
         if conn.execute(self._q["touch_import"], params).rowcount == 0:
             raise lost_import(import_id, runner)
 
-    async def extend_import_leases(self, runner: str, lease_until: datetime) -> int:
-        params = {"runner": runner, "lease_until": micros(lease_until)}
+    async def extend_import_leases(
+        self, runner: str, import_ids: Sequence[str], lease_until: datetime
+    ) -> int:
+        ids = json.dumps(list(import_ids))
+        params = {"runner": runner, "ids": ids, "lease_until": micros(lease_until)}
         sql = self._q["extend_import_leases"]
         return await self._writer.transaction(lambda c: c.execute(sql, params).rowcount)
 

@@ -150,10 +150,10 @@ VALUES (:id, :workspace_id, :state, :rows_total, :rows_validated, :posts_written
         :finished_at);
 
 -- name: save_import
+-- Never the lease: the runner's keeper renews it (extend_import_leases) while a job is saved.
 UPDATE imports SET state = :state, rows_total = :rows_total, rows_validated = :rows_validated,
     posts_written = :posts_written, deliveries = :deliveries, committed = :committed,
-    detail = :detail, errors = :errors, lease_until = :lease_until, updated_at = :updated_at,
-    finished_at = :finished_at
+    detail = :detail, errors = :errors, updated_at = :updated_at, finished_at = :finished_at
 WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
 
 -- name: touch_import
@@ -162,9 +162,6 @@ WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writi
 UPDATE imports SET updated_at = :now
 WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
 
--- name: extend_import_leases
-UPDATE imports SET lease_until = :lease_until
-WHERE runner = :runner AND state IN ('queued', 'validating', 'writing');
 
 -- name: take_over_imports
 UPDATE imports SET runner = :runner, lease_until = :lease_until, updated_at = :now

@@ -418,3 +418,8 @@ WHERE ip.import_id = :import_id AND ip.line = ANY(:lines::integer[])
 DELETE FROM posts p
 WHERE p.id = ANY(:post_ids::text[])
   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id);
+
+-- name: extend_import_leases
+UPDATE imports SET lease_until = :lease_until
+WHERE runner = :runner AND id = ANY(:ids::text[])
+  AND state IN ('queued', 'validating', 'writing');

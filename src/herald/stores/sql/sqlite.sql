@@ -222,3 +222,8 @@ WHERE import_id = :import_id AND line = :line
 -- name: delete_bare_post
 DELETE FROM posts
 WHERE id = :post_id AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+
+-- name: extend_import_leases
+UPDATE imports SET lease_until = :lease_until
+WHERE runner = :runner AND id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('queued', 'validating', 'writing');
