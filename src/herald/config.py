@@ -230,6 +230,13 @@ class ApiSettings(BaseModel):
         description="an import whose API process stopped is taken over this long after that "
         "process's last sign of life (and what it stored so far removed)",
     )
+    import_loop_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of an API process's time one import may take while requests "
+        "wait (it pauses as long as it worked past that share)",
+    )
     import_spool_dir: str | None = Field(
         None, description="where uploaded CSV files wait for their job (unset: the system's temp)"
     )

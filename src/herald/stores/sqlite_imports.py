@@ -113,12 +113,12 @@ class SQLiteImports:
 
         def add(conn: sqlite3.Connection) -> None:
             self._save(conn, values)  # the guard first: a lost job stores nothing
+            # executemany: the loop over rows runs in C, so this thread holds the GIL (which
+            # the event loop's thread needs) as little as it can while it writes.
             try:
                 conn.executemany(self._q["insert_post"], post_rows)
                 conn.executemany(self._q["insert_import_post"], line_rows)
-                inserted = 0
-                for row in delivery_rows:
-                    inserted += conn.execute(self._q["insert_delivery"], row).rowcount
+                inserted = conn.executemany(self._q["insert_delivery"], delivery_rows).rowcount
             except sqlite3.IntegrityError as exc:
                 raise InvalidInput("a post of this import, or with this id, exists") from exc
             if inserted != len(delivery_rows):
