@@ -55,6 +55,7 @@ async def test_an_import_cut_short_by_its_process_leaves_nothing(tmp_path, stop)
         "HERALD_API__PORT": str(port),
         "HERALD_API__KEY_REQUESTS_PER_S": "0",
         "HERALD_API__IMPORT_LEASE_S": "1",  # a killed process's import is taken over in ~1 s
+        "HERALD_API__IMPORT_SPOOL_DIR": str(tmp_path / "spool"),
         "HERALD_ENGINE__SQLITE_SYNCHRONOUS": "NORMAL",
     }
     admin = await herald(env, "admin", "create-workspace", "Acme", stdout=asyncio.subprocess.PIPE)
@@ -110,6 +111,7 @@ async def test_an_import_cut_short_by_its_process_leaves_nothing(tmp_path, stop)
             assert "stopped before it was done" in job["detail"]
             assert (await api.get(job["posts_url"])).json()["items"] == []
             assert (await api.get("/v1/posts")).json()["items"] == []
+            assert list((tmp_path / "spool").iterdir()) == []  # the upload is gone too
         finally:
             again.send_signal(signal.SIGTERM)
             await asyncio.wait_for(again.wait(), 30)

@@ -112,6 +112,7 @@ def create_app(
         limits=ImportLimits.from_settings(settings.api),
         notify=notify,
         clock=clock,
+        spool_dir=settings.api.import_spool_dir,
     )
     app.state.services = Services(
         settings=settings,
@@ -123,9 +124,7 @@ def create_app(
         webhooks=WebhookRegistry(
             store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
         ),
-        imports=ImportService(
-            store=store, runner=runner, spool_dir=settings.api.import_spool_dir, clock=clock
-        ),
+        imports=ImportService(store=store, runner=runner, clock=clock),
         metrics=ApiMetrics(),
         key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
         engine_registry=engine_registry,

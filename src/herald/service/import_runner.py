@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,9 +36,12 @@ from herald.service.import_work import ImportLimits, ImportWork
 from herald.service.posts import PostService
 from herald.types import Notify, Store
 
-__all__ = ["ImportRunner"]
+__all__ = ["SPOOL_PREFIX", "ImportRunner"]
 
 log = logging.getLogger("herald.imports")
+
+#: The name of a spooled upload starts with it, then its job's id.
+SPOOL_PREFIX = "herald-import-"
 
 
 class ImportRunner:
@@ -51,9 +55,12 @@ class ImportRunner:
         limits: ImportLimits,
         notify: Notify | None = None,
         clock: Callable[[], datetime] = utcnow,
+        spool_dir: str | None = None,
     ) -> None:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id('run')}"
         self.limits = limits
+        #: Where uploads wait for their jobs (None: the system's temporary directory).
+        self.spool_dir = spool_dir
         self._store = store
         self._posts = posts
         self._notify = notify
@@ -86,8 +93,15 @@ class ImportRunner:
         )
         for job in taken:
             if job.id not in self._tasks:
+                await asyncio.to_thread(self._remove_spooled, job.id)
                 self._spawn(job.id, self._work(job).recover())
         return len(taken)
+
+    def _remove_spooled(self, import_id: str) -> None:
+        """The upload of a job taken over, if it waits on this machine (its process died)."""
+        folder = Path(self.spool_dir or tempfile.gettempdir())
+        for path in folder.glob(f"{SPOOL_PREFIX}{import_id}-*.csv"):
+            path.unlink(missing_ok=True)
 
     async def join(self, import_id: str) -> None:
         """Wait until this runner is done with ``import_id`` (at once if it does not run it)."""

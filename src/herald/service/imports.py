@@ -28,7 +28,7 @@ from pathlib import Path
 from herald.domain import ImportJob, new_id
 from herald.errors import InvalidInput, NotFound, TooManyRequests
 from herald.service.base import Service
-from herald.service.import_runner import ImportRunner
+from herald.service.import_runner import SPOOL_PREFIX, ImportRunner
 from herald.service.post_csv import check_header
 from herald.service.posts import Cursor, PostView
 
@@ -64,17 +64,17 @@ class LineCursor:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ImportService(Service):
     runner: ImportRunner
-    spool_dir: str | None = None
 
     async def submit(self, workspace_id: str, body: AsyncIterable[bytes]) -> ImportJob:
         """Spool ``body`` and start its import job; the job as added (``queued``)."""
-        spool = await self._spool(body)
+        import_id = new_id("imp")
+        spool = await self._spool(body, import_id)
         try:
             with spool.open("rb") as lines:
                 check_header(lines)
             now = self.clock()
             job = ImportJob(
-                id=new_id("imp"),
+                id=import_id,
                 workspace_id=workspace_id,
                 runner=self.runner.id,
                 lease_until=self.runner.lease_until(),
@@ -94,10 +94,15 @@ class ImportService(Service):
         self.runner.submit(job, spool)
         return job
 
-    async def _spool(self, body: AsyncIterable[bytes]) -> Path:
+    async def _spool(self, body: AsyncIterable[bytes], import_id: str) -> Path:
         """The body in a new file only this process's user can read (mkstemp), written as it
-        arrives: a large upload never sits in memory whole."""
-        fd, name = tempfile.mkstemp(prefix="herald-import-", suffix=".csv", dir=self.spool_dir)
+        arrives: a large upload never sits in memory whole. Named after its job, so that a
+        process taking the job over on this machine can remove it (a process killed before
+        its job read the file leaves it behind)."""
+        folder = self.runner.spool_dir
+        if folder is not None:
+            await asyncio.to_thread(Path(folder).mkdir, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{import_id}-", suffix=".csv", dir=folder)
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
