@@ -395,9 +395,9 @@ class ImportJobs(Protocol):
         self, import_id: str, runner: str, *, after_line: int, limit: int
     ) -> int | None:
         """Remove the held deliveries of the job's posts on its next ``limit`` lines after
-        ``after_line``, and those posts once they have no delivery left (a delivery someone
-        made due or cancelled meanwhile stays, with its post); return the last of those
-        lines, or None when there is none left."""
+        ``after_line``, and those cancelled before anything was sent, then those posts once
+        they have no delivery left (a delivery someone made due meanwhile stays, with its
+        post); return the last of those lines, or None when there is none left."""
 
     async def list_import_posts(
         self, import_id: str, *, after_line: int = 0, limit: int = 50

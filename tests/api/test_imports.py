@@ -13,6 +13,7 @@ import pytest
 
 from herald.config import Settings
 from herald.domain import ImportJob, ImportState, Platform, new_id, utcnow
+from herald.errors import StoreUnavailable
 from herald.service.import_runner import ImportRunner
 from herald.service.import_work import BATCH_POSTS, ImportLimits
 from herald.service.imports import ImportService
@@ -98,10 +99,12 @@ async def test_imports_are_listed_oldest_first_page_by_page(tenant, app):
 
 # -- a process that stops -----------------------------------------------------------------------
 class GatedStore:
-    """The API's store, on which an import's second batch waits until the test lets it go."""
+    """The API's store, on which an import's second batch waits until the test lets it go
+    (or fails, with ``fail``)."""
 
-    def __init__(self, store) -> None:
+    def __init__(self, store, *, fail: Exception | None = None) -> None:
         self._store = store
+        self._fail = fail
         self.reached = asyncio.Event()
         self.go = asyncio.Event()
         self.batches = 0
@@ -112,6 +115,8 @@ class GatedStore:
     async def add_import_posts(self, job, posts):
         self.batches += 1
         if self.batches == 2:
+            if self._fail is not None:
+                raise self._fail
             self.reached.set()
             await self.go.wait()
         await self._store.add_import_posts(job, posts)
@@ -207,6 +212,42 @@ async def test_a_process_that_died_after_storing_everything_has_its_import_finis
     assert (seen["state"], seen["progress"]["posts_written"]) == ("succeeded", 3)
     assert await claimed(api_store) == 4  # the other two posts' deliveries
     await rescuer.runner.close()
+
+
+async def test_a_channel_deleted_while_the_file_is_stored_fails_the_whole_import(
+    tenant, app, api_store
+):
+    """Deleting a channel cancels its deliveries, but not held ones stored after: the import
+    notices once it has stored everything, removes it all (the cancelled ones too) and fails,
+    as it would have failed had the channel been gone when it was validated."""
+    keep, drop = await tenant.channel(), await tenant.channel(Platform.LINKEDIN)
+    gated = GatedStore(api_store)
+    imports = service(app, gated, max_rows=5000, max_deliveries=5000)
+    data = rows_of(f"{keep['id']} {drop['id']}", 1200)
+    job = await imports.submit(tenant.workspace_id, chunks(data))
+    await asyncio.wait_for(gated.reached.wait(), 30)
+    assert (await tenant.delete(f"/v1/channels/{drop['id']}")).status_code == 204
+    gated.go.set()
+    await imports.runner.join(job.id)
+    seen = assert_failed((await tenant.get(f"/v1/imports/{job.id}")).json(), "channel_ids")
+    assert drop["id"] in seen["errors"][0]["message"]
+    assert await stored(api_store, tenant) == 0
+    await imports.runner.close()
+
+
+async def test_a_store_failure_while_writing_fails_the_import_and_removes_it(
+    tenant, app, api_store
+):
+    channel = await tenant.channel()
+    gated = GatedStore(api_store, fail=StoreUnavailable("postgresql: the server restarted"))
+    imports = service(app, gated, max_rows=5000, max_deliveries=5000)
+    job = await imports.submit(tenant.workspace_id, chunks(rows_of(channel["id"], 1200)))
+    await imports.runner.join(job.id)
+    seen = assert_failed((await tenant.get(f"/v1/imports/{job.id}")).json())
+    assert seen["detail"].startswith("the store failed while the file was stored")
+    assert "postgresql" not in seen["detail"]  # the operator's words stay in the logs
+    assert await stored(api_store, tenant) == 0
+    await imports.runner.close()
 
 
 # -- what an import costs the others -------------------------------------------------------------

@@ -19,8 +19,10 @@ from tests.api.conftest import (  # noqa: F401  (fixtures)
 )
 from tests.api.test_imports import (  # noqa: F401  (the tests, and their small limits)
     settings,
+    test_a_channel_deleted_while_the_file_is_stored_fails_the_whole_import,
     test_a_process_that_died_after_storing_everything_has_its_import_finished,
     test_a_stopped_process_leaves_nothing_of_its_import,
+    test_a_store_failure_while_writing_fails_the_import_and_removes_it,
     test_a_workspace_runs_one_import_at_a_time_here,
     test_deliveries_per_import_are_limited,
     test_imports_are_listed_oldest_first_page_by_page,

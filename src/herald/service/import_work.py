@@ -189,8 +189,7 @@ class ImportWork:
         except HeraldError as exc:
             log.warning("import.write_failed", extra={**self._log_extra, "error": str(exc)})
             await self._discard()
-            problems = exc.problems if isinstance(exc, InputErrors) else ()
-            await self._fail(f"{exc}; nothing was imported", problems)
+            await self._fail(*_write_failure(exc))
             return
         await self._save(committed=True)
         await self._release()
@@ -229,7 +228,8 @@ class ImportWork:
             await self._fail(_summary(checked), checked.problems, **counts)
             return None
         if checked.rows == 0:
-            await self._fail("the file holds no posts", [FieldProblem("body", "no rows")], **counts)
+            empty = "the file holds no posts"
+            await self._fail(empty, [FieldProblem("body", empty)], **counts)
             return None
         return checked
 
@@ -375,6 +375,16 @@ def _draft(row: PostDraft | list[FieldProblem], line: int) -> PostDraft:
     if not isinstance(row, PostDraft):
         raise StoreError(f"line {line} of the spooled import file reads differently")
     return row
+
+
+def _write_failure(exc: HeraldError) -> tuple[str, tuple[FieldProblem, ...]]:
+    """What a job that failed while writing tells its tenant: the file's problem, or that the
+    store failed (never the store's own words, which are the operator's)."""
+    if isinstance(exc, InputErrors):
+        return f"{exc.message}; nothing was imported", exc.problems
+    if isinstance(exc, StoreError):
+        return "the store failed while the file was stored; nothing was imported: send it again", ()
+    return f"{exc}; nothing was imported", ()
 
 
 def _chars(draft: PostDraft) -> int:

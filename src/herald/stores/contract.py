@@ -12,8 +12,9 @@
 - :func:`new_claim_token`: the token of a claim or of claims handed over.
 - :func:`abandoned_send`: the attempt a recovery records for a send left on the wire; the SQL
   stores' recoveries write the same row (:data:`ABANDONED_ERROR` is filled into their SQL).
-- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`lost_import`:
-  the error of a write for an import job its runner no longer holds.
+- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`discardable`:
+  one an import that fails removes; :func:`lost_import`: the error of a write for an import
+  job its runner no longer holds.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "abandoned_send",
     "applied",
     "by_post",
+    "discardable",
     "is_held",
     "lost_import",
     "new_claim_token",
@@ -153,6 +155,14 @@ def is_held(delivery: Delivery) -> bool:
         and delivery.next_attempt_at is None
         and delivery.attempts == 0
     )
+
+
+def discardable(delivery: Delivery) -> bool:
+    """What an import that fails removes of what it stored: its held deliveries, and those
+    cancelled before they were ever sent (deleting their channel cancels them): nothing was
+    ever sent for either. One someone made due meanwhile stays."""
+    unsent = delivery.attempts == 0
+    return is_held(delivery) or (delivery.state is S.CANCELLED and unsent)
 
 
 def lost_import(import_id: str, runner: str | None) -> Conflict:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from herald.domain import Channel, Delivery, ImportJob, NewPost, Post, Workspace, utcnow
 from herald.errors import InvalidInput, NotFound
-from herald.stores.contract import is_held, lost_import
+from herald.stores.contract import discardable, is_held, lost_import
 
 __all__ = ["MemoryImports"]
 
@@ -157,7 +157,7 @@ class MemoryImports:
         batch = self._next_lines(import_id, after_line, limit)
         posts = {post_id for _, post_id in batch}
         for d in list(self._deliveries.values()):
-            if d.post_id in posts and is_held(d):
+            if d.post_id in posts and discardable(d):
                 del self._deliveries[d.id]
         kept = {d.post_id for d in self._deliveries.values() if d.post_id in posts}
         lines = self._import_posts[import_id]

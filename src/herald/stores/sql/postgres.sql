@@ -404,9 +404,10 @@ WITH released AS (
 SELECT min(due_at) AS first_due FROM released;
 
 -- name: delete_held_deliveries
+-- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
 DELETE FROM deliveries
-WHERE post_id = ANY(:post_ids::text[])
-  AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+WHERE post_id = ANY(:post_ids::text[]) AND attempts = 0
+  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
 
 -- name: delete_bare_import_posts
 -- The import's posts with no delivery left: their lines, then the posts themselves.

@@ -210,8 +210,10 @@ UPDATE deliveries {INDEXED BY deliveries_post} SET next_attempt_at = due_at, upd
 WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
 
 -- name: delete_held_deliveries
+-- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
 DELETE FROM deliveries {INDEXED BY deliveries_post}
-WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+WHERE post_id = :post_id AND attempts = 0
+  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
 
 -- name: delete_bare_import_post
 -- A post of the import with no delivery left: its line, then the post itself.
