@@ -234,8 +234,8 @@ class ApiSettings(BaseModel):
         0.5,
         gt=0,
         le=1,
-        description="the share of an API process's time one import may take while requests "
-        "wait (it pauses as long as it worked past that share)",
+        description="the share of the time one import may work (on the event loop, or waiting "
+        "for the store's writes): it pauses in proportion",
     )
     import_spool_dir: str | None = Field(
         None, description="where uploaded CSV files wait for their job (unset: the system's temp)"

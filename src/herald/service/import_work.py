@@ -16,13 +16,14 @@ job fails: an import is stored whole or not at all. A job taken over from a proc
 stopped (:meth:`ImportWork.recover`) is finished if it was committed, else cleaned up the same
 way and failed as interrupted; it never resumes, so it can never store a row twice.
 
-The work is CPU-bound Python on the event loop the API answers on: it yields whenever it has
-run for :data:`SLICE_S` without a pause (:class:`Pacer`), so another tenant's request waits at
-most that long for each of its own steps, and then stays away as long again (with the default
-``api.import_loop_share`` of 0.5). Yielding alone was not enough: the store's SQLite threads
-need the interpreter's lock to hand a read back, and a loop busy with an import every moment
-made each of them wait for it (another tenant's p99 in process: about 30 ms busy, 10 ms with
-pauses, for an idle 10 ms).
+The work is CPU-bound Python on the event loop the API answers on, and writes that keep the
+store busy: it yields whenever :data:`SLICE_S` has passed without a pause (:class:`Pacer`), so
+another tenant's request waits at most that long for each of its own steps, and then stays
+away in proportion, so that it takes at most ``api.import_loop_share`` (half) of the time.
+Yielding alone was not enough: the store's SQLite threads need the interpreter's lock to hand
+a read back, and a database busy with an import's batches back to back is slower for every
+other client (another tenant's p99 over HTTP, in bench/imports.py: about 6x its idle figure
+with yields alone, within 2x at half the time).
 """
 
 from __future__ import annotations
@@ -106,17 +107,20 @@ class ImportLimits:
 
 
 class Pacer:
-    """Yields to the event loop once ``slice_s`` of work has run since it last did, and stays
-    away long enough that the work takes at most ``share`` of the loop's time."""
+    """Yields to the event loop once ``slice_s`` has passed since it last did, and stays away
+    in proportion, so that the work takes at most ``share`` of the time: its own on the event
+    loop, and the store's for it (a batch the database took 50 ms to write is followed by a
+    50 ms pause at half the time), which the database's other clients need as well."""
 
     def __init__(self, share: float = 1.0, slice_s: float = SLICE_S) -> None:
         self._slice_s = slice_s
-        self._pause_s = slice_s * (1 / share - 1)
+        self._rest = 1 / share - 1  # seconds of pause per second of work
         self._since = time.perf_counter()
 
     async def tick(self) -> None:
-        if time.perf_counter() - self._since >= self._slice_s:
-            await asyncio.sleep(self._pause_s)
+        worked_s = time.perf_counter() - self._since
+        if worked_s >= self._slice_s:
+            await asyncio.sleep(worked_s * self._rest)
             self._since = time.perf_counter()
 
 
