@@ -1,4 +1,5 @@
-"""API throughput: posts created per second, one request per post and by CSV import.
+"""API throughput: posts created per second, one request per post and by CSV import (from the
+upload to the import job's success).
 
 In process (httpx's ASGI transport, no sockets), on a fresh SQLite file with the production
 setting ``synchronous=FULL`` and on a fresh PostgreSQL schema: what the API, the services and
@@ -114,6 +115,12 @@ async def _bulk(client: httpx.AsyncClient, channel: str, rows: int) -> float:
         "/v1/posts/import", content=data, headers={"content-type": "text/csv"}
     )
     response.raise_for_status()
+    job = response.json()
+    while job["state"] not in ("succeeded", "failed"):  # an import runs in the background
+        await asyncio.sleep(0.05)
+        job = (await client.get(f"/v1/imports/{job['id']}")).raise_for_status().json()
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"the import failed: {job['detail']}")
     return rows / (time.perf_counter() - started)
 
 

@@ -231,6 +231,31 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="largest JSON request body")
     import_max_bytes: int = Field(16_777_216, ge=1024, description="largest CSV import body")
     import_max_rows: int = Field(10_000, ge=1, description="most rows in one CSV import")
+    import_max_deliveries: int = Field(
+        100_000, ge=1, description="most deliveries (rows x their channels) in one CSV import"
+    )
+    import_max_running: int = Field(
+        2, ge=1, description="a workspace's CSV imports queued or running at once (more: 429)"
+    )
+    import_workers: int = Field(
+        1, ge=1, description="CSV imports each API process works on at once; others wait queued"
+    )
+    import_lease_s: float = Field(
+        30.0,
+        ge=1,
+        description="an import whose API process stopped is taken over this long after that "
+        "process's last sign of life (and what it stored so far removed)",
+    )
+    import_loop_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the share of the time one import may work (on the event loop, or waiting "
+        "for the store's writes): it pauses in proportion",
+    )
+    import_spool_dir: str | None = Field(
+        None, description="where uploaded CSV files wait for their job (unset: the system's temp)"
+    )
     readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
     key_requests_per_s: float = Field(
         20.0, ge=0, description="each API key's steady request rate, per API process (0: none)"

@@ -15,6 +15,7 @@ from enum import StrEnum
 from time import time_ns
 from typing import Any
 
+from herald.errors import FieldProblem
 from herald.states import DeliveryState
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "Content",
     "ContentOverride",
     "Delivery",
+    "ImportJob",
+    "ImportState",
     "Job",
     "Media",
     "MediaKind",
@@ -448,3 +451,46 @@ class WebhookHealth:
 
     failures: int = 0
     failing_since: datetime | None = None
+
+
+class ImportState(StrEnum):
+    """Where a CSV import job is: waiting, reading and checking the whole file, storing its
+    posts, or done (every post stored and made due; or nothing stored, with the reasons)."""
+
+    QUEUED = "queued"
+    VALIDATING = "validating"
+    WRITING = "writing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (ImportState.SUCCEEDED, ImportState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportJob:
+    """A CSV import run in the background (herald.service.imports), as the store keeps it.
+
+    ``runner`` is the process working on it, which holds it until ``lease_until`` and renews
+    that lease while it works; another process takes over a job whose lease ran out. Until
+    ``committed``, the job's posts are stored *held* (their deliveries not claimable) and a
+    take-over removes them: nothing of an interrupted import is left. Once ``committed``
+    (every post stored), a take-over finishes the job instead.
+    """
+
+    id: str
+    workspace_id: str
+    state: ImportState = ImportState.QUEUED
+    rows_total: int | None = None  # the file's rows, once read to its end
+    rows_validated: int = 0
+    posts_written: int = 0
+    deliveries: int = 0  # of the rows validated so far
+    committed: bool = False
+    detail: str | None = None  # why it failed
+    errors: tuple[FieldProblem, ...] = ()  # the file's problems, each with its line
+    runner: str | None = None
+    lease_until: datetime | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None

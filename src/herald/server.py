@@ -5,13 +5,15 @@ Uvicorn runs inside Herald's event loop. Its own signal handling is switched off
 (SIGINT/SIGTERM, installed by the caller) ends everything gracefully and in order: the API
 stops accepting requests and finishes those in flight, the engine stops claiming and lets its
 requests in flight finish (``engine.shutdown_grace_s``), the webhook sender does the same;
-then the store is closed.
+CSV imports still running are stopped and given up (the next process to sweep removes what
+they stored, or finishes the ones that had stored everything); then the store is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Generator
 
@@ -22,6 +24,7 @@ from herald.bootstrap import open_store, run_publishing, running_engine, webhook
 from herald.config import Settings
 from herald.engine import Engine
 from herald.platforms.rules import VALIDATORS
+from herald.service.webhook_sender import WebhookSender
 from herald.types import Store
 
 __all__ = ["InstallStop", "serve"]
@@ -100,7 +103,24 @@ async def _until_stopped(
         engine_ready=None if engine is None else (lambda: engine.ready),
     )
     server = _server(app, settings, host, port)
+    # What exists now (modules, the app, the settings) lives as long as the process: out of
+    # the cyclic collector's reach, a full collection (which a big import's allocations
+    # trigger every few seconds) scans only what was made since. Measured in an API process
+    # importing a file: one pause of 28 ms per full collection before, none above 8 ms after.
+    gc.freeze()
+    # CSV imports run beside the requests; stopping gives their jobs up to the next sweep
+    # (this deployment's next process, or another one), which cleans up or finishes them.
+    imports = app.state.services.imports.runner
+    await imports.start()
+    try:
+        await _serve(server, engine, sender, install_stop)
+    finally:
+        await imports.close()
 
+
+async def _serve(
+    server: _Server, engine: Engine | None, sender: WebhookSender | None, install_stop: InstallStop
+) -> None:
     def stop() -> None:
         server.should_exit = True
         if engine is not None:

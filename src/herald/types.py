@@ -1,8 +1,9 @@
 """The plug-in points of Herald, one Protocol each, and the values that cross them.
 
-- :class:`Store`: the source of truth (SQLite embedded, PostgreSQL at scale), with three faces:
+- :class:`Store`: the source of truth (SQLite embedded, PostgreSQL at scale), with four faces:
   :class:`EngineStore` (claims, guarded writes, leases), :class:`Catalog` (what the API
-  manages) and :class:`Outbox` (webhook events).
+  manages), :class:`Outbox` (webhook events) and :class:`ImportJobs` (CSV imports run in the
+  background).
 - :class:`JobQueue`: carries claimed deliveries from the dispatcher to the workers.
 - :class:`RateLimiter`: decides when a request may go out without breaking a platform limit.
 - :class:`ConcurrencyCaps`: bounds the requests in flight at once, per channel, app or platform.
@@ -18,7 +19,7 @@ Every implementation of a Protocol passes the same contract test suite, one clas
 process, ``tests/integration`` on servers and the platform simulator):
 
 - Store: ``store_contract``, ``catalog_contract``, ``outbox_contract``, ``transition_table``,
-  ``idempotency_contract``
+  ``idempotency_contract``, ``import_contract``
   (memory, SQLite, PostgreSQL)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
@@ -44,6 +45,7 @@ from herald.domain import (
     ClaimBatch,
     Content,
     Delivery,
+    ImportJob,
     Job,
     NewPost,
     Platform,
@@ -75,6 +77,7 @@ __all__ = [
     "EarlierGrants",
     "EngineInfo",
     "EngineStore",
+    "ImportJobs",
     "JobQueue",
     "KeyBusy",
     "KeyClaimed",
@@ -494,8 +497,78 @@ class Outbox(Protocol):
 
 
 @runtime_checkable
-class Store(EngineStore, Catalog, Outbox, Protocol):
-    """The source of truth; every store implements the three faces and passes their contract
+class ImportJobs(Protocol):
+    """CSV imports run in the background: the jobs, and the posts each one stores.
+
+    A job is worked on by one *runner* (an API process) at a time, which holds it until its
+    ``lease_until``. Every write for a job names the runner, and raises
+    :class:`~herald.errors.Conflict` when the runner no longer holds it (another one took it
+    over), so a runner that stalled past its lease can never write beside the one that took
+    over. A job's posts are stored *held*: their deliveries are ``scheduled`` with no
+    ``next_attempt_at``, which nothing claims, until :meth:`release_import` makes them due;
+    until then :meth:`discard_import` can remove them without a trace.
+    """
+
+    async def add_import(self, job: ImportJob, *, max_running: int) -> bool:
+        """Store a new job, unless its workspace already has ``max_running`` unfinished
+        (queued, validating, writing) jobs: then store nothing and answer False. The check and
+        the insert are atomic, whatever other process adds a job at the same time."""
+
+    async def get_import(self, import_id: str) -> ImportJob:
+        """Raise :class:`~herald.errors.NotFound` if there is no such job."""
+
+    async def list_imports(
+        self, workspace_id: str, *, after: tuple[datetime, str] | None = None, limit: int = 50
+    ) -> list[ImportJob]:
+        """The workspace's jobs ordered by (created_at, id), after the cursor ``after``."""
+
+    async def save_import(self, job: ImportJob) -> None:
+        """Write the job's state, counts, problems and times, if ``job.runner`` still holds
+        the unfinished job (else :class:`~herald.errors.Conflict`). Never its lease, which
+        :meth:`extend_import_leases` keeps meanwhile."""
+
+    async def extend_import_leases(
+        self, runner: str, import_ids: Sequence[str], lease_until: datetime
+    ) -> int:
+        """Set the lease of those of ``import_ids`` that ``runner`` holds, unfinished, to
+        ``lease_until`` (a past instant gives them up: the next take-over finds them);
+        return how many."""
+
+    async def take_over_imports(
+        self, runner: str, *, now: datetime, lease_until: datetime
+    ) -> list[ImportJob]:
+        """Hand every unfinished job whose lease ran out before ``now`` to ``runner`` (until
+        ``lease_until``); return them as taken."""
+
+    async def add_import_posts(self, job: ImportJob, posts: Sequence[tuple[int, NewPost]]) -> None:
+        """In one transaction: store ``posts`` (each with its file line, unique in the job) held,
+        and :meth:`save_import` ``job`` (its progress). :class:`~herald.errors.Conflict` and
+        nothing stored if ``job.runner`` no longer holds the job."""
+
+    async def release_import(
+        self, import_id: str, runner: str, *, after_line: int, limit: int
+    ) -> int | None:
+        """Make due the held deliveries of the job's posts on its next ``limit`` lines after
+        ``after_line`` (their ``next_attempt_at`` becomes their due time); return the last
+        of those lines, or None when there is none left."""
+
+    async def discard_import(
+        self, import_id: str, runner: str, *, after_line: int, limit: int
+    ) -> int | None:
+        """Remove the held deliveries of the job's posts on its next ``limit`` lines after
+        ``after_line``, and those cancelled before anything was sent, then those posts once
+        they have no delivery left (a delivery someone made due meanwhile stays, with its
+        post); return the last of those lines, or None when there is none left."""
+
+    async def list_import_posts(
+        self, import_id: str, *, after_line: int = 0, limit: int = 50
+    ) -> list[tuple[int, Post]]:
+        """The job's posts with their lines, in line order, after ``after_line``."""
+
+
+@runtime_checkable
+class Store(EngineStore, Catalog, Outbox, ImportJobs, Protocol):
+    """The source of truth; every store implements the four faces and passes their contract
     suites (listed above)."""
 
 

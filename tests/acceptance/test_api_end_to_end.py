@@ -32,6 +32,7 @@ from herald.domain import Platform, utcnow
 from herald.platforms.rules import VALIDATORS
 from herald.service.webhook_sender import EVENT_ID_HEADER, SIGNATURE_HEADER, verify
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
+from herald.testing.waiting import eventually
 from tests.integration.pipeline import FAST_ENGINE
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -293,14 +294,21 @@ async def import_csv(api: Client, sim: Simulator, channels: dict[str, dict]) -> 
                 now,
             ]
         )
-    body = await api.call(
+    job = await api.call(
         "POST",
         "/v1/posts/import",
-        201,
+        202,
         content=out.getvalue().encode(),
         headers={"content-type": "text/csv"},
     )
-    return int(body["imported"])
+
+    async def finished() -> bool:
+        job.update(await api.call("GET", f"/v1/imports/{job['id']}", 200))
+        return job["state"] in ("succeeded", "failed")
+
+    await eventually(finished, within_s=60, every_s=0.1)  # the import runs in the background
+    assert job["state"] == "succeeded", job
+    return int(job["progress"]["posts_written"])
 
 
 async def every_delivery(api: Client) -> dict[str, dict]:

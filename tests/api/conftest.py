@@ -128,8 +128,10 @@ def notified() -> list[datetime | None]:
 
 
 @pytest.fixture
-def app(settings, api_store, notified):
-    return create_app(settings, api_store, validators=VALIDATORS, notify=notified.append)
+async def app(settings, api_store, notified):
+    app = create_app(settings, api_store, validators=VALIDATORS, notify=notified.append)
+    yield app
+    await app.state.services.imports.runner.close()  # before the store closes
 
 
 @pytest.fixture
@@ -152,6 +154,26 @@ async def tenant(api_store, client) -> Tenant:
 @pytest.fixture
 async def other(api_store, client) -> Tenant:
     return await _tenant(api_store, client, "Rival")
+
+
+async def imported(
+    tenant: Tenant, app: Any, data: str | bytes, content_type: str = "text/csv"
+) -> dict:
+    """Send a CSV file to ``POST /v1/posts/import`` (202, the job) and wait until the job is
+    done (the app's import runner finished it); the job as ``GET /v1/imports/{id}`` shows it."""
+    response = await tenant.client.post(
+        "/v1/posts/import",
+        headers={**tenant.headers, "content-type": content_type},
+        content=data.encode() if isinstance(data, str) else data,
+    )
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/v1/imports/{job['id']}"
+    await app.state.services.imports.runner.join(job["id"])
+    done = await tenant.get(f"/v1/imports/{job['id']}")
+    assert done.status_code == 200, done.text
+    assert done.json()["state"] in ("succeeded", "failed"), done.text
+    return dict(done.json())
 
 
 def assert_problem(response: httpx.Response, status: int, field: str | None = None) -> dict:

@@ -8,7 +8,7 @@ import io
 import pytest
 
 from herald.domain import Platform
-from tests.api.conftest import assert_problem, later
+from tests.api.conftest import assert_problem, imported, later
 from tests.api.test_posts import SPRING, Y
 
 
@@ -23,7 +23,30 @@ async def stored(store, tenant) -> int:
     return len(await store.list_posts(tenant.workspace_id, limit=100_000))
 
 
-async def test_import_stores_every_row(tenant, api_store):
+async def import_posts(tenant, job: dict, **params) -> list[dict]:
+    """Every post the import stored, page by page, in file order."""
+    found, cursor = [], None
+    while True:
+        query = params | ({"cursor": cursor} if cursor else {})
+        page = await tenant.get(job["posts_url"], params=query)
+        assert page.status_code == 200, page.text
+        found += page.json()["items"]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def assert_failed(job: dict, field: str | None = None) -> dict:
+    assert job["state"] == "failed", job
+    assert job["detail"], job
+    assert job["finished_at"] is not None
+    assert job["progress"]["posts_written"] == 0
+    if field is not None:
+        assert field in [e["field"] for e in job["errors"]], job
+    return job
+
+
+async def test_import_stores_every_row(tenant, app, api_store):
     fb = await tenant.channel(Platform.FACEBOOK)
     ig = await tenant.channel(Platform.INSTAGRAM, timezone="America/New_York")
     yt = await tenant.channel(Platform.YOUTUBE)
@@ -101,24 +124,34 @@ async def test_import_stores_every_row(tenant, api_store):
     ]
     out = io.StringIO()
     csv.writer(out).writerows(rows)
-    response = await upload(tenant, out.getvalue())
-    assert response.status_code == 201, response.text
-    body = response.json()
-    assert body["imported"] == 6
-    assert [p["line"] for p in body["posts"]] == [2, 3, 4, 6, 7, 8]  # row 4 spans two lines
-    second = body["posts"][1]["post"]["deliveries"]
+    job = await imported(tenant, app, out.getvalue())
+    assert job["state"] == "succeeded", job
+    assert job["progress"] == {
+        "rows_total": 6,
+        "rows_validated": 6,
+        "posts_written": 6,
+        "deliveries": 8,
+    }
+    assert (job["errors"], job["detail"]) == ([], None)
+    posts = await import_posts(tenant, job, limit=4)  # two pages
+    assert [p["line"] for p in posts] == [2, 3, 4, 6, 7, 8]  # row 4 spans two lines
+    second = posts[1]["post"]["deliveries"]
     times = {d["channel_id"]: d["scheduled_at"] for d in second}
     assert times[fb["id"]] == f"{Y}-03-01T08:00:00Z"  # Paris, UTC+1 in winter
     assert times[ig["id"]] == f"{Y}-03-01T14:00:00Z"  # New York, UTC-5
-    kinds = [m["kind"] for m in body["posts"][2]["post"]["content"]["media"]]
+    kinds = [m["kind"] for m in posts[2]["post"]["content"]["media"]]
     assert kinds == ["image", "video"]
-    assert body["posts"][3]["post"]["overrides"]["youtube"]["title"] == "My video"
-    queued = [p["post"]["deliveries"][0]["scheduled_at"] for p in body["posts"][4:]]
+    assert posts[3]["post"]["overrides"]["youtube"]["title"] == "My video"
+    queued = [p["post"]["deliveries"][0]["scheduled_at"] for p in posts[4:]]
     assert len(set(queued)) == 2  # two rows, two different slots
     assert await stored(api_store, tenant) == 6
+    # Made due: each delivery's next attempt is its due time, as for a post made one by one.
+    assert all(
+        d["next_attempt_at"] == d["scheduled_at"] for p in posts for d in p["post"]["deliveries"]
+    )
 
 
-async def test_errors_are_reported_per_line_and_nothing_is_imported(tenant, other, api_store):
+async def test_errors_are_reported_per_line_and_nothing_is_imported(tenant, other, app, api_store):
     mine = await tenant.channel(Platform.FACEBOOK)
     ig = await tenant.channel(Platform.INSTAGRAM)
     theirs = await other.channel()
@@ -136,9 +169,8 @@ async def test_errors_are_reported_per_line_and_nothing_is_imported(tenant, othe
         ",no channel,{later()},,,,\n"
         f"{mine['id']},fine again,{later()},,,,\n"
     )
-    response = await upload(tenant, text)
-    problem = assert_problem(response, 422)
-    found = {(e["line"], e["field"]) for e in problem["errors"]}
+    job = assert_failed(await imported(tenant, app, text))
+    found = {(e["line"], e["field"]) for e in job["errors"]}
     expected = {
         (3, "channel_ids"),
         (4, "media_urls"),
@@ -150,11 +182,14 @@ async def test_errors_are_reported_per_line_and_nothing_is_imported(tenant, othe
         (11, "channel_ids"),
     }
     assert expected <= found, found
-    assert not any(e["line"] in (2, 12) for e in problem["errors"])
-    gap = [e for e in problem["errors"] if e["line"] == 5]
-    assert [e["field"] for e in gap] == ["local_time"], problem["errors"]
+    assert not any(e["line"] in (2, 12) for e in job["errors"])
+    gap = [e for e in job["errors"] if e["line"] == 5]
+    assert [e["field"] for e in gap] == ["local_time"], job["errors"]
+    assert job["progress"]["rows_total"] == 11
+    assert "nothing was imported" in job["detail"]
     assert await stored(api_store, tenant) == 0
-    assert theirs["id"] in str(problem["errors"])  # reported as not found, like any unknown id
+    assert await import_posts(tenant, job) == []
+    assert theirs["id"] in str(job["errors"])  # reported as not found, like any unknown id
 
 
 @pytest.mark.parametrize(
@@ -163,24 +198,51 @@ async def test_errors_are_reported_per_line_and_nothing_is_imported(tenant, othe
         (b"text,scheduled_at\nhello,2030-01-01T00:00:00Z\n", "channel_ids"),
         (b"channel_ids,colour\nch_1,red\n", "colour"),
         (b"channel_ids,text,text\nch_1,a,b\n", "text"),
+        (b"", "channel_ids"),
+        (b"\xff\xfechannel_ids\nch_1\n", "body"),
+        (b"42", "42"),
+    ],
+)
+async def test_a_file_whose_header_is_wrong_is_refused_at_once(tenant, app, api_store, data, field):
+    """Not a CSV of posts at all: a 422 naming the column, and no job."""
+    problem = assert_problem(await upload(tenant, data), 422, field)
+    assert [e["line"] for e in problem["errors"]] == [1] * len(problem["errors"])
+    assert (await tenant.get("/v1/imports")).json()["items"] == []
+    assert await stored(api_store, tenant) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
         (b"channel_ids,text\n\xff\xfe,x\n", "body"),
         (b"channel_ids,text\nch_1,x,extra\n", "body"),
-        (b"", "channel_ids"),
         (b"channel_ids\n\n\n", "body"),
         (b'channel_ids,text\nch_1,"unterminated\n', "body"),
     ],
 )
-async def test_malformed_files(tenant, api_store, data, field):
-    assert_problem(await upload(tenant, data), 422, field)
+async def test_malformed_files(tenant, app, api_store, data, field):
+    assert_failed(await imported(tenant, app, data), field)
     assert await stored(api_store, tenant) == 0
 
 
-async def test_an_unterminated_quote_is_named_at_the_line_where_its_row_starts(tenant, api_store):
+async def test_file_problems_are_named_at_their_line(tenant, app):
+    """Read one line at a time, the file still names each problem at its exact line."""
+    utf8 = assert_failed(await imported(tenant, app, b"channel_ids,text\nch_1,ok\nch_1,\xff\n"))
+    assert [(e["line"], e["field"]) for e in utf8["errors"]] == [(3, "body")]
+    bom = b"\xef\xbb\xbfchannel_ids,text\r\nch_nope,x\r\n"  # a BOM, CRLF: read as usual
+    assert [e["line"] for e in assert_failed(await imported(tenant, app, bom))["errors"]] == [2]
+    mac = b"channel_ids,text\rch_nope,x\rch_nope,y\r"  # lone CRs end lines too
+    assert {e["line"] for e in assert_failed(await imported(tenant, app, mac))["errors"]} == {2, 3}
+
+
+async def test_an_unterminated_quote_is_named_at_the_line_where_its_row_starts(
+    tenant, app, api_store
+):
     """The reader only notices at the end of the file; the person must look at line 3."""
     rows = ["channel_ids,text", "ch_1,fine", 'ch_1,"never closed', "ch_1,more", "ch_1,and more"]
-    problem = assert_problem(await upload(tenant, "\n".join(rows) + "\n"), 422, "body")
-    assert [e["line"] for e in problem["errors"]] == [3]
-    assert "starts on line 3" in problem["errors"][0]["message"]
+    job = assert_failed(await imported(tenant, app, "\n".join(rows) + "\n"), "body")
+    assert [e["line"] for e in job["errors"]] == [3]
+    assert "starts on line 3" in job["errors"][0]["message"]
     assert await stored(api_store, tenant) == 0
 
 
@@ -190,7 +252,8 @@ async def test_import_limits(tenant, app, api_store):
     rows = "".join(
         f"{channel['id']},row {i},{later()}\n" for i in range(settings.api.import_max_rows + 1)
     )
-    assert_problem(await upload(tenant, "channel_ids,text,scheduled_at\n" + rows), 422, "body")
+    too_many = await imported(tenant, app, "channel_ids,text,scheduled_at\n" + rows)
+    assert "more than" in assert_failed(too_many, "body")["detail"]
     assert_problem(await upload(tenant, "channel_ids\nx\n", "application/json"), 415)
     huge = b"channel_ids,text\n" + b"x" * (settings.api.import_max_bytes + 1)
     assert_problem(await upload(tenant, huge), 413)
@@ -219,12 +282,12 @@ async def test_export_lists_every_delivery_with_its_state(tenant, other):
     assert len(list(csv.DictReader(io.StringIO(filtered.text)))) == 1
 
 
-async def test_export_pages_through_many_posts(tenant, api_store):
+async def test_export_pages_through_many_posts(tenant, app, api_store):
     channel = await tenant.channel()
     text = "channel_ids,text,scheduled_at\n" + "".join(
         f"{channel['id']},row {i},{later()}\n" for i in range(1200)
     )
-    assert (await upload(tenant, text)).status_code == 201
+    assert (await imported(tenant, app, text))["state"] == "succeeded"
     response = await tenant.get("/v1/posts/export")
     rows = list(csv.DictReader(io.StringIO(response.text)))
     assert len(rows) == 1200

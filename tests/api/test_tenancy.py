@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from herald.domain import Platform
-from tests.api.conftest import IMAGE, assert_problem, later
+from tests.api.conftest import IMAGE, assert_problem, imported, later
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ async def test_listings_and_exports_show_only_the_callers_data(tenant, other, ob
     assert (await other.get("/v1/workspace")).json()["id"] == other.workspace_id
 
 
-async def test_other_workspaces_channels_cannot_be_post_targets(tenant, other, objects):
+async def test_other_workspaces_channels_cannot_be_post_targets(tenant, other, app, objects):
     body = {
         "channel_ids": [objects["channel"]],
         "content": {"text": "x", "media": [IMAGE]},
@@ -100,13 +100,10 @@ async def test_other_workspaces_channels_cannot_be_post_targets(tenant, other, o
     }
     assert_problem(await other.post("/v1/posts", body), 404)
     csv = f"channel_ids,text,scheduled_at\n{objects['channel']},x,{later()}\n"
-    response = await other.client.post(
-        "/v1/posts/import",
-        headers={**other.headers, "content-type": "text/csv"},
-        content=csv.encode(),
-    )
-    problem = assert_problem(response, 422, "channel_ids")
-    assert "not found" in problem["errors"][0]["message"]
+    job = await imported(other, app, csv)
+    assert job["state"] == "failed"
+    assert job["errors"][0]["field"] == "channel_ids"
+    assert "not found" in job["errors"][0]["message"]
 
 
 async def test_a_cursor_from_another_workspace_reveals_nothing(tenant, other, objects):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from herald.domain import ChannelStatus, Platform, utcnow
 from herald.states import DeliveryState
-from tests.api.conftest import assert_problem, later
+from tests.api.conftest import assert_problem, imported, later
 from tests.api.test_posts import Y, publish_all
 
 S = DeliveryState
@@ -33,20 +33,15 @@ async def test_a_refused_post_wakes_nothing(tenant, notified):
     assert notified == []
 
 
-async def test_an_import_wakes_the_engine_once_for_its_earliest_delivery(tenant, notified):
+async def test_an_import_wakes_the_engine_once_for_its_earliest_delivery(tenant, app, notified):
     channel = await tenant.channel()
     data = (
         "channel_ids,text,scheduled_at\r\n"
         f"{channel['id']},later,{Y}-03-02T09:00:00Z\r\n"
         f"{channel['id']},sooner,{Y}-03-01T09:00:00Z\r\n"
     )
-    response = await tenant.client.post(
-        "/v1/posts/import",
-        headers={**tenant.headers, "content-type": "text/csv"},
-        content=data.encode(),
-    )
-    assert response.status_code == 201, response.text
-    assert notified == [datetime(Y, 3, 1, 9, tzinfo=UTC)]
+    assert (await imported(tenant, app, data))["state"] == "succeeded"
+    assert notified == [datetime(Y, 3, 1, 9, tzinfo=UTC)]  # once every post was made due
 
 
 async def test_a_reschedule_wakes_the_engine_for_the_earliest_new_time(tenant, notified):

@@ -26,6 +26,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         ["run.py", "--scenario", "burst", "--posts", "60", "--reps", "1", "--store", "both"],
         ["api.py", "--posts", "20", "--rows", "50", "--concurrency", "1", "--store", "both"],
         ["restarts.py", "--kills", "2", "--posts", "40"],
+        ["imports.py", "--rows", "300", "--channels", "3", "--idle-s", "0.5", "--store", "both"],
         pytest.param(
             ["limiter.py", "--admissions", "200", "--reps", "1", "--redis-url", REDIS_URL],
             marks=pytest.mark.redis,
@@ -72,6 +73,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         "engine",
         "api",
         "restarts",
+        "imports",
         "limiter",
         "redis-queue",
         "rabbit-queue",

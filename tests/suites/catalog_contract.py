@@ -13,6 +13,7 @@ from herald.domain import (
     ApiKey,
     Attempt,
     ChannelStatus,
+    ImportJob,
     NewPost,
     Platform,
     Post,
@@ -379,6 +380,14 @@ class Populated:
             ws.id, retried, claimed.token, StoredResponse(201, (), b"sealed-answer")
         )
         made.ids.add(retried)
+        job = ImportJob(new_id("imp"), ws.id, runner="r1", lease_until=now + HOUR)
+        assert await store.add_import(job, max_running=5)
+        imported = new_post([c])
+        imported = NewPost(
+            Post(imported.post.id, imported.post.content, workspace_id=ws.id), imported.deliveries
+        )
+        await store.add_import_posts(replace(job, posts_written=1), [(2, imported)])
+        made.ids |= {job.id, imported.post.id, imported.deliveries[0].id}
         return made
 
     async def publish(self, store) -> None:
@@ -417,9 +426,11 @@ class ErasureContract:
         assert counts == {
             "attempts": 1,
             "webhook_events": 1,
-            "deliveries": 1,
+            "import_posts": 1,
+            "deliveries": 2,
             "posting_slots": 1,
-            "posts": 1,
+            "posts": 2,
+            "imports": 1,
             "webhooks": 1,
             "channels": 1,
             "api_keys": 1,
@@ -440,7 +451,7 @@ class ErasureContract:
         (kept_channel,) = await store.list_channels(kept.ws.id)
         assert await store.get_channel_secret(kept_channel.id) == b"sealed-credentials"
         assert len(await store.get_schedule(kept_channel.id)) == 1
-        assert len(await store.list_posts(kept.ws.id)) == 1
+        assert len(await store.list_posts(kept.ws.id)) == 2  # its own and its import's
         assert len(await store.list_webhooks(kept.ws.id)) == 1
         later = utcnow() + timedelta(seconds=1)
         events = await store.claim_webhook_events(now=later, limit=10, lease_until=later + HOUR)

@@ -28,6 +28,7 @@ from herald.api.routers import (
     api_keys,
     channels,
     deliveries,
+    imports,
     ops,
     post_files,
     posts,
@@ -40,6 +41,9 @@ from herald.errors import ConfigError
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.idempotency import IdempotencyKeys
+from herald.service.import_runner import ImportRunner
+from herald.service.import_work import ImportLimits
+from herald.service.imports import ImportService
 from herald.service.posts import PostService
 from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
@@ -78,6 +82,10 @@ def create_app(
     - ``engine_ready``: whether that engine can work (started, its store answers): ``/readyz``
       answers 503 while it cannot.
 
+    CSV imports run as background tasks of the app's
+    :class:`~herald.service.import_runner.ImportRunner` (``app.state.services.imports.runner``),
+    which the server starts and closes around serving (:mod:`herald.server`).
+
     Refuses to start without a secret key (:class:`~herald.errors.ConfigError`): channel
     credentials are encrypted with it.
     """
@@ -96,18 +104,28 @@ def create_app(
         ],
     )
     scheduler = Scheduler(store, settings.api, clock=clock)
+    post_service = PostService(
+        store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
+    )
+    runner = ImportRunner(
+        store=store,
+        posts=post_service,
+        limits=ImportLimits.from_settings(settings.api),
+        notify=notify,
+        clock=clock,
+        spool_dir=settings.api.import_spool_dir,
+    )
     app.state.services = Services(
         settings=settings,
         store=store,
         tenancy=Tenancy(store, clock=clock),
         channels=ChannelService(store=store, vault=vault, notify=notify, clock=clock),
-        posts=PostService(
-            store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
-        ),
+        posts=post_service,
         deliveries=DeliveryActions(store=store, scheduler=scheduler, notify=notify, clock=clock),
         webhooks=WebhookRegistry(
             store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
         ),
+        imports=ImportService(store=store, runner=runner, clock=clock),
         metrics=ApiMetrics(),
         key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
         idempotency=IdempotencyKeys(
@@ -121,7 +139,7 @@ def create_app(
         engine_ready=engine_ready,
     )
     problems.install(app)
-    for module in (ops, api_keys, channels, post_files, posts, deliveries, webhooks):
+    for module in (ops, api_keys, channels, post_files, posts, deliveries, imports, webhooks):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=app.state.services.metrics)
     app.add_middleware(

@@ -26,6 +26,7 @@ from herald.errors import InvalidInput, TooManyRequests, Unauthenticated
 from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.idempotency import IdempotencyKeys
+from herald.service.imports import ImportService
 from herald.service.posts import PostService
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
@@ -37,6 +38,7 @@ __all__ = [
     "CallerDep",
     "ChannelsDep",
     "DeliveriesDep",
+    "ImportsDep",
     "JsonBody",
     "KeysDep",
     "PathId",
@@ -60,6 +62,7 @@ class Services:
     posts: PostService
     deliveries: DeliveryActions
     webhooks: WebhookRegistry
+    imports: ImportService
     metrics: ApiMetrics
     key_limits: KeyRateLimits
     idempotency: IdempotencyKeys
@@ -158,11 +161,16 @@ def get_webhooks(services: ServicesDep) -> WebhookRegistry:
     return services.webhooks
 
 
+def get_imports(services: ServicesDep) -> ImportService:
+    return services.imports
+
+
 ChannelsDep = Annotated[ChannelService, Depends(get_channels)]
 PostsDep = Annotated[PostService, Depends(get_posts)]
 DeliveriesDep = Annotated[DeliveryActions, Depends(get_deliveries)]
 KeysDep = Annotated[Tenancy, Depends(get_keys)]
 WebhooksDep = Annotated[WebhookRegistry, Depends(get_webhooks)]
+ImportsDep = Annotated[ImportService, Depends(get_imports)]
 
 
 def require_json(request: Request) -> None:

@@ -2,6 +2,8 @@
 
 - :mod:`.posts`, :mod:`.deliveries`, :mod:`.post_csv`: create, list, cancel, reschedule, retry,
   import and export posts;
+- :mod:`.imports`, :mod:`.import_runner`, :mod:`.import_work`: CSV imports as background
+  jobs (the job a tenant follows, the tasks that run them, one job's steps);
 - :mod:`.scheduling`: the time forms of a post (instant, wall time, posting slot);
 - :mod:`.channels`, :mod:`.credentials`, :mod:`.vault`: channels and their secrets;
 - :mod:`.tenancy`, :mod:`.ownership`: workspaces, API keys, and who may see what;

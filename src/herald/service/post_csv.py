@@ -22,14 +22,16 @@ list cells are separated by spaces or ``;``):
 ========================  ===================================================================
 
 Parsing never raises for a bad row: it yields the row's problems with the column as field, and
-:meth:`herald.service.posts.PostService.import_drafts` validates the rest, so a file is reported in
-one go and imported all or nothing.
+:mod:`herald.service.import_work` checks the rest (``PostService.check_row``), so a file is
+reported in one go and imported all or nothing. The file is read one line at a time: an import
+never holds it whole in memory.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TypeVar, cast
@@ -42,7 +44,6 @@ from herald.service.posts import (
     MAX_TEXT_CHARS,
     MAX_TITLE_CHARS,
     PostDraft,
-    PostService,
     PostView,
     check_url,
 )
@@ -51,9 +52,9 @@ from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, OnFold, 
 __all__ = [
     "EXPORT_COLUMNS",
     "IMPORT_COLUMNS",
+    "check_header",
     "column_of",
     "export_rows",
-    "import_posts",
     "parse_posts",
     "to_csv",
 ]
@@ -83,6 +84,7 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi", ".mkv")
 _TRUE = {"true", "yes", "1", "y"}
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 _FALSE = {"false", "no", "0", "n", ""}
 
 Row = tuple[int, PostDraft | list[FieldProblem]]
@@ -96,20 +98,6 @@ class _RowProblems(Exception):
 
 
 # -- import ----------------------------------------------------------------------------------
-async def import_posts(
-    posts: PostService, workspace_id: str, data: bytes, *, max_rows: int
-) -> list[tuple[int, PostView]]:
-    """Parse, check and store a whole file, all or nothing: each stored post with its line.
-    :class:`InputErrors` names the CSV column of every problem."""
-    rows = parse_posts(data, max_rows=max_rows)
-    try:
-        views = await posts.import_drafts(workspace_id, rows)
-    except InputErrors as exc:
-        named = [FieldProblem(column_of(p.field), p.message, p.line) for p in exc.problems]
-        raise InputErrors(exc.message, named) from None
-    return list(zip([line for line, _ in rows], views, strict=True))
-
-
 def column_of(field_name: str | None) -> str | None:
     """The CSV column of a post field: ``content.media`` -> ``media_urls``,
     ``overrides.youtube.title`` -> ``youtube_title``; other names are columns already."""
@@ -127,30 +115,52 @@ def _column(name: str, prefix: str) -> str:
     return f"{prefix}{'media_urls' if name == 'media' else name}"
 
 
-def parse_posts(data: bytes, *, max_rows: int) -> list[Row]:
-    """Every row of the file as a draft or its problems, with its line number (the header is
-    line 1). File-level problems (encoding, header, size) raise :class:`InputErrors`."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputErrors(
-            "the file is not UTF-8 text",
-            [FieldProblem("body", "the file is not valid UTF-8", line)],
-        ) from None
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise InputErrors(
-            "the file holds a NUL character", [FieldProblem("body", "no NUL characters", line)]
-        )
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+def parse_posts(lines: Iterable[bytes], *, max_rows: int) -> Iterator[Row]:
+    """Every row of the file, read one line at a time (``lines``: its lines as bytes, such as
+    a file opened in binary mode), as a draft or its problems, with its line number (the
+    header is line 1). File-level problems (encoding, header, size) raise
+    :class:`InputErrors` when they are reached."""
+    reader = csv.reader(_text_lines(lines), strict=True)
     try:
         header = _header(next(reader, []))
-        return list(_rows(reader, lambda: reader.line_num, header, max_rows))
+        yield from _rows(reader, lambda: reader.line_num, header, max_rows)
     except csv.Error as exc:
         raise InputErrors(
             "the file is not valid CSV", [FieldProblem("body", str(exc), reader.line_num)]
         ) from None
+
+
+def check_header(lines: Iterable[bytes]) -> list[str]:
+    """Read the header row alone: its column names, or :class:`InputErrors` if it is not one
+    an import takes (a file that is not a CSV of posts at all is refused before it becomes a
+    job)."""
+    reader = csv.reader(_text_lines(lines), strict=True)
+    try:
+        return _header(next(reader, []))
+    except csv.Error as exc:
+        raise InputErrors(
+            "the file is not valid CSV", [FieldProblem("body", str(exc), reader.line_num)]
+        ) from None
+
+
+def _text_lines(lines: Iterable[bytes]) -> Iterator[str]:
+    """The file's lines as text, each decoded on its own (no UTF-8 sequence holds a newline
+    byte), so a problem is named at its exact line; a lone ``\r`` ends a line too, as in a
+    file opened with ``newline=""``."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise InputErrors(
+                "the file is not UTF-8 text",
+                [FieldProblem("body", "the file is not valid UTF-8", number)],
+            ) from None
+        if "\x00" in text:
+            raise InputErrors(
+                "the file holds a NUL character",
+                [FieldProblem("body", "no NUL characters", number)],
+            )
+        yield from (part for part in _LONE_CR.split(text) if part)
 
 
 def _header(cells: list[str]) -> list[str]:

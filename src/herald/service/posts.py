@@ -4,9 +4,9 @@ A :class:`PostDraft` is checked completely before the store is touched: every ta
 belongs to the caller's workspace, the content (with each platform's overrides) passes that
 platform's own rules (a :data:`~herald.types.Validator` per platform: the connectors' rules,
 passed in), and each target gets a due time (:mod:`herald.service.scheduling`). Every problem
-is reported at once, each with its field; a file import reports them per line. Then one
-``store.add_posts`` call stores everything, or nothing, and the engine (when it runs in this
-process) is told.
+is reported at once, each with its field; a file import reports them per line
+(:mod:`herald.service.import_work`). Then one ``store.add_posts`` call stores everything, or
+nothing, and the engine (when it runs in this process) is told.
 """
 
 from __future__ import annotations
@@ -144,49 +144,33 @@ class PostService(Service):
         self.wake(d.due_at for d in deliveries)
         return PostView(checked.new.post, deliveries)
 
-    async def import_drafts(
-        self, workspace_id: str, rows: Sequence[tuple[int, PostDraft | list[FieldProblem]]]
-    ) -> list[PostView]:
-        """Store every row's post in one transaction, or none: each row is a draft, or the
-        problems found while parsing it, with its line number."""
-        known = {c.id: c for c in await self.store.list_channels(workspace_id)}
-        drafts = [row for _, row in rows if isinstance(row, PostDraft)]
-        slotted = (c for d in drafts for c in d.channel_ids if c in known)
-        async with self.scheduler.holding((d.when for d in drafts), slotted):
-            book = self.scheduler.book()
-            problems: list[FieldProblem] = []
-            ready: list[NewPost] = []
-            for line, row in rows:
-                if not isinstance(row, PostDraft):
-                    problems += [FieldProblem(p.field, p.message, line) for p in row]
-                    continue
-                checked = await self._check_row(workspace_id, row, known, book)
-                problems += [FieldProblem(p.field, p.message, line) for p in checked.problems]
-                if checked.new is not None:
-                    ready.append(checked.new)
-            if problems:
-                raise InputErrors(
-                    f"{len(problems)} problem(s) in the file; nothing was imported", problems
-                )
-            if not ready:
-                raise InvalidInput("the file holds no posts", field="body")
-            deliveries = await self.store.add_posts(ready)
-        self.wake(d.due_at for d in deliveries)
-        by_post: dict[str, list[Delivery]] = {new.post.id: [] for new in ready}
-        for delivery in deliveries:
-            by_post[delivery.post_id].append(delivery)
-        return [PostView(new.post, by_post[new.post.id]) for new in ready]
-
-    async def _check_row(
+    async def check_row(
         self, workspace_id: str, draft: PostDraft, known: Mapping[str, Channel], book: SlotBook
-    ) -> _Checked:
+    ) -> NewPost | list[FieldProblem]:
+        """Check one row of a file import as :meth:`create` checks a post: the post ready to
+        store, or every problem found. ``known``: the workspace's live channels by id (read
+        once per file); ``book``: the posting slots the file's rows took so far."""
         missing = [c for c in draft.channel_ids if c not in known]
         if missing:
-            return _Checked(
-                problems=[FieldProblem("channel_ids", str(NotFound("channel", c))) for c in missing]
-            )
+            return [FieldProblem("channel_ids", str(NotFound("channel", c))) for c in missing]
         channels = [known[c] for c in draft.channel_ids]
-        return await self._check(workspace_id, draft, channels, book)
+        checked = await self._check(workspace_id, draft, channels, book)
+        return checked.problems if checked.new is None else checked.new
+
+    def imported_post(
+        self, workspace_id: str, draft: PostDraft, due: Sequence[datetime]
+    ) -> NewPost:
+        """The post of a row :meth:`check_row` accepted, with the due times it found (one per
+        channel of ``draft``, in order) and ids of its own."""
+        post = Post(
+            id=new_id("post"),
+            content=draft.content,
+            overrides=dict(draft.overrides),
+            created_at=self.clock(),
+            workspace_id=workspace_id,
+        )
+        targets = zip(draft.channel_ids, due, strict=True)
+        return NewPost(post, tuple(NewDelivery(new_id("dlv"), c, at) for c, at in targets))
 
     async def _check(
         self, workspace_id: str, draft: PostDraft, channels: Sequence[Channel], book: SlotBook

@@ -15,6 +15,9 @@
 - :class:`KeyRecord` and :func:`judge_key`: an idempotency key's row, and what a request that
   could not claim it is told. Whether a row can be claimed is :func:`key_claimable`'s to say;
   the SQL stores' claiming statement (``begin_idempotent``) repeats it in its WHERE clause.
+- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`discardable`:
+  one an import that fails removes; :func:`lost_import`: the error of a write for an import
+  job its runner no longer holds.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import datetime
 from typing import NotRequired, TypedDict
 
 from herald.domain import Attempt, Delivery, Transition
+from herald.errors import Conflict
 from herald.states import DeliveryState
 from herald.types import KeyBusy, KeyDone, KeyMismatch, KeyStart, StoredResponse
 
@@ -39,8 +43,11 @@ __all__ = [
     "abandoned_send",
     "applied",
     "by_post",
+    "discardable",
+    "is_held",
     "judge_key",
     "key_claimable",
+    "lost_import",
     "new_claim_token",
 ]
 
@@ -174,3 +181,27 @@ def judge_key(record: KeyRecord, fingerprint: str) -> KeyStart:
     if record.response is not None:
         return KeyDone(record.response)
     return KeyBusy(record.locked_until)
+
+
+def is_held(delivery: Delivery) -> bool:
+    """Stored by an import that has not made it due yet (:class:`herald.types.ImportJobs`):
+    ``scheduled`` with no next attempt, which no claim picks, and never tried. The SQL stores'
+    import queries test the same three columns."""
+    return (
+        delivery.state is S.SCHEDULED
+        and delivery.next_attempt_at is None
+        and delivery.attempts == 0
+    )
+
+
+def discardable(delivery: Delivery) -> bool:
+    """What an import that fails removes of what it stored: its held deliveries, and those
+    cancelled before they were ever sent (deleting their channel cancels them): nothing was
+    ever sent for either. One someone made due meanwhile stays."""
+    unsent = delivery.attempts == 0
+    return is_held(delivery) or (delivery.state is S.CANCELLED and unsent)
+
+
+def lost_import(import_id: str, runner: str | None) -> Conflict:
+    """What a write for import ``import_id`` raises once ``runner`` no longer holds it."""
+    return Conflict(f"import {import_id!r} is no longer held by runner {runner!r}")

@@ -33,6 +33,7 @@ from herald.stores.contract import (
     new_claim_token,
 )
 from herald.stores.memory_catalog import Claim, MemoryCatalog, lookup
+from herald.stores.memory_imports import MemoryImports
 from herald.types import Adopted, EngineInfo, Recovered
 
 __all__ = ["MemoryStore"]
@@ -40,7 +41,7 @@ __all__ = ["MemoryStore"]
 S = DeliveryState
 
 
-class MemoryStore(MemoryCatalog):
+class MemoryStore(MemoryCatalog, MemoryImports):
     """Implements :class:`herald.types.Store` in process memory."""
 
     def __init__(self) -> None:
@@ -51,6 +52,7 @@ class MemoryStore(MemoryCatalog):
         self._claims: dict[str, Claim] = {}  # delivery id -> (token, lease, engine)
         self._engines: dict[str, EngineInfo] = {}
         self._init_catalog()
+        self._init_imports()
 
     async def open(self) -> None:
         return None
@@ -130,12 +132,15 @@ class MemoryStore(MemoryCatalog):
             if o.event.workspace_id == workspace_id or o.event.webhook_id in webhooks
         }
         keys = {i for i, (k, _) in self._keys.items() if k.workspace_id == workspace_id}
+        imports = {i for i, j in self._imports.items() if j.workspace_id == workspace_id}
         counts = {
             "attempts": sum(len(self._attempts.get(i, ())) for i in deliveries),
             "webhook_events": len(events),
+            "import_posts": sum(len(self._import_posts.get(i, {})) for i in imports),
             "deliveries": len(deliveries),
             "posting_slots": sum(len(self._slots.get(i, ())) for i in channels),
             "posts": len(posts),
+            "imports": len(imports),
             "webhooks": len(webhooks),
             "channels": len(channels),
             "api_keys": len(keys),
@@ -160,6 +165,9 @@ class MemoryStore(MemoryCatalog):
             del self._keys[i]
         for held in [k for k in self._idempotency if k[0] == workspace_id]:
             del self._idempotency[held]
+        for i in imports:
+            self._import_posts.pop(i, None)
+            del self._imports[i]
         del self._workspaces[workspace_id]
         return counts
 

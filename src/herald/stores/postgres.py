@@ -18,7 +18,8 @@ Any number of engines, on any number of machines, may share one database (run ea
 Queries live in ``stores/sql/postgres.sql`` and ``common.sql``, migrations in
 ``stores/migrations/postgres/`` (applied at :meth:`open` under an advisory lock), the driver
 behind :mod:`herald.stores.postgres_conn`, rows become objects in :mod:`herald.stores.rows`,
-the catalogue and outbox are in :mod:`herald.stores.postgres_catalog`.
+the catalogue and outbox are in :mod:`herald.stores.postgres_catalog`, the CSV import jobs in
+:mod:`herald.stores.postgres_imports`.
 
 Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process adds posts
 (``LISTEN``/``NOTIFY`` on a per-schema channel); without it, such posts are seen within
@@ -45,6 +46,7 @@ from herald.stores.contract import (
 )
 from herald.stores.postgres_catalog import PostgresCatalog
 from herald.stores.postgres_conn import Connection, Database, Record
+from herald.stores.postgres_imports import PostgresImports
 from herald.stores.postgres_listen import DueListener
 from herald.stores.postgres_slots import AdvisorySlotLocks
 from herald.stores.rows import POSTGRES as decode
@@ -54,7 +56,7 @@ from herald.types import Adopted, EngineInfo, Recovered
 __all__ = ["PostgresStore"]
 
 
-class PostgresStore(PostgresCatalog):
+class PostgresStore(PostgresCatalog, PostgresImports):
     """Implements :class:`herald.types.Store` on a PostgreSQL database.
 
     ``schema``: where Herald's tables live (created if missing); default: the URL's

@@ -174,7 +174,8 @@ class PostgresCatalog(SQLCommon):
     async def _erase(self, queries: Sequence[str], workspace_id: str) -> list[int]:
         async with self._db.transaction() as conn:
             # Lock first what others could add children to (stores/sql/postgres.sql).
-            if await conn.fetchrow(self._db.q["lock_workspace"], id=workspace_id) is None:
+            await conn.fetch(self._db.q["lock_erased_imports"], id=workspace_id)
+            if await conn.fetchrow(self._db.q["lock_erased_workspace"], id=workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
             for rows in ("channels", "deliveries", "webhooks"):
                 await conn.fetch(self._db.q[f"lock_workspace_{rows}"], id=workspace_id)

@@ -4,7 +4,8 @@ Named queries are ``-- name: <name>`` blocks in ``stores/sql/``: ``common.sql`` 
 both dialects write alike, ``<dialect>.sql`` the rest. Their placeholders are filled in once,
 when they are loaded:
 
-- ``{delivery_columns}``, ``{channel_columns}``, ``{post_columns}``: the columns the decoders
+- ``{delivery_columns}``, ``{channel_columns}``, ``{post_columns}``, ``{import_columns}``:
+  the columns the decoders
   of :mod:`herald.stores.rows` read. ``{d.delivery_columns}`` qualifies them with a table
   alias; ``{c.channel_columns AS channel.}`` also names them ``"channel.<column>"``, as a
   joined table's columns are named;
@@ -38,17 +39,22 @@ from herald.states import (
     DeliveryState,
     allowed_sources,
 )
-from herald.stores.rows import CHANNEL_COLUMNS, DELIVERY_COLUMNS, POST_COLUMNS
+from herald.stores.rows import CHANNEL_COLUMNS, DELIVERY_COLUMNS, IMPORT_COLUMNS, POST_COLUMNS
 
 __all__ = ["for_each_target", "load_queries", "migration_files", "state_list"]
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
-_COLUMNS = re.compile(r"\{(?:(\w+)\.)?(delivery|channel|post)_columns(?: AS ([\w.]+))?\}")
+_COLUMNS = re.compile(r"\{(?:(\w+)\.)?(delivery|channel|post|import)_columns(?: AS ([\w.]+))?\}")
 _INDEXED_BY = re.compile(r"\{INDEXED BY (\w+)\}")
 # What a placeholder looks like: a name in braces ({CLAIMABLE}, {d.delivery_columns}...),
 # not an array literal such as '{}' or '{1,2}'.
 _LEFT = re.compile(r"\{[A-Za-z_][\w .]*\}")
-_TABLES = {"delivery": DELIVERY_COLUMNS, "channel": CHANNEL_COLUMNS, "post": POST_COLUMNS}
+_TABLES = {
+    "delivery": DELIVERY_COLUMNS,
+    "channel": CHANNEL_COLUMNS,
+    "post": POST_COLUMNS,
+    "import": IMPORT_COLUMNS,
+}
 _SOURCES = "{SOURCES}"
 
 

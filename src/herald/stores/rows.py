@@ -28,6 +28,8 @@ from herald.domain import (
     Content,
     ContentOverride,
     Delivery,
+    ImportJob,
+    ImportState,
     Platform,
     Post,
     PostingSlot,
@@ -38,7 +40,9 @@ from herald.domain import (
     WebhookEventState,
     WebhookHealth,
     Workspace,
+    utcnow,
 )
+from herald.errors import FieldProblem
 from herald.states import DeliveryState
 from herald.stores.contract import KeyRecord
 from herald.types import StoredResponse
@@ -46,6 +50,7 @@ from herald.types import StoredResponse
 __all__ = [
     "CHANNEL_COLUMNS",
     "DELIVERY_COLUMNS",
+    "IMPORT_COLUMNS",
     "POSTGRES",
     "POST_COLUMNS",
     "SQLITE",
@@ -55,8 +60,10 @@ __all__ = [
     "dumps",
     "from_micros",
     "headers_json",
+    "import_params",
     "micros",
     "post_json",
+    "problems_json",
     "usage_json",
 ]
 
@@ -92,6 +99,23 @@ CHANNEL_COLUMNS = (
     "region",
 )
 POST_COLUMNS = ("id", "content", "overrides", "created_at", "workspace_id")
+IMPORT_COLUMNS = (
+    "id",
+    "workspace_id",
+    "state",
+    "rows_total",
+    "rows_validated",
+    "posts_written",
+    "deliveries",
+    "committed",
+    "detail",
+    "errors",
+    "runner",
+    "lease_until",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
 
 
 class Row(Protocol):
@@ -145,6 +169,40 @@ def post_json(post: Post) -> tuple[str, str]:
     """A post's two JSON columns: its content and its per-platform overrides."""
     overrides = {k.value: o.to_dict() for k, o in post.overrides.items()}
     return dumps(post.content.to_dict()), dumps(overrides)
+
+
+def problems_json(problems: Iterable[FieldProblem]) -> str:
+    """An import job's ``errors`` column: ``[{"line", "field", "message"}]``."""
+    return dumps([{"line": p.line, "field": p.field, "message": p.message} for p in problems])
+
+
+def import_params(
+    job: ImportJob, instant: Callable[[datetime | None], Any], *, saved: bool = False
+) -> dict[str, Any]:
+    """The named parameters of ``insert_import`` for ``job`` (``saved``: of ``save_import``,
+    which writes neither its workspace, its creation time nor its lease), instants as
+    ``instant`` gives them to the dialect. ``updated_at`` is now."""
+    values = {
+        "id": job.id,
+        "state": job.state.value,
+        "rows_total": job.rows_total,
+        "rows_validated": job.rows_validated,
+        "posts_written": job.posts_written,
+        "deliveries": job.deliveries,
+        "committed": job.committed,
+        "detail": job.detail,
+        "errors": problems_json(job.errors),
+        "runner": job.runner,
+        "updated_at": instant(utcnow()),
+        "finished_at": instant(job.finished_at),
+    }
+    if not saved:
+        values |= {
+            "workspace_id": job.workspace_id,
+            "created_at": instant(job.created_at),
+            "lease_until": instant(job.lease_until),
+        }
+    return values
 
 
 def content_of(row: Row, platform: Platform, prefix: str = "") -> Content:
@@ -246,6 +304,28 @@ class Decoder:
             outcome=row["outcome"],
             error=row["error"],
             page_usage=_usage(row["page_usage"]),
+        )
+
+    def import_job(self, row: Row) -> ImportJob:
+        instant, maybe = self.instant, self.maybe_instant
+        return ImportJob(
+            id=row["id"],
+            workspace_id=row["workspace_id"],
+            state=ImportState(row["state"]),
+            rows_total=row["rows_total"],
+            rows_validated=row["rows_validated"],
+            posts_written=row["posts_written"],
+            deliveries=row["deliveries"],
+            committed=bool(row["committed"]),
+            detail=row["detail"],
+            errors=tuple(
+                FieldProblem(p["field"], p["message"], p["line"]) for p in json.loads(row["errors"])
+            ),
+            runner=row["runner"],
+            lease_until=maybe(row["lease_until"]),
+            created_at=instant(row["created_at"]),
+            updated_at=instant(row["updated_at"]),
+            finished_at=maybe(row["finished_at"]),
         )
 
     def workspace(self, row: Row) -> Workspace:

@@ -51,9 +51,11 @@ DUPLICATE = {
 ERASED_TABLES = (
     "attempts",
     "webhook_events",
+    "import_posts",
     "deliveries",
     "posting_slots",
     "posts",
+    "imports",
     "webhooks",
     "channels",
     "api_keys",

@@ -4,7 +4,7 @@ WAL mode, one writer connection and one reader connection, each in its own threa
 come in batches (a claim of hundreds of deliveries, a group of outcomes) so one fsync covers
 many deliveries. Queries live in ``stores/sql/sqlite.sql`` and ``common.sql``, rows become
 objects in :mod:`herald.stores.rows`; the catalogue and the webhook outbox are in
-:mod:`herald.stores.sqlite_catalog`.
+:mod:`herald.stores.sqlite_catalog`, the CSV import jobs in :mod:`herald.stores.sqlite_imports`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from herald.stores.rows import SQLITE as decode
 from herald.stores.slot_locks import FileLock, KeyedLocks
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
+from herald.stores.sqlite_imports import SQLiteImports
 from herald.stores.sqlite_lock import EngineLock
 from herald.types import Adopted, EngineInfo, Recovered
 
@@ -56,7 +57,7 @@ def sqlite_path(database_url: str) -> str:
     return path
 
 
-class SQLiteStore(SQLiteCatalog):
+class SQLiteStore(SQLiteCatalog, SQLiteImports):
     """Implements :class:`herald.types.Store` on a SQLite file."""
 
     def __init__(

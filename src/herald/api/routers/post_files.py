@@ -1,17 +1,17 @@
-"""``/v1/posts/import`` and ``/v1/posts/export``: posts as CSV files (docs/api.md)."""
+"""``/v1/posts/import`` and ``/v1/posts/export``: posts as CSV files (docs/api.md); an import
+runs as a job, followed at ``/v1/imports`` (:mod:`herald.api.routers.imports`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
-from herald.api.deps import CallerDep, PostsDep, ServicesDep, require_csv, workspace_router
+from herald.api.deps import CallerDep, ImportsDep, PostsDep, require_csv, workspace_router
 from herald.api.problems import responses
 from herald.api.routers.posts import QueryDep
-from herald.api.schemas.posts import ImportedPost, ImportPublic, PostPublic
-from herald.service import post_csv
+from herald.api.schemas.imports import ImportPublic
 from herald.service.post_csv import EXPORT_COLUMNS, IMPORT_COLUMNS, export_rows, to_csv
 from herald.service.posts import Cursor, PostFilter, PostService
 
@@ -23,14 +23,17 @@ _EXPORT_PAGE = 500
 
 @router.post(
     "/import",
-    status_code=201,
+    status_code=202,
     dependencies=[Depends(require_csv)],
-    responses=responses(404, 413, 415, 422),
-    summary="Import posts from a CSV file, all or nothing",
+    responses=responses(413, 415, 422, 429),
+    summary="Import posts from a CSV file, all or nothing, in the background",
     description=(
-        "One row per post, a header row first. The whole file is validated before anything "
-        "is stored; every problem is reported with its line and column "
-        f"(`errors: [{{line, field, message}}]`). Columns: {', '.join(IMPORT_COLUMNS)}."
+        "One row per post, a header row first. Answers at once with the import job "
+        "(`Location: /v1/imports/{id}`); the job reads and validates the whole file before "
+        "anything is stored (every problem reported with its line and column, "
+        "`errors: [{line, field, message}]`, and nothing stored), then stores it. "
+        "A workspace with `api.import_max_running` imports unfinished gets a 429. "
+        f"Columns: {', '.join(IMPORT_COLUMNS)}."
     ),
     openapi_extra={
         "requestBody": {
@@ -49,16 +52,11 @@ _EXPORT_PAGE = 500
     },
 )
 async def import_posts(
-    request: Request, caller: CallerDep, posts: PostsDep, services: ServicesDep
+    request: Request, caller: CallerDep, imports: ImportsDep, response: Response
 ) -> ImportPublic:
-    data = await request.body()
-    stored = await post_csv.import_posts(
-        posts, caller.workspace_id, data, max_rows=services.settings.api.import_max_rows
-    )
-    return ImportPublic(
-        imported=len(stored),
-        posts=[ImportedPost(line=line, post=PostPublic.of(view)) for line, view in stored],
-    )
+    job = await imports.submit(caller.workspace_id, request.stream())
+    response.headers["Location"] = f"/v1/imports/{job.id}"
+    return ImportPublic.of(job)
 
 
 @router.get(

@@ -36,8 +36,6 @@ __all__ = [
     "ContentIn",
     "DeliveryDetail",
     "DeliveryPublic",
-    "ImportPublic",
-    "ImportedPost",
     "MediaIn",
     "OverrideIn",
     "PostCreate",
@@ -330,13 +328,3 @@ class PostDetail(_PostFields):
 class PostPage(BaseModel):
     items: list[PostPublic]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: done")
-
-
-class ImportedPost(BaseModel):
-    line: int
-    post: PostPublic
-
-
-class ImportPublic(BaseModel):
-    imported: int
-    posts: list[ImportedPost]

@@ -193,6 +193,9 @@ DELETE FROM attempts WHERE delivery_id IN (
 DELETE FROM webhook_events
 WHERE workspace_id = :id OR webhook_id IN (SELECT id FROM webhooks WHERE workspace_id = :id);
 
+-- name: erase_import_posts
+DELETE FROM import_posts WHERE import_id IN (SELECT id FROM imports WHERE workspace_id = :id);
+
 -- name: erase_deliveries
 DELETE FROM deliveries WHERE id IN (
     SELECT d.id FROM deliveries d JOIN posts p ON p.id = d.post_id WHERE p.workspace_id = :id
@@ -205,6 +208,9 @@ DELETE FROM posting_slots WHERE channel_id IN (SELECT id FROM channels WHERE wor
 
 -- name: erase_posts
 DELETE FROM posts WHERE workspace_id = :id;
+
+-- name: erase_imports
+DELETE FROM imports WHERE workspace_id = :id;
 
 -- name: erase_webhooks
 DELETE FROM webhooks WHERE workspace_id = :id;
@@ -255,3 +261,50 @@ WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state =
 DELETE FROM idempotency_keys WHERE (workspace_id, key) IN (
     SELECT workspace_id, key FROM idempotency_keys WHERE expires_at <= :before
     ORDER BY expires_at LIMIT :limit);
+-- name: get_import
+SELECT {import_columns} FROM imports WHERE id = :id;
+
+-- name: list_imports
+SELECT {import_columns} FROM imports
+WHERE workspace_id = :workspace_id AND (created_at, id) > (:after_at, :after_id)
+ORDER BY created_at, id LIMIT :limit;
+
+-- name: running_imports
+SELECT count(*) AS running FROM imports
+WHERE workspace_id = :workspace_id AND state IN ('queued', 'validating', 'writing');
+
+-- name: insert_import
+INSERT INTO imports (id, workspace_id, state, rows_total, rows_validated, posts_written,
+                     deliveries, committed, detail, errors, runner, lease_until, created_at,
+                     updated_at, finished_at)
+VALUES (:id, :workspace_id, :state, :rows_total, :rows_validated, :posts_written, :deliveries,
+        :committed, :detail, :errors, :runner, :lease_until, :created_at, :updated_at,
+        :finished_at);
+
+-- name: save_import
+-- Never the lease: the runner's keeper renews it (extend_import_leases) while a job is saved.
+UPDATE imports SET state = :state, rows_total = :rows_total, rows_validated = :rows_validated,
+    posts_written = :posts_written, deliveries = :deliveries, committed = :committed,
+    detail = :detail, errors = :errors, updated_at = :updated_at, finished_at = :finished_at
+WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
+
+-- name: touch_import
+-- The guard of a write for a job: on PostgreSQL it also locks the job's row until the write
+-- commits, so a take-over waits for it (and the write waits for a take-over).
+UPDATE imports SET updated_at = :now
+WHERE id = :id AND runner = :runner AND state IN ('queued', 'validating', 'writing');
+
+
+-- name: take_over_imports
+UPDATE imports SET runner = :runner, lease_until = :lease_until, updated_at = :now
+WHERE state IN ('queued', 'validating', 'writing')
+  AND (lease_until IS NULL OR lease_until < :now)
+RETURNING {import_columns};
+
+-- name: import_lines
+SELECT line, post_id FROM import_posts
+WHERE import_id = :id AND line > :after_line ORDER BY line LIMIT :limit;
+
+-- name: list_import_posts
+SELECT ip.line, {p.post_columns} FROM import_posts ip JOIN posts p ON p.id = ip.post_id
+WHERE ip.import_id = :id AND ip.line > :after_line ORDER BY ip.line LIMIT :limit;

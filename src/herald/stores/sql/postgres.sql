@@ -449,14 +449,18 @@ WITH disabled AS (
 )
 SELECT count(*) AS disabled FROM disabled;
 
--- name: lock_workspace
+-- name: lock_erased_imports
 -- Before an erasure, run in this order: every row of the workspace that another transaction
--- could add children to, locked: the workspace (channels, posts, webhooks, keys), its channels
--- (slots, deliveries), its deliveries (attempts, by the engine's guarded writes) and its
--- webhooks (events). An insert that references one takes a share lock on it, so it waits,
--- then fails on its own side; it cannot slip a child in between two of the erasure's
--- statements. Deliveries before webhooks: a guarded write locks a delivery, then references
--- a webhook.
+-- could add children to, locked: its imports (their posts; first, as an import's write locks
+-- its job's row before it adds posts under the workspace), the workspace (channels, posts,
+-- webhooks, keys, imports), its channels (slots, deliveries), its deliveries (attempts, by
+-- the engine's guarded writes) and its webhooks (events). An insert that references one takes
+-- a share lock on it, so it waits, then fails on its own side; it cannot slip a child in
+-- between two of the erasure's statements. Deliveries before webhooks: a guarded write locks
+-- a delivery, then references a webhook.
+SELECT id FROM imports WHERE workspace_id = :id ORDER BY id FOR UPDATE;
+
+-- name: lock_erased_workspace
 SELECT id FROM workspaces WHERE id = :id FOR UPDATE;
 
 -- name: lock_workspace_channels
@@ -472,3 +476,58 @@ ORDER BY id FOR UPDATE;
 
 -- name: lock_workspace_webhooks
 SELECT id FROM webhooks WHERE workspace_id = :id ORDER BY id FOR UPDATE;
+-- name: insert_held_deliveries
+-- As insert_deliveries, with no next_attempt_at: nothing claims them until released.
+INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at,
+                        updated_at)
+SELECT t.id, t.post_id, c.id, c.platform, t.due_at, 'scheduled', NULL, :now
+FROM unnest(:ids::text[], :post_ids::text[], :channel_ids::text[], :due_at::timestamptz[])
+     AS t (id, post_id, channel_id, due_at)
+JOIN channels c ON c.id = t.channel_id;
+
+-- name: insert_import_posts
+INSERT INTO import_posts (import_id, line, post_id)
+SELECT :import_id, t.line, t.post_id
+FROM unnest(:lines::integer[], :post_ids::text[]) AS t (line, post_id);
+
+-- name: release_held_deliveries
+-- The earliest due time released, for the dispatchers' wake-up (NULL: none).
+WITH released AS (
+    UPDATE deliveries SET next_attempt_at = due_at, updated_at = :now
+    WHERE post_id = ANY(:post_ids::text[])
+      AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0
+    RETURNING due_at
+)
+SELECT min(due_at) AS first_due FROM released;
+
+-- name: delete_held_deliveries
+-- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
+DELETE FROM deliveries
+WHERE post_id = ANY(:post_ids::text[]) AND attempts = 0
+  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
+
+-- name: delete_bare_import_posts
+-- The import's posts with no delivery left: their lines, then the posts themselves.
+DELETE FROM import_posts ip
+WHERE ip.import_id = :import_id AND ip.line = ANY(:lines::integer[])
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = ip.post_id);
+
+-- name: delete_bare_posts
+DELETE FROM posts p
+WHERE p.id = ANY(:post_ids::text[])
+  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id);
+
+-- name: extend_import_leases
+UPDATE imports SET lease_until = :lease_until
+WHERE runner = :runner AND id = ANY(:ids::text[])
+  AND state IN ('queued', 'validating', 'writing');
+
+-- CSV import jobs: what PostgreSQL writes its own way (arrays, one statement per step).
+-- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
+-- next_attempt_at and no attempt (herald.stores.contract.is_held).
+
+-- name: lock_workspace
+-- Serialises the jobs added for one workspace, so two at once cannot both pass the check of
+-- running imports; FOR NO KEY UPDATE leaves the rows that refer to the workspace alone.
+SELECT id FROM workspaces WHERE id = :workspace_id FOR NO KEY UPDATE;
+

@@ -275,3 +275,34 @@ SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.w
 FROM webhooks w
 WHERE w.workspace_id = :workspace_id AND w.id <> :id AND w.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'webhook.disabled');
+-- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
+-- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
+-- next_attempt_at and no attempt (herald.stores.contract.is_held).
+
+-- name: insert_import_post
+INSERT INTO import_posts (import_id, line, post_id) VALUES (?, ?, ?);
+
+-- name: release_held_deliveries
+UPDATE deliveries {INDEXED BY deliveries_post} SET next_attempt_at = due_at, updated_at = :now
+WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+
+-- name: delete_held_deliveries
+-- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
+DELETE FROM deliveries {INDEXED BY deliveries_post}
+WHERE post_id = :post_id AND attempts = 0
+  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
+
+-- name: delete_bare_import_post
+-- A post of the import with no delivery left: its line, then the post itself.
+DELETE FROM import_posts
+WHERE import_id = :import_id AND line = :line
+  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+
+-- name: delete_bare_post
+DELETE FROM posts
+WHERE id = :post_id AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+
+-- name: extend_import_leases
+UPDATE imports SET lease_until = :lease_until
+WHERE runner = :runner AND id IN (SELECT value FROM json_each(:ids))
+  AND state IN ('queued', 'validating', 'writing');

@@ -1,0 +1,416 @@
+"""One CSV import job's work, step by step; :mod:`herald.service.import_runner` runs it in the
+background.
+
+1. **validating**: the uploaded file (spooled to disk) is read one line at a time and every
+   row is checked as a post would be (:meth:`PostService.check_row`), the whole file before
+   anything is stored. What is kept meanwhile is small and bounded by the limits: each
+   delivery's due time (8 bytes), and the problems (the first :data:`MAX_PROBLEMS`). Any
+   problem: the job fails with them, and nothing is stored.
+2. **writing**: the file is read again and its posts stored in batches of about
+   :data:`BATCH_DELIVERIES` deliveries, one transaction each, *held* (their deliveries are not
+   claimable: :class:`herald.types.ImportJobs`). Once all are stored the job is *committed*,
+   their deliveries are made due in batches, the job **succeeded**, and the engine told.
+
+If writing fails (the store, a channel deleted meanwhile), what was stored is removed and the
+job fails: an import is stored whole or not at all. A job taken over from a process that
+stopped (:meth:`ImportWork.recover`) is finished if it was committed, else cleaned up the same
+way and failed as interrupted; it never resumes, so it can never store a row twice.
+
+The work is CPU-bound Python on the event loop the API answers on, and writes that keep the
+store busy: it yields whenever :data:`SLICE_S` has passed without a pause (:class:`Pacer`), so
+another tenant's request waits at most that long for each of its own steps, and then stays
+away in proportion, so that it takes at most ``api.import_loop_share`` (half) of the time.
+Yielding alone was not enough: the store's SQLite threads need the interpreter's lock to hand
+a read back, and a database busy with an import's batches back to back is slower for every
+other client (another tenant's p99 over HTTP, in bench/imports.py: about 6x its idle figure
+with yields alone, within 2x at half the time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from herald.backoff import Backoff
+from herald.config import ApiSettings
+from herald.domain import Channel, ImportJob, ImportState, NewPost
+from herald.errors import Conflict, FieldProblem, HeraldError, InputErrors, StoreError
+from herald.service.post_csv import check_header, column_of, parse_posts
+from herald.service.posts import PostDraft, PostService
+from herald.service.scheduling import NextFreeSlot, SlotBook
+from herald.types import Notify, Store
+
+__all__ = [
+    "BATCH_DELIVERIES",
+    "INTERRUPTED",
+    "MAX_PROBLEMS",
+    "SLICE_S",
+    "ImportLimits",
+    "ImportWork",
+    "Pacer",
+]
+
+log = logging.getLogger("herald.imports")
+
+#: The problems a failed job keeps (and lists); the rest are only counted. A file of 10,000
+#: rows naming 50 unknown channels each has 500,000 of them.
+MAX_PROBLEMS = 1_000
+#: Deliveries stored (or made due, or removed) per transaction, about: a batch holds whole
+#: posts, at most :data:`BATCH_POSTS` of them, and about :data:`BATCH_CHARS` of their texts
+#: (a post's text may be 63,206 characters: what a batch holds in memory stays small).
+BATCH_DELIVERIES = 1_000
+BATCH_POSTS = 500
+BATCH_CHARS = 262_144
+#: The longest the work runs on the event loop without yielding, in seconds.
+SLICE_S = 0.002
+#: Progress is saved every so many rows while validating.
+PROGRESS_ROWS = 500
+INTERRUPTED = (
+    "the API process working on this import stopped before it was done; nothing was "
+    "imported: send the file again"
+)
+
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportLimits:
+    """What one import may hold, and how the API processes share the work."""
+
+    max_rows: int = 10_000
+    max_deliveries: int = 100_000
+    max_running: int = 2  # per workspace: queued, validating or writing
+    workers: int = 1  # per API process
+    lease_s: float = 30.0
+    loop_share: float = 0.5  # of the event loop's time, per import
+
+    @classmethod
+    def from_settings(cls, api: ApiSettings) -> ImportLimits:
+        return cls(
+            max_rows=api.import_max_rows,
+            max_deliveries=api.import_max_deliveries,
+            max_running=api.import_max_running,
+            workers=api.import_workers,
+            lease_s=api.import_lease_s,
+            loop_share=api.import_loop_share,
+        )
+
+
+class Pacer:
+    """Yields to the event loop once ``slice_s`` has passed since it last did, and stays away
+    in proportion, so that the work takes at most ``share`` of the time: its own on the event
+    loop, and the store's for it (a batch the database took 50 ms to write is followed by a
+    50 ms pause at half the time), which the database's other clients need as well."""
+
+    def __init__(self, share: float = 1.0, slice_s: float = SLICE_S) -> None:
+        self._slice_s = slice_s
+        self._rest = 1 / share - 1  # seconds of pause per second of work
+        self._since = time.perf_counter()
+
+    async def tick(self) -> None:
+        worked_s = time.perf_counter() - self._since
+        if worked_s >= self._slice_s:
+            await asyncio.sleep(worked_s * self._rest)
+            self._since = time.perf_counter()
+
+
+@dataclass
+class _Checked:
+    """What validating the whole file leaves for writing it."""
+
+    due: array[int] = field(default_factory=lambda: array("q"))  # per delivery, in µs
+    rows: int = 0
+    deliveries: int = 0
+    channels: set[str] = field(default_factory=set)
+    first_due: datetime | None = None
+    problems: list[FieldProblem] = field(default_factory=list)
+    more_problems: int = 0  # beyond MAX_PROBLEMS
+
+    def add_problems(self, found: list[FieldProblem]) -> None:
+        room = MAX_PROBLEMS - len(self.problems)
+        self.problems += found[:room]
+        self.more_problems += max(0, len(found) - room)
+
+    def add_post(self, new: NewPost) -> None:
+        self.due.extend((d.due_at - _EPOCH) // _US for d in new.deliveries)
+        first = new.due_at
+        self.first_due = first if self.first_due is None else min(self.first_due, first)
+
+
+class ImportWork:
+    """The work on one job, for the runner holding it (``job.runner``)."""
+
+    def __init__(
+        self,
+        job: ImportJob,
+        *,
+        store: Store,
+        posts: PostService,
+        limits: ImportLimits,
+        notify: Notify | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.job = job
+        self._store = store
+        self._posts = posts
+        self._limits = limits
+        self._notify = notify
+        self._clock = clock
+        self._pacer = Pacer(limits.loop_share)
+
+    @property
+    def _log_extra(self) -> dict[str, Any]:
+        return {"import_id": self.job.id, "workspace_id": self.job.workspace_id}
+
+    # -- the steps ------------------------------------------------------------------------
+    async def run(self, spool: Path) -> None:
+        """Validate the file at ``spool``, then store it, or fail with its problems."""
+        await self._save(state=ImportState.VALIDATING)
+        async with await self._slots_held(spool):
+            checked = await self._validate(spool)
+            if checked is None:
+                return
+            await self._save(
+                state=ImportState.WRITING,
+                rows_total=checked.rows,
+                rows_validated=checked.rows,
+                deliveries=checked.deliveries,
+            )
+            try:
+                await self._write(spool, checked)
+                await self._channels_still_live(checked.channels)
+            except Conflict:
+                raise  # another runner holds the job: it is theirs to finish
+            except HeraldError as exc:
+                log.warning("import.write_failed", extra={**self._log_extra, "error": str(exc)})
+                await self._discard()
+                await self._fail(*_write_failure(exc))
+                return
+        await self._save(committed=True)
+        await self._release()
+        await self._succeed(checked.first_due)
+
+    async def recover(self) -> None:
+        """Finish a job taken over from a runner that stopped: make its posts due if it had
+        stored them all, else remove what it stored and fail it as interrupted."""
+        log.warning("import.taken_over", extra={**self._log_extra, "committed": self.job.committed})
+        if self.job.committed:
+            await self._release()
+            await self._succeed(None)
+        else:
+            await self._discard()
+            await self._fail(INTERRUPTED, ())
+
+    async def _slots_held(self, spool: Path) -> AbstractAsyncContextManager[None]:
+        """The workspace's slot locks, if the file has a ``next_free_slot`` column: validation
+        picks the rows' free slots and they are stored held, so both run under the locks
+        (docs/api.md, "Posting slots"); requests for free slots of the workspace's channels
+        wait for the import meanwhile. A file without the column takes no lock."""
+        with spool.open("rb") as lines:
+            columns = check_header(lines)
+        if "next_free_slot" not in columns:
+            return nullcontext()
+        channels = await self._store.list_channels(self.job.workspace_id)
+        return self._posts.scheduler.holding([NextFreeSlot()], (c.id for c in channels))
+
+    # -- validating -----------------------------------------------------------------------
+    async def _validate(self, spool: Path) -> _Checked | None:
+        """Every row checked: what writing needs, or None once the job failed."""
+        known = {c.id: c for c in await self._store.list_channels(self.job.workspace_id)}
+        book = self._posts.scheduler.book()
+        checked = _Checked()
+        try:
+            with spool.open("rb") as lines:
+                for line, row in parse_posts(lines, max_rows=self._limits.max_rows):
+                    await self._check(line, row, known, book, checked)
+                    if checked.rows % PROGRESS_ROWS == 0:
+                        await self._save(rows_validated=checked.rows, deliveries=checked.deliveries)
+                    await self._pacer.tick()
+        except InputErrors as exc:  # the file itself: its encoding, header, size
+            named = [FieldProblem(column_of(p.field), p.message, p.line) for p in exc.problems]
+            await self._fail(exc.message, named, rows_validated=checked.rows)
+            return None
+        counts = {"rows_total": checked.rows, "rows_validated": checked.rows}
+        if checked.problems:
+            await self._fail(_summary(checked), checked.problems, **counts)
+            return None
+        if checked.rows == 0:
+            empty = "the file holds no posts"
+            await self._fail(empty, [FieldProblem("body", empty)], **counts)
+            return None
+        return checked
+
+    async def _check(
+        self,
+        line: int,
+        row: PostDraft | list[FieldProblem],
+        known: Mapping[str, Channel],
+        book: SlotBook,
+        checked: _Checked,
+    ) -> None:
+        checked.rows += 1
+        if not isinstance(row, PostDraft):
+            checked.add_problems([FieldProblem(p.field, p.message, line) for p in row])
+            return
+        checked.deliveries += len(row.channel_ids)
+        if checked.deliveries > self._limits.max_deliveries:
+            top = self._limits.max_deliveries
+            raise InputErrors(
+                f"the file has more than {top} deliveries (rows x their channels)",
+                [FieldProblem("body", f"at most {top} deliveries per import", line)],
+            )
+        found = await self._posts.check_row(self.job.workspace_id, row, known, book)
+        if isinstance(found, NewPost):
+            checked.add_post(found)
+            checked.channels.update(row.channel_ids)
+        else:
+            checked.add_problems([FieldProblem(column_of(p.field), p.message, line) for p in found])
+
+    # -- writing --------------------------------------------------------------------------
+    async def _write(self, spool: Path, checked: _Checked) -> None:
+        """Store the validated file's posts, held, in batches; the due times are validation's
+        (so a slot found for a row is the one it gets), the ids new."""
+        batch: list[tuple[int, NewPost]] = []
+        size = chars = index = 0
+        with spool.open("rb") as lines:
+            for line, row in parse_posts(lines, max_rows=self._limits.max_rows):
+                draft = _draft(row, line)
+                count = len(draft.channel_ids)
+                due = [_EPOCH + v * _US for v in checked.due[index : index + count]]
+                index += count
+                batch.append((line, self._posts.imported_post(self.job.workspace_id, draft, due)))
+                size, chars = size + count, chars + _chars(draft)
+                if size >= BATCH_DELIVERIES or len(batch) >= BATCH_POSTS or chars >= BATCH_CHARS:
+                    await self._store_batch(batch)
+                    batch, size, chars = [], 0, 0
+                await self._pacer.tick()
+        if batch:
+            await self._store_batch(batch)
+
+    async def _store_batch(self, batch: list[tuple[int, NewPost]]) -> None:
+        job = replace(self.job, posts_written=self.job.posts_written + len(batch))
+        await self._store.add_import_posts(job, batch)
+        self.job = job
+
+    async def _channels_still_live(self, used: set[str]) -> None:
+        """A channel deleted while the file was stored cancelled its deliveries but not the
+        held ones stored after: refuse the file, as it would have been refused before."""
+        live = {c.id for c in await self._store.list_channels(self.job.workspace_id)}
+        gone = sorted(used - live)
+        if gone:
+            problems = [FieldProblem("channel_ids", f"channel {c!r} was deleted") for c in gone]
+            raise InputErrors("a channel of the file was deleted during the import", problems)
+
+    async def _release(self) -> None:
+        """Make every held delivery of the job due, batch by batch."""
+        await self._each_batch(self._store.release_import)
+
+    async def _discard(self) -> None:
+        """Remove every held delivery of the job, and its posts left without any."""
+        await self._each_batch(self._store.discard_import)
+
+    async def _each_batch(self, step: Callable[..., Awaitable[int | None]]) -> None:
+        """``step`` (:meth:`ImportJobs.release_import` or ``discard_import``) over the job's
+        lines, batch after batch, each retried until the store answers: once begun, finishing
+        or cleaning up a job must happen."""
+        after: int | None = 0
+        lines = self._lines_per_batch()
+        while after is not None:
+            call = partial(step, self.job.id, self._runner, after_line=after, limit=lines)
+            after = await self._retried(call)
+            await self._pacer.tick()
+
+    def _lines_per_batch(self) -> int:
+        per_post = self.job.deliveries / max(1, self.job.rows_validated or 1)
+        return max(1, min(BATCH_POSTS, int(BATCH_DELIVERIES / max(1.0, per_post))))
+
+    @property
+    def _runner(self) -> str:
+        return self.job.runner or ""
+
+    async def _retried(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` until the store answers: cleaning up or finishing a job must happen,
+        and only a stop (cancellation) or losing the job (:class:`Conflict`) ends it."""
+        backoff = Backoff(base_s=0.2, cap_s=10.0)
+        while True:
+            try:
+                return await call()
+            except Conflict:
+                raise
+            except StoreError as exc:
+                delay_s = backoff.next_s()
+                log.warning(
+                    "import.store_retry",
+                    extra={**self._log_extra, "error": str(exc), "delay_s": delay_s},
+                )
+                await asyncio.sleep(delay_s)
+
+    # -- the job's record -----------------------------------------------------------------
+    async def _save(self, **changes: Any) -> None:
+        job = replace(self.job, **changes)
+        await self._store.save_import(job)
+        self.job = job
+
+    async def _fail(
+        self, detail: str, problems: list[FieldProblem] | tuple[FieldProblem, ...], **counts: Any
+    ) -> None:
+        await self._retried(
+            lambda: self._save(
+                state=ImportState.FAILED,
+                detail=detail,
+                errors=tuple(problems),
+                posts_written=0,
+                finished_at=self._clock(),
+                **counts,
+            )
+        )
+        log.info("import.failed", extra={**self._log_extra, "detail": detail})
+
+    async def _succeed(self, first_due: datetime | None) -> None:
+        await self._retried(
+            lambda: self._save(state=ImportState.SUCCEEDED, finished_at=self._clock())
+        )
+        log.info("import.succeeded", extra={**self._log_extra, "posts": self.job.posts_written})
+        if self._notify is not None:
+            # The earliest due time, known when the file was validated here; a job finished
+            # after a take-over only knows that deliveries became due: look now.
+            self._notify(first_due)
+
+
+def _draft(row: PostDraft | list[FieldProblem], line: int) -> PostDraft:
+    """A row of a file validated without a problem reads as the same draft again."""
+    if not isinstance(row, PostDraft):
+        raise StoreError(f"line {line} of the spooled import file reads differently")
+    return row
+
+
+def _write_failure(exc: HeraldError) -> tuple[str, tuple[FieldProblem, ...]]:
+    """What a job that failed while writing tells its tenant: the file's problem, or that the
+    store failed (never the store's own words, which are the operator's)."""
+    if isinstance(exc, InputErrors):
+        return f"{exc.message}; nothing was imported", exc.problems
+    if isinstance(exc, StoreError):
+        return "the store failed while the file was stored; nothing was imported: send it again", ()
+    return f"{exc}; nothing was imported", ()
+
+
+def _chars(draft: PostDraft) -> int:
+    """The bulk of a post in memory: its texts (URLs and titles are bounded and short)."""
+    return len(draft.content.text) + sum(len(o.text or "") for o in draft.overrides.values())
+
+
+def _summary(checked: _Checked) -> str:
+    total = len(checked.problems) + checked.more_problems
+    listed = f"; the first {len(checked.problems)} are listed" if checked.more_problems else ""
+    return f"{total} problem(s) in the file{listed}; nothing was imported"
