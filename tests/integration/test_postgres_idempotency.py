@@ -2,15 +2,19 @@
 
 Several API processes share one database: two stores (two connection pools) on one schema
 stand for them here. Of requests with one key arriving at once through both, exactly one
-claims it; the others see it in progress, then its answer.
+claims it; the others see it in progress, then its answer. What row locks decide is tested
+with a transaction of a raw connection held open: a claim taken anew while a purge waits for
+its row.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.fernet import Fernet
@@ -20,7 +24,10 @@ from herald.config import Settings
 from herald.domain import utcnow
 from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
+from herald.stores.postgres_conn import compiled
+from herald.testing import eventually
 from herald.types import KeyBusy, KeyClaimed, KeyDone, StoredResponse
+from tests.conftest import PG_URL
 from tests.suites.idempotency_contract import IdempotencyContract
 
 pytestmark = pytest.mark.postgres
@@ -104,3 +111,72 @@ async def test_two_api_processes_on_one_database_create_the_post_once(pg_stores)
                     assert answer.content == fresh[0].content
     posts = await stores[1].list_posts(issued.key.workspace_id, limit=100)
     assert len(posts) == 5
+
+
+# -- what row locks decide --------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def open_transaction(schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction of another session on ``schema``, committed on leaving the block."""
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
+    try:
+        async with conn.transaction():
+            yield conn
+    finally:
+        await conn.close()
+
+
+async def run(conn, name: str, **values):
+    """The store's named query ``name``, run on ``conn`` (a session of the test's own)."""
+    query = compiled()[name]
+    return await conn.fetch(query.sql, *query.args(values))
+
+
+def waiting_for_a_lock(application_name: str):
+    """A condition: a session of ``application_name`` waits for a lock."""
+
+    async def waits() -> bool:
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                application_name,
+            )
+        finally:
+            await conn.close()
+        return bool(found)
+
+    return waits
+
+
+async def test_a_purge_never_deletes_a_key_claimed_anew_while_it_waited(pg_stores):
+    """The purge picks an expired key; meanwhile a request claims it anew (the claiming
+    statement, committed while the purge waits for the row): the key is that request's, and
+    the purge leaves it."""
+    name = f"purge-{pg_stores.schema}"
+    store = await pg_stores.open(application_name=name)
+    then = utcnow()
+    await store.begin_idempotent(
+        "ws_a", "k", "fp", now=then, locked_until=then + LOCK, expires_at=then + TTL
+    )
+    expired = then + TTL
+    async with open_transaction(pg_stores.schema) as conn:
+        claimed = await run(
+            conn,
+            "begin_idempotent",
+            workspace_id="ws_a",
+            key="k",
+            fingerprint="fp",
+            token="fresh",
+            now=expired,
+            locked_until=expired + LOCK,
+            expires_at=expired + TTL,
+        )
+        assert [r["token"] for r in claimed] == ["fresh"]
+        purging = asyncio.create_task(store.purge_idempotency(expired, limit=10))
+        await eventually(waiting_for_a_lock(name))
+    assert await purging == 0
+    assert await store.begin_idempotent(
+        "ws_a", "k", "fp", now=expired, locked_until=expired, expires_at=expired + TTL
+    ) == KeyBusy(expired + LOCK)
+    assert await store.release_idempotent("ws_a", "k", "fresh")

@@ -258,7 +258,10 @@ WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state =
 
 -- name: purge_idempotency
 -- A batch of expired rows at a time (idempotency_keys_expiry): a purge never holds many locks.
-DELETE FROM idempotency_keys WHERE (workspace_id, key) IN (
+-- The outer statement repeats the expiry: on PostgreSQL a row the subquery picked may have been
+-- claimed anew meanwhile (a takeover committed while the purge waited for its lock), and only
+-- the outer condition is checked again on the row as it is then.
+DELETE FROM idempotency_keys WHERE expires_at <= :before AND (workspace_id, key) IN (
     SELECT workspace_id, key FROM idempotency_keys WHERE expires_at <= :before
     ORDER BY expires_at LIMIT :limit);
 -- name: get_import
