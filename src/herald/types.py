@@ -314,7 +314,13 @@ class Catalog(Protocol):
         how many rows of each kind went. :class:`NotFound` if there is no such workspace."""
         ...
 
-    async def add_channels(self, channels: Sequence[Channel]) -> None: ...
+    async def add_channels(
+        self, channels: Sequence[Channel], *, secrets: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Store new channels in one transaction, each with its encrypted credentials from
+        ``secrets`` (by channel id), if any: a channel is never seen without them.
+        :class:`~herald.errors.InvalidInput` if an id, or an account in its workspace, is
+        taken."""
 
     async def list_channels(self, workspace_id: str | None = None) -> list[Channel]:
         """Channels, ordered by id; deleted ones excluded."""

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 
 from herald.api import create_app
 from herald.api.idempotency import fingerprint
-from herald.domain import Delivery, NewPost, Platform, utcnow
+from herald.domain import ChannelStatus, Delivery, NewPost, Platform, utcnow
 from herald.errors import StoreUnavailable
 from herald.platforms.rules import VALIDATORS
 from herald.stores.sqlite import SQLiteStore
@@ -35,7 +35,7 @@ REPLAYED = "Idempotency-Replayed"
 
 class GatedStore(SQLiteStore):
     """The API's store, whose ``add_posts`` waits at ``gate`` (set: open) and fails once when
-    asked (``fail_next``)."""
+    asked (``fail_next``). ``fail_once``: channel writes that fail once, before writing."""
 
     def __init__(self, path) -> None:
         super().__init__(path, synchronous="NORMAL")
@@ -43,6 +43,24 @@ class GatedStore(SQLiteStore):
         self.gate.set()
         self.entered = asyncio.Event()
         self.fail_next = False
+        self.fail_once: set[str] = set()
+
+    def _maybe_fail(self, write: str) -> None:
+        if write in self.fail_once:
+            self.fail_once.remove(write)
+            raise StoreUnavailable("sqlite: the database went away")
+
+    async def add_channels(self, *args: Any, **kwargs: Any) -> None:
+        self._maybe_fail("add_channels")
+        await super().add_channels(*args, **kwargs)
+
+    async def set_channel_secret(self, *args: Any) -> None:
+        self._maybe_fail("set_channel_secret")
+        await super().set_channel_secret(*args)
+
+    async def set_channel_status(self, *args: Any, **kwargs: Any) -> None:
+        self._maybe_fail("set_channel_status")
+        await super().set_channel_status(*args, **kwargs)
 
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
         self.entered.set()
@@ -339,6 +357,32 @@ async def test_a_key_expires_after_its_time_and_expired_keys_are_purged(api_stor
     # was claimed anew): nothing is left to purge at that time.
     assert await api_store.purge_idempotency(now[0], limit=10) == 0
     assert (await send(tenant, "/v1/posts", body, key="k")).headers[REPLAYED] == "true"
+
+
+# -- connecting a channel ----------------------------------------------------------------------
+@pytest.mark.parametrize("failing", ["add_channels", "set_channel_secret", "set_channel_status"])
+async def test_connecting_a_channel_is_one_write_that_leaves_nothing_half_done(
+    api_store, tenant, failing
+):
+    """Whichever store write fails, the same request again connects the channel, active and
+    with its credentials: never a channel left without them, nor an account refused as taken
+    by its own half-made channel."""
+    api_store.fail_once.add(failing)
+    body = {
+        "platform": "facebook",
+        "external_id": "page-1",
+        "name": "Page",
+        "timezone": "Europe/Paris",
+        "credentials": {"access_token": "t"},
+    }
+    first = await send(tenant, "/v1/channels", body, key="connect")
+    retry = await send(tenant, "/v1/channels", body, key="connect")
+    assert retry.status_code == 201, retry.text
+    (channel,) = await api_store.list_channels(tenant.workspace_id)
+    assert (channel.id, channel.status) == (retry.json()["id"], ChannelStatus.ACTIVE)
+    assert await api_store.get_channel_secret(channel.id) is not None
+    if first.status_code == 201:
+        assert retry.headers[REPLAYED] == "true"
 
 
 # -- which routes -----------------------------------------------------------------------------

@@ -117,6 +117,22 @@ class CatalogContract:
         await store.set_channel_secret(c.id, b"\x00cipher")
         assert await store.get_channel_secret(c.id) == b"\x00cipher"
 
+    async def test_channels_are_added_with_their_secrets_in_one_write(self, store):
+        ws = await workspace(store)
+        a, b = channel(workspace_id=ws.id), channel(workspace_id=ws.id)
+        await store.add_channels([a, b], secrets={a.id: b"\x00sealed-a"})
+        assert await store.get_channel_secret(a.id) == b"\x00sealed-a"
+        assert await store.get_channel_secret(b.id) is None
+        assert (await store.get_channel(a.id)).status is ChannelStatus.ACTIVE
+        # All or nothing: a batch refused stores no channel and no secret.
+        fresh = channel(workspace_id=ws.id)
+        taken = channel(workspace_id=ws.id, external_id=a.external_id)
+        with pytest.raises(InvalidInput):
+            await store.add_channels([fresh, taken], secrets={fresh.id: b"s", taken.id: b"t"})
+        assert [c.id for c in await store.list_channels(ws.id)] == sorted([a.id, b.id])
+        with pytest.raises(NotFound):
+            await store.get_channel_secret(fresh.id)
+
     async def test_posting_schedule_replaces_and_busy_times(self, store):
         c = channel()
         await store.add_channels([c])

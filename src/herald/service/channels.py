@@ -39,9 +39,9 @@ class ChannelDraft:
     credentials: Mapping[str, str]
     region: str | None = None  # None: the deployment's
 
-    def disabled_channel(self, workspace_id: str) -> Channel:
-        """The new channel, disabled until its secret is stored: the engine must never see it
-        without one."""
+    def new_channel(self, workspace_id: str) -> Channel:
+        """The new channel, active: stored together with its sealed credentials, so the engine
+        never sees it without them."""
         return Channel(
             new_id("ch"),
             self.platform,
@@ -49,7 +49,7 @@ class ChannelDraft:
             self.name,
             self.timezone,
             VAULT_REF,
-            status=ChannelStatus.DISABLED,
+            status=ChannelStatus.ACTIVE,
             workspace_id=workspace_id,
             region=self.region,
         )
@@ -72,18 +72,18 @@ class ChannelService(Service):
     async def create(self, workspace_id: str, draft: ChannelDraft) -> Channel:
         zone(draft.timezone)
         _check_credentials(draft.platform, draft.credentials)
-        channel = draft.disabled_channel(workspace_id)
+        channel = draft.new_channel(workspace_id)
+        sealed = self.vault.encrypt_json(draft.credentials)
         try:
-            await self.store.add_channels([channel])
+            # One write: a failure leaves nothing behind, never a channel without credentials.
+            await self.store.add_channels([channel], secrets={channel.id: sealed})
         except InvalidInput as exc:
             # Accounts are unique per workspace, so this never tells of another workspace's.
             raise Conflict(
                 f"this {draft.platform.value} account is already a channel of this workspace",
                 field="external_id",
             ) from exc
-        await self.store.set_channel_secret(channel.id, self.vault.encrypt_json(draft.credentials))
-        await self.store.set_channel_status(channel.id, ChannelStatus.ACTIVE)
-        return replace(channel, status=ChannelStatus.ACTIVE)
+        return channel
 
     async def list_channels(self, workspace_id: str) -> list[Channel]:
         return await self.store.list_channels(workspace_id)

@@ -60,7 +60,9 @@ class MemoryStore(MemoryCatalog, MemoryImports):
     async def close(self) -> None:
         return None
 
-    async def add_channels(self, channels: Sequence[Channel]) -> None:
+    async def add_channels(
+        self, channels: Sequence[Channel], *, secrets: Mapping[str, bytes] | None = None
+    ) -> None:
         ids = [c.id for c in channels]
         if len(set(ids)) != len(ids) or any(i in self._channels for i in ids):
             raise InvalidInput("channel id already exists", field="id")
@@ -80,6 +82,8 @@ class MemoryStore(MemoryCatalog, MemoryImports):
             taken.add(account)
         for channel in channels:
             self._channels[channel.id] = channel
+            if secrets and channel.id in secrets:
+                self._secrets[channel.id] = secrets[channel.id]
 
     async def get_channel(self, channel_id: str) -> Channel:
         return lookup(self._channels, channel_id, "channel")

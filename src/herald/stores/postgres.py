@@ -28,7 +28,7 @@ Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Unpack
@@ -144,8 +144,11 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         await conn.fetchval(self._db.q["notify_due"], channel=self.notify_channel, payload=payload)
 
     # -- channels, as the engine sees them --------------------------------------------------
-    async def add_channels(self, channels: Sequence[domain.Channel]) -> None:
+    async def add_channels(
+        self, channels: Sequence[domain.Channel], *, secrets: Mapping[str, bytes] | None = None
+    ) -> None:
         now = domain.utcnow()
+        sealed = secrets or {}
         async with self._db.transaction(
             "a channel with this id, or this account in its workspace, already exists",
             field="external_id",
@@ -162,6 +165,7 @@ class PostgresStore(PostgresCatalog, PostgresImports):
                 created_at=[now] * len(channels),
                 workspace_ids=[c.workspace_id for c in channels],
                 regions=[c.region for c in channels],
+                secrets=[sealed.get(c.id) for c in channels],
             )
 
     async def set_channel_status(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,8 +106,11 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
             yield
 
     # -- channels, as the engine sees them --------------------------------------------------
-    async def add_channels(self, channels: Sequence[domain.Channel]) -> None:
+    async def add_channels(
+        self, channels: Sequence[domain.Channel], *, secrets: Mapping[str, bytes] | None = None
+    ) -> None:
         now = micros(domain.utcnow())
+        sealed = secrets or {}
         values = [
             (
                 c.id,
@@ -120,6 +123,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
                 now,
                 c.workspace_id,
                 c.region,
+                sealed.get(c.id),
             )
             for c in channels
         ]

@@ -12,10 +12,11 @@
 
 -- name: insert_channels
 INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
-                      created_at, workspace_id, region)
+                      created_at, workspace_id, region, secret)
 SELECT * FROM unnest(:ids::text[], :platforms::text[], :external_ids::text[], :names::text[],
                      :timezones::text[], :credentials_refs::text[], :statuses::text[],
-                     :created_at::timestamptz[], :workspace_ids::text[], :regions::text[]);
+                     :created_at::timestamptz[], :workspace_ids::text[], :regions::text[],
+                     :secrets::bytea[]);
 
 -- name: set_channel_status
 -- Change the status and record ``event`` for every webhook of the channel's workspace

@@ -4,8 +4,8 @@
 
 -- name: insert_channel
 INSERT INTO channels (id, platform, external_id, name, timezone, credentials_ref, status,
-                      created_at, workspace_id, region)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+                      created_at, workspace_id, region, secret)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: set_channel_status
 UPDATE channels SET status = ?, credentials_ref = COALESCE(?, credentials_ref) WHERE id = ?;
