@@ -17,7 +17,11 @@ are translated at the boundary into the most specific class below, keeping the o
     ├── Unauthenticated             no valid API key (HTTP 401)
     ├── NotFound                    no such object (or not visible to the caller)
     ├── Conflict                    the object's current state forbids the request (HTTP 409)
-    │   └── IdempotencyKeyBusy      a request with this Idempotency-Key is in progress
+    │   ├── IdempotencyKeyBusy      a request with this Idempotency-Key is in progress
+    │   ├── IdempotencyAnswerLost   the request with this Idempotency-Key was done, but its
+    │   │                           answer was not kept (or can no longer be read)
+    │   └── IdempotencyClaimLost    a retry took this request's Idempotency-Key over: the
+    │                               request's writes are refused (rolled back)
     ├── InvalidTransition           a delivery state change the state machine forbids
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
@@ -60,6 +64,8 @@ __all__ = [
     "EgressRefused",
     "FieldProblem",
     "HeraldError",
+    "IdempotencyAnswerLost",
+    "IdempotencyClaimLost",
     "IdempotencyKeyBusy",
     "IdempotencyKeyReused",
     "InputErrors",
@@ -171,6 +177,20 @@ class IdempotencyKeyBusy(Conflict):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class IdempotencyAnswerLost(Conflict):
+    """The first request with this ``Idempotency-Key`` did its work (its write committed), but
+    its answer was not kept (the request failed or its process died afterwards), or can no
+    longer be read (it was kept under a secret key since dropped). Doing the request again
+    would do it twice, so it is not done: the caller reads the resource to see the result
+    (HTTP 409)."""
+
+
+class IdempotencyClaimLost(Conflict):
+    """A store refused a write made under an ``Idempotency-Key`` that is no longer the
+    request's: the request outlived its claim's lock and a retry took the key over, so the
+    retry does the work and this request's write was rolled back (HTTP 409)."""
 
 
 class TooManyRequests(HeraldError):

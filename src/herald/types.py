@@ -84,6 +84,7 @@ __all__ = [
     "KeyDone",
     "KeyMismatch",
     "KeyStart",
+    "KeyUnanswered",
     "Notify",
     "Outbox",
     "Permit",
@@ -173,12 +174,18 @@ class KeyBusy:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyUnanswered:
+    """The same request did its work (its write committed) and is over, but no answer was kept
+    (it failed afterwards, or its process died): nothing to give again, nothing to redo."""
+
+
+@dataclass(frozen=True, slots=True)
 class KeyMismatch:
     """The key was used for another request (another fingerprint) and is still alive."""
 
 
 #: What :meth:`Catalog.begin_idempotent` says about a key.
-KeyStart = KeyClaimed | KeyDone | KeyBusy | KeyMismatch
+KeyStart = KeyClaimed | KeyDone | KeyBusy | KeyUnanswered | KeyMismatch
 
 
 @runtime_checkable
@@ -403,22 +410,31 @@ class Catalog(Protocol):
         """Claim the idempotency ``key`` of the workspace for a request whose fingerprint is
         ``fingerprint``, atomically, whoever else asks at once (every process on the store).
 
-        The key is claimed (:class:`KeyClaimed`, its row kept "in progress" until
-        ``locked_until``, the whole row until ``expires_at``) when it has no row, when its row
-        expired (``expires_at`` <= ``now``), or when its row was left in progress past its lock
-        by a request with the same fingerprint (a process that died). Otherwise: a row with
-        another fingerprint is :class:`KeyMismatch`; a finished one is :class:`KeyDone`; one in
-        progress is :class:`KeyBusy`. Of requests asking at once, exactly one claims the key."""
+        A key's row is ``in_progress`` (claimed, nothing of its work committed), ``committed``
+        (its work committed: every write made while the claim is held,
+        :mod:`herald.keyclaim`, marks it so in its own transaction) or ``done`` (its answer
+        kept). The key is claimed (:class:`KeyClaimed`, its row ``in_progress`` and locked
+        until ``locked_until``, the whole row kept until ``expires_at``) when it has no row,
+        when its row expired (``expires_at`` <= ``now``), or when its row was left
+        ``in_progress`` past its lock by a request with the same fingerprint (its process died,
+        or it is slow: taking the key over changes its token, so that request can no longer
+        commit anything). A ``committed`` row is never taken over. Otherwise: a row with
+        another fingerprint is :class:`KeyMismatch`; a ``done`` one is :class:`KeyDone`; a
+        ``committed`` one past its lock is :class:`KeyUnanswered`; any other is
+        :class:`KeyBusy`. Of requests asking at once, exactly one claims the key."""
 
     async def finish_idempotent(
         self, workspace_id: str, key: str, token: str, response: StoredResponse
     ) -> bool:
-        """Keep ``response`` for the key claimed under ``token``; False (nothing written) when
-        the claim was lost (its lock ran out and another request took the key)."""
+        """Keep ``response`` for the key claimed under ``token`` (``in_progress`` or
+        ``committed``: it becomes ``done``); False (nothing written) when the claim was lost
+        (another request took the key over) or its row is gone."""
 
     async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
-        """Give up the claim under ``token`` (the request failed: the key is free again);
-        False when the claim was lost already."""
+        """The request under ``token`` ended without an answer to keep. A key still
+        ``in_progress`` (nothing committed) is given up: free again, True. A ``committed`` one
+        stays so, its lock ended (a retry is told at once that the work was done, never does
+        it again): False, as when the claim was lost already."""
 
     async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` key rows that expired by ``before``; return how many."""

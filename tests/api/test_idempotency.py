@@ -1,9 +1,10 @@
 """Writes are safe to retry: ``Idempotency-Key`` (docs/api.md, "Retrying writes").
 
 The app runs on the API tests' SQLite store, whose ``add_posts`` a test can hold (a request in
-flight, a client that timed out) or make fail once (the store went away mid-request), and on a
-clock the test moves (keys expire, locks run out). tests/integration/test_postgres_idempotency.py
-runs two apps on one PostgreSQL database.
+flight, a client that timed out), before or after its write, or make fail once (the store went
+away mid-request, before or after the write committed), and on a clock the test moves (keys
+expire, locks run out). tests/integration/test_postgres_idempotency.py runs two apps on one
+PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cryptography.fernet import Fernet
 
 from herald.api import create_app
 from herald.api.idempotency import fingerprint
-from herald.domain import ChannelStatus, Delivery, NewPost, Platform, utcnow
+from herald.domain import ChannelStatus, Delivery, NewPost, Platform, Transition, utcnow
 from herald.errors import StoreUnavailable
 from herald.platforms.rules import VALIDATORS
 from herald.stores.sqlite import SQLiteStore
@@ -33,16 +34,28 @@ HOOK = {"url": "https://hooks.example/h", "events": ["delivery.published"]}
 REPLAYED = "Idempotency-Replayed"
 
 
+def _open() -> asyncio.Event:
+    gate = asyncio.Event()
+    gate.set()
+    return gate
+
+
 class GatedStore(SQLiteStore):
-    """The API's store, whose ``add_posts`` waits at ``gate`` (set: open) and fails once when
-    asked (``fail_next``). ``fail_once``: channel writes that fail once, before writing."""
+    """The API's store, whose ``add_posts`` waits at ``gate`` (set: open) before its write and
+    at ``after_gate`` after it, and fails once when asked: before its write (``fail_next``),
+    or after it committed (``fail_after_write``: the connection lost with the COMMIT's
+    answer). Its reads of deliveries fail once after a guarded write when asked
+    (``fail_read_after_apply``); keeping an answer fails (``fail_finish``) or waits at
+    ``finish_gate``. ``held``: gates the next calls of ``add_posts`` wait at, one each (the
+    later ones go through). ``fail_once``: channel writes that fail once, before writing."""
 
     def __init__(self, path) -> None:
         super().__init__(path, synchronous="NORMAL")
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.entered = asyncio.Event()
-        self.fail_next = False
+        self.gate, self.after_gate, self.finish_gate = _open(), _open(), _open()
+        self.entered, self.written, self.finishing = (asyncio.Event() for _ in range(3))
+        self.fail_next = self.fail_after_write = self.fail_finish = False
+        self.fail_read_after_apply = self.applied = False
+        self.held: list[asyncio.Event] = []
         self.fail_once: set[str] = set()
 
     def _maybe_fail(self, write: str) -> None:
@@ -65,10 +78,36 @@ class GatedStore(SQLiteStore):
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
         self.entered.set()
         await self.gate.wait()
+        if self.held:
+            await self.held.pop(0).wait()
         if self.fail_next:
             self.fail_next = False
             raise StoreUnavailable("sqlite: the database went away")
-        return await super().add_posts(posts)
+        created = await super().add_posts(posts)
+        self.written.set()
+        await self.after_gate.wait()
+        if self.fail_after_write:
+            self.fail_after_write = False
+            raise StoreUnavailable("sqlite: the database went away")
+        return created
+
+    async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
+        done = await super().apply(transitions)
+        self.applied = True
+        return done
+
+    async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        if self.fail_read_after_apply and self.applied:
+            self.fail_read_after_apply = False
+            raise StoreUnavailable("sqlite: the database went away")
+        return await super().deliveries_of(post_ids)
+
+    async def finish_idempotent(self, *args: Any) -> bool:
+        self.finishing.set()
+        await self.finish_gate.wait()
+        if self.fail_finish:
+            raise StoreUnavailable("sqlite: the database went away")
+        return await super().finish_idempotent(*args)
 
 
 @pytest.fixture
@@ -359,7 +398,127 @@ async def test_a_key_expires_after_its_time_and_expired_keys_are_purged(api_stor
     assert (await send(tenant, "/v1/posts", body, key="k")).headers[REPLAYED] == "true"
 
 
-# -- connecting a channel ----------------------------------------------------------------------
+# -- a write is never done twice: the key is tied to the write's own transaction --------------
+def held_write(api_store) -> asyncio.Event:
+    """Hold the next ``add_posts`` before its write, until the returned gate is set."""
+    gate = asyncio.Event()
+    api_store.held.append(gate)
+    return gate
+
+
+async def test_a_request_slower_than_the_lock_cannot_write_once_a_retry_took_the_key_over(
+    api_store, tenant, now
+):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    gate = held_write(api_store)
+    slow = asyncio.create_task(send(tenant, "/v1/posts", body, key="k"))
+    await asyncio.wait_for(api_store.entered.wait(), 5)
+    # The first request is still on its way to its write when its lock runs out: the retry
+    # takes the key over and does the work...
+    now[0] += timedelta(seconds=LOCK_S)
+    retry = await send(tenant, "/v1/posts", body, key="k")
+    assert retry.status_code == 201, retry.text
+    # ...and the first one's write is refused: it no longer holds the key.
+    gate.set()
+    problem = assert_problem(await slow, 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-taken-over"
+    assert [p.id for p in await posts_of(api_store, tenant)] == [retry.json()["id"]]
+    again = await send(tenant, "/v1/posts", body, key="k")
+    assert (again.headers[REPLAYED], again.content) == ("true", retry.content)
+
+
+async def test_an_api_process_whose_clock_runs_ahead_cannot_make_a_write_happen_twice(
+    settings, api_store, tenant, now
+):
+    """Processes whose clocks disagree by more than the lock: the one ahead takes over a key
+    another is still working on; the other's write is then refused, never done as well."""
+    skew = timedelta(seconds=LOCK_S + 1)
+    ahead = create_app(settings, api_store, validators=VALIDATORS, clock=lambda: now[0] + skew)
+    channel = await tenant.channel()
+    body = post_body(channel)
+    gate = held_write(api_store)
+    slow = asyncio.create_task(send(tenant, "/v1/posts", body, key="k"))
+    await asyncio.wait_for(api_store.entered.wait(), 5)
+    transport = httpx.ASGITransport(app=ahead)
+    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
+        taken = await send(
+            Tenant(tenant.workspace_id, tenant.token, client), "/v1/posts", body, key="k"
+        )
+    assert taken.status_code == 201, taken.text
+    gate.set()
+    assert_problem(await slow, 409, field=KEY)
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_write_whose_answer_could_not_be_kept_is_never_done_again(api_store, tenant, now):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.fail_finish = True
+    first = await send(tenant, "/v1/posts", body, key="k")
+    assert first.status_code == 201, first.text  # the answer still goes out: the work was done
+    api_store.fail_finish = False
+    assert_problem(await send(tenant, "/v1/posts", body, key="k"), 409)  # it may still be kept
+    # Long after: the request is over, its answer lost. A retry is told so; nothing is redone.
+    now[0] += timedelta(seconds=LOCK_S)
+    retry = await send(tenant, "/v1/posts", body, key="k")
+    problem = assert_problem(retry, 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-answer-lost"
+    assert "read the resource" in problem["detail"]
+    assert [p.id for p in await posts_of(api_store, tenant)] == [first.json()["id"]]
+
+
+async def test_a_request_still_answering_past_its_lock_after_its_write_is_not_done_again(
+    api_store, tenant, now
+):
+    """As when its process died after the write: the work committed, so it is never redone;
+    and the answer, once kept, is what retries get."""
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.after_gate.clear()
+    slow = asyncio.create_task(send(tenant, "/v1/posts", body, key="k"))
+    await asyncio.wait_for(api_store.written.wait(), 5)
+    now[0] += timedelta(seconds=LOCK_S)
+    problem = assert_problem(await send(tenant, "/v1/posts", body, key="k"), 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-answer-lost"
+    api_store.after_gate.set()
+    first = await slow
+    assert first.status_code == 201, first.text
+    again = await send(tenant, "/v1/posts", body, key="k")
+    assert (again.headers[REPLAYED], again.content) == ("true", first.content)
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_write_that_committed_before_its_request_failed_is_not_done_again(
+    api_store, tenant
+):
+    """The COMMIT went through but its answer was lost with the connection: the request
+    fails (503), and its retry is told the work was done instead of doing it again."""
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.fail_after_write = True
+    assert_problem(await send(tenant, "/v1/posts", body, key="k"), 503)
+    retry = await send(tenant, "/v1/posts", body, key="k")
+    problem = assert_problem(retry, 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-answer-lost"
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_request_that_failed_reading_back_after_its_write_is_not_done_again(
+    api_store, tenant
+):
+    channel = await tenant.channel()
+    post = await tenant.post_on([channel])
+    url = f"/v1/posts/{post['id']}/reschedule"
+    moved = {"scheduled_at": later(hours=5)}
+    api_store.fail_read_after_apply = True
+    assert_problem(await send(tenant, url, moved, key="move"), 503)
+    problem = assert_problem(await send(tenant, url, moved, key="move"), 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-answer-lost"
+    detail = (await tenant.get(f"/v1/posts/{post['id']}")).json()
+    assert detail["deliveries"][0]["scheduled_at"] != post["deliveries"][0]["scheduled_at"]
+
+
 @pytest.mark.parametrize("failing", ["add_channels", "set_channel_secret", "set_channel_status"])
 async def test_connecting_a_channel_is_one_write_that_leaves_nothing_half_done(
     api_store, tenant, failing
@@ -383,6 +542,57 @@ async def test_connecting_a_channel_is_one_write_that_leaves_nothing_half_done(
     assert await api_store.get_channel_secret(channel.id) is not None
     if first.status_code == 201:
         assert retry.headers[REPLAYED] == "true"
+
+
+async def test_a_workspace_deleted_with_a_key_takes_the_key_with_it(api_store, tenant):
+    """The erasure marks the key, then erases it with the rest: its answer has nowhere to be
+    kept, and the retry cannot even authenticate."""
+    url = f"/v1/workspace?confirm={tenant.workspace_id}"
+    gone = await send(tenant, url, key="bye", method="DELETE")
+    assert gone.status_code == 204, gone.text
+    assert_problem(await send(tenant, url, key="bye", method="DELETE"), 401)
+    rows = await api_store._reader.run(
+        lambda c: c.execute("SELECT count(*) FROM idempotency_keys").fetchone()[0]
+    )
+    assert rows == 0
+
+
+async def let_cancellation_arrive() -> None:
+    """A few turns of the loop: a task cancelled is told at its next turn."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_request_cancelled_after_its_write_does_not_give_its_key_up(api_store, tenant):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.after_gate.clear()
+    first = asyncio.create_task(send(tenant, "/v1/posts", body, key="k"))
+    await asyncio.wait_for(api_store.written.wait(), 5)
+    first.cancel()  # a server cutting the request short, a timeout around it
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    api_store.after_gate.set()
+    problem = assert_problem(await send(tenant, "/v1/posts", body, key="k"), 409, field=KEY)
+    assert problem["type"] == "urn:herald:problem:idempotency-key-answer-lost"
+    assert len(await posts_of(api_store, tenant)) == 1
+
+
+async def test_a_request_cancelled_while_its_answer_is_kept_still_keeps_it(api_store, tenant):
+    channel = await tenant.channel()
+    body = post_body(channel)
+    api_store.finish_gate.clear()
+    first = asyncio.create_task(send(tenant, "/v1/posts", body, key="k"))
+    await asyncio.wait_for(api_store.finishing.wait(), 5)
+    first.cancel()
+    await let_cancellation_arrive()
+    api_store.finish_gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    retry = await send(tenant, "/v1/posts", body, key="k")
+    assert retry.status_code == 201, retry.text
+    assert retry.headers[REPLAYED] == "true"
+    assert len(await posts_of(api_store, tenant)) == 1
 
 
 # -- which routes -----------------------------------------------------------------------------

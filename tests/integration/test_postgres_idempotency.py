@@ -4,7 +4,7 @@ Several API processes share one database: two stores (two connection pools) on o
 stand for them here. Of requests with one key arriving at once through both, exactly one
 claims it; the others see it in progress, then its answer. What row locks decide is tested
 with a transaction of a raw connection held open: a claim taken anew while a purge waits for
-its row.
+its row, a write in flight while a retry would take its key over.
 """
 
 from __future__ import annotations
@@ -19,14 +19,18 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from herald import keyclaim
 from herald.api import create_app
 from herald.config import Settings
-from herald.domain import utcnow
+from herald.domain import Workspace, new_id, utcnow
+from herald.errors import IdempotencyClaimLost
+from herald.keyclaim import KeyClaim
 from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
+from herald.stores.contract import mark_values
 from herald.stores.postgres_conn import compiled
 from herald.testing import eventually
-from herald.types import KeyBusy, KeyClaimed, KeyDone, StoredResponse
+from herald.types import KeyBusy, KeyClaimed, KeyDone, KeyUnanswered, StoredResponse
 from tests.conftest import PG_URL
 from tests.suites.idempotency_contract import IdempotencyContract
 
@@ -179,4 +183,67 @@ async def test_a_purge_never_deletes_a_key_claimed_anew_while_it_waited(pg_store
     assert await store.begin_idempotent(
         "ws_a", "k", "fp", now=expired, locked_until=expired, expires_at=expired + TTL
     ) == KeyBusy(expired + LOCK)
+    assert await store.release_idempotent("ws_a", "k", "fresh")
+
+
+async def test_a_retry_waits_for_a_write_in_flight_and_then_finds_its_key_committed(pg_stores):
+    """A request's write is in flight (its transaction marked the key, not yet committed)
+    when its lock runs out: the retry's claim waits for that transaction, and then finds the
+    work done, never takes the key over."""
+    name = f"retry-{pg_stores.schema}"
+    store = await pg_stores.open(application_name=name)
+    then = utcnow()
+    token = (
+        await store.begin_idempotent(
+            "ws_a", "k", "fp", now=then, locked_until=then + LOCK, expires_at=then + TTL
+        )
+    ).token
+    async with open_transaction(pg_stores.schema) as conn:
+        await run(conn, "mark_idempotent", **mark_values(KeyClaim("ws_a", "k", token)))
+        later = then + LOCK
+        retrying = asyncio.create_task(
+            store.begin_idempotent(
+                "ws_a", "k", "fp", now=later, locked_until=later + LOCK, expires_at=later + TTL
+            )
+        )
+        await eventually(waiting_for_a_lock(name))
+    assert await retrying == KeyUnanswered()
+
+
+async def test_a_write_waits_for_a_takeover_in_flight_and_then_is_refused(pg_stores):
+    """The reverse order: a retry is taking the key over (not yet committed) when the first
+    request writes; its write waits, then finds the key no longer its own, and writes
+    nothing."""
+    name = f"write-{pg_stores.schema}"
+    store = await pg_stores.open(application_name=name)
+    then = utcnow()
+    token = (
+        await store.begin_idempotent(
+            "ws_a", "k", "fp", now=then, locked_until=then + LOCK, expires_at=then + TTL
+        )
+    ).token
+    later = then + LOCK
+    workspace = Workspace(new_id("ws"), "Acme")
+    async with open_transaction(pg_stores.schema) as conn:
+        await run(
+            conn,
+            "begin_idempotent",
+            workspace_id="ws_a",
+            key="k",
+            fingerprint="fp",
+            token="fresh",
+            now=later,
+            locked_until=later + LOCK,
+            expires_at=later + TTL,
+        )
+
+        async def write() -> None:
+            with keyclaim.holding(KeyClaim("ws_a", "k", token)):
+                await store.add_workspace(workspace)
+
+        writing = asyncio.create_task(write())
+        await eventually(waiting_for_a_lock(name))
+    with pytest.raises(IdempotencyClaimLost):
+        await writing
+    assert workspace.id not in {w.id for w in await store.list_workspaces()}
     assert await store.release_idempotent("ws_a", "k", "fresh")

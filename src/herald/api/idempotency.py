@@ -9,15 +9,20 @@ header. The route class made by :func:`idempotent_route` gives each of them
   answers at once with the stored answer (``Idempotency-Replayed: true``) or a problem (409,
   422) instead of running the route. Being a dependency, it declares the header in the OpenAPI
   schema of exactly those routes;
-- a handler around the route's that settles the claim: a 2xx answer is kept before it is
-  sent (a client that gave up waiting and retries at once finds it), anything else, an
-  exception or a cancellation included, gives the key up.
+- a handler around the route's that holds the claim while the route runs, and only then
+  (:mod:`herald.keyclaim`: the stores mark the key committed with every write the route
+  makes, and refuse them once a retry took the key over), then settles it: a 2xx answer is
+  kept before it is sent (a client that gave up waiting and retries at once finds it);
+  anything else, an exception or a cancellation included, releases the claim, which frees
+  the key only if nothing of the route's work committed. Settling runs to its end even when
+  the request is cancelled meanwhile.
 
 Responses are captured as FastAPI returns them, whole: no write route streams its answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -30,6 +35,7 @@ from fastapi.routing import APIRoute
 from starlette.background import BackgroundTask
 from starlette.datastructures import MutableHeaders
 
+from herald import keyclaim
 from herald.api.problems import responses
 from herald.constants import (
     IDEMPOTENCY_KEY_HEADER,
@@ -113,6 +119,7 @@ async def claim_key(
     started = await keys.begin(workspace_id, key, found)
     if isinstance(started, Claim):
         setattr(request.state, _STATE, _Held(keys, started))
+        keyclaim.hold(started)  # until the route's handler (_settled) is done with it
         return
     raise _Replay(_replayed(started, response.headers))
 
@@ -153,7 +160,10 @@ def idempotent_route(claim: Callable[..., Awaitable[None]]) -> type[APIRoute]:
 def _settled(handler: Handler) -> Handler:
     async def handle(request: Request) -> Response:
         try:
-            response = await handler(request)
+            # The claim the dependency takes is held for the route's work only: not while it
+            # is settled below (the key's own statements), nor by anything after.
+            with keyclaim.holding():
+                response = await handler(request)
         except _Replay as replay:
             return replay.response
         except BaseException:
@@ -173,25 +183,27 @@ def _taken(request: Request) -> _Held | None:
 
 
 async def _settle(held: _Held | None, response: Response) -> None:
-    """Keep a success as the key's answer; give the key up on anything else."""
+    """Keep a success as the key's answer; release the claim on anything else."""
     if held is None:
         return
     body = getattr(response, "body", None)
     if not 200 <= response.status_code < 300 or not isinstance(body, bytes):
         await _release(held)
         return
-    kept = _kept(response.headers.items())
-    # Shielded: the work is done, and a retry must find its answer, even if this request's
-    # task is being cancelled.
-    with anyio.CancelScope(shield=True):
-        try:
-            await held.keys.finish(held.claim, StoredResponse(response.status_code, kept, body))
-        except HeraldError as exc:
-            # The answer still goes out: the work was done. The key stays claimed until its
-            # lock ends; a retry before then is told to wait, and after, does the work again.
-            log.warning("api.idempotency_unsaved", extra={"error": str(exc)})
+    answer = StoredResponse(response.status_code, _kept(response.headers.items()), body)
+    await _to_the_end(_finish(held, answer))
     if response.background is None and held.keys.purge_due():
         response.background = BackgroundTask(_purge, held.keys)
+
+
+async def _finish(held: _Held, answer: StoredResponse) -> None:
+    try:
+        await held.keys.finish(held.claim, answer)
+    except HeraldError as exc:
+        # The answer still goes out: the work was done. A key whose work committed stays so
+        # (a retry is told to wait until its lock ends, then that the work was done); one
+        # whose route wrote nothing is taken over by a retry once its lock ends.
+        log.warning("api.idempotency_unsaved", extra={"error": str(exc)})
 
 
 def _kept(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
@@ -199,14 +211,40 @@ def _kept(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 
 async def _release(held: _Held | None) -> None:
-    if held is None:
-        return
+    if held is not None:
+        await _to_the_end(_released(held))
+
+
+async def _released(held: _Held) -> None:
+    try:
+        await held.keys.release(held.claim)
+    except HeraldError as exc:
+        # The request's own error is the one to report. The key stays as it is: committed if
+        # the route's work was, else free for the same request once its lock ends.
+        log.warning("api.idempotency_unreleased", extra={"error": str(exc)})
+
+
+async def _to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` (settling a key) to its end, even if the request is cancelled meanwhile;
+    then raise that cancellation. A key left unsettled holds up a retry until its lock ends.
+
+    ``work`` runs as a task of its own, awaited through :func:`asyncio.shield`: a cancellation
+    of the request's task (``Task.cancel``, ``wait_for``, a server cutting a request short)
+    stops the wait, never the work, and the wait resumes. anyio's shielded scope alone would not
+    do: it keeps anyio's cancellations out (Starlette's), not asyncio's own."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
     with anyio.CancelScope(shield=True):
-        try:
-            await held.keys.release(held.claim)
-        except HeraldError as exc:
-            # The request's own error is the one to report; the key frees when its lock ends.
-            log.warning("api.idempotency_unreleased", extra={"error": str(exc)})
+        while True:
+            try:
+                await asyncio.shield(task)
+                break
+            except asyncio.CancelledError:
+                if task.done():  # the work itself was cancelled (the loop is closing)
+                    raise
+                cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _purge(keys: IdempotencyKeys) -> None:

@@ -8,6 +8,8 @@ Body: ``type`` (``urn:herald:problem:<slug>``), ``title``, ``status``, ``detail`
 :class:`~herald.errors.Unauthenticated`            401     unauthenticated
 :class:`~herald.errors.NotFound`                   404     not-found
 :class:`~herald.errors.IdempotencyKeyBusy`         409     idempotency-key-in-use
+:class:`~herald.errors.IdempotencyAnswerLost`      409     idempotency-key-answer-lost
+:class:`~herald.errors.IdempotencyClaimLost`       409     idempotency-key-taken-over
 :class:`~herald.errors.Conflict`,
 :class:`~herald.errors.InvalidTransition`          409     conflict
 :class:`~herald.errors.IdempotencyKeyReused`       422     idempotency-key-reused
@@ -37,6 +39,8 @@ from herald.errors import (
     Conflict,
     FieldProblem,
     HeraldError,
+    IdempotencyAnswerLost,
+    IdempotencyClaimLost,
     IdempotencyKeyBusy,
     IdempotencyKeyReused,
     InputErrors,
@@ -69,6 +73,13 @@ class Problem(BaseModel):
     detail: str
     field: str | None = None
     errors: list[ProblemItem] = []
+
+
+#: Conflicts with a problem type of their own (the others are ``conflict``).
+_CONFLICTS: dict[type[Conflict], str] = {
+    IdempotencyAnswerLost: "idempotency-key-answer-lost",
+    IdempotencyClaimLost: "idempotency-key-taken-over",
+}
 
 
 def _slug(status: int) -> str:
@@ -126,7 +137,8 @@ def _herald(exc: HeraldError) -> JSONResponse:
         retry = {"Retry-After": str(exc.retry_after_s)}
         return problem_response(409, exc.message, headers=retry, slug="idempotency-key-in-use")
     if isinstance(exc, Conflict):
-        return problem_response(409, exc.message, field=exc.field)
+        slug = next((s for kind, s in _CONFLICTS.items() if isinstance(exc, kind)), None)
+        return problem_response(409, exc.message, field=exc.field, slug=slug)
     if isinstance(exc, InvalidTransition):
         return problem_response(409, str(exc))
     if isinstance(exc, IdempotencyKeyReused):

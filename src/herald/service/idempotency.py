@@ -6,20 +6,27 @@ belong to a workspace. The rules, Stripe's:
 
 - The first request with a key claims it in the store before doing anything
   (:meth:`~herald.types.Catalog.begin_idempotent`: one claim per key, whichever API process
-  asks), does the work, and leaves its answer under the key (:meth:`IdempotencyKeys.finish`)
-  for ``api.idempotency_ttl_s`` from the claim.
+  asks), does the work while holding the claim (:mod:`herald.keyclaim`: every write marks the
+  key ``committed`` in its own transaction, and only while the key is still the claim's), and
+  leaves its answer under the key (:meth:`IdempotencyKeys.finish`) for
+  ``api.idempotency_ttl_s`` from the claim.
 - A retry (same key, same request: method, path and body, by fingerprint) within that time
   gets the stored answer and does nothing (:class:`~herald.types.StoredResponse`); while the
   first is still being answered, a 409 with ``Retry-After``
   (:class:`~herald.errors.IdempotencyKeyBusy`). It does not wait: the client is retrying
   already, and a request parked on another's lock would hold a connection for nothing.
 - The same key with another request is a 422 (:class:`~herald.errors.IdempotencyKeyReused`).
-- Only successes are kept. A refusal (4xx) changed nothing (every write validates before it
-  stores, in one transaction), so keeping it would only pin a stale "no" to the key; a
-  failure (5xx, an exception, a cancelled request) leaves nothing either. Either way the claim
-  is released (:meth:`IdempotencyKeys.release`) and the key can be used again at once.
-- A claim whose process died is never released: it holds the key ``api.idempotency_lock_s``,
-  then the same request may claim it again.
+- Only successes are kept as answers. A request that ends otherwise releases its claim
+  (:meth:`IdempotencyKeys.release`): if nothing of its work committed (a refusal, 4xx,
+  changed nothing: every write validates before it stores, in one transaction; a failure
+  before its write), the key is free again at once, and keeping the "no" would only pin it to
+  the key. If its work committed (it failed afterwards, while reading its answer back, say),
+  the key stays ``committed`` and a retry is told so (a 409,
+  :class:`~herald.errors.IdempotencyAnswerLost`): never done twice.
+- A claim whose process died is never released: it holds the key ``api.idempotency_lock_s``.
+  Then the same request may take it over if nothing of the first one's work committed: the
+  first can no longer commit anything (its writes need the claim's token), so a request that
+  was only slow cannot do the work a second time either. A committed key is never taken over.
 
 Answers are kept encrypted with the secret keys (:class:`~herald.service.vault.Vault`): some
 hold a secret shown only once (a new API key, a webhook's signing secret). Expired keys are
@@ -31,14 +38,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from herald.constants import IDEMPOTENCY_KEY_HEADER
 from herald.domain import utcnow
-from herald.errors import Conflict, IdempotencyKeyBusy, IdempotencyKeyReused
+from herald.errors import IdempotencyAnswerLost, IdempotencyKeyBusy, IdempotencyKeyReused
+from herald.keyclaim import KeyClaim
 from herald.service.vault import SecretUnreadable, Vault
-from herald.types import Catalog, KeyBusy, KeyClaimed, KeyDone, KeyMismatch, StoredResponse
+from herald.types import (
+    Catalog,
+    KeyBusy,
+    KeyClaimed,
+    KeyDone,
+    KeyMismatch,
+    KeyUnanswered,
+    StoredResponse,
+)
 
 __all__ = ["Claim", "IdempotencyKeys"]
 
@@ -47,14 +63,8 @@ log = logging.getLogger("herald.idempotency")
 #: Seconds a retry of a request still in progress is told to wait: most writes take less.
 BUSY_RETRY_AFTER_S = 1
 
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A key claimed by the request being answered."""
-
-    workspace_id: str
-    key: str
-    token: str
+#: A key claimed by the request being answered.
+Claim = KeyClaim
 
 
 class IdempotencyKeys:
@@ -86,7 +96,8 @@ class IdempotencyKeys:
 
         Raises :class:`~herald.errors.IdempotencyKeyBusy` (the same request is in progress),
         :class:`~herald.errors.IdempotencyKeyReused` (another request used the key) or
-        :class:`~herald.errors.Conflict` (its answer can no longer be decrypted)."""
+        :class:`~herald.errors.IdempotencyAnswerLost` (the same request was done, and its
+        answer was not kept, or can no longer be decrypted)."""
         now = self._clock()
         started = await self._store.begin_idempotent(
             workspace_id,
@@ -107,6 +118,8 @@ class IdempotencyKeys:
                     "after Retry-After for its answer",
                     retry_after_s=BUSY_RETRY_AFTER_S,
                 )
+            case KeyUnanswered():
+                raise _answer_lost("but its answer was not kept (it failed afterwards)")
             case KeyMismatch():
                 raise IdempotencyKeyReused(
                     f"this {IDEMPOTENCY_KEY_HEADER} was used for another request (another "
@@ -116,7 +129,8 @@ class IdempotencyKeys:
 
     async def finish(self, claim: Claim, response: StoredResponse) -> bool:
         """Keep ``response`` (its body encrypted) as the answer to the claimed key. False when
-        the claim was lost: the request outlived its lock and a retry took the key over."""
+        the claim was lost (the request, which wrote nothing, outlived its lock and a retry
+        took the key over) or the key is gone (erased with its workspace)."""
         sealed = replace(response, body=self._vault.encrypt(response.body))
         kept = await self._store.finish_idempotent(
             claim.workspace_id, claim.key, claim.token, sealed
@@ -126,7 +140,8 @@ class IdempotencyKeys:
         return kept
 
     async def release(self, claim: Claim) -> bool:
-        """Give the key up: the request failed, and a retry may do the work."""
+        """The request ended without an answer to keep: True if the key is free again (none of
+        its work committed), False if it stays committed (a retry is told the work was done)."""
         return await self._store.release_idempotent(claim.workspace_id, claim.key, claim.token)
 
     def purge_due(self) -> bool:
@@ -159,8 +174,12 @@ class IdempotencyKeys:
         except SecretUnreadable:
             # The request was done; only its answer is lost (the secret key it was kept under
             # was dropped): doing it again would do it twice.
-            raise Conflict(
-                f"the request with this {IDEMPOTENCY_KEY_HEADER} was done, but its answer can "
-                "no longer be read: look its result up, and use a new key for a new request",
-                field=IDEMPOTENCY_KEY_HEADER,
-            ) from None
+            raise _answer_lost("but its answer can no longer be read") from None
+
+
+def _answer_lost(why: str) -> IdempotencyAnswerLost:
+    return IdempotencyAnswerLost(
+        f"the request with this {IDEMPOTENCY_KEY_HEADER} was carried out, {why}: read the "
+        "resource to see the result, and use a new key for a new request",
+        field=IDEMPOTENCY_KEY_HEADER,
+    )

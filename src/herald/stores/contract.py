@@ -18,6 +18,9 @@
 - :func:`is_held`: a delivery an import stored and has not made due yet; :func:`discardable`:
   one an import that fails removes; :func:`lost_import`: the error of a write for an import
   job its runner no longer holds.
+- :func:`claim_lost`: what a write made under a key claim that is no longer the request's
+  raises (:mod:`herald.keyclaim`); the SQL stores learn it from their mark of the key
+  (``mark_idempotent``, with :func:`mark_values`).
 """
 
 from __future__ import annotations
@@ -26,28 +29,33 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
+from herald.constants import IDEMPOTENCY_KEY_HEADER
 from herald.domain import Attempt, Delivery, Transition
-from herald.errors import Conflict
+from herald.errors import Conflict, IdempotencyClaimLost
+from herald.keyclaim import KeyClaim
 from herald.states import DeliveryState
-from herald.types import KeyBusy, KeyDone, KeyMismatch, KeyStart, StoredResponse
+from herald.types import KeyBusy, KeyDone, KeyMismatch, KeyStart, KeyUnanswered, StoredResponse
 
 __all__ = [
     "ABANDONED_ERROR",
     "ClaimRequest",
     "KeyRecord",
+    "KeyState",
     "PostFilters",
     "PostQuery",
     "StatusChange",
     "abandoned_send",
     "applied",
     "by_post",
+    "claim_lost",
     "discardable",
     "is_held",
     "judge_key",
     "key_claimable",
     "lost_import",
+    "mark_values",
     "new_claim_token",
 ]
 
@@ -153,33 +161,44 @@ class PostQuery:
         return any(value is not None for value in filters)
 
 
+#: An idempotency key's state (see :meth:`herald.types.Catalog.begin_idempotent`).
+KeyState = Literal["in_progress", "committed", "done"]
+
+
 @dataclass(frozen=True, slots=True)
 class KeyRecord:
     """An idempotency key's row: the request that claimed it (its fingerprint, its claim's
-    token and lock) and, once answered, its answer."""
+    token, when and until when it holds the key), how far its work went and, once answered,
+    its answer."""
 
     fingerprint: str
     token: str
+    created_at: datetime
     locked_until: datetime
     expires_at: datetime
-    response: StoredResponse | None = None  # None: still in progress
+    state: KeyState = "in_progress"
+    response: StoredResponse | None = None  # kept once done
 
 
 def key_claimable(record: KeyRecord | None, fingerprint: str, now: datetime) -> bool:
     """Whether a request with ``fingerprint`` may claim the key at ``now``: no row, an expired
-    row, or a row left in progress past its lock by the same request (its process died)."""
+    row, or a row left ``in_progress`` past its lock by the same request (its process died, or
+    it is slow: with the key taken over, its writes are refused). Never a ``committed`` row
+    within its lifetime: its work was done."""
     if record is None or record.expires_at <= now:
         return True
-    stale = record.response is None and record.locked_until <= now
+    stale = record.state == "in_progress" and record.locked_until <= now
     return stale and record.fingerprint == fingerprint
 
 
-def judge_key(record: KeyRecord, fingerprint: str) -> KeyStart:
-    """What a request with ``fingerprint`` that could not claim the key is told."""
+def judge_key(record: KeyRecord, fingerprint: str, now: datetime) -> KeyStart:
+    """What a request with ``fingerprint`` that could not claim the key at ``now`` is told."""
     if record.fingerprint != fingerprint:
         return KeyMismatch()
     if record.response is not None:
         return KeyDone(record.response)
+    if record.state == "committed" and record.locked_until <= now:
+        return KeyUnanswered()
     return KeyBusy(record.locked_until)
 
 
@@ -205,3 +224,17 @@ def discardable(delivery: Delivery) -> bool:
 def lost_import(import_id: str, runner: str | None) -> Conflict:
     """What a write for import ``import_id`` raises once ``runner`` no longer holds it."""
     return Conflict(f"import {import_id!r} is no longer held by runner {runner!r}")
+
+
+def mark_values(claim: KeyClaim) -> dict[str, str]:
+    """The parameters of the SQL stores' mark of ``claim``'s key (``mark_idempotent``)."""
+    return {"workspace_id": claim.workspace_id, "key": claim.key, "token": claim.token}
+
+
+def claim_lost() -> IdempotencyClaimLost:
+    """The refusal of a write made under a key claim that is no longer the request's."""
+    return IdempotencyClaimLost(
+        f"this request outlived its hold on its {IDEMPOTENCY_KEY_HEADER}, and a retry with the "
+        "key took it over and does the work: nothing of this request was stored",
+        field=IDEMPOTENCY_KEY_HEADER,
+    )

@@ -80,6 +80,7 @@ class MemoryStore(MemoryCatalog, MemoryImports):
                     "this account is already a channel of the workspace", field="external_id"
                 )
             taken.add(account)
+        self._mark_claim()
         for channel in channels:
             self._channels[channel.id] = channel
             if secrets and channel.id in secrets:
@@ -93,6 +94,7 @@ class MemoryStore(MemoryCatalog, MemoryImports):
     ) -> None:
         channel = await self.get_channel(channel_id)
         ref = change.get("credentials_ref") or channel.credentials_ref
+        self._mark_claim()
         self._channels[channel_id] = changed = replace(channel, status=status, credentials_ref=ref)
         if (event := change.get("event")) is not None:
             self._emit_channel(changed, event, utcnow())
@@ -115,6 +117,7 @@ class MemoryStore(MemoryCatalog, MemoryImports):
                         updated_at=utcnow(),
                     )
                 )
+        self._mark_claim()
         for new in posts:
             self._posts[new.post.id] = new.post
         for delivery in created:
@@ -151,6 +154,7 @@ class MemoryStore(MemoryCatalog, MemoryImports):
             "idempotency_keys": sum(1 for ws, _ in self._idempotency if ws == workspace_id),
             "workspace": 1,
         }
+        self._mark_claim()  # before its key goes with the rest
         for i in deliveries:
             self._attempts.pop(i, None)
             self._claims.pop(i, None)
@@ -264,8 +268,12 @@ class MemoryStore(MemoryCatalog, MemoryImports):
         return True
 
     async def apply(self, transitions: Sequence[Transition]) -> list[bool]:
+        self._held_claim()  # a claim lost refuses the batch before it changes anything
         now = utcnow()
-        return [self._apply_one(t, now) for t in transitions]
+        done = [self._apply_one(t, now) for t in transitions]
+        if any(done):
+            self._mark_claim()
+        return done
 
     async def sent_since(self, since: datetime) -> list[SentRecord]:
         def record(

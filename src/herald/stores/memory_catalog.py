@@ -1,5 +1,7 @@
 """The in-memory store's catalogue (see :mod:`herald.stores.memory`); its webhooks and their
-outbox are :mod:`herald.stores.memory_outbox`'s."""
+outbox are :mod:`herald.stores.memory_outbox`'s, its idempotency keys
+:mod:`herald.stores.memory_keys`'. Each write marks a request's key claim
+(:meth:`~herald.stores.memory_keys.MemoryKeys._mark_claim`) right before it changes anything."""
 
 from __future__ import annotations
 
@@ -21,18 +23,9 @@ from herald.domain import (
 )
 from herald.errors import InvalidInput, NotFound
 from herald.states import CANCELLABLE, DROPPED, DeliveryState
-from herald.stores.contract import (
-    KeyRecord,
-    PostFilters,
-    PostQuery,
-    by_post,
-    judge_key,
-    key_claimable,
-    new_claim_token,
-)
+from herald.stores.contract import PostFilters, PostQuery, by_post
 from herald.stores.memory_outbox import MemoryOutbox
 from herald.stores.slot_locks import KeyedLocks
-from herald.types import KeyClaimed, KeyStart, StoredResponse
 
 __all__ = ["Claim", "MemoryCatalog", "lookup"]
 
@@ -66,12 +59,13 @@ class MemoryCatalog(MemoryOutbox):
         self._slots: dict[str, list[PostingSlot]] = {}
         self._init_outbox()
         self._slot_locks = KeyedLocks()
-        self._idempotency: dict[tuple[str, str], KeyRecord] = {}
+        self._init_keys()
 
     # -- workspaces and keys ----------------------------------------------------------------
     async def add_workspace(self, workspace: Workspace) -> None:
         if workspace.id in self._workspaces:
             raise InvalidInput("a workspace with this id exists")
+        self._mark_claim()
         self._workspaces[workspace.id] = workspace
 
     async def get_workspace(self, workspace_id: str) -> Workspace:
@@ -83,6 +77,7 @@ class MemoryCatalog(MemoryOutbox):
     async def add_api_key(self, key: ApiKey, secret_hash: str) -> None:
         if any(k.prefix == key.prefix or k.id == key.id for k, _ in self._keys.values()):
             raise InvalidInput("an API key with this prefix exists")
+        self._mark_claim()
         self._keys[key.id] = (key, secret_hash)
 
     async def api_key_by_prefix(self, prefix: str) -> tuple[ApiKey, str] | None:
@@ -94,6 +89,7 @@ class MemoryCatalog(MemoryOutbox):
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None:
         key, digest = lookup(self._keys, key_id, "api key")
+        self._mark_claim()
         self._keys[key_id] = (replace(key, revoked_at=key.revoked_at or at), digest)
 
     # -- channels -------------------------------------------------------------------------
@@ -112,6 +108,7 @@ class MemoryCatalog(MemoryOutbox):
 
     async def update_channel(self, channel: Channel) -> None:
         old = self._channel(channel.id)
+        self._mark_claim()
         self._channels[channel.id] = replace(
             old,
             name=channel.name,
@@ -123,6 +120,7 @@ class MemoryCatalog(MemoryOutbox):
         old = self._channel(channel_id)
         if old.deleted_at is not None:
             raise NotFound("channel", channel_id)
+        self._mark_claim()
         self._channels[channel_id] = replace(old, deleted_at=at, status=ChannelStatus.DISABLED)
         cancelled = 0
         for d in list(self._deliveries.values()):
@@ -140,6 +138,7 @@ class MemoryCatalog(MemoryOutbox):
 
     async def set_channel_secret(self, channel_id: str, ciphertext: bytes) -> None:
         self._channel(channel_id)
+        self._mark_claim()
         self._secrets[channel_id] = ciphertext
 
     async def get_channel_secret(self, channel_id: str) -> bytes | None:
@@ -148,6 +147,7 @@ class MemoryCatalog(MemoryOutbox):
 
     async def set_schedule(self, channel_id: str, slots: Sequence[PostingSlot]) -> None:
         self._channel(channel_id)
+        self._mark_claim()
         self._slots[channel_id] = sorted(set(slots), key=lambda s: (s.weekday, s.time))
 
     async def get_schedule(self, channel_id: str) -> list[PostingSlot]:
@@ -193,51 +193,3 @@ class MemoryCatalog(MemoryOutbox):
 
     async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]:
         return by_post(post_ids, self._deliveries.values())
-
-    # -- idempotency keys -------------------------------------------------------------------
-    async def begin_idempotent(
-        self,
-        workspace_id: str,
-        key: str,
-        fingerprint: str,
-        *,
-        now: datetime,
-        locked_until: datetime,
-        expires_at: datetime,
-    ) -> KeyStart:
-        # No await between the read and the write: one event loop, so the claim is atomic.
-        record = self._idempotency.get((workspace_id, key))
-        if record is not None and not key_claimable(record, fingerprint, now):
-            return judge_key(record, fingerprint)
-        token = new_claim_token()
-        self._idempotency[workspace_id, key] = KeyRecord(
-            fingerprint, token, locked_until, expires_at
-        )
-        return KeyClaimed(token)
-
-    def _claimed(self, workspace_id: str, key: str, token: str) -> KeyRecord | None:
-        record = self._idempotency.get((workspace_id, key))
-        if record is None or record.token != token or record.response is not None:
-            return None
-        return record
-
-    async def finish_idempotent(
-        self, workspace_id: str, key: str, token: str, response: StoredResponse
-    ) -> bool:
-        record = self._claimed(workspace_id, key, token)
-        if record is None:
-            return False
-        self._idempotency[workspace_id, key] = replace(record, response=response)
-        return True
-
-    async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
-        if self._claimed(workspace_id, key, token) is None:
-            return False
-        del self._idempotency[workspace_id, key]
-        return True
-
-    async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
-        expired = [k for k, r in self._idempotency.items() if r.expires_at <= before][:limit]
-        for k in expired:
-            del self._idempotency[k]
-        return len(expired)

@@ -10,11 +10,12 @@ from datetime import datetime
 from herald.domain import Channel, Delivery, ImportJob, NewPost, Post, Workspace, utcnow
 from herald.errors import InvalidInput, NotFound
 from herald.stores.contract import discardable, is_held, lost_import
+from herald.stores.memory_keys import MemoryKeys
 
 __all__ = ["MemoryImports"]
 
 
-class MemoryImports:
+class MemoryImports(MemoryKeys):
     _workspaces: dict[str, Workspace]
     _channels: dict[str, Channel]
     _posts: dict[str, Post]
@@ -36,6 +37,7 @@ class MemoryImports:
         )
         if running >= max_running:
             return False
+        self._mark_claim()
         self._imports[job.id] = job
         self._import_posts[job.id] = {}
         return True

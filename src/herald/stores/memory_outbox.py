@@ -24,6 +24,7 @@ from herald.domain import (
 )
 from herald.domain import WebhookEventState as E
 from herald.errors import InvalidInput, NotFound
+from herald.stores.memory_keys import MemoryKeys
 
 __all__ = ["MemoryOutbox"]
 
@@ -90,7 +91,7 @@ class _Outgoing:
         )
 
 
-class MemoryOutbox:
+class MemoryOutbox(MemoryKeys):
     _posts: dict[str, Post]
 
     def _init_outbox(self) -> None:
@@ -107,6 +108,7 @@ class MemoryOutbox:
     async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None:
         if webhook.id in self._hooks:
             raise InvalidInput("a webhook with this id exists")
+        self._mark_claim()
         self._hooks[webhook.id] = _Hook(webhook, secret_ciphertext)
 
     async def list_webhooks(self, workspace_id: str) -> list[Webhook]:
@@ -121,13 +123,18 @@ class MemoryOutbox:
         return self._live_hook(webhook_id).secret
 
     async def set_webhook_secret(self, webhook_id: str, ciphertext: bytes) -> None:
-        self._live_hook(webhook_id).secret = ciphertext
+        hook = self._live_hook(webhook_id)
+        self._mark_claim()
+        hook.secret = ciphertext
 
     async def delete_webhook(self, webhook_id: str) -> None:
-        self._live_hook(webhook_id).deleted = True
+        hook = self._live_hook(webhook_id)
+        self._mark_claim()
+        hook.deleted = True
 
     async def enable_webhook(self, webhook_id: str) -> None:
         hook = self._live_hook(webhook_id)
+        self._mark_claim()
         hook.webhook = replace(
             hook.webhook, disabled_at=None, disabled_reason=None, failing_since=None
         )
@@ -322,6 +329,7 @@ class MemoryOutbox:
             raise NotFound("webhook event", event_id)
         if out.state not in REPLAYABLE_EVENTS:
             return False
+        self._mark_claim()
         out.state, out.attempts, out.next_attempt_at, out.finished_at = E.PENDING, 0, at, None
         return True
 

@@ -45,7 +45,7 @@ from herald.stores.contract import (
     new_claim_token,
 )
 from herald.stores.postgres_catalog import PostgresCatalog
-from herald.stores.postgres_conn import Connection, Database, Record
+from herald.stores.postgres_conn import Connection, Database, Record, Unchanged
 from herald.stores.postgres_imports import PostgresImports
 from herald.stores.postgres_listen import DueListener
 from herald.stores.postgres_slots import AdvisorySlotLocks
@@ -249,15 +249,13 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         now = domain.utcnow()
         rounds = _rounds(transitions)
         done = [False] * len(transitions)
-        async with self._db.connection() as conn:
-            # One round: a single statement, atomic by itself. Several (a delivery appears
-            # twice and its changes must apply in order): one transaction around them.
-            if len(rounds) == 1:
-                await self._apply_round(conn, transitions, rounds[0], done, now)
-            else:
-                async with conn.transaction():
-                    for positions in rounds:
-                        await self._apply_round(conn, transitions, positions, done, now)
+        # One round: a single statement, atomic by itself. Several (a delivery appears twice and
+        # its changes must apply in order): one transaction around them.
+        async with self._db.transaction(single=len(rounds) == 1) as conn:
+            for positions in rounds:
+                await self._apply_round(conn, transitions, positions, done, now)
+            if not any(done):
+                raise Unchanged  # and a key claim's mark is not kept: nothing was written
         return done
 
     async def _apply_round(

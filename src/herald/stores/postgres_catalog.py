@@ -13,7 +13,7 @@ from herald.constants import OUTBOX_LOCK_PREFIX
 from herald.domain import Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import NotFound
 from herald.stores.contract import PostFilters, PostQuery, new_claim_token
-from herald.stores.postgres_conn import Database, Record
+from herald.stores.postgres_conn import Database, Record, Unchanged
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.sql_common import DUPLICATE, SQLCommon
 from herald.types import KeyClaimed, KeyStart
@@ -27,9 +27,10 @@ class PostgresCatalog(SQLCommon):
 
     # -- channels -------------------------------------------------------------------------
     async def delete_channel(self, channel_id: str, at: datetime) -> int:
-        row = await self._db.fetchrow("delete_channel", id=channel_id, at=at)
-        if row is None:
-            raise NotFound("channel", channel_id)
+        async with self._db.transaction(single=True) as conn:
+            row = await conn.fetchrow(self._db.q["delete_channel"], id=channel_id, at=at)
+            if row is None:
+                raise NotFound("channel", channel_id)
         cancelled: int = row["cancelled"]
         return cancelled
 
@@ -76,7 +77,7 @@ class PostgresCatalog(SQLCommon):
         expires_at: datetime,
     ) -> KeyStart:
         token = new_claim_token()
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(marks=False) as conn:
             # Of requests claiming at once, the unique key lets one insert; the others wait for
             # it, find its row and lock it (ON CONFLICT DO UPDATE locks the row even when its
             # WHERE refuses the update): the read below sees the row as it stays until COMMIT.
@@ -95,7 +96,7 @@ class PostgresCatalog(SQLCommon):
             row = await conn.fetchrow(
                 self._db.q["get_idempotency_key"], workspace_id=workspace_id, key=key
             )
-        return self._judged(row, fingerprint)
+        return self._judged(row, fingerprint, now)
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(
@@ -158,11 +159,19 @@ class PostgresCatalog(SQLCommon):
         return row is not None and row["disabled"] > 0
 
     # -- named queries, for SQLCommon ------------------------------------------------------
-    async def _execute(self, query: str, /, **values: Any) -> int:
-        return await self._db.execute(query, **values)
+    async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:
+        async with self._db.transaction(single=True) as conn:
+            changed = await conn.execute(self._db.q[query], **values)
+            if changed == 0:  # nothing written: a key claim's mark is not kept either
+                raise missing or Unchanged
+        return changed
+
+    async def _write_keys(self, queries: Sequence[str], /, **values: Any) -> list[int]:
+        async with self._db.transaction(single=len(queries) == 1, marks=False) as conn:
+            return [await conn.execute(self._db.q[q], **values) for q in queries]
 
     async def _insert(self, query: str, /, **values: Any) -> None:
-        async with self._db.connection(DUPLICATE[query]) as conn:
+        async with self._db.transaction(DUPLICATE[query], single=True) as conn:
             await conn.execute(self._db.q[query], **values)
 
     async def _fetch(self, query: str, /, **values: Any) -> list[Record]:

@@ -14,6 +14,14 @@ parameters by name and translate driver errors at the boundary:
 - everything else the driver or the network raises -> :class:`~herald.errors.StoreError`;
 
 always keeping the driver's exception as ``__cause__``.
+
+Writes have one way in: :meth:`Database.transaction` (and :meth:`Database.execute`, and the
+one-statement helpers given a query that writes, which run in one when they must). While an
+API request holds an idempotency key claim (:mod:`herald.keyclaim`), a transaction's first
+statement marks the key committed with it, and a claim lost refuses the transaction
+(:class:`~herald.errors.IdempotencyClaimLost`). A connection from :meth:`Database.connection`
+is for reads: it refuses a named query that writes (:attr:`Query.writes`), so no write can go
+around the mark.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
+from herald import keyclaim
 from herald.backoff import Backoff
 from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError, StoreUnavailable
+from herald.stores.contract import claim_lost, mark_values
 from herald.stores.queries import load_queries
 from herald.stores.queries import migration_files as load_migration_files
 
@@ -44,6 +54,7 @@ __all__ = [
     "Database",
     "Query",
     "Record",
+    "Unchanged",
     "apply_migrations",
     "compiled",
     "migration_files",
@@ -60,6 +71,9 @@ Record = Any
 
 #: A named parameter (``:name``) in a query; ``::type`` casts are not parameters.
 PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+#: What makes a statement a write: it changes rows, or locks them to (``FOR UPDATE``).
+_WRITES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*")
 _CONFLICT = "conflicts with existing data"
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: Errors of the driver and the network below it; PostgresError covers server-side errors.
@@ -111,6 +125,12 @@ def named_sql() -> Mapping[str, str]:
     return load_queries("postgres")
 
 
+class Unchanged(Exception):
+    """Raised in a :meth:`Database.transaction` block whose work changed nothing: the
+    transaction is rolled back (a key claim's mark with it: a request that wrote nothing
+    leaves its key as it was) and the block ends quietly."""
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """A named query compiled to the driver's ``$n`` placeholders, bound by parameter name."""
@@ -118,6 +138,12 @@ class Query:
     name: str
     sql: str
     params: tuple[str, ...]
+
+    @property
+    def writes(self) -> bool:
+        """Whether the statement changes rows, or locks them to: it runs in a transaction of
+        :meth:`Database.transaction` only."""
+        return _WRITES.search(_COMMENT.sub("", self.sql)) is not None
 
     @classmethod
     def compile(cls, name: str, sql: str) -> Query:
@@ -187,29 +213,35 @@ def _rowcount(status: str) -> int:
 
 
 class Connection:
-    """One connection checked out of the pool (inside a transaction or not)."""
+    """One connection checked out of the pool: for reads, or (``writes``) inside a transaction
+    of :meth:`Database.transaction`."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, *, writes: bool = False) -> None:
         self.raw = raw  # the driver's connection: for this module only
+        self.writes = writes
 
-    def transaction(self) -> AbstractAsyncContextManager[Any]:
-        """BEGIN ... COMMIT on this connection (a savepoint if one is already open)."""
-        tx: AbstractAsyncContextManager[Any] = self.raw.transaction()
-        return tx
+    def _bound(self, query: Query, values: Mapping[str, Any]) -> list[Any]:
+        if query.writes and not self.writes:
+            raise TypeError(f"query {query.name} writes: run it in Database.transaction()")
+        return query.args(values)
 
     async def fetch(self, query: Query, /, **values: Any) -> list[Record]:
-        result: list[Record] = await self.raw.fetch(query.sql, *query.args(values))
+        args = self._bound(query, values)
+        result: list[Record] = await self.raw.fetch(query.sql, *args)
         return result
 
     async def fetchrow(self, query: Query, /, **values: Any) -> Record | None:
-        return await self.raw.fetchrow(query.sql, *query.args(values))
+        args = self._bound(query, values)
+        return await self.raw.fetchrow(query.sql, *args)
 
     async def fetchval(self, query: Query, /, **values: Any) -> Any:
-        return await self.raw.fetchval(query.sql, *query.args(values))
+        args = self._bound(query, values)
+        return await self.raw.fetchval(query.sql, *args)
 
     async def execute(self, query: Query, /, **values: Any) -> int:
         """Run a statement; return how many rows it changed."""
-        return _rowcount(await self.raw.execute(query.sql, *query.args(values)))
+        args = self._bound(query, values)
+        return _rowcount(await self.raw.execute(query.sql, *args))
 
     async def script(self, sql: str) -> None:
         """Run several statements without parameters (migrations)."""
@@ -316,18 +348,23 @@ class Database:
             log.warning("store.close_forced", extra={"error": str(exc)})
             pool.terminate()
 
-    @asynccontextmanager
-    async def connection(
+    def connection(
         self, conflict: str = _CONFLICT, field: str | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
+        """A connection from the pool, for reads; errors raised in the block are translated,
+        an integrity violation into ``InvalidInput(conflict, field=field)``."""
+        return self._checkout(conflict, field, writes=False)
+
+    @asynccontextmanager
+    async def _checkout(
+        self, conflict: str, field: str | None, *, writes: bool
     ) -> AsyncIterator[Connection]:
-        """A connection from the pool; errors raised in the block are translated, an integrity
-        violation into ``InvalidInput(conflict, field=field)``."""
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open")
         with translated(conflict, field):
             async with self._pool.acquire() as raw:
                 try:
-                    yield Connection(raw)
+                    yield Connection(raw, writes=writes)
                 except BaseException as exc:
                     if _unusable(exc):
                         # Closed, so the pool opens a new one at the next checkout: the
@@ -339,27 +376,56 @@ class Database:
 
     @asynccontextmanager
     async def transaction(
-        self, conflict: str = _CONFLICT, field: str | None = None
+        self,
+        conflict: str = _CONFLICT,
+        field: str | None = None,
+        *,
+        single: bool = False,
+        marks: bool = True,
     ) -> AsyncIterator[Connection]:
-        """A connection inside BEGIN ... COMMIT, rolled back on any error."""
-        async with self.connection(conflict, field) as conn, conn.transaction():
-            yield conn
+        """A connection inside BEGIN ... COMMIT, rolled back on any error (or on
+        :class:`Unchanged`, which ends the block quietly): the way to write.
+
+        While the running task holds a key claim, the first statement marks the claim's key
+        committed: a claim lost raises :class:`~herald.errors.IdempotencyClaimLost` before any
+        work. ``single``: the block runs one statement, atomic by itself, so without a claim
+        no BEGIN is sent (a round trip each way saved on the engine's hot paths). ``marks=False``:
+        the statements on the keys themselves, which never mark."""
+        claim = keyclaim.current() if marks else None
+        async with self._checkout(conflict, field, writes=True) as conn:
+            if single and claim is None:
+                with contextlib.suppress(Unchanged):
+                    yield conn
+                return
+            with contextlib.suppress(Unchanged):
+                async with conn.raw.transaction():
+                    if claim is not None:
+                        marked = await conn.execute(self.q["mark_idempotent"], **mark_values(claim))
+                        if marked == 0:
+                            raise claim_lost()
+                    yield conn
 
     async def fetch(self, name: str, /, **values: Any) -> list[Record]:
-        async with self.connection() as conn:
+        async with self._statement(name) as conn:
             return await conn.fetch(self.q[name], **values)
 
     async def fetchrow(self, name: str, /, **values: Any) -> Record | None:
-        async with self.connection() as conn:
+        async with self._statement(name) as conn:
             return await conn.fetchrow(self.q[name], **values)
 
     async def fetchval(self, name: str, /, **values: Any) -> Any:
-        async with self.connection() as conn:
+        async with self._statement(name) as conn:
             return await conn.fetchval(self.q[name], **values)
 
     async def execute(self, name: str, /, **values: Any) -> int:
-        async with self.connection() as conn:
+        """Run the write statement ``name`` (a transaction of one statement); how many rows it
+        changed."""
+        async with self.transaction(single=True) as conn:
             return await conn.execute(self.q[name], **values)
+
+    def _statement(self, name: str) -> AbstractAsyncContextManager[Connection]:
+        """Where one statement runs: a read on a connection, a write in a transaction."""
+        return self.transaction(single=True) if self.q[name].writes else self.connection()
 
 
 # -- migrations -------------------------------------------------------------------------------

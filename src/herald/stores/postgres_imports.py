@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from herald.domain import ImportJob, NewPost, Post, utcnow
 from herald.errors import NotFound
 from herald.stores.contract import lost_import
-from herald.stores.postgres_conn import Connection, Database
+from herald.stores.postgres_conn import Connection, Database, Unchanged
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import import_params, post_json
 
@@ -34,16 +34,18 @@ class PostgresImports:
 
     async def add_import(self, job: ImportJob, *, max_running: int) -> bool:
         values = import_params(job, _as_is)
+        added = False
         async with self._db.transaction("an import with this id exists") as conn:
             if await conn.fetchrow(self._db.q["lock_workspace"], workspace_id=job.workspace_id):
                 running = await conn.fetchval(
                     self._db.q["running_imports"], workspace_id=job.workspace_id
                 )
                 if running >= max_running:
-                    return False
+                    raise Unchanged  # nothing added: a key claim's mark is not kept either
             # No such workspace: the insert's foreign key refuses it.
             await conn.execute(self._db.q["insert_import"], **values)
-        return True
+            added = True
+        return added
 
     async def get_import(self, import_id: str) -> ImportJob:
         row = await self._db.fetchrow("get_import", id=import_id)

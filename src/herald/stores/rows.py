@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from herald.domain import (
     ApiKey,
@@ -44,7 +44,7 @@ from herald.domain import (
 )
 from herald.errors import FieldProblem
 from herald.states import DeliveryState
-from herald.stores.contract import KeyRecord
+from herald.stores.contract import KeyRecord, KeyState
 from herald.types import StoredResponse
 
 __all__ = [
@@ -383,11 +383,19 @@ class Decoder:
         return KeyRecord(
             fingerprint=row["fingerprint"],
             token=row["token"],
+            created_at=self.instant(row["created_at"]),
             locked_until=self.instant(row["locked_until"]),
             expires_at=self.instant(row["expires_at"]),
+            state=_key_state(row["state"]),
             response=response,
         )
 
 
 SQLITE = Decoder(from_micros, _maybe_from_micros)
 POSTGRES = Decoder(_as_is, _as_is)
+
+
+def _key_state(value: str) -> KeyState:
+    if value not in ("in_progress", "committed", "done"):
+        raise ValueError(f"not an idempotency key state: {value!r}")
+    return cast(KeyState, value)

@@ -3,9 +3,13 @@
 by :mod:`herald.stores.rows`.
 
 A store brings what differs: how it runs a named query (:meth:`SQLCommon._fetch`,
-:meth:`SQLCommon._fetchrow`, :meth:`SQLCommon._execute`, :meth:`SQLCommon._insert`), its
-dialect's :class:`~herald.stores.rows.Decoder`, and how it passes an instant as a parameter
-(:meth:`SQLCommon._instant`).
+:meth:`SQLCommon._fetchrow`, :meth:`SQLCommon._execute`, :meth:`SQLCommon._insert`,
+:meth:`SQLCommon._write_keys`), its dialect's :class:`~herald.stores.rows.Decoder`, and how it
+passes an instant as a parameter (:meth:`SQLCommon._instant`).
+
+Every write runs in a transaction that, while an API request holds an idempotency key
+(:mod:`herald.keyclaim`), first marks the key committed (``mark_idempotent``), except the
+statements on the keys themselves (:meth:`SQLCommon._write_keys`).
 """
 
 from __future__ import annotations
@@ -78,8 +82,15 @@ class SQLCommon(ABC):
         """The first row of named query ``query``, if any."""
 
     @abstractmethod
-    async def _execute(self, query: str, /, **values: Any) -> int:
-        """Run write ``query`` in a transaction of its own; return how many rows it changed."""
+    async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:
+        """Run write ``query`` in a transaction of its own; return how many rows it changed.
+        If it changed none and ``missing`` is given, raise ``missing`` from inside the
+        transaction: rolled back, a key claim's mark with it (nothing was written)."""
+
+    @abstractmethod
+    async def _write_keys(self, queries: Sequence[str], /, **values: Any) -> list[int]:
+        """Run ``queries``, statements on the idempotency keys themselves, in one transaction
+        that never marks a key claim; how many rows each changed."""
 
     @abstractmethod
     async def _insert(self, query: str, /, **values: Any) -> None:
@@ -111,8 +122,7 @@ class SQLCommon(ABC):
 
     async def _change(self, query: str, kind: str, object_id: str, /, **values: Any) -> None:
         """Run update ``query`` on ``object_id``; :class:`NotFound` if it changed nothing."""
-        if await self._execute(query, id=object_id, **values) == 0:
-            raise NotFound(kind, object_id)
+        await self._execute(query, NotFound(kind, object_id), id=object_id, **values)
 
     # -- channels ---------------------------------------------------------------------------
     async def get_channel(self, channel_id: str) -> Channel:
@@ -277,18 +287,18 @@ class SQLCommon(ABC):
         return None if row is None else self._decode.maybe_instant(row["next_attempt_at"])
 
     # -- idempotency keys (the claim itself is each store's: begin_idempotent) ----------------
-    def _judged(self, row: Row | None, fingerprint: str) -> KeyStart:
-        """What a request that could not claim a key is told, from the key's row (read under
-        the claiming statement's lock: it cannot have gone since)."""
+    def _judged(self, row: Row | None, fingerprint: str, now: datetime) -> KeyStart:
+        """What a request that could not claim a key at ``now`` is told, from the key's row
+        (read under the claiming statement's lock: it cannot have gone since)."""
         if row is None:
             raise StoreError("an idempotency key that could not be claimed has no row")
-        return judge_key(self._decode.key_record(row), fingerprint)
+        return judge_key(self._decode.key_record(row), fingerprint, now)
 
     async def finish_idempotent(
         self, workspace_id: str, key: str, token: str, response: StoredResponse
     ) -> bool:
-        changed = await self._execute(
-            "finish_idempotent",
+        (changed,) = await self._write_keys(
+            ["finish_idempotent"],
             workspace_id=workspace_id,
             key=key,
             token=token,
@@ -299,13 +309,19 @@ class SQLCommon(ABC):
         return changed > 0
 
     async def release_idempotent(self, workspace_id: str, key: str, token: str) -> bool:
-        changed = await self._execute(
-            "release_idempotent", workspace_id=workspace_id, key=key, token=token
+        freed, _ = await self._write_keys(
+            ["release_idempotent", "unlock_idempotent"],
+            workspace_id=workspace_id,
+            key=key,
+            token=token,
         )
-        return changed > 0
+        return freed > 0
 
     async def purge_idempotency(self, before: datetime, *, limit: int) -> int:
-        return await self._execute("purge_idempotency", before=self._instant(before), limit=limit)
+        (purged,) = await self._write_keys(
+            ["purge_idempotency"], before=self._instant(before), limit=limit
+        )
+        return purged
 
     async def list_webhook_events(
         self,

@@ -68,7 +68,14 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
         # included, and holds it until closed (herald.stores.sqlite_lock).
         self._lock = EngineLock(self.path) if engine_lock else None
         self._q = load_queries("sqlite")
-        self._writer = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-w")
+        # Every write goes through the writer's transactions, which mark a request's key claim
+        # (herald.keyclaim); the reader cannot write.
+        self._writer = ThreadedConnection(
+            self.path,
+            synchronous=synchronous,
+            name="herald-db-w",
+            mark_sql=self._q["mark_idempotent"],
+        )
         self._reader = ThreadedConnection(self.path, synchronous=synchronous, name="herald-db-r")
         self._apply_sql = for_each_target(self._q["apply_transition"])
         # Slot searches of every process on this file take turns (herald.stores.slot_locks):
@@ -145,9 +152,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
         now, event = domain.utcnow(), change.get("event")
         values = (status.value, change.get("credentials_ref"), channel_id)
 
-        def update(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(self._q["set_channel_status"], values)
-            if cursor.rowcount and event is not None:
+        def update(conn: sqlite3.Connection) -> None:
+            if conn.execute(self._q["set_channel_status"], values).rowcount == 0:
+                raise NotFound("channel", channel_id)
+            if event is not None:
                 params = {
                     "id": channel_id,
                     "event": event,
@@ -155,10 +163,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
                     "now_iso": now.isoformat(),
                 }
                 conn.execute(self._q["channel_event"], params)
-            return cursor.rowcount
 
-        if await self._writer.transaction(update) == 0:
-            raise NotFound("channel", channel_id)
+        await self._writer.transaction(update)
 
     # -- posts and deliveries ---------------------------------------------------------------
     async def add_posts(self, posts: Sequence[domain.NewPost]) -> list[domain.Delivery]:

@@ -102,9 +102,9 @@ class SQLiteCatalog(SQLCommon):
             row = conn.execute(
                 self._q["get_idempotency_key"], {"workspace_id": workspace_id, "key": key}
             ).fetchone()
-            return self._judged(row, fingerprint)
+            return self._judged(row, fingerprint, now)
 
-        return await self._writer.transaction(begin)
+        return await self._writer.transaction(begin, marks=False)
 
     # -- webhooks and their outbox --------------------------------------------------------
     async def claim_webhook_events(
@@ -180,9 +180,24 @@ class SQLiteCatalog(SQLCommon):
         return await self._writer.transaction(disable)
 
     # -- named queries, for SQLCommon ------------------------------------------------------
-    async def _execute(self, query: str, /, **values: Any) -> int:
+    async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:
         sql = self._q[query]
-        return await self._writer.transaction(lambda c: c.execute(sql, values).rowcount)
+
+        def execute(conn: sqlite3.Connection) -> int:
+            changed: int = conn.execute(sql, values).rowcount
+            if changed == 0 and missing is not None:
+                raise missing
+            return changed
+
+        return await self._writer.transaction(execute)
+
+    async def _write_keys(self, queries: Sequence[str], /, **values: Any) -> list[int]:
+        statements = [self._q[q] for q in queries]
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            return [conn.execute(sql, values).rowcount for sql in statements]
+
+        return await self._writer.transaction(write, marks=False)
 
     async def _insert(self, query: str, /, **values: Any) -> None:
         sql = self._q[query]

@@ -2,6 +2,11 @@
 
 Each call runs a whole unit of work (a transaction, a batch) in the connection's thread with a
 single hop, so transactions never interleave and the event loop never blocks on disk.
+
+The store writes through one of them, the writer, whose :meth:`ThreadedConnection.transaction`
+is its only way to write: there, every write made under an API request's idempotency key claim
+(:mod:`herald.keyclaim`) marks the key committed with it. Its readers are read-only
+(``PRAGMA query_only``), so no write can go around that.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from herald import keyclaim
 from herald.errors import StoreError, StoreUnavailable
+from herald.stores.contract import claim_lost, mark_values
 from herald.stores.queries import migration_files
 
 __all__ = ["ThreadedConnection", "apply_migrations"]
@@ -21,10 +28,16 @@ T = TypeVar("T")
 
 
 class ThreadedConnection:
-    def __init__(self, path: str, *, synchronous: str, name: str) -> None:
+    """``mark_sql``: the statement that marks a key claim's key committed (the writer's);
+    None for a reader, which cannot write at all."""
+
+    def __init__(
+        self, path: str, *, synchronous: str, name: str, mark_sql: str | None = None
+    ) -> None:
         self._path = path
         self._synchronous = synchronous
         self._name = name
+        self._mark_sql = mark_sql
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -40,6 +53,8 @@ class ThreadedConnection:
             "PRAGMA cache_size=-65536",
         ):
             conn.execute(pragma)
+        if self._mark_sql is None:
+            conn.execute("PRAGMA query_only=ON")
         self._conn = conn
         return conn
 
@@ -59,17 +74,36 @@ class ThreadedConnection:
             kind = StoreUnavailable if _busy(exc) else StoreError
             raise kind(f"sqlite: {exc}") from exc
 
-    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error."""
+    async def transaction(
+        self, work: Callable[[sqlite3.Connection], T], *, marks: bool = True
+    ) -> T:
+        """Run ``work`` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any error.
+
+        While the running task holds a key claim, the transaction first marks the claim's key
+        committed: a claim lost raises :class:`~herald.errors.IdempotencyClaimLost` before any
+        work. A transaction whose work then changed no row is rolled back instead: it would
+        commit the mark alone, and a request that wrote nothing leaves its key as it was.
+        ``marks=False``: the statements on the keys themselves, which never mark."""
+        # Read here, in the task: the connection's thread does not see the task's context.
+        claim = keyclaim.current() if marks else None
+        mark = None
+        if claim is not None:
+            if self._mark_sql is None:
+                raise StoreError("a write on a read-only connection")
+            mark = (self._mark_sql, mark_values(claim))
 
         def atomic(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if mark is not None and conn.execute(*mark).rowcount == 0:
+                    raise claim_lost()
+                before = conn.total_changes
                 result = work(conn)
+                unchanged = mark is not None and conn.total_changes == before
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK" if unchanged else "COMMIT")
             return result
 
         return await self.run(atomic)

@@ -163,14 +163,15 @@ CREATE TABLE engines (
     beat_at     timestamptz NOT NULL
 );
 
--- Idempotency keys of the API's writes (migration 0007): claimed in progress by the first
--- request with the key, then holding its answer until expires_at; purged by expires_at.
+-- Idempotency keys of the API's writes (migrations 0007, 0010): claimed in_progress by the
+-- first request with the key, committed with the first write of its work (in that write's
+-- transaction), done once its answer is kept, until expires_at; purged by expires_at.
 CREATE TABLE idempotency_keys (
     workspace_id text COLLATE "C" NOT NULL,
     key          text COLLATE "C" NOT NULL,
     fingerprint  text NOT NULL,  -- SHA-256 of the request: method, path, query, body
     token        text NOT NULL,  -- the claim's: only its holder finishes or releases it
-    state        text NOT NULL CHECK (state IN ('in_progress', 'done')),
+    state        text NOT NULL CHECK (state IN ('in_progress', 'committed', 'done')),
     status       integer,  -- the answer (done): status, headers (JSON pairs), body (encrypted)
     headers      text,
     body         bytea,

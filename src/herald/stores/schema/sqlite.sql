@@ -159,14 +159,15 @@ CREATE TABLE engines (
     beat_at     INTEGER NOT NULL
 );
 
--- Idempotency keys of the API's writes (migration 0009): claimed in progress by the first
--- request with the key, then holding its answer until expires_at; purged by expires_at.
+-- Idempotency keys of the API's writes (migrations 0009, 0012): claimed in_progress by the
+-- first request with the key, committed with the first write of its work (in that write's
+-- transaction), done once its answer is kept, until expires_at; purged by expires_at.
 CREATE TABLE idempotency_keys (
     workspace_id TEXT NOT NULL,
     key          TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,  -- SHA-256 of the request: method, path, query, body
     token        TEXT NOT NULL,  -- the claim's: only its holder finishes or releases it
-    state        TEXT NOT NULL CHECK (state IN ('in_progress', 'done')),
+    state        TEXT NOT NULL CHECK (state IN ('in_progress', 'committed', 'done')),
     status       INTEGER,  -- the answer (done): status, headers (JSON pairs), body (encrypted)
     headers      TEXT,
     body         BLOB,

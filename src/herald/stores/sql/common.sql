@@ -228,9 +228,10 @@ DELETE FROM idempotency_keys WHERE workspace_id = :id;
 DELETE FROM workspaces WHERE id = :id;
 -- name: begin_idempotent
 -- Claim an idempotency key: a new row, or over a row that may be claimed (contract.py,
--- key_claimable): an expired one, or one left in progress past its lock by the same request.
--- Returns no row when the key is someone else's; on PostgreSQL the row is then locked for the
--- rest of the transaction, in which get_idempotency_key reads it (sql_common.py).
+-- key_claimable): an expired one, or one left in progress past its lock by the same request
+-- (never a committed one: its work was done). Returns no row when the key is someone else's;
+-- on PostgreSQL the row is then locked for the rest of the transaction, in which
+-- get_idempotency_key reads it (sql_common.py).
 INSERT INTO idempotency_keys AS k
     (workspace_id, key, fingerprint, token, state, created_at, locked_until, expires_at)
 VALUES (:workspace_id, :key, :fingerprint, :token, 'in_progress', :now, :locked_until,
@@ -245,16 +246,33 @@ WHERE k.expires_at <= excluded.created_at
 RETURNING token;
 
 -- name: get_idempotency_key
-SELECT fingerprint, token, state, status, headers, body, locked_until, expires_at
+SELECT fingerprint, token, state, status, headers, body, created_at, locked_until, expires_at
 FROM idempotency_keys WHERE workspace_id = :workspace_id AND key = :key;
+
+-- name: mark_idempotent
+-- First statement of every write transaction made under a key claim (herald.keyclaim): the
+-- key's work is committed with this transaction, or not at all. No row: the claim was lost
+-- (taken over), and the transaction is rolled back. On PostgreSQL the row stays locked until
+-- the transaction ends: a takeover waits for it, then finds the key committed.
+UPDATE idempotency_keys SET state = 'committed'
+WHERE workspace_id = :workspace_id AND key = :key AND token = :token
+  AND state IN ('in_progress', 'committed');
 
 -- name: finish_idempotent
 UPDATE idempotency_keys SET state = 'done', status = :status, headers = :headers, body = :body
-WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state = 'in_progress';
+WHERE workspace_id = :workspace_id AND key = :key AND token = :token
+  AND state IN ('in_progress', 'committed');
 
 -- name: release_idempotent
+-- A request that ended without an answer to keep: its key is free again if none of its work
+-- committed (then unlock_idempotent finds nothing to do)...
 DELETE FROM idempotency_keys
 WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state = 'in_progress';
+
+-- name: unlock_idempotent
+-- ...else it stays committed, its lock ended: a retry is told at once the work was done.
+UPDATE idempotency_keys SET locked_until = created_at
+WHERE workspace_id = :workspace_id AND key = :key AND token = :token AND state = 'committed';
 
 -- name: purge_idempotency
 -- A batch of expired rows at a time (idempotency_keys_expiry): a purge never holds many locks.
