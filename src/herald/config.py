@@ -276,7 +276,9 @@ class ApiSettings(BaseModel):
         120.0,
         ge=1,
         description="a request holds its Idempotency-Key this long at most: a retry after a "
-        "process died mid-request waits this long (longer than any request takes)",
+        "process died mid-request waits this long (longer than any request takes; a slower "
+        "request that wrote nothing yet may be taken over, and then writes nothing); API "
+        "processes' clocks must agree to well within it",
     )
 
     @model_validator(mode="after")
