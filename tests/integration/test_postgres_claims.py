@@ -204,6 +204,7 @@ async def test_driver_errors_are_translated_with_their_cause(pg_stores):
         await store.add_channels([c])
     assert isinstance(conflict.value.__cause__, asyncpg.UniqueViolationError)
     unreachable = PostgresStore("postgresql://postgres@127.0.0.1:1/test", schema="nowhere")
+    unreachable._db.open_timeout_s = 0.5  # it waits for a database that is away: not this long
     with pytest.raises(StoreError) as down:
         await unreachable.open()
     assert isinstance(down.value.__cause__, OSError)
