@@ -15,9 +15,9 @@
 - :class:`KeyRecord` and :func:`judge_key`: an idempotency key's row, and what a request that
   could not claim it is told. Whether a row can be claimed is :func:`key_claimable`'s to say;
   the SQL stores' claiming statement (``begin_idempotent``) repeats it in its WHERE clause.
-- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`discardable`:
-  one an import that fails removes; :func:`lost_import`: the error of a write for an import
-  job its runner no longer holds.
+- :func:`lost_import`: the error of a write for an import job its runner no longer holds.
+  (A delivery an import stored and has not made due yet is :attr:`Delivery.held
+  <herald.domain.Delivery.held>`: no transition with ``unheld`` touches it.)
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ __all__ = [
     "abandoned_send",
     "applied",
     "by_post",
-    "discardable",
-    "is_held",
     "judge_key",
     "key_claimable",
     "lost_import",
@@ -132,6 +130,7 @@ class PostFilters(TypedDict, total=False):
     due_to: datetime | None
     after: tuple[datetime, str] | None
     limit: int
+    with_held: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +144,7 @@ class PostQuery:
     due_to: datetime | None = None
     after: tuple[datetime, str] | None = None
     limit: int = 50
+    with_held: bool = True  # False: without posts an import holds (Delivery.held)
 
     @property
     def filtered(self) -> bool:
@@ -181,25 +181,6 @@ def judge_key(record: KeyRecord, fingerprint: str) -> KeyStart:
     if record.response is not None:
         return KeyDone(record.response)
     return KeyBusy(record.locked_until)
-
-
-def is_held(delivery: Delivery) -> bool:
-    """Stored by an import that has not made it due yet (:class:`herald.types.ImportJobs`):
-    ``scheduled`` with no next attempt, which no claim picks, and never tried. The SQL stores'
-    import queries test the same three columns."""
-    return (
-        delivery.state is S.SCHEDULED
-        and delivery.next_attempt_at is None
-        and delivery.attempts == 0
-    )
-
-
-def discardable(delivery: Delivery) -> bool:
-    """What an import that fails removes of what it stored: its held deliveries, and those
-    cancelled before they were ever sent (deleting their channel cancels them): nothing was
-    ever sent for either. One someone made due meanwhile stays."""
-    unsent = delivery.attempts == 0
-    return is_held(delivery) or (delivery.state is S.CANCELLED and unsent)
 
 
 def lost_import(import_id: str, runner: str | None) -> Conflict:
