@@ -18,6 +18,8 @@ are translated at the boundary into the most specific class below, keeping the o
     ├── NotFound                    no such object (or not visible to the caller)
     ├── Conflict                    the object's current state forbids the request (HTTP 409)
     │   └── IdempotencyKeyBusy      a request with this Idempotency-Key is in progress
+    ├── ServiceUnavailable          the server cannot take the request now (no room on its
+    │                               disk): ask again after ``retry_after_s`` (HTTP 503)
     ├── InvalidTransition           a delivery state change the state machine forbids
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
@@ -77,6 +79,7 @@ __all__ = [
     "ReconcileUnsupported",
     "RequestNotSent",
     "ScheduleError",
+    "ServiceUnavailable",
     "StoreError",
     "StoreUnavailable",
     "TimeInPast",
@@ -180,6 +183,16 @@ class TooManyRequests(HeraldError):
         super().__init__(message)
         self.message = message
         self.headers = headers
+
+
+class ServiceUnavailable(HeraldError):
+    """The server cannot take the request now, for want of something of its own (room on
+    its disk to spool an upload): the same request may succeed after ``retry_after_s``."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(HeraldError):
