@@ -256,6 +256,12 @@ class ApiSettings(BaseModel):
     import_spool_dir: str | None = Field(
         None, description="where uploaded CSV files wait for their job (unset: the system's temp)"
     )
+    import_retention_s: float = Field(
+        2_592_000.0,
+        ge=60,
+        description="a finished CSV import job (its state, problems and list of posts; not the "
+        "posts) is kept this long after it finished, then purged",
+    )
     readiness_timeout_s: float = Field(2.0, gt=0, description="/readyz waits this long")
     key_requests_per_s: float = Field(
         20.0, ge=0, description="each API key's steady request rate, per API process (0: none)"

@@ -266,6 +266,18 @@ class Delivery:
     def with_state(self, state: DeliveryState, **changes: Any) -> Delivery:
         return replace(self, state=state, **changes)
 
+    @property
+    def held(self) -> bool:
+        """Stored by a CSV import that has not made it due yet (:class:`ImportJob`):
+        ``scheduled`` with no next attempt, which no claim picks, and never tried. Nothing
+        else leaves a delivery so (every other way into ``scheduled`` sets a next attempt);
+        the SQL stores test the same three columns."""
+        return (
+            self.state is DeliveryState.SCHEDULED
+            and self.next_attempt_at is None
+            and self.attempts == 0
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -354,6 +366,9 @@ class Transition:
     # Only if no engine holds the delivery: a user's reschedule or retry must not take a
     # delivery out of an engine's hands (a cancel may: the engine's next write then fails).
     unclaimed: bool = False
+    # Only if no import holds the delivery (Delivery.held): a user's change must not make
+    # due, or cancel, a delivery of an import that may still be removed whole.
+    unheld: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ are translated at the boundary into the most specific class below, keeping the o
     │   │                           answer was not kept (or can no longer be read)
     │   └── IdempotencyClaimLost    a retry took this request's Idempotency-Key over: the
     │                               request's writes are refused (rolled back)
+    ├── ServiceUnavailable          the server cannot take the request now (no room on its
+    │                               disk): ask again after ``retry_after_s`` (HTTP 503)
     ├── InvalidTransition           a delivery state change the state machine forbids
     ├── StoreError                  the store failed (corrupt data, a bug, a refused write...)
     │   └── StoreUnavailable        transient: connection lost, server restarting, locked;
@@ -83,6 +85,7 @@ __all__ = [
     "ReconcileUnsupported",
     "RequestNotSent",
     "ScheduleError",
+    "ServiceUnavailable",
     "StoreError",
     "StoreUnavailable",
     "TimeInPast",
@@ -200,6 +203,16 @@ class TooManyRequests(HeraldError):
         super().__init__(message)
         self.message = message
         self.headers = headers
+
+
+class ServiceUnavailable(HeraldError):
+    """The server cannot take the request now, for want of something of its own (room on
+    its disk to spool an upload): the same request may succeed after ``retry_after_s``."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(HeraldError):

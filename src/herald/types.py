@@ -368,9 +368,12 @@ class Catalog(Protocol):
         due_to: datetime | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int = 50,
+        with_held: bool = True,
     ) -> list[Post]:
         """Posts ordered by (created_at, id), after the cursor ``after``; the filters keep posts
-        with at least one delivery in ``state``, on ``channel_id``, due in the range."""
+        with at least one delivery in ``state``, on ``channel_id``, due in the range. Without
+        ``with_held``, posts with a delivery a CSV import holds (:attr:`Delivery.held`: its
+        import has not made it due yet) are left out."""
 
     async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[Delivery]]: ...
 
@@ -526,9 +529,10 @@ class ImportJobs(Protocol):
     ``lease_until``. Every write for a job names the runner, and raises
     :class:`~herald.errors.Conflict` when the runner no longer holds it (another one took it
     over), so a runner that stalled past its lease can never write beside the one that took
-    over. A job's posts are stored *held*: their deliveries are ``scheduled`` with no
-    ``next_attempt_at``, which nothing claims, until :meth:`release_import` makes them due;
-    until then :meth:`discard_import` can remove them without a trace.
+    over. A job's posts are stored *held* (:attr:`Delivery.held`): their deliveries are
+    ``scheduled`` with no ``next_attempt_at``, which nothing claims and no user's transition
+    changes (``Transition.unheld``), until :meth:`release_import` makes them due; until then
+    :meth:`discard_import` can remove them without a trace.
     """
 
     async def add_import(self, job: ImportJob, *, max_running: int) -> bool:
@@ -536,13 +540,25 @@ class ImportJobs(Protocol):
         (queued, validating, writing) jobs: then store nothing and answer False. The check and
         the insert are atomic, whatever other process adds a job at the same time."""
 
+    async def running_imports(self, workspace_id: str) -> int:
+        """How many unfinished (queued, validating, writing) jobs the workspace has: a cheap
+        look before an upload is read (:meth:`add_import` decides)."""
+
     async def get_import(self, import_id: str) -> ImportJob:
         """Raise :class:`~herald.errors.NotFound` if there is no such job."""
 
     async def list_imports(
         self, workspace_id: str, *, after: tuple[datetime, str] | None = None, limit: int = 50
     ) -> list[ImportJob]:
-        """The workspace's jobs ordered by (created_at, id), after the cursor ``after``."""
+        """The workspace's jobs ordered by (created_at, id), after the cursor ``after``,
+        without their problems (``errors`` empty: a listing stays small whatever the files;
+        :meth:`get_import` reads them)."""
+
+    async def purge_imports(self, before: datetime, *, limit: int) -> int:
+        """Remove jobs finished (succeeded or failed) before ``before``: at most ``limit`` of
+        their lines (the posts stay), then at most ``limit`` of those jobs left without
+        lines; return how many rows went (0: nothing left to remove). One short transaction
+        a call, so a purge never holds many locks."""
 
     async def save_import(self, job: ImportJob) -> None:
         """Write the job's state, counts, problems and times, if ``job.runner`` still holds
@@ -577,10 +593,11 @@ class ImportJobs(Protocol):
     async def discard_import(
         self, import_id: str, runner: str, *, after_line: int, limit: int
     ) -> int | None:
-        """Remove the held deliveries of the job's posts on its next ``limit`` lines after
-        ``after_line``, and those cancelled before anything was sent, then those posts once
-        they have no delivery left (a delivery someone made due meanwhile stays, with its
-        post); return the last of those lines, or None when there is none left."""
+        """Remove the job's posts on its next ``limit`` lines after ``after_line``, with every
+        delivery of theirs and those lines; return the last of those lines, or None when
+        there is none left. For a job that was not committed: none of its deliveries was ever
+        claimable, nor changed by a user (``Transition.unheld``), so nothing was sent for any
+        (the cancel of a channel's deletion is the one change they may have had)."""
 
     async def list_import_posts(
         self, import_id: str, *, after_line: int = 0, limit: int = 50

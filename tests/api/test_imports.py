@@ -5,15 +5,22 @@ loop). tests/api/test_post_files.py has the file format and its problems."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import errno
+import json
+import os
+import tempfile
 import tracemalloc
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+import herald.service.imports as imports_module
 from herald.config import Settings
 from herald.domain import ImportJob, ImportState, Platform, new_id, utcnow
-from herald.errors import StoreUnavailable
+from herald.errors import StoreUnavailable, TooManyRequests
 from herald.service.import_runner import ImportRunner
 from herald.service.import_work import BATCH_POSTS, ImportLimits
 from herald.service.imports import ImportService
@@ -100,11 +107,12 @@ async def test_imports_are_listed_oldest_first_page_by_page(tenant, app):
 # -- a process that stops -----------------------------------------------------------------------
 class GatedStore:
     """The API's store, on which an import's second batch waits until the test lets it go
-    (or fails, with ``fail``)."""
+    (``hold``), then fails (with ``fail``) or is stored."""
 
-    def __init__(self, store, *, fail: Exception | None = None) -> None:
+    def __init__(self, store, *, fail: Exception | None = None, hold: bool = True) -> None:
         self._store = store
         self._fail = fail
+        self._hold = hold
         self.reached = asyncio.Event()
         self.go = asyncio.Event()
         self.batches = 0
@@ -115,11 +123,31 @@ class GatedStore:
     async def add_import_posts(self, job, posts):
         self.batches += 1
         if self.batches == 2:
+            if self._hold:
+                self.reached.set()
+                await self.go.wait()
             if self._fail is not None:
                 raise self._fail
+        await self._store.add_import_posts(job, posts)
+
+
+class PausedBeforeWriting:
+    """The API's store, on which an import waits once validated, before it stores anything,
+    until the test lets it go."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def save_import(self, job):
+        if job.state is ImportState.WRITING and not self.reached.is_set():
             self.reached.set()
             await self.go.wait()
-        await self._store.add_import_posts(job, posts)
+        await self._store.save_import(job)
 
 
 async def claimed(store) -> int:
@@ -239,7 +267,8 @@ async def test_a_store_failure_while_writing_fails_the_import_and_removes_it(
     tenant, app, api_store
 ):
     channel = await tenant.channel()
-    gated = GatedStore(api_store, fail=StoreUnavailable("postgresql: the server restarted"))
+    failure = StoreUnavailable("postgresql: the server restarted")
+    gated = GatedStore(api_store, fail=failure, hold=False)
     imports = service(app, gated, max_rows=5000, max_deliveries=5000)
     job = await imports.submit(tenant.workspace_id, chunks(rows_of(channel["id"], 1200)))
     await imports.runner.join(job.id)
@@ -248,6 +277,148 @@ async def test_a_store_failure_while_writing_fails_the_import_and_removes_it(
     assert "postgresql" not in seen["detail"]  # the operator's words stay in the logs
     assert await stored(api_store, tenant) == 0
     await imports.runner.close()
+
+
+async def test_a_post_being_imported_can_be_neither_moved_nor_cancelled(tenant, app, api_store):
+    """An import's posts are held until the whole file is stored. Made due meanwhile (a
+    reschedule), one could be published before the import fails and is removed, and the job
+    would say nothing was imported while a resend publishes it again: no user change touches
+    them (409), listings and exports leave them out, and a failed import removes them all."""
+    channel = await tenant.channel()
+    gated = GatedStore(api_store, fail=StoreUnavailable("the server restarted"))
+    imports = service(app, gated, max_rows=5000, max_deliveries=5000)
+    job = await imports.submit(tenant.workspace_id, chunks(rows_of(channel["id"], 1200)))
+    await asyncio.wait_for(gated.reached.wait(), 30)
+    [first] = (await tenant.get(f"/v1/imports/{job.id}/posts", params={"limit": 1})).json()["items"]
+    post_id, delivery_id = first["post"]["id"], first["post"]["deliveries"][0]["id"]
+    for url, body in [
+        (f"/v1/posts/{post_id}/reschedule", {"scheduled_at": later(minutes=5)}),
+        (f"/v1/posts/{post_id}/reschedule", {"next_free_slot": True}),
+        (f"/v1/posts/{post_id}/cancel", None),
+        (f"/v1/deliveries/{delivery_id}/cancel", None),
+        (f"/v1/deliveries/{delivery_id}/retry", None),
+    ]:
+        refused = assert_problem(await tenant.post(url, body), 409)
+        assert "is being imported" in refused["detail"], (url, refused)
+    assert (await tenant.get("/v1/posts")).json()["items"] == []
+    assert (await tenant.get("/v1/posts/export")).text.count("\n") == 1  # the header alone
+    assert await api_store.next_due_at() is None
+    gated.go.set()
+    await imports.runner.join(job.id)
+    assert_failed((await tenant.get(f"/v1/imports/{job.id}")).json())
+    assert await stored(api_store, tenant) == 0
+    assert await claimed(api_store) == 0
+    await imports.runner.close()
+
+
+async def test_an_import_refused_for_its_workspace_is_never_read(tenant, app, api_store):
+    """A workspace at ``import_max_running`` is told so before its upload is read: a refusal
+    costs the API nothing (it used to spool and parse the header first)."""
+    running = ImportJob(new_id("imp"), tenant.workspace_id, runner="elsewhere")
+    assert await api_store.add_import(running, max_running=1)
+    pulled = []
+
+    async def body():
+        pulled.append(1)
+        yield b"channel_ids\n"
+
+    imports = service(app, api_store, max_running=1)
+    with pytest.raises(TooManyRequests):
+        await imports.submit(tenant.workspace_id, body())
+    assert pulled == []
+    await imports.runner.close()
+
+
+async def test_a_cursor_past_any_line_is_refused(tenant, app):
+    """Lines are 32-bit in the store: a made-up cursor past them is a 422, not a store error."""
+    channel = await tenant.channel()
+    job = await imported(tenant, app, f"channel_ids,text\n{channel['id']},x\n")
+    for line in (2**31 - 1, 2**31, 2**63, 10**30):
+        cursor = base64.urlsafe_b64encode(f"line:{line}".encode()).decode().rstrip("=")
+        page = await tenant.get(job["posts_url"], params={"cursor": cursor})
+        if line < 2**31:
+            assert page.json()["items"] == []
+        else:
+            assert_problem(page, 422, "cursor")
+
+
+def _spooled(folder: str) -> set[Path]:
+    return set(Path(folder).glob("herald-import-*"))
+
+
+async def test_a_disk_with_no_room_left_is_a_503_to_try_later(tenant, app, monkeypatch):
+    """The spool's disk full (or the quota reached) is no fault of the request: a 503 with
+    Retry-After, and nothing left behind."""
+    folder = app.state.services.imports.runner.spool_dir or tempfile.gettempdir()
+    before = _spooled(folder)
+    real = os.fdopen
+
+    class Full:
+        def __init__(self, file):
+            self._file = file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._file.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imports_module.os, "fdopen", lambda fd, mode: Full(real(fd, mode)))
+    channel = await tenant.channel()
+    answer = await upload(tenant, f"channel_ids,text\n{channel['id']},x\n")
+    problem = assert_problem(answer, 503)
+    assert problem["type"] == "urn:herald:problem:service-unavailable"
+    assert int(answer.headers["retry-after"]) > 0
+    assert _spooled(folder) == before
+    assert (await tenant.get("/v1/imports")).json()["items"] == []
+
+
+async def test_a_failed_import_keeps_its_problems_short_and_lists_leave_them_out(tenant, app):
+    """What a failed job keeps is bounded whatever the file holds: an id longer than any id is
+    refused without being quoted, what is quoted of the file is cut, the problems kept hold
+    64 KiB at most; and a listing of jobs carries none of them (read one job for them)."""
+    due = later()
+    long_ids = "".join(f"{'x' * 16_000}{i:05d},{due}\n" for i in range(40))
+    header = "channel_ids,scheduled_at," + "y" * 5_000
+    jobs = [
+        await imported(tenant, app, "channel_ids,scheduled_at\n" + long_ids),
+        await imported(tenant, app, "channel_ids,scheduled_at\n" + "ch_1,tomorrow\n" * 40),
+    ]
+    problem = assert_problem(await upload(tenant, f"{header}\nch_1,{due},z\n"), 422)
+    assert len(str(problem)) < 2_000, problem
+    for job in jobs:
+        assert_failed(job, "channel_ids" if job is jobs[0] else "scheduled_at")
+        assert len(json.dumps(job["errors"])) < 70_000
+        assert all(len(e["message"]) <= 300 for e in job["errors"])
+    assert "x" * 100 not in json.dumps(jobs[0])
+    listed = (await tenant.get("/v1/imports")).json()["items"]
+    assert [j["id"] for j in listed] == [j["id"] for j in jobs]
+    assert all("errors" not in j for j in listed)
+    assert (await tenant.get(f"/v1/imports/{jobs[1]['id']}")).json()["errors"] == jobs[1]["errors"]
+
+
+async def test_finished_imports_are_purged_after_their_retention_their_posts_stay(
+    tenant, app, api_store
+):
+    channel = await tenant.channel()
+    job = await imported(
+        tenant, app, f"channel_ids,text,scheduled_at\n{channel['id']},x,{later()}\n"
+    )
+    limits = ImportLimits(retention_s=60)
+    runner = ImportRunner(store=api_store, posts=app.state.services.posts, limits=limits)
+    assert await runner.purge() == 0  # finished a moment ago
+    later_runner = ImportRunner(
+        store=api_store,
+        posts=app.state.services.posts,
+        limits=limits,
+        clock=lambda: utcnow() + timedelta(minutes=2),
+    )
+    assert await later_runner.purge() == 2  # its line, then the job
+    assert_problem(await tenant.get(f"/v1/imports/{job['id']}"), 404)
+    assert await stored(api_store, tenant) == 1
 
 
 # -- what an import costs the others -------------------------------------------------------------
@@ -293,6 +464,41 @@ async def test_an_import_leaves_the_event_loop_to_other_requests(tenant, other, 
     assert (await api_store.get_import(job.id)).state is ImportState.SUCCEEDED
     assert answered > 10
     assert max(gaps) < 0.25, (max(gaps), took)
+
+
+async def test_an_import_holds_no_slot_lock_outside_its_batches(tenant, other, app, api_store):
+    """An import with a ``next_free_slot`` column picks its rows' slots batch by batch, under
+    that batch's locks only. Validated and not yet storing, it holds none: free-slot requests
+    (SQLite has one slot lock for the whole file: any workspace's) are answered meanwhile,
+    where they used to wait for the whole import; and every slot is still given once."""
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+    slots = {"slots": [{"day": d, "time": "09:00"} for d in days]}
+    mine, theirs = await tenant.channel(), await other.channel()
+    for owner, channel in ((tenant, mine), (other, theirs)):
+        assert (await owner.put(f"/v1/channels/{channel['id']}/schedule", slots)).status_code == 200
+    paused = PausedBeforeWriting(api_store)
+    imports = service(app, paused)
+    rows = "".join(f"{mine['id']},row {i},true\n" for i in range(3))
+    data = f"channel_ids,text,next_free_slot\n{rows}".encode()
+    job = await imports.submit(tenant.workspace_id, chunks(data))
+    await asyncio.wait_for(paused.reached.wait(), 30)
+
+    def free(owner, channel):
+        body = {"channel_ids": [channel["id"]], "content": {"text": "y"}, "next_free_slot": True}
+        return owner.post("/v1/posts", body)
+
+    answers = await asyncio.wait_for(
+        asyncio.gather(free(tenant, mine), free(other, theirs), free(tenant, mine)), 10
+    )
+    assert [a.status_code for a in answers] == [201] * 3
+    paused.go.set()
+    await imports.runner.join(job.id)
+    assert (await api_store.get_import(job.id)).state is ImportState.SUCCEEDED
+    posts = (await tenant.get("/v1/posts", params={"limit": 100})).json()["items"]
+    times = [d["scheduled_at"] for p in posts for d in p["deliveries"]]
+    assert len(times) == 5
+    assert len(set(times)) == 5, sorted(times)  # the import's three came after the two
+    await imports.runner.close()
 
 
 async def test_an_import_and_requests_for_free_slots_at_once_get_distinct_slots(tenant, app):

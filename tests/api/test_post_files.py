@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
+import tracemalloc
 
 import pytest
 
@@ -305,3 +308,63 @@ async def test_export_neutralises_cells_a_spreadsheet_would_run(tenant, text):
     rows = list(csv.DictReader(io.StringIO((await tenant.get("/v1/posts/export")).text)))
     assert [r["text"] for r in rows] == [f"'{text}"]
     assert (await tenant.get(f"/v1/posts/{post['id']}")).json()["content"]["text"] == text
+
+
+class LoopWatch:
+    """The longest the event loop went without running a 5 ms timer, over a block."""
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> LoopWatch:
+        self._task = asyncio.ensure_future(self._watch())
+        await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            self.longest_s = max(self.longest_s, loop.time() - before - 0.005)
+
+
+async def test_a_file_of_blank_lines_is_read_in_short_steps_and_refused(tenant, app, api_store):
+    """Blank lines make no row: 16 MiB of them used to be read in one step of the event loop
+    (14 s, every other request waiting). A file may hold as many as rows, read a stretch at
+    a time."""
+    channel = await tenant.channel()
+    data = b"channel_ids,text,scheduled_at\n" + b"\n" * 4_194_304
+    data += f"{channel['id']},hi,{later()}\n".encode()
+    async with LoopWatch() as watch:
+        job = await imported(tenant, app, data)
+    assert "blank lines" in assert_failed(job, "body")["detail"]
+    assert watch.longest_s < 0.25, watch.longest_s
+    assert await stored(api_store, tenant) == 0
+
+
+async def test_a_file_of_lone_crs_is_read_a_line_at_a_time(tenant, app, api_store):
+    """A lone CR ends a line, but no newline byte comes: a file of them used to be split whole
+    while the upload was answered (16 MiB: 620 MB and a 1.2 s step). Its lines are split off
+    as they are read."""
+    data = b"channel_ids\r" + b"ch_1\r" * 1_048_576
+    async with LoopWatch() as watch:
+        tracemalloc.start()
+        try:
+            answer = await upload(tenant, data)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert answer.status_code == 202, answer.text
+        await app.state.services.imports.runner.join(answer.json()["id"])
+    assert peak < 4 * len(data), peak  # the body, as the client and the server hold it
+    assert watch.longest_s < 0.25, watch.longest_s
+    job = (await tenant.get(answer.headers["location"])).json()
+    assert "more than" in assert_failed(job, "body")["detail"]

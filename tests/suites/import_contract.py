@@ -21,6 +21,7 @@ from herald.testing import channel, new_post
 
 S = DeliveryState
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 async def claim(store, now):
@@ -84,14 +85,17 @@ class ImportContract:
 
     async def test_a_workspace_runs_at_most_max_running_jobs(self, store):
         ws, other = await self._workspace(store), await self._workspace(store)
+        assert await store.running_imports(ws.id) == 0
         running = await self._job(store, ws, max_running=1)
         refused = ImportJob(new_id("imp"), ws.id, runner="r1")
         assert not await store.add_import(refused, max_running=1)
         with pytest.raises(NotFound):
             await store.get_import(refused.id)
         assert await store.add_import(ImportJob(new_id("imp"), other.id), max_running=1)
+        assert (await store.running_imports(ws.id), await store.running_imports(other.id)) == (1, 1)
         done = replace(running, state=ImportState.SUCCEEDED, finished_at=utcnow())
         await store.save_import(done)
+        assert await store.running_imports(ws.id) == 0
         assert await store.add_import(refused, max_running=1)
 
     async def test_saving_keeps_progress_and_problems_for_the_runner_only(self, store):
@@ -121,6 +125,9 @@ class ImportContract:
             21,
         )
         assert (got.detail, got.finished_at) == ("2 problems", failed.finished_at)
+        # A listing leaves the problems out (up to 1,000 a job): read one job for them.
+        [listed] = await store.list_imports(ws.id)
+        assert listed == replace(got, errors=())
         with pytest.raises(Conflict):  # finished: nothing more is written
             await store.save_import(replace(got, detail="again"))
 
@@ -157,30 +164,97 @@ class ImportContract:
         assert [line for line, _ in await store.list_import_posts(job.id)] == [2]
         assert len(await store.list_posts(ws.id)) == 1
 
-    async def test_discarding_removes_what_is_still_held(self, store):
+    async def test_discarding_removes_every_post_of_the_import(self, store):
+        """Nothing of an import that was not committed stays: its held deliveries, one its
+        channel's deletion cancelled meanwhile, even one made due by a write that is not a
+        user's (no user change touches a held one: ``unheld``) go, with their posts and
+        lines. None was ever sent: none was claimable."""
         ws = await self._workspace(store)
         job = await self._job(store, ws)
         ch, posts = await self._stored(store, ws, job, [2, 3, 4])
-        later = utcnow() + timedelta(hours=1)
-        [moved] = (await store.deliveries_of([posts[1][1].post.id]))[posts[1][1].post.id]
-        [cancelled] = (await store.deliveries_of([posts[2][1].post.id]))[posts[2][1].post.id]
-        # Someone made one due meanwhile: it stays, with its post. One cancelled before it was
-        # ever sent (its channel deleted, say) goes, as the held ones do.
-        moved_due = Transition(moved.id, S.SCHEDULED, due_at=later, next_attempt_at=later)
-        gone = Transition(cancelled.id, S.CANCELLED, error="cancelled by the user")
-        assert await store.apply([moved_due, gone]) == [True, True]
+        [due, cancelled] = [
+            (await store.deliveries_of([n.post.id]))[n.post.id][0] for _, n in posts[1:]
+        ]
+        later = utcnow() + HOUR
+        made_due = Transition(due.id, S.SCHEDULED, due_at=later, next_attempt_at=later)
+        # What deleting its channel does (the store's own write, not a user's transition).
+        gone = Transition(cancelled.id, S.CANCELLED, error="the channel was deleted")
+        assert await store.apply([made_due, gone]) == [True, True]
         assert await store.discard_import(job.id, "r1", after_line=0, limit=2) == 3
         assert await store.discard_import(job.id, "r1", after_line=3, limit=2) == 4
         assert await store.discard_import(job.id, "r1", after_line=4, limit=2) is None
-        with pytest.raises(NotFound):
-            await store.get_post(posts[0][1].post.id)
-        kept = [line for line, _ in await store.list_import_posts(job.id)]
-        assert kept == [3]
-        assert {p.id for p in await store.list_posts(ws.id)} == {posts[1][1].post.id}
-        assert (await store.get_delivery(moved.id)).next_attempt_at == later
-        with pytest.raises(NotFound):
-            await store.get_delivery(cancelled.id)
+        for _, new in posts:
+            with pytest.raises(NotFound):
+                await store.get_post(new.post.id)
+            with pytest.raises(NotFound):
+                await store.get_delivery(new.deliveries[0].id)
+        assert await store.list_import_posts(job.id) == []
+        assert await store.list_posts(ws.id) == []
         assert ch.id in {c.id for c in await store.list_channels(ws.id)}
+
+    async def test_no_user_change_touches_a_held_delivery(self, store):
+        """A user's reschedule, cancel or retry (``unheld``) is refused by the store's guarded
+        write itself while an import holds the delivery: made due meanwhile, it could be
+        published before the import fails and is removed. Once released, they apply."""
+        ws = await self._workspace(store)
+        job = await self._job(store, ws)
+        _, posts = await self._stored(store, ws, job, [2])
+        [held] = (await store.deliveries_of([posts[0][1].post.id]))[posts[0][1].post.id]
+        assert held.held
+        soon = utcnow() + MINUTE
+        moved = Transition(
+            held.id, S.SCHEDULED, due_at=soon, next_attempt_at=soon, unclaimed=True, unheld=True
+        )
+        cancelled = Transition(held.id, S.CANCELLED, error="cancelled by the user", unheld=True)
+        retried = replace(moved, due_at=utcnow(), next_attempt_at=utcnow(), reset_retries=True)
+        assert await store.apply([moved]) == [False]
+        assert await store.apply([cancelled]) == [False]
+        assert await store.apply([retried]) == [False]
+        assert await store.get_delivery(held.id) == held
+        assert await store.next_due_at() is None
+        # The flag is the guard: the same move without it applies (what the store's own writes
+        # for imports and channels may do).
+        assert (await store.apply([replace(moved, unheld=False)])) == [True]
+        assert not (await store.get_delivery(held.id)).held
+        assert await store.apply([moved]) == [True]
+        assert await store.apply([cancelled]) == [True]
+
+    async def test_listings_can_leave_out_what_an_import_holds(self, store):
+        ws = await self._workspace(store)
+        job = await self._job(store, ws)
+        ch, posts = await self._stored(store, ws, job, [2, 3])
+        own = new_post([ch], due_at=utcnow() + MINUTE)
+        await store.add_posts([replace(own, post=replace(own.post, workspace_id=ws.id))])
+        everything = {p.id for p in await store.list_posts(ws.id)}
+        assert everything == {own.post.id, *(n.post.id for _, n in posts)}
+        shown = await store.list_posts(ws.id, with_held=False)
+        assert [p.id for p in shown] == [own.post.id]
+        filtered = await store.list_posts(ws.id, channel_id=ch.id, with_held=False)
+        assert [p.id for p in filtered] == [own.post.id]
+        assert await store.release_import(job.id, "r1", after_line=0, limit=10) == 3
+        assert {p.id for p in await store.list_posts(ws.id, with_held=False)} == everything
+
+    async def test_finished_jobs_are_purged_in_batches_their_posts_stay(self, store):
+        ws = await self._workspace(store)
+        now = utcnow()
+        old = await self._job(store, ws)
+        await self._stored(store, ws, old, [2, 3, 4])
+        await store.release_import(old.id, "r1", after_line=0, limit=10)
+        await store.save_import(
+            replace(old, posts_written=3, state=ImportState.SUCCEEDED, finished_at=now - HOUR)
+        )
+        recent = await self._job(store, ws)
+        await store.save_import(replace(recent, state=ImportState.FAILED, finished_at=now))
+        running = await self._job(store, ws)
+        before = now - MINUTE
+        assert await store.purge_imports(before, limit=2) == 2  # two lines
+        assert len(await store.list_import_posts(old.id)) == 1
+        assert await store.purge_imports(before, limit=2) == 2  # the last line, then the job
+        assert await store.purge_imports(before, limit=2) == 0
+        with pytest.raises(NotFound):
+            await store.get_import(old.id)
+        assert {j.id for j in await store.list_imports(ws.id)} == {recent.id, running.id}
+        assert len(await store.list_posts(ws.id)) == 3  # the posts are the workspace's
 
     async def test_lapsed_jobs_are_taken_over_and_the_old_runner_writes_nothing(self, store):
         ws = await self._workspace(store)

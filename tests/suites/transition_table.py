@@ -91,13 +91,16 @@ ENGINE: dict[str, Kind] = {
 
 #: What the user's actions write, without a token (herald.service.deliveries).
 USER: dict[str, Kind] = {
-    "cancel": lambda d, _tok, _now: Transition(d.id, S.CANCELLED, error="cancelled by the user"),
+    "cancel": lambda d, _tok, _now: Transition(
+        d.id, S.CANCELLED, error="cancelled by the user", unheld=True
+    ),
     "reschedule": lambda d, _tok, now: Transition(
         d.id, S.SCHEDULED, due_at=now + 2 * HOUR, next_attempt_at=now + 2 * HOUR,
-        error=d.last_error, unclaimed=True,
+        error=d.last_error, unclaimed=True, unheld=True,
     ),
     "user_retry": lambda d, _tok, now: Transition(
-        d.id, S.SCHEDULED, next_attempt_at=now, due_at=now, reset_retries=True, unclaimed=True
+        d.id, S.SCHEDULED, next_attempt_at=now, due_at=now, reset_retries=True, unclaimed=True,
+        unheld=True,
     ),
 }
 
@@ -178,6 +181,7 @@ def expected(case: Case, before: Delivery, t: Transition, now: datetime) -> Cell
         case.source in allowed_sources(t.target)
         and (case.token is None or (held and case.token == "own"))
         and not (t.unclaimed and held)
+        and not (t.unheld and before.held)  # no path leads to a held delivery: import_contract
     )
     after = applied(before, t, now) if ok else before
     return Cell(

@@ -53,6 +53,7 @@ READS = {
     "get_import",
     "list_imports",
     "list_import_posts",
+    "running_imports",
     "next_due_at",
     "next_webhook_event_at",
     "sent_since",
@@ -85,6 +86,7 @@ BACKGROUND_WRITES = {
     "add_import_posts",
     "release_import",
     "discard_import",
+    "purge_imports",
 }
 #: The modules of those tasks.
 BACKGROUND = {"webhook_sender.py", "import_runner.py", "import_work.py"}

@@ -91,3 +91,22 @@ async def test_no_slots_or_no_free_slot_within_the_horizon():
     await book.next_free(paris)
     with pytest.raises(ScheduleError, match="no free posting slot in the next 14 days"):
         await book.next_free(paris)
+
+
+async def test_a_search_resumed_after_its_lock_sees_what_others_took_meanwhile():
+    """An import stores its free slots batch by batch, letting the locks go in between: the
+    next batch's search must not hand out a slot another request took meanwhile, though the
+    book had read that week as free. It reads again from the day it had reached, not from
+    now (the days before are full)."""
+    daily = [PostingSlot(d, time(h, 0)) for d in range(7) for h in (9, 12, 15)]
+    source = Slots(daily)
+    book = scheduler(source).book()
+    utc = channel(timezone="UTC")
+    given = [await book.next_free(utc) for _ in range(5)]  # Mon 15; Tue 9, 12, 15; Wed 9
+    assert given[-1] == datetime(2030, 1, 9, 9, 0, tzinfo=UTC)
+    taken_meanwhile = datetime(2030, 1, 9, 12, 0, tzinfo=UTC)
+    source.busy |= {*given, taken_meanwhile}  # the batch stored; another request took one
+    book.forget_busy()
+    source.reads.clear()
+    assert await book.next_free(utc) == datetime(2030, 1, 9, 15, 0, tzinfo=UTC)
+    assert [start for start, _ in source.reads] == [given[-1] - timedelta(days=2)]

@@ -16,6 +16,7 @@ Body: ``type`` (``urn:herald:problem:<slug>``), ``title``, ``status``, ``detail`
 :class:`~herald.errors.InvalidInput` (all kinds),
 request validation                                 422     invalid-input
 :class:`~herald.errors.StoreError`                 503     store-unavailable
+:class:`~herald.errors.ServiceUnavailable`         503     service-unavailable
 other HTTP errors (404 route, 405, 413, 415)       as is   http-<status>
 anything else                                      500     internal (no details)
 =================================================  ======  =====================
@@ -47,6 +48,7 @@ from herald.errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    ServiceUnavailable,
     StoreError,
     TooManyRequests,
     Unauthenticated,
@@ -149,6 +151,10 @@ def _herald(exc: HeraldError) -> JSONResponse:
     if isinstance(exc, InvalidInput):
         item = ProblemItem(field=exc.field, message=exc.message)
         return problem_response(422, exc.message, errors=[item])
+    if isinstance(exc, ServiceUnavailable):
+        log.error("api.service_unavailable", extra={"error": exc.message})
+        retry = {"Retry-After": str(exc.retry_after_s)}
+        return problem_response(503, exc.message, headers=retry, slug="service-unavailable")
     if isinstance(exc, StoreError):
         log.error("api.store_error", exc_info=exc)
         return problem_response(503, "the store is unavailable; try again shortly")

@@ -13,10 +13,17 @@ left to believe otherwise. Nothing here sends anything: the engine does, when it
 - **retry**: a failed or unconfirmed delivery is scheduled again, due now, with a fresh retry
   budget. An unconfirmed one keeps its duty to be looked up first: Herald never resends on a
   guess, even when asked to retry.
+
+None of them touches a delivery a CSV import holds (:attr:`Delivery.held
+<herald.domain.Delivery.held>`: stored, not made due yet): the import may still remove it
+whole, and one made due meanwhile could be published before that. The store's guarded write
+refuses them (``Transition.unheld``), whatever was read before, and the caller is told that
+the post is being imported (HTTP 409).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,6 +54,7 @@ class DeliveryActions(Service):
     async def cancel_post(self, workspace_id: str, post_id: str) -> PostView:
         post = await owned_post(self.store, workspace_id, post_id)
         deliveries = (await self.store.deliveries_of([post.id]))[post.id]
+        _refuse_held(f"post {post.id}", deliveries)
         open_ = [d for d in deliveries if d.state in CANCELLABLE]
         if open_:
             await self.store.apply([_cancel(d) for d in open_])
@@ -54,6 +62,7 @@ class DeliveryActions(Service):
         # ran meanwhile (the same request retried, say) leaves this one nothing to do, and
         # it answers as that one did. A conflict only if the post has nothing cancelled.
         now = (await self.store.deliveries_of([post.id]))[post.id]
+        _refuse_held(f"post {post.id}", now)
         if not any(d.state is S.CANCELLED for d in now):
             raise Conflict(
                 "nothing left to cancel: every delivery is published, failed, expired or "
@@ -67,11 +76,9 @@ class DeliveryActions(Service):
         async with self.scheduler.holding([when], targets):
             # Read under the lock: a delivery moved meanwhile must not free its old slot for
             # this search (``ignore``) after another request took it.
-            deliveries = [
-                d
-                for d in (await self.store.deliveries_of([post.id]))[post.id]
-                if d.state in MOVABLE
-            ]
+            current = (await self.store.deliveries_of([post.id]))[post.id]
+            _refuse_held(f"post {post.id}", current)
+            deliveries = [d for d in current if d.state in MOVABLE]
             if not deliveries:
                 raise Conflict(
                     "no delivery of this post is waiting to be published: only scheduled or "
@@ -84,6 +91,7 @@ class DeliveryActions(Service):
             moves = [_due_again(d, at) for d, at in zip(deliveries, due, strict=True)]
             done = await self.store.apply(moves)
         if not any(done):
+            _refuse_held(f"post {post.id}", (await self.store.deliveries_of([post.id]))[post.id])
             raise Conflict("the deliveries were claimed for publishing meanwhile; not moved")
         self.wake(t.due_at for t, ok in zip(moves, done, strict=True) if ok)
         return PostView(post, (await self.store.deliveries_of([post.id]))[post.id])
@@ -93,16 +101,20 @@ class DeliveryActions(Service):
         delivery, _ = await owned_delivery(self.store, workspace_id, delivery_id)
         if delivery.state is S.CANCELLED:
             return delivery
+        _refuse_held(f"delivery {delivery.id}", [delivery])
         cancelled = (
             delivery.state in CANCELLABLE and (await self.store.apply([_cancel(delivery)]))[0]
         )
         if not cancelled:
-            raise Conflict(_cannot("cancelled", await self.store.get_delivery(delivery_id)))
+            now = await self.store.get_delivery(delivery_id)
+            _refuse_held(f"delivery {delivery.id}", [now])
+            raise Conflict(_cannot("cancelled", now))
         return await self.store.get_delivery(delivery_id)
 
     async def retry(self, workspace_id: str, delivery_id: str) -> Delivery:
         """Schedule a failed or unconfirmed delivery again, due now, with a fresh budget."""
         delivery, _ = await owned_delivery(self.store, workspace_id, delivery_id)
+        _refuse_held(f"delivery {delivery.id}", [delivery])
         if delivery.state not in RETRYABLE:
             raise Conflict(_cannot("retried", delivery))
         try:
@@ -132,11 +144,22 @@ def _due_again(delivery: Delivery, at: datetime, *, retry: bool = False) -> Tran
         error=None if retry else delivery.last_error,
         reset_retries=retry,
         unclaimed=True,
+        unheld=True,
     )
 
 
 def _cancel(delivery: Delivery) -> Transition:
-    return Transition(delivery.id, S.CANCELLED, error="cancelled by the user")
+    return Transition(delivery.id, S.CANCELLED, error="cancelled by the user", unheld=True)
+
+
+def _refuse_held(what: str, deliveries: Iterable[Delivery]) -> None:
+    """A 409 if an import holds any of ``deliveries``: nothing may change them before the
+    import has made them due (it may still remove them whole)."""
+    if any(d.held for d in deliveries):
+        raise Conflict(
+            f"{what} is being imported: it can be cancelled or moved once its import has "
+            "succeeded (GET /v1/imports)"
+        )
 
 
 def _cannot(verb: str, delivery: Delivery) -> str:

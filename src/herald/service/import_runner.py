@@ -11,7 +11,10 @@ process that ran it:
   then on) takes over the jobs whose lease ran out, those of a process that died, and
   finishes them (:meth:`ImportWork.recover`);
 - :meth:`~ImportRunner.close` stops the jobs and gives their leases up, so the next sweep,
-  in this deployment's next process or any other, recovers them at once.
+  in this deployment's next process or any other, recovers them at once;
+- each sweep also purges jobs finished more than ``api.import_retention_s`` ago
+  (:meth:`ImportRunner.purge`: their records and lists of lines, never their posts), a few
+  short batches at a time.
 
 A job whose task failed unexpectedly is left to its lease in the same way: the keeper stops
 renewing it, and a sweep cleans it up.
@@ -32,7 +35,7 @@ from typing import Any
 
 from herald.domain import ImportJob, new_id, utcnow
 from herald.errors import Conflict, StoreError
-from herald.service.import_work import ImportLimits, ImportWork
+from herald.service.import_work import ImportLimits, ImportWork, Pacer
 from herald.service.posts import PostService
 from herald.types import Notify, Store
 
@@ -42,6 +45,11 @@ log = logging.getLogger("herald.imports")
 
 #: The name of a spooled upload starts with it, then its job's id.
 SPOOL_PREFIX = "herald-import-"
+#: Rows a purge removes per transaction, and its transactions per sweep at most: a backlog
+#: (a first purge after months of imports) is worked off sweep after sweep, never in one go
+#: that would delay the sweep's take-overs.
+PURGE_BATCH = 1_000
+PURGE_BATCHES_PER_SWEEP = 10
 
 
 class ImportRunner:
@@ -96,6 +104,20 @@ class ImportRunner:
                 await asyncio.to_thread(self._remove_spooled, job.id)
                 self._spawn(job.id, self._work(job).recover())
         return len(taken)
+
+    async def purge(self) -> int:
+        """Remove jobs finished more than ``retention_s`` ago, a few batches at most, each
+        followed by a pause in proportion (``loop_share``, as an import); return the rows."""
+        before = self._clock() - timedelta(seconds=self.limits.retention_s)
+        pacer = Pacer(self.limits.loop_share, slice_s=0)
+        total = 0
+        for _ in range(PURGE_BATCHES_PER_SWEEP):
+            removed = await self._store.purge_imports(before, limit=PURGE_BATCH)
+            total += removed
+            if removed < PURGE_BATCH:
+                break
+            await pacer.tick()
+        return total
 
     def _remove_spooled(self, import_id: str) -> None:
         """The upload of a job taken over, if it waits on this machine (its process died)."""
@@ -159,6 +181,7 @@ class ImportRunner:
             await asyncio.sleep(self.limits.lease_s)
             try:
                 await self.sweep()
+                await self.purge()
             except StoreError as exc:
                 log.warning("import.sweep_failed", extra={"error": str(exc)})
 

@@ -4,17 +4,28 @@ background.
 1. **validating**: the uploaded file (spooled to disk) is read one line at a time and every
    row is checked as a post would be (:meth:`PostService.check_row`), the whole file before
    anything is stored. What is kept meanwhile is small and bounded by the limits: each
-   delivery's due time (8 bytes), and the problems (the first :data:`MAX_PROBLEMS`). Any
-   problem: the job fails with them, and nothing is stored.
+   delivery's due time (8 bytes), and the problems (the first :data:`MAX_PROBLEMS`, at most
+   :data:`MAX_PROBLEM_CHARS` of text). Any problem: the job fails with them, and nothing is
+   stored.
 2. **writing**: the file is read again and its posts stored in batches of about
    :data:`BATCH_DELIVERIES` deliveries, one transaction each, *held* (their deliveries are not
-   claimable: :class:`herald.types.ImportJobs`). Once all are stored the job is *committed*,
-   their deliveries are made due in batches, the job **succeeded**, and the engine told.
+   claimable, nor changed by any user: :class:`herald.types.ImportJobs`). Once all are stored
+   the job is *committed*, their deliveries are made due in batches, the job **succeeded**,
+   and the engine told.
 
-If writing fails (the store, a channel deleted meanwhile), what was stored is removed and the
-job fails: an import is stored whole or not at all. A job taken over from a process that
-stopped (:meth:`ImportWork.recover`) is finished if it was committed, else cleaned up the same
-way and failed as interrupted; it never resumes, so it can never store a row twice.
+Rows asking for their channels' next free slot (``next_free_slot``) get it as they are
+stored, not when validated: each batch takes the slot locks of its rows' channels, searches
+their free slots (what is stored already, the import's own held deliveries included, is
+busy) and stores the batch under them, then lets go. A validation's search only tells
+whether a slot can be found at all. So an import holds slot locks for one batch at a time,
+never for the job: a free-slot request waits for one batch at most (on PostgreSQL only one on
+the batch's channels; SQLite's one slot lock covers the file), never for the whole import.
+
+If writing fails (the store, a channel deleted meanwhile, no free slot left), what was stored
+is removed and the job fails: an import is stored whole or not at all. A job taken over from
+a process that stopped (:meth:`ImportWork.recover`) is finished if it was committed, else
+cleaned up the same way and failed as interrupted; it never resumes, so it can never store a
+row twice.
 
 The work is CPU-bound Python on the event loop the API answers on, and writes that keep the
 store busy: it yields whenever :data:`SLICE_S` has passed without a pause (:class:`Pacer`), so
@@ -32,8 +43,8 @@ import asyncio
 import logging
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -43,8 +54,16 @@ from typing import Any, TypeVar
 from herald.backoff import Backoff
 from herald.config import ApiSettings
 from herald.domain import Channel, ImportJob, ImportState, NewPost
-from herald.errors import Conflict, FieldProblem, HeraldError, InputErrors, StoreError
-from herald.service.post_csv import check_header, column_of, parse_posts
+from herald.errors import (
+    Conflict,
+    FieldProblem,
+    HeraldError,
+    InputErrors,
+    ScheduleError,
+    StoreError,
+)
+from herald.service.csv_lines import blocks
+from herald.service.post_csv import Row, column_of, parse_posts
 from herald.service.posts import PostDraft, PostService
 from herald.service.scheduling import NextFreeSlot, SlotBook
 from herald.types import Notify, Store
@@ -52,7 +71,9 @@ from herald.types import Notify, Store
 __all__ = [
     "BATCH_DELIVERIES",
     "INTERRUPTED",
+    "MAX_MESSAGE_CHARS",
     "MAX_PROBLEMS",
+    "MAX_PROBLEM_CHARS",
     "SLICE_S",
     "ImportLimits",
     "ImportWork",
@@ -62,8 +83,12 @@ __all__ = [
 log = logging.getLogger("herald.imports")
 
 #: The problems a failed job keeps (and lists); the rest are only counted. A file of 10,000
-#: rows naming 50 unknown channels each has 500,000 of them.
+#: rows naming 50 unknown channels each has 500,000 of them. Each message is cut at
+#: MAX_MESSAGE_CHARS, and the problems kept hold MAX_PROBLEM_CHARS of text at most: a failed
+#: job reads back in a few tens of kilobytes, whatever its file held.
 MAX_PROBLEMS = 1_000
+MAX_MESSAGE_CHARS = 300
+MAX_PROBLEM_CHARS = 65_536
 #: Deliveries stored (or made due, or removed) per transaction, about: a batch holds whole
 #: posts, at most :data:`BATCH_POSTS` of them, and about :data:`BATCH_CHARS` of their texts
 #: (a post's text may be 63,206 characters: what a batch holds in memory stays small).
@@ -94,6 +119,7 @@ class ImportLimits:
     workers: int = 1  # per API process
     lease_s: float = 30.0
     loop_share: float = 0.5  # of the event loop's time, per import
+    retention_s: float = 2_592_000.0  # finished jobs are purged this long after (30 days)
 
     @classmethod
     def from_settings(cls, api: ApiSettings) -> ImportLimits:
@@ -104,6 +130,7 @@ class ImportLimits:
             workers=api.import_workers,
             lease_s=api.import_lease_s,
             loop_share=api.import_loop_share,
+            retention_s=api.import_retention_s,
         )
 
 
@@ -129,23 +156,40 @@ class Pacer:
 class _Checked:
     """What validating the whole file leaves for writing it."""
 
-    due: array[int] = field(default_factory=lambda: array("q"))  # per delivery, in µs
+    # Per delivery, in µs: the time writing gives it (a free slot's is only a preview).
+    due: array[int] = field(default_factory=lambda: array("q"))
     rows: int = 0
     deliveries: int = 0
     channels: set[str] = field(default_factory=set)
-    first_due: datetime | None = None
     problems: list[FieldProblem] = field(default_factory=list)
-    more_problems: int = 0  # beyond MAX_PROBLEMS
+    problem_chars: int = 0
+    more_problems: int = 0  # beyond MAX_PROBLEMS or MAX_PROBLEM_CHARS
 
     def add_problems(self, found: list[FieldProblem]) -> None:
-        room = MAX_PROBLEMS - len(self.problems)
-        self.problems += found[:room]
-        self.more_problems += max(0, len(found) - room)
+        for problem in map(_short, found):
+            size = len(problem.message) + len(problem.field or "")
+            full = len(self.problems) >= MAX_PROBLEMS
+            if full or self.problem_chars + size > MAX_PROBLEM_CHARS:
+                self.more_problems += 1
+                continue
+            self.problems.append(problem)
+            self.problem_chars += size
 
     def add_post(self, new: NewPost) -> None:
         self.due.extend((d.due_at - _EPOCH) // _US for d in new.deliveries)
-        first = new.due_at
-        self.first_due = first if self.first_due is None else min(self.first_due, first)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A row on its way to the store, with its due times (one per channel, in order)."""
+
+    line: int
+    draft: PostDraft
+    due: list[datetime]
+
+    @property
+    def slotted(self) -> bool:
+        return isinstance(self.draft.when, NextFreeSlot)
 
 
 class ImportWork:
@@ -177,29 +221,28 @@ class ImportWork:
     async def run(self, spool: Path) -> None:
         """Validate the file at ``spool``, then store it, or fail with its problems."""
         await self._save(state=ImportState.VALIDATING)
-        async with await self._slots_held(spool):
-            checked = await self._validate(spool)
-            if checked is None:
-                return
-            await self._save(
-                state=ImportState.WRITING,
-                rows_total=checked.rows,
-                rows_validated=checked.rows,
-                deliveries=checked.deliveries,
-            )
-            try:
-                await self._write(spool, checked)
-                await self._channels_still_live(checked.channels)
-            except Conflict:
-                raise  # another runner holds the job: it is theirs to finish
-            except HeraldError as exc:
-                log.warning("import.write_failed", extra={**self._log_extra, "error": str(exc)})
-                await self._discard()
-                await self._fail(*_write_failure(exc))
-                return
+        checked = await self._validate(spool)
+        if checked is None:
+            return
+        await self._save(
+            state=ImportState.WRITING,
+            rows_total=checked.rows,
+            rows_validated=checked.rows,
+            deliveries=checked.deliveries,
+        )
+        try:
+            first_due = await self._write(spool, checked)
+            await self._channels_still_live(checked.channels)
+        except Conflict:
+            raise  # another runner holds the job: it is theirs to finish
+        except HeraldError as exc:
+            log.warning("import.write_failed", extra={**self._log_extra, "error": str(exc)})
+            await self._discard()
+            await self._fail(*_write_failure(exc))
+            return
         await self._save(committed=True)
         await self._release()
-        await self._succeed(checked.first_due)
+        await self._succeed(first_due)
 
     async def recover(self) -> None:
         """Finish a job taken over from a runner that stopped: make its posts due if it had
@@ -212,27 +255,15 @@ class ImportWork:
             await self._discard()
             await self._fail(INTERRUPTED, ())
 
-    async def _slots_held(self, spool: Path) -> AbstractAsyncContextManager[None]:
-        """The workspace's slot locks, if the file has a ``next_free_slot`` column: validation
-        picks the rows' free slots and they are stored held, so both run under the locks
-        (docs/api.md, "Posting slots"); requests for free slots of the workspace's channels
-        wait for the import meanwhile. A file without the column takes no lock."""
-        with spool.open("rb") as lines:
-            columns = check_header(lines)
-        if "next_free_slot" not in columns:
-            return nullcontext()
-        channels = await self._store.list_channels(self.job.workspace_id)
-        return self._posts.scheduler.holding([NextFreeSlot()], (c.id for c in channels))
-
     # -- validating -----------------------------------------------------------------------
     async def _validate(self, spool: Path) -> _Checked | None:
         """Every row checked: what writing needs, or None once the job failed."""
         known = {c.id: c for c in await self._store.list_channels(self.job.workspace_id)}
-        book = self._posts.scheduler.book()
+        book = self._posts.scheduler.book()  # no lock: its free slots are previews
         checked = _Checked()
         try:
-            with spool.open("rb") as lines:
-                for line, row in parse_posts(lines, max_rows=self._limits.max_rows):
+            async with aclosing(self._rows(spool)) as rows:
+                async for line, row in rows:
                     await self._check(line, row, known, book, checked)
                     if checked.rows % PROGRESS_ROWS == 0:
                         await self._save(rows_validated=checked.rows, deliveries=checked.deliveries)
@@ -242,7 +273,7 @@ class ImportWork:
             await self._fail(exc.message, named, rows_validated=checked.rows)
             return None
         counts = {"rows_total": checked.rows, "rows_validated": checked.rows}
-        if checked.problems:
+        if checked.problems or checked.more_problems:
             await self._fail(_summary(checked), checked.problems, **counts)
             return None
         if checked.rows == 0:
@@ -250,6 +281,16 @@ class ImportWork:
             await self._fail(empty, [FieldProblem("body", empty)], **counts)
             return None
         return checked
+
+    async def _rows(self, spool: Path) -> AsyncGenerator[Row]:
+        """The file's rows, read again from the start; long stretches of blank lines pause
+        (:class:`Pacer`) as rows do."""
+        with spool.open("rb") as file:
+            for item in parse_posts(blocks(file), max_rows=self._limits.max_rows):
+                if item is None:
+                    await self._pacer.tick()
+                else:
+                    yield item
 
     async def _check(
         self,
@@ -278,30 +319,65 @@ class ImportWork:
             checked.add_problems([FieldProblem(column_of(p.field), p.message, line) for p in found])
 
     # -- writing --------------------------------------------------------------------------
-    async def _write(self, spool: Path, checked: _Checked) -> None:
-        """Store the validated file's posts, held, in batches; the due times are validation's
-        (so a slot found for a row is the one it gets), the ids new."""
-        batch: list[tuple[int, NewPost]] = []
+    async def _write(self, spool: Path, checked: _Checked) -> datetime | None:
+        """Store the validated file's posts, held, in batches, with ids of their own: a fixed
+        time as validated, a free slot as found under its channels' locks for its batch.
+        Return the earliest due time stored."""
+        known = {c.id: c for c in await self._store.list_channels(self.job.workspace_id)}
+        book = self._posts.scheduler.book()  # across batches: days found full stay so
+        batch: list[_Pending] = []
+        first: datetime | None = None
         size = chars = index = 0
-        with spool.open("rb") as lines:
-            for line, row in parse_posts(lines, max_rows=self._limits.max_rows):
+        async with aclosing(self._rows(spool)) as rows:
+            async for line, row in rows:
                 draft = _draft(row, line)
                 count = len(draft.channel_ids)
                 due = [_EPOCH + v * _US for v in checked.due[index : index + count]]
                 index += count
-                batch.append((line, self._posts.imported_post(self.job.workspace_id, draft, due)))
+                batch.append(_Pending(line, draft, due))
                 size, chars = size + count, chars + _chars(draft)
                 if size >= BATCH_DELIVERIES or len(batch) >= BATCH_POSTS or chars >= BATCH_CHARS:
-                    await self._store_batch(batch)
+                    first = _earliest(first, await self._store_batch(batch, known, book))
                     batch, size, chars = [], 0, 0
-                await self._pacer.tick()
+                await self._pacer.tick()  # never under the batch's slot locks
         if batch:
-            await self._store_batch(batch)
+            first = _earliest(first, await self._store_batch(batch, known, book))
+        return first
 
-    async def _store_batch(self, batch: list[tuple[int, NewPost]]) -> None:
-        job = replace(self.job, posts_written=self.job.posts_written + len(batch))
-        await self._store.add_import_posts(job, batch)
+    async def _store_batch(
+        self, batch: list[_Pending], known: Mapping[str, Channel], book: SlotBook
+    ) -> datetime:
+        """Store one batch; its rows asking for free slots get them under the slot locks of
+        their channels, held from the search until the batch is stored. The earliest due
+        time stored."""
+        slotted = sorted({c for p in batch if p.slotted for c in p.draft.channel_ids})
+        whens = [NextFreeSlot()] if slotted else []
+        async with self._posts.scheduler.holding(whens, slotted):
+            if slotted:
+                book.forget_busy()  # what others took since the last batch let go
+            pending = [await self._slotted(p, known, book) if p.slotted else p for p in batch]
+            ws = self.job.workspace_id
+            posts = [(p.line, self._posts.imported_post(ws, p.draft, p.due)) for p in pending]
+            job = replace(self.job, posts_written=self.job.posts_written + len(batch))
+            await self._store.add_import_posts(job, posts)
         self.job = job
+        return min(at for p in pending for at in p.due)
+
+    async def _slotted(
+        self, row: _Pending, known: Mapping[str, Channel], book: SlotBook
+    ) -> _Pending:
+        """``row`` with the next free slot of each of its channels (under their locks)."""
+        gone = [c for c in row.draft.channel_ids if c not in known]
+        if gone:  # deleted since the write began
+            problem = FieldProblem("channel_ids", f"channel {gone[0]!r} was deleted", row.line)
+            raise InputErrors("a channel of the file was deleted during the import", [problem])
+        channels = [known[c] for c in row.draft.channel_ids]
+        try:
+            due = await self._posts.scheduler.due_times(NextFreeSlot(), channels, book)
+        except ScheduleError as exc:  # taken since it was validated
+            problem = FieldProblem("next_free_slot", exc.message, row.line)
+            raise InputErrors(f"line {row.line}: {exc.message}", [problem]) from None
+        return replace(row, due=due)
 
     async def _channels_still_live(self, used: set[str]) -> None:
         """A channel deleted while the file was stored cancelled its deliveries but not the
@@ -317,7 +393,7 @@ class ImportWork:
         await self._each_batch(self._store.release_import)
 
     async def _discard(self) -> None:
-        """Remove every held delivery of the job, and its posts left without any."""
+        """Remove every post the job stored, with its deliveries (none was ever sent)."""
         await self._each_batch(self._store.discard_import)
 
     async def _each_batch(self, step: Callable[..., Awaitable[int | None]]) -> None:
@@ -368,8 +444,8 @@ class ImportWork:
         await self._retried(
             lambda: self._save(
                 state=ImportState.FAILED,
-                detail=detail,
-                errors=tuple(problems),
+                detail=_short(FieldProblem(None, detail)).message,
+                errors=tuple(map(_short, problems[:MAX_PROBLEMS])),
                 posts_written=0,
                 finished_at=self._clock(),
                 **counts,
@@ -403,6 +479,20 @@ def _write_failure(exc: HeraldError) -> tuple[str, tuple[FieldProblem, ...]]:
     if isinstance(exc, StoreError):
         return "the store failed while the file was stored; nothing was imported: send it again", ()
     return f"{exc}; nothing was imported", ()
+
+
+def _earliest(first: datetime | None, at: datetime) -> datetime:
+    return at if first is None else min(first, at)
+
+
+def _short(problem: FieldProblem) -> FieldProblem:
+    """``problem`` with its message and field cut to :data:`MAX_MESSAGE_CHARS`."""
+    message, field_name = problem.message, problem.field
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 3] + "..."
+    if field_name is not None and len(field_name) > MAX_MESSAGE_CHARS:
+        field_name = field_name[:MAX_MESSAGE_CHARS]
+    return FieldProblem(field_name, message, problem.line)
 
 
 def _chars(draft: PostDraft) -> int:

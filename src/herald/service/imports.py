@@ -1,17 +1,21 @@
 """CSV imports as a tenant sees them: a file handed in, a job to follow, the posts it made.
 
-:meth:`ImportService.submit` reads the request body in chunks into a private file on disk
-(``api.import_spool_dir``; the body is bounded by ``api.import_max_bytes`` before it is read),
-reads its header row (a file whose header an import does not take is refused at once,
-:class:`~herald.errors.InputErrors`), adds the job unless the workspace already has
-``api.import_max_running`` unfinished ones (:class:`~herald.errors.TooManyRequests`), and
-hands it to the process's :class:`~herald.service.import_runner.ImportRunner`. The reads
-check every job against the caller's workspace and answer :class:`~herald.errors.NotFound`
-otherwise, as every other object of another workspace is answered.
+:meth:`ImportService.submit` looks at the workspace's unfinished imports first (one over
+``api.import_max_running`` is refused before its body is read,
+:class:`~herald.errors.TooManyRequests`), reads the request body in chunks into a private
+file on disk (``api.import_spool_dir``; the body is bounded by ``api.import_max_bytes`` before
+it is read; a disk with no room left is a :class:`~herald.errors.ServiceUnavailable`), reads
+its header row in a thread (a file whose header an import does not take is refused at once,
+:class:`~herald.errors.InputErrors`), adds the job unless the workspace has reached its
+unfinished ones meanwhile (the store decides, atomically), and hands it to the process's
+:class:`~herald.service.import_runner.ImportRunner`. The reads check every job against the
+caller's workspace and answer :class:`~herald.errors.NotFound` otherwise, as every other
+object of another workspace is answered.
 
 Listings are cut by opaque cursors: the jobs by (created_at, id), as posts are
 (:class:`herald.service.posts.Cursor`), a job's posts by their line in the file
-(:class:`LineCursor`).
+(:class:`LineCursor`). A listing of jobs leaves their problems out (the store's
+``list_imports``): they are read one job at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import os
 import tempfile
 from collections.abc import AsyncIterable
@@ -26,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from herald.domain import ImportJob, new_id
-from herald.errors import InvalidInput, NotFound, TooManyRequests
+from herald.errors import InvalidInput, NotFound, ServiceUnavailable, TooManyRequests
 from herald.service.base import Service
+from herald.service.csv_lines import blocks
 from herald.service.import_runner import SPOOL_PREFIX, ImportRunner
 from herald.service.post_csv import check_header
 from herald.service.posts import Cursor, PostView
@@ -37,7 +43,14 @@ __all__ = ["ImportService", "LineCursor"]
 #: What a workspace over its running imports is told to wait, in seconds: a guess, as an
 #: import takes from a second to a minute or so.
 RETRY_AFTER_S = 10
+#: What an upload refused for want of disk space is told to wait, in seconds: until the
+#: operator (alerted by the api.service_unavailable log line) or finished jobs free some.
+DISK_FULL_RETRY_AFTER_S = 60
+#: A job's lines are stored as 32-bit integers (PostgreSQL's integer): a cursor past the last
+#: one is refused, not sent to the store.
+MAX_LINE = 2**31 - 1
 _BAD_CURSOR = "the cursor is not one this API handed out"
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +67,7 @@ class LineCursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             kind, _, line = raw.partition(":")
-            if kind != "line" or not line.isdigit():
+            if kind != "line" or not line.isdigit() or int(line) > MAX_LINE:
                 raise ValueError(raw)
             return cls(int(line))
         except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -67,11 +80,15 @@ class ImportService(Service):
 
     async def submit(self, workspace_id: str, body: AsyncIterable[bytes]) -> ImportJob:
         """Spool ``body`` and start its import job; the job as added (``queued``)."""
+        top = self.runner.limits.max_running
+        if await self.store.running_imports(workspace_id) >= top:
+            raise _too_many(top)  # before the body is read: a refusal costs nothing
         import_id = new_id("imp")
         spool = await self._spool(body, import_id)
         try:
-            with spool.open("rb") as lines:
-                check_header(lines)
+            # In a thread: a header row may take 2 MiB (MAX_ROW_BYTES), too long a step for
+            # the event loop.
+            await asyncio.to_thread(_check_header, spool)
             now = self.clock()
             job = ImportJob(
                 id=import_id,
@@ -81,13 +98,8 @@ class ImportService(Service):
                 created_at=now,
                 updated_at=now,
             )
-            top = self.runner.limits.max_running
             if not await self.store.add_import(job, max_running=top):
-                raise TooManyRequests(
-                    f"this workspace already has {top} imports queued or running: wait for "
-                    "one to finish (GET /v1/imports) and send the file again",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                )
+                raise _too_many(top)
         except BaseException:
             await asyncio.to_thread(spool.unlink, missing_ok=True)
             raise
@@ -100,16 +112,24 @@ class ImportService(Service):
         process taking the job over on this machine can remove it (a process killed before
         its job read the file leaves it behind)."""
         folder = self.runner.spool_dir
-        if folder is not None:
-            await asyncio.to_thread(Path(folder).mkdir, parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f"{SPOOL_PREFIX}{import_id}-", suffix=".csv", dir=folder)
-        path = Path(name)
+        prefix = f"{SPOOL_PREFIX}{import_id}-"
+        path: Path | None = None
         try:
+            if folder is not None:
+                await asyncio.to_thread(Path(folder).mkdir, parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".csv", dir=folder)
+            path = Path(name)
             with os.fdopen(fd, "wb") as out:
                 async for chunk in body:
                     out.write(chunk)
-        except BaseException:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+        except BaseException as exc:
+            if path is not None:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+                raise ServiceUnavailable(
+                    "the server has no room to take the file now: send it again later",
+                    retry_after_s=DISK_FULL_RETRY_AFTER_S,
+                ) from exc
             raise
         return path
 
@@ -143,3 +163,16 @@ class ImportService(Service):
         grouped = await self.store.deliveries_of([p.id for _, p in found]) if found else {}
         views = [(line, PostView(p, grouped.get(p.id, []))) for line, p in found]
         return views, LineCursor(found[-1][0]) if more else None
+
+
+def _check_header(spool: Path) -> None:
+    with spool.open("rb") as file:
+        check_header(blocks(file))
+
+
+def _too_many(top: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"this workspace already has {top} imports queued or running: wait for one to finish "
+        "(GET /v1/imports) and send the file again",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )

@@ -25,6 +25,13 @@ Parsing never raises for a bad row: it yields the row's problems with the column
 :mod:`herald.service.import_work` checks the rest (``PostService.check_row``), so a file is
 reported in one go and imported all or nothing. The file is read one line at a time: an import
 never holds it whole in memory.
+
+Every step of the reading is bounded, as it runs on the event loop the API answers on: lines
+come from :mod:`herald.service.csv_lines` (split off as the bytes come; a row of 2 MiB and
+2,000 lines at most, so one step of the reader, one row, stays short); blank lines are
+counted (a file may hold as many as it may hold rows) and a stretch of them yields ``None``
+every :data:`BLANK_PAUSE` lines, so a reader that pauses between items pauses there too; ids
+are short, and what a problem quotes of the file is cut short (:func:`shown`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from typing import TypeVar, cast
 
 from herald.domain import Content, ContentOverride, Media, MediaKind, Platform
 from herald.errors import FieldProblem, InputErrors, InvalidInput
+from herald.service.csv_lines import Lines
 from herald.service.posts import (
     MAX_MEDIA,
     MAX_TARGETS,
@@ -50,12 +58,15 @@ from herald.service.posts import (
 from herald.service.scheduling import AtInstant, AtLocal, NextFreeSlot, OnFold, OnGap, When
 
 __all__ = [
+    "BLANK_PAUSE",
     "EXPORT_COLUMNS",
     "IMPORT_COLUMNS",
+    "MAX_ID_CHARS",
     "check_header",
     "column_of",
     "export_rows",
     "parse_posts",
+    "shown",
     "to_csv",
 ]
 
@@ -84,8 +95,15 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi", ".mkv")
 _TRUE = {"true", "yes", "1", "y"}
-_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 _FALSE = {"false", "no", "0", "n", ""}
+
+#: A stretch of blank lines yields None every so many lines.
+BLANK_PAUSE = 256
+#: Channel ids are at most this long, as the API's ids are; a longer one is refused without
+#: being quoted.
+MAX_ID_CHARS = 64
+_ID = re.compile(r"[A-Za-z0-9_\-]+")
+_SHOWN_CHARS = 40
 
 Row = tuple[int, PostDraft | list[FieldProblem]]
 T = TypeVar("T")
@@ -115,26 +133,30 @@ def _column(name: str, prefix: str) -> str:
     return f"{prefix}{'media_urls' if name == 'media' else name}"
 
 
-def parse_posts(lines: Iterable[bytes], *, max_rows: int) -> Iterator[Row]:
-    """Every row of the file, read one line at a time (``lines``: its lines as bytes, such as
-    a file opened in binary mode), as a draft or its problems, with its line number (the
-    header is line 1). File-level problems (encoding, header, size) raise
-    :class:`InputErrors` when they are reached."""
-    reader = csv.reader(_text_lines(lines), strict=True)
+def parse_posts(data: Iterable[bytes], *, max_rows: int) -> Iterator[Row | None]:
+    """Every row of the file, read as it comes (``data``: its bytes in order, in pieces of any
+    size: :func:`~herald.service.csv_lines.blocks`, or lines), as a draft or its problems,
+    with its line number (the header is line 1); ``None`` now and then in a stretch of blank
+    lines, so that a reader pausing between items pauses there too. File-level problems
+    (encoding, header, size) raise :class:`InputErrors` when they are reached."""
+    lines = Lines(data)
+    reader = csv.reader(lines, strict=True)
     try:
         header = _header(next(reader, []))
-        yield from _rows(reader, lambda: reader.line_num, header, max_rows)
+        lines.row_read()
+        yield from _rows(reader, lines, header, max_rows)
     except csv.Error as exc:
         raise InputErrors(
             "the file is not valid CSV", [FieldProblem("body", str(exc), reader.line_num)]
         ) from None
 
 
-def check_header(lines: Iterable[bytes]) -> list[str]:
+def check_header(data: Iterable[bytes]) -> list[str]:
     """Read the header row alone: its column names, or :class:`InputErrors` if it is not one
     an import takes (a file that is not a CSV of posts at all is refused before it becomes a
-    job)."""
-    reader = csv.reader(_text_lines(lines), strict=True)
+    job). Reads one row's worth of the file at most
+    (:data:`~herald.service.csv_lines.MAX_ROW_BYTES`)."""
+    reader = csv.reader(Lines(data), strict=True)
     try:
         return _header(next(reader, []))
     except csv.Error as exc:
@@ -143,30 +165,20 @@ def check_header(lines: Iterable[bytes]) -> list[str]:
         ) from None
 
 
-def _text_lines(lines: Iterable[bytes]) -> Iterator[str]:
-    """The file's lines as text, each decoded on its own (no UTF-8 sequence holds a newline
-    byte), so a problem is named at its exact line; a lone ``\r`` ends a line too, as in a
-    file opened with ``newline=""``."""
-    for number, raw in enumerate(lines, start=1):
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise InputErrors(
-                "the file is not UTF-8 text",
-                [FieldProblem("body", "the file is not valid UTF-8", number)],
-            ) from None
-        if "\x00" in text:
-            raise InputErrors(
-                "the file holds a NUL character",
-                [FieldProblem("body", "no NUL characters", number)],
-            )
-        yield from (part for part in _LONE_CR.split(text) if part)
+def shown(value: str, limit: int = _SHOWN_CHARS) -> str:
+    """``value`` as a problem quotes it: in quotes, cut at ``limit`` characters."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}..."
 
 
 def _header(cells: list[str]) -> list[str]:
+    if len(cells) > len(IMPORT_COLUMNS):
+        problem = f"the header has {len(cells)} columns; an import takes {len(IMPORT_COLUMNS)}"
+        raise InputErrors(
+            "the header row is invalid; nothing was imported", [FieldProblem("header", problem, 1)]
+        )
     names = [c.strip().lower() for c in cells]
     problems = [
-        FieldProblem(name or "header", f"unknown column {name!r}", 1)
+        FieldProblem(name[:_SHOWN_CHARS] or "header", f"unknown column {shown(name)}", 1)
         for name in names
         if name not in IMPORT_COLUMNS
     ]
@@ -180,13 +192,12 @@ def _header(cells: list[str]) -> list[str]:
 
 
 def _rows(
-    reader: Iterator[list[str]], line_num: Callable[[], int], header: list[str], max_rows: int
-) -> Iterator[Row]:
-    previous_end = 1
-    count = 0
+    reader: Iterator[list[str]], lines: Lines, header: list[str], max_rows: int
+) -> Iterator[Row | None]:
+    count = blank = 0
     rows = iter(reader)
     while True:
-        line = previous_end + 1  # where this row starts: a quoted cell may span lines
+        line = lines.number + 1  # where this row starts: a quoted cell may span lines
         try:
             cells = next(rows)
         except StopIteration:
@@ -198,8 +209,16 @@ def _rows(
                 "the file is not valid CSV",
                 [FieldProblem("body", f"{exc} (in the row that starts on line {line})", line)],
             ) from None
-        previous_end = line_num()
+        lines.row_read()
         if not any(cell.strip() for cell in cells):
+            blank += 1
+            if blank > max_rows:
+                raise InputErrors(
+                    f"the file has more than {max_rows} blank lines",
+                    [FieldProblem("body", f"at most {max_rows} blank lines per import", line)],
+                )
+            if blank % BLANK_PAUSE == 0:
+                yield None
             continue
         count += 1
         if count > max_rows:
@@ -256,6 +275,11 @@ def _channel_ids(row: Mapping[str, str]) -> tuple[str, ...]:
         raise InvalidInput("give at least one channel id", field="channel_ids")
     if len(ids) > MAX_TARGETS:
         raise InvalidInput(f"at most {MAX_TARGETS} channels per post", field="channel_ids")
+    if not all(len(i) <= MAX_ID_CHARS and _ID.fullmatch(i) for i in ids):
+        raise InvalidInput(
+            f"a channel id is at most {MAX_ID_CHARS} letters, digits, '_' or '-'",
+            field="channel_ids",
+        )
     return ids
 
 
@@ -358,7 +382,7 @@ def _iso(value: str, column: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput(f"not an ISO 8601 date and time: {value[:40]!r}", field=column) from None
+        raise InvalidInput(f"not an ISO 8601 date and time: {shown(value)}", field=column) from None
 
 
 def _choice(row: Mapping[str, str], column: str, allowed: tuple[str, str]) -> str:

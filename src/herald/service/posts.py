@@ -219,7 +219,9 @@ class PostService(Service):
     async def page(
         self, workspace_id: str, where: PostFilter, *, after: Cursor | None, limit: int
     ) -> tuple[list[PostView], Cursor | None]:
-        """One page of posts (oldest first) and the cursor of the next page, if any."""
+        """One page of posts (oldest first) and the cursor of the next page, if any; not
+        those of a CSV import that has not made them due yet (all or nothing: they show
+        once the whole file is stored, at ``GET /v1/imports/{id}/posts`` meanwhile)."""
         posts = await self.store.list_posts(
             workspace_id,
             state=where.state,
@@ -228,6 +230,7 @@ class PostService(Service):
             due_to=where.due_to,
             after=None if after is None else (after.created_at, after.post_id),
             limit=limit + 1,
+            with_held=False,
         )
         more = len(posts) > limit
         posts = posts[:limit]

@@ -43,6 +43,7 @@ OnGap = Literal["error", "shift"]
 OnFold = Literal["earlier", "later"]
 
 _BUSY_WINDOW = timedelta(days=28)  # busy times are read from the store this many days at once
+_REREAD_MARGIN = timedelta(days=2)  # forget_busy reads again from this long before the last slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,16 @@ class _ChannelSlots:
     # Every slot before this day (offset from today) is taken or past: searches resume here,
     # so handing out n slots costs O(n), not O(n^2).
     first_day: int = 0
+    last_given: datetime | None = None  # the slot handed out last (on first_day)
+    # The slot instants of the day searched last (offset, instants): a search resumes on the
+    # same day as the one before, and resolving a wall time in its zone is the search's cost.
+    day: tuple[int, list[datetime]] | None = None
+
+    def instants(self, offset: int, day: date, timezone: str) -> list[datetime]:
+        if self.day is None or self.day[0] != offset:
+            slots = self.by_weekday.get(day.weekday(), ())
+            self.day = (offset, [_slot_instant(day, slot, timezone) for slot in slots])
+        return self.day[1]
 
 
 class SlotBook:
@@ -115,20 +126,36 @@ class SlotBook:
         start = known.first_day if ignore is None else 0
         for offset in range(start, self._horizon.days + 1):
             day = local_today + timedelta(days=offset)
-            for slot in known.by_weekday.get(day.weekday(), ()):
-                instant = _slot_instant(day, slot, channel.timezone)
+            for instant in known.instants(offset, day, channel.timezone):
                 if instant <= self._now or instant > self._now + self._horizon:
                     continue
                 if instant != ignore and await self._is_taken(channel, known, instant):
                     continue
                 known.taken.add(instant)
                 if ignore is None:
-                    known.first_day = offset
+                    known.first_day, known.last_given = offset, instant
                 return instant
         raise ScheduleError(
             f"channel {channel.id} has no free posting slot in the next {self._horizon.days} days",
             field="next_free_slot",
         )
+
+    def forget_busy(self) -> None:
+        """Read the channels' busy times from the store again where the next search looks: a
+        search that goes on after its lock was let go (an import's next batch) must see what
+        others took meanwhile. It looks from the day of the slot it handed out last on (the
+        days before are full), so what is known before that day stays known, and only the
+        busy times from then on are read again (from two days before it: a day is at most 25
+        hours, and a daylight-saving gap may put a day's slots out of order). What is known
+        stays known too: a slot is freed only by a cancel or a move, which a search may miss
+        without ever giving a slot twice."""
+        for known in self._channels.values():
+            if known.read_until is None:
+                continue
+            if known.last_given is None:
+                known.taken, known.read_until = set(), None
+            else:
+                known.read_until = min(known.read_until, known.last_given - _REREAD_MARGIN)
 
     async def _known(self, channel: Channel) -> _ChannelSlots:
         known = self._channels.get(channel.id)

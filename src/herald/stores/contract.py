@@ -15,9 +15,9 @@
 - :class:`KeyRecord` and :func:`judge_key`: an idempotency key's row, and what a request that
   could not claim it is told. Whether a row can be claimed is :func:`key_claimable`'s to say;
   the SQL stores' claiming statement (``begin_idempotent``) repeats it in its WHERE clause.
-- :func:`is_held`: a delivery an import stored and has not made due yet; :func:`discardable`:
-  one an import that fails removes; :func:`lost_import`: the error of a write for an import
-  job its runner no longer holds.
+- :func:`lost_import`: the error of a write for an import job its runner no longer holds.
+  (A delivery an import stored and has not made due yet is :attr:`Delivery.held
+  <herald.domain.Delivery.held>`: no transition with ``unheld`` touches it.)
 - :func:`claim_lost`: what a write made under a key claim that is no longer the request's
   raises (:mod:`herald.keyclaim`); the SQL stores learn it from their mark of the key
   (``mark_idempotent``, with :func:`mark_values`).
@@ -50,8 +50,6 @@ __all__ = [
     "applied",
     "by_post",
     "claim_lost",
-    "discardable",
-    "is_held",
     "judge_key",
     "key_claimable",
     "lost_import",
@@ -140,6 +138,7 @@ class PostFilters(TypedDict, total=False):
     due_to: datetime | None
     after: tuple[datetime, str] | None
     limit: int
+    with_held: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +152,7 @@ class PostQuery:
     due_to: datetime | None = None
     after: tuple[datetime, str] | None = None
     limit: int = 50
+    with_held: bool = True  # False: without posts an import holds (Delivery.held)
 
     @property
     def filtered(self) -> bool:
@@ -200,25 +200,6 @@ def judge_key(record: KeyRecord, fingerprint: str, now: datetime) -> KeyStart:
     if record.state == "committed" and record.locked_until <= now:
         return KeyUnanswered()
     return KeyBusy(record.locked_until)
-
-
-def is_held(delivery: Delivery) -> bool:
-    """Stored by an import that has not made it due yet (:class:`herald.types.ImportJobs`):
-    ``scheduled`` with no next attempt, which no claim picks, and never tried. The SQL stores'
-    import queries test the same three columns."""
-    return (
-        delivery.state is S.SCHEDULED
-        and delivery.next_attempt_at is None
-        and delivery.attempts == 0
-    )
-
-
-def discardable(delivery: Delivery) -> bool:
-    """What an import that fails removes of what it stored: its held deliveries, and those
-    cancelled before they were ever sent (deleting their channel cancels them): nothing was
-    ever sent for either. One someone made due meanwhile stays."""
-    unsent = delivery.attempts == 0
-    return is_held(delivery) or (delivery.state is S.CANCELLED and unsent)
 
 
 def lost_import(import_id: str, runner: str | None) -> Conflict:

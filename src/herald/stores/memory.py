@@ -256,6 +256,8 @@ class MemoryStore(MemoryCatalog, MemoryImports):
             return False
         if t.unclaimed and claim is not None:
             return False
+        if t.unheld and delivery.held:
+            return False
         self._deliveries[t.delivery_id] = changed = applied(delivery, t, now)
         if t.target in IN_FLIGHT and claim is not None:
             self._claims[t.delivery_id] = (claim[0], t.lease_until or claim[1], claim[2])

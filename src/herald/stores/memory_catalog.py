@@ -179,12 +179,14 @@ class MemoryCatalog(MemoryOutbox):
 
         deliveries = self._deliveries.values()
         wanted = {d.post_id for d in deliveries if matches(d)} if query.filtered else None
+        held = set() if query.with_held else {d.post_id for d in deliveries if d.held}
         posts = sorted(
             (
                 p
                 for p in self._posts.values()
                 if p.workspace_id == workspace_id
                 and (wanted is None or p.id in wanted)
+                and p.id not in held
                 and (query.after is None or (p.created_at, p.id) > query.after)
             ),
             key=lambda p: (p.created_at, p.id),

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from herald.domain import Channel, Delivery, ImportJob, NewPost, Post, Workspace, utcnow
+from herald.domain import Attempt, Channel, Delivery, ImportJob, NewPost, Post, Workspace, utcnow
 from herald.errors import InvalidInput, NotFound
-from herald.stores.contract import discardable, is_held, lost_import
+from herald.stores.contract import lost_import
 from herald.stores.memory_keys import MemoryKeys
 
 __all__ = ["MemoryImports"]
@@ -20,6 +20,7 @@ class MemoryImports(MemoryKeys):
     _channels: dict[str, Channel]
     _posts: dict[str, Post]
     _deliveries: dict[str, Delivery]
+    _attempts: dict[str, list[Attempt]]
 
     def _init_imports(self) -> None:
         self._imports: dict[str, ImportJob] = {}
@@ -30,17 +31,19 @@ class MemoryImports(MemoryKeys):
             raise NotFound("workspace", job.workspace_id)
         if job.id in self._imports:
             raise InvalidInput("an import with this id exists")
-        running = sum(
-            1
-            for j in self._imports.values()
-            if j.workspace_id == job.workspace_id and not j.state.finished
-        )
-        if running >= max_running:
+        if await self.running_imports(job.workspace_id) >= max_running:
             return False
         self._mark_claim()
         self._imports[job.id] = job
         self._import_posts[job.id] = {}
         return True
+
+    async def running_imports(self, workspace_id: str) -> int:
+        return sum(
+            1
+            for j in self._imports.values()
+            if j.workspace_id == workspace_id and not j.state.finished
+        )
 
     async def get_import(self, import_id: str) -> ImportJob:
         try:
@@ -60,7 +63,24 @@ class MemoryImports(MemoryKeys):
             ),
             key=lambda j: (j.created_at, j.id),
         )
-        return jobs[:limit]
+        return [replace(j, errors=()) for j in jobs[:limit]]
+
+    async def purge_imports(self, before: datetime, *, limit: int) -> int:
+        done = sorted(
+            (j for j in self._imports.values() if j.state.finished and j.finished_at),
+            key=lambda j: j.finished_at or before,
+        )
+        old = [j.id for j in done if j.finished_at and j.finished_at < before]
+        removed = 0
+        for import_id in old:  # a batch of lines first, then the jobs left without any
+            lines = self._import_posts[import_id]
+            for line in sorted(lines)[: limit - removed]:
+                del lines[line]
+                removed += 1
+        bare = [i for i in old if not self._import_posts[i]][:limit]
+        for import_id in bare:
+            del self._imports[import_id], self._import_posts[import_id]
+        return removed + len(bare)
 
     def _held_by(self, import_id: str, runner: str | None) -> ImportJob:
         job = self._imports.get(import_id)
@@ -148,7 +168,7 @@ class MemoryImports(MemoryKeys):
         posts = {post_id for _, post_id in batch}
         now = utcnow()
         for d in list(self._deliveries.values()):
-            if d.post_id in posts and is_held(d):
+            if d.post_id in posts and d.held:
                 self._deliveries[d.id] = replace(d, next_attempt_at=d.due_at, updated_at=now)
         return batch[-1][0] if batch else None
 
@@ -159,14 +179,13 @@ class MemoryImports(MemoryKeys):
         batch = self._next_lines(import_id, after_line, limit)
         posts = {post_id for _, post_id in batch}
         for d in list(self._deliveries.values()):
-            if d.post_id in posts and discardable(d):
+            if d.post_id in posts:
                 del self._deliveries[d.id]
-        kept = {d.post_id for d in self._deliveries.values() if d.post_id in posts}
+                self._attempts.pop(d.id, None)
         lines = self._import_posts[import_id]
         for line, post_id in batch:
-            if post_id not in kept:
-                del lines[line]
-                del self._posts[post_id]
+            del lines[line]
+            del self._posts[post_id]
         return batch[-1][0] if batch else None
 
     async def list_import_posts(

@@ -404,6 +404,7 @@ def transition_arrays(batch: Sequence[domain.Transition], now: datetime) -> dict
         "attempt_page_usage": [usage_json(a.page_usage) if a else None for a in attempts],
         "events": [t.event for t in batch],
         "unclaimed": [t.unclaimed for t in batch],
+        "unheld": [t.unheld for t in batch],
         "now": now,
         "now_iso": now.astimezone(UTC).isoformat(),
     }

@@ -62,6 +62,7 @@ class PostgresCatalog(SQLCommon):
             channel_id=query.channel_id,
             due_from=query.due_from,
             due_to=query.due_to,
+            with_held=query.with_held,
         )
         return [decode.post(r) for r in found]
 

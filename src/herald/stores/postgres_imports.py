@@ -47,6 +47,9 @@ class PostgresImports:
             added = True
         return added
 
+    async def running_imports(self, workspace_id: str) -> int:
+        return int(await self._db.fetchval("running_imports", workspace_id=workspace_id))
+
     async def get_import(self, import_id: str) -> ImportJob:
         row = await self._db.fetchrow("get_import", id=import_id)
         if row is None:
@@ -61,6 +64,12 @@ class PostgresImports:
             "list_imports", workspace_id=workspace_id, after_at=at, after_id=after_id, limit=limit
         )
         return [decode.import_job(r) for r in found]
+
+    async def purge_imports(self, before: datetime, *, limit: int) -> int:
+        async with self._db.transaction() as conn:
+            lines = await conn.execute(self._db.q["purge_import_lines"], before=before, limit=limit)
+            jobs = await conn.execute(self._db.q["purge_imports"], before=before, limit=limit)
+        return lines + jobs
 
     async def save_import(self, job: ImportJob) -> None:
         async with self._db.transaction() as conn:
@@ -149,13 +158,11 @@ class PostgresImports:
             await self._guard(conn, import_id, runner)
             batch = await self._lines(conn, import_id, after_line, limit)
             post_ids = [post_id for _, post_id in batch]
-            await conn.execute(q["delete_held_deliveries"], post_ids=post_ids)
-            await conn.execute(
-                q["delete_bare_import_posts"],
-                import_id=import_id,
-                lines=[line for line, _ in batch],
-            )
-            await conn.execute(q["delete_bare_posts"], post_ids=post_ids)
+            await conn.execute(q["delete_import_attempts"], post_ids=post_ids)
+            await conn.execute(q["delete_import_deliveries"], post_ids=post_ids)
+            lines = [line for line, _ in batch]
+            await conn.execute(q["delete_import_lines"], import_id=import_id, lines=lines)
+            await conn.execute(q["delete_import_posts"], post_ids=post_ids)
         return batch[-1][0] if batch else None
 
     async def _lines(

@@ -367,6 +367,7 @@ def _transition_params(t: domain.Transition, now: int | None) -> dict[str, Any]:
         "retry_spent": 1 if t.retry_spent else 0,
         "check_failed": 1 if t.check_failed else 0,
         "unclaimed": 1 if t.unclaimed else 0,
+        "unheld": 1 if t.unheld else 0,
         "reset_retries": 1 if t.reset_retries else 0,
         "check_first": None if t.check_first is None else int(t.check_first),
         "check_since": micros(t.check_since),

@@ -21,6 +21,13 @@ from herald.types import KeyClaimed, KeyStart
 
 __all__ = ["SQLiteCatalog"]
 
+#: A listing without the posts an import holds (herald.domain.Delivery.held): a look-up in
+#: deliveries_held, which only imports in progress fill.
+_NOT_HELD = (
+    "NOT EXISTS (SELECT 1 FROM deliveries h INDEXED BY deliveries_held WHERE h.post_id = p.id "
+    "AND h.state = 'scheduled' AND h.next_attempt_at IS NULL AND h.attempts = 0)"
+)
+
 
 class SQLiteCatalog(SQLCommon):
     _decode = decode
@@ -65,6 +72,8 @@ class SQLiteCatalog(SQLCommon):
             inner, inner_args = _delivery_filter(query)
             where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id AND {inner})")
             args += inner_args
+        if not query.with_held:
+            where.append(_NOT_HELD)
         sql = (
             f"SELECT {', '.join(f'p.{c}' for c in POST_COLUMNS)} FROM posts p "
             f"WHERE {' AND '.join(where)} ORDER BY p.created_at, p.id LIMIT ?"

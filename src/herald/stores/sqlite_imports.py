@@ -46,6 +46,11 @@ class SQLiteImports:
 
         return await self._writer.transaction(add)
 
+    async def running_imports(self, workspace_id: str) -> int:
+        sql, params = self._q["running_imports"], {"workspace_id": workspace_id}
+        row = await self._reader.run(lambda c: c.execute(sql, params).fetchone())
+        return int(row["running"])
+
     async def get_import(self, import_id: str) -> ImportJob:
         sql = self._q["get_import"]
         row = await self._reader.run(lambda c: c.execute(sql, {"id": import_id}).fetchone())
@@ -66,6 +71,15 @@ class SQLiteImports:
         sql = self._q["list_imports"]
         found = await self._reader.run(lambda c: c.execute(sql, params).fetchall())
         return [decode.import_job(r) for r in found]
+
+    async def purge_imports(self, before: datetime, *, limit: int) -> int:
+        params = {"before": micros(before), "limit": limit}
+
+        def purge(conn: sqlite3.Connection) -> int:
+            lines = conn.execute(self._q["purge_import_lines"], params).rowcount
+            return int(lines + conn.execute(self._q["purge_imports"], params).rowcount)
+
+        return await self._writer.transaction(purge)
 
     async def save_import(self, job: ImportJob) -> None:
         values = import_params(job, micros, saved=True)
@@ -148,10 +162,12 @@ class SQLiteImports:
         def discard(conn: sqlite3.Connection) -> int | None:
             self._guard(conn, import_id, runner)
             batch = self._lines(conn, import_id, after_line, limit)
-            named = [{"import_id": import_id, "line": ln, "post_id": p} for ln, p in batch]
-            conn.executemany(self._q["delete_held_deliveries"], [{"post_id": p} for _, p in batch])
-            conn.executemany(self._q["delete_bare_import_post"], named)
-            conn.executemany(self._q["delete_bare_post"], [{"post_id": p} for _, p in batch])
+            posts = [{"post_id": p} for _, p in batch]
+            conn.executemany(self._q["delete_import_attempts"], posts)
+            conn.executemany(self._q["delete_import_deliveries"], posts)
+            lines = [{"import_id": import_id, "line": line} for line, _ in batch]
+            conn.executemany(self._q["delete_import_line"], lines)
+            conn.executemany(self._q["delete_import_post"], posts)
             return batch[-1][0] if batch else None
 
         return await self._writer.transaction(discard)

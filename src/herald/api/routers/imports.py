@@ -9,7 +9,13 @@ from fastapi import Query
 
 from herald.api.deps import CallerDep, ImportsDep, PathId, ServicesDep, workspace_router
 from herald.api.problems import responses
-from herald.api.schemas.imports import ImportedPost, ImportedPostPage, ImportPage, ImportPublic
+from herald.api.schemas.imports import (
+    ImportedPost,
+    ImportedPostPage,
+    ImportPage,
+    ImportPublic,
+    ImportSummary,
+)
 from herald.errors import InvalidInput
 from herald.service.imports import LineCursor
 from herald.service.posts import Cursor
@@ -29,7 +35,11 @@ def _page_size(services: ServicesDep, limit: int) -> int:
     return limit
 
 
-@router.get("", responses=responses(422), summary="The workspace's CSV imports, oldest first")
+@router.get(
+    "",
+    responses=responses(422),
+    summary="The workspace's CSV imports, oldest first, without their problems",
+)
 async def list_imports(
     *,
     caller: CallerDep,
@@ -43,7 +53,7 @@ async def list_imports(
         caller.workspace_id, after=after, limit=_page_size(services, limit)
     )
     return ImportPage(
-        items=[ImportPublic.of(j) for j in jobs],
+        items=[ImportSummary.of(j) for j in jobs],
         next_cursor=None if following is None else following.encode(),
     )
 

@@ -25,14 +25,15 @@ _EXPORT_PAGE = 500
     "/import",
     status_code=202,
     dependencies=[Depends(require_csv)],
-    responses=responses(413, 415, 422, 429),
+    responses=responses(413, 415, 422, 429, 503),
     summary="Import posts from a CSV file, all or nothing, in the background",
     description=(
         "One row per post, a header row first. Answers at once with the import job "
         "(`Location: /v1/imports/{id}`); the job reads and validates the whole file before "
         "anything is stored (every problem reported with its line and column, "
         "`errors: [{line, field, message}]`, and nothing stored), then stores it. "
-        "A workspace with `api.import_max_running` imports unfinished gets a 429. "
+        "A workspace with `api.import_max_running` imports unfinished gets a 429 (before "
+        "the file is read); a server with no room to spool the file, a 503 with Retry-After. "
         f"Columns: {', '.join(IMPORT_COLUMNS)}."
     ),
     openapi_extra={

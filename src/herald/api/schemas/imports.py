@@ -16,6 +16,7 @@ __all__ = [
     "ImportProblem",
     "ImportProgress",
     "ImportPublic",
+    "ImportSummary",
     "ImportedPost",
     "ImportedPostPage",
 ]
@@ -34,14 +35,15 @@ class ImportProgress(BaseModel):
     deliveries: int = Field(description="Deliveries (rows x their channels) of the rows read")
 
 
-class ImportPublic(Public):
+class ImportSummary(Public):
+    """An import as listed: everything but its problems (``GET /v1/imports/{id}`` has them)."""
+
     id: str
     state: ImportState = Field(
         description="queued, validating, writing, then succeeded or failed (nothing stored)"
     )
     progress: ImportProgress
     detail: str | None = Field(description="Why it failed")
-    errors: list[ImportProblem] = Field(description="The file's problems, each with its line")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -59,9 +61,6 @@ class ImportPublic(Public):
                 deliveries=job.deliveries,
             ),
             "detail": job.detail,
-            "errors": [
-                ImportProblem(line=p.line, field=p.field, message=p.message) for p in job.errors
-            ],
             "created_at": job.created_at,
             "updated_at": job.updated_at,
             "finished_at": job.finished_at,
@@ -69,8 +68,20 @@ class ImportPublic(Public):
         }
 
 
+class ImportPublic(ImportSummary):
+    errors: list[ImportProblem] = Field(
+        description="The file's problems, each with its line: the first 1,000 at most, each "
+        "message cut at 300 characters, 64 KiB of them in all"
+    )
+
+    @classmethod
+    def fields_of(cls, job: ImportJob) -> dict[str, object]:
+        errors = [ImportProblem(line=p.line, field=p.field, message=p.message) for p in job.errors]
+        return {**super().fields_of(job), "errors": errors}
+
+
 class ImportPage(BaseModel):
-    items: list[ImportPublic]
+    items: list[ImportSummary] = Field(description="Without their problems: read each import")
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: done")
 
 

@@ -211,3 +211,9 @@ CREATE TABLE import_posts (
     post_id    text COLLATE "C" NOT NULL REFERENCES posts (id),
     PRIMARY KEY (import_id, line)
 );
+-- Indexes for what removes import rows, and for listings without held posts (migration 0011).
+CREATE INDEX import_posts_post ON import_posts (post_id);
+CREATE INDEX imports_finished ON imports (finished_at)
+    WHERE state NOT IN ('queued', 'validating', 'writing');
+CREATE INDEX deliveries_held ON deliveries (post_id)
+    WHERE state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;

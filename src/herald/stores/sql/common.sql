@@ -286,9 +286,28 @@ DELETE FROM idempotency_keys WHERE expires_at <= :before AND (workspace_id, key)
 SELECT {import_columns} FROM imports WHERE id = :id;
 
 -- name: list_imports
-SELECT {import_columns} FROM imports
+-- Without the problems (errors): up to 1,000 a job, they are read one job at a time.
+SELECT id, workspace_id, state, rows_total, rows_validated, posts_written, deliveries,
+       committed, detail, '[]' AS errors, runner, lease_until, created_at, updated_at,
+       finished_at
+FROM imports
 WHERE workspace_id = :workspace_id AND (created_at, id) > (:after_at, :after_id)
 ORDER BY created_at, id LIMIT :limit;
+
+-- name: purge_import_lines
+-- A batch of the lines of jobs finished before :before (imports_finished, then each job's
+-- lines by its primary key).
+DELETE FROM import_posts WHERE (import_id, line) IN (
+    SELECT ip.import_id, ip.line FROM imports i JOIN import_posts ip ON ip.import_id = i.id
+    WHERE i.state NOT IN ('queued', 'validating', 'writing') AND i.finished_at < :before
+    LIMIT :limit);
+
+-- name: purge_imports
+DELETE FROM imports WHERE id IN (
+    SELECT i.id FROM imports i
+    WHERE i.state NOT IN ('queued', 'validating', 'writing') AND i.finished_at < :before
+      AND NOT EXISTS (SELECT 1 FROM import_posts ip WHERE ip.import_id = i.id)
+    ORDER BY i.finished_at LIMIT :limit);
 
 -- name: running_imports
 SELECT count(*) AS running FROM imports

@@ -154,7 +154,8 @@ LIMIT 1;
 -- of ``t`` is a Transition (no delivery twice: the caller splits such batches). A change takes
 -- effect only if the delivery may enter the target from its current state ({TRANSITIONS}
 -- lists the (target, source) pairs of herald.states) and, with a token, still holds that
--- claim.
+-- claim; with unclaimed, no claim at all; with unheld, the delivery is not held by an import
+-- (herald.domain.Delivery.held).
 -- ``changed`` returns the ordinal of every transition that took effect.
 WITH t AS (
     SELECT * FROM unnest(
@@ -165,17 +166,19 @@ WITH t AS (
         :reconciled::boolean[], :published_at::timestamptz[], :attempt_numbers::integer[],
         :attempt_started::timestamptz[], :attempt_finished::timestamptz[],
         :attempt_outcomes::text[], :attempt_errors::text[], :attempt_page_usage::jsonb[],
-        :events::text[], :unclaimed::boolean[]
+        :events::text[], :unclaimed::boolean[], :unheld::boolean[]
     ) WITH ORDINALITY AS t (id, target, token, due_at, next_attempt_at, lease_until,
                             external_id, error, sent, retry_spent, check_failed, reset_retries,
                             check_first, check_since, reconciled, published_at, attempt_number,
                             attempt_started, attempt_finished, attempt_outcome, attempt_error,
-                            attempt_page_usage, event, unclaimed, ord)
+                            attempt_page_usage, event, unclaimed, unheld, ord)
 ), locked AS MATERIALIZED (
     SELECT d.id FROM deliveries d JOIN t ON t.id = d.id
     WHERE (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
+      AND (NOT t.unheld OR d.state <> 'scheduled' OR d.next_attempt_at IS NOT NULL
+           OR d.attempts > 0)
     ORDER BY d.id
     FOR UPDATE OF d
 ), changed AS (
@@ -203,6 +206,8 @@ WITH t AS (
       AND (t.target, d.state) IN ({TRANSITIONS})
       AND (t.token IS NULL OR d.claim_token = t.token)
       AND (NOT t.unclaimed OR d.claim_token IS NULL)
+      AND (NOT t.unheld OR d.state <> 'scheduled' OR d.next_attempt_at IS NOT NULL
+           OR d.attempts > 0)
     RETURNING t.ord, t.event, t.attempt_number, t.attempt_started, t.attempt_finished,
               t.attempt_outcome, t.attempt_error, t.attempt_page_usage, d.id, d.post_id,
               d.channel_id, d.platform, d.state, d.external_id, d.last_error
@@ -338,6 +343,12 @@ WHERE p.workspace_id = :workspace_id
         AND (:channel_id::text IS NULL OR d.channel_id = :channel_id)
         AND (:due_from::timestamptz IS NULL OR d.due_at >= :due_from)
         AND (:due_to::timestamptz IS NULL OR d.due_at < :due_to)))
+  -- Without :with_held, no post an import holds: a look-up in deliveries_held, which only
+  -- imports in progress fill.
+  AND (:with_held::boolean OR NOT EXISTS (
+      SELECT 1 FROM deliveries h
+      WHERE h.post_id = p.id
+        AND h.state = 'scheduled' AND h.next_attempt_at IS NULL AND h.attempts = 0))
 ORDER BY p.created_at, p.id
 LIMIT :limit;
 
@@ -501,22 +512,21 @@ WITH released AS (
 )
 SELECT min(due_at) AS first_due FROM released;
 
--- name: delete_held_deliveries
--- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
-DELETE FROM deliveries
-WHERE post_id = ANY(:post_ids::text[]) AND attempts = 0
-  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
+-- name: delete_import_attempts
+-- Discarding an import that was not committed removes every delivery of its posts: none was
+-- ever claimable nor changed by a user (apply's unheld), so none has an attempt; should one
+-- have, it goes first, as the foreign key requires.
+DELETE FROM attempts
+WHERE delivery_id IN (SELECT id FROM deliveries WHERE post_id = ANY(:post_ids::text[]));
 
--- name: delete_bare_import_posts
--- The import's posts with no delivery left: their lines, then the posts themselves.
-DELETE FROM import_posts ip
-WHERE ip.import_id = :import_id AND ip.line = ANY(:lines::integer[])
-  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = ip.post_id);
+-- name: delete_import_deliveries
+DELETE FROM deliveries WHERE post_id = ANY(:post_ids::text[]);
 
--- name: delete_bare_posts
-DELETE FROM posts p
-WHERE p.id = ANY(:post_ids::text[])
-  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id);
+-- name: delete_import_lines
+DELETE FROM import_posts WHERE import_id = :import_id AND line = ANY(:lines::integer[]);
+
+-- name: delete_import_posts
+DELETE FROM posts WHERE id = ANY(:post_ids::text[]);
 
 -- name: extend_import_leases
 UPDATE imports SET lease_until = :lease_until
@@ -525,7 +535,7 @@ WHERE runner = :runner AND id = ANY(:ids::text[])
 
 -- CSV import jobs: what PostgreSQL writes its own way (arrays, one statement per step).
 -- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
--- next_attempt_at and no attempt (herald.stores.contract.is_held).
+-- next_attempt_at and no attempt (herald.domain.Delivery.held).
 
 -- name: lock_workspace
 -- Serialises the jobs added for one workspace, so two at once cannot both pass the check of

@@ -92,6 +92,7 @@ LIMIT 1;
 
 -- name: apply_transition
 -- One statement per target: {SOURCES} are the states it may be entered from (herald.states).
+-- With :unheld, never a delivery an import holds (herald.domain.Delivery.held).
 UPDATE deliveries SET
     state = :target,
     due_at = coalesce(:due_at, due_at),
@@ -113,7 +114,8 @@ UPDATE deliveries SET
     updated_at = :now
 WHERE id = :id AND state IN ({SOURCES})
   AND (:token IS NULL OR claim_token = :token)
-  AND (:unclaimed = 0 OR claim_token IS NULL);
+  AND (:unclaimed = 0 OR claim_token IS NULL)
+  AND (:unheld = 0 OR state <> 'scheduled' OR next_attempt_at IS NOT NULL OR attempts > 0);
 
 -- name: insert_attempt
 INSERT INTO attempts (delivery_id, number, started_at, finished_at, outcome, error, page_usage)
@@ -277,7 +279,7 @@ WHERE w.workspace_id = :workspace_id AND w.id <> :id AND w.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'webhook.disabled');
 -- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
 -- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
--- next_attempt_at and no attempt (herald.stores.contract.is_held).
+-- next_attempt_at and no attempt (herald.domain.Delivery.held).
 
 -- name: insert_import_post
 INSERT INTO import_posts (import_id, line, post_id) VALUES (?, ?, ?);
@@ -286,21 +288,21 @@ INSERT INTO import_posts (import_id, line, post_id) VALUES (?, ?, ?);
 UPDATE deliveries {INDEXED BY deliveries_post} SET next_attempt_at = due_at, updated_at = :now
 WHERE post_id = :post_id AND state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
 
--- name: delete_held_deliveries
--- Held, or cancelled before anything was sent (herald.stores.contract.discardable).
-DELETE FROM deliveries {INDEXED BY deliveries_post}
-WHERE post_id = :post_id AND attempts = 0
-  AND ((state = 'scheduled' AND next_attempt_at IS NULL) OR state = 'cancelled');
+-- name: delete_import_attempts
+-- Discarding an import that was not committed removes every delivery of its posts: none was
+-- ever claimable nor changed by a user (apply's unheld), so none has an attempt; should one
+-- have, it goes first, as the foreign key requires.
+DELETE FROM attempts WHERE delivery_id IN (
+    SELECT id FROM deliveries {INDEXED BY deliveries_post} WHERE post_id = :post_id);
 
--- name: delete_bare_import_post
--- A post of the import with no delivery left: its line, then the post itself.
-DELETE FROM import_posts
-WHERE import_id = :import_id AND line = :line
-  AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+-- name: delete_import_deliveries
+DELETE FROM deliveries {INDEXED BY deliveries_post} WHERE post_id = :post_id;
 
--- name: delete_bare_post
-DELETE FROM posts
-WHERE id = :post_id AND NOT EXISTS (SELECT 1 FROM deliveries WHERE post_id = :post_id);
+-- name: delete_import_line
+DELETE FROM import_posts WHERE import_id = :import_id AND line = :line;
+
+-- name: delete_import_post
+DELETE FROM posts WHERE id = :post_id;
 
 -- name: extend_import_leases
 UPDATE imports SET lease_until = :lease_until
