@@ -92,7 +92,7 @@ MAX_PROBLEM_CHARS = 65_536
 #: Deliveries stored (or made due, or removed) per transaction, about: a batch holds whole
 #: posts, at most :data:`BATCH_POSTS` of them, and about :data:`BATCH_CHARS` of their texts
 #: (a post's text may be 63,206 characters: what a batch holds in memory stays small).
-BATCH_DELIVERIES = 1_000
+BATCH_DELIVERIES = 100
 BATCH_POSTS = 500
 BATCH_CHARS = 262_144
 #: The longest the work runs on the event loop without yielding, in seconds.
