@@ -160,8 +160,9 @@ class PostService(Service):
     def imported_post(
         self, workspace_id: str, draft: PostDraft, due: Sequence[datetime]
     ) -> NewPost:
-        """The post of a row :meth:`check_row` accepted, with the due times it found (one per
-        channel of ``draft``, in order) and ids of its own."""
+        """The post of a draft that passed its checks (:meth:`create`'s, or a row's that
+        :meth:`check_row` accepted), with the due times found for it (one per channel of
+        ``draft``, in order) and ids of its own."""
         post = Post(
             id=new_id("post"),
             content=draft.content,
@@ -182,17 +183,8 @@ class PostService(Service):
             problems.append(FieldProblem(exc.field, exc.message))
         if problems:
             return _Checked(problems=problems)
-        post = Post(
-            id=new_id("post"),
-            content=draft.content,
-            overrides=dict(draft.overrides),
-            created_at=self.clock(),
-            workspace_id=workspace_id,
-        )
-        targets = tuple(
-            NewDelivery(new_id("dlv"), c.id, at) for c, at in zip(channels, due, strict=True)
-        )
-        return _Checked(new=NewPost(post, targets))
+        # ``channels`` are the draft's, in its order: the post is made as an import's row is.
+        return _Checked(new=self.imported_post(workspace_id, draft, due))
 
     def _content_problems(
         self, draft: PostDraft, channels: Sequence[Channel]
