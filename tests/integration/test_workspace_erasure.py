@@ -24,6 +24,20 @@ async def populated(store) -> tuple[Populated, Populated]:
     return gone, kept
 
 
+#: Tables that hold nothing of any workspace.
+NO_TENANT = {"engines", "schema_migrations"}
+
+
+def tables_holding(rows, ids) -> set[str]:
+    return {t for t, row in rows if any(i in str(row) for i in ids)}
+
+
+def every_table_held_some(rows, tables, gone: Populated) -> None:
+    """Before the erasure: each table had something of the workspace, so the scan after it
+    tests every table (a table Populated leaves empty would pass unseen)."""
+    assert tables_holding(rows, gone.ids) == set(tables) - NO_TENANT
+
+
 def secrets_of_kept(rows) -> int:
     return sum(
         1 for _, row in rows for v in row if isinstance(v, bytes) and any(s in v for s in SECRETS)
@@ -31,21 +45,29 @@ def secrets_of_kept(rows) -> int:
 
 
 async def test_nothing_of_an_erased_workspace_is_left_in_sqlite(tmp_path):
+    def read_back():
+        with sqlite3.connect(tmp_path / "herald.db") as conn:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' "
+                    "AND name NOT LIKE 'sqlite_%'"
+                )
+            ]
+            return tables, [
+                (t, tuple(r)) for t in tables for r in conn.execute(f'SELECT * FROM "{t}"')
+            ]
+
     store = SQLiteStore(tmp_path / "herald.db", synchronous="NORMAL")
     await store.open()
     try:
         gone, kept = await populated(store)
+        tables, before = read_back()
+        every_table_held_some(before, tables, gone)
         await store.erase_workspace(gone.ws.id)
     finally:
         await store.close()
-    with sqlite3.connect(tmp_path / "herald.db") as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        ]
-        rows = [(t, tuple(r)) for t in tables for r in conn.execute(f'SELECT * FROM "{t}"')]
+    tables, rows = read_back()
     assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
     assert secrets_of_kept(rows) == 2  # the kept workspace's two sealed secrets, no more
     assert any(kept.ws.id in str(r) for r in rows)
@@ -53,27 +75,32 @@ async def test_nothing_of_an_erased_workspace_is_left_in_sqlite(tmp_path):
 
 @pytest.mark.postgres
 async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
+    async def read_back():
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            tables = [
+                r["table_name"]
+                for r in await conn.fetch(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
+                    pg_stores.schema,
+                )
+            ]
+            return tables, [
+                (t, tuple(r.values()))
+                for t in tables
+                for r in await conn.fetch(f'SELECT * FROM "{pg_stores.schema}"."{t}"')
+            ]
+        finally:
+            await conn.close()
+
     store = await pg_stores.open()
     gone, kept = await populated(store)
+    tables, before = await read_back()
+    assert "deliveries" in tables
+    every_table_held_some(before, tables, gone)
     await store.erase_workspace(gone.ws.id)
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        tables = [
-            r["table_name"]
-            for r in await conn.fetch(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = $1 AND table_type = 'BASE TABLE'",
-                pg_stores.schema,
-            )
-        ]
-        assert "deliveries" in tables
-        rows = [
-            (t, tuple(r.values()))
-            for t in tables
-            for r in await conn.fetch(f'SELECT * FROM "{pg_stores.schema}"."{t}"')
-        ]
-    finally:
-        await conn.close()
+    tables, rows = await read_back()
     assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
     assert secrets_of_kept(rows) == 2
     assert any(kept.ws.id in str(r) for r in rows)

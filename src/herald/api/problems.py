@@ -13,6 +13,7 @@ Body: ``type`` (``urn:herald:problem:<slug>``), ``title``, ``status``, ``detail`
 :class:`~herald.errors.Conflict`,
 :class:`~herald.errors.InvalidTransition`          409     conflict
 :class:`~herald.errors.IdempotencyKeyReused`       422     idempotency-key-reused
+:class:`~herald.errors.TooManyRequests`            429     http-429
 :class:`~herald.errors.InvalidInput` (all kinds),
 request validation                                 422     invalid-input
 :class:`~herald.errors.StoreError`                 503     store-unavailable
