@@ -133,3 +133,34 @@ async def test_an_erasure_waits_for_a_write_in_flight_and_then_takes_its_rows_to
         await conn.close()
     assert counts["attempts"] == 1
     assert counts["deliveries"] == 2  # the post's and the import's
+
+
+@pytest.mark.postgres
+async def test_an_erasure_waits_for_a_webhook_event_being_settled(pg_stores):
+    """The sender settles an event, then updates its webhook's failure record; the erasure
+    takes the same order (events, then webhooks), so the two take turns instead of one of
+    them being aborted as a deadlock."""
+    store = await pg_stores.open()
+    gone = await Populated.make(store, "Gone")
+    await gone.publish(store)  # one event for its webhook
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": pg_stores.schema})
+    try:
+        (event_id, webhook_id) = await conn.fetchrow(
+            "SELECT e.id, e.webhook_id FROM webhook_events e JOIN webhooks w "
+            "ON w.id = e.webhook_id WHERE w.workspace_id = $1",
+            gone.ws.id,
+        )
+        settle = conn.transaction()
+        await settle.start()
+        await conn.execute("UPDATE webhook_events SET last_error = 'x' WHERE id = $1", event_id)
+        erasing = asyncio.create_task(store.erase_workspace(gone.ws.id))
+        await asyncio.sleep(0.3)
+        await conn.execute(
+            "UPDATE webhooks SET failure_streak = failure_streak + 1 WHERE id = $1", webhook_id
+        )
+        await settle.commit()
+        counts = await asyncio.wait_for(erasing, 10)
+    finally:
+        await conn.close()
+    assert counts["webhook_events"] == 1
+    assert counts["webhooks"] == 1

@@ -187,7 +187,7 @@ class PostgresCatalog(SQLCommon):
             await conn.fetch(self._db.q["lock_erased_imports"], id=workspace_id)
             if await conn.fetchrow(self._db.q["lock_erased_workspace"], id=workspace_id) is None:
                 raise NotFound("workspace", workspace_id)
-            for rows in ("channels", "deliveries", "webhooks"):
+            for rows in ("channels", "deliveries", "events", "webhooks"):
                 await conn.fetch(self._db.q[f"lock_workspace_{rows}"], id=workspace_id)
             return [await conn.execute(self._db.q[q], id=workspace_id) for q in queries]
 

@@ -469,10 +469,11 @@ SELECT count(*) AS disabled FROM disabled;
 -- could add children to, locked: its imports (their posts; first, as an import's write locks
 -- its job's row before it adds posts under the workspace), the workspace (channels, posts,
 -- webhooks, keys, imports), its channels (slots, deliveries), its deliveries (attempts, by
--- the engine's guarded writes) and its webhooks (events). An insert that references one takes
--- a share lock on it, so it waits, then fails on its own side; it cannot slip a child in
--- between two of the erasure's statements. Deliveries before webhooks: a guarded write locks
--- a delivery, then references a webhook.
+-- the engine's guarded writes), its webhooks' events and its webhooks (events). An insert
+-- that references one takes a share lock on it, so it waits, then fails on its own side; it
+-- cannot slip a child in between two of the erasure's statements. Deliveries before
+-- webhooks: a guarded write locks a delivery, then references a webhook; events before
+-- webhooks: the sender settles an event, then updates its webhook.
 SELECT id FROM imports WHERE workspace_id = :id ORDER BY id FOR UPDATE;
 
 -- name: lock_erased_workspace
@@ -489,8 +490,16 @@ SELECT id FROM deliveries WHERE id IN (
     WHERE c.workspace_id = :id)
 ORDER BY id FOR UPDATE;
 
+-- name: lock_workspace_events
+-- Its webhooks' events before its webhooks: the sender settles an event, then updates its
+-- webhook's failure record, in that order.
+SELECT e.id FROM webhook_events e
+WHERE e.webhook_id IN (SELECT id FROM webhooks WHERE workspace_id = :id)
+ORDER BY e.id FOR UPDATE OF e;
+
 -- name: lock_workspace_webhooks
 SELECT id FROM webhooks WHERE workspace_id = :id ORDER BY id FOR UPDATE;
+
 -- name: insert_held_deliveries
 -- As insert_deliveries, with no next_attempt_at: nothing claims them until released.
 INSERT INTO deliveries (id, post_id, channel_id, platform, due_at, state, next_attempt_at,
