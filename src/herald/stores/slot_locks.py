@@ -10,10 +10,11 @@ query, not a unique key.
 Each store holds the locks where its writers meet:
 
 - in process (:class:`KeyedLocks`): one ``asyncio.Lock`` per channel, taken in sorted order, so
-  two requests over overlapping channel sets cannot deadlock; every store takes these first, so
-  at most one task per channel and process waits on the cross-process lock below;
+  two requests over overlapping channel sets cannot deadlock; the memory and PostgreSQL stores
+  take these first, so at most one task per channel and process waits on the server;
 - SQLite (:class:`FileLock`): ``flock`` on ``<db>.slots.lock``, one for the file (SQLite has one
-  writer at a time anyway), released by the OS if the process dies;
+  writer at a time anyway), behind one ``asyncio.Lock`` of the store's, released by the OS if
+  the process dies;
 - PostgreSQL (:mod:`herald.stores.postgres_slots`): session advisory locks, one per channel.
 """
 

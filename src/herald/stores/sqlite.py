@@ -9,6 +9,7 @@ objects in :mod:`herald.stores.rows`; the catalogue and the webhook outbox are i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -36,7 +37,7 @@ from herald.stores.rows import (
     usage_json,
 )
 from herald.stores.rows import SQLITE as decode
-from herald.stores.slot_locks import FileLock, KeyedLocks
+from herald.stores.slot_locks import FileLock
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_imports import SQLiteImports
@@ -80,7 +81,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
         self._apply_sql = for_each_target(self._q["apply_transition"])
         # Slot searches of every process on this file take turns (herald.stores.slot_locks):
         # first within the process, then across processes through the file lock.
-        self._slot_turns = KeyedLocks()
+        self._slot_turns = asyncio.Lock()
         self._slot_file = FileLock(f"{self.path}.slots.lock")
 
     @property
@@ -109,7 +110,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
     @asynccontextmanager
     async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
         # One lock for the file: SQLite writes one transaction at a time anyway.
-        async with self._slot_turns.hold(["file"]), self._slot_file.hold():
+        async with self._slot_turns, self._slot_file.hold():
             yield
 
     # -- channels, as the engine sees them --------------------------------------------------
