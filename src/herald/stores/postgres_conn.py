@@ -138,12 +138,9 @@ class Query:
     name: str
     sql: str
     params: tuple[str, ...]
-
-    @property
-    def writes(self) -> bool:
-        """Whether the statement changes rows, or locks them to: it runs in a transaction of
-        :meth:`Database.transaction` only."""
-        return _WRITES.search(_COMMENT.sub("", self.sql)) is not None
+    #: Whether the statement changes rows, or locks them to: it runs in a transaction of
+    #: :meth:`Database.transaction` only. Found once, at compile time: every call asks.
+    writes: bool
 
     @classmethod
     def compile(cls, name: str, sql: str) -> Query:
@@ -155,7 +152,9 @@ class Query:
                 order.append(param)
             return f"${order.index(param) + 1}"
 
-        return cls(name, PARAM.sub(number, sql), tuple(order))
+        numbered = PARAM.sub(number, sql)
+        writes = _WRITES.search(_COMMENT.sub("", sql)) is not None
+        return cls(name, numbered, tuple(order), writes)
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         if values.keys() != set(self.params):
