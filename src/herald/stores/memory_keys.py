@@ -36,8 +36,7 @@ class MemoryKeys:
         claim = keyclaim.current()
         if claim is None:
             return None
-        record = self._idempotency.get((claim.workspace_id, claim.key))
-        if record is None or record.token != claim.token or record.state == "done":
+        if self._claimed(claim.workspace_id, claim.key, claim.token) is None:
             raise claim_lost()
         return claim
 

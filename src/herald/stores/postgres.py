@@ -216,11 +216,6 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         found = {d.id: d for d in map(decode.delivery, inserted)}
         return [found[d.id] for d, _ in targets]
 
-    async def _missing_channel(self, conn: Connection, targets: Sequence[tuple[Any, str]]) -> str:
-        wanted = [d.channel_id for d, _ in targets]
-        existing = {r["id"] for r in await conn.fetch(self._db.q["existing_channels"], ids=wanted)}
-        return next((c for c in wanted if c not in existing), "?")
-
     async def deliveries_of(self, post_ids: Sequence[str]) -> dict[str, list[domain.Delivery]]:
         found = await self._db.fetch("deliveries_of", post_ids=list(post_ids))
         return by_post(post_ids, map(decode.delivery, found))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from herald.domain import ImportJob, NewPost, Post, utcnow
 from herald.errors import NotFound
@@ -130,10 +131,13 @@ class PostgresImports:
                 now=utcnow(),
             )
             if inserted != len(targets):
-                wanted = [d.channel_id for d, _ in targets]
-                found = await conn.fetch(q["existing_channels"], ids=wanted)
-                existing = {r["id"] for r in found}
-                raise NotFound("channel", next((c for c in wanted if c not in existing), "?"))
+                raise NotFound("channel", await self._missing_channel(conn, targets))
+
+    async def _missing_channel(self, conn: Connection, targets: Sequence[tuple[Any, str]]) -> str:
+        """The first channel of ``targets`` (delivery, post id) that does not exist."""
+        wanted = [d.channel_id for d, _ in targets]
+        existing = {r["id"] for r in await conn.fetch(self._db.q["existing_channels"], ids=wanted)}
+        return next((c for c in wanted if c not in existing), "?")
 
     async def release_import(
         self, import_id: str, runner: str, *, after_line: int, limit: int

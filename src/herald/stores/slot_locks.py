@@ -74,8 +74,7 @@ class FileLock:
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # its directory: the store's
         taking = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
         try:
             await asyncio.shield(taking)

@@ -40,7 +40,7 @@ from herald.stores.rows import SQLITE as decode
 from herald.stores.slot_locks import FileLock
 from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
-from herald.stores.sqlite_imports import SQLiteImports
+from herald.stores.sqlite_imports import SQLiteImports, missing_channel
 from herald.stores.sqlite_lock import EngineLock
 from herald.types import Adopted, EngineInfo, Recovered
 
@@ -190,7 +190,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
             except sqlite3.IntegrityError as exc:
                 raise InvalidInput("a post or delivery with this id already exists") from exc
             if inserted != len(delivery_rows):
-                raise NotFound("channel", _missing_channel(conn, delivery_rows))
+                raise NotFound("channel", missing_channel(conn, delivery_rows))
             found = {d.id: d for d in _deliveries_where(conn, "id", ids)}
             return [found[i] for i in ids]
 
@@ -392,11 +392,3 @@ def _select_in(
     for start in range(0, len(values), 500):
         chunk = values[start : start + 500]
         yield from conn.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
-
-
-def _missing_channel(conn: sqlite3.Connection, delivery_rows: Sequence[tuple[Any, ...]]) -> str:
-    for row in delivery_rows:
-        channel_id = row[-1]
-        if conn.execute("SELECT 1 FROM channels WHERE id = ?", (channel_id,)).fetchone() is None:
-            return str(channel_id)
-    return "?"

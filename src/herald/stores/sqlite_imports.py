@@ -136,7 +136,7 @@ class SQLiteImports:
             except sqlite3.IntegrityError as exc:
                 raise InvalidInput("a post of this import, or with this id, exists") from exc
             if inserted != len(delivery_rows):
-                raise NotFound("channel", _missing_channel(conn, delivery_rows))
+                raise NotFound("channel", missing_channel(conn, delivery_rows))
 
         await self._writer.transaction(add)
 
@@ -187,7 +187,7 @@ class SQLiteImports:
         return [(r["line"], decode.post(r)) for r in found]
 
 
-def _missing_channel(conn: sqlite3.Connection, delivery_rows: Sequence[tuple[Any, ...]]) -> str:
+def missing_channel(conn: sqlite3.Connection, delivery_rows: Sequence[tuple[Any, ...]]) -> str:
     for row in delivery_rows:
         channel_id = row[-1]
         if conn.execute("SELECT 1 FROM channels WHERE id = ?", (channel_id,)).fetchone() is None:
