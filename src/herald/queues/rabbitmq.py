@@ -217,8 +217,13 @@ class RabbitQueue:
         for link, tag in acks:
             by_link.setdefault(link, []).append(tag)
         for link, tags in by_link.items():
-            if link.alive:  # else the broker gives those messages out again
+            if not link.alive:  # the broker gives those messages out again
+                continue
+            try:
                 await link.ack(tags)
+            except QueueError as exc:
+                # One link's failure must not cost the others' acks: they go on.
+                log.warning("queue.acks_lost", extra={"tags": len(tags), "error": str(exc)})
 
     def depth(self) -> int:
         if self._closed:

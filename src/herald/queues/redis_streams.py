@@ -222,11 +222,11 @@ class RedisStreamQueue:
         if self._closed:
             return []
         self._closed = True
+        self._taking_back = True  # a timed ack flush ending meanwhile keeps the client open
         self._closed_signal().set_result(None)
         await self._stop_reading()
         ready = self._handout.take_ready()
         self._held.difference_update(entry for entry, _ in ready)
-        self._taking_back = True  # a timed ack flush ending meanwhile keeps the client open
         try:
             # Read and never handed out: the engine releases these jobs, so no one else may
             # take them over. Added and never read: taken back, as if never added.
