@@ -111,11 +111,10 @@ def open_queue(
             platforms=platforms,
             region=region,
             # What the worker holds is its intake's to bound. The broker's window is half as
-            # large again: messages count in it until acked, and acks linger to go together
-            # (a quarter of what the intake holds at most), while the intake refills by halves
-            # and finds the next half waiting rather than arriving one ack at a time.
+            # large again: messages count in it until acked, and acks linger to go together,
+            # while the intake refills by halves and finds the next half waiting rather than
+            # arriving one ack at a time.
             prefetch=prefetch + prefetch // 2,
-            ack_batch=max(1, prefetch // 4),
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 

@@ -116,8 +116,9 @@ REDIS_QUEUE_VERSION: Final = "1"
 #: direct exchange ``{prefix}`` with routing key ``{platform}.{region}``; messages redelivered
 #: too often go to the exchange ``{prefix}.dead`` and its one queue ``{prefix}.dead``.
 RABBIT_QUEUE_PREFIX: Final = "herald.v1.jobs"
-#: The format of a message (its ``v`` header); a worker dead-letters a version it cannot read.
-RABBIT_QUEUE_VERSION: Final = "1"
+#: The format of a message (its ``v`` header): "2", a JSON array of jobs ("1", one job, is still
+#: read); a worker dead-letters a version it cannot read.
+RABBIT_QUEUE_VERSION: Final = "2"
 
 
 # -- Graph API (Facebook and Instagram) ------------------------------------------------------

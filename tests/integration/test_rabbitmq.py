@@ -15,8 +15,8 @@ from aio_pika.abc import AbstractConnection
 from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.amqp import Link, Topology
-from herald.queues.rabbitmq import RabbitQueue
-from herald.queues.wire import decode_job
+from herald.queues.rabbitmq import RabbitQueue, bundles
+from herald.queues.wire import decode_jobs, encode_job
 from herald.testing import channel, eventually
 from tests.conftest import RABBIT_URL, new_rabbit_prefix, rabbit_connection
 from tests.integration.rabbit_rig import OwnRabbit
@@ -135,9 +135,83 @@ async def test_a_job_goes_to_the_queue_of_its_platform_and_its_channels_region(r
 
 # -- publisher confirms -------------------------------------------------------------------------
 async def test_put_returns_once_the_broker_holds_every_job(rabbit):
-    publisher = rabbit.queue(platforms=())
-    await publisher.put([job(text=f"{n}") for n in range(200)])
-    assert await rabbit.ready() == 200  # confirmed: in the queue, not on the way
+    publisher = rabbit.queue(platforms=(), bundle=16)
+    put = [job(text=f"{n}") for n in range(200)]
+    await publisher.put(put)
+    assert await rabbit.ready() == 13  # confirmed: in the queue, not on the way
+    assert publisher.depth() == 200
+    consumer = rabbit.queue(platforms=[FB], prefetch=200)
+    assert [await taken(consumer) for _ in put] == put
+
+
+# -- several jobs a message ---------------------------------------------------------------------
+def test_jobs_go_in_as_few_messages_as_fit_of_sizes_as_even_as_can_be():
+    jobs = [job(text=str(n)) for n in range(35)]
+    parts = bundles(jobs, 16)
+    assert [len(part) for part in parts] == [12, 12, 11]
+    assert [j for part in parts for j in part] == jobs
+    assert [len(p) for p in bundles(jobs[:16], 16)] == [16]
+    assert [len(p) for p in bundles(jobs[:3], 1)] == [1, 1, 1]
+
+
+async def test_a_message_is_acked_with_its_last_job_and_goes_back_whole_if_it_was_not(rabbit):
+    """The broker knows messages, not jobs: one of several jobs not finished keeps its message
+    unacked, and a consumer that dies with it leaves every one of its jobs to another (those
+    already finished find their claims gone there, as a redelivered job always does)."""
+    put = [job(text=str(n)) for n in range(3)]
+    await rabbit.queue(platforms=(), bundle=3).put(put)
+    connection = await aio_pika.connect(RABBIT_URL)
+    first = rabbit.queue(url=connection, platforms=[FB], ack_linger_s=0)
+    held = [await got(first) for _ in put]
+    await first.ack(held[0])
+    await first.ack(held[2])
+    await connection.close()  # dies with the second job unfinished
+    second = rabbit.queue(platforms=[FB], ack_linger_s=0)
+    assert [await taken(second) for _ in put] == put
+    await second.close()
+    assert await rabbit.ready() == 0  # its last job acked: the message went
+
+
+async def test_a_message_of_one_job_in_the_format_before_is_still_read(rabbit):
+    consumer = rabbit.queue(platforms=[FB])
+    await consumer.refresh_depth()  # declares the queues
+    ch = await rabbit.connection.channel()
+    exchange = await ch.get_exchange(rabbit.prefix)
+    old = job(text="put by the version before")
+    await exchange.publish(
+        aio_pika.Message(encode_job(old).encode(), headers={"v": "1"}), "facebook.default"
+    )
+    await ch.close()
+    assert await taken(consumer) == old
+    assert consumer.undecodable == 0
+
+
+async def test_the_brokers_window_in_messages_follows_the_size_of_the_messages(rabbit):
+    """The broker's window counts messages: a worker that may hold 16 jobs takes one message
+    of 16 while messages are full, and more of them once they hold a job or two."""
+    publisher = rabbit.queue(platforms=(), bundle=16)
+    await publisher.put([job(text=f"full {n}") for n in range(16 * 4)])
+    consumer = rabbit.queue(platforms=[FB], prefetch=16, bundle=16)
+    held = [await got(consumer)]
+    await asyncio.sleep(0.3)
+    assert await rabbit.ready() == 3  # one message of 16 out, none more while it is unacked
+    held += [await got(consumer) for _ in range(15)]
+    for done in held:
+        await consumer.ack(done)
+    for _ in range(48):
+        await taken(consumer)
+    small = rabbit.queue(platforms=(), bundle=1)
+    for n in range(24):  # put one at a time: messages of one job
+        await small.put([job(text=f"small {n}")])
+    for _ in range(12):
+        await taken(consumer)
+    # Held now, unacked: once messages hold one job, many are out at once (not just one).
+    held = [await got(consumer) for _ in range(4)]
+
+    async def out_at_once() -> bool:
+        return await rabbit.ready() < 12 - 4
+
+    await eventually(out_at_once, within_s=WAIT_S)
 
 
 async def test_a_put_the_broker_refuses_raises_queue_error_and_the_next_one_works(rabbit):
@@ -187,9 +261,9 @@ async def test_acks_linger_and_go_in_as_few_frames_as_the_tags_allow(rabbit, ack
     """Jobs finished out of order: the acks wait, then those below every tag still unacked go
     in one frame (``multiple``) and the others one by one; a tag is never acked twice (the
     broker would close the channel), and nothing acked comes back."""
-    await rabbit.queue(platforms=()).put([job(text=str(n)) for n in range(5)])
+    await rabbit.queue(platforms=(), bundle=1).put([job(text=str(n)) for n in range(5)])
     connection = await aio_pika.connect(RABBIT_URL)
-    consumer = rabbit.queue(url=connection, platforms=[FB], ack_batch=3, ack_linger_s=0.2)
+    consumer = rabbit.queue(url=connection, platforms=[FB], bundle=1, ack_batch=3, ack_linger_s=0.2)
     jobs = [await got(consumer) for _ in range(5)]  # delivery tags 1 to 5
     await consumer.ack(jobs[1])
     await consumer.ack(jobs[0])
@@ -214,7 +288,7 @@ async def test_a_job_redelivered_delivery_limit_times_is_dead_lettered(rabbit):
         assert await got(consumer) == doomed
         await connection.close()
     dead = await dead_letters(rabbit, 1)
-    assert [decode_job(body) for body in dead] == [doomed]
+    assert [decode_jobs(body) for body in dead] == [[doomed]]
     last = rabbit.queue(platforms=[FB], delivery_limit=2)
     await nothing_more(last)
 
@@ -255,17 +329,20 @@ async def test_depth_is_the_last_count_less_what_was_taken_and_refreshes_while_c
     assert consumer.depth() == 4
     assert consumer.depths() == {(FB, "default"): 4}
 
-    other = rabbit.queue(platforms=())  # another process puts: counted at the next refresh
-    await other.put([job() for _ in range(3)])
-    await eventually(lambda: consumer.depth() == 7, within_s=WAIT_S)
+    # Another process puts: counted at the next refresh. The broker counts messages; one this
+    # queue did not put is taken to hold as many jobs as the messages it saw (5 here).
+    other = rabbit.queue(platforms=())
+    await other.put([job() for _ in range(5)])
+    await eventually(lambda: consumer.depth() == 9, within_s=WAIT_S)
 
     watcher = rabbit.queue(platforms=())  # a process that never put asks the broker
     assert watcher.depth() == 0
     await watcher.refresh_depth()
     assert watcher.depths() == {}  # it reads no queue and put into none: nothing to say
-    reader = rabbit.queue(platforms=[FB])
+    reader = rabbit.queue(platforms=[FB], bundle=16)
     await reader.refresh_depth()
-    assert reader.depth() == await rabbit.ready()
+    # It has seen no message: each is taken to hold as many jobs as a message may.
+    assert reader.depth() == 16 * await rabbit.ready()
 
 
 # -- the broker goes away and comes back --------------------------------------------------------

@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,42 +60,60 @@ from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
 from herald.queues.amqp import Delivered, Link, Topology
 from herald.queues.handout import Handout
-from herald.queues.wire import UndecodableJob, decode_job, encode_job
+from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
 
-__all__ = ["RabbitQueue"]
+__all__ = ["RabbitQueue", "bundles"]
 
 log = logging.getLogger("herald.queues.rabbitmq")
 
 Place = tuple[Platform, str]  # (platform, region): one queue
+_ONE_JOB_VERSION = "1"  # the format before messages carried several jobs: still read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(eq=False, slots=True)
 class _Received:
-    """A message delivered to this queue: on which link, under which tag, from which queue."""
+    """A message delivered to this queue: on which link, under which tag, from which queue,
+    and how many of its jobs are not finished yet (it is acked when none is left)."""
 
     link: Link
     tag: int
     queue: str
+    left: int
 
 
-def _message(job: Job, message_id: str) -> aio_pika.Message:
+def _message(jobs: Sequence[Job], message_id: str) -> aio_pika.Message:
     return aio_pika.Message(
-        encode_job(job).encode(),
+        encode_jobs(jobs).encode(),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message_id,
-        headers={"v": RABBIT_QUEUE_VERSION},
+        headers={"v": RABBIT_QUEUE_VERSION, "jobs": len(jobs)},
     )
 
 
-def _decode(message: Delivered) -> Job:
+def _decode(message: Delivered) -> list[Job]:
     headers = message.header.properties.headers or {}
     version = headers.get("v")
     if isinstance(version, bytes):
         version = version.decode()
-    if version != RABBIT_QUEUE_VERSION:
-        raise UndecodableJob(f"format version {version!r}, expected {RABBIT_QUEUE_VERSION}")
-    return decode_job(message.body)
+    if version == RABBIT_QUEUE_VERSION:
+        return decode_jobs(message.body)
+    if version == _ONE_JOB_VERSION:  # put by a dispatcher of the version before: one job
+        return [decode_job(message.body)]
+    raise UndecodableJob(f"format version {version!r}, expected {RABBIT_QUEUE_VERSION}")
+
+
+def bundles(jobs: Sequence[Job], most: int) -> list[Sequence[Job]]:
+    """``jobs`` in as few messages of at most ``most`` as they fit, the sizes as even as can
+    be (so that workers taking one message each get about as much work)."""
+    count = -(-len(jobs) // most)
+    size, extra = divmod(len(jobs), count)
+    out, start = [], 0
+    for index in range(count):
+        end = start + size + (index < extra)
+        out.append(jobs[start:end])
+        start = end
+    return out
 
 
 class RabbitQueue:
@@ -104,8 +123,11 @@ class RabbitQueue:
     connection (the caller closes it; the queue opens channels of its own on it).
     ``platforms`` and ``region``: the queues this queue consumes (none: a queue that only
     puts). A job is put into the queue of its platform and its channel's region, ``region`` for
-    a channel without one. ``prefix``: of every name on the broker. ``prefetch``: messages
-    received and not acked at most (what the worker holds). ``delivery_limit``: deliveries
+    a channel without one. ``prefix``: of every name on the broker. ``bundle``: jobs one
+    message carries at most. ``prefetch``: jobs received and not finished at most (what the
+    worker holds), as the broker's window of unacked messages allows: it counts messages, so
+    the window is ``prefetch`` divided by the mean size of the messages received, kept up to
+    date as sizes change. ``delivery_limit``: deliveries
     of one message before it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
     is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
     other answer of the broker (a put's confirms included).
@@ -119,6 +141,7 @@ class RabbitQueue:
         region: str = DEFAULT_REGION,
         prefix: str = RABBIT_QUEUE_PREFIX,
         prefetch: int = 10,
+        bundle: int = 16,
         delivery_limit: int = 5,
         refresh_s: float = 5.0,
         connect_timeout_s: float = 5.0,
@@ -126,12 +149,21 @@ class RabbitQueue:
         ack_batch: int | None = None,
         ack_linger_s: float = 0.05,
     ) -> None:
-        if min(prefetch, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
-            raise ValueError("prefetch, delivery_limit and the durations must be positive")
+        if min(prefetch, bundle, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
+            raise ValueError("prefetch, bundle, delivery_limit and the durations must be positive")
         self.region = region
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
         self._prefetch = prefetch
+        self._bundle = bundle
+        # Jobs per message, as put and received lately (as many as a message may hold until one
+        # is seen, so that a worker never starts by taking more than ``prefetch`` jobs): what
+        # the broker's window of messages is worked out from, and what a message another
+        # process put is taken to hold when the depth is counted in jobs.
+        self._mean_jobs = float(bundle)
+        self._sized = False  # a message was seen: the mean is learnt, not assumed
+        self._window = self._wanted_window()  # messages: the window asked of the broker
+        self._retuning: asyncio.Task[None] | None = None
         self._refresh_s = refresh_s
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
@@ -141,13 +173,14 @@ class RabbitQueue:
         self._linking = asyncio.Lock()  # one connection at a time, consumers started once
         self._refresher: asyncio.Task[None] | None = None
         self._handout: Handout[_Received] = Handout()  # received, not handed out or acked
-        self._unread: dict[str, dict[str, Job]] = {}  # per queue, by message id: put here,
-        # and maybe still in the broker (what close() may take back)
+        # Per queue, by message id, the jobs of each message put here, and maybe still in the
+        # broker (what close() may take back).
+        self._unread: dict[str, dict[str, Sequence[Job]]] = {}
         self._lag: dict[str, int] = {}  # per queue: messages ready, as last counted
         self._signal: asyncio.Future[None] | None = None  # done when a getter should look
         self._acks: LingeringAcks[tuple[Link, int]] = LingeringAcks(
             self._send_acks,
-            batch=ack_batch or max(1, prefetch // 4),
+            batch=ack_batch or max(1, prefetch // (4 * bundle)),
             linger_s=ack_linger_s,
             after_timed=self._release_link_if_done,
         )
@@ -170,18 +203,27 @@ class RabbitQueue:
         if not jobs:
             return
         link = await self._linked()
-        places = [self._place_of(job) for job in jobs]
-        await link.declare(dict.fromkeys(places))
-        ids = [secrets.token_hex(8) for _ in jobs]
+        by_place: dict[Place, list[Job]] = {}
+        for job in jobs:
+            by_place.setdefault(self._place_of(job), []).append(job)
+        await link.declare(by_place)
+        # Several jobs a message: a message costs the publisher, the broker and the consumer
+        # far more than a job in it (frames, a confirm, an ack).
+        messages = [
+            (place, part, secrets.token_hex(8))
+            for place, some in by_place.items()
+            for part in bundles(some, self._bundle)
+        ]
         await link.publish(
             [
-                (Topology.routing_key(*place), _message(job, message_id))
-                for place, job, message_id in zip(places, jobs, ids, strict=True)
+                (Topology.routing_key(*place), _message(part, message_id))
+                for place, part, message_id in messages
             ]
         )
-        for place, job, message_id in zip(places, jobs, ids, strict=True):
-            self._unread.setdefault(self._queue(place), {})[message_id] = job
-        await self._count(link, dict.fromkeys(self._queue(p) for p in places))
+        for place, part, message_id in messages:
+            self._unread.setdefault(self._queue(place), {})[message_id] = part
+            self._learn(len(part))
+        await self._count(link, [self._queue(place) for place in by_place])
 
     async def get(self) -> Job:
         while True:
@@ -202,6 +244,9 @@ class RabbitQueue:
         received = self._handout.finish(job)
         if received is None:
             return
+        received.left -= 1
+        if received.left > 0:
+            return  # the message is acked with its last job
         if not received.link.alive:
             # Received on a connection since lost: the broker gave the message out again.
             log.info("queue.ack_lost", extra={"delivery_id": job.delivery.id})
@@ -228,7 +273,17 @@ class RabbitQueue:
     def depth(self) -> int:
         if self._closed:
             return 0
-        return sum(self._lag.values()) + len(self._handout.ready)
+        return sum(self._waiting(name) for name in self._lag) + len(self._handout.ready)
+
+    def _waiting(self, queue: str) -> int:
+        """Jobs in the messages ready in ``queue``: this queue's own messages (the last it put,
+        see _count) by their size, any others by the mean size of the messages received."""
+        ready = self._lag.get(queue, 0)
+        if not ready:
+            return 0
+        mine = list(self._unread.get(queue, {}).values())[-ready:]
+        known = sum(len(part) for part in mine)
+        return known + round((ready - len(mine)) * self._mean_jobs)
 
     async def close(self) -> list[Job]:
         if self._closed:
@@ -243,6 +298,10 @@ class RabbitQueue:
             await self._acks.flush()  # before the take-back, which acks and rejects by tag too
             if self._refresher is not None:
                 self._refresher.cancel()
+            if self._retuning is not None:
+                # Let it end rather than cancel an AMQP call in flight (its channel would
+                # be lost); it is bounded by the link's timeout and never raises.
+                await self._retuning
             link = self._link
             if link is not None and link.alive:
                 try:
@@ -265,12 +324,12 @@ class RabbitQueue:
     def unread(self) -> Collection[Job]:
         # Only the last ``ready`` messages put into a queue can still be in it (_count): a
         # quorum queue keeps them over a broker restart, so none is taken for lost.
-        return [job for unread in self._unread.values() for job in unread.values()]
+        return [job for unread in self._unread.values() for part in unread.values() for job in part]
 
     # -- beyond the protocol ----------------------------------------------------------------
     def depths(self) -> Mapping[Place, int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
-        counts = {self._place[name]: n for name, n in self._lag.items()}
+        counts = {self._place[name]: self._waiting(name) for name in self._lag}
         for received, _job in self._handout.ready:
             place = self._place[received.queue]
             counts[place] = counts.get(place, 0) + 1
@@ -304,7 +363,7 @@ class RabbitQueue:
         self._link = await Link.open(
             self._broker,
             topology=self._topology,
-            prefetch=self._prefetch,
+            prefetch=self._window,
             connect_timeout_s=self._connect_timeout_s,
             timeout_s=self._timeout_s,
         )
@@ -350,7 +409,7 @@ class RabbitQueue:
         if self._lag.get(queue):
             self._lag[queue] -= 1
         try:
-            job = _decode(message)
+            jobs = _decode(message)
         except UndecodableJob as exc:
             self.undecodable += 1
             log.error("queue.undecodable", extra={"queue": queue, "error": str(exc)})
@@ -359,10 +418,45 @@ class RabbitQueue:
             with contextlib.suppress(QueueError):
                 await link.reject(tag, requeue=False)
             return
-        if getattr(message.delivery, "redelivered", False):
-            log.info("queue.redelivered", extra={"queue": queue, "delivery_id": job.delivery.id})
-        self._handout.receive(_Received(link, tag, queue), job)
+        redelivered = getattr(message.delivery, "redelivered", False)
+        received = _Received(link, tag, queue, len(jobs))
+        for job in jobs:
+            if redelivered:
+                extra = {"queue": queue, "delivery_id": job.delivery.id}
+                log.info("queue.redelivered", extra=extra)
+            self._handout.receive(received, job)
         self._wake()
+        self._learn_size(link, len(jobs))
+
+    # -- the broker's window ----------------------------------------------------------------
+    def _learn_size(self, link: Link, jobs: int) -> None:
+        """Follow the size of the messages received; once the window in messages it calls for
+        is off by half or more, ask the broker for it (one call at a time)."""
+        self._learn(jobs)
+        wanted = self._wanted_window()
+        if self._retuning is None and not 0.5 * self._window < wanted < 2 * self._window:
+            self._retuning = asyncio.create_task(self._retune(link))
+
+    def _learn(self, jobs: int) -> None:
+        if self._sized:
+            self._mean_jobs += (jobs - self._mean_jobs) / 4
+        else:
+            self._mean_jobs, self._sized = float(jobs), True
+
+    def _wanted_window(self) -> int:
+        return max(1, math.ceil(self._prefetch / self._mean_jobs))
+
+    async def _retune(self, link: Link) -> None:
+        try:
+            async with self._linking:  # not while consuming starts
+                window = self._wanted_window()
+                if link is self._link and link.alive and link.consuming:
+                    await link.set_prefetch(window)
+                self._window = window  # a new link opens with it
+        except QueueError:
+            pass  # the link is lost: the next one opens with the window wanted now
+        finally:
+            self._retuning = None
 
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""
@@ -375,8 +469,13 @@ class RabbitQueue:
     async def _settle_ready(self, link: Link, returned: list[Job]) -> None:
         """Ack the jobs received and never handed out: the engine releases them in the store."""
         ready = self._handout.take_ready()  # all received on ``link``: others were forgotten
-        await link.ack(received.tag for received, _ in ready)
-        returned += [job for _, job in ready]
+        done = []
+        for received, job in ready:
+            received.left -= 1
+            if received.left == 0:
+                done.append(received.tag)  # the others go with their last job's ack
+            returned.append(job)
+        await link.ack(done)
 
     async def _take_back(self, link: Link, returned: list[Job]) -> None:
         """Take back, from the head of each queue, the jobs this queue put that no one read."""
@@ -386,13 +485,13 @@ class RabbitQueue:
                 if message is None or message.delivery_tag is None:
                     break
                 message_id = message.header.properties.message_id
-                job = unread.pop(message_id, None) if message_id else None
-                if job is None:
+                part = unread.pop(message_id, None) if message_id else None
+                if part is None:
                     # Another publisher's: back to the head of its queue, ours stay behind it.
                     await link.reject(message.delivery_tag, requeue=True)
                     break
                 await link.ack([message.delivery_tag])
-                returned.append(job)
+                returned += part
 
     # -- depth ------------------------------------------------------------------------------
     async def _count(self, link: Link, names: Iterable[str]) -> None:

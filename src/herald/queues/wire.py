@@ -13,7 +13,8 @@ rather than handing it out again and again.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from herald.domain import Channel, ChannelStatus, Content, Delivery, Job, Platfo
 from herald.errors import QueueError
 from herald.states import DeliveryState
 
-__all__ = ["UndecodableJob", "decode_job", "encode_job"]
+__all__ = ["UndecodableJob", "decode_job", "decode_jobs", "encode_job", "encode_jobs"]
 
 
 class UndecodableJob(QueueError):
@@ -117,27 +118,58 @@ def _read_channel(raw: Mapping[str, Any]) -> Channel:
     )
 
 
-def encode_job(job: Job) -> str:
-    """``job`` as compact JSON (the caller adds the format version next to it)."""
-    body = {
+def _job_body(job: Job) -> dict[str, Any]:
+    return {
         "delivery": _delivery(job.delivery),
         "channel": _channel(job.channel),
         "content": job.content.to_dict(),
         "claim_token": job.claim_token,
     }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def _read_job(raw: Mapping[str, Any]) -> Job:
+    return Job(
+        delivery=_read_delivery(raw["delivery"]),
+        channel=_read_channel(raw["channel"]),
+        content=Content.from_dict(raw["content"]),
+        claim_token=raw["claim_token"],
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_job(job: Job) -> str:
+    """``job`` as compact JSON (the caller adds the format version next to it)."""
+    return _dumps(_job_body(job))
+
+
+def encode_jobs(jobs: Sequence[Job]) -> str:
+    """``jobs`` as one compact JSON array: several jobs in one message."""
+    return _dumps([_job_body(job) for job in jobs])
 
 
 def decode_job(data: str | bytes) -> Job:
     """The job ``data`` holds; :class:`UndecodableJob` if it holds none."""
-    try:
+    with _undecodable():
+        return _read_job(json.loads(data))
+
+
+def decode_jobs(data: str | bytes) -> list[Job]:
+    """The jobs of an :func:`encode_jobs` array; :class:`UndecodableJob` unless it holds at
+    least one job and nothing that is not one."""
+    with _undecodable():
         raw = json.loads(data)
-        return Job(
-            delivery=_read_delivery(raw["delivery"]),
-            channel=_read_channel(raw["channel"]),
-            content=Content.from_dict(raw["content"]),
-            claim_token=raw["claim_token"],
-        )
+        if not isinstance(raw, list) or not raw:
+            raise UndecodableJob("not a non-empty array of jobs")
+        return [_read_job(item) for item in raw]
+
+
+@contextmanager
+def _undecodable() -> Iterator[None]:
+    try:
+        yield
     except UndecodableJob:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
