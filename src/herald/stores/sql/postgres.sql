@@ -249,17 +249,22 @@ FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 -- Claims handed over to the engine that took them off a broker: those still claimed under the
 -- token the message carried. Rows are locked in id order (as extend_leases does); a row another
 -- worker adopted first fails the token test once its lock is released, and is not taken.
+-- The rows are found by id alone and tested once locked (FOR UPDATE returns their latest
+-- version, which the lock then holds): with the state or the token beside the id, the planner
+-- took their indexes, estimated from statistics in which hardly any row is claimed, and read
+-- every claimed row for each adoption (3,000 buffers for 14 rows, where this reads 400).
 WITH wanted AS (
     SELECT * FROM unnest(:ids::text[], :tokens::text[]) AS w(id, token)
-), held AS MATERIALIZED (
-    SELECT d.id FROM deliveries d JOIN wanted w ON d.id = w.id
-    WHERE d.claim_token = w.token AND d.state = 'claimed'
+), locked AS MATERIALIZED (
+    SELECT d.id, d.state, d.claim_token FROM deliveries d
+    WHERE d.id = ANY(:ids::text[])
     ORDER BY d.id
-    FOR UPDATE OF d
+    FOR UPDATE
 )
 UPDATE deliveries d
 SET claim_token = :token, engine_id = :engine_id, lease_until = :lease_until
-FROM held WHERE d.id = held.id AND d.state = 'claimed'
+FROM locked l JOIN wanted w ON w.id = l.id AND w.token = l.claim_token
+WHERE d.id = l.id AND l.state = 'claimed'
 RETURNING d.id;
 
 -- name: recover_claims
