@@ -179,7 +179,7 @@ async def test_a_message_of_one_job_in_the_format_before_is_still_read(rabbit):
     exchange = await ch.get_exchange(rabbit.prefix)
     old = job(text="put by the version before")
     await exchange.publish(
-        aio_pika.Message(encode_job(old).encode(), headers={"v": "1"}), "facebook.default"
+        aio_pika.Message(encode_job(old), headers={"v": "1"}), "facebook.default"
     )
     await ch.close()
     assert await taken(consumer) == old

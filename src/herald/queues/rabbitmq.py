@@ -83,7 +83,7 @@ class _Received:
 
 def _message(jobs: Sequence[Job], message_id: str) -> aio_pika.Message:
     return aio_pika.Message(
-        encode_jobs(jobs).encode(),
+        encode_jobs(jobs),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message_id,
