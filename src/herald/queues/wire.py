@@ -7,7 +7,7 @@ field added to a delivery or a channel travels without a line here, and a messag
 field that has a default (one put by an earlier version) still reads. msgspec rather than the
 standard library's json: encoding and decoding were about a twentieth of a worker's and a
 dispatcher's CPU per delivery (py-spy), and msgspec does each 5 to 13 times faster
-(tests/unit/test_queue_wire.py holds the round trip; docs/benchmarks.md the figures).
+(tests/unit/test_queue_wire.py holds the round trip; docs/architecture.md, the figures).
 
 A message that cannot be read raises :class:`UndecodableJob`; a queue drops such a message
 rather than handing it out again and again.
