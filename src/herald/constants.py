@@ -108,8 +108,9 @@ REGION_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,31}$"
 REDIS_QUEUE_PREFIX: Final = "herald:v1:jobs"
 #: The consumer group every worker of a deployment reads in: each entry goes to one of them.
 REDIS_QUEUE_GROUP: Final = "workers"
-#: The format of an entry (its ``v`` field); a worker acks and drops a version it cannot read.
-REDIS_QUEUE_VERSION: Final = "1"
+#: The format of an entry (its ``v`` field): "2", a JSON array of jobs in its ``jobs`` field
+#: ("1", one job in ``job``, is still read); a worker acks and drops a version it cannot read.
+REDIS_QUEUE_VERSION: Final = "2"
 
 # -- RabbitMQ queue: names every dispatcher and worker sharing a broker must agree on ----------
 #: Queues are ``{prefix}.{platform}.{region}`` (``herald.v1.jobs.facebook.eu``), fed by the

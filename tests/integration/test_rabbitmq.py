@@ -15,7 +15,8 @@ from aio_pika.abc import AbstractConnection
 from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.amqp import Link, Topology
-from herald.queues.rabbitmq import RabbitQueue, bundles
+from herald.queues.bundles import bundles
+from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.wire import decode_jobs, encode_job
 from herald.testing import channel, eventually
 from tests.conftest import RABBIT_URL, new_rabbit_prefix, rabbit_connection

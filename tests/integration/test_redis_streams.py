@@ -18,6 +18,7 @@ from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.metrics import BACKLOG_METRIC, QueueBacklog
 from herald.queues.redis_streams import RedisStreamQueue, stream_key
+from herald.queues.wire import encode_job
 from herald.testing import channel, eventually
 from tests.conftest import REDIS_URL, new_redis_prefix, redis_client
 from tests.suites.queue_contract import WAIT_S, take_until_closed, waiting_get
@@ -150,7 +151,7 @@ async def test_two_consumers_of_one_group_never_get_the_same_job(queues):
 
 
 async def test_a_stream_is_bounded(queues):
-    producer = queues.open(platforms=(), max_len=50)
+    producer = queues.open(platforms=(), max_len=50, bundle=1)
     for _ in range(6):
         await producer.put(jobs_for(Platform.LINKEDIN, 100))
     # MAXLEN ~ trims whole nodes of the stream: about max_len, never the 600 added.
@@ -199,7 +200,7 @@ async def test_a_message_that_holds_no_job_is_dropped_not_retried(queues):
 
 
 async def test_close_takes_back_the_jobs_it_added_that_no_one_read(queues):
-    producer = queues.open(platforms=())
+    producer = queues.open(platforms=(), bundle=1)
     consumer = queues.open(read_count=1)
     made = jobs_for(Platform.YOUTUBE, 3)
     await producer.put(made)
@@ -214,7 +215,7 @@ async def test_close_takes_back_the_jobs_it_added_that_no_one_read(queues):
 
 
 async def test_acks_go_together_and_land_within_their_linger(queues):
-    worker = queues.open(read_count=10, ack_linger_s=0.2, ack_batch=5)
+    worker = queues.open(read_count=10, ack_linger_s=0.2, ack_batch=5, bundle=1)
     made = jobs_for(Platform.FACEBOOK, 7)
     await worker.put(made)
     got = [await asyncio.wait_for(worker.get(), WAIT_S) for _ in made]
@@ -233,7 +234,7 @@ async def no_pending(queues, platform: Platform) -> bool:
 
 
 async def test_the_backlog_is_exported_per_platform_and_region(queues):
-    producer = queues.open(platforms=(), region="eu")
+    producer = queues.open(platforms=(), region="eu", bundle=1)
     registry = CollectorRegistry()
     QueueBacklog(producer).register(registry)
     await producer.put(jobs_for(Platform.FACEBOOK, 3) + jobs_for(Platform.INSTAGRAM, 2))
@@ -245,6 +246,63 @@ async def test_the_backlog_is_exported_per_platform_and_region(queues):
     await producer.refresh_depth()  # a producer learns of reads when it next asks
     assert registry.get_sample_value(BACKLOG_METRIC, labels) == 2
     assert registry.get_sample_value(BACKLOG_METRIC, {**labels, "platform": "instagram"}) == 2
+
+
+# -- several jobs an entry -----------------------------------------------------------------------
+async def test_an_entry_is_acked_with_its_last_job_and_taken_over_whole_if_it_was_not(queues):
+    """Redis knows entries, not jobs: one of several jobs not finished keeps its entry
+    pending, and a consumer that dies with it leaves every one of its jobs to be taken over
+    (those already finished find their claims gone there, as a redelivered job always does)."""
+    made = jobs_for(Platform.FACEBOOK, 3)
+    await queues.open(platforms=(), bundle=3).put(made)
+    assert await queues.client.xlen(queues.key(Platform.FACEBOOK)) == 1
+    dying_client = Redis.from_url(REDIS_URL)
+    dying = queues.open(dying_client, ack_linger_s=0, claim_idle_s=0.2)
+    held = [await asyncio.wait_for(dying.get(), WAIT_S) for _ in made]
+    await dying.ack(held[0])
+    await dying.ack(held[2])
+    assert len(await pending(queues, Platform.FACEBOOK)) == 1  # the second is not finished
+    await dying_client.aclose()  # the process dies: no more acks, no close
+    queues.opened.remove(dying)
+    with warnings.catch_warnings():
+        # What a dead process leaves: a client never closed (its reading connection).
+        warnings.simplefilter("ignore", ResourceWarning)
+        del dying
+        gc.collect()
+    heir = queues.open(ack_linger_s=0, claim_idle_s=0.2)
+    assert [await asyncio.wait_for(heir.get(), WAIT_S) for _ in made] == made
+    for job in made:
+        await heir.ack(job)
+    await eventually(lambda: no_pending(queues, Platform.FACEBOOK), within_s=WAIT_S)
+    assert await queues.client.xlen(queues.key(Platform.FACEBOOK)) == 0
+
+
+async def test_an_entry_of_one_job_in_the_format_before_is_still_read(queues):
+    (old,) = jobs_for(Platform.FACEBOOK, 1)
+    consumer = queues.open()
+    await consumer.refresh_depth()  # makes the group
+    await queues.client.xadd(queues.key(Platform.FACEBOOK), {"v": "1", "job": encode_job(old)})
+    assert await asyncio.wait_for(consumer.get(), WAIT_S) == old
+    assert consumer.undecodable == 0
+
+
+async def test_a_read_asks_for_as_many_entries_as_hold_about_its_jobs(queues):
+    """Reads count entries: a worker reading 16 jobs at a time takes one entry of 16 while
+    entries are full, and many entries once they hold one job each."""
+    producer = queues.open(platforms=(), bundle=16)
+    await producer.put(jobs_for(Platform.FACEBOOK, 16 * 3))
+    worker = queues.open(read_count=16, bundle=16)
+    await asyncio.wait_for(worker.get(), WAIT_S)
+    assert len(await pending(queues, Platform.FACEBOOK)) == 1  # one entry read, of 16
+    for _ in range(16 * 3 - 1):
+        await asyncio.wait_for(worker.get(), WAIT_S)
+    singles = queues.open(platforms=(), bundle=1)
+    for _ in range(3):  # the worker sees entries of one job: 4 at the mean size of 1.x
+        await singles.put(jobs_for(Platform.FACEBOOK, 1))
+        await asyncio.wait_for(worker.get(), WAIT_S)
+    await singles.put(jobs_for(Platform.FACEBOOK, 12))
+    await asyncio.wait_for(worker.get(), WAIT_S)
+    assert len(await pending(queues, Platform.FACEBOOK)) > 3 + 3 + 1  # several entries a read
 
 
 async def test_an_unreachable_redis_raises_queue_unavailable():

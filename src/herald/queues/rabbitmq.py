@@ -5,11 +5,12 @@ direct exchange with routing key ``facebook.eu`` (:class:`~herald.queues.amqp.To
 and how a message redelivered too often is dead-lettered). Publishers and consumers both declare
 what they use, idempotently, so either may start first.
 
-``put`` publishes a batch at once, persistent, on a channel in confirm mode, and returns once
-the broker has confirmed every message. ``get`` consumes with manual acks (from the first
-``get`` on; a queue that reads no platform only puts), at most ``prefetch`` messages unacked at
-a time. ``ack`` acks the job's message, which the engine does once the outcome is written;
-acks linger briefly, to go several in one frame. A message that holds no job is rejected to
+``put`` publishes a batch at once, several jobs a message (:mod:`herald.queues.bundles`),
+persistent, on a channel in confirm mode, and returns once the broker has confirmed every
+message. ``get`` consumes with manual acks (from the first ``get`` on; a queue that reads no
+platform only puts), about ``prefetch`` jobs unacked at a time. ``ack`` acks the job's message
+once its last job is acked, which the engine does once the outcome is written; acks linger
+briefly, to go several in one frame. A message that holds no job is rejected to
 the dead-letter exchange and counted in :attr:`RabbitQueue.undecodable`, never handed out.
 
 Nothing here is the truth about a delivery: the store is. Every job is a claimed delivery under
@@ -44,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,10 +59,11 @@ from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
 from herald.queues.amqp import Delivered, Link, Topology
+from herald.queues.bundles import Sizes, bundles
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
 
-__all__ = ["RabbitQueue", "bundles"]
+__all__ = ["RabbitQueue"]
 
 log = logging.getLogger("herald.queues.rabbitmq")
 
@@ -101,19 +102,6 @@ def _decode(message: Delivered) -> list[Job]:
     if version == _ONE_JOB_VERSION:  # put by a dispatcher of the version before: one job
         return [decode_job(message.body)]
     raise UndecodableJob(f"format version {version!r}, expected {RABBIT_QUEUE_VERSION}")
-
-
-def bundles(jobs: Sequence[Job], most: int) -> list[Sequence[Job]]:
-    """``jobs`` in as few messages of at most ``most`` as they fit, the sizes as even as can
-    be (so that workers taking one message each get about as much work)."""
-    count = -(-len(jobs) // most)
-    size, extra = divmod(len(jobs), count)
-    out, start = [], 0
-    for index in range(count):
-        end = start + size + (index < extra)
-        out.append(jobs[start:end])
-        start = end
-    return out
 
 
 class RabbitQueue:
@@ -155,14 +143,10 @@ class RabbitQueue:
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
         self._prefetch = prefetch
-        self._bundle = bundle
-        # Jobs per message, as put and received lately (as many as a message may hold until one
-        # is seen, so that a worker never starts by taking more than ``prefetch`` jobs): what
-        # the broker's window of messages is worked out from, and what a message another
-        # process put is taken to hold when the depth is counted in jobs.
-        self._mean_jobs = float(bundle)
-        self._sized = False  # a message was seen: the mean is learnt, not assumed
-        self._window = self._wanted_window()  # messages: the window asked of the broker
+        # Jobs per message: what the broker's window of messages is worked out from, and
+        # what a message another process put is taken to hold when the depth is counted.
+        self._sizes = Sizes(bundle)
+        self._window = self._sizes.messages_for(prefetch)  # the window asked of the broker
         self._retuning: asyncio.Task[None] | None = None
         self._refresh_s = refresh_s
         self._connect_timeout_s = connect_timeout_s
@@ -212,7 +196,7 @@ class RabbitQueue:
         messages = [
             (place, part, secrets.token_hex(8))
             for place, some in by_place.items()
-            for part in bundles(some, self._bundle)
+            for part in bundles(some, self._sizes.most)
         ]
         await link.publish(
             [
@@ -222,7 +206,7 @@ class RabbitQueue:
         )
         for place, part, message_id in messages:
             self._unread.setdefault(self._queue(place), {})[message_id] = part
-            self._learn(len(part))
+            self._sizes.learn(len(part))
         await self._count(link, [self._queue(place) for place in by_place])
 
     async def get(self) -> Job:
@@ -276,14 +260,9 @@ class RabbitQueue:
         return sum(self._waiting(name) for name in self._lag) + len(self._handout.ready)
 
     def _waiting(self, queue: str) -> int:
-        """Jobs in the messages ready in ``queue``: this queue's own messages (the last it put,
-        see _count) by their size, any others by the mean size of the messages received."""
-        ready = self._lag.get(queue, 0)
-        if not ready:
-            return 0
-        mine = list(self._unread.get(queue, {}).values())[-ready:]
-        known = sum(len(part) for part in mine)
-        return known + round((ready - len(mine)) * self._mean_jobs)
+        """Jobs in the messages ready in ``queue`` (this queue's own are the last it put and
+        still holds as unread, see _count)."""
+        return self._sizes.waiting(self._lag.get(queue, 0), self._unread.get(queue, {}).values())
 
     async def close(self) -> list[Job]:
         if self._closed:
@@ -432,24 +411,15 @@ class RabbitQueue:
     def _learn_size(self, link: Link, jobs: int) -> None:
         """Follow the size of the messages received; once the window in messages it calls for
         is off by half or more, ask the broker for it (one call at a time)."""
-        self._learn(jobs)
-        wanted = self._wanted_window()
+        self._sizes.learn(jobs)
+        wanted = self._sizes.messages_for(self._prefetch)
         if self._retuning is None and not 0.5 * self._window < wanted < 2 * self._window:
             self._retuning = asyncio.create_task(self._retune(link))
-
-    def _learn(self, jobs: int) -> None:
-        if self._sized:
-            self._mean_jobs += (jobs - self._mean_jobs) / 4
-        else:
-            self._mean_jobs, self._sized = float(jobs), True
-
-    def _wanted_window(self) -> int:
-        return max(1, math.ceil(self._prefetch / self._mean_jobs))
 
     async def _retune(self, link: Link) -> None:
         try:
             async with self._linking:  # not while consuming starts
-                window = self._wanted_window()
+                window = self._sizes.messages_for(self._prefetch)
                 if link is self._link and link.alive and link.consuming:
                     await link.set_prefetch(window)
                 self._window = window  # a new link opens with it

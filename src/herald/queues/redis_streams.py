@@ -1,9 +1,10 @@
 """The Redis Streams queue: jobs shared by the dispatchers and workers of several processes.
 
 One stream per platform and region (``herald:v1:jobs:facebook:eu``), read by one consumer
-group: each entry goes to one consumer of the group. A job is added with ``XADD MAXLEN ~``
-(bounded), read with ``XREADGROUP``, and acked and deleted once the engine has written its
-outcome. Entries a consumer read and never acked (it died) are taken over by another with
+group: each entry goes to one consumer of the group. Jobs are added, several an entry
+(:mod:`herald.queues.bundles`), with ``XADD MAXLEN ~`` (bounded), read with ``XREADGROUP``, and
+an entry is acked and deleted once the engine has written the outcome of its last job.
+Entries a consumer read and never acked (it died) are taken over by another with
 ``XAUTOCLAIM`` once they have been idle ``claim_idle_s``; a live consumer touches the entries it
 holds every half of that, so they are not taken from it.
 
@@ -45,8 +46,9 @@ from herald.constants import (
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
+from herald.queues.bundles import Sizes, bundles
 from herald.queues.handout import Handout
-from herald.queues.wire import UndecodableJob, decode_job, encode_job
+from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
 
 __all__ = ["RedisStreamQueue", "consumer_name", "stream_key"]
 
@@ -55,6 +57,7 @@ log = logging.getLogger("herald.queues.redis")
 _TAKE_BACK = files("herald.queues").joinpath("lua/take_back.lua").read_text()
 _PENDING_LOOKED_AT = 64  # pending entries read to compute when the next take-over is due
 _NO_ENTRY = "0-0"
+_ONE_JOB_VERSION = "1"  # the format before entries carried several jobs: still read
 
 Entry = tuple[str, str]  # (stream key, entry id)
 
@@ -88,8 +91,10 @@ class RedisStreamQueue:
     ``max_len``: each stream is trimmed to about this many entries. ``claim_idle_s``: entries
     of a consumer idle this long are taken over; keep it well under the engine's lease.
     ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
-    take-overs, close). ``read_count``: entries read per round trip. Acks go in pipelines of up
-    to ``ack_batch``, each waiting ``ack_linger_s`` at most for others to join it.
+    take-overs, close). ``bundle``: jobs one entry carries at most. ``read_count``: jobs read
+    per round trip, about: reads count entries, so as many as hold that many jobs at the mean
+    size of the entries seen. Acks go in pipelines of up to ``ack_batch`` entries, each
+    waiting ``ack_linger_s`` at most for others to join it.
     """
 
     def __init__(
@@ -105,12 +110,15 @@ class RedisStreamQueue:
         claim_idle_s: float = 60.0,
         block_s: float = 5.0,
         read_count: int = 10,
+        bundle: int = 16,
         connect_timeout_s: float = 5.0,
         ack_batch: int = 64,
         ack_linger_s: float = 0.05,
     ) -> None:
-        if max_len <= 0 or claim_idle_s <= 0 or block_s <= 0 or read_count <= 0:
-            raise ValueError("max_len, claim_idle_s, block_s and read_count must be positive")
+        if min(max_len, claim_idle_s, block_s, read_count, bundle) <= 0:
+            raise ValueError(
+                "max_len, claim_idle_s, block_s, read_count and bundle must be positive"
+            )
         self._owned = isinstance(redis, str)
         self._redis = (
             Redis.from_url(
@@ -131,11 +139,14 @@ class RedisStreamQueue:
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._block_s = block_s
         self._read_count = read_count
+        # Jobs per entry: how many entries a read asks for, and what an entry another process
+        # added is taken to hold when the depth is counted in jobs.
+        self._sizes = Sizes(bundle)
         self._place: dict[str, tuple[Platform, str]] = {}  # stream key: (platform, region)
         self._streams = [self._key(p, region) for p in dict.fromkeys(platforms)]
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
         self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
-        self._held: set[Entry] = set()  # both of the above
+        self._held: dict[Entry, int] = {}  # both of the above: each with its jobs not acked
         # Acked by the engine, not yet sent to Redis.
         self._acks: LingeringAcks[Entry] = LingeringAcks(
             self._settle,
@@ -143,7 +154,8 @@ class RedisStreamQueue:
             linger_s=ack_linger_s,
             after_timed=self._release_client_if_done,
         )
-        self._added: dict[str, dict[str, Job]] = {}  # put by this queue, maybe unread
+        # Per stream, by entry id, the jobs of each entry put by this queue and maybe unread.
+        self._added: dict[str, dict[str, Sequence[Job]]] = {}
         self._lag: dict[str, int] = {}  # per stream: entries no consumer has read
         self._fetching: asyncio.Task[None] | None = None
         # Reads block on a connection of their own, which close() wakes with CLIENT UNBLOCK
@@ -171,18 +183,28 @@ class RedisStreamQueue:
             raise QueueError("the queue is closed")
         if not jobs:
             return
-        keys = [self._key_of(job) for job in jobs]
-        streams = list(dict.fromkeys(keys))
+        by_stream: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_stream.setdefault(self._key_of(job), []).append(job)
+        streams = list(by_stream)
         await self._ensure_groups(streams)
+        # Several jobs an entry: an entry costs the client a command to write and one to ack,
+        # and the reader its parsing, far more than a job in it.
+        entries = [
+            (key, part)
+            for key, some in by_stream.items()
+            for part in bundles(some, self._sizes.most)
+        ]
         pipe = self._redis.pipeline(transaction=False)
-        for key, job in zip(keys, jobs, strict=True):
-            message = {"v": REDIS_QUEUE_VERSION, "job": encode_job(job)}
+        for key, part in entries:
+            message = {"v": REDIS_QUEUE_VERSION, "jobs": encode_jobs(part)}
             pipe.xadd(key, message, maxlen=self._max_len, approximate=True)  # type: ignore[arg-type]
         self._queue_depth_reads(pipe, streams)
         answers = await self._run(pipe.execute())
-        for key, job, entry_id in zip(keys, jobs, answers, strict=False):
-            self._added.setdefault(key, {})[_text(entry_id)] = job
-        self._read_depths(streams, answers[len(jobs) :])
+        for (key, part), entry_id in zip(entries, answers, strict=False):
+            self._added.setdefault(key, {})[_text(entry_id)] = part
+            self._sizes.learn(len(part))
+        self._read_depths(streams, answers[len(entries) :])
 
     async def get(self) -> Job:
         while True:
@@ -207,7 +229,11 @@ class RedisStreamQueue:
         entry = self._handout.finish(job)
         if entry is None:
             return
-        self._held.discard(entry)
+        left = self._held.get(entry, 1) - 1
+        if left > 0:
+            self._held[entry] = left
+            return  # an entry is acked with its last job
+        self._held.pop(entry, None)
         # Acks linger to go as one pipeline with others (herald.queues.acks).
         await self._acks.add(entry, now=self._closed)
         if self._closed:
@@ -216,7 +242,12 @@ class RedisStreamQueue:
     def depth(self) -> int:
         if self._closed:
             return 0
-        return sum(self._lag.values()) + len(self._handout.ready)
+        return sum(self._waiting(key) for key in self._lag) + len(self._handout.ready)
+
+    def _waiting(self, key: str) -> int:
+        """Jobs in the entries of ``key`` no consumer has read (this queue's own are those it
+        added after the group's last read, see _forget_read)."""
+        return self._sizes.waiting(self._lag.get(key, 0), self._added.get(key, {}).values())
 
     async def close(self) -> list[Job]:
         if self._closed:
@@ -226,11 +257,18 @@ class RedisStreamQueue:
         self._closed_signal().set_result(None)
         await self._stop_reading()
         ready = self._handout.take_ready()
-        self._held.difference_update(entry for entry, _ in ready)
+        done = []
+        for entry, _ in ready:
+            left = self._held.get(entry, 1) - 1
+            if left > 0:
+                self._held[entry] = left  # acked with its last job, handed out
+            else:
+                self._held.pop(entry, None)
+                done.append(entry)
         try:
             # Read and never handed out: the engine releases these jobs, so no one else may
             # take them over. Added and never read: taken back, as if never added.
-            await self._settle([entry for entry, _ in ready])
+            await self._settle(done)
             await self._acks.flush()
             unread = await self._take_back_unread()
         finally:
@@ -239,12 +277,12 @@ class RedisStreamQueue:
         return [job for _, job in ready] + unread
 
     def unread(self) -> Collection[Job]:
-        return [job for added in self._added.values() for job in added.values()]
+        return [job for added in self._added.values() for part in added.values() for job in part]
 
     # -- beyond the protocol ----------------------------------------------------------------
     def depths(self) -> Mapping[tuple[Platform, str], int]:
         """Jobs waiting per (platform, region), as last seen: what an autoscaler reads."""
-        counts = {self._place[key]: n for key, n in self._lag.items()}
+        counts = {self._place[key]: self._waiting(key) for key in self._lag}
         for (key, _), _job in self._handout.ready:
             counts[self._place[key]] = counts.get(self._place[key], 0) + 1
         return counts
@@ -308,7 +346,7 @@ class RedisStreamQueue:
                     self.group,
                     self.consumer,
                     dict.fromkeys(self._streams, ">"),
-                    count=self._read_count,
+                    count=self._sizes.messages_for(self._read_count),
                     block=max(1, int(block_s * 1000)),
                 )
             )
@@ -339,9 +377,8 @@ class RedisStreamQueue:
             mine.setdefault(entry[0], []).append(entry[1])
         for key in self._streams:
             start = self._cursor.get(key, _NO_ENTRY)
-            pipe.xautoclaim(
-                key, self.group, self.consumer, self._claim_idle_ms, start, self._read_count
-            )
+            count = self._sizes.messages_for(self._read_count)
+            pipe.xautoclaim(key, self.group, self.consumer, self._claim_idle_ms, start, count)
             pipe.xpending_range(key, self.group, "-", "+", _PENDING_LOOKED_AT)
             if mine.get(key):
                 pipe.xclaim(key, self.group, self.consumer, 0, mine[key], justid=True)
@@ -377,30 +414,32 @@ class RedisStreamQueue:
         if entry in self._held:
             return  # already this queue's (handed out or ready): touched, not taken again
         try:
-            job = self._decode(fields)
+            jobs = self._decode(fields)
         except UndecodableJob as exc:
             self.undecodable += 1
             where = {"stream": entry[0], "entry": entry[1], "error": str(exc)}
             log.error("queue.undecodable", extra=where)
             dropped.append(entry)
             return
-        if taken_over:
-            log.info(
-                "queue.taken_over",
-                extra={"stream": entry[0], "entry": entry[1], "delivery_id": job.delivery.id},
-            )
-        self._held.add(entry)
-        self._handout.receive(entry, job)
+        self._sizes.learn(len(jobs))
+        self._held[entry] = len(jobs)
+        for job in jobs:
+            if taken_over:
+                where = {"stream": entry[0], "entry": entry[1], "delivery_id": job.delivery.id}
+                log.info("queue.taken_over", extra=where)
+            self._handout.receive(entry, job)
 
     @staticmethod
-    def _decode(fields: Mapping[Any, Any] | None) -> Job:
+    def _decode(fields: Mapping[Any, Any] | None) -> list[Job]:
         if not fields:
             raise UndecodableJob("an empty entry")
         named = {_text(name): value for name, value in fields.items()}
         version = _text(named.get("v", b""))
-        if version != REDIS_QUEUE_VERSION:
-            raise UndecodableJob(f"format version {version!r}, expected {REDIS_QUEUE_VERSION}")
-        return decode_job(named.get("job", b""))
+        if version == REDIS_QUEUE_VERSION:
+            return decode_jobs(named.get("jobs", b""))
+        if version == _ONE_JOB_VERSION:  # added by a dispatcher of the version before
+            return [decode_job(named.get("job", b""))]
+        raise UndecodableJob(f"format version {version!r}, expected {REDIS_QUEUE_VERSION}")
 
     async def _drop(self, entries: list[Entry]) -> None:
         """Ack and delete messages that hold no job: retrying them could never help."""
@@ -430,7 +469,7 @@ class RedisStreamQueue:
                 continue
             ids = await self._run(self._take_back(keys=[key], args=[self.group, *added]))
             back = {_text(i) for i in ids}
-            taken += [job for entry_id, job in added.items() if entry_id in back]
+            taken += [job for entry_id, part in added.items() if entry_id in back for job in part]
         self._added.clear()
         self._lag.clear()
         return taken
