@@ -247,24 +247,27 @@ FROM held WHERE d.id = held.id AND d.state IN ({IN_FLIGHT});
 
 -- name: adopt_claims
 -- Claims handed over to the engine that took them off a broker: those still claimed under the
--- token the message carried. Rows are locked in id order (as extend_leases does); a row another
--- worker adopted first fails the token test once its lock is released, and is not taken.
--- The rows are found by id alone and tested once locked (FOR UPDATE returns their latest
--- version, which the lock then holds): with the state or the token beside the id, the planner
--- took their indexes, estimated from statistics in which hardly any row is claimed, and read
--- every claimed row for each adoption (3,000 buffers for 14 rows, where this reads 400).
+-- token the message carried. Rows are locked in id order (as extend_leases does), and only
+-- those that pass the test: a row another worker adopted first fails the token test once its
+-- lock is released (the test is made again on the row as locked), and is neither taken nor
+-- kept locked. The rows are found by id alone: the state and token tests are written so that
+-- no index serves them ("IS TRUE", coalesce). Given an index, the planner took it, estimated
+-- from statistics in which hardly any row is claimed, and read every claimed row for each
+-- adoption (6,200 buffers and 30 ms for 14 rows with 3,000 claimed, where this reads 400 in
+-- 1 ms).
 WITH wanted AS (
     SELECT * FROM unnest(:ids::text[], :tokens::text[]) AS w(id, token)
-), locked AS MATERIALIZED (
-    SELECT d.id, d.state, d.claim_token FROM deliveries d
-    WHERE d.id = ANY(:ids::text[])
+), held AS MATERIALIZED (
+    SELECT d.id FROM deliveries d
+    WHERE d.id = ANY(:ids::text[]) AND (d.state = 'claimed') IS TRUE
+      AND EXISTS (SELECT FROM wanted w WHERE w.id = d.id AND w.token = coalesce(d.claim_token, ''))
     ORDER BY d.id
-    FOR UPDATE
+    FOR UPDATE OF d
 )
+-- The rows are locked by this statement from the CTE on: state and token hold still.
 UPDATE deliveries d
 SET claim_token = :token, engine_id = :engine_id, lease_until = :lease_until
-FROM locked l JOIN wanted w ON w.id = l.id AND w.token = l.claim_token
-WHERE d.id = l.id AND l.state = 'claimed'
+FROM held WHERE d.id = held.id
 RETURNING d.id;
 
 -- name: recover_claims
