@@ -110,11 +110,12 @@ def open_queue(
             url,
             platforms=platforms,
             region=region,
-            # What the worker holds is its intake's to bound. The broker's window is half as
-            # large again: messages count in it until acked, and acks linger to go together,
-            # while the intake refills by halves and finds the next half waiting rather than
-            # arriving one ack at a time.
-            prefetch=prefetch + prefetch // 2,
+            # What the worker holds is its intake's to bound. The broker's window is twice
+            # that, 8 jobs per request the worker may have in flight, hence one message of up
+            # to 8 jobs per request: when the load is light and messages hold one job, every
+            # request still has one; when it is heavy, the intake refills by halves and finds
+            # the next half waiting, and at most an intake's worth waits beyond what it holds.
+            prefetch=2 * prefetch,
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 

@@ -187,32 +187,28 @@ async def test_a_message_of_one_job_in_the_format_before_is_still_read(rabbit):
     assert consumer.undecodable == 0
 
 
-async def test_the_brokers_window_in_messages_follows_the_size_of_the_messages(rabbit):
-    """The broker's window counts messages: a worker that may hold 16 jobs takes one message
-    of 16 while messages are full, and more of them once they hold a job or two."""
-    publisher = rabbit.queue(platforms=(), bundle=16)
-    await publisher.put([job(text=f"full {n}") for n in range(16 * 4)])
-    consumer = rabbit.queue(platforms=[FB], prefetch=16, bundle=16)
-    held = [await got(consumer)]
-    await asyncio.sleep(0.3)
-    assert await rabbit.ready() == 3  # one message of 16 out, none more while it is unacked
-    held += [await got(consumer) for _ in range(15)]
-    for done in held:
-        await consumer.ack(done)
-    for _ in range(48):
-        await taken(consumer)
-    small = rabbit.queue(platforms=(), bundle=1)
-    for n in range(24):  # put one at a time: messages of one job
-        await small.put([job(text=f"small {n}")])
-    for _ in range(12):
-        await taken(consumer)
-    # Held now, unacked: once messages hold one job, many are out at once (not just one).
-    held = [await got(consumer) for _ in range(4)]
+async def test_a_worker_never_holds_more_than_its_prefetch_in_jobs_after_a_quiet_spell(rabbit):
+    """The broker's window counts messages: after a quiet spell of one-job messages, a burst
+    of full ones (the top of the hour) still gives a worker no more than its jobs' worth."""
+    worker = rabbit.queue(platforms=[FB], prefetch=16, bundle=8, ack_linger_s=0)
+    singles = rabbit.queue(platforms=(), bundle=1)
+    for n in range(16):
+        await singles.put([job(text=f"single {n}")])
+        await taken(worker)
+    burst = rabbit.queue(platforms=(), bundle=8)
+    await burst.put([job(text=f"burst {n}") for n in range(8 * 10)])
+    await got(worker)
+    await asyncio.sleep(0.5)
+    assert await rabbit.ready() == 10 - 2  # two messages of 8 out: 16 jobs, none more
 
-    async def out_at_once() -> bool:
-        return await rabbit.ready() < 12 - 4
 
-    await eventually(out_at_once, within_s=WAIT_S)
+async def test_a_worker_has_a_message_per_job_it_may_hold_when_messages_hold_one_job(rabbit):
+    worker = rabbit.queue(platforms=[FB], prefetch=16, bundle=8)
+    await rabbit.queue(platforms=(), bundle=1).put([job(text=str(n)) for n in range(5)])
+    held = [await got(worker) for _ in range(2)]  # 16 jobs' worth: two messages, one job each
+    assert len(held) == 2
+    await nothing_more(worker)
+    assert await rabbit.ready() == 3
 
 
 async def test_a_put_the_broker_refuses_raises_queue_error_and_the_next_one_works(rabbit):

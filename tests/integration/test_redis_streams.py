@@ -286,23 +286,22 @@ async def test_an_entry_of_one_job_in_the_format_before_is_still_read(queues):
     assert consumer.undecodable == 0
 
 
-async def test_a_read_asks_for_as_many_entries_as_hold_about_its_jobs(queues):
-    """Reads count entries: a worker reading 16 jobs at a time takes one entry of 16 while
-    entries are full, and many entries once they hold one job each."""
-    producer = queues.open(platforms=(), bundle=16)
-    await producer.put(jobs_for(Platform.FACEBOOK, 16 * 3))
-    worker = queues.open(read_count=16, bundle=16)
-    await asyncio.wait_for(worker.get(), WAIT_S)
-    assert len(await pending(queues, Platform.FACEBOOK)) == 1  # one entry read, of 16
-    for _ in range(16 * 3 - 1):
-        await asyncio.wait_for(worker.get(), WAIT_S)
+async def test_a_read_never_takes_more_than_read_count_jobs_after_a_quiet_spell(queues):
+    """Reads count entries: after a quiet spell of one-job entries, a burst of full ones (the
+    top of the hour) still gives one read no more than read_count jobs, and leaves the rest to
+    the other workers."""
+    worker = queues.open(read_count=32, bundle=16, ack_linger_s=0)
     singles = queues.open(platforms=(), bundle=1)
-    for _ in range(3):  # the worker sees entries of one job: 4 at the mean size of 1.x
+    for _ in range(16):
         await singles.put(jobs_for(Platform.FACEBOOK, 1))
-        await asyncio.wait_for(worker.get(), WAIT_S)
-    await singles.put(jobs_for(Platform.FACEBOOK, 12))
+        await worker.ack(await asyncio.wait_for(worker.get(), WAIT_S))
+    await eventually(lambda: no_pending(queues, Platform.FACEBOOK), within_s=WAIT_S)
+    await queues.open(platforms=(), bundle=16).put(jobs_for(Platform.FACEBOOK, 16 * 10))
     await asyncio.wait_for(worker.get(), WAIT_S)
-    assert len(await pending(queues, Platform.FACEBOOK)) > 3 + 3 + 1  # several entries a read
+    assert len(await pending(queues, Platform.FACEBOOK)) == 2  # two entries of 16: 32 jobs
+    other = queues.open(read_count=32, bundle=16)
+    await asyncio.wait_for(other.get(), WAIT_S)  # the rest is there for another worker
+    assert len(await pending(queues, Platform.FACEBOOK)) == 4
 
 
 async def test_an_unreachable_redis_raises_queue_unavailable():

@@ -117,7 +117,7 @@ class Link:
         self._consumer: AbstractChannel | None = None
         self._amqp: aiormq.abc.AbstractChannel | None = None  # the consuming one, underneath
         self._declared: set[str] = set()  # job queues declared and bound on this link
-        self._consumers: dict[str, tuple[str, OnDelivery]] = {}  # tag: (queue, callback)
+        self._consumer_tags: list[str] = []
         # Delivery tags received on the consuming channel and neither acked nor rejected yet:
         # what an ack with ``multiple`` may cover, and what it must not.
         self._unacked: set[int] = set()
@@ -270,7 +270,7 @@ class Link:
     # -- consuming --------------------------------------------------------------------------
     @property
     def consuming(self) -> bool:
-        return bool(self._consumers)
+        return bool(self._consumer_tags)
 
     async def consume(self, queue: str, on_delivery: OnDelivery) -> None:
         async def delivered(message: DeliveredMessage) -> None:
@@ -280,22 +280,12 @@ class Link:
 
         ok = await self._run(self._channel().basic_consume(queue, delivered, no_ack=False))
         if ok.consumer_tag is not None:
-            self._consumers[ok.consumer_tag] = (queue, on_delivery)
-
-    async def set_prefetch(self, count: int) -> None:
-        """Let the broker hand each of this link's consumers ``count`` unacked messages at
-        most. RabbitMQ applies a window to the consumers started after it only, so each is
-        cancelled and started again; what it was handed and did not ack stays this channel's."""
-        await self._run(self._channel().basic_qos(prefetch_count=count))
-        for tag, (queue, on_delivery) in list(self._consumers.items()):
-            await self._run(self._channel().basic_cancel(tag))
-            del self._consumers[tag]
-            await self.consume(queue, on_delivery)
+            self._consumer_tags.append(ok.consumer_tag)
 
     async def stop_consuming(self) -> None:
         """Cancel every consumer; on return, every delivery received was handed to its
         callback, and no more arrive."""
-        tags, self._consumers = list(self._consumers), {}
+        tags, self._consumer_tags = self._consumer_tags, []
         for tag in tags:
             await self._run(self._channel().basic_cancel(tag))
 

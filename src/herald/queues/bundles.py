@@ -6,18 +6,20 @@ so both broker queues put up to ``most`` jobs of one platform and region in one 
 (:func:`bundles`). A message is acked with its last job; until then it is held whole.
 
 Brokers count messages, while a worker's window and the backlog an autoscaler reads are in
-jobs. :class:`Sizes` follows the size of the messages a queue puts and receives, and turns
-one figure into the other.
+jobs. A worker's window in messages is :func:`messages_within` its jobs: as many messages as
+cannot hold more than that many jobs, whatever the size of the messages that come (after a
+quiet spell of one-job messages, a burst of full ones must not land on one worker).
+:class:`Sizes` follows the size of the messages a queue puts and receives, to count the jobs
+in messages it did not put.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 from herald.domain import Job
 
-__all__ = ["Sizes", "bundles"]
+__all__ = ["Sizes", "bundles", "messages_within"]
 
 
 def bundles(jobs: Sequence[Job], most: int) -> list[Sequence[Job]]:
@@ -35,9 +37,15 @@ def bundles(jobs: Sequence[Job], most: int) -> list[Sequence[Job]]:
     return out
 
 
+def messages_within(jobs: int, most: int) -> int:
+    """The most messages of up to ``most`` jobs that never hold more than ``jobs`` (at least
+    one message, which may then hold up to ``most``)."""
+    return max(1, jobs // most)
+
+
 class Sizes:
     """Jobs per message, as put and received lately: as many as a message may hold (``most``)
-    until one is seen, so a worker never starts by taking more than its jobs' worth."""
+    until one is seen."""
 
     def __init__(self, most: int) -> None:
         if most < 1:
@@ -52,10 +60,6 @@ class Sizes:
             self.mean += (jobs - self.mean) / 4
         else:
             self.mean, self._seen = float(jobs), True
-
-    def messages_for(self, jobs: int) -> int:
-        """How many messages hold about ``jobs`` jobs (at least one)."""
-        return max(1, math.ceil(jobs / self.mean))
 
     def waiting(self, ready: int, mine: Iterable[Sequence[Job]]) -> int:
         """Jobs in the ``ready`` messages of a queue, ``mine`` being the messages this queue

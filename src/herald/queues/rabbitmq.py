@@ -59,7 +59,7 @@ from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
 from herald.queues.amqp import Delivered, Link, Topology
-from herald.queues.bundles import Sizes, bundles
+from herald.queues.bundles import Sizes, bundles, messages_within
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
 
@@ -113,10 +113,10 @@ class RabbitQueue:
     puts). A job is put into the queue of its platform and its channel's region, ``region`` for
     a channel without one. ``prefix``: of every name on the broker. ``bundle``: jobs one
     message carries at most. ``prefetch``: jobs received and not finished at most (what the
-    worker holds), as the broker's window of unacked messages allows: it counts messages, so
-    the window is ``prefetch`` divided by the mean size of the messages received, kept up to
-    date as sizes change. ``delivery_limit``: deliveries
-    of one message before it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
+    worker holds): the broker's window of unacked messages counts messages, so it is as many
+    as cannot hold more jobs than that (one, if a message may hold more on its own), whatever
+    the size of the messages that come. ``delivery_limit``: deliveries of one message before
+    it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
     is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
     other answer of the broker (a put's confirms included).
     """
@@ -128,8 +128,8 @@ class RabbitQueue:
         platforms: Iterable[Platform] = tuple(Platform),
         region: str = DEFAULT_REGION,
         prefix: str = RABBIT_QUEUE_PREFIX,
-        prefetch: int = 10,
-        bundle: int = 16,
+        prefetch: int = 64,
+        bundle: int = 8,
         delivery_limit: int = 5,
         refresh_s: float = 5.0,
         connect_timeout_s: float = 5.0,
@@ -142,12 +142,11 @@ class RabbitQueue:
         self.region = region
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
-        self._prefetch = prefetch
         # Jobs per message: what the broker's window of messages is worked out from, and
         # what a message another process put is taken to hold when the depth is counted.
         self._sizes = Sizes(bundle)
-        self._window = self._sizes.messages_for(prefetch)  # the window asked of the broker
-        self._retuning: asyncio.Task[None] | None = None
+        # The broker's window counts messages: as many as cannot hold more than prefetch jobs.
+        self._window = messages_within(prefetch, bundle)
         self._refresh_s = refresh_s
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
@@ -277,10 +276,6 @@ class RabbitQueue:
             await self._acks.flush()  # before the take-back, which acks and rejects by tag too
             if self._refresher is not None:
                 self._refresher.cancel()
-            if self._retuning is not None:
-                # Let it end rather than cancel an AMQP call in flight (its channel would
-                # be lost); it is bounded by the link's timeout and never raises.
-                await self._retuning
             link = self._link
             if link is not None and link.alive:
                 try:
@@ -405,28 +400,7 @@ class RabbitQueue:
                 log.info("queue.redelivered", extra=extra)
             self._handout.receive(received, job)
         self._wake()
-        self._learn_size(link, len(jobs))
-
-    # -- the broker's window ----------------------------------------------------------------
-    def _learn_size(self, link: Link, jobs: int) -> None:
-        """Follow the size of the messages received; once the window in messages it calls for
-        is off by half or more, ask the broker for it (one call at a time)."""
-        self._sizes.learn(jobs)
-        wanted = self._sizes.messages_for(self._prefetch)
-        if self._retuning is None and not 0.5 * self._window < wanted < 2 * self._window:
-            self._retuning = asyncio.create_task(self._retune(link))
-
-    async def _retune(self, link: Link) -> None:
-        try:
-            async with self._linking:  # not while consuming starts
-                window = self._sizes.messages_for(self._prefetch)
-                if link is self._link and link.alive and link.consuming:
-                    await link.set_prefetch(window)
-                self._window = window  # a new link opens with it
-        except QueueError:
-            pass  # the link is lost: the next one opens with the window wanted now
-        finally:
-            self._retuning = None
+        self._sizes.learn(len(jobs))
 
     async def _release_link_if_done(self) -> None:
         """Close the link once closed and every job handed out is acked."""

@@ -46,7 +46,7 @@ from herald.constants import (
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
-from herald.queues.bundles import Sizes, bundles
+from herald.queues.bundles import Sizes, bundles, messages_within
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
 
@@ -92,8 +92,8 @@ class RedisStreamQueue:
     of a consumer idle this long are taken over; keep it well under the engine's lease.
     ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
     take-overs, close). ``bundle``: jobs one entry carries at most. ``read_count``: jobs read
-    per round trip, about: reads count entries, so as many as hold that many jobs at the mean
-    size of the entries seen. Acks go in pipelines of up to ``ack_batch`` entries, each
+    per round trip at most: reads count entries, so as many entries as cannot hold more (one
+    if an entry may hold more on its own). Acks go in pipelines of up to ``ack_batch`` entries, each
     waiting ``ack_linger_s`` at most for others to join it.
     """
 
@@ -138,10 +138,10 @@ class RedisStreamQueue:
         self._max_len = max_len
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._block_s = block_s
-        self._read_count = read_count
-        # Jobs per entry: how many entries a read asks for, and what an entry another process
-        # added is taken to hold when the depth is counted in jobs.
+        # Jobs per entry: what an entry another process added is taken to hold when the depth
+        # is counted in jobs. A read asks for entries that cannot hold more than read_count.
         self._sizes = Sizes(bundle)
+        self._read_entries = messages_within(read_count, bundle)
         self._place: dict[str, tuple[Platform, str]] = {}  # stream key: (platform, region)
         self._streams = [self._key(p, region) for p in dict.fromkeys(platforms)]
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
@@ -346,7 +346,7 @@ class RedisStreamQueue:
                     self.group,
                     self.consumer,
                     dict.fromkeys(self._streams, ">"),
-                    count=self._sizes.messages_for(self._read_count),
+                    count=self._read_entries,
                     block=max(1, int(block_s * 1000)),
                 )
             )
@@ -377,7 +377,7 @@ class RedisStreamQueue:
             mine.setdefault(entry[0], []).append(entry[1])
         for key in self._streams:
             start = self._cursor.get(key, _NO_ENTRY)
-            count = self._sizes.messages_for(self._read_count)
+            count = self._read_entries
             pipe.xautoclaim(key, self.group, self.consumer, self._claim_idle_ms, start, count)
             pipe.xpending_range(key, self.group, "-", "+", _PENDING_LOOKED_AT)
             if mine.get(key):

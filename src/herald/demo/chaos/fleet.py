@@ -139,7 +139,7 @@ class EngineFleet:
         self.exit_codes.append(code)
         log.error(
             "chaos.process_exit",
-            extra={"process": member.index, "role": member.member.role, "code": code},
+            extra={"member": member.index, "role": member.member.role, "code": code},
         )
         with contextlib.suppress(OSError):
             await self._launch(member)
