@@ -110,12 +110,14 @@ def open_queue(
             url,
             platforms=platforms,
             region=region,
-            # What the worker holds is its intake's to bound. The broker's window is twice
-            # that, 8 jobs per request the worker may have in flight, hence one message of up
-            # to 8 jobs per request: when the load is light and messages hold one job, every
-            # request still has one; when it is heavy, the intake refills by halves and finds
-            # the next half waiting, and at most an intake's worth waits beyond what it holds.
-            prefetch=2 * prefetch,
+            # What the worker holds is its intake's to bound; the broker's window (messages
+            # of up to 8 jobs) is four times that in jobs, 16 per request the worker may have
+            # in flight, hence two messages per request: when the load is light and messages
+            # hold one job, jobs held for a rate limit or a cap, being written or with their
+            # ack lingering do not leave the requests without a message; when a burst of full
+            # messages comes, a worker holds at most four intakes' worth (128 Facebook jobs:
+            # 16 s of work at a second a request, well within the hand-off lease).
+            prefetch=4 * prefetch,
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 

@@ -12,6 +12,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractConnection
 
+from herald.config import Settings
 from herald.domain import Content, Delivery, Job, Platform, new_id, utcnow
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.amqp import Link, Topology
@@ -379,3 +380,30 @@ async def test_while_the_broker_is_down_calls_raise_queue_unavailable_then_work_
         await consumer.ack(done)
     assert await consumer.close() == []
     assert await publisher.close() == []
+
+
+async def test_a_worker_of_several_platforms_holds_no_more_than_its_prefetch_in_all(rabbit):
+    """RabbitMQ's window is per consumer, one a queue: a worker reading four platforms splits
+    its jobs' worth between them."""
+    platforms = (FB, Platform.INSTAGRAM, Platform.LINKEDIN, Platform.YOUTUBE)
+    worker = rabbit.queue(platforms=platforms, prefetch=64, bundle=8)
+    burst = rabbit.queue(platforms=(), bundle=8)
+    for platform in platforms:
+        await burst.put([job(platform=platform, text=f"{platform.value} {n}") for n in range(80)])
+    await got(worker)
+    await asyncio.sleep(0.5)
+    out = [10 - await rabbit.ready(platform) for platform in platforms]
+    assert out == [2, 2, 2, 2]  # 8 messages of 8: 64 jobs
+
+
+async def test_a_facebook_worker_has_two_messages_a_request_when_they_hold_one_job(rabbit):
+    """When the load is light and messages hold one job, a Facebook worker (8 requests in
+    flight) still has two messages a request: jobs held for a limit or a cap, being written or
+    with their ack lingering do not leave its requests without work."""
+    # As herald.bootstrap.open_queue builds a worker's queue: four times what its intake holds.
+    prefetch = 4 * Settings().worker_prefetch([FB])
+    worker = rabbit.queue(platforms=[FB], prefetch=prefetch)
+    await rabbit.queue(platforms=(), bundle=1).put([job(text=str(n)) for n in range(20)])
+    held = [await got(worker) for _ in range(16)]
+    assert len(held) == 16
+    await nothing_more(worker)

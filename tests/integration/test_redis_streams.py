@@ -290,7 +290,8 @@ async def test_a_read_never_takes_more_than_read_count_jobs_after_a_quiet_spell(
     """Reads count entries: after a quiet spell of one-job entries, a burst of full ones (the
     top of the hour) still gives one read no more than read_count jobs, and leaves the rest to
     the other workers."""
-    worker = queues.open(read_count=32, bundle=16, ack_linger_s=0)
+    fb = [Platform.FACEBOOK]
+    worker = queues.open(platforms=fb, read_count=32, bundle=16, ack_linger_s=0)
     singles = queues.open(platforms=(), bundle=1)
     for _ in range(16):
         await singles.put(jobs_for(Platform.FACEBOOK, 1))
@@ -299,7 +300,7 @@ async def test_a_read_never_takes_more_than_read_count_jobs_after_a_quiet_spell(
     await queues.open(platforms=(), bundle=16).put(jobs_for(Platform.FACEBOOK, 16 * 10))
     await asyncio.wait_for(worker.get(), WAIT_S)
     assert len(await pending(queues, Platform.FACEBOOK)) == 2  # two entries of 16: 32 jobs
-    other = queues.open(read_count=32, bundle=16)
+    other = queues.open(platforms=fb, read_count=32, bundle=16)
     await asyncio.wait_for(other.get(), WAIT_S)  # the rest is there for another worker
     assert len(await pending(queues, Platform.FACEBOOK)) == 4
 
@@ -311,3 +312,14 @@ async def test_an_unreachable_redis_raises_queue_unavailable():
     with pytest.raises(QueueUnavailable):
         await asyncio.wait_for(queue.get(), WAIT_S)
     assert await queue.close() == []
+
+
+async def test_a_read_of_several_streams_takes_no_more_than_read_count_in_all(queues):
+    """Redis counts a read per stream: a worker reading four platforms splits read_count."""
+    platforms = (Platform.FACEBOOK, Platform.INSTAGRAM, Platform.LINKEDIN, Platform.YOUTUBE)
+    worker = queues.open(read_count=64, bundle=16)
+    producer = queues.open(platforms=(), bundle=16)
+    for platform in platforms:
+        await producer.put(jobs_for(platform, 16 * 10))
+    await asyncio.wait_for(worker.get(), WAIT_S)
+    assert [len(await pending(queues, p)) for p in platforms] == [1, 1, 1, 1]  # 64 jobs

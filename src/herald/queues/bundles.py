@@ -37,10 +37,11 @@ def bundles(jobs: Sequence[Job], most: int) -> list[Sequence[Job]]:
     return out
 
 
-def messages_within(jobs: int, most: int) -> int:
-    """The most messages of up to ``most`` jobs that never hold more than ``jobs`` (at least
-    one message, which may then hold up to ``most``)."""
-    return max(1, jobs // most)
+def messages_within(jobs: int, most: int, sources: int = 1) -> int:
+    """How many messages of up to ``most`` jobs to take from each of ``sources`` (streams,
+    queues: Redis counts a read, RabbitMQ a window, per source) so that together they never
+    hold more than ``jobs``; at least one from each, which may then hold up to ``most``."""
+    return max(1, jobs // (most * max(1, sources)))
 
 
 class Sizes:

@@ -113,10 +113,11 @@ class RabbitQueue:
     puts). A job is put into the queue of its platform and its channel's region, ``region`` for
     a channel without one. ``prefix``: of every name on the broker. ``bundle``: jobs one
     message carries at most. ``prefetch``: jobs received and not finished at most (what the
-    worker holds): the broker's window of unacked messages counts messages, so it is as many
-    as cannot hold more jobs than that (one, if a message may hold more on its own), whatever
-    the size of the messages that come. ``delivery_limit``: deliveries of one message before
-    it is dead-lettered. ``refresh_s``: how often :meth:`depth`'s figure
+    worker holds): the broker's window of unacked messages counts messages, per consumer (one a
+    queue read), so each is as many as together cannot hold more jobs than that (one, if a
+    message may hold more on its own), whatever the size of the messages that come.
+    ``delivery_limit``: deliveries of one message before it is dead-lettered. ``refresh_s``:
+    how often :meth:`depth`'s figure
     is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
     other answer of the broker (a put's confirms included).
     """
@@ -142,15 +143,16 @@ class RabbitQueue:
         self.region = region
         self._broker = broker
         self._topology = Topology(prefix, delivery_limit)
-        # Jobs per message: what the broker's window of messages is worked out from, and
-        # what a message another process put is taken to hold when the depth is counted.
+        # Jobs per message: what a message another process put is taken to hold when the
+        # depth is counted in jobs.
         self._sizes = Sizes(bundle)
-        # The broker's window counts messages: as many as cannot hold more than prefetch jobs.
-        self._window = messages_within(prefetch, bundle)
         self._refresh_s = refresh_s
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
         self._reads: list[Place] = [(p, region) for p in dict.fromkeys(platforms)]
+        # The broker's window counts messages, per consumer (one a queue read): as many as
+        # together cannot hold more than prefetch jobs.
+        self._window = messages_within(prefetch, bundle, len(self._reads))
         self._place: dict[str, Place] = {}  # queue name: (platform, region)
         self._link: Link | None = None
         self._linking = asyncio.Lock()  # one connection at a time, consumers started once

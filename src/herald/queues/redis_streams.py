@@ -92,9 +92,10 @@ class RedisStreamQueue:
     of a consumer idle this long are taken over; keep it well under the engine's lease.
     ``block_s``: the longest a read waits in Redis before the queue looks again (depth,
     take-overs, close). ``bundle``: jobs one entry carries at most. ``read_count``: jobs read
-    per round trip at most: reads count entries, so as many entries as cannot hold more (one
-    if an entry may hold more on its own). Acks go in pipelines of up to ``ack_batch`` entries, each
-    waiting ``ack_linger_s`` at most for others to join it.
+    per round trip at most: a read counts entries per stream, so as many from each as together
+    cannot hold more (one from each, if an entry may hold more on its own). Acks go in
+    pipelines of up to ``ack_batch`` entries, each waiting ``ack_linger_s`` at most for others
+    to join it.
     """
 
     def __init__(
@@ -139,11 +140,13 @@ class RedisStreamQueue:
         self._claim_idle_ms = int(claim_idle_s * 1000)
         self._block_s = block_s
         # Jobs per entry: what an entry another process added is taken to hold when the depth
-        # is counted in jobs. A read asks for entries that cannot hold more than read_count.
+        # is counted in jobs.
         self._sizes = Sizes(bundle)
-        self._read_entries = messages_within(read_count, bundle)
         self._place: dict[str, tuple[Platform, str]] = {}  # stream key: (platform, region)
         self._streams = [self._key(p, region) for p in dict.fromkeys(platforms)]
+        # Redis counts a read per stream: entries that together cannot hold more than
+        # read_count jobs.
+        self._read_entries = messages_within(read_count, bundle, len(self._streams))
         self._grouped: set[str] = set()  # streams whose group this queue has made sure of
         self._handout: Handout[Entry] = Handout()  # read, and not handed out or not acked
         self._held: dict[Entry, int] = {}  # both of the above: each with its jobs not acked
