@@ -6,7 +6,8 @@
 A producer puts ``--jobs`` jobs in batches of ``--batch`` (each batch published at once and
 confirmed by the broker, as the dispatcher does with a claimed batch); then ``--workers``
 consumers of the quorum queue, each a queue with a connection of its own as separate processes
-would have, with ``--prefetch`` messages unacked at most, get and ack them all. Then both at
+would have, with ``--prefetch`` jobs unacked at most (messages carry several: see
+herald.queues.bundles), get and ack them all. Then both at
 once: the producer puts while the workers drain. Jobs are of the size the engine sends (a
 delivery, its channel, a few hundred characters of text). Every run uses a name prefix of its
 own, whose queues and exchanges are deleted at the end. Prints the figures and writes them to
