@@ -232,11 +232,8 @@ class RedisStreamQueue:
         entry = self._handout.finish(job)
         if entry is None:
             return
-        left = self._held.get(entry, 1) - 1
-        if left > 0:
-            self._held[entry] = left
+        if not self._last_of(entry):
             return  # an entry is acked with its last job
-        self._held.pop(entry, None)
         # Acks linger to go as one pipeline with others (herald.queues.acks).
         await self._acks.add(entry, now=self._closed)
         if self._closed:
@@ -246,6 +243,15 @@ class RedisStreamQueue:
         if self._closed:
             return 0
         return sum(self._waiting(key) for key in self._lag) + len(self._handout.ready)
+
+    def _last_of(self, entry: Entry) -> bool:
+        """One job of ``entry`` is done: True if it was the last (the entry is no longer held)."""
+        left = self._held.get(entry, 1) - 1
+        if left > 0:
+            self._held[entry] = left
+            return False
+        self._held.pop(entry, None)
+        return True
 
     def _waiting(self, key: str) -> int:
         """Jobs in the entries of ``key`` no consumer has read (this queue's own are those it
@@ -260,14 +266,8 @@ class RedisStreamQueue:
         self._closed_signal().set_result(None)
         await self._stop_reading()
         ready = self._handout.take_ready()
-        done = []
-        for entry, _ in ready:
-            left = self._held.get(entry, 1) - 1
-            if left > 0:
-                self._held[entry] = left  # acked with its last job, handed out
-            else:
-                self._held.pop(entry, None)
-                done.append(entry)
+        # An entry some of whose jobs are handed out is acked with the last of them.
+        done = [entry for entry, _ in ready if self._last_of(entry)]
         try:
             # Read and never handed out: the engine releases these jobs, so no one else may
             # take them over. Added and never read: taken back, as if never added.
