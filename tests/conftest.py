@@ -212,7 +212,29 @@ async def rabbit_connection(
         try:
             await drop_rabbit(connection, prefix, regions)
         finally:
-            await connection.close()
+            await close_rabbit(connection)
+
+
+async def close_rabbit(connection: AbstractConnection) -> None:
+    """Close ``connection`` and wait for what aio-pika and aiormq finish in tasks of their own
+    after ``close()`` returned: each channel's close callback and the connection's writer.
+    Those of channels still open at the close (a queue closed with jobs never acked keeps its
+    channels, as a worker's would) are awaited by nobody: still running when the test's event
+    loop closes, they are destroyed pending, which fails the test."""
+    await connection.close()
+    me = asyncio.current_task()
+    closing = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not me and _closes_a_connection(task.get_coro())
+    ]
+    if closing:
+        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10.0)
+
+
+def _closes_a_connection(coro: object) -> bool:
+    name = getattr(coro, "__qualname__", "")
+    return name.startswith("OneShotCallback.") or name.endswith(".close_writer_task")
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ from herald.queues.bundles import bundles
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.wire import decode_jobs, encode_job
 from herald.testing import channel, eventually
-from tests.conftest import RABBIT_URL, new_rabbit_prefix, rabbit_connection
+from tests.conftest import RABBIT_URL, close_rabbit, new_rabbit_prefix, rabbit_connection
 from tests.integration.rabbit_rig import OwnRabbit
 
 pytestmark = pytest.mark.rabbitmq
@@ -167,7 +167,7 @@ async def test_a_message_is_acked_with_its_last_job_and_goes_back_whole_if_it_wa
     held = [await got(first) for _ in put]
     await first.ack(held[0])
     await first.ack(held[2])
-    await connection.close()  # dies with the second job unfinished
+    await close_rabbit(connection)  # dies with the second job unfinished
     second = rabbit.queue(platforms=[FB], ack_linger_s=0)
     assert [await taken(second) for _ in put] == put
     await second.close()
@@ -235,7 +235,7 @@ async def test_a_job_not_acked_when_its_consumers_connection_dies_goes_to_anothe
     assert await got(first) == mine
     second = rabbit.queue(platforms=[FB])
     await nothing_more(second)  # held, unacked, by the first
-    await connection.close()  # the first consumer's process dies
+    await close_rabbit(connection)  # the first consumer's process dies
     assert await taken(second) == mine
     await second.close()
     assert await rabbit.ready() == 0
@@ -274,7 +274,7 @@ async def test_acks_linger_and_go_in_as_few_frames_as_the_tags_allow(rabbit, ack
     await consumer.ack(jobs[2])
     await consumer.close()  # acks what lingers before it closes
     assert ack_frames[3] == (3, True)
-    await connection.close()
+    await close_rabbit(connection)
     assert await rabbit.ready() == 0  # every one acked: none went back to the queue
 
 
@@ -284,7 +284,7 @@ async def test_a_job_redelivered_delivery_limit_times_is_dead_lettered(rabbit):
         connection = await aio_pika.connect(RABBIT_URL)
         consumer = rabbit.queue(url=connection, platforms=[FB], delivery_limit=2)
         assert await got(consumer) == doomed
-        await connection.close()
+        await close_rabbit(connection)
     dead = await dead_letters(rabbit, 1)
     assert [decode_jobs(body) for body in dead] == [[doomed]]
     last = rabbit.queue(platforms=[FB], delivery_limit=2)
