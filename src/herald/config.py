@@ -71,6 +71,12 @@ class EngineSettings(BaseModel):
         5.0, ge=0, description="wait after an unknown outcome before looking the post up"
     )
     max_checks: int = Field(8, ge=1, description="failed look-ups before leaving it to the user")
+    listing_settle_s: float = Field(
+        120.0,
+        ge=0,
+        description="a look-up that finds nothing is trusted only this long after the "
+        "uncertain request: the platforms' listings show a new post late",
+    )
     shutdown_grace_s: GraceSeconds = 30.0
     idle_recheck_s: RecheckSeconds = 5.0
     limit_margin_s: float = Field(

@@ -16,7 +16,7 @@ from typing import Any
 from herald.config import Settings
 from herald.domain import Channel, Content, Media, MediaKind, Platform, utcnow
 from herald.platforms.registry import build_connectors
-from herald.simulator import LatencyModel, Simulator, SimulatorConfig
+from herald.simulator import NO_LISTING_LAG, LatencyModel, Simulator, SimulatorConfig
 from herald.types import Connector, PublishRequest
 
 PLATFORMS = list(Platform)
@@ -26,6 +26,7 @@ PAUSE_S = 42.0
 def quiet_config(**overrides: Any) -> SimulatorConfig:
     """A simulator that answers at once, with a fixed seed; ``overrides`` as for
     :meth:`SimulatorConfig.from_settings` (per-platform limits, say)."""
+    overrides.setdefault("listing_lag", NO_LISTING_LAG)  # listings show new posts at once
     return SimulatorConfig.from_settings(
         Settings(), latency=LatencyModel(median_s=0.0, p99_s=0.0), seed=7, **overrides
     )

@@ -26,11 +26,15 @@ from herald.domain import (
 )
 from herald.engine import Engine
 from herald.service.credentials import SecretsFile
-from herald.simulator import Simulator
+from herald.simulator import ListingLag, Simulator
 from herald.stores.sqlite import SQLiteStore
+
+#: Listings that show a new post within 2 s: what FAST_ENGINE's look-ups wait for.
+FAST_LISTINGS = ListingLag(median_s=0.2, p99_s=1.0, max_s=2.0)
 
 FAST_ENGINE = {
     "check_delay_s": 0.2,
+    "listing_settle_s": 3.0,  # FAST_LISTINGS' longest lag, and the time a request takes
     "backoff_base_s": 0.05,
     "backoff_cap_s": 0.5,
     "throttle_pause_s": 0.5,

@@ -12,7 +12,7 @@ from herald.domain import ChannelStatus, Platform, utcnow
 from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
 from herald.testing import eventually
-from tests.integration.pipeline import open_pipeline
+from tests.integration.pipeline import FAST_LISTINGS, open_pipeline
 
 S = DeliveryState
 
@@ -20,7 +20,11 @@ S = DeliveryState
 def sim_config(**kw) -> SimulatorConfig:
     from herald.config import Settings
 
-    base = {"latency": LatencyModel(median_s=0.002, p99_s=0.01), "seed": 3}
+    base = {
+        "latency": LatencyModel(median_s=0.002, p99_s=0.01),
+        "seed": 3,
+        "listing_lag": FAST_LISTINGS,
+    }
     base.update(kw)
     overrides = base.pop("overrides", {})
     return SimulatorConfig.from_settings(Settings(), **base, **overrides)

@@ -18,6 +18,7 @@ from herald.states import DeliveryState
 from herald.stores.postgres import PostgresStore
 from herald.testing import eventually
 from tests.conftest import PG_URL
+from tests.integration.pipeline import FAST_LISTINGS
 from tests.integration.test_postgres_pipeline import assert_each_published_once, pg_pipeline
 from tests.integration.test_process import engine_env, spawn
 
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 async def sim():
     config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.02, p99_s=0.05), seed=7
+        Settings(),
+        latency=LatencyModel(median_s=0.02, p99_s=0.05),
+        seed=7,
+        listing_lag=FAST_LISTINGS,
     )
     async with Simulator(config) as simulator:
         yield simulator
@@ -92,7 +96,10 @@ async def test_a_killed_engine_s_claims_are_published_by_its_successor_in_second
 ):
     # Slow enough requests that the first engine holds hundreds of claims when it is killed.
     config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.05, p99_s=0.1), seed=11
+        Settings(),
+        latency=LatencyModel(median_s=0.05, p99_s=0.1),
+        seed=11,
+        listing_lag=FAST_LISTINGS,
     )
     url = f"{PG_URL}?schema={pg_schema}"
     async with Simulator(config) as sim:

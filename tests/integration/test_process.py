@@ -14,7 +14,7 @@ from herald.domain import Platform
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
 from herald.testing import eventually
-from tests.integration.pipeline import open_pipeline
+from tests.integration.pipeline import FAST_ENGINE, FAST_LISTINGS, open_pipeline
 
 S = DeliveryState
 POSTS = 240
@@ -30,6 +30,7 @@ def engine_env(sim: Simulator, db: str) -> dict[str, str]:
             "HERALD_DB": db,
             "HERALD_LOG_LEVEL": "WARNING",
             "HERALD_ENGINE__CHECK_DELAY_S": "0.2",
+            "HERALD_ENGINE__LISTING_SETTLE_S": str(FAST_ENGINE["listing_settle_s"]),
             "HERALD_ENGINE__SHUTDOWN_GRACE_S": "5",
             "HERALD_ENGINE__SQLITE_SYNCHRONOUS": "NORMAL",
             "HERALD_INSTAGRAM__POLL_INITIAL_S": "0.05",
@@ -49,7 +50,10 @@ async def spawn(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
 @pytest.fixture
 async def sim():
     config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.02, p99_s=0.05), seed=5
+        Settings(),
+        latency=LatencyModel(median_s=0.02, p99_s=0.05),
+        seed=5,
+        listing_lag=FAST_LISTINGS,
     )
     async with Simulator(config) as simulator:
         yield simulator

@@ -20,7 +20,7 @@ from herald.domain import Platform
 from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
 from herald.states import DeliveryState
 from herald.testing import eventually
-from tests.integration.pipeline import open_pipeline
+from tests.integration.pipeline import FAST_LISTINGS, open_pipeline
 from tests.integration.test_process import engine_env, spawn
 
 S = DeliveryState
@@ -40,6 +40,7 @@ async def sim():
         faults={LI: HANG},
         seed=16,
         linkedin={"member_posts_per_day": QUOTA},
+        listing_lag=FAST_LISTINGS,
     )
     async with Simulator(config) as simulator:
         yield simulator

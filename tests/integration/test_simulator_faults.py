@@ -16,6 +16,7 @@ import pytest
 from herald.config import Settings
 from herald.domain import Platform
 from herald.simulator import (
+    NO_LISTING_LAG,
     FaultConfig,
     LatencyModel,
     LinkedInSim,
@@ -39,7 +40,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(SimulatorConfig(latency=NO_LATENCY)) as simulator:
+    async with Simulator(
+        SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG)
+    ) as simulator:
         yield simulator
 
 
@@ -140,7 +143,7 @@ async def test_timeout_hangs_and_commits_only_before(
 
 
 async def test_stop_releases_hung_requests(http: aiohttp.ClientSession) -> None:
-    sim = Simulator(SimulatorConfig(latency=NO_LATENCY))
+    sim = Simulator(SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG))
     await sim.start()
     page = sim.add_account(FB)
     sim.set_faults(FB, FaultConfig(timeout_rate=1.0, hang_s=600))
@@ -232,7 +235,9 @@ async def test_injected_throttles_are_not_violations(
 async def test_a_request_over_a_limit_is_a_violation_and_a_refusal(
     http: aiohttp.ClientSession,
 ) -> None:
-    config = SimulatorConfig(latency=NO_LATENCY, linkedin=LinkedInSim(member_posts_per_day=1))
+    config = SimulatorConfig(
+        latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, linkedin=LinkedInSim(member_posts_per_day=1)
+    )
     async with Simulator(config) as sim:
         member = sim.add_account(LI)
         assert (await li_post(sim, http, member, "one"))[0] == 201
@@ -278,7 +283,9 @@ async def test_a_platform_down_for_a_while_comes_back_by_itself(
 async def test_taking_a_platform_down_cuts_the_requests_in_progress(
     http: aiohttp.ClientSession,
 ) -> None:
-    config = SimulatorConfig(latency=NO_LATENCY, faults={LI: FaultConfig(timeout_rate=1.0)})
+    config = SimulatorConfig(
+        latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, faults={LI: FaultConfig(timeout_rate=1.0)}
+    )
     async with Simulator(config) as sim:
         member = sim.add_account(LI)
         hung = asyncio.create_task(li_post(sim, http, member, "hung"))
@@ -295,6 +302,7 @@ async def test_fault_draws_follow_rate_and_seed(http: aiohttp.ClientSession) -> 
     async def run() -> list[int]:
         cfg = SimulatorConfig(
             latency=NO_LATENCY,
+            listing_lag=NO_LISTING_LAG,
             faults=faults,
             seed=7,
             linkedin=LinkedInSim(member_posts_per_day=1000),  # every call counts, faulted too
@@ -368,7 +376,9 @@ async def test_request_log(sim: Simulator, http: aiohttp.ClientSession) -> None:
 async def test_latency_is_applied(http: aiohttp.ClientSession) -> None:
     steady = LatencyModel(median_s=0.1, p99_s=0.1)
     async with Simulator(
-        SimulatorConfig(latency=NO_LATENCY, latency_by_platform={FB: steady})
+        SimulatorConfig(
+            latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, latency_by_platform={FB: steady}
+        )
     ) as sim:
         page = sim.add_account(FB)
         started = time.monotonic()

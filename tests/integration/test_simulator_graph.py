@@ -13,6 +13,7 @@ import pytest
 
 from herald.domain import Platform
 from herald.simulator import (
+    NO_LISTING_LAG,
     FacebookSim,
     InstagramSim,
     LatencyModel,
@@ -28,7 +29,7 @@ GRAPH_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000$")
 
 
 def config(**overrides: Any) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, **overrides)
+    return SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, **overrides)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 
 from herald.domain import Platform
 from herald.simulator import (
+    NO_LISTING_LAG,
     LatencyModel,
     LinkedInSim,
     SimAccount,
@@ -36,7 +37,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(SimulatorConfig(latency=NO_LATENCY)) as simulator:
+    async with Simulator(
+        SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG)
+    ) as simulator:
         yield simulator
 
 
@@ -215,7 +218,9 @@ async def test_body_validation(sim: Simulator, http: aiohttp.ClientSession) -> N
 
 async def test_member_day_limit_and_utc_reset(http: aiohttp.ClientSession) -> None:
     start = datetime(2026, 11, 28, 23, 59, 0, tzinfo=UTC).timestamp()
-    cfg = SimulatorConfig(latency=NO_LATENCY, linkedin=LinkedInSim(member_posts_per_day=3))
+    cfg = SimulatorConfig(
+        latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, linkedin=LinkedInSim(member_posts_per_day=3)
+    )
     async with Simulator(cfg, clock=SimClock(start)) as sim:
         member = sim.add_account(LI)
         for n in range(3):
@@ -239,7 +244,9 @@ async def test_member_day_limit_and_utc_reset(http: aiohttp.ClientSession) -> No
 
 async def test_app_day_limit(http: aiohttp.ClientSession) -> None:
     limits = LinkedInSim(member_posts_per_day=10, app_posts_per_day=3)
-    async with Simulator(SimulatorConfig(latency=NO_LATENCY, linkedin=limits)) as sim:
+    async with Simulator(
+        SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, linkedin=limits)
+    ) as sim:
         members = [sim.add_account(LI) for _ in range(2)]
         for n in range(3):
             member = members[n % 2]
@@ -254,7 +261,7 @@ async def test_app_day_limit(http: aiohttp.ClientSession) -> None:
 
 
 async def test_duplicate_commentary_is_refused_for_24_hours(http: aiohttp.ClientSession) -> None:
-    async with Simulator(SimulatorConfig(latency=NO_LATENCY)) as sim:
+    async with Simulator(SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG)) as sim:
         member, other = sim.add_account(LI), sim.add_account(LI)
         status, _, hdrs = await create_post(
             sim, http, member, post_body(member.external_id, "same")
@@ -284,7 +291,11 @@ async def test_duplicate_commentary_is_refused_for_24_hours(http: aiohttp.Client
 
 
 async def test_duplicate_commentary_is_counted(http: aiohttp.ClientSession) -> None:
-    config = SimulatorConfig(latency=NO_LATENCY, linkedin=LinkedInSim(reject_duplicates=False))
+    config = SimulatorConfig(
+        latency=NO_LATENCY,
+        listing_lag=NO_LISTING_LAG,
+        linkedin=LinkedInSim(reject_duplicates=False),
+    )
     async with Simulator(config) as sim:
         member = sim.add_account(LI)
         for _ in range(3):

@@ -14,6 +14,7 @@ from yarl import URL
 
 from herald.domain import Platform
 from herald.simulator import (
+    NO_LISTING_LAG,
     InstagramSim,
     LatencyModel,
     SimAccount,
@@ -38,6 +39,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def sim() -> AsyncIterator[Simulator]:
     config = SimulatorConfig(
         latency=NO_LATENCY,
+        listing_lag=NO_LISTING_LAG,
         instagram=InstagramSim(publishes_per_24h=1000, containers_per_24h=1000),
     )
     async with Simulator(config) as simulator:
@@ -238,7 +240,9 @@ async def yt_page(
 
 async def test_youtube_page_tokens_and_one_unit_a_page(http: aiohttp.ClientSession) -> None:
     # 4 units a day: three pages and one more call fit, the fifth call is over the quota.
-    config = SimulatorConfig(latency=NO_LATENCY, youtube=YouTubeSim(units_per_day=4))
+    config = SimulatorConfig(
+        latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, youtube=YouTubeSim(units_per_day=4)
+    )
     async with Simulator(config) as sim:
         channel = sim.add_account(Platform.YOUTUBE)
         videos = [await yt_upload(sim, http, channel, n) for n in range(7)]

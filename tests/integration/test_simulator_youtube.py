@@ -14,6 +14,7 @@ from yarl import URL
 
 from herald.domain import Platform
 from herald.simulator import (
+    NO_LISTING_LAG,
     FaultConfig,
     LatencyModel,
     SimAccount,
@@ -32,7 +33,9 @@ SIZE = 300_000
 
 
 def config(**youtube: Any) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, youtube=YouTubeSim(**youtube))
+    return SimulatorConfig(
+        latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, youtube=YouTubeSim(**youtube)
+    )
 
 
 @pytest.fixture

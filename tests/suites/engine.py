@@ -37,6 +37,7 @@ def settings(**engine) -> Settings:
         "idle_recheck_s": 0.5,
         "shutdown_grace_s": 2.0,
         "hold_s": 1.0,
+        "listing_settle_s": 0.0,
     }
     base.update(engine)
     return Settings(engine=EngineSettings(**base))
@@ -224,6 +225,38 @@ class EngineSuite:
         assert world.duplicates() == 0
         outcomes = [a.outcome for a in await store.list_attempts(d.id)]
         assert outcomes == ["unknown", "not_found", "published"]
+
+    async def test_an_early_look_up_that_misses_a_lagging_post_is_not_trusted(self, store):
+        # The post was made, its answer lost, and the listing shows it only after 3 s: the
+        # first look-up (at once) misses it; Herald looks again once listings settle (5 s
+        # after the send) and finds it, instead of sending it a second time.
+        world = FakePlatform(listing_lag_s=3.0)
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb], text="lagging")])
+        conn = FakeConnector(Platform.FACEBOOK, world, script={"lagging": ["commit-then-unknown"]})
+        await drain(engine_for(store, {Platform.FACEBOOK: conn}, settings(listing_settle_s=5.0)))
+        (d,) = (await states(store)).values()
+        assert (d.state, d.reconciled, d.attempts) == (S.PUBLISHED, True, 1)
+        assert world.duplicates() == 0
+        assert [kind for kind, _ in world.calls] == ["publish", "find", "find"]
+        attempts = await store.list_attempts(d.id)
+        assert [a.outcome for a in attempts] == ["unknown", "not_listed_yet", "found"]
+        assert attempts[2].started_at - attempts[0].started_at >= timedelta(seconds=5)
+
+    async def test_a_look_up_after_listings_settle_that_finds_nothing_sends_again(self, store):
+        from herald.errors import OutcomeUnknown
+
+        world = FakePlatform()
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb], text="lost")])
+        conn = FakeConnector(Platform.FACEBOOK, world, script={"lost": [OutcomeUnknown("timeout")]})
+        await drain(engine_for(store, {Platform.FACEBOOK: conn}, settings(listing_settle_s=2.0)))
+        (d,) = (await states(store)).values()
+        assert (d.state, d.attempts, world.published()) == (S.PUBLISHED, 2, 1)
+        outcomes = [a.outcome for a in await store.list_attempts(d.id)]
+        assert outcomes == ["unknown", "not_listed_yet", "not_found", "published"]
 
     async def test_failing_checks_end_with_a_user_decision_not_a_resend(self, store, world):
         from herald.errors import OutcomeUnknown

@@ -28,7 +28,11 @@ def hourly(limit: int, *, refundable: bool = False) -> LimitRule:
 def engine_for(store, connector, limit, *, shutdown_grace_s=2.0) -> Engine:
     """A new engine, as after a restart: its own limiter, with a rule of ``limit`` per hour."""
     engine = EngineSettings(
-        check_delay_s=0.0, idle_recheck_s=0.5, hold_s=1.0, shutdown_grace_s=shutdown_grace_s
+        check_delay_s=0.0,
+        idle_recheck_s=0.5,
+        hold_s=1.0,
+        shutdown_grace_s=shutdown_grace_s,
+        listing_settle_s=0.0,
     )
     return Engine(
         Settings(engine=engine),

@@ -9,7 +9,7 @@ import pytest
 
 from herald.config import EngineSettings
 from herald.domain import Attempt, ChannelStatus, Content, Delivery, Job, Platform, utcnow
-from herald.engine.policy import Decision, Policy
+from herald.engine.policy import Decision, Policy, webhook_event
 from herald.errors import (
     AuthExpired,
     ContentRejected,
@@ -50,6 +50,7 @@ def policy(**settings) -> Policy:
         "check_delay_s": 5.0,
         "throttle_pause_s": 30.0,
         "max_checks": 3,
+        "listing_settle_s": 20.0,
     }
     base.update(settings)
     return Policy(EngineSettings(**base), random.Random(1))
@@ -214,6 +215,28 @@ def test_check_that_finds_nothing_hands_back_the_record_to_publish_with():
     record = check(None)
     assert not isinstance(record, Decision)
     assert record.outcome == "not_found"
+
+
+def test_check_that_finds_nothing_before_listings_settle_looks_again_once_they_have():
+    sent = NOW - timedelta(seconds=8)  # 8 s after the send; listings settle after 20
+    d = check(None, check_since=sent, checks=2)
+    assert isinstance(d, Decision)
+    t = d.transition
+    assert (t.target, t.check_first, t.next_attempt_at) == (
+        S.UNCONFIRMED,
+        True,
+        sent + timedelta(seconds=20),
+    )
+    assert (t.attempt.outcome, t.check_failed) == ("not_listed_yet", False)
+    assert webhook_event(d) is None  # Herald is still on it: nothing for the user yet
+
+
+def test_a_look_up_started_before_listings_settled_is_not_trusted_even_if_it_ends_after():
+    sent = NOW - timedelta(seconds=20)
+    d = policy().after_check(
+        job(check_first=True, attempts=1, check_since=sent), NOW - timedelta(seconds=1), NOW, None
+    )
+    assert d.transition.attempt.outcome == "not_listed_yet"
 
 
 def test_check_that_finds_nothing_too_late_expires():

@@ -13,7 +13,10 @@ unit tests pin them down.
   no retry or check spent, nothing to look up; an outage of the platform
   (:mod:`herald.engine.pauses`) holds it back meanwhile;
 - unknown outcome: ``unconfirmed``; look the post up after ``check_delay_s`` before anything
-  is sent again.
+  is sent again. The platforms' listings are eventually consistent: a look-up that finds
+  nothing sooner than ``listing_settle_s`` after the uncertain request left proves nothing,
+  and the post is looked up again once that time has passed; only a look-up made after it
+  that finds nothing lets the post be sent again.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from herald.backoff import full_jitter
@@ -376,8 +379,22 @@ class Policy:
         if result is None:
             if self.is_expired(job, finished):
                 return self.expire(job, finished, looked_up=record("not_found"))
+            settled = self.listings_settled_at(job)
+            if started < settled:
+                # Started before the listing could show the post: look again once it can.
+                early = record("not_listed_yet")
+                t = self._unconfirmed(job, next_attempt_at=settled, attempt=early)
+                return Decision(t, "not_listed_yet", "delivery.check_later")
             return record("not_found")
         return self._check_failed(job, result, finished, record)
+
+    def listings_settled_at(self, job: Job) -> datetime:
+        """From when a look-up that finds nothing can be trusted: ``listing_settle_s`` after
+        the uncertain request left (the post, if any, is not older than ``check_since``)."""
+        since = job.delivery.check_since
+        if since is None:
+            return datetime.min.replace(tzinfo=UTC)
+        return since + timedelta(seconds=self.settings.listing_settle_s)
 
     def _check_failed(
         self, job: Job, exc: BaseException, now: datetime, record: AttemptFactory

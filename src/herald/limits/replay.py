@@ -34,7 +34,7 @@ from herald.types import Connector, EngineStore, RateLimiter
 
 __all__ = ["gives_back", "horizon_s", "reached", "replayed_grants", "restore"]
 
-_LOOKUP = frozenset({"found", "not_found", "check_failed"})  # only a look-up ends so
+_LOOKUP = frozenset({"found", "not_found", "not_listed_yet", "check_failed"})  # look-ups only
 _PUBLISH = frozenset({"published", "transient", "rejected", "unknown", "duplicate", "abandoned"})
 _NOT_PUBLISHED = frozenset({"rate_limited", "auth", "rejected", "transient", "not_sent"})
 _NEVER_SENT = frozenset({"not_sent"})  # the request never left: the platform saw nothing

@@ -24,11 +24,16 @@ from herald.simulator.audit import Audit, PostRecord, Refusal, RequestRecord, Vi
 from herald.simulator.client import RemoteAudit, SimulatorClient, SimulatorClientError
 from herald.simulator.clock import SimClock
 from herald.simulator.config import (
+    NO_LISTING_LAG,
+    CallFaults,
+    CallKind,
+    DuplicateCheck,
     FacebookSim,
     FaultConfig,
     InstagramSim,
     LatencyModel,
     LinkedInSim,
+    ListingLag,
     SimulatorConfig,
     YouTubeSim,
 )
@@ -37,14 +42,19 @@ from herald.simulator.media import media_bytes, media_sha256
 from herald.simulator.server import PORT_NAMES, Simulator, SimulatorUrls, serve
 
 __all__ = [
+    "NO_LISTING_LAG",
     "PORT_NAMES",
     "Audit",
+    "CallFaults",
+    "CallKind",
+    "DuplicateCheck",
     "FacebookSim",
     "Fault",
     "FaultConfig",
     "InstagramSim",
     "LatencyModel",
     "LinkedInSim",
+    "ListingLag",
     "PostRecord",
     "Refusal",
     "RemoteAudit",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,11 +21,16 @@ if TYPE_CHECKING:
     from herald.config import Settings
 
 __all__ = [
+    "NO_LISTING_LAG",
+    "CallFaults",
+    "CallKind",
+    "DuplicateCheck",
     "FacebookSim",
     "FaultConfig",
     "InstagramSim",
     "LatencyModel",
     "LinkedInSim",
+    "ListingLag",
     "SimulatorConfig",
     "YouTubeSim",
 ]
@@ -62,12 +68,19 @@ class LatencyModel(BaseModel):
         return self.median_s * math.exp(sigma * rng.gauss(0.0, 1.0))
 
 
-class FaultConfig(BaseModel):
-    """Injected misbehaviour of one platform, drawn once per post-creating call (and per
-    chunk of a YouTube upload: any of them can fail).
+class CallKind(StrEnum):
+    """The kinds of platform call whose faults are set apart (:class:`FaultConfig`)."""
 
-    The four rates are exclusive outcomes of one draw, so they must sum to at most 1.
-    """
+    PUBLISH = "publish"  # creates the post: feed, photo, media_publish, posts, upload chunks
+    READ = "read"  # listings and look-ups: published_posts, media, posts, playlistItems...
+    CONTAINER = "container"  # Instagram container creation
+    STATUS = "status"  # Instagram container status polls
+    UPLOAD = "upload"  # YouTube upload-session start, LinkedIn image upload and its set-up
+    TOKEN = "token"  # access-token refresh
+
+
+class CallFaults(BaseModel):
+    """The four exclusive outcomes of one fault draw, so they sum to at most 1."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -77,6 +90,25 @@ class FaultConfig(BaseModel):
     timeout_rate: float = Field(default=0.0, ge=0, le=1, description="hang hang_s, then close")
     drop_rate: float = Field(default=0.0, ge=0, le=1, description="commit, then close, no response")
     throttle_rate: float = Field(default=0.0, ge=0, le=1, description="platform-shaped throttle")
+
+    @model_validator(mode="after")
+    def _rates_fit_one_draw(self) -> Self:
+        total = self.error_rate + self.timeout_rate + self.drop_rate + self.throttle_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError("fault rates must sum to at most 1")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return (self.error_rate + self.timeout_rate + self.drop_rate + self.throttle_rate) > 0
+
+
+class FaultConfig(CallFaults):
+    """Injected misbehaviour of one platform. The top-level rates are drawn once per
+    post-creating call (and per chunk of a YouTube upload: any of them can fail); ``calls``
+    sets the rates of the other kinds of call, drawn once per call before it is handled, so
+    that nothing is committed (a ``drop`` closes the connection unanswered)."""
+
     hang_s: float = Field(
         default=30.0, ge=0, description="how long a timeout fault holds the request"
     )
@@ -102,17 +134,70 @@ class FaultConfig(BaseModel):
         min_length=1,
         description="Graph codes an injected throttle picks from",
     )
+    calls: dict[CallKind, CallFaults] = Field(
+        default_factory=dict, description="rates of the calls that create no post, by kind"
+    )
 
     @model_validator(mode="after")
-    def _rates_fit_one_draw(self) -> FaultConfig:
-        total = self.error_rate + self.timeout_rate + self.drop_rate + self.throttle_rate
-        if total > 1.0 + 1e-9:
-            raise ValueError("fault rates must sum to at most 1")
+    def _publish_set_at_the_top(self) -> Self:
+        if CallKind.PUBLISH in self.calls:
+            raise ValueError("post-creating calls take the top-level rates, not calls.publish")
         return self
+
+    def for_call(self, kind: CallKind) -> CallFaults:
+        return self if kind is CallKind.PUBLISH else self.calls.get(kind, _NO_CALL_FAULTS)
 
     @property
     def active(self) -> bool:
-        return (self.error_rate + self.timeout_rate + self.drop_rate + self.throttle_rate) > 0
+        return super().active or any(rates.active for rates in self.calls.values())
+
+    @classmethod
+    def everywhere(cls, rates: CallFaults, **story: Any) -> FaultConfig:
+        """``rates`` on every kind of call, with the knobs of ``story`` (hang_s...)."""
+        other = {kind: rates for kind in CallKind if kind is not CallKind.PUBLISH}
+        return cls(**rates.model_dump(), calls=other, **story)
+
+
+_NO_CALL_FAULTS = CallFaults()
+
+
+class ListingLag(BaseModel):
+    """How long a new post takes to show in its channel's listings (Graph's and LinkedIn's
+    are eventually consistent): a lognormal delay, ``median_s`` and ``p99_s``, cut at
+    ``max_s``. The post exists at once (a duplicate check sees it); only listings lag."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    median_s: float = Field(default=2.0, ge=0)
+    p99_s: float = Field(default=20.0, ge=0)
+    max_s: float = Field(default=60.0, ge=0, description="no post lags longer than this")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ListingLag:
+        if self.p99_s < self.median_s:
+            raise ValueError("listing lag p99_s must be >= median_s")
+        return self
+
+    def sample(self, rng: random.Random) -> float:
+        model = LatencyModel(median_s=self.median_s, p99_s=self.p99_s)
+        return min(model.sample(rng), self.max_s)
+
+
+#: Listings that show every post at once.
+NO_LISTING_LAG = ListingLag(median_s=0.0, p99_s=0.0, max_s=0.0)
+
+
+class DuplicateCheck(BaseModel):
+    """A platform's refusal of a repeated post: usual, not certain, and forgetful."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    refuse_share: float = Field(
+        default=1.0, ge=0, le=1, description="share of repeats the platform refuses"
+    )
+    memory_s: float = Field(
+        default=86_400.0, gt=0, description="repeats of posts older than this go through"
+    )
 
 
 class FacebookSim(BaseModel):
@@ -123,6 +208,9 @@ class FacebookSim(BaseModel):
         default=100, gt=0, description="app limit: 200 x this per 1 h"
     )
     reject_duplicates: bool = Field(default=True, description="identical repeat post -> code 506")
+    # Graph's duplicate check is a heuristic: it usually refuses a repeat, and only for a
+    # while (the fault profiles make it miss some: ``refuse_share`` below 1).
+    duplicate_check: DuplicateCheck = DuplicateCheck(memory_s=6 * 3600.0)
 
     @property
     def page_calls_per_24h(self) -> int:
@@ -158,6 +246,7 @@ class LinkedInSim(BaseModel):
         default=True,
         description="same commentary by the same author within 24 h -> 422 DUPLICATE_POST",
     )
+    duplicate_check: DuplicateCheck = DuplicateCheck(memory_s=86_400.0)
 
 
 class YouTubeSim(BaseModel):
@@ -181,6 +270,7 @@ class SimulatorConfig(BaseModel):
     youtube: YouTubeSim = Field(default_factory=YouTubeSim)
     latency: LatencyModel = Field(default_factory=LatencyModel)
     latency_by_platform: dict[Platform, LatencyModel] = Field(default_factory=dict)
+    listing_lag: ListingLag = Field(default_factory=ListingLag)
     faults: dict[Platform, FaultConfig] = Field(default_factory=dict)
     seed: int = 0
     graph_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")

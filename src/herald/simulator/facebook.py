@@ -5,6 +5,10 @@ Every authenticated request on a Page is one call against the Page's rolling-24 
 docs/platforms.md. Both are checked before anything else happens; over either, the answer is
 HTTP 400 with code 32 (Page) or 4 (app) and a limit violation is recorded. Usage headers go
 out once usage is above zero, in floored percent.
+
+A repeat of a Page's recent post (same text and link) is refused with code 506 most of the
+time, and only within the duplicate check's memory (``duplicate_check``): Graph's check is
+a heuristic, not a promise. A new post shows in ``published_posts`` after the listing lag.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeGuard
 
 from aiohttp import web
@@ -20,6 +25,7 @@ from aiohttp import web
 from herald.constants import GraphCode, GraphEdge
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
+from herald.simulator.config import CallKind
 from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
@@ -35,7 +41,7 @@ from herald.simulator.graph import (
     require_node,
     throttled,
 )
-from herald.simulator.pipeline import Reply, with_faults
+from herald.simulator.pipeline import Reply, faulty, with_faults
 from herald.simulator.quotas import RollingCounter, admit
 from herald.simulator.wire import graph_time
 
@@ -51,11 +57,13 @@ _DEFAULT_FIELDS = ("id", "message", "created_time")
 
 @dataclass(slots=True)
 class _Post:
-    """A Page post as ``published_posts`` lists it; ``created`` in Unix seconds."""
+    """A Page post as ``published_posts`` lists it; ``created`` and ``listed`` (when the
+    listing starts to show it) in Unix seconds."""
 
     id: str
     message: str
     created: float
+    listed: float
 
 
 @dataclass(slots=True, eq=False)
@@ -74,7 +82,8 @@ class _Page:
     calls: RollingCounter
     posts: list[_Post] = field(default_factory=list)
     photos: dict[str, _Photo] = field(default_factory=dict)
-    seen: set[tuple[str, str]] = field(default_factory=set)  # (text, link) for duplicates
+    # (text, link): when it was last posted, for the duplicate check
+    seen: dict[tuple[str, str], float] = field(default_factory=dict)
 
 
 def _is_url(value: Any) -> TypeGuard[str]:
@@ -92,6 +101,7 @@ class FacebookSim:
         self._app_calls = RollingCounter("app_calls", self._config.app_calls_per_1h, _HOUR_S)
         self._pages: dict[str, _Page] = defaultdict(self._new_page)
         self._answers = GraphFaultAnswers(ctx, _FB, "pages")
+        self._read = partial(faulty, ctx, _FB, self._answers, CallKind.READ)
 
     def _new_page(self) -> _Page:
         return _Page(RollingCounter("page_calls", self._config.page_calls_per_24h, _DAY_S))
@@ -100,7 +110,9 @@ class FacebookSim:
         return [
             web.post(VERSION + "/{node}/" + GraphEdge.FEED, self.feed),
             web.post(VERSION + "/{node}/" + GraphEdge.PHOTOS, self.photos),
-            web.get(VERSION + "/{node}/" + GraphEdge.PUBLISHED_POSTS, self.published_posts),
+            web.get(
+                VERSION + "/{node}/" + GraphEdge.PUBLISHED_POSTS, self._read(self.published_posts)
+            ),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
@@ -160,11 +172,13 @@ class FacebookSim:
         node, headers = self._enter(request)
         raw_fields = request.query.get("fields")
         fields = tuple(raw_fields.split(",")) if raw_fields else _DEFAULT_FIELDS
+        now = self._ctx.clock.now()
         listing = graph_listing(
             request,
             self._pages[node].posts,
             lambda post: post.created,
             lambda post: self._render(post, fields),
+            lambda post: post.listed <= now,
         )
         return web.json_response(listing, headers=headers)
 
@@ -217,7 +231,13 @@ class FacebookSim:
         return photos
 
     def _refuse_duplicate(self, page: _Page, text: str, link: str, headers: dict[str, str]) -> None:
-        if self._config.reject_duplicates and text and (text, link) in page.seen:
+        if not self._config.reject_duplicates or not text:
+            return
+        check = self._config.duplicate_check
+        at = page.seen.get((text, link))
+        if at is None or self._ctx.clock.now() - at >= check.memory_s:
+            return
+        if self._ctx.dice.refuses_repeat(_FB, check.refuse_share):
             self._ctx.audit.duplicates_refused += 1
             duplicate = graph_error(
                 400, GraphCode.DUPLICATE_POST, "(#506) Duplicate status message", headers=headers
@@ -227,9 +247,9 @@ class FacebookSim:
     def _publish(self, node: str, page: _Page, text: str, link: str, delivered: bool) -> str:
         now = self._ctx.clock.now()
         post_id = f"{node}_{self._ctx.ids.serial(_POST_BASE)}"
-        page.posts.append(_Post(post_id, text, now))
+        page.posts.append(_Post(post_id, text, now, now + self._ctx.dice.listing_lag_s(_FB)))
         if text:
-            page.seen.add((text, link))
+            page.seen[(text, link)] = now
         self._ctx.audit.post(PostRecord(_FB, node, post_id, text, now, delivered))
         return post_id
 

@@ -12,6 +12,14 @@ the whole story of that call:
 - ``timeout``: decide now whether to commit (``timeout_commit_share``), commit at once if so,
   then hold the request for ``hang_s`` and close it without an answer. Nothing is ever
   committed after the delay, so a client that timed out can trust a later look-up.
+
+Calls that create no post (look-ups, container creation and status polls, upload set-up,
+token refresh) draw from their own kind's rates (:class:`~.config.CallKind`), before they
+are handled: an error or a throttle answers in the platform's shape, a drop closes the
+connection unanswered, a timeout holds it for ``hang_s`` first; none commits anything.
+
+The dice also decide, per platform, how long a new post takes to show in listings and
+whether the platform refuses a repeated post (:class:`~.config.DuplicateCheck`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import random
 from enum import StrEnum
 
 from herald.domain import Platform
-from herald.simulator.config import FaultConfig, SimulatorConfig
+from herald.simulator.config import CallKind, FaultConfig, SimulatorConfig
 
 __all__ = ["Dice", "Fault"]
 
@@ -38,6 +46,16 @@ class Dice:
         self._latency = {p: config.latency_for(p) for p in Platform}
         self._fault_rng = {p: random.Random(f"{config.seed}:{p.value}:faults") for p in Platform}
         self._latency_rng = {p: random.Random(f"{config.seed}:{p.value}:latency") for p in Platform}
+        # A kind's own generator: faults on look-ups leave the publish sequence as it was.
+        self._call_rng = {
+            (p, k): random.Random(f"{config.seed}:{p.value}:{k.value}:faults")
+            for p in Platform
+            for k in CallKind
+            if k is not CallKind.PUBLISH
+        }
+        self._listing = config.listing_lag
+        self._listing_rng = {p: random.Random(f"{config.seed}:{p.value}:listing") for p in Platform}
+        self._repeat_rng = {p: random.Random(f"{config.seed}:{p.value}:repeats") for p in Platform}
 
     def faults(self, platform: Platform) -> FaultConfig:
         return self._faults[platform]
@@ -45,11 +63,16 @@ class Dice:
     def set_faults(self, platform: Platform, faults: FaultConfig) -> None:
         self._faults[platform] = faults
 
-    def draw(self, platform: Platform) -> Fault | None:
-        config = self._faults[platform]
+    def draw(self, platform: Platform, kind: CallKind = CallKind.PUBLISH) -> Fault | None:
+        config = self._faults[platform].for_call(kind)
         if not config.active:
             return None
-        roll = self._fault_rng[platform].random()
+        rng = (
+            self._fault_rng[platform]
+            if kind is CallKind.PUBLISH
+            else self._call_rng[(platform, kind)]
+        )
+        roll = rng.random()
         for fault, rate in (
             (Fault.ERROR, config.error_rate),
             (Fault.TIMEOUT, config.timeout_rate),
@@ -60,6 +83,14 @@ class Dice:
                 return fault
             roll -= rate
         return None
+
+    def listing_lag_s(self, platform: Platform) -> float:
+        """How long a post created now stays out of its channel's listings."""
+        return self._listing.sample(self._listing_rng[platform])
+
+    def refuses_repeat(self, platform: Platform, share: float) -> bool:
+        """Whether the platform's duplicate check catches this repeat (``share`` of them)."""
+        return share >= 1.0 or self._repeat_rng[platform].random() < share
 
     def commit_before_hang(self, platform: Platform) -> bool:
         return self._fault_rng[platform].random() < self._faults[platform].timeout_commit_share

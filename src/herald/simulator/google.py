@@ -6,12 +6,20 @@ from typing import Any
 
 from aiohttp import web
 
+from herald.constants import YouTubeReason
 from herald.domain import Platform
 from herald.simulator.context import SimContext
 from herald.simulator.pipeline import Reply, identify
 from herald.simulator.wire import bearer_token, read_json_object
 
-__all__ = ["UPLOAD_SCOPE", "TokenEndpoint", "authenticate", "google_error"]
+__all__ = [
+    "FAULT_ANSWERS",
+    "UPLOAD_SCOPE",
+    "GoogleFaultAnswers",
+    "TokenEndpoint",
+    "authenticate",
+    "google_error",
+]
 
 _YT = Platform.YOUTUBE
 UPLOAD_SCOPE = "https://www.googleapis.com/auth/youtube.upload"
@@ -34,6 +42,21 @@ def google_error(
         }
     }
     return web.json_response(body, status=status, headers=headers)
+
+
+class GoogleFaultAnswers:
+    """Injected Google faults: a 503 ``backendError``, or a 403 ``rateLimitExceeded``."""
+
+    def transient(self, account: str) -> web.StreamResponse:
+        return google_error(503, "backendError", "Backend Error")
+
+    def throttle(self, account: str) -> web.StreamResponse:
+        return google_error(
+            403, YouTubeReason.RATE_LIMIT_EXCEEDED, "Rate Limit Exceeded", domain="usageLimits"
+        )
+
+
+FAULT_ANSWERS = GoogleFaultAnswers()
 
 
 def authenticate(request: web.Request, ctx: SimContext) -> str:

@@ -264,8 +264,10 @@ def graph_listing(
     items: Sequence[Item],
     created: Callable[[Item], float],
     render: Callable[[Item], dict[str, Any]],
+    shown: Callable[[Item], bool] | None = None,
 ) -> dict[str, Any]:
-    """One page of an edge listing, newest first, as Graph pages it.
+    """One page of an edge listing, newest first, as Graph pages it; items ``shown`` says
+    no of (not listed yet: :class:`~.config.ListingLag`) are left out.
 
     ``since`` and ``until`` (Unix seconds, inclusive) bound the creation time as listed
     (whole seconds), ``limit``
@@ -282,6 +284,8 @@ def graph_listing(
     picked: list[int] = []
     more = False
     for index in range(_first_index(query, len(items)), -1, -1):
+        if shown is not None and not shown(items[index]):
+            continue
         at = int(created(items[index]))  # the second that created_time shows
         if since is not None and at < since:
             break

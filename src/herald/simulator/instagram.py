@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +20,7 @@ from aiohttp import web
 from herald.constants import ContainerStatus, GraphEdge, InstagramCode, InstagramSubcode
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
+from herald.simulator.config import CallKind as C
 from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
@@ -32,7 +34,7 @@ from herald.simulator.graph import (
     not_found,
     require_node,
 )
-from herald.simulator.pipeline import Reply, with_faults
+from herald.simulator.pipeline import Reply, faulty, with_faults
 from herald.simulator.quotas import RollingCounter
 from herald.simulator.wire import graph_time
 
@@ -91,6 +93,7 @@ class _Media:
     caption: str
     media_type: str
     created: float
+    listed: float  # when the media listing starts to show it
 
 
 @dataclass(slots=True)
@@ -132,6 +135,7 @@ class InstagramSim:
         self._users: dict[str, _User] = defaultdict(self._new_user)
         self._containers: dict[str, _Container] = {}
         self._answers = GraphFaultAnswers(ctx, _IG, "instagram")
+        self._faulty = partial(faulty, ctx, _IG, self._answers)
 
     def _new_user(self) -> _User:
         return _User(
@@ -141,11 +145,17 @@ class InstagramSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post(VERSION + "/{node}/" + GraphEdge.MEDIA, self.create_container),
+            web.post(
+                VERSION + "/{node}/" + GraphEdge.MEDIA,
+                self._faulty(C.CONTAINER, self.create_container),
+            ),
             web.post(VERSION + "/{node}/" + GraphEdge.MEDIA_PUBLISH, self.publish),
-            web.get(VERSION + "/{node}/" + GraphEdge.MEDIA, self.list_media),
-            web.get(VERSION + "/{node}/content_publishing_limit", self.publishing_limit),
-            web.get(VERSION + "/{node}", self.container_status),
+            web.get(VERSION + "/{node}/" + GraphEdge.MEDIA, self._faulty(C.READ, self.list_media)),
+            web.get(
+                VERSION + "/{node}/content_publishing_limit",
+                self._faulty(C.READ, self.publishing_limit),
+            ),
+            web.get(VERSION + "/{node}", self._faulty(C.STATUS, self.container_status)),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
@@ -191,7 +201,11 @@ class InstagramSim:
             at = self._ctx.clock.now()
             user.publishes.take(at)
             media = _Media(
-                self._ctx.ids.serial(_MEDIA_BASE), container.caption, container.media_type, at
+                self._ctx.ids.serial(_MEDIA_BASE),
+                container.caption,
+                container.media_type,
+                at,
+                at + self._ctx.dice.listing_lag_s(_IG),
             )
             container.media_id = media.id
             user.media.append(media)
@@ -234,11 +248,13 @@ class InstagramSim:
     async def list_media(self, request: web.Request) -> web.StreamResponse:
         node = self._enter(request)
         fields = request.query.get("fields", "id,caption,timestamp").split(",")
+        now = self._ctx.clock.now()
         listing = graph_listing(
             request,
             self._users[node].media,
             lambda item: item.created,
             lambda item: self._render(item, fields),
+            lambda item: item.listed <= now,
         )
         return web.json_response(listing)
 

@@ -9,9 +9,12 @@ PUT there are counted and hashed as they arrive, never kept (the post's audit re
 the image's size and SHA-256).
 
 With ``reject_duplicates`` (the default), a post whose non-empty commentary equals one the
-same author made in the last 24 hours is refused with LinkedIn's 422 ``DUPLICATE_POST``
-body, naming the existing share. The author's posts are listed newest first, ``count`` (at
-most 100) from offset ``start``, with the ``total`` in ``paging``.
+same author made within the duplicate check's memory (24 hours) is refused with LinkedIn's
+422 ``DUPLICATE_POST`` body, naming the existing share, most of the time
+(``duplicate_check.refuse_share``): the check is the platform's, not a promise. The author's
+posts are listed newest first, ``count`` (at most 100) from offset ``start``, with the
+``total`` in ``paging``, once each has shown (``listing_lag``: the listing is eventually
+consistent).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -36,9 +40,10 @@ from herald.constants import (
 from herald.domain import Platform
 from herald.simulator.accounts import TokenStatus
 from herald.simulator.audit import PostRecord
+from herald.simulator.config import CallKind
 from herald.simulator.context import SimContext
 from herald.simulator.linkedin_body import PostBody, validate_post
-from herald.simulator.pipeline import Reply, identify, with_faults
+from herald.simulator.pipeline import Reply, faulty, identify, with_faults
 from herald.simulator.quotas import Counter, DailyCounter, admit
 from herald.simulator.wire import bearer_token, int_param, read_json_object
 
@@ -46,7 +51,6 @@ __all__ = ["LinkedInSim", "li_error"]
 
 _LI = Platform.LINKEDIN
 _SHARE_BASE = 7_400_000_000_000_000_000
-_DUPLICATE_WINDOW_MS = 86_400_000
 _MAX_START = 1_000_000
 _VERSION = re.compile(r"^\d{6}$")
 _SORTS = ("LAST_MODIFIED", "CREATED")
@@ -88,6 +92,7 @@ class _Post:
     id: str
     body: PostBody
     created_ms: int
+    listed: float  # Unix seconds: when the author's listing starts to show it
 
 
 @dataclass(slots=True)
@@ -150,6 +155,7 @@ class LinkedInSim:
         self._members: dict[str, _Member] = defaultdict(self._new_member)
         self._images: dict[str, _Image] = {}
         self._answers = LinkedInFaultAnswers(ctx)
+        self._faulty = partial(faulty, ctx, _LI, self._answers)
 
     def _new_member(self) -> _Member:
         return _Member(DailyCounter("member_posts", self._config.member_posts_per_day, "UTC"))
@@ -157,9 +163,9 @@ class LinkedInSim:
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post(LinkedInPath.POSTS, self.create_post),
-            web.get(LinkedInPath.POSTS, self.list_posts),
-            web.post(LinkedInPath.IMAGES, self.images_action),
-            web.put("/dms-uploads/{key}", self.upload_image),
+            web.get(LinkedInPath.POSTS, self._faulty(CallKind.READ, self.list_posts)),
+            web.post(LinkedInPath.IMAGES, self._faulty(CallKind.UPLOAD, self.images_action)),
+            web.put("/dms-uploads/{key}", self._faulty(CallKind.UPLOAD, self.upload_image)),
             web.route("*", "/{tail:.*}", self.not_found),
         ]
 
@@ -177,7 +183,7 @@ class LinkedInSim:
         def commit(delivered: bool) -> web.StreamResponse:
             now = self._ctx.clock.now()
             urn = f"urn:li:share:{self._ctx.ids.serial(_SHARE_BASE)}"
-            post = _Post(urn, body, int(now * 1000))
+            post = _Post(urn, body, int(now * 1000), now + self._ctx.dice.listing_lag_s(_LI))
             member.posts.append(post)
             if body.commentary:
                 member.latest[body.commentary] = post
@@ -211,7 +217,8 @@ class LinkedInSim:
         start = int_param(query.get("start"), 0, low=0, high=_MAX_START)
         if count is None or start is None or query.get("sortBy", "LAST_MODIFIED") not in _SORTS:
             raise Reply(li_error(400, "Invalid count, start or sortBy", code="ILLEGAL_ARGUMENT"))
-        posts = self._members[author].posts
+        now = self._ctx.clock.now()
+        posts = [post for post in self._members[author].posts if post.listed <= now]
         newest = islice(reversed(posts), start, start + count)
         elements = [self._render(author, post) for post in newest]
         paging = {"start": start, "count": count, "total": len(posts), "links": []}
@@ -322,9 +329,12 @@ class LinkedInSim:
     def _refuse_duplicate(self, member: _Member, commentary: str) -> None:
         if not self._config.reject_duplicates or not commentary:
             return
+        check = self._config.duplicate_check
         earlier = member.latest.get(commentary)
         now_ms = int(self._ctx.clock.now() * 1000)
-        if earlier is not None and now_ms - earlier.created_ms < _DUPLICATE_WINDOW_MS:
+        if earlier is None or now_ms - earlier.created_ms >= check.memory_s * 1000:
+            return
+        if self._ctx.dice.refuses_repeat(_LI, check.refuse_share):
             self._ctx.audit.duplicates_refused += 1
             raise _duplicate(earlier.id)
 

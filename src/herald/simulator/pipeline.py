@@ -1,5 +1,6 @@
 """What happens around every platform request: latency, in-flight gauges, the request log,
-and the fault story of post-creating calls.
+and the fault stories: of post-creating calls (:func:`with_faults`) and of every other kind
+of call (:func:`faulty`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from herald.domain import Platform
 from herald.simulator.audit import RequestRecord
+from herald.simulator.config import CallKind
 from herald.simulator.context import SimContext
 from herald.simulator.faults import Fault
 from herald.simulator.wire import bearer_token
@@ -22,6 +24,7 @@ __all__ = [
     "ConnectionDropped",
     "FaultAnswers",
     "Reply",
+    "faulty",
     "identify",
     "pipeline",
     "token_owner",
@@ -156,3 +159,27 @@ async def with_faults(
         commit(False)
     await ctx.hang(ctx.dice.faults(platform).hang_s)
     raise ConnectionDropped
+
+
+def faulty(
+    ctx: SimContext, platform: Platform, answers: FaultAnswers, kind: CallKind, handler: Handler
+) -> Handler:
+    """``handler`` behind the faults of ``kind``, drawn before it runs: nothing is committed
+    by a call that fails (see :mod:`.faults`)."""
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        fault = ctx.dice.draw(platform, kind)
+        if fault is None:
+            return await handler(request)
+        ctx.audit.injected_fault(platform, f"{kind.value}:{fault.value}")
+        account = request.get(_ACCOUNT) or ""
+        if fault is Fault.ERROR:
+            return answers.transient(account)
+        if fault is Fault.THROTTLE:
+            ctx.audit.throttled(platform, account, ctx.clock.now())
+            return answers.throttle(account)
+        if fault is Fault.TIMEOUT:
+            await ctx.hang(ctx.dice.faults(platform).hang_s)
+        raise ConnectionDropped
+
+    return run

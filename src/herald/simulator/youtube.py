@@ -7,16 +7,18 @@ playlist, and ``playlistItems.list`` to look videos up, newest first, ``maxResul
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 
 from herald.constants import YouTubePath
 from herald.domain import Platform
+from herald.simulator.config import CallKind as C
 from herald.simulator.context import SimContext
-from herald.simulator.google import TokenEndpoint, authenticate, google_error
+from herald.simulator.google import FAULT_ANSWERS, TokenEndpoint, authenticate, google_error
 from herald.simulator.media import MEDIA_PREFIX, serve_media
-from herald.simulator.pipeline import Reply, token_owner
+from herald.simulator.pipeline import Reply, faulty, token_owner
 from herald.simulator.wire import decode_position, encode_position, int_param
 from herald.simulator.youtube_quota import YouTubeQuota
 from herald.simulator.youtube_upload import UploadSessions
@@ -38,6 +40,7 @@ class YouTubeSim:
         self._uploads = UploadSessions(ctx, self._quota, self._videos)
         self._token = TokenEndpoint(ctx)
         self._token_owner = token_owner(ctx, _YT)
+        self._faulty = partial(faulty, ctx, _YT, FAULT_ANSWERS)
 
     def who(self, request: web.Request) -> str | None:
         """The channel a request acts for, by its token or by its upload session."""
@@ -45,11 +48,11 @@ class YouTubeSim:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post(YouTubePath.UPLOAD, self._uploads.start),
+            web.post(YouTubePath.UPLOAD, self._faulty(C.UPLOAD, self._uploads.start)),
             web.put(YouTubePath.UPLOAD, self._uploads.put),
-            web.get(YouTubePath.CHANNELS, self.channels),
-            web.get(YouTubePath.PLAYLIST_ITEMS, self.playlist_items),
-            web.post("/token", self._token.token),
+            web.get(YouTubePath.CHANNELS, self._faulty(C.READ, self.channels)),
+            web.get(YouTubePath.PLAYLIST_ITEMS, self._faulty(C.READ, self.playlist_items)),
+            web.post("/token", self._faulty(C.TOKEN, self._token.token)),
             web.get(MEDIA_PREFIX + "{path:.+}", serve_media),
             web.route("*", "/{tail:.*}", self.not_found),
         ]

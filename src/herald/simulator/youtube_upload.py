@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from herald.constants import YouTubeHeader, YouTubePath, YouTubeReason
+from herald.constants import YouTubeHeader, YouTubePath
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.context import SimContext
-from herald.simulator.google import authenticate, google_error
+from herald.simulator.google import FAULT_ANSWERS, authenticate, google_error
 from herald.simulator.pipeline import Reply, identify, with_faults
 from herald.simulator.wire import google_time, read_json_object
 from herald.simulator.youtube_quota import YouTubeQuota
@@ -148,7 +148,7 @@ class UploadSessions:
             video = self._publish(session, delivered)
             return web.json_response(video, status=201)
 
-        return await with_faults(self._ctx, _YT, session.channel, _ANSWERS, accept)
+        return await with_faults(self._ctx, _YT, session.channel, FAULT_ANSWERS, accept)
 
     def _live(self, request: web.Request) -> _Session:
         session = self._sessions.get(request.query.get("upload_id", ""))
@@ -265,16 +265,3 @@ async def _receive(request: web.Request, digest: HASH) -> tuple[HASH, int]:
         digest.update(piece)
         size += len(piece)
     return digest, size
-
-
-class _YouTubeFaultAnswers:
-    def transient(self, account: str) -> web.StreamResponse:
-        return google_error(503, "backendError", "Backend Error")
-
-    def throttle(self, account: str) -> web.StreamResponse:
-        return google_error(
-            403, YouTubeReason.RATE_LIMIT_EXCEEDED, "Rate Limit Exceeded", domain="usageLimits"
-        )
-
-
-_ANSWERS = _YouTubeFaultAnswers()

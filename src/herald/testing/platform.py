@@ -31,8 +31,11 @@ Step = BaseException | str | None
 class FakePlatform:
     """What the platform holds and what it was asked, shared by the connectors to it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, listing_lag_s: float = 0.0) -> None:
         self.posts: dict[tuple[str, str], list[str]] = defaultdict(list)  # (account, text) -> ids
+        # A post shows to look-ups this long after it was committed (listings lag).
+        self.listing_lag_s = listing_lag_s
+        self._listed_at: dict[str, float] = {}  # post id -> the loop's time it shows from
         self.calls: list[tuple[str, str]] = []  # (publish|find, delivery id), in arrival order
         self.arrivals: list[float] = []  # the loop's time (virtual or not) of each publish
         self._ids = itertools.count(1)
@@ -56,7 +59,13 @@ class FakePlatform:
     def commit(self, account: str, text: str) -> str:
         post_id = f"p{next(self._ids)}"
         self.posts[(account, text)].append(post_id)
+        self._listed_at[post_id] = asyncio.get_running_loop().time() + self.listing_lag_s
         return post_id
+
+    def listed(self, account: str, text: str) -> list[str]:
+        """The ids of ``text``'s posts a listing shows now."""
+        now = asyncio.get_running_loop().time()
+        return [i for i in self.posts.get((account, text), ()) if self._listed_at[i] <= now]
 
     def duplicates(self) -> int:
         """Posts held more than once for one account and text."""
@@ -146,7 +155,7 @@ class FakeConnector:
             await request.meter(self.page_usage)
         if self.find_script:
             raise self.find_script.pop(0)
-        ids = self.world.posts.get((request.channel.external_id, request.content.text))
+        ids = self.world.listed(request.channel.external_id, request.content.text)
         return Published(ids[0]) if ids else None
 
     async def aclose(self) -> None:
