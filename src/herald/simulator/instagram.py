@@ -242,7 +242,8 @@ class InstagramSim:
         item: dict[str, Any] = {}
         if "quota_usage" in fields:
             item["quota_usage"] = used
-        if "config" in fields:
+        # The reference page's example asks for ``rate_limit_settings`` and gets ``config``.
+        if "config" in fields or "rate_limit_settings" in fields:
             item["config"] = {"quota_total": publishes.limit, "quota_duration": int(_DAY_S)}
         return web.json_response({"data": [item]})
 
