@@ -181,6 +181,7 @@ class GraphEdge(StrEnum):
 class InstagramCode(IntEnum):
     """Instagram's own Graph error codes."""
 
+    SERVER_ERROR = -1  # "Instagram server error. Try again."
     MEDIA_TIMEOUT = -2  # the media took too long to fetch, or the container expired
     PUBLISH_LIMIT = 9  # the account's rolling-24 h publishing or container limit
     MEDIA_DOWNLOAD_FAILED = 9004  # the media URL does not meet Instagram's requirements
@@ -190,6 +191,7 @@ class InstagramCode(IntEnum):
 class InstagramSubcode(IntEnum):
     """``error_subcode`` values that name the same two cases more precisely."""
 
+    SERVER_ERROR = 2207001  # with code -1: an Instagram server error
     NOT_READY = 2207027  # "Media ID is not available"
     MEDIA_DOWNLOAD_FAILED = 2207052  # "Media download has failed"
 

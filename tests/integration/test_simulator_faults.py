@@ -165,7 +165,8 @@ async def test_transient_errors_commit_nothing(sim: Simulator, http: aiohttp.Cli
     assert status == 500
     assert (body["error"]["code"], body["error"]["is_transient"]) == (2, True)
     status, body, _ = await ig_publish(sim, http, user, "b")
-    assert (status, body["error"]["code"]) == (500, 2)
+    # Instagram's own server error, as its error-codes page documents it.
+    assert (status, body["error"]["code"], body["error"]["error_subcode"]) == (400, -1, 2207001)
     status, text, _ = await li_post(sim, http, member, "c")
     assert (status, json.loads(text)["status"]) == (503, 503)
 

@@ -353,6 +353,15 @@ async def test_instagram_image_flow(sim: Simulator, http: aiohttp.ClientSession)
     assert quota == {
         "data": [{"quota_usage": 1, "config": {"quota_total": 100, "quota_duration": 86400}}]
     }
+    # The reference page's own example asks for rate_limit_settings and is answered config.
+    _, quota, _ = await call(
+        http,
+        "GET",
+        f"{base}/content_publishing_limit",
+        user,
+        params={"fields": "quota_usage,rate_limit_settings"},
+    )
+    assert quota["data"][0]["config"] == {"quota_total": 100, "quota_duration": 86400}
     # A container publishes once.
     status, _ = await publish(sim, http, user, container["id"])
     assert status == 400

@@ -5,7 +5,8 @@ becomes ``PUBLISHED`` once published and ``EXPIRED`` when left unpublished for 2
 URL whose file name starts with ``broken`` gives a container in ``ERROR`` (the way to test a
 failed download). Every container created counts against ``containers_per_24h`` (a carousel
 of N is N + 1); every successful ``media_publish`` counts against ``publishes_per_24h``, both
-rolling. Only ``media_publish`` creates a post, so only it draws faults.
+rolling. Only ``media_publish`` creates a post, so only it draws faults; an injected error is
+Instagram's documented server error (code -1, subcode 2207001), not Graph's code 2.
 """
 
 from __future__ import annotations
@@ -128,13 +129,27 @@ def _media_url(value: Any, name: str) -> tuple[str, bool]:
     return value, file_name.startswith("broken")
 
 
+class _InstagramFaultAnswers(GraphFaultAnswers):
+    """Instagram documents a server error of its own (HTTP 400, code -1, subcode 2207001:
+    "Instagram server error. Try again."), which an injected error answers with instead of
+    Graph's generic code 2."""
+
+    def transient(self, account: str) -> web.StreamResponse:
+        return graph_error(
+            400,
+            InstagramCode.SERVER_ERROR,
+            "Instagram server error. Try again.",
+            subcode=InstagramSubcode.SERVER_ERROR,
+        )
+
+
 class InstagramSim:
     def __init__(self, ctx: SimContext) -> None:
         self._ctx = ctx
         self._config = ctx.config.instagram
         self._users: dict[str, _User] = defaultdict(self._new_user)
         self._containers: dict[str, _Container] = {}
-        self._answers = GraphFaultAnswers(ctx, _IG, "instagram")
+        self._answers = _InstagramFaultAnswers(ctx, _IG, "instagram")
         self._faulty = partial(faulty, ctx, _IG, self._answers)
 
     def _new_user(self) -> _User:
@@ -241,7 +256,8 @@ class InstagramSim:
         item: dict[str, Any] = {}
         if "quota_usage" in fields:
             item["quota_usage"] = used
-        if "config" in fields:
+        # The reference page's example asks for ``rate_limit_settings`` and gets ``config``.
+        if "config" in fields or "rate_limit_settings" in fields:
             item["config"] = {"quota_total": publishes.limit, "quota_duration": int(_DAY_S)}
         return web.json_response({"data": [item]})
 

@@ -1,0 +1,1 @@
+"""Golden wire fixtures: the platforms' documented requests and answers (see README.md)."""
