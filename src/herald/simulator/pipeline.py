@@ -119,6 +119,7 @@ def pipeline(
                     request.path,
                     status,
                     ended=time.monotonic(),
+                    content_range=request.headers.get("Content-Range"),
                 )
             )
 
