@@ -66,7 +66,9 @@ class FaultConfig(BaseModel):
     """Injected misbehaviour of one platform, drawn once per post-creating call (and per
     chunk of a YouTube upload: any of them can fail).
 
-    The four rates are exclusive outcomes of one draw, so they must sum to at most 1.
+    The four rates ``error``, ``timeout``, ``drop`` and ``throttle`` are exclusive outcomes of
+    one draw, so they must sum to at most 1. ``cut_rate`` is drawn apart, before a YouTube
+    chunk's body arrives (see :mod:`.faults`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -77,6 +79,13 @@ class FaultConfig(BaseModel):
     timeout_rate: float = Field(default=0.0, ge=0, le=1, description="hang hang_s, then close")
     drop_rate: float = Field(default=0.0, ge=0, le=1, description="commit, then close, no response")
     throttle_rate: float = Field(default=0.0, ge=0, le=1, description="platform-shaped throttle")
+    cut_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="YouTube: upload PUTs whose connection is cut part-way through the body "
+        "(the session keeps the whole 256 KiB units that arrived)",
+    )
     hang_s: float = Field(
         default=30.0, ge=0, description="how long a timeout fault holds the request"
     )

@@ -12,6 +12,13 @@ the whole story of that call:
 - ``timeout``: decide now whether to commit (``timeout_commit_share``), commit at once if so,
   then hold the request for ``hang_s`` and close it without an answer. Nothing is ever
   committed after the delay, so a client that timed out can trust a later look-up.
+
+One more fault belongs to a body that takes time to arrive, YouTube's upload ``PUT``:
+
+- ``cut``: the connection is closed once a random share of the declared body has arrived;
+  nothing is answered, and the session keeps the whole 256 KiB units it received. It is drawn
+  before the body is read, from a generator of its own, so switching it on does not shift the
+  other draws; a PUT it cuts draws no other fault.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ class Fault(StrEnum):
     TIMEOUT = "timeout"
     DROP = "drop"
     THROTTLE = "throttle"
+    CUT = "cut"
 
 
 class Dice:
@@ -38,6 +46,7 @@ class Dice:
         self._latency = {p: config.latency_for(p) for p in Platform}
         self._fault_rng = {p: random.Random(f"{config.seed}:{p.value}:faults") for p in Platform}
         self._latency_rng = {p: random.Random(f"{config.seed}:{p.value}:latency") for p in Platform}
+        self._cut_rng = {p: random.Random(f"{config.seed}:{p.value}:cuts") for p in Platform}
 
     def faults(self, platform: Platform) -> FaultConfig:
         return self._faults[platform]
@@ -60,6 +69,17 @@ class Dice:
                 return fault
             roll -= rate
         return None
+
+    def cut_after(self, platform: Platform, length: int) -> int | None:
+        """How many bytes of a ``length``-byte body arrive before a ``cut`` fault closes the
+        connection (any of 0 to ``length - 1``), or ``None``: no cut this time."""
+        rate = self._faults[platform].cut_rate
+        if rate <= 0 or length <= 0:
+            return None
+        rng = self._cut_rng[platform]
+        if rng.random() >= rate:
+            return None
+        return rng.randrange(length)
 
     def commit_before_hang(self, platform: Platform) -> bool:
         return self._fault_rng[platform].random() < self._faults[platform].timeout_commit_share
