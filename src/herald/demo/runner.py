@@ -4,8 +4,9 @@
 2. create channels on the four platforms in a dozen time zones (their tokens in a secrets
    file), and schedule the posts as local wall times in those zones;
 3. run the engine on a fresh SQLite database with a live view per platform; with ``--faults``
-   the platforms fail, time out, drop connections after committing, throttle and revoke a
-   token, and the demo plays the user who re-authorises;
+   the platforms fail, time out, drop connections after committing, throttle, cut video
+   uploads part-way through and revoke a token, and the demo plays the user who
+   re-authorises;
 4. judge the run from both ends (:mod:`herald.demo.judge`) and print the summary.
 """
 
@@ -48,6 +49,10 @@ __all__ = ["DemoOptions", "run_demo"]
 
 _TICK_S = 0.25  # refresh of the live view and of the demo user's checks
 _SETTLED_HORIZON_S = 120.0  # work due later than this waits for a quota window
+_VIDEO_BYTES = 65_536
+# With --faults the video spans three 256 KiB units and more, so that an upload cut part-way
+# can leave whole units on YouTube's side for Herald to resume from.
+_FAULTS_VIDEO_BYTES = 3 * 256 * 1024 + 12_345
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ def demo_faults() -> dict[Platform, FaultConfig]:
         timeout_rate=0.005,
         drop_rate=0.01,
         throttle_rate=0.005,
+        cut_rate=0.05,  # YouTube's upload PUTs
         hang_s=3.0,
         retry_after_s=1,
     )
@@ -240,7 +246,11 @@ async def run_demo(options: DemoOptions) -> Summary:
         channels = await _create_channels(client, counts, secrets)
         media = MediaUrls(
             await client.media_url(MediaKind.IMAGE, "demo.jpg", size=16_384),
-            await client.media_url(MediaKind.VIDEO, "demo.mp4", size=65_536),
+            await client.media_url(
+                MediaKind.VIDEO,
+                "demo.mp4",
+                size=_FAULTS_VIDEO_BYTES if options.faults else _VIDEO_BYTES,
+            ),
         )
         spread_s = min(10.0, options.posts / 1000)
         workload = plan_posts(

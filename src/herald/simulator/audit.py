@@ -103,6 +103,8 @@ class RequestRecord:
     path: str
     status: int  # 0: no answer (dropped, hung up, or the client went away)
     ended: float | None = None  # time.monotonic() when it was answered or given up
+    # Its Content-Range header (YouTube's upload PUTs): where each chunk started.
+    content_range: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "platform": self.platform.value}

@@ -107,7 +107,16 @@ class FaultConfig(CallFaults):
     """Injected misbehaviour of one platform. The top-level rates are drawn once per
     post-creating call (and per chunk of a YouTube upload: any of them can fail); ``calls``
     sets the rates of the other kinds of call, drawn once per call before it is handled, so
-    that nothing is committed (a ``drop`` closes the connection unanswered)."""
+    that nothing is committed (a ``drop`` closes the connection unanswered). ``cut_rate`` is
+    drawn apart, before a YouTube chunk's body arrives (see :mod:`.faults`)."""
+
+    cut_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="YouTube: upload PUTs whose connection is cut part-way through the body "
+        "(the session keeps the whole 256 KiB units that arrived)",
+    )
 
     hang_s: float = Field(
         default=30.0, ge=0, description="how long a timeout fault holds the request"

@@ -20,6 +20,13 @@ connection unanswered, a timeout holds it for ``hang_s`` first; none commits any
 
 The dice also decide, per platform, how long a new post takes to show in listings and
 whether the platform refuses a repeated post (:class:`~.config.DuplicateCheck`).
+
+One more fault belongs to a body that takes time to arrive, YouTube's upload ``PUT``:
+
+- ``cut``: the connection is closed once a random share of the declared body has arrived;
+  nothing is answered, and the session keeps the whole 256 KiB units it received. It is drawn
+  before the body is read, from a generator of its own, so switching it on does not shift the
+  other draws; a PUT it cuts draws no other fault.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class Fault(StrEnum):
     TIMEOUT = "timeout"
     DROP = "drop"
     THROTTLE = "throttle"
+    CUT = "cut"
 
 
 class Dice:
@@ -56,6 +64,7 @@ class Dice:
         self._listing = config.listing_lag
         self._listing_rng = {p: random.Random(f"{config.seed}:{p.value}:listing") for p in Platform}
         self._repeat_rng = {p: random.Random(f"{config.seed}:{p.value}:repeats") for p in Platform}
+        self._cut_rng = {p: random.Random(f"{config.seed}:{p.value}:cuts") for p in Platform}
 
     def faults(self, platform: Platform) -> FaultConfig:
         return self._faults[platform]
@@ -91,6 +100,17 @@ class Dice:
     def refuses_repeat(self, platform: Platform, share: float) -> bool:
         """Whether the platform's duplicate check catches this repeat (``share`` of them)."""
         return share >= 1.0 or self._repeat_rng[platform].random() < share
+
+    def cut_after(self, platform: Platform, length: int) -> int | None:
+        """How many bytes of a ``length``-byte body arrive before a ``cut`` fault closes the
+        connection (any of 0 to ``length - 1``), or ``None``: no cut this time."""
+        rate = self._faults[platform].cut_rate
+        if rate <= 0 or length <= 0:
+            return None
+        rng = self._cut_rng[platform]
+        if rng.random() >= rate:
+            return None
+        return rng.randrange(length)
 
     def commit_before_hang(self, platform: Platform) -> bool:
         return self._fault_rng[platform].random() < self._faults[platform].timeout_commit_share

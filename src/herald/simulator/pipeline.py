@@ -122,6 +122,7 @@ def pipeline(
                     request.path,
                     status,
                     ended=time.monotonic(),
+                    content_range=request.headers.get("Content-Range"),
                 )
             )
 

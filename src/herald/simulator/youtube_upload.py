@@ -13,12 +13,38 @@ is gone.
 The bytes are read as they arrive, counted and hashed (SHA-256), never kept: the video's
 record in the audit carries its size and digest, whatever its size.
 
+A ``PUT`` interrupted while its body arrives (the client's connection closed, or a ``cut``
+fault) leaves the session holding what arrived of it in whole 256 KiB units from the file's
+start, never more than arrived (:mod:`.youtube_body` hashes in those units, so the digest
+covers exactly what is kept); nothing of a body whose headers do not continue the session
+where it stands. The status query then answers 308 with ``Range: bytes=0-<kept - 1>``
+(without ``Range`` while nothing is kept), and a ``PUT`` from the kept length goes on. A
+``PUT`` starting anywhere else is answered 308 with the session's ``Range``, nothing of it
+kept.
+
+Sources, and what is the simulator's own choice:
+
+- the status query (an empty ``PUT``, ``Content-Range: bytes */<total>``), its 308 with
+  ``Range: bytes=0-<last>``, and resuming with the bytes from ``last + 1``: YouTube Data API,
+  "Resumable Uploads", steps 4.1 to 4.3; chunks in multiples of 256 KB: its "Uploading a file
+  in chunks" (developers.google.com/youtube/v3/guides/using_resumable_upload_protocol);
+- no ``Range`` while no byte was received: not on that page; Google's Python client relies on
+  it (googleapis/google-api-python-client pull request 312);
+- whole units kept of a cut body: the guide says to resume from the ``Range`` the status query
+  gives, not how much of a cut request a session keeps; the 256 KiB unit is our choice, so
+  that a connector that resumes from what it sent rather than from ``Range`` fails here;
+- a ``PUT`` at another offset: the YouTube guide does not say. Cloud Storage documents that
+  resent bytes it already holds are ignored (cloud.google.com/storage/docs/resumable-uploads,
+  "resent data", as cited by Google's storage-testbench); the simulator answers with the
+  session's state instead, which a client following the guide acts on just as well.
+
 The session URI is the credential for the PUTs, as with Google: an access token that expired
 during a long upload does not stop it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections import defaultdict
@@ -31,9 +57,11 @@ from herald.constants import YouTubeHeader, YouTubePath
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.context import SimContext
+from herald.simulator.faults import Fault
 from herald.simulator.google import FAULT_ANSWERS, authenticate, google_error
-from herald.simulator.pipeline import Reply, identify, with_faults
+from herald.simulator.pipeline import ConnectionDropped, Reply, identify, with_faults
 from herald.simulator.wire import google_time, read_json_object
+from herald.simulator.youtube_body import CHUNK_UNIT, Arrival
 from herald.simulator.youtube_quota import YouTubeQuota
 
 if TYPE_CHECKING:
@@ -46,9 +74,6 @@ _TITLE_MAX = 100
 _DESCRIPTION_MAX_BYTES = 5000
 _PRIVACY = ("private", "unlisted", "public")
 _STATUS_QUERY = re.compile(r"^bytes \*/(\d+|\*)$")
-#: Every chunk but the last is a multiple of this many bytes.
-CHUNK_UNIT = 256 * 1024
-_READ = 64 * 1024
 _CHUNK = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -61,7 +86,7 @@ class _Session:
     total: int | None
     created: float
     received: int = 0
-    digest: HASH = field(default_factory=hashlib.sha256)  # of the bytes received
+    digest: HASH = field(default_factory=hashlib.sha256)  # of the bytes received (kept)
     video: dict[str, Any] | None = None
 
 
@@ -122,7 +147,7 @@ class UploadSessions:
     async def put(self, request: web.Request) -> web.StreamResponse:
         session = self._live(request)
         identify(request, self._ctx, _YT, session.channel)
-        digest, size = await _receive(request, session.digest.copy())
+        size, digest = (await self._take_in(request, session)).whole()
         content_range = request.headers.get("Content-Range", "")
         if session.video is not None:
             return web.json_response(session.video, status=200)
@@ -149,6 +174,53 @@ class UploadSessions:
             return web.json_response(video, status=201)
 
         return await with_faults(self._ctx, _YT, session.channel, FAULT_ANSWERS, accept)
+
+    async def _take_in(self, request: web.Request, session: _Session) -> Arrival:
+        """The body, read whole; or, when its connection is cut before the end (by the client
+        or by a ``cut`` fault), what arrived of it in whole units joins the session, and the
+        request ends there."""
+        start = self._continues(session, request)
+        arrival = Arrival(session.digest)
+        cut = self._ctx.dice.cut_after(_YT, request.content_length or 0)
+        try:
+            whole = await arrival.read(request.content, cut)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client went away: aiohttp fails the body's next read and, as the server
+            # cancels the handlers of clients that leave, cancels this one. What arrived has
+            # been read: asyncio wakes this reader for each piece before it handles the close.
+            self._keep(session, start, arrival)
+            raise
+        if not whole:
+            self._ctx.audit.injected_fault(_YT, Fault.CUT.value)
+            self._keep(session, start, arrival)
+            raise ConnectionDropped
+        return arrival
+
+    def _continues(self, session: _Session, request: web.Request) -> int | None:
+        """Where this body continues the session, when its headers say it does (its first
+        byte is the next one the session needs, its length fits the file); else ``None``:
+        nothing of it could be kept."""
+        declared = request.content_length
+        if session.video is not None or not declared:
+            return None
+        try:
+            first, total = self._range(session, request.headers.get("Content-Range", ""), declared)
+        except Reply:
+            return None
+        end = first + declared
+        if first != session.received or end > total or (end < total and declared % CHUNK_UNIT):
+            return None  # not a chunk the session would take whole: none of it either
+        return first
+
+    @staticmethod
+    def _keep(session: _Session, start: int | None, arrival: Arrival) -> None:
+        """An interrupted body's whole units join the session, if it still stands where the
+        body began (no other request moved it on meanwhile)."""
+        if start is None or session.received != start or session.video is not None:
+            return
+        kept, digest = arrival.units()
+        if kept:
+            session.received, session.digest = start + kept, digest
 
     def _live(self, request: web.Request) -> _Session:
         session = self._sessions.get(request.query.get("upload_id", ""))
@@ -256,12 +328,3 @@ class UploadSessions:
             )
         )
         return video
-
-
-async def _receive(request: web.Request, digest: HASH) -> tuple[HASH, int]:
-    """Read the body as it arrives into ``digest``; its length."""
-    size = 0
-    async for piece in request.content.iter_chunked(_READ):
-        digest.update(piece)
-        size += len(piece)
-    return digest, size
