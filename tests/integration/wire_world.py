@@ -16,7 +16,14 @@ from typing import Any
 import aiohttp
 
 from herald.domain import Platform
-from herald.simulator import FaultConfig, LatencyModel, SimAccount, Simulator, SimulatorConfig
+from herald.simulator import (
+    NO_LISTING_LAG,
+    FaultConfig,
+    LatencyModel,
+    SimAccount,
+    Simulator,
+    SimulatorConfig,
+)
 from tests.wire.fixtures import Fixture
 
 __all__ = ["UNREACHABLE", "World", "config_for", "prepare"]
@@ -41,7 +48,9 @@ UNIT = 256 * 1024
 
 
 def config_for(fixture: Fixture) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, **_CONFIG.get(fixture.situation, {}))
+    # Listings show a post at once: a fixture's listing page holds the post just made.
+    situation = _CONFIG.get(fixture.situation, {})
+    return SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, **situation)
 
 
 @dataclass
