@@ -8,8 +8,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from herald.demo.fidelity import DUPLICATE_CHECKS, every_call
 from herald.domain import ChannelStatus, Platform, utcnow
-from herald.simulator import FaultConfig, LatencyModel, Simulator, SimulatorConfig
+from herald.simulator import (
+    CallFaults,
+    CallKind,
+    FaultConfig,
+    LatencyModel,
+    Simulator,
+    SimulatorConfig,
+)
 from herald.states import DeliveryState
 from herald.testing import eventually
 from tests.integration.pipeline import FAST_LISTINGS, open_pipeline
@@ -61,10 +69,18 @@ async def test_every_platform_publishes_once(pipe, sim):
 
 
 async def test_exactly_once_under_faults(tmp_path):
+    # Every kind of call fails (look-ups, containers and their polls, uploads, token
+    # refreshes), listings show new posts late (FAST_LISTINGS) and the duplicate checks miss
+    # some repeats: a resend they refused counts as a duplicate here too.
     faults = FaultConfig(
-        error_rate=0.1, drop_rate=0.1, timeout_rate=0.05, throttle_rate=0.05, hang_s=1.5
+        error_rate=0.1,
+        drop_rate=0.1,
+        timeout_rate=0.05,
+        throttle_rate=0.05,
+        hang_s=1.5,
+        calls=every_call(CallFaults(error_rate=0.1, drop_rate=0.05, timeout_rate=0.02)),
     )
-    config = sim_config(faults=dict.fromkeys(Platform, faults), seed=11)
+    config = sim_config(faults=dict.fromkeys(Platform, faults), seed=11, **DUPLICATE_CHECKS)
     async with Simulator(config) as sim:
         timeouts = {"timeout_s": 1.0, "connect_timeout_s": 0.5}
         pipe = await open_pipeline(
@@ -87,9 +103,10 @@ async def test_exactly_once_under_faults(tmp_path):
         injected = summary["injected"]
         assert sum(injected["facebook"].values()) > 0
         assert {d.state for d in deliveries.values()} == {S.PUBLISHED}
-        assert summary["duplicates"] == 0
+        assert (summary["duplicates"], summary["duplicates_refused"]) == (0, 0)
         assert summary["limit_violations"] == 0
         assert summary["posts"] == 120
+        assert any(kind.startswith("read:") for kind in injected["facebook"])
         # Every post the platforms committed without answering was found by a look-up and
         # recorded, never sent again (YouTube recovers through its upload session instead).
         undelivered = Counter(p.platform for p in sim.audit.posts() if not p.delivered)
@@ -97,6 +114,43 @@ async def test_exactly_once_under_faults(tmp_path):
         for platform in (Platform.FACEBOOK, Platform.INSTAGRAM, Platform.LINKEDIN):
             assert reconciled[platform] == undelivered[platform]
         assert sum(reconciled.values()) > 0
+
+
+async def test_a_failing_look_up_leaves_the_post_unconfirmed_never_absent(sim, tmp_path):
+    # The answer to the publish is lost, then every look-up fails: Herald keeps checking and
+    # sends nothing again; once look-ups answer, it finds the post.
+    lost = FaultConfig(drop_rate=1.0, calls={CallKind.READ: CallFaults(error_rate=1.0)})
+    sim.set_faults(Platform.FACEBOOK, lost)
+    pipe = await open_pipeline(sim, tmp_path, engine={"max_checks": 50})
+    try:
+        page = await pipe.channel(Platform.FACEBOOK)
+        (delivery_id,) = await pipe.schedule([page])
+        engine, task, context = await pipe.start()
+        try:
+
+            async def checked_twice() -> bool:
+                attempts = await pipe.store.list_attempts(delivery_id)
+                return [a.outcome for a in attempts].count("check_failed") >= 2
+
+            await eventually(checked_twice, within_s=30, every_s=0.1)
+            assert len(sim.audit.posts()) == 1  # one post, its answer dropped; none sent again
+            (delivery,) = (await pipe.deliveries()).values()
+            assert delivery.state is S.UNCONFIRMED
+            sim.set_faults(Platform.FACEBOOK, FaultConfig())
+
+            async def published() -> bool:
+                return (await pipe.deliveries())[delivery_id].state is S.PUBLISHED
+
+            await eventually(published, within_s=30, every_s=0.1)
+        finally:
+            engine.request_stop()
+            await task
+            await context.__aexit__(None, None, None)
+        (delivery,) = (await pipe.deliveries()).values()
+        assert delivery.reconciled
+        assert (len(sim.audit.posts()), sim.audit.duplicates()) == (1, 0)
+    finally:
+        await pipe.store.close()
 
 
 async def test_graph_page_throttle_pauses_that_page_only(sim, tmp_path):

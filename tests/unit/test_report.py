@@ -142,6 +142,24 @@ def test_refused_requests_are_counted_apart_and_do_not_fail_the_run():
     assert summary.ok
 
 
+def test_a_resend_the_platform_refused_as_a_repeat_is_a_duplicate():
+    # Every delivery's text is its own: a refused repeat was a resend, caught by the
+    # platform's duplicate check this time, by luck.
+    planned, deliveries, posts = setup()
+    summary = judge(
+        len(planned),
+        planned,
+        deliveries,
+        posts,
+        [],
+        elapsed_s=5.0,
+        settled_at=NOW + timedelta(minutes=2),
+        refused_repeats=1,
+    )
+    assert summary.duplicates == 1
+    assert not summary.ok
+
+
 def test_percentile_interpolates():
     assert percentile([], 0.5) == 0.0
     assert percentile([3.0], 0.99) == 3.0

@@ -3,7 +3,9 @@
 - **lost**: a delivery Herald records as published that no platform holds, or one left in a
   state that needs the engine when the run ended (silently dropped);
 - **duplicates**: posts a platform holds more than once for one delivery, or holds with no
-  delivery behind them;
+  delivery behind them, and resends a platform refused as repeats (every delivery's text is
+  its own, so a refused repeat is a resend: caught by the platform's check this time, which
+  is luck, not Herald);
 - **misrecorded**: a post the platform holds while Herald records the delivery as failed or
   expired;
 - **limit_violations**: requests a platform refused for a limit Herald was configured to know;
@@ -125,11 +127,12 @@ def judge(
     elapsed_s: float,
     settled_at: datetime,
     refused: int = 0,
+    refused_repeats: int = 0,
 ) -> Summary:
     summary = Summary(posts=posts, deliveries=len(planned), elapsed_s=elapsed_s, refused=refused)
     tags = {p.tag for p in planned}
     held, strays = _audit_index(audit_posts, tags)
-    summary.duplicates = strays + sum(n - 1 for n in held.values() if n > 1)
+    summary.duplicates = strays + sum(n - 1 for n in held.values() if n > 1) + refused_repeats
     summary.limit_violations = len(violations)
     per_platform: dict[str, Counter[str]] = defaultdict(Counter)
     lateness: list[float] = []

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
+from herald.demo.fidelity import DUPLICATE_CHECKS, LISTING_LAG, LISTING_SETTLE_S, every_call
 from herald.demo.judge import Summary, all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import (
@@ -42,7 +43,7 @@ from herald.domain import Channel, ChannelStatus, MediaKind, Platform, new_id, u
 from herald.engine import Engine
 from herald.logs import configure_logging
 from herald.service.credentials import SecretsFile
-from herald.simulator import FaultConfig, LatencyModel, SimulatorClient, SimulatorConfig
+from herald.simulator import CallFaults, FaultConfig, LatencyModel, SimulatorClient, SimulatorConfig
 from herald.stores.sqlite import SQLiteStore
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -68,6 +69,7 @@ def demo_settings(faults: bool) -> dict[str, Any]:
     """Engine tuning for a demo that finishes in seconds rather than hours."""
     engine = {
         "check_delay_s": 0.5,
+        "listing_settle_s": LISTING_SETTLE_S,
         "backoff_base_s": 0.2,
         "backoff_cap_s": 2.0,
         "throttle_pause_s": 1.0,
@@ -95,6 +97,9 @@ def demo_faults() -> dict[Platform, FaultConfig]:
         cut_rate=0.05,  # YouTube's upload PUTs
         hang_s=3.0,
         retry_after_s=1,
+        calls=every_call(
+            CallFaults(error_rate=0.02, timeout_rate=0.005, drop_rate=0.01, throttle_rate=0.005)
+        ),
     )
     return dict.fromkeys(Platform, fault)
 
@@ -237,6 +242,8 @@ async def run_demo(options: DemoOptions) -> Summary:
         faults=demo_faults() if options.faults else None,
         seed=options.seed,
         youtube={"access_token_ttl_s": 5.0} if options.faults else {},
+        listing_lag=LISTING_LAG,
+        **(DUPLICATE_CHECKS if options.faults else {}),
     )
     async with SimulatorProcess(sim_config) as sim, _workdir(options.db) as workdir:
         client = sim.client
@@ -293,6 +300,7 @@ async def run_demo(options: DemoOptions) -> Summary:
                 elapsed_s=elapsed,
                 settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
                 refused=audit.get("refused", 0),
+                refused_repeats=audit.get("duplicates_refused", 0),
             )
             summary.reauthorized = reauthorized
             summary.injected_faults = audit.get("injected", {})

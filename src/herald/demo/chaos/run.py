@@ -98,6 +98,7 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     await fleet.stop()
                 deliveries = await all_deliveries(store)
                 audit = sim.client.audit
+                totals = await audit.summary()
                 summary = judge(
                     len(workload.posts),
                     workload.deliveries,
@@ -106,7 +107,8 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     await audit.violations(),
                     elapsed_s=time.monotonic() - started,
                     settled_at=utcnow() + timedelta(seconds=_SETTLED_HORIZON_S),
-                    refused=(await audit.summary()).get("refused", 0),
+                    refused=totals.get("refused", 0),
+                    refused_repeats=totals.get("duplicates_refused", 0),
                 )
                 engines = Settings.model_validate(sections)
                 over_caps = cap_violations(

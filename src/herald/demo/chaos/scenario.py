@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from herald.config import Settings
+from herald.demo.fidelity import DUPLICATE_CHECKS, LISTING_LAG, LISTING_SETTLE_S, every_call
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import MediaUrls, Workload, expected_targets, plan_posts
 from herald.domain import Channel, MediaKind, Platform, new_id, utcnow
 from herald.service.credentials import SecretsFile
-from herald.simulator import FaultConfig, LatencyModel, SimulatorConfig
+from herald.simulator import CallFaults, FaultConfig, LatencyModel, SimulatorConfig
 
 __all__ = [
     "CAPS",
@@ -45,6 +46,7 @@ TIGHT: dict[str, dict[str, Any]] = {
 ENGINE: dict[str, dict[str, Any]] = {
     "engine": {
         "check_delay_s": 0.5,
+        "listing_settle_s": LISTING_SETTLE_S,
         "backoff_base_s": 0.2,
         "backoff_cap_s": 2.0,
         "throttle_pause_s": 2.0,
@@ -73,8 +75,16 @@ DISTRIBUTED: dict[str, dict[str, Any]] = {
     "broker": {"handoff_s": 5.0, "retry_s": 0.5, "depth_recheck_s": 0.5},
 }
 #: Every platform errs, drops answers after committing, and hangs past Herald's timeout.
+#: Look-ups, container polls, upload set-ups and token refreshes fail too, less often.
 FAULTS = FaultConfig(
-    error_rate=0.05, drop_rate=0.05, timeout_rate=0.10, hang_s=4.0, timeout_commit_share=0.5
+    error_rate=0.05,
+    drop_rate=0.05,
+    timeout_rate=0.10,
+    hang_s=4.0,
+    timeout_commit_share=0.5,
+    calls=every_call(
+        CallFaults(error_rate=0.03, drop_rate=0.02, timeout_rate=0.02, throttle_rate=0.01)
+    ),
 )
 _DELIVERIES_PER_POST = 1.5  # what plan_posts' mix of one to three targets comes to
 _QUOTA_DEMAND = 1.5  # deliveries planned per channel, as a multiple of its daily quota
@@ -134,6 +144,8 @@ def simulator_config(options: ChaosOptions) -> SimulatorConfig:
         latency=LatencyModel(median_s=0.05, p99_s=0.4),
         faults=dict.fromkeys(Platform, FAULTS),
         seed=options.seed,
+        listing_lag=LISTING_LAG,
+        **DUPLICATE_CHECKS,
     )
 
 
