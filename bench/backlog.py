@@ -47,6 +47,7 @@ import asyncpg
 
 from herald.config import Settings
 from herald.demo.chaos.scenario import engine_env, merged
+from herald.demo.fidelity import LISTING_LAG
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import MediaUrls, plan_posts, youtube_cap
 from herald.domain import Channel, Content, MediaKind, NewPost, Platform, Post, new_id, utcnow
@@ -221,7 +222,10 @@ async def _burst(rig: Rig, size: int, recheck_s: float) -> tuple[list[NewPost], 
 
 async def run_once(kind: str, backlog: int, args: argparse.Namespace) -> dict[str, Any]:
     sim_config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.002, p99_s=0.02), seed=1
+        Settings(),
+        latency=LatencyModel(median_s=0.002, p99_s=0.02),
+        seed=1,
+        listing_lag=LISTING_LAG,
     )
     app = f"herald_backlog_{secrets.token_hex(4)}"
     async with SimulatorProcess(sim_config) as sim:

@@ -54,6 +54,7 @@ from herald.demo.chaos.scenario import (
     simulator_channels,
     tight_workload,
 )
+from herald.demo.fidelity import LISTING_LAG
 from herald.demo.servers import OwnRabbit, OwnRedis
 from herald.demo.simulator_process import SimulatorProcess
 from herald.domain import Channel, Content, NewPost, Platform, Post, new_id, utcnow
@@ -280,7 +281,10 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
     configs = args.configs
     settings = Settings.model_validate(_OPEN)
     config = SimulatorConfig.from_settings(
-        settings, latency=LatencyModel(median_s=0.002, p99_s=0.01), seed=args.seed
+        settings,
+        latency=LatencyModel(median_s=0.002, p99_s=0.01),
+        seed=args.seed,
+        listing_lag=LISTING_LAG,
     )
     runs: list[dict[str, Any]] = []
     async with SimulatorProcess(config) as sim:
@@ -332,7 +336,10 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 async def quota(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.model_validate(merged(TIGHT, ENGINE))
     config = SimulatorConfig.from_settings(
-        settings, latency=LatencyModel(median_s=0.02, p99_s=0.1), seed=args.seed
+        settings,
+        latency=LatencyModel(median_s=0.02, p99_s=0.1),
+        seed=args.seed,
+        listing_lag=LISTING_LAG,  # what the chaos ENGINE's listing_settle_s waits for
     )
     counts = {
         Platform.FACEBOOK: 4,

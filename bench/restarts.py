@@ -48,6 +48,7 @@ from herald.demo.chaos.scenario import (
     simulator_channels,
     tight_workload,
 )
+from herald.demo.fidelity import LISTING_LAG
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.domain import Platform, utcnow
@@ -113,6 +114,7 @@ async def run_once(
         latency=LatencyModel(median_s=0.05, p99_s=0.4),
         faults={p: FAULTS for p in Platform},
         seed=seed,
+        listing_lag=LISTING_LAG,  # what the chaos ENGINE's listing_settle_s waits for
     )
     started = time.monotonic()
     async with SimulatorProcess(sim_config) as sim:

@@ -43,6 +43,7 @@ import uvloop
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
+from herald.demo.fidelity import LISTING_LAG, LISTING_SETTLE_S
 from herald.demo.judge import all_deliveries, judge, percentile
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
@@ -81,7 +82,12 @@ SCENARIOS = {
 
 def bench_settings(overrides: dict[str, dict[str, str]]) -> Settings:
     raw: dict[str, Any] = {
-        "engine": {"sqlite_synchronous": "FULL", "idle_recheck_s": 1.0},
+        # The simulator's listings show a post within LISTING_LAG: look-ups wait that long.
+        "engine": {
+            "sqlite_synchronous": "FULL",
+            "idle_recheck_s": 1.0,
+            "listing_settle_s": LISTING_SETTLE_S,
+        },
         **{k: dict(v) for k, v in overrides.items()},
     }
     raw["instagram"].update({"poll_initial_s": 0.05, "poll_max_s": 0.5})
@@ -146,7 +152,9 @@ async def run_once(
 ) -> dict[str, Any]:
     configure_logging("ERROR")
     plain = Settings()
-    sim_config = SimulatorConfig.from_settings(plain, latency=scenario.latency, seed=seed)
+    sim_config = SimulatorConfig.from_settings(
+        plain, latency=scenario.latency, seed=seed, listing_lag=LISTING_LAG
+    )
     async with SimulatorProcess(sim_config) as sim:
         settings = bench_settings(await sim.client.settings_overrides())
         with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:

@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from herald.config import Settings
+from herald.demo.fidelity import LISTING_LAG, LISTING_SETTLE_S
 from herald.demo.simulator_process import SimulatorProcess
 from herald.domain import Channel, Content, NewPost, Platform, Post, new_id, utcnow
 from herald.service.credentials import SecretsFile
@@ -65,6 +66,8 @@ def _env(
         "HERALD_LOG_LEVEL": "WARNING",
         "HERALD_FACEBOOK__CONCURRENCY": "2",
         "HERALD_LINKEDIN__CONCURRENCY": "2",
+        # The simulator's listings show a post within LISTING_LAG: look-ups wait that long.
+        "HERALD_ENGINE__LISTING_SETTLE_S": str(LISTING_SETTLE_S),
     }
     if args.heartbeat_s is not None:
         env["HERALD_ENGINE__HEARTBEAT_S"] = str(args.heartbeat_s)
@@ -114,7 +117,10 @@ async def _schedule(sim: SimulatorProcess, store: Store, work: Path, per_channel
 
 async def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     config = SimulatorConfig.from_settings(
-        Settings(), latency=LatencyModel(median_s=0.05, p99_s=0.1), seed=args.seed
+        Settings(),
+        latency=LatencyModel(median_s=0.05, p99_s=0.1),
+        seed=args.seed,
+        listing_lag=LISTING_LAG,
     )
     total = args.posts_per_channel * len(PLATFORMS)
     schema = f"herald_bench_{secrets.token_hex(4)}"
