@@ -149,6 +149,7 @@ GRAPH_PAGE_THROTTLE_CODES: Final = frozenset(
         GraphCode.PAGE_TOO_MANY_CALLS,
         GraphCode.RATE_LIMIT_EXCEEDED,
         GraphCode.PAGE_ACCOUNT_TOO_MANY_CALLS,
+        GraphCode.INSTAGRAM_ACCOUNT_TOO_MANY_CALLS,
     }
 )
 #: "(#200)" to "(#299)": the token lacks a permission for this node or action.
