@@ -246,6 +246,7 @@ class YouTubePath(StrEnum):
     UPLOAD = "/upload/youtube/v3/videos"  # videos.insert; ``uploadType=resumable``
     CHANNELS = "/youtube/v3/channels"
     PLAYLIST_ITEMS = "/youtube/v3/playlistItems"
+    VIDEOS = "/youtube/v3/videos"  # videos.list: videos by id
 
 
 class YouTubeHeader(StrEnum):
