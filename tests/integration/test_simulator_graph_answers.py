@@ -14,6 +14,7 @@ import pytest
 from herald.domain import Platform
 from herald.simulator import (
     NO_LISTING_LAG,
+    FaultConfig,
     InstagramSim,
     LatencyModel,
     SimAccount,
@@ -212,3 +213,19 @@ async def test_container_read_without_fields_is_its_id(
         http, "GET", f"{sim.urls.instagram}/{container}", user, params={"fields": "status_code"}
     )
     assert body == {"id": container, "status_code": "FINISHED"}
+
+
+async def test_instagram_server_error_is_marked_transient(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    user = sim.add_account(IG)
+    base = f"{sim.urls.instagram}/{user.external_id}"
+    image = {"image_url": sim.media_url("image", "a.jpg"), "caption": "c"}
+    _, body, _ = await call(http, "POST", f"{base}/media", user, json=image)
+    sim.set_faults(IG, FaultConfig(error_rate=1.0))
+    status, body, _ = await call(
+        http, "POST", f"{base}/media_publish", user, json={"creation_id": body["id"]}
+    )
+    error = body["error"]
+    assert (status, error["code"], error["error_subcode"]) == (400, -1, 2207001)
+    assert error["is_transient"] is True

@@ -177,6 +177,7 @@ class _InstagramFaultAnswers(GraphFaultAnswers):
             InstagramCode.SERVER_ERROR,
             "Instagram server error. Try again.",
             subcode=InstagramSubcode.SERVER_ERROR,
+            transient=True,
         )
 
 
