@@ -136,6 +136,7 @@ class GraphCode(IntEnum):
     DUPLICATE_POST = 506  # "Duplicate status message": the same text posted again
     RATE_LIMIT_EXCEEDED = 613  # "Calls to this api have exceeded the rate limit"
     PAGE_ACCOUNT_TOO_MANY_CALLS = 80001  # "too many calls to this Page account"
+    INSTAGRAM_ACCOUNT_TOO_MANY_CALLS = 80002  # the same for an Instagram account
 
 
 #: Throttles that bind the whole app.
@@ -148,6 +149,7 @@ GRAPH_PAGE_THROTTLE_CODES: Final = frozenset(
         GraphCode.PAGE_TOO_MANY_CALLS,
         GraphCode.RATE_LIMIT_EXCEEDED,
         GraphCode.PAGE_ACCOUNT_TOO_MANY_CALLS,
+        GraphCode.INSTAGRAM_ACCOUNT_TOO_MANY_CALLS,
     }
 )
 #: "(#200)" to "(#299)": the token lacks a permission for this node or action.
@@ -173,6 +175,7 @@ class GraphEdge(StrEnum):
     FEED = "feed"  # POST: a Page post with text and link, or attached photos
     PHOTOS = "photos"  # POST: one photo, published or kept to attach
     PUBLISHED_POSTS = "published_posts"  # GET: the Page's posts, newest first
+    POSTS = "posts"  # GET: the posts the Page made (the simulator lists the same)
     MEDIA = "media"  # POST: an Instagram container; GET: the account's media
     MEDIA_PUBLISH = "media_publish"  # POST: publish a finished container
 
@@ -243,6 +246,7 @@ class YouTubePath(StrEnum):
     UPLOAD = "/upload/youtube/v3/videos"  # videos.insert; ``uploadType=resumable``
     CHANNELS = "/youtube/v3/channels"
     PLAYLIST_ITEMS = "/youtube/v3/playlistItems"
+    VIDEOS = "/youtube/v3/videos"  # videos.list: videos by id
 
 
 class YouTubeHeader(StrEnum):

@@ -187,6 +187,7 @@ async def test_injected_throttles_are_not_violations(
     sim.set_faults(FB, FaultConfig(throttle_rate=1.0, graph_throttle_codes=(32,), regain_minutes=5))
     status, body, headers = await fb_post(sim, http, page, "a")
     assert (status, body["error"]["code"]) == (400, 32)
+    assert body["error"]["is_transient"] is True  # as Graph marks a throttle
     usage = json.loads(headers["X-Business-Use-Case-Usage"])[page.external_id][0]
     assert usage["estimated_time_to_regain_access"] == 5
     assert "Retry-After" not in headers
@@ -195,6 +196,7 @@ async def test_injected_throttles_are_not_violations(
     status, body, headers = await fb_post(sim, http, page, "b")
     assert (status, body["error"]["code"]) == (400, 4)
     assert json.loads(headers["X-App-Usage"])["call_count"] == 100
+    assert "X-Business-Use-Case-Usage" not in headers  # the app's limit, not the Page's
 
     sim.set_faults(IG, FaultConfig(throttle_rate=1.0, graph_throttle_codes=(613,)))
     status, body, headers = await ig_publish(sim, http, user, "c")

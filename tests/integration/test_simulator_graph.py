@@ -232,28 +232,29 @@ async def test_graph_auth_failures(sim: Simulator, http: aiohttp.ClientSession) 
 
 
 async def test_usage_headers_and_app_limit(http: aiohttp.ClientSession) -> None:
-    # 200 x 1 daily user: 200 calls per rolling hour for the whole app.
-    async with Simulator(config(facebook=FacebookSim(app_daily_active_users=1))) as sim:
+    # 200 x 1 daily user: 200 calls per rolling hour for the whole app; 4800 per 24 h for the
+    # Page. A Page token's answers report the Page's BUC usage, never X-App-Usage.
+    limits = FacebookSim(app_daily_active_users=1, page_engaged_users=1)
+    async with Simulator(config(facebook=limits)) as sim:
         page = sim.add_account(FB)
         url = f"{sim.urls.facebook}/{page.external_id}/published_posts"
+        for _ in range(47):
+            _, _, headers = await call(http, "GET", url, page)
+        assert "X-Business-Use-Case-Usage" not in headers  # 47 of 4800: still 0 %
         _, _, headers = await call(http, "GET", url, page)
-        assert "X-App-Usage" not in headers  # 0.5 %: nothing to report yet
-        _, _, headers = await call(http, "GET", url, page)
-        assert json.loads(headers["X-App-Usage"])["call_count"] == 1
-        buc = (
-            json.loads(headers["X-Business-Use-Case-Usage"])
-            if ("X-Business-Use-Case-Usage" in headers)
-            else None
-        )
-        assert buc is None  # 2 of 4800 Page calls: still 0 %
-        for _ in range(198):
+        [usage] = json.loads(headers["X-Business-Use-Case-Usage"])[page.external_id]
+        assert (usage["type"], usage["call_count"]) == ("pages", 1)
+        assert "X-App-Usage" not in headers
+        for _ in range(152):
             status, _, headers = await call(http, "GET", url, page)
             assert status == 200
-        assert json.loads(headers["X-App-Usage"])["call_count"] == 100
+            assert "X-App-Usage" not in headers
         assert sim.audit.violations() == []
 
+        # Call 201 in the hour: the app's limit refuses it, and the answer names that limit.
         status, body, headers = await call(http, "GET", url, page)
         assert (status, graph_code(body)[0]) == (400, 4)
+        assert body["error"]["is_transient"] is True
         assert json.loads(headers["X-App-Usage"])["call_count"] == 100
         [violation] = sim.audit.violations()
         assert (violation.platform, violation.rule) == (FB, "app_calls")

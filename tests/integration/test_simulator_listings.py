@@ -138,7 +138,13 @@ async def test_graph_since_and_until_bound_the_creation_time(
 @pytest.mark.parametrize("platform", GRAPH, ids=[p.value for p in GRAPH])
 @pytest.mark.parametrize(
     "params",
-    [{"limit": "101"}, {"limit": "0"}, {"since": "yesterday"}, {"after": "not-a-cursor"}],
+    [
+        {"limit": "0"},
+        {"limit": "many"},
+        {"since": "yesterday"},
+        {"after": "not-a-cursor"},
+        {"before": "not-a-cursor"},
+    ],
 )
 async def test_graph_listing_refuses_bad_parameters(
     sim: Simulator, http: aiohttp.ClientSession, platform: Platform, params: dict[str, str]
@@ -147,6 +153,49 @@ async def test_graph_listing_refuses_bad_parameters(
     await graph_post(sim, http, platform, account, 1)
     status, body = await get(http, listing_url(sim, platform, account), account, **params)
     assert (status, body["error"]["code"]) == (400, 100)
+
+
+@pytest.mark.parametrize("platform", GRAPH, ids=[p.value for p in GRAPH])
+async def test_graph_limit_above_the_maximum_is_cut_to_it(
+    sim: Simulator, http: aiohttp.ClientSession, platform: Platform
+) -> None:
+    # Graph caps ``limit`` at an edge's maximum and still pages correctly (docs/graph-api/
+    # results); it does not refuse the request.
+    account = sim.add_account(platform)
+    ids = [await graph_post(sim, http, platform, account, n) for n in range(102)]
+    status, page = await get(http, listing_url(sim, platform, account), account, limit="500")
+    assert status == 200
+    assert [item["id"] for item in page["data"]] == ids[::-1][:100]
+    _, rest = await get(http, URL(page["paging"]["next"], encoded=True), account)
+    assert [item["id"] for item in rest["data"]] == ids[1::-1]
+
+
+@pytest.mark.parametrize("platform", GRAPH, ids=[p.value for p in GRAPH])
+async def test_graph_before_cursor_and_previous_link(
+    sim: Simulator, http: aiohttp.ClientSession, platform: Platform
+) -> None:
+    account = sim.add_account(platform)
+    ids = [await graph_post(sim, http, platform, account, n) for n in range(5)]
+    url = listing_url(sim, platform, account)
+    _, first = await get(http, url, account, limit="2")
+    assert "previous" not in first["paging"]  # nothing newer than the newest page
+    _, second = await get(http, URL(first["paging"]["next"], encoded=True), account)
+    assert [item["id"] for item in second["data"]] == [ids[2], ids[1]]
+    back = URL(second["paging"]["previous"], encoded=True)
+    assert back.query["before"] == second["paging"]["cursors"]["before"]
+    assert "after" not in back.query
+    assert back.query["limit"] == "2"
+    _, again = await get(http, back, account)
+    assert again["data"] == first["data"]  # back to the newer page, newest first
+    assert "previous" not in again["paging"]
+    assert "next" in again["paging"]
+    # A post made since the first page was read: the newest page now has one before it.
+    newest = await graph_post(sim, http, platform, account, 5)
+    _, again = await get(http, back, account)
+    assert "previous" in again["paging"]
+    _, top = await get(http, URL(again["paging"]["previous"], encoded=True), account)
+    assert [item["id"] for item in top["data"]] == [newest]
+    assert "previous" not in top["paging"]
 
 
 # -- LinkedIn: the author finder --------------------------------------------------------------

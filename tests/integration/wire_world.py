@@ -166,6 +166,21 @@ async def _fb_two_posts(world: World, fixture: Fixture) -> None:
     await _fb_post(world, "Become a Facebook developer!")
 
 
+async def _fb_one_post(world: World, fixture: Fixture) -> None:
+    path = f"/{world.account.external_id}/feed"
+    answer = await world.json("POST", path, json={"message": "Become a Facebook developer!"})
+    world.values["{page-post-id}"] = answer["id"]
+
+
+async def _fb_three_posts_paged(world: World, fixture: Fixture) -> None:
+    # The request reads the middle page: a newer post before it, an older one after it.
+    for message in ("An older post", "Become a Facebook developer!", "A newer post"):
+        await _fb_post(world, message)
+    path = f"/{world.account.external_id}/published_posts"
+    first = await world.json("GET", path, params={"limit": "1"})
+    world.values["{after-cursor}"] = first["paging"]["cursors"]["after"]
+
+
 async def _fb_duplicate(world: World, fixture: Fixture) -> None:
     await _fb_post(world, fixture.request.body["message"])
 
@@ -288,6 +303,8 @@ async def _two_videos(world: World, fixture: Fixture) -> None:
 
 _STEPS: dict[tuple[str, str], Step] = {
     ("facebook", "two_posts"): _fb_two_posts,
+    ("facebook", "one_post"): _fb_one_post,
+    ("facebook", "three_posts_paged"): _fb_three_posts_paged,
     ("facebook", "duplicate"): _fb_duplicate,
     ("instagram", "container"): _container,
     ("instagram", "container_finished"): _container,

@@ -62,6 +62,7 @@ def ig_error(code: int, subcode: int | None = None) -> bytes:
         (17, None, RateLimited, "app"),
         (32, None, RateLimited, "channel"),
         (613, None, RateLimited, "channel"),
+        (80002, None, RateLimited, "channel"),
     ],
 )
 def test_classification(code: int, subcode: int | None, expected: type, scope: str | None) -> None:
@@ -71,6 +72,16 @@ def test_classification(code: int, subcode: int | None, expected: type, scope: s
     if scope is not None:
         assert isinstance(err, RateLimited)
         assert (err.scope, err.retry_after, err.named) == (scope, PAUSE, False)
+
+
+def test_account_call_limit_waits_for_the_regain_estimate() -> None:
+    # 80002: the account's Business Use Case limit; its header names the minutes to wait.
+    usage = {"17": [{"type": "instagram", "call_count": 100, "estimated_time_to_regain_access": 7}]}
+    headers = {"X-Business-Use-Case-Usage": json.dumps(usage)}
+    answer = ErrorAnswer(400, headers, ig_error(80002), now=NOW, pause_s=PAUSE, channel_id="17")
+    err = classify(answer)
+    assert isinstance(err, RateLimited)
+    assert (err.scope, err.retry_after, err.named) == ("channel", 7 * 60.0, True)
 
 
 def test_bodyless_5xx_is_unknown_only_on_media_publish() -> None:

@@ -235,6 +235,11 @@ class InstagramSim(BaseModel):
 
     publishes_per_24h: int = Field(default=100, gt=0)
     containers_per_24h: int = Field(default=400, gt=0)
+    calls_per_24h: int = Field(
+        default=4800,
+        gt=0,
+        description="Business Use Case limit of one account: 4800 x its impressions per 24 h",
+    )
     image_processing_s: float = Field(default=0.0, ge=0, description="IN_PROGRESS time of images")
     video_processing_s: float = Field(default=0.5, ge=0, description="IN_PROGRESS time of videos")
     container_ttl_s: float = Field(

@@ -1,14 +1,21 @@
-"""Facebook Pages on the Graph API: feed posts, photos, and the published-posts listing.
+"""Facebook Pages on the Graph API: feed posts, photos, the Page's listings (``feed``,
+``posts``, ``published_posts``) and a post read by its id.
 
 Every authenticated request on a Page is one call against the Page's rolling-24 h limit
 (4800 x engaged users) and the app's rolling-1 h limit (200 x daily active users), as in
 docs/platforms.md. Both are checked before anything else happens; over either, the answer is
-HTTP 400 with code 32 (Page) or 4 (app) and a limit violation is recorded. Usage headers go
-out once usage is above zero, in floored percent.
+HTTP 400 with code 32 (Page) or 4 (app) and a limit violation is recorded.
+
+The simulator's tokens are Page tokens, which Graph meters by the Page's Business Use Case
+limit: answers carry ``X-Business-Use-Case-Usage`` for the Page (once above zero, in floored
+percent), never ``X-App-Usage``, which Graph sends for app and user tokens. The app's hourly
+limit is Herald's conservative default; when it is the one that refuses, the answer names it
+with code 4 and ``X-App-Usage`` at 100.
 
 A repeat of a Page's recent post (same text and link) is refused with code 506 most of the
 time, and only within the duplicate check's memory (``duplicate_check``): Graph's check is
-a heuristic, not a promise. A new post shows in ``published_posts`` after the listing lag.
+a heuristic, not a promise. A new post shows in the listings after the listing lag, but can
+be read by its id at once: nothing in Graph's documents says a node lags.
 """
 
 from __future__ import annotations
@@ -31,16 +38,17 @@ from herald.simulator.graph import (
     VERSION,
     GraphFaultAnswers,
     app_usage,
-    authenticate,
     buc_usage,
     catch_all,
-    graph_bool,
+    enter,
     graph_error,
-    graph_listing,
     graph_params,
+    not_found,
     require_node,
     throttled,
 )
+from herald.simulator.graph_listing import graph_listing
+from herald.simulator.graph_params import graph_bool
 from herald.simulator.pipeline import Reply, faulty, with_faults
 from herald.simulator.quotas import RollingCounter, admit
 from herald.simulator.wire import graph_time
@@ -84,10 +92,27 @@ class _Page:
     photos: dict[str, _Photo] = field(default_factory=dict)
     # (text, link): when it was last posted, for the duplicate check
     seen: dict[tuple[str, str], float] = field(default_factory=dict)
+    by_id: dict[str, _Post] = field(default_factory=dict)
 
 
 def _is_url(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def _json_text(value: Any) -> Any:
+    """A parameter given as JSON text (a form field, or ``attached_media[0]={...}``) decoded;
+    anything else as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def _fields(request: web.Request) -> tuple[str, ...]:
+    raw = request.query.get("fields")
+    return tuple(raw.split(",")) if raw else _DEFAULT_FIELDS
 
 
 def _invalid(message: str) -> Reply:
@@ -110,15 +135,17 @@ class FacebookSim:
         return [
             web.post(VERSION + "/{node}/" + GraphEdge.FEED, self.feed),
             web.post(VERSION + "/{node}/" + GraphEdge.PHOTOS, self.photos),
-            web.get(
-                VERSION + "/{node}/" + GraphEdge.PUBLISHED_POSTS, self._read(self.published_posts)
+            *(
+                web.get(VERSION + "/{node}/" + edge, self._read(self.published_posts))
+                for edge in (GraphEdge.PUBLISHED_POSTS, GraphEdge.FEED, GraphEdge.POSTS)
             ),
+            web.get(VERSION + "/{node}", self._read(self.read_node)),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
     # -- handlers -------------------------------------------------------------------------
     async def feed(self, request: web.Request) -> web.StreamResponse:
-        node, headers = self._enter(request)
+        node, headers = await self._enter(request)
         page = self._pages[node]
         params = await graph_params(request)
         message, link = params.get("message"), params.get("link")
@@ -143,7 +170,7 @@ class FacebookSim:
         return await with_faults(self._ctx, _FB, node, self._answers, commit)
 
     async def photos(self, request: web.Request) -> web.StreamResponse:
-        node, headers = self._enter(request)
+        node, headers = await self._enter(request)
         page = self._pages[node]
         params = await graph_params(request)
         url = params.get("url")
@@ -169,9 +196,10 @@ class FacebookSim:
         return await with_faults(self._ctx, _FB, node, self._answers, commit)
 
     async def published_posts(self, request: web.Request) -> web.StreamResponse:
-        node, headers = self._enter(request)
-        raw_fields = request.query.get("fields")
-        fields = tuple(raw_fields.split(",")) if raw_fields else _DEFAULT_FIELDS
+        """``published_posts``, ``posts`` and ``feed``: the simulator's Pages hold only their
+        own posts, so the three list the same ones."""
+        node, headers = await self._enter(request)
+        fields = _fields(request)
         now = self._ctx.clock.now()
         listing = graph_listing(
             request,
@@ -182,12 +210,29 @@ class FacebookSim:
         )
         return web.json_response(listing, headers=headers)
 
-    # -- steps ----------------------------------------------------------------------------
-    def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:
-        """Authenticate, check the Page, meter the call; the usage headers to answer with."""
-        account = authenticate(request, self._ctx, _FB)
+    async def read_node(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{post-id}``: a Page post, by the token of its Page; also the Page itself."""
+        account = await enter(request, self._ctx, _FB)
+        headers = self._meter(account)
         node = request.match_info["node"]
-        require_node(self._ctx, _FB, account, node)
+        if node == account:
+            page = self._ctx.accounts.get(_FB, account)
+            name = page.name if page is not None else account
+            return web.json_response({"name": name, "id": account}, headers=headers)
+        post = self._pages[account].by_id.get(node) if node.startswith(f"{account}_") else None
+        if post is None:
+            raise not_found(node, request.method)
+        return web.json_response(self._render(post, _fields(request)), headers=headers)
+
+    # -- steps ----------------------------------------------------------------------------
+    async def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:
+        """Authenticate, check the Page, meter the call; the usage headers to answer with."""
+        account = await enter(request, self._ctx, _FB)
+        node = require_node(request, self._ctx, _FB, account)
+        return node, self._meter(node)
+
+    def _meter(self, node: str) -> dict[str, str]:
+        """One call against the Page's and the app's limits; the usage headers to send."""
         now = self._ctx.clock.now()
         page_calls = self._pages[node].calls
         refused = admit(now, [(page_calls, 1), (self._app_calls, 1)])
@@ -199,30 +244,23 @@ class FacebookSim:
         if refused is self._app_calls:
             self._ctx.audit.violation(_FB, node, "app_calls", now)
             raise Reply(throttled(GraphCode.TOO_MANY_CALLS, app_usage(100)))
-        return node, self._usage_headers(node, page_calls, now)
+        return self._usage_headers(node, page_calls, now)
 
-    def _usage_headers(self, node: str, page_calls: RollingCounter, now: float) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        app_pct = self._app_calls.percent(now)
-        if app_pct > 0:
-            headers.update(app_usage(app_pct))
+    @staticmethod
+    def _usage_headers(node: str, page_calls: RollingCounter, now: float) -> dict[str, str]:
+        # A Page token's answers report the Page's Business Use Case usage only.
         page_pct = page_calls.percent(now)
-        if page_pct > 0:
-            headers.update(buc_usage(node, "pages", page_pct, 0))
-        return headers
+        return buc_usage(node, "pages", page_pct, 0) if page_pct > 0 else {}
 
     def _attachments(self, page: _Page, raw: Any) -> list[_Photo]:
         if raw is None:
             return []
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                raise _invalid("param attached_media must be a JSON array") from None
+        raw = _json_text(raw)
         if not isinstance(raw, list):
             raise _invalid("param attached_media must be an array")
         photos: list[_Photo] = []
-        for index, item in enumerate(raw):
+        for index, element in enumerate(raw):
+            item = _json_text(element)
             fbid = item.get("media_fbid") if isinstance(item, dict) else None
             photo = page.photos.get(str(fbid))
             if photo is None or photo.published or photo.attached or photo in photos:
@@ -247,7 +285,9 @@ class FacebookSim:
     def _publish(self, node: str, page: _Page, text: str, link: str, delivered: bool) -> str:
         now = self._ctx.clock.now()
         post_id = f"{node}_{self._ctx.ids.serial(_POST_BASE)}"
-        page.posts.append(_Post(post_id, text, now, now + self._ctx.dice.listing_lag_s(_FB)))
+        post = _Post(post_id, text, now, now + self._ctx.dice.listing_lag_s(_FB))
+        page.posts.append(post)
+        page.by_id[post_id] = post
         if text:
             page.seen[(text, link)] = now
         self._ctx.audit.post(PostRecord(_FB, node, post_id, text, now, delivered))

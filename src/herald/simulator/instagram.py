@@ -7,10 +7,21 @@ failed download). Every container created counts against ``containers_per_24h`` 
 of N is N + 1); every successful ``media_publish`` counts against ``publishes_per_24h``, both
 rolling. Only ``media_publish`` creates a post, so only it draws faults; an injected error is
 Instagram's documented server error (code -1, subcode 2207001), not Graph's code 2.
+
+Instagram Platform calls fall under Graph's Business Use Case limits: every authenticated call
+counts against the account's rolling-24 h limit (``calls_per_24h``: 4800 x impressions), and
+every answer reports it in ``X-Business-Use-Case-Usage`` with ``type: instagram`` once above
+zero.
+Over the limit a call is refused with code 80002 and the minutes until access comes back.
+
+A node read (``GET /{id}``) without ``fields`` answers only the ``id``, as Graph's nodes do;
+a published media can be read by its id at once, while the ``media`` listing shows it only
+after the listing lag.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import partial
@@ -18,7 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
-from herald.constants import ContainerStatus, GraphEdge, InstagramCode, InstagramSubcode
+from herald.constants import (
+    ContainerStatus,
+    GraphCode,
+    GraphEdge,
+    InstagramCode,
+    InstagramSubcode,
+)
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.config import CallKind as C
@@ -26,15 +43,17 @@ from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
     GraphFaultAnswers,
-    authenticate,
+    buc_usage,
     catch_all,
-    graph_bool,
+    enter,
     graph_error,
-    graph_listing,
     graph_params,
     not_found,
     require_node,
+    throttled,
 )
+from herald.simulator.graph_listing import graph_listing
+from herald.simulator.graph_params import graph_bool
 from herald.simulator.pipeline import Reply, faulty, with_faults
 from herald.simulator.quotas import RollingCounter
 from herald.simulator.wire import graph_time
@@ -42,6 +61,7 @@ from herald.simulator.wire import graph_time
 __all__ = ["InstagramSim"]
 
 _IG = Platform.INSTAGRAM
+_BUC_TYPE = "instagram"
 _DAY_S = 86_400.0
 _CONTAINER_BASE = 17_900_000_000_000_000
 _MEDIA_BASE = 17_950_000_000_000_000
@@ -101,7 +121,24 @@ class _Media:
 class _User:
     containers: RollingCounter
     publishes: RollingCounter
+    calls: RollingCounter
     media: list[_Media] = field(default_factory=list)
+
+
+def _fields(request: web.Request, default: str = "") -> tuple[str, ...]:
+    """The ``fields`` asked for; a node read without any answers only its ``id``."""
+    raw = request.query.get("fields", default)
+    return tuple(raw.split(",")) if raw else ()
+
+
+def _shortcode(media_id: str) -> str:
+    """A stable permalink code for a media id, in the alphabet Instagram's codes use."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    number, code = int(media_id), ""
+    while number:
+        number, digit = divmod(number, 64)
+        code = alphabet[digit] + code
+    return code or "A"
 
 
 def _invalid(message: str) -> Reply:
@@ -140,6 +177,7 @@ class _InstagramFaultAnswers(GraphFaultAnswers):
             InstagramCode.SERVER_ERROR,
             "Instagram server error. Try again.",
             subcode=InstagramSubcode.SERVER_ERROR,
+            transient=True,
         )
 
 
@@ -149,13 +187,17 @@ class InstagramSim:
         self._config = ctx.config.instagram
         self._users: dict[str, _User] = defaultdict(self._new_user)
         self._containers: dict[str, _Container] = {}
-        self._answers = _InstagramFaultAnswers(ctx, _IG, "instagram")
+        self._media: dict[str, tuple[str, _Media]] = {}  # media id: (owner, media)
+        self._answers = _InstagramFaultAnswers(ctx, _IG, _BUC_TYPE)
         self._faulty = partial(faulty, ctx, _IG, self._answers)
+        self._status = self._faulty(C.STATUS, self.container_status)
+        self._read_media = self._faulty(C.READ, self.read_media)
 
     def _new_user(self) -> _User:
         return _User(
             RollingCounter("containers", self._config.containers_per_24h, _DAY_S),
             RollingCounter("publishes", self._config.publishes_per_24h, _DAY_S),
+            RollingCounter("calls", self._config.calls_per_24h, _DAY_S),
         )
 
     def routes(self) -> list[web.RouteDef]:
@@ -170,7 +212,7 @@ class InstagramSim:
                 VERSION + "/{node}/content_publishing_limit",
                 self._faulty(C.READ, self.publishing_limit),
             ),
-            web.get(VERSION + "/{node}", self._faulty(C.STATUS, self.container_status)),
+            web.get(VERSION + "/{node}", self.read_node),
             web.route("*", "/{tail:.*}", catch_all),
         ]
 
@@ -187,7 +229,7 @@ class InstagramSim:
 
     # -- handlers -------------------------------------------------------------------------
     async def create_container(self, request: web.Request) -> web.StreamResponse:
-        node = self._enter(request)
+        node, headers = await self._enter(request)
         params = await graph_params(request)
         now = self._ctx.clock.now()
         if str(params.get("media_type", "")).upper() == "CAROUSEL":
@@ -198,15 +240,15 @@ class InstagramSim:
         self._refuse_over(node, user.containers, now)
         user.containers.take(now)
         self._containers[container.id] = container
-        return web.json_response({"id": container.id})
+        return web.json_response({"id": container.id}, headers=headers)
 
     async def publish(self, request: web.Request) -> web.StreamResponse:
-        node = self._enter(request)
+        node, headers = await self._enter(request)
         params = await graph_params(request)
         creation_id = str(params.get("creation_id", ""))
         container = self._containers.get(creation_id)
         if container is None or container.owner != node:
-            raise not_found(creation_id)
+            raise not_found(creation_id, request.method)
         now = self._ctx.clock.now()
         self._refuse_unpublishable(container, now)
         user = self._users[node]
@@ -224,46 +266,64 @@ class InstagramSim:
             )
             container.media_id = media.id
             user.media.append(media)
+            self._media[media.id] = (node, media)
             self._ctx.audit.post(PostRecord(_IG, node, media.id, media.caption, at, delivered))
-            return web.json_response({"id": media.id})
+            return web.json_response({"id": media.id}, headers=headers)
 
         return await with_faults(self._ctx, _IG, node, self._answers, commit)
 
+    async def read_node(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{id}``: a published media (a read) or a container (a status poll)."""
+        if request.match_info["node"] in self._media:
+            return await self._read_media(request)
+        return await self._status(request)
+
     async def container_status(self, request: web.Request) -> web.StreamResponse:
-        account = authenticate(request, self._ctx, _IG)
+        account = await enter(request, self._ctx, _IG)
+        headers = self._meter(account)
         node = request.match_info["node"]
         container = self._containers.get(node)
         if container is None or container.owner != account:
-            raise not_found(node)
-        fields = request.query.get("fields", "status_code").split(",")
+            raise not_found(node, request.method)
+        fields = _fields(request)
         status = self.status(container, self._ctx.clock.now())
         out = {"id": container.id}
         if "status_code" in fields:
             out["status_code"] = status
         if "status" in fields:
             out["status"] = _STATUS_TEXT[status]
-        return web.json_response(out)
+        return web.json_response(out, headers=headers)
+
+    async def read_media(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{ig-media-id}``: by the token of its account, at once after publishing."""
+        account = await enter(request, self._ctx, _IG)
+        headers = self._meter(account)
+        node = request.match_info["node"]
+        owner, media = self._media[node]
+        if owner != account:
+            raise not_found(node, request.method)
+        return web.json_response(self._render(media, _fields(request)), headers=headers)
 
     async def publishing_limit(self, request: web.Request) -> web.StreamResponse:
-        node = self._enter(request)
+        node, headers = await self._enter(request)
         publishes = self._users[node].publishes
         now = self._ctx.clock.now()
         since = request.query.get("since")
         used = publishes.used(now)
         if since is not None and since.isdigit():
             used = publishes.used_since(now, float(since))
-        fields = request.query.get("fields", "quota_usage,config").split(",")
+        fields = _fields(request, "quota_usage,config")
         item: dict[str, Any] = {}
         if "quota_usage" in fields:
             item["quota_usage"] = used
         # The reference page's example asks for ``rate_limit_settings`` and gets ``config``.
         if "config" in fields or "rate_limit_settings" in fields:
             item["config"] = {"quota_total": publishes.limit, "quota_duration": int(_DAY_S)}
-        return web.json_response({"data": [item]})
+        return web.json_response({"data": [item]}, headers=headers)
 
     async def list_media(self, request: web.Request) -> web.StreamResponse:
-        node = self._enter(request)
-        fields = request.query.get("fields", "id,caption,timestamp").split(",")
+        node, headers = await self._enter(request)
+        fields = _fields(request, "id,caption,timestamp")
         now = self._ctx.clock.now()
         listing = graph_listing(
             request,
@@ -272,7 +332,7 @@ class InstagramSim:
             lambda item: self._render(item, fields),
             lambda item: item.listed <= now,
         )
-        return web.json_response(listing)
+        return web.json_response(listing, headers=headers)
 
     # -- steps ----------------------------------------------------------------------------
     def _refuse_over(self, node: str, counter: RollingCounter, now: float) -> None:
@@ -291,11 +351,25 @@ class InstagramSim:
             )
         )
 
-    def _enter(self, request: web.Request) -> str:
-        account = authenticate(request, self._ctx, _IG)
-        node = request.match_info["node"]
-        require_node(self._ctx, _IG, account, node)
-        return node
+    async def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:
+        """Authenticate, check the account, count the call; the usage headers to send."""
+        account = await enter(request, self._ctx, _IG)
+        node = require_node(request, self._ctx, _IG, account)
+        return node, self._meter(node)
+
+    def _meter(self, node: str) -> dict[str, str]:
+        """One call against the account's Business Use Case limit: refused with 80002 when
+        the rolling 24 hours are full; otherwise the usage header (once above zero)."""
+        calls = self._users[node].calls
+        now = self._ctx.clock.now()
+        if not calls.fits(now):
+            self._ctx.audit.violation(_IG, node, "calls", now)
+            regain = math.ceil(calls.regain_s(now) / 60)
+            usage = buc_usage(node, _BUC_TYPE, 100, regain)
+            raise Reply(throttled(GraphCode.INSTAGRAM_ACCOUNT_TOO_MANY_CALLS, usage))
+        calls.take(now)
+        percent = calls.percent(now)
+        return buc_usage(node, _BUC_TYPE, percent, 0) if percent > 0 else {}
 
     def _single(self, owner: str, params: dict[str, Any], now: float) -> _Container:
         media_type = str(params.get("media_type", "IMAGE") or "IMAGE").upper()
@@ -382,7 +456,7 @@ class InstagramSim:
             raise _download_failed(_STATUS_TEXT[ContainerStatus.ERROR])
 
     @staticmethod
-    def _render(media: _Media, fields: list[str]) -> dict[str, str]:
+    def _render(media: _Media, fields: tuple[str, ...]) -> dict[str, str]:
         out = {"id": media.id}
         if "caption" in fields and media.caption:
             out["caption"] = media.caption
@@ -390,4 +464,6 @@ class InstagramSim:
             out["timestamp"] = graph_time(media.created)
         if "media_type" in fields:
             out["media_type"] = _LISTED_TYPES[media.media_type]
+        if "permalink" in fields:
+            out["permalink"] = f"https://www.instagram.com/p/{_shortcode(media.id)}/"
         return out

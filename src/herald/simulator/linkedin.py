@@ -164,6 +164,7 @@ class LinkedInSim:
         return [
             web.post(LinkedInPath.POSTS, self.create_post),
             web.get(LinkedInPath.POSTS, self._faulty(CallKind.READ, self.list_posts)),
+            web.get(LinkedInPath.POSTS + "/{urn}", self._faulty(CallKind.READ, self.read_post)),
             web.post(LinkedInPath.IMAGES, self._faulty(CallKind.UPLOAD, self.images_action)),
             web.put("/dms-uploads/{key}", self._faulty(CallKind.UPLOAD, self.upload_image)),
             web.route("*", "/{tail:.*}", self.not_found),
@@ -223,6 +224,20 @@ class LinkedInSim:
         elements = [self._render(author, post) for post in newest]
         paging = {"start": start, "count": count, "total": len(posts), "links": []}
         return web.json_response({"elements": elements, "paging": paging})
+
+    async def read_post(self, request: web.Request) -> web.StreamResponse:
+        """``GET /rest/posts/{url-encoded urn}``: the author's post, at once after it was made
+        (only the author finder lags)."""
+        author = self._enter(request)
+        urn = request.match_info["urn"]  # the router has decoded %3A back to ':'
+        for owner, member in self._members.items():
+            post = next((p for p in member.posts if p.id == urn), None)
+            if post is None:
+                continue
+            if owner != author:
+                raise Reply(self._forbidden("GET"))
+            return web.json_response(self._render(owner, post))
+        raise Reply(li_error(404, f"Post {urn} not found", code="NOT_FOUND"))
 
     async def images_action(self, request: web.Request) -> web.StreamResponse:
         author = self._enter(request)

@@ -1,7 +1,9 @@
 """YouTube Data API v3 as Herald uses it, plus the Google token endpoint and media files,
 all on one port: uploads (see :mod:`.youtube_upload`), ``channels.list`` for the uploads
-playlist, and ``playlistItems.list`` to look videos up, newest first, ``maxResults`` (at most
-50) a page, with ``nextPageToken`` while more remain. Each list call (each page) costs 1 unit.
+playlist, ``playlistItems.list`` to look videos up, newest first, ``maxResults`` (at most
+50) a page, with ``nextPageToken`` while more remain, and ``videos.list`` to read videos by
+id (a video is readable at once after its upload; ids it does not know, or another channel's
+private videos, are left out of ``items``). Each list call (each page) costs 1 unit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ __all__ = ["MEDIA_PREFIX", "YouTubeSim"]
 _YT = Platform.YOUTUBE
 
 
+_VIDEO_PARTS = frozenset({"id", "snippet", "status"})
+
+
+def _visible_to(video: dict[str, Any], channel: str) -> bool:
+    """Its own channel sees every video; others only the public ones."""
+    owner = video["snippet"]["channelId"]
+    return bool(owner == channel or video["status"]["privacyStatus"] == "public")
+
+
+def _video_item(video: dict[str, Any], parts: set[str]) -> dict[str, Any]:
+    item = {key: video[key] for key in ("kind", "etag", "id")}
+    item.update({part: video[part] for part in parts & {"snippet", "status"}})
+    return item
+
+
 def _bad_request(reason: str, message: str) -> Reply:
     return Reply(google_error(400, reason, message))
 
@@ -52,6 +69,7 @@ class YouTubeSim:
             web.put(YouTubePath.UPLOAD, self._uploads.put),
             web.get(YouTubePath.CHANNELS, self._faulty(C.READ, self.channels)),
             web.get(YouTubePath.PLAYLIST_ITEMS, self._faulty(C.READ, self.playlist_items)),
+            web.get(YouTubePath.VIDEOS, self._faulty(C.READ, self.videos_list)),
             web.post("/token", self._faulty(C.TOKEN, self._token.token)),
             web.get(MEDIA_PREFIX + "{path:.+}", serve_media),
             web.route("*", "/{tail:.*}", self.not_found),
@@ -118,6 +136,30 @@ class YouTubeSim:
         if items and last >= 0:
             body["nextPageToken"] = encode_position(last)
         return web.json_response(body)
+
+    async def videos_list(self, request: web.Request) -> web.StreamResponse:
+        """``videos.list`` by ``id``: the requested parts of each video the caller may see."""
+        channel = authenticate(request, self._ctx)
+        self._quota.charge_list(channel)
+        parts = {part for part in request.query.get("part", "").split(",") if part}
+        if not parts or not parts <= _VIDEO_PARTS:
+            raise _bad_request("required", "Required parameter: part (id, snippet, status)")
+        wanted = [ident for ident in request.query.get("id", "").split(",") if ident]
+        if not wanted:
+            raise _bad_request("missingRequiredParameter", "No filter selected: use id.")
+        known = {video["id"]: video for videos in self._videos.values() for video in videos}
+        items = [
+            _video_item(known[ident], parts)
+            for ident in wanted
+            if ident in known and _visible_to(known[ident], channel)
+        ]
+        return web.json_response(
+            {
+                "kind": "youtube#videoListResponse",
+                "items": items,
+                "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
+            }
+        )
 
     @staticmethod
     def _page_start(token: str | None, size: int) -> int:
