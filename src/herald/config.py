@@ -181,7 +181,7 @@ class InstagramSettings(PlatformSettings):
 class LinkedInSettings(PlatformSettings):
     base_url: str = "https://api.linkedin.com"
     concurrency: int = 4
-    api_version: str = Field("202510", pattern=r"^\d{6}$", description="LinkedIn-Version header")
+    api_version: str = Field("202606", pattern=r"^\d{6}$", description="LinkedIn-Version header")
     # LinkedIn does not publish its numbers (they show in the developer portal); these are the
     # commonly quoted ones. Both reset at 00:00 UTC.
     member_posts_per_day: int = Field(150, gt=0)
