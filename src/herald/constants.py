@@ -31,6 +31,7 @@ __all__ = [
     "GRAPH_PERMISSION_CODES",
     "GRAPH_REGAIN_FIELD",
     "GRAPH_USAGE_FIELDS",
+    "GRAPH_VERSION_HEADER",
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_REPLAYED_HEADER",
@@ -161,6 +162,9 @@ class GraphHeader(StrEnum):
     BUSINESS_USE_CASE_USAGE = "X-Business-Use-Case-Usage"  # per Page or account id: a list
 
 
+#: On every Graph answer: the version that made it, which is not the one asked for once that
+#: one is past its end of life (Graph serves the oldest live version instead).
+GRAPH_VERSION_HEADER: Final = "facebook-api-version"
 #: The shares of a limit each usage entry reports, in percent.
 GRAPH_USAGE_FIELDS: Final = ("call_count", "total_cputime", "total_time")
 #: Minutes until a throttled Page or account may call again (Business Use Case entries).
