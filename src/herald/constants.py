@@ -40,6 +40,7 @@ __all__ = [
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
     "OUTBOX_LOCK_PREFIX",
+    "PLATFORM_VERSION_RETIRING",
     "RABBIT_QUEUE_PREFIX",
     "RABBIT_QUEUE_VERSION",
     "REDIS_QUEUE_GROUP",
@@ -71,6 +72,9 @@ DELIVERY_UNCONFIRMED: Final = "delivery.unconfirmed"
 CHANNEL_NEEDS_REAUTH: Final = "channel.needs_reauth"
 #: Another webhook of the workspace was disabled after failing too long.
 WEBHOOK_DISABLED: Final = "webhook.disabled"
+#: A platform API version Herald speaks retires soon, or a platform answered from another
+#: one; sent to workspaces with a channel on that platform.
+PLATFORM_VERSION_RETIRING: Final = "platform.version_retiring"
 #: Every webhook event, in the order the API lists them.
 WEBHOOK_EVENTS: Final = (
     DELIVERY_PUBLISHED,
@@ -78,6 +82,7 @@ WEBHOOK_EVENTS: Final = (
     DELIVERY_UNCONFIRMED,
     CHANNEL_NEEDS_REAUTH,
     WEBHOOK_DISABLED,
+    PLATFORM_VERSION_RETIRING,
 )
 
 # -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
