@@ -113,6 +113,12 @@ class EngineSettings(BaseModel):
     store_backoff_cap_s: BackoffSeconds = Field(
         5.0, description="longest wait between tries while the store is away"
     )
+    version_warning_days: int = Field(
+        90,
+        ge=0,
+        description="warn (metric, log, webhook) this many days before a platform API "
+        "version Herald speaks retires",
+    )
     probe_host: str = Field("127.0.0.1", description="`herald run`'s probe listens here")
     probe_port: int | None = Field(
         None, ge=1, le=65535, description="serve /healthz, /readyz, /metrics (`herald run`)"
