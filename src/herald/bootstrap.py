@@ -22,6 +22,7 @@ from herald.domain import Platform
 from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
+from herald.engine.versions import VersionWatch
 from herald.errors import ConfigError
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
@@ -166,10 +167,11 @@ async def running_engine(
         chosen = set(Platform) if platforms is None else set(platforms)
         # Every platform's connector prices the sends a limiter rebuild replays; only the
         # chosen ones publish. None opens a connection before its first request.
-        every = build_connectors(settings) if publishes else {}
+        metrics = Metrics()
+        versions = VersionWatch(settings, metrics)
+        every = build_connectors(settings, versions=versions) if publishes else {}
         for connector in every.values():
             closing.push_async_callback(connector.aclose)
-        metrics = Metrics()
         queue = _broker_queue(settings, role, [p for p in every if p in chosen], metrics)
         if queue is not None:
             closing.push_async_callback(queue.close)
@@ -195,6 +197,7 @@ async def running_engine(
             role=role,
             priced_by=every,
             caps=caps,
+            versions=versions,
         )
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.

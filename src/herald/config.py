@@ -113,6 +113,12 @@ class EngineSettings(BaseModel):
     store_backoff_cap_s: BackoffSeconds = Field(
         5.0, description="longest wait between tries while the store is away"
     )
+    version_warning_days: int = Field(
+        90,
+        ge=0,
+        description="warn (metric, log, webhook) this many days before a platform API "
+        "version Herald speaks retires",
+    )
     probe_host: str = Field("127.0.0.1", description="`herald run`'s probe listens here")
     probe_port: int | None = Field(
         None, ge=1, le=65535, description="serve /healthz, /readyz, /metrics (`herald run`)"
@@ -181,7 +187,7 @@ class InstagramSettings(PlatformSettings):
 class LinkedInSettings(PlatformSettings):
     base_url: str = "https://api.linkedin.com"
     concurrency: int = 4
-    api_version: str = Field("202510", pattern=r"^\d{6}$", description="LinkedIn-Version header")
+    api_version: str = Field("202606", pattern=r"^\d{6}$", description="LinkedIn-Version header")
     # LinkedIn does not publish its numbers (they show in the developer portal); these are the
     # commonly quoted ones. Both reset at 00:00 UTC.
     member_posts_per_day: int = Field(150, gt=0)

@@ -31,6 +31,7 @@ __all__ = [
     "GRAPH_PERMISSION_CODES",
     "GRAPH_REGAIN_FIELD",
     "GRAPH_USAGE_FIELDS",
+    "GRAPH_VERSION_HEADER",
     "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENCY_REPLAYED_HEADER",
@@ -39,6 +40,7 @@ __all__ = [
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
     "OUTBOX_LOCK_PREFIX",
+    "PLATFORM_VERSION_RETIRING",
     "RABBIT_QUEUE_PREFIX",
     "RABBIT_QUEUE_VERSION",
     "REDIS_QUEUE_GROUP",
@@ -70,6 +72,9 @@ DELIVERY_UNCONFIRMED: Final = "delivery.unconfirmed"
 CHANNEL_NEEDS_REAUTH: Final = "channel.needs_reauth"
 #: Another webhook of the workspace was disabled after failing too long.
 WEBHOOK_DISABLED: Final = "webhook.disabled"
+#: A platform API version Herald speaks retires soon, or a platform answered from another
+#: one; sent to workspaces with a channel on that platform.
+PLATFORM_VERSION_RETIRING: Final = "platform.version_retiring"
 #: Every webhook event, in the order the API lists them.
 WEBHOOK_EVENTS: Final = (
     DELIVERY_PUBLISHED,
@@ -77,6 +82,7 @@ WEBHOOK_EVENTS: Final = (
     DELIVERY_UNCONFIRMED,
     CHANNEL_NEEDS_REAUTH,
     WEBHOOK_DISABLED,
+    PLATFORM_VERSION_RETIRING,
 )
 
 # -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
@@ -163,6 +169,9 @@ class GraphHeader(StrEnum):
     BUSINESS_USE_CASE_USAGE = "X-Business-Use-Case-Usage"  # per Page or account id: a list
 
 
+#: On every Graph answer: the version that made it, which is not the one asked for once that
+#: one is past its end of life (Graph serves the oldest live version instead).
+GRAPH_VERSION_HEADER: Final = "facebook-api-version"
 #: The shares of a limit each usage entry reports, in percent.
 GRAPH_USAGE_FIELDS: Final = ("call_count", "total_cputime", "total_time")
 #: Minutes until a throttled Page or account may call again (Business Use Case entries).

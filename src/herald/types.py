@@ -97,6 +97,7 @@ __all__ = [
     "Store",
     "StoredResponse",
     "Validator",
+    "VersionObserver",
 ]
 
 #: What an earlier run was granted that still counts, read from the store when asked: each
@@ -287,6 +288,12 @@ class EngineStore(Protocol):
         ``publishing``, or owing a look-up, since ``since`` or later).
 
         An engine rebuilds its rate limiter from it at start-up: the platforms remember."""
+
+    async def record_platform_event(
+        self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
+    ) -> int:
+        """Record ``event`` (its ``payload``, a JSON object) for every webhook subscribed to
+        it whose workspace has a channel on ``platform``; return how many were recorded."""
 
 
 @runtime_checkable
@@ -797,6 +804,15 @@ class CredentialResolver(Protocol):
     def forget(self, channel: Channel) -> None:
         """Drop whatever is cached for ``channel``: the platform refused its token, and the
         next :meth:`resolve` must read the secrets again (the user may have re-authorised)."""
+
+
+@runtime_checkable
+class VersionObserver(Protocol):
+    """Told by a connector which API version answered it (:mod:`herald.engine.versions`)."""
+
+    def served(self, platform: Platform, asked: str, served: str | None) -> None:
+        """A platform answered a call naming version ``asked`` from ``served``; None: it
+        refused ``asked`` as retired. Called from the connector, so it must not block."""
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from herald.config import Settings
+from herald.config import LinkedInSettings, Settings
 from herald.domain import Platform
 from herald.simulator import (
     NO_LISTING_LAG,
@@ -77,7 +77,11 @@ async def li_post(
         "lifecycleState": "PUBLISHED",
         "isReshareDisabledByAuthor": False,
     }
-    headers = {**auth(member), "LinkedIn-Version": "202510", "X-Restli-Protocol-Version": "2.0.0"}
+    headers = {
+        **auth(member),
+        "LinkedIn-Version": LinkedInSettings().api_version,
+        "X-Restli-Protocol-Version": "2.0.0",
+    }
     async with http.post(f"{sim.urls.linkedin}/rest/posts", json=body, headers=headers) as response:
         return response.status, await response.text(), response.headers
 

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from herald.config import LinkedInSettings
 from herald.domain import Platform
 from herald.simulator import (
     NO_LISTING_LAG,
@@ -24,6 +25,8 @@ from herald.simulator import (
 )
 
 LI = Platform.LINKEDIN
+#: The version Herald speaks by default: live on the simulator's clock, as it must be.
+SPOKEN = LinkedInSettings().api_version
 NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 MEMBER_DAY = "Resource level throttle MEMBER DAY limit for calls to this resource is reached."
 APP_DAY = "Resource level throttle APPLICATION DAY limit for calls to this resource is reached."
@@ -43,7 +46,7 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
 
 
-def headers(account: SimAccount, version: str = "202510") -> dict[str, str]:
+def headers(account: SimAccount, version: str = SPOKEN) -> dict[str, str]:
     return {
         "Authorization": f"Bearer {account.credentials['access_token']}",
         "LinkedIn-Version": version,

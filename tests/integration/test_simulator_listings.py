@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from herald.config import LinkedInSettings
 from herald.domain import Platform
 from herald.simulator import (
     NO_LISTING_LAG,
@@ -202,7 +203,11 @@ async def test_graph_before_cursor_and_previous_link(
 
 
 def li_headers(account: SimAccount) -> dict[str, str]:
-    return {**bearer(account), "LinkedIn-Version": "202510", "X-Restli-Protocol-Version": "2.0.0"}
+    return {
+        **bearer(account),
+        "LinkedIn-Version": LinkedInSettings().api_version,
+        "X-Restli-Protocol-Version": "2.0.0",
+    }
 
 
 async def li_post(sim: Simulator, http: aiohttp.ClientSession, member: SimAccount, n: int) -> str:

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from herald.constants import WEBHOOK_DISABLED
+from herald.constants import PLATFORM_VERSION_RETIRING, WEBHOOK_DISABLED
 from herald.domain import (
     ChannelStatus,
+    Platform,
     Webhook,
     WebhookEventState,
     WebhookHealth,
@@ -235,6 +236,25 @@ class OutboxContract:
         assert {e.webhook_id for e in await claim(store, t1)} == {hook.id}
         with pytest.raises(NotFound):
             await store.enable_webhook("wh_nope")
+
+    async def test_a_platform_event_reaches_the_workspaces_on_that_platform(self, store):
+        # Each tenant has a Facebook channel; only "both" has a LinkedIn one too.
+        fb_only, deaf, both = [await Tenant.made(store, n) for n in ("A", "B", "C")]
+        await store.add_channels([channel(Platform.LINKEDIN, workspace_id=both.workspace.id)])
+        fb_watcher = await fb_only.webhook(events=(PLATFORM_VERSION_RETIRING,))
+        await fb_only.webhook()  # the same workspace, not subscribed
+        await deaf.webhook()
+        li_watcher = await both.webhook(events=(PLATFORM_VERSION_RETIRING,))
+        payload = {"event": PLATFORM_VERSION_RETIRING, "platform": "linkedin", "days_left": 3}
+        t0 = later()
+        event = PLATFORM_VERSION_RETIRING
+        assert await store.record_platform_event(Platform.LINKEDIN, event, payload, t0) == 1
+        (recorded,) = await claim(store, t0)
+        assert (recorded.webhook_id, recorded.event) == (li_watcher.id, event)
+        assert recorded.payload == payload
+        assert await store.record_platform_event(Platform.FACEBOOK, event, payload, t0) == 2
+        assert {e.webhook_id for e in await claim(store, t0)} == {fb_watcher.id, li_watcher.id}
+        assert await store.record_platform_event(Platform.YOUTUBE, event, payload, t0) == 0
 
     async def test_a_deleted_webhook_s_events_are_handed_out_to_be_settled(self, store):
         a = await Tenant.made(store, "A")

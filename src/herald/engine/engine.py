@@ -54,6 +54,7 @@ from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
 from herald.engine.pauses import Pauses
 from herald.engine.policy import Policy
+from herald.engine.versions import VersionWatch
 from herald.engine.worker import WorkerContext, WorkerPool
 from herald.engine.writer import TransitionWriter
 from herald.errors import LimiterUnavailable, QueueError, StoreUnavailable
@@ -107,6 +108,7 @@ class Engine:
         clock: Clock | None = None,
         role: Role = "all",
         priced_by: Mapping[Platform, Connector] | None = None,
+        versions: VersionWatch | None = None,
     ) -> None:
         self.settings = settings
         self.role = role
@@ -123,6 +125,8 @@ class Engine:
         self._in_flight = InFlight()
         self.health = StoreHealth(settings.engine, self.metrics, self.clock, rng)
         self._writer = TransitionWriter(store, health=self.health)
+        # The versions this engine's connectors speak: told of by them, warned of by it.
+        self.versions = versions or VersionWatch(settings, self.metrics)
         self._stopping = asyncio.Event()
         self._event_listeners: list[Callable[[], None]] = []
         self._rules = rules or default_rules(settings)
@@ -306,6 +310,7 @@ class Engine:
                 asyncio.create_task(self.pool.run(), name="herald-workers"),
                 asyncio.create_task(self._limiter.run(self._stopping), name="herald-limits"),
                 asyncio.create_task(self.caps.run(), name="herald-caps"),  # renews until drained
+                asyncio.create_task(self._watch_versions(), name="herald-versions"),
             }
         if burst:
             tasks.add(
@@ -350,6 +355,9 @@ class Engine:
         if self.role != "dispatcher":
             await self._limiter.restore(self._stopping)
 
+    async def _watch_versions(self) -> None:
+        await self.versions.run(self.store, self.health, self._stopping, self._events_recorded)
+
     async def _until_answered(self, task: str, call: Callable[[], Awaitable[T]]) -> T:
         return await self.health.until_answered(task, call, stopping=self._stopping)
 
@@ -370,7 +378,13 @@ class Engine:
         if self.role == "all":  # the queue's jobs are this engine's claims, held already
             held, leftovers = leftovers + held, []
         await self._hand_back(held, leftovers, within_s=grace_s)
-        for name in ("herald-leases", "herald-burst", "herald-limits", "herald-caps"):
+        for name in (
+            "herald-leases",
+            "herald-burst",
+            "herald-limits",
+            "herald-caps",
+            "herald-versions",
+        ):
             if name in by_name:
                 by_name[name].cancel()
         if self.role != "dispatcher":

@@ -64,6 +64,12 @@ class Metrics:
             "1 while every request to the platform is paused for an outage, else 0.",
             **by_platform,
         )
+        self.version_retires_in_days = Gauge(
+            "herald_platform_version_retires_in_days",
+            "Days until the platform API version this engine speaks retires (below 0: retired).",
+            ["platform", "version"],
+            registry=r,
+        )
         self.claimed = Counter(
             "herald_claimed_deliveries_total", "Deliveries claimed by the dispatcher.", registry=r
         )

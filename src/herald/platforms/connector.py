@@ -17,6 +17,7 @@ from herald.errors import PlatformError
 from herald.platforms.answers import Clock, ErrorAnswer, Translator
 from herald.platforms.http import HttpClient
 from herald.platforms.rules import VALIDATORS, ensure_valid
+from herald.types import VersionObserver
 
 __all__ = ["HttpConnector"]
 
@@ -29,7 +30,8 @@ class HttpConnector(Generic[S]):
 
     ``throttle_pause_s`` is the wait when a throttle names none; ``clock`` dates the error
     answers (a ``Retry-After`` date, the wait until a platform's midnight); ``egress`` is
-    where media may be downloaded from (public addresses only, by default).
+    where media may be downloaded from (public addresses only, by default); ``versions`` is
+    told which API version answered, where the platform says (:mod:`herald.engine.versions`).
     """
 
     platform: Platform
@@ -41,8 +43,10 @@ class HttpConnector(Generic[S]):
         throttle_pause_s: float,
         clock: Clock = utcnow,
         egress: EgressPolicy | None = None,
+        versions: VersionObserver | None = None,
     ) -> None:
         self._settings = settings
+        self._versions = versions
         self._pause_s = throttle_pause_s
         self._clock = clock
         self._http = HttpClient(self.platform.value, settings, egress=egress)

@@ -27,9 +27,11 @@ from herald.constants import (
     GRAPH_PERMISSION_CODES,
     GRAPH_REGAIN_FIELD,
     GRAPH_USAGE_FIELDS,
+    GRAPH_VERSION_HEADER,
     GraphCode,
     GraphHeader,
 )
+from herald.domain import Platform
 from herald.errors import (
     AuthExpired,
     ContentRejected,
@@ -43,7 +45,8 @@ from herald.errors import (
 from herald.platforms.answers import ErrorAnswer, Translator, by_status
 from herald.platforms.connector import HttpConnector, S
 from herald.platforms.http import HttpClient, bearer, header, json_body
-from herald.types import Credentials, PlatformUsage
+from herald.types import Credentials, PlatformUsage, VersionObserver
+from herald.versions import graph_version
 
 __all__ = [
     "AUTH_CODES",
@@ -235,10 +238,18 @@ class GraphApi:
     """Authenticated Graph calls whose failures ``fail`` translates (Instagram adds its own
     codes in front of Facebook's table)."""
 
-    def __init__(self, http: HttpClient, base_url: str, fail: Translator) -> None:
+    def __init__(
+        self,
+        http: HttpClient,
+        base_url: str,
+        fail: Translator,
+        versions: VersionObserver | None = None,
+    ) -> None:
         self.http = http
         self.base_url = base_url
         self._fail = fail
+        self._versions = versions
+        self._asked = graph_version(base_url)
 
     async def call(
         self,
@@ -261,6 +272,7 @@ class GraphApi:
             json=json,
             params=params,
         )
+        self._note_version(resp.headers)
         if not resp.ok:
             raise self._fail(resp, creates_post=creates_post, channel_id=channel_id)
         data = resp.json()
@@ -268,6 +280,13 @@ class GraphApi:
             cls = OutcomeUnknown if creates_post else TransientPlatformError
             raise cls(f"{platform}: unreadable answer", platform=platform, status=resp.status)
         return GraphAnswer(data, parse_usage(resp.headers, channel_id))
+
+    def _note_version(self, headers: Mapping[str, str]) -> None:
+        # Every Graph answer names the version that made it: another than the one asked for
+        # means Graph upgraded the call, the asked one being past its end of life.
+        served = header(headers, GRAPH_VERSION_HEADER)
+        if self._versions is not None and self._asked is not None and served is not None:
+            self._versions.served(Platform(self.http.platform), self._asked, served)
 
     async def follow(self, link: str, credentials: Credentials, *, channel_id: str) -> GraphAnswer:
         """GET a ``paging.next`` link, which carries every parameter of the listing."""
@@ -301,4 +320,4 @@ class GraphConnector(HttpConnector[S]):
 
     @cached_property
     def _graph(self) -> GraphApi:
-        return GraphApi(self._http, self._settings.base_url, self._fail)
+        return GraphApi(self._http, self._settings.base_url, self._fail, self._versions)

@@ -39,7 +39,7 @@ from herald.errors import (
 )
 from herald.platforms.answers import ErrorAnswer, by_status
 from herald.platforms.connector import HttpConnector
-from herald.platforms.http import bearer, exchange, header
+from herald.platforms.http import HttpResponse, bearer, exchange, header
 from herald.platforms.lookup import Candidate, Page, from_epoch_ms, oldest, require_text, scan
 from herald.platforms.rules import linkedin_commentary
 from herald.types import Published, PublishRequest
@@ -114,6 +114,13 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
     def lookup_usage(self) -> Mapping[str, int]:
         return {}
 
+    def _refusal(self, resp: HttpResponse, *, creates_post: bool = False) -> PlatformError:
+        """The Herald error of an error answer; a 426 also tells the version watch that
+        LinkedIn no longer serves the version Herald speaks."""
+        if resp.status == 426 and self._versions is not None:
+            self._versions.served(self.platform, self._settings.api_version, None)
+        return self._fail(resp, creates_post=creates_post)
+
     def _headers(self, request: PublishRequest) -> dict[str, str]:
         return {
             **bearer(request.credentials, _PLATFORM),
@@ -154,7 +161,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
             json=body,
         )
         if not resp.ok:
-            raise self._fail(resp, creates_post=True)
+            raise self._refusal(resp, creates_post=True)
         urn = header(resp.headers, LinkedInHeader.RESTLI_ID)
         if not urn:
             raise OutcomeUnknown(
@@ -178,7 +185,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
                 headers["Content-Length"] = str(image.size)
             put = await self._http.request("PUT", upload_url, data=image.pieces(), headers=headers)
         if not put.ok:
-            raise self._fail(put)
+            raise self._refusal(put)
         return urn
 
     async def _initialize_upload(self, request: PublishRequest) -> tuple[str, str]:
@@ -191,7 +198,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
             json={"initializeUploadRequest": {"owner": request.channel.external_id}},
         )
         if not resp.ok:
-            raise self._fail(resp)
+            raise self._refusal(resp)
         data = resp.json()
         value = data.get("value") if isinstance(data, Mapping) else None
         upload_url = value.get("uploadUrl") if isinstance(value, Mapping) else None
@@ -220,7 +227,7 @@ class LinkedInConnector(HttpConnector[LinkedInSettings]):
             )
             resp = await self._http.request("GET", url, headers=headers)
             if not resp.ok:
-                raise self._fail(resp)
+                raise self._refusal(resp)
             return _page(resp.json(), offset)
 
         found = await scan(fetch, text, request.since, _PLATFORM)

@@ -252,9 +252,6 @@ class LinkedInSim(BaseModel):
 
     member_posts_per_day: int = Field(default=150, gt=0)
     app_posts_per_day: int | None = Field(default=None, gt=0)
-    oldest_version: str = Field(
-        default="202401", pattern=r"^\d{6}$", description="older LinkedIn-Version -> 426"
-    )
     upload_url_ttl_s: float = Field(default=3600.0, gt=0)
     reject_duplicates: bool = Field(
         default=True,

@@ -45,6 +45,7 @@ from herald.simulator.context import SimContext
 from herald.simulator.linkedin_body import PostBody, validate_post
 from herald.simulator.pipeline import Reply, faulty, identify, with_faults
 from herald.simulator.quotas import Counter, DailyCounter, admit
+from herald.simulator.versions import linkedin_active
 from herald.simulator.wire import bearer_token, int_param, read_json_object
 
 __all__ = ["LinkedInSim", "li_error"]
@@ -307,13 +308,15 @@ class LinkedInSim:
                     code="VERSION_MISSING",
                 )
             )
-        current = datetime.fromtimestamp(self._ctx.clock.now(), UTC).strftime("%Y%m")
         if not _VERSION.match(version):
             raise Reply(li_error(400, f"Invalid version {version}", code="INVALID_VERSION"))
-        if not self._config.oldest_version <= version <= current:
+        today = datetime.fromtimestamp(self._ctx.clock.now(), UTC).date()
+        if not linkedin_active(version, today):
             raise Reply(
                 li_error(
-                    426, f"Requested version {version} is not active", code="NONEXISTENT_VERSION"
+                    426,
+                    f"Requested version {version}01 is not active",
+                    code="NONEXISTENT_VERSION",
                 )
             )
         if request.headers.get(LinkedInHeader.RESTLI_PROTOCOL) != RESTLI_PROTOCOL_VERSION:

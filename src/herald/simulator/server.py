@@ -36,6 +36,7 @@ from herald.simulator.instagram import InstagramSim
 from herald.simulator.lifecycle import Lifecycle
 from herald.simulator.linkedin import LinkedInSim
 from herald.simulator.pipeline import pipeline
+from herald.simulator.versions import graph_versions
 from herald.simulator.youtube import MEDIA_PREFIX, YouTubeSim
 
 __all__ = ["PORT_NAMES", "Simulator", "SimulatorUrls", "serve"]
@@ -230,9 +231,10 @@ class Simulator(Lifecycle):
         }
 
     def _platform_app(self, platform: Platform, routes: list[web.RouteDef]) -> web.Application:
-        app = web.Application(
-            middlewares=[pipeline(self._ctx, platform)], client_max_size=_MAX_BODY
-        )
+        middlewares = [pipeline(self._ctx, platform)]
+        if platform in (Platform.FACEBOOK, Platform.INSTAGRAM):
+            middlewares.append(graph_versions(self._ctx.clock, self.config.graph_version))
+        app = web.Application(middlewares=middlewares, client_max_size=_MAX_BODY)
         app.add_routes(routes)
         return app
 

@@ -5,7 +5,7 @@ once finished, and each webhook's failure record (hold, disable)."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +15,7 @@ from herald.domain import (
     REPLAYABLE_EVENTS,
     Channel,
     Delivery,
+    Platform,
     Post,
     Webhook,
     WebhookEvent,
@@ -93,6 +94,7 @@ class _Outgoing:
 
 class MemoryOutbox(MemoryKeys):
     _posts: dict[str, Post]
+    _channels: dict[str, Channel]
 
     def _init_outbox(self) -> None:
         self._hooks: dict[str, _Hook] = {}
@@ -160,6 +162,15 @@ class MemoryOutbox(MemoryKeys):
         others = (h for h in self._hooks.values() if h.webhook.id != webhook_id)
         self._record(others, hook.webhook.workspace_id, WEBHOOK_DISABLED, payload, at)
         return True
+
+    async def record_platform_event(
+        self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
+    ) -> int:
+        workspaces = {c.workspace_id for c in self._channels.values() if c.platform is platform}
+        before = len(self._outbox)
+        for workspace_id in sorted(workspaces):
+            self._record(self._hooks.values(), workspace_id, event, dict(payload), at)
+        return len(self._outbox) - before
 
     # -- recording events -------------------------------------------------------------------
     def _record(

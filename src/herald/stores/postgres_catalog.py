@@ -5,12 +5,13 @@ Mixed into :class:`herald.stores.postgres.PostgresStore`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from herald.constants import OUTBOX_LOCK_PREFIX
-from herald.domain import Post, PostingSlot, WebhookEvent, WebhookHealth
+from herald.domain import Platform, Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import NotFound
 from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.postgres_conn import Database, Record, Unchanged
@@ -158,6 +159,17 @@ class PostgresCatalog(SQLCommon):
             now_iso=at.astimezone(UTC).isoformat(),
         )
         return row is not None and row["disabled"] > 0
+
+    async def record_platform_event(
+        self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
+    ) -> int:
+        return await self._db.execute(
+            "platform_event",
+            platform=platform.value,
+            event=event,
+            payload=json.dumps(dict(payload)),
+            now=at,
+        )
 
     # -- named queries, for SQLCommon ------------------------------------------------------
     async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:

@@ -5,12 +5,13 @@ SQLCommon: on the reader connection, or in a transaction of the writer. Mixed in
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from herald.domain import Post, PostingSlot, WebhookEvent, WebhookHealth
+from herald.domain import Platform, Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import InvalidInput, NotFound
 from herald.stores.contract import PostFilters, PostQuery, new_claim_token
 from herald.stores.rows import POST_COLUMNS, micros
@@ -187,6 +188,22 @@ class SQLiteCatalog(SQLCommon):
             return True
 
         return await self._writer.transaction(disable)
+
+    async def record_platform_event(
+        self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
+    ) -> int:
+        params = {
+            "platform": platform.value,
+            "event": event,
+            "payload": json.dumps(dict(payload)),
+            "now": micros(at),
+        }
+
+        def record(conn: sqlite3.Connection) -> int:
+            recorded: int = conn.execute(self._q["platform_event"], params).rowcount
+            return recorded
+
+        return await self._writer.transaction(record)
 
     # -- named queries, for SQLCommon ------------------------------------------------------
     async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:

@@ -24,6 +24,7 @@ Event = Literal[
     "delivery.unconfirmed",
     "channel.needs_reauth",
     "webhook.disabled",
+    "platform.version_retiring",
 ]
 
 

@@ -472,6 +472,19 @@ WITH disabled AS (
 )
 SELECT count(*) AS disabled FROM disabled;
 
+-- name: platform_event
+-- Record an event about a platform (its API version) for every webhook subscribed to it whose
+-- workspace has a channel on that platform.
+INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                            created_at)
+SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :now::timestamptz) * 1000)::bigint), 12, '0')
+       || substr(md5(gen_random_uuid()::text), 1, 20), w.id, w.workspace_id,
+       :event::text, :payload::jsonb, :now, :now
+FROM webhooks w
+WHERE w.deleted_at IS NULL AND w.events ? :event::text
+  AND EXISTS (SELECT 1 FROM channels c
+              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform::text);
+
 -- name: lock_erased_imports
 -- Before an erasure, run in this order: every row of the workspace that another transaction
 -- could add children to, locked: its imports (their posts; first, as an import's write locks

@@ -277,6 +277,19 @@ SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.w
 FROM webhooks w
 WHERE w.workspace_id = :workspace_id AND w.id <> :id AND w.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = 'webhook.disabled');
+-- name: platform_event
+-- Record an event about a platform (its API version) for every webhook subscribed to it whose
+-- workspace has a channel on that platform.
+INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
+                            created_at)
+SELECT printf('evt_%012x', :now / 1000) || lower(hex(randomblob(10))), w.id, w.workspace_id,
+       :event, :payload, :now, :now
+FROM webhooks w
+WHERE w.deleted_at IS NULL
+  AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = :event)
+  AND EXISTS (SELECT 1 FROM channels c
+              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform);
+
 -- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
 -- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
 -- next_attempt_at and no attempt (herald.domain.Delivery.held).
