@@ -14,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from herald.config import LinkedInSettings
 from herald.domain import Platform
 from herald.simulator import (
     CallFaults,
@@ -227,7 +228,7 @@ async def test_youtube_videos_list_is_a_read_for_faults(
 
 async def test_linkedin_post_read_by_urn(sim: Simulator, http: aiohttp.ClientSession) -> None:
     member, other = sim.add_account(LI), sim.add_account(LI)
-    li = {"LinkedIn-Version": "202510", "X-Restli-Protocol-Version": "2.0.0"}
+    li = {"LinkedIn-Version": LinkedInSettings().api_version, "X-Restli-Protocol-Version": "2.0.0"}
     post = {
         "author": member.external_id,
         "commentary": "hello",

@@ -76,6 +76,7 @@ BACKGROUND_WRITES = {
     "beat",
     "recover_dead_engines",
     "deregister_engine",
+    "record_platform_event",
     "claim_webhook_events",
     "settle_webhook_event",
     "hold_webhook",
