@@ -246,6 +246,25 @@ class EngineSuite:
         # lag alone (3 s) would have allowed a look-up 2 s sooner.
         assert attempts[2].started_at - attempts[0].started_at >= timedelta(seconds=4.5)
 
+    async def test_listings_settle_from_the_uncertain_request_not_from_the_mark(self, store):
+        # A publish that takes its time before the call that creates the post (Instagram's
+        # container and status polls, Facebook's photo uploads, LinkedIn's image upload: 4 s
+        # here) commits the post well after the ``publishing`` mark, and its listing shows it
+        # 3 s later still. ``listing_settle_s`` (5 s) covers the lag; measured from the mark,
+        # it runs out before the post can show: the look-up then finds nothing, is trusted,
+        # and the post is sent a second time.
+        world = FakePlatform(listing_lag_s=3.0)
+        fb = channel()
+        await store.add_channels([fb])
+        await store.add_posts([new_post([fb], text="slow")])
+        conn = FakeConnector(
+            Platform.FACEBOOK, world, latency_s=4.0, script={"slow": ["commit-then-unknown"]}
+        )
+        await drain(engine_for(store, {Platform.FACEBOOK: conn}, settings(listing_settle_s=5.0)))
+        (d,) = (await states(store)).values()
+        assert world.duplicates() == 0
+        assert (d.state, d.reconciled, d.attempts) == (S.PUBLISHED, True, 1)
+
     async def test_a_look_up_after_listings_settle_that_finds_nothing_sends_again(self, store):
         from herald.errors import OutcomeUnknown
 
