@@ -244,6 +244,18 @@ def test_check_that_finds_nothing_too_late_expires():
     assert d.transition.target is S.EXPIRED
 
 
+def test_an_early_look_up_that_finds_nothing_does_not_expire_a_post_that_may_exist():
+    # Sent 8 s ago, just before the delivery ran out of time: the listing may not show the
+    # post yet (it settles after 20 s). Finding nothing proves nothing, so the delivery must
+    # not be recorded expired (unsent) while the platform may hold the post: it is looked up
+    # again once listings settle, and expired only if that look-up finds nothing.
+    sent = NOW - timedelta(seconds=8)
+    d = check(None, due_at=NOW - timedelta(days=2), check_since=sent)
+    t = d.transition
+    assert (t.target, t.attempt.outcome) == (S.UNCONFIRMED, "not_listed_yet")
+    assert t.next_attempt_at == sent + timedelta(seconds=20)
+
+
 def test_failed_check_is_retried_then_left_to_the_user():
     d = check(TransientPlatformError("500"), checks=0)
     assert (d.transition.target, d.transition.check_failed) == (S.UNCONFIRMED, True)
