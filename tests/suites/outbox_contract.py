@@ -256,6 +256,16 @@ class OutboxContract:
         assert {e.webhook_id for e in await claim(store, t0)} == {fb_watcher.id, li_watcher.id}
         assert await store.record_platform_event(Platform.YOUTUBE, event, payload, t0) == 0
 
+    async def test_a_platform_event_skips_workspaces_whose_channel_there_was_deleted(self, store):
+        # The workspace's only Facebook channel is deleted: Herald no longer speaks to
+        # Facebook for it, so a Facebook version's retirement is none of its business.
+        gone = await Tenant.made(store, "A")
+        await gone.webhook(events=(PLATFORM_VERSION_RETIRING,))
+        await store.delete_channel(gone.channel.id, utcnow())
+        payload = {"event": PLATFORM_VERSION_RETIRING, "platform": "facebook", "days_left": 3}
+        event = PLATFORM_VERSION_RETIRING
+        assert await store.record_platform_event(Platform.FACEBOOK, event, payload, later()) == 0
+
     async def test_a_deleted_webhook_s_events_are_handed_out_to_be_settled(self, store):
         a = await Tenant.made(store, "A")
         hook = await a.webhook()
