@@ -377,14 +377,15 @@ class Policy:
             t = _published(job, result, at, record("found"), reconciled=True)
             return Decision(t, "reconciled", "delivery.reconciled")
         if result is None:
-            if self.is_expired(job, finished):
-                return self.expire(job, finished, looked_up=record("not_found"))
             settled = self.listings_settled_at(job)
             if started < settled:
                 # Started before the listing could show the post: look again once it can.
+                # Not even expiry acts on it: the post may exist, and expired says it does not.
                 early = record("not_listed_yet")
                 t = self._unconfirmed(job, next_attempt_at=settled, attempt=early)
                 return Decision(t, "not_listed_yet", "delivery.check_later")
+            if self.is_expired(job, finished):
+                return self.expire(job, finished, looked_up=record("not_found"))
             return record("not_found")
         return self._check_failed(job, result, finished, record)
 
