@@ -166,7 +166,11 @@ class MemoryOutbox(MemoryKeys):
     async def record_platform_event(
         self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
     ) -> int:
-        workspaces = {c.workspace_id for c in self._channels.values() if c.platform is platform}
+        workspaces = {
+            c.workspace_id
+            for c in self._channels.values()
+            if c.platform is platform and c.deleted_at is None
+        }
         before = len(self._outbox)
         for workspace_id in sorted(workspaces):
             self._record(self._hooks.values(), workspace_id, event, dict(payload), at)

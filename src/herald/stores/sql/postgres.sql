@@ -483,7 +483,8 @@ SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :now::timestamptz) * 1000)::big
 FROM webhooks w
 WHERE w.deleted_at IS NULL AND w.events ? :event::text
   AND EXISTS (SELECT 1 FROM channels c
-              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform::text);
+              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform::text
+                AND c.deleted_at IS NULL);
 
 -- name: lock_erased_imports
 -- Before an erasure, run in this order: every row of the workspace that another transaction

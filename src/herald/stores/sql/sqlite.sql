@@ -288,7 +288,8 @@ FROM webhooks w
 WHERE w.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = :event)
   AND EXISTS (SELECT 1 FROM channels c
-              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform);
+              WHERE c.workspace_id = w.workspace_id AND c.platform = :platform
+                AND c.deleted_at IS NULL);
 
 -- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
 -- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
