@@ -153,6 +153,24 @@ async def test_a_failing_look_up_leaves_the_post_unconfirmed_never_absent(sim, t
         await pipe.store.close()
 
 
+async def test_instagram_account_call_limit_is_never_exceeded(tmp_path):
+    # The simulator counts every Instagram call against the account's Business Use Case limit
+    # (4800 x impressions in 24 h: small for a small account) and records a call over it as a
+    # limit violation. Each Instagram publish is several calls (container, status polls,
+    # media_publish) and each look-up one more, but Herald meters only publishes and
+    # containers: nothing keeps its calls within the account's limit.
+    config = sim_config(overrides={"instagram": {"calls_per_24h": 6}})
+    async with Simulator(config) as sim:
+        pipe = await open_pipeline(sim, tmp_path)
+        try:
+            account = await pipe.channel(Platform.INSTAGRAM)
+            await pipe.schedule([account], 4)
+            await pipe.run(within_s=30, burst_horizon_s=5)
+        finally:
+            await pipe.store.close()
+        assert sim.audit.summary()["limit_violations"] == 0
+
+
 async def test_graph_page_throttle_pauses_that_page_only(sim, tmp_path):
     pipe = await open_pipeline(sim, tmp_path, engine={"throttle_pause_s": 1.0})
     try:
