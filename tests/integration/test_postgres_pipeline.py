@@ -42,6 +42,7 @@ def assert_each_published_once(sim, deliveries, channels, *, posts):
     summary = sim.audit.summary()
     assert summary["posts"] == posts  # none lost
     assert summary["duplicates"] == 0  # none twice
+    assert summary["duplicates_refused"] == 0  # none resent (a refused resend is luck)
     assert summary["limit_violations"] == 0
     held = {(p.platform, p.account, p.post_id) for p in sim.audit.posts()}
     by_id = {c.id: c for c in channels}

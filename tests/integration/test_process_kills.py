@@ -74,6 +74,8 @@ async def test_kills_with_requests_in_flight_never_exceed_a_quota(sim, tmp_path)
     summary = sim.audit.summary()
     assert summary["limit_violations"] == 0, summary["violations_by_rule"]
     assert (summary["posts"], summary["duplicates"]) == (QUOTA, 0)
+    # LinkedIn refuses a repeat: a resend would be masked as a refusal, not counted above.
+    assert summary["duplicates_refused"] == 0
     await pipe.store.open()
     try:
         deliveries = (await pipe.deliveries()).values()
