@@ -363,7 +363,7 @@ async def _judge(
         "deliveries_per_s": round(len(deliveries) / drain_s, 1),
         **per_1k,
         "lost": len(deliveries) - int(summary["posts"]),
-        "duplicates": summary["duplicates"],
+        "duplicates": summary["duplicates"] + summary["duplicates_refused"],
         "limit_violations": summary["limit_violations"],
     }
 

@@ -229,7 +229,8 @@ async def throughput_once(
         "cpu_s_per_1k": round(cpu / posts * 1000, 3),
         "dispatcher_cpu_s_per_1k": round(dispatcher / posts * 1000, 3),
         "server_cpu_s_per_1k": round(server / posts * 1000, 3),
-        "duplicates": after["duplicates"] - before["duplicates"],
+        "duplicates": (after["duplicates"] + after["duplicates_refused"])
+        - (before["duplicates"] + before["duplicates_refused"]),
         "limit_violations": after["limit_violations"] - before["limit_violations"],
     }
 
@@ -395,7 +396,7 @@ async def quota(args: argparse.Namespace) -> dict[str, Any]:
         "least_share": min(r["share"] for r in rows),
         "limit_violations": summary["limit_violations"],
         "refused": summary["refused"],
-        "duplicates": summary["duplicates"],
+        "duplicates": summary["duplicates"] + summary["duplicates_refused"],
     }
 
 

@@ -138,6 +138,7 @@ async def run_once(
                 held, refused = await audit.posts(), await audit.violations()
                 elapsed_s, settled_at = time.monotonic() - started, utcnow() + timedelta(seconds=60)
                 planned = workload.deliveries
+                totals = await audit.summary()
                 summary = judge(
                     posts,
                     planned,
@@ -146,8 +147,9 @@ async def run_once(
                     refused,
                     elapsed_s=elapsed_s,
                     settled_at=settled_at,
+                    # A resend the platform's duplicate check refused is a duplicate too.
+                    refused_repeats=totals.get("duplicates_refused", 0),
                 )
-                totals = await audit.summary()
             finally:
                 await _close_store(store, pg_url)
     return {

@@ -184,6 +184,7 @@ async def run_once(
                 for i in range(0, len(new_posts), 2000):
                     await store.add_posts(new_posts[i : i + 2000])
                 figures = await _measure(settings, store, start)
+                totals = await sim.client.audit.summary()
                 summary = judge(
                     posts,
                     workload.deliveries,
@@ -192,8 +193,9 @@ async def run_once(
                     await sim.client.audit.violations(),
                     elapsed_s=figures["drain_s"],
                     settled_at=utcnow() + timedelta(seconds=60),
+                    refused_repeats=totals.get("duplicates_refused", 0),
                 )
-                peak = (await sim.client.audit.summary())["max_concurrency"]
+                peak = totals["max_concurrency"]
                 dispatch = await _dispatch_lateness(store)
             finally:
                 await _close_store(store, pg_url)

@@ -177,7 +177,7 @@ async def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "lateness_max_s": worst(done),
         "published": sum(d.state is DeliveryState.PUBLISHED for d in done),
         "lost": total - int(summary["posts"]),
-        "duplicates": summary["duplicates"],
+        "duplicates": summary["duplicates"] + summary["duplicates_refused"],
         "limit_violations": summary["limit_violations"],
         "heartbeat_s": args.heartbeat_s,
         "dead_after_s": args.dead_after_s,
