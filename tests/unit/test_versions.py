@@ -99,6 +99,18 @@ async def test_a_version_retiring_within_the_horizon_is_warned_of_once_a_day(cap
     assert world.gauge(FB, "v23.0") == 79
 
 
+async def test_a_restarted_engine_does_not_warn_again_the_same_day():
+    # `herald run --burst` from cron, a deploy, or the workers of a distributed fleet: each
+    # engine process starts its own watch. The webhook must still hear of a version at most
+    # once a day, not once per process started that day.
+    world = await World().open()
+    assert await world.watch.check(world.store, WITHIN) == 1
+    for hours in (1, 2, 3):  # three more engines started the same day
+        again = VersionWatch(Settings(**SPEAKS), Metrics())
+        await again.check(world.store, WITHIN + timedelta(hours=hours))
+    assert len(await world.events()) == 1
+
+
 async def test_no_warning_outside_the_horizon(caplog):
     world = await World().open()
     assert await world.watch.check(world.store, OUTSIDE) == 0
