@@ -292,8 +292,16 @@ class EngineStore(Protocol):
     async def record_platform_event(
         self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
     ) -> int:
-        """Record ``event`` (its ``payload``, a JSON object) for every webhook subscribed to
-        it whose workspace has a channel on ``platform``; return how many were recorded."""
+        """Record ``event`` (its ``payload``, a JSON object with the ``platform`` and the
+        ``version`` it is about)
+        for every webhook subscribed to it whose workspace has a channel on ``platform``, but
+        not again the same UTC day for a webhook that already got it about that version: every
+        engine process started that day (cron, deploys, a fleet's workers) warns on its own.
+        Return how many were recorded."""
+
+    async def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        """A delivery's attempts, in order (the engine reads them when a look-up finds
+        nothing: the last send's end bounds when its post was made)."""
 
 
 @runtime_checkable
@@ -390,8 +398,6 @@ class Catalog(Protocol):
         self, *, state: DeliveryState | None = None, limit: int = 1000, after_id: str = ""
     ) -> list[Delivery]:
         """Deliveries ordered by id, for paging: pass the last id seen as ``after_id``."""
-
-    async def list_attempts(self, delivery_id: str) -> list[Attempt]: ...
 
     async def count_by_state(self) -> dict[DeliveryState, int]: ...
 

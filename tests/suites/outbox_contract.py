@@ -27,6 +27,15 @@ HOUR = timedelta(hours=1)
 REAUTH = "channel.needs_reauth"
 
 
+def version_event(platform: Platform, version: str) -> dict[str, object]:
+    return {
+        "event": PLATFORM_VERSION_RETIRING,
+        "platform": platform.value,
+        "version": version,
+        "days_left": 3,
+    }
+
+
 class Tenant:
     """A workspace with a channel whose status changes record ``channel.needs_reauth``."""
 
@@ -245,16 +254,36 @@ class OutboxContract:
         await fb_only.webhook()  # the same workspace, not subscribed
         await deaf.webhook()
         li_watcher = await both.webhook(events=(PLATFORM_VERSION_RETIRING,))
-        payload = {"event": PLATFORM_VERSION_RETIRING, "platform": "linkedin", "days_left": 3}
+        payload = version_event(Platform.LINKEDIN, "202606")
         t0 = later()
         event = PLATFORM_VERSION_RETIRING
         assert await store.record_platform_event(Platform.LINKEDIN, event, payload, t0) == 1
         (recorded,) = await claim(store, t0)
         assert (recorded.webhook_id, recorded.event) == (li_watcher.id, event)
         assert recorded.payload == payload
-        assert await store.record_platform_event(Platform.FACEBOOK, event, payload, t0) == 2
+        fb = version_event(Platform.FACEBOOK, "v23.0")
+        assert await store.record_platform_event(Platform.FACEBOOK, event, fb, t0) == 2
         assert {e.webhook_id for e in await claim(store, t0)} == {fb_watcher.id, li_watcher.id}
-        assert await store.record_platform_event(Platform.YOUTUBE, event, payload, t0) == 0
+        yt = version_event(Platform.YOUTUBE, "v3")
+        assert await store.record_platform_event(Platform.YOUTUBE, event, yt, t0) == 0
+
+    async def test_a_platform_event_is_recorded_once_a_day_per_webhook_and_version(self, store):
+        # Every engine process started in a day warns on its own: the webhook hears of a
+        # version once that day, of another version at once, and of the same one next day.
+        a = await Tenant.made(store, "A")
+        await a.webhook(events=(PLATFORM_VERSION_RETIRING,))
+        event, t0 = PLATFORM_VERSION_RETIRING, later()
+        day = t0.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        v23, v24 = (
+            version_event(Platform.FACEBOOK, "v23.0"),
+            version_event(Platform.FACEBOOK, "v24.0"),
+        )
+        assert await store.record_platform_event(Platform.FACEBOOK, event, v23, day) == 1
+        later_that_day = day + timedelta(hours=20)
+        assert await store.record_platform_event(Platform.FACEBOOK, event, v23, later_that_day) == 0
+        assert await store.record_platform_event(Platform.FACEBOOK, event, v24, later_that_day) == 1
+        next_day = day + timedelta(days=1)
+        assert await store.record_platform_event(Platform.FACEBOOK, event, v23, next_day) == 1
 
     async def test_a_platform_event_skips_workspaces_whose_channel_there_was_deleted(self, store):
         # The workspace's only Facebook channel is deleted: Herald no longer speaks to
@@ -262,7 +291,7 @@ class OutboxContract:
         gone = await Tenant.made(store, "A")
         await gone.webhook(events=(PLATFORM_VERSION_RETIRING,))
         await store.delete_channel(gone.channel.id, utcnow())
-        payload = {"event": PLATFORM_VERSION_RETIRING, "platform": "facebook", "days_left": 3}
+        payload = version_event(Platform.FACEBOOK, "v23.0")
         event = PLATFORM_VERSION_RETIRING
         assert await store.record_platform_event(Platform.FACEBOOK, event, payload, later()) == 0
 

@@ -239,6 +239,24 @@ def test_a_look_up_started_before_listings_settled_is_not_trusted_even_if_it_end
     assert d.transition.attempt.outcome == "not_listed_yet"
 
 
+def test_listings_settle_from_the_end_of_the_uncertain_send_when_it_is_known():
+    # Marked 30 s ago, but the send (an Instagram container polled for 22 s, say) ended 8 s
+    # ago: its post may be only 8 s old, too young for a look-up that misses it to count.
+    ended = NOW - timedelta(seconds=8)
+    d = policy().after_check(
+        job(check_first=True, attempts=1, check_since=NOW - timedelta(seconds=30)),
+        NOW,
+        NOW,
+        None,
+        sent_by=ended,
+    )
+    assert isinstance(d, Decision)
+    assert (d.transition.attempt.outcome, d.transition.next_attempt_at) == (
+        "not_listed_yet",
+        ended + timedelta(seconds=20),
+    )
+
+
 def test_check_that_finds_nothing_too_late_expires():
     d = check(None, due_at=NOW - timedelta(days=2))
     assert d.transition.target is S.EXPIRED

@@ -242,6 +242,7 @@ class Engine:
             metrics=self.metrics,
             clock=self.clock,
             finish=self._finish,
+            attempts=self.store.list_attempts,
             admit_together=not self._limits_in_memory,
         )
         return WorkerPool(context)

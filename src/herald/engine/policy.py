@@ -51,13 +51,16 @@ from herald.errors import (
 from herald.states import DeliveryState
 from herald.types import Published
 
-__all__ = ["NOT_SENT", "Decision", "Policy", "describe", "webhook_event"]
+__all__ = ["NOT_SENT", "UNCERTAIN_SENDS", "Decision", "Policy", "describe", "webhook_event"]
 
 S = DeliveryState
 log = logging.getLogger("herald.policy")
 
 #: The outcome of a request that never reached the platform (see :func:`unsent`).
 NOT_SENT = "not_sent"
+#: Outcomes of a send that may have made the post: its answer lost (``unknown``), refused as
+#: a repeat (``duplicate``), or its engine gone before the answer (``abandoned``).
+UNCERTAIN_SENDS = frozenset({"unknown", "duplicate", "abandoned"})
 
 
 def unsent(exc: BaseException) -> bool:
@@ -362,9 +365,11 @@ class Policy:
         result: Published | BaseException | None,
         *,
         page_usage: Mapping[str, int] | None = None,
+        sent_by: datetime | None = None,
     ) -> Decision | Attempt:
         """A decision, or (post absent and still in time) the look-up record to publish with.
-        ``page_usage``: what the listing pages after the first reserved, recorded with it."""
+        ``page_usage``: what the listing pages after the first reserved, recorded with it.
+        ``sent_by``: when the uncertain send ended (its attempt's end), if known."""
         delivery = job.delivery
         pages = page_usage or {}
 
@@ -377,7 +382,7 @@ class Policy:
             t = _published(job, result, at, record("found"), reconciled=True)
             return Decision(t, "reconciled", "delivery.reconciled")
         if result is None:
-            settled = self.listings_settled_at(job)
+            settled = self.listings_settled_at(job, sent_by)
             if started < settled:
                 # Started before the listing could show the post: look again once it can.
                 # Not even expiry acts on it: the post may exist, and expired says it does not.
@@ -389,13 +394,17 @@ class Policy:
             return record("not_found")
         return self._check_failed(job, result, finished, record)
 
-    def listings_settled_at(self, job: Job) -> datetime:
+    def listings_settled_at(self, job: Job, sent_by: datetime | None = None) -> datetime:
         """From when a look-up that finds nothing can be trusted: ``listing_settle_s`` after
-        the uncertain request left (the post, if any, is not older than ``check_since``)."""
-        since = job.delivery.check_since
-        if since is None:
+        the post, if any, was made. That is no later than the end of the uncertain send
+        (``sent_by``: its answer lost, its engine stopped or dead): a publish may make several
+        calls before the one that creates the post (Instagram's container and its polls,
+        photo and image uploads), long after the ``publishing`` mark (``check_since``), the
+        bound used only when the send's end is unknown."""
+        made_by = sent_by or job.delivery.check_since
+        if made_by is None:
             return datetime.min.replace(tzinfo=UTC)
-        return since + timedelta(seconds=self.settings.listing_settle_s)
+        return made_by + timedelta(seconds=self.settings.listing_settle_s)
 
     def _check_failed(
         self, job: Job, exc: BaseException, now: datetime, record: AttemptFactory

@@ -14,6 +14,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from herald.domain import Attempt, Job, Platform, Transition
 from herald.engine.admission import Admission, Go, Hold
@@ -24,7 +25,7 @@ from herald.engine.lane import Lane, Slot
 from herald.engine.metrics import Metrics
 from herald.engine.outcomes import Outcomes, log_fields
 from herald.engine.pauses import Pauses
-from herald.engine.policy import NOT_SENT, Decision, Policy
+from herald.engine.policy import NOT_SENT, UNCERTAIN_SENDS, Decision, Policy
 from herald.engine.writer import TransitionWriter
 from herald.errors import AuthExpired
 from herald.limits.replay import gives_back, reached
@@ -54,6 +55,8 @@ class WorkerContext:
     metrics: Metrics
     clock: Clock
     finish: Callable[[Job], Awaitable[None]]  # the job is over for this engine
+    # A delivery's attempts: read only when a look-up finds nothing (see Policy.after_check).
+    attempts: Callable[[str], Awaitable[list[Attempt]]]
     # Admit a lane's ready jobs together: their limiter (or caps) calls cost round trips.
     admit_together: bool = False
 
@@ -265,8 +268,9 @@ class WorkerPool:
             found = exc
         found = await self._e.pauses.observe(job, started.timestamp(), found)
         pages = self._e.grants.paged(job)
+        sent_by = await _last_send_end(self._e.attempts, job) if found is None else None
         result = self._e.policy.after_check(
-            job, started, self._e.clock.now(), found, page_usage=pages
+            job, started, self._e.clock.now(), found, page_usage=pages, sent_by=sent_by
         )
         if isinstance(result, Decision):
             slot.release()
@@ -286,6 +290,20 @@ class WorkerPool:
         slot.release()
         await self._e.caps.release(job)
         await self._e.outcomes.carry_out(checked, verdict)
+
+
+async def _last_send_end(
+    attempts: Callable[[str], Awaitable[list[Attempt]]], job: Job
+) -> datetime | None:
+    """When the delivery's last send ended, as its attempt records it (the post, if any, was
+    made by then), or None if no record of it says."""
+    number = job.delivery.attempts
+    ends = [
+        a.finished_at
+        for a in await attempts(job.delivery.id)
+        if a.number == number and a.outcome in UNCERTAIN_SENDS
+    ]
+    return max(ends, default=None)
 
 
 def _sending(job: Job, marked: Transition) -> Job:

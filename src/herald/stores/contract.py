@@ -28,7 +28,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, NotRequired, TypedDict
 
 from herald.constants import IDEMPOTENCY_KEY_HEADER
@@ -50,11 +50,13 @@ __all__ = [
     "applied",
     "by_post",
     "claim_lost",
+    "first_id_of_day",
     "judge_key",
     "key_claimable",
     "lost_import",
     "mark_values",
     "new_claim_token",
+    "start_of_day",
 ]
 
 S = DeliveryState
@@ -219,3 +221,15 @@ def claim_lost() -> IdempotencyClaimLost:
         "key took it over and does the work: nothing of this request was stored",
         field=IDEMPOTENCY_KEY_HEADER,
     )
+
+
+def start_of_day(at: datetime) -> datetime:
+    """Midnight UTC of ``at``'s day."""
+    return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def first_id_of_day(prefix: str, at: datetime) -> str:
+    """No id :func:`herald.domain.new_id` made on ``at``'s UTC day sorts before this one: ids
+    begin with the millisecond they were made, so a day's rows are a range of an id index."""
+    millis = int(start_of_day(at).timestamp() * 1000)
+    return f"{prefix}_{millis:012x}"

@@ -25,6 +25,7 @@ from herald.domain import (
 )
 from herald.domain import WebhookEventState as E
 from herald.errors import InvalidInput, NotFound
+from herald.stores.contract import start_of_day
 from herald.stores.memory_keys import MemoryKeys
 
 __all__ = ["MemoryOutbox"]
@@ -171,9 +172,19 @@ class MemoryOutbox(MemoryKeys):
             for c in self._channels.values()
             if c.platform is platform and c.deleted_at is None
         }
+        day = start_of_day(at)
+        told = {
+            o.event.webhook_id
+            for o in self._outbox.values()
+            if o.event.event == event
+            and o.event.created_at >= day
+            and o.event.payload.get("platform") == platform.value
+            and o.event.payload.get("version") == payload.get("version")
+        }
+        hooks = [h for h in self._hooks.values() if h.webhook.id not in told]
         before = len(self._outbox)
         for workspace_id in sorted(workspaces):
-            self._record(self._hooks.values(), workspace_id, event, dict(payload), at)
+            self._record(hooks, workspace_id, event, dict(payload), at)
         return len(self._outbox) - before
 
     # -- recording events -------------------------------------------------------------------

@@ -13,7 +13,13 @@ from typing import Any, Unpack
 from herald.constants import OUTBOX_LOCK_PREFIX
 from herald.domain import Platform, Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import NotFound
-from herald.stores.contract import PostFilters, PostQuery, new_claim_token
+from herald.stores.contract import (
+    PostFilters,
+    PostQuery,
+    first_id_of_day,
+    new_claim_token,
+    start_of_day,
+)
 from herald.stores.postgres_conn import Database, Record, Unchanged
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.sql_common import DUPLICATE, SQLCommon
@@ -169,6 +175,9 @@ class PostgresCatalog(SQLCommon):
             event=event,
             payload=json.dumps(dict(payload)),
             now=at,
+            day=start_of_day(at),
+            day_id=first_id_of_day("evt", at),
+            version=str(payload.get("version")),
         )
 
     # -- named queries, for SQLCommon ------------------------------------------------------

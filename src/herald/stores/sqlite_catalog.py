@@ -13,7 +13,13 @@ from typing import Any, Unpack
 
 from herald.domain import Platform, Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import InvalidInput, NotFound
-from herald.stores.contract import PostFilters, PostQuery, new_claim_token
+from herald.stores.contract import (
+    PostFilters,
+    PostQuery,
+    first_id_of_day,
+    new_claim_token,
+    start_of_day,
+)
 from herald.stores.rows import POST_COLUMNS, micros
 from herald.stores.rows import SQLITE as decode
 from herald.stores.sql_common import DUPLICATE, SQLCommon
@@ -197,6 +203,9 @@ class SQLiteCatalog(SQLCommon):
             "event": event,
             "payload": json.dumps(dict(payload)),
             "now": micros(at),
+            "day": micros(start_of_day(at)),
+            "day_id": first_id_of_day("evt", at),
+            "version": str(payload.get("version")),
         }
 
         def record(conn: sqlite3.Connection) -> int:

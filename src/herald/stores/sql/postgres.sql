@@ -484,7 +484,13 @@ FROM webhooks w
 WHERE w.deleted_at IS NULL AND w.events ? :event::text
   AND EXISTS (SELECT 1 FROM channels c
               WHERE c.workspace_id = w.workspace_id AND c.platform = :platform::text
-                AND c.deleted_at IS NULL);
+                AND c.deleted_at IS NULL)
+  -- Event ids begin with their creation time: today's events of a webhook, on its index.
+  AND NOT EXISTS (SELECT 1 FROM webhook_events e
+                  WHERE e.webhook_id = w.id AND e.id >= :day_id::text AND e.created_at >= :day
+                    AND e.event = :event::text
+                    AND e.payload ->> 'platform' = :platform::text
+                    AND e.payload ->> 'version' = :version::text);
 
 -- name: lock_erased_imports
 -- Before an erasure, run in this order: every row of the workspace that another transaction

@@ -289,7 +289,13 @@ WHERE w.deleted_at IS NULL
   AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = :event)
   AND EXISTS (SELECT 1 FROM channels c
               WHERE c.workspace_id = w.workspace_id AND c.platform = :platform
-                AND c.deleted_at IS NULL);
+                AND c.deleted_at IS NULL)
+  -- Event ids begin with their creation time: today's events of a webhook, on its index.
+  AND NOT EXISTS (SELECT 1 FROM webhook_events e
+                  WHERE e.webhook_id = w.id AND e.id >= :day_id AND e.created_at >= :day
+                    AND e.event = :event
+                    AND json_extract(e.payload, '$.platform') = :platform
+                    AND json_extract(e.payload, '$.version') = :version);
 
 -- CSV import jobs: what SQLite writes its own way (row by row, in one writer transaction).
 -- A held delivery (stored by an import, not made due yet) is 'scheduled' with no
