@@ -153,12 +153,11 @@ async def test_a_failing_look_up_leaves_the_post_unconfirmed_never_absent(sim, t
         await pipe.store.close()
 
 
-async def test_instagram_account_call_limit_is_never_exceeded(tmp_path):
+async def test_an_instagram_account_over_its_call_limit_is_paused_not_hammered(tmp_path):
     # The simulator counts every Instagram call against the account's Business Use Case limit
-    # (4800 x impressions in 24 h: small for a small account) and records a call over it as a
-    # limit violation. Each Instagram publish is several calls (container, status polls,
-    # media_publish) and each look-up one more, but Herald meters only publishes and
-    # containers: nothing keeps its calls within the account's limit.
+    # (4800 x impressions in 24 h: small for a small account, and a figure Herald cannot
+    # know, so a refusal, not a violation). Herald obeys the first 80002: the account pauses
+    # until the regain time the usage header gives, and nothing is sent twice meanwhile.
     config = sim_config(overrides={"instagram": {"calls_per_24h": 6}})
     async with Simulator(config) as sim:
         pipe = await open_pipeline(sim, tmp_path)
@@ -166,9 +165,16 @@ async def test_instagram_account_call_limit_is_never_exceeded(tmp_path):
             account = await pipe.channel(Platform.INSTAGRAM)
             await pipe.schedule([account], 4)
             await pipe.run(within_s=30, burst_horizon_s=5)
+            deliveries = await pipe.deliveries()
         finally:
             await pipe.store.close()
-        assert sim.audit.summary()["limit_violations"] == 0
+        summary = sim.audit.summary()
+        assert summary["limit_violations"] == 0
+        refused = summary["refused_by_rule"].get("instagram:calls", 0)
+        assert 1 <= refused <= 5  # at most what was in flight when the first refusal came
+        assert (summary["duplicates"], summary["duplicates_refused"]) == (0, 0)
+        waiting = [d for d in deliveries.values() if d.state is not S.PUBLISHED]
+        assert waiting and all(d.next_attempt_at is not None for d in waiting)
 
 
 async def test_graph_page_throttle_pauses_that_page_only(sim, tmp_path):

@@ -164,6 +164,11 @@ class Audit:
         """An injected throttle refused a request (a fault: not a violation)."""
         self._refusals.append(Refusal(platform, account, INJECTED, at))
 
+    def refused(self, platform: Platform, account: str, rule: str, at: float) -> None:
+        """A limit Herald cannot know ahead refused a request (Instagram's account calls,
+        4800 x impressions): not a violation; Herald must obey the refusal."""
+        self._refusals.append(Refusal(platform, account, rule, at))
+
     def was_down(self, platform: Platform, seconds: float) -> None:
         self._down_s[platform] += seconds
 

@@ -363,7 +363,9 @@ class InstagramSim:
         calls = self._users[node].calls
         now = self._ctx.clock.now()
         if not calls.fits(now):
-            self._ctx.audit.violation(_IG, node, "calls", now)
+            # 4800 x impressions: a figure Herald cannot know, so not a limit it keeps ahead
+            # of (a violation) but one it obeys when told (80002: the account pauses).
+            self._ctx.audit.refused(_IG, node, "calls", now)
             regain = math.ceil(calls.regain_s(now) / 60)
             usage = buc_usage(node, _BUC_TYPE, 100, regain)
             raise Reply(throttled(GraphCode.INSTAGRAM_ACCOUNT_TOO_MANY_CALLS, usage))
