@@ -253,3 +253,16 @@ async def test_a_look_up_that_finds_nothing_outlasts_the_store_going_away(store,
     got = await states(store)
     assert {(d.state, d.attempts) for d in got.values()} == {(S.PUBLISHED, 2)}
     assert world.duplicates() == 0
+
+
+async def test_a_stop_leaves_the_registry_once_the_store_answers_again(store):
+    # The store is away a moment as the engine stops: leaving the registry is tried again
+    # after a back-off (within the grace), not given up on a first failure.
+    await scheduled(store, 2)
+    flaky = FlakyStore(store, {"deregister_engine": 1})
+    world = FakePlatform()
+    engine = engine_on(flaky, FakeConnector(Platform.FACEBOOK, world))
+    await asyncio.wait_for(engine.run(burst=True), 60)
+    assert world.published() == 2
+    assert flaky.calls["deregister_engine"] == 2
+    assert await store.list_engines() == []
