@@ -40,6 +40,7 @@ __all__ = [
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
     "OUTBOX_LOCK_PREFIX",
+    "PLATFORM_EVENT_LOCK_PREFIX",
     "PLATFORM_VERSION_RETIRING",
     "RABBIT_QUEUE_PREFIX",
     "RABBIT_QUEUE_VERSION",
@@ -102,6 +103,9 @@ MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
 #: Advisory lock a webhook sender's claim holds, followed by the schema name: claims take
 #: turns, so each counts the others' events in flight (the fairness caps).
 OUTBOX_LOCK_PREFIX: Final = "herald.outbox:"
+#: Advisory lock engines recording a platform event take turns under, followed by the
+#: schema name, the platform and the event: each sees what the one before it recorded.
+PLATFORM_EVENT_LOCK_PREFIX: Final = "herald.platform_event:"
 
 # -- regions: a region's name is part of queue and stream names -------------------------------
 #: The region of a deployment that never names one.

@@ -13,6 +13,7 @@ import pytest
 
 from herald.domain import Platform
 from herald.engine import Engine
+from herald.errors import OutcomeUnknown
 from herald.limits.rules import LimitRule, RollingWindow
 from herald.testing import (
     FakeConnector,
@@ -228,3 +229,40 @@ async def test_a_judge_waits_for_a_clean_record_before_taking_another_engine_s_w
     published = started + (delivery.published_at - now).total_seconds()
     # The ghost's claim came back dead_after_s after this engine's last failure, not before.
     assert published - flaky.failed_at[-1] >= 2.0
+
+
+async def test_a_look_up_that_finds_nothing_outlasts_the_store_going_away(store, caplog):
+    # The first send's answer is lost (nothing was made); the look-up finds nothing, and the
+    # store is away when the engine reads the send's attempts to know whether the listing has
+    # settled. The read is tried again once the store answers, as every write is: the post
+    # goes out then, not a lease later, and no bug is logged.
+    fb = await scheduled(store, 0)
+    await store.add_posts([new_post([fb], text="lost")])
+    flaky = FlakyStore(store, {"list_attempts": 2})
+    world = FakePlatform()
+    lost = OutcomeUnknown("the connection dropped before the answer")
+    engine = engine_on(flaky, FakeConnector(Platform.FACEBOOK, world, script={"lost": [lost]}))
+
+    async def done() -> None:
+        await world.wait_until(lambda: world.published() == 1, timeout_s=60)
+
+    with caplog.at_level(logging.ERROR, logger="herald.worker"):
+        await run_until(engine, done, timeout_s=120)
+    assert flaky.failures["list_attempts"] == 2
+    assert [r.msg for r in caplog.records if r.name == "herald.worker"] == []
+    got = await states(store)
+    assert {(d.state, d.attempts) for d in got.values()} == {(S.PUBLISHED, 2)}
+    assert world.duplicates() == 0
+
+
+async def test_a_stop_leaves_the_registry_once_the_store_answers_again(store):
+    # The store is away a moment as the engine stops: leaving the registry is tried again
+    # after a back-off (within the grace), not given up on a first failure.
+    await scheduled(store, 2)
+    flaky = FlakyStore(store, {"deregister_engine": 1})
+    world = FakePlatform()
+    engine = engine_on(flaky, FakeConnector(Platform.FACEBOOK, world))
+    await asyncio.wait_for(engine.run(burst=True), 60)
+    assert world.published() == 2
+    assert flaky.calls["deregister_engine"] == 2
+    assert await store.list_engines() == []

@@ -40,7 +40,7 @@ from typing import Literal, TypeVar
 from herald.caps.claims import cap_limits
 from herald.caps.memory import MemoryCaps
 from herald.config import Settings
-from herald.domain import Job, Platform, new_id
+from herald.domain import Attempt, Job, Platform, new_id
 from herald.engine.admission import Admission
 from herald.engine.caps_gate import CapsGate
 from herald.engine.dispatcher import Dispatcher, Handoff, InFlight
@@ -242,7 +242,7 @@ class Engine:
             metrics=self.metrics,
             clock=self.clock,
             finish=self._finish,
-            attempts=self.store.list_attempts,
+            attempts=self._attempts_of,
             admit_together=not self._limits_in_memory,
         )
         return WorkerPool(context)
@@ -397,6 +397,14 @@ class Engine:
         except StoreUnavailable as exc:
             # Its row stays: other engines take it for dead once it stops beating.
             log.error("engine.leave_failed", extra={"error": str(exc)})
+
+    async def _attempts_of(self, delivery_id: str) -> list[Attempt]:
+        """A delivery's attempts, read again after each transient failure until the store
+        answers, as the writer writes: the look-up that found nothing waits for them (a
+        stop cancels it, and hands its job back still owing the look-up)."""
+        return await self.health.until_answered(
+            "look-up", lambda: self.store.list_attempts(delivery_id)
+        )
 
     async def _finish(self, job: Job) -> None:
         self._in_flight.done(job)

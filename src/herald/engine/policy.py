@@ -14,7 +14,7 @@ unit tests pin them down.
   (:mod:`herald.engine.pauses`) holds it back meanwhile;
 - unknown outcome: ``unconfirmed``; look the post up after ``check_delay_s`` before anything
   is sent again. The platforms' listings are eventually consistent: a look-up that finds
-  nothing sooner than ``listing_settle_s`` after the uncertain request left proves nothing,
+  nothing sooner than ``listing_settle_s`` after the uncertain send ended proves nothing,
   and the post is looked up again once that time has passed; only a look-up made after it
   that finds nothing lets the post be sent again.
 """

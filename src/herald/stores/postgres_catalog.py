@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from herald.constants import OUTBOX_LOCK_PREFIX
+from herald.constants import OUTBOX_LOCK_PREFIX, PLATFORM_EVENT_LOCK_PREFIX
 from herald.domain import Platform, Post, PostingSlot, WebhookEvent, WebhookHealth
 from herald.errors import NotFound
 from herald.stores.contract import (
@@ -169,16 +169,19 @@ class PostgresCatalog(SQLCommon):
     async def record_platform_event(
         self, platform: Platform, event: str, payload: Mapping[str, object], at: datetime
     ) -> int:
-        return await self._db.execute(
-            "platform_event",
-            platform=platform.value,
-            event=event,
-            payload=json.dumps(dict(payload)),
-            now=at,
-            day=start_of_day(at),
-            day_id=first_id_of_day("evt", at),
-            version=str(payload.get("version")),
-        )
+        key = f"{PLATFORM_EVENT_LOCK_PREFIX}{self._db.schema or 'public'}:{platform.value}:{event}"
+        async with self._db.transaction() as conn:
+            await conn.execute(self._db.q["lock_platform_events"], key=key)
+            return await conn.execute(
+                self._db.q["platform_event"],
+                platform=platform.value,
+                event=event,
+                payload=json.dumps(dict(payload)),
+                now=at,
+                day=start_of_day(at),
+                day_id=first_id_of_day("evt", at),
+                version=str(payload.get("version")),
+            )
 
     # -- named queries, for SQLCommon ------------------------------------------------------
     async def _execute(self, query: str, missing: NotFound | None = None, /, **values: Any) -> int:

@@ -472,9 +472,17 @@ WITH disabled AS (
 )
 SELECT count(*) AS disabled FROM disabled;
 
+-- name: lock_platform_events
+-- Engines recording the same platform event take turns (until the transaction ends): each
+-- statement reads the day's events as they were when it began, so two at once would both find
+-- none and both record it. Taken in a statement of its own, before platform_event, so that
+-- its snapshot (READ COMMITTED) shows what the engine before it committed.
+SELECT pg_advisory_xact_lock(hashtext(:key));
+
 -- name: platform_event
 -- Record an event about a platform (its API version) for every webhook subscribed to it whose
--- workspace has a channel on that platform.
+-- workspace has a channel on that platform, unless it got the same one that day; run after
+-- lock_platform_events, in its transaction.
 INSERT INTO webhook_events (id, webhook_id, workspace_id, event, payload, next_attempt_at,
                             created_at)
 SELECT 'evt_' || lpad(to_hex((extract(epoch FROM :now::timestamptz) * 1000)::bigint), 12, '0')
