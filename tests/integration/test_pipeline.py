@@ -174,7 +174,8 @@ async def test_an_instagram_account_over_its_call_limit_is_paused_not_hammered(t
         assert 1 <= refused <= 5  # at most what was in flight when the first refusal came
         assert (summary["duplicates"], summary["duplicates_refused"]) == (0, 0)
         waiting = [d for d in deliveries.values() if d.state is not S.PUBLISHED]
-        assert waiting and all(d.next_attempt_at is not None for d in waiting)
+        assert waiting
+        assert all(d.next_attempt_at is not None for d in waiting)
 
 
 async def test_graph_page_throttle_pauses_that_page_only(sim, tmp_path):
