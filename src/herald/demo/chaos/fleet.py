@@ -57,6 +57,7 @@ class EngineFleet:
     def __init__(self, members: Sequence[Member]) -> None:
         self._members = [_Process(i, m) for i, m in enumerate(members)]
         self._watchers: set[asyncio.Task[None]] = set()
+        self._launches: set[asyncio.Future[None]] = set()  # processes being started
         self._stopping = False
         self.kills: dict[str, int] = {}  # by role
         self.exits = 0  # processes that stopped by themselves
@@ -102,6 +103,10 @@ class EngineFleet:
     async def stop(self) -> None:
         """Stop every process gracefully (SIGTERM), killing any that overstays its grace."""
         self._stopping = True
+        # A start under way (a killed process's restart) ends first: stopping now would miss
+        # the process it brings, left running past the fleet.
+        if self._launches:
+            await asyncio.gather(*self._launches, return_exceptions=True)
         for watcher in self._watchers:
             watcher.cancel()
         for member in self._members:
@@ -123,6 +128,15 @@ class EngineFleet:
                 self.exit_codes.append(code)
 
     async def _launch(self, member: _Process) -> None:
+        """Start ``member``'s process and watch it. Shielded: the kill-and-restart task is
+        cancelled when the disruptions end, and a spawn cancelled half-way would leave a
+        process nobody holds; stop() waits for it instead."""
+        launch = asyncio.ensure_future(self._start(member))
+        self._launches.add(launch)
+        launch.add_done_callback(self._launches.discard)
+        await asyncio.shield(launch)
+
+    async def _start(self, member: _Process) -> None:
         await member.start()
         watcher = asyncio.create_task(self._watch(member), name=f"chaos-process-{member.index}")
         self._watchers.add(watcher)
