@@ -202,6 +202,8 @@ class InstagramCode(IntEnum):
     PUBLISH_LIMIT = 9  # the account's rolling-24 h publishing or container limit
     MEDIA_DOWNLOAD_FAILED = 9004  # the media URL does not meet Instagram's requirements
     NOT_READY = 9007  # ``media_publish`` before the container is ready
+    IMAGE_TOO_LARGE = 36000  # the image is over 8 MiB
+    RESTRICTED = 4  # with RESTRICTED_ACTIVITY: the account is held back as spam
 
 
 class InstagramSubcode(IntEnum):
@@ -210,6 +212,8 @@ class InstagramSubcode(IntEnum):
     SERVER_ERROR = 2207001  # with code -1: an Instagram server error
     NOT_READY = 2207027  # "Media ID is not available"
     MEDIA_DOWNLOAD_FAILED = 2207052  # "Media download has failed"
+    IMAGE_TOO_LARGE = 2207004  # "The image size is too large"
+    RESTRICTED_ACTIVITY = 2207051  # "We restrict certain activity to protect our community"
 
 
 class ContainerStatus(StrEnum):

@@ -30,10 +30,7 @@ __all__ = ["UNREACHABLE", "World", "config_for", "prepare"]
 
 NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 #: Situations the simulator has no way into: the fixture is expected to fail until it has.
-UNREACHABLE = {
-    "image_too_large": "the simulator never checks an image's size (36000 / 2207004)",
-    "spam_restricted": "the simulator never restricts an account as spam (4 / 2207051)",
-}
+UNREACHABLE: dict[str, str] = {}
 #: Limits a situation needs lowered before the simulator starts.
 _CONFIG: dict[str, dict[str, Any]] = {
     "publish_limit_reached": {"instagram": {"publishes_per_24h": 1}},
@@ -206,6 +203,16 @@ async def _two_media(world: World, fixture: Fixture) -> None:
         await _publish(world, await _create(world, caption))
 
 
+async def _image_too_large(world: World, fixture: Fixture) -> None:
+    url = world.sim.media_url("image", "too-large.jpg", size=9 * 1024 * 1024)
+    world.values["{too-large-image-url}"] = url
+
+
+async def _spam_restricted(world: World, fixture: Fixture) -> None:
+    await _container(world, fixture)
+    world.sim.restrict(world.platform, world.account.external_id)
+
+
 async def _publish_limit(world: World, fixture: Fixture) -> None:
     await _publish(world, await _create(world))
     await _container(world, fixture)
@@ -311,6 +318,8 @@ _STEPS: dict[tuple[str, str], Step] = {
     ("instagram", "container_in_progress"): _container,
     ("instagram", "two_media"): _two_media,
     ("instagram", "publish_limit_reached"): _publish_limit,
+    ("instagram", "image_too_large"): _image_too_large,
+    ("instagram", "spam_restricted"): _spam_restricted,
     ("linkedin", "two_posts"): _li_two_posts,
     ("linkedin", "duplicate"): _li_posted_once,
     ("linkedin", "member_day_limit"): _li_posted_once,

@@ -79,6 +79,7 @@ class _State:
     account: SimAccount
     generation: int = 0
     revoked: bool = False
+    restricted: bool = False  # held back as spam: its publishes are refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,13 @@ class Accounts:
 
     def revoke(self, platform: Platform, external_id: str) -> None:
         self._state(platform, external_id).revoked = True
+
+    def restrict(self, platform: Platform, external_id: str) -> None:
+        self._state(platform, external_id).restricted = True
+
+    def restricted(self, platform: Platform, external_id: str) -> bool:
+        state = self._accounts.get((platform, external_id))
+        return state is not None and state.restricted
 
     def reauthorize(self, platform: Platform, external_id: str) -> dict[str, str]:
         state = self._state(platform, external_id)

@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from herald.constants import (
     ContainerStatus,
@@ -66,6 +67,7 @@ _DAY_S = 86_400.0
 _CONTAINER_BASE = 17_900_000_000_000_000
 _MEDIA_BASE = 17_950_000_000_000_000
 _CAPTION_MAX = 2200
+_IMAGE_MAX_BYTES = 8 * 1024 * 1024  # "It should be less than 8 MiB" (error 36000)
 _CAROUSEL_MIN, _CAROUSEL_MAX = 2, 10
 # A published container's type as the media listing names it.
 _LISTED_TYPES = {"IMAGE": "IMAGE", "REELS": "VIDEO", "CAROUSEL": "CAROUSEL_ALBUM"}
@@ -166,6 +168,33 @@ def _media_url(value: Any, name: str) -> tuple[str, bool]:
     return value, file_name.startswith("broken")
 
 
+def _refuse_too_large(url: str) -> None:
+    """An image over 8 MiB is refused when its container is made. Its size is known for the
+    simulator's own media (their ``bytes``); others are taken as small enough."""
+    size = URL(url).query.get("bytes", "")
+    if size.isdigit() and int(size) > _IMAGE_MAX_BYTES:
+        raise Reply(
+            graph_error(
+                400,
+                InstagramCode.IMAGE_TOO_LARGE,
+                "The image size is too large.",
+                subcode=InstagramSubcode.IMAGE_TOO_LARGE,
+                user_title="Image size too large",
+            )
+        )
+
+
+def _restricted() -> web.Response:
+    """Built afresh for each answer: each carries a trace id of its own."""
+    return graph_error(
+        400,
+        InstagramCode.RESTRICTED,
+        "We restrict certain activity to protect our community. Tell us if you think we made "
+        "a mistake.",
+        subcode=InstagramSubcode.RESTRICTED_ACTIVITY,
+    )
+
+
 class _InstagramFaultAnswers(GraphFaultAnswers):
     """Instagram documents a server error of its own (HTTP 400, code -1, subcode 2207001:
     "Instagram server error. Try again."), which an injected error answers with instead of
@@ -251,6 +280,8 @@ class InstagramSim:
             raise not_found(creation_id, request.method)
         now = self._ctx.clock.now()
         self._refuse_unpublishable(container, now)
+        if self._ctx.accounts.restricted(_IG, node):
+            raise Reply(_restricted())
         user = self._users[node]
         self._refuse_over(node, user.publishes, now)
 
@@ -382,7 +413,8 @@ class InstagramSim:
         if media_type == "IMAGE":
             if "image_url" not in params:
                 raise _invalid("The parameter image_url is required.")
-            _, broken = _media_url(params["image_url"], "image_url")
+            url, broken = _media_url(params["image_url"], "image_url")
+            _refuse_too_large(url)
             ready = now + self._config.image_processing_s
         elif media_type == "REELS" or (media_type == "VIDEO" and item):
             if item and media_type != "VIDEO":

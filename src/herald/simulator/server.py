@@ -164,6 +164,10 @@ class Simulator(Lifecycle):
     def reauthorize(self, platform: Platform | str, external_id: str) -> dict[str, str]:
         return self._ctx.accounts.reauthorize(Platform(platform), external_id)
 
+    def restrict(self, platform: Platform | str, external_id: str) -> None:
+        """Hold the account back as spam: Instagram refuses its publishes (4 / 2207051)."""
+        self._ctx.accounts.restrict(Platform(platform), external_id)
+
     def media_url(
         self,
         kind: MediaKind | str,
