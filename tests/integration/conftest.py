@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from herald.types import JobQueue, Store
@@ -50,3 +51,10 @@ async def new_caps(request: pytest.FixtureRequest) -> AsyncIterator[MakeCaps]:
     needs_server(request, "redis")
     async with caps_maker(request.param) as make:
         yield make
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for tests that talk HTTP to a simulator."""
+    async with aiohttp.ClientSession() as session:
+        yield session

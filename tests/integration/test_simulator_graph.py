@@ -13,54 +13,27 @@ import pytest
 
 from herald.domain import Platform
 from herald.simulator import (
-    NO_LISTING_LAG,
     FacebookSim,
     InstagramSim,
-    LatencyModel,
     SimAccount,
     Simulator,
     SimulatorConfig,
 )
+from tests.integration.sim_calls import call, exact_config
 
 FB = Platform.FACEBOOK
 IG = Platform.INSTAGRAM
-NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 GRAPH_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+0000$")
 
 
 def config(**overrides: Any) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, **overrides)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    return exact_config(**overrides)
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator(config()) as simulator:
         yield simulator
-
-
-def bearer(account: SimAccount) -> dict[str, str]:
-    return {"Authorization": f"Bearer {account.credentials['access_token']}"}
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    account: SimAccount | None = None,
-    **kwargs: Any,
-) -> tuple[int, Any, Any]:
-    headers = kwargs.pop("headers", {})
-    if account is not None:
-        headers = {**bearer(account), **headers}
-    async with http.request(method, url, headers=headers, **kwargs) as response:
-        body = await response.json() if response.content_length != 0 else None
-        return response.status, body, response.headers
 
 
 def graph_code(body: dict[str, Any]) -> tuple[int, int | None]:

@@ -13,28 +13,20 @@ import pytest
 
 from herald.domain import Platform
 from herald.simulator import (
-    NO_LISTING_LAG,
     FaultConfig,
     InstagramSim,
-    LatencyModel,
     SimAccount,
     Simulator,
     SimulatorConfig,
 )
+from tests.integration.sim_calls import call, exact_config
 
 FB = Platform.FACEBOOK
 IG = Platform.INSTAGRAM
-NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 
 
 def config(**overrides: Any) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG, **overrides)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    return exact_config(**overrides)
 
 
 @pytest.fixture
@@ -45,20 +37,6 @@ async def sim() -> AsyncIterator[Simulator]:
 
 def token(account: SimAccount) -> str:
     return account.credentials["access_token"]
-
-
-async def call(
-    http: aiohttp.ClientSession,
-    method: str,
-    url: str,
-    account: SimAccount | None = None,
-    **kwargs: Any,
-) -> tuple[int, Any, Any]:
-    headers = kwargs.pop("headers", {})
-    if account is not None:
-        headers = {"Authorization": f"Bearer {token(account)}", **headers}
-    async with http.request(method, url, headers=headers, **kwargs) as response:
-        return response.status, await response.json(), response.headers
 
 
 # -- the token and arrays in a POST body --------------------------------------------------------

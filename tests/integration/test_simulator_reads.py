@@ -22,45 +22,28 @@ from herald.simulator import (
     FacebookSim,
     FaultConfig,
     InstagramSim,
-    LatencyModel,
     ListingLag,
     SimAccount,
     Simulator,
     SimulatorConfig,
     YouTubeSim,
 )
+from tests.integration.sim_calls import call, exact_config
 
 FB, IG, LI, YT = Platform.FACEBOOK, Platform.INSTAGRAM, Platform.LINKEDIN, Platform.YOUTUBE
-NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 #: Every new post lags 60 s behind in the listings.
 LAG = ListingLag(median_s=60.0, p99_s=60.0, max_s=60.0)
 READ_ERRORS = FaultConfig(calls={CallKind.READ: CallFaults(error_rate=1.0)})
 
 
 def config(**overrides: Any) -> SimulatorConfig:
-    return SimulatorConfig(latency=NO_LATENCY, listing_lag=LAG, **overrides)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
+    return exact_config(listing_lag=LAG, **overrides)
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     async with Simulator(config()) as simulator:
         yield simulator
-
-
-async def call(
-    http: aiohttp.ClientSession, method: str, url: str, account: SimAccount, **kwargs: Any
-) -> tuple[int, Any, Any]:
-    headers = {"Authorization": f"Bearer {account.credentials['access_token']}"}
-    headers.update(kwargs.pop("headers", {}))
-    async with http.request(method, url, headers=headers, **kwargs) as response:
-        body = await response.json() if response.content_length != 0 else None
-        return response.status, body, response.headers
 
 
 # -- Facebook -----------------------------------------------------------------------------------

@@ -148,11 +148,9 @@ async def with_faults(
     if fault is None:
         return commit(True)
     ctx.audit.injected_fault(platform, fault.value)
-    if fault is Fault.ERROR:
-        return answers.transient(account)
-    if fault is Fault.THROTTLE:
-        ctx.audit.throttled(platform, account, ctx.clock.now())
-        return answers.throttle(account)
+    answered = _answered(ctx, platform, account, answers, fault)
+    if answered is not None:
+        return answered
     if fault is Fault.DROP:
         commit(False)
         raise ConnectionDropped
@@ -174,13 +172,24 @@ def faulty(
             return await handler(request)
         ctx.audit.injected_fault(platform, f"{kind.value}:{fault.value}")
         account = request.get(_ACCOUNT) or ""
-        if fault is Fault.ERROR:
-            return answers.transient(account)
-        if fault is Fault.THROTTLE:
-            ctx.audit.throttled(platform, account, ctx.clock.now())
-            return answers.throttle(account)
+        answered = _answered(ctx, platform, account, answers, fault)
+        if answered is not None:
+            return answered
         if fault is Fault.TIMEOUT:
             await ctx.hang(ctx.dice.faults(platform).hang_s)
         raise ConnectionDropped
 
     return run
+
+
+def _answered(
+    ctx: SimContext, platform: Platform, account: str, answers: FaultAnswers, fault: Fault
+) -> web.StreamResponse | None:
+    """The platform-shaped answer of an error or a throttle fault; None for the others,
+    which end with no answer at all."""
+    if fault is Fault.ERROR:
+        return answers.transient(account)
+    if fault is Fault.THROTTLE:
+        ctx.audit.throttled(platform, account, ctx.clock.now())
+        return answers.throttle(account)
+    return None

@@ -1,0 +1,40 @@
+"""What the simulator's HTTP-level tests share: a simulator that answers at once and one call
+that authenticates as an account and reads the answer (the client session is the ``http``
+fixture of tests/integration/conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from herald.simulator import NO_LISTING_LAG, LatencyModel, SimAccount, SimulatorConfig
+
+__all__ = ["NO_LATENCY", "bearer", "call", "exact_config"]
+
+NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
+
+
+def exact_config(**overrides: Any) -> SimulatorConfig:
+    """No latency, and listings that show a new post at once, unless ``overrides`` say."""
+    return SimulatorConfig(**{"latency": NO_LATENCY, "listing_lag": NO_LISTING_LAG, **overrides})
+
+
+def bearer(account: SimAccount) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account.credentials['access_token']}"}
+
+
+async def call(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    account: SimAccount | None = None,
+    **kwargs: Any,
+) -> tuple[int, Any, Any]:
+    """Status, JSON body (None when empty) and headers of one request, as ``account``."""
+    headers = kwargs.pop("headers", {})
+    if account is not None:
+        headers = {**bearer(account), **headers}
+    async with http.request(method, url, headers=headers, **kwargs) as response:
+        body = await response.json() if response.content_length != 0 else None
+        return response.status, body, response.headers
