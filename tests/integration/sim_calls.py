@@ -10,7 +10,7 @@ import aiohttp
 
 from herald.simulator import NO_LISTING_LAG, LatencyModel, SimAccount, SimulatorConfig
 
-__all__ = ["NO_LATENCY", "bearer", "call", "exact_config"]
+__all__ = ["NO_LATENCY", "bearer", "call", "exact_config", "linkedin_post"]
 
 NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 
@@ -38,3 +38,19 @@ async def call(
     async with http.request(method, url, headers=headers, **kwargs) as response:
         body = await response.json() if response.content_length != 0 else None
         return response.status, body, response.headers
+
+
+def linkedin_post(author: str, commentary: str) -> dict[str, Any]:
+    """The body of a public LinkedIn post by ``author`` (``POST /rest/posts``)."""
+    return {
+        "author": author,
+        "commentary": commentary,
+        "visibility": "PUBLIC",
+        "distribution": {
+            "feedDistribution": "MAIN_FEED",
+            "targetEntities": [],
+            "thirdPartyDistributionChannels": [],
+        },
+        "lifecycleState": "PUBLISHED",
+        "isReshareDisabledByAuthor": False,
+    }

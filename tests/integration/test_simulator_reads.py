@@ -28,7 +28,7 @@ from herald.simulator import (
     SimulatorConfig,
     YouTubeSim,
 )
-from tests.integration.sim_calls import call, exact_config
+from tests.integration.sim_calls import call, exact_config, linkedin_post
 
 FB, IG, LI, YT = Platform.FACEBOOK, Platform.INSTAGRAM, Platform.LINKEDIN, Platform.YOUTUBE
 #: Every new post lags 60 s behind in the listings.
@@ -212,18 +212,7 @@ async def test_youtube_videos_list_is_a_read_for_faults(
 async def test_linkedin_post_read_by_urn(sim: Simulator, http: aiohttp.ClientSession) -> None:
     member, other = sim.add_account(LI), sim.add_account(LI)
     li = {"LinkedIn-Version": LinkedInSettings().api_version, "X-Restli-Protocol-Version": "2.0.0"}
-    post = {
-        "author": member.external_id,
-        "commentary": "hello",
-        "visibility": "PUBLIC",
-        "distribution": {
-            "feedDistribution": "MAIN_FEED",
-            "targetEntities": [],
-            "thirdPartyDistributionChannels": [],
-        },
-        "lifecycleState": "PUBLISHED",
-        "isReshareDisabledByAuthor": False,
-    }
+    post = linkedin_post(member.external_id, "hello")
     async with http.post(
         f"{sim.urls.linkedin}/rest/posts",
         json=post,

@@ -24,6 +24,7 @@ from herald.simulator import (
     Simulator,
     SimulatorConfig,
 )
+from tests.integration.sim_calls import linkedin_post
 from tests.wire.fixtures import Fixture
 
 __all__ = ["UNREACHABLE", "World", "config_for", "prepare"]
@@ -224,18 +225,7 @@ def _li_headers(world: World) -> dict[str, str]:
 
 
 async def _li_post(world: World, commentary: str) -> None:
-    body = {
-        "author": world.account.external_id,
-        "commentary": commentary,
-        "visibility": "PUBLIC",
-        "distribution": {
-            "feedDistribution": "MAIN_FEED",
-            "targetEntities": [],
-            "thirdPartyDistributionChannels": [],
-        },
-        "lifecycleState": "PUBLISHED",
-        "isReshareDisabledByAuthor": False,
-    }
+    body = linkedin_post(world.account.external_id, commentary)
     resp = await world.call("POST", "/rest/posts", json=body, headers=_li_headers(world))
     assert resp.status == 201, resp.status
 
