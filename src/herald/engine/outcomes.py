@@ -27,7 +27,11 @@ __all__ = ["Outcomes", "log_fields"]
 
 log = logging.getLogger("herald.worker")
 
-_QUIET_OUTCOMES = frozenset({"published", "reconciled", "retry", "not_sent", "paused"})  # INFO
+#: Logged at INFO: nothing for an operator to look at. A look-up that came before listings
+#: settled is the usual path of an uncertain send, not a warning.
+_QUIET_OUTCOMES = frozenset(
+    {"published", "reconciled", "retry", "not_sent", "paused", "not_listed_yet"}
+)
 
 
 def log_fields(job: Job, **more: object) -> dict[str, object]:
