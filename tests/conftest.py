@@ -37,7 +37,7 @@ from herald.domain import Platform
 from herald.limits.memory import MemoryLimiter
 from herald.limits.redis import RedisLimiter
 from herald.limits.rules import LimitClaim
-from herald.queues.amqp import Topology
+from herald.queues.amqp import Topology, closed_behind
 from herald.queues.memory import MemoryQueue
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
@@ -216,25 +216,12 @@ async def rabbit_connection(
 
 
 async def close_rabbit(connection: AbstractConnection) -> None:
-    """Close ``connection`` and wait for what aio-pika and aiormq finish in tasks of their own
-    after ``close()`` returned: each channel's close callback and the connection's writer.
-    Those of channels still open at the close (a queue closed with jobs never acked keeps its
-    channels, as a worker's would) are awaited by nobody: still running when the test's event
-    loop closes, they are destroyed pending, which fails the test."""
+    """Close ``connection`` and wait for the close callbacks aio-pika and aiormq run as tasks
+    of their own after ``close()`` returned (those of channels still open at the close: a
+    queue closed with jobs never acked keeps its channels); still running when the test's
+    event loop closes, they would be destroyed pending, which fails the test."""
     await connection.close()
-    me = asyncio.current_task()
-    closing = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not me and _closes_a_connection(task.get_coro())
-    ]
-    if closing:
-        await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 10.0)
-
-
-def _closes_a_connection(coro: object) -> bool:
-    name = getattr(coro, "__qualname__", "")
-    return name.startswith("OneShotCallback.") or name.endswith(".close_writer_task")
+    await closed_behind(10.0)
 
 
 @asynccontextmanager

@@ -38,7 +38,7 @@ from pamqp import commands as spec
 from herald.domain import Platform
 from herald.errors import QueueError, QueueUnavailable
 
-__all__ = ["Delivered", "Link", "Topology"]
+__all__ = ["Delivered", "Link", "Topology", "closed_behind"]
 
 T = TypeVar("T")
 Delivered = DeliveredMessage
@@ -337,3 +337,23 @@ class Link:
         if self._owned and not self._connection.is_closed:
             with contextlib.suppress(*_LOST, aiormq.exceptions.AMQPError):
                 await asyncio.wait_for(self._connection.close(), self._timeout_s)
+        await closed_behind(self._timeout_s)
+
+
+async def closed_behind(timeout_s: float) -> None:
+    """Wait for what aio-pika and aiormq finish in tasks of their own once a channel or a
+    connection has closed: each channel's close callback and the connection's writer. Nothing
+    awaits them (those of a channel closed with its connection least of all); still running
+    when the event loop ends, they are destroyed pending, a warning at every worker's exit."""
+    me = asyncio.current_task()
+    behind = [
+        task
+        for task in asyncio.all_tasks()
+        if task is not me and _closing_task(getattr(task.get_coro(), "__qualname__", ""))
+    ]
+    if behind:
+        await asyncio.wait(behind, timeout=timeout_s)
+
+
+def _closing_task(name: str) -> bool:
+    return name.startswith("OneShotCallback.") or name.endswith(".close_writer_task")
