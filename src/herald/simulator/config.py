@@ -170,26 +170,17 @@ class FaultConfig(CallFaults):
 _NO_CALL_FAULTS = CallFaults()
 
 
-class ListingLag(BaseModel):
+class ListingLag(LatencyModel):
     """How long a new post takes to show in its channel's listings (Graph's and LinkedIn's
-    are eventually consistent): a lognormal delay, ``median_s`` and ``p99_s``, cut at
-    ``max_s``. The post exists at once (a duplicate check sees it); only listings lag."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    are eventually consistent): the lognormal of :class:`LatencyModel`, cut at ``max_s``.
+    The post exists at once (a duplicate check sees it); only listings lag."""
 
     median_s: float = Field(default=2.0, ge=0)
     p99_s: float = Field(default=20.0, ge=0)
     max_s: float = Field(default=60.0, ge=0, description="no post lags longer than this")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ListingLag:
-        if self.p99_s < self.median_s:
-            raise ValueError("listing lag p99_s must be >= median_s")
-        return self
-
     def sample(self, rng: random.Random) -> float:
-        model = LatencyModel(median_s=self.median_s, p99_s=self.p99_s)
-        return min(model.sample(rng), self.max_s)
+        return min(super().sample(rng), self.max_s)
 
 
 #: Listings that show every post at once.

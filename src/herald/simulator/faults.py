@@ -54,7 +54,8 @@ class Dice:
         self._latency = {p: config.latency_for(p) for p in Platform}
         self._fault_rng = {p: random.Random(f"{config.seed}:{p.value}:faults") for p in Platform}
         self._latency_rng = {p: random.Random(f"{config.seed}:{p.value}:latency") for p in Platform}
-        # A kind's own generator: faults on look-ups leave the publish sequence as it was.
+        # A kind's own generator: whether a look-up faults leaves the publish draws as they
+        # were (the Graph code of a throttle, on any call, still comes from the publish one).
         self._call_rng = {
             (p, k): random.Random(f"{config.seed}:{p.value}:{k.value}:faults")
             for p in Platform
