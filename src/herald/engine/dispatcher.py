@@ -19,9 +19,10 @@ claimed jobs are put again every ``retry_s`` (their leases lapse if that takes t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,7 +45,25 @@ class InFlight:
     def __init__(self) -> None:
         self._tokens: Counter[str] = Counter()
         self.count = 0
+        self._claiming = 0
         self._listeners: list[asyncio.Event] = []
+
+    @property
+    def busy(self) -> bool:
+        """Jobs held, or a claim being taken whose jobs are not counted yet."""
+        return self.count > 0 or self._claiming > 0
+
+    @contextlib.contextmanager
+    def claiming(self) -> Iterator[None]:
+        """A claim round in flight: the store may have taken the claims before they are
+        counted, so a reader deciding "nothing left" must not decide during it."""
+        self._claiming += 1
+        self._changed()
+        try:
+            yield
+        finally:
+            self._claiming -= 1
+            self._changed()
 
     def subscribe(self) -> asyncio.Event:
         """An event set at every change of the count; each listener clears its own."""
@@ -161,19 +180,21 @@ class Dispatcher:
     async def _claim(self, limit: int) -> int:
         now = self._clock.now()
         lease_s = self._settings.lease_s if self._handoff is None else self._handoff.lease_s
-        batch = await self._store.claim_due(
-            now=now,
-            limit=limit,
-            lease_until=now + timedelta(seconds=lease_s),
-            expire_before=now - timedelta(seconds=self._settings.max_lateness_s),
-            engine_id=self._engine_id,
-        )
+        with self._in_flight.claiming():
+            batch = await self._store.claim_due(
+                now=now,
+                limit=limit,
+                lease_until=now + timedelta(seconds=lease_s),
+                expire_before=now - timedelta(seconds=self._settings.max_lateness_s),
+                engine_id=self._engine_id,
+            )
+            if batch.jobs and self._handoff is None:
+                self._in_flight.add(batch.jobs)
         self.rounds += 1
         self._report_expired(batch.expired)
         if batch.jobs and self._handoff is not None:
             await self._hand_off(batch.jobs)
         elif batch.jobs:
-            self._in_flight.add(batch.jobs)
             await self._queue.put(batch.jobs)
             self._metrics.claimed.inc(len(batch.jobs))
             self._metrics.queue_depth.set(self._queue.depth())

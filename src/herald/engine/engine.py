@@ -283,7 +283,7 @@ class Engine:
 
     async def is_idle(self, horizon_s: float = 0.0) -> bool:
         """Nothing held in memory and nothing due within ``horizon_s`` (0: nothing at all)."""
-        if self._in_flight.count:
+        if self._in_flight.busy:
             return False
         if horizon_s <= 0:
             return await self.store.next_due_at() is None
