@@ -1,0 +1,136 @@
+"""The job every system does, and the contract between a system's module and the runner.
+
+**The job.** ``count`` Facebook Page posts spread over the run's Pages, each published with one
+``POST {graph}/{page}/feed`` (Bearer page token, JSON ``{"message": text}``) to the simulator,
+at most ``in_flight`` requests in flight in all, and each outcome written to PostgreSQL
+(:func:`record_sync` / :func:`record_async`: one row per item, ``attempts`` counting every
+write). An item whose request failed is retried by the system's own retry mechanism.
+
+**A system's module** (``bench/peers/<name>.py``) runs as ``python -m bench.peers.<name>
+worker|enqueue`` with the job as JSON in ``PEER_JOB`` (:meth:`Job.from_env`):
+
+- ``worker``: consume and publish until SIGTERM (the runner starts each process of
+  :data:`WORKERS` in a session of its own and counts the CPU of the whole session);
+- ``enqueue``: submit items ``job.first .. job.first + job.count - 1`` (:func:`items`) and exit.
+
+and declares ``WORKERS: list[list[str]]``, the argv of each worker process (the runner adds
+nothing to them but the environment). Systems use the run's Redis (``job.redis_url``, a
+database flushed before each run) and the run's PostgreSQL schema (``job.schema``) for their
+own tables, if they need any.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "OUTCOMES_DDL",
+    "Item",
+    "Job",
+    "item",
+    "items",
+    "publish_async",
+    "publish_sync",
+    "record_async",
+    "record_sync",
+]
+
+
+@dataclass(frozen=True)
+class Job:
+    run_id: str  # unique per run: every text carries it (the simulator refuses a repeated text)
+    graph_url: str  # the simulator's Graph base, e.g. http://127.0.0.1:PORT/v23.0
+    pages: list[tuple[str, str]]  # (Page id, Page access token)
+    database_url: str  # PostgreSQL (postgresql://...), the outcomes in ``schema``
+    schema: str
+    redis_url: str  # redis://host:port/db, flushed before the run
+    first: int = 0
+    count: int = 0
+    in_flight: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_env(self) -> dict[str, str]:
+        return {"PEER_JOB": json.dumps(asdict(self))}
+
+    @classmethod
+    def from_env(cls) -> Job:
+        raw = json.loads(os.environ["PEER_JOB"])
+        raw["pages"] = [tuple(p) for p in raw["pages"]]
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str  # unique per run and item: the outcome row's key
+    page_id: str
+    token: str
+    text: str
+
+
+def item(job: Job, n: int) -> Item:
+    """Item ``n`` of the run, the same for every system (Page ``n % pages``)."""
+    page, token = job.pages[n % len(job.pages)]
+    return Item(f"{job.run_id}:{n}", page, token, f"Peer bench post {job.run_id} {n}")
+
+
+def items(job: Job) -> list[Item]:
+    """The items this process submits: ``job.first`` onwards, ``job.count`` of them."""
+    return [item(job, n) for n in range(job.first, job.first + job.count)]
+
+
+def _request(job: Job, it: Item) -> tuple[str, dict[str, str], dict[str, str]]:
+    url = f"{job.graph_url}/{it.page_id}/feed"
+    headers = {"Authorization": f"Bearer {it.token}"}
+    return url, headers, {"message": it.text}
+
+
+class PublishFailed(Exception):
+    """The platform did not confirm the post: the system's retry decides what next."""
+
+
+def publish_sync(session: Any, job: Job, it: Item) -> str:
+    """Publish ``it`` with a ``requests.Session``; the post's id, or PublishFailed."""
+    url, headers, body = _request(job, it)
+    response = session.post(url, headers=headers, json=body, timeout=30)
+    if response.status_code != 200:
+        raise PublishFailed(f"{response.status_code}: {response.text[:200]}")
+    return str(response.json()["id"])
+
+
+async def publish_async(session: Any, job: Job, it: Item) -> str:
+    """Publish ``it`` with an ``aiohttp.ClientSession``; the post's id, or PublishFailed."""
+    url, headers, body = _request(job, it)
+    async with session.post(url, headers=headers, json=body) as response:
+        if response.status != 200:
+            raise PublishFailed(f"{response.status}: {(await response.text())[:200]}")
+        return str((await response.json())["id"])
+
+
+OUTCOMES_DDL = """
+CREATE TABLE IF NOT EXISTS {schema}.outcomes (
+    key text PRIMARY KEY,
+    post_id text NOT NULL,
+    attempts integer NOT NULL DEFAULT 1,
+    finished_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+_RECORD = """
+INSERT INTO {schema}.outcomes (key, post_id) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET attempts = outcomes.attempts + 1, finished_at = now()
+"""
+
+
+def record_sync(conn: Any, job: Job, it: Item, post_id: str) -> None:
+    """Write the outcome with a psycopg (3) connection in autocommit mode."""
+    conn.execute(
+        _RECORD.format(schema=job.schema).replace("$1", "%s").replace("$2", "%s"), (it.key, post_id)
+    )
+
+
+async def record_async(conn: Any, job: Job, it: Item, post_id: str) -> None:
+    """Write the outcome with an asyncpg connection (or pool)."""
+    await conn.execute(_RECORD.format(schema=job.schema), it.key, post_id)
