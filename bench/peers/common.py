@@ -1,6 +1,9 @@
 """The job every system does, and the contract between a system's module and the runner.
 
-**The job.** ``count`` Facebook Page posts spread over the run's Pages, each published with one
+**The job.** The runner writes ``count`` posts, all due now, to the table ``{schema}.posts``
+(:data:`POSTS_DDL`); the system takes the due posts from it (:func:`read_due_sync` /
+:func:`read_due_async`, as a user's scheduler would) and publishes each: Facebook Page posts
+spread over the run's Pages, each published with one
 ``POST {graph}/{page}/feed`` (Bearer page token, JSON ``{"message": text}``) to the simulator,
 at most ``in_flight`` requests in flight in all, and each outcome written to PostgreSQL
 (:func:`record_sync` / :func:`record_async`: one row per item, ``attempts`` counting every
@@ -11,7 +14,11 @@ worker|enqueue`` with the job as JSON in ``PEER_JOB`` (:meth:`Job.from_env`):
 
 - ``worker``: consume and publish until SIGTERM (the runner starts each process of
   :data:`WORKERS` in a session of its own and counts the CPU of the whole session);
-- ``enqueue``: submit items ``job.first .. job.first + job.count - 1`` (:func:`items`) and exit.
+- ``enqueue``: read the due posts (items ``job.first .. job.first + job.count - 1``), submit
+  each to the system's queue, and exit; its CPU counts as the system's, as Herald's
+  dispatcher's does;
+- ``setup`` (optional, declared by ``SETUP = True``): create the system's own tables or
+  queues, once per run, before the workers start.
 
 and declares ``WORKERS: list[list[str]]``, the argv of each worker process (the runner adds
 nothing to them but the environment). Systems use the run's Redis (``job.redis_url``, a
@@ -28,12 +35,15 @@ from typing import Any
 
 __all__ = [
     "OUTCOMES_DDL",
+    "POSTS_DDL",
     "Item",
     "Job",
     "item",
     "items",
     "publish_async",
     "publish_sync",
+    "read_due_async",
+    "read_due_sync",
     "record_async",
     "record_sync",
 ]
@@ -107,6 +117,37 @@ async def publish_async(session: Any, job: Job, it: Item) -> str:
         if response.status != 200:
             raise PublishFailed(f"{response.status}: {(await response.text())[:200]}")
         return str((await response.json())["id"])
+
+
+POSTS_DDL = """
+CREATE TABLE {schema}.posts (
+    n integer PRIMARY KEY,
+    key text NOT NULL,
+    page_id text NOT NULL,
+    token text NOT NULL,
+    text text NOT NULL,
+    due_at timestamptz NOT NULL
+)
+"""
+
+_DUE = (
+    "SELECT key, page_id, token, text FROM {schema}.posts"
+    " WHERE n >= {first} AND n < {end} AND due_at <= now() ORDER BY n"
+)
+
+
+def _due(job: Job) -> str:
+    return _DUE.format(schema=job.schema, first=job.first, end=job.first + job.count)
+
+
+def read_due_sync(conn: Any, job: Job) -> list[Item]:
+    """The due posts of this enqueue, with a psycopg (3) connection."""
+    return [Item(*row) for row in conn.execute(_due(job)).fetchall()]
+
+
+async def read_due_async(conn: Any, job: Job) -> list[Item]:
+    """The due posts of this enqueue, with an asyncpg connection."""
+    return [Item(*row) for row in await conn.fetch(_due(job))]
 
 
 OUTCOMES_DDL = """
