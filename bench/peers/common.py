@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "OPEN_LIMITS",
     "OUTCOMES_DDL",
     "POSTS_DDL",
     "Item",
@@ -47,6 +48,11 @@ __all__ = [
     "record_async",
     "record_sync",
 ]
+
+
+#: Herald's settings (and so the simulator's quotas) with limits that never bind: the burst
+#: scenario measures throughput, not limits.
+OPEN_LIMITS = {"facebook": {"app_daily_active_users": 100_000, "page_engaged_users": 1000}}
 
 
 @dataclass(frozen=True)
