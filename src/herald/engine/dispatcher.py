@@ -132,6 +132,7 @@ class Dispatcher:
         self._room = in_flight.subscribe()
         self._wake_at: datetime | None = None
         self._stopping = asyncio.Event()  # run()'s
+        self._refill_at = min(settings.claim_batch, max(1, settings.max_in_flight // 2))
         self.rounds = 0  # claim round trips, for benchmarks
 
     def notify(self, at: datetime | None = None) -> None:
@@ -166,6 +167,11 @@ class Dispatcher:
                 return
         else:
             room = self._settings.max_in_flight - self._in_flight.count
+            # Held jobs far outnumber the lanes' slots: a place freed by one finished job is
+            # not worth a claim of its own (a transaction per delivery once the engine is
+            # full). Claim again once a batch's worth, or half of what may be held, is free.
+            if 0 < room < self._refill_at and self._in_flight.count > 0:
+                room = 0
         if room <= 0:
             self._room.clear()
             await wait_first(self._room, stopping, within_s=None)
