@@ -146,8 +146,10 @@ class Workers:
 
     def stop(self, grace_s: float = 15.0) -> None:
         for p in self.processes:
+            # The leader only: a system forwards the stop to its own children, and some
+            # (dramatiq) take a second SIGTERM, from the group, as "kill now".
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
+                os.kill(p.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for p in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
