@@ -13,15 +13,16 @@ write). An item whose request failed is retried by the system's own retry mechan
 worker|enqueue`` with the job as JSON in ``PEER_JOB`` (:meth:`Job.from_env`):
 
 - ``worker``: consume and publish until SIGTERM (the runner starts each process of
-  :data:`WORKERS` in a session of its own and counts the CPU of the whole session);
+  ``workers(job)`` in a session of its own and counts the CPU of the whole session);
 - ``enqueue``: read the due posts (items ``job.first .. job.first + job.count - 1``), submit
   each to the system's queue, and exit; its CPU counts as the system's, as Herald's
   dispatcher's does;
 - ``setup`` (optional, declared by ``SETUP = True``): create the system's own tables or
   queues, once per run, before the workers start.
 
-and declares ``WORKERS: list[list[str]]``, the argv of each worker process (the runner adds
-nothing to them but the environment). Systems use the run's Redis (``job.redis_url``, a
+and declares ``workers(job)``, the argv of each worker process (the runner adds the
+environment: ``PEER_JOB``, and ``environment(job)`` if the module has one). The runner imports
+the module without ``PEER_JOB`` set. Systems use the run's Redis (``job.redis_url``, a
 database flushed before each run) and the run's PostgreSQL schema (``job.schema``) for their
 own tables, if they need any.
 """

@@ -230,8 +230,7 @@ async def run_once(
         env = _environment(mod, job)
         if getattr(mod, "SETUP", False):
             await _run_role(module, "setup", env, log)
-        argvs = mod.workers(job) if callable(getattr(mod, "workers", None)) else mod.WORKERS
-        workers = Workers(argvs, env, log)
+        workers = Workers(mod.workers(job), env, log)
         workers.start()
         # Warm up: the workers are up, connected and have published before the clock runs.
         warm = replace(job, first=posts, count=job.in_flight)
