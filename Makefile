@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench services clean
+.PHONY: demo test lint bench bench-peers services clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ lint: $(STAMP)
 ##   $(BIN)/python bench/drivers.py                   (asyncpg vs psycopg on the store's queries)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## make bench-peers: Herald side by side with Celery, dramatiq, arq, procrastinate and the
+##   seed design, same job, same simulator, interleaved rounds (docs/benchmarks.md). Installs
+##   the optional peers group; PEERS_ARGS="--posts 5000 --rounds 1" for a quick look.
+bench-peers: $(STAMP) services
+	$(BIN)/python -m pip install --quiet -e '.[dev,peers]'
+	$(BIN)/python -m bench.peers.run $(PEERS_ARGS)
 
 services:
 	@scripts/services.sh
