@@ -37,6 +37,7 @@ bench: $(STAMP)
 ##   the optional peers group; PEERS_ARGS="--posts 5000 --rounds 1" for a quick look.
 bench-peers: $(STAMP) services
 	$(BIN)/python -m pip install --quiet -e '.[dev,peers]'
+	$(BIN)/python -m pip install --quiet --no-deps 'arq>=0.26'  # pins redis<6: see pyproject
 	$(BIN)/python -m bench.peers.run $(PEERS_ARGS)
 
 services:

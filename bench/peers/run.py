@@ -180,11 +180,19 @@ async def _write_posts(pg: asyncpg.Connection, job: Job, first: int, count: int)
 
 
 async def _until_held(
-    sim: SimulatorProcess, base: int, count: int, within_s: float, workers: Workers
+    sim: SimulatorProcess,
+    base: int,
+    count: int,
+    within_s: float,
+    workers: Workers,
+    *,
+    enqueue: asyncio.Task[None] | None = None,
 ) -> None:
     deadline = time.monotonic() + within_s
     while (await sim.client.audit.summary())["posts"] - base < count:
         workers.check()
+        if enqueue is not None and enqueue.done() and enqueue.exception() is not None:
+            await enqueue  # it failed: nothing more will come
         if time.monotonic() > deadline:
             raise TimeoutError(f"the simulator did not get {count} posts within {within_s} s")
         await asyncio.sleep(0.05)
@@ -246,7 +254,7 @@ async def run_once(
         enqueue = asyncio.create_task(
             _run_role(module, "enqueue", _environment(mod, replace(job, count=posts)), log)
         )
-        await _until_held(sim, before["posts"], posts, 900, workers)
+        await _until_held(sim, before["posts"], posts, 900, workers, enqueue=enqueue)
         elapsed = time.monotonic() - started
         cpu = cpu_s(workers.pids()) - cpu0
         rss = peak_rss_mb(workers.pids())
