@@ -2,8 +2,9 @@
 
 It sleeps until the earliest due time the store knows, or until something wakes it (new posts,
 a retry written for later, room freed in memory). It never polls on a fixed beat; the one
-bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes. While the
-store is away it tries again after a growing back-off (:mod:`herald.engine.health`).
+bounded sleep, ``idle_recheck_s``, only catches work written by *other* processes (and bounds
+how long a few places freed in a full engine wait for more before they are claimed for). While
+the store is away it tries again after a growing back-off (:mod:`herald.engine.health`).
 
 In a dispatcher process (``herald dispatcher``, a :class:`Handoff`) the queue is a broker and
 the claims are handed off: each is leased ``handoff_s``, renewed by the dispatcher's keeper
@@ -133,6 +134,7 @@ class Dispatcher:
         self._wake_at: datetime | None = None
         self._stopping = asyncio.Event()  # run()'s
         self._refill_at = min(settings.claim_batch, max(1, settings.max_in_flight // 2))
+        self._few_free_since: float | None = None  # fewer than _refill_at places free since
         self.rounds = 0  # claim round trips, for benchmarks
 
     def notify(self, at: datetime | None = None) -> None:
@@ -169,9 +171,16 @@ class Dispatcher:
             room = self._settings.max_in_flight - self._in_flight.count
             # Held jobs far outnumber the lanes' slots: a place freed by one finished job is
             # not worth a claim of its own (a transaction per delivery once the engine is
-            # full). Claim again once a batch's worth, or half of what may be held, is free.
+            # full). Claim again once a batch's worth, or half of what may be held, is free,
+            # or once places have been free for ``idle_recheck_s``: the held jobs may be those
+            # of a platform whose requests hang, and another's due work must not wait on them.
             if 0 < room < self._refill_at and self._in_flight.count > 0:
-                room = 0
+                wait_s = self._few_free_s()
+                if wait_s > 0:
+                    self._room.clear()
+                    await wait_first(self._room, stopping, within_s=wait_s)
+                    return
+            self._few_free_since = None
         if room <= 0:
             self._room.clear()
             await wait_first(self._room, stopping, within_s=None)
@@ -182,6 +191,13 @@ class Dispatcher:
         if claimed == asked:
             return  # more may be due right now
         await wait_first(self._wake, stopping, within_s=await self._idle_timeout())
+
+    def _few_free_s(self) -> float:
+        """How much longer the few places free now wait for more before they are claimed for."""
+        now = self._clock.monotonic()
+        if self._few_free_since is None:
+            self._few_free_since = now
+        return self._few_free_since + self._settings.idle_recheck_s - now
 
     async def _claim(self, limit: int) -> int:
         now = self._clock.now()
