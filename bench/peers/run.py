@@ -289,11 +289,8 @@ async def run_once(
 # -- the rounds -----------------------------------------------------------------------------
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.model_validate(OPEN_LIMITS)
-    latency = (
-        LatencyModel(median_s=0, p99_s=0)
-        if args.latency_ms == 0
-        else LatencyModel(median_s=args.latency_ms / 1000, p99_s=args.latency_ms * 4 / 1000)
-    )
+    p99_ms = args.latency_p99_ms if args.latency_p99_ms is not None else 4 * args.latency_ms
+    latency = LatencyModel(median_s=args.latency_ms / 1000, p99_s=p99_ms / 1000)
     config = SimulatorConfig.from_settings(settings, latency=latency, seed=args.seed)
     runs: list[dict[str, Any]] = []
     async with SimulatorProcess(config) as sim:
@@ -370,6 +367,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulator median")
+    parser.add_argument("--latency-p99-ms", type=float, help="its p99 (default: 4x the median)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")

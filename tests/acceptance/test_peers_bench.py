@@ -21,6 +21,7 @@ async def test_herald_and_the_seed_design_do_the_same_job_and_the_simulator_judg
         rounds=1,
         in_flight=4,
         latency_ms=0.0,
+        latency_p99_ms=None,
         seed=3,
         database_url=PG_URL,
         redis_url="redis://127.0.0.1:6379/14",
