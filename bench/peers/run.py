@@ -98,6 +98,30 @@ def cpu_s(pids: list[int]) -> float:
     return total / _TICK
 
 
+def named_pids(*names: str) -> list[int]:
+    """The live processes whose command name is one of ``names`` (the shared servers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() in names:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def servers_cpu_s(sim: SimulatorProcess) -> dict[str, float]:
+    """CPU of the shared servers so far: PostgreSQL (the postmaster counts its ended
+    backends), Redis, the simulator."""
+    return {
+        "postgres": cpu_s(named_pids("postgres")),
+        "redis": cpu_s(named_pids("redis-server")),
+        "simulator": cpu_s([sim.pid] if sim.pid is not None else []),
+    }
+
+
 def peak_rss_mb(pids: list[int]) -> float:
     total_kb = 0
     for pid in pids:
@@ -249,6 +273,7 @@ async def run_once(
 
         before = await sim.client.audit.summary()
         cpu0, children0 = cpu_s(workers.pids()), children_cpu_s()
+        servers0 = servers_cpu_s(sim)
         started = time.monotonic()
         await _write_posts(pg, job, 0, posts)
         enqueue = asyncio.create_task(
@@ -257,6 +282,7 @@ async def run_once(
         await _until_held(sim, before["posts"], posts, 900, workers, enqueue=enqueue)
         elapsed = time.monotonic() - started
         cpu = cpu_s(workers.pids()) - cpu0
+        servers = {k: v - servers0[k] for k, v in servers_cpu_s(sim).items()}
         rss = peak_rss_mb(workers.pids())
         await enqueue
         producer = children_cpu_s() - children0
@@ -278,6 +304,8 @@ async def run_once(
         "deliveries_per_s": round(posts / elapsed, 1),
         "cpu_s_per_1k": round((cpu + producer) / posts * 1000, 3),
         "enqueue_cpu_s_per_1k": round(producer / posts * 1000, 3),
+        # Not the system's own, but what it makes the shared servers spend per 1,000.
+        **{f"{k}_cpu_s_per_1k": round(v / posts * 1000, 3) for k, v in servers.items()},
         "peak_rss_mb": rss,
         "lost": max(0, posts - published),
         "duplicates": duplicates,
@@ -352,6 +380,10 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
                 statistics.median(r["deliveries_per_s"] / ceilings[r["round"]] for r in ok), 3
             ),
             "peak_rss_mb": statistics.median(r.get("peak_rss_mb", 0) for r in ok),
+            **{
+                f"{k}_cpu_s_per_1k": statistics.median(r.get(f"{k}_cpu_s_per_1k", 0) for r in ok)
+                for k in ("postgres", "redis", "simulator")
+            },
             "lost": sum(r.get("lost", 0) for r in ok),
             "duplicates": sum(r.get("duplicates", 0) for r in ok),
             "limit_violations": sum(r.get("limit_violations", 0) for r in ok),
