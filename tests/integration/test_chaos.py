@@ -42,7 +42,7 @@ def assert_kept_every_promise(verdict: dict) -> None:
     assert (verdict["lost"], verdict["duplicates"], verdict["misrecorded"]) == (0, 0, 0), verdict
     assert verdict["limit_violations"] == 0, verdict
     assert verdict["cap_violations"] == 0, verdict
-    assert verdict["engine_exits"] == 0, verdict
+    assert verdict["engine_exits"] == 0, verdict["engine_exit_details"]
     assert verdict["failed_for_outage"] == 0, verdict
     assert verdict["published"] > 0
     assert verdict["ok"]

@@ -62,6 +62,9 @@ class EngineFleet:
         self.kills: dict[str, int] = {}  # by role
         self.exits = 0  # processes that stopped by themselves
         self.exit_codes: list[int] = []
+        # Which, and how: "worker 2 exited 1", "dispatcher 0 overstayed its stop": the verdict
+        # must say what to look for, not only that something happened.
+        self.exit_details: list[str] = []
 
     @classmethod
     def of_engines(cls, count: int, env: dict[str, str]) -> EngineFleet:
@@ -124,6 +127,9 @@ class EngineFleet:
                 process.kill()
                 code = await process.wait()
                 self.exits += 1  # a graceful stop that does not end is a fault too
+                self.exit_details.append(
+                    f"{member.member.role} {member.index} overstayed its stop ({_STOP_GRACE_S} s)"
+                )
             if code != 0:
                 self.exit_codes.append(code)
 
@@ -151,6 +157,7 @@ class EngineFleet:
             return
         self.exits += 1
         self.exit_codes.append(code)
+        self.exit_details.append(f"{member.member.role} {member.index} exited {code}")
         log.error(
             "chaos.process_exit",
             extra={"member": member.index, "role": member.member.role, "code": code},

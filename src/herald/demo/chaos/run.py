@@ -130,6 +130,7 @@ async def run_chaos(options: ChaosOptions) -> Verdict:
                     db_terminations=disruptions.terminations,
                     outage_s=round(disruptions.outage_s, 1),
                     engine_exits=fleet.exits,
+                    engine_exit_details=list(fleet.exit_details),
                     failed_for_outage=await failed_for_outage(store, deliveries),
                     cap_violations=over_caps.violations,
                     cap_peaks=over_caps.most,

@@ -47,6 +47,7 @@ class Verdict:
     db_terminations: int
     outage_s: float
     engine_exits: int
+    engine_exit_details: list[str]
     elapsed_s: float
     deliveries_per_s: float
     lateness_p99_s: float
