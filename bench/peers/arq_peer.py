@@ -25,7 +25,7 @@ import aiohttp
 import asyncpg
 from arq import Retry, create_pool, run_worker
 from arq.connections import RedisSettings
-from bench.peers.common import Item, Job, PublishFailed, publish_async, read_due_async, record_async
+from bench.peers.common import Item, Job, PublishFailed, due_posts, publish_async, record_async
 
 SETUP = False
 _MAX_TRIES = 10  # runs of one job, the first included
@@ -86,11 +86,7 @@ def workers(job: Job) -> list[list[str]]:
 
 
 async def enqueue(job: Job) -> None:
-    conn = await asyncpg.connect(job.database_url)
-    try:
-        due = await read_due_async(conn, job)
-    finally:
-        await conn.close()
+    due = await due_posts(job)
     redis = await create_pool(RedisSettings.from_dsn(job.redis_url))
     try:
         for start in range(0, len(due), _ENQUEUE_CHUNK):

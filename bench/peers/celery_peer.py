@@ -11,7 +11,6 @@ configuration, so the runner can import this module for :func:`workers` without 
 from __future__ import annotations
 
 import sys
-import threading
 from dataclasses import astuple
 from functools import cache
 from typing import Any
@@ -25,6 +24,8 @@ from bench.peers.common import (
     publish_sync,
     read_due_sync,
     record_sync,
+    thread_conn,
+    thread_session,
 )
 from celery import Celery, group
 
@@ -74,31 +75,6 @@ app = Celery("bench.peers.celery_peer")
 app.add_defaults(_settings)  # a promise: evaluated when the configuration is first read
 
 
-class _PerThread(threading.local):
-    """A worker's HTTP session and database connection, made on first use where the task runs:
-    one per prefork process, one per thread of the threads pool (``requests.Session`` is not
-    documented as thread-safe, and a shared psycopg connection would queue the threads)."""
-
-    session: requests.Session | None = None
-    conn: psycopg.Connection[Any] | None = None
-
-
-_local = _PerThread()
-
-
-def _session() -> requests.Session:
-    if _local.session is None:
-        _local.session = requests.Session()
-    return _local.session
-
-
-def _conn(job: Job) -> psycopg.Connection[Any]:
-    # A connection the server dropped is closed: the next task opens a new one.
-    if _local.conn is None or _local.conn.closed:
-        _local.conn = psycopg.connect(job.database_url, autocommit=True)
-    return _local.conn
-
-
 @app.task(
     autoretry_for=(PublishFailed, requests.RequestException),
     max_retries=6,
@@ -108,8 +84,8 @@ def _conn(job: Job) -> psycopg.Connection[Any]:
 )
 def publish(key: str, page_id: str, token: str, text: str) -> None:
     job, it = _job(), Item(key, page_id, token, text)
-    post_id = publish_sync(_session(), job, it)
-    record_sync(_conn(job), job, it, post_id)
+    post_id = publish_sync(thread_session(), job, it)
+    record_sync(thread_conn(job), job, it, post_id)
 
 
 def _worker_options(job: Job) -> list[str]:

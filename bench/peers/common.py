@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ __all__ = [
     "POSTS_DDL",
     "Item",
     "Job",
+    "due_posts",
     "item",
     "items",
     "publish_async",
@@ -48,6 +50,8 @@ __all__ = [
     "read_due_sync",
     "record_async",
     "record_sync",
+    "thread_conn",
+    "thread_session",
 ]
 
 
@@ -155,6 +159,47 @@ def read_due_sync(conn: Any, job: Job) -> list[Item]:
 async def read_due_async(conn: Any, job: Job) -> list[Item]:
     """The due posts of this enqueue, with an asyncpg connection."""
     return [Item(*row) for row in await conn.fetch(_due(job))]
+
+
+async def due_posts(job: Job) -> list[Item]:
+    """The due posts of this enqueue, on a connection of their own."""
+    import asyncpg  # noqa: PLC0415 - the sync peers' processes never load it
+
+    conn = await asyncpg.connect(job.database_url)
+    try:
+        return await read_due_async(conn, job)
+    finally:
+        await conn.close()
+
+
+class _PerThread(threading.local):
+    """A worker thread's HTTP session and database connection (``requests.Session`` is not
+    documented as thread-safe, and threads sharing one psycopg connection queue behind it)."""
+
+    session: Any = None
+    conn: Any = None
+
+
+_local = _PerThread()
+
+
+def thread_session() -> Any:
+    """This thread's ``requests.Session``."""
+    if _local.session is None:
+        import requests  # noqa: PLC0415 - the peers group's, not Herald's
+
+        _local.session = requests.Session()
+    return _local.session
+
+
+def thread_conn(job: Job) -> Any:
+    """This thread's psycopg connection in autocommit mode; one the server dropped (closed)
+    is opened again, for the retry."""
+    if _local.conn is None or _local.conn.closed:
+        import psycopg  # noqa: PLC0415
+
+        _local.conn = psycopg.connect(job.database_url, autocommit=True)
+    return _local.conn
 
 
 OUTCOMES_DDL = """

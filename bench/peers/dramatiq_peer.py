@@ -26,15 +26,20 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from dataclasses import astuple
 from functools import cache
-from typing import Any
 
 import dramatiq
 import psycopg
-import requests
-from bench.peers.common import Item, Job, publish_sync, read_due_sync, record_sync
+from bench.peers.common import (
+    Item,
+    Job,
+    publish_sync,
+    read_due_sync,
+    record_sync,
+    thread_conn,
+    thread_session,
+)
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.rate_limits import BucketRateLimiter
@@ -90,31 +95,6 @@ def _app_limiter(job: Job) -> BucketRateLimiter:
     return BucketRateLimiter(_limits(), f"{LIMIT_KEY}:app", limit=limit, bucket=HOUR_MS)
 
 
-class _PerThread(threading.local):
-    """A worker thread's HTTP session and database connection, made on first use
-    (``requests.Session`` is not documented as thread-safe, and a shared psycopg connection
-    would queue the threads)."""
-
-    session: requests.Session | None = None
-    conn: psycopg.Connection[Any] | None = None
-
-
-_local = _PerThread()
-
-
-def _session() -> requests.Session:
-    if _local.session is None:
-        _local.session = requests.Session()
-    return _local.session
-
-
-def _conn(job: Job) -> psycopg.Connection[Any]:
-    # A connection the server dropped is closed: the retry opens a new one.
-    if _local.conn is None or _local.conn.closed:
-        _local.conn = psycopg.connect(job.database_url, autocommit=True)
-    return _local.conn
-
-
 @dramatiq.actor(
     queue_name=QUEUE,
     max_retries=MAX_RETRIES,
@@ -125,8 +105,8 @@ def publish(key: str, page_id: str, token: str, text: str) -> None:
     job, it = _job(), Item(key, page_id, token, text)
     # A limit that binds raises RateLimitExceeded: dramatiq retries the message later.
     with _page_limiter(job, page_id).acquire(), _app_limiter(job).acquire():
-        post_id = publish_sync(_session(), job, it)
-    record_sync(_conn(job), job, it, post_id)
+        post_id = publish_sync(thread_session(), job, it)
+    record_sync(thread_conn(job), job, it, post_id)
 
 
 def workers(job: Job) -> list[list[str]]:

@@ -14,8 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
-from bench.peers.common import Job, read_due_async
+from bench.peers.common import Job, due_posts
 
 from herald.domain import Channel, Content, NewPost, Platform, Post, new_id, utcnow
 from herald.service.credentials import SecretsFile
@@ -86,11 +85,7 @@ async def setup(job: Job) -> None:
 
 
 async def enqueue(job: Job) -> None:
-    conn = await asyncpg.connect(job.database_url)
-    try:
-        due = await read_due_async(conn, job)
-    finally:
-        await conn.close()
+    due = await due_posts(job)
     store = await _store(job)
     at = utcnow() - timedelta(seconds=1)
     try:

@@ -42,7 +42,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from bench.peers.common import Job, read_due_async
+from bench.peers.common import Job, due_posts
 from bench.peers.procrastinate_app import QUEUE, make_app, publish_post
 
 __all__ = ["SETUP", "enqueue", "main", "setup", "worker", "workers"]
@@ -81,11 +81,7 @@ async def worker(job: Job) -> None:
 
 
 async def enqueue(job: Job) -> None:
-    conn = await asyncpg.connect(job.database_url)
-    try:
-        due = await read_due_async(conn, job)
-    finally:
-        await conn.close()
+    due = await due_posts(job)
     async with make_app(job, pool_size=1).open_async():
         for start in range(0, len(due), _DEFER_BATCH):
             batch = due[start : start + _DEFER_BATCH]

@@ -43,6 +43,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from bench.ceiling import ceiling
+from bench.distributed import cpu_s
 from bench.peers.common import OPEN_LIMITS, OUTCOMES_DDL, POSTS_DDL, Job, item
 
 from herald.config import Settings
@@ -53,7 +54,6 @@ from herald.simulator import LatencyModel, SimulatorConfig
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
-_TICK = os.sysconf("SC_CLK_TCK")
 _PAGES = 40
 
 #: name: (module, the job's extra settings)
@@ -84,18 +84,6 @@ def session_pids(sid: int) -> list[int]:
         if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
             found.append(int(entry.name))
     return found
-
-
-def cpu_s(pids: list[int]) -> float:
-    """User and system CPU seconds of ``pids`` and their waited-for children."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return total / _TICK
 
 
 def named_pids(*names: str) -> list[int]:

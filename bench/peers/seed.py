@@ -20,7 +20,7 @@ import time
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
-from bench.peers.common import Item, Job, PublishFailed, publish_async, read_due_async, record_async
+from bench.peers.common import Item, Job, PublishFailed, due_posts, publish_async, record_async
 
 SETUP = False
 _POLL_S = 0.1  # the roadmap's fixed sleep when the list is empty
@@ -89,11 +89,7 @@ async def worker(job: Job) -> None:
 
 
 async def enqueue(job: Job) -> None:
-    conn = await asyncpg.connect(job.database_url)
-    try:
-        due = await read_due_async(conn, job)
-    finally:
-        await conn.close()
+    due = await due_posts(job)
     redis = aioredis.Redis.from_url(job.redis_url)
     try:
         async with redis.pipeline(transaction=False) as pipe:
