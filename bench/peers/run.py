@@ -43,7 +43,7 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from bench.ceiling import ceiling
-from bench.distributed import cpu_s
+from bench.distributed import cpu_s, group_pids
 from bench.peers.common import OPEN_LIMITS, OUTCOMES_DDL, POSTS_DDL, Job, item
 
 from herald.config import Settings
@@ -71,21 +71,6 @@ SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 # -- processes and their CPU ---------------------------------------------------------------
-def session_pids(sid: int) -> list[int]:
-    """Every live process of the session ``sid`` (a worker and the children it forked)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # after the name: state, ppid, pgrp, session
-            found.append(int(entry.name))
-    return found
-
-
 def named_pids(*names: str) -> list[int]:
     """The live processes whose command name is one of ``names`` (the shared servers)."""
     found = []
@@ -149,7 +134,9 @@ class Workers:
                 )
 
     def pids(self) -> list[int]:
-        return [pid for p in self.processes for pid in session_pids(p.pid)]
+        # A session leader leads its process group too: the group is the worker and the
+        # children it forked (a prefork pool).
+        return [pid for p in self.processes for pid in group_pids(p.pid)]
 
     def check(self) -> None:
         for p in self.processes:
