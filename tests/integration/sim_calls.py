@@ -40,8 +40,9 @@ async def call(
         return response.status, body, response.headers
 
 
-def linkedin_post(author: str, commentary: str) -> dict[str, Any]:
-    """The body of a public LinkedIn post by ``author`` (``POST /rest/posts``)."""
+def linkedin_post(author: str, commentary: str, **extra: Any) -> dict[str, Any]:
+    """The body of a public LinkedIn post by ``author`` (``POST /rest/posts``); ``extra``
+    fields are added or replace the usual ones."""
     return {
         "author": author,
         "commentary": commentary,
@@ -53,4 +54,5 @@ def linkedin_post(author: str, commentary: str) -> dict[str, Any]:
         },
         "lifecycleState": "PUBLISHED",
         "isReshareDisabledByAuthor": False,
+        **extra,
     }

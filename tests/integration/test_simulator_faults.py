@@ -25,6 +25,7 @@ from herald.simulator import (
     SimulatorConfig,
 )
 from herald.testing import eventually
+from tests.integration.sim_calls import linkedin_post
 
 FB = Platform.FACEBOOK
 IG = Platform.INSTAGRAM
@@ -65,18 +66,7 @@ async def fb_post(
 async def li_post(
     sim: Simulator, http: aiohttp.ClientSession, member: SimAccount, text: str
 ) -> tuple[int, str, Any]:
-    body = {
-        "author": member.external_id,
-        "commentary": text,
-        "visibility": "PUBLIC",
-        "distribution": {
-            "feedDistribution": "MAIN_FEED",
-            "targetEntities": [],
-            "thirdPartyDistributionChannels": [],
-        },
-        "lifecycleState": "PUBLISHED",
-        "isReshareDisabledByAuthor": False,
-    }
+    body = linkedin_post(member.external_id, text)
     headers = {
         **auth(member),
         "LinkedIn-Version": LinkedInSettings().api_version,

@@ -23,6 +23,7 @@ from herald.simulator import (
     media_bytes,
     media_sha256,
 )
+from tests.integration.sim_calls import linkedin_post
 
 LI = Platform.LINKEDIN
 #: The version Herald speaks by default: live on the simulator's clock, as it must be.
@@ -54,22 +55,6 @@ def headers(account: SimAccount, version: str = SPOKEN) -> dict[str, str]:
     }
 
 
-def post_body(author: str, text: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "author": author,
-        "commentary": text,
-        "visibility": "PUBLIC",
-        "distribution": {
-            "feedDistribution": "MAIN_FEED",
-            "targetEntities": [],
-            "thirdPartyDistributionChannels": [],
-        },
-        "lifecycleState": "PUBLISHED",
-        "isReshareDisabledByAuthor": False,
-        **extra,
-    }
-
-
 async def create_post(
     sim: Simulator,
     http: aiohttp.ClientSession,
@@ -88,7 +73,7 @@ async def test_post_and_lookup(sim: Simulator, http: aiohttp.ClientSession) -> N
     member = sim.add_account(LI)
     assert member.external_id.startswith("urn:li:person:")
     status, text, hdrs = await create_post(
-        sim, http, member, post_body(member.external_id, r"Hello \#world")
+        sim, http, member, linkedin_post(member.external_id, r"Hello \#world")
     )
     assert (status, text) == (201, "")
     share = hdrs["x-restli-id"]
@@ -131,7 +116,7 @@ async def test_image_upload_then_post(sim: Simulator, http: aiohttp.ClientSessio
     assert value["uploadUrl"].startswith(sim.urls.linkedin)
     assert value["uploadUrlExpiresAt"] > sim.clock.now() * 1000
 
-    body = post_body(
+    body = linkedin_post(
         member.external_id,
         "with image",
         content={"media": {"id": value["image"], "altText": "a cat"}},
@@ -157,7 +142,7 @@ async def test_image_upload_then_post(sim: Simulator, http: aiohttp.ClientSessio
 
 async def test_auth_failures(sim: Simulator, http: aiohttp.ClientSession) -> None:
     member = sim.add_account(LI)
-    body = post_body(member.external_id, "x")
+    body = linkedin_post(member.external_id, "x")
 
     async def service_code(hdrs: dict[str, str]) -> tuple[int, Any]:
         async with http.post(
@@ -181,7 +166,7 @@ async def test_auth_failures(sim: Simulator, http: aiohttp.ClientSession) -> Non
 
 async def test_version_and_protocol_headers(sim: Simulator, http: aiohttp.ClientSession) -> None:
     member = sim.add_account(LI)
-    body = post_body(member.external_id, "x")
+    body = linkedin_post(member.external_id, "x")
     good = headers(member)
     cases = [
         ({k: v for k, v in good.items() if k != "LinkedIn-Version"}, 400),
@@ -199,22 +184,30 @@ async def test_version_and_protocol_headers(sim: Simulator, http: aiohttp.Client
 async def test_body_validation(sim: Simulator, http: aiohttp.ClientSession) -> None:
     member, other = sim.add_account(LI), sim.add_account(LI)
     cases = [
-        (post_body(other.external_id, "not mine"), 403),
-        (post_body(member.external_id, "x" * 3001), 422),
-        (post_body(member.external_id, "bad", visibility="EVERYONE"), 422),
-        (post_body(member.external_id, "bad", unknownField=1), 422),
-        (post_body(member.external_id, "bad", lifecycleState="DRAFT"), 422),
-        ({k: v for k, v in post_body(member.external_id, "x").items() if k != "commentary"}, 422),
-        (post_body(member.external_id, "bad", content={"article": {"title": "no source"}}), 422),
+        (linkedin_post(other.external_id, "not mine"), 403),
+        (linkedin_post(member.external_id, "x" * 3001), 422),
+        (linkedin_post(member.external_id, "bad", visibility="EVERYONE"), 422),
+        (linkedin_post(member.external_id, "bad", unknownField=1), 422),
+        (linkedin_post(member.external_id, "bad", lifecycleState="DRAFT"), 422),
+        (
+            {k: v for k, v in linkedin_post(member.external_id, "x").items() if k != "commentary"},
+            422,
+        ),
+        (
+            linkedin_post(member.external_id, "bad", content={"article": {"title": "no source"}}),
+            422,
+        ),
     ]
     for body, expected in cases:
         status, _, _ = await create_post(sim, http, member, body)
         assert status == expected, body
-    status, _, _ = await create_post(sim, http, member, post_body(member.external_id, "x" * 3000))
+    status, _, _ = await create_post(
+        sim, http, member, linkedin_post(member.external_id, "x" * 3000)
+    )
     assert status == 201
     link = {"article": {"source": "https://example.com/a", "title": "A"}}
     status, _, _ = await create_post(
-        sim, http, member, post_body(member.external_id, "link", content=link)
+        sim, http, member, linkedin_post(member.external_id, "link", content=link)
     )
     assert status == 201
 
@@ -228,12 +221,12 @@ async def test_member_day_limit_and_utc_reset(http: aiohttp.ClientSession) -> No
         member = sim.add_account(LI)
         for n in range(3):
             status, _, _ = await create_post(
-                sim, http, member, post_body(member.external_id, f"post {n}")
+                sim, http, member, linkedin_post(member.external_id, f"post {n}")
             )
             assert status == 201
         assert sim.audit.violations() == []
         status, text, hdrs = await create_post(
-            sim, http, member, post_body(member.external_id, "one too many")
+            sim, http, member, linkedin_post(member.external_id, "one too many")
         )
         assert status == 429
         assert json.loads(text) == {"message": MEMBER_DAY, "status": 429}
@@ -241,7 +234,9 @@ async def test_member_day_limit_and_utc_reset(http: aiohttp.ClientSession) -> No
         [violation] = sim.audit.violations()
         assert (violation.account, violation.rule) == (member.external_id, "member_posts")
         sim.advance_clock(61)  # 00:00:01 UTC: a new day
-        status, _, _ = await create_post(sim, http, member, post_body(member.external_id, "new"))
+        status, _, _ = await create_post(
+            sim, http, member, linkedin_post(member.external_id, "new")
+        )
         assert status == 201
 
 
@@ -254,11 +249,13 @@ async def test_app_day_limit(http: aiohttp.ClientSession) -> None:
         for n in range(3):
             member = members[n % 2]
             status, _, _ = await create_post(
-                sim, http, member, post_body(member.external_id, f"p{n}")
+                sim, http, member, linkedin_post(member.external_id, f"p{n}")
             )
             assert status == 201
         member = members[1]
-        status, text, _ = await create_post(sim, http, member, post_body(member.external_id, "x"))
+        status, text, _ = await create_post(
+            sim, http, member, linkedin_post(member.external_id, "x")
+        )
         assert (status, json.loads(text)) == (429, {"message": APP_DAY, "status": 429})
         assert [v.rule for v in sim.audit.violations()] == ["app_posts"]
 
@@ -267,12 +264,12 @@ async def test_duplicate_commentary_is_refused_for_24_hours(http: aiohttp.Client
     async with Simulator(SimulatorConfig(latency=NO_LATENCY, listing_lag=NO_LISTING_LAG)) as sim:
         member, other = sim.add_account(LI), sim.add_account(LI)
         status, _, hdrs = await create_post(
-            sim, http, member, post_body(member.external_id, "same")
+            sim, http, member, linkedin_post(member.external_id, "same")
         )
         assert status == 201
         first = hdrs["x-restli-id"]
         status, text, _ = await create_post(
-            sim, http, member, post_body(member.external_id, "same")
+            sim, http, member, linkedin_post(member.external_id, "same")
         )
         body = json.loads(text)
         assert (status, body["status"]) == (422, 422)
@@ -281,13 +278,15 @@ async def test_duplicate_commentary_is_refused_for_24_hours(http: aiohttp.Client
         # Another author, other text, or no text at all is not a duplicate.
         for account, text in ((other, "same"), (member, "different"), (member, "")):
             status, _, _ = await create_post(
-                sim, http, account, post_body(account.external_id, text)
+                sim, http, account, linkedin_post(account.external_id, text)
             )
             assert status == 201
-        status, _, _ = await create_post(sim, http, member, post_body(member.external_id, ""))
+        status, _, _ = await create_post(sim, http, member, linkedin_post(member.external_id, ""))
         assert status == 201
         sim.advance_clock(86_400)
-        status, _, _ = await create_post(sim, http, member, post_body(member.external_id, "same"))
+        status, _, _ = await create_post(
+            sim, http, member, linkedin_post(member.external_id, "same")
+        )
         assert status == 201
         assert sim.audit.summary()["duplicates_refused"] == 1
         assert sim.audit.duplicates() == 2  # the empty commentary twice, "same" a day later
@@ -303,7 +302,7 @@ async def test_duplicate_commentary_is_counted(http: aiohttp.ClientSession) -> N
         member = sim.add_account(LI)
         for _ in range(3):
             status, _, _ = await create_post(
-                sim, http, member, post_body(member.external_id, "same")
+                sim, http, member, linkedin_post(member.external_id, "same")
             )
             assert status == 201
         assert sim.audit.duplicates() == 2
