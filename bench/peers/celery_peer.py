@@ -15,14 +15,13 @@ from dataclasses import astuple
 from functools import cache
 from typing import Any
 
-import psycopg
 import requests
 from bench.peers.common import (
     Item,
     Job,
     PublishFailed,
+    due_posts_sync,
     publish_sync,
-    read_due_sync,
     record_sync,
     thread_conn,
     thread_session,
@@ -107,8 +106,7 @@ def workers(job: Job) -> list[list[str]]:
 
 
 def enqueue(job: Job) -> None:
-    with psycopg.connect(job.database_url) as conn:
-        due = read_due_sync(conn, job)
+    due = due_posts_sync(job)
     # A group sends every message over one producer connection (Celery's advice for many).
     group(publish.s(*astuple(it)) for it in due).apply_async()
 

@@ -1,8 +1,8 @@
 """The job every system does, and the contract between a system's module and the runner.
 
 **The job.** The runner writes ``count`` posts, all due now, to the table ``{schema}.posts``
-(:data:`POSTS_DDL`); the system takes the due posts from it (:func:`read_due_sync` /
-:func:`read_due_async`, as a user's scheduler would) and publishes each: Facebook Page posts
+(:data:`POSTS_DDL`); the system takes the due posts from it (:func:`due_posts_sync` /
+:func:`due_posts`, as a user's scheduler would) and publishes each: Facebook Page posts
 spread over the run's Pages, each published with one
 ``POST {graph}/{page}/feed`` (Bearer page token, JSON ``{"message": text}``) to the simulator,
 at most ``in_flight`` requests in flight in all, and each outcome written to PostgreSQL
@@ -29,6 +29,7 @@ own tables, if they need any.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -42,12 +43,10 @@ __all__ = [
     "Item",
     "Job",
     "due_posts",
+    "due_posts_sync",
     "item",
-    "items",
     "publish_async",
     "publish_sync",
-    "read_due_async",
-    "read_due_sync",
     "record_async",
     "record_sync",
     "thread_conn",
@@ -95,11 +94,6 @@ def item(job: Job, n: int) -> Item:
     """Item ``n`` of the run, the same for every system (Page ``n % pages``)."""
     page, token = job.pages[n % len(job.pages)]
     return Item(f"{job.run_id}:{n}", page, token, f"Peer bench post {job.run_id} {n}")
-
-
-def items(job: Job) -> list[Item]:
-    """The items this process submits: ``job.first`` onwards, ``job.count`` of them."""
-    return [item(job, n) for n in range(job.first, job.first + job.count)]
 
 
 def _request(job: Job, it: Item) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -151,23 +145,21 @@ def _due(job: Job) -> str:
     return _DUE.format(schema=job.schema, first=job.first, end=job.first + job.count)
 
 
-def read_due_sync(conn: Any, job: Job) -> list[Item]:
-    """The due posts of this enqueue, with a psycopg (3) connection."""
-    return [Item(*row) for row in conn.execute(_due(job)).fetchall()]
+def due_posts_sync(job: Job) -> list[Item]:
+    """The due posts of this enqueue, on a psycopg (3) connection of their own."""
+    import psycopg  # noqa: PLC0415 - the peers group's, not Herald's
 
-
-async def read_due_async(conn: Any, job: Job) -> list[Item]:
-    """The due posts of this enqueue, with an asyncpg connection."""
-    return [Item(*row) for row in await conn.fetch(_due(job))]
+    with psycopg.connect(job.database_url) as conn:
+        return [Item(*row) for row in conn.execute(_due(job)).fetchall()]
 
 
 async def due_posts(job: Job) -> list[Item]:
-    """The due posts of this enqueue, on a connection of their own."""
+    """The due posts of this enqueue, on an asyncpg connection of their own."""
     import asyncpg  # noqa: PLC0415 - the sync peers' processes never load it
 
     conn = await asyncpg.connect(job.database_url)
     try:
-        return await read_due_async(conn, job)
+        return [Item(*row) for row in await conn.fetch(_due(job))]
     finally:
         await conn.close()
 
@@ -212,18 +204,24 @@ CREATE TABLE IF NOT EXISTS {schema}.outcomes (
 """
 
 _RECORD = """
-INSERT INTO {schema}.outcomes (key, post_id) VALUES ($1, $2)
+INSERT INTO {schema}.outcomes (key, post_id) VALUES ({key}, {post_id})
 ON CONFLICT (key) DO UPDATE SET attempts = outcomes.attempts + 1, finished_at = now()
 """
 
 
+@functools.cache
+def _record(schema: str, style: str) -> str:
+    """The outcome's statement for ``schema``, written once per process, not once a task (the
+    peers' CPU is measured: a helper of ours must not add to it)."""
+    key, post_id = ("%s", "%s") if style == "psycopg" else ("$1", "$2")
+    return _RECORD.format(schema=schema, key=key, post_id=post_id)
+
+
 def record_sync(conn: Any, job: Job, it: Item, post_id: str) -> None:
     """Write the outcome with a psycopg (3) connection in autocommit mode."""
-    conn.execute(
-        _RECORD.format(schema=job.schema).replace("$1", "%s").replace("$2", "%s"), (it.key, post_id)
-    )
+    conn.execute(_record(job.schema, "psycopg"), (it.key, post_id))
 
 
 async def record_async(conn: Any, job: Job, it: Item, post_id: str) -> None:
     """Write the outcome with an asyncpg connection (or pool)."""
-    await conn.execute(_RECORD.format(schema=job.schema), it.key, post_id)
+    await conn.execute(_record(job.schema, "asyncpg"), it.key, post_id)

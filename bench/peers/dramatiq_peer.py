@@ -30,12 +30,11 @@ from dataclasses import astuple
 from functools import cache
 
 import dramatiq
-import psycopg
 from bench.peers.common import (
     Item,
     Job,
+    due_posts_sync,
     publish_sync,
-    read_due_sync,
     record_sync,
     thread_conn,
     thread_session,
@@ -122,8 +121,7 @@ def workers(job: Job) -> list[list[str]]:
 
 
 def enqueue(job: Job) -> int:
-    with psycopg.connect(job.database_url) as conn:
-        due = read_due_sync(conn, job)
+    due = due_posts_sync(job)
     try:
         # Each send is one script call on Redis, done when it returns: nothing to flush.
         # dramatiq has no bulk enqueue (a group sends its messages one by one too).
