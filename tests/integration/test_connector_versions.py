@@ -12,7 +12,7 @@ from herald.constants import PLATFORM_VERSION_RETIRING
 from herald.domain import Platform, Webhook, new_id
 from herald.engine.metrics import Metrics
 from herald.engine.versions import VersionWatch
-from herald.errors import ContentRejected
+from herald.errors import RateLimited
 from herald.platforms.registry import build_connectors
 from herald.simulator import SimClock, Simulator
 from herald.stores.memory import MemoryStore
@@ -90,8 +90,10 @@ async def test_a_sunset_linkedin_version_is_read_and_warned_of():
         try:
             told = Told()
             rig = rig_with(sim, LI, made, told, api_version="202510")
-            with pytest.raises(ContentRejected, match=r"update linkedin\.api_version"):
+            with pytest.raises(RateLimited, match=r"update linkedin\.api_version") as refused:
                 await rig.connector.publish(rig.request(rig.valid()))
+            # The app waits for a new version; the post is not failed for the platform's word.
+            assert (refused.value.scope, refused.value.retry_after) == ("app", 600.0)
             assert told.calls == [(LI, "202510", None)]
             assert rig.held() == []
         finally:

@@ -47,6 +47,8 @@ from herald.types import Published, PublishRequest
 __all__ = ["PAGE_COUNT", "LinkedInConnector", "classify"]
 
 _PLATFORM = Platform.LINKEDIN.value
+#: How long LinkedIn is paused after it refuses the API version (426) before Herald asks again.
+VERSION_REFUSED_PAUSE_S = 600.0
 #: Posts per listing page a look-up asks for: the finder's maximum ``count``.
 PAGE_COUNT = 100
 DUPLICATE_STATUS = 422
@@ -97,8 +99,18 @@ def classify(answer: ErrorAnswer) -> PlatformError:
     text = f"{_PLATFORM}: {message}"
     if status == 429:
         return _throttle(message, answer)
-    if status == 426:  # the API version is retired: refused like any 4xx, with the fix
-        text = f"{text} (update linkedin.api_version)"
+    if status == 426:
+        # The version Herald speaks is sunset: every LinkedIn call is refused until an operator
+        # updates linkedin.api_version. Nothing was made, and the posts are not at fault, so
+        # the app is paused and tried again, not each post failed for good.
+        return RateLimited(
+            f"{text} (update linkedin.api_version)",
+            retry_after=VERSION_REFUSED_PAUSE_S,
+            scope="app",
+            platform=_PLATFORM,
+            status=status,
+            code=code,
+        )
     if _is_duplicate(status, data):
         return DuplicateRejected(text, platform=_PLATFORM, status=status, code=code)
     return by_status(answer, text, platform=_PLATFORM, code=code)
