@@ -48,7 +48,7 @@ from herald.demo.chaos.scenario import (
     simulator_channels,
     tight_workload,
 )
-from herald.demo.fidelity import LISTING_LAG
+from herald.demo.fidelity import DUPLICATE_CHECKS, LISTING_LAG, per_platform
 from herald.demo.judge import all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.domain import Platform, utcnow
@@ -112,9 +112,10 @@ async def run_once(
     sim_config = SimulatorConfig.from_settings(
         settings,
         latency=LatencyModel(median_s=0.05, p99_s=0.4),
-        faults={p: FAULTS for p in Platform},
+        faults=per_platform(FAULTS),
         seed=seed,
         listing_lag=LISTING_LAG,  # what the chaos ENGINE's listing_settle_s waits for
+        **DUPLICATE_CHECKS,
     )
     started = time.monotonic()
     async with SimulatorProcess(sim_config) as sim:

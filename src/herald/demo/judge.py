@@ -73,6 +73,7 @@ class Summary:
     lateness_max_s: float = 0.0
     reauthorized: int = 0
     injected_faults: dict[str, int] = field(default_factory=dict)
+    version_warnings: list[str] = field(default_factory=list)  # platform.version_retiring
     by_platform: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property

@@ -28,7 +28,15 @@ from rich.table import Table
 
 from herald.bootstrap import running_engine
 from herald.config import Settings
-from herald.demo.fidelity import DUPLICATE_CHECKS, LISTING_LAG, LISTING_SETTLE_S, every_call
+from herald.demo.fidelity import (
+    DUPLICATE_CHECKS,
+    LISTING_LAG,
+    LISTING_SETTLE_S,
+    VIDEO_BYTES,
+    every_call,
+    per_platform,
+    speak_retired_graph,
+)
 from herald.demo.judge import Summary, all_deliveries, judge
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import (
@@ -41,6 +49,7 @@ from herald.demo.workload import (
 )
 from herald.domain import Channel, ChannelStatus, MediaKind, Platform, new_id, utcnow
 from herald.engine import Engine
+from herald.engine.versions import VersionNotice
 from herald.logs import configure_logging
 from herald.service.credentials import SecretsFile
 from herald.simulator import CallFaults, FaultConfig, LatencyModel, SimulatorClient, SimulatorConfig
@@ -51,9 +60,6 @@ __all__ = ["DemoOptions", "run_demo"]
 _TICK_S = 0.25  # refresh of the live view and of the demo user's checks
 _SETTLED_HORIZON_S = 120.0  # work due later than this waits for a quota window
 _VIDEO_BYTES = 65_536
-# With --faults the video spans three 256 KiB units and more, so that an upload cut part-way
-# can leave whole units on YouTube's side for Herald to resume from.
-_FAULTS_VIDEO_BYTES = 3 * 256 * 1024 + 12_345
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +107,7 @@ def demo_faults() -> dict[Platform, FaultConfig]:
             CallFaults(error_rate=0.02, timeout_rate=0.005, drop_rate=0.01, throttle_rate=0.005)
         ),
     )
-    return dict.fromkeys(Platform, fault)
+    return per_platform(fault)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +253,11 @@ async def run_demo(options: DemoOptions) -> Summary:
     )
     async with SimulatorProcess(sim_config) as sim, _workdir(options.db) as workdir:
         client = sim.client
-        settings = Settings(**_merge(base, await client.settings_overrides()))
+        overrides = await client.settings_overrides()
+        if options.faults:
+            graph = overrides["instagram"]["base_url"]
+            overrides["instagram"]["base_url"] = speak_retired_graph(graph, utcnow().date())
+        settings = Settings(**_merge(base, overrides))
         secrets = SecretsFile(workdir / "demo-secrets.json")
         counts = plan_channel_counts(options.posts, settings)
         channels = await _create_channels(client, counts, secrets)
@@ -256,7 +266,7 @@ async def run_demo(options: DemoOptions) -> Summary:
             await client.media_url(
                 MediaKind.VIDEO,
                 "demo.mp4",
-                size=_FAULTS_VIDEO_BYTES if options.faults else _VIDEO_BYTES,
+                size=VIDEO_BYTES if options.faults else _VIDEO_BYTES,
             ),
         )
         spread_s = min(10.0, options.posts / 1000)
@@ -304,11 +314,20 @@ async def run_demo(options: DemoOptions) -> Summary:
             )
             summary.reauthorized = reauthorized
             summary.injected_faults = audit.get("injected", {})
+            summary.version_warnings = [_warning(n) for n in engine.versions.given]
         finally:
             await store.close()
     if not options.as_json:
         print_summary(console, summary)
     return summary
+
+
+def _warning(notice: VersionNotice) -> str:
+    gone = notice.days_left is not None and notice.days_left <= 0
+    verb = "retired on" if gone else "retires on"
+    retires = "" if notice.retires_on is None else f", {verb} {notice.retires_on}"
+    served = "" if notice.served_by is None else f", answered by {notice.served_by}"
+    return f"{notice.platform.value} {notice.version}: {notice.reason}{retires}{served}"
 
 
 def print_summary(console: Console, summary: Summary) -> None:
@@ -340,5 +359,7 @@ def print_summary(console: Console, summary: Summary) -> None:
     if any(summary.injected_faults.values()):
         injected = ", ".join(f"{k}: {v}" for k, v in sorted(summary.injected_faults.items()))
         console.print(f"faults injected by the platforms: {injected}")
+    for warning in summary.version_warnings:
+        console.print(f"platform.version_retiring: {warning}")
     verdict = "[green]nothing lost, nothing twice[/]" if summary.ok else "[red]FAILED[/]"
     console.print(verdict)

@@ -70,6 +70,14 @@ class Metrics:
             ["platform", "version"],
             registry=r,
         )
+        self.version_warnings = Counter(
+            "herald_platform_version_warnings_total",
+            "Warnings given of a platform API version this engine speaks"
+            " (platform.version_retiring), by reason: retiring, retired, upgraded (answered"
+            " from another version), refused.",
+            ["platform", "version", "reason"],
+            registry=r,
+        )
         self.claimed = Counter(
             "herald_claimed_deliveries_total", "Deliveries claimed by the dispatcher.", registry=r
         )

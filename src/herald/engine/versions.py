@@ -80,6 +80,9 @@ class VersionWatch:
         self._spoken = spoken_versions(settings)
         self._horizon_days = settings.engine.version_warning_days
         self._gauge = metrics.version_retires_in_days
+        self._given = metrics.version_warnings
+        #: Every warning given by this process, oldest first.
+        self.given: list[VersionNotice] = []
         # What the platforms answered that was not the version asked for, not warned of yet.
         self._answers: dict[tuple[Platform, str], str | None] = {}
         self._warned: set[tuple[Platform, str, date]] = set()
@@ -132,6 +135,8 @@ class VersionWatch:
         )
         self._warned.add((notice.platform, notice.version, now.date()))
         self._answers.pop((notice.platform, notice.version), None)
+        self.given.append(notice)
+        self._given.labels(notice.platform.value, notice.version, notice.reason).inc()
         fields = {k: v for k, v in payload.items() if k not in ("event", "occurred_at")}
         log.warning(PLATFORM_VERSION_RETIRING, extra={**fields, "webhook_events": recorded})
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from herald.config import Settings
-from herald.demo.fidelity import DUPLICATE_CHECKS, LISTING_LAG, LISTING_SETTLE_S, every_call
+from herald.demo.fidelity import (
+    DUPLICATE_CHECKS,
+    LISTING_LAG,
+    LISTING_SETTLE_S,
+    VIDEO_BYTES,
+    every_call,
+    per_platform,
+)
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import MediaUrls, Workload, expected_targets, plan_posts
 from herald.domain import Channel, MediaKind, Platform, new_id, utcnow
@@ -75,11 +82,13 @@ DISTRIBUTED: dict[str, dict[str, Any]] = {
     "broker": {"handoff_s": 5.0, "retry_s": 0.5, "depth_recheck_s": 0.5},
 }
 #: Every platform errs, drops answers after committing, and hangs past Herald's timeout.
-#: Look-ups, container polls, upload set-ups and token refreshes fail too, less often.
+#: Look-ups, container polls, upload set-ups and token refreshes fail too, less often, and a
+#: quarter of YouTube's upload PUTs are cut part-way (a run uploads a few videos only).
 FAULTS = FaultConfig(
     error_rate=0.05,
     drop_rate=0.05,
     timeout_rate=0.10,
+    cut_rate=0.25,
     hang_s=4.0,
     timeout_commit_share=0.5,
     calls=every_call(
@@ -142,7 +151,7 @@ def simulator_config(options: ChaosOptions) -> SimulatorConfig:
     return SimulatorConfig.from_settings(
         Settings.model_validate(merged(TIGHT, ENGINE)),
         latency=LatencyModel(median_s=0.05, p99_s=0.4),
-        faults=dict.fromkeys(Platform, FAULTS),
+        faults=per_platform(FAULTS),
         seed=options.seed,
         listing_lag=LISTING_LAG,
         **DUPLICATE_CHECKS,
@@ -217,7 +226,7 @@ async def tight_workload(
     served by the simulator, YouTube's uploads planned at twice its TIGHT quota."""
     media = MediaUrls(
         await sim.client.media_url(MediaKind.IMAGE, "chaos.jpg", size=4096),
-        await sim.client.media_url(MediaKind.VIDEO, "chaos.mp4", size=16384),
+        await sim.client.media_url(MediaKind.VIDEO, "chaos.mp4", size=VIDEO_BYTES),
     )
     return plan_posts(
         channels,
