@@ -21,6 +21,8 @@ from tests.integration.wire_world import UNREACHABLE, World, config_for, prepare
 from tests.wire.fixtures import Fixture, fill, load_all, placeholders
 from tests.wire.shape import answer_diff
 
+FORM = "application/x-www-form-urlencoded"
+
 
 def _param(fixture: Fixture) -> Any:
     reason = UNREACHABLE.get(fixture.situation)
@@ -45,6 +47,8 @@ def _request_args(world: World, fixture: Fixture) -> dict[str, Any]:
     args: dict[str, Any] = {"params": fill(dict(req.query), world.values), "headers": headers}
     if isinstance(req.body, dict) and set(req.body) == {"bytes"}:
         args["data"] = b"\0" * req.body["bytes"]
+    elif req.headers.get("Content-Type") == FORM:
+        args["data"] = fill(req.body, world.values)  # a form, encoded as the header says
     elif req.body is not None:
         args["json"] = fill(req.body, world.values)
     return args

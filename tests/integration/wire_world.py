@@ -18,6 +18,8 @@ import aiohttp
 from herald.domain import Platform
 from herald.simulator import (
     NO_LISTING_LAG,
+    CallFaults,
+    CallKind,
     FaultConfig,
     LatencyModel,
     SimAccount,
@@ -39,9 +41,17 @@ _CONFIG: dict[str, dict[str, Any]] = {
     "member_day_limit": {"linkedin": {"member_posts_per_day": 1}},
     "app_day_limit": {"linkedin": {"app_posts_per_day": 1}},
     "quota_used_up": {"youtube": {"insert_calls_per_day": 1}},
+    # One call a day: creating the container spends it, the status poll is over the limit.
+    "account_calls_used_up": {"instagram": {"calls_per_24h": 1}},
     "channel_upload_cap": {"youtube": {"uploads_per_channel_per_day": 1}},
 }
 _THROTTLE_CODES = {"page_throttled": 32, "buc_throttled": 80001, "app_throttled": 4}
+#: Situations where every call of one kind that creates no post fails, and how.
+_CALL_FAULTS = {
+    "read_fault": (CallKind.READ, CallFaults(error_rate=1.0)),
+    "status_fault": (CallKind.STATUS, CallFaults(error_rate=1.0)),
+    "upload_throttled": (CallKind.UPLOAD, CallFaults(throttle_rate=1.0)),
+}
 UNIT = 256 * 1024
 
 
@@ -141,6 +151,18 @@ async def _throttled(world: World, fixture: Fixture) -> None:
     world.sim.set_faults(world.platform, faults)
 
 
+async def _short_throttle(world: World, fixture: Fixture) -> None:
+    # The platform's own short throttle on the call that creates the post (no Graph code).
+    world.sim.set_faults(world.platform, FaultConfig(throttle_rate=1.0))
+
+
+async def _call_fault(world: World, fixture: Fixture) -> None:
+    kind, rates = _CALL_FAULTS[fixture.situation]
+    if kind is CallKind.STATUS:
+        await _container(world, fixture)
+    world.sim.set_faults(world.platform, FaultConfig(calls={kind: rates}))
+
+
 _COMMON: dict[str, Step] = {
     "account": _nothing,
     "revoked_token": _revoked,
@@ -149,6 +171,10 @@ _COMMON: dict[str, Step] = {
     "page_throttled": _throttled,
     "buc_throttled": _throttled,
     "app_throttled": _throttled,
+    "short_throttle": _short_throttle,
+    "read_fault": _call_fault,
+    "status_fault": _call_fault,
+    "upload_throttled": _call_fault,
     "unknown_node": _nothing,
     "retired_version": _nothing,  # the request's {retired-version} is enough
 }
@@ -289,6 +315,14 @@ async def _faulty_session(world: World, fixture: Fixture) -> None:
     world.sim.set_faults(Platform.YOUTUBE, FaultConfig(error_rate=1.0))
 
 
+async def _refresh_revoked(world: World, fixture: Fixture) -> None:
+    # The request carries the channel's own refresh grant, which the user has since revoked.
+    credentials = world.account.credentials
+    for name in ("refresh_token", "client_id", "client_secret"):
+        world.values["{" + name.replace("_", "-") + "}"] = credentials[name]
+    world.sim.revoke(world.platform, world.account.external_id)
+
+
 async def _one_session(world: World, fixture: Fixture) -> None:
     await _start(world, UNIT)
 
@@ -310,6 +344,7 @@ _STEPS: dict[tuple[str, str], Step] = {
     ("instagram", "publish_limit_reached"): _publish_limit,
     ("instagram", "image_too_large"): _image_too_large,
     ("instagram", "spam_restricted"): _spam_restricted,
+    ("instagram", "account_calls_used_up"): _container,
     ("linkedin", "two_posts"): _li_two_posts,
     ("linkedin", "duplicate"): _li_posted_once,
     ("linkedin", "member_day_limit"): _li_posted_once,
@@ -320,5 +355,6 @@ _STEPS: dict[tuple[str, str], Step] = {
     ("youtube", "upload_session_faulty"): _faulty_session,
     ("youtube", "quota_used_up"): _one_session,
     ("youtube", "channel_upload_cap"): _one_session,
+    ("youtube", "refresh_token_revoked"): _refresh_revoked,
     ("youtube", "two_videos"): _two_videos,
 }

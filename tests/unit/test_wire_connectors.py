@@ -1,8 +1,9 @@
 """The connectors against the platforms' documented answers (tests/wire/*/*.json).
 
 Every error fixture goes through its connector's table (``classify``: how each connector
-turns an error answer into a Herald error) and must come out as the Herald class the fixture
-names, with its scope and wait when the fixture gives them. Every other response fixture is
+turns an error answer into a Herald error; YouTube's token endpoint has a table of its own)
+and must come out as the Herald class the fixture names, with its scope and wait when the
+fixture gives them. Every other response fixture is
 served by a fake platform on the connector's real HTTP path (:mod:`tests.unit.wire_drive`)
 and must make the publish or the look-up succeed with the documented id.
 """
@@ -24,7 +25,7 @@ from herald.errors import (
     RateLimited,
     TransientPlatformError,
 )
-from herald.platforms import facebook, instagram, linkedin, youtube
+from herald.platforms import facebook, google_auth, instagram, linkedin, youtube
 from herald.platforms.answers import Classifier, ErrorAnswer
 from herald.platforms.youtube import seconds_to_pacific_midnight
 from herald.platforms.youtube_upload import next_offset
@@ -37,6 +38,10 @@ CLASSIFY: dict[str, Classifier] = {
     "instagram": instagram.classify,
     "linkedin": linkedin.classify,
     "youtube": youtube.classify,
+}
+#: Calls whose refusals a connector reads through another table than its platform's.
+CLASSIFY_CALL: dict[tuple[str, str, str], Classifier] = {
+    ("youtube", "POST", "/token"): google_auth.classify_refresh,  # Google's OAuth endpoint
 }
 ERRORS: dict[str, type[PlatformError]] = {
     "rate_limited": RateLimited,
@@ -67,7 +72,8 @@ def classify(fixture: Fixture) -> PlatformError:
         creates_post=fixture.creates_post,
         channel_id=WORLD["{page-id}"],
     )
-    return CLASSIFY[fixture.platform](answer)
+    call = (fixture.platform, fixture.request.method, fixture.request.path)
+    return CLASSIFY_CALL.get(call, CLASSIFY[fixture.platform])(answer)
 
 
 def check_throttle(err: RateLimited, detail: dict[str, Any]) -> None:

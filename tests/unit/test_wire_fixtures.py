@@ -31,12 +31,72 @@ def test_a_fixture_names_its_source_and_what_it_means(fixture: Fixture) -> None:
     assert 200 <= fixture.response.status < 600
 
 
-def test_every_platform_has_the_minimum_set() -> None:
-    """A publish, a throttle, a listing page, and each class of error the connectors tell."""
-    for platform in PLATFORMS:
-        expects = {f.expect for f in ALL if f.platform == platform}
-        assert {"published", "listed", "rate_limited", "auth_expired"} <= expects, platform
-        assert {"content_rejected", "outcome_unknown"} & expects or "transient" in expects
+#: What each connector tells apart (docs/platforms.md, each platform's table): the answers it
+#: understands and every Herald error its table gives. A fixture per entry, and no fixture
+#: expecting what its connector does not tell: a missing or a new entry fails here. Instagram
+#: names no duplicate refusal (none is documented for it); YouTube has none at all.
+CLASSES: dict[str, frozenset[str]] = {
+    "facebook": frozenset(
+        {"published", "listed", "rate_limited", "auth_expired", "content_rejected"}
+        | {"duplicate", "transient", "outcome_unknown"}
+    ),
+    "instagram": frozenset(
+        {"published", "listed", "rate_limited", "auth_expired", "content_rejected"}
+        | {"transient", "outcome_unknown", "media_not_ready"}
+    ),
+    "linkedin": frozenset(
+        {"published", "listed", "rate_limited", "auth_expired", "content_rejected"}
+        | {"duplicate", "transient", "outcome_unknown"}
+    ),
+    "youtube": frozenset(
+        {"published", "listed", "resume", "rate_limited", "auth_expired", "content_rejected"}
+        | {"transient", "outcome_unknown"}
+    ),
+}
+#: The waits each connector's throttles take: one the answer names (a regain estimate, a
+#: fixed wait), the configured pause when it names none, or until the platform's midnight.
+WAITS: dict[str, frozenset[str]] = {
+    "facebook": frozenset({"named", "unnamed"}),
+    "instagram": frozenset({"named", "unnamed"}),
+    "linkedin": frozenset({"utc_midnight", "unnamed"}),
+    "youtube": frozenset({"pacific_midnight", "named", "unnamed"}),
+}
+#: The headers each platform's throttles carry: a throttle fixture shows each. LinkedIn and
+#: YouTube document none (no usage header, no Retry-After).
+THROTTLE_HEADERS: dict[str, frozenset[str]] = {
+    "facebook": frozenset({"X-Business-Use-Case-Usage", "X-App-Usage"}),
+    "instagram": frozenset({"X-Business-Use-Case-Usage"}),
+    "linkedin": frozenset(),
+    "youtube": frozenset(),
+}
+#: Calls whose refusals go through a table of their own, and what the refusal means there.
+OWN_TABLES: dict[str, dict[tuple[str, str], str]] = {
+    "youtube": {("POST", "/token"): "auth_expired"},  # Google's token endpoint
+}
+
+
+def _wait(fixture: Fixture) -> str | None:
+    detail = fixture.expect_detail
+    if detail.get("named") is False:
+        return "unnamed"
+    wait = detail.get("retry_after")
+    return wait if isinstance(wait, str) or wait is None else "named"
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_every_platform_has_the_minimum_set(platform: str) -> None:
+    """A publish, a listing page, each class its connector tells, each wait its throttles
+    take, a throttle with each header the platform sends, each call with a table of its own."""
+    mine = [f for f in ALL if f.platform == platform]
+    assert {f.expect for f in mine if f.expect is not None} == CLASSES[platform]
+    throttles = [f for f in mine if f.expect == "rate_limited"]
+    assert all(_wait(f) is not None for f in throttles), "a throttle fixture names its wait"
+    assert {_wait(f) for f in throttles} == WAITS[platform]
+    for name in THROTTLE_HEADERS[platform]:
+        assert any(name in f.response.headers for f in throttles), name
+    for (method, path), expect in OWN_TABLES.get(platform, {}).items():
+        calls = [f for f in mine if (f.request.method, f.request.path) == (method, path)]
+        assert any(f.expect == expect for f in calls), (method, path)
 
 
 @pytest.mark.parametrize("fixture", PARAMS)
