@@ -69,12 +69,16 @@ class LatencyModel(BaseModel):
 
 
 class CallKind(StrEnum):
-    """The kinds of platform call whose faults are set apart (:class:`FaultConfig`)."""
+    """The kinds of platform call whose faults are set apart (:class:`FaultConfig`).
+
+    A YouTube upload's status query is a STATUS call, not a READ: like a container poll, it
+    asks how far one publish in progress got, where a READ is a look-up that decides a resend.
+    """
 
     PUBLISH = "publish"  # creates the post: feed, photo, media_publish, posts, upload chunks
     READ = "read"  # listings and look-ups: published_posts, media, posts, playlistItems...
     CONTAINER = "container"  # Instagram container creation
-    STATUS = "status"  # Instagram container status polls
+    STATUS = "status"  # Instagram container status polls, YouTube upload status queries
     UPLOAD = "upload"  # YouTube upload-session start, LinkedIn image upload and its set-up
     TOKEN = "token"  # access-token refresh
 
