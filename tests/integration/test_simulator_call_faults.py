@@ -4,7 +4,8 @@ With one kind's error, throttle, drop or timeout rate at 1, each endpoint of tha
 the platform's own transient error or throttle, or closes unanswered (a timeout after holding
 the request), the audit records ``"{kind}:{fault}"`` (the calls that publish take the top-level
 rates and record the bare ``"{fault}"``), and every other kind of call on the platform goes
-through untouched.
+through untouched. A dropped container creation or upload set-up is carried out first: what it
+made exists, orphaned, as on the platform.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from herald.simulator import (
     CallFaults,
     CallKind,
     FaultConfig,
+    InstagramSim,
     SimAccount,
     Simulator,
+    YouTubeSim,
 )
 from tests.integration.sim_calls import call, exact_config, linkedin_post, sent_once
 
@@ -415,3 +418,73 @@ def test_every_kind_of_call_is_served_somewhere() -> None:
         K.READ,
         K.TOKEN,
     }
+
+
+# -- a dropped set-up call is carried out -----------------------------------------------------
+
+
+def _dropped(kind: CallKind) -> FaultConfig:
+    return FaultConfig(calls={kind: CallFaults(drop_rate=1.0)})
+
+
+async def test_a_dropped_container_creation_makes_the_container(
+    http: aiohttp.ClientSession,
+) -> None:
+    config = exact_config(instagram=InstagramSim(containers_per_24h=1))
+    async with Simulator(config) as sim:
+        w = World(sim, sent_once(http), {IG: sim.add_account(IG)})
+        create = await _ig_container(w)
+        sim.set_faults(IG, _dropped(K.CONTAINER))
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await create()
+        sim.set_faults(IG, FaultConfig())
+        # The orphan took the day's one container: the next is over the limit.
+        status, body, _ = await (await _ig_container(w))()
+        assert (status, body["error"]["error_subcode"]) == (400, 2207042)
+        assert [v.rule for v in sim.audit.violations()] == ["containers"]
+        assert sim.audit.posts() == []
+
+
+async def test_a_dropped_upload_session_start_is_charged(http: aiohttp.ClientSession) -> None:
+    config = exact_config(youtube=YouTubeSim(insert_calls_per_day=1))
+    async with Simulator(config) as sim:
+        w = World(sim, sent_once(http), {YT: sim.add_account(YT)})
+        sim.set_faults(YT, _dropped(K.UPLOAD))
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await _session_start(w)()
+        sim.set_faults(YT, FaultConfig())
+        # The orphan session was the day's one videos.insert.
+        status, body, _ = await _session_start(w)()
+        assert (status, body["error"]["errors"][0]["reason"]) == (403, "quotaExceeded")
+        assert sim.audit.posts() == []
+
+
+async def test_a_dropped_image_upload_keeps_the_image(http: aiohttp.ClientSession) -> None:
+    async with Simulator(exact_config()) as sim:
+        w = World(sim, sent_once(http), {LI: sim.add_account(LI)})
+        upload = await _li_upload(w)
+        sim.set_faults(LI, _dropped(K.UPLOAD))
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await w.send("PUT", LI, upload["uploadUrl"], data=b"\xff\xd8 an image")()
+        sim.set_faults(LI, FaultConfig())
+        # The bytes arrived before the connection closed: a post can use the image.
+        media = {"media": {"id": upload["image"], "altText": "x"}}
+        status, _, _ = await w.send("POST", LI, "/rest/posts", json=_li_post(w, content=media))()
+        assert status == 201
+        (post,) = sim.audit.posts(LI)
+        assert post.media_bytes == len(b"\xff\xd8 an image")
+
+
+async def test_a_dropped_read_is_not_carried_out(http: aiohttp.ClientSession) -> None:
+    config = exact_config(instagram=InstagramSim(calls_per_24h=2))
+    async with Simulator(config) as sim:
+        w = World(sim, sent_once(http), {IG: sim.add_account(IG)})
+        listing = await _ig_media(w)
+        sim.set_faults(IG, _dropped(K.READ))
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await listing()
+        sim.set_faults(IG, FaultConfig())
+        # Never handled, so never counted: both of the day's two calls are left.
+        for _ in range(2):
+            assert (await listing())[0] == 200
+        assert (await listing())[0] == 400

@@ -92,7 +92,13 @@ class CallFaults(BaseModel):
         default=0.0, ge=0, le=1, description="transient 5xx, nothing committed"
     )
     timeout_rate: float = Field(default=0.0, ge=0, le=1, description="hang hang_s, then close")
-    drop_rate: float = Field(default=0.0, ge=0, le=1, description="commit, then close, no response")
+    drop_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="close, no response; after committing what the call makes, if it makes a "
+        "post, a container or an upload",
+    )
     throttle_rate: float = Field(default=0.0, ge=0, le=1, description="platform-shaped throttle")
 
     @model_validator(mode="after")
@@ -110,9 +116,10 @@ class CallFaults(BaseModel):
 class FaultConfig(CallFaults):
     """Injected misbehaviour of one platform. The top-level rates are drawn once per
     post-creating call (and per chunk of a YouTube upload: any of them can fail); ``calls``
-    sets the rates of the other kinds of call, drawn once per call before it is handled, so
-    that nothing is committed (a ``drop`` closes the connection unanswered). ``cut_rate`` is
-    drawn apart, before a YouTube chunk's body arrives (see :mod:`.faults`)."""
+    sets the rates of the other kinds of call, drawn once per call before it is handled: a
+    ``drop`` commits only a container creation or an upload set-up (what they make exists,
+    its answer lost), the other faults never commit. ``cut_rate`` is drawn apart, before a
+    YouTube chunk's body arrives (see :mod:`.faults`)."""
 
     cut_rate: float = Field(
         default=0.0,
