@@ -265,6 +265,18 @@ async def test_injected_throttle_is_rate_limited(
     assert rig.posts() == []
 
 
+async def test_a_throttled_token_refresh_is_a_throttle_not_a_lost_authorisation() -> None:
+    async with opened_rig(Platform.YOUTUBE, quiet_config(youtube={"access_token_ttl_s": 1})) as rig:
+        rig.sim.advance_clock(2)  # the access token has expired: the first call refreshes it
+        throttled = FaultConfig(calls={CallKind.TOKEN: CallFaults(throttle_rate=1.0)})
+        rig.sim.set_faults(Platform.YOUTUBE, throttled)
+        with pytest.raises(RateLimited) as info:
+            await rig.connector.publish(rig.request(good_content(rig.sim, Platform.YOUTUBE)))
+        assert (info.value.scope, info.value.retry_after) == ("app", PAUSE_S)
+        assert rig.sim.audit.injected(Platform.YOUTUBE) == {"token:throttle": 1}
+        assert rig.posts() == []
+
+
 async def test_publish_refuses_bad_content_before_any_request(rig: Rig) -> None:
     with pytest.raises(ContentRejected):
         await rig.connector.publish(rig.request(rig.refused()))

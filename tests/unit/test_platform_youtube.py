@@ -118,6 +118,10 @@ def test_503_with_retry_after_pauses_the_app() -> None:
         (400, {"error": "invalid_grant"}, AuthExpired),
         (401, {"error": "invalid_client"}, AuthExpired),
         (429, None, RateLimited),
+        # A throttled refresh: 403 without an OAuth error (Google's API envelope, or a page).
+        (403, json.loads(google_error(403, "rateLimitExceeded")), RateLimited),
+        (403, None, RateLimited),
+        (403, {"error": "access_denied"}, AuthExpired),
         (500, None, TransientPlatformError),
     ],
 )
