@@ -10,7 +10,7 @@ import aiohttp
 
 from herald.simulator import NO_LISTING_LAG, LatencyModel, SimAccount, SimulatorConfig
 
-__all__ = ["NO_LATENCY", "bearer", "call", "exact_config", "linkedin_post"]
+__all__ = ["NO_LATENCY", "bearer", "call", "exact_config", "linkedin_post", "sent_once"]
 
 NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 
@@ -18,6 +18,14 @@ NO_LATENCY = LatencyModel(median_s=0, p99_s=0)
 def exact_config(**overrides: Any) -> SimulatorConfig:
     """No latency, and listings that show a new post at once, unless ``overrides`` say."""
     return SimulatorConfig(**{"latency": NO_LATENCY, "listing_lag": NO_LISTING_LAG, **overrides})
+
+
+def sent_once(http: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    """``http`` without aiohttp's own repeat of a GET or PUT whose connection dropped (as
+    Herald's client has it): a repeat would draw a second fault."""
+    if hasattr(http, "_retry_connection"):
+        http._retry_connection = False
+    return http
 
 
 def bearer(account: SimAccount) -> dict[str, str]:

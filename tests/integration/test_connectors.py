@@ -28,7 +28,7 @@ from herald.errors import (
     RequestNotSent,
     TransientPlatformError,
 )
-from herald.simulator import FaultConfig, Simulator
+from herald.simulator import CallFaults, CallKind, FaultConfig, Simulator
 from herald.testing import eventually
 from herald.types import Connector, Published, PublishRequest
 from tests.integration.connector_rig import (
@@ -167,6 +167,38 @@ async def test_drop_after_commit_is_found_by_a_look_up(rig: Rig) -> None:
     assert found.external_id == post.post_id
 
 
+@pytest.mark.parametrize(
+    ("platform", "kind"),
+    [
+        (Platform.INSTAGRAM, CallKind.CONTAINER),
+        (Platform.YOUTUBE, CallKind.UPLOAD),
+        (Platform.LINKEDIN, CallKind.UPLOAD),
+    ],
+    ids=["ig-container", "yt-session", "li-image"],
+)
+async def test_a_dropped_set_up_call_leaves_an_orphan_and_publishes_once(
+    make_rig: RigFactory, platform: Platform, kind: CallKind
+) -> None:
+    """The platform made the container, the upload session or the image, and the answer was
+    lost: the attempt fails, certain that nothing was published, and the next one makes its
+    own and publishes once; the orphan is never used."""
+    rig: Rig = make_rig(platform)
+    content = good_content(rig.sim, platform)
+    if platform is Platform.LINKEDIN:
+        image = Media(rig.sim.media_url("image", f"{uuid.uuid4().hex[:8]}.jpg"), MediaKind.IMAGE)
+        content = replace(content, media=(image,))
+    rig.sim.set_faults(platform, FaultConfig(calls={kind: CallFaults(drop_rate=1.0)}))
+    with pytest.raises(TransientPlatformError) as failed:
+        await rig.connector.publish(rig.request(content))
+    assert not isinstance(failed.value, OutcomeUnknown)
+    assert rig.sim.audit.injected(platform) == {f"{kind.value}:drop": 1}
+    assert rig.posts() == []
+    rig.sim.set_faults(platform, FaultConfig())
+    published = await rig.connector.publish(rig.request(content, attempt=2))
+    assert rig.held() == [published.external_id]
+    assert rig.sim.audit.duplicates() == 0
+
+
 async def _publish_outcome(connector: Connector, request: PublishRequest) -> object:
     try:
         return await connector.publish(request)
@@ -231,6 +263,18 @@ async def test_injected_throttle_is_rate_limited(
         await rig.connector.publish(rig.request(good_content(rig.sim, platform)))
     assert (info.value.scope, info.value.retry_after) == (scope, retry_after)
     assert rig.posts() == []
+
+
+async def test_a_throttled_token_refresh_is_a_throttle_not_a_lost_authorisation() -> None:
+    async with opened_rig(Platform.YOUTUBE, quiet_config(youtube={"access_token_ttl_s": 1})) as rig:
+        rig.sim.advance_clock(2)  # the access token has expired: the first call refreshes it
+        throttled = FaultConfig(calls={CallKind.TOKEN: CallFaults(throttle_rate=1.0)})
+        rig.sim.set_faults(Platform.YOUTUBE, throttled)
+        with pytest.raises(RateLimited) as info:
+            await rig.connector.publish(rig.request(good_content(rig.sim, Platform.YOUTUBE)))
+        assert (info.value.scope, info.value.retry_after) == ("app", PAUSE_S)
+        assert rig.sim.audit.injected(Platform.YOUTUBE) == {"token:throttle": 1}
+        assert rig.posts() == []
 
 
 async def test_publish_refuses_bad_content_before_any_request(rig: Rig) -> None:

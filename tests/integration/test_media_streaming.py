@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from herald.domain import Content, Media, MediaKind, Platform
-from herald.errors import ContentRejected, OutcomeUnknown, TransientPlatformError
-from herald.simulator import FaultConfig, Simulator, media_sha256
+from herald.errors import ContentRejected, OutcomeUnknown, RateLimited, TransientPlatformError
+from herald.simulator import CallFaults, CallKind, FaultConfig, Simulator, media_sha256
 from herald.states import DeliveryState
 from herald.types import Connector
 from tests.integration.connector_rig import Rig, new_rig, quiet_config
@@ -174,6 +174,70 @@ async def test_a_chunk_refused_before_the_last_is_certain_no_video(make_rig: Rig
         await rig.connector.publish(rig.request(content))
     assert not isinstance(failed.value, OutcomeUnknown)
     assert rig.posts() == []
+
+
+#: A status query's faults, one at a time (a timeout holds it 50 ms, then closes it).
+STATUS_FAULTS = {
+    "error": CallFaults(error_rate=1.0),
+    "throttle": CallFaults(throttle_rate=1.0),
+    "drop": CallFaults(drop_rate=1.0),
+    "timeout": CallFaults(timeout_rate=1.0),
+}
+
+
+def status_queries_fail(fault: str) -> FaultConfig:
+    """Every chunk arrives and its answer is lost; every status query then fails with
+    ``fault``."""
+    return FaultConfig(drop_rate=1.0, hang_s=0.05, calls={CallKind.STATUS: STATUS_FAULTS[fault]})
+
+
+@pytest.mark.parametrize("fault", list(STATUS_FAULTS))
+async def test_a_failed_status_query_before_the_last_chunk_ends_the_attempt(
+    make_rig: RigFactory, fault: str
+) -> None:
+    """The session holds the first chunk but cannot say so: the attempt ends, certain that no
+    video was made (the throttle itself when throttled), with nothing more sent to that
+    session (never the file again from byte 0); the next attempt makes the video once."""
+    rig = make_rig(YT, upload_chunk_bytes=UNIT)
+    size = 3 * UNIT + 1
+    content, digest = video(rig, size)
+    rig.sim.set_faults(YT, status_queries_fail(fault))
+    with pytest.raises((TransientPlatformError, RateLimited)) as failed:
+        await rig.connector.publish(rig.request(content))
+    assert isinstance(failed.value, RateLimited if fault == "throttle" else TransientPlatformError)
+    assert not isinstance(failed.value, OutcomeUnknown)
+    assert rig.sim.audit.injected(YT) == {"drop": 1, f"status:{fault}": 1}
+    assert rig.posts() == []
+    rig.sim.set_faults(YT, FaultConfig())
+    published = await rig.connector.publish(rig.request(content, attempt=2))
+    assert [(p.post_id, p.media_bytes, p.media_sha256) for p in rig.posts()] == [
+        (published.external_id, size, digest)
+    ]
+    first, second = chunk_starts(rig)
+    assert first == [(0, 0)]
+    assert [start for start, _ in second] == [0, UNIT, 2 * UNIT, 3 * UNIT]
+
+
+@pytest.mark.parametrize("fault", list(STATUS_FAULTS))
+async def test_a_failed_status_query_after_the_last_chunk_leaves_the_outcome_unknown(
+    make_rig: RigFactory, fault: str
+) -> None:
+    """The last chunk made the video and lost its answer, and the status query fails: the
+    outcome is unknown, nothing is sent again, and the look-up finds the one video."""
+    rig = make_rig(YT, upload_chunk_bytes=UNIT)
+    size = UNIT // 2  # one chunk, the last
+    content, digest = video(rig, size)
+    rig.sim.set_faults(YT, status_queries_fail(fault))
+    request = rig.request(content)
+    with pytest.raises(OutcomeUnknown):
+        await rig.connector.publish(request)
+    (post,) = rig.posts()
+    assert (post.delivered, post.media_bytes, post.media_sha256) == (False, size, digest)
+    assert rig.sim.audit.injected(YT) == {"drop": 1, f"status:{fault}": 1}
+    assert chunk_starts(rig) == [[(0, 0)]]
+    found = await rig.connector.find(request)
+    assert found is not None
+    assert found.external_id == post.post_id
 
 
 # -- caps ------------------------------------------------------------------------------------

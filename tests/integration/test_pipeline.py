@@ -69,18 +69,26 @@ async def test_every_platform_publishes_once(pipe, sim):
 
 
 async def test_exactly_once_under_faults(tmp_path):
-    # Every kind of call fails (look-ups, containers and their polls, uploads, token
-    # refreshes), listings show new posts late (FAST_LISTINGS) and the duplicate checks miss
-    # some repeats: a resend they refused counts as a duplicate here too.
+    # Every kind of call fails or is throttled (look-ups, containers and their polls, uploads
+    # and their status queries, token refreshes: YouTube's access tokens live 0.2 s here),
+    # listings show new posts late (FAST_LISTINGS) and the duplicate checks miss some
+    # repeats: a resend they refused counts as a duplicate here too.
     faults = FaultConfig(
         error_rate=0.1,
         drop_rate=0.1,
         timeout_rate=0.05,
         throttle_rate=0.05,
         hang_s=1.5,
-        calls=every_call(CallFaults(error_rate=0.1, drop_rate=0.05, timeout_rate=0.02)),
+        calls=every_call(
+            CallFaults(error_rate=0.1, drop_rate=0.05, timeout_rate=0.02, throttle_rate=0.03)
+        ),
     )
-    config = sim_config(faults=dict.fromkeys(Platform, faults), seed=11, **DUPLICATE_CHECKS)
+    config = sim_config(
+        faults=dict.fromkeys(Platform, faults),
+        seed=11,
+        youtube={"access_token_ttl_s": 0.2},
+        **DUPLICATE_CHECKS,
+    )
     async with Simulator(config) as sim:
         timeouts = {"timeout_s": 1.0, "connect_timeout_s": 0.5}
         pipe = await open_pipeline(
@@ -107,6 +115,14 @@ async def test_exactly_once_under_faults(tmp_path):
         assert summary["limit_violations"] == 0
         assert summary["posts"] == 120
         assert any(kind.startswith("read:") for kind in injected["facebook"])
+        # Not only on Facebook's look-ups: on each kind of call that creates no post.
+        faulted = {
+            platform: {key.split(":")[0] for key in kinds if ":" in key}
+            for platform, kinds in injected.items()
+        }
+        assert {"container", "status"} <= faulted["instagram"]
+        assert {"upload", "status", "token"} <= faulted["youtube"]
+        assert any(key.endswith(":throttle") for kinds in injected.values() for key in kinds)
         # Every post the platforms committed without answering was found by a look-up and
         # recorded, never sent again (YouTube recovers through its upload session instead).
         undelivered = Counter(p.platform for p in sim.audit.posts() if not p.delivered)

@@ -85,7 +85,7 @@ async def ig_publish(
         json={"image_url": sim.media_url("image", "x.jpg"), "caption": caption},
         headers=auth(user),
     ) as response:
-        assert response.status == 200  # containers never draw faults
+        assert response.status == 200  # no container faults are set here
         container = (await response.json())["id"]
     async with http.post(
         f"{base}/media_publish", json={"creation_id": container}, headers=auth(user)

@@ -118,6 +118,10 @@ def test_503_with_retry_after_pauses_the_app() -> None:
         (400, {"error": "invalid_grant"}, AuthExpired),
         (401, {"error": "invalid_client"}, AuthExpired),
         (429, None, RateLimited),
+        # A throttled refresh: 403 without an OAuth error (Google's API envelope, or a page).
+        (403, json.loads(google_error(403, "rateLimitExceeded")), RateLimited),
+        (403, None, RateLimited),
+        (403, {"error": "access_denied"}, AuthExpired),
         (500, None, TransientPlatformError),
     ],
 )
@@ -592,6 +596,27 @@ async def test_an_interrupted_chunk_before_the_last_made_no_video(
         await chunked.publish(req(api))
     assert not isinstance(info.value, OutcomeUnknown)
     assert "no video was made" in info.value.message
+
+
+async def test_a_throttled_status_query_before_the_last_chunk_is_the_throttle(
+    api: FakeApi, chunked: YouTubeConnector
+) -> None:
+    # The first chunk's answer is lost and its status query throttled: no video can exist
+    # yet, so the delivery waits the throttle out; nothing more goes to that session.
+    api.on("GET", "/media/v.mp4", reply(200, BIG))
+    api.on("PUT", UPLOAD, drop(), reply(403, google_error(403, "rateLimitExceeded")))
+    with pytest.raises(RateLimited) as info:
+        await chunked.publish(req(api))
+    assert (info.value.scope, info.value.retry_after) == ("channel", PAUSE)
+    assert len(api.calls("PUT", UPLOAD)) == 2
+
+
+async def test_a_throttled_status_query_after_the_last_chunk_is_unknown(
+    api: FakeApi, yt: YouTubeConnector
+) -> None:
+    api.on("PUT", UPLOAD, drop(), reply(403, google_error(403, "rateLimitExceeded")))
+    with pytest.raises(OutcomeUnknown):
+        await yt.publish(req(api))
 
 
 async def test_once_a_last_chunk_went_out_an_unconfirmed_chunk_is_unknown(

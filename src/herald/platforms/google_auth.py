@@ -5,7 +5,8 @@ token. When YouTube answers 401, the connector asks :class:`GoogleTokens` for a 
 token and repeats the call once. Refreshed tokens live only in this process's memory, keyed
 by channel and by the stored token they replace, so re-authorising a channel (new stored
 credentials) drops the old refreshed token. A refresh token Google refuses
-(``400 invalid_grant``) means the channel needs re-authorisation: :class:`AuthExpired`.
+(``400 invalid_grant``) means the channel needs re-authorisation: :class:`AuthExpired`; a
+throttled refresh (429, or 403 without an OAuth error) is :class:`RateLimited`, waited out.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ def classify_refresh(answer: ErrorAnswer) -> PlatformError:
     """A refused token refresh -> one Herald error."""
     data = answer.json()
     status = answer.status
-    reason = str(data.get("error") or "") if isinstance(data, Mapping) else ""
+    error = data.get("error") if isinstance(data, Mapping) else None
+    reason = error if isinstance(error, str) else ""  # OAuth's: {"error": "invalid_grant"}
     kw: dict[str, Any] = {"platform": _PLATFORM, "status": status, "code": reason or None}
-    if status == 429:
+    if status == 429 or (status == 403 and not reason):
+        # The OAuth token endpoint refuses a grant with 400 or 401 and an OAuth error. A 403
+        # without one is a throttled refresh, as Google's own clients read it (its body an
+        # HTML page or Google's API envelope: google-oauth-java-client#57, gsutil#114).
         return answer.throttle("youtube: token refresh throttled", scope="app", **kw)
     if 400 <= status < 500:
         # invalid_grant: the refresh token expired or was revoked; invalid_client and the

@@ -17,7 +17,10 @@ connection, or answers 5xx, the session is asked for its status (``PUT``,
 - 404: the session is gone and no video was made (transient: a new attempt starts over).
 
 When that status query fails as well, the outcome is unknown once a last chunk was sent (this
-one, or an earlier one whose answer was lost), and otherwise certain: no video was made.
+one, or an earlier one whose answer was lost), and otherwise certain: no video was made (a
+throttled one is then the throttle, :class:`RateLimited`, for the channel to wait it out). The
+upload never goes on in that session without an answer: it never resends from byte 0 on a
+guess.
 :data:`MAX_STALLS` rounds in a row that move the session on by not one byte end the attempt
 (transient; no video was made).
 """
@@ -33,6 +36,7 @@ from herald.errors import (
     ContentRejected,
     OutcomeUnknown,
     PlatformError,
+    RateLimited,
     RequestNotSent,
     TransientPlatformError,
 )
@@ -225,6 +229,9 @@ class ResumableUpload:
             raise self._interrupted("its session status could not be read") from exc
         if resp.status in (200, 201, 308, 404):
             return resp
+        refusal = self._fail(resp)
+        if isinstance(refusal, RateLimited) and not self._final_sent:
+            raise refusal from cause
         raise self._interrupted(
             f"session status answered HTTP {resp.status}", resp.status
         ) from cause

@@ -69,12 +69,16 @@ class LatencyModel(BaseModel):
 
 
 class CallKind(StrEnum):
-    """The kinds of platform call whose faults are set apart (:class:`FaultConfig`)."""
+    """The kinds of platform call whose faults are set apart (:class:`FaultConfig`).
+
+    A YouTube upload's status query is a STATUS call, not a READ: like a container poll, it
+    asks how far one publish in progress got, where a READ is a look-up that decides a resend.
+    """
 
     PUBLISH = "publish"  # creates the post: feed, photo, media_publish, posts, upload chunks
     READ = "read"  # listings and look-ups: published_posts, media, posts, playlistItems...
     CONTAINER = "container"  # Instagram container creation
-    STATUS = "status"  # Instagram container status polls
+    STATUS = "status"  # Instagram container status polls, YouTube upload status queries
     UPLOAD = "upload"  # YouTube upload-session start, LinkedIn image upload and its set-up
     TOKEN = "token"  # access-token refresh
 
@@ -88,7 +92,13 @@ class CallFaults(BaseModel):
         default=0.0, ge=0, le=1, description="transient 5xx, nothing committed"
     )
     timeout_rate: float = Field(default=0.0, ge=0, le=1, description="hang hang_s, then close")
-    drop_rate: float = Field(default=0.0, ge=0, le=1, description="commit, then close, no response")
+    drop_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="close, no response; after committing what the call makes, if it makes a "
+        "post, a container or an upload",
+    )
     throttle_rate: float = Field(default=0.0, ge=0, le=1, description="platform-shaped throttle")
 
     @model_validator(mode="after")
@@ -106,9 +116,10 @@ class CallFaults(BaseModel):
 class FaultConfig(CallFaults):
     """Injected misbehaviour of one platform. The top-level rates are drawn once per
     post-creating call (and per chunk of a YouTube upload: any of them can fail); ``calls``
-    sets the rates of the other kinds of call, drawn once per call before it is handled, so
-    that nothing is committed (a ``drop`` closes the connection unanswered). ``cut_rate`` is
-    drawn apart, before a YouTube chunk's body arrives (see :mod:`.faults`)."""
+    sets the rates of the other kinds of call, drawn once per call before it is handled: a
+    ``drop`` commits only a container creation or an upload set-up (what they make exists,
+    its answer lost), the other faults never commit. ``cut_rate`` is drawn apart, before a
+    YouTube chunk's body arrives (see :mod:`.faults`)."""
 
     cut_rate: float = Field(
         default=0.0,

@@ -14,9 +14,12 @@ the whole story of that call:
   committed after the delay, so a client that timed out can trust a later look-up.
 
 Calls that create no post (look-ups, container creation and status polls, upload set-up,
-token refresh) draw from their own kind's rates (:class:`~.config.CallKind`), before they
-are handled: an error or a throttle answers in the platform's shape, a drop closes the
-connection unanswered, a timeout holds it for ``hang_s`` first; none commits anything.
+YouTube's upload status queries, token refresh) draw from their own kind's rates
+(:class:`~.config.CallKind`), before they are handled: an error or a throttle answers in the
+platform's shape and commits nothing; a timeout holds the connection for ``hang_s``, then
+closes it unanswered, nothing committed; a drop closes it unanswered, after committing when the
+call makes something a later call uses (container creation, upload set-up and image upload:
+the container, session or image then exists, orphaned, as on the platform), else at once.
 
 The dice also decide, per platform, how long a new post takes to show in listings and
 whether the platform refuses a repeated post (:class:`~.config.DuplicateCheck`).

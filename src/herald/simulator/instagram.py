@@ -5,8 +5,10 @@ becomes ``PUBLISHED`` once published and ``EXPIRED`` when left unpublished for 2
 URL whose file name starts with ``broken`` gives a container in ``ERROR`` (the way to test a
 failed download). Every container created counts against ``containers_per_24h`` (a carousel
 of N is N + 1); every successful ``media_publish`` counts against ``publishes_per_24h``, both
-rolling. Only ``media_publish`` creates a post, so only it draws faults; an injected error is
-Instagram's documented server error (code -1, subcode 2207001), not Graph's code 2.
+rolling. Only ``media_publish`` creates a post, so only it draws the publish faults;
+container creation and status polls draw their own kinds' (a dropped creation makes the
+container all the same: an orphan Herald never learns of). An injected error is Instagram's
+documented server error (code -1, subcode 2207001), not Graph's code 2.
 
 Instagram Platform calls fall under Graph's Business Use Case limits: every authenticated call
 counts against the account's rolling-24 h limit (``calls_per_24h``: 4800 x impressions), and

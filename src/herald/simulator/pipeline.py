@@ -6,6 +6,7 @@ of call (:func:`faulty`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -21,6 +22,7 @@ from herald.simulator.faults import Fault
 from herald.simulator.wire import bearer_token
 
 __all__ = [
+    "COMMIT_ON_DROP",
     "ConnectionDropped",
     "FaultAnswers",
     "Reply",
@@ -160,11 +162,17 @@ async def with_faults(
     raise ConnectionDropped
 
 
+#: Kinds of call that make something a later call uses (an Instagram container, a YouTube
+#: upload session, a LinkedIn image upload): a ``drop`` carries the call out before it closes
+#: the connection, so the thing exists, orphaned, as on the platform.
+COMMIT_ON_DROP = frozenset({CallKind.CONTAINER, CallKind.UPLOAD})
+
+
 def faulty(
     ctx: SimContext, platform: Platform, answers: FaultAnswers, kind: CallKind, handler: Handler
 ) -> Handler:
-    """``handler`` behind the faults of ``kind``, drawn before it runs: nothing is committed
-    by a call that fails (see :mod:`.faults`)."""
+    """``handler`` behind the faults of ``kind``, drawn before it runs: a call that fails
+    commits nothing, but for a drop of a kind in :data:`COMMIT_ON_DROP` (see :mod:`.faults`)."""
 
     async def run(request: web.Request) -> web.StreamResponse:
         fault = ctx.dice.draw(platform, kind)
@@ -175,11 +183,19 @@ def faulty(
         answered = _answered(ctx, platform, account, answers, fault)
         if answered is not None:
             return answered
-        if fault is Fault.TIMEOUT:
+        if fault is Fault.DROP and kind in COMMIT_ON_DROP:
+            await _carry_out(handler, request)
+        elif fault is Fault.TIMEOUT:
             await ctx.hang(ctx.dice.faults(platform).hang_s)
         raise ConnectionDropped
 
     return run
+
+
+async def _carry_out(handler: Handler, request: web.Request) -> None:
+    """Run ``handler`` for its effect only: its answer, a refusal included, is never sent."""
+    with contextlib.suppress(Reply):
+        await handler(request)
 
 
 def _answered(

@@ -8,7 +8,9 @@ the documentation asks it, and a lenient simulator would let a connector rely on
 Every PUT that carries bytes draws faults; the one that completes the file creates the
 video. ``PUT`` with ``Content-Range: bytes */N`` and no body asks for the session's state:
 308 (+ ``Range`` once bytes arrived), 200 with the video once complete, 404 once the session
-is gone.
+is gone. That status query is a STATUS call for faults (:class:`~.config.CallKind`), drawn
+once its session is found: an error or a throttle answers in Google's shape, a drop or a
+timeout closes it unanswered, and the session stays as it was.
 
 The bytes are read as they arrive, counted and hashed (SHA-256), never kept: the video's
 record in the audit carries its size and digest, whatever its size.
@@ -56,10 +58,11 @@ from aiohttp import web
 from herald.constants import YouTubeHeader, YouTubePath
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
+from herald.simulator.config import CallKind
 from herald.simulator.context import SimContext
 from herald.simulator.faults import Fault
 from herald.simulator.google import FAULT_ANSWERS, authenticate, google_error
-from herald.simulator.pipeline import ConnectionDropped, Reply, identify, with_faults
+from herald.simulator.pipeline import ConnectionDropped, Reply, faulty, identify, with_faults
 from herald.simulator.wire import google_time, read_json_object
 from herald.simulator.youtube_body import CHUNK_UNIT, Arrival
 from herald.simulator.youtube_quota import YouTubeQuota
@@ -115,6 +118,7 @@ class UploadSessions:
         self._quota = quota
         self._videos = videos
         self._sessions: dict[str, _Session] = {}
+        self._status_query = faulty(ctx, _YT, FAULT_ANSWERS, CallKind.STATUS, self._state)
 
     async def start(self, request: web.Request) -> web.StreamResponse:
         channel = authenticate(request, self._ctx)
@@ -149,10 +153,10 @@ class UploadSessions:
         identify(request, self._ctx, _YT, session.channel)
         size, digest = (await self._take_in(request, session)).whole()
         content_range = request.headers.get("Content-Range", "")
+        if not size and _STATUS_QUERY.match(content_range):
+            return await self._status_query(request)
         if session.video is not None:
             return web.json_response(session.video, status=200)
-        if not size and _STATUS_QUERY.match(content_range):
-            return self._incomplete(session)
         first, total = self._range(session, content_range, size)
         if first != session.received:
             return self._incomplete(session)
@@ -174,6 +178,13 @@ class UploadSessions:
             return web.json_response(video, status=201)
 
         return await with_faults(self._ctx, _YT, session.channel, FAULT_ANSWERS, accept)
+
+    async def _state(self, request: web.Request) -> web.StreamResponse:
+        """The status query's answer: the video once complete, else what the session holds."""
+        session = self._live(request)
+        if session.video is not None:
+            return web.json_response(session.video, status=200)
+        return self._incomplete(session)
 
     async def _take_in(self, request: web.Request, session: _Session) -> Arrival:
         """The body, read whole; or, when its connection is cut before the end (by the client
