@@ -323,11 +323,14 @@ async def run_demo(options: DemoOptions) -> Summary:
 
 
 def _warning(notice: VersionNotice) -> str:
-    gone = notice.days_left is not None and notice.days_left <= 0
-    verb = "retired on" if gone else "retires on"
-    retires = "" if notice.retires_on is None else f", {verb} {notice.retires_on}"
-    served = "" if notice.served_by is None else f", answered by {notice.served_by}"
-    return f"{notice.platform.value} {notice.version}: {notice.reason}{retires}{served}"
+    """One line of the summary: which version, and what Herald knows of its end."""
+    said = {
+        "retiring": f"retires on {notice.retires_on} ({notice.days_left} days left)",
+        "retired": f"retired on {notice.retires_on}",
+        "upgraded": f"answered by {notice.served_by}",
+        "refused": "refused by the platform",
+    }[notice.reason]
+    return f"{notice.platform.value} {notice.version}: {said}"
 
 
 def print_summary(console: Console, summary: Summary) -> None:
