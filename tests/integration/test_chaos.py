@@ -33,6 +33,8 @@ def chaos(*args: str) -> dict:
     )
     verdict = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == (0 if verdict["ok"] else 1), done.stderr
+    # The engines' own last words (an engine that stopped by itself says why on stderr).
+    verdict["stderr_tail"] = done.stderr[-3000:]
     return verdict
 
 
@@ -42,7 +44,7 @@ def assert_kept_every_promise(verdict: dict) -> None:
     assert (verdict["lost"], verdict["duplicates"], verdict["misrecorded"]) == (0, 0, 0), verdict
     assert verdict["limit_violations"] == 0, verdict
     assert verdict["cap_violations"] == 0, verdict
-    assert verdict["engine_exits"] == 0, verdict["engine_exit_details"]
+    assert verdict["engine_exits"] == 0, (verdict["engine_exit_details"], verdict["stderr_tail"])
     assert verdict["failed_for_outage"] == 0, verdict
     assert verdict["published"] > 0
     assert verdict["ok"]

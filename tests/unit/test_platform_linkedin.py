@@ -107,7 +107,7 @@ def test_daily_limit_resets_at_utc_midnight_from_any_hour() -> None:
         (400, {"message": "bad"}, True, ContentRejected),
         (422, {"message": "Content is a duplicate of urn:li:share:1"}, True, DuplicateRejected),
         (422, {"message": "ERROR :: /commentary :: too long"}, True, ContentRejected),
-        (426, {"message": "version sunset"}, True, ContentRejected),
+        (426, {"message": "version sunset"}, True, RateLimited),  # pauses the app
         (500, None, False, TransientPlatformError),
         (503, None, False, TransientPlatformError),
         (500, None, True, OutcomeUnknown),
