@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-peers services clean
+.PHONY: demo test lint bench bench-quick bench-peers services clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## make bench: throughput and lateness figures (see docs/benchmarks.md). On PostgreSQL too:
-##   make services bench BENCH_ARGS="--scenario burst --store both"  (SQLite and PostgreSQL)
+## make bench: docs/benchmarks.md's generated section and its plots (docs/img/), at the sizes
+##   the docs quote (bench/quick.py --scale full: bursts of 20,000, a backlog of 1,000,000).
+## make bench-quick: the same in a few minutes (--scale quick). Single scenarios, repeated:
+##   $(BIN)/python bench/run.py --scenario burst --store both --reps 3
 ##   $(BIN)/python bench/drivers.py                   (asyncpg vs psycopg on the store's queries)
-bench: $(STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+bench: $(STAMP) services
+	$(BIN)/python bench/quick.py --scale full
+
+bench-quick: $(STAMP) services
+	$(BIN)/python bench/quick.py --scale quick
 
 ## make bench-peers: Herald side by side with Celery, dramatiq, arq, procrastinate and the
 ##   seed design, same job, same simulator, interleaved rounds (docs/benchmarks.md). Installs

@@ -332,15 +332,28 @@ async def _engine(rig: Rig, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def rss_mb(pid: int) -> dict[str, float]:
+    """The process's resident memory now and at its peak (VmRSS, VmHWM), in MiB."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    kib = {k: int(v.split()[0]) for k, _, v in (ln.partition(":") for ln in lines) if k in _RSS}
+    return {_RSS[k]: round(v / 1024, 1) for k, v in kib.items()}
+
+
+_RSS = {"VmRSS": "engine_rss_mb", "VmHWM": "engine_peak_rss_mb"}
+
+
 async def _window(
     pid: int, backends: Backends, wait: Callable[[], Awaitable[Any]]
 ) -> dict[str, Any]:
-    """CPU of the engine (and its database sessions) while ``wait`` runs."""
+    """CPU of the engine (and its database sessions) while ``wait`` runs; its memory after."""
     await backends.start()
     before = cpu_s(pid) or 0.0
     await wait()
     used = (cpu_s(pid) or 0.0) - before
-    return {"engine_cpu_s": round(used, 3), **await backends.stop()}
+    return {"engine_cpu_s": round(used, 3), **rss_mb(pid), **await backends.stop()}
 
 
 async def _judge(
@@ -378,7 +391,8 @@ def _print_run(run: dict[str, Any]) -> None:
     )
     print(
         f"  {run['store']:<8} backlog {run['backlog']:>8}: idle engine "
-        f"{idle['engine_cpu_pct']:>5.2f} %{db}{calls} of a core; burst {burst['deliveries']} "
+        f"{idle['engine_cpu_pct']:>5.2f} %{db}{calls} of a core, "
+        f"RSS {idle.get('engine_rss_mb', 0):.0f} MiB; burst {burst['deliveries']} "
         f"in {burst['drain_s']:.2f} s ({burst['deliveries_per_s']:.0f}/s), engine "
         f"{burst['engine_cpu_s_per_1k']:.2f} s per 1k; lost {burst['lost']} "
         f"dup {burst['duplicates']} viol {burst['limit_violations']}",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import resource
@@ -47,7 +48,7 @@ from herald.demo.fidelity import LISTING_LAG, LISTING_SETTLE_S
 from herald.demo.judge import all_deliveries, judge, percentile
 from herald.demo.simulator_process import SimulatorProcess
 from herald.demo.workload import ZONES, MediaUrls, plan_channel_counts, plan_posts, youtube_cap
-from herald.domain import Channel, MediaKind, NewPost, new_id, utcnow
+from herald.domain import Channel, Delivery, MediaKind, NewPost, new_id, utcnow
 from herald.logs import configure_logging
 from herald.service.credentials import SecretsFile
 from herald.simulator import LatencyModel, SimulatorConfig
@@ -197,6 +198,7 @@ async def run_once(
                 )
                 peak = totals["max_concurrency"]
                 dispatch = await _dispatch_lateness(store)
+                shape = _shape(await all_deliveries(store), start)
             finally:
                 await _close_store(store, pg_url)
     return {
@@ -222,7 +224,24 @@ async def run_once(
         "dispatch_max_s": round(max(dispatch, default=0.0), 3),
         "max_concurrency": peak,
         "by_platform": summary.by_platform,
+        **shape,
     }
+
+
+def _shape(deliveries: dict[str, Delivery], start: datetime) -> dict[str, list[float]]:
+    """What the plots of bench/quick.py draw: deliveries published in each second from
+    ``start``, and the lateness (due time to publish, as the store recorded it) at each
+    percentile from 0 to 100."""
+    published = [d for d in deliveries.values() if d.published_at is not None]
+    offsets = [(d.published_at - start).total_seconds() for d in published if d.published_at]
+    seconds = [0] * (math.ceil(max(offsets, default=0.0)) + 1)
+    for offset in offsets:
+        seconds[max(0, math.floor(offset))] += 1
+    lateness = sorted(
+        (d.published_at - d.due_at).total_seconds() for d in published if d.published_at
+    )
+    quantiles = [round(percentile(lateness, q / 100), 4) for q in range(101)] if lateness else []
+    return {"published_per_s": [float(n) for n in seconds], "lateness_quantiles_s": quantiles}
 
 
 async def _dispatch_lateness(store: Store) -> list[float]:

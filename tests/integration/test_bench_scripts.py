@@ -101,3 +101,32 @@ def test_a_benchmark_script_runs(tmp_path, args):
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_rewrites_its_own_section_and_draws_its_plots(tmp_path):
+    """bench/quick.py: the generated part of benchmarks.md is replaced, the rest kept."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        "# Benchmarks\n\nWritten by hand.\n\n"
+        "<!-- bench-quick:begin (old) -->\nstale figures\n<!-- bench-quick:end -->\n\nMore.\n"
+    )
+    env = {**os.environ, "HERALD_BENCH_RESULTS": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "quick.py"), "--scale", "tiny", "--out", str(tmp_path)],
+        env={**env, "HERALD_BENCH_DATABASE_URL": PG_URL},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = doc.read_text()
+    assert "Written by hand." in text
+    assert text.endswith("More.\n")
+    assert "stale figures" not in text
+    assert text.count("<!-- bench-quick:begin") == 1
+    assert "| burst | postgres |" in text
+    assert "| precision | sqlite |" in text
+    for name in ("bench-throughput.png", "bench-lateness.png", "bench-backlog.png"):
+        assert (tmp_path / "img" / name).read_bytes().startswith(b"\x89PNG")
