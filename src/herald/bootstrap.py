@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -23,7 +24,7 @@ from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
 from herald.engine.versions import VersionWatch
-from herald.errors import ConfigError
+from herald.errors import ConfigError, StoreUnavailable
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
 from herald.queues.metrics import QueueBacklog
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("herald.bootstrap")
+T = TypeVar("T")
 
 
 def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
@@ -225,11 +227,26 @@ async def _vault_usable(settings: Settings, store: Store) -> None:
     then starting without one is refused rather than parking every such channel."""
     if settings.secret_keys:
         return
-    if any(c.credentials_ref == VAULT_REF for c in await store.list_channels()):
+    if any(c.credentials_ref == VAULT_REF for c in await _answered(store.list_channels, settings)):
         raise ConfigError(
             "channels keep their credentials encrypted in the store: set HERALD_SECRET_KEYS "
             "(the keys the API uses)"
         )
+
+
+async def _answered(read: Callable[[], Awaitable[T]], settings: Settings) -> T:
+    """A read made while the engine starts, waiting out a store that is away (restarting,
+    cutting sessions) as every later call does: an engine started meanwhile must not exit
+    for it, as a store's open does not (herald.stores.postgres_conn)."""
+    engine = settings.engine
+    backoff = Backoff(base_s=engine.store_backoff_base_s, cap_s=engine.store_backoff_cap_s)
+    while True:
+        try:
+            return await read()
+        except StoreUnavailable as exc:
+            wait_s = backoff.next_s()
+            log.warning("store.start_read_retry", extra={"error": str(exc), "delay_s": wait_s})
+            await asyncio.sleep(wait_s)
 
 
 def webhook_sender(

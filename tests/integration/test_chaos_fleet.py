@@ -19,3 +19,16 @@ async def test_a_process_that_exits_by_itself_is_counted_and_started_again():
     finally:
         await fleet.stop()
     assert fleet.exit_codes.count(0) >= 2  # each run of --help ended by itself
+
+
+async def test_an_exit_is_reported_with_the_last_words_the_process_wrote():
+    # A refused command line: the CLI says why on stderr and exits 2; the verdict quotes it.
+    member = Member(("run", "--db", "/tmp/x.db", "--database-url", "sqlite:///y"), dict(os.environ))
+    fleet = EngineFleet([member])
+    await fleet.start()
+    try:
+        await eventually(lambda: fleet.exits >= 1, within_s=30.0)
+    finally:
+        await fleet.stop()
+    assert fleet.exit_details[0].startswith("run 0 exited 2: ")
+    assert "give --db or --database-url, not both" in fleet.exit_details[0]

@@ -15,6 +15,7 @@ import logging
 import random
 import signal
 import sys
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,12 +44,31 @@ class _Process:
         self.member = member
         self.process: asyncio.subprocess.Process | None = None
         self.killing = False  # a kill of ours is under way: its exit is expected
+        self.last_words: deque[str] = deque(maxlen=3)  # its stderr's last lines
+        self.relay: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.killing = False
+        self.last_words.clear()
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "herald.cli", *self.member.args, env=self.member.env
+            sys.executable,
+            "-m",
+            "herald.cli",
+            *self.member.args,
+            env=self.member.env,
+            stderr=asyncio.subprocess.PIPE,
         )
+        assert self.process.stderr is not None
+        self.relay = asyncio.create_task(self._relay(self.process.stderr))
+
+    async def _relay(self, stream: asyncio.StreamReader) -> None:
+        """Pass the process's stderr on, keeping its last lines: a process that stops by
+        itself says why there (``error: ...``), and the verdict should say it too."""
+        async for line in stream:
+            text = line.decode(errors="replace")
+            sys.stderr.write(text)
+            if text.strip():
+                self.last_words.append(text.strip()[:300])
 
 
 class EngineFleet:
@@ -153,11 +173,17 @@ class EngineFleet:
         if process is None:
             return
         code = await process.wait()
+        if member.relay is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(member.relay), 2.0)  # its last lines
         if member.killing or self._stopping:
             return
         self.exits += 1
         self.exit_codes.append(code)
-        self.exit_details.append(f"{member.member.role} {member.index} exited {code}")
+        said = " | ".join(member.last_words)
+        self.exit_details.append(
+            f"{member.member.role} {member.index} exited {code}" + (f": {said}" if said else "")
+        )
         log.error(
             "chaos.process_exit",
             extra={"member": member.index, "role": member.member.role, "code": code},
