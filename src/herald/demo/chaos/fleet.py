@@ -173,11 +173,11 @@ class EngineFleet:
         if process is None:
             return
         code = await process.wait()
+        if member.killing or self._stopping:
+            return  # read before any await: a killed process is started again meanwhile
         if member.relay is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(member.relay), 2.0)  # its last lines
-        if member.killing or self._stopping:
-            return
         self.exits += 1
         self.exit_codes.append(code)
         said = " | ".join(member.last_words)
