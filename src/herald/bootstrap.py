@@ -203,7 +203,7 @@ async def running_engine(
         )
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
-            listener = await store.listen(engine.notify)
+            listener = await _answered(lambda: store.listen(engine.notify), settings)
             closing.push_async_callback(listener.close)
         yield engine
 

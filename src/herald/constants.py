@@ -37,6 +37,7 @@ __all__ = [
     "IDEMPOTENCY_REPLAYED_HEADER",
     "LIMITS_KEY_PREFIX",
     "LINKEDIN_DUPLICATE_POST",
+    "LINKEDIN_VERSION_REFUSED_PAUSE_S",
     "MIGRATION_LOCK_PREFIX",
     "NOTIFY_PREFIX",
     "OUTBOX_LOCK_PREFIX",
@@ -85,6 +86,10 @@ WEBHOOK_EVENTS: Final = (
     WEBHOOK_DISABLED,
     PLATFORM_VERSION_RETIRING,
 )
+
+#: How long LinkedIn is paused after refusing the API version Herald speaks (426) before
+#: Herald asks again: the posts wait for an operator to update linkedin.api_version.
+LINKEDIN_VERSION_REFUSED_PAUSE_S: Final = 600.0
 
 # -- API headers: what clients send and read (docs/api.md, "Retrying writes") -----------------
 #: A client's name for one write, sent again with each retry of it: the write is done once.

@@ -13,6 +13,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(360)
 def test_the_fault_demo_loses_nothing_repeats_nothing_and_warns_of_the_retired_version(
     tmp_path,
 ):
@@ -32,5 +33,7 @@ def test_the_fault_demo_loses_nothing_repeats_nothing_and_warns_of_the_retired_v
     assert summary["unfinished"] == 0
     injected = summary["injected_faults"]
     assert sum(sum(by_kind.values()) for by_kind in injected.values()) > 0
-    [warning] = summary["version_warnings"]
-    assert warning.startswith("instagram v")
+    # Instagram speaks a retired version on purpose; the defaults' own warnings (a later
+    # day's) are test_versions' business, not this run's.
+    [warning] = [w for w in summary["version_warnings"] if w.startswith("instagram ")]
+    assert "retired on" in warning or "answered by" in warning

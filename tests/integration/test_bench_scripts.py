@@ -104,6 +104,7 @@ def test_a_benchmark_script_runs(tmp_path, args):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_quick_benchmark_rewrites_its_own_section_and_draws_its_plots(tmp_path):
     """bench/quick.py: the generated part of benchmarks.md is replaced, the rest kept."""
     doc = tmp_path / "benchmarks.md"
@@ -130,3 +131,18 @@ def test_the_quick_benchmark_rewrites_its_own_section_and_draws_its_plots(tmp_pa
     assert "| precision | sqlite |" in text
     for name in ("bench-throughput.png", "bench-lateness.png", "bench-backlog.png"):
         assert (tmp_path / "img" / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_quick_benchmark_refuses_stray_markers(tmp_path):
+    """A begin marker without its end: rewriting would delete the hand-written text after it."""
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("<!-- bench-quick:begin (old) -->\nstale\n\nHand-written.\n")
+    # In a process of its own: the script puts bench/ on its import path.
+    code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import quick; quick._rewrite("
+    code += f"__import__('pathlib').Path({str(doc)!r}), 'new')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1
+    assert "not one begin then one end" in done.stderr
+    assert doc.read_text().endswith("Hand-written.\n")

@@ -202,3 +202,30 @@ async def test_the_engine_warns_when_it_runs():
         "herald_platform_version_retires_in_days", {"platform": "facebook", "version": "v23.0"}
     )
     assert sample == days
+
+
+def test_the_default_versions_are_outside_their_warning_horizon_today():
+    """Fails on the day a version Herald speaks by default comes within
+    ``engine.version_warning_days`` of its retirement: bump the default then (config.py and
+    docs/platforms.md, "API versions"), before every user's engine starts warning and the
+    platform stops answering."""
+    settings = Settings()
+    today = datetime.now(UTC).date()
+    for platform, version in spoken_versions(settings).items():
+        retires = retires_on(platform, version)
+        assert retires is not None, (platform, version)
+        assert (retires - today).days > settings.engine.version_warning_days, (platform, version)
+
+
+async def test_each_warning_given_is_counted_and_kept():
+    world = await World().open()
+    assert await world.watch.check(world.store, WITHIN) == 1
+    assert await world.watch.check(world.store, WITHIN) == 0  # once a day
+    counted = world.metrics.registry.get_sample_value(
+        "herald_platform_version_warnings_total",
+        {"platform": "facebook", "version": "v23.0", "reason": "retiring"},
+    )
+    assert counted == 1
+    assert [(n.platform, n.version, n.reason) for n in world.watch.given] == [
+        (FB, "v23.0", "retiring")
+    ]

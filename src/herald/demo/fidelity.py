@@ -62,19 +62,21 @@ def per_platform(fault: FaultConfig) -> dict[Platform, FaultConfig]:
     return {p: instagram if p is Platform.INSTAGRAM else fault for p in Platform}
 
 
-def retired_graph_version(today: date) -> str:
-    """The newest Graph version retired by ``today`` (Herald's own dates)."""
+def retired_graph_version(today: date) -> str | None:
+    """The newest Graph version retired by ``today`` (Herald's own dates); None before the
+    first retirement Herald knows of."""
     retired = [v for v, day in GRAPH_RETIRES.items() if day <= today]
-    return max(retired, key=lambda v: tuple(int(n) for n in v[1:].split(".")))
+    return max(retired, key=lambda v: tuple(int(n) for n in v[1:].split(".")), default=None)
 
 
 def speak_retired_graph(base_url: str, today: date) -> str:
-    """Instagram's ``base_url`` with its version replaced by :func:`retired_graph_version`."""
+    """Instagram's ``base_url`` with its version replaced by :func:`retired_graph_version`
+    (unchanged when there is none)."""
+    retired = retired_graph_version(today)
     spoken = graph_version(base_url)
-    root = base_url.rstrip("/")
-    if spoken is not None:
-        root = root[: -len(spoken) - 1]
-    return f"{root}/{retired_graph_version(today)}"
+    if retired is None or spoken is None:
+        return base_url
+    return f"{base_url.rstrip('/')[: -len(spoken) - 1]}/{retired}"
 
 
 def every_call(rates: CallFaults) -> dict[CallKind, CallFaults]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -81,8 +82,8 @@ class VersionWatch:
         self._horizon_days = settings.engine.version_warning_days
         self._gauge = metrics.version_retires_in_days
         self._given = metrics.version_warnings
-        #: Every warning given by this process, oldest first.
-        self.given: list[VersionNotice] = []
+        #: The last warnings given by this process, oldest first (a few a day at most).
+        self.given: deque[VersionNotice] = deque(maxlen=100)
         # What the platforms answered that was not the version asked for, not warned of yet.
         self._answers: dict[tuple[Platform, str], str | None] = {}
         self._warned: set[tuple[Platform, str, date]] = set()

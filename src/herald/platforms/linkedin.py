@@ -23,6 +23,7 @@ from yarl import URL
 from herald.config import LinkedInSettings
 from herald.constants import (
     LINKEDIN_DUPLICATE_POST,
+    LINKEDIN_VERSION_REFUSED_PAUSE_S,
     RESTLI_PROTOCOL_VERSION,
     LinkedInDailyLimit,
     LinkedInHeader,
@@ -47,8 +48,6 @@ from herald.types import Published, PublishRequest
 __all__ = ["PAGE_COUNT", "LinkedInConnector", "classify"]
 
 _PLATFORM = Platform.LINKEDIN.value
-#: How long LinkedIn is paused after it refuses the API version (426) before Herald asks again.
-VERSION_REFUSED_PAUSE_S = 600.0
 #: Posts per listing page a look-up asks for: the finder's maximum ``count``.
 PAGE_COUNT = 100
 DUPLICATE_STATUS = 422
@@ -105,7 +104,7 @@ def classify(answer: ErrorAnswer) -> PlatformError:
         # the app is paused and tried again, not each post failed for good.
         return RateLimited(
             f"{text} (update linkedin.api_version)",
-            retry_after=VERSION_REFUSED_PAUSE_S,
+            retry_after=LINKEDIN_VERSION_REFUSED_PAUSE_S,
             scope="app",
             platform=_PLATFORM,
             status=status,

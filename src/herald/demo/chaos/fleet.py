@@ -63,12 +63,17 @@ class _Process:
 
     async def _relay(self, stream: asyncio.StreamReader) -> None:
         """Pass the process's stderr on, keeping its last lines: a process that stops by
-        itself says why there (``error: ...``), and the verdict should say it too."""
-        async for line in stream:
-            text = line.decode(errors="replace")
-            sys.stderr.write(text)
-            if text.strip():
-                self.last_words.append(text.strip()[:300])
+        itself says why there (``error: ...``), and the verdict should say it too. Read in
+        chunks, not lines (a line may be longer than any buffer), until the pipe closes: a
+        pipe nobody drains would stop the process at its next write."""
+        tail = ""
+        while chunk := await stream.read(65_536):
+            text = chunk.decode(errors="replace")
+            with contextlib.suppress(OSError, ValueError):  # our own stderr closed
+                sys.stderr.write(text)
+            tail = (tail + text)[-4096:]
+            self.last_words.clear()
+            self.last_words.extend(line.strip()[:300] for line in tail.splitlines()[-3:])
 
 
 class EngineFleet:
@@ -152,6 +157,14 @@ class EngineFleet:
                 )
             if code != 0:
                 self.exit_codes.append(code)
+        # Every process has ended, so every stderr pipe closes: the relays finish by
+        # themselves; one that does not within a moment is cancelled, never left pending.
+        relays = [m.relay for m in self._members if m.relay is not None]
+        if relays:
+            _, late = await asyncio.wait(relays, timeout=2.0)
+            for relay in late:
+                relay.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
 
     async def _launch(self, member: _Process) -> None:
         """Start ``member``'s process and watch it. Shielded: the kill-and-restart task is
@@ -175,15 +188,16 @@ class EngineFleet:
         code = await process.wait()
         if member.killing or self._stopping:
             return  # read before any await: a killed process is started again meanwhile
-        if member.relay is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(member.relay), 2.0)  # its last lines
-        self.exits += 1
+        self.exits += 1  # counted at once: a stop() from here on cancels this watcher
         self.exit_codes.append(code)
-        said = " | ".join(member.last_words)
-        self.exit_details.append(
-            f"{member.member.role} {member.index} exited {code}" + (f": {said}" if said else "")
-        )
+        detail = f"{member.member.role} {member.index} exited {code}"
+        self.exit_details.append(detail)
+        at = len(self.exit_details) - 1
+        if member.relay is not None:
+            with contextlib.suppress(Exception):  # a relay that died says nothing more
+                await asyncio.wait_for(asyncio.shield(member.relay), 2.0)  # its last lines
+        if member.last_words:
+            self.exit_details[at] = f"{detail}: {' | '.join(member.last_words)}"
         log.error(
             "chaos.process_exit",
             extra={"member": member.index, "role": member.member.role, "code": code},
