@@ -135,10 +135,10 @@ def _write_tally(environment: Any, **_: Any) -> None:
         Path(path).write_text(json.dumps(tally), encoding="utf-8")
 
 
-def _future(rng: random.Random) -> datetime:
-    """An instant within the horizon, on a quarter hour, about an hour ahead or more."""
+def _future(rng: random.Random, *, at_least_h: int = 1) -> datetime:
+    """An instant within the horizon, on a quarter hour, about ``at_least_h`` ahead or more."""
     now = datetime.now(UTC).replace(second=0, microsecond=0)
-    minutes = rng.randrange(60, HORIZON_DAYS * 24 * 60)
+    minutes = rng.randrange(at_least_h * 60, HORIZON_DAYS * 24 * 60)
     at = now + timedelta(minutes=minutes)
     return at.replace(minute=at.minute - at.minute % 15)
 
@@ -272,7 +272,8 @@ class AgencyUser(FastHttpUser):
 
     @task(5)
     def create_local_time(self) -> None:
-        local = _future(self.rng).replace(tzinfo=None).isoformat(timespec="minutes")
+        # A day ahead at least: the same wall time is up to 14 hours earlier in Asia.
+        local = _future(self.rng, at_least_h=24).replace(tzinfo=None).isoformat(timespec="minutes")
         when = {"local_time": local, "on_gap": "shift"}
         name = "POST /v1/posts (2-3 channels, local time)"
         self.keep(self.create(name, self.some_channels(2, 3), when))
