@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick bench-peers services clean
+.PHONY: demo test lint bench bench-quick bench-peers bench-load services clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ bench-peers: $(STAMP) services
 	$(BIN)/python -m pip install --quiet -e '.[dev,peers]'
 	$(BIN)/python -m pip install --quiet --no-deps 'arq>=0.26'  # pins redis<6: see pyproject
 	$(BIN)/python -m bench.peers.run $(PEERS_ARGS)
+
+## make bench-load: Locust users making an agency's API traffic (posts, listings, calendar
+##   weeks, CSV imports) against a real `herald serve`, on SQLite then PostgreSQL: requests/s
+##   and p50/p95/p99 per endpoint (docs/benchmarks.md). Installs the optional load group;
+##   LOAD_ARGS="--store sqlite --users 20 --duration-s 20" for a quick look.
+bench-load: $(STAMP) services
+	$(BIN)/python -m pip install --quiet -e '.[dev,load]'
+	$(BIN)/python bench/load/run.py $(LOAD_ARGS)
 
 services:
 	@scripts/services.sh

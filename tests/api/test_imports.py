@@ -14,6 +14,7 @@ import tracemalloc
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,12 +22,13 @@ import herald.service.imports as imports_module
 from herald.config import Settings
 from herald.domain import ImportJob, ImportState, Platform, new_id, utcnow
 from herald.errors import StoreUnavailable, TooManyRequests
+from herald.service import import_work
 from herald.service.import_runner import ImportRunner
 from herald.service.import_work import BATCH_DELIVERIES, BATCH_POSTS, ImportLimits
 from herald.service.imports import ImportService
 from herald.testing import new_post
 from tests.api.conftest import METRICS_TOKEN, assert_problem, imported, later
-from tests.api.test_post_files import StepWatch, assert_failed, stored, upload
+from tests.api.test_post_files import StepWatch, _Stopwatch, assert_failed, stored, upload
 
 
 @pytest.fixture
@@ -463,6 +465,34 @@ async def test_an_import_leaves_the_event_loop_to_other_requests(
     assert (await api_store.get_import(job.id)).state is ImportState.SUCCEEDED
     assert answered > 10
     assert watch.most_rows <= 2, watch.most_rows  # the header and a row, then one at a time
+
+
+async def test_an_import_that_waited_its_turn_does_not_pause_for_the_wait(tenant, app, monkeypatch):
+    """A process works on ``api.import_workers`` imports at once, the others wait queued.
+    Their pacer used to count that wait as work, and pause as long once started: each import
+    queued behind others took about twice as long as the one before it (ten files of 200 rows
+    sent at once: the last one done after about 100 s, bench/load/run.py)."""
+    clock, pauses = _Stopwatch(), []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(import_work, "time", clock)
+    monkeypatch.setattr(import_work, "asyncio", SimpleNamespace(sleep=sleep))
+    channel = await tenant.channel()
+    runner = app.state.services.imports.runner
+    async with runner._slots:  # the process's one worker is busy with another import
+        answer = await upload(
+            tenant, f"channel_ids,text,scheduled_at\n{channel['id']},x,{later()}\n"
+        )
+        assert answer.status_code == 202, answer.text
+        clock.now += 30.0  # it waits its turn that long
+    await runner.join(answer.json()["id"])
+    job = await tenant.client.get(answer.headers["location"], headers=tenant.headers)
+    assert job.json()["state"] == "succeeded"
+    assert pauses == []  # no work was done yet: nothing to pause for
 
 
 async def test_an_import_holds_no_slot_lock_outside_its_batches(tenant, other, app, api_store):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,18 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
         ["media_stream.py", "--size-mib", "16", "--chunk-mib", "1", "--no-length"],
+        pytest.param(
+            [
+                "load/run.py",
+                *("--store", "sqlite", "--users", "4", "--spawn-rate", "4"),
+                *("--duration-s", "5", "--wait-s", "0.05", "0.2"),
+                *("--workspaces", "2", "--channels", "3", "--posts", "300"),
+            ],
+            marks=pytest.mark.skipif(
+                find_spec("locust") is None,
+                reason="Locust is in the optional load group: pip install -e '.[load]'",
+            ),
+        ),
     ],
     ids=[
         "drivers",
@@ -81,6 +94,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         "distributed",
         "backlog",
         "media-stream",
+        "api-load",
     ],
 )
 def test_a_benchmark_script_runs(tmp_path, args):

@@ -145,6 +145,10 @@ class Pacer:
         self._rest = 1 / share - 1  # seconds of pause per second of work
         self._since = time.perf_counter()
 
+    def restart(self) -> None:
+        """The work begins now: the time before (a job waiting its turn) is not work."""
+        self._since = time.perf_counter()
+
     async def tick(self) -> None:
         worked_s = time.perf_counter() - self._since
         if worked_s >= self._slice_s:
@@ -220,6 +224,7 @@ class ImportWork:
     # -- the steps ------------------------------------------------------------------------
     async def run(self, spool: Path) -> None:
         """Validate the file at ``spool``, then store it, or fail with its problems."""
+        self._pacer.restart()
         await self._save(state=ImportState.VALIDATING)
         checked = await self._validate(spool)
         if checked is None:
@@ -247,6 +252,7 @@ class ImportWork:
     async def recover(self) -> None:
         """Finish a job taken over from a runner that stopped: make its posts due if it had
         stored them all, else remove what it stored and fail it as interrupted."""
+        self._pacer.restart()
         log.warning("import.taken_over", extra={**self._log_extra, "committed": self.job.committed})
         if self.job.committed:
             await self._release()

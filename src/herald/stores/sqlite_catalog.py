@@ -26,7 +26,7 @@ from herald.stores.sql_common import DUPLICATE, SQLCommon
 from herald.stores.sqlite_conn import ThreadedConnection
 from herald.types import KeyClaimed, KeyStart
 
-__all__ = ["SQLiteCatalog"]
+__all__ = ["SQLiteCatalog", "list_posts_sql"]
 
 #: A listing without the posts an import holds (herald.domain.Delivery.held): a look-up in
 #: deliveries_held, which only imports in progress fill.
@@ -69,23 +69,7 @@ class SQLiteCatalog(SQLCommon):
 
     # -- posts ----------------------------------------------------------------------------
     async def list_posts(self, workspace_id: str, **filters: Unpack[PostFilters]) -> list[Post]:
-        query = PostQuery(workspace_id, **filters)
-        where = ["p.workspace_id = ?"]
-        args: list[Any] = [workspace_id]
-        if query.after is not None:
-            where.append("(p.created_at > ? OR (p.created_at = ? AND p.id > ?))")
-            args += [micros(query.after[0]), micros(query.after[0]), query.after[1]]
-        if query.filtered:
-            inner, inner_args = _delivery_filter(query)
-            where.append(f"EXISTS (SELECT 1 FROM deliveries d WHERE d.post_id = p.id AND {inner})")
-            args += inner_args
-        if not query.with_held:
-            where.append(_NOT_HELD)
-        sql = (
-            f"SELECT {', '.join(f'p.{c}' for c in POST_COLUMNS)} FROM posts p "
-            f"WHERE {' AND '.join(where)} ORDER BY p.created_at, p.id LIMIT ?"
-        )
-        args.append(query.limit)
+        sql, args = list_posts_sql(PostQuery(workspace_id, **filters))
         found = await self._reader.run(lambda c: c.execute(sql, args).fetchall())
         return [decode.post(r) for r in found]
 
@@ -266,6 +250,34 @@ class SQLiteCatalog(SQLCommon):
 
     def _instant(self, at: datetime) -> int | None:
         return micros(at)
+
+
+def list_posts_sql(query: PostQuery) -> tuple[str, list[Any]]:
+    """The statement that reads one page of a workspace's posts, and its arguments.
+
+    A filter probes each post's deliveries by ``deliveries_post``, named: left to itself (no
+    statistics) the planner took ``deliveries_channel_due`` for a channel filter and walked
+    every delivery of the channel for each post (20 ms a page of 50 posts among 20,000,
+    growing with the channel; 0.2 ms by post)."""
+    where = ["p.workspace_id = ?"]
+    args: list[Any] = [query.workspace_id]
+    if query.after is not None:
+        where.append("(p.created_at > ? OR (p.created_at = ? AND p.id > ?))")
+        args += [micros(query.after[0]), micros(query.after[0]), query.after[1]]
+    if query.filtered:
+        inner, inner_args = _delivery_filter(query)
+        where.append(
+            "EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_post "
+            f"WHERE d.post_id = p.id AND {inner})"
+        )
+        args += inner_args
+    if not query.with_held:
+        where.append(_NOT_HELD)
+    sql = (
+        f"SELECT {', '.join(f'p.{c}' for c in POST_COLUMNS)} FROM posts p "
+        f"WHERE {' AND '.join(where)} ORDER BY p.created_at, p.id LIMIT ?"
+    )
+    return sql, [*args, query.limit]
 
 
 def _delivery_filter(query: PostQuery) -> tuple[str, list[Any]]:
