@@ -29,6 +29,7 @@ lint: $(STAMP)
 ## make bench: throughput and lateness figures (see docs/benchmarks.md). On PostgreSQL too:
 ##   make services bench BENCH_ARGS="--scenario burst --store both"  (SQLite and PostgreSQL)
 ##   $(BIN)/python bench/drivers.py                   (asyncpg vs psycopg on the store's queries)
+##   $(BIN)/python bench/sustained.py                 (10,000 posts a minute for 5 minutes)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -67,6 +67,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
             *("--idle-s", "1", "--settle-s", "0.2", "--idle-recheck-s", "0.5"),
         ],
         ["media_stream.py", "--size-mib", "16", "--chunk-mib", "1", "--no-length"],
+        ["sustained.py", "--posts-per-minute", "600", "--minutes", "0.2", "--store", "both"],
     ],
     ids=[
         "drivers",
@@ -81,6 +82,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         "distributed",
         "backlog",
         "media-stream",
+        "sustained",
     ],
 )
 def test_a_benchmark_script_runs(tmp_path, args):
