@@ -31,6 +31,7 @@ lint: $(STAMP)
 ## make bench-quick: the same in a few minutes (--scale quick). Single scenarios, repeated:
 ##   $(BIN)/python bench/run.py --scenario burst --store both --reps 3
 ##   $(BIN)/python bench/drivers.py                   (asyncpg vs psycopg on the store's queries)
+##   $(BIN)/python bench/sustained.py                 (10,000 posts a minute for 5 minutes)
 bench: $(STAMP) services
 	$(BIN)/python bench/quick.py --scale full
 

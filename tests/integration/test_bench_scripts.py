@@ -80,6 +80,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
                 reason="Locust is in the optional load group: pip install -e '.[load]'",
             ),
         ),
+        ["sustained.py", "--posts-per-minute", "600", "--minutes", "0.2", "--store", "both"],
     ],
     ids=[
         "drivers",
@@ -95,6 +96,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         "backlog",
         "media-stream",
         "api-load",
+        "sustained",
     ],
 )
 def test_a_benchmark_script_runs(tmp_path, args):

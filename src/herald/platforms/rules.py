@@ -118,10 +118,11 @@ def validate_instagram(content: Content) -> None:
 LINKEDIN_MAX_COMMENTARY_CHARS = 3000
 #: "Little text" reserves these; each is sent backslash-escaped so the text arrives as written.
 _RESERVED = frozenset("\\|{}@[]()<>#*_~")
+_ESCAPED = str.maketrans({ch: f"\\{ch}" for ch in _RESERVED})
 
 
 def escape_little_text(text: str) -> str:
-    return "".join(f"\\{ch}" if ch in _RESERVED else ch for ch in text)
+    return text.translate(_ESCAPED)
 
 
 def linkedin_commentary(content: Content) -> str:

@@ -7,7 +7,10 @@ References:
   whole file is the object).
 
 Secrets are cached for ``ttl_s`` and dropped at once when a platform refuses them, so a user
-who re-authorises a channel is picked up at the next attempt.
+who re-authorises a channel is picked up at the next attempt. A secrets file is parsed once for
+all the channels that point into it, and again when it changed on disk, ``ttl_s`` after it was
+read, or once a platform refused one of its channels' secrets: a file of thousands of channels
+is not read once per channel.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from herald.domain import Channel
 from herald.errors import AuthExpired
@@ -51,6 +56,26 @@ def _read(path: str) -> str:
         raise AuthExpired(f"credentials file {path!r} is not a valid path") from exc
 
 
+def _signature(path: str) -> tuple[int, int, int]:
+    """What changes when a file is replaced or written: its inode, size and modification time."""
+    try:
+        found = os.stat(path)
+    except OSError as exc:
+        raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
+    except ValueError as exc:  # a NUL byte in the path
+        raise AuthExpired(f"credentials file {path!r} is not a valid path") from exc
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+@dataclass(frozen=True, slots=True)
+class _ParsedFile:
+    """A secrets file as read: its entries, while its signature holds, until ``until``."""
+
+    signature: tuple[int, int, int]
+    until: float  # time.monotonic()
+    entries: dict[str, Any]
+
+
 class RefResolver:
     """Implements :class:`herald.types.CredentialResolver` for ``env:`` and ``file:`` refs."""
 
@@ -58,6 +83,7 @@ class RefResolver:
         self._ttl_s = ttl_s
         self._environ = environ if environ is not None else os.environ
         self._cache: dict[str, tuple[float, dict[str, str]]] = {}
+        self._files: dict[str, _ParsedFile] = {}  # by path
 
     async def resolve(self, channel: Channel) -> Credentials:
         ref = channel.credentials_ref
@@ -70,7 +96,11 @@ class RefResolver:
         return secrets
 
     def forget(self, channel: Channel) -> None:
-        self._cache.pop(channel.credentials_ref, None)
+        ref = channel.credentials_ref
+        self._cache.pop(ref, None)
+        scheme, _, rest = ref.partition(":")
+        if scheme == "file":
+            self._files.pop(rest.partition("#")[0], None)
 
     def _load(self, ref: str) -> dict[str, str]:
         scheme, _, rest = ref.partition(":")
@@ -80,15 +110,32 @@ class RefResolver:
             return _parse(self._environ[rest], ref)
         if scheme == "file":
             path, _, key = rest.partition("#")
-            text = _read(path)
             if not key:
-                return _parse(text, ref)
-            try:
-                entry = json.loads(text)[key]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise AuthExpired(f"no credentials under {key!r} in {path!r}") from exc
+                return _parse(_read(path), ref)
+            entries = self._entries(path)
+            if key not in entries:
+                raise AuthExpired(f"no credentials under {key!r} in {path!r}")
+            entry = entries[key]
             return _parse(json.dumps(entry) if isinstance(entry, dict) else str(entry), ref)
         raise AuthExpired(f"unsupported credentials reference scheme {scheme!r}")
+
+    def _entries(self, path: str) -> dict[str, Any]:
+        """The secrets file at ``path``, parsed; read again once it changed on disk (a
+        rename, or a write), ``ttl_s`` after it was read, or after :meth:`forget`."""
+        signature = _signature(path)
+        now = time.monotonic()
+        parsed = self._files.get(path)
+        if parsed is not None and parsed.signature == signature and parsed.until > now:
+            return parsed.entries
+        text = _read(path)
+        try:
+            entries = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AuthExpired(f"credentials file {path!r} is not valid JSON") from exc
+        if not isinstance(entries, dict):
+            raise AuthExpired(f"credentials file {path!r} is not a JSON object")
+        self._files[path] = _ParsedFile(signature, now + self._ttl_s, entries)
+        return entries
 
 
 class SecretsFile:
