@@ -26,10 +26,11 @@ Per store (SQLite, or a fresh schema of the PostgreSQL server dropped afterwards
 deliveries published in each minute from the first due time and their rate, lateness p50 /
 p99 / max (the judge's: from the due time to the platform's answer), lost, duplicates, limit
 and cap violations (the simulator's audit), the engine's CPU seconds per 1,000 deliveries
-from /proc (and those of the PostgreSQL sessions serving it), its peak RSS (VmHWM) and the
-simulator's CPU. Results: bench/results/sustained-<store>-<date>.json. Exit status 1 if a run
-lost, duplicated, exceeded a limit or a cap, left a delivery unfinished, or missed the
-lateness target (p99 under ``--lateness-p99-target-s``, 120 s).
+from /proc (and those of the PostgreSQL sessions serving it, and of the whole server), its
+peak RSS (VmHWM) and the simulator's CPU. Results: bench/results/sustained-<store>[-even]-
+<date>.json. Exit status 1 if a run lost, duplicated, exceeded a limit or a cap, left a
+delivery unfinished, or missed the lateness target (p99 under ``--lateness-p99-target-s``,
+120 s).
 """
 
 from __future__ import annotations
@@ -344,12 +345,12 @@ async def _engine(
             print(f"    (the engine was ready {late_start:.1f} s after the first due time)")
         await asyncio.sleep(max(0.0, (workload.first_due - utcnow()).total_seconds()))
         await backends.start()
-        pids = {"engine": [engine.pid], "simulator": [sim.pid or 0], "db_server": _postgres()}
-        cpu0 = {name: cpu_s(group) for name, group in pids.items()}
+        cpu0 = _cpu(engine.pid, sim.pid)
         began = time.monotonic()
         complete = await _until_published(sim, workload, options)
         wall = time.monotonic() - began
-        used = {name: cpu_s(group) - cpu0[name] for name, group in pids.items()}
+        cpu1 = _cpu(engine.pid, sim.pid)
+        used = {name: cpu1[name] - cpu0[name] for name in cpu0}
         database = await backends.stop()
         rss = _peak_rss_mb(engine.pid)
     finally:
@@ -383,6 +384,17 @@ async def _until_published(sim: SimulatorProcess, workload: Plan, options: Optio
             return False
         await asyncio.sleep(0.5)
     return True
+
+
+def _cpu(engine: int, simulator: int | None) -> dict[str, float]:
+    """CPU seconds so far of the engine, the simulator and the PostgreSQL server (its
+    processes of the moment: backends opened since are counted whole, ended ones in the
+    postmaster's children's time)."""
+    return {
+        "engine": cpu_s([engine]),
+        "simulator": cpu_s([simulator] if simulator is not None else []),
+        "db_server": cpu_s(_postgres()),
+    }
 
 
 def _postgres() -> list[int]:
@@ -566,7 +578,8 @@ def main() -> int:
         print(f"  {kind:<8} {'MISSED: ' + '; '.join(why) if why else 'target met'}", flush=True)
         failed |= bool(why)
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        out = RESULTS / f"sustained-{kind}-{stamp}.json"
+        due = "" if args.due == "minute" else f"-{args.due}"
+        out = RESULTS / f"sustained-{kind}{due}-{stamp}.json"
         result = {
             "run": run,
             "args": vars(args),
