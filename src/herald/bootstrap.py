@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -24,7 +23,7 @@ from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
 from herald.engine.versions import VersionWatch
-from herald.errors import ConfigError, StoreUnavailable
+from herald.errors import ConfigError
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
 from herald.queues.metrics import QueueBacklog
@@ -49,7 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("herald.bootstrap")
-T = TypeVar("T")
 
 
 def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
@@ -185,8 +183,6 @@ async def running_engine(
             closing.push_async_callback(caps.client.aclose)
         if own_store:
             await store.open()
-        if publishes:  # the dispatcher never reads a channel's secrets
-            await _vault_usable(settings, store)
         engine = Engine(
             settings,
             store,
@@ -201,9 +197,14 @@ async def running_engine(
             caps=caps,
             versions=versions,
         )
+        # Start-up reads wait out a store that is away (restarting, cutting sessions) as
+        # every later call does: an engine started meanwhile must not exit for it.
+        if publishes:  # the dispatcher never reads a channel's secrets
+            await _vault_usable(settings, engine, store)
         if isinstance(store, PostgresStore) and role != "worker":
             # Posts added by API processes or other machines wake this engine at once.
-            listener = await _answered(lambda: store.listen(engine.notify), settings)
+            listen = store.listen
+            listener = await engine.health.until_answered("start", lambda: listen(engine.notify))
             closing.push_async_callback(listener.close)
         yield engine
 
@@ -222,31 +223,17 @@ def _broker_queue(
     return queue
 
 
-async def _vault_usable(settings: Settings, store: Store) -> None:
+async def _vault_usable(settings: Settings, engine: Engine, store: Store) -> None:
     """The engine needs a secret key only when a channel keeps its credentials in the vault;
     then starting without one is refused rather than parking every such channel."""
     if settings.secret_keys:
         return
-    if any(c.credentials_ref == VAULT_REF for c in await _answered(store.list_channels, settings)):
+    channels = await engine.health.until_answered("start", store.list_channels)
+    if any(c.credentials_ref == VAULT_REF for c in channels):
         raise ConfigError(
             "channels keep their credentials encrypted in the store: set HERALD_SECRET_KEYS "
             "(the keys the API uses)"
         )
-
-
-async def _answered(read: Callable[[], Awaitable[T]], settings: Settings) -> T:
-    """A read made while the engine starts, waiting out a store that is away (restarting,
-    cutting sessions) as every later call does: an engine started meanwhile must not exit
-    for it, as a store's open does not (herald.stores.postgres_conn)."""
-    engine = settings.engine
-    backoff = Backoff(base_s=engine.store_backoff_base_s, cap_s=engine.store_backoff_cap_s)
-    while True:
-        try:
-            return await read()
-        except StoreUnavailable as exc:
-            wait_s = backoff.next_s()
-            log.warning("store.start_read_retry", extra={"error": str(exc), "delay_s": wait_s})
-            await asyncio.sleep(wait_s)
 
 
 def webhook_sender(

@@ -35,11 +35,15 @@ async def test_a_start_up_read_that_finds_the_store_away_is_made_again(caplog):
     await store.open()
     settings = Settings(engine={"store_backoff_base_s": 0.001, "store_backoff_cap_s": 0.01})
     assert not settings.secret_keys  # so the start checks the channels' credentials
-    with caplog.at_level(logging.WARNING, logger="herald.bootstrap"):
+    with caplog.at_level(logging.WARNING, logger="herald.engine"):
         async with running_engine(settings, store) as engine:
-            assert engine is not None
+            failures = engine.metrics.registry.get_sample_value(
+                "herald_store_unavailable_total", {"task": "start"}
+            )
     assert store.listings == 3
-    assert [r.msg for r in caplog.records].count("store.start_read_retry") == 2
+    assert failures == 2
+    # Told as any outage of the store is: once away, once back.
+    assert [r.msg for r in caplog.records] == ["engine.store_unavailable", "engine.store_back"]
 
 
 async def test_a_refusal_that_is_not_an_absence_still_stops_the_start():
