@@ -52,7 +52,7 @@ bench-peers: $(STAMP) services
 ##   LOAD_ARGS="--store sqlite --users 20 --duration-s 20" for a quick look.
 bench-load: $(STAMP) services
 	$(BIN)/python -m pip install --quiet -e '.[dev,load]'
-	$(BIN)/python bench/load/run.py $(LOAD_ARGS)
+	$(BIN)/python bench/load/drive.py $(LOAD_ARGS)
 
 services:
 	@scripts/services.sh

@@ -210,14 +210,14 @@ async def _ready(http: httpx.AsyncClient, server: asyncio.subprocess.Process) ->
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.returncode is not None:
-            raise RuntimeError(f"herald api exited with {server.returncode}")
+            raise RuntimeError(f"the API process exited with {server.returncode}")
         try:
             if (await http.get("/readyz")).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         await asyncio.sleep(0.1)
-    raise TimeoutError("herald api was not ready within 60 s")
+    raise TimeoutError("the API process was not ready within 60 s")
 
 
 async def _measure(

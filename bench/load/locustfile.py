@@ -1,6 +1,6 @@
 """The API's traffic as an agency's tools make it: Locust users against a real ``herald serve``.
 
-Run by ``bench/load/run.py``, which starts the server, seeds it and writes the file this one
+Run by ``bench/load/drive.py``, which starts the server, seeds it and writes the file this one
 reads (``HERALD_LOAD_TENANTS``: the workspaces, their API keys, channels and a media URL).
 Each user is one client of one workspace (users are spread evenly over the workspaces, so
 each API key is shared by a few users, as a dashboard's and a scheduler's sessions share
@@ -76,7 +76,7 @@ PAGE = 50
 CALENDAR_PAGE = 200  # the API's largest page (api.max_page_size)
 EXPECTED = (409, 429)  # see the docstring; 409 only where the call says so
 
-#: Statuses per request name, written at the end for bench/load/run.py.
+#: Statuses per request name, written at the end for bench/load/drive.py.
 TALLY: defaultdict[str, Counter[int]] = defaultdict(Counter)
 _users = itertools.count()
 _texts = itertools.count()
@@ -99,7 +99,7 @@ class Workspace:
 def _load() -> list[Workspace]:
     path = os.environ.get(TENANTS_ENV)
     if not path:
-        raise RuntimeError(f"{TENANTS_ENV} names the file bench/load/run.py writes")
+        raise RuntimeError(f"{TENANTS_ENV} names the file bench/load/drive.py writes")
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     return [
         Workspace(i, w["token"], w["channels"], raw["image_url"])

@@ -471,7 +471,7 @@ async def test_an_import_that_waited_its_turn_does_not_pause_for_the_wait(tenant
     """A process works on ``api.import_workers`` imports at once, the others wait queued.
     Their pacer used to count that wait as work, and pause as long once started: each import
     queued behind others took about twice as long as the one before it (ten files of 200 rows
-    sent at once: the last one done after about 100 s, bench/load/run.py)."""
+    sent at once: the last one done after about 100 s, bench/load/drive.py)."""
     clock, pauses = _Stopwatch(), []
     real_sleep = asyncio.sleep
 

@@ -70,7 +70,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         ["media_stream.py", "--size-mib", "16", "--chunk-mib", "1", "--no-length"],
         pytest.param(
             [
-                "load/run.py",
+                "load/drive.py",
                 *("--store", "sqlite", "--users", "4", "--spawn-rate", "4"),
                 *("--duration-s", "5", "--wait-s", "0.05", "0.2"),
                 *("--workspaces", "2", "--channels", "3", "--posts", "300"),

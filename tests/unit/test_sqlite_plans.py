@@ -152,7 +152,7 @@ def test_what_removes_import_rows_reads_by_index(conn):
 def test_a_filtered_listing_reads_each_posts_deliveries_by_post(conn, filters):
     """``GET /v1/posts?channel_id=`` took ``deliveries_channel_due`` for its EXISTS and walked
     every delivery of the channel for each post it looked at (20 ms a page among 20,000 posts,
-    bench/load/run.py); by post it is one short look-up each."""
+    bench/load/drive.py); by post it is one short look-up each."""
     sql, args = list_posts_sql(PostQuery(DEFAULT_WORKSPACE, **filters))
     plan = [r["detail"] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
     assert "SEARCH d USING INDEX deliveries_post (post_id=?)" in plan, plan

@@ -1,7 +1,7 @@
 """API load: Locust users making an agency's traffic against a real ``herald serve`` process.
 
-    .venv/bin/python bench/load/run.py                          # SQLite then PostgreSQL
-    .venv/bin/python bench/load/run.py --store sqlite --users 20 --duration-s 30
+    .venv/bin/python bench/load/drive.py                          # SQLite then PostgreSQL
+    .venv/bin/python bench/load/drive.py --store sqlite --users 20 --duration-s 30
     make bench-load                                             # installs the load group first
 
 Each store in turn (a SQLite file with the production settings, or a fresh PostgreSQL schema
@@ -60,6 +60,10 @@ from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the bench scripts beside this folder
+from imports import _ready  # bench/imports.py: waits for /readyz
+from run import _close_store  # bench/run.py: closes a store, drops its schema
+
 HERE = Path(__file__).parent
 RESULTS = Path(os.environ.get("HERALD_BENCH_RESULTS", HERE.parent / "results"))
 DEFAULT_PG_URL = os.environ.get(
@@ -107,15 +111,6 @@ def _store(kind: str, work: Path, pg_url: str) -> tuple[Store, dict[str, str]]:
     return SQLiteStore(path), {"HERALD_DB": str(path)}
 
 
-async def _drop(store: Store, pg_url: str) -> None:
-    if isinstance(store, PostgresStore):
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {store.schema} CASCADE")
-        finally:
-            await conn.close()
-
-
 async def _workspaces(store: Store, count: int) -> list[str]:
     """``count`` workspaces, made as ``herald admin create-workspace`` does: their keys."""
     await store.open()
@@ -142,20 +137,6 @@ def _environment(
         for key, value in values.items():
             env[f"HERALD_{section.upper()}__{key.upper()}"] = value
     return env
-
-
-async def _ready(http: httpx.AsyncClient, server: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.returncode is not None:
-            raise RuntimeError(f"herald serve exited with {server.returncode}")
-        try:
-            if (await http.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise TimeoutError("herald serve was not ready within 60 s")
 
 
 # --- seeding, over the API ------------------------------------------------------------------
@@ -360,7 +341,7 @@ async def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             async with SimulatorProcess(sim_config) as sim:
                 return await _serve_and_load(stage, sim, tokens)
         finally:
-            await _drop(store, args.database_url)
+            await _close_store(store, args.database_url)  # closed already: drops the schema
 
 
 async def _serve_and_load(stage: Stage, sim: SimulatorProcess, tokens: list[str]) -> dict[str, Any]:
