@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,24 +31,31 @@ from herald.types import Credentials
 __all__ = ["RefResolver", "SecretsFile"]
 
 
+def _json_object(raw: str, where: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise AuthExpired(f"{where} are not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise AuthExpired(f"{where} are not a JSON object")
+    return value
+
+
 def _parse(raw: str, ref: str) -> dict[str, str]:
     raw = raw.strip()
     if raw.startswith("{"):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise AuthExpired(f"credentials at {ref!r} are not valid JSON") from exc
-        if not isinstance(value, dict):
-            raise AuthExpired(f"credentials at {ref!r} are not a JSON object")
+        value = _json_object(raw, f"credentials at {ref!r}")
         return {str(k): str(v) for k, v in value.items()}
     if not raw:
         raise AuthExpired(f"credentials at {ref!r} are empty")
     return {"access_token": raw}
 
 
-def _read(path: str) -> str:
+@contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """A credentials file's errors, told without its contents."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        yield
     except OSError as exc:
         raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
     except UnicodeDecodeError:  # the error would carry the file's bytes: secrets
@@ -56,14 +64,15 @@ def _read(path: str) -> str:
         raise AuthExpired(f"credentials file {path!r} is not a valid path") from exc
 
 
+def _read(path: str) -> str:
+    with _reading(path):
+        return Path(path).read_text(encoding="utf-8")
+
+
 def _signature(path: str) -> tuple[int, int, int]:
     """What changes when a file is replaced or written: its inode, size and modification time."""
-    try:
+    with _reading(path):
         found = os.stat(path)
-    except OSError as exc:
-        raise AuthExpired(f"cannot read credentials file {path!r}: {exc.strerror}") from exc
-    except ValueError as exc:  # a NUL byte in the path
-        raise AuthExpired(f"credentials file {path!r} is not a valid path") from exc
     return found.st_ino, found.st_size, found.st_mtime_ns
 
 
@@ -127,13 +136,7 @@ class RefResolver:
         parsed = self._files.get(path)
         if parsed is not None and parsed.signature == signature and parsed.until > now:
             return parsed.entries
-        text = _read(path)
-        try:
-            entries = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AuthExpired(f"credentials file {path!r} is not valid JSON") from exc
-        if not isinstance(entries, dict):
-            raise AuthExpired(f"credentials file {path!r} is not a JSON object")
+        entries = _json_object(_read(path), f"the contents of credentials file {path!r}")
         self._files[path] = _ParsedFile(signature, now + self._ttl_s, entries)
         return entries
 
