@@ -186,10 +186,11 @@ async def run_once(
                     await store.add_posts(new_posts[i : i + 2000])
                 figures = await _measure(settings, store, start)
                 totals = await sim.client.audit.summary()
+                deliveries = await all_deliveries(store)
                 summary = judge(
                     posts,
                     workload.deliveries,
-                    await all_deliveries(store),
+                    deliveries,
                     await sim.client.audit.posts(),
                     await sim.client.audit.violations(),
                     elapsed_s=figures["drain_s"],
@@ -197,8 +198,8 @@ async def run_once(
                     refused_repeats=totals.get("duplicates_refused", 0),
                 )
                 peak = totals["max_concurrency"]
-                dispatch = await _dispatch_lateness(store)
-                shape = _shape(await all_deliveries(store), start)
+                dispatch = await _dispatch_lateness(store, deliveries)
+                shape = _shape(deliveries, start)
             finally:
                 await _close_store(store, pg_url)
     return {
@@ -244,11 +245,11 @@ def _shape(deliveries: dict[str, Delivery], start: datetime) -> dict[str, list[f
     return {"published_per_s": [float(n) for n in seconds], "lateness_quantiles_s": quantiles}
 
 
-async def _dispatch_lateness(store: Store) -> list[float]:
+async def _dispatch_lateness(store: Store, deliveries: dict[str, Delivery]) -> list[float]:
     """Seconds from due time to the request that published: Herald's own share of lateness
     (the rest is the platform's answer time)."""
     out = []
-    for delivery in (await all_deliveries(store)).values():
+    for delivery in deliveries.values():
         sent = [a for a in await store.list_attempts(delivery.id) if a.outcome == "published"]
         if sent:
             out.append((sent[-1].started_at - delivery.due_at).total_seconds())
