@@ -15,7 +15,6 @@ import logging
 import random
 import signal
 import sys
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,12 +43,12 @@ class _Process:
         self.member = member
         self.process: asyncio.subprocess.Process | None = None
         self.killing = False  # a kill of ours is under way: its exit is expected
-        self.last_words: deque[str] = deque(maxlen=3)  # its stderr's last lines
+        self.tail = ""  # the end of what it wrote on stderr
         self.relay: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.killing = False
-        self.last_words.clear()
+        self.tail = ""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -66,14 +65,16 @@ class _Process:
         itself says why there (``error: ...``), and the verdict should say it too. Read in
         chunks, not lines (a line may be longer than any buffer), until the pipe closes: a
         pipe nobody drains would stop the process at its next write."""
-        tail = ""
         while chunk := await stream.read(65_536):
             text = chunk.decode(errors="replace")
             with contextlib.suppress(OSError, ValueError):  # our own stderr closed
                 sys.stderr.write(text)
-            tail = (tail + text)[-4096:]
-            self.last_words.clear()
-            self.last_words.extend(line.strip()[:300] for line in tail.splitlines()[-3:])
+            self.tail = (self.tail + text)[-4096:]
+
+    @property
+    def last_words(self) -> list[str]:
+        """The last three lines it wrote on stderr."""
+        return [line.strip()[:300] for line in self.tail.splitlines() if line.strip()][-3:]
 
 
 class EngineFleet:
