@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -495,6 +496,13 @@ def healthcheck(
             envvar="HERALD_HEALTHCHECK_PORT",
         ),
     ] = None,
+    path: Annotated[
+        str,
+        typer.Option(
+            help="Ask this path (the simulator's is /_sim/health).",
+            envvar="HERALD_HEALTHCHECK_PATH",
+        ),
+    ] = "/healthz",
     timeout_s: Annotated[
         float,
         typer.Option(
@@ -512,7 +520,11 @@ def healthcheck(
         # 1, not 2: a container health check's only failing code (2 is reserved).
         err.print(f"unhealthy: invalid configuration ({exc.error_count()} errors)")
         raise typer.Exit(1) from exc
-    problem = check(target(settings, port=port), timeout_s=timeout_s)
+    if not path.startswith("/"):
+        err.print("[red]--path must start with /[/]")
+        raise typer.Exit(1)
+    where = dataclasses.replace(target(settings, port=port), path=path)
+    problem = check(where, timeout_s=timeout_s)
     if problem is not None:
         err.print(f"unhealthy: {problem}")
         raise typer.Exit(1)

@@ -97,6 +97,21 @@ async def test_an_api_role_is_checked_on_the_api_port(tmp_path):
         await stopped(api)
 
 
+async def test_the_simulator_is_checked_on_its_admin_port_and_path(tmp_path):
+    env = base_env(tmp_path / "h.db")
+    admin = free_port()
+    simulator = await herald(env, "simulate", "--port", f"admin={admin}")
+    try:
+
+        async def healthy() -> bool:
+            return await healthcheck(env, "--port", str(admin), "--path", "/_sim/health") == 0
+
+        await eventually(healthy, within_s=30, every_s=0.2)
+        assert await healthcheck(env, "--port", str(admin)) == 1  # no /healthz there: 404
+    finally:
+        await stopped(simulator)
+
+
 class _Sick(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(503)
