@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -242,3 +243,49 @@ def test_grafana_loads_the_dashboards_folder_and_the_prometheus_data_source(comp
     assert source["type"] == "prometheus"
     assert source["url"] == "http://prometheus:9090"
     assert "127.0.0.1:9090:9090" in compose["services"]["prometheus"]["ports"]
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is missing: scripts/services.sh installs it (Debian's prometheus)")
+    return found
+
+
+def check_prometheus_config(tmp_path: Path, compose, text: str) -> subprocess.CompletedProcess:
+    """``promtool check config`` on ``text`` as Prometheus sees it in compose.yaml: the files
+    it names at their mount points are the repository's files the services mount there."""
+    prometheus = compose["services"]["prometheus"]
+    for target, source in mounts(prometheus).items():
+        if source == "deploy/prometheus/rules.yaml" and not (ROOT / source).exists():
+            # Written alongside (the alert rules); an empty group until it is here.
+            (tmp_path / "rules.yaml").write_text("groups: []\n")
+        elif (ROOT / source).is_file():
+            (tmp_path / Path(target).name).write_text((ROOT / source).read_text())
+        text = text.replace(target, str(tmp_path / Path(target).name))
+    for secret in prometheus["secrets"]:
+        (tmp_path / secret).write_text("stand-in\n")
+        text = text.replace(f"/run/secrets/{secret}", str(tmp_path / secret))
+    config = tmp_path / "checked.yml"
+    config.write_text(text)
+    return subprocess.run(
+        [promtool(), "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_promtool_accepts_the_prometheus_config(tmp_path, compose):
+    result = check_prometheus_config(tmp_path, compose, PROMETHEUS.read_text())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_refuses_a_planted_violation(tmp_path, compose):
+    text = PROMETHEUS.read_text()
+    planted = text.replace("job_name: herald-dispatcher", "job_name: herald-api")
+    assert planted != text
+    result = check_prometheus_config(tmp_path, compose, planted)
+    assert result.returncode != 0
+    assert "herald-api" in result.stdout + result.stderr
