@@ -6,13 +6,17 @@ Prometheus and Grafana provisioned from the files compose.yaml mounts."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
+from herald.config import Settings
 from tests.deploy.policy import (
     ROOT,
     compose_problems,
@@ -289,3 +293,55 @@ def test_promtool_refuses_a_planted_violation(tmp_path, compose):
     result = check_prometheus_config(tmp_path, compose, planted)
     assert result.returncode != 0
     assert "herald-api" in result.stdout + result.stderr
+
+
+def resolved(*files: Path, profile: str | None = None) -> dict:
+    """The project as Docker Compose resolves it (interpolated, merged, anchors expanded)."""
+    argv = [docker_compose(), "--project-directory", str(ROOT)]
+    for path in files:
+        argv += ["-f", str(path)]
+    if profile is not None:
+        argv += ["--profile", profile]
+    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and k != "HERALD_IMAGE"}
+    secrets = SECRETS | {"HERALD_SECRET_KEYS": Fernet.generate_key().decode()}
+    result = subprocess.run(
+        [*argv, "config", "--format", "json"],
+        env=clean | secrets,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(result.stdout)
+
+
+def settings_problems(project: dict) -> list[str]:
+    """Herald's settings, validated from each Herald service's resolved environment."""
+    problems = []
+    for name, service in herald_services(project):
+        environment = {k: v for k, v in service.get("environment", {}).items() if v is not None}
+        with pytest.MonkeyPatch.context() as patch:
+            for variable in [v for v in os.environ if v.startswith("HERALD_")]:
+                patch.delenv(variable)
+            for variable, value in environment.items():
+                patch.setenv(variable, value)
+            try:
+                Settings()
+            except ValidationError as exc:
+                problems.append(f"{name}: {exc}")
+    return problems
+
+
+def test_every_herald_service_s_environment_is_valid_settings():
+    assert settings_problems(resolved(COMPOSE)) == []
+    assert settings_problems(resolved(COMPOSE, OVERLAY, profile="simulator")) == []
+
+
+def test_invalid_settings_in_a_service_are_named():
+    project = resolved(COMPOSE, OVERLAY, profile="simulator")
+    worker = project["services"]["worker-linkedin"]["environment"]
+    worker["HERALD_EGRESS__ALLOW_CIDRS"] = "0.0.0.0/0"
+    project["services"]["dispatcher"]["environment"]["HERALD_ENGINE__PROBE_PORT"] = "ninety"
+    problems = settings_problems(project)
+    assert any(p.startswith("worker-linkedin:") and "/0 network" in p for p in problems)
+    assert any(p.startswith("dispatcher:") and "probe_port" in p for p in problems)
