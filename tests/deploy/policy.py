@@ -343,3 +343,26 @@ def _drain_problems(service: Mapping[str, Any], environment: Mapping[str, str]) 
     if grace_s < drain_s + 5:
         return [f"stop_grace_period {grace_s:g}s does not outlast the {drain_s:g}s drain"]
     return []
+
+
+def dockerignore_problems(dockerfile_path: Path, ignore_path: Path) -> list[str]:
+    """The build context is an allow-list: ``.dockerignore`` excludes everything (``*``) and
+    lets in exactly what the Dockerfile copies, so no local database, ``.env`` or cache can
+    reach a layer."""
+    rules = [
+        line.strip()
+        for line in ignore_path.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    if not rules or rules[0] != "*":
+        return [".dockerignore does not start by excluding everything (*)"]
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set()
+    for command in dockerfile.parse_file(str(dockerfile_path)):
+        if command.cmd.upper() in ("COPY", "ADD") and not any(
+            flag.startswith("--from") for flag in command.flags
+        ):
+            copied |= {source.rstrip("/") for source in command.value[:-1]}
+    problems = [f"{path}: copied, but .dockerignore keeps it out" for path in copied - allowed]
+    problems += [f"{path}: let into the context, never copied" for path in allowed - copied]
+    return sorted(problems)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.policy import ROOT, command_problem, dockerfile_problems
+from tests.deploy.policy import ROOT, command_problem, dockerfile_problems, dockerignore_problems
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -126,3 +126,24 @@ def test_hadolint_fails_a_planted_violation(tmp_path):
     )
     assert result.returncode != 0
     assert "DL3003" in result.stdout  # "use WORKDIR to switch to a directory"
+
+
+def test_the_build_context_is_what_the_dockerfile_copies():
+    assert dockerignore_problems(DOCKERFILE, ROOT / ".dockerignore") == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("!README.md\n", "", "README.md: copied, but .dockerignore keeps it out"),
+        ("!src/\n", "!src/\n!.env\n", ".env: let into the context, never copied"),
+        ("*\n!pyproject.toml", "!pyproject.toml", "does not start by excluding everything"),
+    ],
+)
+def test_a_planted_dockerignore_violation_is_named(tmp_path, old, new, expected):
+    text = (ROOT / ".dockerignore").read_text()
+    assert old in text
+    copy = tmp_path / ".dockerignore"
+    copy.write_text(text.replace(old, new, 1))
+    problems = dockerignore_problems(DOCKERFILE, copy)
+    assert any(expected in problem for problem in problems), problems
