@@ -16,9 +16,9 @@ from herald.cli import app
 from tests.deploy.policy import ROOT, command_problem
 
 DOC = ROOT / "docs" / "operations.md"
-#: `docker compose run [--rm] [--no-deps] <service> <herald args>`: the service's image is
-#: Herald's, its entry point `herald`.
-_COMPOSE_RUN = re.compile(r"docker compose run (?:--\S+ )*(?:api|migrate) (.+)")
+#: `docker compose run [--rm] [--no-deps] <service> <herald args>` and `docker run [--rm]
+#: herald:<tag> <herald args>`: Herald's image, its entry point `herald`.
+_COMPOSE_RUN = re.compile(r"docker (?:compose )?run (?:--\S+ )*(?:api|migrate|herald:\S+) (.+)")
 _SYNOPSIS = re.compile(r"^\[|^<|\[,|^\.\.\.$")
 
 
