@@ -345,3 +345,37 @@ def test_invalid_settings_in_a_service_are_named():
     problems = settings_problems(project)
     assert any(p.startswith("worker-linkedin:") and "/0 network" in p for p in problems)
     assert any(p.startswith("dispatcher:") and "probe_port" in p for p in problems)
+
+
+def engine_label_names() -> set[str]:
+    """Every label name of the engine roles' series (an unlabelled child exports no sample,
+    so the names are read off the metric objects)."""
+    from herald.engine.metrics import Metrics
+
+    registry = Metrics().registry
+    collectors = registry._collector_to_names  # prometheus_client keeps no public list
+    return {name for c in collectors for name in getattr(c, "_labelnames", ())}
+
+
+def target_label_clashes(config: dict) -> list[str]:
+    """Target labels the scrape config sets that Herald's own series carry too: Prometheus
+    would rename Herald's (exported_<name>) and the rules and dashboards would miss them."""
+    ours = engine_label_names()
+    return [
+        f"{job['job_name']}: {rule['target_label']}"
+        for job in config["scrape_configs"]
+        for rule in job.get("relabel_configs", [])
+        if rule.get("target_label", "__").lstrip("_") and rule.get("target_label") in ours
+    ]
+
+
+def test_no_target_label_pushes_aside_one_of_herald_s_labels():
+    assert "platform" in engine_label_names()
+    assert target_label_clashes(load_yaml(PROMETHEUS)) == []
+
+
+def test_a_clashing_target_label_is_named():
+    config = load_yaml(PROMETHEUS)
+    (worker,) = [job for job in config["scrape_configs"] if job["job_name"] == "herald-worker"]
+    worker["relabel_configs"][0]["target_label"] = "platform"
+    assert target_label_clashes(config) == ["herald-worker: platform"]
