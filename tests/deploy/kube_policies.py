@@ -5,12 +5,17 @@ passing on the real manifests and failing on a copy with a violation planted.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
+from unittest.mock import patch
 
 import typer.main
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 try:  # the Click the CLI is built on: typer vendors its own from 0.2x on
     from typer import _click as click
@@ -402,7 +407,73 @@ def network(objects: list[Obj]) -> list[str]:
     return problems
 
 
+# -- settings -----------------------------------------------------------------------------------
+
+#: Stand-ins for the Secret's values, of the form each setting takes.
+SECRET_SAMPLES = {
+    "database-url": "postgresql://herald@postgres:5432/herald",
+    "redis-url": "redis://redis:6379/0",
+    "rabbitmq-url": "amqp://herald:herald@rabbitmq:5672/herald",
+    "secret-keys": "dGhpcnR5LXR3by1ieXRlcy1vZi1yYW5kb20tZGF0YS4=",
+    "metrics-token": "token",
+}
+
+
+def _names_a_setting(variable: str) -> bool:
+    """Whether ``HERALD_A__B`` is a field of :class:`Settings` (``a.b``): pydantic-settings
+    ignores a variable that names none, so a misspelt one would be dropped in silence."""
+    model: Any = Settings
+    for part in variable.removeprefix("HERALD_").lower().split("__"):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        models = [a for a in getattr(annotation, "__args__", ()) if hasattr(a, "model_fields")]
+        model = models[0] if models else annotation
+    return not hasattr(model, "model_fields")  # a value, not a whole section
+
+
+def _environment(container: Obj, objects: list[Obj]) -> dict[str, str] | str:
+    env = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        [data] = [o["data"] for o in of_kind(objects, "ConfigMap") if name(o) == ref] or [None]
+        if data is None:
+            return f"no ConfigMap {ref}"
+        env.update(data)
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            key = item["valueFrom"]["secretKeyRef"]["key"]
+            if key not in SECRET_SAMPLES:
+                return f"{item['name']} from an unknown Secret key {key}"
+            env[item["name"]] = SECRET_SAMPLES[key]
+    return env
+
+
+def settings(objects: list[Obj]) -> list[str]:
+    """Every HERALD_* variable a container gets names a setting, and together they make
+    settings Herald accepts."""
+    problems = []
+    for obj in workloads(objects):
+        for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str):
+                problems.append(f"{name(obj)}: {env}")
+                continue
+            unknown = sorted(v for v in env if v.startswith("HERALD_") and not _names_a_setting(v))
+            problems += [f"{name(obj)}: {v} names no setting" for v in unknown]
+            with patch.dict(os.environ, env, clear=True):
+                try:
+                    Settings()
+                except (ValidationError, SettingsError) as exc:
+                    problems.append(f"{name(obj)}: invalid settings: {exc}")
+    return problems
+
+
 ALL: dict[str, Check] = {
+    "settings": settings,
     "probes": probes,
     "resources": resources,
     "security": security,

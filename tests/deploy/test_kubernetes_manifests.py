@@ -154,7 +154,20 @@ def _no_default_deny(objects: list[Obj]) -> None:
 
 Plant = Callable[[list[Obj]], None]
 
+
+def _set_config(objects: list[Obj], key: str, value: str) -> None:
+    config(objects)[key] = value
+
+
 VIOLATIONS: list[tuple[str, str, Plant]] = [
+    ("settings", "a misspelt setting", lambda o: _set_config(o, "HERALD_ENGINE__PROBE_HSOT", "x")),
+    ("settings", "a section as a setting", lambda o: _set_config(o, "HERALD_ENGINE", "x")),
+    ("settings", "an invalid value", lambda o: _set_config(o, "HERALD_LOG_FORMAT", "yaml")),
+    (
+        "settings",
+        "a Secret key no one fills",
+        lambda o: _container(_api(o))["env"][0]["valueFrom"]["secretKeyRef"].update(key="token"),
+    ),
     ("probes", "no liveness", lambda o: _drop(_container(_worker(o)), "livenessProbe")),
     ("probes", "no readiness", lambda o: _drop(_container(_api(o)), "readinessProbe")),
     (
