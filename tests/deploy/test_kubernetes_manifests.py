@@ -354,3 +354,27 @@ def test_the_engines_probe_port_is_the_one_the_settings_name():
         annotations = worker["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/port"] == settings["HERALD_ENGINE__PROBE_PORT"]
     assert Path(KUBERNETES / "prometheus" / "scrape-configs.yaml").exists()
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_the_documented_first_steps_start_no_pod_but_the_migration(overlay: str):
+    # docs/operations.md: `-l '!app.kubernetes.io/component'` (settings, policies, budgets),
+    # then `-l app.kubernetes.io/component=migrate`, before anything that runs Herald.
+    objects = render(OVERLAYS / overlay)
+    role = "app.kubernetes.io/component"
+    unlabelled = [o for o in objects if role not in o["metadata"]["labels"]]
+    migrate = [o for o in objects if o["metadata"]["labels"].get(role) == "migrate"]
+    assert {o["kind"] for o in unlabelled} & {"Deployment", "Job", "ScaledObject"} == set()
+    assert "ConfigMap" in {o["kind"] for o in unlabelled}
+    assert [o["kind"] for o in migrate] == ["Job"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_every_object_is_labelled_herald(overlay: str):
+    # `kubectl get/delete -l app.kubernetes.io/name=herald` finds all of it.
+    unlabelled = [
+        f"{o['kind']} {name(o)}"
+        for o in render(OVERLAYS / overlay)
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/name") != "herald"
+    ]
+    assert unlabelled == []
