@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick bench-peers bench-load services tools clean
+.PHONY: demo test lint bench bench-quick bench-peers bench-load services clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +16,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/herald demo
 
-## make test: set up, start the services and install the tools (promtool) the tests need,
-##   run every test
-test: $(STAMP) services tools
+## make test: set up, start the services the tests need, run every test
+test: $(STAMP) services
 	$(BIN)/pytest
 
 ## make lint: ruff and mypy (strict on the package)
@@ -57,9 +56,6 @@ bench-load: $(STAMP) services
 
 services:
 	@scripts/services.sh
-
-tools:
-	@scripts/tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
