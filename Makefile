@@ -57,7 +57,7 @@ bench-load: $(STAMP) services
 services:
 	@scripts/services.sh
 
-# the command-line tools the tests call (kubectl for tests/deploy)
+# the command-line tools the tests call (kubectl and promtool for tests/deploy)
 tools: $(STAMP)
 	@VENV=$(VENV) scripts/tools.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Starts the servers the tests need, where they are not already listening, and installs the
-# Prometheus tools they run. Idempotent: a server whose port answers, or a tool already on the
-# PATH, is left alone. Used by `make test` and CI.
+# Starts the servers the tests need, where they are not already listening. Idempotent: a
+# server whose port answers is left alone. Used by `make test` and CI (the tools the tests
+# run are installed by scripts/tools.sh).
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -57,30 +57,6 @@ start_rabbitmq() {
   wait_port 5672 RabbitMQ
 }
 
-# promtool (Debian's `prometheus` package) checks and unit-tests deploy/prometheus/rules.yaml
-# (tests/deploy). The package brings a Prometheus server too and, where it can, starts it as a
-# service on :9090; no test wants it (a test that needs a server starts one on a port of its
-# own), so a service the install started is stopped and kept from starting at boot.
-install_promtool() {
-  command -v promtool >/dev/null 2>&1 && return 0
-  if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
-    echo "services: promtool is missing: install Debian's prometheus package (as root)" >&2
-    return 1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
-    >/dev/null
-  if [ -x /etc/init.d/prometheus ]; then
-    service prometheus stop >/dev/null 2>&1 || true       # not running: nothing to stop
-    update-rc.d prometheus disable >/dev/null 2>&1 || true  # no boot links to turn off
-  fi
-  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-  fi
-  command -v promtool >/dev/null 2>&1
-}
-
 start_postgres
 start_redis
 start_rabbitmq
-install_promtool

@@ -252,7 +252,7 @@ def test_grafana_loads_the_dashboards_folder_and_the_prometheus_data_source(comp
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        pytest.fail("promtool is missing: scripts/services.sh installs it (Debian's prometheus)")
+        pytest.fail("promtool is missing: scripts/tools.sh installs it (Debian's prometheus)")
     return found
 
 

@@ -1,7 +1,7 @@
 """deploy/prometheus/rules.yaml: checked and unit-tested by the real promtool, every alert
 tested, documented in docs/operations.md, and reading only series Herald exports.
 
-promtool comes with Debian's ``prometheus`` package, which ``scripts/services.sh`` installs for
+promtool comes with Debian's ``prometheus`` package, which ``scripts/tools.sh`` installs for
 ``make test``. The unit tests themselves are deploy/prometheus/tests/*.yaml (promtool's format:
 input series, then the alerts expected at given instants). Two planted faults show they can
 fail: with every alert's expression made one that never fires, and with every ``for:``
@@ -43,7 +43,7 @@ PROMETHEUS_SERIES = {"up"}
 def promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("promtool")
     if tool is None:
-        pytest.fail("promtool is missing: scripts/services.sh installs it (make test runs it)")
+        pytest.fail("promtool is missing: scripts/tools.sh installs it (make test runs it)")
     return subprocess.run(
         [tool, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
