@@ -241,7 +241,7 @@ class WebhookSenderSuite:
         ids = [h[EVENT_ID_HEADER] for h, _ in receiver.requests]
         assert len(ids) == 3
         assert len(set(ids)) == 1  # the same event, at least once: receivers dedupe by id
-        assert outcomes(registry) == {"delivered": 1.0, "failed": 2.0, "disabled": None}
+        assert outcomes(registry) == {"delivered": 1.0, "failed": 2.0, "disabled": 0.0}
 
     async def test_an_event_is_given_up_after_max_attempts(self, store, vault, receiver):
         await subscribe(store, vault, receiver.url)

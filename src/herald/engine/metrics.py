@@ -155,6 +155,12 @@ class Metrics:
             "Calls to the shared rate limiter that failed (Redis away, or its state lost).",
             registry=limiter,
         )
+        # Known label values shown at 0 from the start: increase() and alerts need a series
+        # before the first event, not only after it.
+        for kind in ("expired_lease", "republished"):
+            self.lease_recoveries.labels(kind)
+        for operation in ("publish", "consume", "ack"):
+            self.broker_errors.labels(operation)
 
     def broker_failed(self, operation: str) -> None:
         self.broker_errors.labels(operation).inc()

@@ -86,6 +86,7 @@ class StoreGauges(Collector):
             ["task"],
             registry=registry,
         )
+        self._unavailable.labels("metrics")  # at 0 before the first failure
         self._read_at: float | None = None
         self._reading = asyncio.Lock()  # one round of reads at once: the others wait for it
         self.reads = 0  # rounds of reads made, for tests

@@ -138,6 +138,8 @@ class WebhookSender:
             ["outcome"],
             registry=registry,
         )
+        for outcome in ("delivered", "failed", "disabled"):  # at 0 before the first
+            self._outcomes.labels(outcome)
         # Where webhooks may point: public addresses only, unless the operator allows more.
         self._egress = egress or EgressPolicy()
         # While the store is away; the engine's settings give it (engine.store_backoff_*).
