@@ -78,6 +78,8 @@ def assert_role_metrics(dispatcher, worker, posts: int) -> None:
     assert sample(worker, "herald_process_info", role="worker", **info) == 1.0
     assert sample(dispatcher, "herald_store_deliveries", state="published") == posts
     assert sample(dispatcher, "herald_webhook_backlog") == 0.0
+    # Every delivery was claimed by the dispatcher and handed to the broker (at least once).
+    assert sample(dispatcher, "herald_claimed_deliveries_total") >= posts
     assert sample(dispatcher, "herald_channels_needing_reauth", platform="facebook") == 0.0
     assert sample(worker, "herald_store_deliveries", state="published") is None
     for found in (dispatcher, worker):

@@ -214,11 +214,12 @@ class Dispatcher:
                 self._in_flight.add(batch.jobs)
         self.rounds += 1
         self._report_expired(batch.expired)
+        if batch.jobs:
+            self._metrics.claimed.inc(len(batch.jobs))
         if batch.jobs and self._handoff is not None:
             await self._hand_off(batch.jobs)
         elif batch.jobs:
             await self._queue.put(batch.jobs)
-            self._metrics.claimed.inc(len(batch.jobs))
             self._metrics.queue_depth.set(self._queue.depth())
             self._metrics.in_flight.set(self._in_flight.count)
         return len(batch.jobs)
