@@ -36,7 +36,7 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableSort,
 )
 
-__all__ = ["DASHBOARDS", "OUT", "Chart", "Board", "render", "write"]
+__all__ = ["DASHBOARDS", "OUT", "Board", "Chart", "render", "write"]
 
 OUT = Path(__file__).parent / "dashboards"
 
@@ -345,7 +345,12 @@ REGION = Board(
                 ),
                 Chart(
                     "Broker backlog by platform",
-                    [('max by (platform) (herald_queue_backlog{region="$region"})', "{{platform}}")],
+                    [
+                        (
+                            'max by (platform) (herald_queue_backlog{region="$region"})',
+                            "{{platform}}",
+                        )
+                    ],
                 ),
                 Chart(
                     "Broker and limiter reachable",
@@ -441,7 +446,10 @@ LIMITS = Board(
                 Chart(
                     "Quota used and allowed",
                     [
-                        ("max by (platform, rule) (herald_quota_used)", "used {{platform}} {{rule}}"),
+                        (
+                            "max by (platform, rule) (herald_quota_used)",
+                            "used {{platform}} {{rule}}",
+                        ),
                         (
                             "max by (platform, rule) (herald_quota_allowed)",
                             "allowed {{platform}} {{rule}}",

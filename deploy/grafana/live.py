@@ -8,8 +8,9 @@ Redis of its own (broker and shared limits), a PostgreSQL schema of its own, the
 ``prometheus`` scraping all four every second as the jobs ``herald-api``,
 ``herald-dispatcher`` and ``herald-worker`` (with ``deploy/prometheus/rules.yaml`` when it
 exists). :meth:`LiveDeployment.publish` schedules posts through the API, spread over a span,
-to Facebook and LinkedIn channels in both regions; Facebook fails and throttles a share of
-its calls, so retries and rate-limit waits happen; a webhook receives the published events.
+to Facebook and LinkedIn channels in both regions (posts due too long ago expire); Facebook
+fails and throttles a share of its calls, so retries and rate-limit waits happen, and
+:meth:`LiveDeployment.take_down` makes an outage; a webhook receives the published events.
 """
 
 from __future__ import annotations
@@ -29,17 +30,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
-import yaml
+import yaml  # type: ignore[import-untyped]
 from aiohttp import web
 from cryptography.fernet import Fernet
 
 from herald.config import Settings
 from herald.demo.servers import OwnRedis
 from herald.demo.simulator_process import SimulatorProcess
-from herald.domain import Platform, utcnow
-from herald.simulator import FaultConfig, LatencyModel, ListingLag, SimulatorConfig
+from herald.domain import MediaKind, Platform, utcnow
+from herald.simulator import (
+    CallFaults,
+    CallKind,
+    FaultConfig,
+    LatencyModel,
+    ListingLag,
+    SimulatorConfig,
+)
 
 __all__ = ["RULES", "LiveDeployment", "free_port"]
 
@@ -60,6 +68,9 @@ _ENGINE = {
     "HERALD_ENGINE__IDLE_RECHECK_S": "1",
     "HERALD_ENGINE__HEARTBEAT_S": "0.5",
     "HERALD_ENGINE__SHUTDOWN_GRACE_S": "5",
+    "HERALD_ENGINE__OUTAGE_ERRORS": "2",
+    # Posts scheduled a minute ago (publish(late_s=60)) expire unsent; the others do not.
+    "HERALD_ENGINE__MAX_LATENESS_S": "30",
     "HERALD_BROKER__HANDOFF_S": "5",
     "HERALD_LOG_LEVEL": "WARNING",
 }
@@ -95,7 +106,7 @@ class LiveDeployment:
         self._logs: dict[str, Path] = {}
         self._hooks: web.AppRunner | None = None
         self._hook_port = free_port()
-        self._channels: list[str] = []
+        self._channels: dict[Platform, list[str]] = {platform: [] for platform in PLATFORMS}
         self._api: httpx.AsyncClient | None = None
         self._overrides: dict[str, dict[str, str]] = {}
         self._secret_key = Fernet.generate_key().decode()
@@ -288,22 +299,36 @@ class LiveDeployment:
                 }
                 answer = await self.api.post("/v1/channels", json=body)
                 answer.raise_for_status()
-                self._channels.append(answer.json()["id"])
+                self._channels[platform].append(answer.json()["id"])
 
-    async def publish(self, posts: int, over_s: float) -> None:
-        """Schedule ``posts`` posts to every channel, due evenly over the next ``over_s``."""
-        start = utcnow()
+    async def publish(self, posts: int, over_s: float, *, late_s: float = 0.0) -> None:
+        """Schedule ``posts`` posts to every channel, due evenly over the next ``over_s``
+        seconds from ``late_s`` seconds ago."""
+        image = await self.sim.client.media_url(MediaKind.IMAGE, "live.jpg", size=4096)
+        # A Facebook album (two photo uploads, then the post); a LinkedIn post takes one image.
+        pictures = {Platform.FACEBOOK: 2, Platform.LINKEDIN: 1}
+        start = utcnow() - timedelta(seconds=late_s)
         for number in range(posts):
             due = start + timedelta(seconds=over_s * number / posts)
-            answer = await self.api.post(
-                "/v1/posts",
-                json={
-                    "channel_ids": self._channels,
-                    "content": {"text": f"live post {number}"},
-                    "scheduled_at": due.isoformat(),
-                },
-            )
-            answer.raise_for_status()
+            for platform, channels in self._channels.items():
+                media = [
+                    {"url": f"{image}&i={number}-{i}", "kind": "image"}
+                    for i in range(pictures[platform])
+                ]
+                answer = await self.api.post(
+                    "/v1/posts",
+                    json={
+                        "channel_ids": channels,
+                        "content": {"text": f"live post {number}", "media": media},
+                        "scheduled_at": due.isoformat(),
+                    },
+                )
+                answer.raise_for_status()
+
+    async def take_down(self, platform: Platform, for_s: float) -> None:
+        """The platform refuses connections for ``for_s`` seconds: requests not sent, and
+        after ``outage_errors`` of them an outage."""
+        await self.sim.client.take_down(platform, for_s=for_s)
 
     async def stop(self) -> None:
         for process in self._processes.values():
@@ -331,9 +356,16 @@ class LiveDeployment:
 
 
 def _simulator_config() -> SimulatorConfig:
-    """Facebook fails and throttles a share of its calls: retries and waits to be seen."""
+    """Facebook throttles and fails a share of its calls: an album's photo uploads make no
+    post, so their failures are retried; its look-ups fail too. Waits and retries to be seen."""
+    others = CallFaults(error_rate=0.1)
     faults = {
-        Platform.FACEBOOK: FaultConfig(error_rate=0.15, throttle_rate=0.05, retry_after_s=1),
+        Platform.FACEBOOK: FaultConfig(
+            error_rate=0.1,
+            throttle_rate=0.1,
+            retry_after_s=1,
+            calls={kind: others for kind in CallKind if kind is not CallKind.PUBLISH},
+        ),
     }
     return SimulatorConfig.from_settings(
         Settings(),

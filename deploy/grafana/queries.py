@@ -72,9 +72,9 @@ def substitute(expr: str, values: Mapping[str, str], rate_window: str) -> str:
 def metric_names(expr: str) -> set[str]:
     """The metric names ``expr`` reads, histograms by their family's name."""
     names = set()
-    for name in _NAME.findall(expr):
+    for found in _NAME.findall(expr):
+        family = found
         for suffix in _HISTOGRAM_PARTS:
-            if name.endswith(suffix):
-                name = name.removesuffix(suffix)
-        names.add(name)
+            family = family.removesuffix(suffix)
+        names.add(family)
     return names

@@ -7,25 +7,44 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from deploy.grafana import generate
 from deploy.grafana.queries import dashboards, metric_names, panels, queries, variables
 
 #: The metrics contract: every name a Herald role exports (existing and new).
 CONTRACT = frozenset(
-    """
-    herald_deliveries_total herald_publish_duration_seconds herald_delivery_lateness_seconds
-    herald_queue_depth herald_queue_backlog herald_in_flight_deliveries
-    herald_rate_limit_waits_total herald_retries_total herald_requests_not_sent_total
-    herald_platform_outage herald_platform_version_retires_in_days
-    herald_platform_version_warnings_total herald_claimed_deliveries_total herald_store_up
-    herald_store_unavailable_total herald_api_requests_total herald_api_request_duration_seconds
-    herald_store_deliveries herald_process_info herald_rate_limit_grants_total
-    herald_delivery_sent_lateness_seconds herald_quota_used herald_quota_allowed
-    herald_lease_recoveries_total herald_webhook_backlog herald_webhook_deliveries_total
-    herald_channels_needing_reauth herald_broker_up herald_broker_errors_total
-    herald_limiter_up herald_limiter_errors_total
-    """.split()
+    [
+        "herald_deliveries_total",
+        "herald_publish_duration_seconds",
+        "herald_delivery_lateness_seconds",
+        "herald_queue_depth",
+        "herald_queue_backlog",
+        "herald_in_flight_deliveries",
+        "herald_rate_limit_waits_total",
+        "herald_retries_total",
+        "herald_requests_not_sent_total",
+        "herald_platform_outage",
+        "herald_platform_version_retires_in_days",
+        "herald_platform_version_warnings_total",
+        "herald_claimed_deliveries_total",
+        "herald_store_up",
+        "herald_store_unavailable_total",
+        "herald_api_requests_total",
+        "herald_api_request_duration_seconds",
+        "herald_store_deliveries",
+        "herald_process_info",
+        "herald_rate_limit_grants_total",
+        "herald_delivery_sent_lateness_seconds",
+        "herald_quota_used",
+        "herald_quota_allowed",
+        "herald_lease_recoveries_total",
+        "herald_webhook_backlog",
+        "herald_webhook_deliveries_total",
+        "herald_channels_needing_reauth",
+        "herald_broker_up",
+        "herald_broker_errors_total",
+        "herald_limiter_up",
+        "herald_limiter_errors_total",
+    ]
 )
 
 COMMITTED = dashboards()
