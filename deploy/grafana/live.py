@@ -73,6 +73,8 @@ _ENGINE = {
     "HERALD_ENGINE__MAX_LATENESS_S": "30",
     "HERALD_BROKER__HANDOFF_S": "5",
     "HERALD_LOG_LEVEL": "WARNING",
+    # The workload is scheduled in one go by one API key.
+    "HERALD_API__KEY_BURST": "10000",
 }
 
 
