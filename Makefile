@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-quick bench-peers bench-load services clean
+.PHONY: demo test lint bench bench-quick bench-peers bench-load services tools clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/herald demo
 
 ## make test: set up, start the services the tests need, run every test
-test: $(STAMP) services
+test: $(STAMP) services tools
 	$(BIN)/pytest
 
 ## make lint: ruff and mypy (strict on the package)
@@ -56,6 +56,10 @@ bench-load: $(STAMP) services
 
 services:
 	@scripts/services.sh
+
+# the command-line tools the tests call (kubectl and promtool for tests/deploy)
+tools: $(STAMP)
+	@VENV=$(VENV) scripts/tools.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the servers the tests need, where they are not already listening. Idempotent: a
-# server whose port answers is left alone. Used by `make test` and CI.
+# server whose port answers is left alone. Used by `make test` and CI (the tools the tests
+# run are installed by scripts/tools.sh).
 set -euo pipefail
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

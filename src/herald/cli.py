@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -482,6 +483,51 @@ app.command("serve")(
         "SIGINT/SIGTERM.\n\nThe single-box deployment; a signal stops all three gracefully.",
     )
 )
+
+
+@app.command()
+def healthcheck(
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Ask this port (default: the probe port if one is set, else the API port).",
+            envvar="HERALD_HEALTHCHECK_PORT",
+        ),
+    ] = None,
+    path: Annotated[
+        str,
+        typer.Option(
+            help="Ask this path (the simulator's is /_sim/health).",
+            envvar="HERALD_HEALTHCHECK_PATH",
+        ),
+    ] = "/healthz",
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            min=0.1, help="Give up after this long.", envvar="HERALD_HEALTHCHECK_TIMEOUT_S"
+        ),
+    ] = 3.0,
+) -> None:
+    """Exit 0 if this container's Herald process answers /healthz, else 1 (the image's
+    HEALTHCHECK: the slim image has no curl)."""
+    from herald.healthcheck import check, target
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # 1, not 2: a container health check's only failing code (2 is reserved).
+        err.print(f"unhealthy: invalid configuration ({exc.error_count()} errors)")
+        raise typer.Exit(1) from exc
+    if not path.startswith("/"):
+        err.print("[red]--path must start with /[/]")
+        raise typer.Exit(1)
+    where = dataclasses.replace(target(settings, port=port), path=path)
+    problem = check(where, timeout_s=timeout_s)
+    if problem is not None:
+        err.print(f"unhealthy: {problem}")
+        raise typer.Exit(1)
 
 
 async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:

@@ -1,6 +1,8 @@
 """The faults of a chaos run, on a schedule: engine kills, database sessions cut, a platform
 down, and one-off events (a dispatcher killed, a broker or a Redis restarted). Each runs as a
-task until the run calls the disruptions off."""
+task until the run calls the disruptions off; a one-off event under way is carried out to its
+end first, since a restart cut short would leave its server down and the run would not have
+had it."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class Disruptions:
     kill_role: str | None = None  # the role of the processes killed on the beat (None: any)
     done: dict[str, int] = field(default_factory=dict)  # one-off events that happened
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _one_offs: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(
         self,
@@ -47,17 +50,23 @@ class Disruptions:
         = (after_s, name, act): ``act`` once, counted under ``name``."""
         self._tasks.append(asyncio.create_task(self._every(kill_every_s, self._kill)))
         for after_s, name, act in once:
-            self._tasks.append(asyncio.create_task(self._once(after_s, name, act)))
+            self._one_offs.append(asyncio.create_task(self._once(after_s, name, act)))
         if self.database_url is not None and terminate_every_s > 0:
             self._tasks.append(asyncio.create_task(self._every(terminate_every_s, self._cut)))
         if outage is not None:
             self._tasks.append(asyncio.create_task(self._outage(*outage)))
 
-    async def stop(self) -> None:
-        """Call every disruption off; a platform still down comes back up."""
-        for task in self._tasks:
+    async def stop(self, one_offs_timeout_s: float = 300.0) -> None:
+        """Call every disruption off; a platform still down comes back up. One-off events are
+        waited for first (a RabbitMQ node takes seconds to restart, many more on a loaded
+        machine), the kills going on meanwhile; one not done within ``one_offs_timeout_s`` is
+        cancelled and not counted."""
+        if self._one_offs:
+            await asyncio.wait(self._one_offs, timeout=one_offs_timeout_s)
+        tasks = self._tasks + self._one_offs
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for platform in Platform:
             if await self.simulator.is_down(platform):
                 await self.simulator.bring_up(platform)

@@ -1,0 +1,486 @@
+"""Rules every rendering of deploy/kubernetes must keep. Each check takes the rendered objects
+and returns its problems, one line each (none: the rule holds), so a test can show it both
+passing on the real manifests and failing on a copy with a violation planted.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+from unittest.mock import patch
+
+import typer.main
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+try:  # the Click the CLI is built on: typer vendors its own from 0.2x on
+    from typer import _click as click
+except ImportError:  # pragma: no cover - an older typer, on Click itself
+    import click  # type: ignore[no-redef]
+from herald.cli import app
+from herald.config import Settings
+from herald.constants import RABBIT_QUEUE_PREFIX, REDIS_QUEUE_GROUP, REDIS_QUEUE_PREFIX
+from herald.domain import Platform
+from herald.queues.amqp import Topology
+from herald.queues.metrics import BACKLOG_METRIC
+from herald.queues.redis_streams import stream_key
+from tests.deploy.kube_render import (
+    IMAGE,
+    ROOT,
+    Obj,
+    config,
+    name,
+    of_kind,
+    pod_spec,
+    workers,
+    workloads,
+)
+
+Check = Callable[[list[Obj]], list[str]]
+
+#: The roadmap's capacity shares of the multi-region deployment.
+REGION_SHARES = {"us-east-1": 40, "us-west-2": 30, "eu-west-1": 20, "ap-southeast-1": 10}
+_COMMAND = typer.main.get_command(app)
+
+
+def _containers(obj: Obj) -> list[Obj]:
+    containers: list[Obj] = pod_spec(obj)["containers"]
+    return containers
+
+
+def _env(container: Obj) -> dict[str, Obj]:
+    return {item["name"]: item for item in container.get("env", [])}
+
+
+def _port(container: Obj, port: int | str) -> int | None:
+    if isinstance(port, int):
+        return port
+    by_name = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    return by_name.get(port)
+
+
+def probes(objects: list[Obj]) -> list[str]:
+    """Every long-running container answers liveness on /healthz and readiness on /readyz, on
+    the port its process listens on (the API's port, or the engine's probe port)."""
+    settings = config(objects)
+    problems = []
+    for obj in of_kind(objects, "Deployment"):
+        role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        key = "HERALD_API__PORT" if role == "api" else "HERALD_ENGINE__PROBE_PORT"
+        listens = int(settings[key])
+        for c in _containers(obj):
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                get = c.get(probe, {}).get("httpGet")
+                if get is None:
+                    problems.append(f"{name(obj)}: no {probe} over HTTP")
+                elif get.get("path") != path:
+                    problems.append(f"{name(obj)}: {probe} asks {get.get('path')}, not {path}")
+                elif _port(c, get["port"]) != listens:
+                    problems.append(f"{name(obj)}: {probe} asks a port {key} does not name")
+    return problems
+
+
+def resources(objects: list[Obj]) -> list[str]:
+    """Every container requests CPU and memory and is limited in both."""
+    problems = []
+    for obj in workloads(objects):
+        for c in _containers(obj):
+            for kind in ("requests", "limits"):
+                given = c.get("resources", {}).get(kind, {})
+                missing = {"cpu", "memory"} - set(given)
+                if missing:
+                    problems.append(f"{name(obj)}: no {kind} for {', '.join(sorted(missing))}")
+    return problems
+
+
+def security(objects: list[Obj]) -> list[str]:
+    """Every container runs as a numeric non-root user, cannot gain privileges, has every
+    capability dropped, the default seccomp profile, and a read-only root file system with an
+    emptyDir on /tmp."""
+    problems = []
+    for obj in workloads(objects):
+        pod = pod_spec(obj)
+        pod_ctx = pod.get("securityContext", {})
+        empty_dirs = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v}
+        for c in _containers(obj):
+            ctx = {**pod_ctx, **c.get("securityContext", {})}
+            where = f"{name(obj)}/{c['name']}"
+            user = ctx.get("runAsUser")
+            if ctx.get("runAsNonRoot") is not True or not isinstance(user, int) or user == 0:
+                problems.append(f"{where}: not a numeric non-root user")
+            if c.get("securityContext", {}).get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: may gain privileges")
+            if c.get("securityContext", {}).get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: writable root file system")
+            if "ALL" not in c.get("securityContext", {}).get("capabilities", {}).get("drop", []):
+                problems.append(f"{where}: capabilities kept")
+            if ctx.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+                problems.append(f"{where}: no RuntimeDefault seccomp profile")
+            tmp = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            if not tmp or tmp[0]["name"] not in empty_dirs:
+                problems.append(f"{where}: /tmp is not an emptyDir")
+    return problems
+
+
+def image(objects: list[Obj]) -> list[str]:
+    """Every container runs Herald's image at the package's version."""
+    package = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    want = f"{IMAGE}:{package['version']}"
+    return [
+        f"{name(obj)}: runs {c.get('image')}, not {want}"
+        for obj in workloads(objects)
+        for c in _containers(obj)
+        if c.get("image") != want
+    ]
+
+
+def _parse(args: list[str]) -> dict[str, object] | str:
+    """The options ``herald <args>`` would run with, or why the CLI refuses it."""
+    with click.Context(_COMMAND, info_name="herald") as group_ctx:
+        sub = _COMMAND.get_command(group_ctx, args[0]) if args else None
+        if sub is None:
+            return f"no command {args[:1]}"
+        try:
+            ctx = sub.make_context(args[0], args[1:], parent=group_ctx)
+        except click.ClickException as exc:
+            return exc.format_message()
+        return dict(ctx.params)
+
+
+def command_lines(objects: list[Obj]) -> list[str]:
+    """Every container's arguments are a `herald` command line the CLI accepts (unknown
+    options and bad values fail as they would at start-up); a worker names known platforms,
+    each at its roadmap concurrency (the platform's default in herald.config)."""
+    problems = []
+    defaults = Settings(database_url="memory://")
+    known = {p.value for p in Platform}
+    for obj in workloads(objects):
+        for c in _containers(obj):
+            args = [str(a) for a in c.get("args", [])]
+            params = _parse(args)
+            if isinstance(params, str):
+                problems.append(f"{name(obj)}: herald {' '.join(args)}: {params}")
+                continue
+            if args[0] != "worker":
+                continue
+            for platform in str(params.get("platforms") or "").split(","):
+                if platform not in known:
+                    problems.append(f"{name(obj)}: unknown platform {platform!r}")
+                    continue
+                want = defaults.platform(Platform(platform)).concurrency
+                if params.get("concurrency") != want:
+                    problems.append(f"{name(obj)}: {platform} not at concurrency {want}")
+    return problems
+
+
+def drain(objects: list[Obj]) -> list[str]:
+    """The engines' pods get time to drain on SIGTERM: engine.shutdown_grace_s for the requests
+    in flight, and as long again to hand back the rest."""
+    grace_s = float(config(objects).get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+    problems = []
+    for obj in of_kind(objects, "Deployment"):
+        role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        given = pod_spec(obj).get("terminationGracePeriodSeconds", 30)
+        if role in ("dispatcher", "worker") and given < 2 * grace_s:
+            problems.append(f"{name(obj)}: terminationGracePeriodSeconds {given} < 2 x {grace_s}")
+    return problems
+
+
+# -- workers, their regions and their scalers ---------------------------------------------------
+
+
+def _region(worker: Obj, objects: list[Obj]) -> str:
+    """The region a worker reads: its --region, else the deployment's HERALD_REGION."""
+    args = [str(a) for a in _containers(worker)[0].get("args", [])]
+    if "--region" in args[:-1]:
+        return args[args.index("--region") + 1]
+    return config(objects)["HERALD_REGION"]
+
+
+def _platform(worker: Obj) -> Platform:
+    return Platform(worker["metadata"]["labels"]["platform"])
+
+
+def _scalers(objects: list[Obj]) -> list[tuple[Obj, str]]:
+    """Every autoscaler and the Deployment it names."""
+    out = [(obj, obj["spec"]["scaleTargetRef"]["name"]) for obj in of_kind(objects, "ScaledObject")]
+    out += [
+        (obj, obj["spec"]["scaleTargetRef"]["name"])
+        for obj in of_kind(objects, "HorizontalPodAutoscaler")
+        if obj["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+    ]
+    return out
+
+
+def _bounds(scaler: Obj) -> tuple[int, int]:
+    spec = scaler["spec"]
+    if scaler["kind"] == "ScaledObject":
+        return spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+    return spec.get("minReplicas", 1), spec["maxReplicas"]
+
+
+def one_scaler_each(objects: list[Obj]) -> list[str]:
+    """Every worker Deployment is scaled by exactly one ScaledObject or HPA, and every scaler
+    scales a worker Deployment."""
+    counts = Counter(target for _, target in _scalers(objects))
+    names = {name(w) for w in workers(objects)}
+    problems = [f"{n}: {counts[n]} scalers" for n in sorted(names) if counts[n] != 1]
+    problems += [f"a scaler targets {t}, no worker Deployment" for t in counts if t not in names]
+    return problems
+
+
+def _broker_key(worker: Obj) -> str | None:
+    ref = _env(_containers(worker)[0]).get("HERALD_BROKER__URL", {}).get("valueFrom", {})
+    return ref.get("secretKeyRef", {}).get("key")
+
+
+def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str) -> list[str]:
+    where = name(scaler)
+    if scaler["kind"] == "HorizontalPodAutoscaler":
+        [metric] = scaler["spec"]["metrics"]
+        external = metric["external"]
+        want = {"platform": platform.value, "region": region}
+        problems = []
+        if external["metric"]["name"] != BACKLOG_METRIC:
+            problems.append(f"{where}: scales on {external['metric']['name']}")
+        if external["metric"].get("selector", {}).get("matchLabels") != want:
+            problems.append(f"{where}: selects {external['metric'].get('selector')}, not {want}")
+        if external["target"].get("averageValue") != "50":
+            problems.append(f"{where}: target {external['target']}")
+        return problems
+    [trigger] = scaler["spec"]["triggers"]
+    meta = trigger["metadata"]
+    if trigger["type"] == "rabbitmq":
+        want_queue = Topology(RABBIT_QUEUE_PREFIX, delivery_limit=1).queue(platform, region)
+        checks = [
+            (
+                meta.get("queueName") == want_queue,
+                f"queue {meta.get('queueName')}, not {want_queue}",
+            ),
+            (meta.get("mode") == "QueueLength" and meta.get("value") == "50", "not 50 per pod"),
+            (_broker_key(worker) == "rabbitmq-url", "its worker's broker is not RabbitMQ"),
+        ]
+    elif trigger["type"] == "redis-streams":
+        want_stream = stream_key(REDIS_QUEUE_PREFIX, platform, region)
+        checks = [
+            (meta.get("stream") == want_stream, f"stream {meta.get('stream')}, not {want_stream}"),
+            (meta.get("consumerGroup") == REDIS_QUEUE_GROUP, f"group {meta.get('consumerGroup')}"),
+            (meta.get("lagCount") == "50", "not 50 per pod"),
+            (_broker_key(worker) == "redis-url", "its worker's broker is not Redis Streams"),
+        ]
+    else:
+        checks = [(False, f"trigger {trigger['type']}")]
+    return [f"{where}: {problem}" for ok, problem in checks if not ok]
+
+
+def triggers(objects: list[Obj]) -> list[str]:
+    """Each scaler watches the queue its worker reads (Herald's own names for it, of that
+    platform and region) on the broker the worker uses, 50 waiting per pod."""
+    by_name = {name(w): w for w in workers(objects)}
+    problems = []
+    for scaler, target in _scalers(objects):
+        worker = by_name.get(target)
+        if worker is None:
+            continue  # one_scaler_each's problem
+        problems += _trigger_problems(scaler, worker, _platform(worker), _region(worker, objects))
+    return problems
+
+
+def single_region_bounds(objects: list[Obj]) -> list[str]:
+    """One region: every worker Deployment scales between 5 and 100 pods."""
+    return [
+        f"{name(scaler)}: {_bounds(scaler)}, not (5, 100)"
+        for scaler, _ in _scalers(objects)
+        if _bounds(scaler) != (5, 100)
+    ]
+
+
+def regions(objects: list[Obj]) -> list[str]:
+    """Four regions: each region runs one worker Deployment per platform started with
+    --region <its region> (its region label too), and each platform's capacity is shared
+    40/30/20/10 (us-east-1, us-west-2, eu-west-1, ap-southeast-1), at its most and its least."""
+    problems = []
+    by_name = {name(w): w for w in workers(objects)}
+    seen: dict[str, list[Platform]] = defaultdict(list)
+    for worker in by_name.values():
+        args = [str(a) for a in _containers(worker)[0].get("args", [])]
+        label = worker["metadata"]["labels"].get("region")
+        if args.count("--region") != 1 or label is None or _region(worker, objects) != label:
+            problems.append(f"{name(worker)}: region label {label}, started with {args}")
+        seen[_region(worker, objects)].append(_platform(worker))
+    for region in REGION_SHARES.keys() | seen.keys():
+        if sorted(seen.get(region, [])) != sorted(Platform):
+            problems.append(
+                f"{region}: workers for {sorted(p.value for p in seen.get(region, []))}"
+            )
+    bounds: dict[Platform, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for scaler, target in _scalers(objects):
+        if target in by_name:
+            worker = by_name[target]
+            bounds[_platform(worker)][_region(worker, objects)] = _bounds(scaler)
+    want = {r: Fraction(share, 100) for r, share in REGION_SHARES.items()}
+    for platform, per_region in bounds.items():
+        for index, what in ((0, "least"), (1, "most")):
+            total = sum(b[index] for b in per_region.values())
+            shares = {r: Fraction(b[index], total) for r, b in per_region.items()} if total else {}
+            if shares != want:
+                problems.append(f"{platform.value}: shares at its {what} {shares}, not {want}")
+    return problems
+
+
+# -- network ------------------------------------------------------------------------------------
+
+
+def _selects(selector: Obj, labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        ok = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def _policies_of(objects: list[Obj], component: str) -> list[Obj]:
+    pods = [
+        obj["spec"]["template"]["metadata"]["labels"]
+        for obj in of_kind(objects, "Deployment")
+        if obj["metadata"]["labels"].get("app.kubernetes.io/component") == component
+    ]
+    return [
+        policy
+        for policy in of_kind(objects, "NetworkPolicy")
+        if any(_selects(policy["spec"]["podSelector"], labels) for labels in pods)
+    ]
+
+
+#: What a worker may reach: DNS, PostgreSQL, Redis, RabbitMQ (AMQP, AMQPS), and HTTPS.
+_WORKER_PORTS = {53, 5432, 6379, 5672, 5671, 443}
+
+
+def network(objects: list[Obj]) -> list[str]:
+    """Everything is denied unless allowed; workers reach only DNS, the database, Redis, the
+    broker and the internet on 443 (public addresses); the API takes requests from the ingress
+    controller's namespace (and scrapes from monitoring's) only."""
+    problems = []
+    if not any(
+        p["spec"]["podSelector"] == {}
+        and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        for p in of_kind(objects, "NetworkPolicy")
+    ):
+        problems.append("no default-deny NetworkPolicy")
+    for policy in _policies_of(objects, "worker"):
+        for rule in policy["spec"].get("egress", []):
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            if not ports or not ports <= _WORKER_PORTS:
+                problems.append(f"{name(policy)}: workers may reach ports {ports or 'all'}")
+            if 443 in ports and not all("ipBlock" in peer for peer in rule.get("to", [{}])):
+                problems.append(f"{name(policy)}: 443 open beyond the internet's addresses")
+    allowed_from = {"ingress-nginx", "monitoring"}
+    from_controller = False
+    for policy in _policies_of(objects, "api"):
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from", [])
+            spaces = {
+                peer.get("namespaceSelector", {})
+                .get("matchLabels", {})
+                .get("kubernetes.io/metadata.name")
+                for peer in peers
+            }
+            if not peers or not spaces <= allowed_from or any("ipBlock" in p for p in peers):
+                problems.append(f"{name(policy)}: the API takes requests from {peers or 'anyone'}")
+            from_controller |= "ingress-nginx" in spaces
+    if not from_controller:
+        problems.append("the ingress controller cannot reach the API")
+    return problems
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+#: Stand-ins for the Secret's values, of the form each setting takes.
+SECRET_SAMPLES = {
+    "database-url": "postgresql://herald@postgres:5432/herald",
+    "redis-url": "redis://redis:6379/0",
+    "rabbitmq-url": "amqp://herald:herald@rabbitmq:5672/herald",
+    "secret-keys": "dGhpcnR5LXR3by1ieXRlcy1vZi1yYW5kb20tZGF0YS4=",
+    "metrics-token": "token",
+}
+
+
+def _names_a_setting(variable: str) -> bool:
+    """Whether ``HERALD_A__B`` is a field of :class:`Settings` (``a.b``): pydantic-settings
+    ignores a variable that names none, so a misspelt one would be dropped in silence."""
+    model: Any = Settings
+    for part in variable.removeprefix("HERALD_").lower().split("__"):
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        models = [a for a in getattr(annotation, "__args__", ()) if hasattr(a, "model_fields")]
+        model = models[0] if models else annotation
+    return not hasattr(model, "model_fields")  # a value, not a whole section
+
+
+def _environment(container: Obj, objects: list[Obj]) -> dict[str, str] | str:
+    env = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef", {}).get("name")
+        [data] = [o["data"] for o in of_kind(objects, "ConfigMap") if name(o) == ref] or [None]
+        if data is None:
+            return f"no ConfigMap {ref}"
+        env.update(data)
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        else:
+            key = item["valueFrom"]["secretKeyRef"]["key"]
+            if key not in SECRET_SAMPLES:
+                return f"{item['name']} from an unknown Secret key {key}"
+            env[item["name"]] = SECRET_SAMPLES[key]
+    return env
+
+
+def settings(objects: list[Obj]) -> list[str]:
+    """Every HERALD_* variable a container gets names a setting, and together they make
+    settings Herald accepts."""
+    problems = []
+    for obj in workloads(objects):
+        for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str):
+                problems.append(f"{name(obj)}: {env}")
+                continue
+            unknown = sorted(v for v in env if v.startswith("HERALD_") and not _names_a_setting(v))
+            problems += [f"{name(obj)}: {v} names no setting" for v in unknown]
+            with patch.dict(os.environ, env, clear=True):
+                try:
+                    Settings()
+                except (ValidationError, SettingsError) as exc:
+                    problems.append(f"{name(obj)}: invalid settings: {exc}")
+    return problems
+
+
+ALL: dict[str, Check] = {
+    "settings": settings,
+    "probes": probes,
+    "resources": resources,
+    "security": security,
+    "image": image,
+    "command_lines": command_lines,
+    "drain": drain,
+    "one_scaler_each": one_scaler_each,
+    "triggers": triggers,
+    "network": network,
+}
