@@ -5,10 +5,14 @@ reads is one of the agreed names (docs/operations.md, "Metrics")."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from deploy.grafana import generate
 from deploy.grafana.queries import dashboards, metric_names, panels, queries, variables
+
+import herald
+from tests.deploy.exported_metrics import exported_names, promql_names
 
 #: The metrics contract: every name a Herald role exports (existing and new).
 CONTRACT = frozenset(
@@ -89,3 +93,14 @@ def test_queries_read_only_agreed_metrics_and_declared_variables(name):
         assert names <= CONTRACT, f"{query.panel}: not in the contract: {names - CONTRACT}"
         used = set(re.findall(r"\$(\w+)", query.expr))
         assert used <= declared, f"{query.panel}: undeclared {used - declared}"
+
+
+def test_every_series_a_query_reads_is_one_herald_declares():
+    """Held against the package's own declarations (as the alert rules are), and read by
+    Prometheus' own PromQL parser: a name Herald does not export draws an empty panel."""
+    exported = exported_names(Path(herald.__file__).parent)
+    for name, model in COMMITTED.items():
+        for query in queries(name, model):
+            read = promql_names(query.expr.replace("$__rate_interval", "1m"))
+            assert read, f"{name} / {query.panel}: {query.expr}"
+            assert read <= exported, f"{name} / {query.panel}: {sorted(read - exported)}"
