@@ -81,16 +81,17 @@ async def exported_families(live: LiveDeployment) -> set[str]:
     return {entry["metric"] for entry in data}
 
 
-async def failing(live: LiveDeployment, exprs: list[tuple[str, str]]) -> list[str]:
+async def failing(live: LiveDeployment, exprs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (what, PromQL) of ``exprs`` that return no number now."""
     bad = []
     for what, expr in exprs:
         result = (await live.prometheus("/api/v1/query", query=expr))["result"]
         if not has_data(result):
-            bad.append(f"{what}: {expr}")
+            bad.append((what, expr))
     return bad
 
 
-async def variables_without_values(live: LiveDeployment) -> list[str]:
+async def variables_without_values(live: LiveDeployment) -> list[tuple[str, str]]:
     """The variables whose own query does not offer the value substituted for them."""
     bad = []
     for name, model in dashboards().items():
@@ -100,7 +101,7 @@ async def variables_without_values(live: LiveDeployment) -> list[str]:
             metric, label = match.groups()
             offered = await live.prometheus(f"/api/v1/label/{label}/values", **{"match[]": metric})
             if VALUES[variable] not in offered:
-                bad.append(f"{name} ${variable} offers {offered}: {query}")
+                bad.append((f"{name} ${variable} offers {offered}", query))
     return bad
 
 
@@ -138,14 +139,13 @@ async def test_every_dashboard_query_and_rule_returns_data_from_a_live_deploymen
     assert not unexplained, "without data:\n" + "\n".join(unexplained)
 
 
-def explain(bad: list[str], families: set[str]) -> tuple[list[str], list[str]]:
+def explain(bad: list[tuple[str, str]], families: set[str]) -> tuple[list[str], list[str]]:
     """``bad`` split: those not explained, and those on event-only counters that a process
     declares (their name is right; they have no series until their first event)."""
     unexplained, event_only = [], []
-    for line in bad:
-        names = metric_names(line.split(": ", 1)[1])
-        if names <= EVENT_ONLY and names <= families:
-            event_only.append(line)
-        else:
-            unexplained.append(line)
+    for what, expr in bad:
+        names = metric_names(expr)
+        line = f"{what}: {expr}"
+        explained = bool(names) and names <= EVENT_ONLY and names <= families
+        (event_only if explained else unexplained).append(line)
     return unexplained, event_only
