@@ -211,7 +211,7 @@ class LiveDeployment:
         if binary is None:
             raise RuntimeError(
                 "prometheus is not installed: apt-get install -y prometheus "
-                "(scripts/services.sh installs it for make test)"
+                "(scripts/tools.sh installs it for make test)"
             )
         config = self.workdir / "prometheus.yml"
         config.write_text(yaml.safe_dump(self.prometheus_config(), sort_keys=False))

@@ -6,7 +6,7 @@ deployment of ``live.py`` (serve, dispatcher, two workers, the simulator) publis
 minutes, with a Facebook outage in the middle, while a real Prometheus scrapes it; then every
 panel's queries, exactly as the committed JSON holds them, are read over the run from
 Prometheus' ``/api/v1/query_range`` and plotted in the dashboard's grid (a stat panel shows
-its latest figures). Needs PostgreSQL, Redis and ``prometheus`` (scripts/services.sh).
+its latest figures). Needs PostgreSQL, Redis and ``prometheus`` (scripts/services.sh, scripts/tools.sh).
 """
 
 from __future__ import annotations

@@ -118,7 +118,7 @@ def dashboard_queries() -> list[tuple[str, str]]:
 async def test_every_dashboard_query_and_rule_returns_data_from_a_live_deployment(tmp_path):
     if shutil.which("prometheus") is None:
         pytest.fail(
-            "prometheus is not installed: apt-get install -y prometheus (scripts/services.sh "
+            "prometheus is not installed: apt-get install -y prometheus (scripts/tools.sh "
             "installs it for make test)",
             pytrace=False,
         )
