@@ -6,7 +6,8 @@ deployment of ``live.py`` (serve, dispatcher, two workers, the simulator) publis
 minutes, with a Facebook outage in the middle, while a real Prometheus scrapes it; then every
 panel's queries, exactly as the committed JSON holds them, are read over the run from
 Prometheus' ``/api/v1/query_range`` and plotted in the dashboard's grid (a stat panel shows
-its latest figures). Needs PostgreSQL, Redis and ``prometheus`` (scripts/services.sh, scripts/tools.sh).
+its latest figures). Needs PostgreSQL, Redis and ``prometheus`` (scripts/services.sh starts
+the servers, scripts/tools.sh installs Prometheus).
 """
 
 from __future__ import annotations
