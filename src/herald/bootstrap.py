@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
@@ -85,10 +85,15 @@ def open_limiter(settings: Settings) -> RedisLimiter | None:
 
 
 def open_queue(
-    settings: Settings, *, platforms: Collection[Platform] = (), region: str | None = None
+    settings: Settings,
+    *,
+    platforms: Collection[Platform] = (),
+    region: str | None = None,
+    on_redelivered: Callable[[int], None] | None = None,
 ) -> RedisStreamQueue | RabbitQueue:
     """The broker ``broker.url`` names, reading the jobs of ``platforms`` in ``region`` (none:
-    a dispatcher's, which only puts, routing each job by its platform and channel's region)."""
+    a dispatcher's, which only puts, routing each job by its platform and channel's region).
+    ``on_redelivered`` is told of the jobs handed out again after their consumer went away."""
     url = settings.broker.url
     if url is None:
         raise ConfigError("a dispatcher or worker needs broker.url (--broker, HERALD_BROKER__URL)")
@@ -105,6 +110,7 @@ def open_queue(
             claim_idle_s=settings.broker.handoff_s / 3,
             # A worker reads what its intake may hold in one round trip.
             read_count=prefetch,
+            on_redelivered=on_redelivered,
         )
     if url.startswith(("amqp://", "amqps://")):
         return RabbitQueue(
@@ -119,6 +125,7 @@ def open_queue(
             # messages comes, a worker holds at most four intakes' worth (128 Facebook jobs:
             # 16 s of work at a second a request, well within the hand-off lease).
             prefetch=4 * prefetch,
+            on_redelivered=on_redelivered,
         )
     raise ConfigError(f"no broker for {url.split(':', 1)[0]!r} URLs in this build")
 
@@ -167,7 +174,7 @@ async def running_engine(
         chosen = set(Platform) if platforms is None else set(platforms)
         # Every platform's connector prices the sends a limiter rebuild replays; only the
         # chosen ones publish. None opens a connection before its first request.
-        metrics = Metrics()
+        metrics = Metrics(role=role)
         versions = VersionWatch(settings, metrics)
         every = build_connectors(settings, versions=versions) if publishes else {}
         for connector in every.values():
@@ -216,8 +223,12 @@ def _broker_queue(
     ``herald_queue_backlog{platform,region}`` is what an autoscaler sizes workers by."""
     if role == "all":
         return None
+    republished = metrics.lease_recoveries.labels("republished")
     queue = open_queue(
-        settings, platforms=platforms if role == "worker" else (), region=settings.region
+        settings,
+        platforms=platforms if role == "worker" else (),
+        region=settings.region,
+        on_redelivered=republished.inc,
     )
     QueueBacklog(queue).register(metrics.registry)
     return queue
@@ -257,6 +268,7 @@ def webhook_sender(
         settings.webhooks,
         store_backoff=store_backoff,
         egress=EgressPolicy.from_settings(settings.egress),
+        registry=None if engine is None else engine.metrics.registry,
     )
     if engine is not None:
         engine.on_events(sender.notify)

@@ -128,6 +128,7 @@ def _engine_process(
     # heavy imports only for the engine's commands
     from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
     from herald.probe import serving_probe
+    from herald.service.ops_metrics import StoreGauges, process_info
 
     async def main() -> None:
         # Opened here, not by running_engine: the webhook sender needs the whole store, and
@@ -141,13 +142,20 @@ def _engine_process(
             ):
                 # A dispatcher records no outcome, so it has no events to send.
                 sender = webhook_sender(settings, store, engine) if role != "dispatcher" else None
+                registry = engine.metrics.registry
+                process_info(registry, "run" if role == "all" else role, settings.region)
+                gauges = None
+                if role != "worker":  # a worker sees its platforms' jobs, not the whole store
+                    unavailable = engine.metrics.store_unavailable
+                    gauges = StoreGauges(store, registry, unavailable=unavailable)
                 port = settings.engine.probe_port
                 if port is not None:
                     probe = serving_probe(
                         lambda: engine.ready,
-                        engine.metrics.registry,
+                        registry,
                         host=settings.engine.probe_host,
                         port=port,
+                        before_scrape=None if gauges is None else gauges.refresh,
                     )
                     await on.enter_async_context(probe)
 

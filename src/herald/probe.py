@@ -7,7 +7,8 @@
 - ``/healthz``: 200 while the process serves;
 - ``/readyz``: 200 while the engine runs and its store answers, else 503 (problem+json), as
   ``herald serve``'s ``/readyz`` does;
-- ``/metrics``: the engine's Prometheus registry.
+- ``/metrics``: the engine's Prometheus registry, after ``before_scrape`` (the store-wide
+  gauges' read, in the processes that export them: :mod:`herald.service.ops_metrics`).
 
 Served with aiohttp's own server rather than a second FastAPI application: aiohttp is loaded
 already (the connectors use it), three fixed routes need neither validation nor OpenAPI, and
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
@@ -38,7 +39,13 @@ _NOT_READY = {
 }
 
 
-def _application(ready: Readiness, registry: CollectorRegistry) -> web.Application:
+#: Brings gauges read at scrape time up to date before ``/metrics`` renders them.
+BeforeScrape = Callable[[], Awaitable[None]]
+
+
+def _application(
+    ready: Readiness, registry: CollectorRegistry, before_scrape: BeforeScrape | None
+) -> web.Application:
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -50,6 +57,8 @@ def _application(ready: Readiness, registry: CollectorRegistry) -> web.Applicati
         )
 
     async def metrics(_request: web.Request) -> web.Response:
+        if before_scrape is not None:
+            await before_scrape()
         headers = {"Content-Type": CONTENT_TYPE_LATEST}  # with its charset: not content_type=
         return web.Response(body=generate_latest(registry), headers=headers)
 
@@ -62,11 +71,17 @@ def _application(ready: Readiness, registry: CollectorRegistry) -> web.Applicati
 
 @asynccontextmanager
 async def serving_probe(
-    ready: Readiness, registry: CollectorRegistry, *, host: str, port: int
+    ready: Readiness,
+    registry: CollectorRegistry,
+    *,
+    host: str,
+    port: int,
+    before_scrape: BeforeScrape | None = None,
 ) -> AsyncIterator[int]:
     """Serve the probe on ``host``:``port`` (0: a free port) until the block ends; yield the
     port it listens on."""
-    runner = web.AppRunner(_application(ready, registry), access_log=None, handle_signals=False)
+    app = _application(ready, registry, before_scrape)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -24,6 +24,7 @@ from herald.bootstrap import open_store, run_publishing, running_engine, webhook
 from herald.config import Settings
 from herald.engine import Engine
 from herald.platforms.rules import VALIDATORS
+from herald.service.ops_metrics import ProcessRole, StoreGauges, process_info
 from herald.service.webhook_sender import WebhookSender
 from herald.types import Store
 
@@ -94,6 +95,12 @@ async def _until_stopped(
     """The API, and the engine and its webhook sender when ``engine`` is given, until one
     stop ends them all (or one of them ends, and the others with it)."""
     sender = None if engine is None else webhook_sender(settings, store, engine)
+    # Beside an engine, the store-wide gauges go on its registry: a failed read counts in its
+    # herald_store_unavailable_total (a scrape shows each family once).
+    gauges = None
+    if engine is not None:
+        unavailable = engine.metrics.store_unavailable
+        gauges = StoreGauges(store, engine.metrics.registry, unavailable=unavailable)
     app = create_app(
         settings,
         store,
@@ -101,7 +108,10 @@ async def _until_stopped(
         notify=None if engine is None else engine.notify,
         engine_registry=None if engine is None else engine.metrics.registry,
         engine_ready=None if engine is None else (lambda: engine.ready),
+        store_gauges=gauges,
     )
+    role: ProcessRole = "api" if engine is None else "serve"
+    process_info(app.state.services.metrics.registry, role, settings.region)
     server = _server(app, settings, host, port)
     # What exists now (modules, the app, the settings) lives as long as the process: out of
     # the cyclic collector's reach, a full collection (which a big import's allocations

@@ -401,6 +401,12 @@ class Catalog(Protocol):
 
     async def count_by_state(self) -> dict[DeliveryState, int]: ...
 
+    async def count_webhook_backlog(self) -> int:
+        """Webhook events not yet delivered nor given up (pending, or being sent)."""
+
+    async def count_channels_needing_reauth(self) -> dict[Platform, int]:
+        """Live channels parked until their user gives new credentials, per platform."""
+
     async def add_webhook(self, webhook: Webhook, secret_ciphertext: bytes) -> None: ...
 
     async def list_webhooks(self, workspace_id: str) -> list[Webhook]: ...
@@ -673,6 +679,11 @@ class RateLimiter(Protocol):
         """Give back the units of refundable claims granted at ``granted_at`` (the request
         definitely failed and the platform counts only successes); with ``unsent``, of every
         claim (the request never reached the platform, which counted nothing)."""
+
+    def quota_use(self, now: float) -> dict[tuple[str, str], float]:
+        """Per (platform, rule name), the units used on that rule's busiest key at ``now``
+        (its window's, its day's; a pacing's burst spent ahead of now), as far as this process
+        knows without a round trip: ``herald_quota_used``. Rules without use may be absent."""
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         """Record claims granted at ``granted_at`` by an earlier run, without checking them.

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from herald import __version__
 from herald.domain import utcnow
 from herald.testing import eventually
 
@@ -57,6 +58,7 @@ async def test_an_import_cut_short_by_its_process_leaves_nothing(tmp_path, stop)
         "HERALD_API__IMPORT_LEASE_S": "1",  # a killed process's import is taken over in ~1 s
         "HERALD_API__IMPORT_SPOOL_DIR": str(tmp_path / "spool"),
         "HERALD_ENGINE__SQLITE_SYNCHRONOUS": "NORMAL",
+        "HERALD_API__METRICS_TOKEN": "scrape-me",
     }
     admin = await herald(env, "admin", "create-workspace", "Acme", stdout=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(admin.communicate(), 30)
@@ -112,6 +114,15 @@ async def test_an_import_cut_short_by_its_process_leaves_nothing(tmp_path, stop)
             assert (await api.get(job["posts_url"])).json()["items"] == []
             assert (await api.get("/v1/posts")).json()["items"] == []
             assert list((tmp_path / "spool").iterdir()) == []  # the upload is gone too
+            scrape = {"Authorization": "Bearer scrape-me"}
+            metrics = (await api.get("/metrics", headers=scrape)).text
+            assert (
+                f'herald_process_info{{region="default",role="api",version="{__version__}"}} 1.0'
+                in metrics
+            )
+            assert 'herald_store_deliveries{state="scheduled"} 0.0' in metrics
+            assert "herald_webhook_backlog 0.0" in metrics
+            assert "herald_limiter_up" not in metrics  # no engine in this process
         finally:
             again.send_signal(signal.SIGTERM)
             await asyncio.wait_for(again.wait(), 30)

@@ -12,7 +12,9 @@ from datetime import timedelta
 import httpx
 import pytest
 from cryptography.fernet import Fernet
+from prometheus_client.parser import text_string_to_metric_families
 
+from herald import __version__
 from herald.config import Settings
 from herald.domain import Platform, utcnow
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
@@ -37,6 +39,34 @@ def free_port() -> int:
 
 
 METRICS_TOKEN = "scrape-me"  # /metrics answers only with it
+
+
+def assert_serve_metrics(text: str) -> None:
+    """What `herald serve` exports once it published one post and holds another: each family
+    once (the API's, the engine's and the store-wide gauges side by side)."""
+    families = list(text_string_to_metric_families(text))
+    names = [f.name for f in families]
+    assert len(names) == len(set(names)), names
+    found = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float | None:
+        return found.get((name, tuple(sorted(labels.items()))))
+
+    info = {"role": "serve", "version": __version__, "region": "default"}
+    assert value("herald_process_info", **info) == 1.0
+    assert value("herald_rate_limit_grants_total", platform="facebook") == 1.0
+    assert value("herald_delivery_sent_lateness_seconds_count", platform="facebook") == 1.0
+    assert value("herald_quota_used", platform="facebook", rule="page_calls") == 1.0
+    assert (value("herald_quota_allowed", platform="facebook", rule="page_calls") or 0) > 1
+    assert value("herald_store_deliveries", state="scheduled") == 1.0
+    assert value("herald_webhook_backlog") == 0.0
+    assert value("herald_channels_needing_reauth", platform="facebook") == 0.0
+    assert value("herald_limiter_up") == 1.0
+    assert "herald_broker_up" not in names  # no broker in the single-box deployment
 
 
 def environment(sim: Simulator, db: str, port: int) -> dict[str, str]:
@@ -126,6 +156,7 @@ async def test_serve_publishes_what_the_api_schedules_and_stops_on_sigterm(sim, 
             scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
             metrics = (await api.get("/metrics", headers=scrape)).text
             assert 'herald_deliveries_total{outcome="published",platform="facebook"} 1.0' in metrics
+            assert_serve_metrics(metrics)
     finally:
         server.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(server.communicate(), 30)

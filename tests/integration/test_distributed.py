@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from herald import __version__
 from herald.demo.servers import OwnRedis
 from herald.domain import Platform
 from herald.stores.postgres import PostgresStore
@@ -49,6 +50,45 @@ async def metrics(port: int) -> dict[tuple[str, str], float]:
             for sample in family.samples:
                 found[sample.labels["platform"], sample.labels["region"]] = sample.value
     return found
+
+
+async def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample a process's probe serves, by name and labels."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        text = await answer.text()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(found, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def assert_role_metrics(dispatcher, worker, posts: int) -> None:
+    """Each role exports what it has: the dispatcher the store-wide view and the broker, the
+    facebook worker its admissions, the shared limiter's busiest keys and the broker."""
+    info = {"version": __version__, "region": "default"}
+    assert sample(dispatcher, "herald_process_info", role="dispatcher", **info) == 1.0
+    assert sample(worker, "herald_process_info", role="worker", **info) == 1.0
+    assert sample(dispatcher, "herald_store_deliveries", state="published") == posts
+    assert sample(dispatcher, "herald_webhook_backlog") == 0.0
+    assert sample(dispatcher, "herald_channels_needing_reauth", platform="facebook") == 0.0
+    assert sample(worker, "herald_store_deliveries", state="published") is None
+    for found in (dispatcher, worker):
+        assert sample(found, "herald_broker_up") == 1.0
+    assert sample(dispatcher, "herald_limiter_up") is None
+    assert sample(worker, "herald_limiter_up") == 1.0
+    assert sample(worker, "herald_rate_limit_grants_total", platform="facebook") == posts
+    sent = "herald_delivery_sent_lateness_seconds_count"
+    assert sample(worker, sent, platform="facebook") == posts
+    # One channel's posts, counted in Redis and read back by the admissions themselves.
+    assert sample(worker, "herald_quota_used", platform="facebook", rule="page_calls") == posts
 
 
 async def stop(*processes: asyncio.subprocess.Process) -> list[int]:
@@ -87,7 +127,10 @@ async def test_workers_publish_only_their_region_and_platforms(sim, tmp_path, pg
 
         port = free_port()
         processes.append(await start(env, "dispatcher", "--probe-port", str(port)))
-        processes.append(await start(env, "worker", "--platforms", "facebook"))
+        worker_port = free_port()
+        processes.append(
+            await start(env, "worker", "--platforms", "facebook", "--probe-port", str(worker_port))
+        )
         await eventually(lambda: published(here) == POSTS, within_s=30)
         # Long enough for claims to be handed off, lapse and be handed off again.
         await asyncio.sleep(6)
@@ -96,6 +139,7 @@ async def test_workers_publish_only_their_region_and_platforms(sim, tmp_path, pg
         backlog = await metrics(port)
         assert backlog[("linkedin", "default")] == POSTS, backlog
         assert backlog[("facebook", "eu-west-1")] == POSTS, backlog
+        assert_role_metrics(await scrape(port), await scrape(worker_port), POSTS)
 
         processes.append(await start(env, "worker", "--region", "eu-west-1"))
         await eventually(lambda: published(eu) == POSTS, within_s=30)

@@ -10,7 +10,9 @@ import sys
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from herald import __version__
 from herald.config import Settings
 from herald.domain import Platform
 from herald.simulator import LatencyModel, Simulator, SimulatorConfig
@@ -80,6 +82,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def scraped(port: int) -> dict[tuple[str, ...], float]:
+    """A process's ``/metrics``: each sample by its name and its label values, sorted by name."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as answer,
+    ):
+        text = await answer.text()
+    return {
+        (sample.name, *(v for _, v in sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 async def probe(port: int, path: str) -> int:
     try:
         async with (
@@ -139,6 +155,13 @@ async def test_a_killed_engine_s_claims_are_published_by_its_successor_in_second
                 taken_over_s = loop.time() - killed_at
                 await eventually(lambda: probe(port, "/readyz"), within_s=10)
                 assert await probe(port, "/readyz") == 200
+                found = await scraped(port)
+                info = ("herald_process_info", "default", "run", __version__)
+                assert found[info] == 1.0
+                published = ("herald_store_deliveries", "published")
+                assert found[published] == 3 * POSTS_PER_CHANNEL
+                # Every claim the dead engine held, given back by this one.
+                assert found[("herald_lease_recoveries_total", "expired_lease")] == len(held)
             finally:
                 second.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(second.wait(), 30) == 0

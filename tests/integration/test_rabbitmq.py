@@ -233,10 +233,13 @@ async def test_a_job_not_acked_when_its_consumers_connection_dies_goes_to_anothe
     connection = await aio_pika.connect(RABBIT_URL)
     first = rabbit.queue(url=connection, platforms=[FB])
     assert await got(first) == mine
-    second = rabbit.queue(platforms=[FB])
+    republished: list[int] = []  # herald_lease_recoveries_total{kind="republished"}
+    second = rabbit.queue(platforms=[FB], on_redelivered=republished.append)
     await nothing_more(second)  # held, unacked, by the first
+    assert republished == []
     await close_rabbit(connection)  # the first consumer's process dies
     assert await taken(second) == mine
+    assert republished == [1]
     await second.close()
     assert await rabbit.ready() == 0
 

@@ -91,8 +91,10 @@ async def test_a_dead_consumers_job_is_taken_over_once_idle(queues):
         del dying
         gc.collect()
 
-    heir = queues.open(consumer="heir", claim_idle_s=0.3)
+    republished: list[int] = []  # herald_lease_recoveries_total{kind="republished"}
+    heir = queues.open(consumer="heir", claim_idle_s=0.3, on_redelivered=republished.append)
     assert await asyncio.wait_for(heir.get(), WAIT_S) == job
+    assert republished == [1]
     (entry,) = await pending(queues, Platform.FACEBOOK)
     assert entry["consumer"] == b"heir"
     assert entry["times_delivered"] == 2

@@ -79,3 +79,8 @@ class EngineHeartbeatSuite:
         # The two sent when A died were looked up first (absent: A's requests never landed).
         assert [kind for kind, _ in world.calls].count("find") == 2
         assert [e.id for e in await store.list_engines()] == []  # A judged, B left
+        # Every claim A held, counted where it was given back.
+        recovered = b.metrics.registry.get_sample_value(
+            "herald_lease_recoveries_total", {"kind": "expired_lease"}
+        )
+        assert recovered == POSTS

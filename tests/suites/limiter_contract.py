@@ -299,3 +299,34 @@ class LimiterContract:
         # Full; the oldest grant is the replayed one (t=1): room at t=11, not at t=15.
         assert await limiter.reserve([claim(rule)], 6.0) == 5.0
         assert await limiter.reserve([claim(rule)], 11.0) == 0.0
+
+    # -- quota use (herald_quota_used) --------------------------------------------------------
+    async def test_quota_use_is_the_busiest_key_of_each_rule_within_its_window(self, limiter):
+        rule, other = rolling(10, 10.0), LimitRule("o", "calls", "app", RollingWindow(9, 10.0))
+        assert await limiter.reserve([claim(rule, key="facebook:r:a")], 0.0) == 0.0
+        assert await limiter.reserve([claim(rule, 2, key="facebook:r:a")], 1.0) == 0.0
+        assert (
+            await limiter.reserve(
+                [claim(rule, key="facebook:r:b"), claim(other, 4, key="facebook:o:app")], 2.0
+            )
+            == 0.0
+        )
+        assert await limiter.reserve([claim(rule, 10, key="facebook:r:b")], 3.0) > 0  # refused
+        assert limiter.quota_use(5.0) == {("facebook", "r"): 3.0, ("facebook", "o"): 4.0}
+        # Once every grant has left its window, nothing is used.
+        assert limiter.quota_use(30.0).get(("facebook", "r"), 0.0) == 0.0
+
+    async def test_quota_use_of_a_calendar_quota_and_of_pacing(self, limiter):
+        day = daily(5)
+        pace = LimitRule("p", "calls", "app", Pacing(rate_per_s=1.0, burst=4))
+        now = ts(2026, 7, 1, 12, 0)
+        for _ in range(3):
+            claims = [claim(day, key="linkedin:d:x"), claim(pace, key="linkedin:p:app")]
+            assert await limiter.reserve(claims, now) == 0.0
+        used = limiter.quota_use(now)
+        assert used[("linkedin", "d")] == 3.0
+        assert math.isclose(used[("linkedin", "p")], 3.0)  # three of its burst of four spent
+        # Pacing gives its burst back as time passes; the day's count stays until midnight.
+        later = limiter.quota_use(now + 1.0)
+        assert (later[("linkedin", "d")], round(later[("linkedin", "p")], 6)) == (3.0, 2.0)
+        assert limiter.quota_use(ts(2026, 7, 2, 0, 1)).get(("linkedin", "d"), 0.0) == 0.0

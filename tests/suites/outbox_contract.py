@@ -372,3 +372,36 @@ class OutboxContract:
         assert not await store.replay_webhook_event(given_up.id, at=t1)  # sending
         with pytest.raises(NotFound):
             await store.replay_webhook_event("evt_nope", at=t1)
+
+    async def test_the_webhook_backlog_counts_events_pending_or_being_sent(self, store):
+        """``herald_webhook_backlog``: what is neither delivered nor given up."""
+        assert await store.count_webhook_backlog() == 0
+        a = await Tenant.made(store, "A")
+        await a.webhook()
+        await a.record(4)
+        assert await store.count_webhook_backlog() == 4
+        now = later()
+        sent, given_up, retried, _ = sorted(await claim(store, now, per_webhook=10), key=str)
+        assert await store.count_webhook_backlog() == 4  # being sent: still owed
+        await store.settle_webhook_event(
+            sent.id, sent=True, next_attempt_at=None, error=None, at=now
+        )
+        await fail(store, given_up.id, now)
+        await fail(store, retried.id, now, retry_at=now + HOUR)
+        assert await store.count_webhook_backlog() == 2  # one to retry, one still sending
+
+    async def test_channels_needing_reauth_are_counted_per_platform(self, store):
+        """``herald_channels_needing_reauth``: live parked channels only."""
+        fb, fb2, li, gone = (
+            channel(Platform.FACEBOOK),
+            channel(Platform.FACEBOOK),
+            channel(Platform.LINKEDIN),
+            channel(Platform.LINKEDIN),
+        )
+        await store.add_channels([fb, fb2, li, gone])
+        assert await store.count_channels_needing_reauth() == {}
+        for parked in (fb, fb2, li, gone):
+            await store.set_channel_status(parked.id, ChannelStatus.NEEDS_REAUTH)
+        await store.delete_channel(gone.id, utcnow())
+        await store.set_channel_status(li.id, ChannelStatus.ACTIVE)
+        assert await store.count_channels_needing_reauth() == {Platform.FACEBOOK: 2}

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
+from prometheus_client import CollectorRegistry
 
 from herald.backoff import Backoff
 from herald.config import WebhookSettings
@@ -137,6 +138,14 @@ async def publish(store, count: int = 1, workspace_id: str = DEFAULT_WORKSPACE) 
     return [j.delivery.id for j in batch.jobs]
 
 
+def outcomes(registry: CollectorRegistry) -> dict[str, float | None]:
+    """``herald_webhook_deliveries_total`` by outcome."""
+    return {
+        outcome: registry.get_sample_value("herald_webhook_deliveries_total", {"outcome": outcome})
+        for outcome in ("delivered", "failed", "disabled")
+    }
+
+
 async def run_until(sender: WebhookSender, condition: Callable[[], bool]) -> None:
     """Run ``sender`` until ``condition()`` holds, then stop it."""
     task = asyncio.create_task(sender.run())
@@ -226,11 +235,13 @@ class WebhookSenderSuite:
         await subscribe(store, vault, receiver.url)
         await publish(store)
         receiver.statuses = [500, 503]
-        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK)
+        registry = CollectorRegistry()
+        sender = WebhookSender(store, vault, FAST, egress=LOOPBACK, registry=registry)
         await run_until(sender, lambda: sender.sent == 1)
         ids = [h[EVENT_ID_HEADER] for h, _ in receiver.requests]
         assert len(ids) == 3
         assert len(set(ids)) == 1  # the same event, at least once: receivers dedupe by id
+        assert outcomes(registry) == {"delivered": 1.0, "failed": 2.0, "disabled": 0.0}
 
     async def test_an_event_is_given_up_after_max_attempts(self, store, vault, receiver):
         await subscribe(store, vault, receiver.url)
@@ -420,8 +431,11 @@ class WebhookSenderSuite:
         await subscribe(store, vault, other_receiver.url, events=(WEBHOOK_DISABLED,))
         receiver.statuses = [500] * 100
 
-        def sender_with(**changes: object) -> WebhookSender:
-            return WebhookSender(store, vault, FAST.model_copy(update=changes), egress=LOOPBACK)
+        registry = CollectorRegistry()
+
+        def sender_with(seen: CollectorRegistry | None = None, **changes: object) -> WebhookSender:
+            settings = FAST.model_copy(update=changes)
+            return WebhookSender(store, vault, settings, egress=LOOPBACK, registry=seen)
 
         async def burst(**changes: object) -> None:
             await asyncio.wait_for(sender_with(**changes).run(burst=True), 10)
@@ -432,7 +446,9 @@ class WebhookSenderSuite:
         [given_up] = await store.list_webhook_events(failing.id, state=WebhookEventState.FAILED)
         # Two more, failing on: disabled at the third failure in a row.
         await publish(store, 2)
-        sender = sender_with(max_attempts=10, disable_after_failures=3, disable_after_s=0.0)
+        sender = sender_with(
+            registry, max_attempts=10, disable_after_failures=3, disable_after_s=0.0
+        )
         with caplog.at_level(logging.WARNING, logger="herald.webhooks"):
             await run_until(sender, lambda: len(other_receiver.requests) == 1)
         tried = len(receiver.requests)
@@ -447,6 +463,7 @@ class WebhookSenderSuite:
         assert hook.disabled_at is not None
         assert hook.disabled_reason == notice["reason"]
         assert [r.webhook_id for r in caplog.records if r.msg == "webhook.disabled"] == [failing.id]
+        assert outcomes(registry)["disabled"] == 1.0
         # Its events are kept, and a new one too; nothing is sent to it.
         await publish(store, 1)
         states = sorted(r.state for r in await store.list_webhook_events(failing.id))

@@ -45,6 +45,9 @@ class Forgetful:
     async def block(self, key, until):
         await self.inner.block(key, until)
 
+    def quota_use(self, now):
+        return self.inner.quota_use(now)
+
     async def rebuild(self, earlier):
         if self.ready:
             return None

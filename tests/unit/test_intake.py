@@ -42,7 +42,7 @@ def intake_of(store, queue, in_flight, *, max_held: int = 10) -> Intake:
     adoption = Adoption(
         store, "eng_worker", "eu", (Platform.FACEBOOK,), max_held=max_held, lease_s=300.0
     )
-    return Intake(queue, in_flight, health, retry_s=0.1, adoption=adoption)
+    return Intake(queue, in_flight, health, retry_s=0.1, metrics=Metrics(), adoption=adoption)
 
 
 async def test_a_worker_adopts_its_jobs_and_drops_the_others():

@@ -44,6 +44,7 @@ from herald.service.idempotency import IdempotencyKeys
 from herald.service.import_runner import ImportRunner
 from herald.service.import_work import ImportLimits
 from herald.service.imports import ImportService
+from herald.service.ops_metrics import StoreGauges
 from herald.service.posts import PostService
 from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
@@ -69,6 +70,7 @@ def create_app(
     notify: Notify | None = None,
     engine_registry: CollectorRegistry | None = None,
     engine_ready: Readiness | None = None,
+    store_gauges: StoreGauges | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> FastAPI:
     """The API on ``store`` (already open), given what it needs from the rest of Herald.
@@ -80,7 +82,9 @@ def create_app(
       ``engine.idle_recheck_s``);
     - ``engine_registry``: that engine's Prometheus metrics, served on ``/metrics`` too;
     - ``engine_ready``: whether that engine can work (started, its store answers): ``/readyz``
-      answers 503 while it cannot.
+      answers 503 while it cannot;
+    - ``store_gauges``: the store-wide gauges ``/metrics`` reads at scrape time, on that
+      engine's registry (default: on the API's own).
 
     CSV imports run as background tasks of the app's
     :class:`~herald.service.import_runner.ImportRunner` (``app.state.services.imports.runner``),
@@ -115,6 +119,7 @@ def create_app(
         clock=clock,
         spool_dir=settings.api.import_spool_dir,
     )
+    api_metrics = ApiMetrics()
     app.state.services = Services(
         settings=settings,
         store=store,
@@ -126,7 +131,8 @@ def create_app(
             store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
         ),
         imports=ImportService(store=store, runner=runner, clock=clock),
-        metrics=ApiMetrics(),
+        metrics=api_metrics,
+        store_gauges=store_gauges or StoreGauges(store, api_metrics.registry),
         key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
         idempotency=IdempotencyKeys(
             store,

@@ -27,6 +27,7 @@ from herald.service.channels import ChannelService
 from herald.service.deliveries import DeliveryActions
 from herald.service.idempotency import IdempotencyKeys
 from herald.service.imports import ImportService
+from herald.service.ops_metrics import StoreGauges
 from herald.service.posts import PostService
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
@@ -64,6 +65,7 @@ class Services:
     webhooks: WebhookRegistry
     imports: ImportService
     metrics: ApiMetrics
+    store_gauges: StoreGauges
     key_limits: KeyRateLimits
     idempotency: IdempotencyKeys
     engine_registry: CollectorRegistry | None

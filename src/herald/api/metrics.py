@@ -1,16 +1,14 @@
-"""What ``/metrics`` shows: API requests and latency, deliveries in the store by state, and the
-engine's own metrics when it runs in this process. Prometheus text format; names follow
-Prometheus conventions (``herald_`` prefix, base units, ``_total`` counters)."""
+"""What ``/metrics`` shows: API requests and latency, the store-wide gauges
+(:mod:`herald.service.ops_metrics`), and the engine's own metrics when it runs in this
+process. Prometheus text format; names follow Prometheus conventions (``herald_`` prefix,
+base units, ``_total`` counters)."""
 
 from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from herald.states import DeliveryState
-from herald.types import Catalog
 
 __all__ = ["ApiMetrics", "MetricsMiddleware", "render"]
 
@@ -36,18 +34,6 @@ class ApiMetrics:
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.deliveries = Gauge(
-            "herald_store_deliveries",
-            "Deliveries in the store, by state (read at scrape time).",
-            ["state"],
-            registry=self.registry,
-        )
-
-    async def refresh(self, store: Catalog) -> None:
-        """Read the deliveries by state from the store into the gauge."""
-        counts = await store.count_by_state()
-        for state in DeliveryState:
-            self.deliveries.labels(state.value).set(counts.get(state, 0))
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -228,8 +228,8 @@ class Dispatcher:
         while True:
             try:
                 await self._queue.put(jobs)
-                return
             except QueueUnavailable as exc:
+                self._metrics.broker_failed("publish")
                 # Kept and put again: the store keeps their claims meanwhile (until the lease).
                 log.warning("dispatcher.queue_unavailable", extra={"error": str(exc)})
                 await wait_first(self._stopping, within_s=self._handoff.retry_s)
@@ -237,11 +237,15 @@ class Dispatcher:
                     # Their leases lapse within handoff_s and they are claimed again.
                     log.warning("dispatcher.handoff_dropped", extra={"jobs": len(jobs)})
                     return
+            else:
+                self._metrics.broker_answered()
+                return
 
     async def _refresh_depth(self) -> None:
         try:
             await self._queue.refresh_depth()
         except QueueUnavailable as exc:
+            self._metrics.broker_failed("publish")  # the depth is read from the publish side
             log.warning("dispatcher.queue_unavailable", extra={"error": str(exc)})
 
     def _report_expired(self, expired: list[Delivery]) -> None:

@@ -49,7 +49,7 @@ from herald.engine.health import StoreHealth
 from herald.engine.intake import Adoption, Intake
 from herald.engine.keeper import LeaseKeeper
 from herald.engine.limiter_guard import LimiterGuard
-from herald.engine.metrics import Metrics
+from herald.engine.metrics import Metrics, QuotaGauges
 from herald.engine.outcomes import Outcomes
 from herald.engine.parking import ParkedChannels
 from herald.engine.pauses import Pauses
@@ -113,7 +113,7 @@ class Engine:
         self.settings = settings
         self.role = role
         self.store = store
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or Metrics(role=role)
         self.exclusive = exclusive  # no other engine uses this store: every claim is stale
         self.clock = clock or SystemClock()
         self._connectors = connectors
@@ -135,7 +135,13 @@ class Engine:
             limiter or MemoryLimiter(),
             self._replay_sent,
             health=self.health,
+            metrics=self.metrics,
         )
+        if role != "dispatcher":
+            published = {p: self._rules[p] for p in connectors if p in self._rules}
+            QuotaGauges(published, lambda: self._limiter.quota_use(self.clock.time())).register(
+                self.metrics.registry
+            )
         self._rng = rng
         self._policy = Policy(settings.engine, rng)
         self.identity = EngineInfo(
@@ -161,6 +167,7 @@ class Engine:
             self.identity,
             self._in_flight,
             self.health,
+            self.metrics,
             wake=self.dispatcher.notify,
             # A dispatcher's claims lapse after handoff_s: it looks for lapsed ones that often.
             lease_s=min(settings.engine.lease_s, broker.handoff_s)
@@ -173,6 +180,7 @@ class Engine:
             self._in_flight,
             self.health,
             retry_s=broker.retry_s,
+            metrics=self.metrics,
             adoption=self._adoption() if role == "worker" else None,
         )
         self.caps = self._caps_gate(caps)
@@ -352,6 +360,7 @@ class Engine:
             lambda: self.store.recover_expired_leases(self.clock.now(), every=self.exclusive),
         )
         if recovered:
+            self.metrics.lease_recoveries.labels("expired_lease").inc(recovered)
             log.warning("engine.recovered", extra={"deliveries": recovered})
         if self.role != "dispatcher":
             await self._limiter.restore(self._stopping)
@@ -416,6 +425,7 @@ class Engine:
         try:
             await self._queue.ack(job)
         except QueueError as exc:
+            self.metrics.broker_failed("ack")
             # The outcome is in the store. The message comes back to some worker, whose
             # adoption is refused (its claim token is gone), and is acked then.
             log.warning("engine.ack_failed", extra={"error": str(exc)})

@@ -59,6 +59,7 @@ class Grants:
             return self.unavailable_wait_s  # nothing admitted until it is rebuilt
         if wait <= 0:
             self._granted[job.delivery.id] = (claims, now)
+            self.metrics.rate_limit_grants.labels(platform.value).inc()
             return 0.0
         self.metrics.rate_limit_waits.labels(platform.value).inc()
         return wait

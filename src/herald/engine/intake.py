@@ -30,6 +30,7 @@ from datetime import timedelta
 from herald.domain import Job, Platform
 from herald.engine.dispatcher import InFlight
 from herald.engine.health import StoreHealth
+from herald.engine.metrics import Metrics
 from herald.errors import QueueError, QueueUnavailable, StoreUnavailable
 from herald.types import EngineStore, JobQueue
 from herald.wakeup import wait_first
@@ -59,9 +60,11 @@ class Intake:
         health: StoreHealth,
         *,
         retry_s: float,
+        metrics: Metrics,
         adoption: Adoption | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics
         self._in_flight = in_flight
         self._health = health
         self._retry_s = retry_s
@@ -113,11 +116,13 @@ class Intake:
             try:
                 job = await self._queue.get()
             except QueueUnavailable as exc:
+                self._metrics.broker_failed("consume")
                 log.warning("worker.queue_unavailable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_s)
                 continue
             except QueueError:
                 return
+            self._metrics.broker_answered()
             accept(job)
 
     async def _until_room(self) -> None:
@@ -212,6 +217,7 @@ class Intake:
             try:
                 await self._queue.ack(job)
             except QueueError as exc:
+                self._metrics.broker_failed("ack")
                 # Unacked, it comes back after a take-over and is refused again: harmless.
                 log.warning("worker.ack_failed", extra={"error": str(exc)})
         if refused:

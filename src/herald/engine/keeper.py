@@ -32,6 +32,7 @@ from datetime import timedelta
 
 from herald.engine.dispatcher import InFlight
 from herald.engine.health import StoreHealth
+from herald.engine.metrics import Metrics
 from herald.errors import StoreUnavailable
 from herald.types import EngineInfo, EngineStore, Recovered
 from herald.wakeup import wait_first
@@ -51,6 +52,7 @@ class LeaseKeeper:
         identity: EngineInfo,
         in_flight: InFlight,
         health: StoreHealth,
+        metrics: Metrics,
         *,
         wake: Callable[[], None],
         lease_s: float | None = None,
@@ -69,6 +71,7 @@ class LeaseKeeper:
         self._clock = health.clock
         self._registered = False
         self._wake = wake  # the dispatcher: deliveries became claimable
+        self._metrics = metrics
 
     async def register(self) -> None:
         """The first beat: this engine is in the registry before it claims anything."""
@@ -132,6 +135,7 @@ class LeaseKeeper:
                 extra={"engines": list(recovered.engines), "deliveries": recovered.deliveries},
             )
         if recovered.deliveries:
+            self._metrics.lease_recoveries.labels("expired_lease").inc(recovered.deliveries)
             self._wake()
 
     async def _renew(self) -> None:
@@ -140,5 +144,7 @@ class LeaseKeeper:
         if tokens:
             lease = now + timedelta(seconds=self._lease_s)
             await self._store.extend_leases(tokens, lease)
-        if await self._store.recover_expired_leases(now):
+        released = await self._store.recover_expired_leases(now)
+        if released:
+            self._metrics.lease_recoveries.labels("expired_lease").inc(released)
             self._wake()

@@ -14,7 +14,8 @@ engine's limiter and takes it from there:
 
 Log events: ``limits.unavailable`` (once per loss), ``engine.limits_restored`` (how many
 requests the replay counted; None when another engine had rebuilt the shared limiter),
-``limits.refund_lost``, ``limits.pause_lost``.
+``limits.refund_lost``, ``limits.pause_lost``. Metrics: ``herald_limiter_up`` (0 from a loss
+until the rebuild), ``herald_limiter_errors_total`` (every call that failed so).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from herald.engine.health import StoreHealth
+from herald.engine.metrics import Metrics
 from herald.errors import LimiterUnavailable, StoreUnavailable
 from herald.limits.rules import LimitClaim
 from herald.types import EarlierGrants, RateLimiter
@@ -47,8 +49,10 @@ class LimiterGuard:
         restore: Restore,
         *,
         health: StoreHealth,
+        metrics: Metrics,
     ) -> None:
         self.limiter = limiter
+        self._metrics = metrics
         self._restore = restore
         self._health = health  # its back-off, and the store's failures and returns
         self._lost = asyncio.Event()
@@ -71,12 +75,16 @@ class LimiterGuard:
             self._lose(exc)
             raise
 
+    def quota_use(self, now: float) -> dict[tuple[str, str], float]:
+        return self.limiter.quota_use(now)
+
     async def refund(
         self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
     ) -> None:
         try:
             await self.limiter.refund(claims, granted_at, unsent=unsent)
         except LimiterUnavailable as exc:
+            self._metrics.limiter_errors.inc()
             log.warning("limits.refund_lost", extra={"error": str(exc)})
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
@@ -90,6 +98,7 @@ class LimiterGuard:
         try:
             await self.limiter.block(key, until)
         except LimiterUnavailable as exc:
+            self._metrics.limiter_errors.inc()
             log.warning("limits.pause_lost", extra={"key": key, "error": str(exc)})
 
     def paused_here_s(self, pauses: Sequence[str], now: float) -> float:
@@ -102,6 +111,8 @@ class LimiterGuard:
 
     # -- rebuilding -------------------------------------------------------------------------
     def _lose(self, exc: LimiterUnavailable) -> None:
+        self._metrics.limiter_errors.inc()
+        self._metrics.limiter_up.set(0)
         if not self.lost:
             log.warning("limits.unavailable", extra={"error": str(exc)})
             self._lost.set()
@@ -117,6 +128,9 @@ class LimiterGuard:
                 if isinstance(exc, StoreUnavailable):
                     self._health.failed("limits", exc)
                     store_failed = True
+                else:
+                    self._metrics.limiter_errors.inc()
+                    self._metrics.limiter_up.set(0)
                 if stopping.is_set():
                     raise
                 await wait_first(stopping, within_s=backoff.next_s())
@@ -124,6 +138,7 @@ class LimiterGuard:
             if store_failed:
                 self._health.answered()
             self._lost.clear()
+            self._metrics.limiter_up.set(1)
             log.info("engine.limits_restored", extra={"requests": requests})
             return
 

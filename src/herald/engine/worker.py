@@ -234,6 +234,10 @@ class WorkerPool:
             return
         connector = self._e.connectors[job.delivery.platform]
         started, timer = self._e.clock.now(), self._e.clock.monotonic()
+        late_s = (started - job.delivery.due_at).total_seconds()
+        self._e.metrics.sent_lateness_seconds.labels(job.delivery.platform.value).observe(
+            max(0.0, late_s)
+        )
         try:
             result: Published | BaseException = await connector.publish(request)
         except Exception as exc:

@@ -11,7 +11,8 @@ from collections import deque
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from herald.limits.rules import CalendarQuota, LimitClaim, Pacing, RollingWindow
+from herald.limits.rules import CalendarQuota, LimitClaim, LimitRule, Pacing, RollingWindow
+from herald.limits.usage import where
 from herald.timing import zone
 from herald.types import EarlierGrants
 
@@ -104,6 +105,10 @@ class _DayCounter:
         for d in [d for d in self.days if d < oldest]:
             del self.days[d]
 
+    def used(self, rule: CalendarQuota, now: float) -> int:
+        """The fullest of the days a grant now would count against."""
+        return max(self.days.get(d, 0) for d in self._days(rule, now))
+
     def refund(self, rule: CalendarQuota, cost: int, granted_at: float) -> None:
         for d in self._days(rule, granted_at):
             if d in self.days:
@@ -138,6 +143,7 @@ class MemoryLimiter:
 
     def __init__(self) -> None:
         self._states: dict[str, _State] = {}
+        self._rules: dict[str, LimitRule] = {}  # each key's rule, for quota_use
         self._blocks: dict[str, float] = {}
         self._rebuilt = False
 
@@ -152,6 +158,7 @@ class MemoryLimiter:
             else:
                 state = Gcra()
             self._states[claim.key] = state
+            self._rules[claim.key] = claim.rule
         return state
 
     @staticmethod
@@ -220,3 +227,26 @@ class MemoryLimiter:
 
     async def block(self, key: str, until: float) -> None:
         self._blocks[key] = max(until, self._blocks.get(key, 0.0))
+
+    def quota_use(self, now: float) -> dict[tuple[str, str], float]:
+        # Read at scrape time, one step per key: the state is this process's own. A rolling
+        # window's log forgets what left it, as its next admission would.
+        found: dict[tuple[str, str], float] = {}
+        for key, state in self._states.items():
+            rule = self._rules[key]
+            used = _used(state, rule, now)
+            place = where(key, rule)
+            found[place] = max(found.get(place, 0.0), used)
+        return found
+
+
+def _used(state: _State, rule: LimitRule, now: float) -> float:
+    algorithm = rule.algorithm
+    if isinstance(state, _SlidingLog) and isinstance(algorithm, RollingWindow):
+        state.prune(now - algorithm.window_s - algorithm.margin_s)
+        return float(state.total)
+    if isinstance(state, _DayCounter) and isinstance(algorithm, CalendarQuota):
+        return float(state.used(algorithm, now))
+    if isinstance(state, Gcra) and isinstance(algorithm, Pacing):
+        return max(0.0, state.tat - now) * algorithm.rate_per_s  # the burst spent ahead of now
+    return 0.0

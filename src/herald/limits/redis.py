@@ -53,6 +53,7 @@ from herald.constants import LIMITS_KEY_PREFIX
 from herald.errors import LimiterError, LimiterUnavailable
 from herald.limits.batching import ScriptBatcher
 from herald.limits.rules import CalendarQuota, LimitClaim, Pacing, RollingWindow
+from herald.limits.usage import SeenUsage
 from herald.timing import zone
 from herald.types import EarlierGrants
 
@@ -131,6 +132,8 @@ class RedisLimiter:
         self._admit = self._admissions.script
         self._refund = client.register_script(_script("refund.lua"))
         self._block = client.register_script(_script("block.lua"))
+        # What the admissions saw of each key: herald_quota_used without a scan of Redis.
+        self._usage = SeenUsage()
         self._unlock = client.register_script(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end"
         )
@@ -167,7 +170,15 @@ class RedisLimiter:
             answer = await self._admissions(call.keys, call.args)
         if answer == _UNREADY:
             raise LimiterUnavailable("the shared limiter lost its state and is not rebuilt yet")
-        return float(answer)
+        wait, *used = (answer.decode() if isinstance(answer, bytes) else str(answer)).split()
+        if used:  # granted: what each key now holds (admit.lua)
+            self._usage.note(claims, [float(u) for u in used], now)
+        return float(wait)
+
+    def quota_use(self, now: float) -> dict[tuple[str, str], float]:
+        # No scan of Redis per scrape: the figures this process's admissions brought back
+        # (see herald.limits.usage).
+        return self._usage.busiest(now)
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
         call = self._admission("replay", claims, granted_at, ())

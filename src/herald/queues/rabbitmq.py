@@ -46,7 +46,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -137,11 +137,14 @@ class RabbitQueue:
         timeout_s: float = 10.0,
         ack_batch: int | None = None,
         ack_linger_s: float = 0.05,
+        on_redelivered: Callable[[int], None] | None = None,
     ) -> None:
         if min(prefetch, bundle, delivery_limit, refresh_s, connect_timeout_s, timeout_s) <= 0:
             raise ValueError("prefetch, bundle, delivery_limit and the durations must be positive")
         self.region = region
         self._broker = broker
+        # Told how many jobs the broker handed out again (their consumer went away): a metric.
+        self._on_redelivered = on_redelivered
         self._topology = Topology(prefix, delivery_limit)
         # Jobs per message: what a message another process put is taken to hold when the
         # depth is counted in jobs.
@@ -396,6 +399,8 @@ class RabbitQueue:
             return
         redelivered = getattr(message.delivery, "redelivered", False)
         received = _Received(link, tag, queue, len(jobs))
+        if redelivered and self._on_redelivered is not None:
+            self._on_redelivered(len(jobs))
         for job in jobs:
             if redelivered:
                 extra = {"queue": queue, "delivery_id": job.delivery.id}

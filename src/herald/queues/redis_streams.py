@@ -30,7 +30,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from importlib.resources import files
 from typing import Any
 
@@ -115,6 +115,7 @@ class RedisStreamQueue:
         connect_timeout_s: float = 5.0,
         ack_batch: int = 64,
         ack_linger_s: float = 0.05,
+        on_redelivered: Callable[[int], None] | None = None,
     ) -> None:
         if min(max_len, claim_idle_s, block_s, read_count, bundle) <= 0:
             raise ValueError(
@@ -132,6 +133,8 @@ class RedisStreamQueue:
             else redis
         )
         self._take_back = self._redis.register_script(_TAKE_BACK)
+        # Told how many jobs were taken over from a consumer that went away (a metric).
+        self._on_redelivered = on_redelivered
         self.region = region
         self.group = group
         self.consumer = consumer or consumer_name()
@@ -426,6 +429,8 @@ class RedisStreamQueue:
             return
         self._sizes.learn(len(jobs))
         self._held[entry] = len(jobs)
+        if taken_over and self._on_redelivered is not None:
+            self._on_redelivered(len(jobs))
         for job in jobs:
             if taken_over:
                 where = {"stream": entry[0], "entry": entry[1], "delivery_id": job.delivery.id}

@@ -47,6 +47,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import aiohttp
+from prometheus_client import CollectorRegistry, Counter
 
 from herald.backoff import Backoff, full_jitter
 from herald.config import WebhookSettings
@@ -126,8 +127,19 @@ class WebhookSender:
         clock: Callable[[], datetime] = utcnow,
         store_backoff: Backoff | None = None,
         egress: EgressPolicy | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._store = store
+        # On the process's registry (``/metrics``) when given, else counted unseen.
+        self._outcomes = Counter(
+            "herald_webhook_deliveries_total",
+            "Webhook attempts by outcome: delivered, failed (tried again later or given up),"
+            " disabled (a webhook switched off after failing too long).",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("delivered", "failed", "disabled"):  # at 0 before the first
+            self._outcomes.labels(outcome)
         # Where webhooks may point: public addresses only, unless the operator allows more.
         self._egress = egress or EgressPolicy()
         # While the store is away; the engine's settings give it (engine.store_backoff_*).
@@ -323,6 +335,7 @@ class WebhookSender:
         now = self._clock()
         if sent:
             self.sent += 1
+            self._outcomes.labels("delivered").inc()
             await self._until_answered(
                 lambda: self._store.settle_webhook_event(
                     event.id, sent=True, next_attempt_at=None, error=None, at=now
@@ -344,6 +357,7 @@ class WebhookSender:
                 event.id, sent=False, next_attempt_at=next_at, error=error, at=now
             )
         )
+        self._outcomes.labels("failed").inc()
         if next_at is None:
             self.failed += 1
             log.warning("webhook.given_up", extra={**fields, "error": error})
@@ -371,6 +385,7 @@ class WebhookSender:
             lambda: self._store.disable_webhook(event.webhook_id, reason=reason, at=now)
         )
         if disabled:
+            self._outcomes.labels("disabled").inc()
             log.warning("webhook.disabled", extra={**fields, "reason": reason})
 
     async def _until_answered(self, call: Callable[[], Awaitable[T]]) -> T:

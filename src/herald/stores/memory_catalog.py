@@ -17,6 +17,7 @@ from herald.domain import (
     Channel,
     ChannelStatus,
     Delivery,
+    Platform,
     Post,
     PostingSlot,
     Workspace,
@@ -115,6 +116,13 @@ class MemoryCatalog(MemoryOutbox):
             timezone=channel.timezone,
             credentials_ref=channel.credentials_ref,
         )
+
+    async def count_channels_needing_reauth(self) -> dict[Platform, int]:
+        found: dict[Platform, int] = {}
+        for c in self._channels.values():
+            if c.status is ChannelStatus.NEEDS_REAUTH and c.deleted_at is None:
+                found[c.platform] = found.get(c.platform, 0) + 1
+        return found
 
     async def delete_channel(self, channel_id: str, at: datetime) -> int:
         old = self._channel(channel_id)

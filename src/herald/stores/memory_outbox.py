@@ -97,6 +97,9 @@ class MemoryOutbox(MemoryKeys):
     _posts: dict[str, Post]
     _channels: dict[str, Channel]
 
+    async def count_webhook_backlog(self) -> int:
+        return sum(o.state in (E.PENDING, E.SENDING) for o in self._outbox.values())
+
     def _init_outbox(self) -> None:
         self._hooks: dict[str, _Hook] = {}
         self._outbox: dict[str, _Outgoing] = {}

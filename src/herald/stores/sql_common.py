@@ -25,6 +25,7 @@ from herald.domain import (
     Attempt,
     Channel,
     Delivery,
+    Platform,
     Post,
     PostingSlot,
     SentRecord,
@@ -185,6 +186,13 @@ class SQLCommon(ABC):
     async def count_by_state(self) -> dict[DeliveryState, int]:
         found = await self._fetch("count_by_state")
         return {DeliveryState(r["state"]): r["deliveries"] for r in found}
+
+    async def count_webhook_backlog(self) -> int:
+        return sum(int(r["events"]) for r in await self._fetch("count_webhook_backlog"))
+
+    async def count_channels_needing_reauth(self) -> dict[Platform, int]:
+        found = await self._fetch("count_channels_needing_reauth")
+        return {Platform(r["platform"]): int(r["channels"]) for r in found}
 
     async def sent_since(self, since: datetime) -> list[SentRecord]:
         return self._decode.sent(await self._fetch("sent_since", since=self._instant(since)))

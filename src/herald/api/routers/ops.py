@@ -72,7 +72,7 @@ async def metrics(services: ServicesDep, request: Request) -> Response:
     expected = f"Bearer {token.get_secret_value()}"
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise Unauthenticated("/metrics needs the metrics token (api.metrics_token)")
-    await services.metrics.refresh(services.store)
+    await services.store_gauges.refresh()
     registries = [services.metrics.registry]
     if services.engine_registry is not None:
         registries.append(services.engine_registry)

@@ -9,8 +9,11 @@
 --   "w" (rolling window; keys: log zset, its total) cost limit span ttl_s
 --   "d" (calendar quota; keys: one counter per day) cost limit ttl_s days reopen_1..reopen_n
 --   "g" (GCRA pacing; key: theoretical arrival time) cost interval burst
--- Returns the wait in seconds as a string ("0" when recorded), or "unready" (reserve only)
--- when the marker does not name the running server: it restarted, or was never rebuilt.
+-- Returns the wait in seconds as a string, or "unready" (reserve only) when the marker does
+-- not name the running server: it restarted, or was never rebuilt. A reservation recorded
+-- answers "0" followed by what each claim's key then holds, space-separated (units in the
+-- window, on the fullest day, or the pacing's burst spent ahead of now): the figures of the
+-- herald_quota_used gauge, read here because the script reads those keys anyway.
 
 local mode, now, grant = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local pause_count, claim_count = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -65,7 +68,9 @@ local function log_wait(c)
     redis.call('ZREMRANGEBYSCORE', c.log, '-inf', horizon)
     redis.call('DECRBY', c.sum, freed)
   end
-  local excess = tonumber(redis.call('GET', c.sum) or '0') + c.cost - c.limit
+  local held = tonumber(redis.call('GET', c.sum) or '0')
+  c.used = held + c.cost
+  local excess = held + c.cost - c.limit
   if excess <= 0 then return 0 end
   local freed, offset = 0, 0
   while true do
@@ -81,8 +86,11 @@ end
 
 local function day_wait(c)
   local wait, full = 0, false
+  c.used = 0
   for d = 1, c.days do
-    if tonumber(redis.call('GET', c.keys[d]) or '0') + c.cost > c.limit then
+    local held = tonumber(redis.call('GET', c.keys[d]) or '0')
+    c.used = math.max(c.used, held + c.cost)
+    if held + c.cost > c.limit then
       full = true
       wait = math.max(wait, c.reopen[d] - now)
     end
@@ -93,6 +101,7 @@ end
 
 local function gcra_wait(c)
   local tat = tonumber(redis.call('GET', c.tat) or '0')
+  c.used = (math.max(tat, now) + c.cost * c.interval - now) / c.interval
   local allowed_at = math.max(tat, now) + c.cost * c.interval - c.burst * c.interval
   return math.max(0, allowed_at - now)
 end
@@ -130,4 +139,7 @@ if mode == 'reserve' then
   if wait > EPSILON_S then return num(wait) end
 end
 for i, c in ipairs(claims) do record(c, i) end
-return '0'
+if mode ~= 'reserve' then return '0' end
+local answer = { '0' }
+for i, c in ipairs(claims) do answer[i + 1] = num(c.used) end
+return table.concat(answer, ' ')

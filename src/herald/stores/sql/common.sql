@@ -41,6 +41,17 @@ FROM attempts WHERE delivery_id = :id ORDER BY id;
 -- name: count_by_state
 SELECT state, count(*) AS deliveries FROM deliveries GROUP BY state;
 
+-- name: count_webhook_backlog
+-- Read at scrape time (cached a few seconds): the partial indexes on pending and on sending
+-- events hold only the backlog, however long the outbox's history.
+SELECT count(*) AS events FROM webhook_events WHERE state = 'pending'
+UNION ALL
+SELECT count(*) FROM webhook_events WHERE state = 'sending';
+
+-- name: count_channels_needing_reauth
+SELECT platform, count(*) AS channels FROM channels
+WHERE status = 'needs_reauth' AND deleted_at IS NULL GROUP BY platform;
+
 -- name: sent_since
 -- What was sent since :since, for the rate limiter an engine rebuilds at start-up: every
 -- attempt (publish or look-up, with a look-up's further pages) that started then or later,
