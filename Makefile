@@ -22,8 +22,8 @@ test: $(STAMP) services tools
 
 ## make lint: ruff and mypy (strict on the package)
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
 
 ## make bench: docs/benchmarks.md's generated section and its plots (docs/img/), at the sizes

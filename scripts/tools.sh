@@ -12,11 +12,14 @@ if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$VENV/bin/kubectl" ]; then
 fi
 
 # promtool (Debian's `prometheus` package) checks and unit-tests deploy/prometheus/rules.yaml
-# (tests/deploy). The package brings a Prometheus server too and, where it can, starts it as a
+# (tests/deploy), and the Prometheus server evaluates the dashboards' queries and the rules
+# against a live deployment (tests/deploy/test_live_prometheus.py). The package brings a Prometheus server too and, where it can, starts it as a
 # service on :9090; no test wants it (a test that needs a server starts one on a port of its
 # own), so a service the install started is stopped and kept from starting at boot.
+have_prometheus() { command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; }
+
 install_promtool() {
-  command -v promtool >/dev/null 2>&1 && return 0
+  have_prometheus && return 0
   if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
     echo "tools: promtool is missing: install Debian's prometheus package (as root)" >&2
     return 1
@@ -31,7 +34,7 @@ install_promtool() {
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now prometheus.service >/dev/null 2>&1 || true
   fi
-  command -v promtool >/dev/null 2>&1
+  have_prometheus
 }
 
 install_promtool
