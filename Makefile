@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/mypy
+	$(BIN)/mypy --explicit-package-bases deploy/grafana  # the dashboards generator, strict too
 
 ## make bench: docs/benchmarks.md's generated section and its plots (docs/img/), at the sizes
 ##   the docs quote (bench/quick.py --scale full: bursts of 20,000, a backlog of 1,000,000).
