@@ -77,3 +77,10 @@ async def test_a_dispatcher_shows_the_broker_and_no_limiter(store):
     assert value(engine, "herald_broker_up") == 1.0
     assert value(engine, "herald_limiter_up") is None
     assert value(engine, "herald_quota_allowed", platform="facebook", rule="page_calls") is None
+
+
+async def test_every_platform_shows_no_outage_before_its_first(store):
+    # An outage panel or alert reads 0, not a missing series, until an outage happens.
+    engine = engine_on(store)
+    for platform in Platform:
+        assert value(engine, "herald_platform_outage", platform=platform.value) == 0.0

@@ -94,6 +94,8 @@ class Metrics:
             "1 while every request to the platform is paused for an outage, else 0.",
             **by_platform,
         )
+        for platform in Platform:  # 0 from the start: "no outage" is a figure, not a gap
+            self.outage.labels(platform.value).set(0)
         self.version_retires_in_days = Gauge(
             "herald_platform_version_retires_in_days",
             "Days until the platform API version this engine speaks retires (below 0: retired).",
