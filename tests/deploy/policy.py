@@ -260,6 +260,39 @@ def compose_problems(document: Mapping[str, Any]) -> list[str]:
     for name, service in herald.items():
         problems += [f"{name}: {p}" for p in _herald_service_problems(name, service)]
     problems += _worker_problems(herald)
+    problems += _read_only_secret_problems(document)
+    problems += _redis_memory_problems(services)
+    return problems
+
+
+def _redis_memory_problems(services: Mapping[str, Any]) -> list[str]:
+    """``noeviction`` without ``maxmemory`` bounds nothing: Redis grows until the host
+    kills it."""
+    problems = []
+    for name, service in services.items():
+        command = [str(word) for word in service.get("command") or []]
+        if command[:1] == ["redis-server"] and "noeviction" in command:
+            if "--maxmemory" not in command:
+                problems.append(f"{name}: noeviction without --maxmemory")
+    return problems
+
+
+def _read_only_secret_problems(document: Mapping[str, Any]) -> list[str]:
+    """A secret sourced from ``environment:`` is written into the container when Compose
+    creates it, which a read-only root refuses ("`file` is the sole supported option",
+    docker/compose#12031): the service would never start."""
+    secrets: Mapping[str, Any] = document.get("secrets") or {}
+    problems = []
+    for name, service in (document.get("services") or {}).items():
+        if service.get("read_only") is not True:
+            continue
+        for entry in service.get("secrets") or []:
+            source = entry if isinstance(entry, str) else entry.get("source")
+            if "environment" in (secrets.get(source) or {}):
+                problems.append(
+                    f"{name}: read_only, and takes secret {source} from the environment "
+                    "(Compose cannot write it into a read-only container: use a file: secret)"
+                )
     return problems
 
 

@@ -107,6 +107,22 @@ def worker(document):
         (lambda d: d["services"]["postgres"].update(image="postgres:17"), "not pinned to an"),
         (lambda d: d["services"]["api"].pop("restart"), "api: no restart policy"),
         (
+            lambda d: d["services"]["redis"].update(
+                command=["redis-server", "--maxmemory-policy", "noeviction"]
+            ),
+            "redis: noeviction without --maxmemory",
+        ),
+        (
+            lambda d: d["services"]["grafana"].update(read_only=True),
+            "grafana: read_only, and takes secret grafana_admin_password from the environment",
+        ),
+        (
+            lambda d: d["services"]["grafana"].update(
+                read_only=True, secrets=[{"source": "grafana_admin_password", "mode": 0o400}]
+            ),
+            "takes secret grafana_admin_password from the environment",
+        ),
+        (
             lambda d: d["services"]["api"]["healthcheck"].update(
                 test=["CMD", "herald", "healthcheck", "--url", "x"]
             ),
