@@ -5,6 +5,7 @@ passing on the real manifests and failing on a copy with a violation planted.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tomllib
 from collections import Counter, defaultdict
@@ -22,12 +23,13 @@ try:  # the Click the CLI is built on: typer vendors its own from 0.2x on
 except ImportError:  # pragma: no cover - an older typer, on Click itself
     import click  # type: ignore[no-redef]
 from herald.cli import app
-from herald.config import Settings
+from herald.config import BrokerSettings, Settings
 from herald.constants import RABBIT_QUEUE_PREFIX, REDIS_QUEUE_GROUP, REDIS_QUEUE_PREFIX
 from herald.domain import Platform
 from herald.queues.amqp import Topology
 from herald.queues.metrics import BACKLOG_METRIC
-from herald.queues.redis_streams import stream_key
+from herald.queues.rabbitmq import RabbitQueue
+from herald.queues.redis_streams import RedisStreamQueue, stream_key
 from tests.deploy.kube_render import (
     IMAGE,
     ROOT,
@@ -44,6 +46,11 @@ Check = Callable[[list[Obj]], list[str]]
 
 #: The roadmap's capacity shares of the multi-region deployment.
 REGION_SHARES = {"us-east-1": 40, "us-west-2": 30, "eu-west-1": 20, "ap-southeast-1": 10}
+#: The autoscalers' targets per pod (docs/operations.md, "Scale"): messages on RabbitMQ, stream
+#: entries on Redis, jobs for the HPA on herald_queue_backlog.
+TARGETS = {"rabbitmq": "5", "redis-streams": "3", "hpa": "50"}
+#: The well-known node label of a node's cloud region.
+REGION_LABEL = "topology.kubernetes.io/region"
 _COMMAND = typer.main.get_command(app)
 
 
@@ -249,7 +256,7 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
             problems.append(f"{where}: scales on {external['metric']['name']}")
         if external["metric"].get("selector", {}).get("matchLabels") != want:
             problems.append(f"{where}: selects {external['metric'].get('selector')}, not {want}")
-        if external["target"].get("averageValue") != "50":
+        if external["target"].get("averageValue") != TARGETS["hpa"]:
             problems.append(f"{where}: target {external['target']}")
         return problems
     [trigger] = scaler["spec"]["triggers"]
@@ -261,7 +268,10 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
                 meta.get("queueName") == want_queue,
                 f"queue {meta.get('queueName')}, not {want_queue}",
             ),
-            (meta.get("mode") == "QueueLength" and meta.get("value") == "50", "not 50 per pod"),
+            (
+                meta.get("mode") == "QueueLength" and meta.get("value") == TARGETS["rabbitmq"],
+                f"not {TARGETS['rabbitmq']} per pod",
+            ),
             (_broker_key(worker) == "rabbitmq-url", "its worker's broker is not RabbitMQ"),
         ]
     elif trigger["type"] == "redis-streams":
@@ -269,7 +279,10 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
         checks = [
             (meta.get("stream") == want_stream, f"stream {meta.get('stream')}, not {want_stream}"),
             (meta.get("consumerGroup") == REDIS_QUEUE_GROUP, f"group {meta.get('consumerGroup')}"),
-            (meta.get("lagCount") == "50", "not 50 per pod"),
+            (
+                meta.get("lagCount") == TARGETS["redis-streams"],
+                f"not {TARGETS['redis-streams']} per pod",
+            ),
             (_broker_key(worker) == "redis-url", "its worker's broker is not Redis Streams"),
         ]
     else:
@@ -279,7 +292,7 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
 
 def triggers(objects: list[Obj]) -> list[str]:
     """Each scaler watches the queue its worker reads (Herald's own names for it, of that
-    platform and region) on the broker the worker uses, 50 waiting per pod."""
+    platform and region) on the broker the worker uses, at the documented target per pod."""
     by_name = {name(w): w for w in workers(objects)}
     problems = []
     for scaler, target in _scalers(objects):
@@ -288,6 +301,41 @@ def triggers(objects: list[Obj]) -> list[str]:
             continue  # one_scaler_each's problem
         problems += _trigger_problems(scaler, worker, _platform(worker), _region(worker, objects))
     return problems
+
+
+def _jobs_per_message(kind: str) -> int:
+    """The most jobs one unit a scaler counts holds: a RabbitMQ message, a stream entry (the
+    queues' ``bundle``, which bootstrap leaves at its default), a job (the HPA's metric)."""
+    queue = {"rabbitmq": RabbitQueue, "redis-streams": RedisStreamQueue}.get(kind)
+    if queue is None:
+        return 1
+    bundle: int = inspect.signature(queue).parameters["bundle"].default
+    return bundle
+
+
+def _target(scaler: Obj) -> tuple[str, float]:
+    """The scaler's trigger kind and its target per pod, in what it counts."""
+    if scaler["kind"] == "HorizontalPodAutoscaler":
+        [metric] = scaler["spec"]["metrics"]
+        return "hpa", float(metric["external"]["target"]["averageValue"])
+    [trigger] = scaler["spec"]["triggers"]
+    meta = trigger["metadata"]
+    return trigger["type"], float(meta.get("value", meta.get("lagCount", 0)))
+
+
+def reach(objects: list[Obj]) -> list[str]:
+    """Every scaler can reach its most pods: the dispatcher stops claiming once
+    broker.max_queued jobs wait unread, summed over every queue, so the backlog that keeps
+    every worker Deployment at its maxReplicaCount at once (most pods x target x jobs a
+    message may hold) must fit under it."""
+    limit = int(config(objects).get("HERALD_BROKER__MAX_QUEUED", BrokerSettings().max_queued))
+    needed = 0.0
+    for scaler, _ in _scalers(objects):
+        kind, target = _target(scaler)
+        needed += _bounds(scaler)[1] * target * _jobs_per_message(kind)
+    if needed > limit:
+        return [f"the scalers' most pods need {needed:g} jobs waiting; max_queued is {limit}"]
+    return []
 
 
 def single_region_bounds(objects: list[Obj]) -> list[str]:
@@ -329,6 +377,21 @@ def regions(objects: list[Obj]) -> list[str]:
             shares = {r: Fraction(b[index], total) for r, b in per_region.items()} if total else {}
             if shares != want:
                 problems.append(f"{platform.value}: shares at its {what} {shares}, not {want}")
+    return problems
+
+
+def placement(objects: list[Obj]) -> list[str]:
+    """A worker started with --region <region> runs on that region's nodes: its pods select
+    ``topology.kubernetes.io/region: <region>`` (a label only would place it anywhere)."""
+    problems = []
+    for worker in workers(objects):
+        args = [str(a) for a in _containers(worker)[0].get("args", [])]
+        if "--region" not in args[:-1]:
+            continue
+        region = args[args.index("--region") + 1]
+        selected = pod_spec(worker).get("nodeSelector", {}).get(REGION_LABEL)
+        if selected != region:
+            problems.append(f"{name(worker)}: reads {region}, placed on {REGION_LABEL}={selected}")
     return problems
 
 
@@ -482,5 +545,7 @@ ALL: dict[str, Check] = {
     "drain": drain,
     "one_scaler_each": one_scaler_each,
     "triggers": triggers,
+    "placement": placement,
+    "reach": reach,
     "network": network,
 }
