@@ -41,6 +41,7 @@ from tests.deploy.kube_render import (
     workers,
     workloads,
 )
+from tests.deploy.policy import worst_case_drain_s
 
 Check = Callable[[list[Obj]], list[str]]
 
@@ -185,15 +186,51 @@ def command_lines(objects: list[Obj]) -> list[str]:
 
 
 def drain(objects: list[Obj]) -> list[str]:
-    """The engines' pods get time to drain on SIGTERM: engine.shutdown_grace_s for the requests
-    in flight, and as long again to hand back the rest."""
-    grace_s = float(config(objects).get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+    """The engines' pods get time to drain on SIGTERM: the engine's worst-case stop, every
+    phase of it at its pod's engine.shutdown_grace_s (tests.deploy.policy.worst_case_drain_s),
+    before the kubelet kills it."""
     problems = []
     for obj in of_kind(objects, "Deployment"):
         role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        if role not in ("dispatcher", "worker"):
+            continue
+        env = _environment(_containers(obj)[0], objects)
+        if isinstance(env, str):
+            problems.append(f"{name(obj)}: {env}")
+            continue
+        engine_s = float(env.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+        webhooks_s = float(env.get("HERALD_WEBHOOKS__SHUTDOWN_GRACE_S", 10.0))
+        worst_s = worst_case_drain_s(engine_s, webhooks_s)
         given = pod_spec(obj).get("terminationGracePeriodSeconds", 30)
-        if role in ("dispatcher", "worker") and given < 2 * grace_s:
-            problems.append(f"{name(obj)}: terminationGracePeriodSeconds {given} < 2 x {grace_s}")
+        if given < worst_s:
+            problems.append(
+                f"{name(obj)}: terminationGracePeriodSeconds {given} < the {worst_s:g} s "
+                f"worst-case stop at shutdown_grace_s {engine_s:g}"
+            )
+    return problems
+
+
+def platform_timeouts(objects: list[Obj]) -> list[str]:
+    """A worker's drain lets a request started just before SIGTERM run its course: its
+    engine.shutdown_grace_s is at least its platforms' request timeout (a YouTube upload
+    cut short wastes its upload session's quota)."""
+    problems = []
+    for obj in workers(objects):
+        env = _environment(_containers(obj)[0], objects)
+        if isinstance(env, str):
+            continue
+        try:
+            with patch.dict(os.environ, env, clear=True):
+                settings = Settings()
+        except (ValidationError, SettingsError):
+            continue  # the settings rule's problem
+        platform = _platform(obj)
+        timeout_s = getattr(settings, platform.value).timeout_s
+        if settings.engine.shutdown_grace_s < timeout_s:
+            problems.append(
+                f"{name(obj)}: shutdown_grace_s {settings.engine.shutdown_grace_s:g} < "
+                f"{platform.value}'s request timeout {timeout_s:g}"
+            )
     return problems
 
 
@@ -543,6 +580,7 @@ ALL: dict[str, Check] = {
     "image": image,
     "command_lines": command_lines,
     "drain": drain,
+    "platform_timeouts": platform_timeouts,
     "one_scaler_each": one_scaler_each,
     "triggers": triggers,
     "placement": placement,

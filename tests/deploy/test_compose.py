@@ -86,13 +86,21 @@ def worker(document):
         (lambda d: worker(d).update(command=["worker"]), "give --platforms"),
         (lambda d: d["services"].pop("worker-youtube"), "no worker publishes to ['youtube']"),
         (lambda d: d["services"]["api"].update(command=["apii"]), "no such command"),
-        (lambda d: worker(d).update(stop_grace_period="30s"), "does not outlast the 30s"),
+        (lambda d: worker(d).update(stop_grace_period="630s"), "does not outlast the 2430s"),
+        (
+            lambda d: d["services"]["worker-linkedin"].update(stop_grace_period="60s"),
+            "stop_grace_period 60s does not outlast the 150s drain",
+        ),
         (lambda d: worker(d).pop("stop_grace_period"), "stop_grace_period 10s"),
         (
-            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="60"),
-            "does not outlast the 60s drain",
+            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="900"),
+            "does not outlast the 3630s drain",
         ),
         (lambda d: worker(d)["environment"].pop("HERALD_ENGINE__PROBE_PORT"), "no probe port"),
+        (
+            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="30"),
+            "shutdown_grace_s 30 < youtube's request timeout 600",
+        ),
         (
             lambda d: worker(d)["environment"].update(HERALD_ENGINE__PROBE_PROT="9090"),
             "Settings has no engine.probe_prot",

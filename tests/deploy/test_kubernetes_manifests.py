@@ -255,6 +255,27 @@ VIOLATIONS: list[tuple[str, str, Plant]] = [
         "killed before the drain ends",
         lambda o: pod_spec(_worker(o)).update(terminationGracePeriodSeconds=30),
     ),
+    (
+        "drain",
+        "killed during the worst-case stop (the old 2 x grace)",
+        lambda o: pod_spec(_worker(o, "linkedin")).update(terminationGracePeriodSeconds=60),
+    ),
+    (
+        "drain",
+        "YouTube's own grace outlasting the pod's",
+        lambda o: pod_spec(_worker(o)).update(terminationGracePeriodSeconds=630),
+    ),
+    (
+        "platform_timeouts",
+        "a YouTube upload cut at the shared 30 s",
+        lambda o: _container(_worker(o)).update(
+            env=[
+                e
+                for e in _container(_worker(o))["env"]
+                if e["name"] != "HERALD_ENGINE__SHUTDOWN_GRACE_S"
+            ]
+        ),
+    ),
     ("one_scaler_each", "a worker without a scaler", _remove_scaler),
     ("one_scaler_each", "a worker with two", _second_scaler),
     ("network", "a worker reaching port 80", _open_worker_egress),
