@@ -19,6 +19,8 @@ DOC = ROOT / "docs" / "operations.md"
 #: `docker compose run [--rm] [--no-deps] <service> <herald args>` and `docker run [--rm]
 #: herald:<tag> <herald args>`: Herald's image, its entry point `herald`.
 _COMPOSE_RUN = re.compile(r"docker (?:compose )?run (?:--\S+ )*(?:api|migrate|herald:\S+) (.+)")
+#: `kubectl -n herald exec deploy/<name> -- herald <herald args>`.
+_KUBECTL_EXEC = re.compile(r"kubectl (?:-n \S+ )?exec (?:-\S+ )*\S+ -- herald (.+)")
 _SYNOPSIS = re.compile(r"^\[|^<|\[,|^\.\.\.$")
 
 
@@ -32,7 +34,7 @@ def herald_commands(text: str) -> list[list[str]]:
     lines += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", outside)]
     found = []
     for line in lines:
-        match = _COMPOSE_RUN.search(line)
+        match = _COMPOSE_RUN.search(line) or _KUBECTL_EXEC.search(line)
         if match:
             found.append(shlex.split(match[1]))
         elif line.startswith("herald "):
@@ -50,6 +52,16 @@ def test_the_doc_shows_herald_commands():
 def test_every_herald_command_in_the_doc_is_real():
     problems = [command_problem(argv) for argv in herald_commands(DOC.read_text())]
     assert [p for p in problems if p is not None] == []
+
+
+def test_the_kubernetes_rotation_runs_real_commands_in_a_pod():
+    commands = herald_commands(section(DOC.read_text(), "Rotate keys"))
+    assert ["admin", "new-secret-key"] in commands
+    assert commands.count(["admin", "rotate-keys"]) >= 2  # Compose's and Kubernetes'
+    planted = "```sh\nkubectl -n herald exec deploy/herald-api -- herald admin rotate-key\n```"
+    assert [command_problem(argv) for argv in herald_commands(planted)] == [
+        "herald admin rotate-key: no such command"
+    ]
 
 
 def test_a_mistyped_command_in_the_doc_is_named():
