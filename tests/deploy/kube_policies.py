@@ -74,13 +74,16 @@ def _port(container: Obj, port: int | str) -> int | None:
 def probes(objects: list[Obj]) -> list[str]:
     """Every long-running container answers liveness on /healthz and readiness on /readyz, on
     the port its process listens on (the API's port, or the engine's probe port)."""
-    settings = config(objects)
     problems = []
     for obj in of_kind(objects, "Deployment"):
         role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
         key = "HERALD_API__PORT" if role == "api" else "HERALD_ENGINE__PROBE_PORT"
-        listens = int(settings[key])
         for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str) or key not in env:
+                problems.append(f"{name(obj)}: no {key}")
+                continue
+            listens = int(env[key])
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 get = c.get(probe, {}).get("httpGet")
                 if get is None:
@@ -417,6 +420,33 @@ def regions(objects: list[Obj]) -> list[str]:
     return problems
 
 
+#: Who gets which setting: the secret keys only where secrets are encrypted or decrypted (the
+#: API writes channel credentials and webhook secrets, the workers read them and sign
+#: webhooks), the engine's probe only in the engines (in an API pod it would send
+#: `herald healthcheck` to a port nothing listens on).
+SCOPED = {
+    "HERALD_SECRET_KEYS": {"api", "worker"},
+    "HERALD_ENGINE__PROBE_PORT": {"dispatcher", "worker"},
+    "HERALD_ENGINE__PROBE_HOST": {"dispatcher", "worker"},
+}
+
+
+def scoped_settings(objects: list[Obj]) -> list[str]:
+    """Each setting of :data:`SCOPED` reaches exactly the roles that use it."""
+    problems = []
+    for obj in workloads(objects):
+        role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str):
+                continue  # the settings rule's problem
+            for variable, roles in SCOPED.items():
+                if (variable in env) != (role in roles):
+                    has = "gets" if variable in env else "lacks"
+                    problems.append(f"{name(obj)} ({role}): {has} {variable}")
+    return problems
+
+
 def placement(objects: list[Obj]) -> list[str]:
     """A worker started with --region <region> runs on that region's nodes: its pods select
     ``topology.kubernetes.io/region: <region>`` (a label only would place it anywhere)."""
@@ -584,6 +614,7 @@ ALL: dict[str, Check] = {
     "one_scaler_each": one_scaler_each,
     "triggers": triggers,
     "placement": placement,
+    "scoped_settings": scoped_settings,
     "reach": reach,
     "network": network,
 }
