@@ -378,6 +378,42 @@ def reach(objects: list[Obj]) -> list[str]:
     return []
 
 
+def _scale_down(scaler: Obj) -> Obj:
+    if scaler["kind"] == "ScaledObject":
+        advanced = scaler["spec"].get("advanced", {})
+        behavior = advanced.get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
+    else:
+        behavior = scaler["spec"].get("behavior", {})
+    down: Obj = behavior.get("scaleDown", {})
+    return down
+
+
+def gentle_scale_down(objects: list[Obj]) -> list[str]:
+    """An autoscaler lets a worker's pods go no faster than they drain: each scale-down policy's
+    period is at least the worker's engine.shutdown_grace_s (so the pods it let go have
+    finished their requests before it lets more go; YouTube's uploads take up to 600 s), after
+    a stabilisation window of 5 minutes at least."""
+    by_name = {name(w): w for w in workers(objects)}
+    problems = []
+    for scaler, target in _scalers(objects):
+        worker = by_name.get(target)
+        env = None if worker is None else _environment(_containers(worker)[0], objects)
+        if worker is None or isinstance(env, str) or env is None:
+            continue
+        grace_s = float(env.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+        down = _scale_down(scaler)
+        if down.get("stabilizationWindowSeconds", 300) < 300:
+            problems.append(f"{name(scaler)}: scale-down window under 5 minutes")
+        policies = down.get("policies") or [{"periodSeconds": 15}]  # Kubernetes' default
+        for policy in policies:
+            if policy["periodSeconds"] < grace_s:
+                problems.append(
+                    f"{name(scaler)}: lets pods go every {policy['periodSeconds']} s, "
+                    f"they drain for {grace_s:g} s"
+                )
+    return problems
+
+
 def single_region_bounds(objects: list[Obj]) -> list[str]:
     """One region: every worker Deployment scales between 5 and 100 pods."""
     return [
@@ -616,5 +652,6 @@ ALL: dict[str, Check] = {
     "placement": placement,
     "scoped_settings": scoped_settings,
     "reach": reach,
+    "gentle_scale_down": gentle_scale_down,
     "network": network,
 }

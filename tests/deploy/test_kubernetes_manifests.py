@@ -302,6 +302,15 @@ VIOLATIONS: list[tuple[str, str, Plant]] = [
             env=[e for e in _container(_worker(o))["env"] if e["name"] != "HERALD_SECRET_KEYS"]
         ),
     ),
+    (
+        "gentle_scale_down",
+        "YouTube's workers let go every minute (the shared behaviour)",
+        lambda o: next(s for s in of_kind(o, "ScaledObject") if name(s) == "herald-worker-youtube")[
+            "spec"
+        ]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
+            policies=[{"type": "Percent", "value": 10, "periodSeconds": 60}]
+        ),
+    ),
     ("one_scaler_each", "a worker without a scaler", _remove_scaler),
     ("one_scaler_each", "a worker with two", _second_scaler),
     ("network", "a worker reaching port 80", _open_worker_egress),
