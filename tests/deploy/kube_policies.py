@@ -5,6 +5,7 @@ passing on the real manifests and failing on a copy with a violation planted.
 
 from __future__ import annotations
 
+import inspect
 import os
 import tomllib
 from collections import Counter, defaultdict
@@ -22,12 +23,13 @@ try:  # the Click the CLI is built on: typer vendors its own from 0.2x on
 except ImportError:  # pragma: no cover - an older typer, on Click itself
     import click  # type: ignore[no-redef]
 from herald.cli import app
-from herald.config import Settings
+from herald.config import BrokerSettings, Settings
 from herald.constants import RABBIT_QUEUE_PREFIX, REDIS_QUEUE_GROUP, REDIS_QUEUE_PREFIX
 from herald.domain import Platform
 from herald.queues.amqp import Topology
 from herald.queues.metrics import BACKLOG_METRIC
-from herald.queues.redis_streams import stream_key
+from herald.queues.rabbitmq import RabbitQueue
+from herald.queues.redis_streams import RedisStreamQueue, stream_key
 from tests.deploy.kube_render import (
     IMAGE,
     ROOT,
@@ -39,11 +41,17 @@ from tests.deploy.kube_render import (
     workers,
     workloads,
 )
+from tests.deploy.policy import worst_case_drain_s
 
 Check = Callable[[list[Obj]], list[str]]
 
 #: The roadmap's capacity shares of the multi-region deployment.
 REGION_SHARES = {"us-east-1": 40, "us-west-2": 30, "eu-west-1": 20, "ap-southeast-1": 10}
+#: The autoscalers' targets per pod (docs/operations.md, "Scale"): messages on RabbitMQ, stream
+#: entries on Redis, jobs for the HPA on herald_queue_backlog.
+TARGETS = {"rabbitmq": "5", "redis-streams": "3", "hpa": "50"}
+#: The well-known node label of a node's cloud region.
+REGION_LABEL = "topology.kubernetes.io/region"
 _COMMAND = typer.main.get_command(app)
 
 
@@ -66,13 +74,16 @@ def _port(container: Obj, port: int | str) -> int | None:
 def probes(objects: list[Obj]) -> list[str]:
     """Every long-running container answers liveness on /healthz and readiness on /readyz, on
     the port its process listens on (the API's port, or the engine's probe port)."""
-    settings = config(objects)
     problems = []
     for obj in of_kind(objects, "Deployment"):
         role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
         key = "HERALD_API__PORT" if role == "api" else "HERALD_ENGINE__PROBE_PORT"
-        listens = int(settings[key])
         for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str) or key not in env:
+                problems.append(f"{name(obj)}: no {key}")
+                continue
+            listens = int(env[key])
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 get = c.get(probe, {}).get("httpGet")
                 if get is None:
@@ -178,15 +189,51 @@ def command_lines(objects: list[Obj]) -> list[str]:
 
 
 def drain(objects: list[Obj]) -> list[str]:
-    """The engines' pods get time to drain on SIGTERM: engine.shutdown_grace_s for the requests
-    in flight, and as long again to hand back the rest."""
-    grace_s = float(config(objects).get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+    """The engines' pods get time to drain on SIGTERM: the engine's worst-case stop, every
+    phase of it at its pod's engine.shutdown_grace_s (tests.deploy.policy.worst_case_drain_s),
+    before the kubelet kills it."""
     problems = []
     for obj in of_kind(objects, "Deployment"):
         role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        if role not in ("dispatcher", "worker"):
+            continue
+        env = _environment(_containers(obj)[0], objects)
+        if isinstance(env, str):
+            problems.append(f"{name(obj)}: {env}")
+            continue
+        engine_s = float(env.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+        webhooks_s = float(env.get("HERALD_WEBHOOKS__SHUTDOWN_GRACE_S", 10.0))
+        worst_s = worst_case_drain_s(engine_s, webhooks_s)
         given = pod_spec(obj).get("terminationGracePeriodSeconds", 30)
-        if role in ("dispatcher", "worker") and given < 2 * grace_s:
-            problems.append(f"{name(obj)}: terminationGracePeriodSeconds {given} < 2 x {grace_s}")
+        if given < worst_s:
+            problems.append(
+                f"{name(obj)}: terminationGracePeriodSeconds {given} < the {worst_s:g} s "
+                f"worst-case stop at shutdown_grace_s {engine_s:g}"
+            )
+    return problems
+
+
+def platform_timeouts(objects: list[Obj]) -> list[str]:
+    """A worker's drain lets a request started just before SIGTERM run its course: its
+    engine.shutdown_grace_s is at least its platforms' request timeout (a YouTube upload
+    cut short wastes its upload session's quota)."""
+    problems = []
+    for obj in workers(objects):
+        env = _environment(_containers(obj)[0], objects)
+        if isinstance(env, str):
+            continue
+        try:
+            with patch.dict(os.environ, env, clear=True):
+                settings = Settings()
+        except (ValidationError, SettingsError):
+            continue  # the settings rule's problem
+        platform = _platform(obj)
+        timeout_s = getattr(settings, platform.value).timeout_s
+        if settings.engine.shutdown_grace_s < timeout_s:
+            problems.append(
+                f"{name(obj)}: shutdown_grace_s {settings.engine.shutdown_grace_s:g} < "
+                f"{platform.value}'s request timeout {timeout_s:g}"
+            )
     return problems
 
 
@@ -249,7 +296,7 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
             problems.append(f"{where}: scales on {external['metric']['name']}")
         if external["metric"].get("selector", {}).get("matchLabels") != want:
             problems.append(f"{where}: selects {external['metric'].get('selector')}, not {want}")
-        if external["target"].get("averageValue") != "50":
+        if external["target"].get("averageValue") != TARGETS["hpa"]:
             problems.append(f"{where}: target {external['target']}")
         return problems
     [trigger] = scaler["spec"]["triggers"]
@@ -261,7 +308,10 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
                 meta.get("queueName") == want_queue,
                 f"queue {meta.get('queueName')}, not {want_queue}",
             ),
-            (meta.get("mode") == "QueueLength" and meta.get("value") == "50", "not 50 per pod"),
+            (
+                meta.get("mode") == "QueueLength" and meta.get("value") == TARGETS["rabbitmq"],
+                f"not {TARGETS['rabbitmq']} per pod",
+            ),
             (_broker_key(worker) == "rabbitmq-url", "its worker's broker is not RabbitMQ"),
         ]
     elif trigger["type"] == "redis-streams":
@@ -269,7 +319,10 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
         checks = [
             (meta.get("stream") == want_stream, f"stream {meta.get('stream')}, not {want_stream}"),
             (meta.get("consumerGroup") == REDIS_QUEUE_GROUP, f"group {meta.get('consumerGroup')}"),
-            (meta.get("lagCount") == "50", "not 50 per pod"),
+            (
+                meta.get("lagCount") == TARGETS["redis-streams"],
+                f"not {TARGETS['redis-streams']} per pod",
+            ),
             (_broker_key(worker) == "redis-url", "its worker's broker is not Redis Streams"),
         ]
     else:
@@ -279,7 +332,7 @@ def _trigger_problems(scaler: Obj, worker: Obj, platform: Platform, region: str)
 
 def triggers(objects: list[Obj]) -> list[str]:
     """Each scaler watches the queue its worker reads (Herald's own names for it, of that
-    platform and region) on the broker the worker uses, 50 waiting per pod."""
+    platform and region) on the broker the worker uses, at the documented target per pod."""
     by_name = {name(w): w for w in workers(objects)}
     problems = []
     for scaler, target in _scalers(objects):
@@ -287,6 +340,77 @@ def triggers(objects: list[Obj]) -> list[str]:
         if worker is None:
             continue  # one_scaler_each's problem
         problems += _trigger_problems(scaler, worker, _platform(worker), _region(worker, objects))
+    return problems
+
+
+def _jobs_per_message(kind: str) -> int:
+    """The most jobs one unit a scaler counts holds: a RabbitMQ message, a stream entry (the
+    queues' ``bundle``, which bootstrap leaves at its default), a job (the HPA's metric)."""
+    queue = {"rabbitmq": RabbitQueue, "redis-streams": RedisStreamQueue}.get(kind)
+    if queue is None:
+        return 1
+    bundle: int = inspect.signature(queue).parameters["bundle"].default
+    return bundle
+
+
+def _target(scaler: Obj) -> tuple[str, float]:
+    """The scaler's trigger kind and its target per pod, in what it counts."""
+    if scaler["kind"] == "HorizontalPodAutoscaler":
+        [metric] = scaler["spec"]["metrics"]
+        return "hpa", float(metric["external"]["target"]["averageValue"])
+    [trigger] = scaler["spec"]["triggers"]
+    meta = trigger["metadata"]
+    return trigger["type"], float(meta.get("value", meta.get("lagCount", 0)))
+
+
+def reach(objects: list[Obj]) -> list[str]:
+    """Every scaler can reach its most pods: the dispatcher stops claiming once
+    broker.max_queued jobs wait unread, summed over every queue, so the backlog that keeps
+    every worker Deployment at its maxReplicaCount at once (most pods x target x jobs a
+    message may hold) must fit under it."""
+    limit = int(config(objects).get("HERALD_BROKER__MAX_QUEUED", BrokerSettings().max_queued))
+    needed = 0.0
+    for scaler, _ in _scalers(objects):
+        kind, target = _target(scaler)
+        needed += _bounds(scaler)[1] * target * _jobs_per_message(kind)
+    if needed > limit:
+        return [f"the scalers' most pods need {needed:g} jobs waiting; max_queued is {limit}"]
+    return []
+
+
+def _scale_down(scaler: Obj) -> Obj:
+    if scaler["kind"] == "ScaledObject":
+        advanced = scaler["spec"].get("advanced", {})
+        behavior = advanced.get("horizontalPodAutoscalerConfig", {}).get("behavior", {})
+    else:
+        behavior = scaler["spec"].get("behavior", {})
+    down: Obj = behavior.get("scaleDown", {})
+    return down
+
+
+def gentle_scale_down(objects: list[Obj]) -> list[str]:
+    """An autoscaler lets a worker's pods go no faster than they drain: each scale-down policy's
+    period is at least the worker's engine.shutdown_grace_s (so the pods it let go have
+    finished their requests before it lets more go; YouTube's uploads take up to 600 s), after
+    a stabilisation window of 5 minutes at least."""
+    by_name = {name(w): w for w in workers(objects)}
+    problems = []
+    for scaler, target in _scalers(objects):
+        worker = by_name.get(target)
+        env = None if worker is None else _environment(_containers(worker)[0], objects)
+        if worker is None or isinstance(env, str) or env is None:
+            continue
+        grace_s = float(env.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", 30.0))
+        down = _scale_down(scaler)
+        if down.get("stabilizationWindowSeconds", 300) < 300:
+            problems.append(f"{name(scaler)}: scale-down window under 5 minutes")
+        policies = down.get("policies") or [{"periodSeconds": 15}]  # Kubernetes' default
+        for policy in policies:
+            if policy["periodSeconds"] < grace_s:
+                problems.append(
+                    f"{name(scaler)}: lets pods go every {policy['periodSeconds']} s, "
+                    f"they drain for {grace_s:g} s"
+                )
     return problems
 
 
@@ -329,6 +453,48 @@ def regions(objects: list[Obj]) -> list[str]:
             shares = {r: Fraction(b[index], total) for r, b in per_region.items()} if total else {}
             if shares != want:
                 problems.append(f"{platform.value}: shares at its {what} {shares}, not {want}")
+    return problems
+
+
+#: Who gets which setting: the secret keys only where secrets are encrypted or decrypted (the
+#: API writes channel credentials and webhook secrets, the workers read them and sign
+#: webhooks), the engine's probe only in the engines (in an API pod it would send
+#: `herald healthcheck` to a port nothing listens on).
+SCOPED = {
+    "HERALD_SECRET_KEYS": {"api", "worker"},
+    "HERALD_ENGINE__PROBE_PORT": {"dispatcher", "worker"},
+    "HERALD_ENGINE__PROBE_HOST": {"dispatcher", "worker"},
+}
+
+
+def scoped_settings(objects: list[Obj]) -> list[str]:
+    """Each setting of :data:`SCOPED` reaches exactly the roles that use it."""
+    problems = []
+    for obj in workloads(objects):
+        role = obj["metadata"]["labels"].get("app.kubernetes.io/component")
+        for c in _containers(obj):
+            env = _environment(c, objects)
+            if isinstance(env, str):
+                continue  # the settings rule's problem
+            for variable, roles in SCOPED.items():
+                if (variable in env) != (role in roles):
+                    has = "gets" if variable in env else "lacks"
+                    problems.append(f"{name(obj)} ({role}): {has} {variable}")
+    return problems
+
+
+def placement(objects: list[Obj]) -> list[str]:
+    """A worker started with --region <region> runs on that region's nodes: its pods select
+    ``topology.kubernetes.io/region: <region>`` (a label only would place it anywhere)."""
+    problems = []
+    for worker in workers(objects):
+        args = [str(a) for a in _containers(worker)[0].get("args", [])]
+        if "--region" not in args[:-1]:
+            continue
+        region = args[args.index("--region") + 1]
+        selected = pod_spec(worker).get("nodeSelector", {}).get(REGION_LABEL)
+        if selected != region:
+            problems.append(f"{name(worker)}: reads {region}, placed on {REGION_LABEL}={selected}")
     return problems
 
 
@@ -480,7 +646,12 @@ ALL: dict[str, Check] = {
     "image": image,
     "command_lines": command_lines,
     "drain": drain,
+    "platform_timeouts": platform_timeouts,
     "one_scaler_each": one_scaler_each,
     "triggers": triggers,
+    "placement": placement,
+    "scoped_settings": scoped_settings,
+    "reach": reach,
+    "gentle_scale_down": gentle_scale_down,
     "network": network,
 }

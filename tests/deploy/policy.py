@@ -260,6 +260,42 @@ def compose_problems(document: Mapping[str, Any]) -> list[str]:
     for name, service in herald.items():
         problems += [f"{name}: {p}" for p in _herald_service_problems(name, service)]
     problems += _worker_problems(herald)
+    problems += _read_only_secret_problems(document)
+    problems += _redis_memory_problems(services)
+    return problems
+
+
+def _redis_memory_problems(services: Mapping[str, Any]) -> list[str]:
+    """``noeviction`` without ``maxmemory`` bounds nothing: Redis grows until the host
+    kills it."""
+    problems = []
+    for name, service in services.items():
+        command = [str(word) for word in service.get("command") or []]
+        if (
+            command[:1] == ["redis-server"]
+            and "noeviction" in command
+            and "--maxmemory" not in command
+        ):
+            problems.append(f"{name}: noeviction without --maxmemory")
+    return problems
+
+
+def _read_only_secret_problems(document: Mapping[str, Any]) -> list[str]:
+    """A secret sourced from ``environment:`` is written into the container when Compose
+    creates it, which a read-only root refuses ("`file` is the sole supported option",
+    docker/compose#12031): the service would never start."""
+    secrets: Mapping[str, Any] = document.get("secrets") or {}
+    problems = []
+    for name, service in (document.get("services") or {}).items():
+        if service.get("read_only") is not True:
+            continue
+        for entry in service.get("secrets") or []:
+            source = entry if isinstance(entry, str) else entry.get("source")
+            if "environment" in (secrets.get(source) or {}):
+                problems.append(
+                    f"{name}: read_only, and takes secret {source} from the environment "
+                    "(Compose cannot write it into a read-only container: use a file: secret)"
+                )
     return problems
 
 
@@ -321,16 +357,57 @@ def _worker_problems(herald: Mapping[str, Mapping[str, Any]]) -> list[str]:
             if "--platforms" not in command:
                 problems.append(f"{name}: a worker of every platform: give --platforms")
                 continue
-            covered += command[command.index("--platforms") + 1].split(",")
+            platforms = command[command.index("--platforms") + 1].split(",")
+            covered += platforms
+            problems += [f"{name}: {p}" for p in _timeout_problems(platforms, environment)]
     missing = {p.value for p in Platform} - set(covered)
     if missing:
         problems.append(f"no worker publishes to {sorted(missing)}")
     return problems
 
 
+#: The engine's stop (herald.engine.engine.Engine._shutdown) runs these phases one after the
+#: other, each bounded by engine.shutdown_grace_s: the requests in flight end (pool.drain), the
+#: jobs still held are handed back to the store (_hand_back, within the grace while the store
+#: is away), the outcome writer writes what is pending (writer.close), the engine leaves the
+#: registry (deregister). Only the first waits in a healthy system; the others take the whole
+#: grace while the store is away, so the worst case is all four.
+STOP_PHASES = 4
+#: Closing the broker link and the store's connections after the phases, with room for one
+#: store call that began before a phase's deadline.
+CLOSE_S = 30.0
+
+
+def worst_case_drain_s(engine_grace_s: float, webhooks_grace_s: float) -> float:
+    """How long an engine process may take to exit after SIGTERM: the engine's phases, the
+    webhook sender's drain beside them (it runs side by side), then the closing."""
+    return max(STOP_PHASES * engine_grace_s, webhooks_grace_s) + CLOSE_S
+
+
+def _timeout_problems(platforms: Sequence[str], environment: Mapping[str, str]) -> list[str]:
+    """A worker's requests in flight get long enough to run their course on SIGTERM: its
+    engine.shutdown_grace_s is at least its platforms' request timeout (a YouTube upload cut
+    short wastes the quota its upload session cost)."""
+    grace_s = float(
+        environment.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", EngineSettings().shutdown_grace_s)
+    )
+    problems = []
+    for platform in platforms:
+        field = Settings.model_fields.get(platform.strip())
+        model = None if field is None else field.annotation
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue  # an unknown platform: _platforms_problem's
+        timeout_s = float(model.model_fields["timeout_s"].default)
+        if grace_s < timeout_s:
+            problems.append(
+                f"shutdown_grace_s {grace_s:g} < {platform}'s request timeout {timeout_s:g}"
+            )
+    return problems
+
+
 def _drain_problems(service: Mapping[str, Any], environment: Mapping[str, str]) -> list[str]:
     """Docker kills a container stop_grace_period (default 10 s) after SIGTERM: the engine's
-    drain (engine.shutdown_grace_s, and the webhook sender's beside it) must end before."""
+    worst-case stop (:func:`worst_case_drain_s`) must end before."""
     engine_s = float(
         environment.get("HERALD_ENGINE__SHUTDOWN_GRACE_S", EngineSettings().shutdown_grace_s)
     )
@@ -338,9 +415,8 @@ def _drain_problems(service: Mapping[str, Any], environment: Mapping[str, str]) 
         environment.get("HERALD_WEBHOOKS__SHUTDOWN_GRACE_S", WebhookSettings().shutdown_grace_s)
     )
     grace_s = duration_s(service.get("stop_grace_period", "10s"))
-    drain_s = max(engine_s, webhooks_s)
-    # Closing the store and the broker connection after the drain takes a few seconds.
-    if grace_s < drain_s + 5:
+    drain_s = worst_case_drain_s(engine_s, webhooks_s)
+    if grace_s < drain_s:
         return [f"stop_grace_period {grace_s:g}s does not outlast the {drain_s:g}s drain"]
     return []
 

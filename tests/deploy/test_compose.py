@@ -86,13 +86,21 @@ def worker(document):
         (lambda d: worker(d).update(command=["worker"]), "give --platforms"),
         (lambda d: d["services"].pop("worker-youtube"), "no worker publishes to ['youtube']"),
         (lambda d: d["services"]["api"].update(command=["apii"]), "no such command"),
-        (lambda d: worker(d).update(stop_grace_period="30s"), "does not outlast the 30s"),
+        (lambda d: worker(d).update(stop_grace_period="630s"), "does not outlast the 2430s"),
+        (
+            lambda d: d["services"]["worker-linkedin"].update(stop_grace_period="60s"),
+            "stop_grace_period 60s does not outlast the 150s drain",
+        ),
         (lambda d: worker(d).pop("stop_grace_period"), "stop_grace_period 10s"),
         (
-            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="60"),
-            "does not outlast the 60s drain",
+            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="900"),
+            "does not outlast the 3630s drain",
         ),
         (lambda d: worker(d)["environment"].pop("HERALD_ENGINE__PROBE_PORT"), "no probe port"),
+        (
+            lambda d: worker(d)["environment"].update(HERALD_ENGINE__SHUTDOWN_GRACE_S="30"),
+            "shutdown_grace_s 30 < youtube's request timeout 600",
+        ),
         (
             lambda d: worker(d)["environment"].update(HERALD_ENGINE__PROBE_PROT="9090"),
             "Settings has no engine.probe_prot",
@@ -106,6 +114,22 @@ def worker(document):
         (lambda d: d["services"]["redis"].update(image="redis:7"), "not pinned to an exact"),
         (lambda d: d["services"]["postgres"].update(image="postgres:17"), "not pinned to an"),
         (lambda d: d["services"]["api"].pop("restart"), "api: no restart policy"),
+        (
+            lambda d: d["services"]["redis"].update(
+                command=["redis-server", "--maxmemory-policy", "noeviction"]
+            ),
+            "redis: noeviction without --maxmemory",
+        ),
+        (
+            lambda d: d["services"]["grafana"].update(read_only=True),
+            "grafana: read_only, and takes secret grafana_admin_password from the environment",
+        ),
+        (
+            lambda d: d["services"]["grafana"].update(
+                read_only=True, secrets=[{"source": "grafana_admin_password", "mode": 0o400}]
+            ),
+            "takes secret grafana_admin_password from the environment",
+        ),
         (
             lambda d: d["services"]["api"]["healthcheck"].update(
                 test=["CMD", "herald", "healthcheck", "--url", "x"]

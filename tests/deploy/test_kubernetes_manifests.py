@@ -116,6 +116,10 @@ def _api(objects: list[Obj]) -> Obj:
     return next(d for d in of_kind(objects, "Deployment") if name(d) == "herald-api")
 
 
+def _dispatcher(objects: list[Obj]) -> Obj:
+    return next(o for o in of_kind(objects, "Deployment") if name(o) == "herald-dispatcher")
+
+
 def _migrate(objects: list[Obj]) -> Obj:
     [job] = of_kind(objects, "Job")
     return job
@@ -255,6 +259,58 @@ VIOLATIONS: list[tuple[str, str, Plant]] = [
         "killed before the drain ends",
         lambda o: pod_spec(_worker(o)).update(terminationGracePeriodSeconds=30),
     ),
+    (
+        "drain",
+        "killed during the worst-case stop (the old 2 x grace)",
+        lambda o: pod_spec(_worker(o, "linkedin")).update(terminationGracePeriodSeconds=60),
+    ),
+    (
+        "drain",
+        "YouTube's own grace outlasting the pod's",
+        lambda o: pod_spec(_worker(o)).update(terminationGracePeriodSeconds=630),
+    ),
+    (
+        "platform_timeouts",
+        "a YouTube upload cut at the shared 30 s",
+        lambda o: _container(_worker(o)).update(
+            env=[
+                e
+                for e in _container(_worker(o))["env"]
+                if e["name"] != "HERALD_ENGINE__SHUTDOWN_GRACE_S"
+            ]
+        ),
+    ),
+    (
+        "scoped_settings",
+        "the engine's probe port in herald-config (the API's healthcheck probes it)",
+        lambda o: _set_config(o, "HERALD_ENGINE__PROBE_PORT", "9090"),
+    ),
+    (
+        "scoped_settings",
+        "the secret keys in the dispatcher",
+        lambda o: _container(_dispatcher(o))["env"].append(
+            {
+                "name": "HERALD_SECRET_KEYS",
+                "valueFrom": {"secretKeyRef": {"name": "herald-secrets", "key": "secret-keys"}},
+            }
+        ),
+    ),
+    (
+        "scoped_settings",
+        "a worker without the secret keys",
+        lambda o: _container(_worker(o)).update(
+            env=[e for e in _container(_worker(o))["env"] if e["name"] != "HERALD_SECRET_KEYS"]
+        ),
+    ),
+    (
+        "gentle_scale_down",
+        "YouTube's workers let go every minute (the shared behaviour)",
+        lambda o: next(s for s in of_kind(o, "ScaledObject") if name(s) == "herald-worker-youtube")[
+            "spec"
+        ]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
+            policies=[{"type": "Percent", "value": 10, "periodSeconds": 60}]
+        ),
+    ),
     ("one_scaler_each", "a worker without a scaler", _remove_scaler),
     ("one_scaler_each", "a worker with two", _second_scaler),
     ("network", "a worker reaching port 80", _open_worker_egress),
@@ -356,13 +412,20 @@ def test_the_engines_probe_port_is_the_one_the_settings_name():
     # The probe and the scrape both find the engine on HERALD_ENGINE__PROBE_PORT, on every
     # address of the pod (the engine's own default, 127.0.0.1, is out of the kubelet's reach).
     objects = render(OVERLAYS / "single-region")
-    settings = config(objects)
-    assert settings["HERALD_ENGINE__PROBE_HOST"] == "0.0.0.0"
-    assert settings["HERALD_API__HOST"] == "0.0.0.0"
-    for worker in workers(objects):
-        annotations = worker["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/port"] == settings["HERALD_ENGINE__PROBE_PORT"]
+    assert config(objects)["HERALD_API__HOST"] == "0.0.0.0"
+    for engine in [*workers(objects), _dispatcher(objects)]:
+        env = {e["name"]: e.get("value") for e in _container(engine)["env"]}
+        assert env["HERALD_ENGINE__PROBE_HOST"] == "0.0.0.0"
+        annotations = engine["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == env["HERALD_ENGINE__PROBE_PORT"]
     assert Path(KUBERNETES / "prometheus" / "scrape-configs.yaml").exists()
+
+
+def test_the_api_keeps_serving_while_its_endpoints_are_updated():
+    objects = render(OVERLAYS / "single-region")
+    api = _api(objects)
+    sleep_s = _container(api)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert 3 <= sleep_s < pod_spec(api)["terminationGracePeriodSeconds"] - 15
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)

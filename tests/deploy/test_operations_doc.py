@@ -19,6 +19,8 @@ DOC = ROOT / "docs" / "operations.md"
 #: `docker compose run [--rm] [--no-deps] <service> <herald args>` and `docker run [--rm]
 #: herald:<tag> <herald args>`: Herald's image, its entry point `herald`.
 _COMPOSE_RUN = re.compile(r"docker (?:compose )?run (?:--\S+ )*(?:api|migrate|herald:\S+) (.+)")
+#: `kubectl -n herald exec deploy/<name> -- herald <herald args>`.
+_KUBECTL_EXEC = re.compile(r"kubectl (?:-n \S+ )?exec (?:-\S+ )*\S+ -- herald (.+)")
 _SYNOPSIS = re.compile(r"^\[|^<|\[,|^\.\.\.$")
 
 
@@ -32,7 +34,7 @@ def herald_commands(text: str) -> list[list[str]]:
     lines += [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", outside)]
     found = []
     for line in lines:
-        match = _COMPOSE_RUN.search(line)
+        match = _COMPOSE_RUN.search(line) or _KUBECTL_EXEC.search(line)
         if match:
             found.append(shlex.split(match[1]))
         elif line.startswith("herald "):
@@ -50,6 +52,16 @@ def test_the_doc_shows_herald_commands():
 def test_every_herald_command_in_the_doc_is_real():
     problems = [command_problem(argv) for argv in herald_commands(DOC.read_text())]
     assert [p for p in problems if p is not None] == []
+
+
+def test_the_kubernetes_rotation_runs_real_commands_in_a_pod():
+    commands = herald_commands(section(DOC.read_text(), "Rotate keys"))
+    assert ["admin", "new-secret-key"] in commands
+    assert commands.count(["admin", "rotate-keys"]) >= 2  # Compose's and Kubernetes'
+    planted = "```sh\nkubectl -n herald exec deploy/herald-api -- herald admin rotate-key\n```"
+    assert [command_problem(argv) for argv in herald_commands(planted)] == [
+        "herald admin rotate-key: no such command"
+    ]
 
 
 def test_a_mistyped_command_in_the_doc_is_named():
@@ -94,3 +106,82 @@ def test_the_sqlite_backup_recipe_copies_a_database_in_use(tmp_path):
         assert "uncommitted" not in names  # the committed state, not the writer's half
     finally:
         copy.close()
+
+
+def section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def upgrade_steps(text: str) -> list[str]:
+    """What the "Upgrade" section's shell blocks roll, in order: ``apply:<role>`` and
+    ``wait:<role>`` for kubectl (``apply:all`` for an apply of everything), ``up:<services>``
+    for Docker Compose."""
+    steps = []
+    for block in re.findall(r"```sh\n(.*?)```", section(text, "Upgrade"), flags=re.DOTALL):
+        for line in block.splitlines():
+            words = shlex.split(line.split("#", 1)[0])
+            selector = words[words.index("-l") + 1] if "-l" in words[:-1] else None
+            role = None if selector is None else selector.partition("=")[2] or "unlabelled"
+            if words[:2] == ["kubectl", "apply"]:
+                steps.append(f"apply:{role or 'all'}")
+            elif words[:2] == ["kubectl", "-n"] and "rollout" in words and role:
+                steps.append(f"wait:{role}")
+            elif words[:3] == ["docker", "compose", "up"]:
+                services = [w for w in words[3:] if not w.startswith("-")]
+                steps.append(f"up:{','.join(services) or 'all'}")
+    return steps
+
+
+#: docs/architecture.md: an old worker dead-letters a message in a format it does not read, so
+#: the workers are upgraded (and done) before the dispatchers, after the migration.
+ORDER = ["migrate", "worker", "dispatcher", "api"]
+
+
+def upgrade_order_problems(steps: list[str]) -> list[str]:
+    problems = []
+    applied = [s.split(":", 1)[1] for s in steps if s.startswith("apply:")]
+    applied = [role for role in applied if role != "unlabelled"]
+    if "all" in applied:
+        problems.append("kubectl apply of everything at once rolls the dispatcher with the workers")
+    if [r for r in applied if r in ORDER] != ORDER:
+        problems.append(f"kubectl rolls {applied}, not {ORDER}")
+    for role in ("worker", "dispatcher"):
+        after = steps[steps.index(f"apply:{role}") + 1 :] if f"apply:{role}" in steps else []
+        if not after or after[0] != f"wait:{role}":
+            problems.append(f"no rollout status for the {role}s before the next step")
+    ups = [s.split(":", 1)[1] for s in steps if s.startswith("up:")]
+    workers = next((i for i, u in enumerate(ups) if "worker-" in u), None)
+    dispatcher = next((i for i, u in enumerate(ups) if "dispatcher" in u or u == "all"), None)
+    if workers is None or dispatcher is None or workers > dispatcher:
+        problems.append(f"Compose starts {ups}: not the workers before the dispatcher")
+    elif ups[workers].count("worker-") != 4 or "dispatcher" in ups[workers]:
+        problems.append(f"Compose's worker step {ups[workers]} is not every worker alone")
+    return problems
+
+
+def test_the_upgrade_rolls_workers_before_dispatchers():
+    assert upgrade_order_problems(upgrade_steps(DOC.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # the order this section once gave: everything at once
+        (
+            "kubectl apply -f herald.yaml -l app.kubernetes.io/component=worker\n",
+            "kubectl apply -f herald.yaml\n",
+        ),
+        (
+            "kubectl -n herald rollout status deployment -l app.kubernetes.io/component=worker",
+            "echo",
+        ),
+        (" --no-deps worker-facebook", " --no-deps dispatcher worker-facebook"),
+    ],
+    ids=["apply everything", "no wait for the workers", "Compose: the dispatcher with them"],
+)
+def test_an_upgrade_out_of_order_is_named(old, new):
+    text = DOC.read_text()
+    assert old in section(text, "Upgrade")
+    assert upgrade_order_problems(upgrade_steps(text.replace(old, new))) != []
