@@ -5,15 +5,22 @@
 -- arithmetic is the memory limiter's, to the bit.
 --
 -- KEYS: [1] the rebuilt marker, then the pause keys, then each claim's keys.
--- ARGV: mode ("reserve" | "replay"), now, grant id, pause count, claim count, then per claim:
+-- ARGV: [1] mode ("reserve" | "replay"), [2] the figures, space-separated in one string (the
+-- client encodes two arguments rather than some twenty): now, grant id, pause count, claim
+-- count, then per claim:
 --   "w" (rolling window; keys: log zset, its total) cost limit span ttl_s
 --   "d" (calendar quota; keys: one counter per day) cost limit ttl_s days reopen_1..reopen_n
 --   "g" (GCRA pacing; key: theoretical arrival time) cost interval burst
 -- Returns the wait in seconds as a string ("0" when recorded), or "unready" (reserve only)
 -- when the marker does not name the running server: it restarted, or was never rebuilt.
 
-local mode, now, grant = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local pause_count, claim_count = tonumber(ARGV[4]), tonumber(ARGV[5])
+local mode, figures = ARGV[1], {}
+for figure in string.gmatch(ARGV[2], '%S+') do
+  figures[#figures + 1] = figure
+end
+local now_text, grant = figures[1], figures[2]
+local now = tonumber(now_text)
+local pause_count, claim_count = tonumber(figures[3]), tonumber(figures[4])
 local EPSILON_S = 1e-9 -- float noise in time arithmetic is not a wait
 
 local function num(value)
@@ -32,23 +39,24 @@ if mode == 'reserve' then
 end
 
 -- Parse the claims once.
-local claims, k, a = {}, 2 + pause_count, 6
+local claims, k, a = {}, 2 + pause_count, 5
+local f = figures
 for i = 1, claim_count do
-  local kind, c = ARGV[a], { cost = tonumber(ARGV[a + 1]) }
+  local kind, c = f[a], { cost = tonumber(f[a + 1]) }
   c.kind = kind
   if kind == 'w' then
-    c.limit, c.span, c.ttl = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4]
+    c.limit, c.span, c.ttl = tonumber(f[a + 2]), tonumber(f[a + 3]), f[a + 4]
     c.log, c.sum = KEYS[k], KEYS[k + 1]
     k, a = k + 2, a + 5
   elseif kind == 'd' then
-    c.limit, c.ttl, c.days = tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+    c.limit, c.ttl, c.days = tonumber(f[a + 2]), f[a + 3], tonumber(f[a + 4])
     c.keys, c.reopen = {}, {}
     for d = 1, c.days do
-      c.keys[d], c.reopen[d] = KEYS[k + d - 1], tonumber(ARGV[a + 4 + d])
+      c.keys[d], c.reopen[d] = KEYS[k + d - 1], tonumber(f[a + 4 + d])
     end
     k, a = k + c.days, a + 5 + c.days
   else
-    c.interval, c.burst = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    c.interval, c.burst = tonumber(f[a + 2]), tonumber(f[a + 3])
     c.tat = KEYS[k]
     k, a = k + 1, a + 4
   end
@@ -99,7 +107,7 @@ end
 
 local function record(c, i)
   if c.kind == 'w' then
-    redis.call('ZADD', c.log, ARGV[2], c.cost .. ':' .. grant .. ':' .. i)
+    redis.call('ZADD', c.log, now_text, c.cost .. ':' .. grant .. ':' .. i)
     redis.call('INCRBY', c.sum, c.cost)
     redis.call('EXPIRE', c.log, c.ttl)
     redis.call('EXPIRE', c.sum, c.ttl)
