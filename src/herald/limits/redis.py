@@ -59,7 +59,7 @@ from herald.types import EarlierGrants
 __all__ = ["RedisLimiter"]
 
 _UNREADY = b"unready"
-_REPLAY_BATCH = 500  # replayed grants per round trip while rebuilding
+_REPLAY_BATCH = 500  # replayed grants per call of the script while rebuilding
 _DAY_TTL_S = 2 * 86_400  # a day counter outlives any day (25 h at most) and the one before
 _PAUSE_TTL_S = 86_400  # kept after a pause ends, for a peer whose clock runs behind
 
@@ -125,9 +125,15 @@ class RedisLimiter:
         self._rebuild_lock_ms = max(1, round(rebuild_lock_s * 1000))
         self._marker_poll_s = marker_poll_s
         self._wall_clock = wall_clock  # for pause expiries only: pauses come as Unix times
-        # Admissions made together (a lane's ready jobs) share one round trip; a rebuild
-        # pipelines its replays through the script itself.
-        self._admissions = ScriptBatcher(client, _script("admit.lua"), timeout_s=timeout_s)
+        # Admissions made together (a lane's ready jobs) go as one call of the script; a
+        # rebuild sends its replays through the script itself, many a call.
+        self._admissions = ScriptBatcher(
+            client,
+            _script("admit.lua"),
+            keys=[self._marker],
+            args=["reserve"],
+            timeout_s=timeout_s,
+        )
         self._admit = self._admissions.script
         self._refund = client.register_script(_script("refund.lua"))
         self._block = client.register_script(_script("block.lua"))
@@ -164,17 +170,17 @@ class RedisLimiter:
     ) -> float:
         if any(claim.cost > _capacity(claim) for claim in claims):
             return math.inf  # it can never fit, whatever Redis holds
-        call = self._admission("reserve", claims, now, pauses)
+        keys, figures = self._admission(claims, now, pauses)
         async with _translated():  # the batch it joins has the deadline (ScriptBatcher)
-            answer = await self._admissions(call.keys, call.args)
+            answer = await self._admissions(keys, figures)
         if answer == _UNREADY:
             raise LimiterUnavailable("the shared limiter lost its state and is not rebuilt yet")
         return float(answer)
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
-        call = self._admission("replay", claims, granted_at, ())
+        keys, figures = self._admission(claims, granted_at, ())
         async with _translated(self._timeout_s):
-            await self._admit(keys=call.keys, args=call.args)
+            await self._admit(keys=[self._marker, *keys], args=["replay", figures])
 
     async def refund(
         self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
@@ -237,11 +243,12 @@ class RedisLimiter:
         await self._clear()
         grants = await earlier()
         for start in range(0, len(grants), _REPLAY_BATCH):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for granted_at, claims in grants[start : start + _REPLAY_BATCH]:
-                    call = self._admission("replay", claims, granted_at, ())
-                    await self._admit(keys=call.keys, args=call.args, client=pipe)
-                await pipe.execute()
+            keys, args = [self._marker], ["replay"]
+            for granted_at, claims in grants[start : start + _REPLAY_BATCH]:
+                grant_keys, figures = self._admission(claims, granted_at, ())
+                keys += grant_keys
+                args.append(figures)
+            await self._admit(keys=keys, args=args)
         if await self._run_id() != run_id:
             # Redis restarted during the rebuild: what was replayed is gone with it.
             raise LimiterUnavailable("Redis restarted while the limiter was being rebuilt")
@@ -271,15 +278,15 @@ class RedisLimiter:
         return f"{self.prefix}:day:{key}:{day.date().isoformat()}"
 
     def _admission(
-        self, mode: str, claims: Sequence[LimitClaim], now: float, pauses: Sequence[str]
-    ) -> _Call:
-        """The keys, and the mode and figures (packed into one argument: admit.lua), of one
-        admission. The keys stay apart, as Redis asks of a script's keys."""
-        keys = [self._marker] + [self._key("pause", p) for p in pauses]
+        self, claims: Sequence[LimitClaim], now: float, pauses: Sequence[str]
+    ) -> tuple[list[str], str]:
+        """One admission's keys, and its figures packed into one argument (admit.lua). The
+        keys stay apart, as Redis asks of a script's keys."""
+        keys = [self._key("pause", p) for p in pauses]
         figures = [_num(now), secrets.token_hex(8), str(len(pauses)), str(len(claims))]
         for claim in claims:
             self._add_claim(keys, figures, claim, now)
-        return _Call(keys, [mode, " ".join(figures)])
+        return keys, " ".join(figures)
 
     def _add_claim(
         self, keys: list[str], figures: list[str], claim: LimitClaim, now: float

@@ -1,26 +1,24 @@
--- One admission: every claim of a reservation is checked and recorded at once, or none is.
--- Run whole by Redis, so that engines on any number of machines, each calling it, together
--- never exceed a limit. The caller (herald/limits/redis.py) passes the instant and every
--- derived figure (spans, day keys, reopening times): Redis's own clock is never read, so the
--- arithmetic is the memory limiter's, to the bit.
+-- Admissions: every claim of a reservation is checked and recorded at once, or none is. A
+-- call carries one admission or several (the ones a worker makes together, or a rebuild's
+-- replays), taken in turn, each whole on its own. Run whole by Redis, so that engines on any
+-- number of machines, each calling it, together never exceed a limit. The caller
+-- (herald/limits/redis.py) passes the instant and every derived figure (spans, day keys,
+-- reopening times): Redis's own clock is never read, so the arithmetic is the memory
+-- limiter's, to the bit.
 --
--- KEYS: [1] the rebuilt marker, then the pause keys, then each claim's keys.
--- ARGV: [1] mode ("reserve" | "replay"), [2] the figures, space-separated in one string (the
--- client encodes two arguments rather than some twenty): now, grant id, pause count, claim
--- count, then per claim:
+-- KEYS: [1] the rebuilt marker, then each admission's keys in turn: its pause keys, then its
+-- claims' keys.
+-- ARGV: [1] mode ("reserve" | "replay"), then one argument per admission: its figures,
+-- space-separated in one string (the client encodes one argument an admission rather than
+-- some twenty): now, grant id, pause count, claim count, then per claim:
 --   "w" (rolling window; keys: log zset, its total) cost limit span ttl_s
 --   "d" (calendar quota; keys: one counter per day) cost limit ttl_s days reopen_1..reopen_n
 --   "g" (GCRA pacing; key: theoretical arrival time) cost interval burst
--- Returns the wait in seconds as a string ("0" when recorded), or "unready" (reserve only)
--- when the marker does not name the running server: it restarted, or was never rebuilt.
+-- Returns one answer per admission, in order: the wait in seconds as a string ("0" when
+-- recorded), or, every one of them, "unready" (reserve only) when the marker does not name the
+-- running server: it restarted, or was never rebuilt.
 
-local mode, figures = ARGV[1], {}
-for figure in string.gmatch(ARGV[2], '%S+') do
-  figures[#figures + 1] = figure
-end
-local now_text, grant = figures[1], figures[2]
-local now = tonumber(now_text)
-local pause_count, claim_count = tonumber(figures[3]), tonumber(figures[4])
+local mode = ARGV[1]
 local EPSILON_S = 1e-9 -- float noise in time arithmetic is not a wait
 
 local function num(value)
@@ -34,37 +32,41 @@ end
 if mode == 'reserve' then
   local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
   if redis.call('GET', KEYS[1]) ~= run_id then
-    return 'unready'
+    local answers = {}
+    for n = 2, #ARGV do answers[n - 1] = 'unready' end
+    return answers
   end
 end
 
--- Parse the claims once.
-local claims, k, a = {}, 2 + pause_count, 5
-local f = figures
-for i = 1, claim_count do
-  local kind, c = f[a], { cost = tonumber(f[a + 1]) }
-  c.kind = kind
-  if kind == 'w' then
-    c.limit, c.span, c.ttl = tonumber(f[a + 2]), tonumber(f[a + 3]), f[a + 4]
-    c.log, c.sum = KEYS[k], KEYS[k + 1]
-    k, a = k + 2, a + 5
-  elseif kind == 'd' then
-    c.limit, c.ttl, c.days = tonumber(f[a + 2]), f[a + 3], tonumber(f[a + 4])
-    c.keys, c.reopen = {}, {}
-    for d = 1, c.days do
-      c.keys[d], c.reopen[d] = KEYS[k + d - 1], tonumber(f[a + 4 + d])
+-- One admission's claims, its keys from KEYS[k] on; returns them and the next admission's k.
+local function parse(f, k)
+  local claims, a = {}, 5
+  for i = 1, tonumber(f[4]) do
+    local kind, c = f[a], { cost = tonumber(f[a + 1]) }
+    c.kind = kind
+    if kind == 'w' then
+      c.limit, c.span, c.ttl = tonumber(f[a + 2]), tonumber(f[a + 3]), f[a + 4]
+      c.log, c.sum = KEYS[k], KEYS[k + 1]
+      k, a = k + 2, a + 5
+    elseif kind == 'd' then
+      c.limit, c.ttl, c.days = tonumber(f[a + 2]), f[a + 3], tonumber(f[a + 4])
+      c.keys, c.reopen = {}, {}
+      for d = 1, c.days do
+        c.keys[d], c.reopen[d] = KEYS[k + d - 1], tonumber(f[a + 4 + d])
+      end
+      k, a = k + c.days, a + 5 + c.days
+    else
+      c.interval, c.burst = tonumber(f[a + 2]), tonumber(f[a + 3])
+      c.tat = KEYS[k]
+      k, a = k + 1, a + 4
     end
-    k, a = k + c.days, a + 5 + c.days
-  else
-    c.interval, c.burst = tonumber(f[a + 2]), tonumber(f[a + 3])
-    c.tat = KEYS[k]
-    k, a = k + 1, a + 4
+    claims[i] = c
   end
-  claims[i] = c
+  return claims, k
 end
 
 -- The sliding log: forget grants that left the window, then wait until enough have.
-local function log_wait(c)
+local function log_wait(c, now)
   local horizon = num(now - c.span)
   local gone = redis.call('ZRANGEBYSCORE', c.log, '-inf', horizon)
   if #gone > 0 then
@@ -87,7 +89,7 @@ local function log_wait(c)
   end
 end
 
-local function day_wait(c)
+local function day_wait(c, now)
   local wait, full = 0, false
   for d = 1, c.days do
     if tonumber(redis.call('GET', c.keys[d]) or '0') + c.cost > c.limit then
@@ -99,13 +101,13 @@ local function day_wait(c)
   return math.max(wait, 1e-3)
 end
 
-local function gcra_wait(c)
+local function gcra_wait(c, now)
   local tat = tonumber(redis.call('GET', c.tat) or '0')
   local allowed_at = math.max(tat, now) + c.cost * c.interval - c.burst * c.interval
   return math.max(0, allowed_at - now)
 end
 
-local function record(c, i)
+local function record(c, i, now, now_text, grant)
   if c.kind == 'w' then
     redis.call('ZADD', c.log, now_text, c.cost .. ':' .. grant .. ':' .. i)
     redis.call('INCRBY', c.sum, c.cost)
@@ -124,18 +126,38 @@ local function record(c, i)
   end
 end
 
-if mode == 'reserve' then
-  local wait = 0
-  for p = 2, 1 + pause_count do
-    local blocked = redis.call('GET', KEYS[p])
-    if blocked then wait = math.max(wait, tonumber(blocked) - now) end
+-- One admission from its figures and its keys from KEYS[k] on: its answer, and the next k.
+local function admit(figures, k)
+  local f = {}
+  for figure in string.gmatch(figures, '%S+') do f[#f + 1] = figure end
+  local now_text, grant, pause_count = f[1], f[2], tonumber(f[3])
+  local now = tonumber(now_text)
+  local claims, next_k = parse(f, k + pause_count)
+  if mode == 'reserve' then
+    local wait = 0
+    for p = k, k + pause_count - 1 do
+      local blocked = redis.call('GET', KEYS[p])
+      if blocked then wait = math.max(wait, tonumber(blocked) - now) end
+    end
+    for _, c in ipairs(claims) do
+      local w
+      if c.kind == 'w' then
+        w = log_wait(c, now)
+      elseif c.kind == 'd' then
+        w = day_wait(c, now)
+      else
+        w = gcra_wait(c, now)
+      end
+      wait = math.max(wait, w)
+    end
+    if wait > EPSILON_S then return num(wait), next_k end
   end
-  for _, c in ipairs(claims) do
-    local w
-    if c.kind == 'w' then w = log_wait(c) elseif c.kind == 'd' then w = day_wait(c) else w = gcra_wait(c) end
-    wait = math.max(wait, w)
-  end
-  if wait > EPSILON_S then return num(wait) end
+  for i, c in ipairs(claims) do record(c, i, now, now_text, grant) end
+  return '0', next_k
 end
-for i, c in ipairs(claims) do record(c, i) end
-return '0'
+
+local answers, k = {}, 2
+for n = 2, #ARGV do
+  answers[n - 1], k = admit(ARGV[n], k)
+end
+return answers
