@@ -34,6 +34,7 @@ request not yet marked as leaving in the store), and its refund would take out a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import secrets
 import time
@@ -125,6 +126,9 @@ class RedisLimiter:
         self._rebuild_lock_ms = max(1, round(rebuild_lock_s * 1000))
         self._marker_poll_s = marker_poll_s
         self._wall_clock = wall_clock  # for pause expiries only: pauses come as Unix times
+        # Grant ids, unique among every engine's: this limiter's random part and a count (no
+        # call for randomness on each admission).
+        self._grant_ids = map(f"{secrets.token_hex(8)}-{{:x}}".format, itertools.count())
         # Admissions made together (a lane's ready jobs) go as one call of the script; a
         # rebuild sends its replays through the script itself, many a call.
         self._admissions = ScriptBatcher(
@@ -283,7 +287,7 @@ class RedisLimiter:
         """One admission's keys, and its figures packed into one argument (admit.lua). The
         keys stay apart, as Redis asks of a script's keys."""
         keys = [self._key("pause", p) for p in pauses]
-        figures = [_num(now), secrets.token_hex(8), str(len(pauses)), str(len(claims))]
+        figures = [_num(now), next(self._grant_ids), str(len(pauses)), str(len(claims))]
         for claim in claims:
             self._add_claim(keys, figures, claim, now)
         return keys, " ".join(figures)
