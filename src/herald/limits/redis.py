@@ -4,7 +4,8 @@ Engines on any number of machines pointed at one Redis together never exceed a l
 admission is checked by one Lua script (``lua/admit.lua``) that reads every key a request
 touches (its channel's and its app's rules, a daily quota, the pauses) and records them all,
 or none, in one step Redis runs whole. The admissions a worker makes together go as one call
-of the script (:mod:`herald.limits.batching`), which takes them in turn. The arithmetic is the memory limiter's, on the same figures:
+of the script (:mod:`herald.limits.batching`), which takes them in turn. The arithmetic is
+the memory limiter's, on the same figures:
 
 - rolling windows: a sorted set per key, one member per grant (``cost:grant-id:index``,
   scored by its time) plus a running total, so a refund takes out that very grant;
