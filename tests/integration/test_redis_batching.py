@@ -1,4 +1,4 @@
-"""Script calls made together share one round trip, each with its own answer or error."""
+"""Script calls made together go as one call of the script, each with its own answer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from herald.limits.batching import ScriptBatcher
@@ -13,51 +14,63 @@ from tests.conftest import new_redis, new_redis_prefix, redis_client
 
 pytestmark = pytest.mark.redis
 
-# Adds ARGV[1] to KEYS[1] and answers the total; a negative amount is refused with an error.
+# A batch script: adds ARGV[1 + i] to KEYS[1 + i] for each call i, in turn, and answers each
+# total, times KEYS[1] and ARGV[1] (the batch's leading key and argument: a factor). A negative
+# amount is refused with an error.
 ADD = """
-local amount = tonumber(ARGV[1])
-if amount < 0 then return redis.error_reply('negative') end
-return redis.call('INCRBY', KEYS[1], amount)
+local factor = tonumber(redis.call('GET', KEYS[1]) or '1') * tonumber(ARGV[1])
+local answers = {}
+for i = 2, #ARGV do
+  local amount = tonumber(ARGV[i])
+  if amount < 0 then return redis.error_reply('negative') end
+  answers[i - 1] = redis.call('INCRBY', KEYS[i], amount) * factor
+end
+return answers
 """
 
 
-async def test_calls_made_in_one_turn_go_in_one_round_trip_with_their_own_answers():
+def _batcher(client: Redis, prefix: str, *, timeout_s: float | None = None) -> ScriptBatcher:
+    return ScriptBatcher(client, ADD, keys=[f"{prefix}:factor"], args=["1"], timeout_s=timeout_s)
+
+
+async def test_calls_made_in_one_turn_go_in_one_call_with_their_own_answers():
     prefix = new_redis_prefix()
     async with redis_client(prefix) as client:
-        batcher = ScriptBatcher(client, ADD)
-        key = f"{prefix}:n"
-        answers = await asyncio.gather(*(batcher([key], [str(n)]) for n in (1, 2, 3, 4)))
-        assert answers == [1, 3, 6, 10]  # in the order they were made
+        batcher = _batcher(client, prefix)
+        await client.set(f"{prefix}:factor", 10)  # the leading key is every batch's
+        key, other = f"{prefix}:n", f"{prefix}:m"
+        answers = await asyncio.gather(
+            *(batcher([key], str(n)) for n in (1, 2, 3)), batcher([other], "7")
+        )
+        assert answers == [10, 30, 60, 70]  # in the order they were made, each its own key
         assert (batcher.batches, batcher.calls) == (1, 4)
-        assert await batcher([key], ["5"]) == 15  # alone: its own round trip
+        assert await batcher([key], "4") == 100  # alone: its own call
         assert (batcher.batches, batcher.calls) == (2, 5)
 
 
-async def test_one_call_s_error_is_its_own():
+async def test_a_failing_script_fails_every_call_of_its_batch():
     prefix = new_redis_prefix()
     async with redis_client(prefix) as client:
-        batcher = ScriptBatcher(client, ADD)
+        batcher = _batcher(client, prefix)
         key = f"{prefix}:n"
         answers = await asyncio.gather(
-            batcher([key], ["1"]),
-            batcher([key], ["-1"]),
-            batcher([key], ["2"]),
+            batcher([key], "1"),
+            batcher([key], "-1"),
+            batcher([key], "2"),
             return_exceptions=True,
         )
-        assert answers[0] == 1
-        assert answers[2] == 3
-        assert isinstance(answers[1], ResponseError)
-        assert "negative" in str(answers[1])
+        assert all(isinstance(a, ResponseError) and "negative" in str(a) for a in answers)
+        assert await batcher([key], "5") == 6  # what ran before the error stays, as Redis keeps it
 
 
 async def test_a_script_redis_forgot_is_loaded_again_and_every_call_answered():
     prefix = new_redis_prefix()
     async with redis_client(prefix) as client:
-        batcher = ScriptBatcher(client, ADD)
+        batcher = _batcher(client, prefix)
         key = f"{prefix}:n"
-        await batcher([key], ["1"])
+        await batcher([key], "1")
         await client.script_flush()  # as after a restart
-        answers = await asyncio.gather(*(batcher([key], ["1"]) for _ in range(3)))
+        answers = await asyncio.gather(*(batcher([key], "1") for _ in range(3)))
         assert answers == [2, 3, 4]
 
 
@@ -66,9 +79,9 @@ async def test_a_caller_that_gives_up_gives_up_only_its_own_call():
     not gone yet, and the others' calls go, each answered."""
     prefix = new_redis_prefix()
     async with redis_client(prefix) as client:
-        batcher = ScriptBatcher(client, ADD)
+        batcher = _batcher(client, prefix)
         key = f"{prefix}:n"
-        calls = [asyncio.create_task(batcher([key], [str(n)])) for n in (1, 2, 4)]
+        calls = [asyncio.create_task(batcher([key], str(n))) for n in (1, 2, 4)]
         await asyncio.sleep(0)  # every call made; the batch not sent yet
         calls[0].cancel()
         assert await asyncio.gather(*calls[1:]) == [2, 6]  # the 1 never went
@@ -85,9 +98,9 @@ async def test_a_batch_is_bounded_by_its_deadline():
     port = listener.getsockname()[1]
     client = new_redis(f"redis://127.0.0.1:{port}/0")
     try:
-        batcher = ScriptBatcher(client, ADD, timeout_s=0.3)
+        batcher = _batcher(client, "k", timeout_s=0.3)
         answers = await asyncio.wait_for(
-            asyncio.gather(*(batcher(["k"], ["1"]) for _ in range(3)), return_exceptions=True),
+            asyncio.gather(*(batcher(["k"], "1") for _ in range(3)), return_exceptions=True),
             5,
         )
         assert all(isinstance(a, TimeoutError) for a in answers)
@@ -99,9 +112,9 @@ async def test_a_batch_is_bounded_by_its_deadline():
 async def test_a_server_that_cannot_be_reached_fails_every_call_of_the_batch():
     client = new_redis("redis://127.0.0.1:1/0")  # nothing listens there
     try:
-        batcher = ScriptBatcher(client, ADD)
+        batcher = _batcher(client, "k")
         answers = await asyncio.gather(
-            *(batcher(["k"], ["1"]) for _ in range(3)), return_exceptions=True
+            *(batcher(["k"], "1") for _ in range(3)), return_exceptions=True
         )
         assert all(isinstance(a, Exception) for a in answers)
     finally:

@@ -80,6 +80,25 @@ class LimiterContract:
         assert waits == [0.0, 0.0, 0.0, 10.0, 10.0]
         assert await limiter.reserve([claim(rule)], 11.0) == 0.0
 
+    async def test_reservations_made_together_each_keep_their_own_claims_and_pauses(self, limiter):
+        """Reservations of different shapes made at once (a shared limiter sends them in one
+        call of its script): each is checked against its own claims, days and pauses, whole,
+        after those before it."""
+        at = ts(2026, 3, 1) - 1.0  # with a 10 s margin, a grant counts on both days
+        day = daily(2, margin_s=10.0)
+        pace = LimitRule("p", "calls", "app", Pacing(rate_per_s=1.0, burst=1))
+        await limiter.block("paused", at + 5.0)
+        waits = await asyncio.gather(
+            limiter.reserve([claim(day, key="d")], at),
+            limiter.reserve([claim(pace, key="p")], at, pauses=["paused"]),  # paused: nothing
+            limiter.reserve([claim(day, key="d"), claim(pace, key="p")], at, pauses=["free"]),
+            limiter.reserve([claim(pace, key="p")], at),  # paced after the one before
+            limiter.reserve([claim(day, key="d")], at),  # both days full
+            limiter.reserve([claim(rolling(1, 10.0), key="r")], at, pauses=["free", "paused"]),
+        )
+        assert waits == [0.0, 5.0, 0.0, 1.0, ts(2026, 3, 2) + 10.0 - at, 5.0]
+        assert await limiter.reserve([claim(rolling(1, 10.0), key="r")], at + 5.0) == 0.0
+
     async def test_margin_extends_the_window(self, limiter):
         rule = rolling(1, 10.0, margin_s=2.0)
         assert await limiter.reserve([claim(rule)], 0.0) == 0.0

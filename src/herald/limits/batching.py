@@ -1,52 +1,64 @@
-"""Calls of one Lua script made in the same turn of the event loop go to Redis together.
+"""Calls of one Lua script made in the same turn of the event loop go to Redis as one call.
 
 A worker admits a lane's ready jobs together (:mod:`herald.engine.lane`): each admission is
-its own script call, atomic on its own, but they are sent as one pipeline, so that a batch of
-admissions costs one write and one read on the socket rather than one of each per job. On a
-busy worker that socket traffic, not the script, is most of what an admission costs.
+atomic on its own, and the admissions made together are sent as one call of a script that
+takes them in turn, so that a batch of admissions costs one command, one write and one read
+on the socket rather than one of each per job. On a busy worker that socket traffic and the
+client's work for each command, not the script, is most of what an admission costs.
+
+The script takes a batch: ``KEYS`` are the batcher's leading keys, then every call's keys in
+turn; ``ARGV`` the leading arguments, then one argument per call; it answers a list, one
+answer per call, in order. A script that fails fails every call of its batch (Redis keeps
+what it wrote before the error, as it would of a call on its own).
 
 The first call of a turn starts a sender task; it lets the event loop run the other ready
 tasks once (their calls join the batch), sends the batch and settles each caller's future
-with its own answer or error. A caller that gives up (its deadline) gives up only its own
-answer: the batch goes on for the others, as each call would have alone.
-
-redis-py's own pipeline of ``Script`` objects asks ``SCRIPT EXISTS`` before every batch (one
-more round trip each time); the batch here sends ``EVALSHA`` and loads the script only when
-Redis answers that it does not know it (a restart, a ``SCRIPT FLUSH``).
+with its own answer or the batch's error. A caller that gives up (its deadline) gives up only
+its own answer: the batch goes on for the others, as each call would have alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
 
 __all__ = ["ScriptBatcher"]
 
-_Call = tuple[list[str], list[str], "asyncio.Future[Any]"]
+_Call = tuple[list[str], str, "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    """Runs the script ``source`` on ``client``; concurrent calls share one round trip.
-    ``timeout_s`` bounds each batch (None: unbounded), as the callers bound their waits."""
+    """Runs the batch script ``source`` on ``client``; concurrent calls share one call of it.
+    ``keys`` and ``args`` lead every batch's; ``timeout_s`` bounds each batch (None:
+    unbounded), as the callers bound their waits."""
 
     def __init__(
-        self, client: aioredis.Redis, source: str, *, timeout_s: float | None = None
+        self,
+        client: aioredis.Redis,
+        source: str,
+        *,
+        keys: Sequence[str] = (),
+        args: Sequence[str] = (),
+        timeout_s: float | None = None,
     ) -> None:
-        self._client = client
-        self.script = client.register_script(source)  # for callers that pipeline it themselves
+        # redis-py's Script sends EVALSHA, and loads the script only when Redis answers that
+        # it does not know it (a restart, a SCRIPT FLUSH).
+        self.script = client.register_script(source)
+        self._keys, self._args = list(keys), list(args)
         self._timeout_s = timeout_s
         self._pending: list[_Call] = []
         self._senders: set[asyncio.Task[None]] = set()
         self.batches = 0  # round trips made, for benchmarks and tests
         self.calls = 0
 
-    async def __call__(self, keys: list[str], args: list[str]) -> Any:
-        """The script's answer for ``keys`` and ``args``, or its error (as redis-py raises it)."""
+    async def __call__(self, keys: list[str], arg: str) -> Any:
+        """The script's answer for this call's ``keys`` and ``arg``, or its batch's error
+        (as redis-py raises it)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
+        self._pending.append((keys, arg, future))
         if len(self._pending) == 1:
             sender = asyncio.create_task(self._send_soon())
             self._senders.add(sender)
@@ -72,30 +84,14 @@ class ScriptBatcher:
                     future.set_exception(exc)
             return
         for (_, _, future), answer in zip(calls, answers, strict=True):
-            if future.done():
-                continue
-            if isinstance(answer, Exception):
-                future.set_exception(answer)
-            else:
+            if not future.done():
                 future.set_result(answer)
 
     async def _send(self, calls: list[_Call]) -> list[Any]:
         self.batches += 1
         self.calls += len(calls)
-        if len(calls) == 1:
-            keys, args, _ = calls[0]
-            return [await self.script(keys=keys, args=args)]  # loads the script if need be
-        answers = await self._pipeline(calls)
-        unknown = [i for i, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
-        if unknown:
-            await self._client.script_load(self.script.script)
-            again = await self._pipeline([calls[i] for i in unknown])
-            for i, answer in zip(unknown, again, strict=True):
-                answers[i] = answer
-        return answers
-
-    async def _pipeline(self, calls: list[_Call]) -> list[Any]:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
+        keys, args = list(self._keys), list(self._args)
+        for call_keys, arg, _ in calls:
+            keys += call_keys
+            args.append(arg)
+        return list(await self.script(keys=keys, args=args))

@@ -1,9 +1,11 @@
 """The shared rate limiter: the memory limiter's algorithms, kept in Redis for many engines.
 
 Engines on any number of machines pointed at one Redis together never exceed a limit: each
-admission is one Lua script (``lua/admit.lua``) that checks every key a request touches (its
-channel's and its app's rules, a daily quota, the pauses) and records them all, or none, in
-one step Redis runs whole. The arithmetic is the memory limiter's, on the same figures:
+admission is checked by one Lua script (``lua/admit.lua``) that reads every key a request
+touches (its channel's and its app's rules, a daily quota, the pauses) and records them all,
+or none, in one step Redis runs whole. The admissions a worker makes together go as one call
+of the script (:mod:`herald.limits.batching`), which takes them in turn. The arithmetic is
+the memory limiter's, on the same figures:
 
 - rolling windows: a sorted set per key, one member per grant (``cost:grant-id:index``,
   scored by its time) plus a running total, so a refund takes out that very grant;
@@ -34,6 +36,7 @@ request not yet marked as leaving in the store), and its refund would take out a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import secrets
 import time
@@ -60,7 +63,7 @@ from herald.types import EarlierGrants
 __all__ = ["RedisLimiter"]
 
 _UNREADY = b"unready"
-_REPLAY_BATCH = 500  # replayed grants per round trip while rebuilding
+_REPLAY_BATCH = 500  # replayed grants per call of the script while rebuilding
 _DAY_TTL_S = 2 * 86_400  # a day counter outlives any day (25 h at most) and the one before
 _PAUSE_TTL_S = 86_400  # kept after a pause ends, for a peer whose clock runs behind
 
@@ -126,9 +129,18 @@ class RedisLimiter:
         self._rebuild_lock_ms = max(1, round(rebuild_lock_s * 1000))
         self._marker_poll_s = marker_poll_s
         self._wall_clock = wall_clock  # for pause expiries only: pauses come as Unix times
-        # Admissions made together (a lane's ready jobs) share one round trip; a rebuild
-        # pipelines its replays through the script itself.
-        self._admissions = ScriptBatcher(client, _script("admit.lua"), timeout_s=timeout_s)
+        # Grant ids, unique among every engine's: this limiter's random part and a count (no
+        # call for randomness on each admission).
+        self._grant_ids = map(f"{secrets.token_hex(8)}-{{:x}}".format, itertools.count())
+        # Admissions made together (a lane's ready jobs) go as one call of the script; a
+        # rebuild sends its replays through the script itself, many a call.
+        self._admissions = ScriptBatcher(
+            client,
+            _script("admit.lua"),
+            keys=[self._marker],
+            args=["reserve"],
+            timeout_s=timeout_s,
+        )
         self._admit = self._admissions.script
         self._refund = client.register_script(_script("refund.lua"))
         self._block = client.register_script(_script("block.lua"))
@@ -146,8 +158,10 @@ class RedisLimiter:
         connection is tried twice more, briefly, before the server counts as away."""
         client = aioredis.Redis.from_url(
             url,
-            # No socket timeout: redis-py would wrap every command's send in a task of its
-            # own (asyncio.wait_for) to enforce it. Each call's deadline is the limiter's.
+            # No socket timeout (redis-py's default is 5 s since its 6.0): it would wrap every
+            # command's send in a task of its own (asyncio.wait_for) and every read in a
+            # timeout, about 70 us of CPU a round trip. Each call's deadline is the limiter's.
+            socket_timeout=None,
             socket_connect_timeout=timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         )
@@ -165,9 +179,9 @@ class RedisLimiter:
     ) -> float:
         if any(claim.cost > _capacity(claim) for claim in claims):
             return math.inf  # it can never fit, whatever Redis holds
-        call = self._admission("reserve", claims, now, pauses)
-        async with _translated(self._timeout_s):
-            answer = await self._admissions(call.keys, call.args)
+        keys, figures = self._admission(claims, now, pauses)
+        async with _translated():  # the batch it joins has the deadline (ScriptBatcher)
+            answer = await self._admissions(keys, figures)
         if answer == _UNREADY:
             raise LimiterUnavailable("the shared limiter lost its state and is not rebuilt yet")
         wait, *used = (answer.decode() if isinstance(answer, bytes) else str(answer)).split()
@@ -181,9 +195,9 @@ class RedisLimiter:
         return self._usage.busiest(now)
 
     async def replay(self, claims: Sequence[LimitClaim], granted_at: float) -> None:
-        call = self._admission("replay", claims, granted_at, ())
+        keys, figures = self._admission(claims, granted_at, ())
         async with _translated(self._timeout_s):
-            await self._admit(keys=call.keys, args=call.args)
+            await self._admit(keys=[self._marker, *keys], args=["replay", figures])
 
     async def refund(
         self, claims: Sequence[LimitClaim], granted_at: float, *, unsent: bool = False
@@ -246,11 +260,12 @@ class RedisLimiter:
         await self._clear()
         grants = await earlier()
         for start in range(0, len(grants), _REPLAY_BATCH):
-            async with self._client.pipeline(transaction=False) as pipe:
-                for granted_at, claims in grants[start : start + _REPLAY_BATCH]:
-                    call = self._admission("replay", claims, granted_at, ())
-                    await self._admit(keys=call.keys, args=call.args, client=pipe)
-                await pipe.execute()
+            keys, args = [self._marker], ["replay"]
+            for granted_at, claims in grants[start : start + _REPLAY_BATCH]:
+                grant_keys, figures = self._admission(claims, granted_at, ())
+                keys += grant_keys
+                args.append(figures)
+            await self._admit(keys=keys, args=args)
         if await self._run_id() != run_id:
             # Redis restarted during the rebuild: what was replayed is gone with it.
             raise LimiterUnavailable("Redis restarted while the limiter was being rebuilt")
@@ -280,35 +295,38 @@ class RedisLimiter:
         return f"{self.prefix}:day:{key}:{day.date().isoformat()}"
 
     def _admission(
-        self, mode: str, claims: Sequence[LimitClaim], now: float, pauses: Sequence[str]
-    ) -> _Call:
-        keys = [self._marker] + [self._key("pause", p) for p in pauses]
-        args = [mode, _num(now), secrets.token_hex(8), str(len(pauses)), str(len(claims))]
-        call = _Call(keys, args)
+        self, claims: Sequence[LimitClaim], now: float, pauses: Sequence[str]
+    ) -> tuple[list[str], str]:
+        """One admission's keys, and its figures packed into one argument (admit.lua). The
+        keys stay apart, as Redis asks of a script's keys."""
+        keys = [self._key("pause", p) for p in pauses]
+        figures = [_num(now), next(self._grant_ids), str(len(pauses)), str(len(claims))]
         for claim in claims:
-            self._add_claim(call, claim, now)
-        return call
+            self._add_claim(keys, figures, claim, now)
+        return keys, " ".join(figures)
 
-    def _add_claim(self, call: _Call, claim: LimitClaim, now: float) -> None:
+    def _add_claim(
+        self, keys: list[str], figures: list[str], claim: LimitClaim, now: float
+    ) -> None:
         algorithm, cost = claim.rule.algorithm, str(claim.cost)
         if isinstance(algorithm, RollingWindow):
             span = algorithm.window_s + algorithm.margin_s
-            call.keys += [self._key("log", claim.key), self._key("sum", claim.key)]
+            keys += [self._key("log", claim.key), self._key("sum", claim.key)]
             ttl_s = math.ceil(span) + 1
-            call.args += ["w", cost, str(algorithm.limit), _num(span), str(ttl_s)]
+            figures += ["w", cost, str(algorithm.limit), _num(span), str(ttl_s)]
         elif isinstance(algorithm, CalendarQuota):
             days = _days(algorithm, now)
             ttl_s = _DAY_TTL_S + math.ceil(2 * algorithm.margin_s)
-            call.keys += [self._day_key(claim.key, d) for d in days]
-            call.args += ["d", cost, str(algorithm.limit), str(ttl_s), str(len(days))]
+            keys += [self._day_key(claim.key, d) for d in days]
+            figures += ["d", cost, str(algorithm.limit), str(ttl_s), str(len(days))]
             tz = zone(algorithm.timezone)
             for day in days:
                 midnight = datetime.combine(day.date() + timedelta(days=1), datetime.min.time(), tz)
-                call.args.append(_num(midnight.timestamp() + algorithm.margin_s))
+                figures.append(_num(midnight.timestamp() + algorithm.margin_s))
         else:
             interval = 1.0 / algorithm.rate_per_s
-            call.keys.append(self._key("tat", claim.key))
-            call.args += ["g", cost, _num(interval), str(algorithm.burst)]
+            keys.append(self._key("tat", claim.key))
+            figures += ["g", cost, _num(interval), str(algorithm.burst)]
 
 
 def _capacity(claim: LimitClaim) -> float:
