@@ -1,8 +1,9 @@
 """A real streaming replica under the API: lag under a publishing load, read-your-writes.
 
 The test's own primary and standby (tests/integration/pg_replica_rig.py). Through the API:
-an API key that just wrote lists its write even while the replica is paused behind it, and
-another key's listing (same workspace) comes from the replica (it does not show that write
+an API key that just wrote lists its write even while the replica is paused behind it, on the
+API node it wrote through and on another one, and another key's listing (same workspace)
+comes from the replica (it does not show that write
 yet, and does once replay resumes). A replica further behind than ``replica_max_lag_s``
 serves nothing. Then the engine publishes to the simulator on the primary while API writes
 come in; the replica's lag is sampled throughout (the time from a WAL position on the
@@ -12,6 +13,7 @@ primary to its replay on the standby) and must stay under the roadmap's 30 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 
@@ -51,13 +53,20 @@ def pair():
 
 @pytest.fixture
 async def api(pair: ReplicaPair):
-    """The API on the pair: the primary, and the replica for reads that may lag."""
+    """Two API nodes on the pair (as behind a load balancer: a store, a replica cache and an
+    app each): the primary, and the replica for reads that may lag."""
     settings = Settings(
         database_url=pair.primary.url,
         secret_keys=[Fernet.generate_key().decode()],
         api={"key_requests_per_s": 0},
         database={"replica_url": pair.standby.url, "replica_check_s": 0.1},
     )
+    async with contextlib.AsyncExitStack() as nodes:
+        yield [await nodes.enter_async_context(_node(settings)) for _ in range(2)]
+
+
+@contextlib.asynccontextmanager
+async def _node(settings: Settings):
     store = PostgresStore(
         settings.database_url,
         replica_url=settings.database.replica_url,
@@ -66,10 +75,12 @@ async def api(pair: ReplicaPair):
     await store.open()
     app = create_app(settings, store, validators=VALIDATORS)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
-        yield store, client
-    await app.state.services.imports.runner.close()
-    await store.close()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://herald.test") as client:
+            yield store, client
+    finally:
+        await app.state.services.imports.runner.close()
+        await store.close()
 
 
 async def two_keys(store, client) -> tuple[Tenant, Tenant]:
@@ -104,11 +115,14 @@ async def replay(pair: ReplicaPair, action: str) -> None:
 
 
 async def test_a_key_reads_its_writes_while_the_replica_lags(pair, api):
-    store, client = api
+    (store, client), (other_store, other_node) = api
     writer, reader = await two_keys(store, client)
+    # The writer's next request may reach another API node.
+    writer_elsewhere = Tenant(writer.workspace_id, writer.token, other_node)
+    reader = Tenant(reader.workspace_id, reader.token, other_node)
     channel = await writer.channel(Platform.FACEBOOK)
     before = await writer.post_on([channel])
-    await eventually(lambda: listed(reader), within_s=10)  # let the replica catch up first
+    # The replica catches up first: the reader is served, and sees the first post.
     await eventually(lambda: _has(reader, before["id"]), within_s=10)
 
     await replay(pair, "pause")
@@ -116,10 +130,11 @@ async def test_a_key_reads_its_writes_while_the_replica_lags(pair, api):
         written = await writer.post_on([channel])
         # The writer sees its post (the primary answered it: the replica is behind it)...
         assert written["id"] in await listed(writer)
-        assert written["id"] in await exported(writer)
+        assert written["id"] in await listed(writer_elsewhere)
+        assert written["id"] in await exported(writer_elsewhere)
         # ...while the other key is served by the replica, which has not replayed it.
-        assert store.replica is not None
-        assert store.replica.status.reachable
+        assert other_store.replica is not None
+        assert other_store.replica.status.reachable
         assert before["id"] in await listed(reader)
         assert written["id"] not in await listed(reader)
         assert written["id"] not in await exported(reader)
@@ -133,24 +148,34 @@ async def _has(tenant: Tenant, post_id: str) -> bool:
     return post_id in await listed(tenant)
 
 
-async def test_a_replica_too_far_behind_serves_nothing(pair):
+async def test_a_replica_behind_or_away_serves_nothing(pair):
     store = PostgresStore(
         pair.primary.url, replica_url=pair.standby.url, replica_max_lag_s=1.0, replica_check_s=0.1
     )
     await store.open()
     admin = await asyncpg.connect(pair.primary.url)
     try:
+        replica = store.replica
+        assert replica is not None
         await admin.execute("CREATE TABLE marks (n int)")
         await admin.execute("INSERT INTO marks VALUES (1)")
-        assert store.replica is not None
-        await eventually(lambda: store.replica.serves(None), within_s=10)
+        await eventually(lambda: replica.serves(None), within_s=10)
         await replay(pair, "pause")
-        await admin.execute("INSERT INTO marks VALUES (2)")  # received, not replayed
-        await eventually(_not(store.replica.serves), within_s=10)
-        assert store.replica.status.reachable
-        assert store.replica.status.lag_s > 1.0
+        try:
+            await admin.execute("INSERT INTO marks VALUES (2)")  # received, not replayed
+            await eventually(_not(replica.serves), within_s=10)
+            assert replica.status.reachable
+            assert replica.status.lag_s > 1.0
+        finally:
+            await replay(pair, "resume")
+        await eventually(lambda: replica.serves(None), within_s=10)
+        # Away: the reads that may lag are the primary's, and answered.
+        pair.stop(pair.standby, "immediate")
+        await eventually(_not(replica.serves), within_s=10)
+        assert not replica.status.reachable
+        async with store.lagging_reads():
+            assert await store.list_posts("no-such-workspace") == []
     finally:
-        await replay(pair, "resume")
         await admin.close()
         await store.close()
 

@@ -21,7 +21,10 @@ sticky sessions, no Redis).
 
 The replica's position is read at most every ``check_s`` (each request would otherwise cost
 a round trip to the replica), and once more at once when a key needs a newer position than
-the one known. A cached position errs on the safe side: replicas only move forward.
+the one known. A cached position errs on the safe side: replicas only move forward. A read of
+it that takes longer than ``timeout_s`` counts as the replica being away; an away replica is
+tried again every ``retry_s``, by one request while the others go to the primary without
+waiting for it, so a replica that hangs costs the listings one ``timeout_s`` at most.
 """
 
 from __future__ import annotations
@@ -67,11 +70,15 @@ class Replica:
         *,
         max_lag_s: float,
         check_s: float,
+        timeout_s: float = 2.0,
+        retry_s: float = 5.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.max_lag_s = max_lag_s
         self.check_s = check_s
+        self.timeout_s = timeout_s
+        self.retry_s = max(retry_s, check_s)
         self._monotonic = monotonic
         self._status = ReplicaStatus(read_at=-math.inf)
         self._reading = asyncio.Lock()
@@ -103,8 +110,13 @@ class Replica:
 
     async def _fresh(self, max_age_s: float) -> ReplicaStatus:
         asked_at = self._monotonic()
-        if asked_at - self._status.read_at <= max_age_s:
-            return self._status
+        status = self._status
+        if asked_at - status.read_at <= max_age_s:
+            return status
+        if not status.reachable and (
+            asked_at - status.read_at < self.retry_s or self._reading.locked()
+        ):
+            return status  # away: the primary answers, nobody waits for the next try
         async with self._reading:  # one read at a time: the others take its answer
             if self._status.read_at < asked_at - max_age_s:
                 self._status = await self._read()
@@ -113,11 +125,12 @@ class Replica:
     async def _read(self) -> ReplicaStatus:
         now = self._monotonic()
         try:
-            if not self._opened:
-                await self.db.open()
-                self._opened = True
-            row = await self.db.fetchrow("replica_status")
-        except StoreError as exc:
+            async with asyncio.timeout(self.timeout_s):
+                if not self._opened:
+                    await self.db.open()
+                    self._opened = True
+                row = await self.db.fetchrow("replica_status")
+        except (StoreError, TimeoutError) as exc:
             if self._status.reachable or self._status.read_at == -math.inf:
                 log.warning("store.replica_unavailable", extra={"error": str(exc)})
             return ReplicaStatus(read_at=now)
