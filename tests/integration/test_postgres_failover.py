@@ -29,7 +29,7 @@ from tests.integration.pg_replica_rig import replica_pair
 from tests.integration.test_pipeline import sim_config
 from tests.integration.test_postgres_pipeline import assert_each_published_once, pg_pipeline
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 PER_CHANNEL = 60
 #: How long the database is away before the standby is promoted (an operator's reaction, or
