@@ -25,6 +25,12 @@ the one known. A cached position errs on the safe side: replicas only move forwa
 it that takes longer than ``timeout_s`` counts as the replica being away; an away replica is
 tried again every ``retry_s``, by one request while the others go to the primary without
 waiting for it, so a replica that hangs costs the listings one ``timeout_s`` at most.
+
+Not seen from here: a standby cut off from its primary (its WAL receiver stopped) that still
+answers. It has replayed all it received, so it looks current; a key's own writes still go
+to the primary (their positions are ahead of it), other keys' listings would be as old as
+the cut. ``pg_stat_wal_receiver`` tells, but only to roles with ``pg_read_all_stats``; watch
+``pg_stat_replication`` on the primary instead (docs/operations.md).
 """
 
 from __future__ import annotations
