@@ -50,10 +50,11 @@ __all__ = [
 log = logging.getLogger("herald.bootstrap")
 
 
-def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
+def open_store(settings: Settings, *, for_engine: bool = False, api: bool = False) -> Store:
     """An unopened store for ``settings.database_url``. ``for_engine``: an engine will run on
     it, so an embedded database takes its engine lock when opened, before it migrates anything:
-    a second engine is refused before it touches the schema under the first."""
+    a second engine is refused before it touches the schema under the first. ``api``: the API
+    will serve from it, so it reads what may lag from ``database.replica_url``, if set."""
     url = settings.database_url
     if url.startswith("sqlite://"):
         return SQLiteStore(
@@ -64,7 +65,15 @@ def open_store(settings: Settings, *, for_engine: bool = False) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         # Several engines may share it: running_engine takes no lock and runs them with
         # exclusive=False, so each recovers only the leases that ran out.
-        return PostgresStore(url)
+        database = settings.database
+        return PostgresStore(
+            url,
+            # Only the API's reads that may lag go to the replica (Store.lagging_reads): an
+            # engine decides from the primary alone, and opens no pool on the replica.
+            replica_url=database.replica_url if api else None,
+            replica_max_lag_s=database.replica_max_lag_s,
+            replica_check_s=database.replica_check_s,
+        )
     if url.startswith("memory://"):
         return MemoryStore()
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")

@@ -32,6 +32,7 @@ from herald.domain import Platform
 __all__ = [
     "ApiSettings",
     "BrokerSettings",
+    "DatabaseSettings",
     "EngineSettings",
     "FacebookSettings",
     "InstagramSettings",
@@ -306,6 +307,32 @@ class ApiSettings(BaseModel):
         return self
 
 
+class DatabaseSettings(BaseModel):
+    """Beside the primary (``database_url``, where every write and every decision of the
+    engine goes): a PostgreSQL streaming replica for the reads that may lag (listings,
+    exports, calendars), read-your-writes per API key. See docs/architecture.md, "Read
+    replicas"."""
+
+    replica_url: str | None = Field(
+        None, description="a streaming replica of database_url (PostgreSQL only), for reads"
+    )
+    replica_max_lag_s: float = Field(
+        30.0, gt=0, description="a replica further behind than this serves nothing"
+    )
+    replica_check_s: float = Field(
+        0.5,
+        gt=0,
+        description="how often an API process reads how far the replica has replayed",
+    )
+
+    @field_validator("replica_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database.replica_url must start with postgresql://")
+        return value
+
+
 class LimitSettings(BaseModel):
     """Where the engine keeps its rate limits and its concurrency caps wider than one process:
     in its own memory (one engine per set of accounts) or in Redis, shared by every engine
@@ -514,6 +541,7 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
@@ -547,6 +575,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite://", "postgresql://", "postgres://", "memory://")):
             raise ValueError("database_url must start with sqlite://, postgresql:// or memory://")
         return value
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        # An embedded database has no replica to read from; memory:// (tests) has one copy.
+        if self.database.replica_url is not None and self.database_url.startswith("sqlite://"):
+            raise ValueError(
+                "database.replica_url needs a PostgreSQL database_url: SQLite has no replicas"
+            )
+        return self
 
     @field_validator("secret_keys")
     @classmethod

@@ -70,7 +70,7 @@ async def serve(
     """Serve the API until stopped: alone (new posts reach an engine in another process, such
     as ``herald run``, within its ``engine.idle_recheck_s``), or ``with_engine``: the engine
     and the webhook sender beside it on the same store, woken at once by new posts."""
-    store = open_store(settings, for_engine=with_engine)
+    store = open_store(settings, for_engine=with_engine, api=True)
     await store.open()
     try:
         if with_engine:

@@ -368,6 +368,14 @@ class Catalog(Protocol):
         never get one slot. Take it around the search and the write only."""
         ...
 
+    def lagging_reads(self) -> AbstractAsyncContextManager[None]:
+        """Reads made in the block may lag behind the latest writes (a listing, an export, a
+        calendar; never what a decision or a write is made from): a store with a read replica
+        may serve them from it, except what the API key the request acts for
+        (:mod:`herald.readsession`) wrote and the replica has not replayed yet. Other stores
+        read as always."""
+        ...
+
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:
         """Store posts and their deliveries in one transaction; return the deliveries."""
 

@@ -178,6 +178,19 @@ class CatalogContract:
         grouped = await store.deliveries_of([ids[0], ids[1]])
         assert [d.post_id for d in grouped[ids[0]]] == [ids[0]]
 
+    async def test_reads_that_may_lag_see_the_writes_before_them(self, store):
+        # Without a replica (every store here), a block of reads that may lag reads as always:
+        # what was just written, and nothing is written through it.
+        ws = await workspace(store)
+        c = channel(workspace_id=ws.id)
+        await store.add_channels([c])
+        added = new_post([c])
+        post = replace(added.post, workspace_id=ws.id)
+        await store.add_posts([NewPost(post, added.deliveries)])
+        async with store.lagging_reads():
+            assert [p.id for p in await store.list_posts(ws.id)] == [post.id]
+            assert len((await store.deliveries_of([post.id]))[post.id]) == 1
+
     async def test_webhooks(self, store):
         ws = await workspace(store)
         hook = Webhook(new_id("wh"), ws.id, "https://example.com/hook", ("delivery.published",))

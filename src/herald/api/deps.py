@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
 
+from herald import readsession
 from herald.api.idempotency import KeyHeader, claim_key, idempotent_route
 from herald.api.key_limits import KeyRateLimits
 from herald.api.metrics import ApiMetrics
@@ -113,6 +114,9 @@ async def get_caller(
     if credentials is None:
         raise Unauthenticated("give an API key: Authorization: Bearer <key>")
     key = await services.tenancy.authenticate(credentials.credentials)
+    # From here the store knows the key: its writes are read back by its next requests,
+    # whichever API node answers them, even while a read replica lags (herald.readsession).
+    readsession.act_for(key.id)
     if services.key_limits.enabled:
         verdict = services.key_limits.take(key.id)
         headers = verdict.headers()

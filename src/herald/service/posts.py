@@ -214,19 +214,22 @@ class PostService(Service):
         """One page of posts (oldest first) and the cursor of the next page, if any; not
         those of a CSV import that has not made them due yet (all or nothing: they show
         once the whole file is stored, at ``GET /v1/imports/{id}/posts`` meanwhile)."""
-        posts = await self.store.list_posts(
-            workspace_id,
-            state=where.state,
-            channel_id=where.channel_id,
-            due_from=where.due_from,
-            due_to=where.due_to,
-            after=None if after is None else (after.created_at, after.post_id),
-            limit=limit + 1,
-            with_held=False,
-        )
-        more = len(posts) > limit
-        posts = posts[:limit]
-        grouped = await self.store.deliveries_of([p.id for p in posts]) if posts else {}
+        # A listing, an export, a calendar week: they may lag (a read replica may serve them),
+        # but never behind the caller's own writes (Store.lagging_reads).
+        async with self.store.lagging_reads():
+            posts = await self.store.list_posts(
+                workspace_id,
+                state=where.state,
+                channel_id=where.channel_id,
+                due_from=where.due_from,
+                due_to=where.due_to,
+                after=None if after is None else (after.created_at, after.post_id),
+                limit=limit + 1,
+                with_held=False,
+            )
+            more = len(posts) > limit
+            posts = posts[:limit]
+            grouped = await self.store.deliveries_of([p.id for p in posts]) if posts else {}
         views = [PostView(p, grouped.get(p.id, [])) for p in posts]
         following = Cursor(posts[-1].created_at, posts[-1].id) if more else None
         return views, following

@@ -173,6 +173,10 @@ class MemoryCatalog(MemoryOutbox):
         async with self._slot_locks.hold(channel_ids):
             yield
 
+    @asynccontextmanager
+    async def lagging_reads(self) -> AsyncIterator[None]:
+        yield  # one copy of the data: nothing lags
+
     # -- posts ----------------------------------------------------------------------------
     async def list_posts(self, workspace_id: str, **filters: Unpack[PostFilters]) -> list[Post]:
         query = PostQuery(workspace_id, **filters)

@@ -21,6 +21,10 @@ behind :mod:`herald.stores.postgres_conn`, rows become objects in :mod:`herald.s
 the catalogue and outbox are in :mod:`herald.stores.postgres_catalog`, the CSV import jobs in
 :mod:`herald.stores.postgres_imports`.
 
+Optional: a read replica (``replica_url``) serves the reads a service marks as allowed to lag
+(:meth:`PostgresStore.lagging_reads`), with read-your-writes per API key; see
+:mod:`herald.stores.postgres_replica`.
+
 Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process adds posts
 (``LISTEN``/``NOTIFY`` on a per-schema channel); without it, such posts are seen within
 ``engine.idle_recheck_s``.
@@ -33,7 +37,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
-from herald import domain
+from herald import domain, readsession
 from herald.constants import NOTIFY_PREFIX
 from herald.errors import NotFound, StoreError
 from herald.states import CLAIMABLE
@@ -45,9 +49,10 @@ from herald.stores.contract import (
     new_claim_token,
 )
 from herald.stores.postgres_catalog import PostgresCatalog
-from herald.stores.postgres_conn import Connection, Database, Record, Unchanged
+from herald.stores.postgres_conn import Connection, Database, Record, Unchanged, from_replica
 from herald.stores.postgres_imports import PostgresImports
 from herald.stores.postgres_listen import DueListener
+from herald.stores.postgres_replica import Replica
 from herald.stores.postgres_slots import AdvisorySlotLocks
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import content_of, post_json, usage_json
@@ -63,7 +68,9 @@ class PostgresStore(PostgresCatalog, PostgresImports):
     ``?schema=`` parameter, else the connection's current schema (``public``).
     ``pool_size``: connections per process; an engine uses a few at once (claims, the writer,
     leases, reads), the API one per request in flight. ``application_name``: how its sessions
-    show in ``pg_stat_activity``.
+    show in ``pg_stat_activity``. ``replica_url``: a streaming replica of the same database
+    for the reads that may lag, used while it is at most ``replica_max_lag_s`` behind (its
+    position read at most every ``replica_check_s``).
     """
 
     def __init__(
@@ -74,6 +81,9 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         pool_size: int = 10,
         command_timeout_s: float = 60.0,
         application_name: str = "herald",
+        replica_url: str | None = None,
+        replica_max_lag_s: float = 30.0,
+        replica_check_s: float = 0.5,
     ) -> None:
         self._db = Database(
             url,
@@ -82,6 +92,18 @@ class PostgresStore(PostgresCatalog, PostgresImports):
             command_timeout_s=command_timeout_s,
             application_name=application_name,
         )
+        self._replica: Replica | None = None
+        if replica_url is not None:
+            replica = Database(
+                replica_url,
+                schema=self._db.schema,  # the primary's, once it is open
+                pool_size=pool_size,
+                command_timeout_s=command_timeout_s,
+                application_name=application_name,
+                open_timeout_s=0.0,  # one try: an absent replica only sends reads to the primary
+                migrate=False,
+            )
+            self._replica = Replica(replica, max_lag_s=replica_max_lag_s, check_s=replica_check_s)
         self._listeners: list[DueListener] = []
         self._slots: AdvisorySlotLocks | None = None
 
@@ -107,6 +129,10 @@ class PostgresStore(PostgresCatalog, PostgresImports):
             await self._db.close()
             raise
         self._slots = slots
+        if self._replica is not None:
+            self._replica.db.schema = self._db.schema
+            self._db.replica = self._replica.db  # writes record positions from now on
+            await self._replica.open()
 
     async def close(self) -> None:
         for listener in self._listeners:
@@ -115,7 +141,31 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         slots, self._slots = self._slots, None
         if slots is not None:
             await slots.close()
+        if self._replica is not None:
+            await self._replica.close()
         await self._db.close()
+
+    @property
+    def replica(self) -> Replica | None:
+        """The read replica, if one is configured."""
+        return self._replica
+
+    @asynccontextmanager
+    async def lagging_reads(self) -> AsyncIterator[None]:
+        """Reads in the block may come from the replica: when there is one, it keeps up, and
+        it has replayed the last write of the API key the request acts for (read here from
+        the primary, where every API node records it). Otherwise they read the primary."""
+        replica = self._replica
+        if replica is None:
+            yield
+            return
+        key = readsession.current()
+        needed = None if key is None else await self._db.fetchval("read_position", key_id=key)
+        if not await replica.serves(needed):
+            yield
+            return
+        with from_replica():
+            yield
 
     @asynccontextmanager
     async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:

@@ -15,6 +15,12 @@ parameters by name and translate driver errors at the boundary:
 
 always keeping the driver's exception as ``__cause__``.
 
+A :class:`Database` may have a read replica (:attr:`Database.replica`, see
+:mod:`herald.stores.postgres_replica`): reads go to it only inside :func:`from_replica`,
+which the store enters once it knows the replica is fresh enough for the caller; and every
+write committed while an API key is set (:mod:`herald.readsession`) records the primary's
+WAL position for that key, so that its next reads wait for the replica or go to the primary.
+
 Writes have one way in: :meth:`Database.transaction` (and :meth:`Database.execute`, and the
 one-statement helpers given a query that writes, which run in one when they must). While an
 API request holds an idempotency key claim (:mod:`herald.keyclaim`), a transaction's first
@@ -33,6 +39,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -40,7 +47,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from herald import keyclaim
+from herald import keyclaim, readsession
 from herald.backoff import Backoff
 from herald.constants import MIGRATION_LOCK_PREFIX
 from herald.errors import ConfigError, HeraldError, InvalidInput, StoreError, StoreUnavailable
@@ -57,6 +64,7 @@ __all__ = [
     "Unchanged",
     "apply_migrations",
     "compiled",
+    "from_replica",
     "migration_files",
     "named_sql",
     "split_schema",
@@ -118,6 +126,21 @@ def _unusable(exc: BaseException) -> bool:
         state = exc.sqlstate or ""
         return state.startswith("08") or state in ("57P01", "57P02")
     return transient(exc)
+
+
+#: Whether the running block's reads may go to the read replica (see :func:`from_replica`).
+_replica_reads: ContextVar[bool] = ContextVar("herald_replica_reads", default=False)
+
+
+@contextmanager
+def from_replica() -> Iterator[None]:
+    """Within the block, reads of a :class:`Database` that has a replica go to the replica
+    (writes always go to the primary)."""
+    reset = _replica_reads.set(True)
+    try:
+        yield
+    finally:
+        _replica_reads.reset(reset)
 
 
 def named_sql() -> Mapping[str, str]:
@@ -259,6 +282,7 @@ class Database:
         command_timeout_s: float,
         application_name: str = "herald",
         open_timeout_s: float = 60.0,
+        migrate: bool = True,
     ) -> None:
         url, in_url = split_schema(url)
         schema = schema or in_url
@@ -274,6 +298,10 @@ class Database:
         self.command_timeout_s = command_timeout_s
         self.application_name = application_name
         self.open_timeout_s = open_timeout_s
+        #: False for a read replica: its schema is the primary's, which migrates it.
+        self.migrate = migrate
+        #: The read replica, if one is configured (reads go to it within from_replica()).
+        self.replica: Database | None = None
         self.q = compiled()
         self._pool: Any = None
 
@@ -320,6 +348,8 @@ class Database:
                 server_settings=self.server_settings(),
                 reset=_keep_session,
             )
+        if not self.migrate:
+            return
         try:
             async with self.connection() as conn:
                 if self.schema is None:
@@ -351,7 +381,10 @@ class Database:
         self, conflict: str = _CONFLICT, field: str | None = None
     ) -> AbstractAsyncContextManager[Connection]:
         """A connection from the pool, for reads; errors raised in the block are translated,
-        an integrity violation into ``InvalidInput(conflict, field=field)``."""
+        an integrity violation into ``InvalidInput(conflict, field=field)``. Within
+        :func:`from_replica`, from the read replica's pool when there is one."""
+        if self.replica is not None and _replica_reads.get():
+            return self.replica.connection(conflict, field)
         return self._checkout(conflict, field, writes=False)
 
     @asynccontextmanager
@@ -391,18 +424,26 @@ class Database:
         no BEGIN is sent (a round trip each way saved on the engine's hot paths). ``marks=False``:
         the statements on the keys themselves, which never mark."""
         claim = keyclaim.current() if marks else None
+        # An API key's write, with a replica to read from: its position is recorded once it
+        # committed (the statements on idempotency keys are not what a listing shows).
+        reader = readsession.current() if marks and self.replica is not None else None
         async with self._checkout(conflict, field, writes=True) as conn:
-            if single and claim is None:
-                with contextlib.suppress(Unchanged):
-                    yield conn
-                return
+            committed = False
             with contextlib.suppress(Unchanged):
-                async with conn.raw.transaction():
-                    if claim is not None:
-                        marked = await conn.execute(self.q["mark_idempotent"], **mark_values(claim))
-                        if marked == 0:
-                            raise claim_lost()
+                if single and claim is None:
                     yield conn
+                else:
+                    async with conn.raw.transaction():
+                        if claim is not None:
+                            mark = self.q["mark_idempotent"]
+                            if await conn.execute(mark, **mark_values(claim)) == 0:
+                                raise claim_lost()
+                        yield conn
+                committed = True
+            if committed and reader is not None:
+                # After the commit, never inside: a position taken before the commit record
+                # would let a replica that has not replayed it serve the key's next read.
+                await conn.execute(self.q["record_read_position"], key_id=reader)
 
     async def fetch(self, name: str, /, **values: Any) -> list[Record]:
         async with self._statement(name) as conn:

@@ -108,6 +108,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
                 self._lock.release()
 
     @asynccontextmanager
+    async def lagging_reads(self) -> AsyncIterator[None]:
+        yield  # an embedded database has no replica: nothing lags
+
+    @asynccontextmanager
     async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
         # One lock for the file: SQLite writes one transaction at a time anyway.
         async with self._slot_turns, self._slot_file.hold():

@@ -217,3 +217,10 @@ CREATE INDEX imports_finished ON imports (finished_at)
     WHERE state NOT IN ('queued', 'validating', 'writing');
 CREATE INDEX deliveries_held ON deliveries (post_id)
     WHERE state = 'scheduled' AND next_attempt_at IS NULL AND attempts = 0;
+
+-- An API key's last write's WAL position, for read-your-writes on a replica (migration 0012).
+CREATE TABLE read_positions (
+    key_id     text COLLATE "C" PRIMARY KEY,
+    wal_bytes  bigint NOT NULL,
+    written_at timestamptz NOT NULL
+);

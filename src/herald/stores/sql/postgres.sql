@@ -590,3 +590,25 @@ WHERE runner = :runner AND id = ANY(:ids::text[])
 -- running imports; FOR NO KEY UPDATE leaves the rows that refer to the workspace alone.
 SELECT id FROM workspaces WHERE id = :workspace_id FOR NO KEY UPDATE;
 
+
+-- name: record_read_position
+-- After an API key's write committed: the primary's WAL insert position now covers it (its
+-- commit record included, flushed or not). Never moves back (two nodes' writes race).
+INSERT INTO read_positions (key_id, wal_bytes, written_at)
+VALUES (:key_id, (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint, now())
+ON CONFLICT (key_id) DO UPDATE
+SET wal_bytes = greatest(read_positions.wal_bytes, excluded.wal_bytes),
+    written_at = excluded.written_at;
+
+-- name: read_position
+SELECT wal_bytes FROM read_positions WHERE key_id = :key_id;
+
+-- name: replica_status
+-- On the replica: how far it has replayed, and how far behind it is in seconds (0 when it
+-- has replayed all it received: an idle primary sends nothing, and then nothing is missing).
+-- A server that is not in recovery (a replica promoted) is as fresh as any primary: NULLs.
+SELECT pg_is_in_recovery() AS standby,
+       (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint AS replayed,
+       CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS lag_s;
