@@ -427,8 +427,8 @@ class Database:
         # An API key's write, with a replica to read from: its position is recorded once it
         # committed (the statements on idempotency keys are not what a listing shows).
         reader = readsession.current() if marks and self.replica is not None else None
+        committed = False
         async with self._checkout(conflict, field, writes=True) as conn:
-            committed = False
             with contextlib.suppress(Unchanged):
                 if single and claim is None:
                     yield conn
@@ -440,10 +440,22 @@ class Database:
                                 raise claim_lost()
                         yield conn
                 committed = True
-            if committed and reader is not None:
-                # After the commit, never inside: a position taken before the commit record
-                # would let a replica that has not replayed it serve the key's next read.
-                await conn.execute(self.q["record_read_position"], key_id=reader)
+        if committed and reader is not None:
+            # After the commit, never inside: a position taken before the commit record
+            # would let a replica that has not replayed it serve the key's next read.
+            await self._record_read_position(reader)
+
+    async def _record_read_position(self, key_id: str) -> None:
+        """Record the primary's WAL position for ``key_id``'s committed write. A failure is
+        logged, not raised: the write is committed, and an error now would tell the caller
+        it was not, inviting a resend (a second post). The cost of a position lost is one
+        key's listings possibly served by a replica that has not replayed its write yet,
+        for as long as the replica lags (``database.replica_max_lag_s`` at most)."""
+        try:
+            async with self._checkout(_CONFLICT, None, writes=True) as conn:
+                await conn.execute(self.q["record_read_position"], key_id=key_id)
+        except StoreError as exc:
+            log.warning("store.read_position_lost", extra={"key_id": key_id, "error": str(exc)})
 
     async def fetch(self, name: str, /, **values: Any) -> list[Record]:
         async with self._statement(name) as conn:
