@@ -96,6 +96,14 @@ async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
 
     store = await pg_stores.open()
     gone, kept = await populated(store)
+    # Read positions (kept for read replicas) of both workspaces' keys, as their writes leave.
+    conn = await asyncpg.connect(PG_URL, server_settings={"search_path": pg_stores.schema})
+    try:
+        for made in (gone, kept):
+            for key in await store.list_api_keys(made.ws.id):
+                await conn.execute("INSERT INTO read_positions VALUES ($1, 1, now())", key.id)
+    finally:
+        await conn.close()
     tables, before = await read_back()
     assert "deliveries" in tables
     every_table_held_some(before, tables, gone)
@@ -104,6 +112,7 @@ async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
     assert not [r for r in rows if any(i in str(r) for i in gone.ids)]
     assert secrets_of_kept(rows) == 2
     assert any(kept.ws.id in str(r) for r in rows)
+    assert [t for t, _ in rows].count("read_positions") == 1  # the kept key's
 
 
 @pytest.mark.postgres

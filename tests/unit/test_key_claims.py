@@ -32,6 +32,8 @@ PACKAGE = Path(herald.__file__).parent
 READS = {
     "get_workspace",
     "list_workspaces",
+    "count_webhook_backlog",  # the metrics of /metrics, read at scrape time
+    "count_channels_needing_reauth",
     "api_key_by_prefix",
     "list_api_keys",
     "get_channel",
@@ -91,7 +93,7 @@ BACKGROUND_WRITES = {
 }
 #: The modules of those tasks.
 BACKGROUND = {"webhook_sender.py", "import_runner.py", "import_work.py"}
-OTHER = {"open", "close", "slot_lock"}
+OTHER = {"open", "close", "slot_lock", "lagging_reads"}
 
 
 def store_methods() -> set[str]:

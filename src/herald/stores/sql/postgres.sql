@@ -612,3 +612,7 @@ SELECT pg_is_in_recovery() AS standby,
        CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
        END AS lag_s;
+
+-- name: erase_read_positions
+-- Before its keys go: the read positions of an erased workspace's API keys.
+DELETE FROM read_positions WHERE key_id IN (SELECT id FROM api_keys WHERE workspace_id = :id);
