@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from herald.errors import LimiterError
 from herald.limits.batching import ScriptBatcher
 from tests.conftest import new_redis, new_redis_prefix, redis_client
 
@@ -61,6 +62,17 @@ async def test_a_failing_script_fails_every_call_of_its_batch():
         )
         assert all(isinstance(a, ResponseError) and "negative" in str(a) for a in answers)
         assert await batcher([key], "5") == 6  # what ran before the error stays, as Redis keeps it
+
+
+async def test_a_script_that_answers_fewer_calls_fails_every_call_rather_than_hang_them():
+    # The callers have no deadline of their own: an answer missing must not leave one waiting.
+    prefix = new_redis_prefix()
+    async with redis_client(prefix) as client:
+        short = ScriptBatcher(client, "return {1}", keys=[], args=[], timeout_s=None)
+        answers = await asyncio.wait_for(
+            asyncio.gather(short([], "a"), short([], "b"), return_exceptions=True), 5
+        )
+        assert all(isinstance(a, LimiterError) for a in answers), answers
 
 
 async def test_a_script_redis_forgot_is_loaded_again_and_every_call_answered():

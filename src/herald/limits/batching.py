@@ -25,6 +25,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from herald.errors import LimiterError
+
 __all__ = ["ScriptBatcher"]
 
 _Call = tuple[list[str], str, "asyncio.Future[Any]"]
@@ -74,11 +76,15 @@ class ScriptBatcher:
         try:
             async with asyncio.timeout(self._timeout_s):
                 answers = await self._send(calls)
+            if len(answers) != len(calls):
+                raise LimiterError(f"the script answered {len(answers)} of {len(calls)} calls")
         except asyncio.CancelledError:
             for _, _, future in calls:
                 future.cancel()  # the loop is closing: so are its callers
             raise
         except Exception as exc:
+            # Every caller hears it: a future left unset would wait for ever (the callers
+            # have no deadline of their own: the batch's is theirs).
             for _, _, future in calls:
                 if not future.done():
                     future.set_exception(exc)
