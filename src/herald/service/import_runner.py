@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
@@ -146,7 +147,11 @@ class ImportRunner:
         self._tasks[import_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(import_id, None))
         if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.create_task(self._keep(), name="herald-import-leases")
+            # Of no request: a context of its own, so the request that happens to start it
+            # lends it neither its API key (read positions) nor its idempotency claim.
+            self._keeper = asyncio.create_task(
+                self._keep(), name="herald-import-leases", context=contextvars.Context()
+            )
 
     async def _guarded(self, import_id: str, work: Coroutine[Any, Any, None]) -> None:
         extra = {"import_id": import_id, "runner": self.id}
@@ -174,7 +179,9 @@ class ImportRunner:
     async def start(self) -> None:
         """Recover what stopped processes left, now and every lease from now on."""
         await self.sweep()
-        self._sweeper = asyncio.create_task(self._sweep_every(), name="herald-import-sweeps")
+        self._sweeper = asyncio.create_task(
+            self._sweep_every(), name="herald-import-sweeps", context=contextvars.Context()
+        )
 
     async def _sweep_every(self) -> None:
         while True:
