@@ -10,6 +10,7 @@ PostgreSQL refuses to run as root, so a root test runs them as the ``postgres`` 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import os
@@ -95,6 +96,14 @@ class ReplicaPair:
         try:
             await conn.execute("ALTER SYSTEM SET synchronous_standby_names = '*'")
             await conn.execute("SELECT pg_reload_conf()")
+            # Not taken for granted: a run on asynchronous replication would pass most of
+            # the time here (local streaming is near instant) and prove nothing.
+            state = "SELECT sync_state FROM pg_stat_replication"
+            for _ in range(100):
+                if await conn.fetchval(state) == "sync":
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"the standby is not synchronous: {await conn.fetchval(state)}")
         finally:
             await conn.close()
 
