@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from herald.domain import (
     ApiKey,
@@ -99,6 +99,8 @@ __all__ = [
     "Validator",
     "VersionObserver",
 ]
+
+T = TypeVar("T")
 
 #: What an earlier run was granted that still counts, read from the store when asked: each
 #: grant's Unix time and claims, oldest first (see :mod:`herald.limits.replay`).
@@ -368,12 +370,13 @@ class Catalog(Protocol):
         never get one slot. Take it around the search and the write only."""
         ...
 
-    def lagging_reads(self) -> AbstractAsyncContextManager[None]:
-        """Reads made in the block may lag behind the latest writes (a listing, an export, a
-        calendar; never what a decision or a write is made from): a store with a read replica
-        may serve them from it, except what the API key the request acts for
-        (:mod:`herald.readsession`) wrote and the replica has not replayed yet. Other stores
-        read as always."""
+    async def lagging_reads(self, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()``'s answer, its reads allowed to lag behind the latest writes (a listing,
+        an export, a calendar; never what a decision or a write is made from): a store with a
+        read replica may serve them from it, except what the API key the request acts for
+        (:mod:`herald.readsession`) wrote and the replica has not replayed yet, and reads
+        them again from the primary if the replica fails them. ``read`` must only read (it
+        may run twice). Other stores read as always."""
         ...
 
     async def add_posts(self, posts: Sequence[NewPost]) -> list[Delivery]:

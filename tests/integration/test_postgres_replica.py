@@ -173,10 +173,31 @@ async def test_a_replica_behind_or_away_serves_nothing(pair):
         pair.stop(pair.standby, "immediate")
         await eventually(_not(replica.serves), within_s=10)
         assert not replica.status.reachable
-        async with store.lagging_reads():
-            assert await store.list_posts("no-such-workspace") == []
+        assert await store.lagging_reads(lambda: store.list_posts("no-such-workspace")) == []
     finally:
         await admin.close()
+        await store.close()
+
+
+async def test_a_replica_lost_after_its_check_has_its_reads_answered_by_the_primary(pair):
+    # Checked once and found fresh, then gone before the next check (60 s away): the listing
+    # routed to it is read again from the primary, and the replica is counted away.
+    store = PostgresStore(pair.primary.url, replica_url=pair.standby.url, replica_check_s=60.0)
+    await store.open()
+    try:
+        replica = store.replica
+        assert replica is not None
+        tenancy = Tenancy(store)
+        made = await tenancy.create_workspace("Acme")
+        await eventually(lambda: replica.serves(None), within_s=10)
+        # The replica has the workspace: a read routed to it now would find it there.
+        assert await replica.serves(None)
+        pair.stop(pair.standby, "immediate")
+        found = await store.lagging_reads(lambda: store.get_workspace(made.key.workspace_id))
+        assert found.id == made.key.workspace_id
+        assert not replica.status.reachable
+        assert not await replica.serves(None)  # the next requests do not try it
+    finally:
         await store.close()
 
 

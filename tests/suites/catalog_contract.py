@@ -187,9 +187,13 @@ class CatalogContract:
         added = new_post([c])
         post = replace(added.post, workspace_id=ws.id)
         await store.add_posts([NewPost(post, added.deliveries)])
-        async with store.lagging_reads():
-            assert [p.id for p in await store.list_posts(ws.id)] == [post.id]
-            assert len((await store.deliveries_of([post.id]))[post.id]) == 1
+
+        async def read():
+            return await store.list_posts(ws.id), await store.deliveries_of([post.id])
+
+        posts, deliveries = await store.lagging_reads(read)
+        assert [p.id for p in posts] == [post.id]
+        assert len(deliveries[post.id]) == 1
 
     async def test_webhooks(self, store):
         ws = await workspace(store)

@@ -214,9 +214,8 @@ class PostService(Service):
         """One page of posts (oldest first) and the cursor of the next page, if any; not
         those of a CSV import that has not made them due yet (all or nothing: they show
         once the whole file is stored, at ``GET /v1/imports/{id}/posts`` meanwhile)."""
-        # A listing, an export, a calendar week: they may lag (a read replica may serve them),
-        # but never behind the caller's own writes (Store.lagging_reads).
-        async with self.store.lagging_reads():
+
+        async def read() -> tuple[list[Post], dict[str, list[Delivery]]]:
             posts = await self.store.list_posts(
                 workspace_id,
                 state=where.state,
@@ -227,9 +226,14 @@ class PostService(Service):
                 limit=limit + 1,
                 with_held=False,
             )
-            more = len(posts) > limit
-            posts = posts[:limit]
-            grouped = await self.store.deliveries_of([p.id for p in posts]) if posts else {}
+            page = posts[:limit]
+            return posts, await self.store.deliveries_of([p.id for p in page]) if page else {}
+
+        # A listing, an export, a calendar week: they may lag (a read replica may serve them),
+        # but never behind the caller's own writes (Store.lagging_reads).
+        posts, grouped = await self.store.lagging_reads(read)
+        more = len(posts) > limit
+        posts = posts[:limit]
         views = [PostView(p, grouped.get(p.id, [])) for p in posts]
         following = Cursor(posts[-1].created_at, posts[-1].id) if more else None
         return views, following

@@ -5,7 +5,7 @@ outbox are :mod:`herald.stores.memory_outbox`'s, its idempotency keys
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -173,9 +173,8 @@ class MemoryCatalog(MemoryOutbox):
         async with self._slot_locks.hold(channel_ids):
             yield
 
-    @asynccontextmanager
-    async def lagging_reads(self) -> AsyncIterator[None]:
-        yield  # one copy of the data: nothing lags
+    async def lagging_reads(self, read: Callable[[], Awaitable[T]]) -> T:
+        return await read()  # one copy of the data: nothing lags
 
     # -- posts ----------------------------------------------------------------------------
     async def list_posts(self, workspace_id: str, **filters: Unpack[PostFilters]) -> list[Post]:

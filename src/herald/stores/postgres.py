@@ -32,14 +32,14 @@ Optional: :meth:`PostgresStore.listen` wakes a dispatcher when another process a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Unpack
 
 from herald import domain, readsession
 from herald.constants import NOTIFY_PREFIX
-from herald.errors import NotFound, StoreError
+from herald.errors import NotFound, StoreError, StoreUnavailable
 from herald.states import CLAIMABLE
 from herald.stores.contract import (
     ABANDONED_ERROR,
@@ -56,7 +56,7 @@ from herald.stores.postgres_replica import Replica
 from herald.stores.postgres_slots import AdvisorySlotLocks
 from herald.stores.rows import POSTGRES as decode
 from herald.stores.rows import content_of, post_json, usage_json
-from herald.types import Adopted, EngineInfo, Recovered
+from herald.types import Adopted, EngineInfo, Recovered, T
 
 __all__ = ["PostgresStore"]
 
@@ -150,22 +150,25 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         """The read replica, if one is configured."""
         return self._replica
 
-    @asynccontextmanager
-    async def lagging_reads(self) -> AsyncIterator[None]:
-        """Reads in the block may come from the replica: when there is one, it keeps up, and
-        it has replayed the last write of the API key the request acts for (read here from
-        the primary, where every API node records it). Otherwise they read the primary."""
+    async def lagging_reads(self, read: Callable[[], Awaitable[T]]) -> T:
+        """``read()`` from the replica when there is one, it keeps up, and it has replayed the
+        last write of the API key the request acts for (read here from the primary, where
+        every API node records it); otherwise, or if the replica fails it, from the primary."""
         replica = self._replica
         if replica is None:
-            yield
-            return
+            return await read()
         key = readsession.current()
         needed = None if key is None else await self._db.fetchval("read_position", key_id=key)
         if not await replica.serves(needed):
-            yield
-            return
-        with from_replica():
-            yield
+            return await read()
+        try:
+            with from_replica():
+                return await read()
+        except StoreUnavailable as exc:
+            # Gone since its last check (a restart, a dropped connection): counted away, so
+            # the next requests do not try it before its retry; this one reads the primary.
+            replica.lost(exc)
+        return await read()
 
     @asynccontextmanager
     async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:

@@ -114,6 +114,13 @@ class Replica:
         # The key's write may have been replayed since the position was read: look again.
         return (await self._fresh(0.0)).serves(needed, self.max_lag_s)
 
+    def lost(self, error: Exception) -> None:
+        """A read it served failed for want of it (a restart, a dropped connection): away from
+        now on, tried again after ``retry_s`` like a replica found away by a check."""
+        if self._status.reachable:
+            log.warning("store.replica_unavailable", extra={"error": str(error)})
+        self._status = ReplicaStatus(read_at=self._monotonic())
+
     async def _fresh(self, max_age_s: float) -> ReplicaStatus:
         asked_at = self._monotonic()
         status = self._status

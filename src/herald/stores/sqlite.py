@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from herald.stores.sqlite_catalog import SQLiteCatalog
 from herald.stores.sqlite_conn import ThreadedConnection, apply_migrations
 from herald.stores.sqlite_imports import SQLiteImports, missing_channel
 from herald.stores.sqlite_lock import EngineLock
-from herald.types import Adopted, EngineInfo, Recovered
+from herald.types import Adopted, EngineInfo, Recovered, T
 
 __all__ = ["SQLiteStore", "sqlite_path"]
 
@@ -107,9 +107,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteImports):
             if self._lock is not None:
                 self._lock.release()
 
-    @asynccontextmanager
-    async def lagging_reads(self) -> AsyncIterator[None]:
-        yield  # an embedded database has no replica: nothing lags
+    async def lagging_reads(self, read: Callable[[], Awaitable[T]]) -> T:
+        return await read()  # an embedded database has no replica: nothing lags
 
     @asynccontextmanager
     async def slot_lock(self, channel_ids: Sequence[str]) -> AsyncIterator[None]:
