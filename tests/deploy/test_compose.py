@@ -180,7 +180,11 @@ def docker_compose() -> str:
     return str(binary)
 
 
-def compose_config(*files: Path, env: dict[str, str], profile: str | None = None):
+def _compose(
+    *files: Path, profile: str | None, env: dict[str, str], args: list[str], check: bool
+) -> subprocess.CompletedProcess[str]:
+    """``docker compose ... <args>`` on ``files``, with ``env`` in place of this process's
+    secrets (and of any HERALD_IMAGE it has)."""
     argv = [docker_compose(), "--project-directory", str(ROOT)]
     for path in files:
         argv += ["-f", str(path)]
@@ -188,13 +192,12 @@ def compose_config(*files: Path, env: dict[str, str], profile: str | None = None
         argv += ["--profile", profile]
     clean = {k: v for k, v in os.environ.items() if k not in SECRETS and k != "HERALD_IMAGE"}
     return subprocess.run(
-        [*argv, "config", "--quiet"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+        [*argv, *args], env=clean | env, capture_output=True, text=True, check=check, timeout=60
     )
+
+
+def compose_config(*files: Path, env: dict[str, str], profile: str | None = None):
+    return _compose(*files, profile=profile, env=env, args=["config", "--quiet"], check=False)
 
 
 def test_docker_compose_accepts_the_files():
@@ -321,21 +324,9 @@ def test_promtool_refuses_a_planted_violation(tmp_path, compose):
 
 def resolved(*files: Path, profile: str | None = None) -> dict:
     """The project as Docker Compose resolves it (interpolated, merged, anchors expanded)."""
-    argv = [docker_compose(), "--project-directory", str(ROOT)]
-    for path in files:
-        argv += ["-f", str(path)]
-    if profile is not None:
-        argv += ["--profile", profile]
-    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and k != "HERALD_IMAGE"}
     secrets = SECRETS | {"HERALD_SECRET_KEYS": Fernet.generate_key().decode()}
-    result = subprocess.run(
-        [*argv, "config", "--format", "json"],
-        env=clean | secrets,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    args = ["config", "--format", "json"]
+    result = _compose(*files, profile=profile, env=secrets, args=args, check=True)
     return json.loads(result.stdout)
 
 
