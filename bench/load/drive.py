@@ -57,11 +57,10 @@ from herald.domain import MediaKind, Platform
 from herald.service.tenancy import Tenancy
 from herald.simulator import LatencyModel, SimulatorConfig
 from herald.stores.postgres import PostgresStore
-from herald.stores.sqlite import SQLiteStore
 from herald.types import Store
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the bench scripts beside this folder
-from imports import _ready  # bench/imports.py: waits for /readyz
+from imports import _ready, _store  # bench/imports.py: /readyz; a store and its URL for it
 from run import _close_store  # bench/run.py: closes a store, drops its schema
 
 HERE = Path(__file__).parent
@@ -98,17 +97,6 @@ def _cpu_s(pid: int) -> float:
 
 
 # --- the store and the server ---------------------------------------------------------------
-
-
-def _store(kind: str, work: Path, pg_url: str) -> tuple[Store, dict[str, str]]:
-    """The store the workspaces are made in, and how the server finds it."""
-    if kind == "postgres":
-        schema = f"herald_load_{secrets.token_hex(4)}"
-        return PostgresStore(pg_url, schema=schema), {
-            "HERALD_DATABASE_URL": f"{pg_url}?schema={schema}"
-        }
-    path = work / "herald.db"
-    return SQLiteStore(path), {"HERALD_DB": str(path)}
 
 
 async def _workspaces(store: Store, count: int) -> list[str]:
