@@ -345,14 +345,23 @@ async def closed_behind(timeout_s: float) -> None:
     connection has closed: each channel's close callback and the connection's writer. Nothing
     awaits them (those of a channel closed with its connection least of all); still running
     when the event loop ends, they are destroyed pending, a warning at every worker's exit."""
+    # One look is not enough: a connection's close callback closes its channels, whose own
+    # callbacks start as new tasks once it runs; and a callback scheduled with call_soon has
+    # no task until the loop turns. So look again after every wait, until none is left.
     me = asyncio.current_task()
-    behind = [
-        task
-        for task in asyncio.all_tasks()
-        if task is not me and _closing_task(getattr(task.get_coro(), "__qualname__", ""))
-    ]
-    if behind:
-        await asyncio.wait(behind, timeout=timeout_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        await asyncio.sleep(0)
+        behind = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not me and _closing_task(getattr(task.get_coro(), "__qualname__", ""))
+        ]
+        left = deadline - loop.time()
+        if not behind or left <= 0:
+            return
+        await asyncio.wait(behind, timeout=left)
 
 
 def _closing_task(name: str) -> bool:
