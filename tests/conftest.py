@@ -52,6 +52,8 @@ from herald.types import ConcurrencyCaps, JobQueue, RateLimiter, Store
 pytest.register_assert_rewrite("tests.suites")
 
 PG_URL = os.environ.get("HERALD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: A second PostgreSQL server (scripts/services.sh starts it): another region's database.
+PG2_URL = os.environ.get("HERALD_TEST_DATABASE2_URL", "postgresql://postgres@127.0.0.1:5433/test")
 REDIS_URL = os.environ.get("HERALD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBIT_URL = os.environ.get("HERALD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -61,8 +63,8 @@ MakeLimiter = Callable[..., Awaitable[RateLimiter]]
 MakeCaps = Callable[..., Awaitable[ConcurrencyCaps]]
 
 
-async def drop_schema(schema: str) -> None:
-    conn = await asyncpg.connect(PG_URL)
+async def drop_schema(schema: str, url: str = PG_URL) -> None:
+    conn = await asyncpg.connect(url)
     try:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     finally:

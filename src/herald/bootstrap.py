@@ -23,25 +23,30 @@ from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
 from herald.engine.versions import VersionWatch
-from herald.errors import ConfigError
+from herald.errors import ConfigError, NotFound
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
 from herald.queues.metrics import QueueBacklog
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
+from herald.service.tenancy import Tenancy
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
+from herald.stores.directory_postgres import PostgresDirectory
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
 from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.stores.sqlite_lock import EngineLock
-from herald.types import JobQueue, Store
+from herald.types import Directory, JobQueue, Regional, Store
 
 __all__ = [
     "open_caps",
+    "open_directory",
     "open_limiter",
     "open_queue",
+    "open_regions",
     "open_store",
+    "open_tenancy",
     "run_publishing",
     "running_engine",
     "webhook_sender",
@@ -77,6 +82,89 @@ def open_store(settings: Settings, *, for_engine: bool = False, api: bool = Fals
     if url.startswith("memory://"):
         return MemoryStore()
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")
+
+
+def open_directory(settings: Settings) -> PostgresDirectory | None:
+    """The global directory of a deployment in several regions (unopened), or None."""
+    if not settings.regions or settings.directory_url is None:
+        return None
+    return PostgresDirectory(settings.directory_url)
+
+
+@asynccontextmanager
+async def open_regions(settings: Settings) -> AsyncIterator[Regional | None]:
+    """What an API node of a deployment in several regions serves with besides its own
+    store, open for the block: the directory, and (``api.other_regions = "serve"``) the
+    other regions' stores, reads that may lag from their replicas. None with one region."""
+    directory = open_directory(settings)
+    if directory is None:
+        yield None
+        return
+    await directory.open()
+    stores: dict[str, Store] = {}
+    try:
+        if settings.api.other_regions == "serve":
+            for name in sorted(settings.regions):
+                if name != settings.region:
+                    store = open_store(settings.in_region(name), api=True)
+                    await store.open()
+                    stores[name] = store
+        yield Regional(directory, stores)
+    finally:
+        for store in stores.values():
+            await store.close()
+        await directory.close()
+
+
+@asynccontextmanager
+async def open_tenancy(
+    settings: Settings,
+    *,
+    region: str | None = None,
+    workspace_id: str | None = None,
+    key_id: str | None = None,
+) -> AsyncIterator[Tenancy]:
+    """Workspaces and keys, for the admin commands, on the database that holds them: with
+    one region, ``database_url``'s; with several, ``region``'s, else the region the directory
+    names for ``workspace_id`` or ``key_id`` (:class:`~herald.errors.NotFound` if it names
+    none), the directory told of every change."""
+    directory = open_directory(settings)
+    if directory is None:
+        if region is not None:
+            settings.in_region(region)  # one region: refused unless it is the deployment's
+        store = open_store(settings)
+        await store.open()
+        try:
+            yield Tenancy(store)
+        finally:
+            await store.close()
+        return
+    await directory.open()
+    try:
+        if region is None:
+            region = await _region_of(directory, workspace_id, key_id)
+        store = open_store(settings.in_region(region))
+        await store.open()
+        try:
+            yield Tenancy(store, directory=directory, region=region)
+        finally:
+            await store.close()
+    finally:
+        await directory.close()
+
+
+async def _region_of(directory: Directory, workspace_id: str | None, key_id: str | None) -> str:
+    if key_id is not None:
+        key = await directory.key_by_id(key_id)
+        if key is None:
+            raise NotFound("api key", key_id)
+        return key.region
+    if workspace_id is None:
+        raise ConfigError("name the region, the workspace or the key")
+    home = await directory.workspace(workspace_id)
+    if home is None:
+        raise NotFound("workspace", workspace_id)
+    return home.region
 
 
 def open_limiter(settings: Settings) -> RedisLimiter | None:

@@ -26,6 +26,7 @@ from herald.logs import configure_logging
 
 if TYPE_CHECKING:
     from herald.engine import Role
+    from herald.service.tenancy import IssuedKey
     from herald.types import Store
 
 __all__ = ["app", "main"]
@@ -90,6 +91,14 @@ ProbeOption = Annotated[
         max=65535,
         help="Serve /healthz, /readyz and /metrics on this port (engine.probe_host).",
         envvar="HERALD_ENGINE__PROBE_PORT",
+    ),
+]
+RegionOption = Annotated[
+    str | None,
+    typer.Option(
+        help="This process's region: it publishes that region's deliveries only (with "
+        "regions, from that region's database). Default: the deployment's region.",
+        envvar="HERALD_REGION",
     ),
 ]
 RedisOption = Annotated[
@@ -194,11 +203,13 @@ def run(
 def dispatcher(
     database_url: UrlOption = None,
     broker: BrokerOption = None,
+    region: RegionOption = None,
     probe_port: ProbeOption = None,
 ) -> None:
     """Claim due deliveries and hand them to workers through the broker, routed by platform
-    and region, until SIGINT/SIGTERM (the distributed mode: docs/architecture.md)."""
-    settings = _distributed_settings(database_url, broker, probe_port)
+    and region, until SIGINT/SIGTERM (the distributed mode: docs/architecture.md). With
+    regions, it claims from its region's database only."""
+    settings = _distributed_settings(database_url, broker, probe_port, region)
     _engine_process(settings, role="dispatcher")
 
 
@@ -214,13 +225,7 @@ def worker(
             envvar="HERALD_WORKER_PLATFORMS",
         ),
     ] = None,
-    region: Annotated[
-        str | None,
-        typer.Option(
-            help="Publish this region's deliveries only (default: the deployment's region).",
-            envvar="HERALD_REGION",
-        ),
-    ] = None,
+    region: RegionOption = None,
     concurrency: Annotated[
         int | None,
         typer.Option(
@@ -235,10 +240,8 @@ def worker(
 ) -> None:
     """Take jobs of some platforms and one region off the broker and publish them, within
     limits shared through Redis with every other worker, until SIGINT/SIGTERM."""
-    settings = _distributed_settings(database_url, broker, probe_port)
+    settings = _distributed_settings(database_url, broker, probe_port, region)
     chosen = _platforms(platforms)
-    if region is not None:
-        settings = _revalidated(settings, region=region)
     if concurrency is not None:
         for platform in chosen:
             settings.platform(platform).concurrency = concurrency
@@ -256,9 +259,18 @@ def worker(
 
 
 def _distributed_settings(
-    database_url: str | None, broker: str | None, probe_port: int | None
+    database_url: str | None, broker: str | None, probe_port: int | None, region: str | None
 ) -> Settings:
     settings = _settings(None, database_url)
+    if region is not None and settings.regions:
+        try:
+            settings = settings.in_region(region)  # its database, not the home region's
+        except HeraldError as exc:
+            err.print(f"[red]--region: {exc}[/]")
+            raise typer.Exit(2) from exc
+    elif region is not None:
+        # One database: the region only routes (which channels' deliveries it takes).
+        settings = _revalidated(settings, region=region)
     if probe_port is not None:
         settings.engine.probe_port = probe_port
     if broker is not None:
@@ -302,14 +314,21 @@ def _platforms(text: str | None) -> list[Platform]:
 
 @app.command()
 def migrate(db: DbOption = None, database_url: UrlOption = None) -> None:
-    """Create the database or bring its schema up to date."""
+    """Create the database or bring its schema up to date (with regions: every region's
+    database, and the directory's tables)."""
     settings = _settings(db, database_url)
-    from herald.bootstrap import open_store
+    from herald.bootstrap import open_directory, open_store
 
     async def main() -> None:
-        store = open_store(settings)
-        await store.open()
-        await store.close()
+        regions = sorted(settings.regions) or [settings.region]
+        for name in regions:
+            store = open_store(settings.in_region(name))
+            await store.open()
+            await store.close()
+        directory = open_directory(settings)
+        if directory is not None:
+            await directory.open()  # creates its tables if missing
+            await directory.close()
 
     _run(main())
     err.print("schema up to date")
@@ -555,17 +574,29 @@ def create_workspace(
     key_name: Annotated[
         str, typer.Option(help="Name of its first API key.", envvar="HERALD_KEY_NAME")
     ] = "first key",
+    region: Annotated[
+        str | None,
+        typer.Option(
+            help="Its home region: everything of it lives in that region's database "
+            "(default: the deployment's region).",
+        ),
+    ] = None,
     db: DbOption = None,
     database_url: UrlOption = None,
 ) -> None:
     """Make a workspace and its first API key; the key is printed alone on the last line."""
-    from herald.service.tenancy import Tenancy
+    from herald.bootstrap import open_tenancy
 
     settings = _settings(db, database_url)
-    issued = _run(
-        _with_store(settings, lambda s: Tenancy(s).create_workspace(name, key_name=key_name))
-    )
+    home = region or settings.region
+
+    async def create() -> IssuedKey:
+        async with open_tenancy(settings, region=home) as tenancy:
+            return await tenancy.create_workspace(name, key_name=key_name)
+
+    issued = _run(create())
     print(f"workspace: {issued.key.workspace_id}")
+    print(f"region: {home}")
     print(f"key id: {issued.key.id} (the key below is shown once)")
     print(issued.token)
 
@@ -578,10 +609,15 @@ def create_key(
     database_url: UrlOption = None,
 ) -> None:
     """Make another API key for a workspace; the key is printed alone on the last line."""
-    from herald.service.tenancy import Tenancy
+    from herald.bootstrap import open_tenancy
 
     settings = _settings(db, database_url)
-    issued = _run(_with_store(settings, lambda s: Tenancy(s).issue_key(workspace_id, name)))
+
+    async def issue() -> IssuedKey:
+        async with open_tenancy(settings, workspace_id=workspace_id) as tenancy:
+            return await tenancy.issue_key(workspace_id, name)
+
+    issued = _run(issue())
     print(f"key id: {issued.key.id} (the key below is shown once)")
     print(issued.token)
 
@@ -593,10 +629,15 @@ def revoke_key(
     database_url: UrlOption = None,
 ) -> None:
     """Revoke an API key at once."""
-    from herald.service.tenancy import Tenancy
+    from herald.bootstrap import open_tenancy
 
     settings = _settings(db, database_url)
-    _run(_with_store(settings, lambda s: Tenancy(s).revoke_key(None, key_id)))
+
+    async def revoke() -> None:
+        async with open_tenancy(settings, key_id=key_id) as tenancy:
+            await tenancy.revoke_key(None, key_id)
+
+    _run(revoke())
     err.print(f"revoked {key_id}")
 
 
@@ -610,12 +651,15 @@ def delete_workspace(
     database_url: UrlOption = None,
 ) -> None:
     """Delete a workspace: erase its channels, posts, deliveries, webhooks and keys."""
-    from herald.service.tenancy import Tenancy
+    from herald.bootstrap import open_tenancy
 
     settings = _settings(db, database_url)
-    counts = _run(
-        _with_store(settings, lambda s: Tenancy(s).delete_workspace(workspace_id, confirm=confirm))
-    )
+
+    async def delete() -> dict[str, int]:
+        async with open_tenancy(settings, workspace_id=workspace_id) as tenancy:
+            return await tenancy.delete_workspace(workspace_id, confirm=confirm)
+
+    counts = _run(delete())
     for kind, count in counts.items():
         print(f"{kind}: {count}")
     err.print(f"deleted {workspace_id}")

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AnyHttpUrl,
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     IPvAnyNetwork,
     SecretStr,
@@ -28,6 +31,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from herald.constants import CAPS_KEY_PREFIX, DEFAULT_REGION, LIMITS_KEY_PREFIX, REGION_PATTERN
 from herald.domain import Platform
+from herald.errors import ConfigError
 
 __all__ = [
     "ApiSettings",
@@ -300,6 +304,19 @@ class ApiSettings(BaseModel):
         "processes' clocks must agree to well within it",
     )
 
+    other_regions: Literal["serve", "redirect"] = Field(
+        "serve",
+        description="with regions: a request whose key's workspace lives in another region is "
+        "served from that region's database (serve) or redirected to that region's api_url "
+        "(redirect, HTTP 307)",
+    )
+    directory_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="with regions: how long an API process remembers which region a key's "
+        "workspace lives in (a workspace being moved is refused meanwhile)",
+    )
+
     @model_validator(mode="after")
     def _lock_within_ttl(self) -> ApiSettings:
         if self.idempotency_lock_s >= self.idempotency_ttl_s:
@@ -331,6 +348,35 @@ class DatabaseSettings(BaseModel):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("database.replica_url must start with postgresql://")
         return value
+
+
+def _postgres_url(value: str, name: str) -> str:
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError(f"{name} must start with postgresql://")
+    return value
+
+
+class RegionSettings(BaseModel):
+    """One region of a deployment in several (``regions``): its own database, where its
+    workspaces live whole, and the public address of its API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str = Field(description="the region's PostgreSQL database (its primary)")
+    replica_url: str | None = Field(None, description="a streaming replica of it, for reads")
+    api_url: AnyHttpUrl | None = Field(
+        None, description="the region's public API address (where redirects send callers)"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return _postgres_url(value, "a region's database_url")
+
+    @field_validator("replica_url")
+    @classmethod
+    def _replica(cls, value: str | None) -> str | None:
+        return None if value is None else _postgres_url(value, "a region's replica_url")
 
 
 class LimitSettings(BaseModel):
@@ -539,6 +585,14 @@ class Settings(BaseSettings):
         pattern=REGION_PATTERN,
         description="this deployment's region: channels without one publish from here",
     )
+    #: A deployment in several regions: each region's database and API, by region name. Set,
+    #: ``database_url`` is the home region's (``region``), and ``directory_url`` is needed.
+    regions: dict[str, RegionSettings] = Field(default_factory=dict)
+    directory_url: str | None = Field(
+        None,
+        description="with regions: the global directory (PostgreSQL) of every workspace's and "
+        "key's region, which every API node reads",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -584,6 +638,63 @@ class Settings(BaseSettings):
                 "database.replica_url needs a PostgreSQL database_url: SQLite has no replicas"
             )
         return self
+
+    @model_validator(mode="after")
+    def _home_region(self) -> Settings:
+        """With regions: the home region's database is ``database_url`` (an explicit one that
+        differs is a mistake, not a choice), and the directory is known."""
+        if not self.regions:
+            if self.directory_url is not None:
+                raise ValueError("directory_url is for a deployment in several regions")
+            return self
+        for name in self.regions:
+            if not re.match(REGION_PATTERN, name):
+                raise ValueError(f"region name {name!r}: lower-case letters, digits and dashes")
+        home = self.regions.get(self.region)
+        if home is None:
+            raise ValueError(
+                f"region {self.region!r} is not one of regions ({', '.join(sorted(self.regions))})"
+            )
+        if self.directory_url is None:
+            raise ValueError("a deployment in several regions needs directory_url")
+        _postgres_url(self.directory_url, "directory_url")
+        if "database_url" in self.model_fields_set and self.database_url != home.database_url:
+            raise ValueError(
+                f"database_url differs from region {self.region}'s database_url: with regions, "
+                "set each region's database under regions only"
+            )
+        self.database_url = home.database_url
+        if self.database.replica_url is None:
+            self.database.replica_url = home.replica_url
+        if self.api.other_regions == "redirect":
+            lacking = [name for name, region in self.regions.items() if region.api_url is None]
+            if lacking:
+                raise ValueError(
+                    "api.other_regions 'redirect' needs every region's api_url: "
+                    + ", ".join(sorted(lacking))
+                )
+        return self
+
+    def in_region(self, name: str) -> Settings:
+        """These settings as a process of region ``name`` sees them: its database (and
+        replica) and its region. :class:`~herald.errors.ConfigError` for a region the
+        deployment does not have."""
+        if not self.regions:
+            if name != self.region:
+                raise ConfigError(
+                    f"this deployment has one region, {self.region}: configure regions to "
+                    f"keep workspaces in {name}"
+                )
+            return self
+        chosen = self.regions.get(name)
+        if chosen is None:
+            raise ConfigError(
+                f"unknown region {name!r}: this deployment has {', '.join(sorted(self.regions))}"
+            )
+        data = self.model_dump()
+        data.update(region=name, database_url=chosen.database_url)
+        data["database"]["replica_url"] = chosen.replica_url
+        return Settings.model_validate(data)
 
     @field_validator("secret_keys")
     @classmethod

@@ -32,6 +32,7 @@ __all__ = [
     "ImportJob",
     "ImportState",
     "Job",
+    "KeyHome",
     "Media",
     "MediaKind",
     "NewDelivery",
@@ -47,6 +48,7 @@ __all__ = [
     "WebhookEventState",
     "WebhookHealth",
     "Workspace",
+    "WorkspaceHome",
     "new_id",
     "utcnow",
 ]
@@ -378,6 +380,32 @@ class Workspace:
     id: str
     name: str
     created_at: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceHome:
+    """Where a workspace lives, as the global directory knows it: its id and home region,
+    nothing of its content. ``moving_to`` is set while ``herald admin move-workspace`` copies
+    it to another region: meanwhile its API requests are refused, never served from a copy."""
+
+    workspace_id: str
+    region: str
+    created_at: datetime = field(default_factory=utcnow)
+    moving_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHome:
+    """An API key as the global directory knows it: enough to find (and, for a redirect,
+    check) the key's workspace and region without reading any region's database."""
+
+    prefix: str
+    key_id: str
+    workspace_id: str
+    region: str
+    digest: str  # SHA-256 of the key's secret, as the region's database keeps it
+    revoked: bool = False
+    moving_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,19 @@ from collections.abc import Callable, Generator
 import uvicorn
 
 from herald.api import create_app
-from herald.bootstrap import open_store, run_publishing, running_engine, webhook_sender
+from herald.bootstrap import (
+    open_regions,
+    open_store,
+    run_publishing,
+    running_engine,
+    webhook_sender,
+)
 from herald.config import Settings
 from herald.engine import Engine
 from herald.platforms.rules import VALIDATORS
 from herald.service.ops_metrics import ProcessRole, StoreGauges, process_info
 from herald.service.webhook_sender import WebhookSender
-from herald.types import Store
+from herald.types import Regional, Store
 
 __all__ = ["InstallStop", "serve"]
 
@@ -73,11 +79,16 @@ async def serve(
     store = open_store(settings, for_engine=with_engine, api=True)
     await store.open()
     try:
-        if with_engine:
-            async with running_engine(settings, store) as engine:
-                await _until_stopped(settings, store, engine, install_stop, host=host, port=port)
-        else:
-            await _until_stopped(settings, store, None, install_stop, host=host, port=port)
+        async with open_regions(settings) as regional:
+            if with_engine:
+                async with running_engine(settings, store) as engine:
+                    await _until_stopped(
+                        settings, store, engine, install_stop, regional, host=host, port=port
+                    )
+            else:
+                await _until_stopped(
+                    settings, store, None, install_stop, regional, host=host, port=port
+                )
     finally:
         await store.close()
     log.info("server.stopped")
@@ -88,6 +99,7 @@ async def _until_stopped(
     store: Store,
     engine: Engine | None,
     install_stop: InstallStop,
+    regional: Regional | None,
     *,
     host: str | None,
     port: int | None,
@@ -109,6 +121,7 @@ async def _until_stopped(
         engine_registry=None if engine is None else engine.metrics.registry,
         engine_ready=None if engine is None else (lambda: engine.ready),
         store_gauges=gauges,
+        regional=regional,
     )
     role: ProcessRole = "api" if engine is None else "serve"
     process_info(app.state.services.metrics.registry, role, settings.region)
@@ -120,12 +133,14 @@ async def _until_stopped(
     gc.freeze()
     # CSV imports run beside the requests; stopping gives their jobs up to the next sweep
     # (this deployment's next process, or another one), which cleans up or finishes them.
-    imports = app.state.services.imports.runner
-    await imports.start()
-    try:
+    # Each region served from here has its own: an import runs on its workspace's database.
+    runners = [app.state.services.imports.runner]
+    runners += [services.imports.runner for services in app.state.regions.values()]
+    async with contextlib.AsyncExitStack() as stack:
+        for runner in runners:
+            await runner.start()
+            stack.push_async_callback(runner.close)
         await _serve(server, engine, sender, install_stop)
-    finally:
-        await imports.close()
 
 
 async def _serve(

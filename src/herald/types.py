@@ -4,6 +4,8 @@
   :class:`EngineStore` (claims, guarded writes, leases), :class:`Catalog` (what the API
   manages), :class:`Outbox` (webhook events) and :class:`ImportJobs` (CSV imports run in the
   background).
+- :class:`Directory`: the global directory of a deployment in several regions: each
+  workspace's and API key's home region, and nothing of their content.
 - :class:`JobQueue`: carries claimed deliveries from the dispatcher to the workers.
 - :class:`RateLimiter`: decides when a request may go out without breaking a platform limit.
 - :class:`ConcurrencyCaps`: bounds the requests in flight at once, per channel, app or platform.
@@ -21,6 +23,7 @@ process, ``tests/integration`` on servers and the platform simulator):
 - Store: ``store_contract``, ``catalog_contract``, ``outbox_contract``, ``transition_table``,
   ``idempotency_contract``, ``import_contract``
   (memory, SQLite, PostgreSQL)
+- Directory: ``directory_contract`` (MemoryDirectory; PostgresDirectory)
 - JobQueue: ``queue_contract`` (MemoryQueue)
 - RateLimiter: ``limiter_contract`` (MemoryLimiter; RedisLimiter, with several processes)
 - ConcurrencyCaps: ``caps_contract`` (MemoryCaps; RedisCaps, with several processes)
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
@@ -47,6 +50,7 @@ from herald.domain import (
     Delivery,
     ImportJob,
     Job,
+    KeyHome,
     NewPost,
     Platform,
     Post,
@@ -59,6 +63,7 @@ from herald.domain import (
     WebhookEventState,
     WebhookHealth,
     Workspace,
+    WorkspaceHome,
 )
 from herald.states import DeliveryState
 
@@ -74,6 +79,7 @@ __all__ = [
     "Connector",
     "CredentialResolver",
     "Credentials",
+    "Directory",
     "EarlierGrants",
     "EngineInfo",
     "EngineStore",
@@ -94,6 +100,7 @@ __all__ = [
     "RateLimiter",
     "Readiness",
     "Recovered",
+    "Regional",
     "Store",
     "StoredResponse",
     "Validator",
@@ -639,6 +646,57 @@ class ImportJobs(Protocol):
 class Store(EngineStore, Catalog, Outbox, ImportJobs, Protocol):
     """The source of truth; every store implements the four faces and passes their contract
     suites (listed above)."""
+
+
+@runtime_checkable
+class Directory(Protocol):
+    """Where each workspace and API key lives, when a deployment spans regions (each region's
+    database holds its workspaces whole; this holds their ids, their keys' prefixes and hashes
+    and their regions, no content). Every API node reads it to find a caller's region; only
+    the admin commands and the key routes write it."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def add_workspace(self, home: WorkspaceHome) -> None:
+        """Record a new workspace's home; :class:`~herald.errors.Conflict` if its id is known."""
+
+    async def workspace(self, workspace_id: str) -> WorkspaceHome | None: ...
+
+    async def workspaces(self, region: str | None = None) -> list[WorkspaceHome]:
+        """Every workspace (of ``region``), oldest first."""
+
+    async def remove_workspace(self, workspace_id: str) -> None:
+        """Forget the workspace and its keys (its erasure is done); unknown: nothing."""
+
+    async def add_key(self, key: ApiKey, digest: str) -> None:
+        """Record a key of a known workspace (:class:`~herald.errors.NotFound` otherwise)."""
+
+    async def key(self, prefix: str) -> KeyHome | None:
+        """The key of ``prefix``, with its workspace's region (None: unknown)."""
+
+    async def key_by_id(self, key_id: str) -> KeyHome | None: ...
+
+    async def revoke_key(self, key_id: str) -> None:
+        """Mark the key revoked (the region's database is told first); unknown: nothing."""
+
+    async def begin_move(self, workspace_id: str, to: str) -> WorkspaceHome:
+        """Mark the workspace as moving to region ``to``; from then its requests are refused.
+        :class:`~herald.errors.Conflict` if it is already moving elsewhere or lives in ``to``."""
+
+    async def end_move(self, workspace_id: str, *, moved: bool) -> WorkspaceHome:
+        """``moved``: its home is now the region it was moving to; else it stays where it was.
+        Either way it is no longer moving."""
+
+
+@dataclass(frozen=True, slots=True)
+class Regional:
+    """What an API node of a deployment in several regions serves with besides its own
+    region's store: the directory, and the other regions' stores it serves from (open)."""
+
+    directory: Directory
+    stores: Mapping[str, Store] = field(default_factory=dict)
 
 
 @runtime_checkable

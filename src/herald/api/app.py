@@ -24,6 +24,7 @@ from herald.api.deps import Services, single_query_values
 from herald.api.guards import BodyLimit
 from herald.api.key_limits import KeyRateLimits
 from herald.api.metrics import ApiMetrics, MetricsMiddleware
+from herald.api.regions import RegionRouter
 from herald.api.routers import (
     api_keys,
     channels,
@@ -50,9 +51,10 @@ from herald.service.scheduling import Scheduler
 from herald.service.subscriptions import WebhookRegistry
 from herald.service.tenancy import Tenancy
 from herald.service.vault import Vault
-from herald.types import Notify, Readiness, Store, Validator
+from herald.types import Notify, Readiness, Regional, Store, Validator
 
 __all__ = ["create_app"]
+
 
 _DESCRIPTION = """\
 Schedule and publish posts to Facebook Pages, Instagram, LinkedIn and YouTube.
@@ -72,6 +74,7 @@ def create_app(
     engine_ready: Readiness | None = None,
     store_gauges: StoreGauges | None = None,
     clock: Callable[[], datetime] = utcnow,
+    regional: Regional | None = None,
 ) -> FastAPI:
     """The API on ``store`` (already open), given what it needs from the rest of Herald.
 
@@ -85,6 +88,11 @@ def create_app(
       answers 503 while it cannot;
     - ``store_gauges``: the store-wide gauges ``/metrics`` reads at scrape time, on that
       engine's registry (default: on the API's own).
+
+    - ``regional``: in a deployment of several regions (``settings.regions``), the global
+      directory and, to serve the keys of other regions' workspaces from their databases
+      (``api.other_regions = "serve"``), those regions' stores, open; the services built on
+      them are ``app.state.regions`` (see :mod:`herald.api.regions`).
 
     CSV imports run as background tasks of the app's
     :class:`~herald.service.import_runner.ImportRunner` (``app.state.services.imports.runner``),
@@ -107,46 +115,80 @@ def create_app(
             {"name": "channels", "description": "Social accounts and posting slots"},
         ],
     )
-    scheduler = Scheduler(store, settings.api, clock=clock)
-    post_service = PostService(
-        store=store, scheduler=scheduler, validators=validators, notify=notify, clock=clock
-    )
-    runner = ImportRunner(
-        store=store,
-        posts=post_service,
-        limits=ImportLimits.from_settings(settings.api),
-        notify=notify,
-        clock=clock,
-        spool_dir=settings.api.import_spool_dir,
-    )
     api_metrics = ApiMetrics()
-    app.state.services = Services(
-        settings=settings,
-        store=store,
-        tenancy=Tenancy(store, clock=clock),
-        channels=ChannelService(store=store, vault=vault, notify=notify, clock=clock),
-        posts=post_service,
-        deliveries=DeliveryActions(store=store, scheduler=scheduler, notify=notify, clock=clock),
-        webhooks=WebhookRegistry(
-            store, vault, clock=clock, egress=EgressPolicy.from_settings(settings.egress)
-        ),
-        imports=ImportService(store=store, runner=runner, clock=clock),
-        metrics=api_metrics,
-        store_gauges=store_gauges or StoreGauges(store, api_metrics.registry),
-        key_limits=KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst),
-        idempotency=IdempotencyKeys(
-            store,
-            vault,
-            ttl_s=settings.api.idempotency_ttl_s,
-            lock_s=settings.api.idempotency_lock_s,
+    key_limits = KeyRateLimits(settings.api.key_requests_per_s, settings.api.key_burst)
+    gauges = store_gauges or StoreGauges(store, api_metrics.registry)
+
+    def services(here: Settings, db: Store, wake: Notify | None) -> Services:
+        """The services of one region's database (``db``), as a process of it sees them."""
+        scheduler = Scheduler(db, here.api, clock=clock)
+        post_service = PostService(
+            store=db, scheduler=scheduler, validators=validators, notify=wake, clock=clock
+        )
+        runner = ImportRunner(
+            store=db,
+            posts=post_service,
+            limits=ImportLimits.from_settings(here.api),
+            notify=wake,
             clock=clock,
-        ),
-        engine_registry=engine_registry,
-        engine_ready=engine_ready,
-    )
+            spool_dir=here.api.import_spool_dir,
+        )
+        directory = None if regional is None else regional.directory
+        return Services(
+            settings=here,
+            store=db,
+            tenancy=Tenancy(db, clock=clock, directory=directory, region=here.region),
+            channels=ChannelService(
+                store=db,
+                vault=vault,
+                notify=wake,
+                clock=clock,
+                home_region=here.region if here.regions else None,
+            ),
+            posts=post_service,
+            deliveries=DeliveryActions(store=db, scheduler=scheduler, notify=wake, clock=clock),
+            webhooks=WebhookRegistry(
+                db, vault, clock=clock, egress=EgressPolicy.from_settings(here.egress)
+            ),
+            imports=ImportService(store=db, runner=runner, clock=clock),
+            # One registry, one rate per key, whichever region's database serves it.
+            metrics=api_metrics,
+            store_gauges=gauges,
+            key_limits=key_limits,
+            idempotency=IdempotencyKeys(
+                db,
+                vault,
+                ttl_s=here.api.idempotency_ttl_s,
+                lock_s=here.api.idempotency_lock_s,
+                clock=clock,
+            ),
+            engine_registry=engine_registry,
+            engine_ready=engine_ready,
+        )
+
+    app.state.services = services(settings, store, notify)
+    # The other regions' engines learn of new work from their database, not from this one's.
+    others = {} if regional is None else regional.stores
+    app.state.regions = {
+        name: services(settings.in_region(name), other, None) for name, other in others.items()
+    }
     problems.install(app)
     for module in (ops, api_keys, channels, post_files, posts, deliveries, imports, webhooks):
         app.include_router(module.router)
+    if regional is not None:
+        redirects = {
+            name: str(region.api_url)
+            for name, region in settings.regions.items()
+            if name != settings.region and region.api_url is not None and name not in others
+        }
+        app.add_middleware(
+            RegionRouter,
+            region=settings.region,
+            directory=regional.directory,
+            services=app.state.regions,
+            redirects=redirects,
+            cache_s=settings.api.directory_cache_s,
+        )
     app.add_middleware(MetricsMiddleware, metrics=app.state.services.metrics)
     app.add_middleware(
         BodyLimit,

@@ -92,7 +92,10 @@ def single_query_values(request: Request) -> None:
 
 
 def get_services(request: Request) -> Services:
-    return cast(Services, request.app.state.services)
+    """The app's services; for a key of another region's workspace, that region's, which
+    the region router set on the request (:mod:`herald.api.regions`)."""
+    chosen = getattr(request.state, "services", None)
+    return cast(Services, chosen if chosen is not None else request.app.state.services)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

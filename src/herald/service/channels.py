@@ -68,8 +68,17 @@ class ChannelChanges:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelService(Service):
     vault: Vault
+    #: In a deployment of several regions, the region whose database this is: every channel
+    #: of its workspaces publishes from there (None: one region, any channel region routes).
+    home_region: str | None = None
 
     async def create(self, workspace_id: str, draft: ChannelDraft) -> Channel:
+        if self.home_region is not None and draft.region not in (None, self.home_region):
+            raise InvalidInput(
+                f"this workspace's data lives in {self.home_region}: its channels publish from "
+                f"there, not from {draft.region}",
+                field="region",
+            )
         zone(draft.timezone)
         _check_credentials(draft.platform, draft.credentials)
         channel = draft.new_channel(workspace_id)

@@ -4,6 +4,13 @@ A key reads ``hk_<8 hex>_<40 hex>``: ``hk_<8 hex>`` is its public *prefix* (show
 used to find the key), the rest a 160-bit random secret of which only the SHA-256 is stored.
 The secret is shown once, when the key is made; a lost key is revoked and replaced. Keys are
 compared in constant time, and a revoked key is refused like an unknown one.
+
+In a deployment of several regions, a workspace lives whole in its home region's database and
+the global :class:`~herald.types.Directory` records where (its id, its keys' prefixes and
+hashes, its region). Writes reach the directory in the order that never lets it send a caller
+to a region that does not hold what it names: a workspace and a key are recorded in the
+directory first (one recorded without its rows finds nothing and is refused, as an unknown key
+is), revocations and erasures in the region's database first (the database is what decides).
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from herald.domain import DEFAULT_WORKSPACE, ApiKey, Workspace, new_id, utcnow
+from herald.domain import DEFAULT_WORKSPACE, ApiKey, Workspace, WorkspaceHome, new_id, utcnow
 from herald.errors import Conflict, InvalidInput, Unauthenticated
 from herald.service.ownership import owned_one
-from herald.types import Catalog
+from herald.types import Catalog, Directory
 
 __all__ = ["KEY_PATTERN", "IssuedKey", "Tenancy", "hash_secret"]
 
@@ -41,16 +48,33 @@ class IssuedKey:
 
 
 class Tenancy:
-    def __init__(self, store: Catalog, *, clock: Callable[[], datetime] = utcnow) -> None:
+    """Workspaces and keys of one region's database (``store``); with ``directory``, a
+    deployment of several regions, of which ``region`` is this database's."""
+
+    def __init__(
+        self,
+        store: Catalog,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        directory: Directory | None = None,
+        region: str | None = None,
+    ) -> None:
+        if directory is not None and region is None:
+            raise ValueError("a tenancy with a directory needs its database's region")
         self._store = store
         self._clock = clock
+        self._directory = directory
+        self._region = region
 
     async def create_workspace(self, name: str, *, key_name: str = "first key") -> IssuedKey:
-        """A new workspace with its first API key."""
+        """A new workspace with its first API key (with a directory: in this region)."""
         name = name.strip()
         if not name or len(name) > 200:
             raise InvalidInput("a workspace name has 1 to 200 characters", field="name")
         workspace = Workspace(new_id("ws"), name, created_at=self._clock())
+        if self._directory is not None and self._region is not None:
+            home = WorkspaceHome(workspace.id, self._region, workspace.created_at)
+            await self._directory.add_workspace(home)
         await self._store.add_workspace(workspace)
         return await self.issue_key(workspace.id, key_name)
 
@@ -62,7 +86,13 @@ class Tenancy:
             key = ApiKey(new_id("key"), workspace_id, prefix, name, created_at=self._clock())
             if await self._store.api_key_by_prefix(prefix) is not None:
                 continue
-            await self._store.add_api_key(key, hash_secret(secret))
+            digest = hash_secret(secret)
+            if self._directory is not None:
+                # Prefixes are unique across regions: the directory is where that is known.
+                if await self._directory.key(prefix) is not None:
+                    continue
+                await self._directory.add_key(key, digest)
+            await self._store.add_api_key(key, digest)
             return IssuedKey(key, f"{prefix}_{secret}")
         raise InvalidInput("could not find a free key prefix; try again")  # pragma: no cover
 
@@ -94,7 +124,10 @@ class Tenancy:
                 "the default workspace holds what is made without one (the CLI's channels); "
                 "it cannot be deleted"
             )
-        return await self._store.erase_workspace(workspace_id)
+        counts = await self._store.erase_workspace(workspace_id)
+        if self._directory is not None:
+            await self._directory.remove_workspace(workspace_id)
+        return counts
 
     async def list_keys(self, workspace_id: str) -> list[ApiKey]:
         return await self._store.list_api_keys(workspace_id)
@@ -104,9 +137,9 @@ class Tenancy:
 
     async def revoke_key(self, workspace_id: str | None, key_id: str) -> ApiKey | None:
         """Revoke a key of ``workspace_id`` (None: any workspace, for operators)."""
-        if workspace_id is None:
-            await self._store.revoke_api_key(key_id, self._clock())
-            return None
-        await self.get_key(workspace_id, key_id)
+        if workspace_id is not None:
+            await self.get_key(workspace_id, key_id)
         await self._store.revoke_api_key(key_id, self._clock())
-        return await self.get_key(workspace_id, key_id)
+        if self._directory is not None:
+            await self._directory.revoke_key(key_id)
+        return None if workspace_id is None else await self.get_key(workspace_id, key_id)
