@@ -23,7 +23,7 @@ from herald.egress.policy import EgressPolicy
 from herald.engine import Engine, Role
 from herald.engine.metrics import Metrics
 from herald.engine.versions import VersionWatch
-from herald.errors import ConfigError, NotFound
+from herald.errors import ConfigError, Conflict, NotFound, WorkspaceBusy
 from herald.limits.redis import RedisLimiter
 from herald.platforms.registry import build_connectors
 from herald.queues.metrics import QueueBacklog
@@ -35,11 +35,14 @@ from herald.service.webhook_sender import WebhookSender
 from herald.stores.directory_postgres import PostgresDirectory
 from herald.stores.memory import MemoryStore
 from herald.stores.postgres import PostgresStore
+from herald.stores.postgres_move import MoveReport, undo_copy
+from herald.stores.postgres_move import move_workspace as move_rows
 from herald.stores.sqlite import SQLiteStore, sqlite_path
 from herald.stores.sqlite_lock import EngineLock
 from herald.types import Directory, JobQueue, Regional, Store
 
 __all__ = [
+    "move_workspace",
     "open_caps",
     "open_directory",
     "open_limiter",
@@ -165,6 +168,84 @@ async def _region_of(directory: Directory, workspace_id: str | None, key_id: str
     if home is None:
         raise NotFound("workspace", workspace_id)
     return home.region
+
+
+async def move_workspace(
+    settings: Settings,
+    workspace_id: str,
+    to: str,
+    *,
+    wait_s: float,
+    abort: bool = False,
+    on_busy: Callable[[int], None] | None = None,
+) -> MoveReport | None:
+    """Move a workspace to region ``to``: marked moving in the directory (its API requests
+    refused), copied, deleted where it was, then its home is ``to``
+    (:mod:`herald.stores.postgres_move`). Run again after an interruption, it carries on.
+    ``abort``: give up a move that has not passed its point of no return (None then)."""
+    directory = open_directory(settings)
+    if directory is None:
+        raise ConfigError("moving a workspace needs a deployment in several regions (regions)")
+    settings.in_region(to)  # ConfigError for a region the deployment lacks
+    await directory.open()
+    try:
+        home = await directory.workspace(workspace_id)
+        if home is None:
+            raise NotFound("workspace", workspace_id)
+        if abort:
+            if home.moving_to is None:
+                raise Conflict(f"workspace {workspace_id!r} is not being moved")
+            async with _two_stores(settings, home.region, home.moving_to) as (source, target):
+                if not await undo_copy(source, target, workspace_id):
+                    raise Conflict(
+                        f"workspace {workspace_id!r} is already deleted from {home.region}: "
+                        "the move cannot be undone; run it again to finish it"
+                    )
+            await directory.end_move(workspace_id, moved=False)
+            log.warning("workspace.move_aborted", extra={"workspace_id": workspace_id})
+            return None
+        await directory.begin_move(workspace_id, to)
+        log.warning(
+            "workspace.move_begun",
+            extra={"workspace_id": workspace_id, "from": home.region, "to": to},
+        )
+        # Every API node keeps a key's region this long: after it, all of them refuse the
+        # workspace's requests, and nothing more is written to the copy being left.
+        await asyncio.sleep(settings.api.directory_cache_s + 1.0)
+        async with _two_stores(settings, home.region, to) as (source, target):
+            try:
+                report = await move_rows(
+                    source, target, workspace_id, wait_s=wait_s, on_busy=on_busy
+                )
+            except WorkspaceBusy:
+                await directory.end_move(workspace_id, moved=False)  # nothing was copied
+                raise
+        await directory.end_move(workspace_id, moved=True)
+        log.warning(
+            "workspace.move_done",
+            extra={"workspace_id": workspace_id, "to": to, "rows": sum(report.rows.values())},
+        )
+        return report
+    finally:
+        await directory.close()
+
+
+@asynccontextmanager
+async def _two_stores(
+    settings: Settings, source: str, target: str
+) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
+    opened: list[PostgresStore] = []
+    try:
+        for name in (source, target):
+            store = open_store(settings.in_region(name))
+            if not isinstance(store, PostgresStore):
+                raise ConfigError(f"region {name}'s database is not PostgreSQL")
+            await store.open()
+            opened.append(store)
+        yield opened[0], opened[1]
+    finally:
+        for store in opened:
+            await store.close()
 
 
 def open_limiter(settings: Settings) -> RedisLimiter | None:

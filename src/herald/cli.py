@@ -665,6 +665,54 @@ def delete_workspace(
     err.print(f"deleted {workspace_id}")
 
 
+@admin.command("move-workspace")
+def move_workspace(
+    workspace_id: Annotated[str, typer.Argument(help="The workspace's id (ws_...).")],
+    to: Annotated[str, typer.Option(help="The region it is to live in from now on.")],
+    confirm: Annotated[
+        str,
+        typer.Option(
+            help="The workspace's id again: its API requests are refused while it moves, and "
+            "its data leaves its region's database."
+        ),
+    ],
+    wait: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to wait for its deliveries in flight and its imports to finish.",
+        ),
+    ] = 300.0,
+    abort: Annotated[
+        bool,
+        typer.Option(help="Give up a move under way (while the copy it left is not live)."),
+    ] = False,
+) -> None:
+    """Move a workspace to another region's database: copied, then deleted where it was
+    (explicit and logged; run again after an interruption, it carries on)."""
+    from herald.bootstrap import move_workspace as move
+
+    if confirm != workspace_id:
+        err.print("[red]--confirm must repeat the workspace's id[/]")
+        raise typer.Exit(2)
+    settings = _settings(None, None)
+    configure_logging(settings.log_level, settings.log_format)
+
+    def busy(count: int) -> None:
+        err.print(f"waiting: {count} deliveries in flight or imports unfinished")
+
+    report = _run(move(settings, workspace_id, to, wait_s=wait, abort=abort, on_busy=busy))
+    if report is None:
+        err.print(f"move of {workspace_id} given up: it stays where it was")
+        return
+    for table, count in report.rows.items():
+        print(f"{table}: {count}")
+    print(f"held and released: {report.held}")
+    if report.resumed:
+        print(f"carried on: {report.resumed}")
+    err.print(f"{workspace_id} now lives in {to}")
+
+
 @admin.command("rotate-keys")
 def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     """Re-encrypt stored secrets with the first of HERALD_SECRET_KEYS (put the new key first,

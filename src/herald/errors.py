@@ -20,8 +20,10 @@ are translated at the boundary into the most specific class below, keeping the o
     │   ├── IdempotencyKeyBusy      a request with this Idempotency-Key is in progress
     │   ├── IdempotencyAnswerLost   the request with this Idempotency-Key was done, but its
     │   │                           answer was not kept (or can no longer be read)
-    │   └── IdempotencyClaimLost    a retry took this request's Idempotency-Key over: the
+    │   ├── IdempotencyClaimLost    a retry took this request's Idempotency-Key over: the
     │                               request's writes are refused (rolled back)
+    │   └── WorkspaceBusy           a workspace move waited too long for deliveries in
+    │                               flight or imports to finish (nothing was copied)
     ├── ServiceUnavailable          the server cannot take the request now (no room on its
     │                               disk): ask again after ``retry_after_s`` (HTTP 503)
     ├── InvalidTransition           a delivery state change the state machine forbids
@@ -93,6 +95,7 @@ __all__ = [
     "TransientPlatformError",
     "Unauthenticated",
     "UnknownTimeZone",
+    "WorkspaceBusy",
 ]
 
 #: Who a rate limit applies to: one channel (a Page, an account, a member) or the whole app.
@@ -194,6 +197,11 @@ class IdempotencyClaimLost(Conflict):
     """A store refused a write made under an ``Idempotency-Key`` that is no longer the
     request's: the request outlived its claim's lock and a retry took the key over, so the
     retry does the work and this request's write was rolled back (HTTP 409)."""
+
+
+class WorkspaceBusy(Conflict):
+    """A workspace could not be moved between regions: deliveries of it stayed in flight or
+    imports of it unfinished for longer than the move was told to wait. Nothing was copied."""
 
 
 class TooManyRequests(HeraldError):

@@ -23,6 +23,7 @@ from tests.conftest import (
     opened_queue,
     opened_store,
 )
+from tests.integration.regions_rig import Opened, TwoRegions, opened_regions, two_regions
 
 
 @pytest.fixture(params=["postgres"])
@@ -58,3 +59,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for tests that talk HTTP to a simulator."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def two(pg_schema: str) -> AsyncIterator[TwoRegions]:
+    """A deployment in two regions on two PostgreSQL servers (tests/integration/regions_rig.py)."""
+    async with two_regions(pg_schema) as found:
+        yield found
+
+
+@pytest.fixture
+async def opened(two: TwoRegions) -> AsyncIterator[Opened]:
+    """Both regions' stores and the directory, open."""
+    async with opened_regions(two) as found:
+        yield found

@@ -11,169 +11,33 @@ dispatchers and workers never publish its posts, EU ones do, each once.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from herald.api import create_app
 from herald.cli import app as cli_app
-from herald.config import Settings
 from herald.demo.servers import OwnRedis
-from herald.domain import Platform, WorkspaceHome, utcnow
+from herald.domain import WorkspaceHome, utcnow
 from herald.platforms.rules import VALIDATORS
-from herald.service.tenancy import Tenancy
 from herald.simulator import Simulator
 from herald.stores.directory_postgres import PostgresDirectory
 from herald.stores.postgres import PostgresStore
 from herald.testing import eventually
 from herald.types import Regional
-from tests.conftest import PG2_URL, PG_URL, drop_schema, new_redis_prefix
+from tests.conftest import PG_URL, new_redis_prefix
+from tests.integration.regions_rig import EU, US, api_client, channel_body, cli, rows_naming
 from tests.integration.test_postgres_process import (  # noqa: F401
-    free_port,
     herald,
     pg_engine_env,
     sim,
 )
 
 pytestmark = [pytest.mark.postgres]
-
-US, EU = "us-east-1", "eu-west-1"
-SECRET = Fernet.generate_key().decode()
-
-
-@dataclass(frozen=True)
-class TwoRegions:
-    schema: str
-
-    @property
-    def us_url(self) -> str:
-        return f"{PG_URL}?schema={self.schema}"
-
-    @property
-    def eu_url(self) -> str:
-        return f"{PG2_URL}?schema={self.schema}"
-
-    @property
-    def directory_url(self) -> str:
-        return f"{PG_URL}?schema={self.schema}_dir"
-
-    def regions(self, *, api_urls: bool = False) -> dict[str, dict[str, str]]:
-        found = {US: {"database_url": self.us_url}, EU: {"database_url": self.eu_url}}
-        if api_urls:
-            found[US]["api_url"] = "https://us.api.example.test"
-            found[EU]["api_url"] = "https://eu.api.example.test/"
-        return found
-
-    def settings(self, region: str = US, **more: Any) -> Settings:
-        return Settings(
-            regions=self.regions(api_urls=True),
-            region=region,
-            directory_url=self.directory_url,
-            secret_keys=[SECRET],
-            **more,
-        )
-
-    def env(self, base: dict[str, str], region: str = US) -> dict[str, str]:
-        env = {k: v for k, v in base.items() if k != "HERALD_DATABASE_URL"}
-        return env | {
-            "HERALD_REGIONS": json.dumps(self.regions()),
-            "HERALD_REGION": region,
-            "HERALD_DIRECTORY_URL": self.directory_url,
-            "HERALD_SECRET_KEYS": SECRET,
-        }
-
-
-@pytest.fixture
-async def two(pg_schema) -> AsyncIterator[TwoRegions]:
-    """Both regions' databases and the directory, in schemas of the test's own (dropped)."""
-    try:
-        yield TwoRegions(pg_schema)
-    finally:
-        await drop_schema(pg_schema, PG2_URL)
-        await drop_schema(f"{pg_schema}_dir")
-
-
-@dataclass
-class Opened:
-    us: PostgresStore
-    eu: PostgresStore
-    directory: PostgresDirectory
-
-    def tenancy(self, region: str) -> Tenancy:
-        store = self.eu if region == EU else self.us
-        return Tenancy(store, directory=self.directory, region=region)
-
-
-@pytest.fixture
-async def opened(two) -> AsyncIterator[Opened]:
-    us, eu = PostgresStore(two.us_url), PostgresStore(two.eu_url)
-    directory = PostgresDirectory(two.directory_url)
-    for part in (us, eu, directory):
-        await part.open()
-    try:
-        yield Opened(us, eu, directory)
-    finally:
-        for part in (us, eu, directory):
-            await part.close()
-
-
-async def rows_naming(url: str, schema: str, ids: set[str]) -> dict[str, int]:
-    """Every table of ``schema`` on the server at ``url`` with a row naming any of ``ids`` in
-    any column (the row read as text), and how many."""
-    pattern = "|".join(re.escape(i) for i in sorted(ids))
-    conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
-    try:
-        tables = await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = $1 "
-            "AND table_type = 'BASE TABLE'",
-            schema,
-        )
-        found: dict[str, int] = {}
-        for row in tables:
-            name = row["table_name"]
-            count = await conn.fetchval(
-                f'SELECT count(*) FROM "{schema}"."{name}" t WHERE t::text ~ $1', pattern
-            )
-            if count:
-                found[name] = count
-        return found
-    finally:
-        await conn.close()
-
-
-def cli(env: dict[str, str], *args: str) -> list[str]:
-    result = CliRunner().invoke(cli_app, list(args), env=env)
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()
-
-
-def api_client(app: Any, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://us-node.test",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-
-
-def channel_body(simulator: Simulator | None, platform: Platform = Platform.FACEBOOK, **more: Any):
-    account = None if simulator is None else simulator.add_account(platform)
-    return {
-        "platform": platform.value,
-        "external_id": "page-1" if account is None else account.external_id,
-        "name": "a page",
-        "timezone": "Europe/Paris",
-        "credentials": {"access_token": "t0k"} if account is None else account.credentials,
-        **more,
-    }
 
 
 async def test_create_workspace_puts_it_in_its_region_only(two, opened):

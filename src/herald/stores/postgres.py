@@ -112,6 +112,12 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         return self._db.schema
 
     @property
+    def database(self) -> Database:
+        """The primary's pool and named queries, for the package's own tooling (a workspace's
+        move between regions: :mod:`herald.stores.postgres_move`)."""
+        return self._db
+
+    @property
     def notify_channel(self) -> str:
         """``LISTEN``/``NOTIFY`` channel of this schema's new due work; the payload is the
         earliest due instant, ISO 8601."""

@@ -224,3 +224,12 @@ CREATE TABLE read_positions (
     wal_bytes  bigint NOT NULL,
     written_at timestamptz NOT NULL
 );
+
+-- Deliveries of a workspace moved in, held until the region it left deleted its copy, with
+-- their own next_attempt_at (migration 0013).
+CREATE TABLE move_holds (
+    delivery_id     text COLLATE "C" PRIMARY KEY,
+    workspace_id    text COLLATE "C" NOT NULL,
+    next_attempt_at timestamptz NOT NULL
+);
+CREATE INDEX move_holds_workspace ON move_holds (workspace_id);
