@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -345,14 +346,23 @@ class DatabaseSettings(BaseModel):
     @field_validator("replica_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("database.replica_url must start with postgresql://")
-        return value
+        if value is None:
+            return None
+        return _one_server(_postgres_url(value, "database.replica_url"), "database.replica_url")
 
 
 def _postgres_url(value: str, name: str) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError(f"{name} must start with postgresql://")
+    return value
+
+
+def _one_server(value: str, name: str) -> str:
+    """A replica's URL names one server: behind several hosts, libpq picks any that answers,
+    a primary or another standby, and read-your-writes would be measured on the wrong one."""
+    hosts = urlsplit(value).netloc.rpartition("@")[2]
+    if "," in hosts or "host=" in urlsplit(value).query:
+        raise ValueError(f"{name} must name one server (a standby), not several hosts")
     return value
 
 
@@ -376,7 +386,9 @@ class RegionSettings(BaseModel):
     @field_validator("replica_url")
     @classmethod
     def _replica(cls, value: str | None) -> str | None:
-        return None if value is None else _postgres_url(value, "a region's replica_url")
+        if value is None:
+            return None
+        return _one_server(_postgres_url(value, "a region's replica_url"), "a region's replica_url")
 
 
 class LimitSettings(BaseModel):

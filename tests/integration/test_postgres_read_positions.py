@@ -16,7 +16,7 @@ import pytest
 from herald import readsession
 from herald.domain import Platform
 from herald.testing import channel, new_post
-from tests.conftest import PG_URL
+from tests.conftest import PG2_URL, PG_URL
 
 pytestmark = pytest.mark.postgres
 
@@ -39,3 +39,18 @@ async def test_a_write_whose_position_is_lost_is_still_made(pg_stores, caplog):
     assert [d.post_id for d in made] == [post.post.id]
     assert (await store.get_post(post.post.id)) is not None  # committed, and said so
     assert any(r.message == "store.read_position_lost" for r in caplog.records)
+
+
+async def test_a_replica_of_another_cluster_serves_no_read(pg_stores, caplog):
+    """database.replica_url pointing at another PostgreSQL server (here the second test
+    server, not a standby of the first) would answer listings with another database's rows."""
+    with caplog.at_level(logging.ERROR, logger="herald.store"):
+        store = await pg_stores.open(replica_url=PG2_URL)
+    assert store.replica is not None
+    assert store.replica.foreign
+    assert not store.replica.status.reachable
+    assert not await store.replica.serves(None)
+    assert any(r.message == "store.replica_foreign" for r in caplog.records)
+    await store.add_channels([linkedin := channel(Platform.LINKEDIN)])
+    # Listings are read from the primary, right.
+    assert [c.id for c in await store.lagging_reads(store.list_channels)] == [linkedin.id]

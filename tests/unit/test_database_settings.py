@@ -42,6 +42,19 @@ def test_a_replica_is_a_postgresql_url():
         Settings(database_url=PRIMARY, database={"replica_url": "sqlite:///copy.db"})
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://herald@db-2:5432,db-3:5432/herald",
+        "postgresql://herald@/herald?host=db-2,db-3",
+    ],
+)
+def test_a_replica_is_one_server(url):
+    # Behind several hosts libpq takes whichever answers: the primary, or another standby.
+    with pytest.raises(ValidationError, match="must name one server"):
+        Settings(database_url=PRIMARY, database={"replica_url": url})
+
+
 def test_the_in_memory_store_ignores_the_replica():
     settings = Settings(database_url="memory://", database={"replica_url": REPLICA})
     assert isinstance(open_store(settings, api=True), MemoryStore)

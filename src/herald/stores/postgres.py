@@ -137,6 +137,7 @@ class PostgresStore(PostgresCatalog, PostgresImports):
         self._slots = slots
         if self._replica is not None:
             self._replica.db.schema = self._db.schema
+            self._replica.system = await self._db.fetchval("system_identifier")
             self._db.replica = self._replica.db  # writes record positions from now on
             await self._replica.open()
 

@@ -26,6 +26,11 @@ it that takes longer than ``timeout_s`` counts as the replica being away; an awa
 tried again every ``retry_s``, by one request while the others go to the primary without
 waiting for it, so a replica that hangs costs the listings one ``timeout_s`` at most.
 
+A replica must be a copy of this database: its cluster's ``system_identifier`` (the same on
+a primary, its standbys and a standby promoted) is compared with the primary's when it is first
+reached. Another server (a mistyped URL, a standby of another cluster) never serves a read,
+and says so in the log: it would answer listings with another database's rows.
+
 Not seen from here: a standby cut off from its primary (its WAL receiver stopped) that still
 answers. It has replayed all it received, so it looks current; a key's own writes still go
 to the primary (their positions are ahead of it), other keys' listings would be as old as
@@ -89,6 +94,10 @@ class Replica:
         self._status = ReplicaStatus(read_at=-math.inf)
         self._reading = asyncio.Lock()
         self._opened = False
+        #: The primary's ``system_identifier`` (set by the store once the primary is open):
+        #: a replica whose own differs is another cluster's, and never serves.
+        self.system: int | None = None
+        self.foreign = False
 
     @property
     def status(self) -> ReplicaStatus:
@@ -121,6 +130,23 @@ class Replica:
             log.warning("store.replica_unavailable", extra={"error": str(error)})
         self._status = ReplicaStatus(read_at=self._monotonic())
 
+    async def _same_cluster(self) -> bool:
+        found = await self.db.fetchval("system_identifier")
+        if self.system is None or found == self.system:
+            return True
+        self.foreign = True
+        log.error(
+            "store.replica_foreign",
+            extra={
+                "error": "database.replica_url is not a replica of database_url (another "
+                "cluster's system_identifier): it serves no read",
+                "replica_system": str(found),
+                "primary_system": str(self.system),
+            },
+        )
+        await self.db.close()
+        return False
+
     async def _fresh(self, max_age_s: float) -> ReplicaStatus:
         asked_at = self._monotonic()
         status = self._status
@@ -137,11 +163,15 @@ class Replica:
 
     async def _read(self) -> ReplicaStatus:
         now = self._monotonic()
+        if self.foreign:
+            return ReplicaStatus(read_at=now)
         try:
             async with asyncio.timeout(self.timeout_s):
                 if not self._opened:
                     await self.db.open()
                     self._opened = True
+                    if not await self._same_cluster():
+                        return ReplicaStatus(read_at=now)
                 row = await self.db.fetchrow("replica_status")
         except (StoreError, TimeoutError) as exc:
             if self._status.reachable or self._status.read_at == -math.inf:

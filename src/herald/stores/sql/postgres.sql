@@ -613,6 +613,11 @@ SELECT pg_is_in_recovery() AS standby,
             ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
        END AS lag_s;
 
+-- name: system_identifier
+-- The cluster's identity, the same on a primary and on every standby made from it (and kept
+-- by a standby once promoted): what tells a replica of this database from another server.
+SELECT system_identifier FROM pg_control_system();
+
 -- name: erase_read_positions
 -- Before its keys go: the read positions of an erased workspace's API keys.
 DELETE FROM read_positions WHERE key_id IN (SELECT id FROM api_keys WHERE workspace_id = :id);
