@@ -643,15 +643,6 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _replica_of_postgres(self) -> Settings:
-        # An embedded database has no replica to read from; memory:// (tests) has one copy.
-        if self.database.replica_url is not None and self.database_url.startswith("sqlite://"):
-            raise ValueError(
-                "database.replica_url needs a PostgreSQL database_url: SQLite has no replicas"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _home_region(self) -> Settings:
         """With regions: the home region's database is ``database_url`` (an explicit one that
         differs is a mistake, not a choice), and the directory is known."""
@@ -685,6 +676,15 @@ class Settings(BaseSettings):
                     "api.other_regions 'redirect' needs every region's api_url: "
                     + ", ".join(sorted(lacking))
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        # An embedded database has no replica to read from; memory:// (tests) has one copy.
+        if self.database.replica_url is not None and self.database_url.startswith("sqlite://"):
+            raise ValueError(
+                "database.replica_url needs a PostgreSQL database_url: SQLite has no replicas"
+            )
         return self
 
     def in_region(self, name: str) -> Settings:
