@@ -15,15 +15,19 @@ from typing import Any
 import asyncpg
 import httpx
 from cryptography.fernet import Fernet
+from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from herald.api import create_app
 from herald.cli import app as cli_app
 from herald.config import Settings
 from herald.domain import Platform
+from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.simulator import Simulator
 from herald.stores.directory_postgres import PostgresDirectory
 from herald.stores.postgres import PostgresStore
+from herald.types import Regional
 from tests.conftest import PG2_URL, PG_URL, drop_schema
 
 US, EU = "us-east-1", "eu-west-1"
@@ -88,6 +92,15 @@ class Opened:
     us: PostgresStore
     eu: PostgresStore
     directory: PostgresDirectory
+
+    def node(self, settings: Settings, *, serve: bool = True) -> FastAPI:
+        """An API node of ``settings``'s region (us-east-1's store), serving the other
+        region's keys from its database (``serve``) or, without it, redirecting them."""
+        home, other = (self.eu, self.us) if settings.region == EU else (self.us, self.eu)
+        others = {(US if settings.region == EU else EU): other} if serve else {}
+        return create_app(
+            settings, home, validators=VALIDATORS, regional=Regional(self.directory, others)
+        )
 
     def tenancy(self, region: str) -> Tenancy:
         store = self.eu if region == EU else self.us

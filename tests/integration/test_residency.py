@@ -19,16 +19,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from herald.api import create_app
 from herald.cli import app as cli_app
 from herald.demo.servers import OwnRedis
 from herald.domain import WorkspaceHome, utcnow
-from herald.platforms.rules import VALIDATORS
 from herald.simulator import Simulator
-from herald.stores.directory_postgres import PostgresDirectory
-from herald.stores.postgres import PostgresStore
 from herald.testing import eventually
-from herald.types import Regional
 from tests.conftest import PG_URL, new_redis_prefix
 from tests.integration.regions_rig import EU, US, api_client, channel_body, cli, rows_naming
 from tests.integration.test_postgres_process import (  # noqa: F401
@@ -80,12 +75,7 @@ async def test_a_region_the_deployment_lacks_is_refused(two):
 async def test_a_us_api_node_serves_an_eu_key_from_the_eu_database(two, opened):
     eu_key = await opened.tenancy(EU).create_workspace("Agence")
     us_key = await opened.tenancy(US).create_workspace("Agency")
-    app = create_app(
-        two.settings(),
-        opened.us,
-        validators=VALIDATORS,
-        regional=Regional(opened.directory, {EU: opened.eu}),
-    )
+    app = opened.node(two.settings())
     async with api_client(app, eu_key.token) as eu_api, api_client(app, us_key.token) as us_api:
         made = await eu_api.post("/v1/channels", json=channel_body(None))
         assert made.status_code == 201, made.text
@@ -128,9 +118,7 @@ async def test_a_node_that_redirects_sends_an_eu_key_to_the_eu_api(two, opened):
     eu_key = await opened.tenancy(EU).create_workspace("Agence")
     us_key = await opened.tenancy(US).create_workspace("Agency")
     settings = two.settings(api={"other_regions": "redirect"})
-    app = create_app(
-        settings, opened.us, validators=VALIDATORS, regional=Regional(opened.directory)
-    )
+    app = opened.node(settings, serve=False)
     async with api_client(app, eu_key.token) as eu_api:
         answer = await eu_api.post("/v1/posts?dry_run=1", json={"x": 1})
         assert answer.status_code == 307
@@ -150,12 +138,7 @@ async def test_a_node_that_redirects_sends_an_eu_key_to_the_eu_api(two, opened):
 async def test_a_workspace_being_moved_is_refused_until_the_move_ends(two, opened):
     eu_key = await opened.tenancy(EU).create_workspace("Agence")
     settings = two.settings(api={"directory_cache_s": 0})
-    app = create_app(
-        settings,
-        opened.us,
-        validators=VALIDATORS,
-        regional=Regional(opened.directory, {EU: opened.eu}),
-    )
+    app = opened.node(settings)
     workspace = eu_key.key.workspace_id
     await opened.directory.begin_move(workspace, US)
     async with api_client(app, eu_key.token) as eu_api:
@@ -190,7 +173,7 @@ async def test_the_directory_holds_no_content(two, opened):
 
 @pytest.mark.redis
 @pytest.mark.slow
-async def test_each_region_publishes_its_own_workspaces_only(two, sim):  # noqa: F811
+async def test_each_region_publishes_its_own_workspaces_only(two, opened, sim):  # noqa: F811
     broker = OwnRedis()
     broker.start()
     base = pg_engine_env(
@@ -210,18 +193,9 @@ async def test_each_region_publishes_its_own_workspaces_only(two, sim):  # noqa:
     us_ws, us_token = _issued(
         await asyncio.to_thread(cli, env[US], "admin", "create-workspace", "Agency")
     )
-    us, eu = PostgresStore(two.us_url), PostgresStore(two.eu_url)
-    directory = PostgresDirectory(two.directory_url)
-    for part in (us, eu, directory):
-        await part.open()
     processes: list[asyncio.subprocess.Process] = []
     try:
-        app = create_app(
-            two.settings(**_platform_settings(sim)),
-            us,
-            validators=VALIDATORS,
-            regional=Regional(directory, {EU: eu}),
-        )
+        app = opened.node(two.settings(**_platform_settings(sim)))
         ids: dict[str, set[str]] = {}
         accounts: dict[str, set[str]] = {}
         for region, token in ((EU, eu_token), (US, us_token)):
@@ -256,8 +230,6 @@ async def test_each_region_publishes_its_own_workspaces_only(two, sim):  # noqa:
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-        for part in (us, eu, directory):
-            await part.close()
         broker.stop()
 
 

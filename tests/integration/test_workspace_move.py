@@ -11,15 +11,12 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from herald.api import create_app
 from herald.bootstrap import move_workspace
 from herald.cli import app as cli_app
 from herald.domain import utcnow
 from herald.errors import StoreError, WorkspaceBusy
-from herald.platforms.rules import VALIDATORS
 from herald.stores import postgres_move
 from herald.stores.postgres_conn import Query
-from herald.types import Regional
 from tests.integration.regions_rig import EU, US, api_client, channel_body, rows_naming
 
 pytestmark = [pytest.mark.postgres]
@@ -42,12 +39,7 @@ async def populate(two, opened) -> dict:
     """An EU workspace with a channel and its slots, posts (one due later, one waiting for a
     retry, one published with its attempt), a webhook with an event, and a second key."""
     issued = await opened.tenancy(EU).create_workspace("Agence")
-    app = create_app(
-        two.settings(),
-        opened.us,
-        validators=VALIDATORS,
-        regional=Regional(opened.directory, {EU: opened.eu}),
-    )
+    app = opened.node(two.settings())
     later = (utcnow() + timedelta(days=2)).replace(microsecond=0)
     async with api_client(app, issued.token) as api:
         channel = (await api.post("/v1/channels", json=channel_body(None))).json()
@@ -153,12 +145,7 @@ async def test_a_move_copies_everything_then_deletes_it_where_it_was(two, opened
     }
     # Its keys now reach it in its new region, through the same API node (a fresh one: the
     # first keeps the EU database's services, and this test's directory cache).
-    app = create_app(
-        two.settings(region=EU),
-        opened.eu,
-        validators=VALIDATORS,
-        regional=Regional(opened.directory, {US: opened.us}),
-    )
+    app = opened.node(two.settings(region=EU))
     for token in (made["token"], made["second"]["key"]):
         async with api_client(app, token) as api:
             listed = await api.get("/v1/posts")
