@@ -29,6 +29,8 @@ from herald.platforms.registry import build_connectors
 from herald.queues.metrics import QueueBacklog
 from herald.queues.rabbitmq import RabbitQueue
 from herald.queues.redis_streams import RedisStreamQueue
+from herald.service.directory_sync import SyncReport
+from herald.service.directory_sync import sync_directory as sync_rows
 from herald.service.tenancy import Tenancy
 from herald.service.vault import VAULT_REF, Vault, build_resolver
 from herald.service.webhook_sender import WebhookSender
@@ -52,6 +54,7 @@ __all__ = [
     "open_tenancy",
     "run_publishing",
     "running_engine",
+    "sync_directory",
     "webhook_sender",
 ]
 
@@ -228,6 +231,29 @@ async def move_workspace(
         return report
     finally:
         await directory.close()
+
+
+async def sync_directory(settings: Settings, region: str | None = None) -> list[SyncReport]:
+    """Bring the directory in line with ``region``'s database (every region's: None)."""
+    directory = open_directory(settings)
+    if directory is None:
+        raise ConfigError("the directory is for a deployment in several regions (regions)")
+    names = [region] if region is not None else sorted(settings.regions)
+    for name in names:
+        settings.in_region(name)  # an unknown region is refused before anything is read
+    await directory.open()
+    reports = []
+    try:
+        for name in names:
+            store = open_store(settings.in_region(name))
+            await store.open()
+            try:
+                reports.append(await sync_rows(store, directory, name))
+            finally:
+                await store.close()
+    finally:
+        await directory.close()
+    return reports
 
 
 @asynccontextmanager

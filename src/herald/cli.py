@@ -713,10 +713,45 @@ def move_workspace(
     err.print(f"{workspace_id} now lives in {to}")
 
 
+@admin.command("sync-directory")
+def sync_directory(
+    region: Annotated[
+        str | None, typer.Option(help="This region's database only (default: every region's).")
+    ] = None,
+) -> None:
+    """Bring the directory of a deployment in several regions in line with the regions'
+    databases: record the workspaces and keys made before it existed, forget those a failed
+    write left behind, and name what a person must decide."""
+    from herald.bootstrap import sync_directory as sync
+
+    settings = _settings(None, None)
+    reports = _run(sync(settings, region))
+    undecided = False
+    for report in reports:
+        print(
+            f"{report.region}: {len(report.workspaces_added)} workspaces and "
+            f"{report.keys_added} keys recorded, {len(report.orphans_removed)} forgotten"
+        )
+        for workspace in report.elsewhere:
+            undecided = True
+            err.print(
+                f"[yellow]{report.region}: {workspace} is here, but the directory places it in "
+                "another region: see docs/operations.md, Regions[/]"
+            )
+        if report.foreign_channels:
+            undecided = True
+            err.print(
+                f"[yellow]{report.region}: channels of another region, which nothing here "
+                f"publishes: {', '.join(report.foreign_channels)}[/]"
+            )
+    if undecided:
+        raise typer.Exit(1)
+
+
 @admin.command("rotate-keys")
 def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     """Re-encrypt stored secrets with the first of HERALD_SECRET_KEYS (put the new key first,
-    keep the old ones after it until this has run)."""
+    keep the old ones after it until this has run); with regions, in every region's database."""
     from herald.service.vault import Vault, rotate_secrets
 
     settings = _settings(db, database_url)
@@ -725,15 +760,21 @@ def rotate_keys(db: DbOption = None, database_url: UrlOption = None) -> None:
     except HeraldError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
-    report = _run(_with_store(settings, lambda s: rotate_secrets(s, vault)))
-    print(f"channel secrets re-encrypted: {report.channels_rotated}")
-    print(f"webhook secrets re-encrypted: {report.webhooks_rotated}")
-    if not report.complete:
-        # Rotation went on with the others; these were unusable before it and stay so.
-        err.print(
-            "[yellow]no configured key decrypts these secrets: re-authorise the channels and "
-            "re-create the webhooks:[/]\n  " + "\n  ".join(report.unreadable)
-        )
+    complete = True
+    for name in sorted(settings.regions) or [settings.region]:
+        here = settings.in_region(name)
+        report = _run(_with_store(here, lambda s: rotate_secrets(s, vault)))
+        where = f"{name}: " if settings.regions else ""
+        print(f"{where}channel secrets re-encrypted: {report.channels_rotated}")
+        print(f"{where}webhook secrets re-encrypted: {report.webhooks_rotated}")
+        if not report.complete:
+            complete = False
+            # Rotation went on with the others; these were unusable before it and stay so.
+            err.print(
+                f"[yellow]{where}no configured key decrypts these secrets: re-authorise the "
+                "channels and re-create the webhooks:[/]\n  " + "\n  ".join(report.unreadable)
+            )
+    if not complete:
         raise typer.Exit(1)
 
 

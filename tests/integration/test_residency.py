@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from herald.cli import app as cli_app
 from herald.demo.servers import OwnRedis
-from herald.domain import WorkspaceHome, utcnow
+from herald.domain import Platform, WorkspaceHome, utcnow
+from herald.service.tenancy import Tenancy
 from herald.simulator import Simulator
-from herald.testing import eventually
+from herald.testing import channel, eventually
 from tests.conftest import PG_URL, new_redis_prefix
 from tests.integration.regions_rig import EU, US, api_client, channel_body, cli, rows_naming
 from tests.integration.test_postgres_process import (  # noqa: F401
@@ -275,3 +278,69 @@ async def _schedule(
 
 async def _start(env: dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(sys.executable, "-m", "herald.cli", *args, env=env)
+
+
+async def test_sync_directory_records_what_was_made_before_it_and_forgets_orphans(two, opened):
+    # Made while the deployment had one region: no directory was told.
+    legacy = await Tenancy(opened.eu).create_workspace("Agence d'avant")
+    young = WorkspaceHome("ws_being_made", US, utcnow())
+    old = WorkspaceHome("ws_left_behind", US, utcnow() - timedelta(hours=1))
+    for home in (young, old):
+        await opened.directory.add_workspace(home)
+    lines = await asyncio.to_thread(cli, two.env({}), "admin", "sync-directory")
+    assert lines == [
+        f"{EU}: 1 workspaces and 1 keys recorded, 0 forgotten",
+        f"{US}: 0 workspaces and 0 keys recorded, 1 forgotten",
+    ]
+    key = await opened.directory.key(legacy.key.prefix)
+    assert (key.workspace_id, key.region) == (legacy.key.workspace_id, EU)
+    assert await opened.directory.workspace("ws_left_behind") is None
+    assert await opened.directory.workspace("ws_being_made") is not None  # may be in progress
+    # Run again: nothing more to do.
+    again = await asyncio.to_thread(cli, two.env({}), "admin", "sync-directory", "--region", EU)
+    assert again == [f"{EU}: 0 workspaces and 0 keys recorded, 0 forgotten"]
+
+
+async def test_sync_directory_names_a_channel_of_another_region(two, opened):
+    issued = await Tenancy(opened.eu).create_workspace("Agence")
+    made = channel(Platform.FACEBOOK, workspace_id=issued.key.workspace_id, region=US)
+    await opened.eu.add_channels([made])
+    args = ["admin", "sync-directory", "--region", EU]
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, args, env=two.env({}))
+    assert result.exit_code == 1
+    assert made.id in result.output
+
+
+async def test_delete_workspace_finishes_an_erasure_the_directory_missed(two, opened):
+    issued = await opened.tenancy(EU).create_workspace("Agence")
+    workspace = issued.key.workspace_id
+    await opened.eu.erase_workspace(workspace)  # the directory's write then failed
+    env = two.env({})
+    await asyncio.to_thread(
+        cli, env, "admin", "delete-workspace", workspace, "--confirm", workspace
+    )
+    assert await opened.directory.workspace(workspace) is None
+
+
+async def test_a_workspace_being_moved_is_not_deleted(two, opened):
+    issued = await opened.tenancy(EU).create_workspace("Agence")
+    workspace = issued.key.workspace_id
+    await opened.directory.begin_move(workspace, US)
+    args = ["admin", "delete-workspace", workspace, "--confirm", workspace]
+    result = await asyncio.to_thread(CliRunner().invoke, cli_app, args, env=two.env({}))
+    assert result.exit_code == 2
+    assert "being moved" in result.output
+    assert (await opened.eu.get_workspace(workspace)).name == "Agence"
+
+
+async def test_rotate_keys_re_encrypts_every_region_s_database(two, opened):
+    issued = await opened.tenancy(EU).create_workspace("Agence")
+    app = opened.node(two.settings())
+    async with api_client(app, issued.token) as api:
+        made = await api.post("/v1/channels", json=channel_body(None))
+        assert made.status_code == 201, made.text
+    env = two.env({})
+    env["HERALD_SECRET_KEYS"] = f"{Fernet.generate_key().decode()},{env['HERALD_SECRET_KEYS']}"
+    lines = await asyncio.to_thread(cli, env, "admin", "rotate-keys")
+    assert f"{EU}: channel secrets re-encrypted: 1" in lines
+    assert f"{US}: channel secrets re-encrypted: 0" in lines

@@ -188,6 +188,7 @@ def create_app(
             services=app.state.regions,
             redirects=redirects,
             cache_s=settings.api.directory_cache_s,
+            home_has=lambda prefix: _holds_key(store, prefix),
         )
     app.add_middleware(MetricsMiddleware, metrics=app.state.services.metrics)
     app.add_middleware(
@@ -197,6 +198,10 @@ def create_app(
     )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+async def _holds_key(store: Store, prefix: str) -> bool:
+    return await store.api_key_by_prefix(prefix) is not None
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -6,7 +6,12 @@ from that region's database (``api.other_regions = "serve"``: the route runs on 
 services) or redirected to that region's API (``"redirect"``: 307, method and body kept). A
 workspace being moved between regions is refused (503 with ``Retry-After``) until the move is
 over, so nothing is written to the copy being left. A key the directory does not know goes on
-to this node's region, whose database refuses it if it is not there either.
+to this node's region, whose database refuses it if it is not there either; so does a key
+whose secret or revocation the directory's record refutes: where a workspace lives, or where
+it is going, is told only to its own key.
+
+While the directory cannot be read, the keys this region's database holds are served as
+always, and the others are answered 503 (not 401: they may be good in another region).
 
 The directory's answers are kept ``api.directory_cache_s`` per key prefix (a move waits that
 long before it copies, see ``herald admin move-workspace``), so a busy key costs the directory
@@ -16,8 +21,9 @@ one read every few seconds, not one per request.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from starlette.datastructures import Headers
@@ -34,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MOVING_RETRY_S", "RegionRouter"]
 
+log = logging.getLogger("herald.api")
+
 #: What a caller of a workspace being moved is told to wait before asking again.
 MOVING_RETRY_S = 30
 
@@ -48,10 +56,12 @@ class RegionRouter:
         services: Mapping[str, Services],
         redirects: Mapping[str, str],
         cache_s: float,
+        home_has: Callable[[str], Awaitable[bool]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``services``: each other region's, to serve from; ``redirects``: each other
-        region's API address, to redirect to (one of the two is empty)."""
+        region's API address, to redirect to (one of the two is empty); ``home_has``: whether
+        this region's database holds the key of a prefix (asked when the directory is away)."""
         self.app = app
         self._region = region
         self._directory = directory
@@ -60,6 +70,8 @@ class RegionRouter:
         self._cache_s = cache_s
         self._clock = clock
         self._cache: dict[str, tuple[float, KeyHome | None]] = {}
+        self._home_has = home_has
+        self._directory_down = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,17 +82,19 @@ class RegionRouter:
         if match is None:
             await self.app(scope, receive, send)  # no key: this region's routes say why
             return
+        prefix, secret = match.group(1), match.group(2)
         try:
-            home = await self._home(match.group(1))
-        except StoreError:
-            response = problem_response(
-                503,
-                "the directory of workspaces cannot be read now: try again shortly",
-                headers={"Retry-After": "5"},
-            )
-            await response(scope, receive, send)
+            home = await self._home(prefix)
+        except StoreError as exc:
+            await self._without_directory(scope, receive, send, prefix, exc)
             return
         if home is None or (home.region == self._region and home.moving_to is None):
+            await self.app(scope, receive, send)
+            return
+        # From here the answer says something of the workspace (where it lives, where it is
+        # going): only to its own live key. Anything else goes on to this region's routes,
+        # whose database refuses it as an unknown key.
+        if home.revoked or not hmac.compare_digest(home.digest, hash_secret(secret)):
             await self.app(scope, receive, send)
             return
         if home.moving_to is not None:
@@ -99,9 +113,7 @@ class RegionRouter:
             await self.app(scope, receive, send)
             return
         target = self._redirects.get(home.region)
-        # Only a key that is the caller's is told where its workspace lives.
-        genuine = hmac.compare_digest(home.digest, hash_secret(match.group(2)))
-        if target is None or not genuine or home.revoked:
+        if target is None:
             await self.app(scope, receive, send)
             return
         query = scope.get("query_string", b"").decode("latin-1")
@@ -114,12 +126,36 @@ class RegionRouter:
         )
         await response(scope, receive, send)
 
+    async def _without_directory(
+        self, scope: Scope, receive: Receive, send: Send, prefix: str, error: StoreError
+    ) -> None:
+        """The directory cannot be read: a key this region's database holds is served as
+        always (its workspace lives here, unless a move is under way, which refuses its writes
+        here anyway); any other is answered 503, never 401: the key may be good elsewhere."""
+        if not self._directory_down:
+            self._directory_down = True
+            log.warning("api.directory_unavailable", extra={"error": str(error)})
+        try:
+            here = await self._home_has(prefix)
+        except StoreError:
+            here = False
+        if here:
+            await self.app(scope, receive, send)
+            return
+        response = problem_response(
+            503,
+            "the directory of workspaces cannot be read now: try again shortly",
+            headers={"Retry-After": "5"},
+        )
+        await response(scope, receive, send)
+
     async def _home(self, prefix: str) -> KeyHome | None:
         now = self._clock()
         cached = self._cache.get(prefix)
         if cached is not None and cached[0] > now:
             return cached[1]
         found = await self._directory.key(prefix)
+        self._directory_down = False
         if self._cache_s > 0:
             if len(self._cache) > 100_000:
                 self._cache.clear()  # bounded: a flood of made-up prefixes cannot grow it

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from herald.domain import DEFAULT_WORKSPACE, ApiKey, Workspace, WorkspaceHome, new_id, utcnow
-from herald.errors import Conflict, InvalidInput, Unauthenticated
+from herald.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from herald.service.ownership import owned_one
 from herald.types import Catalog, Directory
 
@@ -124,9 +124,22 @@ class Tenancy:
                 "the default workspace holds what is made without one (the CLI's channels); "
                 "it cannot be deleted"
             )
-        counts = await self._store.erase_workspace(workspace_id)
-        if self._directory is not None:
-            await self._directory.remove_workspace(workspace_id)
+        if self._directory is None:
+            return await self._store.erase_workspace(workspace_id)
+        home = await self._directory.workspace(workspace_id)
+        if home is not None and home.moving_to is not None:
+            raise Conflict(
+                f"workspace {workspace_id!r} is being moved to {home.moving_to}: finish the "
+                "move (or give it up) first"
+            )
+        try:
+            counts = await self._store.erase_workspace(workspace_id)
+        except NotFound:
+            if home is None:
+                raise
+            # Erased before, and the directory not told (its write failed): finish that.
+            counts = {}
+        await self._directory.remove_workspace(workspace_id)
         return counts
 
     async def list_keys(self, workspace_id: str) -> list[ApiKey]:
