@@ -6,12 +6,13 @@ passing on the real manifests and failing on a copy with a violation planted.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
+from typing import Any, get_origin
 from unittest.mock import patch
 
 import typer.main
@@ -582,6 +583,17 @@ SECRET_SAMPLES = {
     "rabbitmq-url": "amqp://herald:herald@rabbitmq:5672/herald",
     "secret-keys": "dGhpcnR5LXR3by1ieXRlcy1vZi1yYW5kb20tZGF0YS4=",
     "metrics-token": "token",
+    # overlays/data-residency: every region's database (JSON), and the directory.
+    "regions": json.dumps(
+        {
+            region: {
+                "database_url": f"postgresql://herald@postgres.{region}:5432/herald",
+                "api_url": f"https://{region}.herald.example.com",
+            }
+            for region in ("us-east-1", "eu-west-1")
+        }
+    ),
+    "directory-url": "postgresql://herald@directory.us-east-1:5432/directory",
 }
 
 
@@ -594,6 +606,11 @@ def _names_a_setting(variable: str) -> bool:
         if fields is None or part not in fields:
             return False
         annotation = fields[part].annotation
+        if get_origin(annotation) is dict:
+            # A mapping is one value, given whole as JSON (HERALD_REGIONS: region -> its
+            # settings), though its values are models.
+            model = annotation
+            continue
         models = [a for a in getattr(annotation, "__args__", ()) if hasattr(a, "model_fields")]
         model = models[0] if models else annotation
     return not hasattr(model, "model_fields")  # a value, not a whole section

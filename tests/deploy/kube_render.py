@@ -53,7 +53,15 @@ def kubectl() -> str | None:
 
 
 def overlay_names() -> list[str]:
-    return sorted(p.name for p in OVERLAYS.iterdir() if (p / "kustomization.yaml").exists())
+    """Every overlay, by its path under overlays/: a directory with a Kustomization, or one
+    level below (overlays/data-residency/<region>: one per region's cluster). Components
+    beside them (data-residency/residency) are parts, not overlays."""
+    found = [*OVERLAYS.glob("*/kustomization.yaml"), *OVERLAYS.glob("*/*/kustomization.yaml")]
+    return sorted(
+        p.parent.relative_to(OVERLAYS).as_posix()
+        for p in found
+        if yaml.safe_load(p.read_text()).get("kind") == "Kustomization"
+    )
 
 
 @functools.cache

@@ -43,7 +43,14 @@ def rendered(request: pytest.FixtureRequest) -> list[Obj]:
 
 
 def test_the_overlays_are_the_documented_ones():
-    assert OVERLAY_NAMES == ["hpa", "multi-region", "single-region", "single-region-redis-streams"]
+    assert OVERLAY_NAMES == [
+        "data-residency/eu-west-1",
+        "data-residency/us-east-1",
+        "hpa",
+        "multi-region",
+        "single-region",
+        "single-region-redis-streams",
+    ]
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
@@ -78,7 +85,17 @@ def test_every_overlay_keeps_the_rules(overlay: str, rule: str):
     assert policies.ALL[rule](render(OVERLAYS / overlay)) == []
 
 
-@pytest.mark.parametrize("overlay", ["single-region", "single-region-redis-streams", "hpa"])
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        "single-region",
+        "single-region-redis-streams",
+        "hpa",
+        # each region's cluster of a deployment with data residency is one region of its own
+        "data-residency/us-east-1",
+        "data-residency/eu-west-1",
+    ],
+)
 def test_one_region_scales_each_platform_between_5_and_100(overlay: str):
     objects = render(OVERLAYS / overlay)
     assert len(workers(objects)) == 4

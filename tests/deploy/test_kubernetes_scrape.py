@@ -108,7 +108,7 @@ def _expected(objects: list[Obj]) -> dict[str, set[tuple[str, str, str]]]:
     return out
 
 
-@pytest.mark.parametrize("overlay", ["single-region", "multi-region"])
+@pytest.mark.parametrize("overlay", ["single-region", "multi-region", "data-residency/eu-west-1"])
 def test_each_job_scrapes_every_pod_of_its_role_on_its_metrics_port(overlay: str):
     objects = render(OVERLAYS / overlay)
     assert _scraped(objects) == _expected(objects)
