@@ -75,20 +75,29 @@ def _secret_key(container: Obj, variable: str) -> str | None:
 
 
 def regions_from_secret(objects: list[Obj]) -> list[str]:
-    """Every container reads HERALD_REGIONS and HERALD_DIRECTORY_URL from herald-secrets'
-    ``regions`` and ``directory-url``, and no HERALD_DATABASE_URL (its database is its
-    region's); the API serves the other region's keys (api.other_regions = serve)."""
+    """The API and the migration read HERALD_REGIONS and HERALD_DIRECTORY_URL from
+    herald-secrets' ``regions`` and ``directory-url``, and no HERALD_DATABASE_URL (their
+    database is their region's); the dispatcher and workers read only this region's database
+    (``database-url``), never the regions: no other region's password is in their pods. The
+    API serves the other region's keys (api.other_regions = serve)."""
     problems = []
     for obj in workloads(objects):
+        engine = _role(obj) in ("dispatcher", "worker")
         for c in _containers(obj):
             for variable, key in SECRET_KEYS.items():
-                if _secret_key(c, variable) != key:
+                found = _secret_key(c, variable)
+                if engine and found is not None:
+                    problems.append(f"{name(obj)}: {variable} in an engine's pod")
+                elif not engine and found != key:
                     problems.append(f"{name(obj)}: {variable} not from herald-secrets' {key}")
             env = _environment(c, objects)
             if isinstance(env, str):
                 problems.append(f"{name(obj)}: {env}")
                 continue
-            if "HERALD_DATABASE_URL" in env:
+            own = _secret_key(c, "HERALD_DATABASE_URL")
+            if engine and own != "database-url":
+                problems.append(f"{name(obj)}: its region's database not from database-url")
+            if not engine and "HERALD_DATABASE_URL" in env:
                 problems.append(f"{name(obj)}: HERALD_DATABASE_URL beside the regions")
             other_regions = env.get("HERALD_API__OTHER_REGIONS")
             if _role(obj) == "api" and other_regions != "serve":

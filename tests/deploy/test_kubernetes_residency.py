@@ -85,18 +85,26 @@ def test_each_region_s_engines_run_with_its_own_region(region: str):
 
 
 @pytest.mark.parametrize("region", residency.REGIONS)
-def test_every_role_reads_the_regions_and_the_directory_from_the_secret(region: str):
+def test_the_api_and_migration_read_the_regions_the_engines_their_own_database(region: str):
     for obj in workloads(_render(region)):
         env = {e["name"]: e for e in pod_spec(obj)["containers"][0]["env"]}
-        refs = {
-            variable: env[variable]["valueFrom"]["secretKeyRef"]
-            for variable in residency.SECRET_KEYS
-        }
-        assert refs == {
-            "HERALD_REGIONS": {"name": "herald-secrets", "key": "regions"},
-            "HERALD_DIRECTORY_URL": {"name": "herald-secrets", "key": "directory-url"},
-        }
-        assert "HERALD_DATABASE_URL" not in env
+        if name(obj) in ("herald-api", "herald-migrate"):
+            refs = {
+                variable: env[variable]["valueFrom"]["secretKeyRef"]
+                for variable in residency.SECRET_KEYS
+            }
+            assert refs == {
+                "HERALD_REGIONS": {"name": "herald-secrets", "key": "regions"},
+                "HERALD_DIRECTORY_URL": {"name": "herald-secrets", "key": "directory-url"},
+            }
+            assert "HERALD_DATABASE_URL" not in env
+        else:
+            # Every region's database passwords stay out of the engines' pods.
+            assert not set(residency.SECRET_KEYS) & env.keys(), name(obj)
+            assert env["HERALD_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+                "name": "herald-secrets",
+                "key": "database-url",
+            }
 
 
 @pytest.mark.parametrize("region", residency.REGIONS)
@@ -198,10 +206,20 @@ VIOLATIONS: list[tuple[str, str, Plant]] = [
     (
         "regions_from_secret",
         "a database URL beside the regions",
-        lambda o: _env_of(o, "herald-worker-youtube").append(
+        lambda o: _env_of(o, "herald-api").append(
             {
                 "name": "HERALD_DATABASE_URL",
                 "valueFrom": {"secretKeyRef": {"name": "herald-secrets", "key": "database-url"}},
+            }
+        ),
+    ),
+    (
+        "regions_from_secret",
+        "every region's databases in a worker's pod",
+        lambda o: _env_of(o, "herald-worker-youtube").append(
+            {
+                "name": "HERALD_REGIONS",
+                "valueFrom": {"secretKeyRef": {"name": "herald-secrets", "key": "regions"}},
             }
         ),
     ),
