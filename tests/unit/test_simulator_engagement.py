@@ -58,8 +58,8 @@ def publish(
     text: str = "",
     platform: Platform = FB,
 ) -> float:
-    record = PostRecord(platform, account, post_id, text, at, True)
-    return engagement.record(record, kind).expected
+    engagement.record(PostRecord(platform, account, post_id, text, at, True), kind)
+    return engagement.expected(platform, post_id)
 
 
 # -- the cycles ----------------------------------------------------------------------------------

@@ -131,32 +131,38 @@ class Engagement:
         self._name_of = name_of
         self._accounts: dict[tuple[Platform, str], _Account] = {}
         self._posts: dict[tuple[Platform, str], PostTruth] = {}
+        self._pending: dict[tuple[Platform, str], tuple[PostRecord, ContentKind, float | None]] = {}
         self._draws: dict[tuple[Platform, str], _Draw] = {}
 
     # -- the ground truth -------------------------------------------------------------------
     def audience(self, platform: Platform, account: str) -> Audience:
         return self._account(platform, account).audience
 
-    def record(self, record: PostRecord, kind: ContentKind) -> PostTruth:
-        """A post was published: fix its expectation (spacing counts from the previous)."""
-        platform, account, at = record.platform, record.account, record.created_at
-        length = len(record.text) + len(record.title or "")
-        state = self._account(platform, account)
-        gap = None if state.last_post_at is None else at - state.last_post_at
-        expected = state.audience.expected(at, kind, length, gap)
-        truth = PostTruth(platform, account, record.post_id, at, kind, length, gap, expected)
-        self._posts[(platform, record.post_id)] = truth
+    def record(self, record: PostRecord, kind: ContentKind) -> None:
+        """A post was published: note what its expectation depends on (spacing counts from
+        the account's previous post). The expectation itself is worked out when first asked
+        for, so a benchmark publishing thousands of posts a second pays next to nothing."""
+        state = self._account(record.platform, record.account)
+        gap = None if state.last_post_at is None else record.created_at - state.last_post_at
+        self._pending[(record.platform, record.post_id)] = (record, kind, gap)
         state.posts.append(record.post_id)
-        state.last_post_at = at
-        return truth
+        state.last_post_at = record.created_at
 
     def post(self, platform: Platform, post_id: str) -> PostTruth | None:
-        return self._posts.get((platform, post_id))
+        key = (platform, post_id)
+        truth = self._posts.get(key)
+        if truth is None and key in self._pending:
+            record, kind, gap = self._pending.pop(key)
+            at, length = record.created_at, len(record.text) + len(record.title or "")
+            expected = self.audience(platform, record.account).expected(at, kind, length, gap)
+            truth = PostTruth(platform, record.account, post_id, at, kind, length, gap, expected)
+            self._posts[key] = truth
+        return truth
 
     def posts(self, platform: Platform, account: str) -> list[PostTruth]:
         state = self._accounts.get((platform, account))
-        ids = state.posts if state is not None else []
-        return [self._posts[(platform, post_id)] for post_id in ids]
+        truths = (self.post(platform, post_id) for post_id in (state.posts if state else []))
+        return [truth for truth in truths if truth is not None]
 
     def expected(self, platform: Platform, post_id: str, age_s: float | None = None) -> float:
         """Expected interactions of a published post at ``age_s`` (at full age if None)."""
@@ -193,7 +199,7 @@ class Engagement:
         return state
 
     def _require(self, platform: Platform, post_id: str) -> PostTruth:
-        truth = self._posts.get((platform, post_id))
+        truth = self.post(platform, post_id)
         if truth is None:
             raise KeyError(f"no published {platform.value} post {post_id!r}")
         return truth
