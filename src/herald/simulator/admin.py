@@ -236,7 +236,7 @@ async def _media_url(request: web.Request) -> web.Response:
     return web.json_response({"url": url})
 
 
-@_routes.get(_ACCOUNT.replace("/_sim/accounts", "/_sim/engagement") + "/truth")
+@_routes.get("/_sim/engagement/{platform}/{external_id}/truth")
 async def _truth(request: web.Request) -> web.Response:
     sim = request.app[_SIM]
     platform, external_id = _account_path(request)
