@@ -196,6 +196,7 @@ class GraphEdge(StrEnum):
     POSTS = "posts"  # GET: the posts the Page made (the simulator lists the same)
     MEDIA = "media"  # POST: an Instagram container; GET: the account's media
     MEDIA_PUBLISH = "media_publish"  # POST: publish a finished container
+    INSIGHTS = "insights"  # GET: a Page post's or an Instagram media's lifetime metrics
 
 
 # -- Instagram (Graph API) --------------------------------------------------------------------
@@ -237,6 +238,8 @@ class LinkedInPath(StrEnum):
 
     POSTS = "/rest/posts"
     IMAGES = "/rest/images"
+    SOCIAL_ACTIONS = "/rest/socialActions"  # GET /{urn}: a post's likes and comments summary
+    POST_ANALYTICS = "/rest/memberCreatorPostAnalytics"  # GET ?q=entity: a member post's counts
 
 
 class LinkedInHeader(StrEnum):

@@ -21,6 +21,13 @@ simulator running in its own process (see :class:`~.client.SimulatorClient`).
     GET  /_sim/media-url?kind=&name=&bytes=            {"url"}
     GET  /media/<kind>/<name>?bytes=                   the media file (see :mod:`.media`)
     POST /_sim/clock/advance       {seconds}           {"now"}
+    GET  /_sim/engagement/{platform}/{id}/truth?week_of=&content=&length=
+                                                       {"zone", "hours": [168], "audience"}
+    GET  /_sim/engagement/{platform}/posts/{post_id}?age_s=
+                                                       {"expected", "post"}
+
+The engagement routes hand the ground truth to evaluation tooling; the platforms' own ports
+never show it.
 
 Errors: 400 ``{"error"}`` for bad input, 404 for an unknown account.
 
@@ -31,6 +38,7 @@ leaves the files its posts link to within reach.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -226,6 +234,50 @@ async def _media_url(request: web.Request) -> web.Response:
     except ValueError as exc:
         return _error(400, str(exc))
     return web.json_response({"url": url})
+
+
+@_routes.get("/_sim/engagement/{platform}/{external_id}/truth")
+async def _truth(request: web.Request) -> web.Response:
+    sim = request.app[_SIM]
+    platform, external_id = _account_path(request)
+    account = next((a for a in sim.accounts(platform) if a.external_id == external_id), None)
+    if account is None:
+        raise UnknownAccount(platform, external_id)
+    query = request.query
+    try:
+        week_of = float(query["week_of"]) if "week_of" in query else None
+        length = int(query["length"]) if "length" in query else None
+        hours = sim.engagement_truth(
+            account, week_of=week_of, content=query.get("content"), length=length
+        )
+    except ValueError as exc:
+        return _error(400, str(exc))
+    audience = sim.audience(account)
+    return web.json_response(
+        {
+            "zone": str(audience.zone),
+            "hours": hours,
+            "audience": audience.spec.model_dump(mode="json"),
+        }
+    )
+
+
+@_routes.get("/_sim/engagement/{platform}/posts/{post_id}")
+async def _post_truth(request: web.Request) -> web.Response:
+    sim = request.app[_SIM]
+    platform = _platform(request.match_info["platform"])
+    post_id = request.match_info["post_id"]
+    truth = sim.post_truth(platform, post_id)
+    if truth is None:
+        return _error(404, f"no published {platform.value} post {post_id!r}")
+    raw_age = request.query.get("age_s")
+    try:
+        age_s = None if raw_age is None else float(raw_age)
+    except ValueError:
+        return _error(400, "age_s must be a number")
+    post = {**asdict(truth), "platform": platform.value, "kind": truth.kind.value}
+    expected = sim.expected_engagement(platform, post_id, age_s=age_s)
+    return web.json_response({"expected": expected, "post": post})
 
 
 @_routes.post("/_sim/clock/advance")

@@ -9,6 +9,7 @@ port (see :mod:`.admin`).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -181,6 +182,29 @@ class SimulatorClient(Lifecycle):
     async def advance_clock(self, seconds: float) -> float:
         raw = await self._t.send("POST", "/_sim/clock/advance", {"seconds": seconds})
         return float(raw["now"])
+
+    async def engagement_truth(
+        self,
+        platform: Platform | str,
+        external_id: str,
+        *,
+        week_of: float | None = None,
+        content: str | None = None,
+        length: int | None = None,
+    ) -> list[float]:
+        """:meth:`Simulator.engagement_truth` of a simulator in its own process."""
+        params = {"week_of": week_of, "content": content, "length": length}
+        path = f"/_sim/engagement/{Platform(platform).value}/{external_id}/truth"
+        raw = await self._t.get(path, **{k: str(v) for k, v in params.items() if v is not None})
+        return [float(value) for value in raw["hours"]]
+
+    async def expected_engagement(
+        self, platform: Platform | str, post_id: str, *, age_s: float | None = None
+    ) -> float:
+        """:meth:`Simulator.expected_engagement` of a simulator in its own process."""
+        path = f"/_sim/engagement/{Platform(platform).value}/posts/{quote(post_id, safe='')}"
+        params = {} if age_s is None else {"age_s": str(age_s)}
+        return float((await self._t.get(path, **params))["expected"])
 
     async def _account_call(self, platform: Platform | str, external_id: str, action: str) -> Any:
         kind = Platform(platform)

@@ -11,8 +11,9 @@ import math
 import random
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from herald.constants import GraphCode
 from herald.domain import Platform
@@ -22,17 +23,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_LISTING_LAG",
+    "AudienceSpec",
     "CallFaults",
     "CallKind",
+    "ContentKind",
     "DuplicateCheck",
+    "EngagementSim",
     "FacebookSim",
     "FaultConfig",
     "InstagramSim",
     "LatencyModel",
     "LinkedInSim",
     "ListingLag",
+    "Peak",
     "SimulatorConfig",
     "YouTubeSim",
+    "ZoneShare",
 ]
 
 # z-score of the 99th percentile of the standard normal distribution.
@@ -274,6 +280,145 @@ class YouTubeSim(BaseModel):
     session_ttl_s: float = Field(default=7 * 86_400.0, gt=0, description="resumable session life")
 
 
+class ContentKind(StrEnum):
+    """What a post carries, as far as its audience's response tells posts apart."""
+
+    TEXT = "text"
+    LINK = "link"
+    IMAGE = "image"
+    CAROUSEL = "carousel"
+    VIDEO = "video"
+
+
+class ZoneShare(BaseModel):
+    """A share of an account's audience that lives in one time zone (IANA name)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zone: str = "UTC"
+    share: float = Field(default=1.0, gt=0)
+
+    @field_validator("zone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {zone!r}") from exc
+        return zone
+
+
+class Peak(BaseModel):
+    """A daily bump of activity at a local hour (a von Mises bump on the day's circle)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hour: float = Field(ge=0, lt=24, description="local hour of day of the bump's top")
+    width_hours: float = Field(default=2.5, gt=0, le=12, description="its standard deviation")
+    weight: float = Field(default=1.0, gt=0)
+
+
+class AudienceSpec(BaseModel):
+    """One account's audience: the hidden truth its posts' engagement is drawn from
+    (:mod:`.audience`). Pinned per account name in :class:`EngagementSim`, or drawn from the
+    seed; every field has a default, so a pin names only what a test or a study cares about.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    zones: tuple[ZoneShare, ...] = Field(default=(ZoneShare(),), min_length=1)
+    peaks: tuple[Peak, ...] = Field(default=(Peak(hour=12.0), Peak(hour=19.0)), min_length=1)
+    floor: float = Field(default=0.15, ge=0, description="activity between the peaks")
+    weekdays: tuple[float, ...] = Field(
+        default=(1.0,) * 7, min_length=7, max_length=7, description="Monday..Sunday weights"
+    )
+    mean_engagement: float = Field(
+        default=100.0,
+        gt=0,
+        description="interactions a post gets at full age, on the week's average hour, with "
+        "the platform's reference content at the best length and no spacing penalty",
+    )
+    dispersion: float = Field(
+        default=3.0, gt=0, description="gamma-Poisson shape k: variance = mu + mu^2 / k"
+    )
+    content: dict[ContentKind, float] = Field(
+        default_factory=dict, description="multiplier by content kind (missing: 1)"
+    )
+    best_length: int = Field(default=120, ge=0, description="text length (chars) liked most")
+    length_effect: float = Field(
+        default=0.25, ge=0, lt=1, description="share of engagement lost far from best_length"
+    )
+    fast_share: float = Field(default=0.75, ge=0, le=1, description="interactions of the rush")
+    fast_hours: float = Field(default=2.0, gt=0, description="mean delay within the rush")
+    slow_hours: float = Field(default=24.0, gt=0, description="mean delay of the long tail")
+    spacing_penalty: float = Field(
+        default=0.4, ge=0, lt=1, description="share lost by a post right after the previous one"
+    )
+    spacing_hours: float = Field(default=4.0, gt=0, description="e-folding time of that loss")
+    impressions_per_engagement: float = Field(default=20.0, ge=1)
+    reach_share: float = Field(default=0.75, gt=0, le=1, description="reach / impressions")
+
+    @field_validator("weekdays")
+    @classmethod
+    def _positive_days(cls, weekdays: tuple[float, ...]) -> tuple[float, ...]:
+        if any(weight <= 0 for weight in weekdays):
+            raise ValueError("weekday weights must be > 0")
+        return weekdays
+
+
+def _span(low: float, high: float) -> tuple[float, float]:
+    return (low, high)
+
+
+class EngagementSim(BaseModel):
+    """How every account's audience is drawn from the seed, unless pinned by its name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean_engagement: dict[Platform, tuple[float, float]] = Field(
+        default_factory=lambda: {
+            Platform.FACEBOOK: _span(20.0, 200.0),
+            Platform.INSTAGRAM: _span(40.0, 400.0),
+            Platform.LINKEDIN: _span(10.0, 120.0),
+            Platform.YOUTUBE: _span(15.0, 150.0),
+        },
+        description="log-uniform range of an account's mean interactions per post",
+    )
+    dispersion: tuple[float, float] = Field(default=(1.5, 6.0), description="range of k")
+    zones: tuple[str, ...] = Field(
+        default=(
+            "America/New_York",
+            "America/Chicago",
+            "America/Los_Angeles",
+            "America/Sao_Paulo",
+            "Europe/London",
+            "Europe/Berlin",
+            "Africa/Lagos",
+            "Asia/Kolkata",
+            "Asia/Singapore",
+            "Asia/Tokyo",
+            "Australia/Sydney",
+        ),
+        min_length=1,
+        description="the time zones audiences are drawn from",
+    )
+    mixed_share: float = Field(
+        default=0.3, ge=0, le=1, description="share of accounts whose audience spans two zones"
+    )
+    audiences: dict[str, AudienceSpec] = Field(
+        default_factory=dict, description="audiences pinned by account name"
+    )
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> Self:
+        spans = [self.dispersion, *self.mean_engagement.values()]
+        if any(not 0 < low <= high for low, high in spans):
+            raise ValueError("ranges must be (low, high) with 0 < low <= high")
+        for zone in self.zones:
+            ZoneShare(zone=zone)
+        return self
+
+
 class SimulatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -285,6 +430,7 @@ class SimulatorConfig(BaseModel):
     latency_by_platform: dict[Platform, LatencyModel] = Field(default_factory=dict)
     listing_lag: ListingLag = Field(default_factory=ListingLag)
     faults: dict[Platform, FaultConfig] = Field(default_factory=dict)
+    engagement: EngagementSim = Field(default_factory=EngagementSim)
     seed: int = 0
     graph_version: str = Field(default="v23.0", pattern=r"^v\d+\.\d+$")
     request_log_limit: int = Field(

@@ -1,14 +1,17 @@
-"""The state every simulated platform shares: clock, ids, accounts, audit and dice."""
+"""The state every simulated platform shares: clock, ids, accounts, audit, dice and the
+engagement ground truth."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 
+from herald.domain import Platform
 from herald.simulator.accounts import Accounts
-from herald.simulator.audit import Audit
+from herald.simulator.audit import Audit, PostRecord
 from herald.simulator.clock import SimClock
-from herald.simulator.config import SimulatorConfig
+from herald.simulator.config import ContentKind, SimulatorConfig
+from herald.simulator.engagement import Engagement
 from herald.simulator.faults import Dice
 from herald.simulator.ids import IdFactory
 
@@ -25,7 +28,17 @@ class SimContext:
         )
         self.audit = Audit(config.request_log_limit)
         self.dice = Dice(config)
+        self.engagement = Engagement(config, self._name_of)
         self._closing = asyncio.Event()
+
+    def published(self, record: PostRecord, kind: ContentKind) -> None:
+        """A post was committed: the audit records it, the ground truth fixes its worth."""
+        self.audit.post(record)
+        self.engagement.record(record, kind)
+
+    def _name_of(self, platform: Platform, external_id: str) -> str:
+        account = self.accounts.get(platform, external_id)
+        return "" if account is None else account.name
 
     async def hang(self, seconds: float) -> None:
         """Hold a request for ``seconds``, or less if the simulator is shutting down."""

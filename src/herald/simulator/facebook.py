@@ -1,5 +1,6 @@
 """Facebook Pages on the Graph API: feed posts, photos, the Page's listings (``feed``,
-``posts``, ``published_posts``) and a post read by its id.
+``posts``, ``published_posts``), a post read by its id (with its ``reactions``,
+``comments`` and ``shares``) and its ``insights`` (see :mod:`.graph_insights`).
 
 Every authenticated request on a Page is one call against the Page's rolling-24 h limit
 (4800 x engaged users) and the app's rolling-1 h limit (200 x daily active users), as in
@@ -32,7 +33,7 @@ from aiohttp import web
 from herald.constants import GraphCode, GraphEdge
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
-from herald.simulator.config import CallKind
+from herald.simulator.config import CallKind, ContentKind
 from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
@@ -46,6 +47,13 @@ from herald.simulator.graph import (
     not_found,
     require_node,
     throttled,
+)
+from herald.simulator.graph_insights import (
+    POST_METRICS,
+    insights_answer,
+    metric_names,
+    post_fields,
+    split_fields,
 )
 from herald.simulator.graph_listing import graph_listing
 from herald.simulator.graph_params import graph_bool
@@ -110,6 +118,12 @@ def _json_text(value: Any) -> Any:
         return value
 
 
+def _feed_kind(photos: int, link: bool) -> ContentKind:
+    if photos:
+        return ContentKind.IMAGE if photos == 1 else ContentKind.CAROUSEL
+    return ContentKind.LINK if link else ContentKind.TEXT
+
+
 def _fields(request: web.Request) -> tuple[str, ...]:
     raw = request.query.get("fields")
     return tuple(raw.split(",")) if raw else _DEFAULT_FIELDS
@@ -139,6 +153,10 @@ class FacebookSim:
                 web.get(VERSION + "/{node}/" + edge, self._read(self.published_posts))
                 for edge in (GraphEdge.PUBLISHED_POSTS, GraphEdge.FEED, GraphEdge.POSTS)
             ),
+            web.get(VERSION + "/{node}/" + GraphEdge.INSIGHTS, self._read(self.insights)),
+            web.get(
+                VERSION + "/{node}/" + GraphEdge.INSIGHTS + "/{metric}", self._read(self.insights)
+            ),
             web.get(VERSION + "/{node}", self._read(self.read_node)),
             web.route("*", "/{tail:.*}", catch_all),
         ]
@@ -160,9 +178,10 @@ class FacebookSim:
             raise _invalid("Missing message or attachment")
         text = message or ""
         self._refuse_duplicate(page, text, link or "", headers)
+        kind = _feed_kind(len(photos), bool(link))
 
         def commit(delivered: bool) -> web.StreamResponse:
-            post_id = self._publish(node, page, text, link or "", delivered)
+            post_id = self._publish(node, page, text, link or "", delivered, kind=kind)
             for photo in photos:
                 photo.attached = True
             return web.json_response({"id": post_id}, headers=headers)
@@ -190,7 +209,7 @@ class FacebookSim:
             page.photos[photo.id] = photo
             if not published:
                 return web.json_response({"id": photo.id}, headers=headers)
-            post_id = self._publish(node, page, caption, url, delivered)
+            post_id = self._publish(node, page, caption, url, delivered, kind=ContentKind.IMAGE)
             return web.json_response({"id": photo.id, "post_id": post_id}, headers=headers)
 
         return await with_faults(self._ctx, _FB, node, self._answers, commit)
@@ -219,12 +238,32 @@ class FacebookSim:
             page = self._ctx.accounts.get(_FB, account)
             name = page.name if page is not None else account
             return web.json_response({"name": name, "id": account}, headers=headers)
-        post = self._pages[account].by_id.get(node) if node.startswith(f"{account}_") else None
-        if post is None:
-            raise not_found(node, request.method)
-        return web.json_response(self._render(post, _fields(request)), headers=headers)
+        post = self._post(account, node, request.method)
+        out: dict[str, Any] = self._render(post, _fields(request))
+        wanted = split_fields(request.query.get("fields", ""))
+        if any(name in ("reactions", "comments", "shares") for name, _ in wanted):
+            observed = self._ctx.engagement.observe(_FB, post.id, self._ctx.clock.now())
+            out |= post_fields(observed, wanted)
+        return web.json_response(out, headers=headers)
+
+    async def insights(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{page-post-id}/insights?metric=...`` or ``/insights/{metric}``: a Page
+        post's lifetime metrics at its age, by the token of its Page."""
+        account = await enter(request, self._ctx, _FB)
+        headers = self._meter(account)
+        post = self._post(account, request.match_info["node"], request.method)
+        observed = self._ctx.engagement.observe(_FB, post.id, self._ctx.clock.now())
+        answer = insights_answer(post.id, metric_names(request), observed, POST_METRICS)
+        return web.json_response(answer, headers=headers)
 
     # -- steps ----------------------------------------------------------------------------
+    def _post(self, account: str, node: str, method: str) -> _Post:
+        """The Page's own post ``node``; Graph's not-found answer for any other id."""
+        post = self._pages[account].by_id.get(node) if node.startswith(f"{account}_") else None
+        if post is None:
+            raise not_found(node, method)
+        return post
+
     async def _enter(self, request: web.Request) -> tuple[str, dict[str, str]]:
         """Authenticate, check the Page, meter the call; the usage headers to answer with."""
         account = await enter(request, self._ctx, _FB)
@@ -282,7 +321,9 @@ class FacebookSim:
             )
             raise Reply(duplicate)
 
-    def _publish(self, node: str, page: _Page, text: str, link: str, delivered: bool) -> str:
+    def _publish(
+        self, node: str, page: _Page, text: str, link: str, delivered: bool, *, kind: ContentKind
+    ) -> str:
         now = self._ctx.clock.now()
         post_id = f"{node}_{self._ctx.ids.serial(_POST_BASE)}"
         post = _Post(post_id, text, now, now + self._ctx.dice.listing_lag_s(_FB))
@@ -290,7 +331,7 @@ class FacebookSim:
         page.by_id[post_id] = post
         if text:
             page.seen[(text, link)] = now
-        self._ctx.audit.post(PostRecord(_FB, node, post_id, text, now, delivered))
+        self._ctx.published(PostRecord(_FB, node, post_id, text, now, delivered), kind)
         return post_id
 
     @staticmethod

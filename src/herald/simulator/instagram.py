@@ -17,8 +17,9 @@ zero.
 Over the limit a call is refused with code 80002 and the minutes until access comes back.
 
 A node read (``GET /{id}``) without ``fields`` answers only the ``id``, as Graph's nodes do;
-a published media can be read by its id at once, while the ``media`` listing shows it only
-after the listing lag.
+a published media can be read by its id at once (``like_count`` and ``comments_count``
+included), while the ``media`` listing shows it only after the listing lag. Its
+``insights`` edge answers its lifetime metrics at its age (:mod:`.graph_insights`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from herald.constants import (
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
 from herald.simulator.config import CallKind as C
+from herald.simulator.config import ContentKind
 from herald.simulator.context import SimContext
 from herald.simulator.graph import (
     VERSION,
@@ -54,6 +56,12 @@ from herald.simulator.graph import (
     not_found,
     require_node,
     throttled,
+)
+from herald.simulator.graph_insights import (
+    MEDIA_METRICS,
+    insights_answer,
+    media_fields,
+    metric_names,
 )
 from herald.simulator.graph_listing import graph_listing
 from herald.simulator.graph_params import graph_bool
@@ -94,6 +102,13 @@ _LIMIT_ANSWERS: dict[str, tuple[str, str | None]] = {
         "period has been reached.",
         "Publishing limit reached",
     ),
+}
+#: What a published media carries, for the engagement ground truth.
+_CONTENT_KINDS = {
+    "IMAGE": ContentKind.IMAGE,
+    "REELS": ContentKind.VIDEO,
+    "VIDEO": ContentKind.VIDEO,
+    "CAROUSEL": ContentKind.CAROUSEL,
 }
 #: Containers that can no longer be a carousel's children.
 _UNUSABLE = (ContainerStatus.ERROR, ContainerStatus.EXPIRED, ContainerStatus.PUBLISHED)
@@ -243,6 +258,7 @@ class InstagramSim:
                 VERSION + "/{node}/content_publishing_limit",
                 self._faulty(C.READ, self.publishing_limit),
             ),
+            web.get(VERSION + "/{node}/" + GraphEdge.INSIGHTS, self._faulty(C.READ, self.insights)),
             web.get(VERSION + "/{node}", self.read_node),
             web.route("*", "/{tail:.*}", catch_all),
         ]
@@ -300,7 +316,8 @@ class InstagramSim:
             container.media_id = media.id
             user.media.append(media)
             self._media[media.id] = (node, media)
-            self._ctx.audit.post(PostRecord(_IG, node, media.id, media.caption, at, delivered))
+            record = PostRecord(_IG, node, media.id, media.caption, at, delivered)
+            self._ctx.published(record, _CONTENT_KINDS[media.media_type])
             return web.json_response({"id": media.id}, headers=headers)
 
         return await with_faults(self._ctx, _IG, node, self._answers, commit)
@@ -335,7 +352,25 @@ class InstagramSim:
         owner, media = self._media[node]
         if owner != account:
             raise not_found(node, request.method)
-        return web.json_response(self._render(media, _fields(request)), headers=headers)
+        fields = _fields(request)
+        out: dict[str, Any] = self._render(media, fields)
+        if {"like_count", "comments_count"} & set(fields):
+            out |= media_fields(
+                self._ctx.engagement.observe(_IG, node, self._ctx.clock.now()), fields
+            )
+        return web.json_response(out, headers=headers)
+
+    async def insights(self, request: web.Request) -> web.StreamResponse:
+        """``GET /{ig-media-id}/insights?metric=...``: by the token of its account."""
+        account = await enter(request, self._ctx, _IG)
+        headers = self._meter(account)
+        node = request.match_info["node"]
+        owned = self._media.get(node)
+        if owned is None or owned[0] != account:
+            raise not_found(node, request.method)
+        observed = self._ctx.engagement.observe(_IG, node, self._ctx.clock.now())
+        answer = insights_answer(node, metric_names(request), observed, MEDIA_METRICS)
+        return web.json_response(answer, headers=headers)
 
     async def publishing_limit(self, request: web.Request) -> web.StreamResponse:
         node, headers = await self._enter(request)

@@ -14,7 +14,9 @@ same author made within the duplicate check's memory (24 hours) is refused with 
 (``duplicate_check.refuse_share``): the check is the platform's, not a promise. The author's
 posts are listed newest first, ``count`` (at most 100) from offset ``start``, with the
 ``total`` in ``paging``, once each has shown (``listing_lag``: the listing is eventually
-consistent).
+consistent). A post's likes and comments (``socialActions``) and its statistics
+(``memberCreatorPostAnalytics``) are answered at its age (:mod:`.linkedin_insights`), to its
+author only; like every read, they are not metered.
 """
 
 from __future__ import annotations
@@ -40,9 +42,15 @@ from herald.constants import (
 from herald.domain import Platform
 from herald.simulator.accounts import TokenStatus
 from herald.simulator.audit import PostRecord
-from herald.simulator.config import CallKind
+from herald.simulator.config import CallKind, ContentKind
 from herald.simulator.context import SimContext
 from herald.simulator.linkedin_body import PostBody, validate_post
+from herald.simulator.linkedin_insights import (
+    ANALYTICS_TYPES,
+    parse_entity,
+    post_analytics,
+    social_actions,
+)
 from herald.simulator.pipeline import Reply, faulty, identify, with_faults
 from herald.simulator.quotas import Counter, DailyCounter, admit
 from herald.simulator.versions import linkedin_active
@@ -134,6 +142,13 @@ def _duplicate(existing: str) -> Reply:
     return Reply(web.json_response(body, status=422))
 
 
+def _content_kind(body: PostBody) -> ContentKind:
+    content = body.content or {}
+    if "media" in content:
+        return ContentKind.IMAGE  # the simulator takes image uploads only
+    return ContentKind.LINK if "article" in content else ContentKind.TEXT
+
+
 class LinkedInFaultAnswers:
     def __init__(self, ctx: SimContext) -> None:
         self._ctx = ctx
@@ -168,6 +183,13 @@ class LinkedInSim:
             web.get(LinkedInPath.POSTS + "/{urn}", self._faulty(CallKind.READ, self.read_post)),
             web.post(LinkedInPath.IMAGES, self._faulty(CallKind.UPLOAD, self.images_action)),
             web.put("/dms-uploads/{key}", self._faulty(CallKind.UPLOAD, self.upload_image)),
+            web.get(
+                LinkedInPath.SOCIAL_ACTIONS + "/{urn}",
+                self._faulty(CallKind.READ, self.read_social_actions),
+            ),
+            web.get(
+                LinkedInPath.POST_ANALYTICS, self._faulty(CallKind.READ, self.read_post_analytics)
+            ),
             web.route("*", "/{tail:.*}", self.not_found),
         ]
 
@@ -190,7 +212,7 @@ class LinkedInSim:
             if body.commentary:
                 member.latest[body.commentary] = post
             image = self._image_of(body)
-            self._ctx.audit.post(
+            self._ctx.published(
                 PostRecord(
                     _LI,
                     author,
@@ -200,7 +222,8 @@ class LinkedInSim:
                     delivered,
                     media_bytes=None if image is None else image.size,
                     media_sha256=None if image is None else image.sha256,
-                )
+                ),
+                _content_kind(body),
             )
             return web.Response(
                 status=201, headers={LinkedInHeader.RESTLI_ID: urn, "x-linkedin-id": urn}
@@ -231,14 +254,32 @@ class LinkedInSim:
         (only the author finder lags)."""
         author = self._enter(request)
         urn = request.match_info["urn"]  # the router has decoded %3A back to ':'
-        for owner, member in self._members.items():
-            post = next((p for p in member.posts if p.id == urn), None)
-            if post is None:
-                continue
-            if owner != author:
-                raise Reply(self._forbidden("GET"))
-            return web.json_response(self._render(owner, post))
-        raise Reply(li_error(404, f"Post {urn} not found", code="NOT_FOUND"))
+        return web.json_response(self._render(author, self._own_post(author, urn)))
+
+    async def read_social_actions(self, request: web.Request) -> web.StreamResponse:
+        """``GET /rest/socialActions/{urn}``: the summary of a post's likes and comments."""
+        author = self._enter(request)
+        post = self._own_post(author, request.match_info["urn"])
+        observed = self._ctx.engagement.observe(_LI, post.id, self._ctx.clock.now())
+        return web.json_response(social_actions(post.id, observed))
+
+    async def read_post_analytics(self, request: web.Request) -> web.StreamResponse:
+        """``GET /rest/memberCreatorPostAnalytics?q=entity``: one count of one post."""
+        author = self._enter(request)
+        query = request.query
+        entity = parse_entity(query.get("entity", ""))
+        query_type = query.get("queryType", "")
+        if query.get("q") != "entity" or entity is None or query_type not in ANALYTICS_TYPES:
+            raise Reply(li_error(400, "Invalid q, entity or queryType", code="ILLEGAL_ARGUMENT"))
+        if query.get("aggregation", "TOTAL") != "TOTAL":
+            raise Reply(
+                li_error(
+                    400, "The simulator answers aggregation=TOTAL only", code="ILLEGAL_ARGUMENT"
+                )
+            )
+        post = self._own_post(author, entity[1])
+        observed = self._ctx.engagement.observe(_LI, post.id, self._ctx.clock.now())
+        return web.json_response(post_analytics(entity[0], post.id, query_type, observed))
 
     async def images_action(self, request: web.Request) -> web.StreamResponse:
         author = self._enter(request)
@@ -287,6 +328,17 @@ class LinkedInSim:
         return li_error(404, "No virtual resource found")
 
     # -- steps ----------------------------------------------------------------------------
+    def _own_post(self, author: str, urn: str) -> _Post:
+        """``author``'s post ``urn``: 403 for another member's, 404 for no post at all."""
+        for owner, member in self._members.items():
+            post = next((p for p in member.posts if p.id == urn), None)
+            if post is None:
+                continue
+            if owner != author:
+                raise Reply(self._forbidden("GET"))
+            return post
+        raise Reply(li_error(404, f"Post {urn} not found", code="NOT_FOUND"))
+
     def _enter(self, request: web.Request) -> str:
         """Authenticate, then check the versioning headers every ``/rest`` call needs."""
         check = self._ctx.accounts.check(_LI, bearer_token(request))

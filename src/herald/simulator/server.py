@@ -9,6 +9,12 @@ A platform can be taken down (:meth:`Simulator.take_down`) as a crash would: its
 listening, so connections are refused, and the connections open to it close, requests in
 progress with them. It comes back on the same port, with its state, after the given time or
 at :meth:`Simulator.bring_up`.
+
+Every account has a hidden audience (:mod:`.audience`) that decides what its posts are
+worth; the platforms' insights endpoints show one noisy draw of it at each post's age
+(:mod:`.engagement`), and only :meth:`Simulator.engagement_truth`,
+:meth:`Simulator.expected_engagement` and :meth:`Simulator.audience` (and the admin port)
+tell the truth itself, to evaluation tooling.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from yarl import URL
 from herald.domain import MediaKind, Platform
 from herald.simulator.accounts import SimAccount
 from herald.simulator.admin import build_admin_app
+from herald.simulator.audience import Audience
 from herald.simulator.audit import Audit
 from herald.simulator.clock import SimClock
-from herald.simulator.config import FaultConfig, SimulatorConfig
+from herald.simulator.config import ContentKind, FaultConfig, SimulatorConfig
 from herald.simulator.context import SimContext
+from herald.simulator.engagement import Observed, PostTruth
 from herald.simulator.facebook import FacebookSim
 from herald.simulator.instagram import InstagramSim
 from herald.simulator.lifecycle import Lifecycle
@@ -198,6 +206,42 @@ class Simulator(Lifecycle):
     def advance_clock(self, seconds: float) -> float:
         """Move the simulated platforms' clock forward; returns the new Unix time."""
         return self._ctx.clock.advance(seconds)
+
+    # -- the engagement ground truth (evaluation tooling only) ------------------------------
+    def audience(self, account: SimAccount) -> Audience:
+        """The hidden audience of ``account``: its cycles, time zones and effects."""
+        return self._ctx.engagement.audience(account.platform, account.external_id)
+
+    def engagement_truth(
+        self,
+        account: SimAccount,
+        *,
+        week_of: float | None = None,
+        content: ContentKind | str | None = None,
+        length: int | None = None,
+    ) -> list[float]:
+        """Expected interactions at full age of a post made at the start of each hour of the
+        week (168 values, Monday 00:00 first) in the account's main time zone, for the week
+        holding ``week_of`` (the simulator's now by default); the platform's reference
+        content at the audience's best length unless ``content`` and ``length`` say."""
+        kind = None if content is None else ContentKind(content)
+        at = self.clock.now() if week_of is None else week_of
+        return self.audience(account).hour_of_week(at, kind, length)
+
+    def expected_engagement(
+        self, platform: Platform | str, post_id: str, *, age_s: float | None = None
+    ) -> float:
+        """Expected interactions of a published post at ``age_s`` (full age if None);
+        ``KeyError`` for a post the platform never published."""
+        return self._ctx.engagement.expected(Platform(platform), post_id, age_s)
+
+    def post_truth(self, platform: Platform | str, post_id: str) -> PostTruth | None:
+        """What the ground truth fixed when the post was published (time, content, spacing)."""
+        return self._ctx.engagement.post(Platform(platform), post_id)
+
+    def observed_engagement(self, platform: Platform | str, post_id: str) -> Observed:
+        """What the platform's insights show of the post now (as its endpoints answer)."""
+        return self._ctx.engagement.observe(Platform(platform), post_id, self.clock.now())
 
     async def take_down(self, platform: Platform | str, *, for_s: float | None = None) -> None:
         """Crash ``platform``'s server: its port refuses connections, those open to it close.

@@ -4,6 +4,10 @@ playlist, ``playlistItems.list`` to look videos up, newest first, ``maxResults``
 50) a page, with ``nextPageToken`` while more remain, and ``videos.list`` to read videos by
 id (a video is readable at once after its upload; ids it does not know, or another channel's
 private videos, are left out of ``items``). Each list call (each page) costs 1 unit.
+
+``part=statistics`` answers a video's ``viewCount``, ``likeCount``, ``favoriteCount`` and
+``commentCount`` (strings, as YouTube sends them; ``dislikeCount`` has been private since
+2021) at its age, from :mod:`.engagement`.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ __all__ = ["MEDIA_PREFIX", "YouTubeSim"]
 _YT = Platform.YOUTUBE
 
 
-_VIDEO_PARTS = frozenset({"id", "snippet", "status"})
+_VIDEO_PARTS = frozenset({"id", "snippet", "status", "statistics"})
 
 
 def _visible_to(video: dict[str, Any], channel: str) -> bool:
@@ -143,13 +147,15 @@ class YouTubeSim:
         self._quota.charge_list(channel)
         parts = {part for part in request.query.get("part", "").split(",") if part}
         if not parts or not parts <= _VIDEO_PARTS:
-            raise _bad_request("required", "Required parameter: part (id, snippet, status)")
+            raise _bad_request(
+                "required", "Required parameter: part (id, snippet, status, statistics)"
+            )
         wanted = [ident for ident in request.query.get("id", "").split(",") if ident]
         if not wanted:
             raise _bad_request("missingRequiredParameter", "No filter selected: use id.")
         known = {video["id"]: video for videos in self._videos.values() for video in videos}
         items = [
-            _video_item(known[ident], parts)
+            self._with_statistics(_video_item(known[ident], parts), parts)
             for ident in wanted
             if ident in known and _visible_to(known[ident], channel)
         ]
@@ -160,6 +166,17 @@ class YouTubeSim:
                 "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
             }
         )
+
+    def _with_statistics(self, item: dict[str, Any], parts: set[str]) -> dict[str, Any]:
+        if "statistics" in parts:
+            seen = self._ctx.engagement.observe(_YT, item["id"], self._ctx.clock.now())
+            item["statistics"] = {
+                "viewCount": str(seen.impressions),
+                "likeCount": str(seen.count("like")),
+                "favoriteCount": "0",
+                "commentCount": str(seen.count("comment")),
+            }
+        return item
 
     @staticmethod
     def _page_start(token: str | None, size: int) -> int:

@@ -58,7 +58,7 @@ from aiohttp import web
 from herald.constants import YouTubeHeader, YouTubePath
 from herald.domain import Platform
 from herald.simulator.audit import PostRecord
-from herald.simulator.config import CallKind
+from herald.simulator.config import CallKind, ContentKind
 from herald.simulator.context import SimContext
 from herald.simulator.faults import Fault
 from herald.simulator.google import FAULT_ANSWERS, authenticate, google_error
@@ -325,7 +325,7 @@ class UploadSessions:
         }
         session.video = video
         self._videos[session.channel].append(video)
-        self._ctx.audit.post(
+        self._ctx.published(
             PostRecord(
                 _YT,
                 session.channel,
@@ -336,6 +336,7 @@ class UploadSessions:
                 title,
                 media_bytes=session.received,
                 media_sha256=session.digest.hexdigest(),
-            )
+            ),
+            ContentKind.VIDEO,
         )
         return video
