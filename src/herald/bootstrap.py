@@ -192,45 +192,62 @@ async def move_workspace(
     settings.in_region(to)  # ConfigError for a region the deployment lacks
     await directory.open()
     try:
-        home = await directory.workspace(workspace_id)
-        if home is None:
-            raise NotFound("workspace", workspace_id)
-        if abort:
-            if home.moving_to is None:
-                raise Conflict(f"workspace {workspace_id!r} is not being moved")
-            async with _two_stores(settings, home.region, home.moving_to) as (source, target):
-                if not await undo_copy(source, target, workspace_id):
-                    raise Conflict(
-                        f"workspace {workspace_id!r} is already deleted from {home.region}: "
-                        "the move cannot be undone; run it again to finish it"
-                    )
-            await directory.end_move(workspace_id, moved=False)
-            log.warning("workspace.move_aborted", extra={"workspace_id": workspace_id})
-            return None
-        await directory.begin_move(workspace_id, to)
-        log.warning(
-            "workspace.move_begun",
-            extra={"workspace_id": workspace_id, "from": home.region, "to": to},
-        )
-        # Every API node keeps a key's region this long: after it, all of them refuse the
-        # workspace's requests, and nothing more is written to the copy being left.
-        await asyncio.sleep(settings.api.directory_cache_s + 1.0)
-        async with _two_stores(settings, home.region, to) as (source, target):
-            try:
-                report = await move_rows(
-                    source, target, workspace_id, wait_s=wait_s, on_busy=on_busy
-                )
-            except WorkspaceBusy:
-                await directory.end_move(workspace_id, moved=False)  # nothing was copied
-                raise
-        await directory.end_move(workspace_id, moved=True)
-        log.warning(
-            "workspace.move_done",
-            extra={"workspace_id": workspace_id, "to": to, "rows": sum(report.rows.values())},
-        )
-        return report
+        async with directory.move_lock(workspace_id):
+            return await _move(
+                settings, directory, workspace_id, to, wait_s=wait_s, abort=abort, on_busy=on_busy
+            )
     finally:
         await directory.close()
+
+
+async def _move(
+    settings: Settings,
+    directory: Directory,
+    workspace_id: str,
+    to: str,
+    *,
+    wait_s: float,
+    abort: bool,
+    on_busy: Callable[[int], None] | None,
+) -> MoveReport | None:
+    """A run of a move, under its lock (see :func:`move_workspace`)."""
+    home = await directory.workspace(workspace_id)
+    if home is None:
+        raise NotFound("workspace", workspace_id)
+    if abort:
+        if home.moving_to is None:
+            raise Conflict(f"workspace {workspace_id!r} is not being moved")
+        async with _two_stores(settings, home.region, home.moving_to) as (source, target):
+            if not await undo_copy(source, target, workspace_id):
+                raise Conflict(
+                    f"workspace {workspace_id!r} is already deleted from {home.region}: "
+                    "the move cannot be undone; run it again to finish it"
+                )
+        await directory.end_move(workspace_id, moved=False)
+        log.warning("workspace.move_aborted", extra={"workspace_id": workspace_id})
+        return None
+    await directory.begin_move(workspace_id, to)
+    log.warning(
+        "workspace.move_begun",
+        extra={"workspace_id": workspace_id, "from": home.region, "to": to},
+    )
+    # Every API node keeps a key's region this long: after it, all of them refuse the
+    # workspace's requests, and nothing more is written to the copy being left.
+    await asyncio.sleep(settings.api.directory_cache_s + 1.0)
+    async with _two_stores(settings, home.region, to) as (source, target):
+        try:
+            report = await move_rows(
+                source, target, workspace_id, to=to, wait_s=wait_s, on_busy=on_busy
+            )
+        except WorkspaceBusy:
+            await directory.end_move(workspace_id, moved=False)  # nothing was copied
+            raise
+    await directory.end_move(workspace_id, moved=True)
+    log.warning(
+        "workspace.move_done",
+        extra={"workspace_id": workspace_id, "to": to, "rows": sum(report.rows.values())},
+    )
+    return report
 
 
 async def sync_directory(settings: Settings, region: str | None = None) -> list[SyncReport]:

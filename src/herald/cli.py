@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from herald.config import Settings
@@ -65,6 +66,11 @@ def _settings(db: Path | None, database_url: str | None) -> Settings:
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
         err.print("[red]invalid configuration:[/]\n" + "\n".join(lines))
+        raise typer.Exit(2) from exc
+    except SettingsError as exc:
+        # A variable that must be JSON (HERALD_REGIONS...) and is not: pydantic-settings
+        # names it in the message, and its cause says what is wrong in it.
+        err.print(f"[red]invalid configuration:[/] {exc}: {exc.__cause__ or ''}")
         raise typer.Exit(2) from exc
 
 
@@ -546,6 +552,9 @@ def healthcheck(
     except ValidationError as exc:
         # 1, not 2: a container health check's only failing code (2 is reserved).
         err.print(f"unhealthy: invalid configuration ({exc.error_count()} errors)")
+        raise typer.Exit(1) from exc
+    except SettingsError as exc:
+        err.print(f"unhealthy: invalid configuration ({exc})")
         raise typer.Exit(1) from exc
     if not path.startswith("/"):
         err.print("[red]--path must start with /[/]")

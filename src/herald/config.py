@@ -391,6 +391,19 @@ class RegionSettings(BaseModel):
         return _one_server(_postgres_url(value, "a region's replica_url"), "a region's replica_url")
 
 
+def _distinct_databases(regions: dict[str, RegionSettings]) -> None:
+    """Each region's workspaces live in a database of its own: two regions on one would each
+    take the other's workspaces for their own (and a move between them erase one)."""
+    seen: dict[str, str] = {}
+    for name, region in sorted(regions.items()):
+        if region.database_url in seen:
+            raise ValueError(
+                f"regions {seen[region.database_url]} and {name} have the same database_url: "
+                "each region's workspaces live in a database of its own"
+            )
+        seen[region.database_url] = name
+
+
 class LimitSettings(BaseModel):
     """Where the engine keeps its rate limits and its concurrency caps wider than one process:
     in its own memory (one engine per set of accounts) or in Redis, shared by every engine
@@ -653,6 +666,7 @@ class Settings(BaseSettings):
         for name in self.regions:
             if not re.match(REGION_PATTERN, name):
                 raise ValueError(f"region name {name!r}: lower-case letters, digits and dashes")
+        _distinct_databases(self.regions)
         home = self.regions.get(self.region)
         if home is None:
             raise ValueError(

@@ -39,6 +39,7 @@ __all__ = [
     "LINKEDIN_DUPLICATE_POST",
     "LINKEDIN_VERSION_REFUSED_PAUSE_S",
     "MIGRATION_LOCK_PREFIX",
+    "MOVE_LOCK_PREFIX",
     "NOTIFY_PREFIX",
     "OUTBOX_LOCK_PREFIX",
     "PLATFORM_EVENT_LOCK_PREFIX",
@@ -105,6 +106,9 @@ IDEMPOTENCY_REPLAYED_HEADER: Final = "Idempotency-Replayed"
 NOTIFY_PREFIX: Final = "herald.v1.due."
 #: Advisory lock taken while migrating, followed by the schema name.
 MIGRATION_LOCK_PREFIX: Final = "herald.migrations:"
+#: PostgreSQL advisory lock (on the directory) a run of ``herald admin move-workspace`` holds
+#: for its workspace: ``herald.move:<workspace id>``.
+MOVE_LOCK_PREFIX: Final = "herald.move:"
 #: Advisory lock a webhook sender's claim holds, followed by the schema name: claims take
 #: turns, so each counts the others' events in flight (the fairness caps).
 OUTBOX_LOCK_PREFIX: Final = "herald.outbox:"

@@ -689,6 +689,11 @@ class Directory(Protocol):
         """``moved``: its home is now the region it was moving to; else it stays where it was.
         Either way it is no longer moving."""
 
+    def move_lock(self, workspace_id: str) -> AbstractAsyncContextManager[None]:
+        """Held for a whole run of a move (or its abort) of ``workspace_id``: a second run
+        at once is refused (:class:`~herald.errors.Conflict`), as it would discard the copy
+        the first is making live. Released when the block ends, or its holder dies."""
+
 
 @dataclass(frozen=True, slots=True)
 class Regional:

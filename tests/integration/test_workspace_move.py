@@ -134,7 +134,9 @@ async def test_a_move_copies_everything_then_deletes_it_where_it_was(two, opened
     assert "held and released: 2" in result.output
 
     assert await rows_naming(two.eu_url, two.schema, ids) == {}
-    assert await rows_naming(two.us_url, two.schema, ids) == before
+    # Every row, and a read position for its keys (here, the second's): their next reads
+    # wait for a replica of the new database to have replayed the copy.
+    assert await rows_naming(two.us_url, two.schema, ids) == {**before, "read_positions": 1}
     home = await opened.directory.workspace(workspace)
     assert (home.region, home.moving_to) == (US, None)
     # Each delivery as it was: the held ones have their own next attempt back.
@@ -162,12 +164,12 @@ async def test_an_interrupted_move_holds_its_copy_and_the_next_run_starts_over(
     # The deletion where it was fails, after the copy committed: as if the mover died there.
     real = postgres_move._copy_then_delete
 
-    async def dying(src, dst, workspace_id):
+    async def dying(src, dst, workspace_id, region):
         broken = dict(src.q)
         broken["erase_read_positions"] = Query.compile("boom", "SELECT 1 / 0 WHERE :id = ''")
         src.q, kept = broken, src.q
         try:
-            return await real(src, dst, workspace_id)
+            return await real(src, dst, workspace_id, region)
         finally:
             src.q = kept
 
@@ -226,7 +228,7 @@ async def test_an_interrupted_move_can_be_given_up(two, opened, monkeypatch):
     workspace = made["workspace"]
     settings = two.settings(api={"directory_cache_s": 0})
 
-    async def dying(src, dst, workspace_id):
+    async def dying(src, dst, workspace_id, region):
         raise StoreError("the mover died before copying")
 
     monkeypatch.setattr(postgres_move, "_copy_then_delete", dying)

@@ -119,3 +119,14 @@ class DirectoryContract:
             await directory.begin_move("ws_none", "us-east-1")
         with pytest.raises(NotFound):
             await directory.end_move("ws_none", moved=True)
+
+    async def test_one_run_of_a_move_at_a_time(self, directory):
+        await directory.add_workspace(home())
+        async with directory.move_lock("ws_a"):
+            with pytest.raises(Conflict, match="another run"):
+                async with directory.move_lock("ws_a"):
+                    pass
+            async with directory.move_lock("ws_b"):  # another workspace's: its own
+                pass
+        async with directory.move_lock("ws_a"):  # released when the run ended
+            pass

@@ -25,6 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -116,8 +117,7 @@ class RegionRouter:
         if target is None:
             await self.app(scope, receive, send)
             return
-        query = scope.get("query_string", b"").decode("latin-1")
-        location = f"{target}{scope['path']}" + (f"?{query}" if query else "")
+        location = f"{target}{_sent_path(scope)}"
         response = problem_response(
             307,
             f"this workspace lives in {home.region}: ask its API, {target}",
@@ -166,3 +166,13 @@ class RegionRouter:
 def _bearer(header: str) -> str:
     scheme, _, credentials = header.partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
+def _sent_path(scope: Scope) -> str:
+    """The path and query as the client sent them, percent-encoded: the decoded path would
+    turn ``%3F`` into a query and ``%0D%0A`` into a line break, and fail on characters the
+    header's encoding lacks."""
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    path = quote(raw.decode("latin-1"), safe="/%:@!$&'()*+,;=-._~")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + (f"?{quote(query, safe='/%:@!$&()*+,;=-._~?')}" if query else "")

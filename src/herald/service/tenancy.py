@@ -79,7 +79,8 @@ class Tenancy:
         return await self.issue_key(workspace.id, key_name)
 
     async def issue_key(self, workspace_id: str, name: str) -> IssuedKey:
-        await self._store.get_workspace(workspace_id)  # NotFound for an unknown workspace
+        workspace = await self._store.get_workspace(workspace_id)  # NotFound if unknown
+        await self._homed(workspace)
         for _ in range(_PREFIX_TRIES):
             prefix = f"hk_{secrets.token_hex(4)}"
             secret = secrets.token_hex(20)  # 160 bits
@@ -95,6 +96,29 @@ class Tenancy:
             await self._store.add_api_key(key, digest)
             return IssuedKey(key, f"{prefix}_{secret}")
         raise InvalidInput("could not find a free key prefix; try again")  # pragma: no cover
+
+    async def _homed(self, workspace: Workspace) -> None:
+        """Before a key of ``workspace`` changes: the directory places it here, not being
+        moved (its keys' rows are about to be copied and deleted). One this database holds
+        that the directory does not know (made before the deployment had regions) is
+        recorded here, as ``herald admin sync-directory`` would."""
+        directory, region = self._directory, self._region
+        if directory is None or region is None:
+            return
+        home = await directory.workspace(workspace.id)
+        if home is None:
+            await directory.add_workspace(WorkspaceHome(workspace.id, region, workspace.created_at))
+            return
+        if home.moving_to is not None:
+            raise Conflict(
+                f"workspace {workspace.id!r} is being moved to {home.moving_to}: its keys "
+                "change once the move is over (or given up)"
+            )
+        if home.region != region:
+            raise Conflict(
+                f"workspace {workspace.id!r} lives in {home.region}, not {region}: see "
+                "`herald admin sync-directory`"
+            )
 
     async def authenticate(self, token: str) -> ApiKey:
         """The live key ``token`` stands for; :class:`Unauthenticated` otherwise."""
@@ -152,7 +176,17 @@ class Tenancy:
         """Revoke a key of ``workspace_id`` (None: any workspace, for operators)."""
         if workspace_id is not None:
             await self.get_key(workspace_id, key_id)
+        if self._directory is None:
+            await self._store.revoke_api_key(key_id, self._clock())
+            return None if workspace_id is None else await self.get_key(workspace_id, key_id)
+        known = await self._directory.key_by_id(key_id)
+        owner = workspace_id or (known.workspace_id if known is not None else None)
+        if owner is None:
+            raise NotFound("api key", key_id)
+        await self._homed(await self._store.get_workspace(owner))
+        # A move that began meanwhile holds the key's row until it deletes it: the revocation
+        # then finds no row here (NotFound), rather than revoking a row about to go while its
+        # copy in the new region stays live. Run again, it reaches the new region.
         await self._store.revoke_api_key(key_id, self._clock())
-        if self._directory is not None:
-            await self._directory.revoke_key(key_id)
+        await self._directory.revoke_key(key_id)
         return None if workspace_id is None else await self.get_key(workspace_id, key_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from herald.domain import WorkspaceHome
 from herald.errors import Conflict
 
-__all__ = ["check_move"]
+__all__ = ["busy_move", "check_move"]
 
 
 def check_move(home: WorkspaceHome, to: str) -> None:
@@ -18,3 +18,10 @@ def check_move(home: WorkspaceHome, to: str) -> None:
             f"workspace {home.workspace_id!r} is being moved to {home.moving_to}: finish or "
             "undo that move first"
         )
+
+
+def busy_move(workspace_id: str) -> str:
+    return (
+        f"another run is moving workspace {workspace_id!r} (or giving its move up) now: wait "
+        "for it to end; run this again only if it died"
+    )

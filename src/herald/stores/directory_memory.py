@@ -7,10 +7,12 @@ answers (both pass ``tests/suites/directory_contract.py``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from herald.domain import ApiKey, KeyHome, WorkspaceHome
 from herald.errors import Conflict, NotFound
-from herald.stores.directory_common import check_move
+from herald.stores.directory_common import busy_move, check_move
 
 __all__ = ["MemoryDirectory"]
 
@@ -27,6 +29,7 @@ class MemoryDirectory:
     def __init__(self) -> None:
         self._homes: dict[str, WorkspaceHome] = {}
         self._keys: dict[str, _Key] = {}  # by prefix
+        self._moving: set[str] = set()  # workspaces a run of a move holds
 
     async def open(self) -> None:
         return None
@@ -101,3 +104,13 @@ class MemoryDirectory:
         region = home.moving_to if moved and home.moving_to else home.region
         self._homes[workspace_id] = done = dataclasses.replace(home, region=region, moving_to=None)
         return done
+
+    @asynccontextmanager
+    async def move_lock(self, workspace_id: str) -> AsyncIterator[None]:
+        if workspace_id in self._moving:
+            raise Conflict(busy_move(workspace_id))
+        self._moving.add(workspace_id)
+        try:
+            yield
+        finally:
+            self._moving.discard(workspace_id)

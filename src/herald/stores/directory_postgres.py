@@ -9,13 +9,15 @@ credentials stay in its region's database alone.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from herald.constants import MIGRATION_LOCK_PREFIX
+from herald.constants import MIGRATION_LOCK_PREFIX, MOVE_LOCK_PREFIX
 from herald.domain import ApiKey, KeyHome, WorkspaceHome
 from herald.errors import Conflict, NotFound
-from herald.stores.directory_common import check_move
+from herald.stores.directory_common import busy_move, check_move
 from herald.stores.postgres_conn import Database
 
 __all__ = ["PostgresDirectory"]
@@ -145,6 +147,20 @@ class PostgresDirectory:
 
     async def revoke_key(self, key_id: str) -> None:
         await self._write("UPDATE directory_keys SET revoked = true WHERE key_id = $1", key_id)
+
+    @asynccontextmanager
+    async def move_lock(self, workspace_id: str) -> AsyncIterator[None]:
+        # A session lock on a connection kept for the whole run: it goes with the session
+        # if the run dies, so a crashed run never blocks the next one.
+        key = f"{MOVE_LOCK_PREFIX}{workspace_id}"
+        async with self._db.connection() as conn:
+            taken = await conn.raw.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key)
+            if not taken:
+                raise Conflict(busy_move(workspace_id))
+            try:
+                yield
+            finally:
+                await conn.raw.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
 
     async def begin_move(self, workspace_id: str, to: str) -> WorkspaceHome:
         async with self._db.transaction(marks=False) as conn:

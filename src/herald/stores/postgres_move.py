@@ -32,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from herald.domain import DEFAULT_WORKSPACE
-from herald.errors import Conflict, NotFound, StoreError, WorkspaceBusy
+from herald.errors import ConfigError, Conflict, NotFound, StoreError, WorkspaceBusy
 from herald.states import CLAIMABLE, IN_FLIGHT
 from herald.stores.postgres import PostgresStore
 from herald.stores.postgres_conn import Database
@@ -85,16 +85,19 @@ async def move_workspace(
     target: PostgresStore,
     workspace_id: str,
     *,
+    to: str,
     wait_s: float = 300.0,
     on_busy: Callable[[int], None] | None = None,
 ) -> MoveReport:
-    """Move ``workspace_id``'s rows from ``source`` to ``target`` (see the module's text).
-    A workspace with deliveries in flight or an import unfinished is waited for up to
-    ``wait_s`` (``on_busy`` is told how many), then :class:`~herald.errors.Conflict`."""
+    """Move ``workspace_id``'s rows from ``source`` to ``target``, the database of region
+    ``to`` (see the module's text). A workspace with deliveries in flight, webhook events
+    being sent or an import unfinished is waited for up to ``wait_s`` (``on_busy`` is told
+    how many), then :class:`~herald.errors.WorkspaceBusy`. The caller holds the directory's
+    move lock: two runs at once would each take the other's copy for a leftover."""
     if workspace_id == DEFAULT_WORKSPACE:
         raise Conflict("the default workspace is every region's own: it cannot be moved")
     src, dst = source.database, target.database
-    await _same_schema(src, dst)
+    await _two_databases(src, dst)
     in_source, in_target = await _has(src, workspace_id), await _has(dst, workspace_id)
     resumed = None
     if in_target and not in_source:
@@ -108,7 +111,7 @@ async def move_workspace(
         resumed = "a held copy from an interrupted run: discarded, copied again"
     deadline = time.monotonic() + wait_s
     while True:
-        copied = await _copy_then_delete(src, dst, workspace_id)
+        copied = await _copy_then_delete(src, dst, workspace_id, to)
         if isinstance(copied, dict):
             break
         if time.monotonic() >= deadline:
@@ -138,7 +141,7 @@ async def undo_copy(source: PostgresStore, target: PostgresStore, workspace_id: 
 
 
 async def _copy_then_delete(
-    src: Database, dst: Database, workspace_id: str
+    src: Database, dst: Database, workspace_id: str, region: str
 ) -> dict[str, int] | int:
     """Steps 1 to 3; the rows copied per table, or how many things keep the workspace busy."""
     async with src.transaction(marks=False) as conn:
@@ -147,11 +150,18 @@ async def _copy_then_delete(
         for rows in ("channels", "deliveries", "events", "webhooks"):
             await conn.fetch(src.q[f"lock_workspace_{rows}"], id=workspace_id)
         raw = conn.raw
+        # Its keys too: a revocation meanwhile waits, then finds no row here and says so,
+        # rather than revoking a row about to be deleted while the copy keeps it live.
+        await raw.execute(
+            "SELECT id FROM api_keys WHERE workspace_id = $1 ORDER BY id FOR UPDATE", workspace_id
+        )
         busy = await raw.fetchval(
             f"SELECT (SELECT count(*) FROM deliveries WHERE ({MOVED_TABLES['deliveries']})"
             " AND state = ANY($2::text[]))"
             " + (SELECT count(*) FROM imports WHERE workspace_id = $1"
-            " AND state IN ('queued', 'validating', 'writing'))",
+            " AND state IN ('queued', 'validating', 'writing'))"
+            f" + (SELECT count(*) FROM webhook_events WHERE ({MOVED_TABLES['webhook_events']})"
+            " AND state = 'sending')",
             workspace_id,
             _IN_FLIGHT,
         )
@@ -163,7 +173,9 @@ async def _copy_then_delete(
             listed = ", ".join(f'"{c}"' for c in columns)
             rows = await raw.fetch(f"SELECT {listed} FROM {table} WHERE {where}", workspace_id)
             found[table] = (columns, [tuple(r) for r in rows])
-        holds = _hold(*found["deliveries"])
+        holds = [("delivery", *hold) for hold in _hold(*found["deliveries"], _CLAIMABLE)]
+        holds += [("event", *hold) for hold in _hold(*found["webhook_events"], ["pending"])]
+        _rehome(*found["channels"], region)
         async with dst.transaction(marks=False) as out:
             for table, (columns, records) in found.items():
                 if records:
@@ -172,9 +184,9 @@ async def _copy_then_delete(
                     )
             if holds:
                 await out.raw.executemany(
-                    "INSERT INTO move_holds (delivery_id, workspace_id, next_attempt_at)"
-                    " VALUES ($1, $2, $3)",
-                    [(delivery, workspace_id, at) for delivery, at in holds],
+                    "INSERT INTO move_holds (kind, id, workspace_id, next_attempt_at)"
+                    " VALUES ($1, $2, $3, $4)",
+                    [(kind, ident, workspace_id, at) for kind, ident, at in holds],
                 )
         # The copy is committed, held. Deleting here, in the transaction that locked the rows,
         # is what makes it the only one: a failure from now on rolls the deletion back and
@@ -185,13 +197,16 @@ async def _copy_then_delete(
         return {table: len(records) for table, (_, records) in found.items()}
 
 
-def _hold(columns: list[str], records: list[tuple[Any, ...]]) -> list[tuple[str, datetime]]:
-    """Hold every delivery of ``records`` that a claim could pick, in place: its
-    ``next_attempt_at`` set to NULL; what it was, by delivery id."""
+def _hold(
+    columns: list[str], records: list[tuple[Any, ...]], states: list[str]
+) -> list[tuple[str, datetime]]:
+    """Hold every row of ``records`` (deliveries, webhook events) in ``states`` that a claim
+    could pick, in place: its ``next_attempt_at`` set to NULL, which neither the dispatchers'
+    claim nor the webhook senders' picks; what it was, by id."""
     at, state, ident = (columns.index(c) for c in ("next_attempt_at", "state", "id"))
     holds = []
     for index, record in enumerate(records):
-        if record[state] in _CLAIMABLE and record[at] is not None:
+        if record[state] in states and record[at] is not None:
             holds.append((record[ident], record[at]))
             changed = list(record)
             changed[at] = None
@@ -199,17 +214,41 @@ def _hold(columns: list[str], records: list[tuple[Any, ...]]) -> list[tuple[str,
     return holds
 
 
+def _rehome(columns: list[str], records: list[tuple[Any, ...]], region: str) -> None:
+    """A channel that names its region names its new one: the new region's dispatchers route
+    its deliveries by it, and the old region's workers cannot adopt them."""
+    where = columns.index("region")
+    for index, record in enumerate(records):
+        if record[where] is not None:
+            changed = list(record)
+            changed[where] = region
+            records[index] = tuple(changed)
+
+
 async def _release(target: PostgresStore, workspace_id: str) -> int:
-    """Step 4: the held deliveries' ``next_attempt_at`` back, the dispatchers woken."""
+    """Step 4: the held deliveries' and events' ``next_attempt_at`` back, the dispatchers
+    woken, and the workspace's keys' next reads kept off a replica that has not replayed the
+    copy yet (their read positions, as after any write of theirs)."""
     db = target.database
     async with db.transaction(marks=False) as conn:
-        released = await conn.raw.fetch(
-            "WITH holds AS (DELETE FROM move_holds WHERE workspace_id = $1"
-            " RETURNING delivery_id, next_attempt_at)"
-            " UPDATE deliveries d SET next_attempt_at = h.next_attempt_at"
-            " FROM holds h WHERE d.id = h.delivery_id RETURNING d.next_attempt_at",
+        await conn.raw.execute(
+            "WITH holds AS (DELETE FROM move_holds WHERE workspace_id = $1 AND kind = 'event'"
+            " RETURNING id, next_attempt_at)"
+            " UPDATE webhook_events e SET next_attempt_at = h.next_attempt_at"
+            " FROM holds h WHERE e.id = h.id",
             workspace_id,
         )
+        released = await conn.raw.fetch(
+            "WITH holds AS (DELETE FROM move_holds WHERE workspace_id = $1"
+            " AND kind = 'delivery' RETURNING id, next_attempt_at)"
+            " UPDATE deliveries d SET next_attempt_at = h.next_attempt_at"
+            " FROM holds h WHERE d.id = h.id RETURNING d.next_attempt_at",
+            workspace_id,
+        )
+        for key in await conn.raw.fetch(
+            "SELECT id FROM api_keys WHERE workspace_id = $1", workspace_id
+        ):
+            await conn.execute(db.q["record_read_position"], key_id=key["id"])
         if released:
             first = min(r["next_attempt_at"] for r in released)
             await conn.raw.execute(
@@ -248,11 +287,26 @@ async def _has(db: Database, workspace_id: str) -> bool:
     return found is not None
 
 
-async def _same_schema(src: Database, dst: Database) -> None:
-    versions = []
+async def _two_databases(src: Database, dst: Database) -> None:
+    """Two databases at the same schema version: not one reached twice (two regions
+    configured on one database would have the move discard the workspace as a leftover)."""
+    versions, identities = [], []
     for db in (src, dst):
         async with db.connection() as conn:
             versions.append(await conn.raw.fetchval("SELECT max(version) FROM schema_migrations"))
+            identities.append(
+                tuple(
+                    await conn.raw.fetchrow(
+                        "SELECT (SELECT system_identifier FROM pg_control_system()),"
+                        " current_database(), current_schema()"
+                    )
+                )
+            )
+    if identities[0] == identities[1]:
+        raise ConfigError(
+            "the two regions' databases are one and the same (the same server, database and "
+            "schema): a workspace cannot move between them"
+        )
     if versions[0] != versions[1]:
         raise StoreError(
             f"the two regions' databases are at schema versions {versions[0]} and "

@@ -225,11 +225,13 @@ CREATE TABLE read_positions (
     written_at timestamptz NOT NULL
 );
 
--- Deliveries of a workspace moved in, held until the region it left deleted its copy, with
--- their own next_attempt_at (migration 0013).
+-- Deliveries and webhook events of a workspace moved in, held until the region it left
+-- deleted its copy, with their own next_attempt_at (migration 0013).
 CREATE TABLE move_holds (
-    delivery_id     text COLLATE "C" PRIMARY KEY,
+    kind            text NOT NULL CHECK (kind IN ('delivery', 'event')),
+    id              text COLLATE "C" NOT NULL,
     workspace_id    text COLLATE "C" NOT NULL,
-    next_attempt_at timestamptz NOT NULL
+    next_attempt_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, id)
 );
 CREATE INDEX move_holds_workspace ON move_holds (workspace_id);
