@@ -68,6 +68,8 @@ def test_a_planted_hour_effect_beats_the_time_blind_baseline_on_later_posts(tmp_
     gain = report["log_likelihood"]["difference_per_post"]
     assert gain["lower"] > 0  # the hour of week tells something, beyond bootstrap noise
     assert report["ranking"]["spearman"]["lower"] > 0
+    # The channels share one audience: their levels rank nothing, the hours do.
+    assert report["ranking"]["spearman_gain_over_baseline"]["lower"] > 0
     hit_rate = report["ranking"]["top_25pct_hit_rate"]["value"]
     assert hit_rate > report["ranking"]["top_hit_rate_by_chance"]
     assert 0.8 <= report["calibration"]["model_coverage"] <= 0.97

@@ -195,6 +195,42 @@ def _best_hours(
     }
 
 
+def _ranking(
+    scored: _Scored,
+    baseline: _Scored,
+    y: FloatArray,
+    settings: EvaluationSettings,
+    rng: np.random.Generator,
+) -> dict[str, object]:
+    """Ranking scores of the model, and of the baseline: with channels, the baseline ranks
+    posts by their channel's level, and only the model's gain over it is the hours' doing."""
+
+    def resampled(score_of: Callable[[Indices], float]) -> Interval:
+        return bootstrap(score_of, len(y), rng, resamples=settings.resamples)
+
+    def rank(i: Indices) -> float:
+        return spearman(scored.predicted[i], y[i])
+
+    def blind_rank(i: Indices) -> float:
+        return spearman(baseline.predicted[i], y[i])
+
+    share = settings.top_share
+    blind = resampled(blind_rank)
+    return {
+        "spearman": _interval(resampled(rank)),
+        f"top_{round(share * 100)}pct_hit_rate": _interval(
+            resampled(lambda i: top_share_hit_rate(scored.predicted[i], y[i], share))
+        ),
+        "top_hit_rate_by_chance": share,
+        "baseline_spearman": _interval(blind),
+        "spearman_gain_over_baseline": _interval(
+            resampled(lambda i: rank(i) - blind_rank(i))
+            if blind.value is not None
+            else Interval(None, None, None, blind.level)
+        ),
+    }
+
+
 def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -> Report:
     """Fit on the earlier part of ``dataset``, score the later part (module docstring)."""
     rng = np.random.default_rng(settings.seed)
@@ -206,12 +242,12 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -
     y = np.array([r.observation.engagement for r in parts.test])
     n = len(y)
 
-    def resampled(score_of: Callable[[Indices], float]) -> Interval:
-        return bootstrap(score_of, n, rng, resamples=settings.resamples)
-
-    rank = resampled(lambda i: spearman(scored.predicted[i], y[i]))
-    hits = resampled(lambda i: top_share_hit_rate(scored.predicted[i], y[i], settings.top_share))
-    gain = resampled(lambda i: float(np.mean(scored.log_lik[i] - baseline.log_lik[i])))
+    gain = bootstrap(
+        lambda i: float(np.mean(scored.log_lik[i] - baseline.log_lik[i])),
+        n,
+        rng,
+        resamples=settings.resamples,
+    )
     first_name, first = next(iter(model.items()))
     hours = Counter(round(r.observation.hour_of_week) for r in parts.train)
     return Report(
@@ -224,11 +260,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -
             "dispersion": round(first.dispersion, 4),
             "baseline_dispersion": round(next(iter(blind.values())).dispersion, 4),
         },
-        ranking={
-            "spearman": _interval(rank),
-            f"top_{round(settings.top_share * 100)}pct_hit_rate": _interval(hits),
-            "top_hit_rate_by_chance": settings.top_share,
-        },
+        ranking=_ranking(scored, baseline, y, settings, rng),
         calibration={
             "level": settings.level,
             "model_coverage": coverage(scored.lower, scored.upper, y),
