@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from herald.cli import app
 from herald.optimizer.dataset import DatasetSpec, load_dataset
+from herald.optimizer.metrics import bootstrap, spearman, top_share_hit_rate
 from herald.optimizer.offline import split
 
 runner = CliRunner()
@@ -131,6 +132,24 @@ def test_bad_input_is_refused_with_a_message_and_exit_2(tmp_path, change, messag
     result = evaluate(*[part for pair in options.items() for part in pair])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_the_scores_on_cases_worked_by_hand():
+    observed = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    assert spearman(observed, observed) == pytest.approx(1.0)
+    assert spearman(-observed, observed) == pytest.approx(-1.0)
+    assert np.isnan(spearman(np.ones(8), observed))  # a time-blind model ranks nothing
+    assert top_share_hit_rate(observed, observed, share=0.25) == 1.0
+    assert top_share_hit_rate(-observed, observed, share=0.25) == 0.0
+    # All tied: each of the 2 picks is one of 8 at random, and 2 of the 8 are hits.
+    assert top_share_hit_rate(np.ones(8), observed, share=0.25) == pytest.approx(0.25)
+    # The second best picked first (a sure hit); the best tied with a poorer one for the
+    # other pick (half a hit): 1.5 hits of 2.
+    predicted = np.array([0, 0, 0, 0, 0, 5, 9, 5], dtype=float)
+    assert top_share_hit_rate(predicted, observed, share=0.25) == pytest.approx(0.75)
+    interval = bootstrap(lambda i: float(np.mean(observed[i])), 8, np.random.default_rng(1))
+    assert interval.lower < 4.5 < interval.upper
+    assert bootstrap(lambda i: float("nan"), 8, np.random.default_rng(1)).value is None
 
 
 def test_neither_times_nor_weekday_and_hour_is_refused(tmp_path):

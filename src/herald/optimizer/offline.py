@@ -131,7 +131,7 @@ def _fit(
 
 
 def _curve(curves: dict[str, Posterior], group: str) -> Posterior:
-    return curves.get(group) or curves["\0unseen"]
+    return curves[group] if group in curves else curves["\0unseen"]
 
 
 @dataclass(frozen=True, eq=False)
