@@ -45,6 +45,8 @@ __all__ = ["EvaluationSettings", "Report", "Split", "evaluate", "hour_label", "s
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 PREDICTIVE_DRAWS = 4000
+# The key of the curve for channels first seen in the held-out part: no CSV cell holds a NUL.
+UNSEEN = "\0unseen"
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,13 @@ class Report:
 
 def hour_label(hour: float) -> str:
     """'Mon 10:00' for hour of week 10."""
-    day, rest = divmod(hour, 24)
-    return f"{DAYS[int(day)]} {int(rest):02d}:{round(rest % 1 * 60):02d}"
+    day, minutes = divmod(round(hour * 60) % (168 * 60), 24 * 60)
+    return f"{DAYS[day]} {minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _figure(value: float) -> float:
+    """Four significant figures: expectations per unit of exposure can be 0.002 a post."""
+    return float(f"{value:.4g}")
 
 
 def split(dataset: Dataset, test_fraction: float) -> Split:
@@ -116,8 +123,8 @@ def split(dataset: Dataset, test_fraction: float) -> Split:
 def _fit(
     rows: tuple[Row, ...], basis: Basis, pooling: PoolingSettings, grouped: bool
 ) -> dict[str, Posterior]:
-    """One curve per channel (key ``""`` without groups); channels absent from ``rows`` are
-    looked up under ``None``: their group's curve."""
+    """One curve per channel (key ``""`` without groups); channels absent from ``rows`` get
+    their group's curve, kept under ``UNSEEN``."""
     observations = [r.observation for r in rows]
     if not grouped:
         return {"": fit_channel(observations, basis=basis)}
@@ -126,12 +133,12 @@ def _fit(
         name: fit_channel([r.observation for r in rows if r.group == name], group)
         for name in sorted({r.group for r in rows})
     }
-    curves["\0unseen"] = fit_channel([], group)
+    curves[UNSEEN] = fit_channel([], group)
     return curves
 
 
 def _curve(curves: dict[str, Posterior], group: str) -> Posterior:
-    return curves[group] if group in curves else curves["\0unseen"]
+    return curves[group] if group in curves else curves[UNSEEN]
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,9 +193,9 @@ def _best_hours(
         "top_posted_hours": [
             {
                 "hour": hour_label(e.hour_of_week),
-                "expected": round(e.expected, 1),
-                "lower": round(e.lower, 1),
-                "upper": round(e.upper, 1),
+                "expected": _figure(e.expected),
+                "lower": _figure(e.lower),
+                "upper": _figure(e.upper),
             }
             for e in top
         ],
