@@ -35,8 +35,8 @@ def log_mu(local_hour_of_week):
     return 3 + 0.6 * np.cos(2 * np.pi * (h - 20) / 24) + 0.3 * np.cos(2 * np.pi * (h - 140) / 168)
 
 
-def write_timed_export(path, rng, posts=600):
-    """Three channels in Paris, posts at random times over 20 weeks, times written in UTC."""
+def write_timed_export(path, rng, posts=600, channels=3):
+    """Channels in Paris, posts at random times over 20 weeks, times written in UTC."""
     start = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -47,7 +47,7 @@ def write_timed_export(path, rng, posts=600):
             local = paris.weekday() * 24 + paris.hour + paris.minute / 60
             mu = np.exp(log_mu(local))
             count = rng.poisson(rng.gamma(2.5, mu / 2.5))
-            writer.writerow([moment.isoformat(), f"ch{rng.integers(3)}", int(count)])
+            writer.writerow([moment.isoformat(), f"ch{rng.integers(channels)}", int(count)])
 
 
 def evaluate(*args):
@@ -66,6 +66,7 @@ def test_a_planted_hour_effect_beats_the_time_blind_baseline_on_later_posts(tmp_
     assert report["posts"] == {"train": 420, "test": 180, "dropped_empty_cells": 0}
     assert report["split"].startswith("chronological")
     assert report["model"]["channels"] == 3
+    assert report["model"]["pooling"]["estimated_from_channels"] is False  # too few: the setting
     gain = report["log_likelihood"]["difference_per_post"]
     assert gain["lower"] > 0  # the hour of week tells something, beyond bootstrap noise
     assert report["ranking"]["spearman"]["lower"] > 0
@@ -76,6 +77,19 @@ def test_a_planted_hour_effect_beats_the_time_blind_baseline_on_later_posts(tmp_
     assert 0.8 <= report["calibration"]["model_coverage"] <= 0.97
     # Found in Paris time: evenings (the planted 20:00), not UTC's 19:00 or 18:00.
     assert report["best_hours"]["best_any_hour"].endswith(("19:00", "20:00", "21:00"))
+
+
+def test_with_enough_channels_the_spread_between_them_is_estimated(tmp_path):
+    export = tmp_path / "posts.csv"
+    write_timed_export(export, np.random.default_rng(13), posts=900, channels=6)
+    result = evaluate(
+        "--data", export, "--metric", "interactions", "--time-column", "published_at",
+        "--timezone", "Europe/Paris", "--group-column", "channel",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pooling = json.loads(result.stdout)["model"]["pooling"]
+    assert pooling["estimated_from_channels"] is True
+    assert pooling["shape_sd"] < 0.1  # the six channels share one audience
 
 
 def test_an_export_without_dates_is_split_on_whole_values_of_its_order_column(tmp_path):

@@ -16,8 +16,10 @@ import numpy as np
 import pytest
 
 from herald.optimizer import (
+    Basis,
     Observation,
     best_hours,
+    estimate_pooling,
     fit_channel,
     fit_group,
     from_weekday_hour,
@@ -117,6 +119,45 @@ def test_a_channel_without_posts_starts_from_its_group_with_the_spread_as_uncert
     _, group_sd = group.posterior.log_mean(WEEK)
     _, new_sd = new.log_mean(WEEK)
     assert np.all(new_sd > group_sd)
+
+
+def straying_channels(level_sd, shape_sd, channels, count, rng):
+    """Channels whose coefficients stray from a common curve by the given spreads (the
+    prior's form: shape_sd / k for harmonic k), ``count`` posts each."""
+    basis = Basis()
+    centre = np.zeros(basis.size)
+    centre[[0, 1, 2, 7]] = [3.0, 0.3, 0.3, 0.2]
+    orders = basis.orders()
+    sds = np.where(orders == 0, level_sd, shape_sd / np.maximum(orders, 1))
+    design = basis.design(WEEK)
+    found = []
+    for _ in range(channels):
+        own = centre + rng.normal(size=basis.size) * sds
+        hours = rng.integers(0, 168, count)
+        mu = np.exp(design[hours] @ own)
+        counts = rng.poisson(rng.gamma(1 / 0.4, mu * 0.4))
+        found.append([Observation(float(h), float(y)) for h, y in zip(hours, counts, strict=True)])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("level_sd", "shape_sd", "level_range", "shape_range"),
+    [
+        (0.5, 0.3, (0.3, 0.8), (0.2, 0.4)),
+        (0.5, 0.0, (0.3, 0.8), (0.0, 0.05)),  # one audience: nothing to stray by
+        (1.0, 0.6, (0.7, 1.6), (0.4, 0.8)),
+    ],
+)
+def test_the_spread_between_channels_is_read_from_the_channels(
+    level_sd, shape_sd, level_range, shape_range
+):
+    channels = straying_channels(level_sd, shape_sd, 30, 200, np.random.default_rng(1))
+    group = fit_group([o for posts in channels for o in posts])
+    pooling = estimate_pooling(channels, group)
+    assert level_range[0] <= pooling.intercept_sd <= level_range[1]
+    assert shape_range[0] <= pooling.shape_sd <= shape_range[1]
+    # Three channels are too few to say: the setting stays.
+    assert estimate_pooling(channels[:3], group) is None
 
 
 def test_the_interval_shrinks_as_data_grows():

@@ -10,6 +10,7 @@ this package unless the feature is used. The modules, from the input up:
 - :mod:`.fit`         penalised IRLS to the posterior mode, Laplace approximation
 - :mod:`.posterior`   a fitted curve: expected engagement with intervals, posterior draws
 - :mod:`.model`       the entry points: ``fit_group``, ``fit_channel``
+- :mod:`.spread`      how far a group's channels stray from it, estimated (empirical Bayes)
 - :mod:`.decide`      the best hours with their credible set; Thompson sampling
 - :mod:`.dataset`, :mod:`.metrics`, :mod:`.offline`: the offline evaluation on a CSV export
 """
@@ -22,6 +23,7 @@ from herald.optimizer.hours import from_weekday_hour, hour_of_week
 from herald.optimizer.model import GroupModel, Observation, fit_channel, fit_group
 from herald.optimizer.posterior import HourEstimate, Posterior
 from herald.optimizer.prior import PoolingSettings
+from herald.optimizer.spread import estimate_pooling
 
 __all__ = [
     "Basis",
@@ -32,6 +34,7 @@ __all__ = [
     "PoolingSettings",
     "Posterior",
     "best_hours",
+    "estimate_pooling",
     "fit_channel",
     "fit_group",
     "from_weekday_hour",

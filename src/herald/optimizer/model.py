@@ -21,7 +21,7 @@ from herald.optimizer.fit import Counts, fit_curve
 from herald.optimizer.posterior import Posterior
 from herald.optimizer.prior import PoolingSettings, Prior, channel_prior, weak_prior
 
-__all__ = ["GroupModel", "Observation", "fit_channel", "fit_group"]
+__all__ = ["GroupModel", "Observation", "counts_of", "fit_channel", "fit_group"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,8 @@ class GroupModel:
         return channel_prior(p.coefficients, p.covariance, p.dispersion, p.basis, self.pooling)
 
 
-def _counts(observations: Sequence[Observation]) -> Counts:
+def counts_of(observations: Sequence[Observation]) -> Counts:
+    """Observations as the arrays the fit works on."""
     return Counts(
         np.array([o.hour_of_week for o in observations], dtype=np.float64),
         np.array([o.engagement for o in observations], dtype=np.float64),
@@ -75,7 +76,7 @@ def fit_group(
 ) -> GroupModel:
     """The group's curve from all of its channels' posts, under a weak prior."""
     basis = basis or Basis()
-    counts = _counts(observations)
+    counts = counts_of(observations)
     posterior = fit_curve(counts, basis, weak_prior(basis, _mean_rate(counts)))
     return GroupModel(posterior, pooling or PoolingSettings())
 
@@ -88,7 +89,7 @@ def fit_channel(
     """One channel's curve: pooled toward ``group`` when given, else under a weak prior."""
     if group is None:
         basis = basis or Basis()
-        counts = _counts(observations)
+        counts = counts_of(observations)
         return fit_curve(counts, basis, weak_prior(basis, _mean_rate(counts)))
     if basis is not None and basis != group.posterior.basis:
         raise ValueError("a channel is fitted on its group's basis")
@@ -97,4 +98,4 @@ def fit_channel(
         return Posterior(
             group.posterior.basis, prior.mean, prior.covariance, group.posterior.dispersion, 0
         )
-    return fit_curve(_counts(observations), group.posterior.basis, prior)
+    return fit_curve(counts_of(observations), group.posterior.basis, prior)

@@ -37,9 +37,10 @@ from herald.optimizer.metrics import (
     spearman,
     top_share_hit_rate,
 )
-from herald.optimizer.model import fit_channel, fit_group
+from herald.optimizer.model import GroupModel, fit_channel, fit_group
 from herald.optimizer.posterior import Posterior
 from herald.optimizer.prior import PoolingSettings
+from herald.optimizer.spread import estimate_pooling
 
 __all__ = ["EvaluationSettings", "Report", "Split", "evaluate", "hour_label", "split"]
 
@@ -120,21 +121,44 @@ def split(dataset: Dataset, test_fraction: float) -> Split:
     return Split(train, test, "by file order (assumed oldest first): the last rows held out")
 
 
-def _fit(
-    rows: tuple[Row, ...], basis: Basis, pooling: PoolingSettings, grouped: bool
-) -> dict[str, Posterior]:
-    """One curve per channel (key ``""`` without groups); channels absent from ``rows`` get
-    their group's curve, kept under ``UNSEEN``."""
+@dataclass(frozen=True, eq=False)
+class _Fitted:
+    """One curve per channel (key ``""`` without groups; channels absent from the fitted part
+    get their group's curve, kept under ``UNSEEN``), and the spread used to pool them."""
+
+    curves: dict[str, Posterior]
+    pooling: PoolingSettings | None
+    pooling_estimated: bool
+
+
+def _fit(rows: tuple[Row, ...], basis: Basis, pooling: PoolingSettings, grouped: bool) -> _Fitted:
     observations = [r.observation for r in rows]
     if not grouped:
-        return {"": fit_channel(observations, basis=basis)}
+        return _Fitted({"": fit_channel(observations, basis=basis)}, None, False)
+    names = sorted({r.group for r in rows})
+    per_channel = [[r.observation for r in rows if r.group == name] for name in names]
     group = fit_group(observations, basis, pooling)
+    # With enough channels, how far they stray from the group is read from them (.spread).
+    estimated = estimate_pooling(per_channel, group)
+    if estimated is not None:
+        group = GroupModel(group.posterior, estimated)
     curves = {
-        name: fit_channel([r.observation for r in rows if r.group == name], group)
-        for name in sorted({r.group for r in rows})
+        name: fit_channel(posts, group) for name, posts in zip(names, per_channel, strict=True)
     }
     curves[UNSEEN] = fit_channel([], group)
-    return curves
+    return _Fitted(curves, group.pooling, estimated is not None)
+
+
+def _pooling(fitted: _Fitted) -> dict[str, object]:
+    if fitted.pooling is None:
+        return {}
+    return {
+        "pooling": {
+            "intercept_sd": _figure(fitted.pooling.intercept_sd),
+            "shape_sd": _figure(fitted.pooling.shape_sd),
+            "estimated_from_channels": fitted.pooling_estimated,
+        }
+    }
 
 
 def _curve(curves: dict[str, Posterior], group: str) -> Posterior:
@@ -244,8 +268,8 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -
     parts = split(dataset, settings.test_fraction)
     model = _fit(parts.train, settings.basis, settings.pooling, grouped)
     blind = _fit(parts.train, Basis(0, 0), settings.pooling, grouped)
-    scored = _score(model, parts.test, settings.level, rng)
-    baseline = _score(blind, parts.test, settings.level, rng)
+    scored = _score(model.curves, parts.test, settings.level, rng)
+    baseline = _score(blind.curves, parts.test, settings.level, rng)
     y = np.array([r.observation.engagement for r in parts.test])
     n = len(y)
 
@@ -255,7 +279,7 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -
         rng,
         resamples=settings.resamples,
     )
-    first_name, first = next(iter(model.items()))
+    first_name, first = next(iter(model.curves.items()))
     hours = Counter(round(r.observation.hour_of_week) for r in parts.train)
     return Report(
         posts={"train": len(parts.train), "test": n, "dropped_empty_cells": dataset.dropped},
@@ -265,7 +289,8 @@ def evaluate(dataset: Dataset, settings: EvaluationSettings, *, grouped: bool) -
             "weekly_harmonics": settings.basis.weekly_harmonics,
             "channels": len({r.group for r in parts.train}),
             "dispersion": round(first.dispersion, 4),
-            "baseline_dispersion": round(next(iter(blind.values())).dispersion, 4),
+            "baseline_dispersion": round(next(iter(blind.curves.values())).dispersion, 4),
+            **_pooling(model),
         },
         ranking=_ranking(scored, baseline, y, settings, rng),
         calibration={

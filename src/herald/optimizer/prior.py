@@ -4,8 +4,8 @@ Partial pooling is a Gaussian prior. A group (a workspace's or a platform's chan
 on all of its posts under a weak prior; each channel's prior is then centred on the group's
 coefficients, with the group's own uncertainty plus a between-channel spread. A channel with
 three posts barely moves from its group; with hundreds, its likelihood outweighs the prior and
-its own curve takes over. The spread is a setting, not estimated (yet): it says how far one
-channel's audience may plausibly differ from its group's.
+its own curve takes over. The spread says how far one channel's audience may plausibly differ
+from its group's: a setting, or estimated from the group's channels (:mod:`.spread`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from herald.optimizer.basis import Basis, FloatArray
 
-__all__ = ["PoolingSettings", "Prior", "channel_prior", "weak_prior"]
+__all__ = ["PoolingSettings", "Prior", "channel_prior", "shape_sds", "weak_prior"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +62,8 @@ WEAK_LOG_DISPERSION_MEAN = math.log(0.5)
 WEAK_LOG_DISPERSION_SD = 2.0
 
 
-def _shape_sds(basis: Basis, intercept_sd: float, shape_sd: float) -> FloatArray:
+def shape_sds(basis: Basis, intercept_sd: float, shape_sd: float) -> FloatArray:
+    """Prior standard deviation of each coefficient: ``shape_sd / k`` for harmonic ``k``."""
     orders = basis.orders()
     return np.where(orders == 0, intercept_sd, shape_sd / np.maximum(orders, 1.0))
 
@@ -72,7 +73,7 @@ def weak_prior(basis: Basis, mean_rate: float) -> Prior:
     harmonics on zero (no rhythm), higher harmonics shrunk harder."""
     mean = np.zeros(basis.size)
     mean[0] = math.log(max(mean_rate, 1e-9))
-    sds = _shape_sds(basis, WEAK_INTERCEPT_SD, WEAK_SHAPE_SD)
+    sds = shape_sds(basis, WEAK_INTERCEPT_SD, WEAK_SHAPE_SD)
     return Prior(mean, np.diag(sds**2), WEAK_LOG_DISPERSION_MEAN, WEAK_LOG_DISPERSION_SD)
 
 
@@ -84,7 +85,7 @@ def channel_prior(
     settings: PoolingSettings,
 ) -> Prior:
     """A channel's prior: its group's posterior, widened by the between-channel spread."""
-    spread = _shape_sds(basis, settings.intercept_sd, settings.shape_sd) ** 2
+    spread = shape_sds(basis, settings.intercept_sd, settings.shape_sd) ** 2
     return Prior(
         np.array(group_mean, dtype=np.float64),
         np.asarray(group_covariance, dtype=np.float64) + np.diag(spread),
