@@ -47,6 +47,12 @@ admin = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(admin)
+optimize = typer.Typer(
+    name="optimize",
+    help="Best time to post: evaluate the engagement model (needs herald[optimizer]).",
+    no_args_is_help=True,
+)
+app.add_typer(optimize)
 
 DbOption = Annotated[Path | None, typer.Option(help="SQLite database file.", envvar="HERALD_DB")]
 UrlOption = Annotated[str | None, typer.Option(help="Database URL.", envvar="HERALD_DATABASE_URL")]
@@ -793,6 +799,106 @@ def new_secret_key() -> None:
     from cryptography.fernet import Fernet
 
     print(Fernet.generate_key().decode())
+
+
+def _optimize_option(help_text: str, env: str) -> Any:
+    """An option of ``herald optimize``, with its environment twin ``HERALD_OPTIMIZE_<env>``."""
+    return typer.Option(help=help_text, envvar=f"HERALD_OPTIMIZE_{env}")
+
+
+@optimize.command("evaluate")
+def optimize_evaluate(
+    *,
+    data: Annotated[Path, _optimize_option("CSV export of past posts, one row per post.", "DATA")],
+    metric: Annotated[str, _optimize_option("Column of the engagement count to model.", "METRIC")],
+    time_column: Annotated[
+        str | None, _optimize_option("Column of ISO 8601 publish times.", "TIME_COLUMN")
+    ] = None,
+    weekday_column: Annotated[
+        str | None,
+        _optimize_option("Column of weekdays 1-7 (without a time column).", "WEEKDAY_COLUMN"),
+    ] = None,
+    hour_column: Annotated[
+        str | None,
+        _optimize_option("Column of local hours 0-23 (without a time column).", "HOUR_COLUMN"),
+    ] = None,
+    weekday_one: Annotated[
+        str,
+        _optimize_option(
+            "Which day the weekday column numbers 1: monday or sunday.", "WEEKDAY_ONE"
+        ),
+    ] = "monday",
+    timezone: Annotated[
+        str,
+        _optimize_option(
+            "The channel's time zone (naive times are taken as local to it).", "TIMEZONE"
+        ),
+    ] = "UTC",
+    group_column: Annotated[
+        str | None, _optimize_option("Column naming each post's channel (pooled).", "GROUP_COLUMN")
+    ] = None,
+    order_column: Annotated[
+        str | None,
+        _optimize_option(
+            "Without times: a column that orders posts (e.g. a month).", "ORDER_COLUMN"
+        ),
+    ] = None,
+    exposure_column: Annotated[
+        str | None,
+        _optimize_option(
+            "Column of each post's audience size (scales the expectation).", "EXPOSURE_COLUMN"
+        ),
+    ] = None,
+    separator: Annotated[str, _optimize_option("The CSV's field separator.", "SEPARATOR")] = ",",
+    test_fraction: Annotated[
+        float, _optimize_option("Share of the latest posts held out for scoring.", "TEST_FRACTION")
+    ] = 0.3,
+    seed: Annotated[
+        int, _optimize_option("Seed of the posterior and bootstrap draws.", "SEED")
+    ] = 12,
+) -> None:
+    """Fit the best-time model on the earlier posts of an export, score it on the later ones,
+    against a time-blind baseline; print a JSON summary."""
+    try:
+        from herald.optimizer.dataset import DatasetSpec, load_dataset
+        from herald.optimizer.errors import DatasetError, OptimizerError
+        from herald.optimizer.offline import EvaluationSettings, evaluate
+    except ImportError as exc:
+        err.print(f"[red]error:[/] {exc.name} is missing: pip install 'herald[optimizer]'")
+        raise typer.Exit(2) from exc
+    if weekday_one not in ("monday", "sunday"):
+        err.print("[red]error:[/] --weekday-one is monday or sunday")
+        raise typer.Exit(2)
+    if len(separator) != 1 or not 0 < test_fraction < 1:
+        err.print("[red]error:[/] --separator is one character; --test-fraction is in (0, 1)")
+        raise typer.Exit(2)
+    spec = DatasetSpec(
+        path=data,
+        metric=metric,
+        time_column=time_column,
+        weekday_column=weekday_column,
+        hour_column=hour_column,
+        weekday_one="sunday" if weekday_one == "sunday" else "monday",
+        timezone=timezone,
+        group_column=group_column,
+        order_column=order_column,
+        exposure_column=exposure_column,
+        separator=separator,
+    )
+    try:
+        dataset = load_dataset(spec)
+        report = evaluate(
+            dataset,
+            EvaluationSettings(test_fraction=test_fraction, seed=seed),
+            grouped=group_column is not None,
+        )
+    except DatasetError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    except OptimizerError as exc:
+        err.print(f"[red]error:[/] the model could not be fitted: {exc}")
+        raise typer.Exit(1) from exc
+    print(json.dumps(dataclasses.asdict(report), indent=2))
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

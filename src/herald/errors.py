@@ -13,6 +13,8 @@ are translated at the boundary into the most specific class below, keeping the o
     │   │   └── TimeInPast
     │   ├── ContentInvalid          content a platform would refuse (checked before storing)
     │   ├── InputErrors             several problems at once, each with its field (and line)
+    │   ├── DatasetError            an export of past posts that cannot be read as asked
+    │   │                           (herald.optimizer.errors, with OptimizerError)
     │   └── IdempotencyKeyReused    an Idempotency-Key sent again with another request
     ├── Unauthenticated             no valid API key (HTTP 401)
     ├── NotFound                    no such object (or not visible to the caller)

@@ -68,6 +68,9 @@ def test_the_package_keeps_every_import_contract(tmp_path):
         ("platforms/http.py", "import herald.stores.memory", "connectors"),
         ("engine/worker.py", "import redis", "engine"),
         ("queues/memory.py", "import herald.stores.memory", "queues"),
+        ("optimizer/fit.py", "import herald.engine.writer", "optimizer"),
+        ("optimizer/model.py", "import herald.stores.memory", "optimizer"),
+        ("optimizer/offline.py", "import herald.platforms.graph", "layers"),
     ],
 )
 def test_a_planted_violation_breaks_its_contract(tmp_path, module, planted, contract):
