@@ -53,12 +53,13 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
+from pamqp import commands as spec
 
 from herald.constants import DEFAULT_REGION, RABBIT_QUEUE_PREFIX, RABBIT_QUEUE_VERSION
 from herald.domain import Job, Platform
 from herald.errors import QueueError, QueueUnavailable
 from herald.queues.acks import LingeringAcks
-from herald.queues.amqp import Delivered, Link, Topology
+from herald.queues.amqp import Delivered, Link, Outgoing, Topology
 from herald.queues.bundles import Sizes, bundles, messages_within
 from herald.queues.handout import Handout
 from herald.queues.wire import UndecodableJob, decode_job, decode_jobs, encode_jobs
@@ -82,14 +83,14 @@ class _Received:
     left: int
 
 
-def _message(jobs: Sequence[Job], message_id: str) -> aio_pika.Message:
-    return aio_pika.Message(
-        encode_jobs(jobs),
+def _message(place: Place, jobs: Sequence[Job], message_id: str) -> Outgoing:
+    properties = spec.Basic.Properties(
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT.value,
         message_id=message_id,
         headers={"v": RABBIT_QUEUE_VERSION, "jobs": len(jobs)},
     )
+    return Topology.routing_key(*place), encode_jobs(jobs), properties
 
 
 def _decode(message: Delivered) -> list[Job]:
@@ -208,12 +209,7 @@ class RabbitQueue:
             for place, some in by_place.items()
             for part in bundles(some, self._sizes.most)
         ]
-        await link.publish(
-            [
-                (Topology.routing_key(*place), _message(part, message_id))
-                for place, part, message_id in messages
-            ]
-        )
+        await link.publish([_message(place, part, mid) for place, part, mid in messages])
         for place, part, message_id in messages:
             self._unread.setdefault(self._queue(place), {})[message_id] = part
             self._sizes.learn(len(part))
