@@ -122,7 +122,8 @@ class RabbitQueue:
     is asked for while consuming. ``connect_timeout_s``: to connect; ``timeout_s``: for any
     other answer of the broker (a put's confirms included). ``ack_linger_s`` and ``ack_batch``:
     a message's ack waits up to that long for others, and goes at once when that many wait
-    (default: a quarter of the window, so lingering acks never hold more than a quarter of it).
+    (default: a quarter of ``prefetch`` in full messages, so that lingering acks hold little
+    of the window).
     A quarter of a second rather than less: a worker's messages end farther apart than 50 ms
     as soon as four workers share the traffic (about 14 a second each in the benchmark), so
     each ack went alone, a timer, a task, a frame and a socket write per message, and a tag
