@@ -17,7 +17,14 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 BENCH = Path(__file__).parents[2] / "bench"
 #: The scripts that use no store, and take no --database-url.
-NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "media_stream.py")
+NO_DATABASE = (
+    "api.py",
+    "limiter.py",
+    "redis_queue.py",
+    "rabbit_queue.py",
+    "rabbit_cpu.py",
+    "media_stream.py",
+)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +51,14 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
             [
                 "rabbit_queue.py",
                 *("--jobs", "300", "--batch", "50", "--workers", "1", "2"),
+                *("--rabbitmq-url", RABBIT_URL),
+            ],
+            marks=pytest.mark.rabbitmq,
+        ),
+        pytest.param(
+            [
+                "rabbit_cpu.py",
+                *("--jobs", "80", "--put-jobs", "200", "--every-ms", "5", "--reps", "1"),
                 *("--rabbitmq-url", RABBIT_URL),
             ],
             marks=pytest.mark.rabbitmq,
@@ -91,6 +106,7 @@ NO_DATABASE = ("api.py", "limiter.py", "redis_queue.py", "rabbit_queue.py", "med
         "limiter",
         "redis-queue",
         "rabbit-queue",
+        "rabbit-cpu",
         "takeover",
         "distributed",
         "backlog",

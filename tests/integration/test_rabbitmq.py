@@ -227,6 +227,22 @@ async def test_a_put_the_broker_refuses_raises_queue_error_and_the_next_one_work
     assert await rabbit.ready() == 1
 
 
+async def test_a_put_the_broker_cannot_route_raises_queue_error_and_the_next_one_works(rabbit):
+    # Its queue unbound once the publisher declared and bound it: the broker returns the
+    # message (mandatory) instead of dropping it, and the put must not pass for confirmed.
+    publisher = rabbit.queue(platforms=())
+    await publisher.put([job()])
+    ch = await rabbit.connection.channel()
+    queue = await ch.get_queue(rabbit.topology.queue(FB, "default"), ensure=False)
+    await queue.unbind(rabbit.topology.exchange, Topology.routing_key(FB, "default"))
+    with pytest.raises(QueueError) as unroutable:
+        await publisher.put([job(text="unroutable")])
+    assert not isinstance(unroutable.value, QueueUnavailable)
+    await ch.close()
+    await publisher.put([job(text="bound again")])  # a new link declares and binds again
+    assert await rabbit.ready() == 2
+
+
 # -- acks, redelivery, dead letters -------------------------------------------------------------
 async def test_a_job_not_acked_when_its_consumers_connection_dies_goes_to_another(rabbit):
     await rabbit.queue(platforms=()).put([mine := job()])

@@ -15,6 +15,12 @@ its next call, which is how it works again once the broker is back. A delivery r
 lost link can be neither acked nor rejected any more; the broker puts it back in its queue for
 another consumer, which is harmless (see :mod:`herald.queues.rabbitmq`).
 
+Publishing goes through aiormq's channel directly too, not aio-pika's ``Exchange.publish``:
+aio-pika builds a message object per message and has aiormq wait for each message's frames to
+be written before the next one is queued (every publish of a batch waiting its turn at the
+connection's writer); aiormq alone queues them all at once (``wait=False``) and still returns
+each one's publisher confirm.
+
 Consuming goes through aiormq's channel directly, not aio-pika's ``Queue.consume``: aiormq runs
 the callback of each delivery in a task of its own, created in the order the deliveries arrive,
 so the callback has run for every delivery received before the answer to a ``basic.cancel``.
@@ -31,18 +37,19 @@ from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
 from herald.domain import Platform
 from herald.errors import QueueError, QueueUnavailable
 
-__all__ = ["Delivered", "Link", "Topology", "closed_behind"]
+__all__ = ["Delivered", "Link", "Outgoing", "Topology", "closed_behind"]
 
 T = TypeVar("T")
 Delivered = DeliveredMessage
 OnDelivery = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
+Outgoing = tuple[str, bytes, spec.Basic.Properties]  # a message: routing key, body, properties
 
 # What a lost connection raises, depending on when it is noticed: aiormq's connection errors
 # (which are ConnectionErrors, hence OSErrors), a channel used after it closed, a timeout.
@@ -113,7 +120,7 @@ class Link:
         self._topology = topology
         self._timeout_s = timeout_s
         self._publisher: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
+        self._publishing: aiormq.Channel | None = None  # the publishing one, underneath
         self._consumer: AbstractChannel | None = None
         self._amqp: aiormq.abc.AbstractChannel | None = None  # the consuming one, underneath
         self._declared: set[str] = set()  # job queues declared and bound on this link
@@ -177,9 +184,13 @@ class Link:
         await self._consumer.set_qos(prefetch_count=prefetch)
         self._amqp = await self._consumer.get_underlay_channel()
         t = self._topology
-        self._exchange = await self._publisher.declare_exchange(
+        await self._publisher.declare_exchange(
             t.exchange, aio_pika.ExchangeType.DIRECT, durable=True
         )
+        publishing = await self._publisher.get_underlay_channel()
+        if not isinstance(publishing, aiormq.Channel):  # its publish's ``wait`` is aiormq's own
+            raise QueueError(f"an AMQP channel aiormq did not make: {publishing!r}")
+        self._publishing = publishing
         dead = await self._publisher.declare_exchange(
             t.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
@@ -256,13 +267,24 @@ class Link:
         return int(ok.message_count or 0)
 
     # -- publishing -------------------------------------------------------------------------
-    async def publish(self, messages: Sequence[tuple[str, aio_pika.Message]]) -> None:
-        """Publish ``(routing key, message)`` pairs at once and return when the broker confirmed
-        every one: a nack or an unroutable message raises :class:`QueueError`."""
-        exchange = self._exchange
-        if exchange is None:
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publish ``messages`` to the jobs' exchange at once and return when the broker
+        confirmed every one: a nack or an unroutable message raises :class:`QueueError`."""
+        channel = self._publishing
+        if channel is None:
             raise QueueError("the link is not open")
-        sent = [exchange.publish(message, key, mandatory=True) for key, message in messages]
+        exchange = self._topology.exchange
+        sent = [
+            channel.basic_publish(
+                body,
+                exchange=exchange,
+                routing_key=key,
+                properties=properties,
+                mandatory=True,
+                wait=False,  # queued, not written: the confirm is what is awaited
+            )
+            for key, body, properties in messages
+        ]
         confirms = await self._run(asyncio.gather(*sent))
         if any(not isinstance(c, spec.Basic.Ack) for c in confirms):
             raise QueueError("RabbitMQ did not take every job put (a nack)")
