@@ -25,8 +25,10 @@ from herald.domain import Platform
 from herald.platforms.rules import VALIDATORS
 from herald.service.tenancy import Tenancy
 from herald.simulator import Simulator
+from herald.stores import postgres_move
 from herald.stores.directory_postgres import PostgresDirectory
 from herald.stores.postgres import PostgresStore
+from herald.stores.postgres_conn import Query
 from herald.types import Regional
 from tests.conftest import PG2_URL, PG_URL, drop_schema
 
@@ -168,3 +170,29 @@ def channel_body(simulator: Simulator | None, platform: Platform = Platform.FACE
         "credentials": {"access_token": "t0k"} if account is None else account.credentials,
         **more,
     }
+
+
+async def execute_on(url: str, statement: str, *args: Any) -> None:
+    """One statement on the server of ``url`` (a test's own change to a region's rows)."""
+    conn = await asyncpg.connect(url.split("?", maxsplit=1)[0])
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()
+
+
+def die_after_copy(monkeypatch: Any) -> None:
+    """The mover dies after its copy committed, before its deletion where the workspace was
+    (its first statement, on read positions, fails)."""
+    real = postgres_move._copy_then_delete
+
+    async def dying(src: Any, dst: Any, workspace_id: str, region: str) -> Any:
+        broken = dict(src.q)
+        broken["erase_read_positions"] = Query.compile("boom", "SELECT 1 / 0 WHERE :id = ''")
+        src.q, kept = broken, src.q
+        try:
+            return await real(src, dst, workspace_id, region)
+        finally:
+            src.q = kept
+
+    monkeypatch.setattr(postgres_move, "_copy_then_delete", dying)

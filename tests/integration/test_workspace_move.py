@@ -16,8 +16,15 @@ from herald.cli import app as cli_app
 from herald.domain import utcnow
 from herald.errors import StoreError, WorkspaceBusy
 from herald.stores import postgres_move
-from herald.stores.postgres_conn import Query
-from tests.integration.regions_rig import EU, US, api_client, channel_body, rows_naming
+from tests.integration.regions_rig import (
+    EU,
+    US,
+    api_client,
+    channel_body,
+    die_after_copy,
+    execute_on,
+    rows_naming,
+)
 
 pytestmark = [pytest.mark.postgres]
 
@@ -162,18 +169,7 @@ async def test_an_interrupted_move_holds_its_copy_and_the_next_run_starts_over(
     workspace = made["workspace"]
     settings = two.settings(api={"directory_cache_s": 0})
     # The deletion where it was fails, after the copy committed: as if the mover died there.
-    real = postgres_move._copy_then_delete
-
-    async def dying(src, dst, workspace_id, region):
-        broken = dict(src.q)
-        broken["erase_read_positions"] = Query.compile("boom", "SELECT 1 / 0 WHERE :id = ''")
-        src.q, kept = broken, src.q
-        try:
-            return await real(src, dst, workspace_id, region)
-        finally:
-            src.q = kept
-
-    monkeypatch.setattr(postgres_move, "_copy_then_delete", dying)
+    die_after_copy(monkeypatch)
     with pytest.raises(StoreError):
         await move_workspace(settings, workspace, US, wait_s=0)
     # Both databases hold it: the new one's copy held, nothing of it claimable there.
@@ -184,7 +180,7 @@ async def test_an_interrupted_move_holds_its_copy_and_the_next_run_starts_over(
     assert kept[made["deliveries"][1]] == ("retry_wait", made["retry_at"])
     assert (await opened.directory.workspace(workspace)).moving_to == US
 
-    monkeypatch.setattr(postgres_move, "_copy_then_delete", real)
+    monkeypatch.undo()
     report = await move_workspace(settings, workspace, US, wait_s=0)
     assert report is not None
     assert report.resumed is not None
@@ -245,15 +241,12 @@ async def test_an_interrupted_move_can_be_given_up(two, opened, monkeypatch):
 async def test_a_workspace_with_a_delivery_in_flight_is_not_moved(two, opened):
     made = await populate(two, opened)
     workspace = made["workspace"]
-    conn = await asyncpg.connect(two.eu_url.split("?", maxsplit=1)[0])
-    try:
-        await conn.execute(
-            f"UPDATE {two.schema}.deliveries SET state = 'claimed', claim_token = 't', "
-            "lease_until = now() + interval '1 minute' WHERE id = $1",
-            made["deliveries"][0],
-        )
-    finally:
-        await conn.close()
+    await execute_on(
+        two.eu_url,
+        f"UPDATE {two.schema}.deliveries SET state = 'claimed', claim_token = 't', "
+        "lease_until = now() + interval '1 minute' WHERE id = $1",
+        made["deliveries"][0],
+    )
     settings = two.settings(api={"directory_cache_s": 0})
     seen: list[int] = []
     with pytest.raises(WorkspaceBusy):
