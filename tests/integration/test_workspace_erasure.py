@@ -96,12 +96,21 @@ async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
 
     store = await pg_stores.open()
     gone, kept = await populated(store)
-    # Read positions (kept for read replicas) of both workspaces' keys, as their writes leave.
+    # Read positions (kept for read replicas) of both workspaces' keys, as their writes leave,
+    # and a move's hold of one delivery of each (as an interrupted move leaves).
     conn = await asyncpg.connect(PG_URL, server_settings={"search_path": pg_stores.schema})
     try:
         for made in (gone, kept):
             for key in await store.list_api_keys(made.ws.id):
                 await conn.execute("INSERT INTO read_positions VALUES ($1, 1, now())", key.id)
+            delivery = await conn.fetchval(
+                "SELECT d.id FROM deliveries d JOIN posts p ON p.id = d.post_id "
+                "WHERE p.workspace_id = $1 LIMIT 1",
+                made.ws.id,
+            )
+            await conn.execute(
+                "INSERT INTO move_holds VALUES ('delivery', $1, $2, now())", delivery, made.ws.id
+            )
     finally:
         await conn.close()
     tables, before = await read_back()
@@ -113,6 +122,7 @@ async def test_nothing_of_an_erased_workspace_is_left_in_postgres(pg_stores):
     assert secrets_of_kept(rows) == 2
     assert any(kept.ws.id in str(r) for r in rows)
     assert [t for t, _ in rows].count("read_positions") == 1  # the kept key's
+    assert [t for t, _ in rows].count("move_holds") == 1  # the kept workspace's
 
 
 @pytest.mark.postgres

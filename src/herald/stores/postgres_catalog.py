@@ -213,9 +213,11 @@ class PostgresCatalog(SQLCommon):
                 raise NotFound("workspace", workspace_id)
             for rows in ("channels", "deliveries", "events", "webhooks"):
                 await conn.fetch(self._db.q[f"lock_workspace_{rows}"], id=workspace_id)
-            # PostgreSQL's own table (read replicas), keyed by the API keys erased below: not
-            # in ERASED_TABLES, whose counts every store reports alike (the catalog contract).
+            # PostgreSQL's own tables (read replicas' positions, keyed by the API keys erased
+            # below; a move's holds): not in ERASED_TABLES, whose counts every store reports
+            # alike (the catalog contract).
             await conn.execute(self._db.q["erase_read_positions"], id=workspace_id)
+            await conn.execute(self._db.q["erase_move_holds"], id=workspace_id)
             return [await conn.execute(self._db.q[q], id=workspace_id) for q in queries]
 
     def _instant(self, at: datetime) -> datetime:

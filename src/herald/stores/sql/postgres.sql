@@ -618,6 +618,10 @@ SELECT pg_is_in_recovery() AS standby,
 -- by a standby once promoted): what tells a replica of this database from another server.
 SELECT system_identifier FROM pg_control_system();
 
+-- name: erase_move_holds
+-- A workspace's held deliveries and events, left by a move interrupted in this database.
+DELETE FROM move_holds WHERE workspace_id = :id;
+
 -- name: erase_read_positions
 -- Before its keys go: the read positions of an erased workspace's API keys.
 DELETE FROM read_positions WHERE key_id IN (SELECT id FROM api_keys WHERE workspace_id = :id);
