@@ -28,14 +28,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from herald.domain import DEFAULT_WORKSPACE
 from herald.errors import ConfigError, Conflict, NotFound, StoreError, WorkspaceBusy
 from herald.states import CLAIMABLE, IN_FLIGHT
 from herald.stores.postgres import PostgresStore
-from herald.stores.postgres_conn import Database
+from herald.stores.postgres_conn import Connection, Database
+from herald.stores.sql_common import ERASED_TABLES
 
 __all__ = ["MOVED_TABLES", "MoveReport", "move_workspace", "undo_copy"]
 
@@ -44,17 +45,18 @@ log = logging.getLogger("herald.move")
 #: Every table holding a workspace's rows, parents first, with what selects them (``$1``: the
 #: workspace's id). tests/integration/test_workspace_move.py checks that every table of the
 #: schema is here or in :data:`NOT_MOVED`.
+_DELIVERIES = (
+    "post_id IN (SELECT id FROM posts WHERE workspace_id = $1)"
+    " OR channel_id IN (SELECT id FROM channels WHERE workspace_id = $1)"
+)
 MOVED_TABLES: Mapping[str, str] = {
     "workspaces": "id = $1",
     "api_keys": "workspace_id = $1",
     "channels": "workspace_id = $1",
     "posting_slots": "channel_id IN (SELECT id FROM channels WHERE workspace_id = $1)",
     "posts": "workspace_id = $1",
-    "deliveries": "post_id IN (SELECT id FROM posts WHERE workspace_id = $1)"
-    " OR channel_id IN (SELECT id FROM channels WHERE workspace_id = $1)",
-    "attempts": "delivery_id IN (SELECT id FROM deliveries WHERE post_id IN"
-    " (SELECT id FROM posts WHERE workspace_id = $1)"
-    " OR channel_id IN (SELECT id FROM channels WHERE workspace_id = $1))",
+    "deliveries": _DELIVERIES,
+    "attempts": f"delivery_id IN (SELECT id FROM deliveries WHERE {_DELIVERIES})",
     "webhooks": "workspace_id = $1",
     "webhook_events": "workspace_id = $1"
     " OR webhook_id IN (SELECT id FROM webhooks WHERE workspace_id = $1)",
@@ -116,8 +118,8 @@ async def move_workspace(
             break
         if time.monotonic() >= deadline:
             raise WorkspaceBusy(
-                f"workspace {workspace_id!r} still has {copied} deliveries in flight or imports "
-                "unfinished: run the move again once they are done"
+                f"workspace {workspace_id!r} still has {copied} deliveries in flight, webhook "
+                "events being sent or imports unfinished: run the move again once they are done"
             )
         if on_busy is not None:
             on_busy(copied)
@@ -156,7 +158,7 @@ async def _copy_then_delete(
             "SELECT id FROM api_keys WHERE workspace_id = $1 ORDER BY id FOR UPDATE", workspace_id
         )
         busy = await raw.fetchval(
-            f"SELECT (SELECT count(*) FROM deliveries WHERE ({MOVED_TABLES['deliveries']})"
+            f"SELECT (SELECT count(*) FROM deliveries WHERE ({_DELIVERIES})"
             " AND state = ANY($2::text[]))"
             " + (SELECT count(*) FROM imports WHERE workspace_id = $1"
             " AND state IN ('queued', 'validating', 'writing'))"
@@ -191,10 +193,18 @@ async def _copy_then_delete(
         # The copy is committed, held. Deleting here, in the transaction that locked the rows,
         # is what makes it the only one: a failure from now on rolls the deletion back and
         # leaves the held copy, which the next run discards.
-        await conn.execute(src.q["erase_read_positions"], id=workspace_id)
-        for table in reversed(list(MOVED_TABLES)):
-            await raw.execute(f"DELETE FROM {table} WHERE {MOVED_TABLES[table]}", workspace_id)
+        await _erase(conn, src, workspace_id)
         return {table: len(records) for table, (_, records) in found.items()}
+
+
+async def _erase(conn: Connection, db: Database, workspace_id: str) -> None:
+    """Delete every row of the workspace with the erasure's own statements, in its order
+    (children first; ``herald admin delete-workspace`` runs the same ones), the store's own
+    tables beside them, inside the caller's transaction."""
+    for name in ("erase_read_positions", "erase_move_holds"):
+        await conn.execute(db.q[name], id=workspace_id)
+    for table in ERASED_TABLES:
+        await conn.execute(db.q[f"erase_{table}"], id=workspace_id)
 
 
 def _hold(
@@ -204,13 +214,9 @@ def _hold(
     could pick, in place: its ``next_attempt_at`` set to NULL, which neither the dispatchers'
     claim nor the webhook senders' picks; what it was, by id."""
     at, state, ident = (columns.index(c) for c in ("next_attempt_at", "state", "id"))
-    holds = []
-    for index, record in enumerate(records):
-        if record[state] in states and record[at] is not None:
-            holds.append((record[ident], record[at]))
-            changed = list(record)
-            changed[at] = None
-            records[index] = tuple(changed)
+    holds = [(r[ident], r[at]) for r in records if r[state] in states and r[at] is not None]
+    held = {ident for ident, _ in holds}
+    _set(records, at, None, lambda r: r[ident] in held)
     return holds
 
 
@@ -218,11 +224,19 @@ def _rehome(columns: list[str], records: list[tuple[Any, ...]], region: str) -> 
     """A channel that names its region names its new one: the new region's dispatchers route
     its deliveries by it, and the old region's workers cannot adopt them."""
     where = columns.index("region")
+    _set(records, where, region, lambda r: r[where] is not None)
+
+
+def _set(
+    records: list[tuple[Any, ...]],
+    column: int,
+    value: object,
+    chosen: Callable[[tuple[Any, ...]], bool],
+) -> None:
+    """``value`` in ``column`` of the ``chosen`` records, in place."""
     for index, record in enumerate(records):
-        if record[where] is not None:
-            changed = list(record)
-            changed[where] = region
-            records[index] = tuple(changed)
+        if chosen(record):
+            records[index] = (*record[:column], value, *record[column + 1 :])
 
 
 async def _release(target: PostgresStore, workspace_id: str) -> int:
@@ -245,15 +259,12 @@ async def _release(target: PostgresStore, workspace_id: str) -> int:
             " FROM holds h WHERE d.id = h.id RETURNING d.next_attempt_at",
             workspace_id,
         )
-        for key in await conn.raw.fetch(
-            "SELECT id FROM api_keys WHERE workspace_id = $1", workspace_id
-        ):
-            await conn.execute(db.q["record_read_position"], key_id=key["id"])
+        for key in await target.list_api_keys(workspace_id):
+            await conn.execute(db.q["record_read_position"], key_id=key.id)
         if released:
             first = min(r["next_attempt_at"] for r in released)
-            await conn.raw.execute(
-                "SELECT pg_notify($1, $2)", target.notify_channel, first.isoformat()
-            )
+            payload = first.astimezone(UTC).isoformat()
+            await conn.fetchval(db.q["notify_due"], channel=target.notify_channel, payload=payload)
     return len(released)
 
 
@@ -261,8 +272,7 @@ async def _discard(dst: Database, workspace_id: str) -> None:
     """Delete a held copy (a run interrupted before the database it leaves deleted its own)."""
     async with dst.transaction(marks=False) as conn:
         if await conn.raw.fetchval(
-            "SELECT count(*) FROM deliveries d WHERE"
-            f" ({MOVED_TABLES['deliveries']}) AND d.state = ANY($2::text[])",
+            f"SELECT count(*) FROM deliveries WHERE ({_DELIVERIES}) AND state = ANY($2::text[])",
             workspace_id,
             _IN_FLIGHT,
         ):
@@ -271,14 +281,7 @@ async def _discard(dst: Database, workspace_id: str) -> None:
                 f"workspace {workspace_id!r} is live in both regions' databases: see the "
                 "runbook before anything is deleted"
             )
-        await conn.raw.execute("DELETE FROM move_holds WHERE workspace_id = $1", workspace_id)
-        await conn.raw.execute(
-            "DELETE FROM read_positions WHERE key_id IN"
-            " (SELECT id FROM api_keys WHERE workspace_id = $1)",
-            workspace_id,
-        )
-        for table in reversed(list(MOVED_TABLES)):
-            await conn.raw.execute(f"DELETE FROM {table} WHERE {MOVED_TABLES[table]}", workspace_id)
+        await _erase(conn, dst, workspace_id)
 
 
 async def _has(db: Database, workspace_id: str) -> bool:
