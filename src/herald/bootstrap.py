@@ -52,6 +52,7 @@ __all__ = [
     "open_regions",
     "open_store",
     "open_tenancy",
+    "opened_store",
     "run_publishing",
     "running_engine",
     "sync_directory",
@@ -90,6 +91,17 @@ def open_store(settings: Settings, *, for_engine: bool = False, api: bool = Fals
     raise ConfigError(f"no store for {url.split(':', 1)[0]!r} URLs in this build")
 
 
+@asynccontextmanager
+async def opened_store(settings: Settings, *, api: bool = False) -> AsyncIterator[Store]:
+    """The store of ``settings``, open for the block (the admin commands' and a move's)."""
+    store = open_store(settings, api=api)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 def open_directory(settings: Settings) -> PostgresDirectory | None:
     """The global directory of a deployment in several regions (unopened), or None."""
     if not settings.regions or settings.directory_url is None:
@@ -107,18 +119,15 @@ async def open_regions(settings: Settings) -> AsyncIterator[Regional | None]:
         yield None
         return
     await directory.open()
-    stores: dict[str, Store] = {}
     try:
-        if settings.api.other_regions == "serve":
-            for name in sorted(settings.regions):
-                if name != settings.region:
-                    store = open_store(settings.in_region(name), api=True)
-                    await store.open()
-                    stores[name] = store
-        yield Regional(directory, stores)
+        async with contextlib.AsyncExitStack() as stack:
+            stores: dict[str, Store] = {}
+            if settings.api.other_regions == "serve":
+                for name in sorted(set(settings.regions) - {settings.region}):
+                    here = settings.in_region(name)
+                    stores[name] = await stack.enter_async_context(opened_store(here, api=True))
+            yield Regional(directory, stores)
     finally:
-        for store in stores.values():
-            await store.close()
         await directory.close()
 
 
@@ -138,23 +147,15 @@ async def open_tenancy(
     if directory is None:
         if region is not None:
             settings.in_region(region)  # one region: refused unless it is the deployment's
-        store = open_store(settings)
-        await store.open()
-        try:
+        async with opened_store(settings) as store:
             yield Tenancy(store)
-        finally:
-            await store.close()
         return
     await directory.open()
     try:
         if region is None:
             region = await _region_of(directory, workspace_id, key_id)
-        store = open_store(settings.in_region(region))
-        await store.open()
-        try:
+        async with opened_store(settings.in_region(region)) as store:
             yield Tenancy(store, directory=directory, region=region)
-        finally:
-            await store.close()
     finally:
         await directory.close()
 
@@ -262,12 +263,8 @@ async def sync_directory(settings: Settings, region: str | None = None) -> list[
     reports = []
     try:
         for name in names:
-            store = open_store(settings.in_region(name))
-            await store.open()
-            try:
+            async with opened_store(settings.in_region(name)) as store:
                 reports.append(await sync_rows(store, directory, name))
-            finally:
-                await store.close()
     finally:
         await directory.close()
     return reports
@@ -277,18 +274,14 @@ async def sync_directory(settings: Settings, region: str | None = None) -> list[
 async def _two_stores(
     settings: Settings, source: str, target: str
 ) -> AsyncIterator[tuple[PostgresStore, PostgresStore]]:
-    opened: list[PostgresStore] = []
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        opened = []
         for name in (source, target):
-            store = open_store(settings.in_region(name))
+            store = await stack.enter_async_context(opened_store(settings.in_region(name)))
             if not isinstance(store, PostgresStore):
                 raise ConfigError(f"region {name}'s database is not PostgreSQL")
-            await store.open()
             opened.append(store)
         yield opened[0], opened[1]
-    finally:
-        for store in opened:
-            await store.close()
 
 
 def open_limiter(settings: Settings) -> RedisLimiter | None:

@@ -573,14 +573,10 @@ def healthcheck(
 
 
 async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
-    from herald.bootstrap import open_store
+    from herald.bootstrap import opened_store
 
-    store = open_store(settings)
-    await store.open()
-    try:
+    async with opened_store(settings) as store:
         return await work(store)
-    finally:
-        await store.close()
 
 
 @admin.command("create-workspace")

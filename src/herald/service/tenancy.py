@@ -76,11 +76,14 @@ class Tenancy:
             home = WorkspaceHome(workspace.id, self._region, workspace.created_at)
             await self._directory.add_workspace(home)
         await self._store.add_workspace(workspace)
-        return await self.issue_key(workspace.id, key_name)
+        return await self._issue(workspace.id, key_name)  # homed here just now
 
     async def issue_key(self, workspace_id: str, name: str) -> IssuedKey:
         workspace = await self._store.get_workspace(workspace_id)  # NotFound if unknown
         await self._homed(workspace)
+        return await self._issue(workspace_id, name)
+
+    async def _issue(self, workspace_id: str, name: str) -> IssuedKey:
         for _ in range(_PREFIX_TRIES):
             prefix = f"hk_{secrets.token_hex(4)}"
             secret = secrets.token_hex(20)  # 160 bits
