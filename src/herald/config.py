@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AnyHttpUrl,
@@ -360,8 +360,10 @@ def _postgres_url(value: str, name: str) -> str:
 def _one_server(value: str, name: str) -> str:
     """A replica's URL names one server: behind several hosts, libpq picks any that answers,
     a primary or another standby, and read-your-writes would be measured on the wrong one."""
-    hosts = urlsplit(value).netloc.rpartition("@")[2]
-    if "," in hosts or "host=" in urlsplit(value).query:
+    parts = urlsplit(value)
+    hosts = [parts.netloc.rpartition("@")[2]]
+    hosts += [v for k, v in parse_qsl(parts.query) if k in ("host", "hostaddr", "port")]
+    if any("," in host for host in hosts):
         raise ValueError(f"{name} must name one server (a standby), not several hosts")
     return value
 

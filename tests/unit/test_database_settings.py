@@ -55,6 +55,11 @@ def test_a_replica_is_one_server(url):
         Settings(database_url=PRIMARY, database={"replica_url": url})
 
 
+def test_a_replica_on_a_unix_socket_is_one_server():
+    url = "postgresql://herald@/herald?host=/var/run/postgresql"
+    assert Settings(database_url=PRIMARY, database={"replica_url": url}).database.replica_url == url
+
+
 def test_the_in_memory_store_ignores_the_replica():
     settings = Settings(database_url="memory://", database={"replica_url": REPLICA})
     assert isinstance(open_store(settings, api=True), MemoryStore)
