@@ -8,6 +8,7 @@ metered and faulted as a read."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -28,12 +29,14 @@ from herald.simulator import (
     SimulatorClientError,
     YouTubeSim,
 )
+from herald.simulator.clock import SimClock
 from tests.integration.sim_calls import call, exact_config, linkedin_post
 from tests.integration.test_simulator_reads import ig_publish, upload
 
 FB, IG, LI, YT = Platform.FACEBOOK, Platform.INSTAGRAM, Platform.LINKEDIN, Platform.YOUTUBE
 HOUR, DAY = 3600.0, 86_400.0
 AGES = (0.0, HOUR, DAY - HOUR, 6 * DAY)  # steps to 0 h, 1 h, 24 h and 7 d of age
+START = datetime(2026, 12, 2, 18, 0, tzinfo=UTC).timestamp()  # a Wednesday evening
 READ_ERRORS = FaultConfig(calls={CallKind.READ: CallFaults(error_rate=1.0)})
 LI_HEADERS = {
     "LinkedIn-Version": LinkedInSettings().api_version,
@@ -49,7 +52,9 @@ async def sim() -> AsyncIterator[Simulator]:
         instagram=InstagramSim(calls_per_24h=100),
         youtube=YouTubeSim(access_token_ttl_s=30 * DAY),
     )
-    async with Simulator(config) as simulator:
+    # A fixed start: an audience's activity, hence what a post draws, depends on the hour of
+    # the week it is published at, and the wall clock's hour would make each run differ.
+    async with Simulator(config, clock=SimClock(start=START)) as simulator:
         yield simulator
 
 
